@@ -1,0 +1,82 @@
+// swift-tools-version: 6.0
+//
+// pilot-host: many Pilot Protocol identities in one process.
+// The module map and the dependency rules are in ../shared/design/ARCHITECTURE.md.
+
+import PackageDescription
+
+let strict: [SwiftSetting] = [
+    .enableUpcomingFeature("ExistentialAny"),
+    .enableUpcomingFeature("InternalImportsByDefault"),
+]
+
+let package = Package(
+    name: "pilot-host",
+    products: [
+        .executable(name: "pilot-rendezvous", targets: ["pilot-rendezvous"]),
+        .executable(name: "pilot-bench", targets: ["pilot-bench"]),
+        .library(name: "PilotWire", targets: ["PilotWire"]),
+        .library(name: "PilotCrypto", targets: ["PilotCrypto"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
+        .package(url: "https://github.com/apple/swift-nio-ssl.git", from: "2.37.6"),
+        .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
+        .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
+    ],
+    targets: [
+        // C libraries from Debian's -dev packages.
+        .systemLibrary(
+            name: "CSodium", pkgConfig: "libsodium",
+            providers: [.apt(["libsodium-dev"])]),
+        .systemLibrary(
+            name: "CSQLite", pkgConfig: "sqlite3",
+            providers: [.apt(["libsqlite3-dev"])]),
+        .systemLibrary(
+            name: "CSystemd", pkgConfig: "libsystemd",
+            providers: [.apt(["libsystemd-dev"])]),
+
+        // Value types and codecs of the wire: no I/O, no C.
+        .target(name: "PilotWire", swiftSettings: strict),
+        // libsodium behind small types.
+        .target(name: "PilotCrypto", dependencies: ["CSodium"], swiftSettings: strict),
+        // SQLite through a thin wrapper of our own.
+        .target(name: "PilotStore", dependencies: ["CSQLite"], swiftSettings: strict),
+        // Registry, beacon and nameserver servers.
+        .target(
+            name: "PilotRendezvous",
+            dependencies: [
+                "PilotWire", "PilotCrypto", "PilotStore",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: strict),
+
+        .executableTarget(
+            name: "pilot-rendezvous",
+            dependencies: [
+                "PilotRendezvous",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: strict),
+        .executableTarget(
+            name: "pilot-bench",
+            dependencies: ["PilotWire", "PilotCrypto", "CSodium"],
+            swiftSettings: strict),
+
+        .testTarget(name: "PilotWireTests", dependencies: ["PilotWire"]),
+        .testTarget(name: "PilotCryptoTests", dependencies: ["PilotCrypto", "PilotWire", "CSodium"]),
+        .testTarget(name: "PilotStoreTests", dependencies: ["PilotStore"]),
+        .testTarget(
+            name: "PilotRendezvousTests",
+            dependencies: [
+                "PilotRendezvous", "PilotWire", "PilotCrypto",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+            ]),
+        .testTarget(name: "InteropTests", dependencies: ["PilotWire", "PilotCrypto"]),
+    ]
+)

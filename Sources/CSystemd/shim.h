@@ -1,0 +1,6 @@
+#ifndef PILOT_CSYSTEMD_SHIM_H
+#define PILOT_CSYSTEMD_SHIM_H
+#define SD_JOURNAL_SUPPRESS_LOCATION 1
+#include <systemd/sd-daemon.h>
+#include <systemd/sd-journal.h>
+#endif

@@ -1,0 +1,1 @@
+// PilotCrypto: work in progress; see ../shared/design/ARCHITECTURE.md.

@@ -1,0 +1,1 @@
+// PilotRendezvous: work in progress; see ../shared/design/ARCHITECTURE.md.

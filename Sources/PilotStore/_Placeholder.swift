@@ -1,0 +1,1 @@
+// PilotStore: work in progress; see ../shared/design/ARCHITECTURE.md.

@@ -1,0 +1,1 @@
+// PilotWire: work in progress; see ../shared/design/ARCHITECTURE.md.

@@ -1,0 +1,1 @@
+print("pilot-bench: not built yet")

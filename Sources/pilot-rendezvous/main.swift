@@ -1,0 +1,1 @@
+print("pilot-rendezvous: not built yet")
