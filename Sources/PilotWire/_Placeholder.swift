@@ -1,1 +1,0 @@
-// PilotWire: work in progress; see ../shared/design/ARCHITECTURE.md.
