@@ -67,16 +67,20 @@ let package = Package(
             dependencies: ["PilotWire", "PilotCrypto", "CSodium"],
             swiftSettings: strict),
 
+        // Helpers for tests that run real processes: the official 1.18 binaries, child processes,
+        // loopback sockets. Linked only by test targets.
+        .target(name: "PilotTestSupport", swiftSettings: strict),
+
         .testTarget(name: "PilotWireTests", dependencies: ["PilotWire"]),
         .testTarget(name: "PilotCryptoTests", dependencies: ["PilotCrypto", "PilotWire", "CSodium"]),
         .testTarget(name: "PilotStoreTests", dependencies: ["PilotStore"]),
         .testTarget(
             name: "PilotRendezvousTests",
             dependencies: [
-                "PilotRendezvous", "PilotWire", "PilotCrypto",
+                "PilotRendezvous", "PilotWire", "PilotCrypto", "PilotTestSupport",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
             ]),
-        .testTarget(name: "InteropTests", dependencies: ["PilotWire", "PilotCrypto"]),
+        .testTarget(name: "InteropTests", dependencies: ["PilotWire", "PilotCrypto", "PilotTestSupport"]),
     ]
 )
