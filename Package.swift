@@ -42,6 +42,8 @@ let package = Package(
         .target(name: "PilotCrypto", dependencies: ["CSodium"], swiftSettings: strict),
         // SQLite through a thin wrapper of our own.
         .target(name: "PilotStore", dependencies: ["CSQLite"], swiftSettings: strict),
+        // Control sockets: peer credentials and the access policy.
+        .target(name: "PilotControl", swiftSettings: strict),
         // Registry, beacon and nameserver servers.
         .target(
             name: "PilotRendezvous",
@@ -74,6 +76,7 @@ let package = Package(
         .testTarget(name: "PilotWireTests", dependencies: ["PilotWire"]),
         .testTarget(name: "PilotCryptoTests", dependencies: ["PilotCrypto", "PilotWire", "CSodium"]),
         .testTarget(name: "PilotStoreTests", dependencies: ["PilotStore"]),
+        .testTarget(name: "PilotControlTests", dependencies: ["PilotControl", "PilotTestSupport"]),
         .testTarget(
             name: "PilotRendezvousTests",
             dependencies: [
