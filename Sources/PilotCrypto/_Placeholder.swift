@@ -1,1 +1,0 @@
-// PilotCrypto: work in progress; see ../shared/design/ARCHITECTURE.md.

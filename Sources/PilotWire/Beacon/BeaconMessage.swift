@@ -1,0 +1,169 @@
+/// A message between a node and a beacon, sharing the node's tunnel socket: the first byte is a
+/// type below 0x10 (PROTOCOL-1.18.md §3.3, PROTOCOL.md §9). All ids are u32 big-endian.
+public enum BeaconMessage: Hashable, Sendable {
+    /// 0x01: "this is node `node`" — the beacon records the observed source. Node 0 asks only for
+    /// the observed endpoint (STUN) before registration.
+    case discover(node: UInt32)
+    /// 0x02: the endpoint the beacon saw the discover come from.
+    case discoverReply(ip: [UInt8], port: UInt16)
+    /// 0x03: `requester` asks the beacon to introduce it to `target`.
+    case punchRequest(requester: UInt32, target: UInt32)
+    /// 0x04: the beacon tells a node where to send punches (3 × `PILP`).
+    case punchCommand(ip: [UInt8], port: UInt16)
+    /// 0x05: a tunnel frame for the beacon to relay from `source` to `destination`.
+    case relay(source: UInt32, destination: UInt32, frame: ArraySlice<UInt8>)
+    /// 0x06: a relayed tunnel frame from `source`.
+    case relayDeliver(source: UInt32, frame: ArraySlice<UInt8>)
+    /// 0x07: beacon-to-beacon gossip of the nodes a beacon knows.
+    case sync(beacon: UInt32, nodes: [UInt32])
+    /// 0x08: as `discover`, and asks for relayed frames as 0x09 (they name their destination,
+    /// which a socket carrying several node ids needs).
+    case discoverExtended(node: UInt32)
+    /// 0x09: a relayed tunnel frame from `source` to `destination`.
+    case relayDeliverTo(source: UInt32, destination: UInt32, frame: ArraySlice<UInt8>)
+    /// 0x0A: the beacon pokes a node; kind 1 = "a relayed handshake waits: poll the registry".
+    case notify(kind: UInt8)
+
+    public enum Kind: UInt8, Sendable, CaseIterable {
+        case discover = 0x01
+        case discoverReply = 0x02
+        case punchRequest = 0x03
+        case punchCommand = 0x04
+        case relay = 0x05
+        case relayDeliver = 0x06
+        case sync = 0x07
+        case discoverExtended = 0x08
+        case relayDeliverTo = 0x09
+        case notify = 0x0A
+    }
+
+    /// `notify` kind: a relayed handshake is waiting at the registry.
+    public static let notifyHandshakePending: UInt8 = 0x01
+    /// Beacon datagrams are small; a relayed frame is at most one UDP payload.
+    public static let maxSize = 65_507
+
+    public var kind: Kind {
+        switch self {
+        case .discover: .discover
+        case .discoverReply: .discoverReply
+        case .punchRequest: .punchRequest
+        case .punchCommand: .punchCommand
+        case .relay: .relay
+        case .relayDeliver: .relayDeliver
+        case .sync: .sync
+        case .discoverExtended: .discoverExtended
+        case .relayDeliverTo: .relayDeliverTo
+        case .notify: .notify
+        }
+    }
+
+    public init(decoding bytes: ArraySlice<UInt8>) throws(WireError) {
+        var reader = ByteReader(bytes)
+        let type = try reader.readUInt8("beacon type")
+        guard let kind = Kind(rawValue: type) else {
+            throw .unknownType(field: "beacon type", value: UInt32(type))
+        }
+        switch kind {
+        case .discover:
+            self = .discover(node: try reader.readUInt32("discover node"))
+            try reader.expectEnd("beacon discover")
+        case .discoverExtended:
+            self = .discoverExtended(node: try reader.readUInt32("discover-ex node"))
+            try reader.expectEnd("beacon discover-ex")
+        case .discoverReply:
+            let (ip, port) = try Self.readEndpoint(&reader, "discover reply")
+            self = .discoverReply(ip: ip, port: port)
+        case .punchCommand:
+            let (ip, port) = try Self.readEndpoint(&reader, "punch command")
+            self = .punchCommand(ip: ip, port: port)
+        case .punchRequest:
+            let requester = try reader.readUInt32("punch requester")
+            let target = try reader.readUInt32("punch target")
+            try reader.expectEnd("beacon punch request")
+            self = .punchRequest(requester: requester, target: target)
+        case .relay:
+            let source = try reader.readUInt32("relay source")
+            let destination = try reader.readUInt32("relay destination")
+            self = .relay(source: source, destination: destination, frame: reader.readRemaining())
+        case .relayDeliver:
+            let source = try reader.readUInt32("relay source")
+            self = .relayDeliver(source: source, frame: reader.readRemaining())
+        case .relayDeliverTo:
+            let source = try reader.readUInt32("relay source")
+            let destination = try reader.readUInt32("relay destination")
+            self = .relayDeliverTo(source: source, destination: destination, frame: reader.readRemaining())
+        case .sync:
+            let beacon = try reader.readUInt32("sync beacon")
+            let count = Int(try reader.readUInt16("sync count"))
+            guard reader.remaining == count * 4 else {
+                throw .invalidValue(
+                    field: "sync nodes", reason: "count \(count) needs \(count * 4) bytes, \(reader.remaining) present")
+            }
+            var nodes: [UInt32] = []
+            nodes.reserveCapacity(count)
+            for _ in 0..<count { nodes.append(try reader.readUInt32("sync node")) }
+            self = .sync(beacon: beacon, nodes: nodes)
+        case .notify:
+            // Trailing bytes are ignored: later kinds may carry more.
+            self = .notify(kind: try reader.readUInt8("notify kind"))
+        }
+    }
+
+    public init(decoding bytes: [UInt8]) throws(WireError) {
+        try self.init(decoding: bytes[...])
+    }
+
+    /// `[ip length 4|16][ip][port u16]`, exactly.
+    private static func readEndpoint(_ reader: inout ByteReader, _ field: String) throws(WireError) -> ([UInt8], UInt16) {
+        let length = Int(try reader.readUInt8("\(field) ip length"))
+        guard length == 4 || length == 16 else {
+            throw .invalidValue(field: "\(field) ip length", reason: "\(length), must be 4 or 16")
+        }
+        let ip = Array(try reader.readBytes(length, "\(field) ip"))
+        let port = try reader.readUInt16("\(field) port")
+        try reader.expectEnd("beacon \(field)")
+        return (ip, port)
+    }
+
+    /// Appends the message; throws for an endpoint whose address is neither IPv4 nor IPv6, or a
+    /// sync list longer than its 16-bit count.
+    public func encode(into writer: inout ByteWriter) throws(WireError) {
+        writer.writeUInt8(kind.rawValue)
+        switch self {
+        case .discover(let node), .discoverExtended(let node):
+            writer.writeUInt32(node)
+        case .discoverReply(let ip, let port), .punchCommand(let ip, let port):
+            guard ip.count == 4 || ip.count == 16 else {
+                throw .invalidValue(field: "beacon endpoint ip", reason: "\(ip.count) bytes, must be 4 or 16")
+            }
+            writer.writeUInt8(UInt8(ip.count))
+            writer.writeBytes(ip)
+            writer.writeUInt16(port)
+        case let .punchRequest(requester, target):
+            writer.writeUInt32(requester)
+            writer.writeUInt32(target)
+        case let .relay(source, destination, frame), let .relayDeliverTo(source, destination, frame):
+            writer.writeUInt32(source)
+            writer.writeUInt32(destination)
+            writer.writeBytes(frame)
+        case let .relayDeliver(source, frame):
+            writer.writeUInt32(source)
+            writer.writeBytes(frame)
+        case let .sync(beacon, nodes):
+            guard nodes.count <= Int(UInt16.max) else {
+                throw .oversized(field: "sync nodes", limit: Int(UInt16.max), actual: nodes.count)
+            }
+            writer.writeUInt32(beacon)
+            writer.writeUInt16(UInt16(nodes.count))
+            for node in nodes { writer.writeUInt32(node) }
+        case .notify(let kind):
+            writer.writeUInt8(kind)
+        }
+    }
+
+    public func encoded() throws(WireError) -> [UInt8] {
+        var writer = ByteWriter(capacity: 16)
+        try encode(into: &writer)
+        return writer.bytes
+    }
+}

@@ -1,0 +1,348 @@
+/// A JSON value, with a total parser and a deterministic encoder of our own.
+///
+/// Integers are kept apart from fractions so node ids and timestamps survive exactly. Objects
+/// encode with sorted keys, as Go's encoder does for maps, so signatures over encoded JSON are
+/// reproducible. The parser limits nesting depth and never traps on input.
+public enum JSON: Hashable, Sendable {
+    case null
+    case bool(Bool)
+    case integer(Int64)
+    case double(Double)
+    case string(String)
+    case array([JSON])
+    case object([String: JSON])
+
+    /// Deepest nesting the parser accepts.
+    public static let maxDepth = 64
+
+    // MARK: Access
+
+    public subscript(key: String) -> JSON? {
+        if case .object(let members) = self { return members[key] }
+        return nil
+    }
+
+    public var stringValue: String? {
+        if case .string(let value) = self { return value }
+        return nil
+    }
+
+    public var boolValue: Bool? {
+        if case .bool(let value) = self { return value }
+        return nil
+    }
+
+    /// The value as an integer: an integer literal, or a fraction-free double in range.
+    public var integerValue: Int64? {
+        switch self {
+        case .integer(let value): return value
+        case .double(let value):
+            guard value.rounded() == value, value >= -9.2e18, value <= 9.2e18 else { return nil }
+            return Int64(value)
+        default: return nil
+        }
+    }
+
+    public var arrayValue: [JSON]? {
+        if case .array(let value) = self { return value }
+        return nil
+    }
+
+    public var objectValue: [String: JSON]? {
+        if case .object(let value) = self { return value }
+        return nil
+    }
+
+    // MARK: Parsing
+
+    public init(parsing bytes: some Collection<UInt8>) throws(WireError) {
+        var parser = Parser(bytes: Array(bytes))
+        parser.skipWhitespace()
+        self = try parser.value(depth: 0)
+        parser.skipWhitespace()
+        guard parser.index == parser.bytes.count else {
+            throw .trailingBytes(field: "JSON", count: parser.bytes.count - parser.index)
+        }
+    }
+
+    public init(parsing text: String) throws(WireError) {
+        try self.init(parsing: Array(text.utf8))
+    }
+
+    // MARK: Encoding
+
+    /// Compact JSON. With `escapeHTML` the characters `<`, `>`, `&`, U+2028 and U+2029 are
+    /// escaped as `\u003c` and so on, as Go's `json.Marshal` does.
+    public func encoded(escapeHTML: Bool = false) -> [UInt8] {
+        var out: [UInt8] = []
+        write(into: &out, escapeHTML: escapeHTML)
+        return out
+    }
+
+    public func encodedString(escapeHTML: Bool = false) -> String {
+        String(decoding: encoded(escapeHTML: escapeHTML), as: UTF8.self)
+    }
+
+    private func write(into out: inout [UInt8], escapeHTML: Bool) {
+        switch self {
+        case .null: out.append(contentsOf: "null".utf8)
+        case .bool(let value): out.append(contentsOf: (value ? "true" : "false").utf8)
+        case .integer(let value): out.append(contentsOf: String(value).utf8)
+        case .double(let value):
+            if value.isFinite {
+                out.append(contentsOf: (value.rounded() == value && abs(value) < 1e15
+                    ? String(Int64(value)) : "\(value)").utf8)
+            } else {
+                out.append(contentsOf: "null".utf8)  // JSON has no NaN or infinity
+            }
+        case .string(let value): Self.writeString(value, into: &out, escapeHTML: escapeHTML)
+        case .array(let values):
+            out.append(UInt8(ascii: "["))
+            for (index, value) in values.enumerated() {
+                if index > 0 { out.append(UInt8(ascii: ",")) }
+                value.write(into: &out, escapeHTML: escapeHTML)
+            }
+            out.append(UInt8(ascii: "]"))
+        case .object(let members):
+            out.append(UInt8(ascii: "{"))
+            for (index, key) in members.keys.sorted().enumerated() {
+                if index > 0 { out.append(UInt8(ascii: ",")) }
+                Self.writeString(key, into: &out, escapeHTML: escapeHTML)
+                out.append(UInt8(ascii: ":"))
+                members[key]?.write(into: &out, escapeHTML: escapeHTML)
+            }
+            out.append(UInt8(ascii: "}"))
+        }
+    }
+
+    private static func writeString(_ value: String, into out: inout [UInt8], escapeHTML: Bool) {
+        out.append(UInt8(ascii: "\""))
+        for scalar in value.unicodeScalars {
+            switch scalar {
+            case "\"": out.append(contentsOf: "\\\"".utf8)
+            case "\\": out.append(contentsOf: "\\\\".utf8)
+            case "\n": out.append(contentsOf: "\\n".utf8)
+            case "\r": out.append(contentsOf: "\\r".utf8)
+            case "\t": out.append(contentsOf: "\\t".utf8)
+            case "<", ">", "&", "\u{2028}", "\u{2029}":
+                out.append(contentsOf: (escapeHTML ? unicodeEscape(scalar.value) : String(scalar)).utf8)
+            default:
+                if scalar.value < 0x20 {
+                    out.append(contentsOf: unicodeEscape(scalar.value).utf8)
+                } else {
+                    out.append(contentsOf: String(scalar).utf8)
+                }
+            }
+        }
+        out.append(UInt8(ascii: "\""))
+    }
+
+    private static func unicodeEscape(_ value: UInt32) -> String {
+        let hex = String(value, radix: 16)
+        return "\\u" + String(repeating: "0", count: 4 - hex.count) + hex
+    }
+}
+
+extension JSON: ExpressibleByStringLiteral, ExpressibleByIntegerLiteral, ExpressibleByBooleanLiteral,
+    ExpressibleByArrayLiteral, ExpressibleByDictionaryLiteral, ExpressibleByNilLiteral
+{
+    public init(stringLiteral value: String) { self = .string(value) }
+    public init(integerLiteral value: Int64) { self = .integer(value) }
+    public init(booleanLiteral value: Bool) { self = .bool(value) }
+    public init(arrayLiteral elements: JSON...) { self = .array(elements) }
+    public init(dictionaryLiteral elements: (String, JSON)...) {
+        self = .object(Dictionary(elements, uniquingKeysWith: { $1 }))
+    }
+    public init(nilLiteral: ()) { self = .null }
+}
+
+/// A recursive-descent JSON parser over bytes (RFC 8259).
+private struct Parser {
+    let bytes: [UInt8]
+    var index = 0
+
+    mutating func skipWhitespace() {
+        while index < bytes.count, [0x20, 0x09, 0x0A, 0x0D].contains(bytes[index]) { index += 1 }
+    }
+
+    func fail(_ reason: String) -> WireError {
+        .invalidValue(field: "JSON at byte \(index)", reason: reason)
+    }
+
+    mutating func value(depth: Int) throws(WireError) -> JSON {
+        guard depth < JSON.maxDepth else { throw fail("nested deeper than \(JSON.maxDepth)") }
+        guard index < bytes.count else { throw .truncated(field: "JSON value", needed: 1, available: 0) }
+        switch bytes[index] {
+        case UInt8(ascii: "{"): return try object(depth: depth)
+        case UInt8(ascii: "["): return try array(depth: depth)
+        case UInt8(ascii: "\""): return .string(try string())
+        case UInt8(ascii: "t"): try literal("true"); return .bool(true)
+        case UInt8(ascii: "f"): try literal("false"); return .bool(false)
+        case UInt8(ascii: "n"): try literal("null"); return .null
+        case UInt8(ascii: "-"), UInt8(ascii: "0")...UInt8(ascii: "9"): return try number()
+        default: throw fail("unexpected byte 0x\(String(bytes[index], radix: 16))")
+        }
+    }
+
+    mutating func literal(_ word: String) throws(WireError) {
+        let expected = Array(word.utf8)
+        guard bytes.count - index >= expected.count, Array(bytes[index..<index + expected.count]) == expected else {
+            throw fail("expected \(word)")
+        }
+        index += expected.count
+    }
+
+    mutating func object(depth: Int) throws(WireError) -> JSON {
+        index += 1
+        var members: [String: JSON] = [:]
+        skipWhitespace()
+        if index < bytes.count, bytes[index] == UInt8(ascii: "}") {
+            index += 1
+            return .object(members)
+        }
+        while true {
+            skipWhitespace()
+            guard index < bytes.count, bytes[index] == UInt8(ascii: "\"") else { throw fail("expected a key") }
+            let key = try string()
+            skipWhitespace()
+            guard index < bytes.count, bytes[index] == UInt8(ascii: ":") else { throw fail("expected ':'") }
+            index += 1
+            skipWhitespace()
+            members[key] = try value(depth: depth + 1)
+            skipWhitespace()
+            guard index < bytes.count else { throw .truncated(field: "JSON object", needed: 1, available: 0) }
+            if bytes[index] == UInt8(ascii: ",") { index += 1; continue }
+            if bytes[index] == UInt8(ascii: "}") { index += 1; return .object(members) }
+            throw fail("expected ',' or '}'")
+        }
+    }
+
+    mutating func array(depth: Int) throws(WireError) -> JSON {
+        index += 1
+        var elements: [JSON] = []
+        skipWhitespace()
+        if index < bytes.count, bytes[index] == UInt8(ascii: "]") {
+            index += 1
+            return .array(elements)
+        }
+        while true {
+            skipWhitespace()
+            elements.append(try value(depth: depth + 1))
+            skipWhitespace()
+            guard index < bytes.count else { throw .truncated(field: "JSON array", needed: 1, available: 0) }
+            if bytes[index] == UInt8(ascii: ",") { index += 1; continue }
+            if bytes[index] == UInt8(ascii: "]") { index += 1; return .array(elements) }
+            throw fail("expected ',' or ']'")
+        }
+    }
+
+    mutating func string() throws(WireError) -> String {
+        index += 1  // opening quote
+        var scalars = String.UnicodeScalarView()
+        var run: [UInt8] = []
+        func flush(_ run: inout [UInt8], _ scalars: inout String.UnicodeScalarView) throws(WireError) {
+            guard !run.isEmpty else { return }
+            guard let text = String(validating: run, as: UTF8.self) else {
+                throw .invalidValue(field: "JSON string", reason: "not UTF-8")
+            }
+            scalars.append(contentsOf: text.unicodeScalars)
+            run.removeAll(keepingCapacity: true)
+        }
+        while true {
+            guard index < bytes.count else { throw .truncated(field: "JSON string", needed: 1, available: 0) }
+            let byte = bytes[index]
+            index += 1
+            switch byte {
+            case UInt8(ascii: "\""):
+                try flush(&run, &scalars)
+                return String(scalars)
+            case UInt8(ascii: "\\"):
+                try flush(&run, &scalars)
+                scalars.append(try escape())
+            case 0..<0x20:
+                throw fail("control character in string")
+            default:
+                run.append(byte)
+            }
+        }
+    }
+
+    mutating func escape() throws(WireError) -> Unicode.Scalar {
+        guard index < bytes.count else { throw .truncated(field: "JSON escape", needed: 1, available: 0) }
+        let byte = bytes[index]
+        index += 1
+        switch byte {
+        case UInt8(ascii: "\""): return "\""
+        case UInt8(ascii: "\\"): return "\\"
+        case UInt8(ascii: "/"): return "/"
+        case UInt8(ascii: "b"): return "\u{08}"
+        case UInt8(ascii: "f"): return "\u{0C}"
+        case UInt8(ascii: "n"): return "\n"
+        case UInt8(ascii: "r"): return "\r"
+        case UInt8(ascii: "t"): return "\t"
+        case UInt8(ascii: "u"):
+            let high = try hex4()
+            if (0xD800..<0xDC00).contains(high) {
+                // A surrogate pair: the low half must follow as another \u escape.
+                guard bytes.count - index >= 6, bytes[index] == UInt8(ascii: "\\"), bytes[index + 1] == UInt8(ascii: "u")
+                else { return "\u{FFFD}" }
+                index += 2
+                let low = try hex4()
+                guard (0xDC00..<0xE000).contains(low) else { return "\u{FFFD}" }
+                return Unicode.Scalar(0x10000 + ((high - 0xD800) << 10) + (low - 0xDC00)) ?? "\u{FFFD}"
+            }
+            return Unicode.Scalar(high) ?? "\u{FFFD}"
+        default:
+            throw fail("bad escape \\\(Character(Unicode.Scalar(byte)))")
+        }
+    }
+
+    mutating func hex4() throws(WireError) -> UInt32 {
+        guard bytes.count - index >= 4 else {
+            throw .truncated(field: "JSON \\u escape", needed: 4, available: bytes.count - index)
+        }
+        var value: UInt32 = 0
+        for _ in 0..<4 {
+            let byte = bytes[index]
+            index += 1
+            let digit: UInt8
+            switch byte {
+            case UInt8(ascii: "0")...UInt8(ascii: "9"): digit = byte - UInt8(ascii: "0")
+            case UInt8(ascii: "a")...UInt8(ascii: "f"): digit = byte - UInt8(ascii: "a") + 10
+            case UInt8(ascii: "A")...UInt8(ascii: "F"): digit = byte - UInt8(ascii: "A") + 10
+            default: throw fail("bad hex digit in \\u escape")
+            }
+            value = value << 4 | UInt32(digit)
+        }
+        return value
+    }
+
+    mutating func number() throws(WireError) -> JSON {
+        let start = index
+        var isInteger = true
+        if bytes[index] == UInt8(ascii: "-") { index += 1 }
+        func digits(_ parser: inout Parser) -> Int {
+            let begin = parser.index
+            while parser.index < parser.bytes.count, (UInt8(ascii: "0")...UInt8(ascii: "9")).contains(parser.bytes[parser.index]) {
+                parser.index += 1
+            }
+            return parser.index - begin
+        }
+        guard digits(&self) > 0 else { throw fail("expected digits") }
+        if index < bytes.count, bytes[index] == UInt8(ascii: ".") {
+            index += 1
+            isInteger = false
+            guard digits(&self) > 0 else { throw fail("expected digits after '.'") }
+        }
+        if index < bytes.count, bytes[index] == UInt8(ascii: "e") || bytes[index] == UInt8(ascii: "E") {
+            index += 1
+            isInteger = false
+            if index < bytes.count, bytes[index] == UInt8(ascii: "+") || bytes[index] == UInt8(ascii: "-") { index += 1 }
+            guard digits(&self) > 0 else { throw fail("expected exponent digits") }
+        }
+        let text = String(decoding: bytes[start..<index], as: UTF8.self)
+        if isInteger, let value = Int64(text) { return .integer(value) }
+        guard let value = Double(text) else { throw fail("number out of range") }
+        return .double(value)
+    }
+}

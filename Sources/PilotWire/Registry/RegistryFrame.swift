@@ -1,0 +1,128 @@
+/// The registry's TCP framing: each message is a big-endian u32 length, then that many bytes of
+/// a JSON object with a `type` key (PROTOCOL.md §8.1, PROTOCOL-1.18.md §3.1).
+///
+/// A client may instead open with `"PILT"` 0x01 to switch the connection to the binary mode
+/// (`[u32 length incl. type][type u8][payload]`); `RegistryFrameDecoder` reports that opening
+/// rather than misreading it as a 1.3 GB length.
+public enum RegistryFrame {
+    /// The largest message either side accepts.
+    public static let maxSize = 1 << 20
+    /// The binary-mode opening: "PILT" then version 1.
+    public static let binaryModePreamble: [UInt8] = Array("PILT".utf8) + [0x01]
+
+    /// Frames an encoded message.
+    public static func encode(_ message: RegistryMessage) throws(WireError) -> [UInt8] {
+        let body = message.json.encoded()
+        guard body.count <= maxSize else { throw .oversized(field: "registry message", limit: maxSize, actual: body.count) }
+        var writer = ByteWriter(capacity: 4 + body.count)
+        writer.writeUInt32(UInt32(body.count))
+        writer.writeBytes(body)
+        return writer.bytes
+    }
+}
+
+/// Splits a registry TCP byte stream into messages. Feed it bytes as they arrive; it never holds
+/// more than one frame (at most `RegistryFrame.maxSize`) and rejects a longer length at once,
+/// before any of that frame is buffered.
+public struct RegistryFrameDecoder: Sendable {
+    /// What the next complete unit of the stream is.
+    public enum Event: Hashable, Sendable {
+        case message(RegistryMessage)
+        /// The peer opened with the binary-mode preamble.
+        case binaryModeRequested
+    }
+
+    private var buffer: [UInt8] = []
+    private var sawFirstBytes = false
+    public let maxSize: Int
+
+    public init(maxSize: Int = RegistryFrame.maxSize) {
+        self.maxSize = maxSize
+    }
+
+    /// Bytes received but not yet part of a complete frame.
+    public var bufferedCount: Int { buffer.count }
+
+    public mutating func append(_ bytes: some Sequence<UInt8>) {
+        buffer.append(contentsOf: bytes)
+    }
+
+    /// The next complete message, `nil` if more bytes are needed. After a throw the stream is
+    /// unusable (its framing is lost): close the connection.
+    public mutating func next() throws(WireError) -> Event? {
+        if !sawFirstBytes {
+            let preamble = RegistryFrame.binaryModePreamble
+            if buffer.count < preamble.count, buffer.elementsEqual(preamble.prefix(buffer.count)) {
+                return nil  // could still be the preamble
+            }
+            sawFirstBytes = true
+            if buffer.starts(with: preamble) {
+                buffer.removeFirst(preamble.count)
+                return .binaryModeRequested
+            }
+        }
+        guard buffer.count >= 4 else { return nil }
+        var reader = ByteReader(buffer)
+        let length = Int(try reader.readUInt32("registry frame length"))
+        guard length <= maxSize else { throw .oversized(field: "registry frame", limit: maxSize, actual: length) }
+        guard buffer.count >= 4 + length else { return nil }
+        let body = buffer[4..<4 + length]
+        let message = try RegistryMessage(decoding: body)
+        buffer.removeFirst(4 + length)
+        return .message(message)
+    }
+}
+
+/// One registry message: a JSON object whose `type` names it.
+public struct RegistryMessage: Hashable, Sendable {
+    public var json: JSON
+
+    /// Builds a message of `type` with `fields`.
+    public init(type: String, _ fields: [String: JSON] = [:]) {
+        var members = fields
+        members["type"] = .string(type)
+        json = .object(members)
+    }
+
+    public init(json: JSON) throws(WireError) {
+        guard case .object(let members) = json else {
+            throw .invalidValue(field: "registry message", reason: "not a JSON object")
+        }
+        guard case .string = members["type"] else {
+            throw .invalidValue(field: "registry message", reason: "no string \"type\"")
+        }
+        self.json = json
+    }
+
+    public init(decoding bytes: some Collection<UInt8>) throws(WireError) {
+        try self.init(json: JSON(parsing: bytes))
+    }
+
+    public var type: String { json["type"]?.stringValue ?? "" }
+
+    public subscript(key: String) -> JSON? { json[key] }
+
+    /// A string field, or a typed error naming it.
+    public func string(_ key: String) throws(WireError) -> String {
+        guard let value = json[key]?.stringValue else { throw missing(key, "a string") }
+        return value
+    }
+
+    /// A non-negative integer field that fits `UInt32` (node ids), or a typed error naming it.
+    public func nodeID(_ key: String) throws(WireError) -> UInt32 {
+        guard let value = json[key]?.integerValue, let node = UInt32(exactly: value) else {
+            throw missing(key, "a node id (0...4294967295)")
+        }
+        return node
+    }
+
+    /// A boolean field, or a typed error naming it.
+    public func bool(_ key: String) throws(WireError) -> Bool {
+        guard let value = json[key]?.boolValue else { throw missing(key, "a boolean") }
+        return value
+    }
+
+    private func missing(_ key: String, _ kind: String) -> WireError {
+        .invalidValue(field: "\(type).\(key)", reason: "must be \(kind)")
+    }
+}
