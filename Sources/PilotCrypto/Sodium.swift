@@ -85,7 +85,8 @@ public enum Sodium {
         // Reject trailing garbage: the decoder must have consumed every input byte.
         let consumed = input.withUnsafeBufferPointer { raw in
             raw.withMemoryRebound(to: CChar.self) { chars in
-                end.map { chars.baseAddress.map($0.distance) ?? -1 } ?? -1
+                guard let base = chars.baseAddress, let end else { return -1 }
+                return base.distance(to: end)
             }
         }
         guard consumed == input.count else { return nil }

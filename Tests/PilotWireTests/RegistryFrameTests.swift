@@ -1,0 +1,60 @@
+import PilotWire
+import XCTest
+
+final class RegistryFrameTests: XCTestCase {
+    func testFrameIsLengthThenJSON() throws {
+        let bytes = try RegistryFrame.encode(RegistryMessage(type: "heartbeat", ["node_id": 7, "signature": "c2ln"]))
+        let body = #"{"node_id":7,"signature":"c2ln","type":"heartbeat"}"#
+        XCTAssertEqual(Array(bytes.prefix(4)), [0, 0, 0, UInt8(body.utf8.count)])
+        XCTAssertEqual(String(decoding: bytes.dropFirst(4), as: UTF8.self), body)
+    }
+
+    func testDecoderReassemblesMessagesSplitAnywhere() throws {
+        let messages = (1...5).map { RegistryMessage(type: "lookup", ["node_id": .integer(Int64($0))]) }
+        let stream = try messages.flatMap { try RegistryFrame.encode($0) }
+        for chunk in [1, 2, 3, 7, stream.count] {
+            var decoder = RegistryFrameDecoder()
+            var received: [RegistryMessage] = []
+            for start in stride(from: 0, to: stream.count, by: chunk) {
+                decoder.append(stream[start..<min(start + chunk, stream.count)])
+                while case .message(let message)? = try decoder.next() { received.append(message) }
+            }
+            XCTAssertEqual(received, messages, "chunk \(chunk)")
+            XCTAssertEqual(decoder.bufferedCount, 0)
+        }
+    }
+
+    func testOversizedLengthIsRejectedBeforeBuffering() {
+        var decoder = RegistryFrameDecoder()
+        decoder.append([0x7F, 0xFF, 0xFF, 0xFF, 0x7B])
+        XCTAssertThrowsError(try decoder.next()) { error in
+            XCTAssertEqual(error as? WireError, .oversized(field: "registry frame", limit: 1 << 20, actual: 0x7FFF_FFFF))
+        }
+    }
+
+    func testBinaryModePreambleIsReported() throws {
+        var decoder = RegistryFrameDecoder()
+        decoder.append(Array("PIL".utf8))
+        XCTAssertNil(try decoder.next())
+        decoder.append([UInt8(ascii: "T"), 0x01])
+        XCTAssertEqual(try decoder.next(), .binaryModeRequested)
+    }
+
+    func testMessagesWithoutTypeOrNotObjectsAreRejected() {
+        for body in [#"{"node_id":1}"#, "[1]", #"{"type":5}"#, "not json"] {
+            var decoder = RegistryFrameDecoder()
+            decoder.append([0, 0, 0, UInt8(body.utf8.count)] + Array(body.utf8))
+            XCTAssertThrowsError(try decoder.next(), body)
+        }
+    }
+
+    func testTypedFieldAccessNamesTheField() throws {
+        let message = try RegistryMessage(decoding: Array(#"{"type":"resolve","node_id":-1,"requester_id":"x"}"#.utf8))
+        XCTAssertThrowsError(try message.nodeID("node_id")) { error in
+            XCTAssertEqual(
+                error as? WireError, .invalidValue(field: "resolve.node_id", reason: "must be a node id (0...4294967295)"))
+        }
+        XCTAssertThrowsError(try message.nodeID("requester_id"))
+        XCTAssertThrowsError(try message.bool("public"))
+    }
+}
