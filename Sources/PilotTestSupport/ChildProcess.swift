@@ -76,6 +76,12 @@ public final class ChildProcess: @unchecked Sendable {
         /// stdout and stderr together.
         public let output: String
         public let stdout: String
+
+        public init(status: Int32, output: String, stdout: String) {
+            self.status = status
+            self.output = output
+            self.stdout = stdout
+        }
     }
 
     /// Runs a short command to completion, killing it after `timeout` seconds (status -9).
