@@ -342,7 +342,7 @@ private struct Parser {
         }
         let text = String(decoding: bytes[start..<index], as: UTF8.self)
         if isInteger, let value = Int64(text) { return .integer(value) }
-        guard let value = Double(text) else { throw fail("number out of range") }
+        guard let value = Double(text), value.isFinite else { throw fail("number out of range") }
         return .double(value)
     }
 }

@@ -32,6 +32,7 @@ final class JSONTests: XCTestCase {
     func testMalformedInputIsATypedError() {
         for bad in [
             "", "{", "[1,]", "{\"a\" 1}", "tru", "01x", "\"abc", "\"\\x\"", "{\"a\":1}}", "1.", "-", "\"\u{01}\"",
+            "1e322", "-1e400",
             "[" + String(repeating: "[", count: 100) + String(repeating: "]", count: 101),
         ] {
             XCTAssertThrowsError(try JSON(parsing: bad), "accepted \(bad)")
