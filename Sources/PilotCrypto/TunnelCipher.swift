@@ -59,17 +59,17 @@ public final class TunnelCipher {
         }
         guard sentCounter < UInt64.max else { throw .nonceExhausted }
         sentCounter += 1
-        var nonce = Self.nonce(prefix: noncePrefix, counter: sentCounter)
-        var aad = Self.additionalData(sender)
         var written: UInt64 = 0
         var empty: UInt8 = 0
         let message = plaintext.baseAddress?.assumingMemoryBound(to: UInt8.self)
-        withUnsafeMutablePointer(to: &empty) { placeholder in
-            _ = crypto_aead_aes256gcm_encrypt_afternm(
-                out.assumingMemoryBound(to: UInt8.self), &written,
-                message ?? UnsafePointer(placeholder), UInt64(plaintext.count),
-                &aad, UInt64(aad.count), nil, &nonce,
-                state.assumingMemoryBound(to: crypto_aead_aes256gcm_state.self))
+        Self.withNonceAndAAD(prefix: noncePrefix, counter: sentCounter, sender: sender) { nonce, aad in
+            withUnsafeMutablePointer(to: &empty) { placeholder in
+                _ = crypto_aead_aes256gcm_encrypt_afternm(
+                    out.assumingMemoryBound(to: UInt8.self), &written,
+                    message ?? UnsafePointer(placeholder), UInt64(plaintext.count),
+                    aad, 4, nil, nonce,
+                    state.assumingMemoryBound(to: crypto_aead_aes256gcm_state.self))
+            }
         }
         return (sentCounter, Int(written))
     }
@@ -84,16 +84,16 @@ public final class TunnelCipher {
         guard sealed.count >= Self.tagSize, let input = sealed.baseAddress else { throw .authenticationFailed }
         let needed = sealed.count - Self.tagSize
         guard output.count >= needed else { throw .bufferTooSmall(needed: needed, available: output.count) }
-        var nonce = Self.nonce(prefix: prefix, counter: counter)
-        var aad = Self.additionalData(sender)
         var written: UInt64 = 0
         var scratch: UInt8 = 0
-        let status = withUnsafeMutablePointer(to: &scratch) { placeholder in
-            crypto_aead_aes256gcm_decrypt_afternm(
-                output.baseAddress?.assumingMemoryBound(to: UInt8.self) ?? placeholder, &written, nil,
-                input.assumingMemoryBound(to: UInt8.self), UInt64(sealed.count),
-                &aad, UInt64(aad.count), &nonce,
-                state.assumingMemoryBound(to: crypto_aead_aes256gcm_state.self))
+        let status = Self.withNonceAndAAD(prefix: prefix, counter: counter, sender: sender) { nonce, aad in
+            withUnsafeMutablePointer(to: &scratch) { placeholder in
+                crypto_aead_aes256gcm_decrypt_afternm(
+                    output.baseAddress?.assumingMemoryBound(to: UInt8.self) ?? placeholder, &written, nil,
+                    input.assumingMemoryBound(to: UInt8.self), UInt64(sealed.count),
+                    aad, 4, nonce,
+                    state.assumingMemoryBound(to: crypto_aead_aes256gcm_state.self))
+            }
         }
         guard status == 0 else { throw .authenticationFailed }
         return Int(written)
@@ -124,13 +124,19 @@ public final class TunnelCipher {
         return Array(output.prefix(try count.get()))
     }
 
-    /// The 12-byte nonce: prefix then counter, big-endian.
-    static func nonce(prefix: UInt32, counter: UInt64) -> [UInt8] {
-        (0..<4).map { UInt8(truncatingIfNeeded: prefix >> (24 - 8 * UInt32($0))) }
-            + (0..<8).map { UInt8(truncatingIfNeeded: counter >> (56 - 8 * UInt64($0))) }
-    }
-
-    static func additionalData(_ sender: UInt32) -> [UInt8] {
-        (0..<4).map { UInt8(truncatingIfNeeded: sender >> (24 - 8 * UInt32($0))) }
+    /// Calls `body` with the 12-byte nonce (prefix then counter, big-endian) and the 4-byte AAD
+    /// (sender id, big-endian) laid out in stack memory: no allocation per packet.
+    private static func withNonceAndAAD<R>(
+        prefix: UInt32, counter: UInt64, sender: UInt32,
+        _ body: (UnsafePointer<UInt8>, UnsafePointer<UInt8>) -> R
+    ) -> R {
+        withUnsafeTemporaryAllocation(of: UInt8.self, capacity: 16) { buffer in
+            let raw = UnsafeMutableRawBufferPointer(buffer)
+            raw.storeBytes(of: prefix.bigEndian, toByteOffset: 0, as: UInt32.self)
+            raw.storeBytes(of: counter.bigEndian, toByteOffset: 4, as: UInt64.self)
+            raw.storeBytes(of: sender.bigEndian, toByteOffset: 12, as: UInt32.self)
+            let base = UnsafePointer(buffer.baseAddress.unsafelyAssumingNonNil)
+            return body(base, base + 12)
+        }
     }
 }

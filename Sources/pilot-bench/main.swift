@@ -1,1 +1,27 @@
-print("pilot-bench: not built yet")
+// pilot-bench: benchmarks that print figures. Speed and memory targets are checked here, never
+// by timed assertions in tests.
+//
+//   pilot-bench crypto [--seconds N]     tunnel seal+open beside raw libsodium, key agreement, signatures
+
+import Foundation
+
+let arguments = Array(CommandLine.arguments.dropFirst())
+
+func usage() -> Never {
+    print("""
+        usage: pilot-bench crypto [--seconds N]
+        """)
+    exit(2)
+}
+
+func option(_ name: String, default value: Double) -> Double {
+    guard let index = arguments.firstIndex(of: name), index + 1 < arguments.count,
+        let parsed = Double(arguments[index + 1]), parsed > 0
+    else { return value }
+    return parsed
+}
+
+switch arguments.first {
+case "crypto": CryptoBench(seconds: option("--seconds", default: 2)).run()
+default: usage()
+}
