@@ -1,0 +1,241 @@
+import Foundation
+public import Logging
+import NIOConcurrencyHelpers
+public import NIOCore
+import NIOPosix
+import PilotWire
+
+/// The beacon (UDP): tells nodes their public endpoint, introduces nodes for hole punching, relays
+/// tunnel frames between nodes that cannot reach each other, and pokes nodes when a relayed
+/// handshake waits at the registry (PROTOCOL-1.18.md §3.3).
+///
+/// A single beacon: beacon-to-beacon sync (0x07) is decoded and ignored.
+public final class BeaconServer: Sendable {
+    public struct Configuration: Sendable {
+        public var host: String
+        public var port: Int
+        /// A node that sent no discover for this long is forgotten.
+        public var endpointLifetime: Double = 300
+        /// Relayed and punch datagrams per source IP: burst and per-second refill.
+        public var relayBurst: Double = 20_000
+        public var relaysPerSecond: Double = 10_000
+
+        public init(host: String, port: Int) {
+            self.host = host
+            self.port = port
+        }
+    }
+
+    /// What the beacon has done, for tests and status.
+    public struct Counters: Sendable, Equatable {
+        public var discovers = 0
+        public var punches = 0
+        public var relayed = 0
+        public var relayDropped = 0
+        public var notifies = 0
+        public var malformed = 0
+        public var rateLimited = 0
+    }
+
+    private let configuration: Configuration
+    private let logger: Logger
+    private let state: NIOLockedValueBox<BeaconState>
+    private let channel: NIOLockedValueBox<(any Channel)?> = NIOLockedValueBox(nil)
+
+    public init(configuration: Configuration, logger: Logger) {
+        self.configuration = configuration
+        self.logger = logger
+        state = NIOLockedValueBox(BeaconState(configuration: configuration))
+    }
+
+    public var counters: Counters { state.withLockedValue { $0.counters } }
+
+    public func start(on group: any EventLoopGroup) async throws -> SocketAddress {
+        let state = state
+        let logger = logger
+        let bound = try await DatagramBootstrap(group: group)
+            .channelOption(.socketOption(.so_reuseaddr), value: 1)
+            .channelOption(.socketOption(.so_rcvbuf), value: 4 << 20)
+            .channelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.addHandler(BeaconHandler(state: state, logger: logger))
+                }
+            }
+            .bind(host: configuration.host, port: configuration.port).get()
+        channel.withLockedValue { $0 = bound }
+        guard let address = bound.localAddress else { throw RegistryServerError("beacon socket has no address") }
+        return address
+    }
+
+    /// Sends `[0x0A][kind]` (kind 1: a relayed handshake waits) to `node` if the beacon knows where it is (at most 3 per 5 s per node).
+    public func notify(node: UInt32, kind: UInt8 = 0x01) {
+        guard let channel = channel.withLockedValue({ $0 }) else { return }
+        let target: SocketAddress? = state.withLockedValue { $0.notifyTarget(node, now: Registry.uptime()) }
+        guard let target, let bytes = try? BeaconMessage.notify(kind: kind).encoded() else { return }
+        var buffer = channel.allocator.buffer(capacity: bytes.count)
+        buffer.writeBytes(bytes)
+        channel.writeAndFlush(AddressedEnvelope(remoteAddress: target, data: buffer), promise: nil)
+    }
+
+    public func shutdown() async throws {
+        if let channel = channel.withLockedValue({ $0 }) { try? await channel.close() }
+    }
+}
+
+/// The beacon's table of node endpoints and its limits.
+struct BeaconState: Sendable {
+    struct Entry: Sendable {
+        var endpoint: SocketAddress
+        var wantsDestination: Bool
+        var lastSeen: Double
+        var notifyBudget: TokenBucket
+    }
+
+    let configuration: BeaconServer.Configuration
+    var nodes: [UInt32: Entry] = [:]
+    var buckets: [String: TokenBucket] = [:]
+    var counters = BeaconServer.Counters()
+
+    init(configuration: BeaconServer.Configuration) {
+        self.configuration = configuration
+    }
+
+    mutating func record(_ node: UInt32, at endpoint: SocketAddress, extended: Bool, now: Double) {
+        guard node != 0 else { return }  // id 0 only asks for its endpoint
+        var entry = nodes[node] ?? Entry(
+            endpoint: endpoint, wantsDestination: extended, lastSeen: now,
+            notifyBudget: TokenBucket(capacity: 3, ratePerSecond: 3.0 / 5.0, now: now))
+        entry.endpoint = endpoint
+        entry.wantsDestination = extended || (entry.wantsDestination && entry.endpoint == endpoint)
+        entry.lastSeen = now
+        nodes[node] = entry
+        if nodes.count % 4096 == 0 { expire(now: now) }
+    }
+
+    func endpoint(of node: UInt32, now: Double) -> Entry? {
+        guard let entry = nodes[node], now - entry.lastSeen <= configuration.endpointLifetime else { return nil }
+        return entry
+    }
+
+    mutating func allow(_ source: SocketAddress, now: Double) -> Bool {
+        let key = source.ipAddress ?? "?"
+        var bucket = buckets[key] ?? TokenBucket(capacity: configuration.relayBurst, ratePerSecond: configuration.relaysPerSecond, now: now)
+        let allowed = bucket.take(now: now)
+        buckets[key] = bucket
+        if !allowed { counters.rateLimited += 1 }
+        return allowed
+    }
+
+    mutating func notifyTarget(_ node: UInt32, now: Double) -> SocketAddress? {
+        guard var entry = endpoint(of: node, now: now), entry.notifyBudget.take(now: now) else { return nil }
+        nodes[node] = entry
+        counters.notifies += 1
+        return entry.endpoint
+    }
+
+    mutating func expire(now: Double) {
+        nodes = nodes.filter { now - $0.value.lastSeen <= configuration.endpointLifetime }
+        if buckets.count > 65_536 { buckets.removeAll() }
+    }
+}
+
+/// Reads beacon datagrams and answers them; never blocks, drops what it cannot use.
+final class BeaconHandler: ChannelInboundHandler, Sendable {
+    typealias InboundIn = AddressedEnvelope<ByteBuffer>
+    typealias OutboundOut = AddressedEnvelope<ByteBuffer>
+
+    private let state: NIOLockedValueBox<BeaconState>
+    private let logger: Logger
+
+    init(state: NIOLockedValueBox<BeaconState>, logger: Logger) {
+        self.state = state
+        self.logger = logger
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        let envelope = unwrapInboundIn(data)
+        let source = envelope.remoteAddress
+        let bytes = Array(envelope.data.readableBytesView)
+        let now = Registry.uptime()
+        let message: BeaconMessage
+        do {
+            message = try BeaconMessage(decoding: bytes)
+        } catch {
+            state.withLockedValue { $0.counters.malformed += 1 }
+            return
+        }
+        switch message {
+        case .discover(let node), .discoverExtended(let node):
+            let extended = message.kind == .discoverExtended
+            state.withLockedValue {
+                $0.counters.discovers += 1
+                $0.record(node, at: source, extended: extended, now: now)
+            }
+            if let (ip, port) = Self.endpointBytes(source) {
+                send(context, .discoverReply(ip: ip, port: port), to: source)
+            }
+        case let .punchRequest(requester, target):
+            let peers: (SocketAddress, SocketAddress)? = state.withLockedValue { state in
+                guard state.allow(source, now: now) else { return nil }
+                state.record(requester, at: source, extended: state.nodes[requester]?.wantsDestination ?? false, now: now)
+                guard let other = state.endpoint(of: target, now: now) else { return nil }
+                state.counters.punches += 1
+                return (source, other.endpoint)
+            }
+            guard let (requesterEndpoint, targetEndpoint) = peers,
+                let (targetIP, targetPort) = Self.endpointBytes(targetEndpoint),
+                let (requesterIP, requesterPort) = Self.endpointBytes(requesterEndpoint)
+            else { return }
+            send(context, .punchCommand(ip: targetIP, port: targetPort), to: requesterEndpoint)
+            send(context, .punchCommand(ip: requesterIP, port: requesterPort), to: targetEndpoint)
+        case let .relay(sender, destination, frame):
+            let target: BeaconState.Entry? = state.withLockedValue { state in
+                guard state.allow(source, now: now) else { return nil }
+                guard let entry = state.endpoint(of: destination, now: now) else {
+                    state.counters.relayDropped += 1
+                    return nil
+                }
+                state.counters.relayed += 1
+                return entry
+            }
+            guard let target else { return }
+            let delivery: BeaconMessage =
+                target.wantsDestination
+                ? .relayDeliverTo(source: sender, destination: destination, frame: frame)
+                : .relayDeliver(source: sender, frame: frame)
+            send(context, delivery, to: target.endpoint)
+        case .sync:
+            break  // a single beacon: nothing to merge
+        case .discoverReply, .punchCommand, .relayDeliver, .relayDeliverTo, .notify:
+            // Beacon-to-node messages arriving at the beacon: someone is confused or probing.
+            state.withLockedValue { $0.counters.malformed += 1 }
+        }
+    }
+
+    private func send(_ context: ChannelHandlerContext, _ message: BeaconMessage, to address: SocketAddress) {
+        guard let bytes = try? message.encoded() else { return }
+        var buffer = context.channel.allocator.buffer(capacity: bytes.count)
+        buffer.writeBytes(bytes)
+        context.writeAndFlush(wrapOutboundOut(AddressedEnvelope(remoteAddress: address, data: buffer)), promise: nil)
+    }
+
+    /// The raw IP bytes and port of an IPv4 or IPv6 socket address.
+    static func endpointBytes(_ address: SocketAddress) -> ([UInt8], UInt16)? {
+        guard let port = address.port, let port16 = UInt16(exactly: port) else { return nil }
+        switch address {
+        case .v4(let v4):
+            let raw = UInt32(bigEndian: v4.address.sin_addr.s_addr)
+            return ([UInt8(raw >> 24), UInt8(raw >> 16 & 0xFF), UInt8(raw >> 8 & 0xFF), UInt8(raw & 0xFF)], port16)
+        case .v6(let v6):
+            let bytes = withUnsafeBytes(of: v6.address.sin6_addr) { Array($0) }
+            return (bytes, port16)
+        default:
+            return nil
+        }
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        // A UDP socket reports ICMP errors of earlier sends here; the socket itself is fine.
+        logger.debug("beacon socket error", metadata: ["error": "\(error)"])
+    }
+}

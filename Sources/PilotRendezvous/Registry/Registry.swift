@@ -1,0 +1,529 @@
+import Foundation
+import PilotCrypto
+public import PilotWire
+
+/// The registry's request handling: every message the official 1.18 daemon and pilotctl send,
+/// with their semantics (PROTOCOL.md §8, PROTOCOL-1.18.md §3), plus our own `find_by_tag` and
+/// `batch` extensions. Transport-free: `RegistryServer` feeds it decoded messages.
+///
+/// Thread-safe: one lock serialises every request; SQLite writes happen inside it, before the
+/// reply, so an answered change is durable.
+public final class Registry: @unchecked Sendable {
+    // @unchecked: all mutable state is accessed only with `lock` held.
+    public struct Configuration: Sendable {
+        /// Beacon addresses for `beacon_list`, as `host:port`.
+        public var beaconAddresses: [String] = []
+        /// A node that sent no heartbeat for this long is offline and its hostname freed.
+        public var livenessTimeout: Double = 180
+        /// New keys registered per source IP: burst and per-second refill.
+        public var registrationBurst: Double = 200
+        public var registrationsPerSecond: Double = 20
+        /// Called (outside the lock) when a relayed handshake or answer waits for `node`.
+        public var handshakeQueued: (@Sendable (UInt32) -> Void)?
+
+        public init() {}
+    }
+
+    public let configuration: Configuration
+    private let store: RegistryStore
+    private let lock = NSLock()
+    private var nodes: [UInt32: NodeRecord] = [:]
+    private var byKey: [[UInt8]: UInt32] = [:]
+    private var byHostname: [String: UInt32] = [:]
+    private var trust: Set<UInt64> = []
+    private var requests: [UInt32: [PendingHandshake]] = [:]
+    private var responses: [UInt32: [PendingResponse]] = [:]
+    private var nextID: UInt32 = 1
+    private var registrationBuckets: [String: TokenBucket] = [:]
+    private let clock: @Sendable () -> Double
+
+    /// Per-request limits of the wire.
+    static let maxJustification = 1024
+    static let maxTags = 10
+
+    /// Opens (or creates) `registry.db` in `stateDirectory` and loads it.
+    public init(
+        stateDirectory: String, configuration: Configuration = Configuration(),
+        clock: @escaping @Sendable () -> Double = Registry.uptime
+    ) throws {
+        try FileManager.default.createDirectory(atPath: stateDirectory, withIntermediateDirectories: true)
+        self.configuration = configuration
+        self.clock = clock
+        store = try RegistryStore(path: (stateDirectory as NSString).appendingPathComponent("registry.db"))
+        let state = try store.load(now: clock())
+        for node in state.nodes {
+            nodes[node.id] = node
+            byKey[node.publicKey] = node.id
+            if let hostname = node.hostname { byHostname[hostname] = node.id }
+            nextID = max(nextID, node.id &+ 1)
+        }
+        for (a, b) in state.trust { trust.insert(Self.pair(a, b)) }
+        requests = state.requests
+        responses = state.responses
+    }
+
+    /// Seconds since boot: a monotonic clock for liveness.
+    public static let uptime: @Sendable () -> Double = { ProcessInfo.processInfo.systemUptime }
+
+    /// Registered nodes (online or not).
+    public var nodeCount: Int { lock.withLock { nodes.count } }
+
+    // MARK: Handling
+
+    /// Answers one request from a client at `peerIP`. Never throws: failures become
+    /// `{"type":"error","error":...}` replies naming the problem.
+    public func handle(_ request: RegistryMessage, peerIP: String) -> RegistryMessage {
+        var notify: [UInt32] = []
+        let reply: RegistryMessage
+        do {
+            reply = try lock.withLock { try dispatch(request, peerIP: peerIP, notify: &notify) }
+        } catch let error as RegistryFailure {
+            reply = RegistryMessage(type: "error", ["error": .string(error.message)])
+        } catch let error as WireError {
+            reply = RegistryMessage(type: "error", ["error": .string("bad request: \(error)")])
+        } catch {
+            reply = RegistryMessage(type: "error", ["error": .string("internal error: \(error)")])
+        }
+        if let queued = configuration.handshakeQueued { notify.forEach(queued) }
+        return reply
+    }
+
+    private func dispatch(_ request: RegistryMessage, peerIP: String, notify: inout [UInt32]) throws -> RegistryMessage {
+        switch request.type {
+        case "register": return try register(request, peerIP: peerIP)
+        case "heartbeat": return try heartbeat(request)
+        case "deregister": return try deregister(request)
+        case "lookup": return try lookup(request)
+        case "resolve": return try resolve(request)
+        case "resolve_hostname": return try resolveHostname(request)
+        case "set_visibility": return try setVisibility(request)
+        case "set_hostname": return try setHostname(request)
+        case "set_tags": return try setTags(request)
+        case "report_trust": return try reportTrust(request)
+        case "revoke_trust": return try revokeTrust(request)
+        case "check_trust": return try checkTrust(request)
+        case "request_handshake": return try requestHandshake(request, notify: &notify)
+        case "poll_handshakes": return try pollHandshakes(request)
+        case "respond_handshake": return try respondHandshake(request, notify: &notify)
+        case "punch": return try punch(request)
+        case "rotate_key": return try rotateKey(request)
+        case "list_networks": return listNetworks()
+        case "beacon_list": return beaconList()
+        case "find_by_tag": return try findByTag(request)
+        case "batch": return try batch(request, peerIP: peerIP, notify: &notify)
+        default: throw RegistryFailure("unknown type: \(request.type.prefix(64))")
+        }
+    }
+
+    // MARK: Identity
+
+    private func register(_ request: RegistryMessage, peerIP: String) throws -> RegistryMessage {
+        let keyText = try request.string("public_key")
+        let key = try Ed25519PublicKey(base64: keyText)
+        let listenAddress = request["listen_addr"]?.stringValue ?? ""
+        // 1.18 signs "register:<listen_addr>:<public_key>"; an unsigned register may only claim
+        // a key never seen, since it proves nothing about holding it.
+        let known = byKey[key.bytes]
+        if let signature = request["signature"]?.stringValue {
+            try verify(key, signature, "register:\(listenAddress):\(keyText)")
+        } else if known != nil {
+            throw RegistryFailure("register: signature required for a known key")
+        }
+        let now = clock()
+        let id: UInt32
+        if let known {
+            id = known
+        } else {
+            var bucket = registrationBuckets[peerIP]
+                ?? TokenBucket(capacity: configuration.registrationBurst, ratePerSecond: configuration.registrationsPerSecond, now: now)
+            guard bucket.take(now: now) else { throw RegistryFailure("register: rate limit for new keys from \(peerIP)") }
+            registrationBuckets[peerIP] = bucket
+            guard nextID != 0, nextID != Address.broadcastNode else { throw RegistryFailure("register: node ids exhausted") }
+            id = nextID
+        }
+        let port = listenAddress.split(separator: ":").last.flatMap { UInt16($0) }
+        var node = nodes[id] ?? NodeRecord(
+            id: id, publicKey: key.bytes, owner: "", realAddress: "", hostname: nil, tags: [], isPublic: false,
+            version: "", lastSeen: now, online: true)
+        node.owner = request["owner"]?.stringValue ?? node.owner
+        node.version = request["version"]?.stringValue ?? node.version
+        node.realAddress = port.map { "\(Self.hostPart(peerIP)):\($0)" } ?? node.realAddress
+        node.lastSeen = now
+        node.online = true
+        try store.save(node)
+        if known == nil {
+            nextID = id &+ 1
+            byKey[key.bytes] = id
+        }
+        nodes[id] = node
+        var fields: [String: JSON] = [
+            "node_id": .integer(Int64(id)), "network_id": 0, "address": .string(Address(node: id).description),
+            "public_key": .string(keyText),
+        ]
+        if let hostname = node.hostname { fields["hostname"] = .string(hostname) }
+        return RegistryMessage(type: "register_ok", fields)
+    }
+
+    private func heartbeat(_ request: RegistryMessage) throws -> RegistryMessage {
+        var node = try signedNode(request, "node_id") { "heartbeat:\($0)" }
+        node.lastSeen = clock()
+        if !node.online {
+            node.online = true
+            try store.save(node)
+        }
+        nodes[node.id] = node
+        return RegistryMessage(type: "heartbeat_ok", ["time": .integer(Int64(Date().timeIntervalSince1970))])
+    }
+
+    private func deregister(_ request: RegistryMessage) throws -> RegistryMessage {
+        var node = try signedNode(request, "node_id") { "deregister:\($0)" }
+        goOffline(&node)
+        try store.save(node)
+        nodes[node.id] = node
+        return RegistryMessage(type: "deregister_ok", ["node_id": .integer(Int64(node.id))])
+    }
+
+    private func rotateKey(_ request: RegistryMessage) throws -> RegistryMessage {
+        var node = try signedNode(request, "node_id") { "rotate:\($0)" }
+        let newKeyText = try request.string("new_public_key")
+        let newKey = try Ed25519PublicKey(base64: newKeyText)
+        guard byKey[newKey.bytes] == nil else { throw RegistryFailure("rotate_key: that key belongs to another node") }
+        byKey[node.publicKey] = nil
+        node.publicKey = newKey.bytes
+        try store.save(node)
+        byKey[newKey.bytes] = node.id
+        nodes[node.id] = node
+        return RegistryMessage(
+            type: "rotate_key_ok",
+            ["node_id": .integer(Int64(node.id)), "address": .string(Address(node: node.id).description), "public_key": .string(newKeyText)])
+    }
+
+    // MARK: Discovery
+
+    private func lookup(_ request: RegistryMessage) throws -> RegistryMessage {
+        let node = try existing(try request.nodeID("node_id"))
+        return RegistryMessage(type: "lookup_ok", describe(node, revealEndpoint: node.isPublic))
+    }
+
+    private func resolve(_ request: RegistryMessage) throws -> RegistryMessage {
+        let target = try existing(try request.nodeID("node_id"))
+        let requester = try signedNode(request, "requester_id") { "resolve:\($0):\(target.id)" }
+        guard target.isPublic || target.id == requester.id || trust.contains(Self.pair(target.id, requester.id)) else {
+            throw RegistryFailure("resolve: node \(target.id) is private and does not trust \(requester.id)")
+        }
+        guard target.online, !target.realAddress.isEmpty else { throw RegistryFailure("resolve: node \(target.id) is offline") }
+        return RegistryMessage(type: "resolve_ok", ["node_id": .integer(Int64(target.id)), "real_addr": .string(target.realAddress)])
+    }
+
+    private func resolveHostname(_ request: RegistryMessage) throws -> RegistryMessage {
+        let hostname = try request.string("hostname").lowercased()
+        guard let id = byHostname[hostname], let node = nodes[id], node.online else {
+            throw RegistryFailure("hostname not found: \(hostname.prefix(63))")
+        }
+        return RegistryMessage(
+            type: "resolve_hostname_ok",
+            [
+                "node_id": .integer(Int64(id)), "address": .string(Address(node: id).description),
+                "public": .bool(node.isPublic), "hostname": .string(hostname),
+            ])
+    }
+
+    /// Our extension: online nodes carrying `tag`, with what `lookup` would show of each.
+    private func findByTag(_ request: RegistryMessage) throws -> RegistryMessage {
+        let tag = try Self.normalisedTag(try request.string("tag"))
+        let matches = nodes.values.filter { $0.online && $0.tags.contains(tag) }.sorted { $0.id < $1.id }.prefix(1000)
+        return RegistryMessage(
+            type: "find_by_tag_ok",
+            ["tag": .string(tag), "nodes": .array(matches.map { .object(describe($0, revealEndpoint: $0.isPublic)) })])
+    }
+
+    private func describe(_ node: NodeRecord, revealEndpoint: Bool) -> [String: JSON] {
+        var fields: [String: JSON] = [
+            "node_id": .integer(Int64(node.id)), "address": .string(Address(node: node.id).description),
+            "networks": [0], "public_key": .string(Sodium.base64(node.publicKey)), "public": .bool(node.isPublic),
+            "polo_score": 0, "online": .bool(node.online),
+        ]
+        if let hostname = node.hostname { fields["hostname"] = .string(hostname) }
+        if !node.tags.isEmpty { fields["tags"] = .array(node.tags.map(JSON.string)) }
+        if revealEndpoint, node.online, !node.realAddress.isEmpty { fields["real_addr"] = .string(node.realAddress) }
+        return fields
+    }
+
+    private func setVisibility(_ request: RegistryMessage) throws -> RegistryMessage {
+        var node = try signedNode(request, "node_id") { "set_visibility:\($0)" }
+        node.isPublic = try request.bool("public")
+        try store.save(node)
+        nodes[node.id] = node
+        return RegistryMessage(
+            type: "set_visibility_ok",
+            ["node_id": .integer(Int64(node.id)), "visibility": .string(node.isPublic ? "public" : "private")])
+    }
+
+    private func setHostname(_ request: RegistryMessage) throws -> RegistryMessage {
+        var node = try signedNode(request, "node_id") { "set_hostname:\($0)" }
+        let hostname = try request.string("hostname").lowercased()
+        if hostname.isEmpty {
+            if let old = node.hostname { byHostname[old] = nil }
+            node.hostname = nil
+        } else {
+            try Self.validateHostname(hostname)
+            if let holder = byHostname[hostname], holder != node.id {
+                guard let other = nodes[holder], !other.online else {
+                    throw RegistryFailure("set_hostname: \(hostname) is taken by node \(holder)")
+                }
+                // An offline node's hostname is free to claim.
+                var released = other
+                released.hostname = nil
+                try store.clearHostname(of: holder)
+                nodes[holder] = released
+            }
+            if let old = node.hostname { byHostname[old] = nil }
+            node.hostname = hostname
+            byHostname[hostname] = node.id
+        }
+        try store.save(node)
+        nodes[node.id] = node
+        return RegistryMessage(type: "set_hostname_ok", ["node_id": .integer(Int64(node.id)), "hostname": .string(hostname)])
+    }
+
+    private func setTags(_ request: RegistryMessage) throws -> RegistryMessage {
+        var node = try signedNode(request, "node_id") { "set_tags:\($0)" }
+        let values = request["tags"]?.arrayValue ?? []
+        guard values.count <= Self.maxTags else { throw RegistryFailure("set_tags: at most \(Self.maxTags) tags") }
+        var tags: [String] = []
+        for value in values {
+            guard let text = value.stringValue else { throw RegistryFailure("set_tags: tags must be strings") }
+            let tag = try Self.normalisedTag(text)
+            if !tags.contains(tag) { tags.append(tag) }
+        }
+        node.tags = tags
+        try store.save(node)
+        nodes[node.id] = node
+        return RegistryMessage(
+            type: "set_tags_ok", ["node_id": .integer(Int64(node.id)), "tags": tags.isEmpty ? nil : .array(tags.map(JSON.string))])
+    }
+
+    private func listNetworks() -> RegistryMessage {
+        let members = nodes.values.filter(\.online).count
+        return RegistryMessage(
+            type: "list_networks_ok",
+            ["networks": [["id": 0, "name": "backbone", "members": .integer(Int64(members)), "join_rule": "open"]]])
+    }
+
+    private func beaconList() -> RegistryMessage {
+        RegistryMessage(
+            type: "beacon_list_ok",
+            ["beacons": .array(configuration.beaconAddresses.enumerated().map { ["id": .integer(Int64($0.offset + 1)), "addr": .string($0.element)] })])
+    }
+
+    // MARK: Trust
+
+    private func reportTrust(_ request: RegistryMessage) throws -> RegistryMessage {
+        let peer = try existing(try request.nodeID("peer_id"))
+        let node = try signedNode(request, "node_id") { "report_trust:\($0):\(peer.id)" }
+        guard node.id != peer.id else { throw RegistryFailure("report_trust: a node cannot trust itself") }
+        try store.setTrust(node.id, peer.id, true)
+        trust.insert(Self.pair(node.id, peer.id))
+        return RegistryMessage(type: "report_trust_ok", ["node_id": .integer(Int64(node.id)), "peer_id": .integer(Int64(peer.id))])
+    }
+
+    private func revokeTrust(_ request: RegistryMessage) throws -> RegistryMessage {
+        let peerID = try request.nodeID("peer_id")
+        let node = try signedNode(request, "node_id") { "revoke_trust:\($0):\(peerID)" }
+        guard trust.contains(Self.pair(node.id, peerID)) else {
+            throw RegistryFailure("revoke_trust: no trust between \(node.id) and \(peerID)")
+        }
+        try store.setTrust(node.id, peerID, false)
+        trust.remove(Self.pair(node.id, peerID))
+        return RegistryMessage(type: "revoke_trust_ok", ["node_id": .integer(Int64(node.id)), "peer_id": .integer(Int64(peerID))])
+    }
+
+    private func checkTrust(_ request: RegistryMessage) throws -> RegistryMessage {
+        let node = try request.nodeID("node_id")
+        let peer = try request.nodeID("peer_id")
+        return RegistryMessage(
+            type: "check_trust_ok",
+            ["node_id": .integer(Int64(node)), "peer_id": .integer(Int64(peer)), "trusted": .bool(trust.contains(Self.pair(node, peer)))])
+    }
+
+    private func requestHandshake(_ request: RegistryMessage, notify: inout [UInt32]) throws -> RegistryMessage {
+        let target = try existing(try request.nodeID("to_node_id"))
+        let from = try signedNode(request, "from_node_id") { "handshake:\($0):\(target.id)" }
+        let justification = request["justification"]?.stringValue ?? ""
+        guard justification.utf8.count <= Self.maxJustification else {
+            throw RegistryFailure("request_handshake: justification longer than \(Self.maxJustification) bytes")
+        }
+        var inbox = requests[target.id] ?? []
+        inbox.removeAll { $0.from == from.id }
+        guard inbox.count < 100 else { throw RegistryFailure("request_handshake: node \(target.id) has 100 requests waiting") }
+        let pending = PendingHandshake(from: from.id, justification: justification, timestamp: Int64(Date().timeIntervalSince1970))
+        try store.addRequest(to: target.id, pending)
+        inbox.append(pending)
+        requests[target.id] = inbox
+        notify.append(target.id)
+        return RegistryMessage(type: "request_handshake_ok", ["status": "delivered"])
+    }
+
+    private func pollHandshakes(_ request: RegistryMessage) throws -> RegistryMessage {
+        let node = try signedNode(request, "node_id") { "poll_handshakes:\($0)" }
+        let waiting = requests[node.id] ?? []
+        let answered = responses[node.id] ?? []
+        if !waiting.isEmpty || !answered.isEmpty { try store.clearInbox(of: node.id) }
+        requests[node.id] = nil
+        responses[node.id] = nil
+        return RegistryMessage(
+            type: "poll_handshakes_ok",
+            [
+                "requests": .array(waiting.map {
+                    ["from_node_id": .integer(Int64($0.from)), "justification": .string($0.justification), "timestamp": .integer($0.timestamp)]
+                }),
+                "responses": .array(answered.map {
+                    ["from_node_id": .integer(Int64($0.from)), "accept": .bool($0.accept), "timestamp": .integer($0.timestamp)]
+                }),
+            ])
+    }
+
+    private func respondHandshake(_ request: RegistryMessage, notify: inout [UInt32]) throws -> RegistryMessage {
+        let peer = try existing(try request.nodeID("peer_id"))
+        let node = try signedNode(request, "node_id") { "respond:\($0):\(peer.id)" }
+        let accept = try request.bool("accept")
+        let response = PendingResponse(from: node.id, accept: accept, timestamp: Int64(Date().timeIntervalSince1970))
+        try store.transaction {
+            try store.addResponse(to: peer.id, response)
+            if accept { try store.setTrust(node.id, peer.id, true) }
+        }
+        responses[peer.id, default: []].removeAll { $0.from == node.id }
+        responses[peer.id, default: []].append(response)
+        if accept { trust.insert(Self.pair(node.id, peer.id)) }
+        notify.append(peer.id)
+        return RegistryMessage(type: "respond_handshake_ok", ["accept": .bool(accept), "peer_id": .integer(Int64(peer.id))])
+    }
+
+    private func punch(_ request: RegistryMessage) throws -> RegistryMessage {
+        let a = try existing(try request.nodeID("node_a"))
+        let b = try existing(try request.nodeID("node_b"))
+        let requester = try signedNode(request, "requester_id") { _ in "punch:\(a.id):\(b.id)" }
+        guard requester.id == a.id || requester.id == b.id else { throw RegistryFailure("punch: requester must be node_a or node_b") }
+        let other = requester.id == a.id ? b : a
+        // Unlike the old registry, never hand out a private node's endpoint to a stranger.
+        guard other.isPublic || trust.contains(Self.pair(a.id, b.id)) else {
+            throw RegistryFailure("punch: node \(other.id) is private and does not trust \(requester.id)")
+        }
+        return RegistryMessage(
+            type: "punch_ok",
+            [
+                "node_a": .integer(Int64(a.id)), "node_a_addr": .string(a.realAddress),
+                "node_b": .integer(Int64(b.id)), "node_b_addr": .string(b.realAddress),
+            ])
+    }
+
+    // MARK: Batch (our extension)
+
+    /// `{"type":"batch","requests":[<request>, ...]}` → `{"type":"batch_ok","replies":[<reply>, ...]}`,
+    /// replies in request order, each exactly what the request alone would get. Only `register`,
+    /// `heartbeat` and `poll_handshakes` may be batched (each signed by its own node's key), at
+    /// most 1000 per batch: one round trip for a host carrying thousands of identities.
+    private func batch(_ request: RegistryMessage, peerIP: String, notify: inout [UInt32]) throws -> RegistryMessage {
+        guard let items = request["requests"]?.arrayValue else { throw RegistryFailure("batch: requests must be an array") }
+        guard items.count <= 1000 else { throw RegistryFailure("batch: at most 1000 requests") }
+        var replies: [JSON] = []
+        replies.reserveCapacity(items.count)
+        for item in items {
+            let reply: RegistryMessage
+            do {
+                let inner = try RegistryMessage(json: item)
+                guard ["register", "heartbeat", "poll_handshakes"].contains(inner.type) else {
+                    throw RegistryFailure("batch: \(inner.type.prefix(64)) cannot be batched")
+                }
+                reply = try dispatch(inner, peerIP: peerIP, notify: &notify)
+            } catch let error as RegistryFailure {
+                reply = RegistryMessage(type: "error", ["error": .string(error.message)])
+            } catch {
+                reply = RegistryMessage(type: "error", ["error": .string("bad request: \(error)")])
+            }
+            replies.append(reply.json)
+        }
+        return RegistryMessage(type: "batch_ok", ["replies": .array(replies)])
+    }
+
+    // MARK: Liveness
+
+    /// Marks nodes without a heartbeat for `livenessTimeout` offline and frees their hostnames
+    /// (key, id, trust pairs and inboxes are kept). Returns how many went offline.
+    @discardableResult
+    public func reap() -> Int {
+        lock.withLock {
+            let now = clock()
+            var count = 0
+            for (id, var node) in nodes where node.online && now - node.lastSeen > configuration.livenessTimeout {
+                goOffline(&node)
+                try? store.save(node)
+                nodes[id] = node
+                count += 1
+            }
+            return count
+        }
+    }
+
+    private func goOffline(_ node: inout NodeRecord) {
+        node.online = false
+        if let hostname = node.hostname, byHostname[hostname] == node.id { byHostname[hostname] = nil }
+        node.hostname = nil
+    }
+
+    // MARK: Helpers
+
+    /// The node named by `field`, after checking `signature` over `challenge(id)` with its key.
+    private func signedNode(_ request: RegistryMessage, _ field: String, _ challenge: (UInt32) -> String) throws -> NodeRecord {
+        let node = try existing(try request.nodeID(field))
+        guard let signature = request["signature"]?.stringValue else { throw RegistryFailure("\(request.type): signature required") }
+        try verify(try Ed25519PublicKey(bytes: node.publicKey), signature, challenge(node.id))
+        return node
+    }
+
+    private func existing(_ id: UInt32) throws -> NodeRecord {
+        guard let node = nodes[id] else { throw RegistryFailure("node \(id) is not registered") }
+        return node
+    }
+
+    private func verify(_ key: Ed25519PublicKey, _ signature: String, _ challenge: String) throws {
+        guard let bytes = Sodium.fromBase64(signature), key.isValidSignature(bytes, for: Array(challenge.utf8)) else {
+            throw RegistryFailure("invalid signature for \(challenge.prefix(80))")
+        }
+    }
+
+    static func pair(_ a: UInt32, _ b: UInt32) -> UInt64 {
+        UInt64(min(a, b)) << 32 | UInt64(max(a, b))
+    }
+
+    static func hostPart(_ ip: String) -> String {
+        ip.contains(":") ? "[\(ip)]" : ip
+    }
+
+    static func validateHostname(_ hostname: String) throws {
+        let bytes = Array(hostname.utf8)
+        let allowed = { (byte: UInt8) in (0x61...0x7A).contains(byte) || (0x30...0x39).contains(byte) }
+        guard (1...63).contains(bytes.count), let first = bytes.first, let last = bytes.last, allowed(first), allowed(last),
+            bytes.allSatisfy({ allowed($0) || $0 == 0x2D }), !["localhost", "backbone", "broadcast"].contains(hostname)
+        else {
+            throw RegistryFailure("invalid hostname \(hostname.prefix(63)): lowercase letters, digits and inner hyphens, at most 63")
+        }
+    }
+
+    /// Tags: a leading `#` dropped, lower-case letters, digits and inner hyphens, at most 32.
+    static func normalisedTag(_ text: String) throws -> String {
+        let tag = text.hasPrefix("#") ? String(text.dropFirst()) : text
+        let bytes = Array(tag.utf8)
+        let allowed = { (byte: UInt8) in (0x61...0x7A).contains(byte) || (0x30...0x39).contains(byte) }
+        guard (1...32).contains(bytes.count), let first = bytes.first, let last = bytes.last, allowed(first), allowed(last),
+            bytes.allSatisfy({ allowed($0) || $0 == 0x2D })
+        else { throw RegistryFailure("invalid tag \(tag.prefix(32)): lowercase letters, digits and inner hyphens, at most 32") }
+        return tag
+    }
+}
+
+/// A request the registry refuses; `message` goes back to the client.
+struct RegistryFailure: Error {
+    let message: String
+    init(_ message: String) { self.message = message }
+}

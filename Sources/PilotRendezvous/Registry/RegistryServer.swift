@@ -1,0 +1,208 @@
+import Foundation
+public import Logging
+import NIOConcurrencyHelpers
+public import NIOCore
+import NIOPosix
+import NIOSSL
+import PilotWire
+
+/// The registry's TCP server (optionally TLS): length-prefixed JSON requests, one reply each,
+/// handed to `Registry` on a thread pool so SQLite never blocks an event loop.
+public final class RegistryServer: Sendable {
+    public struct Configuration: Sendable {
+        public var host: String
+        public var port: Int
+        /// PEM files for TLS; nil serves plain TCP.
+        public var tlsCertificatePath: String?
+        public var tlsKeyPath: String?
+        /// Requests per connection: burst and per-second refill; beyond it requests get an error.
+        public var requestBurst: Double = 500
+        public var requestsPerSecond: Double = 200
+        /// A connection that sends nothing for this long is closed.
+        public var idleTimeout: TimeAmount = .minutes(5)
+
+        public init(host: String, port: Int, tlsCertificatePath: String? = nil, tlsKeyPath: String? = nil) {
+            self.host = host
+            self.port = port
+            self.tlsCertificatePath = tlsCertificatePath
+            self.tlsKeyPath = tlsKeyPath
+        }
+    }
+
+    public let registry: Registry
+    private let configuration: Configuration
+    private let logger: Logger
+    private let threadPool: NIOThreadPool
+    private let channel: NIOLockedValueBox<(any Channel)?> = NIOLockedValueBox(nil)
+    private let reaper: NIOLockedValueBox<RepeatedTask?> = NIOLockedValueBox(nil)
+
+    public init(registry: Registry, configuration: Configuration, logger: Logger) {
+        self.registry = registry
+        self.configuration = configuration
+        self.logger = logger
+        threadPool = NIOThreadPool(numberOfThreads: 1)
+    }
+
+    /// Binds and starts serving; returns the bound address (port 0 picks one).
+    public func start(on group: any EventLoopGroup) async throws -> SocketAddress {
+        threadPool.start()
+        let configuration = configuration
+        let tls: NIOSSLContext? = try configuration.tlsCertificatePath.map { certificate in
+            guard let key = configuration.tlsKeyPath else {
+                throw RegistryServerError("--tls-cert needs --tls-key")
+            }
+            return try NIOSSLContext(
+                configuration: .makeServerConfiguration(
+                    certificateChain: try NIOSSLCertificate.fromPEMFile(certificate).map { .certificate($0) },
+                    privateKey: .privateKey(try NIOSSLPrivateKey(file: key, format: .pem))))
+        }
+        let registry = registry
+        let threadPool = threadPool
+        let logger = logger
+        let bootstrap = ServerBootstrap(group: group)
+            .serverChannelOption(.backlog, value: 512)
+            .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+            .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
+            .childChannelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    if let tls { try channel.pipeline.syncOperations.addHandler(NIOSSLServerHandler(context: tls)) }
+                    try channel.pipeline.syncOperations.addHandler(IdleStateHandler(readTimeout: configuration.idleTimeout))
+                    try channel.pipeline.syncOperations.addHandler(
+                        RegistryConnectionHandler(
+                            registry: registry, threadPool: threadPool, logger: logger,
+                            peerIP: channel.remoteAddress?.ipAddress ?? "unknown",
+                            budget: TokenBucket(
+                                capacity: configuration.requestBurst, ratePerSecond: configuration.requestsPerSecond,
+                                now: Registry.uptime())))
+                }
+            }
+        let bound = try await bootstrap.bind(host: configuration.host, port: configuration.port).get()
+        channel.withLockedValue { $0 = bound }
+        reaper.withLockedValue {
+            $0 = bound.eventLoop.scheduleRepeatedTask(initialDelay: .seconds(30), delay: .seconds(30)) { _ in
+                threadPool.submit { _ in
+                    let count = registry.reap()
+                    if count > 0 { logger.info("nodes went offline", metadata: ["count": "\(count)"]) }
+                }
+            }
+        }
+        guard let address = bound.localAddress else { throw RegistryServerError("registry socket has no address") }
+        return address
+    }
+
+    public func shutdown() async throws {
+        reaper.withLockedValue { $0?.cancel() }
+        if let channel = channel.withLockedValue({ $0 }) { try? await channel.close() }
+        try await threadPool.shutdownGracefully()
+    }
+}
+
+public struct RegistryServerError: Error, CustomStringConvertible {
+    public let description: String
+    init(_ description: String) { self.description = description }
+}
+
+/// One client connection: reassembles frames, answers them in order, one at a time.
+final class RegistryConnectionHandler: ChannelInboundHandler, @unchecked Sendable {
+    // @unchecked: every field is touched only on the channel's event loop.
+    typealias InboundIn = ByteBuffer
+    typealias OutboundOut = ByteBuffer
+
+    private let registry: Registry
+    private let threadPool: NIOThreadPool
+    private let logger: Logger
+    private let peerIP: String
+    private var decoder = RegistryFrameDecoder()
+    private var budget: TokenBucket
+    private var queue: [RegistryMessage] = []
+    private var busy = false
+    private var closing = false
+
+    init(registry: Registry, threadPool: NIOThreadPool, logger: Logger, peerIP: String, budget: TokenBucket) {
+        self.registry = registry
+        self.threadPool = threadPool
+        self.logger = logger
+        self.peerIP = peerIP
+        self.budget = budget
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        guard !closing else { return }
+        let buffer = unwrapInboundIn(data)
+        decoder.append(buffer.readableBytesView)
+        do {
+            while let event = try decoder.next() {
+                switch event {
+                case .message(let message):
+                    queue.append(message)
+                case .binaryModeRequested:
+                    // The binary mode is optional; refusing it keeps the client on JSON.
+                    fail(context, "binary registry mode is not supported; use JSON framing")
+                    return
+                }
+            }
+        } catch {
+            fail(context, "malformed request: \(error)")
+            return
+        }
+        serveNext(context)
+    }
+
+    private func serveNext(_ context: ChannelHandlerContext) {
+        guard !busy, !closing, !queue.isEmpty else { return }
+        let request = queue.removeFirst()
+        guard budget.take(now: Registry.uptime()) else {
+            write(context, RegistryMessage(type: "error", ["error": "rate limit: too many requests"]))
+            serveNext(context)
+            return
+        }
+        busy = true
+        let registry = registry
+        let peerIP = peerIP
+        let loop = context.eventLoop
+        let bound = NIOLoopBound((self, context), eventLoop: loop)
+        threadPool.runIfActive(eventLoop: loop) {
+            registry.handle(request, peerIP: peerIP)
+        }.whenComplete { result in
+            let (handler, context) = bound.value
+            handler.busy = false
+            switch result {
+            case .success(let reply): handler.write(context, reply)
+            case .failure: handler.write(context, RegistryMessage(type: "error", ["error": "server shutting down"]))
+            }
+            handler.serveNext(context)
+        }
+    }
+
+    private func write(_ context: ChannelHandlerContext, _ message: RegistryMessage) {
+        guard let bytes = try? RegistryFrame.encode(message) else { return }
+        var buffer = context.channel.allocator.buffer(capacity: bytes.count)
+        buffer.writeBytes(bytes)
+        context.writeAndFlush(wrapOutboundOut(buffer), promise: nil)
+    }
+
+    /// Answers once with an error, then closes: the stream's framing can no longer be trusted.
+    private func fail(_ context: ChannelHandlerContext, _ reason: String) {
+        closing = true
+        queue.removeAll()
+        logger.notice("closing registry connection", metadata: ["peer": "\(peerIP)", "reason": "\(reason)"])
+        guard let bytes = try? RegistryFrame.encode(RegistryMessage(type: "error", ["error": .string(reason)])) else { return }
+        var buffer = context.channel.allocator.buffer(capacity: bytes.count)
+        buffer.writeBytes(bytes)
+        let bound = NIOLoopBound(context, eventLoop: context.eventLoop)
+        context.writeAndFlush(wrapOutboundOut(buffer)).whenComplete { _ in bound.value.close(promise: nil) }
+    }
+
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        if event is IdleStateHandler.IdleStateEvent {
+            context.close(promise: nil)
+        } else {
+            context.fireUserInboundEventTriggered(event)
+        }
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        logger.debug("registry connection error", metadata: ["peer": "\(peerIP)", "error": "\(error)"])
+        context.close(promise: nil)
+    }
+}

@@ -1,0 +1,161 @@
+import PilotStore
+
+/// What the registry knows of one node. Lives in memory; every field but liveness is also in
+/// `registry.db`, written before the request that changed it is answered.
+struct NodeRecord: Sendable {
+    var id: UInt32
+    var publicKey: [UInt8]
+    var owner: String
+    /// Endpoint as the registry saw it: TCP peer IP with the UDP port from `listen_addr`.
+    var realAddress: String
+    var hostname: String?
+    var tags: [String]
+    var isPublic: Bool
+    var version: String
+    /// Monotonic seconds of the last register or heartbeat; not persisted.
+    var lastSeen: Double
+    var online: Bool
+}
+
+/// A relayed trust handshake waiting for its target to poll.
+struct PendingHandshake: Hashable, Sendable {
+    var from: UInt32
+    var justification: String
+    var timestamp: Int64
+}
+
+/// A relayed answer to a handshake, waiting for the requester to poll.
+struct PendingResponse: Hashable, Sendable {
+    var from: UInt32
+    var accept: Bool
+    var timestamp: Int64
+}
+
+/// The registry's durable state in SQLite. Owned by `Registry`, which serialises all access.
+final class RegistryStore {
+    private let db: Database
+
+    static let migrations = [
+        """
+        CREATE TABLE node (
+            id INTEGER PRIMARY KEY,
+            public_key BLOB NOT NULL UNIQUE,
+            owner TEXT NOT NULL DEFAULT '',
+            real_addr TEXT NOT NULL DEFAULT '',
+            hostname TEXT UNIQUE,
+            tags TEXT NOT NULL DEFAULT '',
+            public INTEGER NOT NULL DEFAULT 0,
+            version TEXT NOT NULL DEFAULT '',
+            online INTEGER NOT NULL DEFAULT 1
+        );
+        CREATE TABLE trust (
+            a INTEGER NOT NULL REFERENCES node(id) ON DELETE CASCADE,
+            b INTEGER NOT NULL REFERENCES node(id) ON DELETE CASCADE,
+            PRIMARY KEY (a, b), CHECK (a < b)
+        );
+        CREATE TABLE handshake_request (
+            to_node INTEGER NOT NULL REFERENCES node(id) ON DELETE CASCADE,
+            from_node INTEGER NOT NULL REFERENCES node(id) ON DELETE CASCADE,
+            justification TEXT NOT NULL,
+            timestamp INTEGER NOT NULL,
+            PRIMARY KEY (to_node, from_node)
+        );
+        CREATE TABLE handshake_response (
+            to_node INTEGER NOT NULL REFERENCES node(id) ON DELETE CASCADE,
+            from_node INTEGER NOT NULL REFERENCES node(id) ON DELETE CASCADE,
+            accept INTEGER NOT NULL,
+            timestamp INTEGER NOT NULL,
+            PRIMARY KEY (to_node, from_node)
+        );
+        """
+    ]
+
+    init(path: String) throws {
+        db = try Database(path: path)
+        try db.migrate(Self.migrations)
+    }
+
+    /// Everything, for the in-memory state at start.
+    func load(now: Double) throws(StoreError) -> (
+        nodes: [NodeRecord], trust: [(UInt32, UInt32)], requests: [UInt32: [PendingHandshake]],
+        responses: [UInt32: [PendingResponse]]
+    ) {
+        let nodes = try db.rows("SELECT id, public_key, owner, real_addr, hostname, tags, public, version, online FROM node")
+            .map { row in
+                NodeRecord(
+                    id: UInt32(truncatingIfNeeded: row[0].integer ?? 0), publicKey: row[1].blob ?? [],
+                    owner: row[2].text ?? "", realAddress: row[3].text ?? "", hostname: row[4].text,
+                    tags: (row[5].text ?? "").split(separator: ",").map(String.init), isPublic: row[6].integer == 1,
+                    version: row[7].text ?? "", lastSeen: now, online: row[8].integer == 1)
+            }
+        let trust = try db.rows("SELECT a, b FROM trust").map {
+            (UInt32(truncatingIfNeeded: $0[0].integer ?? 0), UInt32(truncatingIfNeeded: $0[1].integer ?? 0))
+        }
+        var requests: [UInt32: [PendingHandshake]] = [:]
+        for row in try db.rows("SELECT to_node, from_node, justification, timestamp FROM handshake_request ORDER BY timestamp") {
+            requests[UInt32(truncatingIfNeeded: row[0].integer ?? 0), default: []].append(
+                PendingHandshake(
+                    from: UInt32(truncatingIfNeeded: row[1].integer ?? 0), justification: row[2].text ?? "",
+                    timestamp: row[3].integer ?? 0))
+        }
+        var responses: [UInt32: [PendingResponse]] = [:]
+        for row in try db.rows("SELECT to_node, from_node, accept, timestamp FROM handshake_response ORDER BY timestamp") {
+            responses[UInt32(truncatingIfNeeded: row[0].integer ?? 0), default: []].append(
+                PendingResponse(
+                    from: UInt32(truncatingIfNeeded: row[1].integer ?? 0), accept: row[2].integer == 1,
+                    timestamp: row[3].integer ?? 0))
+        }
+        return (nodes, trust, requests, responses)
+    }
+
+    func save(_ node: NodeRecord) throws(StoreError) {
+        try db.run(
+            """
+            INSERT INTO node (id, public_key, owner, real_addr, hostname, tags, public, version, online)
+            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+            ON CONFLICT(id) DO UPDATE SET public_key = excluded.public_key, owner = excluded.owner,
+                real_addr = excluded.real_addr, hostname = excluded.hostname, tags = excluded.tags,
+                public = excluded.public, version = excluded.version, online = excluded.online
+            """,
+            [
+                .integer(Int64(node.id)), .blob(node.publicKey), .text(node.owner), .text(node.realAddress),
+                node.hostname.map(SQLValue.text) ?? .null, .text(node.tags.joined(separator: ",")),
+                .integer(node.isPublic ? 1 : 0), .text(node.version), .integer(node.online ? 1 : 0),
+            ])
+    }
+
+    /// Frees hostnames before a batch of saves that may move one to another node.
+    func clearHostname(of node: UInt32) throws(StoreError) {
+        try db.run("UPDATE node SET hostname = NULL WHERE id = ?", [.integer(Int64(node))])
+    }
+
+    func setTrust(_ a: UInt32, _ b: UInt32, _ trusted: Bool) throws(StoreError) {
+        let pair: [SQLValue] = [.integer(Int64(min(a, b))), .integer(Int64(max(a, b)))]
+        if trusted {
+            try db.run("INSERT OR IGNORE INTO trust (a, b) VALUES (?, ?)", pair)
+        } else {
+            try db.run("DELETE FROM trust WHERE a = ? AND b = ?", pair)
+        }
+    }
+
+    func addRequest(to: UInt32, _ request: PendingHandshake) throws(StoreError) {
+        try db.run(
+            "INSERT OR REPLACE INTO handshake_request (to_node, from_node, justification, timestamp) VALUES (?, ?, ?, ?)",
+            [.integer(Int64(to)), .integer(Int64(request.from)), .text(request.justification), .integer(request.timestamp)])
+    }
+
+    func addResponse(to: UInt32, _ response: PendingResponse) throws(StoreError) {
+        try db.run(
+            "INSERT OR REPLACE INTO handshake_response (to_node, from_node, accept, timestamp) VALUES (?, ?, ?, ?)",
+            [.integer(Int64(to)), .integer(Int64(response.from)), .integer(response.accept ? 1 : 0), .integer(response.timestamp)])
+    }
+
+    func clearInbox(of node: UInt32) throws(StoreError) {
+        try db.run("DELETE FROM handshake_request WHERE to_node = ?", [.integer(Int64(node))])
+        try db.run("DELETE FROM handshake_response WHERE to_node = ?", [.integer(Int64(node))])
+    }
+
+    func transaction<R>(_ body: () throws -> R) throws -> R {
+        try db.transaction(body)
+    }
+}

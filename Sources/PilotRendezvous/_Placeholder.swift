@@ -1,1 +1,0 @@
-// PilotRendezvous: work in progress; see ../shared/design/ARCHITECTURE.md.

@@ -1,1 +1,0 @@
-// PilotStore: work in progress; see ../shared/design/ARCHITECTURE.md.

@@ -1,0 +1,131 @@
+public import ArgumentParser
+import Dispatch
+import Foundation
+public import Logging
+import NIOCore
+import NIOPosix
+import PilotRendezvous
+
+/// pilot-rendezvous: the registry (TCP, optional TLS) and the beacon (UDP) of a Pilot overlay,
+/// state in SQLite under --state-dir.
+@main
+struct RendezvousCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "pilot-rendezvous",
+        abstract: "Registry and beacon for a Pilot Protocol overlay, wire-compatible with the official 1.18 daemon.")
+
+    @Option(help: "Registry TCP address (host:port).")
+    var registryAddr = "0.0.0.0:9000"
+
+    @Option(help: "Beacon UDP address (host:port).")
+    var beaconAddr = "0.0.0.0:9001"
+
+    @Option(help: "Beacon address handed to nodes by beacon_list (host:port); default: --beacon-addr, with 0.0.0.0 replaced by 127.0.0.1.")
+    var advertiseBeacon: String?
+
+    @Option(help: "Directory for registry.db.")
+    var stateDir = "/var/lib/pilot-rendezvous"
+
+    @Flag(help: "Serve the registry over TLS (needs --tls-cert and --tls-key).")
+    var tls = false
+
+    @Option(help: "PEM certificate chain for --tls.")
+    var tlsCert: String?
+
+    @Option(help: "PEM private key for --tls.")
+    var tlsKey: String?
+
+    @Option(help: "Log level: trace, debug, info, notice, warning, error, critical.")
+    var logLevel: Logger.Level = .info
+
+    func validate() throws {
+        if tls, tlsCert == nil || tlsKey == nil { throw ValidationError("--tls needs --tls-cert and --tls-key") }
+        if !tls, tlsCert != nil || tlsKey != nil { throw ValidationError("--tls-cert/--tls-key need --tls") }
+        _ = try Self.split(registryAddr)
+        _ = try Self.split(beaconAddr)
+    }
+
+    static func split(_ text: String) throws -> (String, Int) {
+        guard let colon = text.lastIndex(of: ":"), let port = Int(text[text.index(after: colon)...]), (0...65535).contains(port)
+        else { throw ValidationError("\(text) is not host:port") }
+        var host = String(text[..<colon])
+        if host.hasPrefix("["), host.hasSuffix("]") { host = String(host.dropFirst().dropLast()) }
+        return (host.isEmpty ? "0.0.0.0" : host, port)
+    }
+
+    func run() async throws {
+        let level = logLevel
+        LoggingSystem.bootstrap { label in
+            var handler = StreamLogHandler.standardError(label: label)
+            handler.logLevel = level
+            return handler
+        }
+        let logger = Logger(label: "pilot-rendezvous")
+        let (registryHost, registryPort) = try Self.split(registryAddr)
+        let (beaconHost, beaconPort) = try Self.split(beaconAddr)
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: System.coreCount)
+
+        let beacon = BeaconServer(configuration: .init(host: beaconHost, port: beaconPort), logger: logger)
+        let beaconAddress = try await beacon.start(on: group)
+        let advertised = advertiseBeacon
+            ?? "\(beaconHost == "0.0.0.0" || beaconHost == "::" ? "127.0.0.1" : beaconHost):\(beaconAddress.port ?? beaconPort)"
+
+        var registryConfiguration = Registry.Configuration()
+        registryConfiguration.beaconAddresses = [advertised]
+        registryConfiguration.handshakeQueued = { node in beacon.notify(node: node) }
+        let registry = try Registry(stateDirectory: stateDir, configuration: registryConfiguration)
+        let server = RegistryServer(
+            registry: registry,
+            configuration: .init(host: registryHost, port: registryPort, tlsCertificatePath: tlsCert, tlsKeyPath: tlsKey),
+            logger: logger)
+        let registryAddress = try await server.start(on: group)
+
+        logger.info(
+            "pilot-rendezvous serving",
+            metadata: [
+                "registry": "\(registryAddress)", "beacon": "\(beaconAddress)", "tls": "\(tls)",
+                "state": "\(stateDir)", "nodes": "\(registry.nodeCount)",
+            ])
+        // One line each on stdout, for scripts that start us on port 0.
+        let registryLine = "registry \(registryAddress.ipAddress ?? registryHost):\(registryAddress.port ?? registryPort)"
+        let beaconLine = "beacon \(beaconAddress.ipAddress ?? beaconHost):\(beaconAddress.port ?? beaconPort)"
+        FileHandle.standardOutput.write(Data((registryLine + "\n" + beaconLine + "\n").utf8))
+
+        await Self.waitForTermination()
+        logger.info("shutting down")
+        try await server.shutdown()
+        try await beacon.shutdown()
+        try await group.shutdownGracefully()
+    }
+
+    /// Returns on SIGTERM or SIGINT.
+    static func waitForTermination() async {
+        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+            let queue = DispatchQueue(label: "signals")
+            let once = Once()
+            for signo in [SIGTERM, SIGINT] {
+                signal(signo, SIG_IGN)
+                let source = DispatchSource.makeSignalSource(signal: signo, queue: queue)
+                source.setEventHandler { if once.fire() { continuation.resume() } }
+                source.resume()
+                once.keep(source)
+            }
+        }
+    }
+}
+
+/// Resumes a continuation once, keeping the signal sources alive meanwhile.
+private final class Once: @unchecked Sendable {
+    // @unchecked: mutated only on the "signals" queue and during setup before any signal.
+    private var fired = false
+    private var sources: [any DispatchSourceSignal] = []
+
+    func fire() -> Bool {
+        defer { fired = true }
+        return !fired
+    }
+
+    func keep(_ source: any DispatchSourceSignal) { sources.append(source) }
+}
+
+extension Logger.Level: @retroactive ExpressibleByArgument {}

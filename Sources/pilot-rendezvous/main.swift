@@ -1,1 +1,0 @@
-print("pilot-rendezvous: not built yet")
