@@ -72,6 +72,26 @@ public final class LoopbackSocket: @unchecked Sendable {
         return result
     }
 
+    /// A TCP connection to `endpoint`.
+    public static func connect(to endpoint: LoopbackEndpoint) throws -> LoopbackSocket {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        guard fd >= 0 else { throw SocketError.posix("socket") }
+        let result = LoopbackSocket(fd: fd)
+        var address = endpoint.sockaddr
+        let status = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                Glibc.connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
+            }
+        }
+        guard status == 0 else { throw SocketError.posix("connect") }
+        return result
+    }
+
+    /// A free TCP port on 127.0.0.1 (bound and released, so there is a small race).
+    public static func freePort() throws -> UInt16 {
+        try tcpListener().localEndpoint.port
+    }
+
     /// The bound local endpoint.
     public var localEndpoint: LoopbackEndpoint {
         var address = sockaddr_in()
@@ -146,7 +166,8 @@ public final class LoopbackSocket: @unchecked Sendable {
     public func write(_ bytes: [UInt8]) throws {
         var offset = 0
         while offset < bytes.count {
-            let written = bytes[offset...].withUnsafeBytes { Glibc.write(fd, $0.baseAddress, $0.count) }
+            // MSG_NOSIGNAL: a peer that closed gives EPIPE here, not a SIGPIPE that kills the tests.
+            let written = bytes[offset...].withUnsafeBytes { Glibc.send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
             guard written > 0 else { throw SocketError.posix("write") }
             offset += written
         }

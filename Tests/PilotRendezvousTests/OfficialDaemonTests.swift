@@ -1,0 +1,205 @@
+import Foundation
+import PilotTestSupport
+import PilotWire
+import XCTest
+
+/// Unmodified official 1.18 daemons on a private overlay served by our `pilot-rendezvous`.
+final class OfficialDaemonTests: XCTestCase {
+    private var overlay: OverlayHarness?
+
+    override func tearDown() {
+        if let overlay, (testRun?.totalFailureCount ?? 0) > 0 { print(overlay.logs()) }
+        overlay?.stopAll()
+        overlay = nil
+        super.tearDown()
+    }
+
+    /// Register, find by hostname and tag, a handshake approved by `pilotctl approve`, ping and
+    /// messages both ways; then the rendezvous restarts and both keep their addresses and talk.
+    func testDiscoveryManualApprovalMessagingAndRestart() throws {
+        let overlay = try OverlayHarness()
+        self.overlay = overlay
+        try overlay.startRendezvous()
+        let alpha = try overlay.startDaemon("alpha")
+        let beta = try overlay.startDaemon("beta")
+        XCTAssertNotEqual(alpha, beta)
+        let alphaAddress = try XCTUnwrap(try overlay.ctl("alpha", ["info"])["address"]?.stringValue)
+        let betaAddress = try XCTUnwrap(try overlay.ctl("beta", ["info"])["address"]?.stringValue)
+        XCTAssertEqual(Address(alphaAddress), Address(node: alpha))
+
+        // Find each other by hostname.
+        XCTAssertTrue(try overlay.ctl("alpha", ["find", "beta"]).encodedString().contains(betaAddress))
+        XCTAssertTrue(try overlay.ctl("beta", ["find", "alpha"]).encodedString().contains(alphaAddress))
+
+        // Tags: set with the official pilotctl, seen by lookup, found with our find_by_tag.
+        _ = try overlay.ctl("alpha", ["extras", "set-tags", "worker", "gpu"])
+        _ = try overlay.ctl("beta", ["extras", "set-tags", "worker"])
+        XCTAssertTrue(try overlay.ctl("beta", ["lookup", "\(alpha)"]).encodedString().contains("gpu"))
+        let workers = try overlay.registryRequest(RegistryMessage(type: "find_by_tag", ["tag": "worker"]))
+        XCTAssertEqual(workers.type, "find_by_tag_ok")
+        XCTAssertEqual(
+            Set(workers["nodes"]?.arrayValue?.compactMap { $0["node_id"]?.integerValue } ?? []), [Int64(alpha), Int64(beta)])
+        let gpus = try overlay.registryRequest(RegistryMessage(type: "find_by_tag", ["tag": "#gpu"]))
+        XCTAssertEqual(gpus["nodes"]?.arrayValue?.compactMap { $0["node_id"]?.integerValue }, [Int64(alpha)])
+
+        // Handshake: both are private, so it is relayed through the registry; beta approves.
+        _ = try overlay.ctl("alpha", ["handshake", "beta", "integration test"])
+        try overlay.eventually("beta to see alpha's request") {
+            try overlay.ctl("beta", ["pending"]).encodedString().contains("\"node_id\":\(alpha)")
+        }
+        _ = try overlay.ctl("beta", ["approve", "\(alpha)"])
+        try overlay.eventually("alpha to trust beta") {
+            try overlay.ctl("alpha", ["trust"]).encodedString().contains("\"node_id\":\(beta)")
+        }
+
+        try assertTalk(overlay, "alpha", "beta", tag: "before restart")
+
+        // Restart the rendezvous on the same state: nobody loses an address.
+        overlay.stopRendezvous()
+        try overlay.startRendezvous()
+        try overlay.eventually("alpha to be found by hostname after the restart") {
+            try overlay.ctl("beta", ["find", "alpha"]).encodedString().contains(alphaAddress)
+        }
+        XCTAssertEqual(try overlay.ctl("alpha", ["info"])["address"]?.stringValue, alphaAddress)
+        XCTAssertEqual(try overlay.ctl("beta", ["info"])["address"]?.stringValue, betaAddress)
+        try assertTalk(overlay, "alpha", "beta", tag: "after restart")
+
+        // Restarting a daemon keeps its node id too (proven by its key).
+        XCTAssertEqual(
+            try overlay.registryRequest(RegistryMessage(type: "lookup", ["node_id": .integer(Int64(alpha))]))["hostname"],
+            "alpha")
+    }
+
+    /// Auto-approval, then a flood of malformed and hostile requests at the registry and the beacon
+    /// while the two daemons keep messaging.
+    func testAutoApprovalAndMessagingSurviveHostileTraffic() throws {
+        let overlay = try OverlayHarness()
+        self.overlay = overlay
+        try overlay.startRendezvous()
+        let alpha = try overlay.startDaemon("alpha")
+        let beta = try overlay.startDaemon("beta", extra: ["-trust-auto-approve"])
+
+        _ = try overlay.ctl("alpha", ["handshake", "beta", "auto please"])
+        try overlay.eventually("alpha to trust beta without anyone approving") {
+            try overlay.ctl("alpha", ["trust"]).encodedString().contains("\"node_id\":\(beta)")
+        }
+        try overlay.eventually("beta to trust alpha") {
+            try overlay.ctl("beta", ["trust"]).encodedString().contains("\"node_id\":\(alpha)")
+        }
+
+        let attack = HostileTraffic(registry: overlay.registryEndpoint, beacon: overlay.beaconEndpoint, victims: [alpha, beta])
+        attack.start()
+        defer { attack.stop() }
+        for round in 1...5 {
+            try assertTalk(overlay, "alpha", "beta", tag: "under attack \(round)")
+        }
+        attack.stop()
+        XCTAssertGreaterThan(attack.sent, 2000, "the attack should have sent thousands of requests")
+
+        // Everyone is still served.
+        XCTAssertTrue(try overlay.ctl("alpha", ["find", "beta"]).encodedString().contains("\(beta)"))
+        let reply = try overlay.registryRequest(RegistryMessage(type: "lookup", ["node_id": .integer(Int64(beta))]))
+        XCTAssertEqual(reply.type, "lookup_ok")
+        XCTAssertEqual(overlay.rendezvous?.isRunning, true)
+    }
+
+    /// Ping and a text message each way, with the message checked in the receiver's inbox.
+    private func assertTalk(_ overlay: OverlayHarness, _ a: String, _ b: String, tag: String) throws {
+        for (from, to) in [(a, b), (b, a)] {
+            let ping = try overlay.ctl(from, ["ping", to, "--count", "2"])
+            XCTAssertFalse(ping.encodedString().isEmpty)
+            let text = "\(tag): \(from) to \(to) \(UUID().uuidString.prefix(8))"
+            let sent = try overlay.ctl(from, ["send-message", to, "--data", text])
+            XCTAssertEqual(sent["ack"]?.stringValue, "ACK TEXT \(text.utf8.count) bytes", "\(tag) \(from)→\(to)")
+            try overlay.eventually("\(to)'s inbox to hold \(text)", timeout: 10) {
+                try overlay.ctl(to, ["inbox"]).encodedString().contains(text)
+            }
+        }
+    }
+}
+
+/// Malformed and hostile traffic on background threads until stopped: garbage and oversized
+/// frames, bad JSON, unknown types, forged signatures, half frames, and UDP junk and relay spam.
+final class HostileTraffic: @unchecked Sendable {
+    // @unchecked: counters and the flag are guarded by `lock`.
+    private let registry: LoopbackEndpoint
+    private let beacon: LoopbackEndpoint
+    private let victims: [UInt32]
+    private let lock = NSLock()
+    private var running = false
+    private var count = 0
+    private var threads: [Thread] = []
+
+    init(registry: LoopbackEndpoint, beacon: LoopbackEndpoint, victims: [UInt32]) {
+        self.registry = registry
+        self.beacon = beacon
+        self.victims = victims
+    }
+
+    var sent: Int { lock.withLock { count } }
+    private var isRunning: Bool { lock.withLock { running } }
+    private func add(_ n: Int) { lock.withLock { count += n } }
+
+    func start() {
+        lock.withLock { running = true }
+        let tcp = Thread { [self] in
+            var round = 0
+            let deadline = Date().addingTimeInterval(120)
+            while isRunning, Date() < deadline {
+                round += 1
+                guard let connection = try? LoopbackSocket.connect(to: registry) else { continue }
+                let victim = victims[round % victims.count]
+                let frames: [[UInt8]] = [
+                    frame(#"{"type":"heartbeat","node_id":\#(victim),"signature":"AAAA"}"#),
+                    frame(#"{"type":"set_hostname","node_id":\#(victim),"hostname":"evil","signature":"\#(String(repeating: "A", count: 88))"}"#),
+                    frame(#"{"type":"deregister","node_id":\#(victim)}"#),
+                    frame(#"{"type":"no_such_type"}"#),
+                    frame("{not json"),
+                    frame(#"{"type":7}"#),
+                    frame(#"{"type":"register","public_key":"short"}"#),
+                    frame(#"{"type":"resolve","node_id":\#(victim),"requester_id":999999,"signature":"AAAA"}"#),
+                ]
+                for bytes in frames { try? connection.write(bytes) }
+                // Read what comes back so the server is not blocked on us, then misbehave.
+                _ = try? connection.read(exactly: 4, timeout: 0.2)
+                switch round % 3 {
+                case 0: try? connection.write([0x7F, 0xFF, 0xFF, 0xFF])  // 2 GB frame: must be refused, not buffered
+                case 1: try? connection.write([0, 0, 0, 50, 0x7B])  // half a frame, then gone
+                default: try? connection.write((0..<64).map { _ in UInt8.random(in: 0...255) })
+                }
+                add(frames.count + 1)
+            }
+        }
+        let udp = Thread { [self] in
+            guard let socket = try? LoopbackSocket.udp() else { return }
+            let deadline = Date().addingTimeInterval(120)
+            var round: UInt32 = 0
+            while isRunning, Date() < deadline {
+                round &+= 1
+                let junk: [[UInt8]] = [
+                    (0..<Int.random(in: 0...200)).map { _ in UInt8.random(in: 0...255) },
+                    [0x05, 0, 0, 0, 9, 0x7F, 0xFF, 0xFF, 0xFF] + Array("PILS".utf8) + [UInt8](repeating: 1, count: 40),
+                    [0x03, 0, 0, 0, 9],  // truncated punch request
+                    [0x02, 4, 127, 0, 0, 1, 0, 80],  // a reply sent to the beacon
+                    [0x07, 0, 0, 0, 1, 0xFF, 0xFF],  // sync lying about its count
+                ]
+                for bytes in junk { try? socket.send(bytes, to: beacon) }
+                add(junk.count)
+                if round % 64 == 0 { usleep(1_000) }
+            }
+        }
+        threads = [tcp, udp]
+        threads.forEach { $0.start() }
+    }
+
+    func stop() {
+        lock.withLock { running = false }
+        let deadline = Date().addingTimeInterval(5)
+        while threads.contains(where: { $0.isExecuting }), Date() < deadline { usleep(10_000) }
+    }
+
+    private func frame(_ text: String) -> [UInt8] {
+        let body = Array(text.utf8)
+        return [UInt8(body.count >> 24 & 0xFF), UInt8(body.count >> 16 & 0xFF), UInt8(body.count >> 8 & 0xFF), UInt8(body.count & 0xFF)] + body
+    }
+}
