@@ -40,12 +40,17 @@ final class RegistryFrameTests: XCTestCase {
         XCTAssertEqual(try decoder.next(), .binaryModeRequested)
     }
 
-    func testMessagesWithoutTypeOrNotObjectsAreRejected() {
+    func testMessagesWithoutTypeOrNotObjectsAreReportedAndTheStreamGoesOn() throws {
+        var decoder = RegistryFrameDecoder()
         for body in [#"{"node_id":1}"#, "[1]", #"{"type":5}"#, "not json"] {
-            var decoder = RegistryFrameDecoder()
             decoder.append([0, 0, 0, UInt8(body.utf8.count)] + Array(body.utf8))
-            XCTAssertThrowsError(try decoder.next(), body)
         }
+        decoder.append(try RegistryFrame.encode(RegistryMessage(type: "beacon_list")))
+        for body in [#"{"node_id":1}"#, "[1]", #"{"type":5}"#, "not json"] {
+            guard case .malformed? = try decoder.next() else { return XCTFail("\(body) should be malformed") }
+        }
+        XCTAssertEqual(try decoder.next(), .message(RegistryMessage(type: "beacon_list")))
+        XCTAssertNil(try decoder.next())
     }
 
     func testTypedFieldAccessNamesTheField() throws {

@@ -114,7 +114,12 @@ final class RegistryConnectionHandler: ChannelInboundHandler, @unchecked Sendabl
     private let peerIP: String
     private var decoder = RegistryFrameDecoder()
     private var budget: TokenBucket
-    private var queue: [RegistryMessage] = []
+    private enum Pending {
+        case request(RegistryMessage)
+        case malformed(WireError)
+    }
+
+    private var queue: [Pending] = []
     private var busy = false
     private var closing = false
 
@@ -134,7 +139,9 @@ final class RegistryConnectionHandler: ChannelInboundHandler, @unchecked Sendabl
             while let event = try decoder.next() {
                 switch event {
                 case .message(let message):
-                    queue.append(message)
+                    queue.append(.request(message))
+                case .malformed(let error):
+                    queue.append(.malformed(error))
                 case .binaryModeRequested:
                     // The binary mode is optional; refusing it keeps the client on JSON.
                     fail(context, "binary registry mode is not supported; use JSON framing")
@@ -150,7 +157,14 @@ final class RegistryConnectionHandler: ChannelInboundHandler, @unchecked Sendabl
 
     private func serveNext(_ context: ChannelHandlerContext) {
         guard !busy, !closing, !queue.isEmpty else { return }
-        let request = queue.removeFirst()
+        let next = queue.removeFirst()
+        guard case .request(let request) = next else {
+            if case .malformed(let error) = next {
+                write(context, RegistryMessage(type: "error", ["error": .string("malformed request: \(error)")]))
+            }
+            serveNext(context)
+            return
+        }
         guard budget.take(now: Registry.uptime()) else {
             write(context, RegistryMessage(type: "error", ["error": "rate limit: too many requests"]))
             serveNext(context)

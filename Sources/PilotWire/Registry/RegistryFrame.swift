@@ -28,6 +28,9 @@ public struct RegistryFrameDecoder: Sendable {
     /// What the next complete unit of the stream is.
     public enum Event: Hashable, Sendable {
         case message(RegistryMessage)
+        /// A whole frame whose body is not a registry message (bad JSON, no `type`). The framing
+        /// is intact, so the stream goes on: answer with an error.
+        case malformed(WireError)
         /// The peer opened with the binary-mode preamble.
         case binaryModeRequested
     }
@@ -47,8 +50,8 @@ public struct RegistryFrameDecoder: Sendable {
         buffer.append(contentsOf: bytes)
     }
 
-    /// The next complete message, `nil` if more bytes are needed. After a throw the stream is
-    /// unusable (its framing is lost): close the connection.
+    /// The next complete frame, `nil` if more bytes are needed. Throws only when the framing
+    /// itself is broken (a length over the limit): the stream is then unusable, close it.
     public mutating func next() throws(WireError) -> Event? {
         if !sawFirstBytes {
             let preamble = RegistryFrame.binaryModePreamble
@@ -67,9 +70,12 @@ public struct RegistryFrameDecoder: Sendable {
         guard length <= maxSize else { throw .oversized(field: "registry frame", limit: maxSize, actual: length) }
         guard buffer.count >= 4 + length else { return nil }
         let body = buffer[4..<4 + length]
-        let message = try RegistryMessage(decoding: body)
-        buffer.removeFirst(4 + length)
-        return .message(message)
+        defer { buffer.removeFirst(4 + length) }
+        do {
+            return .message(try RegistryMessage(decoding: body))
+        } catch {
+            return .malformed(error)
+        }
     }
 }
 

@@ -1,0 +1,252 @@
+import Foundation
+import PilotCrypto
+import PilotRendezvous
+import PilotTestSupport
+import PilotWire
+import XCTest
+
+/// A node as a client: its key signs the registry's challenge strings.
+struct TestNode {
+    let key: Ed25519PrivateKey
+    var id: UInt32 = 0
+
+    init() throws { key = try Ed25519PrivateKey() }
+
+    var publicKey: String { key.publicKey.base64 }
+
+    func signature(_ challenge: String) -> JSON { .string(Sodium.base64(key.sign(challenge))) }
+
+    func register(listen: String = "127.0.0.1:4000") -> RegistryMessage {
+        RegistryMessage(
+            type: "register",
+            [
+                "listen_addr": .string(listen), "public_key": .string(publicKey), "version": "1.18.0",
+                "signature": signature("register:\(listen):\(publicKey)"),
+            ])
+    }
+
+    func signed(_ type: String, _ challenge: String, _ fields: [String: JSON] = [:]) -> RegistryMessage {
+        var all = fields
+        all["signature"] = signature(challenge)
+        return RegistryMessage(type: type, all)
+    }
+}
+
+final class RegistryTests: XCTestCase {
+    private var directory: TemporaryDirectory!
+    private var now = 1000.0
+
+    override func setUpWithError() throws {
+        directory = try TemporaryDirectory(prefix: "pilot-registry")
+    }
+
+    override func tearDown() {
+        directory.remove()
+    }
+
+    private func makeRegistry(_ configure: (inout Registry.Configuration) -> Void = { _ in }) throws -> Registry {
+        var configuration = Registry.Configuration()
+        configure(&configuration)
+        let clock = Clock(self)
+        return try Registry(stateDirectory: directory.path("state"), configuration: configuration, clock: { clock.read() })
+    }
+
+    /// Lets the registry read the test's `now` without capturing `self` unsafely.
+    private final class Clock: @unchecked Sendable {
+        weak var test: RegistryTests?
+        init(_ test: RegistryTests) { self.test = test }
+        func read() -> Double { test?.now ?? 0 }
+    }
+
+    private func register(_ registry: Registry, _ node: inout TestNode, ip: String = "127.0.0.1") throws {
+        let reply = registry.handle(node.register(), peerIP: ip)
+        XCTAssertEqual(reply.type, "register_ok", "\(reply.json.encodedString())")
+        node.id = try reply.nodeID("node_id")
+    }
+
+    func testNodeIDsAreHandedOutInOrderAndKeptAcrossRestarts() throws {
+        var a = try TestNode()
+        var b = try TestNode()
+        do {
+            let registry = try makeRegistry()
+            try register(registry, &a)
+            try register(registry, &b)
+            XCTAssertEqual([a.id, b.id], [1, 2])
+            let reply = registry.handle(a.register(), peerIP: "127.0.0.1")
+            XCTAssertEqual(try reply.nodeID("node_id"), 1, "same key, same id")
+            XCTAssertEqual(reply["address"], "0:0000.0000.0001")
+        }
+        let restarted = try makeRegistry()
+        var again = b
+        try register(restarted, &again)
+        XCTAssertEqual(again.id, 2)
+        var c = try TestNode()
+        try register(restarted, &c)
+        XCTAssertEqual(c.id, 3)
+    }
+
+    func testForgedAndMissingSignaturesAreRefused() throws {
+        let registry = try makeRegistry()
+        var a = try TestNode()
+        let b = try TestNode()
+        try register(registry, &a)
+        // b signs a's heartbeat: refused.
+        let forged = RegistryMessage(type: "heartbeat", ["node_id": .integer(Int64(a.id)), "signature": b.signature("heartbeat:\(a.id)")])
+        XCTAssertEqual(registry.handle(forged, peerIP: "127.0.0.1").type, "error")
+        XCTAssertEqual(registry.handle(RegistryMessage(type: "heartbeat", ["node_id": .integer(Int64(a.id))]), peerIP: "x").type, "error")
+        // Someone replaying a's key without its signature cannot move a's endpoint.
+        let hijack = RegistryMessage(type: "register", ["listen_addr": "10.0.0.9:1", "public_key": .string(a.publicKey)])
+        XCTAssertEqual(registry.handle(hijack, peerIP: "10.0.0.9")["error"], "register: signature required for a known key")
+        let good = a.signed("heartbeat", "heartbeat:\(a.id)", ["node_id": .integer(Int64(a.id))])
+        XCTAssertEqual(registry.handle(good, peerIP: "127.0.0.1").type, "heartbeat_ok")
+    }
+
+    func testPrivateEndpointsGoOnlyToTrustedPeers() throws {
+        let registry = try makeRegistry()
+        var a = try TestNode()
+        var b = try TestNode()
+        var c = try TestNode()
+        try register(registry, &a)
+        try register(registry, &b)
+        try register(registry, &c)
+        func resolve(_ target: TestNode, by requester: TestNode) -> RegistryMessage {
+            registry.handle(
+                requester.signed(
+                    "resolve", "resolve:\(requester.id):\(target.id)",
+                    ["node_id": .integer(Int64(target.id)), "requester_id": .integer(Int64(requester.id))]),
+                peerIP: "127.0.0.1")
+        }
+        XCTAssertEqual(resolve(a, by: b).type, "error")
+        XCTAssertNil(registry.handle(RegistryMessage(type: "lookup", ["node_id": .integer(Int64(a.id))]), peerIP: "x")["real_addr"])
+        let report = a.signed("report_trust", "report_trust:\(a.id):\(b.id)", ["node_id": .integer(Int64(a.id)), "peer_id": .integer(Int64(b.id))])
+        XCTAssertEqual(registry.handle(report, peerIP: "127.0.0.1").type, "report_trust_ok")
+        XCTAssertEqual(resolve(a, by: b)["real_addr"], "127.0.0.1:4000")
+        XCTAssertEqual(resolve(a, by: c).type, "error", "trust between a and b says nothing about c")
+        // Public: anyone may resolve, and lookup shows the endpoint.
+        let visible = a.signed("set_visibility", "set_visibility:\(a.id)", ["node_id": .integer(Int64(a.id)), "public": true])
+        XCTAssertEqual(registry.handle(visible, peerIP: "x")["visibility"], "public")
+        XCTAssertEqual(resolve(a, by: c)["real_addr"], "127.0.0.1:4000")
+        XCTAssertEqual(registry.handle(RegistryMessage(type: "lookup", ["node_id": .integer(Int64(a.id))]), peerIP: "x")["real_addr"], "127.0.0.1:4000")
+    }
+
+    func testHostnamesAreValidatedUniqueAndFreedWhenANodeGoesSilent() throws {
+        let registry = try makeRegistry()
+        var a = try TestNode()
+        var b = try TestNode()
+        try register(registry, &a)
+        try register(registry, &b)
+        func setHostname(_ node: TestNode, _ name: String) -> RegistryMessage {
+            registry.handle(
+                node.signed("set_hostname", "set_hostname:\(node.id)", ["node_id": .integer(Int64(node.id)), "hostname": .string(name)]),
+                peerIP: "x")
+        }
+        for bad in ["-x", "x-", "Upper_case", "localhost", String(repeating: "a", count: 64), "a b"] {
+            XCTAssertEqual(setHostname(a, bad).type, "error", bad)
+        }
+        XCTAssertEqual(setHostname(a, "alpha").type, "set_hostname_ok")
+        XCTAssertEqual(setHostname(b, "alpha").type, "error", "taken")
+        XCTAssertEqual(registry.handle(RegistryMessage(type: "resolve_hostname", ["hostname": "alpha"]), peerIP: "x")["node_id"], .integer(Int64(a.id)))
+
+        now += 181  // a and b miss every heartbeat
+        XCTAssertEqual(registry.reap(), 2)
+        XCTAssertEqual(registry.handle(RegistryMessage(type: "resolve_hostname", ["hostname": "alpha"]), peerIP: "x").type, "error")
+        try register(registry, &b)
+        XCTAssertEqual(setHostname(b, "alpha").type, "set_hostname_ok", "an offline node's hostname is free")
+    }
+
+    func testTagsAreNormalisedAndFoundByTag() throws {
+        let registry = try makeRegistry()
+        var a = try TestNode()
+        var b = try TestNode()
+        try register(registry, &a)
+        try register(registry, &b)
+        func setTags(_ node: TestNode, _ tags: [JSON]) -> RegistryMessage {
+            registry.handle(
+                node.signed("set_tags", "set_tags:\(node.id)", ["node_id": .integer(Int64(node.id)), "tags": .array(tags)]),
+                peerIP: "x")
+        }
+        XCTAssertEqual(setTags(a, ["#worker", "gpu"])["tags"], ["worker", "gpu"])
+        XCTAssertEqual(setTags(b, ["worker"]).type, "set_tags_ok")
+        XCTAssertEqual(setTags(b, ["Bad Tag"]).type, "error")
+        XCTAssertEqual(setTags(b, .init(repeating: "x", count: 11)).type, "error")
+        let found = registry.handle(RegistryMessage(type: "find_by_tag", ["tag": "worker"]), peerIP: "x")
+        XCTAssertEqual(found["nodes"]?.arrayValue?.compactMap { $0["node_id"]?.integerValue }, [Int64(a.id), Int64(b.id)])
+        XCTAssertEqual(setTags(a, [])["tags"], .null)
+        let after = registry.handle(RegistryMessage(type: "find_by_tag", ["tag": "gpu"]), peerIP: "x")
+        XCTAssertEqual(after["nodes"], [])
+    }
+
+    func testRelayedHandshakeSurvivesARestartAndNotifiesTheTarget() throws {
+        let notified = Notified()
+        var a = try TestNode()
+        var b = try TestNode()
+        do {
+            let registry = try makeRegistry { $0.handshakeQueued = { notified.add($0) } }
+            try register(registry, &a)
+            try register(registry, &b)
+            let request = a.signed(
+                "request_handshake", "handshake:\(a.id):\(b.id)",
+                ["from_node_id": .integer(Int64(a.id)), "to_node_id": .integer(Int64(b.id)), "justification": "hello"])
+            XCTAssertEqual(registry.handle(request, peerIP: "x")["status"], "delivered")
+            XCTAssertEqual(notified.nodes, [b.id])
+        }
+        let registry = try makeRegistry { $0.handshakeQueued = { notified.add($0) } }
+        let poll = b.signed("poll_handshakes", "poll_handshakes:\(b.id)", ["node_id": .integer(Int64(b.id))])
+        let waiting = registry.handle(poll, peerIP: "x")
+        XCTAssertEqual(waiting["requests"]?.arrayValue?.first?["from_node_id"], .integer(Int64(a.id)))
+        XCTAssertEqual(waiting["requests"]?.arrayValue?.first?["justification"], "hello")
+        XCTAssertEqual(registry.handle(poll, peerIP: "x")["requests"], [], "polling empties the inbox")
+
+        let respond = b.signed(
+            "respond_handshake", "respond:\(b.id):\(a.id)",
+            ["node_id": .integer(Int64(b.id)), "peer_id": .integer(Int64(a.id)), "accept": true])
+        XCTAssertEqual(registry.handle(respond, peerIP: "x").type, "respond_handshake_ok")
+        XCTAssertEqual(notified.nodes, [b.id, a.id])
+        let answer = registry.handle(a.signed("poll_handshakes", "poll_handshakes:\(a.id)", ["node_id": .integer(Int64(a.id))]), peerIP: "x")
+        XCTAssertEqual(answer["responses"]?.arrayValue?.first?["accept"], true)
+        let check = registry.handle(
+            RegistryMessage(type: "check_trust", ["node_id": .integer(Int64(a.id)), "peer_id": .integer(Int64(b.id))]), peerIP: "x")
+        XCTAssertEqual(check["trusted"], true)
+    }
+
+    func testBatchAnswersEachItemAsIfAlone() throws {
+        let registry = try makeRegistry()
+        let nodes = try (0..<3).map { _ in try TestNode() }
+        let registered = registry.handle(RegistryMessage(type: "batch", ["requests": .array(nodes.map { $0.register().json })]), peerIP: "x")
+        let ids = registered["replies"]?.arrayValue?.compactMap { $0["node_id"]?.integerValue }
+        XCTAssertEqual(ids, [1, 2, 3])
+        let heartbeats: [JSON] = nodes.enumerated().map { index, node in
+            node.signed("heartbeat", "heartbeat:\(index + 1)", ["node_id": .integer(Int64(index + 1))]).json
+        } + [RegistryMessage(type: "lookup", ["node_id": 1]).json, .string("junk")]
+        let replies = registry.handle(RegistryMessage(type: "batch", ["requests": .array(heartbeats)]), peerIP: "x")["replies"]?.arrayValue
+        XCTAssertEqual(replies?.map { $0["type"]?.stringValue ?? "" }, ["heartbeat_ok", "heartbeat_ok", "heartbeat_ok", "error", "error"])
+    }
+
+    func testNewKeysFromOneAddressAreRateLimited() throws {
+        let registry = try makeRegistry {
+            $0.registrationBurst = 3
+            $0.registrationsPerSecond = 0.001
+        }
+        let results = try (0..<5).map { _ in registry.handle(try TestNode().register(), peerIP: "10.1.1.1").type }
+        XCTAssertEqual(results, ["register_ok", "register_ok", "register_ok", "error", "error"])
+        XCTAssertEqual(registry.handle(try TestNode().register(), peerIP: "10.1.1.2").type, "register_ok")
+    }
+
+    func testUnknownAndMalformedRequestsGetErrorsNamingTheProblem() throws {
+        let registry = try makeRegistry()
+        XCTAssertEqual(registry.handle(RegistryMessage(type: "no_such"), peerIP: "x")["error"], "unknown type: no_such")
+        XCTAssertEqual(
+            registry.handle(RegistryMessage(type: "lookup", ["node_id": "seven"]), peerIP: "x")["error"],
+            "bad request: invalid lookup.node_id: must be a node id (0...4294967295)")
+        XCTAssertEqual(registry.handle(RegistryMessage(type: "lookup", ["node_id": 42]), peerIP: "x")["error"], "node 42 is not registered")
+    }
+}
+
+/// Nodes the registry asked the beacon to poke.
+final class Notified: @unchecked Sendable {
+    // @unchecked: guarded by `lock`.
+    private let lock = NSLock()
+    private var list: [UInt32] = []
+    func add(_ node: UInt32) { lock.withLock { list.append(node) } }
+    var nodes: [UInt32] { lock.withLock { list } }
+}

@@ -1,0 +1,127 @@
+import Foundation
+import Logging
+import NIOCore
+import NIOPosix
+import PilotRendezvous
+import PilotTestSupport
+import PilotWire
+import XCTest
+
+/// The registry and beacon servers over real sockets on 127.0.0.1.
+final class ServerTests: XCTestCase {
+    private var group: MultiThreadedEventLoopGroup!
+    private var directory: TemporaryDirectory!
+
+    override func setUpWithError() throws {
+        group = MultiThreadedEventLoopGroup(numberOfThreads: 2)
+        directory = try TemporaryDirectory(prefix: "pilot-servers")
+    }
+
+    override func tearDownWithError() throws {
+        try group.syncShutdownGracefully()
+        directory.remove()
+    }
+
+    private func endpoint(_ address: SocketAddress) -> LoopbackEndpoint {
+        LoopbackEndpoint(ip: [127, 0, 0, 1], port: UInt16(address.port ?? 0))
+    }
+
+    private func read(_ socket: LoopbackSocket) throws -> RegistryMessage? {
+        guard let header = try socket.read(exactly: 4, timeout: 5) else { return nil }
+        let length = Int(header[0]) << 24 | Int(header[1]) << 16 | Int(header[2]) << 8 | Int(header[3])
+        guard let body = try socket.read(exactly: length, timeout: 5) else { return nil }
+        return try RegistryMessage(decoding: body)
+    }
+
+    func testBadClientsGetAnErrorAndOnlyTheirConnectionCloses() async throws {
+        let registry = try Registry(stateDirectory: directory.path("state"))
+        let server = RegistryServer(registry: registry, configuration: .init(host: "127.0.0.1", port: 0), logger: Logger(label: "test"))
+        let address = endpoint(try await server.start(on: group))
+        defer { Task { try? await server.shutdown() } }
+
+        // A client that sends half a frame and stalls.
+        let staller = try LoopbackSocket.connect(to: address)
+        try staller.write([0, 0, 0, 100, 0x7B])
+
+        // Bad JSON and an unknown type: errors, and the connection stays usable.
+        let polite = try LoopbackSocket.connect(to: address)
+        try polite.write([0, 0, 0, 3] + Array("{x}".utf8))
+        XCTAssertEqual(try read(polite)?.type, "error")
+        try polite.write(RegistryFrame.encode(RegistryMessage(type: "what")))
+        XCTAssertEqual(try read(polite)?["error"], "unknown type: what")
+        try polite.write(RegistryFrame.encode(RegistryMessage(type: "list_networks")))
+        XCTAssertEqual(try read(polite)?.type, "list_networks_ok")
+
+        // An oversized length: one error, then that connection is closed.
+        let greedy = try LoopbackSocket.connect(to: address)
+        try greedy.write([0x7F, 0xFF, 0xFF, 0xFF])
+        XCTAssertEqual(try read(greedy)?.type, "error")
+        XCTAssertNil(try greedy.read(exactly: 1, timeout: 5), "the server should close the connection")
+
+        // Pipelined requests are answered in order.
+        let pipelined = try LoopbackSocket.connect(to: address)
+        let requests = try (1...20).flatMap { index in
+            try RegistryFrame.encode(RegistryMessage(type: "lookup", ["node_id": .integer(Int64(index))]))
+        }
+        try pipelined.write(requests)
+        for index in 1...20 {
+            XCTAssertEqual(try read(pipelined)?["error"], .string("node \(index) is not registered"))
+        }
+        XCTAssertFalse(polite.waitReadable(timeout: 0.3), "nothing arrives that was not asked for")
+    }
+
+    func testBeaconDiscoverRelayPunchAndNotify() async throws {
+        let beacon = BeaconServer(configuration: .init(host: "127.0.0.1", port: 0), logger: Logger(label: "test"))
+        let address = endpoint(try await beacon.start(on: group))
+        defer { Task { try? await beacon.shutdown() } }
+        let a = try LoopbackSocket.udp()
+        let b = try LoopbackSocket.udp()
+
+        try a.send(BeaconMessage.discover(node: 10).encoded(), to: address)
+        let replyA = try XCTUnwrap(try a.receiveDatagram(timeout: 5))
+        XCTAssertEqual(try BeaconMessage(decoding: replyA.bytes), .discoverReply(ip: [127, 0, 0, 1], port: a.localEndpoint.port))
+        // b asks for deliveries that name their destination.
+        try b.send(BeaconMessage.discoverExtended(node: 20).encoded(), to: address)
+        _ = try XCTUnwrap(try b.receiveDatagram(timeout: 5))
+
+        // Relay a → b arrives as 0x09 (b opted in); b → a as 0x06.
+        let frame = Array("PILP".utf8)[...]
+        try a.send(BeaconMessage.relay(source: 10, destination: 20, frame: frame).encoded(), to: address)
+        XCTAssertEqual(
+            try BeaconMessage(decoding: try XCTUnwrap(try b.receiveDatagram(timeout: 5)).bytes),
+            .relayDeliverTo(source: 10, destination: 20, frame: frame))
+        try b.send(BeaconMessage.relay(source: 20, destination: 10, frame: frame).encoded(), to: address)
+        XCTAssertEqual(
+            try BeaconMessage(decoding: try XCTUnwrap(try a.receiveDatagram(timeout: 5)).bytes),
+            .relayDeliver(source: 20, frame: frame))
+
+        // Punch: both sides learn the other's endpoint.
+        try a.send(BeaconMessage.punchRequest(requester: 10, target: 20).encoded(), to: address)
+        XCTAssertEqual(
+            try BeaconMessage(decoding: try XCTUnwrap(try a.receiveDatagram(timeout: 5)).bytes),
+            .punchCommand(ip: [127, 0, 0, 1], port: b.localEndpoint.port))
+        XCTAssertEqual(
+            try BeaconMessage(decoding: try XCTUnwrap(try b.receiveDatagram(timeout: 5)).bytes),
+            .punchCommand(ip: [127, 0, 0, 1], port: a.localEndpoint.port))
+
+        // Notify, at most 3 in a burst.
+        for _ in 0..<5 { beacon.notify(node: 10) }
+        var notifies = 0
+        while let datagram = try a.receiveDatagram(timeout: 0.5) {
+            XCTAssertEqual(try BeaconMessage(decoding: datagram.bytes), .notify(kind: 1))
+            notifies += 1
+        }
+        XCTAssertEqual(notifies, 3)
+
+        // Garbage and frames for unknown nodes are counted and dropped.
+        try a.send([0xEE, 1, 2], to: address)
+        try a.send(BeaconMessage.relay(source: 10, destination: 99, frame: frame).encoded(), to: address)
+        try a.send(BeaconMessage.discover(node: 10).encoded(), to: address)
+        _ = try XCTUnwrap(try a.receiveDatagram(timeout: 5))  // the beacon still answers
+        let counters = beacon.counters
+        XCTAssertEqual(counters.malformed, 1)
+        XCTAssertEqual(counters.relayDropped, 1)
+        XCTAssertEqual(counters.relayed, 2)
+        XCTAssertEqual(counters.notifies, 3)
+    }
+}
