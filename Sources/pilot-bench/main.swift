@@ -2,6 +2,8 @@
 // by timed assertions in tests.
 //
 //   pilot-bench crypto [--seconds N]     tunnel seal+open beside raw libsodium, key agreement, signatures
+//   pilot-bench registry [--nodes N] [--connections C]
+//                                        registrations and heartbeats per second against pilot-rendezvous
 
 import Foundation
 
@@ -10,6 +12,7 @@ let arguments = Array(CommandLine.arguments.dropFirst())
 func usage() -> Never {
     print("""
         usage: pilot-bench crypto [--seconds N]
+               pilot-bench registry [--nodes N] [--connections C]   (pilot-rendezvous must sit beside pilot-bench)
         """)
     exit(2)
 }
@@ -23,5 +26,6 @@ func option(_ name: String, default value: Double) -> Double {
 
 switch arguments.first {
 case "crypto": CryptoBench(seconds: option("--seconds", default: 2)).run()
+case "registry": RegistryBench(nodes: Int(option("--nodes", default: 100_000)), connections: Int(option("--connections", default: 4))).run()
 default: usage()
 }

@@ -35,12 +35,20 @@ struct RendezvousCommand: AsyncParsableCommand {
     @Option(help: "PEM private key for --tls.")
     var tlsKey: String?
 
+    @Option(help: "New node keys accepted per second from one IP address (burst: ten seconds' worth).")
+    var newKeysPerSecond: Double = 100
+
+    @Option(help: "Requests per second one registry connection may make (burst: two seconds' worth).")
+    var connectionRequestsPerSecond: Double = 1000
+
     @Option(help: "Log level: trace, debug, info, notice, warning, error, critical.")
     var logLevel: Logger.Level = .info
 
     func validate() throws {
         if tls, tlsCert == nil || tlsKey == nil { throw ValidationError("--tls needs --tls-cert and --tls-key") }
         if !tls, tlsCert != nil || tlsKey != nil { throw ValidationError("--tls-cert/--tls-key need --tls") }
+        if !(newKeysPerSecond > 0) { throw ValidationError("--new-keys-per-second must be positive") }
+        if !(connectionRequestsPerSecond > 0) { throw ValidationError("--connection-requests-per-second must be positive") }
         _ = try Self.split(registryAddr)
         _ = try Self.split(beaconAddr)
     }
@@ -72,12 +80,13 @@ struct RendezvousCommand: AsyncParsableCommand {
 
         var registryConfiguration = Registry.Configuration()
         registryConfiguration.beaconAddresses = [advertised]
+        registryConfiguration.registrationsPerSecond = newKeysPerSecond
         registryConfiguration.handshakeQueued = { node in beacon.notify(node: node) }
         let registry = try Registry(stateDirectory: stateDir, configuration: registryConfiguration)
-        let server = RegistryServer(
-            registry: registry,
-            configuration: .init(host: registryHost, port: registryPort, tlsCertificatePath: tlsCert, tlsKeyPath: tlsKey),
-            logger: logger)
+        var serverConfiguration = RegistryServer.Configuration(
+            host: registryHost, port: registryPort, tlsCertificatePath: tlsCert, tlsKeyPath: tlsKey)
+        serverConfiguration.requestsPerSecond = connectionRequestsPerSecond
+        let server = RegistryServer(registry: registry, configuration: serverConfiguration, logger: logger)
         let registryAddress = try await server.start(on: group)
 
         logger.info(

@@ -224,8 +224,8 @@ final class RegistryTests: XCTestCase {
 
     func testNewKeysFromOneAddressAreRateLimited() throws {
         let registry = try makeRegistry {
-            $0.registrationBurst = 3
             $0.registrationsPerSecond = 0.001
+            $0.registrationBurst = 3
         }
         let results = try (0..<5).map { _ in registry.handle(try TestNode().register(), peerIP: "10.1.1.1").type }
         XCTAssertEqual(results, ["register_ok", "register_ok", "register_ok", "error", "error"])

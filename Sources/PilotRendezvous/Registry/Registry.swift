@@ -15,9 +15,12 @@ public final class Registry: @unchecked Sendable {
         public var beaconAddresses: [String] = []
         /// A node that sent no heartbeat for this long is offline and its hostname freed.
         public var livenessTimeout: Double = 180
-        /// New keys registered per source IP: burst and per-second refill.
-        public var registrationBurst: Double = 200
-        public var registrationsPerSecond: Double = 20
+        /// New keys registered per source IP: per-second refill and burst (ten seconds' worth).
+        /// A host carrying thousands of identities registers them all from one address: raise it.
+        public var registrationsPerSecond: Double = 100 {
+            didSet { registrationBurst = registrationsPerSecond * 10 }
+        }
+        public var registrationBurst: Double = 1000
         /// Called (outside the lock) when a relayed handshake or answer waits for `node`.
         public var handshakeQueued: (@Sendable (UInt32) -> Void)?
 
@@ -50,7 +53,16 @@ public final class Registry: @unchecked Sendable {
         self.configuration = configuration
         self.clock = clock
         store = try RegistryStore(path: (stateDirectory as NSString).appendingPathComponent("registry.db"))
+        try loadState()
+    }
+
+    /// Replaces the in-memory state with what `registry.db` holds.
+    private func loadState() throws {
         let state = try store.load(now: clock())
+        nodes = [:]
+        byKey = [:]
+        byHostname = [:]
+        trust = []
         for node in state.nodes {
             nodes[node.id] = node
             byKey[node.publicKey] = node.id
@@ -428,22 +440,33 @@ public final class Registry: @unchecked Sendable {
         guard items.count <= 1000 else { throw RegistryFailure("batch: at most 1000 requests") }
         var replies: [JSON] = []
         replies.reserveCapacity(items.count)
-        for item in items {
-            let reply: RegistryMessage
-            do {
-                let inner = try RegistryMessage(json: item)
-                guard ["register", "heartbeat", "poll_handshakes"].contains(inner.type) else {
-                    throw RegistryFailure("batch: \(inner.type.prefix(64)) cannot be batched")
-                }
-                reply = try dispatch(inner, peerIP: peerIP, notify: &notify)
-            } catch let error as RegistryFailure {
-                reply = RegistryMessage(type: "error", ["error": .string(error.message)])
-            } catch {
-                reply = RegistryMessage(type: "error", ["error": .string("bad request: \(error)")])
+        // One transaction for the batch: one fsync instead of one per item. Items never open
+        // transactions of their own (only register, heartbeat and poll are allowed).
+        do {
+            try store.transaction {
+                for item in items { replies.append(batchItem(item, peerIP: peerIP, notify: &notify).json) }
             }
-            replies.append(reply.json)
+        } catch {
+            // The commit failed (disk full, I/O error): memory ran ahead of the disk, so take the
+            // disk's word for everything and report the whole batch as failed.
+            try loadState()
+            throw RegistryFailure("batch: could not be stored: \(error)")
         }
         return RegistryMessage(type: "batch_ok", ["replies": .array(replies)])
+    }
+
+    private func batchItem(_ item: JSON, peerIP: String, notify: inout [UInt32]) -> RegistryMessage {
+        do {
+            let inner = try RegistryMessage(json: item)
+            guard ["register", "heartbeat", "poll_handshakes"].contains(inner.type) else {
+                throw RegistryFailure("batch: \(inner.type.prefix(64)) cannot be batched")
+            }
+            return try dispatch(inner, peerIP: peerIP, notify: &notify)
+        } catch let error as RegistryFailure {
+            return RegistryMessage(type: "error", ["error": .string(error.message)])
+        } catch {
+            return RegistryMessage(type: "error", ["error": .string("bad request: \(error)")])
+        }
     }
 
     // MARK: Liveness

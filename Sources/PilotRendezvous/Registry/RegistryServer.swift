@@ -15,9 +15,12 @@ public final class RegistryServer: Sendable {
         /// PEM files for TLS; nil serves plain TCP.
         public var tlsCertificatePath: String?
         public var tlsKeyPath: String?
-        /// Requests per connection: burst and per-second refill; beyond it requests get an error.
-        public var requestBurst: Double = 500
-        public var requestsPerSecond: Double = 200
+        /// Requests per connection: per-second refill and burst (two seconds' worth); beyond it
+        /// requests get an error. A batch counts as one request.
+        public var requestsPerSecond: Double = 1000 {
+            didSet { requestBurst = requestsPerSecond * 2 }
+        }
+        public var requestBurst: Double = 2000
         /// A connection that sends nothing for this long is closed.
         public var idleTimeout: TimeAmount = .minutes(5)
 

@@ -1,0 +1,211 @@
+import Foundation
+import PilotCrypto
+import PilotWire
+
+/// Registry figures against a real `pilot-rendezvous` process (the one built beside this
+/// binary): registrations per second (one request per node, as official daemons send them, and
+/// batched, as pilot-host sends them), heartbeats per second with every node registered, and the
+/// server's resident memory at that size.
+struct RegistryBench {
+    let nodes: Int
+    let connections: Int
+
+    func run() {
+        do {
+            try measure()
+        } catch {
+            print("pilot-bench registry: \(error)")
+            exit(1)
+        }
+    }
+
+    private func measure() throws {
+        let binary = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
+            .appendingPathComponent("pilot-rendezvous")
+        let state = FileManager.default.temporaryDirectory.appendingPathComponent("pilot-bench-\(getpid())")
+        defer { try? FileManager.default.removeItem(at: state) }
+        let server = Process()
+        server.executableURL = binary
+        server.arguments = ["--registry-addr", "127.0.0.1:0", "--beacon-addr", "127.0.0.1:0", "--state-dir", state.path, "--log-level", "warning",
+            "--new-keys-per-second", "1000000", "--connection-requests-per-second", "1000000"]
+        let output = Pipe()
+        server.standardOutput = output
+        try server.run()
+        defer { server.terminate(); server.waitUntilExit() }
+        guard let first = readLine(output), first.hasPrefix("registry "), let port = UInt16(first.split(separator: ":").last ?? "")
+        else { throw BenchError("pilot-rendezvous did not report its port") }
+
+        print("pilot-bench registry: \(nodes) nodes, \(connections) connections, pilot-rendezvous pid \(server.processIdentifier)")
+        print("generating \(nodes) Ed25519 keys and signatures...")
+        let keys = try (0..<nodes).map { _ in try Ed25519PrivateKey() }
+        let registers: [RegistryMessage] = keys.enumerated().map { index, key in
+            let listen = "127.0.0.1:\(10_000 + index % 50_000)"
+            let text = key.publicKey.base64
+            return RegistryMessage(
+                type: "register",
+                ["listen_addr": .string(listen), "public_key": .string(text),
+                 "signature": .string(Sodium.base64(key.sign("register:\(listen):\(text)")))])
+        }
+        let clients = try (0..<connections).map { _ in try BlockingClient(port: port) }
+        print("RSS before: \(rss(server.processIdentifier)) KiB")
+
+        // 1. One request per node, as official daemons register: the first 5% of the nodes.
+        let singles = max(connections, nodes / 20)
+        let ids = IDBox(count: nodes)
+        let single = try timed(items: singles) { connection, range in
+            for index in range {
+                let reply = try clients[connection].request(registers[index])
+                guard reply.type == "register_ok" else { throw BenchError("register failed: \(reply.json.encodedString().prefix(200))") }
+                ids.set(index, try reply.nodeID("node_id"))
+            }
+        }
+        print(String(format: "register, one per request:   %8.0f /s  (%d nodes)", single, singles))
+
+        // 2. The rest in batches of 500, as pilot-host does.
+        let batched = try timed(items: nodes - singles, offset: singles) { connection, range in
+            for chunk in stride(from: range.lowerBound, to: range.upperBound, by: 500) {
+                let items = registers[chunk..<min(chunk + 500, range.upperBound)].map(\.json)
+                let reply = try clients[connection].request(RegistryMessage(type: "batch", ["requests": .array(items)]))
+                guard reply.type == "batch_ok", let replies = reply["replies"]?.arrayValue, replies.count == items.count else {
+                    throw BenchError("batch failed: \(reply.json.encodedString().prefix(200))")
+                }
+                for (offset, item) in replies.enumerated() {
+                    guard let id = item["node_id"]?.integerValue else {
+                        throw BenchError("batched register failed: \(item.encodedString().prefix(200))")
+                    }
+                    ids.set(chunk + offset, UInt32(truncatingIfNeeded: id))
+                }
+            }
+        }
+        print(String(format: "register, batched by 500:    %8.0f /s  (%d nodes)", batched, nodes - singles))
+        print("RSS with \(nodes) nodes: \(rss(server.processIdentifier)) KiB")
+
+        // 3. Heartbeats with every node registered, each signed by its node.
+        let heartbeats = keys.enumerated().map { index, key in
+            let id = ids.get(index)
+            return RegistryMessage(
+                type: "heartbeat",
+                ["node_id": .integer(Int64(id)), "signature": .string(Sodium.base64(key.sign("heartbeat:\(id)")))])
+        }
+        let beats = try timed(items: nodes) { connection, range in
+            for index in range {
+                let reply = try clients[connection].request(heartbeats[index])
+                guard reply.type == "heartbeat_ok" else { throw BenchError("heartbeat failed: \(reply.json.encodedString().prefix(200))") }
+            }
+        }
+        print(String(format: "heartbeat, one per request:  %8.0f /s  (%d nodes)", beats, nodes))
+        let batchedBeats = try timed(items: nodes) { connection, range in
+            for chunk in stride(from: range.lowerBound, to: range.upperBound, by: 500) {
+                let items = heartbeats[chunk..<min(chunk + 500, range.upperBound)].map(\.json)
+                let reply = try clients[connection].request(RegistryMessage(type: "batch", ["requests": .array(items)]))
+                guard reply["replies"]?.arrayValue?.allSatisfy({ $0["type"] == "heartbeat_ok" }) == true else {
+                    throw BenchError("batched heartbeat failed")
+                }
+            }
+        }
+        print(String(format: "heartbeat, batched by 500:   %8.0f /s", batchedBeats))
+        print("RSS after heartbeats: \(rss(server.processIdentifier)) KiB")
+    }
+
+    /// Splits `items` over the connections, runs them in parallel, returns items per second.
+    private func timed(items: Int, offset: Int = 0, _ body: @escaping @Sendable (Int, Range<Int>) throws -> Void) throws -> Double {
+        let share = (items + connections - 1) / connections
+        let failure = FailureBox()
+        let start = Date()
+        DispatchQueue.concurrentPerform(iterations: connections) { connection in
+            let lower = offset + min(items, connection * share)
+            let upper = offset + min(items, (connection + 1) * share)
+            do { try body(connection, lower..<upper) } catch { failure.set(error) }
+        }
+        if let error = failure.error { throw error }
+        return Double(items) / Date().timeIntervalSince(start)
+    }
+
+    private func rss(_ pid: Int32) -> Int {
+        guard let status = try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8),
+            let line = status.split(separator: "\n").first(where: { $0.hasPrefix("VmRSS:") })
+        else { return -1 }
+        return Int(line.split(separator: " ").dropFirst().first ?? "") ?? -1
+    }
+
+    private func readLine(_ pipe: Pipe) -> String? {
+        var bytes: [UInt8] = []
+        let handle = pipe.fileHandleForReading
+        while bytes.last != 0x0A {
+            let chunk = handle.readData(ofLength: 1)
+            guard let byte = chunk.first else { return nil }
+            bytes.append(byte)
+        }
+        return String(decoding: bytes.dropLast(), as: UTF8.self)
+    }
+}
+
+/// A blocking registry client over one TCP connection: one request, one reply.
+final class BlockingClient: @unchecked Sendable {
+    // @unchecked: each client is used by one thread at a time.
+    private let fd: Int32
+
+    init(port: UInt16) throws {
+        fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_port = port.bigEndian
+        address.sin_addr.s_addr = UInt32(0x7F00_0001).bigEndian
+        let status = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        }
+        guard status == 0 else { throw BenchError("connect: \(String(cString: strerror(errno)))") }
+        var one: Int32 = 1
+        setsockopt(fd, Int32(IPPROTO_TCP), TCP_NODELAY, &one, socklen_t(MemoryLayout<Int32>.size))
+    }
+
+    deinit { close(fd) }
+
+    func request(_ message: RegistryMessage) throws -> RegistryMessage {
+        let frame = try RegistryFrame.encode(message)
+        var sent = 0
+        while sent < frame.count {
+            let n = frame[sent...].withUnsafeBytes { send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+            guard n > 0 else { throw BenchError("send failed") }
+            sent += n
+        }
+        let header = try read(4)
+        let length = Int(header[0]) << 24 | Int(header[1]) << 16 | Int(header[2]) << 8 | Int(header[3])
+        return try RegistryMessage(decoding: try read(length))
+    }
+
+    private func read(_ count: Int) throws -> [UInt8] {
+        var buffer = [UInt8](repeating: 0, count: count)
+        var got = 0
+        while got < count {
+            let n = buffer[got...].withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
+            guard n > 0 else { throw BenchError("connection closed") }
+            got += n
+        }
+        return buffer
+    }
+}
+
+struct BenchError: Error, CustomStringConvertible {
+    let description: String
+    init(_ description: String) { self.description = description }
+}
+
+/// The first error of parallel work.
+final class FailureBox: @unchecked Sendable {
+    // @unchecked: guarded by `lock`.
+    private let lock = NSLock()
+    private var first: (any Error)?
+    func set(_ error: any Error) { lock.withLock { if first == nil { first = error } } }
+    var error: (any Error)? { lock.withLock { first } }
+}
+
+/// Node ids by key index, filled from several threads at distinct indices.
+final class IDBox: @unchecked Sendable {
+    // @unchecked: guarded by `lock`.
+    private let lock = NSLock()
+    private var ids: [UInt32]
+    init(count: Int) { ids = [UInt32](repeating: 0, count: count) }
+    func set(_ index: Int, _ id: UInt32) { lock.withLock { ids[index] = id } }
+    func get(_ index: Int) -> UInt32 { lock.withLock { ids[index] } }
+}
