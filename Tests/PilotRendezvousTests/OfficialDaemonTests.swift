@@ -103,6 +103,31 @@ final class OfficialDaemonTests: XCTestCase {
         XCTAssertEqual(overlay.rendezvous?.isRunning, true)
     }
 
+    /// The registry over TLS: the official daemon pins the certificate's SHA-256 and registers.
+    func testOfficialDaemonRegistersOverPinnedTLS() throws {
+        let overlay = try OverlayHarness()
+        self.overlay = overlay
+        let certificate = overlay.directory.path("cert.pem")
+        let key = overlay.directory.path("key.pem")
+        let made = ChildProcess.run(
+            "/usr/bin/env",
+            ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-keyout", key,
+             "-out", certificate, "-days", "2", "-nodes", "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"])
+        guard made.status == 0 else { throw XCTSkip("openssl cannot make a test certificate: \(made.output.suffix(300))") }
+        let der = ChildProcess.run("/usr/bin/env", ["sh", "-c", "openssl x509 -in '\(certificate)' -outform DER | sha256sum"])
+        let fingerprint = String(der.stdout.prefix(64))
+        XCTAssertEqual(fingerprint.count, 64)
+
+        try overlay.startRendezvous(tls: (certificate, key))
+        let node = try overlay.startDaemon("secure", extra: ["-registry-tls", "-registry-fingerprint", fingerprint])
+        XCTAssertEqual(node, 1)
+        XCTAssertTrue(try overlay.ctl("secure", ["find", "secure"]).encodedString().contains("0:0000.0000.0001"))
+
+        // A wrong pin is refused by the daemon: it never registers.
+        let wrong = String(repeating: "0", count: 64)
+        XCTAssertThrowsError(try overlay.startDaemon("impostor", extra: ["-registry-tls", "-registry-fingerprint", wrong], timeout: 8))
+    }
+
     /// Ping and a text message each way, with the message checked in the receiver's inbox.
     private func assertTalk(_ overlay: OverlayHarness, _ a: String, _ b: String, tag: String) throws {
         for (from, to) in [(a, b), (b, a)] {

@@ -33,14 +33,16 @@ final class OverlayHarness {
         URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("pilot-rendezvous")
     }
 
-    func startRendezvous() throws {
+    /// Starts `pilot-rendezvous`; with `tls`, the registry serves TLS with that PEM pair.
+    func startRendezvous(tls: (certificate: String, key: String)? = nil) throws {
         restarts += 1
+        let tlsArguments = tls.map { ["--tls", "--tls-cert", $0.certificate, "--tls-key", $0.key] } ?? []
         let process = try ChildProcess(
             name: "rendezvous-\(restarts)", executable: Self.rendezvousBinary,
             arguments: [
                 "--registry-addr", "127.0.0.1:\(registryPort)", "--beacon-addr", "127.0.0.1:\(beaconPort)",
                 "--state-dir", directory.path("rendezvous"), "--log-level", "info",
-            ],
+            ] + tlsArguments,
             logDirectory: directory.url)
         rendezvous = process
         let up = ChildProcess.waitUntil(timeout: 20) { process.output.contains("registry 127.0.0.1:\(registryPort)") }
@@ -54,7 +56,7 @@ final class OverlayHarness {
 
     /// Starts an official daemon named `name` (also its hostname) and waits until it answers.
     @discardableResult
-    func startDaemon(_ name: String, extra: [String] = []) throws -> UInt32 {
+    func startDaemon(_ name: String, extra: [String] = [], timeout: TimeInterval = 30) throws -> UInt32 {
         let home = directory.url.appendingPathComponent(name)
         try FileManager.default.createDirectory(at: home, withIntermediateDirectories: true)
         let process = try ChildProcess(
@@ -67,7 +69,7 @@ final class OverlayHarness {
             environment: ["HOME": home.path], logDirectory: directory.url)
         daemons[name] = process
         var info: JSON?
-        _ = ChildProcess.waitUntil(timeout: 30, every: 0.2) {
+        _ = ChildProcess.waitUntil(timeout: timeout, every: 0.2) {
             info = try? ctl(name, ["info"])
             return info != nil
         }
