@@ -28,24 +28,24 @@ public struct ByteReader: Sendable {
     }
 
     public mutating func readUInt16(_ field: String) throws(WireError) -> UInt16 {
-        try need(2, field)
-        defer { offset += 2 }
-        return UInt16(bytes[offset]) << 8 | UInt16(bytes[offset + 1])
+        try readInteger(field)
     }
 
     public mutating func readUInt32(_ field: String) throws(WireError) -> UInt32 {
-        try need(4, field)
-        var value: UInt32 = 0
-        for index in offset..<offset + 4 { value = value << 8 | UInt32(bytes[index]) }
-        offset += 4
-        return value
+        try readInteger(field)
     }
 
     public mutating func readUInt64(_ field: String) throws(WireError) -> UInt64 {
-        try need(8, field)
-        var value: UInt64 = 0
-        for index in offset..<offset + 8 { value = value << 8 | UInt64(bytes[index]) }
-        offset += 8
+        try readInteger(field)
+    }
+
+    /// A big-endian unsigned integer of `T`'s width.
+    private mutating func readInteger<T: FixedWidthInteger & UnsignedInteger>(_ field: String) throws(WireError) -> T {
+        let size = MemoryLayout<T>.size
+        try need(size, field)
+        var value: T = 0
+        for index in offset..<offset + size { value = value << 8 | T(bytes[index]) }
+        offset += size
         return value
     }
 
