@@ -1,0 +1,177 @@
+/// One identity as `host.db` keeps it. The Ed25519 key is stored sealed (the caller seals it
+/// under the host master key; this module never sees it in clear).
+public struct IdentityRecord: Hashable, Sendable {
+    public var name: String
+    /// Node id from the registry; 0 until the first registration succeeds.
+    public var nodeID: UInt32
+    public var network: UInt16
+    public var sealedKey: [UInt8]
+    public var hostname: String?
+    public var tags: [String]
+    public var isPublic: Bool
+    public var ownerUID: UInt32
+    public var allowedGIDs: [UInt32]
+    /// Unix seconds.
+    public var createdAt: Int64
+    /// Deregistered and deleted at clean shutdown.
+    public var isEphemeral: Bool
+
+    public init(
+        name: String, nodeID: UInt32 = 0, network: UInt16 = 0, sealedKey: [UInt8], hostname: String? = nil,
+        tags: [String] = [], isPublic: Bool = false, ownerUID: UInt32, allowedGIDs: [UInt32] = [],
+        createdAt: Int64, isEphemeral: Bool = false
+    ) {
+        self.name = name
+        self.nodeID = nodeID
+        self.network = network
+        self.sealedKey = sealedKey
+        self.hostname = hostname
+        self.tags = tags
+        self.isPublic = isPublic
+        self.ownerUID = ownerUID
+        self.allowedGIDs = allowedGIDs
+        self.createdAt = createdAt
+        self.isEphemeral = isEphemeral
+    }
+}
+
+/// `host.db`: the identities of a pilot-host and everything they own. Every tenant-owned table
+/// references `identity(id)` with `ON DELETE CASCADE`, so deleting an identity leaves nothing.
+/// Each change is one transaction with `synchronous=FULL`: durable when the call returns, never
+/// half-made after a crash.
+///
+/// Not thread-safe: one owner (the host's store actor).
+public final class HostStore {
+    private let db: Database
+
+    static let migrations = [
+        """
+        CREATE TABLE identity (
+            id INTEGER PRIMARY KEY,
+            name TEXT NOT NULL UNIQUE CHECK (length(name) BETWEEN 1 AND 63),
+            node_id INTEGER NOT NULL DEFAULT 0,
+            network INTEGER NOT NULL DEFAULT 0,
+            sealed_key BLOB NOT NULL,
+            hostname TEXT,
+            tags TEXT NOT NULL DEFAULT '',
+            public INTEGER NOT NULL DEFAULT 0,
+            owner_uid INTEGER NOT NULL,
+            created_at INTEGER NOT NULL,
+            ephemeral INTEGER NOT NULL DEFAULT 0
+        );
+        CREATE TABLE identity_group (
+            identity_id INTEGER NOT NULL REFERENCES identity(id) ON DELETE CASCADE,
+            gid INTEGER NOT NULL,
+            PRIMARY KEY (identity_id, gid)
+        );
+        CREATE TABLE trust (
+            identity_id INTEGER NOT NULL REFERENCES identity(id) ON DELETE CASCADE,
+            peer_node INTEGER NOT NULL,
+            peer_key BLOB,
+            state TEXT NOT NULL CHECK (state IN ('pending-in', 'pending-out', 'trusted', 'rejected', 'revoked')),
+            reason TEXT NOT NULL DEFAULT '',
+            updated_at INTEGER NOT NULL,
+            PRIMARY KEY (identity_id, peer_node)
+        );
+        """
+    ]
+
+    /// Opens (creating and migrating) `host.db` at `path`.
+    public init(path: String) throws {
+        db = try Database(path: path)
+        try db.migrate(Self.migrations)
+    }
+
+    /// Adds an identity; throws a constraint error if the name is taken.
+    public func create(_ identity: IdentityRecord) throws {
+        try db.transaction {
+            try db.run(
+                """
+                INSERT INTO identity (name, node_id, network, sealed_key, hostname, tags, public, owner_uid, created_at, ephemeral)
+                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                """,
+                [
+                    .text(identity.name), .integer(Int64(identity.nodeID)), .integer(Int64(identity.network)),
+                    .blob(identity.sealedKey), identity.hostname.map(SQLValue.text) ?? .null,
+                    .text(identity.tags.joined(separator: ",")), .integer(identity.isPublic ? 1 : 0),
+                    .integer(Int64(identity.ownerUID)), .integer(identity.createdAt), .integer(identity.isEphemeral ? 1 : 0),
+                ])
+            let rowID = db.lastInsertRowID
+            for gid in Set(identity.allowedGIDs) {
+                try db.run("INSERT INTO identity_group (identity_id, gid) VALUES (?, ?)", [.integer(rowID), .integer(Int64(gid))])
+            }
+        }
+    }
+
+    /// Replaces the stored fields of the identity named `identity.name`; throws if there is none.
+    public func update(_ identity: IdentityRecord) throws {
+        try db.transaction {
+            try db.run(
+                """
+                UPDATE identity SET node_id = ?, network = ?, sealed_key = ?, hostname = ?, tags = ?, public = ?,
+                    owner_uid = ?, ephemeral = ? WHERE name = ?
+                """,
+                [
+                    .integer(Int64(identity.nodeID)), .integer(Int64(identity.network)), .blob(identity.sealedKey),
+                    identity.hostname.map(SQLValue.text) ?? .null, .text(identity.tags.joined(separator: ",")),
+                    .integer(identity.isPublic ? 1 : 0), .integer(Int64(identity.ownerUID)),
+                    .integer(identity.isEphemeral ? 1 : 0), .text(identity.name),
+                ])
+            guard db.changes == 1 else { throw StoreError(code: 12, message: "no identity named \(identity.name)") }
+            try db.run(
+                "DELETE FROM identity_group WHERE identity_id = (SELECT id FROM identity WHERE name = ?)", [.text(identity.name)])
+            for gid in Set(identity.allowedGIDs) {
+                try db.run(
+                    "INSERT INTO identity_group (identity_id, gid) SELECT id, ? FROM identity WHERE name = ?",
+                    [.integer(Int64(gid)), .text(identity.name)])
+            }
+        }
+    }
+
+    /// Removes an identity and everything it owns; returns whether it existed.
+    @discardableResult
+    public func delete(name: String) throws -> Bool {
+        try db.transaction {
+            try db.run("DELETE FROM identity WHERE name = ?", [.text(name)])
+            return db.changes == 1
+        }
+    }
+
+    /// Every identity, by name.
+    public func all() throws -> [IdentityRecord] {
+        try records(where: "1", [])
+    }
+
+    /// The identity named `name`, if any.
+    public func identity(named name: String) throws -> IdentityRecord? {
+        try records(where: "name = ?", [.text(name)]).first
+    }
+
+    private func records(where condition: String, _ bindings: [SQLValue]) throws -> [IdentityRecord] {
+        var groups: [Int64: [UInt32]] = [:]
+        let groupRows = try db.rows(
+            "SELECT identity_id, gid FROM identity_group WHERE identity_id IN (SELECT id FROM identity WHERE \(condition)) ORDER BY gid",
+            bindings)
+        for row in groupRows {
+            groups[row[0].integer ?? 0, default: []].append(UInt32(truncatingIfNeeded: row[1].integer ?? 0))
+        }
+        return try db.rows(
+            """
+            SELECT id, name, node_id, network, sealed_key, hostname, tags, public, owner_uid, created_at, ephemeral
+            FROM identity WHERE \(condition) ORDER BY name
+            """, bindings
+        ).map { row in
+            IdentityRecord(
+                name: row[1].text ?? "", nodeID: UInt32(truncatingIfNeeded: row[2].integer ?? 0),
+                network: UInt16(truncatingIfNeeded: row[3].integer ?? 0), sealedKey: row[4].blob ?? [],
+                hostname: row[5].text, tags: (row[6].text ?? "").split(separator: ",").map(String.init),
+                isPublic: row[7].integer == 1, ownerUID: UInt32(truncatingIfNeeded: row[8].integer ?? 0),
+                allowedGIDs: groups[row[0].integer ?? 0] ?? [], createdAt: row[9].integer ?? 0, isEphemeral: row[10].integer == 1)
+        }
+    }
+
+    /// `PRAGMA integrity_check`: "ok" when the file is sound.
+    public func integrityCheck() throws -> String {
+        try db.rows("PRAGMA integrity_check").first?.first?.text ?? "no answer"
+    }
+}
