@@ -44,6 +44,8 @@ let package = Package(
         .target(name: "PilotStore", dependencies: ["CSQLite"], swiftSettings: strict),
         // Control sockets: peer credentials and the access policy.
         .target(name: "PilotControl", swiftSettings: strict),
+        // Composition of the host: master key, identity pool, configuration, systemd.
+        .target(name: "PilotHost", dependencies: ["PilotStore", "PilotCrypto", "PilotControl"], swiftSettings: strict),
         // Registry, beacon and nameserver servers.
         .target(
             name: "PilotRendezvous",
@@ -78,6 +80,7 @@ let package = Package(
         .testTarget(name: "PilotCryptoTests", dependencies: ["PilotCrypto", "PilotWire", "CSodium"]),
         .testTarget(name: "PilotStoreTests", dependencies: ["PilotStore"]),
         .testTarget(name: "PilotControlTests", dependencies: ["PilotControl", "PilotTestSupport"]),
+        .testTarget(name: "PilotHostTests", dependencies: ["PilotHost", "PilotStore", "PilotCrypto", "PilotTestSupport"]),
         .testTarget(
             name: "PilotRendezvousTests",
             dependencies: [
