@@ -76,8 +76,8 @@ let package = Package(
         // loopback sockets. Linked only by test targets.
         .target(name: "PilotTestSupport", swiftSettings: strict),
 
-        .testTarget(name: "PilotWireTests", dependencies: ["PilotWire"]),
-        .testTarget(name: "PilotCryptoTests", dependencies: ["PilotCrypto", "PilotWire", "CSodium"]),
+        .testTarget(name: "PilotWireTests", dependencies: ["PilotWire", "PilotTestSupport"]),
+        .testTarget(name: "PilotCryptoTests", dependencies: ["PilotCrypto", "PilotWire", "PilotTestSupport"]),
         .testTarget(name: "PilotStoreTests", dependencies: ["PilotStore"]),
         .testTarget(name: "PilotControlTests", dependencies: ["PilotControl", "PilotTestSupport"]),
         .testTarget(name: "PilotHostTests", dependencies: ["PilotHost", "PilotStore", "PilotCrypto", "PilotTestSupport"]),

@@ -85,7 +85,7 @@ public final class Ed25519PrivateKey: Sendable {
         guard var bytes = Sodium.fromBase64(privateText), bytes.count == Self.secretSize else {
             throw .invalidBase64(what: "Ed25519 private key")
         }
-        defer { bytes.withUnsafeMutableBytes { Sodium.zero($0.baseAddress.unsafelyAssumingNonNil, count: $0.count) } }
+        defer { Sodium.zero(&bytes) }
         try self.init(secretKey: bytes)
         if let publicText, try Ed25519PublicKey(base64: publicText) != publicKey { throw .keyMismatch }
     }

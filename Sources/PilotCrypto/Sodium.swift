@@ -111,6 +111,13 @@ public enum Sodium {
     public static func zero(_ pointer: UnsafeMutableRawPointer, count: Int) {
         sodium_memzero(pointer, count)
     }
+
+    /// Overwrites every byte of `bytes` with zeros, for secrets that passed through an array.
+    public static func zero(_ bytes: inout [UInt8]) {
+        bytes.withUnsafeMutableBytes { buffer in
+            if let base = buffer.baseAddress { sodium_memzero(base, buffer.count) }
+        }
+    }
 }
 
 extension Optional {

@@ -44,7 +44,7 @@ public enum MasterKey {
         }
         var bytes = [UInt8](repeating: 0, count: SecretBox.keySize + 1)
         let count = bytes.withUnsafeMutableBytes { Glibc.read(descriptor, $0.baseAddress, $0.count) }
-        defer { bytes.withUnsafeMutableBytes { Sodium.zero($0.baseAddress.unsafelyNonNil, count: $0.count) } }
+        defer { Sodium.zero(&bytes) }
         guard count == SecretBox.keySize else { throw .wrongSize(path: path, size: count) }
         return SecretBytes(copying: Array(bytes.prefix(SecretBox.keySize)))
     }
@@ -91,13 +91,5 @@ public enum MasterKeyError: Error, Equatable, CustomStringConvertible {
         case let .tooOpen(path, mode):
             "master key \(path) has mode \(String(mode, radix: 8)); it must not be readable by group or others (chmod 600)"
         }
-    }
-}
-
-extension Optional {
-    /// For base pointers of non-empty buffers, which are never nil.
-    fileprivate var unsafelyNonNil: Wrapped {
-        guard let value = self else { preconditionFailure("non-empty buffer without a base address") }
-        return value
     }
 }

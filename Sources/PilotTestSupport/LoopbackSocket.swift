@@ -162,6 +162,16 @@ public final class LoopbackSocket: @unchecked Sendable {
         return result
     }
 
+    /// Reads one frame of a length-prefixed stream (u32 big-endian length, then the body, as the
+    /// registry speaks); `nil` if the peer closes or time runs out.
+    public func readFrame(timeout: TimeInterval) throws -> [UInt8]? {
+        let deadline = Date().addingTimeInterval(timeout)
+        guard let header = try read(exactly: 4, timeout: timeout) else { return nil }
+        let length = Int(header[0]) << 24 | Int(header[1]) << 16 | Int(header[2]) << 8 | Int(header[3])
+        guard let body = try read(exactly: length, timeout: deadline.timeIntervalSinceNow) else { return nil }
+        return header + body
+    }
+
     /// Writes all of `bytes` to a stream.
     public func write(_ bytes: [UInt8]) throws {
         var offset = 0

@@ -154,10 +154,8 @@ private final class RegistryErrorResponder: @unchecked Sendable {
 /// Reads one length-prefixed registry message with PilotWire's decoder; `nil` if the peer closed.
 private func readRegistryMessage(_ socket: LoopbackSocket, timeout: TimeInterval = 15) throws -> RegistryMessage? {
     var decoder = RegistryFrameDecoder()
-    guard let header = try socket.read(exactly: 4, timeout: timeout) else { return nil }
-    let length = Int(header[0]) << 24 | Int(header[1]) << 16 | Int(header[2]) << 8 | Int(header[3])
-    guard let body = try socket.read(exactly: length, timeout: timeout) else { return nil }
-    decoder.append(header + body)
+    guard let frame = try socket.readFrame(timeout: timeout) else { return nil }
+    decoder.append(frame)
     guard case .message(let message)? = try decoder.next() else { return nil }
     return message
 }

@@ -1,5 +1,6 @@
 import PilotCrypto
 import PilotWire
+import PilotTestSupport
 import XCTest
 
 final class Ed25519Tests: XCTestCase {

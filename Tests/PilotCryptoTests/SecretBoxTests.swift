@@ -1,4 +1,5 @@
 import PilotCrypto
+import PilotTestSupport
 import XCTest
 
 final class SecretBoxTests: XCTestCase {

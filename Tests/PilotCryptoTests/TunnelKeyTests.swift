@@ -1,5 +1,6 @@
 import PilotCrypto
 import PilotWire
+import PilotTestSupport
 import XCTest
 
 /// Known answers from PROTOCOL.md §5.2 (older tree) and PROTOCOL-1.18.md §1.2.

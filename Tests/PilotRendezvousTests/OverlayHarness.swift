@@ -116,12 +116,8 @@ final class OverlayHarness {
         let connection = try LoopbackSocket.connect(to: registryEndpoint)
         try connection.write(RegistryFrame.encode(message))
         var decoder = RegistryFrameDecoder()
-        let deadline = Date().addingTimeInterval(10)
-        while Date() < deadline {
-            guard let header = try connection.read(exactly: 4, timeout: deadline.timeIntervalSinceNow) else { break }
-            let length = Int(header[0]) << 24 | Int(header[1]) << 16 | Int(header[2]) << 8 | Int(header[3])
-            guard let body = try connection.read(exactly: length, timeout: deadline.timeIntervalSinceNow) else { break }
-            decoder.append(header + body)
+        if let frame = try connection.readFrame(timeout: 10) {
+            decoder.append(frame)
             if case .message(let reply)? = try decoder.next() { return reply }
         }
         throw HarnessError("no registry reply to \(message.type)")

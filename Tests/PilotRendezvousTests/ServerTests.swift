@@ -27,10 +27,8 @@ final class ServerTests: XCTestCase {
     }
 
     private func read(_ socket: LoopbackSocket) throws -> RegistryMessage? {
-        guard let header = try socket.read(exactly: 4, timeout: 5) else { return nil }
-        let length = Int(header[0]) << 24 | Int(header[1]) << 16 | Int(header[2]) << 8 | Int(header[3])
-        guard let body = try socket.read(exactly: length, timeout: 5) else { return nil }
-        return try RegistryMessage(decoding: body)
+        guard let frame = try socket.readFrame(timeout: 5) else { return nil }
+        return try RegistryMessage(decoding: frame.dropFirst(4))
     }
 
     func testBadClientsGetAnErrorAndOnlyTheirConnectionCloses() async throws {

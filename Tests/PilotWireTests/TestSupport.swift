@@ -1,3 +1,4 @@
+import PilotTestSupport
 import PilotWire
 
 /// A seeded generator (SplitMix64) so property tests are reproducible.
@@ -21,15 +22,6 @@ struct SplitMix64: RandomNumberGenerator {
     mutating func address() -> Address {
         Address(network: .random(in: 0...UInt16.max, using: &self), node: .random(in: 0...UInt32.max, using: &self))
     }
-}
-
-extension Array where Element == UInt8 {
-    init(hex: String) {
-        let digits = [Character](hex.filter { !$0.isWhitespace })
-        self = stride(from: 0, to: digits.count - 1, by: 2).map { UInt8(String([digits[$0], digits[$0 + 1]]), radix: 16) ?? 0 }
-    }
-
-    var hex: String { map { ($0 < 16 ? "0" : "") + String($0, radix: 16) }.joined() }
 }
 
 /// Every proper prefix of `bytes` must fail to decode with a typed error (never trap).

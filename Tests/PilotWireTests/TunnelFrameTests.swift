@@ -1,4 +1,5 @@
 import PilotWire
+import PilotTestSupport
 import XCTest
 
 final class TunnelFrameTests: XCTestCase {

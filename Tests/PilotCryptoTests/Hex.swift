@@ -1,8 +1,0 @@
-extension Array where Element == UInt8 {
-    init(hex: String) {
-        let digits = [Character](hex.filter { !$0.isWhitespace })
-        self = stride(from: 0, to: digits.count - 1, by: 2).map { UInt8(String([digits[$0], digits[$0 + 1]]), radix: 16) ?? 0 }
-    }
-
-    var hex: String { map { ($0 < 16 ? "0" : "") + String($0, radix: 16) }.joined() }
-}
