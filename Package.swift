@@ -45,7 +45,14 @@ let package = Package(
         // Control sockets: peer credentials and the access policy.
         .target(name: "PilotControl", swiftSettings: strict),
         // Composition of the host: master key, identity pool, configuration, systemd.
-        .target(name: "PilotHost", dependencies: ["PilotStore", "PilotCrypto", "PilotControl"], swiftSettings: strict),
+        .target(
+            name: "PilotHost",
+            dependencies: [
+                "PilotWire", "PilotStore", "PilotCrypto", "PilotControl",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+            ],
+            swiftSettings: strict),
         // Registry, beacon and nameserver servers.
         .target(
             name: "PilotRendezvous",
@@ -80,7 +87,13 @@ let package = Package(
         .testTarget(name: "PilotCryptoTests", dependencies: ["PilotCrypto", "PilotWire", "PilotTestSupport"]),
         .testTarget(name: "PilotStoreTests", dependencies: ["PilotStore"]),
         .testTarget(name: "PilotControlTests", dependencies: ["PilotControl", "PilotTestSupport"]),
-        .testTarget(name: "PilotHostTests", dependencies: ["PilotHost", "PilotStore", "PilotCrypto", "PilotTestSupport"]),
+        .testTarget(
+            name: "PilotHostTests",
+            dependencies: [
+                "PilotHost", "PilotStore", "PilotCrypto", "PilotWire", "PilotRendezvous", "PilotTestSupport",
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ]),
         .testTarget(
             name: "PilotRendezvousTests",
             dependencies: [

@@ -38,6 +38,8 @@ public final class RegistryServer: Sendable {
     private let threadPool: NIOThreadPool
     private let channel: NIOLockedValueBox<(any Channel)?> = NIOLockedValueBox(nil)
     private let reaper: NIOLockedValueBox<RepeatedTask?> = NIOLockedValueBox(nil)
+    /// Open client connections, closed on shutdown so no client waits on a stopped server.
+    private let clients: NIOLockedValueBox<[ObjectIdentifier: any Channel]> = NIOLockedValueBox([:])
 
     public init(registry: Registry, configuration: Configuration, logger: Logger) {
         self.registry = registry
@@ -62,12 +64,16 @@ public final class RegistryServer: Sendable {
         let registry = registry
         let threadPool = threadPool
         let logger = logger
+        let clients = clients
         let bootstrap = ServerBootstrap(group: group)
             .serverChannelOption(.backlog, value: 512)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
             .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
             .childChannelInitializer { channel in
-                channel.eventLoop.makeCompletedFuture {
+                let id = ObjectIdentifier(channel)
+                clients.withLockedValue { $0[id] = channel }
+                channel.closeFuture.whenComplete { _ in clients.withLockedValue { $0[id] = nil } }
+                return channel.eventLoop.makeCompletedFuture {
                     if let tls { try channel.pipeline.syncOperations.addHandler(NIOSSLServerHandler(context: tls)) }
                     try channel.pipeline.syncOperations.addHandler(IdleStateHandler(readTimeout: configuration.idleTimeout))
                     try channel.pipeline.syncOperations.addHandler(
@@ -96,6 +102,7 @@ public final class RegistryServer: Sendable {
     public func shutdown() async throws {
         reaper.withLockedValue { $0?.cancel() }
         if let channel = channel.withLockedValue({ $0 }) { try? await channel.close() }
+        for client in clients.withLockedValue({ Array($0.values) }) { try? await client.close() }
         try await threadPool.shutdownGracefully()
     }
 }

@@ -1,0 +1,152 @@
+public import NIOCore
+import NIOPosix
+public import PilotWire
+
+/// One registry connection shared by every identity of the host.
+///
+/// The registry protocol has no request ids: replies come back in request order, so each request
+/// carries a promise that the next reply fulfils. `send(batch:)` uses pilot-rendezvous's `batch`
+/// extension and falls back to one request per item against a registry that does not know it
+/// (the official one), remembering the answer. A broken connection is re-dialled once per request.
+public actor RegistryClient {
+    public let host: String
+    public let port: Int
+    private let group: any EventLoopGroup
+    private var channel: (any Channel)?
+    /// nil until a batch was tried; then whether the registry understood it.
+    public private(set) var supportsBatch: Bool?
+
+    public init(host: String, port: Int, group: any EventLoopGroup) {
+        self.host = host
+        self.port = port
+        self.group = group
+    }
+
+    /// Sends one request and returns its reply (which may be `{"type":"error",...}`).
+    public func send(_ request: RegistryMessage) async throws -> RegistryMessage {
+        do {
+            return try await exchange(request)
+        } catch {
+            // One retry on a fresh connection: the registry may have restarted.
+            await disconnect()
+            return try await exchange(request)
+        }
+    }
+
+    /// Sends many register / heartbeat / poll_handshakes requests, in one round trip per 1000
+    /// where the registry supports batches; replies in request order.
+    public func send(batch requests: [RegistryMessage]) async throws -> [RegistryMessage] {
+        if supportsBatch != false, !requests.isEmpty {
+            var replies: [RegistryMessage] = []
+            for start in stride(from: 0, to: requests.count, by: 1000) {
+                let chunk = requests[start..<min(start + 1000, requests.count)]
+                let reply = try await send(RegistryMessage(type: "batch", ["requests": .array(chunk.map(\.json))]))
+                if reply.type == "error", reply["error"]?.stringValue?.contains("unknown type") == true, start == 0 {
+                    supportsBatch = false
+                    break
+                }
+                guard reply.type == "batch_ok", let items = reply["replies"]?.arrayValue, items.count == chunk.count else {
+                    throw RegistryClientError("malformed batch reply: \(reply.json.encodedString().prefix(200))")
+                }
+                supportsBatch = true
+                for item in items { replies.append(try RegistryMessage(json: item)) }
+            }
+            if supportsBatch == true { return replies }
+        }
+        var replies: [RegistryMessage] = []
+        for request in requests { replies.append(try await send(request)) }
+        return replies
+    }
+
+    public func disconnect() async {
+        if let channel { try? await channel.close() }
+        channel = nil
+    }
+
+    private func exchange(_ request: RegistryMessage) async throws -> RegistryMessage {
+        let channel = try await connected()
+        let bytes = try RegistryFrame.encode(request)
+        let promise = channel.eventLoop.makePromise(of: RegistryMessage.self)
+        var buffer = channel.allocator.buffer(capacity: bytes.count)
+        buffer.writeBytes(bytes)
+        channel.writeAndFlush(RegistryClientHandler.Outbound(frame: buffer, reply: promise), promise: nil)
+        return try await promise.futureResult.get()
+    }
+
+    private func connected() async throws -> any Channel {
+        if let channel, channel.isActive { return channel }
+        let channel = try await ClientBootstrap(group: group)
+            .channelOption(.socketOption(.tcp_nodelay), value: 1)
+            .connectTimeout(.seconds(5))
+            .channelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.addHandler(RegistryClientHandler())
+                }
+            }
+            .connect(host: host, port: port).get()
+        self.channel = channel
+        return channel
+    }
+}
+
+/// Pairs each written request with the next reply; fails every waiting request when the
+/// connection breaks.
+final class RegistryClientHandler: ChannelDuplexHandler, @unchecked Sendable {
+    // @unchecked: all state is used on the channel's event loop only.
+    typealias InboundIn = ByteBuffer
+    typealias OutboundIn = Outbound
+    typealias OutboundOut = ByteBuffer
+
+    struct Outbound {
+        var frame: ByteBuffer
+        var reply: EventLoopPromise<RegistryMessage>
+    }
+
+    private var waiting: [EventLoopPromise<RegistryMessage>] = []
+    private var decoder = RegistryFrameDecoder()
+
+    func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
+        let outbound = unwrapOutboundIn(data)
+        waiting.append(outbound.reply)
+        context.write(wrapOutboundOut(outbound.frame), promise: promise)
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        decoder.append(unwrapInboundIn(data).readableBytesView)
+        do {
+            while let event = try decoder.next() {
+                guard !waiting.isEmpty else { continue }  // an unasked-for reply: ignore it
+                let promise = waiting.removeFirst()
+                switch event {
+                case .message(let reply): promise.succeed(reply)
+                case .malformed(let error): promise.fail(RegistryClientError("malformed registry reply: \(error)"))
+                case .binaryModeRequested: promise.fail(RegistryClientError("registry answered in binary mode"))
+                }
+            }
+        } catch {
+            failAll(RegistryClientError("registry stream broken: \(error)"))
+            context.close(promise: nil)
+        }
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        failAll(RegistryClientError("registry closed the connection"))
+        context.fireChannelInactive()
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        failAll(error)
+        context.close(promise: nil)
+    }
+
+    private func failAll(_ error: any Error) {
+        let promises = waiting
+        waiting.removeAll()
+        for promise in promises { promise.fail(error) }
+    }
+}
+
+public struct RegistryClientError: Error, CustomStringConvertible {
+    public let description: String
+    init(_ description: String) { self.description = description }
+}
