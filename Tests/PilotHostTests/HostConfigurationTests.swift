@@ -1,0 +1,52 @@
+import PilotHost
+import PilotTestSupport
+import XCTest
+
+final class HostConfigurationTests: XCTestCase {
+    func testTheShippedExampleParsesToItsDocumentedValues() throws {
+        let path = OfficialPilot.packageRoot().appendingPathComponent("etc/pilot-host/pilot-host.conf").path
+        let text = try String(contentsOfFile: path, encoding: .utf8)
+        var configuration = HostConfiguration()
+        try configuration.apply(file: text, source: path)
+        XCTAssertEqual(configuration.stateDirectory, "/var/lib/pilot-host")
+        XCTAssertEqual(configuration.runtimeDirectory, "/run/pilot-host")
+        XCTAssertEqual(configuration.registry, "127.0.0.1:9000")
+        XCTAssertEqual(configuration.adminGroup, "pilot-admin")
+        // Every key the program knows is documented in the example.
+        for key in HostConfiguration.keys { XCTAssertTrue(text.contains("\n\(key) ="), "\(key) missing from the example") }
+    }
+
+    func testCommentsQuotesAndLaterSourcesWin() throws {
+        var configuration = HostConfiguration()
+        try configuration.apply(
+            file: """
+                # comment
+                registry = "10.0.0.1:9000"   # trailing comment
+
+                log-level=debug
+                """, source: "test.conf")
+        XCTAssertEqual(configuration.registry, "10.0.0.1:9000")
+        XCTAssertEqual(configuration.logLevel, "debug")
+        try configuration.set("registry", "127.0.0.1:19000")  // a flag after the file
+        XCTAssertEqual(configuration.registry, "127.0.0.1:19000")
+    }
+
+    func testMistakesNameTheFileLineAndProblem() {
+        var configuration = HostConfiguration()
+        XCTAssertThrowsError(try configuration.apply(file: "registry = 1.2.3.4:9000\nregistyr = x", source: "a.conf")) { error in
+            XCTAssertEqual(
+                String(describing: error),
+                "a.conf:2: unknown setting registyr (known: state-dir, runtime-dir, registry, beacon, listen, admin-group, log-level)")
+        }
+        XCTAssertThrowsError(try configuration.apply(file: "state-dir = var/lib", source: "b.conf")) { error in
+            XCTAssertEqual(String(describing: error), "b.conf:1: state-dir = var/lib: must be an absolute path")
+        }
+        XCTAssertThrowsError(try configuration.apply(file: "just words", source: "c.conf")) { error in
+            XCTAssertEqual(String(describing: error), "c.conf:1: expected key = value, got: just words")
+        }
+        for (key, value) in [("listen", "0.0.0.0"), ("beacon", ":9001"), ("registry", "h:70000"), ("log-level", "loud"), ("admin-group", "a b")] {
+            XCTAssertThrowsError(try configuration.set(key, value), "\(key) = \(value)")
+        }
+        XCTAssertEqual(configuration, HostConfiguration(), "nothing was applied from bad input")
+    }
+}
