@@ -1,0 +1,195 @@
+import Foundation
+public import PilotCrypto
+public import PilotStore
+import PilotWire
+
+/// The identities of the host: their rows in `host.db`, their unsealed keys in memory, and their
+/// registration with the registry (one shared `RegistryClient`).
+///
+/// Creating an identity registers it first and stores it second, in one transaction: a crash in
+/// between leaves at most a key the registry knows and nobody holds, never a half-made identity.
+public actor IdentityPool {
+    /// A loaded identity: its stored record and its signing key.
+    public struct Identity: Sendable {
+        public var record: IdentityRecord
+        public let key: Ed25519PrivateKey
+    }
+
+    /// What `create` needs besides the name.
+    public struct Request: Sendable {
+        public var owner: UInt32
+        public var groups: [UInt32] = []
+        public var hostname: String?
+        public var tags: [String] = []
+        public var isPublic = false
+        public var isEphemeral = false
+
+        public init(owner: UInt32) { self.owner = owner }
+    }
+
+    private let store: HostStore
+    private let keys: IdentityKeys
+    private let registry: RegistryClient
+    /// The `listen_addr` sent with every registration: the port of the shared tunnel socket.
+    private let listenAddress: String
+    private var identities: [String: Identity] = [:]
+
+    public init(store: sending HostStore, keys: IdentityKeys, registry: RegistryClient, listenAddress: String) {
+        self.store = store
+        self.keys = keys
+        self.registry = registry
+        self.listenAddress = listenAddress
+    }
+
+    /// Unseals every stored identity; a row whose key does not open under this master key stops
+    /// the load with an error naming it (the wrong master key would otherwise look like data loss).
+    public func load() throws {
+        var loaded: [String: Identity] = [:]
+        for record in try store.all() {
+            do {
+                loaded[record.name] = Identity(record: record, key: try keys.unseal(record.sealedKey))
+            } catch {
+                throw PoolError.unreadableKey(name: record.name, reason: "\(error)")
+            }
+        }
+        identities = loaded
+    }
+
+    public var names: [String] { identities.keys.sorted() }
+
+    public func identity(named name: String) -> Identity? { identities[name] }
+
+    public var all: [IdentityRecord] { identities.values.map(\.record).sorted { $0.name < $1.name } }
+
+    /// Creates, registers and stores a new identity; returns its record (with its node id).
+    public func create(name: String, _ request: Request) async throws -> IdentityRecord {
+        try Self.validate(name: name)
+        guard identities[name] == nil else { throw PoolError.exists(name) }
+        let key = try Ed25519PrivateKey()
+        let node = try await register(key)
+        if let hostname = request.hostname {
+            try await signed(key, "set_hostname", "set_hostname:\(node)", ["node_id": .integer(Int64(node)), "hostname": .string(hostname)])
+        }
+        if !request.tags.isEmpty {
+            try await signed(key, "set_tags", "set_tags:\(node)", ["node_id": .integer(Int64(node)), "tags": .array(request.tags.map(JSON.string))])
+        }
+        if request.isPublic {
+            try await signed(key, "set_visibility", "set_visibility:\(node)", ["node_id": .integer(Int64(node)), "public": true])
+        }
+        let record = IdentityRecord(
+            name: name, nodeID: node, sealedKey: keys.seal(key), hostname: request.hostname, tags: request.tags,
+            isPublic: request.isPublic, ownerUID: request.owner, allowedGIDs: request.groups,
+            createdAt: Int64(Date().timeIntervalSince1970), isEphemeral: request.isEphemeral)
+        // A name taken by a concurrent create shows up here as a constraint error.
+        do { try store.create(record) } catch let error as StoreError where error.isConstraintViolation {
+            throw PoolError.exists(name)
+        }
+        identities[name] = Identity(record: record, key: key)
+        return record
+    }
+
+    /// Deregisters (best effort: an unreachable registry reaps it anyway) and deletes.
+    public func delete(name: String) async throws {
+        guard let identity = identities[name] else { throw PoolError.notFound(name) }
+        let node = identity.record.nodeID
+        _ = try? await registry.send(
+            signedMessage(identity.key, "deregister", "deregister:\(node)", ["node_id": .integer(Int64(node))]))
+        try store.delete(name: name)
+        identities[name] = nil
+    }
+
+    /// Gives `name` to another owner.
+    public func setOwner(name: String, uid: UInt32) throws -> IdentityRecord {
+        guard var identity = identities[name] else { throw PoolError.notFound(name) }
+        identity.record.ownerUID = uid
+        try store.update(identity.record)
+        identities[name] = identity
+        return identity.record
+    }
+
+    /// Registers every identity again (at start, or after the registry lost us), in batches;
+    /// returns the names whose node id changed (stored anew) and those that failed.
+    public func registerAll() async throws -> (changed: [String], failed: [String: String]) {
+        let ordered = identities.values.sorted { $0.record.name < $1.record.name }
+        let replies = try await registry.send(batch: ordered.map { registration($0.key) })
+        var changed: [String] = []
+        var failed: [String: String] = [:]
+        for (identity, reply) in zip(ordered, replies) {
+            guard reply.type == "register_ok", let node = try? reply.nodeID("node_id") else {
+                failed[identity.record.name] = reply["error"]?.stringValue ?? reply.type
+                continue
+            }
+            if node != identity.record.nodeID {
+                var updated = identity
+                updated.record.nodeID = node
+                try store.update(updated.record)
+                identities[identity.record.name] = updated
+                changed.append(identity.record.name)
+            }
+        }
+        return (changed, failed)
+    }
+
+    // MARK: Registry requests
+
+    private func register(_ key: Ed25519PrivateKey) async throws -> UInt32 {
+        let reply = try await registry.send(registration(key))
+        guard reply.type == "register_ok" else {
+            throw PoolError.registry(reply["error"]?.stringValue ?? "unexpected reply \(reply.type)")
+        }
+        return try reply.nodeID("node_id")
+    }
+
+    private func registration(_ key: Ed25519PrivateKey) -> RegistryMessage {
+        let text = key.publicKey.base64
+        return RegistryMessage(
+            type: "register",
+            [
+                "listen_addr": .string(listenAddress), "public_key": .string(text), "version": "pilot-host",
+                "signature": .string(Sodium.base64(key.sign("register:\(listenAddress):\(text)"))),
+            ])
+    }
+
+    private func signed(_ key: Ed25519PrivateKey, _ type: String, _ challenge: String, _ fields: [String: JSON]) async throws {
+        let reply = try await registry.send(signedMessage(key, type, challenge, fields))
+        guard reply.type == "\(type)_ok" else { throw PoolError.registry(reply["error"]?.stringValue ?? reply.type) }
+    }
+
+    private func signedMessage(_ key: Ed25519PrivateKey, _ type: String, _ challenge: String, _ fields: [String: JSON]) -> RegistryMessage {
+        var all = fields
+        all["signature"] = .string(Sodium.base64(key.sign(challenge)))
+        return RegistryMessage(type: type, all)
+    }
+
+    /// Names become file names (`id/NAME.sock`): lower-case letters, digits, `-`, `_`, `.`, not
+    /// starting with a dot, at most 63.
+    static func validate(name: String) throws {
+        let bytes = Array(name.utf8)
+        let allowed = { (byte: UInt8) in
+            (0x61...0x7A).contains(byte) || (0x30...0x39).contains(byte) || byte == 0x2D || byte == 0x5F || byte == 0x2E
+        }
+        guard (1...63).contains(bytes.count), bytes.allSatisfy(allowed), bytes.first != 0x2E else {
+            throw PoolError.invalidName(name)
+        }
+    }
+}
+
+/// Why an identity operation failed, in words for `pilotctl`.
+public enum PoolError: Error, Equatable, CustomStringConvertible {
+    case invalidName(String)
+    case exists(String)
+    case notFound(String)
+    case registry(String)
+    case unreadableKey(name: String, reason: String)
+
+    public var description: String {
+        switch self {
+        case .invalidName(let name):
+            "invalid identity name \(name.prefix(80)): 1 to 63 of a-z 0-9 - _ . (not starting with a dot)"
+        case .exists(let name): "identity \(name) already exists"
+        case .notFound(let name): "no identity named \(name)"
+        case .registry(let reason): "registry refused: \(reason)"
+        case let .unreadableKey(name, reason): "the key of identity \(name) does not open with this master key: \(reason)"
+        }
+    }
+}

@@ -1,0 +1,128 @@
+import Foundation
+import Logging
+import NIOPosix
+import PilotCrypto
+import PilotHost
+import PilotRendezvous
+import PilotStore
+import PilotTestSupport
+import PilotWire
+import XCTest
+
+final class IdentityPoolTests: XCTestCase {
+    private func withRendezvous(_ body: (RegistryClient, Registry, TemporaryDirectory) async throws -> Void) async throws {
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+        let directory = try TemporaryDirectory(prefix: "pilot-pool")
+        let registry = try Registry(stateDirectory: directory.path("rendezvous"))
+        let server = RegistryServer(registry: registry, configuration: .init(host: "127.0.0.1", port: 0), logger: Logger(label: "test"))
+        let address = try await server.start(on: group)
+        let client = RegistryClient(host: "127.0.0.1", port: address.port ?? 0, group: group)
+        do {
+            try await body(client, registry, directory)
+        } catch {
+            await client.disconnect()
+            try await server.shutdown()
+            try await group.shutdownGracefully()
+            directory.remove()
+            throw error
+        }
+        await client.disconnect()
+        try await server.shutdown()
+        try await group.shutdownGracefully()
+        directory.remove()
+    }
+
+    private func makePool(_ directory: TemporaryDirectory, _ client: RegistryClient) throws -> IdentityPool {
+        let (master, _) = try MasterKey.load(stateDirectory: directory.url.path, environment: [:])
+        return IdentityPool(
+            store: try HostStore(path: directory.path("host.db")), keys: try IdentityKeys(masterKey: master),
+            registry: client, listenAddress: "127.0.0.1:37000")
+    }
+
+    func testCreateRegistersStoresAndSurvivesARestart() async throws {
+        try await withRendezvous { client, registry, directory in
+            let pool = try makePool(directory, client)
+            var request = IdentityPool.Request(owner: 1000)
+            request.hostname = "alice"
+            request.tags = ["worker"]
+            request.groups = [100]
+            let alice = try await pool.create(name: "alice", request)
+            let bob = try await pool.create(name: "bob", IdentityPool.Request(owner: 1001))
+            XCTAssertEqual([alice.nodeID, bob.nodeID], [1, 2])
+            // The registry knows alice by hostname and tag.
+            XCTAssertEqual(registry.handle(RegistryMessage(type: "resolve_hostname", ["hostname": "alice"]), peerIP: "x")["node_id"], 1)
+            XCTAssertEqual(registry.handle(RegistryMessage(type: "lookup", ["node_id": 1]), peerIP: "x")["tags"], ["worker"])
+
+            await XCTAssertThrowsErrorAsync(try await pool.create(name: "alice", IdentityPool.Request(owner: 1))) {
+                XCTAssertEqual($0 as? PoolError, .exists("alice"))
+            }
+            await XCTAssertThrowsErrorAsync(try await pool.create(name: "../etc", IdentityPool.Request(owner: 1))) {
+                XCTAssertEqual($0 as? PoolError, .invalidName("../etc"))
+            }
+
+            // A new process: load from host.db, register again, same addresses, working keys.
+            let restarted = try makePool(directory, client)
+            try await restarted.load()
+            let names = await restarted.names
+            XCTAssertEqual(names, ["alice", "bob"])
+            let result = try await restarted.registerAll()
+            XCTAssertEqual(result.changed, [])
+            XCTAssertEqual(result.failed, [:])
+            let loaded = await restarted.identity(named: "alice")
+            XCTAssertEqual(loaded?.record.nodeID, 1)
+            XCTAssertEqual(loaded?.record.allowedGIDs, [100])
+        }
+    }
+
+    func testDeleteDeregistersAndForgets() async throws {
+        try await withRendezvous { client, registry, directory in
+            let pool = try makePool(directory, client)
+            var request = IdentityPool.Request(owner: 1000)
+            request.hostname = "temp"
+            _ = try await pool.create(name: "temp", request)
+            try await pool.delete(name: "temp")
+            XCTAssertEqual(registry.handle(RegistryMessage(type: "resolve_hostname", ["hostname": "temp"]), peerIP: "x").type, "error")
+            XCTAssertNil(try HostStore(path: directory.path("host.db")).identity(named: "temp"))
+            await XCTAssertThrowsErrorAsync(try await pool.delete(name: "temp")) { XCTAssertEqual($0 as? PoolError, .notFound("temp")) }
+        }
+    }
+
+    func testARefusedRegistrationStoresNothing() async throws {
+        try await withRendezvous { client, _, directory in
+            let pool = try makePool(directory, client)
+            var request = IdentityPool.Request(owner: 1000)
+            request.hostname = "Not A Hostname"
+            await XCTAssertThrowsErrorAsync(try await pool.create(name: "carol", request)) { error in
+                guard case PoolError.registry = error else { return XCTFail("\(error)") }
+            }
+            XCTAssertEqual(try HostStore(path: directory.path("host.db")).all(), [])
+            let names = await pool.names
+            XCTAssertEqual(names, [])
+        }
+    }
+
+    func testAWrongMasterKeyIsReportedNotTakenForDataLoss() async throws {
+        try await withRendezvous { client, _, directory in
+            let pool = try makePool(directory, client)
+            _ = try await pool.create(name: "alice", IdentityPool.Request(owner: 1000))
+            let stranger = IdentityPool(
+                store: try HostStore(path: directory.path("host.db")), keys: try IdentityKeys(masterKey: SecretBox.generateKey()),
+                registry: client, listenAddress: "127.0.0.1:37000")
+            await XCTAssertThrowsErrorAsync(try await stranger.load()) { error in
+                guard case PoolError.unreadableKey(name: "alice", _) = error else { return XCTFail("\(error)") }
+            }
+        }
+    }
+}
+
+func XCTAssertThrowsErrorAsync<T>(
+    _ expression: @autoclosure () async throws -> T, file: StaticString = #filePath, line: UInt = #line,
+    _ check: (any Error) -> Void = { _ in }
+) async {
+    do {
+        _ = try await expression()
+        XCTFail("expected an error", file: file, line: line)
+    } catch {
+        check(error)
+    }
+}
