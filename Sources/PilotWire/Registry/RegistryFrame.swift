@@ -12,12 +12,7 @@ public enum RegistryFrame {
 
     /// Frames an encoded message.
     public static func encode(_ message: RegistryMessage) throws(WireError) -> [UInt8] {
-        let body = message.json.encoded()
-        guard body.count <= maxSize else { throw .oversized(field: "registry message", limit: maxSize, actual: body.count) }
-        var writer = ByteWriter(capacity: 4 + body.count)
-        writer.writeUInt32(UInt32(body.count))
-        writer.writeBytes(body)
-        return writer.bytes
+        try LengthPrefixedFrames.frame(message.json.encoded(), maxSize: maxSize, field: "registry message")
     }
 }
 
@@ -35,19 +30,19 @@ public struct RegistryFrameDecoder: Sendable {
         case binaryModeRequested
     }
 
-    private var buffer: [UInt8] = []
+    private var frames: LengthPrefixedFrames.Decoder
     private var sawFirstBytes = false
-    public let maxSize: Int
+    public var maxSize: Int { frames.maxSize }
 
     public init(maxSize: Int = RegistryFrame.maxSize) {
-        self.maxSize = maxSize
+        frames = LengthPrefixedFrames.Decoder(maxSize: maxSize, field: "registry frame")
     }
 
     /// Bytes received but not yet part of a complete frame.
-    public var bufferedCount: Int { buffer.count }
+    public var bufferedCount: Int { frames.bufferedCount }
 
     public mutating func append(_ bytes: some Sequence<UInt8>) {
-        buffer.append(contentsOf: bytes)
+        frames.append(bytes)
     }
 
     /// The next complete frame, `nil` if more bytes are needed. Throws only when the framing
@@ -55,22 +50,17 @@ public struct RegistryFrameDecoder: Sendable {
     public mutating func next() throws(WireError) -> Event? {
         if !sawFirstBytes {
             let preamble = RegistryFrame.binaryModePreamble
-            if buffer.count < preamble.count, buffer.elementsEqual(preamble.prefix(buffer.count)) {
+            let pending = frames.pending
+            if pending.count < preamble.count, pending.elementsEqual(preamble.prefix(pending.count)) {
                 return nil  // could still be the preamble
             }
             sawFirstBytes = true
-            if buffer.starts(with: preamble) {
-                buffer.removeFirst(preamble.count)
+            if pending.starts(with: preamble) {
+                frames.discard(preamble.count)
                 return .binaryModeRequested
             }
         }
-        guard buffer.count >= 4 else { return nil }
-        var reader = ByteReader(buffer)
-        let length = Int(try reader.readUInt32("registry frame length"))
-        guard length <= maxSize else { throw .oversized(field: "registry frame", limit: maxSize, actual: length) }
-        guard buffer.count >= 4 + length else { return nil }
-        let body = buffer[4..<4 + length]
-        defer { buffer.removeFirst(4 + length) }
+        guard let body = try frames.next() else { return nil }
         do {
             return .message(try RegistryMessage(decoding: body))
         } catch {

@@ -1,0 +1,52 @@
+/// Streams of `[u32 big-endian length][body]` frames: the registry's TCP framing and pilot-host's
+/// control sockets both use it.
+public enum LengthPrefixedFrames {
+    /// Frames `body`; throws if it is longer than `maxSize`.
+    public static func frame(_ body: [UInt8], maxSize: Int, field: String) throws(WireError) -> [UInt8] {
+        guard body.count <= maxSize else { throw .oversized(field: field, limit: maxSize, actual: body.count) }
+        var writer = ByteWriter(capacity: 4 + body.count)
+        writer.writeUInt32(UInt32(body.count))
+        writer.writeBytes(body)
+        return writer.bytes
+    }
+
+    /// Splits a byte stream into frame bodies. It never holds more than one frame, and rejects a
+    /// length over `maxSize` as soon as the 4 length bytes are in, before buffering any of it.
+    public struct Decoder: Sendable {
+        private var buffer: [UInt8] = []
+        public let maxSize: Int
+        public let field: String
+
+        public init(maxSize: Int, field: String) {
+            self.maxSize = maxSize
+            self.field = field
+        }
+
+        public var bufferedCount: Int { buffer.count }
+
+        /// The bytes received so far that are not part of a returned frame.
+        public var pending: ArraySlice<UInt8> { buffer[...] }
+
+        public mutating func append(_ bytes: some Sequence<UInt8>) {
+            buffer.append(contentsOf: bytes)
+        }
+
+        /// Drops `count` leading bytes (a preamble the caller recognised).
+        public mutating func discard(_ count: Int) {
+            buffer.removeFirst(min(count, buffer.count))
+        }
+
+        /// The next complete frame's body, `nil` if more bytes are needed. After a throw the
+        /// stream's framing is lost: close it.
+        public mutating func next() throws(WireError) -> [UInt8]? {
+            guard buffer.count >= 4 else { return nil }
+            var reader = ByteReader(buffer[0..<4])
+            let length = Int(try reader.readUInt32("\(field) length"))
+            guard length <= maxSize else { throw .oversized(field: field, limit: maxSize, actual: length) }
+            guard buffer.count >= 4 + length else { return nil }
+            let body = Array(buffer[4..<4 + length])
+            buffer.removeFirst(4 + length)
+            return body
+        }
+    }
+}
