@@ -43,7 +43,16 @@ let package = Package(
         // SQLite through a thin wrapper of our own.
         .target(name: "PilotStore", dependencies: ["CSQLite"], swiftSettings: strict),
         // Control sockets: peer credentials and the access policy.
-        .target(name: "PilotControl", swiftSettings: strict),
+        .target(
+            name: "PilotControl",
+            dependencies: [
+                "PilotWire",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: strict),
         // Composition of the host: master key, identity pool, configuration, systemd.
         .target(
             name: "PilotHost",
@@ -86,7 +95,13 @@ let package = Package(
         .testTarget(name: "PilotWireTests", dependencies: ["PilotWire", "PilotTestSupport"]),
         .testTarget(name: "PilotCryptoTests", dependencies: ["PilotCrypto", "PilotWire", "PilotTestSupport"]),
         .testTarget(name: "PilotStoreTests", dependencies: ["PilotStore"]),
-        .testTarget(name: "PilotControlTests", dependencies: ["PilotControl", "PilotTestSupport"]),
+        .testTarget(
+            name: "PilotControlTests",
+            dependencies: [
+                "PilotControl", "PilotWire", "PilotTestSupport",
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ]),
         .testTarget(
             name: "PilotHostTests",
             dependencies: [

@@ -1,0 +1,158 @@
+public import Foundation
+public import Logging
+import NIOConcurrencyHelpers
+public import NIOCore
+import NIOPosix
+public import PilotWire
+
+/// A control socket: a Unix stream socket whose every connection is judged by the kernel-reported
+/// credentials of its peer before a byte of it is read.
+///
+/// A refused peer gets one error frame (`permission_denied`, naming its uid) and the connection is
+/// closed; the refusal is logged with the peer's uid and pid. An admitted peer sends requests one
+/// at a time; each goes to `handler` with the peer's credentials.
+public final class ControlServer: Sendable {
+    public typealias Handler = @Sendable (PeerCredentials, ControlRequest) async -> ControlReply
+
+    public let path: String
+    private let policy: @Sendable () -> AccessPolicy
+    private let handler: Handler
+    private let logger: Logger
+    private let channel: NIOLockedValueBox<(any Channel)?> = NIOLockedValueBox(nil)
+
+    /// `policy` is asked at every accept, so a change of owner applies to the next connection.
+    public init(path: String, policy: @escaping @Sendable () -> AccessPolicy, logger: Logger, handler: @escaping Handler) {
+        self.path = path
+        self.policy = policy
+        self.handler = handler
+        self.logger = logger
+    }
+
+    /// Binds `path` (a stale socket file is replaced) with `mode`, and serves.
+    public func start(on group: any EventLoopGroup, mode: mode_t = 0o600) async throws {
+        unlink(path)
+        let policy = policy
+        let handler = handler
+        let logger = logger
+        let bound = try await ServerBootstrap(group: group)
+            .childChannelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.addHandler(
+                        ControlConnectionHandler(policy: policy, handler: handler, logger: logger))
+                }
+            }
+            .bind(unixDomainSocketPath: path).get()
+        chmod(path, mode)
+        channel.withLockedValue { $0 = bound }
+    }
+
+    /// Stops accepting and removes the socket file.
+    public func stop() async {
+        if let channel = channel.withLockedValue({ $0 }) { try? await channel.close() }
+        unlink(path)
+    }
+}
+
+/// One connection: waits for the peer's credentials, judges them, then answers requests in order.
+final class ControlConnectionHandler: ChannelInboundHandler, @unchecked Sendable {
+    // @unchecked: state is touched only on the channel's event loop.
+    typealias InboundIn = ByteBuffer
+    typealias OutboundOut = ByteBuffer
+
+    private let policy: @Sendable () -> AccessPolicy
+    private let handler: ControlServer.Handler
+    private let logger: Logger
+    private var peer: PeerCredentials?
+    private var decoder = LengthPrefixedFrames.Decoder(maxSize: ControlFrame.maxSize, field: "control request")
+    private var queue: [[UInt8]] = []
+    private var busy = false
+    private var closing = false
+
+    init(policy: @escaping @Sendable () -> AccessPolicy, handler: @escaping ControlServer.Handler, logger: Logger) {
+        self.policy = policy
+        self.handler = handler
+        self.logger = logger
+    }
+
+    func channelActive(context: ChannelHandlerContext) {
+        let bound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
+        PeerCredentials.of(context.channel).whenComplete { result in
+            let (handler, context) = bound.value
+            switch result {
+            case .success(let peer):
+                switch handler.policy().decide(peer) {
+                case .success:
+                    handler.peer = peer
+                    handler.serveNext(context)
+                case .failure(let denied):
+                    handler.logger.warning(
+                        "control connection refused",
+                        metadata: ["uid": "\(peer.uid)", "pid": "\(peer.pid)", "target": "\(denied.target)"])
+                    handler.refuse(context, ControlFailure(.permissionDenied, denied.description))
+                }
+            case .failure(let error):
+                handler.refuse(context, ControlFailure(.permissionDenied, "cannot identify the peer: \(error)"))
+            }
+        }
+        context.fireChannelActive()
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        guard !closing else { return }
+        decoder.append(unwrapInboundIn(data).readableBytesView)
+        do {
+            while let body = try decoder.next() { queue.append(body) }
+        } catch {
+            refuse(context, ControlFailure(.invalidArgument, "malformed frame: \(error)"))
+            return
+        }
+        serveNext(context)
+    }
+
+    private func serveNext(_ context: ChannelHandlerContext) {
+        guard let peer, !busy, !closing, !queue.isEmpty else { return }
+        let body = queue.removeFirst()
+        let request: ControlRequest
+        do {
+            request = try ControlRequest(decoding: body)
+        } catch {
+            write(context, .error(ControlFailure(.invalidArgument, "malformed request: \(error)")))
+            serveNext(context)
+            return
+        }
+        busy = true
+        let handler = handler
+        let bound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
+        let promise = context.eventLoop.makePromise(of: ControlReply.self)
+        promise.completeWithTask { await handler(peer, request) }
+        promise.futureResult.whenSuccess { reply in
+            let (connection, context) = bound.value
+            connection.busy = false
+            connection.write(context, reply)
+            connection.serveNext(context)
+        }
+    }
+
+    private func write(_ context: ChannelHandlerContext, _ reply: ControlReply) {
+        let bytes = (try? reply.encoded())
+            ?? (try? ControlReply.error(ControlFailure(.internalError, "reply too large")).encoded()) ?? []
+        var buffer = context.channel.allocator.buffer(capacity: bytes.count)
+        buffer.writeBytes(bytes)
+        context.writeAndFlush(wrapOutboundOut(buffer), promise: nil)
+    }
+
+    /// One error frame, then close.
+    private func refuse(_ context: ChannelHandlerContext, _ failure: ControlFailure) {
+        closing = true
+        queue.removeAll()
+        let bytes = (try? ControlReply.error(failure).encoded()) ?? []
+        var buffer = context.channel.allocator.buffer(capacity: bytes.count)
+        buffer.writeBytes(bytes)
+        let bound = NIOLoopBound(context, eventLoop: context.eventLoop)
+        context.writeAndFlush(wrapOutboundOut(buffer)).whenComplete { _ in bound.value.close(promise: nil) }
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        context.close(promise: nil)
+    }
+}
