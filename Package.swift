@@ -15,6 +15,8 @@ let package = Package(
     products: [
         .executable(name: "pilot-rendezvous", targets: ["pilot-rendezvous"]),
         .executable(name: "pilot-bench", targets: ["pilot-bench"]),
+        .executable(name: "pilot-host", targets: ["pilot-host"]),
+        .executable(name: "pilotctl", targets: ["pilotctl"]),
         .library(name: "PilotWire", targets: ["PilotWire"]),
         .library(name: "PilotCrypto", targets: ["PilotCrypto"]),
     ],
@@ -60,6 +62,8 @@ let package = Package(
                 "PilotWire", "PilotStore", "PilotCrypto", "PilotControl",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: strict),
         // Registry, beacon and nameserver servers.
@@ -82,6 +86,19 @@ let package = Package(
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ],
+            swiftSettings: strict),
+        .executableTarget(
+            name: "pilot-host",
+            dependencies: [
+                "PilotHost",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+            ],
+            swiftSettings: strict),
+        .executableTarget(
+            name: "pilotctl",
+            dependencies: ["PilotWire", .product(name: "ArgumentParser", package: "swift-argument-parser")],
             swiftSettings: strict),
         .executableTarget(
             name: "pilot-bench",

@@ -130,6 +130,20 @@ public actor IdentityPool {
         return (changed, failed)
     }
 
+    /// One signed heartbeat per identity, batched; returns the names the registry did not know
+    /// (those are registered again right away).
+    @discardableResult
+    public func heartbeatAll() async throws -> [String] {
+        let ordered = identities.values.sorted { $0.record.name < $1.record.name }
+        let requests = ordered.map { identity in
+            signedMessage(identity.key, "heartbeat", "heartbeat:\(identity.record.nodeID)", ["node_id": .integer(Int64(identity.record.nodeID))])
+        }
+        let replies = try await registry.send(batch: requests)
+        let lost = zip(ordered, replies).filter { $1.type != "heartbeat_ok" }.map(\.0.record.name)
+        if !lost.isEmpty { _ = try await registerAll() }
+        return lost
+    }
+
     // MARK: Registry requests
 
     private func register(_ key: Ed25519PrivateKey) async throws -> UInt32 {

@@ -1,0 +1,203 @@
+import ArgumentParser
+import Foundation
+import PilotWire
+
+/// pilotctl: talks to pilot-host's admin socket and to an identity's own socket.
+@main
+struct Pilotctl: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "pilotctl", abstract: "Control pilot-host and its identities.",
+        subcommands: [IdentityCommand.self, InfoCommand.self])
+}
+
+struct GlobalOptions: ParsableArguments {
+    @Flag(help: "Print the reference pilotctl's JSON envelope.") var json = false
+    @Option(help: "Identity to act as (or $PILOT_IDENTITY).") var identity: String?
+    @Option(help: "pilot-host's runtime directory (or $PILOT_RUNTIME_DIR).") var runtimeDir: String?
+
+    var runtime: String {
+        runtimeDir ?? ProcessInfo.processInfo.environment["PILOT_RUNTIME_DIR"] ?? "/run/pilot-host"
+    }
+
+    /// The identity named on the command line or in the environment, else the only identity
+    /// socket this caller may open.
+    func identitySocket() throws -> String {
+        if let name = identity ?? ProcessInfo.processInfo.environment["PILOT_IDENTITY"] {
+            return runtime + "/id/\(name).sock"
+        }
+        let names = ((try? FileManager.default.contentsOfDirectory(atPath: runtime + "/id")) ?? [])
+            .filter { $0.hasSuffix(".sock") }.map { String($0.dropLast(5)) }.sorted()
+        let usable = names.filter { access(runtime + "/id/\($0).sock", R_OK | W_OK) == 0 }
+        guard usable.count == 1, let only = usable.first else {
+            throw ControlClientError(
+                usable.isEmpty
+                    ? "no identity socket you may use under \(runtime)/id; name one with --identity"
+                    : "several identities are yours (\(usable.joined(separator: ", "))): pick one with --identity")
+        }
+        return runtime + "/id/\(only).sock"
+    }
+
+    /// Sends `request` to `socket`, prints the reply, and exits 1 on an error reply.
+    func run(_ request: ControlRequest, on socket: String, text: (JSON) -> String) throws {
+        let reply: ControlReply
+        do {
+            reply = try ControlClient.send(request, to: socket)
+        } catch let error as ControlClientError {
+            reply = .error(ControlFailure(error.permission ? .permissionDenied : .notRunning, error.description))
+        } catch {
+            reply = .error(ControlFailure(.notRunning, "\(error)"))
+        }
+        switch reply {
+        case .ok(let data):
+            print(json ? reply.json.encodedString() : text(data))
+        case .error(let failure):
+            let message = json ? reply.json.encodedString() : "error: \(failure.message)"
+            FileHandle.standardError.write(Data((message + "\n").utf8))
+            throw ExitCode(1)
+        }
+    }
+}
+
+struct InfoCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "info", abstract: "Show this identity.")
+    @OptionGroup var global: GlobalOptions
+
+    func run() throws {
+        try global.run(ControlRequest("info"), on: try global.identitySocket(), text: IdentityCommand.describe)
+    }
+}
+
+struct IdentityCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "identity", abstract: "Manage identities (admin socket).",
+        subcommands: [Create.self, List.self, Show.self, Delete.self, SetOwner.self])
+
+    static func describe(_ data: JSON) -> String {
+        let groups = data["groups"]?.arrayValue?.compactMap(\.integerValue).map(String.init).joined(separator: ",") ?? ""
+        let tags = data["tags"]?.arrayValue?.compactMap(\.stringValue).joined(separator: ",") ?? ""
+        return """
+            \(data["name"]?.stringValue ?? "?")  \(data["address"]?.stringValue ?? "?")
+              owner     \(data["owner"]?.stringValue ?? "?") (uid \(data["owner_uid"]?.integerValue ?? -1))\(groups.isEmpty ? "" : ", groups \(groups)")
+              hostname  \(data["hostname"]?.stringValue ?? "-")
+              tags      \(tags.isEmpty ? "-" : tags)
+              public    \(data["public"]?.boolValue == true ? "yes" : "no")\(data["ephemeral"]?.boolValue == true ? ", ephemeral" : "")
+            """
+    }
+
+    struct Create: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Create an identity, register it, and print its address.")
+        @OptionGroup var global: GlobalOptions
+        @Argument var name: String
+        @Option(help: "Owner (user name or uid); default: the caller.") var owner: String?
+        @Option(help: "A group whose members may also use it (repeatable).") var group: [String] = []
+        @Option var hostname: String?
+        @Option(help: "Comma-separated tags.") var tags: String?
+        @Flag var `public` = false
+        @Flag(help: "Deregister and delete it when pilot-host stops.") var ephemeral = false
+
+        func run() throws {
+            var arguments: [String: JSON] = [
+                "name": .string(name), "owner": .string(owner ?? String(getuid())), "groups": .array(group.map(JSON.string)),
+                "public": .bool(self.public), "ephemeral": .bool(ephemeral),
+            ]
+            if let hostname { arguments["hostname"] = .string(hostname) }
+            if let tags { arguments["tags"] = .array(tags.split(separator: ",").map { .string(String($0)) }) }
+            try global.run(ControlRequest("identity.create", arguments), on: global.runtime + "/admin.sock", text: IdentityCommand.describe)
+        }
+    }
+
+    struct List: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "List identities.")
+        @OptionGroup var global: GlobalOptions
+
+        func run() throws {
+            try global.run(ControlRequest("identity.list"), on: global.runtime + "/admin.sock") { data in
+                let rows = data["identities"]?.arrayValue ?? []
+                guard !rows.isEmpty else { return "no identities" }
+                return rows.map { row in
+                    "\(row["name"]?.stringValue ?? "?")\t\(row["address"]?.stringValue ?? "?")\t\(row["owner"]?.stringValue ?? "?")\t\(row["hostname"]?.stringValue ?? "-")"
+                }.joined(separator: "\n")
+            }
+        }
+    }
+
+    struct Show: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Show one identity.")
+        @OptionGroup var global: GlobalOptions
+        @Argument var name: String
+
+        func run() throws {
+            try global.run(ControlRequest("identity.show", ["name": .string(name)]), on: global.runtime + "/admin.sock", text: IdentityCommand.describe)
+        }
+    }
+
+    struct Delete: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Deregister and delete an identity.")
+        @OptionGroup var global: GlobalOptions
+        @Argument var name: String
+
+        func run() throws {
+            try global.run(ControlRequest("identity.delete", ["name": .string(name)]), on: global.runtime + "/admin.sock") { _ in "deleted \(name)" }
+        }
+    }
+
+    struct SetOwner: ParsableCommand {
+        static let configuration = CommandConfiguration(commandName: "set-owner", abstract: "Give an identity to another user.")
+        @OptionGroup var global: GlobalOptions
+        @Argument var name: String
+        @Argument var user: String
+
+        func run() throws {
+            try global.run(
+                ControlRequest("identity.set-owner", ["name": .string(name), "owner": .string(user)]), on: global.runtime + "/admin.sock",
+                text: IdentityCommand.describe)
+        }
+    }
+}
+
+struct ControlClientError: Error, CustomStringConvertible {
+    let description: String
+    /// The socket's file mode refused us (the host never saw the connection).
+    let permission: Bool
+    init(_ description: String, permission: Bool = false) {
+        self.description = description
+        self.permission = permission
+    }
+}
+
+/// A blocking client for one request over a control socket.
+enum ControlClient {
+    static func send(_ request: ControlRequest, to path: String) throws -> ControlReply {
+        let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
+        guard fd >= 0 else { throw ControlClientError("socket: \(String(cString: strerror(errno)))") }
+        defer { close(fd) }
+        var address = sockaddr_un()
+        address.sun_family = sa_family_t(AF_UNIX)
+        let bytes = Array(path.utf8)
+        guard bytes.count < MemoryLayout.size(ofValue: address.sun_path) else { throw ControlClientError("socket path too long: \(path)") }
+        withUnsafeMutableBytes(of: &address.sun_path) { $0.copyBytes(from: bytes) }
+        let connected = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
+        }
+        guard connected == 0 else {
+            let code = errno
+            let hint = code == ENOENT || code == ECONNREFUSED ? " (is pilot-host running, and is the identity name right?)" : ""
+            throw ControlClientError("cannot connect to \(path): \(String(cString: strerror(code)))\(hint)", permission: code == EACCES)
+        }
+        let frame = try request.encoded()
+        var sent = 0
+        while sent < frame.count {
+            let n = frame[sent...].withUnsafeBytes { Glibc.send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+            guard n > 0 else { throw ControlClientError("send to \(path) failed: \(String(cString: strerror(errno)))") }
+            sent += n
+        }
+        var decoder = LengthPrefixedFrames.Decoder(maxSize: ControlFrame.maxSize, field: "control reply")
+        var buffer = [UInt8](repeating: 0, count: 65_536)
+        while true {
+            if let body = try decoder.next() { return try ControlReply(decoding: body) }
+            let n = buffer.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
+            guard n > 0 else { throw ControlClientError("\(path) closed the connection without a reply") }
+            decoder.append(buffer[0..<n])
+        }
+    }
+}
