@@ -74,7 +74,7 @@ public struct AdminCommands: Sendable {
         case .invalidName: ControlFailure(.invalidArgument, error.description)
         case .exists: ControlFailure(.alreadyExists, error.description)
         case .notFound: ControlFailure(.notFound, error.description)
-        case .registry: ControlFailure(.connectionFailed, error.description)
+        case .registry: ControlFailure(.invalidArgument, error.description)
         case .unreadableKey: ControlFailure(.internalError, error.description)
         }
     }

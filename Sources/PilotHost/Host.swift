@@ -96,12 +96,13 @@ public final class Host: Sendable {
         guard let identity = await pool.identity(named: name) else { return }
         let record = identity.record
         let path = configuration.runtimeDirectory + "/id/\(name).sock"
+        let commands = IdentityCommands(pool: pool, name: name)
         let server = ControlServer(
             path: path,
             policy: { AccessPolicy(.identity(name: name, owner: record.ownerUID, allowedGroups: Set(record.allowedGIDs))) },
             logger: logger
         ) { _, request in
-            Self.identityCommand(record, request)
+            await commands.handle(request)
         }
         do {
             // Owner-only unless groups may use it too; the peer check decides either way.
@@ -110,14 +111,6 @@ public final class Host: Sendable {
             sockets.withLockedValue { $0[name] = server }
         } catch {
             logger.error("cannot open identity socket", metadata: ["identity": "\(name)", "path": "\(path)", "error": "\(error)"])
-        }
-    }
-
-    /// The commands an identity's own socket answers today.
-    static func identityCommand(_ record: IdentityRecord, _ request: ControlRequest) -> ControlReply {
-        switch request.command {
-        case "info": .ok(AdminCommands.describe(record))
-        default: .error(ControlFailure(.invalidArgument, "unknown command: \(request.command.prefix(64))"))
         }
     }
 

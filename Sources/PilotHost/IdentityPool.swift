@@ -1,7 +1,7 @@
 import Foundation
 public import PilotCrypto
 public import PilotStore
-import PilotWire
+public import PilotWire
 
 /// The identities of the host: their rows in `host.db`, their unsealed keys in memory, and their
 /// registration with the registry (one shared `RegistryClient`).
@@ -105,6 +105,44 @@ public actor IdentityPool {
         try store.update(identity.record)
         identities[name] = identity
         return identity.record
+    }
+
+    /// Sets or clears (`nil`) the hostname at the registry, then stores it.
+    public func setHostname(name: String, hostname: String?) async throws -> IdentityRecord {
+        try await change(name, "set_hostname", ["hostname": .string(hostname ?? "")]) { $0.hostname = hostname }
+    }
+
+    /// Replaces the tags at the registry (empty clears them), then stores them.
+    public func setTags(name: String, tags: [String]) async throws -> IdentityRecord {
+        try await change(name, "set_tags", ["tags": .array(tags.map(JSON.string))]) { $0.tags = tags }
+    }
+
+    /// Makes the endpoint public or private at the registry, then stores it.
+    public func setPublic(name: String, isPublic: Bool) async throws -> IdentityRecord {
+        try await change(name, "set_visibility", ["public": .bool(isPublic)]) { $0.isPublic = isPublic }
+    }
+
+    /// A registry query on behalf of nobody in particular (lookup, resolve_hostname).
+    public func query(_ request: RegistryMessage) async throws -> RegistryMessage {
+        try await registry.send(request)
+    }
+
+    /// Sends `<type>` signed as `<type>:<node>` for identity `name`; on success applies `update`
+    /// to its record and stores it.
+    private func change(
+        _ name: String, _ type: String, _ fields: [String: JSON], _ update: (inout IdentityRecord) -> Void
+    ) async throws -> IdentityRecord {
+        guard let identity = identities[name] else { throw PoolError.notFound(name) }
+        let node = identity.record.nodeID
+        var all = fields
+        all["node_id"] = .integer(Int64(node))
+        try await signed(identity.key, type, "\(type):\(node)", all)
+        // The identity may have been changed while the request was out: re-read it.
+        guard var current = identities[name] else { throw PoolError.notFound(name) }
+        update(&current.record)
+        try store.update(current.record)
+        identities[name] = current
+        return current.record
     }
 
     /// Registers every identity again (at start, or after the registry lost us), in batches;

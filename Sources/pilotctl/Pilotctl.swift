@@ -7,7 +7,10 @@ import PilotWire
 struct Pilotctl: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "pilotctl", abstract: "Control pilot-host and its identities.",
-        subcommands: [IdentityCommand.self, InfoCommand.self])
+        subcommands: [
+            IdentityCommand.self, InfoCommand.self, SetHostname.self, ClearHostname.self, SetTags.self, ClearTags.self,
+            SetPublic.self, SetPrivate.self, Lookup.self, Find.self,
+        ])
 }
 
 struct GlobalOptions: ParsableArguments {
@@ -64,6 +67,75 @@ struct InfoCommand: ParsableCommand {
 
     func run() throws {
         try global.run(ControlRequest("info"), on: try global.identitySocket(), text: IdentityCommand.describe)
+    }
+}
+
+/// Runs `command` on the chosen identity's socket and prints the identity as it is afterwards.
+private func identityChange(_ global: GlobalOptions, _ command: String, _ arguments: [String: JSON] = [:]) throws {
+    try global.run(ControlRequest(command, arguments), on: try global.identitySocket(), text: IdentityCommand.describe)
+}
+
+struct SetHostname: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "set-hostname", abstract: "Set this identity's hostname.")
+    @OptionGroup var global: GlobalOptions
+    @Argument var hostname: String
+    func run() throws { try identityChange(global, "set-hostname", ["hostname": .string(hostname)]) }
+}
+
+struct ClearHostname: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "clear-hostname", abstract: "Remove this identity's hostname.")
+    @OptionGroup var global: GlobalOptions
+    func run() throws { try identityChange(global, "clear-hostname") }
+}
+
+struct SetTags: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "set-tags", abstract: "Replace this identity's tags.")
+    @OptionGroup var global: GlobalOptions
+    @Argument var tags: [String]
+    func run() throws { try identityChange(global, "set-tags", ["tags": .array(tags.map(JSON.string))]) }
+}
+
+struct ClearTags: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "clear-tags", abstract: "Remove this identity's tags.")
+    @OptionGroup var global: GlobalOptions
+    func run() throws { try identityChange(global, "clear-tags") }
+}
+
+struct SetPublic: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "set-public", abstract: "Let any node resolve this identity's endpoint.")
+    @OptionGroup var global: GlobalOptions
+    func run() throws { try identityChange(global, "set-public") }
+}
+
+struct SetPrivate: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "set-private", abstract: "Show this identity's endpoint only to trusted peers.")
+    @OptionGroup var global: GlobalOptions
+    func run() throws { try identityChange(global, "set-private") }
+}
+
+/// Prints a registry answer as `key: value` lines.
+private func fields(_ data: JSON) -> String {
+    (data.objectValue ?? [:]).keys.sorted().map { key in
+        let value = data[key] ?? .null
+        return "\(key): \(value.stringValue ?? value.encodedString())"
+    }.joined(separator: "\n")
+}
+
+struct Lookup: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Look a node up in the registry by node id or address.")
+    @OptionGroup var global: GlobalOptions
+    @Argument var target: String
+    func run() throws {
+        try global.run(ControlRequest("lookup", ["target": .string(target)]), on: try global.identitySocket(), text: fields)
+    }
+}
+
+struct Find: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Find a node's address by hostname.")
+    @OptionGroup var global: GlobalOptions
+    @Argument var hostname: String
+    func run() throws {
+        try global.run(ControlRequest("find", ["hostname": .string(hostname)]), on: try global.identitySocket(), text: fields)
     }
 }
 

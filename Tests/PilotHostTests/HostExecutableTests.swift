@@ -82,6 +82,24 @@ final class HostExecutableTests: XCTestCase {
         XCTAssertEqual(shown.json?["data"]?["address"], "0:0000.0000.0001")
         XCTAssertEqual(pilotctl(["info", "--identity", "bob"]).json?["data"]?["node_id"], 2)
 
+        // The identity's own commands go to the registry and stick across restarts of the host.
+        let tagged = pilotctl(["set-tags", "gpu", "batch", "--identity", "alice"])
+        XCTAssertEqual(tagged.json?["data"]?["tags"], ["gpu", "batch"])
+        XCTAssertEqual(pilotctl(["set-hostname", "alice2", "--identity", "alice"]).json?["data"]?["hostname"], "alice2")
+        XCTAssertEqual(pilotctl(["set-public", "--identity", "alice"]).json?["data"]?["public"], true)
+        let found = pilotctl(["find", "alice2", "--identity", "bob"])
+        XCTAssertEqual(found.json?["data"]?["address"], "0:0000.0000.0001")
+        let looked = pilotctl(["lookup", "0:0000.0000.0001", "--identity", "bob"])
+        XCTAssertEqual(looked.json?["data"]?["tags"], ["gpu", "batch"])
+        XCTAssertEqual(looked.json?["data"]?["public"], true)
+        XCTAssertEqual(pilotctl(["find", "nobody-here", "--identity", "bob"]).json?["code"], "not_found")
+        XCTAssertEqual(pilotctl(["set-hostname", "Bad Name", "--identity", "alice"]).json?["code"], "invalid_argument")
+        _ = pilotctl(["clear-tags", "--identity", "alice"])
+        _ = pilotctl(["clear-hostname", "--identity", "alice"])
+        let cleared = pilotctl(["info", "--identity", "alice"]).json?["data"]
+        XCTAssertEqual(cleared?["tags"], [])
+        XCTAssertEqual(cleared?["hostname"], .null)
+
         XCTAssertEqual(pilotctl(["identity", "delete", "alice"]).status, 0)
         XCTAssertFalse(FileManager.default.fileExists(atPath: runtime + "/id/alice.sock"))
         XCTAssertEqual(pilotctl(["identity", "list"]).json?["data"]?["identities"]?.arrayValue?.count, 1)
