@@ -1,4 +1,7 @@
 import Foundation
+import PilotCrypto
+import PilotHost
+import PilotStore
 import PilotTestSupport
 import PilotWire
 import XCTest
@@ -129,6 +132,103 @@ final class HostExecutableTests: XCTestCase {
         // Ownership moves with set-owner: now root-agent is nobody's too.
         XCTAssertEqual(pilotctl(["identity", "set-owner", "root-agent", "65534"]).status, 0)
         XCTAssertEqual(pilotctl(["info", "--identity", "root-agent"], asNobody: true).status, 0)
+    }
+}
+
+extension HostExecutableTests {
+    /// kill -9 of pilot-host at random moments while 1,000 creations and deletions run: afterwards
+    /// the database is sound, every create that returned success (and was not deleted) is there
+    /// with a key that opens, and nothing is half-made.
+    func testKillNineDuringCreationsAndDeletionsLosesNothingThatSucceeded() throws {
+        let registryPort = try LoopbackSocket.freePort()
+        _ = try start(
+            "rendezvous", "pilot-rendezvous",
+            ["--registry-addr", "127.0.0.1:\(registryPort)", "--beacon-addr", "127.0.0.1:0", "--state-dir", directory.path("rendezvous"),
+             "--new-keys-per-second", "100000"],
+            ready: "registry 127.0.0.1")
+        var generation = 1
+        var host = try startHost(registryPort: registryPort, generation: generation)
+
+        let outcomes = Outcomes()
+        let ctl = bin.appendingPathComponent("pilotctl").path
+        let runtime = runtime
+        let worker = Thread {
+            var live: [String] = []
+            for index in 0..<1000 {
+                if index % 4 == 3, let victim = live.first {
+                    let result = ChildProcess.run(ctl, ["identity", "delete", victim, "--json", "--runtime-dir", runtime], timeout: 20)
+                    outcomes.record(delete: victim, ok: result.status == 0)
+                    if result.status == 0 { live.removeFirst() }
+                } else {
+                    let name = "id\(index)"
+                    let result = ChildProcess.run(ctl, ["identity", "create", name, "--json", "--runtime-dir", runtime], timeout: 20)
+                    outcomes.record(create: name, ok: result.status == 0)
+                    if result.status == 0 { live.append(name) }
+                }
+            }
+            outcomes.finish()
+        }
+        worker.start()
+        var kills = 0
+        let deadline = Date().addingTimeInterval(300)
+        while !outcomes.finished, Date() < deadline {
+            usleep(useconds_t.random(in: 150_000...600_000))
+            guard !outcomes.finished else { break }
+            host.kill9()
+            kills += 1
+            generation += 1
+            host = try startHost(registryPort: registryPort, generation: generation)
+        }
+        XCTAssertTrue(outcomes.finished, "the 1,000 operations did not finish in time")
+        host.stop()
+        XCTAssertGreaterThan(kills, 3)
+
+        let store = try HostStore(path: directory.path("state/host.db"))
+        XCTAssertEqual(try store.integrityCheck(), "ok")
+        let (master, _) = try MasterKey.load(stateDirectory: directory.path("state"), environment: [:])
+        let keys = try IdentityKeys(masterKey: master)
+        let rows = try store.all()
+        for row in rows {
+            XCTAssertNotEqual(row.nodeID, 0, "\(row.name) has no address")
+            XCTAssertNoThrow(try keys.unseal(row.sealedKey), "\(row.name)'s key does not open")
+        }
+        let present = Set(rows.map(\.name))
+        let (mustExist, mustNotExist) = outcomes.expectations()
+        XCTAssertTrue(mustExist.isSubset(of: present), "lost: \(mustExist.subtracting(present).sorted())")
+        XCTAssertTrue(mustNotExist.isDisjoint(with: present), "deleted but back: \(mustNotExist.intersection(present).sorted())")
+        print("kill -9 test: \(kills) kills, \(outcomes.successes) successful operations, \(rows.count) identities left")
+    }
+}
+
+/// What each create and delete answered, for the crash test.
+final class Outcomes: @unchecked Sendable {
+    // @unchecked: guarded by `lock`.
+    private let lock = NSLock()
+    private var created: Set<String> = []
+    private var deleted: Set<String> = []
+    private var uncertain: Set<String> = []
+    private var done = false
+    private var count = 0
+
+    func record(create name: String, ok: Bool) {
+        lock.withLock {
+            if ok { created.insert(name); count += 1 } else { uncertain.insert(name) }
+        }
+    }
+
+    func record(delete name: String, ok: Bool) {
+        lock.withLock {
+            if ok { deleted.insert(name); count += 1 } else { uncertain.insert(name) }
+        }
+    }
+
+    func finish() { lock.withLock { done = true } }
+    var finished: Bool { lock.withLock { done } }
+    var successes: Int { lock.withLock { count } }
+
+    /// Names that must exist (created, never deleted or in doubt) and names that must not.
+    func expectations() -> (Set<String>, Set<String>) {
+        lock.withLock { (created.subtracting(deleted).subtracting(uncertain), deleted.subtracting(uncertain)) }
     }
 }
 
