@@ -35,6 +35,7 @@ public final class ControlServer: Sendable {
         let handler = handler
         let logger = logger
         let bound = try await ServerBootstrap(group: group)
+            .childChannelOption(.allowRemoteHalfClosure, value: true)
             .childChannelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
                     try channel.pipeline.syncOperations.addHandler(
@@ -141,7 +142,9 @@ final class ControlConnectionHandler: ChannelInboundHandler, @unchecked Sendable
         context.writeAndFlush(wrapOutboundOut(buffer), promise: nil)
     }
 
-    /// One error frame, then close.
+    /// One error frame, then close. The write side is shut first and whatever the client still
+    /// sends is read and dropped for a moment: closing with unread input would make the kernel
+    /// answer with a reset, and the client could lose the error frame.
     private func refuse(_ context: ChannelHandlerContext, _ failure: ControlFailure) {
         closing = true
         queue.removeAll()
@@ -149,7 +152,23 @@ final class ControlConnectionHandler: ChannelInboundHandler, @unchecked Sendable
         var buffer = context.channel.allocator.buffer(capacity: bytes.count)
         buffer.writeBytes(bytes)
         let bound = NIOLoopBound(context, eventLoop: context.eventLoop)
-        context.writeAndFlush(wrapOutboundOut(buffer)).whenComplete { _ in bound.value.close(promise: nil) }
+        context.writeAndFlush(wrapOutboundOut(buffer)).whenComplete { _ in
+            let context = bound.value
+            context.close(mode: .output, promise: nil)
+            context.eventLoop.scheduleTask(in: .seconds(2)) { bound.value.close(promise: nil) }
+        }
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        context.fireChannelInactive()
+    }
+
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        // The client finished sending after a refusal: nothing left to wait for.
+        if closing, let event = event as? ChannelEvent, event == .inputClosed {
+            context.close(promise: nil)
+        }
+        context.fireUserInboundEventTriggered(event)
     }
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {

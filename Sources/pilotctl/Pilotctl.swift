@@ -260,7 +260,8 @@ enum ControlClient {
         var sent = 0
         while sent < frame.count {
             let n = frame[sent...].withUnsafeBytes { Glibc.send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
-            guard n > 0 else { throw ControlClientError("send to \(path) failed: \(String(cString: strerror(errno)))") }
+            // A host that refused us has already answered and shut its side: read that answer.
+            guard n > 0 else { break }
             sent += n
         }
         var decoder = LengthPrefixedFrames.Decoder(maxSize: ControlFrame.maxSize, field: "control reply")
