@@ -4,6 +4,8 @@
 //   pilot-bench crypto [--seconds N]     tunnel seal+open beside raw libsodium, key agreement, signatures
 //   pilot-bench registry [--nodes N] [--connections C]
 //                                        registrations and heartbeats per second against pilot-rendezvous
+//   pilot-bench host [--identities 1000,10000]
+//                                        identity creation rate, cold start and RSS of pilot-host
 
 import Foundation
 
@@ -13,6 +15,7 @@ func usage() -> Never {
     print("""
         usage: pilot-bench crypto [--seconds N]
                pilot-bench registry [--nodes N] [--connections C]   (pilot-rendezvous must sit beside pilot-bench)
+               pilot-bench host [--identities 1000,10000]           (pilot-host and pilot-rendezvous beside it)
         """)
     exit(2)
 }
@@ -27,5 +30,10 @@ func option(_ name: String, default value: Double) -> Double {
 switch arguments.first {
 case "crypto": CryptoBench(seconds: option("--seconds", default: 2)).run()
 case "registry": RegistryBench(nodes: Int(option("--nodes", default: 100_000)), connections: Int(option("--connections", default: 4))).run()
+case "host":
+    let sizes = arguments.firstIndex(of: "--identities").flatMap { index in
+        index + 1 < arguments.count ? arguments[index + 1].split(separator: ",").compactMap { Int($0) } : nil
+    } ?? [1000, 10_000]
+    HostBench(sizes: sizes).run()
 default: usage()
 }
