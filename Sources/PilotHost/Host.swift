@@ -64,7 +64,8 @@ public final class Host: Sendable {
         heartbeat.withLockedValue {
             $0 = Task {
                 while !Task.isCancelled {
-                    try? await Task.sleep(for: .seconds(30))
+                    // A cancelled sleep ends the loop: no heartbeat after stop().
+                    do { try await Task.sleep(for: .seconds(30)) } catch { break }
                     do {
                         let lost = try await pool.heartbeatAll()
                         if !lost.isEmpty { logger.warning("re-registered after the registry forgot them", metadata: ["identities": "\(lost)"]) }
@@ -80,7 +81,10 @@ public final class Host: Sendable {
 
     /// Stops serving: ephemeral identities are deregistered and deleted, sockets removed.
     public func stop() async {
-        heartbeat.withLockedValue { $0?.cancel() }
+        if let task = heartbeat.withLockedValue({ $0 }) {
+            task.cancel()
+            await task.value
+        }
         for record in await pool.all where record.isEphemeral {
             try? await pool.delete(name: record.name)
         }
