@@ -19,6 +19,7 @@ let package = Package(
         .executable(name: "pilotctl", targets: ["pilotctl"]),
         .library(name: "PilotWire", targets: ["PilotWire"]),
         .library(name: "PilotCrypto", targets: ["PilotCrypto"]),
+        .library(name: "PilotClient", targets: ["PilotClient"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
@@ -44,6 +45,8 @@ let package = Package(
         .target(name: "PilotCrypto", dependencies: ["CSodium"], swiftSettings: strict),
         // SQLite through a thin wrapper of our own.
         .target(name: "PilotStore", dependencies: ["CSQLite"], swiftSettings: strict),
+        // The SDK an agent links to talk to its identity's control socket; pilotctl is built on it.
+        .target(name: "PilotClient", dependencies: ["PilotWire"], swiftSettings: strict),
         // Control sockets: peer credentials and the access policy.
         .target(
             name: "PilotControl",
@@ -98,11 +101,11 @@ let package = Package(
             swiftSettings: strict),
         .executableTarget(
             name: "pilotctl",
-            dependencies: ["PilotWire", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+            dependencies: ["PilotClient", "PilotWire", .product(name: "ArgumentParser", package: "swift-argument-parser")],
             swiftSettings: strict),
         .executableTarget(
             name: "pilot-bench",
-            dependencies: ["PilotWire", "PilotCrypto", "CSodium"],
+            dependencies: ["PilotWire", "PilotCrypto", "PilotClient", "CSodium"],
             swiftSettings: strict),
 
         // Helpers for tests that run real processes: the official 1.18 binaries, child processes,

@@ -1,4 +1,5 @@
 import Foundation
+import PilotClient
 import PilotWire
 
 /// pilot-host figures: identity creation rate (each registered with a real pilot-rendezvous),
@@ -98,38 +99,5 @@ struct Launched {
             if line.contains(text) { return true }
         }
         return false
-    }
-}
-
-/// One control-socket connection, requests answered in order.
-final class ControlConnection {
-    private let fd: Int32
-    private var decoder = LengthPrefixedFrames.Decoder(maxSize: ControlFrame.maxSize, field: "control reply")
-
-    init(path: String) throws {
-        fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
-        var address = sockaddr_un()
-        address.sun_family = sa_family_t(AF_UNIX)
-        withUnsafeMutableBytes(of: &address.sun_path) { $0.copyBytes(from: Array(path.utf8).prefix($0.count - 1)) }
-        let status = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
-        }
-        guard status == 0 else { throw BenchError("connect \(path): \(String(cString: strerror(errno)))") }
-    }
-
-    deinit { close(fd) }
-
-    func request(_ request: ControlRequest) throws -> ControlReply {
-        let frame = try request.encoded()
-        guard frame.withUnsafeBytes({ send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }) == frame.count else {
-            throw BenchError("send failed")
-        }
-        var buffer = [UInt8](repeating: 0, count: 65_536)
-        while true {
-            if let body = try decoder.next() { return try ControlReply(decoding: body) }
-            let n = buffer.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
-            guard n > 0 else { throw BenchError("control connection closed") }
-            decoder.append(buffer[0..<n])
-        }
     }
 }

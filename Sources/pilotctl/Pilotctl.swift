@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import PilotClient
 import PilotWire
 
 /// pilotctl: talks to pilot-host's admin socket and to an identity's own socket.
@@ -44,7 +45,7 @@ struct GlobalOptions: ParsableArguments {
     func run(_ request: ControlRequest, on socket: String, text: (JSON) -> String) throws {
         let reply: ControlReply
         do {
-            reply = try ControlClient.send(request, to: socket)
+            reply = try ControlConnection(path: socket).request(request)
         } catch let error as ControlClientError {
             reply = .error(ControlFailure(error.permission ? .permissionDenied : .notRunning, error.description))
         } catch {
@@ -223,54 +224,6 @@ struct IdentityCommand: ParsableCommand {
             try global.run(
                 ControlRequest("identity.set-owner", ["name": .string(name), "owner": .string(user)]), on: global.runtime + "/admin.sock",
                 text: IdentityCommand.describe)
-        }
-    }
-}
-
-struct ControlClientError: Error, CustomStringConvertible {
-    let description: String
-    /// The socket's file mode refused us (the host never saw the connection).
-    let permission: Bool
-    init(_ description: String, permission: Bool = false) {
-        self.description = description
-        self.permission = permission
-    }
-}
-
-/// A blocking client for one request over a control socket.
-enum ControlClient {
-    static func send(_ request: ControlRequest, to path: String) throws -> ControlReply {
-        let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
-        guard fd >= 0 else { throw ControlClientError("socket: \(String(cString: strerror(errno)))") }
-        defer { close(fd) }
-        var address = sockaddr_un()
-        address.sun_family = sa_family_t(AF_UNIX)
-        let bytes = Array(path.utf8)
-        guard bytes.count < MemoryLayout.size(ofValue: address.sun_path) else { throw ControlClientError("socket path too long: \(path)") }
-        withUnsafeMutableBytes(of: &address.sun_path) { $0.copyBytes(from: bytes) }
-        let connected = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
-        }
-        guard connected == 0 else {
-            let code = errno
-            let hint = code == ENOENT || code == ECONNREFUSED ? " (is pilot-host running, and is the identity name right?)" : ""
-            throw ControlClientError("cannot connect to \(path): \(String(cString: strerror(code)))\(hint)", permission: code == EACCES)
-        }
-        let frame = try request.encoded()
-        var sent = 0
-        while sent < frame.count {
-            let n = frame[sent...].withUnsafeBytes { Glibc.send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
-            // A host that refused us has already answered and shut its side: read that answer.
-            guard n > 0 else { break }
-            sent += n
-        }
-        var decoder = LengthPrefixedFrames.Decoder(maxSize: ControlFrame.maxSize, field: "control reply")
-        var buffer = [UInt8](repeating: 0, count: 65_536)
-        while true {
-            if let body = try decoder.next() { return try ControlReply(decoding: body) }
-            let n = buffer.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
-            guard n > 0 else { throw ControlClientError("\(path) closed the connection without a reply") }
-            decoder.append(buffer[0..<n])
         }
     }
 }
