@@ -119,6 +119,7 @@ let package = Package(
             name: "PilotControlTests",
             dependencies: [
                 "PilotControl", "PilotWire", "PilotTestSupport",
+                .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
             ]),

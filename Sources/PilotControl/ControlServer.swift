@@ -19,9 +19,16 @@ public final class ControlServer: Sendable {
     private let handler: Handler
     private let logger: Logger
     private let channel: NIOLockedValueBox<(any Channel)?> = NIOLockedValueBox(nil)
+    /// A connection that sends nothing for this long is closed (a silent client holds nothing
+    /// else up, but should not hold a descriptor forever).
+    public let idleTimeout: TimeAmount
 
     /// `policy` is asked at every accept, so a change of owner applies to the next connection.
-    public init(path: String, policy: @escaping @Sendable () -> AccessPolicy, logger: Logger, handler: @escaping Handler) {
+    public init(
+        path: String, policy: @escaping @Sendable () -> AccessPolicy, idleTimeout: TimeAmount = .minutes(10),
+        logger: Logger, handler: @escaping Handler
+    ) {
+        self.idleTimeout = idleTimeout
         self.path = path
         self.policy = policy
         self.handler = handler
@@ -34,10 +41,12 @@ public final class ControlServer: Sendable {
         let policy = policy
         let handler = handler
         let logger = logger
+        let idleTimeout = idleTimeout
         let bound = try await ServerBootstrap(group: group)
             .childChannelOption(.allowRemoteHalfClosure, value: true)
             .childChannelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.addHandler(IdleStateHandler(readTimeout: idleTimeout))
                     try channel.pipeline.syncOperations.addHandler(
                         ControlConnectionHandler(policy: policy, handler: handler, logger: logger))
                 }
@@ -164,6 +173,11 @@ final class ControlConnectionHandler: ChannelInboundHandler, @unchecked Sendable
     }
 
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        if event is IdleStateHandler.IdleStateEvent {
+            // Silent for too long: close, but never while a request is being answered.
+            if !busy { context.close(promise: nil) }
+            return
+        }
         // The client finished sending after a refusal: nothing left to wait for.
         if closing, let event = event as? ChannelEvent, event == .inputClosed {
             context.close(promise: nil)

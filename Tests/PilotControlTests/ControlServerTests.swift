@@ -1,5 +1,6 @@
 import Foundation
 import Logging
+import NIOCore
 import NIOPosix
 import PilotControl
 import PilotTestSupport
@@ -8,9 +9,11 @@ import XCTest
 
 final class ControlServerTests: XCTestCase {
     private func startServer(
-        _ directory: TemporaryDirectory, policy: AccessPolicy, group: MultiThreadedEventLoopGroup
+        _ directory: TemporaryDirectory, policy: AccessPolicy, group: MultiThreadedEventLoopGroup, idle: TimeAmount = .minutes(10)
     ) async throws -> ControlServer {
-        let server = ControlServer(path: directory.path("c.sock"), policy: { policy }, logger: Logger(label: "test")) { peer, request in
+        let server = ControlServer(
+            path: directory.path("c.sock"), policy: { policy }, idleTimeout: idle, logger: Logger(label: "test")
+        ) { peer, request in
             guard request.command == "whoami" else { return .error(ControlFailure(.invalidArgument, "unknown command: \(request.command)")) }
             return .ok(["uid": .integer(Int64(peer.uid)), "pid": .integer(Int64(peer.pid))])
         }
@@ -87,6 +90,22 @@ final class ControlServerTests: XCTestCase {
         let uid = asNobody ? 65534 : getuid()
         XCTAssertTrue(reply["message"]?.stringValue?.hasPrefix("permission denied: uid \(uid) ") == true, "\(reply)")
         XCTAssertTrue(reply["message"]?.stringValue?.hasSuffix("may not use identity alice") == true)
+        await server.stop()
+        try await group.shutdownGracefully()
+    }
+
+    func testASilentClientIsClosedAfterTheIdleTimeoutWhileOthersAreServed() async throws {
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+        let directory = try TemporaryDirectory(prefix: "pilot-control")
+        defer { directory.remove() }
+        let server = try await startServer(
+            directory, policy: AccessPolicy(.identity(name: "alice", owner: getuid(), allowedGroups: [])), group: group,
+            idle: .milliseconds(500))
+        // Connects and never writes.
+        let silent = client(directory.path("c.sock"), [], asNobody: false, raw: [])
+        XCTAssertEqual(silent.stdout.split(separator: "\n").last, "CLOSED", silent.output)
+        let served = client(directory.path("c.sock"), [#"{"command":"whoami"}"#], asNobody: false)
+        XCTAssertTrue(served.stdout.contains(#""status":"ok""#), served.output)
         await server.stop()
         try await group.shutdownGracefully()
     }
