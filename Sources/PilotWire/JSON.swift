@@ -3,6 +3,10 @@
 /// Integers are kept apart from fractions so node ids and timestamps survive exactly. Objects
 /// encode with sorted keys, as Go's encoder does for maps, so signatures over encoded JSON are
 /// reproducible. The parser limits nesting depth and never traps on input.
+///
+/// Equality is JSON's, not the enum's: numbers compare by value, so `.integer(3)` equals
+/// `.double(3.0)`. The encoder writes a whole double without a fraction, and the value must
+/// still equal itself after a round trip through the wire.
 public enum JSON: Hashable, Sendable {
     case null
     case bool(Bool)
@@ -14,6 +18,47 @@ public enum JSON: Hashable, Sendable {
 
     /// Deepest nesting the parser accepts.
     public static let maxDepth = 64
+
+    // MARK: Equality
+
+    public static func == (lhs: JSON, rhs: JSON) -> Bool {
+        switch (lhs, rhs) {
+        case (.null, .null): return true
+        case (.bool(let a), .bool(let b)): return a == b
+        case (.integer(let a), .integer(let b)): return a == b
+        case (.double(let a), .double(let b)): return a == b
+        case (.integer(let a), .double(let b)), (.double(let b), .integer(let a)):
+            return Self.exactInteger(b) == a
+        case (.string(let a), .string(let b)): return a == b
+        case (.array(let a), .array(let b)): return a == b
+        case (.object(let a), .object(let b)): return a == b
+        default: return false
+        }
+    }
+
+    public func hash(into hasher: inout Hasher) {
+        switch self {
+        case .null: hasher.combine(0)
+        case .bool(let value): hasher.combine(1); hasher.combine(value)
+        case .integer(let value): hasher.combine(2); hasher.combine(value)
+        case .double(let value):
+            if let whole = Self.exactInteger(value) {
+                hasher.combine(2); hasher.combine(whole)
+            } else {
+                hasher.combine(3); hasher.combine(value)
+            }
+        case .string(let value): hasher.combine(4); hasher.combine(value)
+        case .array(let value): hasher.combine(5); hasher.combine(value)
+        case .object(let value): hasher.combine(6); hasher.combine(value)
+        }
+    }
+
+    /// The double as an Int64 when it is one exactly (no fraction, in range), else nil.
+    private static func exactInteger(_ value: Double) -> Int64? {
+        guard value.isFinite, value.rounded() == value,
+              value >= -9_223_372_036_854_775_808.0, value < 9_223_372_036_854_775_808.0 else { return nil }
+        return Int64(value)
+    }
 
     // MARK: Access
 

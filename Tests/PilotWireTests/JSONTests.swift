@@ -29,6 +29,18 @@ final class JSONTests: XCTestCase {
         XCTAssertEqual(JSON.string("\u{01}\t").encodedString(), #""\u0001\t""#)
     }
 
+    /// Found by fuzzing the registry framing: `11018.0` re-encodes as `11018`, which parses back as
+    /// an integer; the value must still equal itself.
+    func testWholeDoublesEqualTheirIntegerAfterARoundTrip() throws {
+        let value = try JSON(parsing: Array(#"{"type":"register","version":11018.0,"f":2.5,"big":1e300}"#.utf8))
+        let again = try JSON(parsing: value.encoded())
+        XCTAssertEqual(again, value)
+        XCTAssertEqual(Set([JSON.integer(7), JSON.double(7.0)]).count, 1)
+        XCTAssertNotEqual(JSON.integer(9_007_199_254_740_993), JSON.double(9_007_199_254_740_992))
+        XCTAssertNotEqual(JSON.integer(2), JSON.double(2.5))
+        XCTAssertNotEqual(JSON.integer(1), JSON.bool(true))
+    }
+
     func testMalformedInputIsATypedError() {
         for bad in [
             "", "{", "[1,]", "{\"a\" 1}", "tru", "01x", "\"abc", "\"\\x\"", "{\"a\":1}}", "1.", "-", "\"\u{01}\"",
