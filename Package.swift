@@ -38,6 +38,8 @@ let package = Package(
         .systemLibrary(
             name: "CSystemd", pkgConfig: "libsystemd",
             providers: [.apt(["libsystemd-dev"])]),
+        // Linux headers the Glibc module leaves out (epoll, eventfd).
+        .systemLibrary(name: "CLinux"),
 
         // Value types and codecs of the wire: no I/O, no C.
         .target(name: "PilotWire", swiftSettings: strict),
@@ -51,7 +53,7 @@ let package = Package(
         .target(
             name: "PilotControl",
             dependencies: [
-                "PilotWire",
+                "PilotWire", "CLinux",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
@@ -105,7 +107,10 @@ let package = Package(
             swiftSettings: strict),
         .executableTarget(
             name: "pilot-bench",
-            dependencies: ["PilotWire", "PilotCrypto", "PilotClient", "CSodium"],
+            dependencies: [
+                "PilotWire", "PilotCrypto", "PilotClient", "PilotHost", "PilotStore", "CSodium",
+                .product(name: "NIOPosix", package: "swift-nio"),
+            ],
             swiftSettings: strict),
 
         // Helpers for tests that run real processes: the official 1.18 binaries, child processes,

@@ -1,4 +1,5 @@
-public import Foundation
+import Foundation
+public import Glibc
 public import Logging
 import NIOConcurrencyHelpers
 public import NIOCore
@@ -18,7 +19,8 @@ public final class ControlServer: Sendable {
     private let policy: @Sendable () -> AccessPolicy
     private let handler: Handler
     private let logger: Logger
-    private let channel: NIOLockedValueBox<(any Channel)?> = NIOLockedValueBox(nil)
+    /// The listener set serving this socket, and whether this server made it (and ends it).
+    private let listeners: NIOLockedValueBox<(set: ControlListeners, owned: Bool)?> = NIOLockedValueBox(nil)
     /// A connection that sends nothing for this long is closed (a silent client holds nothing
     /// else up, but should not hold a descriptor forever).
     public let idleTimeout: TimeAmount
@@ -35,31 +37,31 @@ public final class ControlServer: Sendable {
         self.logger = logger
     }
 
-    /// Binds `path` (a stale socket file is replaced) with `mode`, and serves.
-    public func start(on group: any EventLoopGroup, mode: mode_t = 0o600) async throws {
-        unlink(path)
-        let policy = policy
-        let handler = handler
-        let logger = logger
-        let idleTimeout = idleTimeout
-        let bound = try await ServerBootstrap(group: group)
-            .childChannelOption(.allowRemoteHalfClosure, value: true)
-            .childChannelInitializer { channel in
-                channel.eventLoop.makeCompletedFuture {
-                    try channel.pipeline.syncOperations.addHandler(IdleStateHandler(readTimeout: idleTimeout))
-                    try channel.pipeline.syncOperations.addHandler(
-                        ControlConnectionHandler(policy: policy, handler: handler, logger: logger))
-                }
-            }
-            .bind(unixDomainSocketPath: path).get()
-        chmod(path, mode)
-        channel.withLockedValue { $0 = bound }
+    /// Binds `path` (a stale socket file is replaced) with `mode`, `owner` and `group`, and
+    /// serves it from `listeners`, the set shared by all of a host's sockets.
+    public func start(on listeners: ControlListeners, mode: Glibc.mode_t = 0o600, owner: Glibc.uid_t? = nil, group: Glibc.gid_t? = nil) throws {
+        try listeners.listen(
+            path: path, mode: mode, owner: owner, group: group, idleTimeout: idleTimeout, policy: policy, handler: handler)
+        self.listeners.withLockedValue { $0 = (listeners, false) }
+    }
+
+    /// Binds `path` with `mode` and serves it from a listener set of its own.
+    public func start(on group: any EventLoopGroup, mode: Glibc.mode_t = 0o600) throws {
+        let own = try ControlListeners(group: group, logger: logger)
+        do {
+            try own.listen(path: path, mode: mode, idleTimeout: idleTimeout, policy: policy, handler: handler)
+        } catch {
+            own.shutdown()
+            throw error
+        }
+        listeners.withLockedValue { $0 = (own, true) }
     }
 
     /// Stops accepting and removes the socket file.
-    public func stop() async {
-        if let channel = channel.withLockedValue({ $0 }) { try? await channel.close() }
-        unlink(path)
+    public func stop() {
+        guard let (set, owned) = listeners.withLockedValue({ value in defer { value = nil }; return value }) else { return }
+        set.close(path: path)
+        if owned { set.shutdown() }
     }
 }
 
@@ -77,6 +79,8 @@ final class ControlConnectionHandler: ChannelInboundHandler, @unchecked Sendable
     private var queue: [[UInt8]] = []
     private var busy = false
     private var closing = false
+    /// The client shut its write side: answer what it sent, then close.
+    private var inputEnded = false
 
     init(policy: @escaping @Sendable () -> AccessPolicy, handler: @escaping ControlServer.Handler, logger: Logger) {
         self.policy = policy
@@ -120,7 +124,11 @@ final class ControlConnectionHandler: ChannelInboundHandler, @unchecked Sendable
     }
 
     private func serveNext(_ context: ChannelHandlerContext) {
-        guard let peer, !busy, !closing, !queue.isEmpty else { return }
+        guard let peer, !busy, !closing else { return }
+        guard !queue.isEmpty else {
+            if inputEnded { context.close(promise: nil) }
+            return
+        }
         let body = queue.removeFirst()
         let request: ControlRequest
         do {
@@ -178,9 +186,18 @@ final class ControlConnectionHandler: ChannelInboundHandler, @unchecked Sendable
             if !busy { context.close(promise: nil) }
             return
         }
-        // The client finished sending after a refusal: nothing left to wait for.
-        if closing, let event = event as? ChannelEvent, event == .inputClosed {
-            context.close(promise: nil)
+        if let event = event as? ChannelEvent, event == .inputClosed {
+            if closing {
+                // The client finished sending after a refusal: nothing left to wait for.
+                context.close(promise: nil)
+            } else if decoder.bufferedCount > 0 {
+                refuse(context, ControlFailure(
+                    .invalidArgument, "truncated frame: the client stopped sending after \(decoder.bufferedCount) bytes of a frame"))
+            } else {
+                // Answer every request already received, then close.
+                inputEnded = true
+                serveNext(context)
+            }
         }
         context.fireUserInboundEventTriggered(event)
     }

@@ -6,10 +6,11 @@ public import PilotWire
 /// `identity.delete`, `identity.set-owner`. Replies carry what `pilotctl --json` prints.
 public struct AdminCommands: Sendable {
     let pool: IdentityPool
-    /// Called after an identity appears, changes owner or goes, so its socket follows.
-    let identitiesChanged: @Sendable (String) async -> Void
+    /// Called after an identity appears, changes owner or goes, so its socket follows. When it
+    /// throws (no socket can be opened), the change is undone and the error is the reply.
+    let identitiesChanged: @Sendable (String) async throws -> Void
 
-    public init(pool: IdentityPool, identitiesChanged: @escaping @Sendable (String) async -> Void) {
+    public init(pool: IdentityPool, identitiesChanged: @escaping @Sendable (String) async throws -> Void) {
         self.pool = pool
         self.identitiesChanged = identitiesChanged
     }
@@ -22,17 +23,24 @@ public struct AdminCommands: Sendable {
             case "identity.show":
                 let name = try request.string("name")
                 guard let identity = await pool.identity(named: name) else { throw ControlFailure(.notFound, "no identity named \(name)") }
-                return .ok(Self.describe(identity.record))
+                return .ok(Self.describe(identity))
             case "identity.delete":
                 let name = try request.string("name")
                 try await pool.delete(name: name)
-                await identitiesChanged(name)
+                try await identitiesChanged(name)
                 return .ok(["deleted": .string(name)])
             case "identity.set-owner":
                 let name = try request.string("name")
                 let owner = try Self.user(try request.string("owner"))
+                guard let previous = await pool.identity(named: name) else { throw PoolError.notFound(name) }
                 let record = try await pool.setOwner(name: name, uid: owner)
-                await identitiesChanged(name)
+                do {
+                    try await identitiesChanged(name)
+                } catch {
+                    // The old socket still serves the old owner: the record goes back to match it.
+                    _ = try? await pool.setOwner(name: name, uid: previous.ownerUID)
+                    throw error
+                }
                 return .ok(Self.describe(record))
             default:
                 throw ControlFailure(.invalidArgument, "unknown admin command: \(request.command.prefix(64))")
@@ -55,7 +63,13 @@ public struct AdminCommands: Sendable {
         create.isPublic = try request.bool("public")
         create.isEphemeral = try request.bool("ephemeral")
         let record = try await pool.create(name: name, create)
-        await identitiesChanged(name)
+        do {
+            try await identitiesChanged(name)
+        } catch {
+            // An identity nobody can reach is no use: deregistered and deleted again.
+            try? await pool.delete(name: name)
+            throw error
+        }
         return Self.describe(record)
     }
 

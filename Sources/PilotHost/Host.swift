@@ -15,8 +15,8 @@ public final class Host: Sendable {
     private let group: any EventLoopGroup
     private let pool: IdentityPool
     private let registry: RegistryClient
-    private let admin: NIOLockedValueBox<ControlServer?> = NIOLockedValueBox(nil)
-    private let sockets: NIOLockedValueBox<[String: ControlServer]> = NIOLockedValueBox([:])
+    /// The admin socket and every identity's socket, watched by one accept thread.
+    private let listeners: ControlListeners
     private let heartbeat: NIOLockedValueBox<Task<Void, Never>?> = NIOLockedValueBox(nil)
 
     /// Opens the state (creating it on first start) and loads every identity.
@@ -35,34 +35,98 @@ public final class Host: Sendable {
         let store = try HostStore(path: configuration.stateDirectory + "/host.db")
         let (registryHost, registryPort) = try Self.split(configuration.registry)
         registry = RegistryClient(host: registryHost, port: registryPort, group: group)
+        listeners = try ControlListeners(group: group, logger: logger)
         pool = IdentityPool(store: store, keys: try IdentityKeys(masterKey: master), registry: registry, listenAddress: configuration.listen)
         try await pool.load()
     }
 
-    /// Registers every identity, opens the admin socket and every identity's socket, starts
-    /// heartbeats. Returns when all of it serves.
+    /// Opens the admin socket and every identity's socket, then returns: the host serves. Its
+    /// identities are registered again in the background (they keep their addresses; the
+    /// registry still knows them from before), and heartbeats follow every 30 s.
     public func start() async throws {
-        do {
-            let (changed, failed) = try await pool.registerAll()
-            if !changed.isEmpty { logger.warning("registry gave new addresses", metadata: ["identities": "\(changed)"]) }
-            for (name, reason) in failed { logger.error("registration failed", metadata: ["identity": "\(name)", "reason": "\(reason)"]) }
-        } catch {
-            // The registry may be down; the host still serves its control sockets and retries.
-            logger.error("registry unreachable at start", metadata: ["registry": "\(configuration.registry)", "error": "\(error)"])
+        let count = await pool.count
+        let needed = count + Self.reservedDescriptors
+        let limit = ResourceLimits.raiseOpenFiles(toAtLeast: Self.roundedUp(needed))
+        if limit < needed {
+            logger.warning("open-file limit below what the identities need; raise LimitNOFILE=", metadata: [
+                "limit": "\(limit)", "needed": "\(needed)"])
         }
         let adminGroup = configuration.adminGroup.isEmpty ? nil : SystemAccounts.gid(configuration.adminGroup)
-        let commands = AdminCommands(pool: pool) { [self] name in await refreshSocket(name) }
-        let adminServer = ControlServer(
-            path: configuration.runtimeDirectory + "/admin.sock", policy: { AccessPolicy(.admin(adminGroup: adminGroup)) },
-            logger: logger, handler: { peer, request in await commands.handle(peer, request) })
-        try await adminServer.start(on: group, mode: adminGroup == nil ? 0o600 : 0o660)
-        if let adminGroup { chown(adminServer.path, 0, adminGroup) }
-        admin.withLockedValue { $0 = adminServer }
-        for name in await pool.names { await refreshSocket(name) }
+        let commands = AdminCommands(pool: pool) { [self] name in try await refreshSocket(name) }
+        try listeners.listen(
+            path: configuration.runtimeDirectory + "/admin.sock", mode: adminGroup == nil ? 0o600 : 0o660, owner: 0,
+            group: adminGroup, policy: { AccessPolicy(.admin(adminGroup: adminGroup)) },
+            handler: { peer, request in await commands.handle(peer, request) })
+        let unserved = await openIdentitySockets()
+        startRegistryUpkeep()
+        logger.info("pilot-host serving", metadata: [
+            "identities": "\(count - unserved)", "unserved": "\(unserved)", "runtime": "\(configuration.runtimeDirectory)"])
+    }
+
+    /// Descriptors kept free of identity sockets: for connections, the database, the registry
+    /// and the event loops. Without them a host full of identities could not even be managed
+    /// (the admin socket could not accept), and the runtime aborts when it cannot make a timer.
+    static let reservedDescriptors = 256
+
+    /// The limit is raised in steps of 1024, not one descriptor per new identity.
+    private static func roundedUp(_ needed: Int) -> Int { (needed + 1023) / 1024 * 1024 }
+
+    /// Binds every identity's socket, and removes socket files of identities that are gone
+    /// (deleted while the host was down). A socket is a descriptor and a few system calls,
+    /// made on every core at once. Returns how many could not be opened; each is logged (the
+    /// first few by name; the rest are counted: they fail for the same reason).
+    private func openIdentitySockets() async -> Int {
+        let records = await pool.all
+        let directory = configuration.runtimeDirectory + "/id"
+        let current = Set(records.map { "\($0.name).sock" })
+        for file in (try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? [] where !current.contains(file) {
+            unlink(directory + "/" + file)
+        }
+        let failures = NIOLockedValueBox<[(name: String, error: ControlFailure)]>([])
+        let lanes = max(1, min(ProcessInfo.processInfo.activeProcessorCount, 8))
+        DispatchQueue.concurrentPerform(iterations: lanes) { lane in
+            for index in stride(from: lane, to: records.count, by: lanes) {
+                do throws(ControlFailure) {
+                    try openSocket(for: records[index])
+                } catch {
+                    failures.withLockedValue { $0.append((records[index].name, error)) }
+                }
+            }
+        }
+        let failed = failures.withLockedValue { $0 }
+        for (name, error) in failed.prefix(20) {
+            logger.error("identity not served", metadata: ["identity": "\(name)", "error": "\(error)"])
+        }
+        if failed.count > 20 {
+            logger.error("identities not served", metadata: ["count": "\(failed.count)", "logged": "20"])
+        }
+        return failed.count
+    }
+
+    /// Registration at start, then a heartbeat every 30 s; identities the registry forgot are
+    /// registered again. Runs until `stop()`.
+    private func startRegistryUpkeep() {
         let pool = pool
         let logger = logger
+        let registryAddress = configuration.registry
         heartbeat.withLockedValue {
             $0 = Task {
+                do {
+                    let started = ContinuousClock.now
+                    let (changed, failed) = try await pool.registerAll()
+                    if !changed.isEmpty { logger.warning("registry gave new addresses", metadata: ["identities": "\(changed)"]) }
+                    for (name, reason) in failed.sorted(by: { $0.key < $1.key }) {
+                        logger.error("registration failed", metadata: ["identity": "\(name)", "reason": "\(reason)"])
+                    }
+                    let registered = await pool.count - failed.count
+                    logger.info("identities registered", metadata: [
+                        "identities": "\(registered)", "failed": "\(failed.count)",
+                        "seconds": "\(Self.seconds(started.duration(to: .now)))"])
+                } catch {
+                    // The registry may be down: the control sockets serve regardless and the
+                    // first heartbeat registers whoever the registry does not know.
+                    logger.error("registry unreachable at start", metadata: ["registry": "\(registryAddress)", "error": "\(error)"])
+                }
                 while !Task.isCancelled {
                     // A cancelled sleep ends the loop: no heartbeat after stop().
                     do { try await Task.sleep(for: .seconds(30)) } catch { break }
@@ -75,8 +139,6 @@ public final class Host: Sendable {
                 }
             }
         }
-        let count = await pool.names.count
-        logger.info("pilot-host serving", metadata: ["identities": "\(count)", "runtime": "\(configuration.runtimeDirectory)"])
     }
 
     /// Stops serving: ephemeral identities are deregistered and deleted, sockets removed.
@@ -88,34 +150,54 @@ public final class Host: Sendable {
         for record in await pool.all where record.isEphemeral {
             try? await pool.delete(name: record.name)
         }
-        await admin.withLockedValue({ $0 })?.stop()
-        for server in sockets.withLockedValue({ Array($0.values) }) { await server.stop() }
+        listeners.shutdown()
         await registry.disconnect()
     }
 
-    /// Makes `name`'s socket match its record: created for a new identity, re-owned after
-    /// set-owner, removed after delete.
-    func refreshSocket(_ name: String) async {
-        if let old = sockets.withLockedValue({ $0.removeValue(forKey: name) }) { await old.stop() }
-        guard let identity = await pool.identity(named: name) else { return }
-        let record = identity.record
-        let path = configuration.runtimeDirectory + "/id/\(name).sock"
-        let commands = IdentityCommands(pool: pool, name: name)
-        let server = ControlServer(
-            path: path,
-            policy: { AccessPolicy(.identity(name: name, owner: record.ownerUID, allowedGroups: Set(record.allowedGIDs))) },
-            logger: logger
-        ) { _, request in
-            await commands.handle(request)
+    /// Makes `name`'s socket match its record: created for a new identity, replaced (atomically,
+    /// never missing) after set-owner, removed after delete. Throws when the socket cannot be
+    /// opened; the caller undoes the change that asked for it.
+    func refreshSocket(_ name: String) async throws(ControlFailure) {
+        guard let record = await pool.identity(named: name) else {
+            listeners.close(path: socketPath(name))
+            return
         }
+        try openSocket(for: record)
+    }
+
+    private func socketPath(_ name: String) -> String { configuration.runtimeDirectory + "/id/\(name).sock" }
+
+    /// Serves `record`'s socket, in place of the one it had.
+    private func openSocket(for record: IdentityRecord) throws(ControlFailure) {
+        // One more socket (a replacement briefly holds two), and the reserve kept free.
+        let open = listeners.count
+        let needed = open + 1 + Self.reservedDescriptors
+        let limit = ResourceLimits.raiseOpenFiles(toAtLeast: Self.roundedUp(needed))
+        guard limit >= needed else {
+            throw ControlFailure(.unavailable, """
+                out of open files: \(open) sockets are open and the limit is \(limit) \
+                (\(Self.reservedDescriptors) are kept for connections); raise LimitNOFILE= for pilot-host
+                """)
+        }
+        let name = record.name
+        let path = socketPath(name)
+        let commands = IdentityCommands(pool: pool, name: name)
+        let owner = record.ownerUID
+        let groups = Set(record.allowedGIDs)
         do {
             // Owner-only unless groups may use it too; the peer check decides either way.
-            try await server.start(on: group, mode: record.allowedGIDs.isEmpty ? 0o600 : 0o666)
-            chown(path, record.ownerUID, UInt32.max)
-            sockets.withLockedValue { $0[name] = server }
+            try listeners.listen(
+                path: path, mode: groups.isEmpty ? 0o600 : 0o666, owner: owner,
+                policy: { AccessPolicy(.identity(name: name, owner: owner, allowedGroups: groups)) },
+                handler: { _, request in await commands.handle(request) })
         } catch {
             logger.error("cannot open identity socket", metadata: ["identity": "\(name)", "path": "\(path)", "error": "\(error)"])
+            throw ControlFailure(.unavailable, "cannot open \(path): \(error)")
         }
+    }
+
+    private static func seconds(_ duration: Duration) -> String {
+        String(format: "%.3f", Double(duration.components.seconds) + Double(duration.components.attoseconds) / 1e18)
     }
 
     static func split(_ endpoint: String) throws -> (String, Int) {

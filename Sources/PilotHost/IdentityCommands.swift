@@ -12,7 +12,7 @@ struct IdentityCommands: Sendable {
             switch request.command {
             case "info":
                 guard let identity = await pool.identity(named: name) else { throw PoolError.notFound(name) }
-                return .ok(AdminCommands.describe(identity.record))
+                return .ok(AdminCommands.describe(identity))
             case "set-hostname":
                 return .ok(AdminCommands.describe(try await pool.setHostname(name: name, hostname: try request.string("hostname"))))
             case "clear-hostname":

@@ -1,20 +1,18 @@
 import Foundation
-public import PilotCrypto
+import PilotCrypto
 public import PilotStore
 public import PilotWire
 
-/// The identities of the host: their rows in `host.db`, their unsealed keys in memory, and their
-/// registration with the registry (one shared `RegistryClient`).
+/// The identities of the host: their rows in `host.db`, their keys (unsealed when first needed
+/// and kept), and their registration with the registry (one shared `RegistryClient`).
 ///
 /// Creating an identity registers it first and stores it second, in one transaction: a crash in
 /// between leaves at most a key the registry knows and nobody holds, never a half-made identity.
+///
+/// Loading reads the rows only: unsealing 100,000 keys (each a scalar multiplication) would add
+/// seconds to a cold start, so a key is opened when it first signs, and the whole pool is walked
+/// in chunks by `registerAll`, which runs in the background after the sockets serve.
 public actor IdentityPool {
-    /// A loaded identity: its stored record and its signing key.
-    public struct Identity: Sendable {
-        public var record: IdentityRecord
-        public let key: Ed25519PrivateKey
-    }
-
     /// What `create` needs besides the name.
     public struct Request: Sendable {
         public var owner: UInt32
@@ -27,12 +25,16 @@ public actor IdentityPool {
         public init(owner: UInt32) { self.owner = owner }
     }
 
+    /// How many identities one registry batch (and one stretch of key unsealing) carries.
+    static let chunkSize = 1000
+
     private let store: HostStore
     private let keys: IdentityKeys
     private let registry: RegistryClient
     /// The `listen_addr` sent with every registration: the port of the shared tunnel socket.
     private let listenAddress: String
-    private var identities: [String: Identity] = [:]
+    private var records: [String: IdentityRecord] = [:]
+    private var unsealed: [String: Ed25519PrivateKey] = [:]
 
     public init(store: sending HostStore, keys: IdentityKeys, registry: RegistryClient, listenAddress: String) {
         self.store = store
@@ -41,30 +43,42 @@ public actor IdentityPool {
         self.listenAddress = listenAddress
     }
 
-    /// Unseals every stored identity; a row whose key does not open under this master key stops
-    /// the load with an error naming it (the wrong master key would otherwise look like data loss).
+    /// Reads every stored identity. One key is opened to check the master key: the wrong master
+    /// key stops the load with an error naming the identity (it would otherwise look like data
+    /// loss later). A single damaged row is reported when its key is first used.
     public func load() throws {
-        var loaded: [String: Identity] = [:]
-        for record in try store.all() {
-            do {
-                loaded[record.name] = Identity(record: record, key: try keys.unseal(record.sealedKey))
-            } catch {
-                throw PoolError.unreadableKey(name: record.name, reason: "\(error)")
-            }
-        }
-        identities = loaded
+        var loaded: [String: IdentityRecord] = [:]
+        for record in try store.all() { loaded[record.name] = record }
+        records = loaded
+        unsealed = [:]
+        if let first = loaded.keys.min() { _ = try key(first) }
     }
 
-    public var names: [String] { identities.keys.sorted() }
+    public var names: [String] { records.keys.sorted() }
 
-    public func identity(named name: String) -> Identity? { identities[name] }
+    public var count: Int { records.count }
 
-    public var all: [IdentityRecord] { identities.values.map(\.record).sorted { $0.name < $1.name } }
+    public func identity(named name: String) -> IdentityRecord? { records[name] }
+
+    public var all: [IdentityRecord] { records.values.sorted { $0.name < $1.name } }
+
+    /// `name`'s signing key, unsealed now if it was not yet.
+    func key(_ name: String) throws -> Ed25519PrivateKey {
+        if let key = unsealed[name] { return key }
+        guard let record = records[name] else { throw PoolError.notFound(name) }
+        do {
+            let key = try keys.unseal(record.sealedKey)
+            unsealed[name] = key
+            return key
+        } catch {
+            throw PoolError.unreadableKey(name: name, reason: "\(error)")
+        }
+    }
 
     /// Creates, registers and stores a new identity; returns its record (with its node id).
     public func create(name: String, _ request: Request) async throws -> IdentityRecord {
         try Self.validate(name: name)
-        guard identities[name] == nil else { throw PoolError.exists(name) }
+        guard records[name] == nil else { throw PoolError.exists(name) }
         let key = try Ed25519PrivateKey()
         let node = try await register(key)
         if let hostname = request.hostname {
@@ -84,27 +98,30 @@ public actor IdentityPool {
         do { try store.create(record) } catch let error as StoreError where error.isConstraintViolation {
             throw PoolError.exists(name)
         }
-        identities[name] = Identity(record: record, key: key)
+        records[name] = record
+        unsealed[name] = key
         return record
     }
 
     /// Deregisters (best effort: an unreachable registry reaps it anyway) and deletes.
     public func delete(name: String) async throws {
-        guard let identity = identities[name] else { throw PoolError.notFound(name) }
-        let node = identity.record.nodeID
-        _ = try? await registry.send(
-            signedMessage(identity.key, "deregister", "deregister:\(node)", ["node_id": .integer(Int64(node))]))
+        guard let record = records[name] else { throw PoolError.notFound(name) }
+        let node = record.nodeID
+        if let key = try? key(name) {
+            _ = try? await registry.send(signedMessage(key, "deregister", "deregister:\(node)", ["node_id": .integer(Int64(node))]))
+        }
         try store.delete(name: name)
-        identities[name] = nil
+        records[name] = nil
+        unsealed[name] = nil
     }
 
     /// Gives `name` to another owner.
     public func setOwner(name: String, uid: UInt32) throws -> IdentityRecord {
-        guard var identity = identities[name] else { throw PoolError.notFound(name) }
-        identity.record.ownerUID = uid
-        try store.update(identity.record)
-        identities[name] = identity
-        return identity.record
+        guard var record = records[name] else { throw PoolError.notFound(name) }
+        record.ownerUID = uid
+        try store.update(record)
+        records[name] = record
+        return record
     }
 
     /// Sets or clears (`nil`) the hostname at the registry, then stores it.
@@ -132,37 +149,48 @@ public actor IdentityPool {
     private func change(
         _ name: String, _ type: String, _ fields: [String: JSON], _ update: (inout IdentityRecord) -> Void
     ) async throws -> IdentityRecord {
-        guard let identity = identities[name] else { throw PoolError.notFound(name) }
-        let node = identity.record.nodeID
+        guard let record = records[name] else { throw PoolError.notFound(name) }
+        let node = record.nodeID
         var all = fields
         all["node_id"] = .integer(Int64(node))
-        try await signed(identity.key, type, "\(type):\(node)", all)
+        try await signed(try key(name), type, "\(type):\(node)", all)
         // The identity may have been changed while the request was out: re-read it.
-        guard var current = identities[name] else { throw PoolError.notFound(name) }
-        update(&current.record)
-        try store.update(current.record)
-        identities[name] = current
-        return current.record
+        guard var current = records[name] else { throw PoolError.notFound(name) }
+        update(&current)
+        try store.update(current)
+        records[name] = current
+        return current
     }
 
-    /// Registers every identity again (at start, or after the registry lost us), in batches;
-    /// returns the names whose node id changed (stored anew) and those that failed.
+    /// Registers every identity again (at start, or after the registry lost us), a chunk at a
+    /// time (the actor serves other requests between chunks); returns the names whose node id
+    /// changed (stored anew) and those that failed, with why.
     public func registerAll() async throws -> (changed: [String], failed: [String: String]) {
-        let ordered = identities.values.sorted { $0.record.name < $1.record.name }
-        let replies = try await registry.send(batch: ordered.map { registration($0.key) })
         var changed: [String] = []
         var failed: [String: String] = [:]
-        for (identity, reply) in zip(ordered, replies) {
-            guard reply.type == "register_ok", let node = try? reply.nodeID("node_id") else {
-                failed[identity.record.name] = reply["error"]?.stringValue ?? reply.type
-                continue
+        for chunk in chunks(of: names) {
+            var requests: [RegistryMessage] = []
+            var sent: [String] = []
+            for name in chunk {
+                do {
+                    requests.append(registration(try key(name)))
+                    sent.append(name)
+                } catch {
+                    failed[name] = "\(error)"
+                }
             }
-            if node != identity.record.nodeID {
-                var updated = identity
-                updated.record.nodeID = node
-                try store.update(updated.record)
-                identities[identity.record.name] = updated
-                changed.append(identity.record.name)
+            let replies = try await registry.send(batch: requests)
+            for (name, reply) in zip(sent, replies) {
+                guard reply.type == "register_ok", let node = try? reply.nodeID("node_id") else {
+                    failed[name] = reply["error"]?.stringValue ?? reply.type
+                    continue
+                }
+                // Deleted while the batch was out: nothing to update.
+                guard var record = records[name], node != record.nodeID else { continue }
+                record.nodeID = node
+                try store.update(record)
+                records[name] = record
+                changed.append(name)
             }
         }
         return (changed, failed)
@@ -172,14 +200,24 @@ public actor IdentityPool {
     /// (those are registered again right away).
     @discardableResult
     public func heartbeatAll() async throws -> [String] {
-        let ordered = identities.values.sorted { $0.record.name < $1.record.name }
-        let requests = ordered.map { identity in
-            signedMessage(identity.key, "heartbeat", "heartbeat:\(identity.record.nodeID)", ["node_id": .integer(Int64(identity.record.nodeID))])
+        var lost: [String] = []
+        for chunk in chunks(of: names) {
+            var requests: [RegistryMessage] = []
+            var sent: [String] = []
+            for name in chunk {
+                guard let record = records[name], let key = try? key(name) else { continue }
+                requests.append(signedMessage(key, "heartbeat", "heartbeat:\(record.nodeID)", ["node_id": .integer(Int64(record.nodeID))]))
+                sent.append(name)
+            }
+            let replies = try await registry.send(batch: requests)
+            lost += zip(sent, replies).filter { $1.type != "heartbeat_ok" }.map(\.0)
         }
-        let replies = try await registry.send(batch: requests)
-        let lost = zip(ordered, replies).filter { $1.type != "heartbeat_ok" }.map(\.0.record.name)
         if !lost.isEmpty { _ = try await registerAll() }
         return lost
+    }
+
+    private func chunks(of names: [String]) -> [ArraySlice<String>] {
+        stride(from: 0, to: names.count, by: Self.chunkSize).map { names[$0..<min($0 + Self.chunkSize, names.count)] }
     }
 
     // MARK: Registry requests

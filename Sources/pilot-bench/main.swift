@@ -6,6 +6,8 @@
 //                                        registrations and heartbeats per second against pilot-rendezvous
 //   pilot-bench host [--identities 1000,10000]
 //                                        identity creation rate, cold start and RSS of pilot-host
+//   pilot-bench pool [--identities 100000]
+//                                        the identity pool alone (no sockets): creation, load, re-registration, RSS
 
 import Foundation
 
@@ -16,6 +18,7 @@ func usage() -> Never {
         usage: pilot-bench crypto [--seconds N]
                pilot-bench registry [--nodes N] [--connections C]   (pilot-rendezvous must sit beside pilot-bench)
                pilot-bench host [--identities 1000,10000]           (pilot-host and pilot-rendezvous beside it)
+               pilot-bench pool [--identities 100000]               (pilot-rendezvous beside it)
         """)
     exit(2)
 }
@@ -35,5 +38,7 @@ case "host":
         index + 1 < arguments.count ? arguments[index + 1].split(separator: ",").compactMap { Int($0) } : nil
     } ?? [1000, 10_000]
     HostBench(sizes: sizes).run()
+case "pool": PoolBench(count: Int(option("--identities", default: 100_000))).run()
+case "pool-load" where arguments.count == 3: PoolBench.load(state: arguments[1], registry: arguments[2])
 default: usage()
 }

@@ -8,8 +8,8 @@ import XCTest
 
 /// `pilot-host` and `pilotctl` as users run them, with `pilot-rendezvous` as the registry.
 final class HostExecutableTests: XCTestCase {
-    private var directory: TemporaryDirectory!
-    private var processes: [ChildProcess] = []
+    var directory: TemporaryDirectory!
+    var processes: [ChildProcess] = []
 
     override func setUpWithError() throws {
         directory = try TemporaryDirectory(prefix: "pilot-hostexe")
@@ -22,10 +22,10 @@ final class HostExecutableTests: XCTestCase {
         directory.remove()
     }
 
-    private var bin: URL { URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent() }
-    private var runtime: String { directory.path("run") }
+    var bin: URL { URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent() }
+    var runtime: String { directory.path("run") }
 
-    private func start(_ name: String, _ executable: String, _ arguments: [String], ready: String) throws -> ChildProcess {
+    func start(_ name: String, _ executable: String, _ arguments: [String], ready: String) throws -> ChildProcess {
         let process = try ChildProcess(
             name: name, executable: bin.appendingPathComponent(executable), arguments: arguments, logDirectory: directory.url)
         processes.append(process)
@@ -35,7 +35,17 @@ final class HostExecutableTests: XCTestCase {
         return process
     }
 
-    private func startHost(registryPort: UInt16, generation: Int) throws -> ChildProcess {
+    /// Starts pilot-rendezvous on a free port; returns the registry port.
+    func startRendezvous() throws -> UInt16 {
+        let registryPort = try LoopbackSocket.freePort()
+        _ = try start(
+            "rendezvous", "pilot-rendezvous",
+            ["--registry-addr", "127.0.0.1:\(registryPort)", "--beacon-addr", "127.0.0.1:0", "--state-dir", directory.path("rendezvous")],
+            ready: "registry 127.0.0.1")
+        return registryPort
+    }
+
+    func startHost(registryPort: UInt16, generation: Int) throws -> ChildProcess {
         try start(
             "pilot-host-\(generation)", "pilot-host",
             ["--state-dir", directory.path("state"), "--runtime-dir", runtime, "--registry", "127.0.0.1:\(registryPort)",
@@ -44,7 +54,7 @@ final class HostExecutableTests: XCTestCase {
     }
 
     /// Runs pilotctl (as uid 65534 with `asNobody`) and returns its exit status and parsed JSON.
-    private func pilotctl(_ arguments: [String], asNobody: Bool = false) -> (status: Int32, json: JSON?) {
+    func pilotctl(_ arguments: [String], asNobody: Bool = false) -> (status: Int32, json: JSON?) {
         var command = [bin.appendingPathComponent("pilotctl").path] + arguments + ["--json", "--runtime-dir", runtime]
         if asNobody { command = ["/usr/bin/setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"] + command }
         let result = ChildProcess.run(command[0], Array(command.dropFirst()), timeout: 20)
@@ -53,11 +63,7 @@ final class HostExecutableTests: XCTestCase {
     }
 
     func testAdminCreatesIdentitiesThatKeepTheirAddressesAcrossARestart() throws {
-        let registryPort = try LoopbackSocket.freePort()
-        _ = try start(
-            "rendezvous", "pilot-rendezvous",
-            ["--registry-addr", "127.0.0.1:\(registryPort)", "--beacon-addr", "127.0.0.1:0", "--state-dir", directory.path("rendezvous")],
-            ready: "registry 127.0.0.1")
+        let registryPort = try startRendezvous()
         let host = try startHost(registryPort: registryPort, generation: 1)
 
         let alice = pilotctl(["identity", "create", "alice", "--hostname", "alice", "--tags", "worker"])
@@ -110,11 +116,7 @@ final class HostExecutableTests: XCTestCase {
 
     func testAnotherUserReachesOnlyItsOwnIdentity() throws {
         guard getuid() == 0 else { throw XCTSkip("needs root to run pilotctl as another uid (running as uid \(getuid()))") }
-        let registryPort = try LoopbackSocket.freePort()
-        _ = try start(
-            "rendezvous", "pilot-rendezvous",
-            ["--registry-addr", "127.0.0.1:\(registryPort)", "--beacon-addr", "127.0.0.1:0", "--state-dir", directory.path("rendezvous")],
-            ready: "registry 127.0.0.1")
+        let registryPort = try startRendezvous()
         _ = try startHost(registryPort: registryPort, generation: 1)
         XCTAssertEqual(pilotctl(["identity", "create", "root-agent"]).status, 0)
         XCTAssertEqual(pilotctl(["identity", "create", "nobody-agent", "--owner", "65534"]).status, 0)
@@ -136,6 +138,59 @@ final class HostExecutableTests: XCTestCase {
 }
 
 extension HostExecutableTests {
+    /// A host whose open-file limit cannot be raised (as LimitNOFILE= too low, without
+    /// CAP_SYS_RESOURCE): past the limit, identity.create is refused with a clear error and leaves
+    /// nothing behind, while the admin socket and every existing identity keep being served.
+    func testAFullFileTableRefusesNewIdentitiesAndKeepsServingTheRest() throws {
+        let registryPort = try startRendezvous()
+        // 256 descriptors are kept for connections, so about 60 identity sockets fit under 320.
+        let limit = 320
+        var command = ["/usr/bin/prlimit", "--nofile=\(limit):\(limit)"]
+        if getuid() == 0 { command += ["/usr/bin/setpriv", "--bounding-set=-sys_resource"] }
+        command += [bin.appendingPathComponent("pilot-host").path,
+                    "--state-dir", directory.path("state"), "--runtime-dir", runtime, "--registry", "127.0.0.1:\(registryPort)",
+                    "--beacon", "127.0.0.1:1", "--listen", "127.0.0.1:37000"]
+        let host = try ChildProcess(
+            name: "pilot-host", executable: URL(fileURLWithPath: command[0]), arguments: Array(command.dropFirst()), logDirectory: directory.url)
+        processes.append(host)
+        guard ChildProcess.waitUntil(timeout: 20, { host.output.contains("pilot-host serving") }) else {
+            throw HostTestError("pilot-host did not start: \(host.output)")
+        }
+
+        var created: [String] = []
+        var refusal: JSON?
+        for index in 0..<limit {
+            let reply = pilotctl(["identity", "create", "agent\(index)"])
+            guard reply.status == 0 else {
+                refusal = reply.json
+                break
+            }
+            created.append("agent\(index)")
+        }
+        XCTAssertGreaterThan(created.count, 20)
+        XCTAssertLessThan(created.count, limit - 256)
+        XCTAssertEqual(refusal?["code"], "unavailable")
+        XCTAssertTrue(refusal?["message"]?.stringValue?.contains("LimitNOFILE=") == true, "\(String(describing: refusal))")
+
+        // The refused identity left nothing: not listed, no socket, deregistered (the registry
+        // keeps the node id it gave, offline).
+        let refused = "agent\(created.count)"
+        let names = pilotctl(["identity", "list"]).json?["data"]?["identities"]?.arrayValue?.compactMap { $0["name"]?.stringValue }
+        XCTAssertEqual(names?.sorted(), created.sorted())
+        XCTAssertFalse(FileManager.default.fileExists(atPath: runtime + "/id/\(refused).sock"))
+        let lookup = pilotctl(["lookup", "0:0000.0000.\(String(format: "%04X", created.count + 1))", "--identity", "agent0"]).json
+        XCTAssertEqual(lookup?["data"]?["online"], false, "\(String(describing: lookup))")
+
+        // Everyone else is still served, and a deletion makes room again.
+        XCTAssertTrue(host.isRunning)
+        for name in [created.first!, created.last!] {
+            XCTAssertEqual(pilotctl(["info", "--identity", name]).json?["data"]?["name"]?.stringValue, name)
+        }
+        XCTAssertEqual(pilotctl(["identity", "delete", created.last!]).status, 0)
+        XCTAssertEqual(pilotctl(["identity", "create", refused]).status, 0)
+        XCTAssertEqual(pilotctl(["info", "--identity", refused]).json?["data"]?["name"]?.stringValue, refused)
+    }
+
     /// kill -9 of pilot-host at random moments while 1,000 creations and deletions run: afterwards
     /// the database is sound, every create that returned success (and was not deleted) is there
     /// with a key that opens, and nothing is half-made.

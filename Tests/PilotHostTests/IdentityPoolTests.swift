@@ -69,8 +69,8 @@ final class IdentityPoolTests: XCTestCase {
             XCTAssertEqual(result.changed, [])
             XCTAssertEqual(result.failed, [:])
             let loaded = await restarted.identity(named: "alice")
-            XCTAssertEqual(loaded?.record.nodeID, 1)
-            XCTAssertEqual(loaded?.record.allowedGIDs, [100])
+            XCTAssertEqual(loaded?.nodeID, 1)
+            XCTAssertEqual(loaded?.allowedGIDs, [100])
         }
     }
 
@@ -98,6 +98,30 @@ final class IdentityPoolTests: XCTestCase {
             XCTAssertEqual(try HostStore(path: directory.path("host.db")).all(), [])
             let names = await pool.names
             XCTAssertEqual(names, [])
+        }
+    }
+
+    /// Keys are unsealed when first used: one damaged row does not stop the load; registering
+    /// reports it by name and every other identity registers.
+    func testOneDamagedKeyFailsOnlyItsIdentity() async throws {
+        try await withRendezvous { client, _, directory in
+            let pool = try makePool(directory, client)
+            for name in ["alice", "bob", "carol"] { _ = try await pool.create(name: name, IdentityPool.Request(owner: 1000)) }
+            let store = try HostStore(path: directory.path("host.db"))
+            var bob = try XCTUnwrap(try store.identity(named: "bob"))
+            bob.sealedKey[bob.sealedKey.count - 1] ^= 0x01
+            try store.update(bob)
+
+            let restarted = try makePool(directory, client)
+            try await restarted.load()
+            let result = try await restarted.registerAll()
+            XCTAssertEqual(result.changed, [])
+            XCTAssertEqual(Array(result.failed.keys), ["bob"])
+            XCTAssertTrue(result.failed["bob"]?.contains("does not open") ?? false, "\(result.failed)")
+            let lost = try await restarted.heartbeatAll()
+            XCTAssertEqual(lost, [])
+            let alice = try await restarted.setHostname(name: "alice", hostname: "alice-1")
+            XCTAssertEqual(alice.hostname, "alice-1")
         }
     }
 

@@ -24,6 +24,29 @@ final class RegistryFrameTests: XCTestCase {
         }
     }
 
+    /// Frames are taken from the front without moving the rest each time; what is left over is
+    /// exact whether frames are taken between appends or after many of them.
+    func testManySmallFramesAndAPartialOneLeaveExactlyThePartialPending() throws {
+        var decoder = LengthPrefixedFrames.Decoder(maxSize: 16, field: "test")
+        var stream: [UInt8] = []
+        for index in 0..<100_000 { stream += [0, 0, 0, 1, UInt8(truncatingIfNeeded: index)] }
+        decoder.append(stream.prefix(250_003))
+        var bodies: [[UInt8]] = []
+        while let body = try decoder.next() { bodies.append(body) }
+        XCTAssertEqual(bodies.count, 50_000)
+        XCTAssertEqual(Array(decoder.pending), [0, 0, 0])
+        decoder.append(stream.dropFirst(250_003))
+        decoder.append([0, 0, 0, 2, 0xAA])
+        while let body = try decoder.next() { bodies.append(body) }
+        XCTAssertEqual(bodies.count, 100_000)
+        XCTAssertEqual(bodies.map { $0.first! }, (0..<100_000).map { UInt8(truncatingIfNeeded: $0) })
+        XCTAssertEqual(Array(decoder.pending), [0, 0, 0, 2, 0xAA])
+        decoder.discard(3)
+        XCTAssertEqual(decoder.bufferedCount, 2)
+        decoder.append([0, 0])
+        XCTAssertEqual(Array(decoder.pending), [2, 0xAA, 0, 0])
+    }
+
     func testOversizedLengthIsRejectedBeforeBuffering() {
         var decoder = RegistryFrameDecoder()
         decoder.append([0x7F, 0xFF, 0xFF, 0xFF, 0x7B])

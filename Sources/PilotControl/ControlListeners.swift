@@ -1,0 +1,259 @@
+import Foundation
+public import Glibc
+public import Logging
+import NIOConcurrencyHelpers
+public import NIOCore
+import NIOPosix
+import CLinux
+
+/// Many listening control sockets watched by one epoll thread; each accepted connection is handed
+/// to an event loop and served by `ControlConnectionHandler`.
+///
+/// A host with 100,000 identities has 100,000 listening sockets. As NIO server channels each
+/// would cost a channel, a pipeline and a registration (several KiB, and tens of microseconds to
+/// open); here a listener is a descriptor and a table entry, and listening sockets are idle
+/// almost always. Only connections become NIO channels.
+///
+/// A socket file appears with its final mode and owner: it is bound under a temporary name,
+/// `chmod`/`chown`ed, listened on, and then renamed over the path (which also replaces a stale
+/// file from an earlier run atomically).
+public final class ControlListeners: @unchecked Sendable {
+    // @unchecked: `listeners`, `tokens`, `nextToken` and `stopped` are guarded by `lock`; the
+    // descriptors are fixed at init.
+
+    /// What one listening socket serves.
+    struct Listener {
+        let descriptor: Int32
+        let path: String
+        let policy: @Sendable () -> AccessPolicy
+        let handler: ControlServer.Handler
+        let idleTimeout: TimeAmount
+    }
+
+    private let group: any EventLoopGroup
+    private let logger: Logger
+    private let epoll: Int32
+    private let wake: Int32
+    private let lock = NIOLock()
+    private var listeners: [UInt64: Listener] = [:]
+    private var tokens: [String: UInt64] = [:]
+    private var nextToken: UInt64 = 1
+    private var stopped = false
+    private let finished = DispatchSemaphore(value: 0)
+
+    /// The epoll token of the wake-up eventfd; listeners count from 1.
+    private static let wakeToken: UInt64 = 0
+
+    public init(group: any EventLoopGroup, logger: Logger) throws {
+        self.group = group
+        self.logger = logger
+        epoll = epoll_create1(Int32(EPOLL_CLOEXEC))
+        guard epoll >= 0 else { throw ControlListenerError.system("epoll_create1", errno) }
+        wake = eventfd(0, Int32(EFD_CLOEXEC | EFD_NONBLOCK))
+        guard wake >= 0 else {
+            let code = errno
+            Glibc.close(epoll)
+            throw ControlListenerError.system("eventfd", code)
+        }
+        var event = epoll_event()
+        event.events = EPOLLIN.rawValue
+        event.data.u64 = Self.wakeToken
+        guard epoll_ctl(epoll, EPOLL_CTL_ADD, wake, &event) == 0 else {
+            let code = errno
+            Glibc.close(wake)
+            Glibc.close(epoll)
+            throw ControlListenerError.system("epoll_ctl", code)
+        }
+        let thread = Thread { [self] in acceptLoop() }
+        thread.name = "control-accept"
+        thread.start()
+    }
+
+    /// How many sockets listen.
+    public var count: Int { lock.withLock { listeners.count } }
+
+    /// Binds `path` with `mode` (and `owner`/`group` when given), and serves it. Replaces a
+    /// socket this set already serves at `path`.
+    public func listen(
+        path: String, mode: Glibc.mode_t, owner: Glibc.uid_t? = nil, group: Glibc.gid_t? = nil, idleTimeout: TimeAmount = .minutes(10),
+        policy: @escaping @Sendable () -> AccessPolicy, handler: @escaping ControlServer.Handler
+    ) throws {
+        let token = try lock.withLock { () throws -> UInt64 in
+            guard !stopped else { throw ControlListenerError.stopped }
+            defer { nextToken += 1 }
+            return nextToken
+        }
+        let descriptor = try Self.bind(path: path, token: token, mode: mode, owner: owner, group: group)
+        let listener = Listener(descriptor: descriptor, path: path, policy: policy, handler: handler, idleTimeout: idleTimeout)
+        try lock.withLock {
+            guard !stopped else {
+                Glibc.close(descriptor)
+                throw ControlListenerError.stopped
+            }
+            var event = epoll_event()
+            event.events = EPOLLIN.rawValue
+            event.data.u64 = token
+            guard epoll_ctl(epoll, EPOLL_CTL_ADD, descriptor, &event) == 0 else {
+                let code = errno
+                Glibc.close(descriptor)
+                throw ControlListenerError.system("epoll_ctl", code)
+            }
+            listeners[token] = listener
+            // A socket served before at this path: its file is already replaced by the rename.
+            if let old = tokens.updateValue(token, forKey: path).flatMap({ listeners.removeValue(forKey: $0) }) {
+                Glibc.close(old.descriptor)  // closing also takes it out of the epoll set
+            }
+        }
+    }
+
+    /// Stops serving `path` and removes the file. Open connections finish on their own.
+    public func close(path: String) {
+        lock.withLock {
+            guard let token = tokens.removeValue(forKey: path), let listener = listeners.removeValue(forKey: token) else { return }
+            Glibc.close(listener.descriptor)
+            unlink(path)
+        }
+    }
+
+    /// Closes every listening socket, removes their files and ends the accept thread. The accept
+    /// thread holds the set alive until then: call this once the sockets are no longer wanted.
+    public func shutdown() {
+        let wasRunning = lock.withLock { () -> Bool in
+            guard !stopped else { return false }
+            stopped = true
+            for listener in listeners.values {
+                Glibc.close(listener.descriptor)
+                unlink(listener.path)
+            }
+            listeners = [:]
+            tokens = [:]
+            return true
+        }
+        guard wasRunning else { return }
+        var one: UInt64 = 1
+        _ = write(wake, &one, 8)
+        finished.wait()
+        Glibc.close(wake)
+        Glibc.close(epoll)
+    }
+
+    // MARK: Binding
+
+    /// A listening socket at `path` with its final mode and owner, or a clear error.
+    private static func bind(path: String, token: UInt64, mode: mode_t, owner: uid_t?, group: gid_t?) throws -> Int32 {
+        let directory = path.lastIndex(of: "/").map { String(path[...$0]) } ?? "./"
+        let temporary = directory + ".bind-\(getpid())-\(token)"
+        var address = sockaddr_un()
+        address.sun_family = sa_family_t(AF_UNIX)
+        let capacity = MemoryLayout.size(ofValue: address.sun_path)
+        guard path.utf8.count < capacity, temporary.utf8.count < capacity else {
+            throw ControlListenerError.pathTooLong(path, limit: capacity - 1)
+        }
+        withUnsafeMutableBytes(of: &address.sun_path) { raw in
+            for (index, byte) in temporary.utf8.enumerated() { raw[index] = byte }
+        }
+        let descriptor = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_NONBLOCK.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        guard descriptor >= 0 else { throw ControlListenerError.system("socket", errno) }
+        func fail(_ call: String) -> ControlListenerError {
+            let code = errno
+            Glibc.close(descriptor)
+            unlink(temporary)
+            return .system("\(call) \(path)", code)
+        }
+        func bindTemporary() -> Bool {
+            withUnsafePointer(to: &address) {
+                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { Glibc.bind(descriptor, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
+            } == 0
+        }
+        // The temporary name is unique to this process; a leftover can only be from a crashed
+        // process that had our pid.
+        guard bindTemporary() || (errno == EADDRINUSE && unlink(temporary) == 0 && bindTemporary()) else { throw fail("bind") }
+        guard chmod(temporary, mode) == 0 else { throw fail("chmod") }
+        if owner != nil || group != nil {
+            guard chown(temporary, owner ?? UInt32.max, group ?? UInt32.max) == 0 else { throw fail("chown") }
+        }
+        guard Glibc.listen(descriptor, 128) == 0 else { throw fail("listen") }
+        guard rename(temporary, path) == 0 else { throw fail("rename") }
+        return descriptor
+    }
+
+    // MARK: Accepting
+
+    private func acceptLoop() {
+        defer { finished.signal() }
+        var events = [epoll_event](repeating: epoll_event(), count: 64)
+        while true {
+            let ready = events.withUnsafeMutableBufferPointer { epoll_wait(epoll, $0.baseAddress, Int32($0.count), -1) }
+            if ready < 0 {
+                if errno == EINTR { continue }
+                logger.critical("control sockets: epoll_wait failed", metadata: ["errno": "\(errno)"])
+                return
+            }
+            for event in events[0..<Int(ready)] {
+                let token = event.data.u64
+                if token == Self.wakeToken { return }
+                acceptAll(token)
+            }
+        }
+    }
+
+    /// Accepts every waiting connection of one listener and hands each to an event loop.
+    private func acceptAll(_ token: UInt64) {
+        var accepted: [Int32] = []
+        var exhausted = false
+        let listener: Listener? = lock.withLock { () -> Listener? in
+            // Under the lock: `close(path:)` cannot close this descriptor while we accept on it.
+            guard let listener = listeners[token] else { return nil }
+            while accepted.count < 256 {
+                let connection = accept4(listener.descriptor, nil, nil, Int32(SOCK_NONBLOCK.rawValue) | Int32(SOCK_CLOEXEC.rawValue))
+                if connection >= 0 {
+                    accepted.append(connection)
+                    continue
+                }
+                exhausted = errno == EMFILE || errno == ENFILE
+                break
+            }
+            return listener
+        }
+        guard let listener else { return }
+        for connection in accepted { serve(connection, listener) }
+        if exhausted {
+            // Out of descriptors: the listener stays readable, so back off instead of spinning.
+            logger.error("control sockets: out of file descriptors; raise LimitNOFILE=", metadata: ["path": "\(listener.path)"])
+            usleep(100_000)
+        }
+    }
+
+    private func serve(_ connection: Int32, _ listener: Listener) {
+        let logger = logger
+        let path = listener.path
+        ClientBootstrap(group: group)
+            .channelOption(.allowRemoteHalfClosure, value: true)
+            .channelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.addHandler(IdleStateHandler(readTimeout: listener.idleTimeout))
+                    try channel.pipeline.syncOperations.addHandler(
+                        ControlConnectionHandler(policy: listener.policy, handler: listener.handler, logger: logger))
+                }
+            }
+            .withConnectedSocket(connection)
+            .whenFailure { error in
+                logger.error("control connection could not be served", metadata: ["path": "\(path)", "error": "\(error)"])
+            }
+    }
+}
+
+/// Why a control socket could not be opened.
+public enum ControlListenerError: Error, CustomStringConvertible {
+    case system(String, Int32)
+    case pathTooLong(String, limit: Int)
+    case stopped
+
+    public var description: String {
+        switch self {
+        case let .system(call, code): "\(call): \(String(cString: strerror(code)))"
+        case let .pathTooLong(path, limit): "socket path \(path) is longer than the \(limit) bytes a Unix socket allows"
+        case .stopped: "the control sockets are shut down"
+        }
+    }
+}
