@@ -10,6 +10,14 @@ let strict: [SwiftSetting] = [
     .enableUpcomingFeature("InternalImportsByDefault"),
 ]
 
+/// SwiftNIO's event loops and swift-log: what every target that does I/O links.
+let eventLoops: [Target.Dependency] = [
+    .product(name: "NIOCore", package: "swift-nio"),
+    .product(name: "NIOPosix", package: "swift-nio"),
+    .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+    .product(name: "Logging", package: "swift-log"),
+]
+
 let package = Package(
     name: "pilot-host",
     products: [
@@ -52,24 +60,17 @@ let package = Package(
         // Control sockets: peer credentials and the access policy.
         .target(
             name: "PilotControl",
-            dependencies: [
-                "PilotWire", "CLinux",
-                .product(name: "NIOCore", package: "swift-nio"),
-                .product(name: "NIOPosix", package: "swift-nio"),
-                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
-                .product(name: "Logging", package: "swift-log"),
-            ],
+            dependencies: ["PilotWire", "CLinux"] + eventLoops,
+            swiftSettings: strict),
+        // The data plane: shared UDP sockets, tunnels, routing.
+        .target(
+            name: "PilotNet",
+            dependencies: ["PilotWire", "PilotCrypto"] + eventLoops,
             swiftSettings: strict),
         // Composition of the host: master key, identity pool, configuration, systemd.
         .target(
             name: "PilotHost",
-            dependencies: [
-                "PilotWire", "PilotStore", "PilotCrypto", "PilotControl",
-                .product(name: "NIOCore", package: "swift-nio"),
-                .product(name: "NIOPosix", package: "swift-nio"),
-                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
-                .product(name: "Logging", package: "swift-log"),
-            ],
+            dependencies: ["PilotWire", "PilotStore", "PilotCrypto", "PilotControl", "PilotNet"] + eventLoops,
             swiftSettings: strict),
         // Registry, beacon and nameserver servers.
         .target(
@@ -115,19 +116,17 @@ let package = Package(
 
         // Helpers for tests that run real processes: the official 1.18 binaries, child processes,
         // loopback sockets. Linked only by test targets.
-        .target(name: "PilotTestSupport", swiftSettings: strict),
+        .target(name: "PilotTestSupport", dependencies: ["PilotWire"], swiftSettings: strict),
 
         .testTarget(name: "PilotWireTests", dependencies: ["PilotWire", "PilotTestSupport"]),
         .testTarget(name: "PilotCryptoTests", dependencies: ["PilotCrypto", "PilotWire", "PilotTestSupport"]),
         .testTarget(name: "PilotStoreTests", dependencies: ["PilotStore"]),
         .testTarget(
+            name: "PilotNetTests",
+            dependencies: ["PilotNet", "PilotHost", "PilotStore", "PilotCrypto", "PilotWire", "PilotTestSupport"] + eventLoops),
+        .testTarget(
             name: "PilotControlTests",
-            dependencies: [
-                "PilotControl", "PilotWire", "PilotTestSupport",
-                .product(name: "NIOCore", package: "swift-nio"),
-                .product(name: "NIOPosix", package: "swift-nio"),
-                .product(name: "Logging", package: "swift-log"),
-            ]),
+            dependencies: ["PilotControl", "PilotWire", "PilotTestSupport"] + eventLoops),
         .testTarget(
             name: "PilotHostTests",
             dependencies: [

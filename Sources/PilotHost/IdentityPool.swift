@@ -1,5 +1,5 @@
 import Foundation
-import PilotCrypto
+public import PilotCrypto
 public import PilotStore
 public import PilotWire
 
@@ -73,6 +73,23 @@ public actor IdentityPool {
         } catch {
             throw PoolError.unreadableKey(name: name, reason: "\(error)")
         }
+    }
+
+    /// `name`'s signing key, for its tunnel key exchanges.
+    public func signingKey(of name: String) throws -> Ed25519PrivateKey { try key(name) }
+
+    /// Where `node`'s tunnel endpoint is (`host:port`), asked as identity `name`: the registry
+    /// answers for a public node, or a private one that trusts `name`.
+    public func resolve(node: UInt32, as name: String) async throws -> String {
+        guard let record = records[name] else { throw PoolError.notFound(name) }
+        let requester = record.nodeID
+        let reply = try await registry.send(signedMessage(
+            try key(name), "resolve", "resolve:\(requester):\(node)",
+            ["node_id": .integer(Int64(node)), "requester_id": .integer(Int64(requester))]))
+        guard reply.type == "resolve_ok", let endpoint = reply["real_addr"]?.stringValue else {
+            throw PoolError.registry(reply["error"]?.stringValue ?? reply.type)
+        }
+        return endpoint
     }
 
     /// Creates, registers and stores a new identity; returns its record (with its node id).

@@ -1,23 +1,20 @@
-import Foundation
-import PilotTestSupport
-import PilotWire
-import XCTest
+public import Foundation
+public import PilotWire
 
 /// A private overlay on 127.0.0.1 for tests: our `pilot-rendezvous` and official 1.18 daemons,
 /// driven by the official `pilotctl --json`.
-final class OverlayHarness {
-    let official: OfficialPilot
-    let directory: TemporaryDirectory
-    let registryPort: UInt16
-    let beaconPort: UInt16
-    private(set) var rendezvous: ChildProcess?
+public final class OverlayHarness {
+    public let official: OfficialPilot
+    public let directory: TemporaryDirectory
+    public let registryPort: UInt16
+    public let beaconPort: UInt16
+    public private(set) var rendezvous: ChildProcess?
     private var daemons: [String: ChildProcess] = [:]
     private var restarts = 0
 
-    init() throws {
-        do { official = try OfficialPilot.binaries() } catch {
-            throw XCTSkip("official pilot-daemon unavailable: \(error)")
-        }
+    /// Throws `OfficialPilot.Unavailable` where the official binaries cannot be had (tests skip).
+    public init() throws {
+        official = try OfficialPilot.binaries()
         directory = try TemporaryDirectory(prefix: "pilot-overlay")
         registryPort = try LoopbackSocket.freePort()
         beaconPort = try LoopbackSocket.freePort()
@@ -25,16 +22,16 @@ final class OverlayHarness {
 
     deinit { stopAll() }
 
-    var registryEndpoint: LoopbackEndpoint { LoopbackEndpoint(ip: [127, 0, 0, 1], port: registryPort) }
-    var beaconEndpoint: LoopbackEndpoint { LoopbackEndpoint(ip: [127, 0, 0, 1], port: beaconPort) }
+    public var registryEndpoint: LoopbackEndpoint { LoopbackEndpoint(ip: [127, 0, 0, 1], port: registryPort) }
+    public var beaconEndpoint: LoopbackEndpoint { LoopbackEndpoint(ip: [127, 0, 0, 1], port: beaconPort) }
 
     /// The `pilot-rendezvous` built beside the test bundle.
-    static var rendezvousBinary: URL {
+    public static var rendezvousBinary: URL {
         URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("pilot-rendezvous")
     }
 
     /// Starts `pilot-rendezvous`; with `tls`, the registry serves TLS with that PEM pair.
-    func startRendezvous(tls: (certificate: String, key: String)? = nil) throws {
+    public func startRendezvous(tls: (certificate: String, key: String)? = nil) throws {
         restarts += 1
         let tlsArguments = tls.map { ["--tls", "--tls-cert", $0.certificate, "--tls-key", $0.key] } ?? []
         let process = try ChildProcess(
@@ -49,14 +46,14 @@ final class OverlayHarness {
         guard up else { throw HarnessError("pilot-rendezvous did not start:\n\(process.output)") }
     }
 
-    func stopRendezvous() {
+    public func stopRendezvous() {
         rendezvous?.stop()
         rendezvous = nil
     }
 
     /// Starts an official daemon named `name` (also its hostname) and waits until it answers.
     @discardableResult
-    func startDaemon(_ name: String, extra: [String] = [], timeout: TimeInterval = 30) throws -> UInt32 {
+    public func startDaemon(_ name: String, extra: [String] = [], timeout: TimeInterval = 30) throws -> UInt32 {
         let home = directory.url.appendingPathComponent(name)
         try FileManager.default.createDirectory(at: home, withIntermediateDirectories: true)
         let process = try ChildProcess(
@@ -79,16 +76,11 @@ final class OverlayHarness {
         return id
     }
 
-    func socket(_ name: String) -> String { directory.path("\(name).sock") }
+    public func socket(_ name: String) -> String { directory.path("\(name).sock") }
 
     /// Runs `pilotctl --json ARGS` as daemon `name`; returns the `data` of an ok envelope.
-    func ctl(_ name: String, _ arguments: [String], timeout: TimeInterval = 60) throws -> JSON {
-        let home = directory.url.appendingPathComponent(name).path
-        let result = ChildProcess.run(
-            official.pilotctl.path, ["--json"] + arguments,
-            environment: [
-                "HOME": home, "PILOT_SOCKET": socket(name), "PILOT_REGISTRY": "127.0.0.1:\(registryPort)",
-            ], timeout: timeout)
+    public func ctl(_ name: String, _ arguments: [String], timeout: TimeInterval = 60) throws -> JSON {
+        let result = ChildProcess.run(official.pilotctl.path, ["--json"] + arguments, environment: ctlEnvironment(name), timeout: timeout)
         let text = result.stdout.isEmpty ? result.output : result.stdout
         guard let envelope = try? JSON(parsing: text.trimmingCharacters(in: .whitespacesAndNewlines)) else {
             throw HarnessError("pilotctl \(arguments.joined(separator: " ")) (exit \(result.status)): \(result.output.suffix(600))")
@@ -99,8 +91,25 @@ final class OverlayHarness {
         return envelope["data"] ?? .null
     }
 
+    /// Starts `pilotctl --json ARGS` as daemon `name` and returns at once (for commands that
+    /// block, like `ping`, while the test watches the other side); it is killed after `timeout`.
+    public func ctlInBackground(_ name: String, _ arguments: [String], timeout: TimeInterval) {
+        let executable = official.pilotctl.path
+        let environment = ctlEnvironment(name)
+        DispatchQueue.global().async {
+            _ = ChildProcess.run(executable, ["--json"] + arguments, environment: environment, timeout: timeout)
+        }
+    }
+
+    private func ctlEnvironment(_ name: String) -> [String: String] {
+        [
+            "HOME": directory.url.appendingPathComponent(name).path, "PILOT_SOCKET": socket(name),
+            "PILOT_REGISTRY": "127.0.0.1:\(registryPort)",
+        ]
+    }
+
     /// Polls `condition` every 0.2 s until it holds or `timeout` passes.
-    func eventually(_ what: String, timeout: TimeInterval = 45, _ condition: () throws -> Bool) throws {
+    public func eventually(_ what: String, timeout: TimeInterval = 45, _ condition: () throws -> Bool) throws {
         var lastError: (any Error)?
         let held = ChildProcess.waitUntil(timeout: timeout, every: 0.2) {
             do { return try condition() } catch {
@@ -112,7 +121,7 @@ final class OverlayHarness {
     }
 
     /// Sends one registry request over a fresh TCP connection and returns the reply.
-    func registryRequest(_ message: RegistryMessage) throws -> RegistryMessage {
+    public func registryRequest(_ message: RegistryMessage) throws -> RegistryMessage {
         let connection = try LoopbackSocket.connect(to: registryEndpoint)
         try connection.write(RegistryFrame.encode(message))
         var decoder = RegistryFrameDecoder()
@@ -123,12 +132,12 @@ final class OverlayHarness {
         throw HarnessError("no registry reply to \(message.type)")
     }
 
-    func logs() -> String {
+    public func logs() -> String {
         ([rendezvous].compactMap { $0 } + daemons.values).map { "--- \($0.name)\n\($0.output.suffix(4000))" }
             .joined(separator: "\n")
     }
 
-    func stopAll() {
+    public func stopAll() {
         for daemon in daemons.values { daemon.stop() }
         daemons.removeAll()
         stopRendezvous()
@@ -136,7 +145,7 @@ final class OverlayHarness {
     }
 }
 
-struct HarnessError: Error, CustomStringConvertible {
-    let description: String
-    init(_ description: String) { self.description = description }
+public struct HarnessError: Error, CustomStringConvertible {
+    public let description: String
+    public init(_ description: String) { self.description = description }
 }

@@ -1,0 +1,28 @@
+public import PilotCrypto
+public import PilotWire
+
+/// What the data plane holds of one local identity: its address, its own X25519 tunnel key
+/// (one per identity, never shared by the host: see ARCHITECTURE.md, "Sharing one socket"), and
+/// its key-exchange frames, signed once.
+public final class TunnelIdentity: Sendable {
+    public let address: Address
+    public var node: UInt32 { address.node }
+    let exchangeKey: X25519KeyPair
+    /// `PILA`: node, X25519 key, Ed25519 key, signature over "auth" ‖ node ‖ X25519 key.
+    let authenticatedExchange: [UInt8]
+    /// `PILK`: node and X25519 key; 1.18 reads it as "send me your PILA".
+    let keyRequest: [UInt8]
+
+    /// A fresh X25519 key for `address`, its `PILA` signed by `signingKey` (the identity's
+    /// registered Ed25519 key: the receiver checks the two against the registry).
+    public init(address: Address, signingKey: Ed25519PrivateKey) throws {
+        self.address = address
+        exchangeKey = try X25519KeyPair()
+        let signature = signingKey.sign(AuthenticatedKeyExchange.signedMessage(node: address.node, x25519: exchangeKey.publicKey))
+        authenticatedExchange = TunnelFrame.authenticatedKeyExchange(
+            try AuthenticatedKeyExchange(
+                node: address.node, x25519: exchangeKey.publicKey, ed25519: signingKey.publicKey.bytes, signature: signature)
+        ).encoded()
+        keyRequest = TunnelFrame.keyExchange(try KeyExchange(node: address.node, x25519: exchangeKey.publicKey)).encoded()
+    }
+}

@@ -1,0 +1,114 @@
+import Foundation
+import Logging
+import NIOConcurrencyHelpers
+import NIOCore
+import NIOPosix
+import PilotCrypto
+import PilotHost
+import PilotNet
+import PilotStore
+import PilotTestSupport
+import PilotWire
+import XCTest
+
+/// PilotNet against the official 1.18 daemon from PyPI, both registered with our
+/// pilot-rendezvous: key exchange and encrypted packets in both directions, on a shared socket
+/// and on an identity's own socket.
+final class OfficialTunnelTests: XCTestCase {
+    /// Packets one identity received, for the test to wait on.
+    final class Inbox: Sendable {
+        private let packets = NIOLockedValueBox<[Packet]>([])
+        func append(_ packet: Packet) { packets.withLockedValue { $0.append(packet) } }
+        func first(where match: (Packet) -> Bool) -> Packet? { packets.withLockedValue { $0.first(where: match) } }
+    }
+
+    func testControlPingAndADialBothWaysWithTheOfficialDaemon() async throws {
+        let overlay: OverlayHarness
+        do { overlay = try OverlayHarness() } catch let error as OfficialPilot.Unavailable {
+            throw XCTSkip("official pilot-daemon unavailable: \(error)")
+        }
+        defer { overlay.stopAll() }
+        try overlay.startRendezvous()
+        let daemon = try overlay.startDaemon("alpha", extra: ["-public"])
+
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+        let registry = RegistryClient(host: "127.0.0.1", port: Int(overlay.registryPort), group: group)
+        let fabric = Fabric(group: group, directory: RegistryDirectory(registry: registry), logger: Logger(label: "fabric"))
+        let shared = try await fabric.bind(host: "127.0.0.1", port: 0)
+        let own = try await fabric.bind(host: "127.0.0.1", port: 0)
+
+        // "asker" lives on the shared socket; "listener" is public and has a socket of its own.
+        let (master, _) = try MasterKey.load(stateDirectory: overlay.directory.url.path, environment: [:])
+        func pool(_ name: String, _ socket: SocketAddress) throws -> IdentityPool {
+            IdentityPool(
+                store: try HostStore(path: overlay.directory.path("\(name).db")), keys: try IdentityKeys(masterKey: master),
+                registry: registry, listenAddress: "127.0.0.1:\(socket.port ?? 0)")
+        }
+        let askerPool = try pool("asker", shared.address)
+        let listenerPool = try pool("listener", own.address)
+        let askerRecord = try await askerPool.create(name: "asker", IdentityPool.Request(owner: 0))
+        var publicRequest = IdentityPool.Request(owner: 0)
+        publicRequest.isPublic = true
+        let listenerRecord = try await listenerPool.create(name: "listener", publicRequest)
+        let asker = try TunnelIdentity(
+            address: Address(network: askerRecord.network, node: askerRecord.nodeID), signingKey: try await askerPool.signingKey(of: "asker"))
+        let listener = try TunnelIdentity(
+            address: Address(network: listenerRecord.network, node: listenerRecord.nodeID),
+            signingKey: try await listenerPool.signingKey(of: "listener"))
+        let askerInbox = Inbox()
+        let listenerInbox = Inbox()
+        try await fabric.add(asker) { askerInbox.append($0) }
+        try await fabric.add(listener, ownSocket: own.socket) { listenerInbox.append($0) }
+
+        // 1. We start: a control ping from "asker" to the daemon, sealed once the keys are
+        //    exchanged; the daemon's pong comes back through the shared socket.
+        let endpoint = try await askerPool.resolve(node: daemon, as: "asker")
+        let (host, port) = try XCTUnwrap(endpoint.split(separator: ":").map(String.init).pairOrNil)
+        let ping = Packet(
+            proto: .control, source: asker.address, destination: Address(node: daemon), sourcePort: 41000, destinationPort: 0,
+            sequence: 7, payload: Array("ping-from-swift".utf8))
+        try await fabric.send(ping, to: daemon, endpoint: try SocketAddress(ipAddress: host, port: Int(port) ?? 0))
+        let pong = await eventually(timeout: 20) { askerInbox.first { $0.proto == .control && $0.flags.contains(.ack) } }
+        XCTAssertEqual(pong?.source.node, daemon)
+        XCTAssertEqual(pong?.destination, asker.address)
+        XCTAssertEqual(pong?.destinationPort, 41000)
+        XCTAssertEqual(pong?.sequence, 7)
+        XCTAssertEqual(pong?.acknowledgment, 8)
+        XCTAssertEqual(pong.map { String(decoding: $0.payload, as: UTF8.self) }, "ping-from-swift")
+
+        // 2. The daemon starts: `pilotctl ping` dials the public "listener" (stream to echo
+        //    port 7); its key exchange arrives on the listener's own socket, then its SYN.
+        let target = listener.address.description
+        overlay.ctlInBackground("alpha", ["ping", target, "--count", "1"], timeout: 20)
+        let syn = await eventually(timeout: 30) { listenerInbox.first { $0.proto == .stream && $0.flags.contains(.syn) } }
+        XCTAssertEqual(syn?.source.node, daemon)
+        XCTAssertEqual(syn?.destination, listener.address)
+        XCTAssertEqual(syn?.destinationPort, 7)
+        let established = try await fabric.hasSession(local: listener.node, remote: daemon)
+        XCTAssertTrue(established)
+
+        let counters = try await fabric.counters()
+        XCTAssertEqual(counters.keyExchangesRejected, 0, "\(counters)")
+        XCTAssertEqual(counters.authenticationFailed, 0, "\(counters)")
+        XCTAssertEqual(counters.spoofed + counters.misrouted + counters.malformed, 0, "\(counters)")
+        if pong == nil || syn == nil { print(overlay.logs()) }
+
+        await fabric.shutdown()
+        await registry.disconnect()
+        try await group.shutdownGracefully()
+    }
+
+    /// Polls `find` every 50 ms until it returns a value or `timeout` seconds pass.
+    private func eventually<T>(timeout: Double, _ find: () -> T?) async -> T? {
+        let deadline = Date().addingTimeInterval(timeout)
+        while Date() < deadline {
+            if let value = find() { return value }
+            try? await Task.sleep(for: .milliseconds(50))
+        }
+        return find()
+    }
+}
+
+extension Array {
+    fileprivate var pairOrNil: (Element, Element)? { count == 2 ? (self[0], self[1]) : nil }
+}

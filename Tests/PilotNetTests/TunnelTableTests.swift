@@ -1,0 +1,245 @@
+import NIOCore
+import PilotCrypto
+import PilotNet
+import PilotWire
+import XCTest
+
+/// Two hosts' tunnel tables wired back to back in memory: every datagram one emits is handed to
+/// the other, so each rule of the key exchange and of the receive path is checked on bytes.
+final class TunnelTableTests: XCTestCase {
+    /// A node as the registry knows it: address and Ed25519 key.
+    struct Node {
+        let address: Address
+        let key: Ed25519PrivateKey
+        let identity: TunnelIdentity
+
+        init(_ node: UInt32) throws {
+            address = Address(node: node)
+            key = try Ed25519PrivateKey()
+            identity = try TunnelIdentity(address: address, signingKey: key)
+        }
+    }
+
+    let endpointA = try! SocketAddress(ipAddress: "127.0.0.1", port: 40001)
+    let endpointB = try! SocketAddress(ipAddress: "127.0.0.1", port: 40002)
+    var now = NIODeadline.uptimeNanoseconds(1_000_000_000_000)
+
+    /// The registry of this little world.
+    var registry: [UInt32: Ed25519PublicKey] = [:]
+
+    func make(_ nodes: UInt32...) throws -> [Node] {
+        try nodes.map { id in
+            let node = try Node(id)
+            registry[id] = node.key.publicKey
+            return node
+        }
+    }
+
+    /// Delivers `actions` of `from` to `to` (and lookups from the registry) until quiet;
+    /// returns what was delivered on each side.
+    @discardableResult
+    func run(
+        _ actions: [TunnelAction], from: TunnelTable, to: TunnelTable, fromEndpoint: SocketAddress, toEndpoint: SocketAddress,
+        drop: (([UInt8]) -> Bool)? = nil
+    ) -> (atFrom: [Packet], atTo: [Packet]) {
+        var queue: [(actions: [TunnelAction], side: Int)] = [(actions, 0)]
+        var delivered: ([Packet], [Packet]) = ([], [])
+        var rounds = 0
+        while let (batch, side) = queue.first, rounds < 100 {
+            queue.removeFirst()
+            rounds += 1
+            let (me, peer) = side == 0 ? (from, to) : (to, from)
+            let peerSide = 1 - side
+            let source = side == 0 ? fromEndpoint : toEndpoint
+            for action in batch {
+                switch action {
+                case let .send(bytes, _, _):
+                    if drop?(bytes) == true { continue }
+                    queue.append((peer.receive(bytes, from: source, socket: 0, now: now), peerSide))
+                case let .deliver(_, packet):
+                    if side == 0 { delivered.0.append(packet) } else { delivered.1.append(packet) }
+                case .lookUpKey(let node):
+                    queue.append((me.keyLookedUp(node, key: registry[node], now: now), side))
+                case .exchangeFailed:
+                    break
+                }
+            }
+        }
+        return delivered
+    }
+
+    func datagram(_ from: Node, to: Node, _ text: String) -> Packet {
+        Packet(proto: .datagram, source: from.address, destination: to.address, sourcePort: 1000, destinationPort: 1001, payload: Array(text.utf8))
+    }
+
+    func testKeyExchangeThenPacketsBothWays() throws {
+        let nodes = try make(1, 2)
+        let (a, b) = (TunnelTable(), TunnelTable())
+        a.add(nodes[0].identity)
+        b.add(nodes[1].identity, ownSocket: 0)
+        let first = try a.send(datagram(nodes[0], to: nodes[1], "hello"), to: 2, endpoint: endpointB, now: now)
+        // Nothing sealed before the exchange: the first frame out is a 136-byte PILA.
+        guard case let .send(bytes, to, _) = first.first else { return XCTFail("\(first)") }
+        XCTAssertEqual(bytes.count, 136)
+        XCTAssertEqual(Array(bytes.prefix(4)), Array("PILA".utf8))
+        XCTAssertEqual(to, endpointB)
+        let result = run(first, from: a, to: b, fromEndpoint: endpointA, toEndpoint: endpointB)
+        XCTAssertEqual(result.atTo.map(\.payload), [Array("hello".utf8)])
+        XCTAssertTrue(a.hasSession(local: 1, remote: 2) && b.hasSession(local: 2, remote: 1))
+
+        let back = try b.send(datagram(nodes[1], to: nodes[0], "back"), to: 1, now: now)
+        guard case let .send(sealed, to: replyEndpoint, _) = back.first else { return XCTFail("\(back)") }
+        XCTAssertEqual(Array(sealed.prefix(4)), Array("PILS".utf8))
+        XCTAssertEqual(sealed.count, 4 + 4 + 12 + Packet.headerSize + 4 + 16)
+        XCTAssertEqual(replyEndpoint, endpointA, "answers go where the peer was seen")
+        XCTAssertEqual(run(back, from: b, to: a, fromEndpoint: endpointB, toEndpoint: endpointA).atTo.map(\.payload), [Array("back".utf8)])
+
+        // A replayed frame is refused and counted.
+        XCTAssertEqual(a.receive(sealed, from: endpointB, socket: 0, now: now), [])
+        XCTAssertEqual(a.counters.replayed, 1)
+        XCTAssertEqual(a.counters.delivered, 1)
+    }
+
+    func testAPILAWithAKeyTheRegistryDoesNotHoldIsRejected() throws {
+        let nodes = try make(1, 2)
+        let impostor = try Node(1)  // claims node 1 with its own key
+        let (a, b) = (TunnelTable(), TunnelTable())
+        a.add(impostor.identity)
+        b.add(nodes[1].identity, ownSocket: 0)
+        let actions = try a.send(datagram(impostor, to: nodes[1], "let me in"), to: 2, endpoint: endpointB, now: now)
+        let result = run(actions, from: a, to: b, fromEndpoint: endpointA, toEndpoint: endpointB)
+        XCTAssertEqual(result.atTo, [])
+        XCTAssertFalse(b.hasSession(local: 2, remote: 1))
+        XCTAssertEqual(b.counters.keyExchangesRejected, 1)
+
+        // A PILA whose signature does not cover its X25519 key: rejected too.
+        var forged = try XCTUnwrap(TunnelFrameBytes.pila(of: nodes[0].identity, sendingTo: b, endpoint: endpointB, now: now))
+        forged[10] ^= 0xFF  // inside the X25519 key
+        _ = b.receive(forged, from: endpointA, socket: 0, now: now)
+        XCTAssertEqual(b.counters.keyExchangesRejected, 2)
+        XCTAssertFalse(b.hasSession(local: 2, remote: 1))
+    }
+
+    func testFramesWithAForgedSenderOrAForeignSourceAreDropped() throws {
+        let nodes = try make(1, 2, 3)
+        let (a, b) = (TunnelTable(), TunnelTable())
+        a.add(nodes[0].identity)
+        b.add(nodes[1].identity, ownSocket: 0)
+        run(try a.send(datagram(nodes[0], to: nodes[1], "x"), to: 2, endpoint: endpointB, now: now), from: a, to: b,
+            fromEndpoint: endpointA, toEndpoint: endpointB)
+        guard case let .send(frame, _, _)? = try a.send(datagram(nodes[0], to: nodes[1], "y"), to: 2, now: now).first else { return XCTFail() }
+        // The same frame claiming sender 3: it does not open under any session with node 3.
+        var forged = frame
+        forged[7] = 3
+        XCTAssertEqual(b.receive(forged, from: endpointA, socket: 0, now: now).filter { if case .deliver = $0 { true } else { false } }, [])
+        XCTAssertEqual(b.counters.noSession, 1)
+        // Flipped ciphertext under the right sender: authentication fails, nothing delivered.
+        var flipped = frame
+        flipped[40] ^= 1
+        XCTAssertEqual(b.receive(flipped, from: endpointA, socket: 0, now: now).filter { if case .deliver = $0 { true } else { false } }, [])
+        XCTAssertEqual(b.counters.authenticationFailed, 1)
+        // Untouched, it is delivered.
+        XCTAssertEqual(b.receive(frame, from: endpointA, socket: 0, now: now).count, 1)
+        // Plaintext PILT is never accepted.
+        let plain = TunnelFrame.plaintext(packet: try datagram(nodes[0], to: nodes[1], "z").encoded()[...]).encoded()
+        XCTAssertEqual(b.receive(plain, from: endpointA, socket: 0, now: now), [])
+        XCTAssertEqual(b.counters.plaintextDropped, 1)
+        // Garbage of every length: counted, never delivered.
+        for length in 0..<64 { _ = b.receive((0..<length).map { UInt8(truncatingIfNeeded: $0 &* 37 &+ 80) }, from: endpointA, socket: 0, now: now) }
+        XCTAssertEqual(b.counters.delivered, 2, "x in the exchange, then y")
+    }
+
+    func testOneRemoteTalkingToTwoLocalIdentitiesOnOneSocketReachesEachByItsKey() throws {
+        let nodes = try make(1, 2, 3)
+        let remote = TunnelTable()
+        let host = TunnelTable()
+        remote.add(nodes[0].identity, ownSocket: 0)  // accepts strangers
+        host.add(nodes[1].identity)
+        host.add(nodes[2].identity)
+        // Identities on the shared socket have business with node 1 once they start talking.
+        for local in [nodes[1], nodes[2]] {
+            run(try host.send(datagram(local, to: nodes[0], "hi from \(local.address.node)"), to: 1, endpoint: endpointA, now: now),
+                from: host, to: remote, fromEndpoint: endpointB, toEndpoint: endpointA)
+        }
+        XCTAssertEqual(remote.sessionCount, 2)
+        // The remote answers each; the shared socket sorts them out by sender and nonce prefix.
+        for local in [nodes[1], nodes[2]] {
+            let reply = try remote.send(datagram(nodes[0], to: local, "to \(local.address.node)"), to: local.address.node, now: now)
+            let got = run(reply, from: remote, to: host, fromEndpoint: endpointA, toEndpoint: endpointB).atTo
+            XCTAssertEqual(got.map(\.destination), [local.address])
+            XCTAssertEqual(got.map { String(decoding: $0.payload, as: UTF8.self) }, ["to \(local.address.node)"])
+        }
+        XCTAssertEqual(host.counters.misrouted, 0)
+        // A stranger's PILA on the shared socket is for nobody.
+        let stranger = try make(9)[0]
+        let probe = TunnelTable()
+        probe.add(stranger.identity)
+        run(try probe.send(datagram(stranger, to: nodes[1], "?"), to: 2, endpoint: endpointB, now: now), from: probe, to: host,
+            fromEndpoint: endpointA, toEndpoint: endpointB)
+        XCTAssertEqual(host.counters.unsolicited, 1)
+        XCTAssertFalse(host.hasSession(local: 2, remote: 9))
+    }
+
+    func testAnUnansweredExchangeIsRetriedWithAKeyRequestThenGivesUp() throws {
+        let nodes = try make(1, 2)
+        let a = TunnelTable()
+        a.add(nodes[0].identity)
+        XCTAssertEqual(try a.send(datagram(nodes[0], to: nodes[1], "lost"), to: 2, endpoint: endpointB, now: now).count, 1)
+        var sent: [String] = []
+        var failed: [TunnelAction] = []
+        for second in 1...30 {
+            for action in a.tick(now: now + .seconds(Int64(second))) {
+                switch action {
+                case let .send(bytes, _, _): sent.append(String(decoding: bytes.prefix(4), as: UTF8.self))
+                case .exchangeFailed: failed.append(action)
+                default: break
+                }
+            }
+        }
+        XCTAssertEqual(sent, Array(repeating: ["PILA", "PILK"], count: 5).flatMap { $0 })
+        XCTAssertEqual(failed, [.exchangeFailed(local: 1, remote: 2, dropped: 1)])
+        XCTAssertThrowsError(try a.send(datagram(nodes[1], to: nodes[0], "not mine"), to: 1, now: now)) {
+            XCTAssertEqual($0 as? TunnelError, .unknownIdentity(2))
+        }
+    }
+
+    func testAKeyRequestIsAnsweredWithAPILAAndInstallsNothing() throws {
+        let nodes = try make(1, 2)
+        let b = TunnelTable()
+        b.add(nodes[1].identity, ownSocket: 0)
+        let request = TunnelFrame.keyExchange(try KeyExchange(node: 1, x25519: Array(repeating: 9, count: 32))).encoded()
+        let answer = b.receive(request, from: endpointA, socket: 0, now: now)
+        guard case let .send(bytes, to, _)? = answer.first, answer.count == 1 else { return XCTFail("\(answer)") }
+        XCTAssertEqual(Array(bytes.prefix(4)), Array("PILA".utf8))
+        XCTAssertEqual(to, endpointA)
+        XCTAssertFalse(b.hasSession(local: 2, remote: 1))
+        // At most once a second.
+        XCTAssertEqual(b.receive(request, from: endpointA, socket: 0, now: now), [])
+    }
+
+    func testAnIdleSessionGetsKeepalivesThatTheOtherSideSwallows() throws {
+        let nodes = try make(1, 2)
+        let (a, b) = (TunnelTable(), TunnelTable())
+        a.add(nodes[0].identity)
+        b.add(nodes[1].identity, ownSocket: 0)
+        run(try a.send(datagram(nodes[0], to: nodes[1], "x"), to: 2, endpoint: endpointB, now: now), from: a, to: b,
+            fromEndpoint: endpointA, toEndpoint: endpointB)
+        now = now + .seconds(26)
+        let keepalives = a.tick(now: now)
+        XCTAssertEqual(a.counters.keepalivesSent, 1)
+        let delivered = run(keepalives, from: a, to: b, fromEndpoint: endpointA, toEndpoint: endpointB).atTo
+        XCTAssertEqual(delivered.map(\.proto), [.control])
+        XCTAssertEqual(delivered.first?.payload, [])
+    }
+}
+
+/// Builds a PILA of `identity` by starting an exchange on a scratch table.
+enum TunnelFrameBytes {
+    static func pila(of identity: TunnelIdentity, sendingTo _: TunnelTable, endpoint: SocketAddress, now: NIODeadline) throws -> [UInt8]? {
+        let scratch = TunnelTable()
+        scratch.add(identity)
+        let packet = Packet(proto: .datagram, source: identity.address, destination: Address(node: 2), sourcePort: 1, destinationPort: 1)
+        guard case let .send(bytes, _, _)? = try scratch.send(packet, to: 2, endpoint: endpoint, now: now).first else { return nil }
+        return bytes
+    }
+}
