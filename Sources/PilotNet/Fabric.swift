@@ -31,6 +31,10 @@ public final class Fabric: Sendable {
         var receivers: [UInt32: Receiver] = [:]
         var identities: [UInt32: TunnelIdentity] = [:]
         var ticker: RepeatedTask?
+        var streamTicker: RepeatedTask?
+        let streams = StreamTable()
+        /// Packets between identities of this fabric, delivered without a tunnel.
+        var localPackets = 0
         var stopped = false
 
         init(table: TunnelTable) { self.table = table }
@@ -53,6 +57,10 @@ public final class Fabric: Sendable {
         }.get()
         let channel = try await DatagramBootstrap(group: loop)
             .channelOption(.socketOption(.so_reuseaddr), value: 1)
+            // Bursts of a full window (512 segments of 1222 bytes) must not overflow the kernel's
+            // default buffer; the kernel caps these at net.core.rmem_max/wmem_max.
+            .channelOption(.socketOption(.so_rcvbuf), value: 4 << 20)
+            .channelOption(.socketOption(.so_sndbuf), value: 4 << 20)
             .channelOption(.recvAllocator, value: FixedSizeRecvByteBufferAllocator(capacity: 65536))
             .channelOption(.datagramVectorReadMessageCount, value: 16)
             .channelInitializer { [self] channel in
@@ -72,27 +80,165 @@ public final class Fabric: Sendable {
                 state.ticker = loop.scheduleRepeatedTask(initialDelay: .seconds(1), delay: .seconds(1)) { [self] _ in
                     self.perform(self.state.value.table.tick(now: .now()))
                 }
+                state.streamTicker = loop.scheduleRepeatedTask(initialDelay: .milliseconds(20), delay: .milliseconds(20)) { [self] _ in
+                    self.tickStreams()
+                }
             }
         }.get()
         return (number, address)
     }
 
-    /// Serves `identity`: its packets go to `receiver`. With `ownSocket`, key exchanges from
-    /// anyone arriving on that socket are for it (an identity that accepts strangers).
+    /// Serves `identity`: its datagrams and control packets go to `receiver`, its streams to the
+    /// ports it listens on (echo, port 7, always). With `ownSocket`, key exchanges from anyone
+    /// arriving on that socket are for it (an identity that accepts strangers).
     public func add(_ identity: TunnelIdentity, ownSocket: Int? = nil, receiver: @escaping Receiver) async throws {
         try await loop.submit { [state] in
             let state = state.value
             state.identities[identity.node] = identity
             state.receivers[identity.node] = receiver
             state.table.add(identity, ownSocket: ownSocket)
+            state.streams.listeners[identity.node, default: [:]][Self.echoPort] = Self.echo
         }.get()
     }
 
+    static let echoPort: UInt16 = 7
+
+    /// The echo service: every byte back, and a close when the peer finishes.
+    private static let echo: StreamTable.Acceptor = { handle in
+        Task {
+            for await event in handle.events {
+                switch event {
+                case .data(let bytes): try? await handle.write(bytes)
+                case .finished: try? await handle.close()
+                case .closed: return
+                }
+            }
+        }
+    }
+
+    /// Accepts streams to `port` of identity `node`; each is handed to `accept`.
+    public func listen(node: UInt32, port: UInt16, accept: @escaping @Sendable (StreamHandle) -> Void) async throws {
+        try await loop.submit { [state] in state.value.streams.listeners[node, default: [:]][port] = accept }.get()
+    }
+
+    /// Opens a stream from identity `node` to `port` of `remote` (reached at `endpoint`, or where
+    /// it was last seen); returns once the remote accepted it.
+    public func dial(from node: UInt32, to remote: Address, port: UInt16, endpoint: SocketAddress? = nil) async throws -> StreamHandle {
+        let promise = loop.makePromise(of: StreamHandle.self)
+        loop.execute { [self] in
+            let state = state.value
+            guard let identity = state.identities[node] else {
+                promise.fail(TunnelError.unknownIdentity(node))
+                return
+            }
+            let key = StreamConnection.Key(
+                local: identity.address, localPort: state.streams.ephemeralPort(for: node), remote: remote, remotePort: port)
+            let (connection, outputs) = StreamConnection.dial(key, now: .now())
+            let handle = StreamHandle(key: key, fabric: self)
+            state.streams.entries[key] = StreamTable.Entry(connection: connection, handle: handle, dialed: promise)
+            // The SYN goes out through the tunnel (after a key exchange if there is no session).
+            for case .packet(let syn) in outputs {
+                do { try route(syn, to: remote.node, endpoint: endpoint) } catch {
+                    state.streams.entries[key] = nil
+                    handle.continuation.finish()
+                    promise.fail(error)
+                }
+            }
+        }
+        return try await promise.futureResult.get()
+    }
+
+    func streamWrite(_ key: StreamConnection.Key, _ bytes: [UInt8]) async throws {
+        try await loop.submit { [self] in
+            guard let entry = state.value.streams.entries[key], !entry.connection.isClosed else { throw StreamError("stream is closed") }
+            handle(entry.connection.write(bytes, now: .now()), for: key)
+        }.get()
+    }
+
+    func streamClose(_ key: StreamConnection.Key) async throws {
+        try await loop.submit { [self] in
+            guard let entry = state.value.streams.entries[key] else { return }
+            handle(entry.connection.close(now: .now()), for: key)
+        }.get()
+    }
+
+    private func tickStreams() {
+        let streams = state.value.streams
+        let now = NIODeadline.now()
+        for (key, entry) in streams.entries {
+            let outputs = entry.connection.tick(now: now)
+            if !outputs.isEmpty { handle(outputs, for: key) }
+        }
+    }
+
+    /// A stream packet for identity `local`: to its connection, or a new one on a listening
+    /// port, or answered with RST.
+    private func deliverStream(_ packet: Packet, to local: TunnelIdentity) {
+        let streams = state.value.streams
+        let key = StreamConnection.Key(local: local.address, localPort: packet.destinationPort, remote: packet.source, remotePort: packet.sourcePort)
+        if let entry = streams.entries[key] {
+            handle(entry.connection.receive(packet, now: .now()), for: key)
+            return
+        }
+        guard packet.flags == .syn else {
+            // Late packets of a forgotten connection are dropped; a FIN|ACK is never answered.
+            if !packet.flags.contains(.rst) && !packet.flags.contains(.fin) { sendReset(for: packet, from: local) }
+            return
+        }
+        guard let acceptor = streams.listeners[local.node]?[packet.destinationPort] else {
+            sendReset(for: packet, from: local)
+            return
+        }
+        let (connection, outputs) = StreamConnection.accept(packet, local: local.address, now: .now())
+        let handle = StreamHandle(key: key, fabric: self)
+        streams.entries[key] = StreamTable.Entry(connection: connection, handle: handle)
+        self.handle(outputs, for: key)
+        acceptor(handle)
+    }
+
+    private func sendReset(for packet: Packet, from local: TunnelIdentity) {
+        state.value.streams.resetsSent += 1
+        let reset = Packet(
+            flags: [.rst, .ack], proto: .stream, source: local.address, destination: packet.source, sourcePort: packet.destinationPort,
+            destinationPort: packet.sourcePort, sequence: 0, acknowledgment: packet.sequence &+ 1)
+        try? route(reset, to: packet.source.node)
+    }
+
+    /// Does what a connection asked: packets into the tunnel, events to its handle.
+    private func handle(_ outputs: [StreamConnection.Output], for key: StreamConnection.Key) {
+        let state = state.value
+        for output in outputs {
+            guard var entry = state.streams.entries[key] else { return }
+            switch output {
+            case .packet(let packet):
+                try? route(packet, to: key.remote.node)
+            case .connected:
+                if let handle = entry.handle { entry.dialed?.succeed(handle) }
+                entry.dialed = nil
+                state.streams.entries[key] = entry
+            case .data(let bytes):
+                entry.handle?.continuation.yield(.data(bytes))
+            case .finished:
+                entry.handle?.continuation.yield(.finished)
+            case .closed(let reason):
+                entry.dialed?.fail(StreamError(reason ?? "closed before it was accepted"))
+                entry.handle?.continuation.yield(.closed(reason: reason))
+                entry.handle?.continuation.finish()
+                state.streams.entries[key] = nil
+            }
+        }
+    }
+
     public func remove(_ node: UInt32) async throws {
-        try await loop.submit { [state] in
+        try await loop.submit { [self, state] in
             let state = state.value
             state.identities[node] = nil
             state.receivers[node] = nil
+            state.streams.listeners[node] = nil
+            for (key, entry) in state.streams.entries where key.local.node == node {
+                self.handle(entry.connection.reset(), for: key)
+                state.streams.entries[key] = nil
+            }
             state.table.remove(node)
         }.get()
     }
@@ -105,10 +251,23 @@ public final class Fabric: Sendable {
     /// Sends `packet` (its source is the sending identity) to node `remote`, over its session or
     /// after a key exchange with `endpoint` (or where `remote` was last seen).
     public func send(_ packet: Packet, to remote: UInt32, endpoint: SocketAddress? = nil) async throws {
-        let actions = try await loop.submit { [state] () throws -> [TunnelAction] in
-            try state.value.table.send(packet, to: remote, endpoint: endpoint, now: .now())
-        }.get()
-        try await loop.submit { [self] in perform(actions) }.get()
+        try await loop.submit { [self] in try route(packet, to: remote, endpoint: endpoint) }.get()
+    }
+
+    /// On the loop: `packet` to node `remote`. An identity of this fabric gets it directly (it
+    /// never leaves the process, so there is nothing to encrypt), on the next turn of the loop
+    /// so no caller is re-entered; any other node through its tunnel.
+    private func route(_ packet: Packet, to remote: UInt32, endpoint: SocketAddress? = nil) throws {
+        let state = state.value
+        if state.identities[remote] != nil {
+            guard let sender = state.identities[packet.source.node], sender.address == packet.source else {
+                throw TunnelError.sourceNotLocal(packet.source)
+            }
+            state.localPackets += 1
+            loop.execute { [self] in deliver(packet, to: remote) }
+            return
+        }
+        perform(try state.table.send(packet, to: remote, endpoint: endpoint, now: .now()))
     }
 
     public func counters() async throws -> TunnelCounters {
@@ -126,6 +285,13 @@ public final class Fabric: Sendable {
             state.stopped = true
             state.ticker?.cancel()
             state.ticker = nil
+            state.streamTicker?.cancel()
+            state.streamTicker = nil
+            for entry in state.streams.entries.values {
+                entry.dialed?.fail(StreamError("the fabric is shut down"))
+                entry.handle?.continuation.finish()
+            }
+            state.streams.entries = [:]
             defer { state.channels = [:] }
             return Array(state.channels.values)
         }.get()
@@ -161,6 +327,10 @@ public final class Fabric: Sendable {
 
     private func deliver(_ packet: Packet, to local: UInt32) {
         let state = state.value
+        if packet.proto == .stream {
+            if let identity = state.identities[local] { deliverStream(packet, to: identity) }
+            return
+        }
         if packet.proto == .control && packet.destinationPort == 0 && !packet.flags.contains(.ack) {
             // A keepalive: nothing to answer.
             if packet.sourcePort == 0 && packet.payload.isEmpty { return }
@@ -170,7 +340,7 @@ public final class Fabric: Sendable {
                 flags: .ack, proto: .control, source: identity.address, destination: packet.source, sourcePort: 0,
                 destinationPort: packet.sourcePort, sequence: packet.sequence, acknowledgment: packet.sequence &+ 1,
                 payload: packet.payload)
-            if let actions = try? state.table.send(pong, to: packet.source.node, now: .now()) { perform(actions) }
+            try? route(pong, to: packet.source.node)
             return
         }
         state.receivers[local]?(packet)

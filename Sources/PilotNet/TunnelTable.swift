@@ -126,8 +126,9 @@ public final class TunnelTable {
     private var signingKeys: [UInt32: (key: Ed25519PublicKey, fetched: NIODeadline)] = [:]
     private var missingKeys: [UInt32: NIODeadline] = [:]
     private var keyLookups: Set<UInt32> = []
-    /// PILAs waiting for their sender's registry key, the latest per sender.
-    private var awaitingKey: [UInt32: (AuthenticatedKeyExchange, SocketAddress, Int)] = [:]
+    /// PILAs waiting for their sender's registry key: the latest per sender and socket (the
+    /// same PILA on two sockets is for two different identities).
+    private var awaitingKey: [UInt32: [Int: (AuthenticatedKeyExchange, SocketAddress)]] = [:]
     private var lastNoSessionAnswer: [Pair: NIODeadline] = [:]
 
     public init(timing: Timing = Timing()) {
@@ -236,7 +237,7 @@ public final class TunnelTable {
             counters.keyExchangesRejected += 1
             return []
         }
-        awaitingKey[exchange.node] = (exchange, endpoint, socket)
+        awaitingKey[exchange.node, default: [:]][socket] = (exchange, endpoint)
         guard keyLookups.insert(exchange.node).inserted else { return [] }
         return [.lookUpKey(exchange.node)]
     }
@@ -248,13 +249,14 @@ public final class TunnelTable {
         let waiting = awaitingKey.removeValue(forKey: node)
         guard let key else {
             missingKeys[node] = now
-            if waiting != nil { counters.keyExchangesRejected += 1 }
+            counters.keyExchangesRejected += waiting?.count ?? 0
             return []
         }
         signingKeys[node] = (key, now)
         missingKeys[node] = nil
-        guard let (exchange, endpoint, socket) = waiting else { return [] }
-        return apply(exchange, registryKey: key, from: endpoint, socket: socket, now: now)
+        return (waiting ?? [:]).sorted { $0.key < $1.key }.flatMap { socket, pending in
+            apply(pending.0, registryKey: key, from: pending.1, socket: socket, now: now)
+        }
     }
 
     /// Forgets the cached registry key of `node` (it rotated its key).
@@ -425,7 +427,7 @@ public final class TunnelTable {
         if exchange.attempts == 0 {
             exchange.attempts = 1
             exchange.nextAttempt = now + timing.retransmit
-            actions.append(send(identity.authenticatedExchange, path))
+            actions.append(send(identity.authenticatedExchange, Path(endpoint: path.endpoint, socket: identitySockets[local] ?? path.socket)))
         }
         pending[pair] = exchange
         return actions
@@ -436,7 +438,9 @@ public final class TunnelTable {
         tunnel.lastSent = now
         let frame = EncryptedFrame(
             sender: tunnel.local, nonce: TunnelNonce(prefix: tunnel.cipher.noncePrefix, counter: counter), sealed: sealed[...])
-        return send(TunnelFrame.encrypted(frame).encoded(), path)
+        // An identity with a socket of its own always sends from it; the path's socket is where
+        // the remote last reached one of the identities that share a socket.
+        return send(TunnelFrame.encrypted(frame).encoded(), Path(endpoint: path.endpoint, socket: identitySockets[tunnel.local] ?? path.socket))
     }
 
     private func send(_ bytes: [UInt8], _ path: Path) -> TunnelAction {
@@ -461,8 +465,9 @@ public final class TunnelTable {
             exchange.nextAttempt = now + timing.retransmit
             pending[pair] = exchange
             // As 1.18: the PILA again, and a key request since we hold no session.
-            actions.append(send(identity.authenticatedExchange, path))
-            actions.append(send(identity.keyRequest, path))
+            let own = Path(endpoint: path.endpoint, socket: identitySockets[pair.local] ?? path.socket)
+            actions.append(send(identity.authenticatedExchange, own))
+            actions.append(send(identity.keyRequest, own))
         }
         for (pair, tunnel) in tunnels {
             if now - tunnel.lastReceived >= timing.idle {

@@ -15,7 +15,7 @@ import XCTest
 /// pilot-rendezvous: key exchange and encrypted packets in both directions, on a shared socket
 /// and on an identity's own socket.
 final class OfficialTunnelTests: XCTestCase {
-    /// Packets one identity received, for the test to wait on.
+    /// Datagrams and control packets one identity received, for the test to wait on.
     final class Inbox: Sendable {
         private let packets = NIOLockedValueBox<[Packet]>([])
         func append(_ packet: Packet) { packets.withLockedValue { $0.append(packet) } }
@@ -56,9 +56,8 @@ final class OfficialTunnelTests: XCTestCase {
             address: Address(network: listenerRecord.network, node: listenerRecord.nodeID),
             signingKey: try await listenerPool.signingKey(of: "listener"))
         let askerInbox = Inbox()
-        let listenerInbox = Inbox()
         try await fabric.add(asker) { askerInbox.append($0) }
-        try await fabric.add(listener, ownSocket: own.socket) { listenerInbox.append($0) }
+        try await fabric.add(listener, ownSocket: own.socket) { _ in }
 
         // 1. We start: a control ping from "asker" to the daemon, sealed once the keys are
         //    exchanged; the daemon's pong comes back through the shared socket.
@@ -76,22 +75,34 @@ final class OfficialTunnelTests: XCTestCase {
         XCTAssertEqual(pong?.acknowledgment, 8)
         XCTAssertEqual(pong.map { String(decoding: $0.payload, as: UTF8.self) }, "ping-from-swift")
 
-        // 2. The daemon starts: `pilotctl ping` dials the public "listener" (stream to echo
-        //    port 7); its key exchange arrives on the listener's own socket, then its SYN.
+        // 2. The daemon starts: its `pilotctl ping` dials the public "listener" (a stream to echo
+        //    port 7, one per probe): the key exchange arrives on the listener's own socket, and
+        //    the listener's echo service answers each probe.
         let target = listener.address.description
-        overlay.ctlInBackground("alpha", ["ping", target, "--count", "1"], timeout: 20)
-        let syn = await eventually(timeout: 30) { listenerInbox.first { $0.proto == .stream && $0.flags.contains(.syn) } }
-        XCTAssertEqual(syn?.source.node, daemon)
-        XCTAssertEqual(syn?.destination, listener.address)
-        XCTAssertEqual(syn?.destinationPort, 7)
+        let pinged = try overlay.ctl("alpha", ["ping", target, "--count", "2"], timeout: 30)
+        print("official pilotctl ping:", pinged)
+        XCTAssertEqual(pinged["results"]?.arrayValue?.count, 2, "\(pinged)")
+        XCTAssertTrue(pinged["results"]?.arrayValue?.allSatisfy { $0["error"] == nil } == true, "\(pinged)")
         let established = try await fabric.hasSession(local: listener.node, remote: daemon)
         XCTAssertTrue(established)
+
+        // 3. A stream from us: our dial to the daemon's echo port gets every byte back.
+        let stream = try await fabric.dial(from: asker.node, to: Address(node: daemon), port: 7)
+        let message = (0..<20_000).map { UInt8(truncatingIfNeeded: $0 &* 7) }
+        try await stream.write(message)
+        var echoed: [UInt8] = []
+        for await event in stream.events {
+            if case .data(let bytes) = event { echoed += bytes }
+            if echoed.count >= message.count { break }
+        }
+        XCTAssertEqual(echoed, message)
+        try await stream.close()
 
         let counters = try await fabric.counters()
         XCTAssertEqual(counters.keyExchangesRejected, 0, "\(counters)")
         XCTAssertEqual(counters.authenticationFailed, 0, "\(counters)")
         XCTAssertEqual(counters.spoofed + counters.misrouted + counters.malformed, 0, "\(counters)")
-        if pong == nil || syn == nil { print(overlay.logs()) }
+        if pong == nil || echoed != message { print(overlay.logs()) }
 
         await fabric.shutdown()
         await registry.disconnect()

@@ -1,3 +1,4 @@
+import PilotTestSupport
 import PilotWire
 import XCTest
 

@@ -1,0 +1,150 @@
+import Logging
+import NIOConcurrencyHelpers
+import NIOCore
+import NIOPosix
+import PilotCrypto
+import PilotNet
+import PilotWire
+import XCTest
+
+/// Fabrics on loopback: two identities of one fabric, and identities of two fabrics (two hosts)
+/// reaching each other through real UDP sockets, with a directory standing in for the registry.
+final class FabricTests: XCTestCase {
+    /// Ed25519 keys by node, as a registry would answer.
+    final class Directory: PeerDirectory {
+        private let keys = NIOLockedValueBox<[UInt32: Ed25519PublicKey]>([:])
+        func add(_ node: UInt32, _ key: Ed25519PublicKey) { keys.withLockedValue { $0[node] = key } }
+        func signingKey(of node: UInt32) async throws -> Ed25519PublicKey? { keys.withLockedValue { $0[node] } }
+    }
+
+    final class Inbox: Sendable {
+        private let packets = NIOLockedValueBox<[Packet]>([])
+        func append(_ packet: Packet) { packets.withLockedValue { $0.append(packet) } }
+        var all: [Packet] { packets.withLockedValue { $0 } }
+    }
+
+    private func identity(_ node: UInt32, _ directory: Directory) throws -> TunnelIdentity {
+        let key = try Ed25519PrivateKey()
+        directory.add(node, key.publicKey)
+        return try TunnelIdentity(address: Address(node: node), signingKey: key)
+    }
+
+    /// Two fabrics on loopback (two hosts), each with its shared socket bound.
+    private func twoHosts(_ group: any EventLoopGroup, _ directory: Directory) async throws -> (Fabric, Fabric, socketB: (socket: Int, address: SocketAddress)) {
+        let hostA = Fabric(group: group, directory: directory, logger: Logger(label: "a"))
+        let hostB = Fabric(group: group, directory: directory, logger: Logger(label: "b"))
+        _ = try await hostA.bind(host: "127.0.0.1", port: 0)
+        return (hostA, hostB, try await hostB.bind(host: "127.0.0.1", port: 0))
+    }
+
+    private static func roundTrip(_ stream: StreamHandle, _ message: [UInt8]) async throws -> [UInt8] {
+        try await stream.write(message)
+        var echoed: [UInt8] = []
+        for await event in stream.events {
+            if case .data(let bytes) = event { echoed += bytes }
+            if echoed.count >= message.count { break }
+        }
+        try await stream.close()
+        return echoed
+    }
+
+    func testTwoIdentitiesOfOneFabricTalkWithoutATunnel() async throws {
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+        let directory = Directory()
+        let fabric = Fabric(group: group, directory: directory, logger: Logger(label: "fabric"))
+        _ = try await fabric.bind(host: "127.0.0.1", port: 0)
+        let alice = try identity(10, directory)
+        let bob = try identity(11, directory)
+        let bobInbox = Inbox()
+        try await fabric.add(alice) { _ in }
+        try await fabric.add(bob) { bobInbox.append($0) }
+
+        let message = (0..<300_000).map { UInt8(truncatingIfNeeded: $0 &* 13) }
+        let stream = try await fabric.dial(from: 10, to: bob.address, port: 7)
+        let echoed = try await Self.roundTrip(stream, message)
+        XCTAssertEqual(echoed.count, message.count)
+        XCTAssertTrue(echoed == message)
+
+        let datagram = Packet(proto: .datagram, source: alice.address, destination: bob.address, sourcePort: 5000, destinationPort: 5001, payload: [1, 2, 3])
+        try await fabric.send(datagram, to: 11)
+        try await Task.sleep(for: .milliseconds(100))
+        XCTAssertEqual(bobInbox.all.map(\.payload), [[1, 2, 3]])
+        let counters = try await fabric.counters()
+        XCTAssertEqual(counters.framesOut, 0, "nothing went through a socket")
+        // A packet claiming another source is refused.
+        var forged = datagram
+        forged.source = Address(node: 99)
+        do {
+            try await fabric.send(forged, to: 11)
+            XCTFail("a forged source was accepted")
+        } catch {}
+
+        await fabric.shutdown()
+        try await group.shutdownGracefully()
+    }
+
+    func testIdentitiesOfTwoFabricsStreamAndExchangeDatagramsOverLoopback() async throws {
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: 2)
+        let directory = Directory()
+        let (hostA, hostB, socketB) = try await twoHosts(group, directory)
+        // Two identities on each host share its socket; B's second accepts strangers on a socket of its own.
+        let a1 = try identity(1, directory), a2 = try identity(2, directory)
+        let b1 = try identity(3, directory), b2 = try identity(4, directory)
+        let ownB2 = try await hostB.bind(host: "127.0.0.1", port: 0)
+        let inbox = Inbox()
+        try await hostA.add(a1) { inbox.append($0) }
+        try await hostA.add(a2) { inbox.append($0) }
+        try await hostB.add(b1, ownSocket: socketB.socket) { _ in }
+        try await hostB.add(b2, ownSocket: ownB2.socket) { _ in }
+
+        // Both of A's identities stream to both of B's at once.
+        let message = (0..<1_000_000).map { UInt8(truncatingIfNeeded: $0 &* 101 &+ 7) }
+        try await withThrowingTaskGroup(of: [UInt8].self) { tasks in
+            for (from, to, endpoint) in [(a1, b1, socketB.address), (a1, b2, ownB2.address), (a2, b1, socketB.address), (a2, b2, ownB2.address)] {
+                tasks.addTask {
+                    let stream = try await hostA.dial(from: from.node, to: to.address, port: 7, endpoint: endpoint)
+                    return try await Self.roundTrip(stream, message)
+                }
+            }
+            for try await echoed in tasks {
+                XCTAssertEqual(echoed.count, message.count)
+                XCTAssertTrue(echoed == message)
+            }
+        }
+        // Datagrams back from B to each of A's identities reach the right one.
+        for (from, to) in [(b1, a1), (b2, a2)] {
+            let packet = Packet(proto: .datagram, source: from.address, destination: to.address, sourcePort: 1, destinationPort: 2, payload: Array("to \(to.node)".utf8))
+            try await hostB.send(packet, to: to.node)
+        }
+        let deadline = ContinuousClock.now + .seconds(5)
+        while inbox.all.count < 2 && ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(20)) }
+        XCTAssertEqual(Set(inbox.all.map { "\($0.destination.node):\(String(decoding: $0.payload, as: UTF8.self))" }), ["1:to 1", "2:to 2"])
+
+        let (countersA, countersB) = (try await hostA.counters(), try await hostB.counters())
+        for counters in [countersA, countersB] {
+            XCTAssertEqual(counters.keyExchangesRejected + counters.authenticationFailed + counters.replayed + counters.spoofed + counters.misrouted, 0, "\(counters)")
+        }
+        XCTAssertEqual(countersB.sessionsInstalled, 4)
+        await hostA.shutdown()
+        await hostB.shutdown()
+        try await group.shutdownGracefully()
+    }
+
+    func testADialToAPortNobodyListensOnIsRefused() async throws {
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+        let directory = Directory()
+        let (hostA, hostB, socketB) = try await twoHosts(group, directory)
+        let a = try identity(1, directory), b = try identity(2, directory)
+        try await hostA.add(a) { _ in }
+        try await hostB.add(b, ownSocket: socketB.socket) { _ in }
+        do {
+            _ = try await hostA.dial(from: 1, to: b.address, port: 4242, endpoint: socketB.address)
+            XCTFail("dial succeeded")
+        } catch let error as StreamError {
+            XCTAssertEqual(error.description, "connection refused")
+        }
+        await hostA.shutdown()
+        await hostB.shutdown()
+        try await group.shutdownGracefully()
+    }
+}
