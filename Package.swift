@@ -109,9 +109,8 @@ let package = Package(
         .executableTarget(
             name: "pilot-bench",
             dependencies: [
-                "PilotWire", "PilotCrypto", "PilotClient", "PilotHost", "PilotStore", "CSodium",
-                .product(name: "NIOPosix", package: "swift-nio"),
-            ],
+                "PilotWire", "PilotCrypto", "PilotClient", "PilotHost", "PilotStore", "PilotNet", "CSodium",
+            ] + eventLoops,
             swiftSettings: strict),
 
         // Helpers for tests that run real processes: the official 1.18 binaries, child processes,

@@ -33,6 +33,9 @@ public final class Fabric: Sendable {
         var ticker: RepeatedTask?
         var streamTicker: RepeatedTask?
         let streams = StreamTable()
+        /// Sockets with datagrams written and not yet flushed.
+        var unflushed: Set<Int> = []
+        var flushScheduled = false
         /// Packets between identities of this fabric, delivered without a tunnel.
         var localPackets = 0
         var stopped = false
@@ -97,28 +100,15 @@ public final class Fabric: Sendable {
             state.identities[identity.node] = identity
             state.receivers[identity.node] = receiver
             state.table.add(identity, ownSocket: ownSocket)
-            state.streams.listeners[identity.node, default: [:]][Self.echoPort] = Self.echo
+            state.streams.listeners[identity.node, default: [:]][Self.echoPort] = .echo
         }.get()
     }
 
     static let echoPort: UInt16 = 7
 
-    /// The echo service: every byte back, and a close when the peer finishes.
-    private static let echo: StreamTable.Acceptor = { handle in
-        Task {
-            for await event in handle.events {
-                switch event {
-                case .data(let bytes): try? await handle.write(bytes)
-                case .finished: try? await handle.close()
-                case .closed: return
-                }
-            }
-        }
-    }
-
     /// Accepts streams to `port` of identity `node`; each is handed to `accept`.
     public func listen(node: UInt32, port: UInt16, accept: @escaping @Sendable (StreamHandle) -> Void) async throws {
-        try await loop.submit { [state] in state.value.streams.listeners[node, default: [:]][port] = accept }.get()
+        try await loop.submit { [state] in state.value.streams.listeners[node, default: [:]][port] = .accept(accept) }.get()
     }
 
     /// Opens a stream from identity `node` to `port` of `remote` (reached at `endpoint`, or where
@@ -148,11 +138,32 @@ public final class Fabric: Sendable {
         return try await promise.futureResult.get()
     }
 
+    /// Queues `bytes`; returns once less than `StreamTable.writeLimit` waits to be acknowledged,
+    /// so a fast writer is held back instead of queueing without bound.
     func streamWrite(_ key: StreamConnection.Key, _ bytes: [UInt8]) async throws {
-        try await loop.submit { [self] in
-            guard let entry = state.value.streams.entries[key], !entry.connection.isClosed else { throw StreamError("stream is closed") }
+        let drained = try await loop.submit { [self] () throws -> EventLoopFuture<Void>? in
+            let streams = state.value.streams
+            guard let entry = streams.entries[key], !entry.connection.isClosed else { throw StreamError("stream is closed") }
             handle(entry.connection.write(bytes, now: .now()), for: key)
+            guard var current = streams.entries[key], current.connection.unacknowledgedBytes > StreamTable.writeLimit else { return nil }
+            let promise = loop.makePromise(of: Void.self)
+            current.writers.append(promise)
+            streams.entries[key] = current
+            return promise.futureResult
         }.get()
+        try await drained?.get()
+    }
+
+    /// Lets waiting writers of `key` go on once its queue has drained (or it closed).
+    private func releaseWriters(_ key: StreamConnection.Key) {
+        let streams = state.value.streams
+        guard var entry = streams.entries[key], !entry.writers.isEmpty,
+            entry.connection.unacknowledgedBytes <= StreamTable.writeLimit / 2
+        else { return }
+        let writers = entry.writers
+        entry.writers = []
+        streams.entries[key] = entry
+        for writer in writers { writer.succeed() }
     }
 
     func streamClose(_ key: StreamConnection.Key) async throws {
@@ -178,6 +189,7 @@ public final class Fabric: Sendable {
         let key = StreamConnection.Key(local: local.address, localPort: packet.destinationPort, remote: packet.source, remotePort: packet.sourcePort)
         if let entry = streams.entries[key] {
             handle(entry.connection.receive(packet, now: .now()), for: key)
+            releaseWriters(key)
             return
         }
         guard packet.flags == .syn else {
@@ -185,15 +197,23 @@ public final class Fabric: Sendable {
             if !packet.flags.contains(.rst) && !packet.flags.contains(.fin) { sendReset(for: packet, from: local) }
             return
         }
-        guard let acceptor = streams.listeners[local.node]?[packet.destinationPort] else {
+        guard let listener = streams.listeners[local.node]?[packet.destinationPort] else {
             sendReset(for: packet, from: local)
             return
         }
         let (connection, outputs) = StreamConnection.accept(packet, local: local.address, now: .now())
-        let handle = StreamHandle(key: key, fabric: self)
-        streams.entries[key] = StreamTable.Entry(connection: connection, handle: handle)
-        self.handle(outputs, for: key)
-        acceptor(handle)
+        switch listener {
+        case .echo:
+            var entry = StreamTable.Entry(connection: connection, handle: nil)
+            entry.echoes = true
+            streams.entries[key] = entry
+            handle(outputs, for: key)
+        case .accept(let acceptor):
+            let handle = StreamHandle(key: key, fabric: self)
+            streams.entries[key] = StreamTable.Entry(connection: connection, handle: handle)
+            self.handle(outputs, for: key)
+            acceptor(handle)
+        }
     }
 
     private func sendReset(for packet: Packet, from local: TunnelIdentity) {
@@ -217,11 +237,14 @@ public final class Fabric: Sendable {
                 entry.dialed = nil
                 state.streams.entries[key] = entry
             case .data(let bytes):
+                if entry.echoes { handle(entry.connection.write(bytes, now: .now()), for: key) }
                 entry.handle?.continuation.yield(.data(bytes))
             case .finished:
+                if entry.echoes { handle(entry.connection.close(now: .now()), for: key) }
                 entry.handle?.continuation.yield(.finished)
             case .closed(let reason):
                 entry.dialed?.fail(StreamError(reason ?? "closed before it was accepted"))
+                for writer in entry.writers { writer.fail(StreamError(reason ?? "stream is closed")) }
                 entry.handle?.continuation.yield(.closed(reason: reason))
                 entry.handle?.continuation.finish()
                 state.streams.entries[key] = nil
@@ -289,6 +312,7 @@ public final class Fabric: Sendable {
             state.streamTicker = nil
             for entry in state.streams.entries.values {
                 entry.dialed?.fail(StreamError("the fabric is shut down"))
+                for writer in entry.writers { writer.fail(StreamError("the fabric is shut down")) }
                 entry.handle?.continuation.finish()
             }
             state.streams.entries = [:]
@@ -307,13 +331,17 @@ public final class Fabric: Sendable {
     private func perform(_ actions: [TunnelAction]) {
         let state = state.value
         guard !state.stopped else { return }
+        // Datagrams are written now and flushed once the loop has handled everything at hand
+        // (a whole batch of reads): NIO then sends them together with sendmmsg.
+        defer { scheduleFlush() }
         for action in actions {
             switch action {
             case let .send(bytes, endpoint, socket):
                 guard let channel = state.channels[socket] else { continue }
                 var buffer = channel.allocator.buffer(capacity: bytes.count)
                 buffer.writeBytes(bytes)
-                channel.writeAndFlush(AddressedEnvelope(remoteAddress: endpoint, data: buffer), promise: nil)
+                channel.write(AddressedEnvelope(remoteAddress: endpoint, data: buffer), promise: nil)
+                state.unflushed.insert(socket)
             case let .deliver(local, packet):
                 deliver(packet, to: local)
             case .lookUpKey(let node):
@@ -322,6 +350,18 @@ public final class Fabric: Sendable {
                 logger.notice("key exchange gave up", metadata: [
                     "PILOT_NODE": "\(local)", "PILOT_PEER": "\(remote)", "dropped": "\(dropped)"])
             }
+        }
+    }
+
+    private func scheduleFlush() {
+        let state = state.value
+        guard !state.unflushed.isEmpty, !state.flushScheduled else { return }
+        state.flushScheduled = true
+        loop.execute { [self] in
+            let state = self.state.value
+            state.flushScheduled = false
+            for socket in state.unflushed { state.channels[socket]?.flush() }
+            state.unflushed = []
         }
     }
 

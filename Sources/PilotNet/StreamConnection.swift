@@ -67,7 +67,15 @@ public final class StreamConnection {
     public private(set) var state: State
     // Sending.
     private var sendNext: UInt32 = 1
+    /// Segments written and not yet acknowledged are `segments[head...]`; those from
+    /// `firstUnsent` on were never sent. Taking from the front moves `head` (the array is
+    /// compacted now and then), so a long queue costs nothing per acknowledgement.
     private var segments: [Segment] = []
+    private var head = 0
+    private var firstUnsent = 0
+    /// How many of the sent, unacknowledged segments the peer holds (SACK).
+    private var sackedCount = 0
+    private var queuedBytes = 0
     private var peerWindow = StreamConnection.receiveSlots
     private var congestionWindow = StreamConnection.initialWindow
     private var slowStartThreshold = StreamConnection.receiveSlots
@@ -183,6 +191,7 @@ public final class StreamConnection {
             // A segment must never begin like a SACK block list (the peer would read it as one).
             if bytes[start...].starts(with: Self.sackMagic), end - start > 4 { end = start + 4 }
             segments.append(Segment(sequence: sendNext, payload: Array(bytes[start..<end])))
+            queuedBytes += end - start
             sendNext &+= UInt32(end - start)
             start = end
         }
@@ -244,9 +253,7 @@ public final class StreamConnection {
             var outputs: [Output] = []
             if let deadline = ackDeadline, now >= deadline { outputs.append(sendAck()) }
             if now - lastSent >= Self.keepalive { outputs.append(sendAck()) }
-            if let index = segments.firstIndex(where: { $0.sentAt != nil && !$0.sacked }),
-                let sentAt = segments[index].sentAt, now - sentAt >= retransmissionTimeout
-            {
+            if let index = oldestUnsacked, let sentAt = segments[index].sentAt, now - sentAt >= retransmissionTimeout {
                 guard segments[index].transmissions <= Self.maxRetransmissions else { return reset() }
                 slowStartThreshold = max(inFlight / 2, 2)
                 congestionWindow = Self.initialWindow
@@ -259,7 +266,7 @@ public final class StreamConnection {
 
     public var isClosed: Bool { state == .closed }
     /// Bytes written and not yet acknowledged.
-    public var unacknowledgedBytes: Int { segments.reduce(0) { $0 + $1.payload.count } }
+    public var unacknowledgedBytes: Int { queuedBytes }
 
     // MARK: Receiving
 
@@ -304,6 +311,7 @@ public final class StreamConnection {
         state = .timeWait
         timeWaitUntil = now + Self.timeWait
         segments = []
+        (head, firstUnsent, sackedCount, queuedBytes) = (0, 0, 0, 0)
         return outputs
     }
 
@@ -317,17 +325,20 @@ public final class StreamConnection {
 
     // MARK: Sending
 
-    private var inFlight: Int { segments.lazy.filter { $0.sentAt != nil && !$0.sacked }.count }
+    private var inFlight: Int { firstUnsent - head - sackedCount }
+
+    /// The first sent segment the peer does not hold.
+    private var oldestUnsacked: Int? {
+        (head..<firstUnsent).first { !segments[$0].sacked }
+    }
 
     private func transmit(now: NIODeadline) -> [Output] {
         guard state == .established else { return [] }
         let limit = min(congestionWindow, peerWindow == 0 ? Self.receiveSlots : peerWindow)
-        var flying = inFlight
         var outputs: [Output] = []
-        for index in segments.indices where segments[index].sentAt == nil {
-            guard flying < limit else { break }
-            outputs.append(send(index, now: now))
-            flying += 1
+        while firstUnsent < segments.count && inFlight < limit {
+            outputs.append(send(firstUnsent, now: now))
+            firstUnsent += 1
         }
         return outputs
     }
@@ -342,13 +353,21 @@ public final class StreamConnection {
     }
 
     private func acknowledge(_ ack: UInt32, pure: Bool, now: NIODeadline) -> [Output] {
-        guard let first = segments.first, ack != 0 else { return [] }
-        if Self.isAfter(ack, first.sequence) {
+        guard head < firstUnsent, ack != 0 else { return [] }
+        if Self.isAfter(ack, segments[head].sequence) {
             var acked = 0
-            while let segment = segments.first, !Self.isAfter(segment.end, ack) {
-                if segment.transmissions == 1, let sentAt = segment.sentAt { sampleRTT(now - sentAt) }
-                segments.removeFirst()
+            while head < firstUnsent, !Self.isAfter(segments[head].end, ack) {
+                let segment = segments[head]
+                if segment.transmissions == 1, !segment.sacked, let sentAt = segment.sentAt { sampleRTT(now - sentAt) }
+                if segment.sacked { sackedCount -= 1 }
+                queuedBytes -= segment.payload.count
+                head += 1
                 acked += 1
+            }
+            if head >= 4096 && head * 2 >= segments.count {
+                segments.removeFirst(head)
+                firstUnsent -= head
+                head = 0
             }
             duplicateAcks = 0
             lastAck = ack
@@ -362,7 +381,7 @@ public final class StreamConnection {
         }
         guard pure, ack == lastAck, inFlight > 0 else { return [] }
         duplicateAcks += 1
-        guard duplicateAcks == 3, let index = segments.firstIndex(where: { $0.sentAt != nil && !$0.sacked }) else { return [] }
+        guard duplicateAcks == 3, let index = oldestUnsacked else { return [] }
         slowStartThreshold = max(inFlight / 2, 2)
         congestionWindow = slowStartThreshold + 3
         return [send(index, now: now)]
@@ -371,10 +390,11 @@ public final class StreamConnection {
     /// The peer holds data past segments we sent a while ago: those are lost. Each is sent
     /// again once per round trip, and the window is halved once per loss episode.
     private func retransmitHoles(now: NIODeadline) -> [Output] {
-        guard let highest = segments.last(where: \.sacked)?.end else { return [] }
+        guard sackedCount > 0, let last = (head..<firstUnsent).last(where: { segments[$0].sacked }) else { return [] }
+        let highest = segments[last].end
         let roundTrip = TimeAmount.nanoseconds(Int64(max(smoothedRTT ?? 0.05, 0.005) * 1e9))
         var outputs: [Output] = []
-        for index in segments.indices {
+        for index in head..<firstUnsent {
             let segment = segments[index]
             guard Self.isAfter(highest, segment.sequence) else { break }
             guard !segment.sacked, let sentAt = segment.sentAt, now - sentAt >= roundTrip else { continue }
@@ -392,10 +412,11 @@ public final class StreamConnection {
     }
 
     private func markSacked(_ blocks: [(UInt32, UInt32)]) {
-        for index in segments.indices {
+        for index in head..<firstUnsent where !segments[index].sacked {
             let segment = segments[index]
             if blocks.contains(where: { !Self.isAfter($0.0, segment.sequence) && !Self.isAfter(segment.end, $0.1) }) {
                 segments[index].sacked = true
+                sackedCount += 1
             }
         }
     }
@@ -414,7 +435,7 @@ public final class StreamConnection {
     }
 
     private func finishIfDone(now: NIODeadline) -> [Output] {
-        guard closeRequested, !finSent, segments.isEmpty, state == .established else { return [] }
+        guard closeRequested, !finSent, head == segments.count, state == .established else { return [] }
         finSent = true
         state = .timeWait
         timeWaitUntil = now + Self.timeWait

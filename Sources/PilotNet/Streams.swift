@@ -60,12 +60,27 @@ final class StreamTable {
         let handle: StreamHandle?
         /// A dial waiting for its SYN|ACK.
         var dialed: EventLoopPromise<StreamHandle>?
+        /// Writers waiting for the queue to drain below `writeLimit`.
+        var writers: [EventLoopPromise<Void>] = []
+        /// Served on the loop by the echo service, with no handle.
+        var echoes = false
     }
+
+    /// What a listening port does with a new stream.
+    enum Listener {
+        case accept(Acceptor)
+        /// Every byte back, and a close when the peer finishes; run on the loop itself, so a
+        /// probe costs no hop to a task.
+        case echo
+    }
+
+    /// A writer waits while more than this is written and not acknowledged.
+    static let writeLimit = 4 << 20
 
     typealias Acceptor = @Sendable (StreamHandle) -> Void
 
     var entries: [StreamConnection.Key: Entry] = [:]
-    var listeners: [UInt32: [UInt16: Acceptor]] = [:]
+    var listeners: [UInt32: [UInt16: Listener]] = [:]
     private var nextEphemeral: [UInt32: UInt16] = [:]
     var resetsSent = 0
 

@@ -6,6 +6,8 @@
 //                                        registrations and heartbeats per second against pilot-rendezvous
 //   pilot-bench host [--identities 1000,10000]
 //                                        identity creation rate, cold start and RSS of pilot-host
+//   pilot-bench net [--megabytes 200] [--echoes 2000]
+//                                        stream throughput beside raw UDP, echo round trip
 //   pilot-bench pool [--identities 100000]
 //                                        the identity pool alone (no sockets): creation, load, re-registration, RSS
 
@@ -19,6 +21,7 @@ func usage() -> Never {
                pilot-bench registry [--nodes N] [--connections C]   (pilot-rendezvous must sit beside pilot-bench)
                pilot-bench host [--identities 1000,10000]           (pilot-host and pilot-rendezvous beside it)
                pilot-bench pool [--identities 100000]               (pilot-rendezvous beside it)
+               pilot-bench net [--megabytes 200] [--echoes 2000]
         """)
     exit(2)
 }
@@ -38,6 +41,7 @@ case "host":
         index + 1 < arguments.count ? arguments[index + 1].split(separator: ",").compactMap { Int($0) } : nil
     } ?? [1000, 10_000]
     HostBench(sizes: sizes).run()
+case "net": NetBench(megabytes: Int(option("--megabytes", default: 200)), echoes: Int(option("--echoes", default: 2000))).run()
 case "pool": PoolBench(count: Int(option("--identities", default: 100_000))).run()
 case "pool-load" where arguments.count == 3: PoolBench.load(state: arguments[1], registry: arguments[2])
 default: usage()

@@ -1,0 +1,152 @@
+import Foundation
+import Logging
+import NIOConcurrencyHelpers
+import NIOCore
+import NIOPosix
+import PilotCrypto
+import PilotNet
+import PilotWire
+
+/// The data plane's figures from one run, on loopback: raw UDP (a plain socket loop with the
+/// same 1222-byte datagrams) beside a PilotNet stream between identities of two fabrics, and
+/// the echo round trip.
+struct NetBench {
+    let megabytes: Int
+    let echoes: Int
+
+    func run() {
+        do {
+            let raw = try rawUDP(seconds: 2)
+            print(String(format: "raw UDP, 1222-byte datagrams, one socket to another: %8.1f MB/s", raw))
+            let (stream, rtt) = try runBlocking { try await Self.fabrics(megabytes: megabytes, echoes: echoes) }
+            print(String(format: "PilotNet stream, %d MB between identities of two fabrics: %8.1f MB/s (%.0f%% of raw UDP)", megabytes, stream, 100 * stream / raw))
+            print(String(format: "echo round trip (32 bytes, %d probes): p50 %.1f µs, p99 %.1f µs", echoes, rtt.p50, rtt.p99))
+        } catch {
+            print("pilot-bench net: \(error)")
+            exit(1)
+        }
+    }
+
+    /// MB/s one UDP socket delivers to another on 127.0.0.1 (what the receiver counted).
+    private func rawUDP(seconds: Double) throws -> Double {
+        let receiver = socket(AF_INET, Int32(SOCK_DGRAM.rawValue), 0)
+        let sender = socket(AF_INET, Int32(SOCK_DGRAM.rawValue), 0)
+        defer { close(receiver); close(sender) }
+        var size: Int32 = 4 << 20
+        setsockopt(receiver, SOL_SOCKET, SO_RCVBUF, &size, 4)
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_addr.s_addr = UInt32(0x7F00_0001).bigEndian
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        let bound = withUnsafeMutablePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { pointer in
+                bind(receiver, pointer, length) == 0 && getsockname(receiver, pointer, &length) == 0
+            }
+        }
+        guard bound else { throw BenchError("cannot bind a UDP socket") }
+        var timeout = timeval(tv_sec: 0, tv_usec: 200_000)
+        setsockopt(receiver, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+        let received = ManagedAtomicCounter()
+        let done = NIOLockedValueBox(false)
+        let reader = Thread {
+            var buffer = [UInt8](repeating: 0, count: 65536)
+            while !done.withLockedValue({ $0 }) {
+                let count = recv(receiver, &buffer, buffer.count, 0)
+                if count > 0 { received.add(count) }
+            }
+        }
+        reader.start()
+        let datagram = [UInt8](repeating: 0x5A, count: 1222)
+        let start = Date()
+        var target = address
+        while Date().timeIntervalSince(start) < seconds {
+            for _ in 0..<256 {
+                _ = withUnsafePointer(to: &target) {
+                    $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { sendto(sender, datagram, datagram.count, 0, $0, length) }
+                }
+            }
+        }
+        let elapsed = Date().timeIntervalSince(start)
+        Thread.sleep(forTimeInterval: 0.3)
+        done.withLockedValue { $0 = true }
+        Thread.sleep(forTimeInterval: 0.3)
+        return Double(received.value) / elapsed / 1e6
+    }
+
+    /// A stream of `megabytes` from host A's identity to host B's sink, then echo probes.
+    private static func fabrics(megabytes: Int, echoes: Int) async throws -> (Double, (p50: Double, p99: Double)) {
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: 2)
+        let directory = StaticDirectory()
+        var logger = Logger(label: "bench")
+        logger.logLevel = .warning
+        let hostA = Fabric(group: group, directory: directory, logger: logger)
+        let hostB = Fabric(group: group, directory: directory, logger: logger)
+        _ = try await hostA.bind(host: "127.0.0.1", port: 0)
+        let socketB = try await hostB.bind(host: "127.0.0.1", port: 0)
+        let a = try directory.identity(1)
+        let b = try directory.identity(2)
+        try await hostA.add(a) { _ in }
+        try await hostB.add(b, ownSocket: socketB.socket) { _ in }
+
+        // The sink: counts what arrives and reports when all of it has.
+        let total = megabytes << 20
+        let arrived = ManagedAtomicCounter()
+        let finished = AsyncStream<Void>.makeStream()
+        try await hostB.listen(node: 2, port: 9000) { handle in
+            Task {
+                for await event in handle.events {
+                    if case .data(let bytes) = event, arrived.add(bytes.count) >= total { finished.continuation.yield() }
+                }
+            }
+        }
+        let stream = try await hostA.dial(from: 1, to: b.address, port: 9000, endpoint: socketB.address)
+        let chunk = [UInt8](repeating: 0xA5, count: 1 << 20)
+        let start = ContinuousClock.now
+        for _ in 0..<megabytes { try await stream.write(chunk) }
+        for await _ in finished.stream { break }
+        let elapsed = start.duration(to: .now)
+        let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
+        try await stream.close()
+
+        let echo = try await hostA.dial(from: 1, to: b.address, port: 7, endpoint: socketB.address)
+        var iterator = echo.events.makeAsyncIterator()
+        var samples: [Double] = []
+        let probe = [UInt8](repeating: 0x42, count: 32)
+        for _ in 0..<echoes {
+            let sent = ContinuousClock.now
+            try await echo.write(probe)
+            var got = 0
+            while got < probe.count, case .data(let bytes)? = await iterator.next() { got += bytes.count }
+            let rtt = sent.duration(to: .now)
+            samples.append(Double(rtt.components.attoseconds) / 1e12 + Double(rtt.components.seconds) * 1e6)
+        }
+        try await echo.close()
+        samples.sort()
+        await hostA.shutdown()
+        await hostB.shutdown()
+        try await group.shutdownGracefully()
+        return (Double(total) / seconds / 1e6, (samples[samples.count / 2], samples[min(samples.count - 1, samples.count * 99 / 100)]))
+    }
+}
+
+/// Keys of the bench's identities, standing in for the registry.
+final class StaticDirectory: PeerDirectory {
+    private let keys = NIOLockedValueBox<[UInt32: Ed25519PublicKey]>([:])
+
+    func identity(_ node: UInt32) throws -> TunnelIdentity {
+        let key = try Ed25519PrivateKey()
+        keys.withLockedValue { $0[node] = key.publicKey }
+        return try TunnelIdentity(address: Address(node: node), signingKey: key)
+    }
+
+    func signingKey(of node: UInt32) async throws -> Ed25519PublicKey? { keys.withLockedValue { $0[node] } }
+}
+
+/// A counter shared between threads.
+final class ManagedAtomicCounter: Sendable {
+    private let box = NIOLockedValueBox(0)
+    /// Adds `amount`; returns the new total.
+    @discardableResult
+    func add(_ amount: Int) -> Int { box.withLockedValue { $0 += amount; return $0 } }
+    var value: Int { box.withLockedValue { $0 } }
+}
