@@ -125,11 +125,11 @@ public final class Fabric: Sendable {
                 local: identity.address, localPort: state.streams.ephemeralPort(for: node), remote: remote, remotePort: port)
             let (connection, outputs) = StreamConnection.dial(key, now: .now())
             let handle = StreamHandle(key: key, fabric: self)
-            state.streams.entries[key] = StreamTable.Entry(connection: connection, handle: handle, dialed: promise)
+            state.streams.insert(StreamTable.Entry(connection: connection, handle: handle, dialed: promise), for: key)
             // The SYN goes out through the tunnel (after a key exchange if there is no session).
             for case .packet(let syn) in outputs {
                 do { try route(syn, to: remote.node, endpoint: endpoint) } catch {
-                    state.streams.entries[key] = nil
+                    state.streams.remove(key)
                     handle.continuation.finish()
                     promise.fail(error)
                 }
@@ -197,7 +197,10 @@ public final class Fabric: Sendable {
             if !packet.flags.contains(.rst) && !packet.flags.contains(.fin) { sendReset(for: packet, from: local) }
             return
         }
-        guard let listener = streams.listeners[local.node]?[packet.destinationPort] else {
+        guard streams.admitSyn(to: local.node, from: packet.source.node, now: .now()) else { return }
+        guard let listener = streams.listeners[local.node]?[packet.destinationPort],
+            streams.hasRoom(node: local.node, port: packet.destinationPort)
+        else {
             sendReset(for: packet, from: local)
             return
         }
@@ -206,11 +209,11 @@ public final class Fabric: Sendable {
         case .echo:
             var entry = StreamTable.Entry(connection: connection, handle: nil)
             entry.echoes = true
-            streams.entries[key] = entry
+            streams.insert(entry, for: key)
             handle(outputs, for: key)
         case .accept(let acceptor):
             let handle = StreamHandle(key: key, fabric: self)
-            streams.entries[key] = StreamTable.Entry(connection: connection, handle: handle)
+            streams.insert(StreamTable.Entry(connection: connection, handle: handle), for: key)
             self.handle(outputs, for: key)
             acceptor(handle)
         }
@@ -247,7 +250,7 @@ public final class Fabric: Sendable {
                 for writer in entry.writers { writer.fail(StreamError(reason ?? "stream is closed")) }
                 entry.handle?.continuation.yield(.closed(reason: reason))
                 entry.handle?.continuation.finish()
-                state.streams.entries[key] = nil
+                state.streams.remove(key)
             }
         }
     }
@@ -260,7 +263,7 @@ public final class Fabric: Sendable {
             state.streams.listeners[node] = nil
             for (key, entry) in state.streams.entries where key.local.node == node {
                 self.handle(entry.connection.reset(), for: key)
-                state.streams.entries[key] = nil
+                state.streams.remove(key)
             }
             state.table.remove(node)
         }.get()
@@ -295,6 +298,25 @@ public final class Fabric: Sendable {
 
     public func counters() async throws -> TunnelCounters {
         try await loop.submit { [state] in state.value.table.counters }.get()
+    }
+
+    /// What the stream layer counted: SYNs dropped by the rate limits, streams refused at the
+    /// connection limits, RSTs sent for ports nobody listens on, packets delivered in-process.
+    public struct StreamCounters: Sendable, Equatable {
+        public var open: Int
+        public var synsRateLimited: Int
+        public var refusedAtLimit: Int
+        public var resetsSent: Int
+        public var localPackets: Int
+    }
+
+    public func streamCounters() async throws -> StreamCounters {
+        try await loop.submit { [state] in
+            let state = state.value
+            return StreamCounters(
+                open: state.streams.entries.count, synsRateLimited: state.streams.synsRateLimited,
+                refusedAtLimit: state.streams.refusedAtLimit, resetsSent: state.streams.resetsSent, localPackets: state.localPackets)
+        }.get()
     }
 
     public func hasSession(local: UInt32, remote: UInt32) async throws -> Bool {

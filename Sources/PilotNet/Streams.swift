@@ -53,6 +53,46 @@ public final class StreamHandle: Sendable {
     }
 }
 
+/// A token bucket: `rate` tokens a second, at most `rate` held (one second of burst).
+struct TokenBucket {
+    let rate: Double
+    private var tokens: Double
+    private var updated: NIODeadline
+
+    init(rate: Double, now: NIODeadline) {
+        self.rate = rate
+        tokens = rate
+        updated = now
+    }
+
+    private mutating func refill(_ now: NIODeadline) {
+        let elapsed = Double((now - updated).nanoseconds) / 1e9
+        if elapsed > 0 {
+            tokens = min(rate, tokens + elapsed * rate)
+            updated = now
+        }
+    }
+
+    func peek(now: NIODeadline) -> Bool {
+        var copy = self
+        copy.refill(now)
+        return copy.tokens >= 1
+    }
+
+    mutating func take(now: NIODeadline) -> Bool {
+        refill(now)
+        guard tokens >= 1 else { return false }
+        tokens -= 1
+        return true
+    }
+
+    func isFull(now: NIODeadline) -> Bool {
+        var copy = self
+        copy.refill(now)
+        return copy.tokens >= rate
+    }
+}
+
 /// The streams and listening ports of every identity of a fabric. Loop-confined.
 final class StreamTable {
     struct Entry {
@@ -80,6 +120,64 @@ final class StreamTable {
     typealias Acceptor = @Sendable (StreamHandle) -> Void
 
     var entries: [StreamConnection.Key: Entry] = [:]
+    /// Open streams per local identity and per (identity, port), for the limits below.
+    private(set) var perIdentity: [UInt32: Int] = [:]
+    private(set) var perPort: [PortKey: Int] = [:]
+    private var synBuckets: [UInt32: TokenBucket] = [:]
+    private var synBucketsBySource: [SourceKey: TokenBucket] = [:]
+    var synsRateLimited = 0
+    var refusedAtLimit = 0
+
+    struct PortKey: Hashable {
+        let node: UInt32
+        let port: UInt16
+    }
+
+    struct SourceKey: Hashable {
+        let node: UInt32
+        let source: UInt32
+    }
+
+    /// 1.18's limits, per identity (one 1.18 daemon is one identity): new streams at most
+    /// 100 a second, 10 a second from one source node (more are dropped silently); at most
+    /// 1024 streams on one port and 4096 in all (more are refused with RST).
+    static let synsPerSecond = 100.0
+    static let synsPerSecondPerSource = 10.0
+    static let streamsPerPort = 1024
+    static let streamsPerIdentity = 4096
+
+    /// Whether a SYN from `source` to `node` may open a stream now.
+    func admitSyn(to node: UInt32, from source: UInt32, now: NIODeadline) -> Bool {
+        var global = synBuckets[node] ?? TokenBucket(rate: Self.synsPerSecond, now: now)
+        let sourceKey = SourceKey(node: node, source: source)
+        var bySource = synBucketsBySource[sourceKey] ?? TokenBucket(rate: Self.synsPerSecondPerSource, now: now)
+        let admitted = bySource.peek(now: now) && global.take(now: now) && bySource.take(now: now)
+        synBuckets[node] = global
+        synBucketsBySource[sourceKey] = bySource
+        if synBucketsBySource.count > 65536 { synBucketsBySource = synBucketsBySource.filter { !$0.value.isFull(now: now) } }
+        if !admitted { synsRateLimited += 1 }
+        return admitted
+    }
+
+    /// Whether `node` may hold one more stream on `port`.
+    func hasRoom(node: UInt32, port: UInt16) -> Bool {
+        let room = (perIdentity[node] ?? 0) < Self.streamsPerIdentity && (perPort[PortKey(node: node, port: port)] ?? 0) < Self.streamsPerPort
+        if !room { refusedAtLimit += 1 }
+        return room
+    }
+
+    func insert(_ entry: Entry, for key: StreamConnection.Key) {
+        if entries.updateValue(entry, forKey: key) == nil {
+            perIdentity[key.local.node, default: 0] += 1
+            perPort[PortKey(node: key.local.node, port: key.localPort), default: 0] += 1
+        }
+    }
+
+    func remove(_ key: StreamConnection.Key) {
+        guard entries.removeValue(forKey: key) != nil else { return }
+        perIdentity[key.local.node, default: 1] -= 1
+        perPort[PortKey(node: key.local.node, port: key.localPort), default: 1] -= 1
+    }
     var listeners: [UInt32: [UInt16: Listener]] = [:]
     private var nextEphemeral: [UInt32: UInt16] = [:]
     var resetsSent = 0

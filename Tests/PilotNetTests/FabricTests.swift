@@ -130,6 +130,41 @@ final class FabricTests: XCTestCase {
         try await group.shutdownGracefully()
     }
 
+    /// A node that floods an identity with SYNs gets 10 a second through (1.18's per-source
+    /// limit), the rest are dropped and counted, and another node's stream is served meanwhile.
+    func testASynFloodIsRateLimitedWhileAnotherNodeIsServed() async throws {
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: 2)
+        let directory = Directory()
+        let (hostA, hostB, socketB) = try await twoHosts(group, directory)
+        let attacker = try identity(1, directory), bystander = try identity(2, directory), target = try identity(3, directory)
+        try await hostA.add(attacker) { _ in }
+        try await hostA.add(bystander) { _ in }
+        try await hostB.add(target, ownSocket: socketB.socket) { _ in }
+        // A legitimate stream first, so the flood cannot hide behind a pending key exchange.
+        let early = try await hostA.dial(from: 2, to: target.address, port: 7, endpoint: socketB.address)
+        for port in 0..<1000 {
+            let syn = Packet(
+                flags: .syn, proto: .stream, source: attacker.address, destination: target.address, sourcePort: UInt16(20000 + port),
+                destinationPort: 7, window: 512)
+            try await hostA.send(syn, to: 3, endpoint: socketB.address)
+        }
+        // The bystander still gets its bytes back.
+        let message = (0..<50_000).map { UInt8(truncatingIfNeeded: $0) }
+        let echoed = try await Self.roundTrip(early, message)
+        XCTAssertTrue(echoed == message)
+        let deadline = ContinuousClock.now + .seconds(5)
+        var counters = try await hostB.streamCounters()
+        while counters.synsRateLimited + counters.open < 990, ContinuousClock.now < deadline {
+            try await Task.sleep(for: .milliseconds(50))
+            counters = try await hostB.streamCounters()
+        }
+        XCTAssertGreaterThanOrEqual(counters.synsRateLimited, 980, "\(counters)")
+        XCTAssertLessThanOrEqual(counters.open, 21, "at most the bystander's and one second's burst of 10 (+10 refilled): \(counters)")
+        await hostA.shutdown()
+        await hostB.shutdown()
+        try await group.shutdownGracefully()
+    }
+
     func testADialToAPortNobodyListensOnIsRefused() async throws {
         let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
         let directory = Directory()
