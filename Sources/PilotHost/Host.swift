@@ -4,6 +4,7 @@ import NIOConcurrencyHelpers
 public import NIOCore
 import PilotControl
 import PilotCrypto
+import PilotNet
 import PilotStore
 import PilotWire
 
@@ -17,6 +18,8 @@ public final class Host: Sendable {
     private let registry: RegistryClient
     /// The admin socket and every identity's socket, watched by one accept thread.
     private let listeners: ControlListeners
+    /// The tunnel socket and the identities on it.
+    private let dataPlane: DataPlane
     private let heartbeat: NIOLockedValueBox<Task<Void, Never>?> = NIOLockedValueBox(nil)
 
     /// Opens the state (creating it on first start) and loads every identity.
@@ -38,6 +41,7 @@ public final class Host: Sendable {
         listeners = try ControlListeners(group: group, logger: logger)
         pool = IdentityPool(store: store, keys: try IdentityKeys(masterKey: master), registry: registry, listenAddress: configuration.listen)
         try await pool.load()
+        dataPlane = DataPlane(fabric: Fabric(group: group, directory: RegistryDirectory(registry: registry), logger: logger), pool: pool, logger: logger)
     }
 
     /// Opens the admin socket and every identity's socket, then returns: the host serves. Its
@@ -50,6 +54,9 @@ public final class Host: Sendable {
         if limit < needed {
             logger.warning("open-file limit below what the identities need; raise LimitNOFILE=", metadata: [
                 "limit": "\(limit)", "needed": "\(needed)"])
+        }
+        do { try await dataPlane.start(listen: configuration.listen) } catch {
+            throw ConfigurationError.invalidValue(key: "listen", value: configuration.listen, reason: "cannot bind the tunnel socket: \(error)")
         }
         let adminGroup = configuration.adminGroup.isEmpty ? nil : SystemAccounts.gid(configuration.adminGroup)
         let commands = AdminCommands(pool: pool) { [self] name in try await refreshSocket(name) }
@@ -108,6 +115,7 @@ public final class Host: Sendable {
     private func startRegistryUpkeep() {
         let pool = pool
         let logger = logger
+        let dataPlane = dataPlane
         let registryAddress = configuration.registry
         heartbeat.withLockedValue {
             $0 = Task {
@@ -122,6 +130,7 @@ public final class Host: Sendable {
                     logger.info("identities registered", metadata: [
                         "identities": "\(registered)", "failed": "\(failed.count)",
                         "seconds": "\(Self.seconds(started.duration(to: .now)))"])
+                    await dataPlane.joinPublicIdentities()
                 } catch {
                     // The registry may be down: the control sockets serve regardless and the
                     // first heartbeat registers whoever the registry does not know.
@@ -151,6 +160,7 @@ public final class Host: Sendable {
             try? await pool.delete(name: record.name)
         }
         listeners.shutdown()
+        await dataPlane.fabric.shutdown()
         await registry.disconnect()
     }
 
@@ -160,9 +170,16 @@ public final class Host: Sendable {
     func refreshSocket(_ name: String) async throws(ControlFailure) {
         guard let record = await pool.identity(named: name) else {
             listeners.close(path: socketPath(name))
+            await dataPlane.leave(name)
             return
         }
         try openSocket(for: record)
+        // A public identity must be reachable by strangers from the moment it exists.
+        if record.isPublic {
+            do { try await dataPlane.join(name) } catch {
+                logger.error("cannot put identity on the network", metadata: ["PILOT_IDENTITY": "\(name)", "error": "\(error)"])
+            }
+        }
     }
 
     private func socketPath(_ name: String) -> String { configuration.runtimeDirectory + "/id/\(name).sock" }
@@ -181,7 +198,7 @@ public final class Host: Sendable {
         }
         let name = record.name
         let path = socketPath(name)
-        let commands = IdentityCommands(pool: pool, name: name)
+        let commands = IdentityCommands(pool: pool, dataPlane: dataPlane, name: name)
         let owner = record.ownerUID
         let groups = Set(record.allowedGIDs)
         do {

@@ -2,9 +2,10 @@ import PilotControl
 import PilotWire
 
 /// The commands of an identity's own socket: `info`, `set-hostname`, `clear-hostname`,
-/// `set-tags`, `clear-tags`, `set-public`, `set-private`, `lookup`, `find`.
+/// `set-tags`, `clear-tags`, `set-public`, `set-private`, `lookup`, `find`, `ping`.
 struct IdentityCommands: Sendable {
     let pool: IdentityPool
+    let dataPlane: DataPlane
     let name: String
 
     func handle(_ request: ControlRequest) async -> ControlReply {
@@ -24,7 +25,11 @@ struct IdentityCommands: Sendable {
             case "clear-tags":
                 return .ok(AdminCommands.describe(try await pool.setTags(name: name, tags: [])))
             case "set-public":
-                return .ok(AdminCommands.describe(try await pool.setPublic(name: name, isPublic: true)))
+                let record = try await pool.setPublic(name: name, isPublic: true)
+                // Public: strangers may start key exchanges, so it needs its own socket now.
+                await dataPlane.leave(name)
+                try await dataPlane.join(name)
+                return .ok(AdminCommands.describe(record))
             case "set-private":
                 return .ok(AdminCommands.describe(try await pool.setPublic(name: name, isPublic: false)))
             case "lookup":
@@ -41,6 +46,8 @@ struct IdentityCommands: Sendable {
             case "find":
                 let hostname = try request.string("hostname")
                 return try await registryAnswer(RegistryMessage(type: "resolve_hostname", ["hostname": .string(hostname)]))
+            case "ping":
+                return try await ping(request)
             default:
                 throw ControlFailure(.invalidArgument, "unknown command: \(request.command.prefix(64))")
             }
@@ -51,6 +58,32 @@ struct IdentityCommands: Sendable {
         } catch {
             return .error(ControlFailure(.connectionFailed, "registry: \(error)"))
         }
+    }
+
+    /// `ping TARGET [count] [timeout]`: TARGET is an address, a node id or a hostname.
+    private func ping(_ request: ControlRequest) async throws -> ControlReply {
+        let target = try request.string("target")
+        let count = request.arguments["count"] == nil ? 4 : Int(try request.integer("count"))
+        guard (1...100).contains(count) else { throw ControlFailure(.invalidArgument, "ping: count must be 1 to 100") }
+        let seconds = request.arguments["timeout"] == nil ? 10 : Int(try request.integer("timeout"))
+        guard (1...300).contains(seconds) else { throw ControlFailure(.invalidArgument, "ping: timeout must be 1 to 300 seconds") }
+        let address = try await resolveTarget(target)
+        let results = try await dataPlane.ping(from: name, target: address, count: count, timeout: .seconds(seconds))
+        return .ok([
+            "target": .string(target), "to": .string(address.description), "results": .array(results),
+            "timeout": .bool(results.contains { $0["error"]?.stringValue?.contains("no answer within") == true }),
+        ])
+    }
+
+    /// An address, a node id, or a hostname the registry knows.
+    private func resolveTarget(_ target: String) async throws -> Address {
+        if let address = Address(target) { return address }
+        if let node = UInt32(target) { return Address(node: node) }
+        let reply = try await pool.query(RegistryMessage(type: "resolve_hostname", ["hostname": .string(target)]))
+        guard reply.type == "resolve_hostname_ok", let node = try? reply.nodeID("node_id") else {
+            throw ControlFailure(.notFound, reply["error"]?.stringValue ?? "no node named \(target.prefix(64))")
+        }
+        return Address(node: node)
     }
 
     /// A registry reply as command data: its fields without `type`, or its error as not_found.

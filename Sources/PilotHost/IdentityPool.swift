@@ -34,6 +34,8 @@ public actor IdentityPool {
     /// The `listen_addr` sent with every registration: the port of the shared tunnel socket.
     private let listenAddress: String
     private var records: [String: IdentityRecord] = [:]
+    /// Identities with a UDP socket of their own register its address instead of the shared one.
+    private var ownListenAddresses: [String: String] = [:]
     private var unsealed: [String: Ed25519PrivateKey] = [:]
 
     public init(store: sending HostStore, keys: IdentityKeys, registry: RegistryClient, listenAddress: String) {
@@ -130,6 +132,7 @@ public actor IdentityPool {
         try store.delete(name: name)
         records[name] = nil
         unsealed[name] = nil
+        ownListenAddresses[name] = nil
     }
 
     /// Gives `name` to another owner.
@@ -154,6 +157,15 @@ public actor IdentityPool {
     /// Makes the endpoint public or private at the registry, then stores it.
     public func setPublic(name: String, isPublic: Bool) async throws -> IdentityRecord {
         try await change(name, "set_visibility", ["public": .bool(isPublic)]) { $0.isPublic = isPublic }
+    }
+
+    /// `name` now has a UDP socket of its own at `address`: registered again with it, so key
+    /// exchanges from anyone reach it there.
+    public func useOwnSocket(_ name: String, address: String) async throws {
+        guard records[name] != nil else { throw PoolError.notFound(name) }
+        ownListenAddresses[name] = address
+        let reply = try await registry.send(registration(try key(name), listenAddress: address))
+        guard reply.type == "register_ok" else { throw PoolError.registry(reply["error"]?.stringValue ?? reply.type) }
     }
 
     /// A registry query on behalf of nobody in particular (lookup, resolve_hostname).
@@ -190,7 +202,7 @@ public actor IdentityPool {
             var sent: [String] = []
             for name in chunk {
                 do {
-                    requests.append(registration(try key(name)))
+                    requests.append(registration(try key(name), listenAddress: ownListenAddresses[name] ?? listenAddress))
                     sent.append(name)
                 } catch {
                     failed[name] = "\(error)"
@@ -240,14 +252,14 @@ public actor IdentityPool {
     // MARK: Registry requests
 
     private func register(_ key: Ed25519PrivateKey) async throws -> UInt32 {
-        let reply = try await registry.send(registration(key))
+        let reply = try await registry.send(registration(key, listenAddress: listenAddress))
         guard reply.type == "register_ok" else {
             throw PoolError.registry(reply["error"]?.stringValue ?? "unexpected reply \(reply.type)")
         }
         return try reply.nodeID("node_id")
     }
 
-    private func registration(_ key: Ed25519PrivateKey) -> RegistryMessage {
+    private func registration(_ key: Ed25519PrivateKey, listenAddress: String) -> RegistryMessage {
         let text = key.publicKey.base64
         return RegistryMessage(
             type: "register",

@@ -59,7 +59,6 @@ public final class Fabric: Sendable {
             return state.nextSocket
         }.get()
         let channel = try await DatagramBootstrap(group: loop)
-            .channelOption(.socketOption(.so_reuseaddr), value: 1)
             // Bursts of a full window (512 segments of 1222 bytes) must not overflow the kernel's
             // default buffer; the kernel caps these at net.core.rmem_max/wmem_max.
             .channelOption(.socketOption(.so_rcvbuf), value: 4 << 20)

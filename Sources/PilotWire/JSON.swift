@@ -88,6 +88,15 @@ public enum JSON: Hashable, Sendable {
         }
     }
 
+    /// The value as a double: any number.
+    public var doubleValue: Double? {
+        switch self {
+        case .integer(let value): return Double(value)
+        case .double(let value): return value
+        default: return nil
+        }
+    }
+
     public var arrayValue: [JSON]? {
         if case .array(let value) = self { return value }
         return nil

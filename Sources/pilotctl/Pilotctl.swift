@@ -10,7 +10,7 @@ struct Pilotctl: ParsableCommand {
         commandName: "pilotctl", abstract: "Control pilot-host and its identities.",
         subcommands: [
             IdentityCommand.self, InfoCommand.self, SetHostname.self, ClearHostname.self, SetTags.self, ClearTags.self,
-            SetPublic.self, SetPrivate.self, Lookup.self, Find.self,
+            SetPublic.self, SetPrivate.self, Lookup.self, Find.self, Ping.self,
         ])
 }
 
@@ -137,6 +137,30 @@ struct Find: ParsableCommand {
     @Argument var hostname: String
     func run() throws {
         try global.run(ControlRequest("find", ["hostname": .string(hostname)]), on: try global.identitySocket(), text: fields)
+    }
+}
+
+struct Ping: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Time round trips to a node's echo port (a stream per probe, as the reference's pilotctl ping).")
+    @OptionGroup var global: GlobalOptions
+    @Argument(help: "An address N:XXXX.YYYY.YYYY, a node id, or a hostname.") var target: String
+    @Option(help: "How many probes.") var count = 4
+    @Option(help: "Seconds to wait for each probe.") var timeout = 10
+
+    func run() throws {
+        let request = ControlRequest(
+            "ping", ["target": .string(target), "count": .integer(Int64(count)), "timeout": .integer(Int64(timeout))])
+        try global.run(request, on: try global.identitySocket()) { data in
+            let to = data["to"]?.stringValue ?? target
+            let lines = (data["results"]?.arrayValue ?? []).map { result in
+                let sequence = result["seq"]?.integerValue ?? -1
+                if let error = result["error"]?.stringValue { return "seq=\(sequence): \(error)" }
+                let rtt = result["rtt_ms"]?.doubleValue ?? 0
+                return "reply from \(to): seq=\(sequence) bytes=\(result["bytes"]?.integerValue ?? 0) time=\(String(format: "%.3f", rtt)) ms"
+            }
+            return (["PING \(target) (\(to))"] + lines).joined(separator: "\n")
+        }
     }
 }
 

@@ -1,0 +1,140 @@
+import Foundation
+import Logging
+import NIOConcurrencyHelpers
+import NIOCore
+import PilotControl
+import PilotNet
+import PilotWire
+
+/// pilot-host's side of PilotNet: the fabric on the `listen` socket, and each identity on it.
+///
+/// An identity joins the fabric when it first uses the network (its key is unsealed and its
+/// X25519 key made then, not at start: a cold start with 100,000 identities touches none).
+/// A public identity accepts key exchanges from strangers, so it gets a UDP socket of its own
+/// (on the listen host, any free port) and is registered with that address.
+actor DataPlane {
+    let fabric: Fabric
+    private let pool: IdentityPool
+    private let logger: Logger
+    private var listenHost = "0.0.0.0"
+    private var joined: [String: TunnelIdentity] = [:]
+    private var names: [UInt32: String] = [:]
+
+    init(fabric: Fabric, pool: IdentityPool, logger: Logger) {
+        self.fabric = fabric
+        self.pool = pool
+        self.logger = logger
+    }
+
+    /// Binds the shared tunnel socket.
+    func start(listen: String) async throws {
+        let (host, port) = try Host.split(listen)
+        listenHost = host
+        let bound = try await fabric.bind(host: host, port: port)
+        logger.info("tunnel socket", metadata: ["address": "\(bound.address)"])
+    }
+
+    /// `name` on the fabric (joined now if it was not).
+    @discardableResult
+    func join(_ name: String) async throws -> TunnelIdentity {
+        if let identity = joined[name] { return identity }
+        guard let record = await pool.identity(named: name) else { throw PoolError.notFound(name) }
+        let identity = try TunnelIdentity(address: Address(network: record.network, node: record.nodeID), signingKey: try await pool.signingKey(of: name))
+        var ownSocket: Int?
+        if record.isPublic {
+            let bound = try await fabric.bind(host: listenHost, port: 0)
+            ownSocket = bound.socket
+            try await pool.useOwnSocket(name, address: "\(listenHost == "0.0.0.0" ? "127.0.0.1" : listenHost):\(bound.address.port ?? 0)")
+        }
+        try await fabric.add(identity, ownSocket: ownSocket) { _ in }
+        joined[name] = identity
+        names[record.nodeID] = name
+        return identity
+    }
+
+    /// Takes `name` off the fabric (deleted).
+    func leave(_ name: String) async {
+        guard let identity = joined.removeValue(forKey: name) else { return }
+        names[identity.node] = nil
+        try? await fabric.remove(identity.node)
+    }
+
+    /// Joins every public identity, so strangers can reach them; the rest join on first use.
+    func joinPublicIdentities() async {
+        for record in await pool.all where record.isPublic {
+            do { try await join(record.name) } catch {
+                logger.error("cannot put identity on the network", metadata: ["PILOT_IDENTITY": "\(record.name)", "error": "\(error)"])
+            }
+        }
+    }
+
+    /// `pilotctl ping`, as 1.18 does it: each probe opens a stream to the target's echo port,
+    /// writes `ping-<n>`, times the echo and closes.
+    func ping(from name: String, target: Address, count: Int, timeout: Duration) async throws -> [JSON] {
+        let identity = try await join(name)
+        let endpoint = try await endpoint(of: target, for: name)
+        var results: [JSON] = []
+        for sequence in 0..<count {
+            let probe = Array("ping-\(sequence)".utf8)
+            let started = ContinuousClock.now
+            do {
+                let echoed = try await withTimeout(timeout) { [fabric] in
+                    let stream = try await fabric.dial(from: identity.node, to: target, port: 7, endpoint: endpoint)
+                    try await stream.write(probe)
+                    var received: [UInt8] = []
+                    for await event in stream.events {
+                        if case .data(let bytes) = event { received += bytes }
+                        if received.count >= probe.count { break }
+                    }
+                    try? await stream.close()
+                    return received
+                }
+                guard echoed == probe else { throw StreamError("the echo did not match what was sent") }
+                let elapsed = started.duration(to: .now)
+                let milliseconds = Double(elapsed.components.seconds) * 1000 + Double(elapsed.components.attoseconds) / 1e15
+                results.append(["seq": .integer(Int64(sequence)), "bytes": .integer(Int64(probe.count)), "rtt_ms": .double((milliseconds * 1000).rounded() / 1000)])
+            } catch {
+                results.append(["seq": .integer(Int64(sequence)), "error": .string("\(error)")])
+            }
+        }
+        return results
+    }
+
+    /// Where to reach `target`: nowhere for an identity of this host (delivered in-process; it
+    /// joins the fabric), else the endpoint the registry gives (a private target answers only
+    /// to nodes it trusts).
+    private func endpoint(of target: Address, for name: String) async throws -> SocketAddress? {
+        if let local = await pool.all.first(where: { $0.nodeID == target.node }) {
+            try await join(local.name)
+            return nil
+        }
+        let text: String
+        do { text = try await pool.resolve(node: target.node, as: name) } catch PoolError.registry(let reason) {
+            throw ControlFailure(.notFound, "cannot reach \(target): \(reason)")
+        }
+        guard let colon = text.lastIndex(of: ":"), let port = Int(text[text.index(after: colon)...]) else {
+            throw ControlFailure(.connectionFailed, "registry gave an endpoint that is not host:port: \(text.prefix(64))")
+        }
+        return try SocketAddress(ipAddress: String(text[..<colon]), port: port)
+    }
+}
+
+/// The result of `body`, or a timeout error once `limit` has passed. Returns at the limit even
+/// if `body` does not notice its cancellation (a dial waits on its own timers); it ends later.
+func withTimeout<T: Sendable>(_ limit: Duration, _ body: @escaping @Sendable () async throws -> T) async throws -> T {
+    let settled = NIOLockedValueBox(false)
+    return try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<T, any Error>) in
+        let work = Task {
+            let result: Result<T, any Error>
+            do { result = .success(try await body()) } catch { result = .failure(error) }
+            if settled.withLockedValue({ done in defer { done = true }; return !done }) { continuation.resume(with: result) }
+        }
+        Task {
+            try? await Task.sleep(for: limit)
+            if settled.withLockedValue({ done in defer { done = true }; return !done }) {
+                work.cancel()
+                continuation.resume(throwing: ControlFailure(.timeout, "no answer within \(limit)"))
+            }
+        }
+    }
+}
