@@ -13,6 +13,18 @@ public final class OverlayHarness {
     private var restarts = 0
 
     /// Throws `OfficialPilot.Unavailable` where the official binaries cannot be had (tests skip).
+    /// A harness with the rendezvous and one official daemon `name` running; returns its node id.
+    public static func started(daemon name: String, extra: [String] = []) throws -> (OverlayHarness, UInt32) {
+        let overlay = try OverlayHarness()
+        do {
+            try overlay.startRendezvous()
+            return (overlay, try overlay.startDaemon(name, extra: extra))
+        } catch {
+            overlay.stopAll()
+            throw error
+        }
+    }
+
     public init() throws {
         official = try OfficialPilot.binaries()
         directory = try TemporaryDirectory(prefix: "pilot-overlay")

@@ -7,13 +7,11 @@ import XCTest
 /// identity to the official 1.18 daemon, and from the daemon to a public identity.
 final class HostDataPlaneTests: XCTestCase {
     func testPingBetweenIdentitiesAndWithTheOfficialDaemonBothWays() throws {
-        let overlay: OverlayHarness
-        do { overlay = try OverlayHarness() } catch let error as OfficialPilot.Unavailable {
+        let (overlay, daemon): (OverlayHarness, UInt32)
+        do { (overlay, daemon) = try OverlayHarness.started(daemon: "alpha", extra: ["-public"]) } catch let error as OfficialPilot.Unavailable {
             throw XCTSkip("official pilot-daemon unavailable: \(error)")
         }
         defer { overlay.stopAll() }
-        try overlay.startRendezvous()
-        let daemon = try overlay.startDaemon("alpha", extra: ["-public"])
 
         let bin = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
         let runtime = overlay.directory.path("run")

@@ -23,13 +23,11 @@ final class OfficialTunnelTests: XCTestCase {
     }
 
     func testControlPingAndADialBothWaysWithTheOfficialDaemon() async throws {
-        let overlay: OverlayHarness
-        do { overlay = try OverlayHarness() } catch let error as OfficialPilot.Unavailable {
+        let (overlay, daemon): (OverlayHarness, UInt32)
+        do { (overlay, daemon) = try OverlayHarness.started(daemon: "alpha", extra: ["-public"]) } catch let error as OfficialPilot.Unavailable {
             throw XCTSkip("official pilot-daemon unavailable: \(error)")
         }
         defer { overlay.stopAll() }
-        try overlay.startRendezvous()
-        let daemon = try overlay.startDaemon("alpha", extra: ["-public"])
 
         let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
         let registry = RegistryClient(host: "127.0.0.1", port: Int(overlay.registryPort), group: group)
