@@ -14,6 +14,7 @@ import PilotWire
 /// (on the listen host, any free port) and is registered with that address.
 actor DataPlane {
     let fabric: Fabric
+    let trust: TrustService
     private let pool: IdentityPool
     private let logger: Logger
     private var listenHost = "0.0.0.0"
@@ -24,6 +25,51 @@ actor DataPlane {
         self.fabric = fabric
         self.pool = pool
         self.logger = logger
+        trust = TrustService(pool: pool, logger: logger)
+    }
+
+    /// Connects the trust service to the fabric (once, before use).
+    func wireTrust() async {
+        await trust.wire(
+            send: { [weak self] name, peer, message in
+                guard let self else { return }
+                try await self.sendHandshake(message, from: name, to: peer)
+            },
+            relate: { [weak self] name, peer, related in
+                guard let self, let identity = try? await self.join(name) else { return }
+                try? await self.fabric.relate(local: identity.node, remote: peer, related)
+            })
+    }
+
+    /// A handshake message to `peer`'s port 444, alone on its stream (1.18 reads one segment).
+    private func sendHandshake(_ message: HandshakeMessage, from name: String, to peer: UInt32) async throws {
+        let identity = try await join(name)
+        let target = Address(node: peer)
+        let endpoint = try await endpoint(of: target, for: name)
+        try await withTimeout(.seconds(15)) { [fabric] in
+            let stream = try await fabric.dial(from: identity.node, to: target, port: HandshakeMessage.port, endpoint: endpoint)
+            try await stream.write(message.encoded())
+            try await stream.close()
+        }
+    }
+
+    /// Reads one handshake message from a stream to port 444 of `name`: until it parses, the
+    /// peer finishes, 4096 bytes or 10 s.
+    private nonisolated func serveHandshake(_ stream: StreamHandle, for name: String) {
+        let trust = trust
+        Task {
+            let bytes: [UInt8] = (try? await withTimeout(.seconds(10)) { () async -> [UInt8] in
+                var bytes: [UInt8] = []
+                for await event in stream.events {
+                    guard case .data(let chunk) = event else { break }
+                    bytes += chunk
+                    if bytes.count >= HandshakeMessage.maxSize || (try? HandshakeMessage(decoding: bytes)) != nil { break }
+                }
+                return bytes
+            }) ?? []
+            try? await stream.close()
+            await trust.received(bytes, for: name, from: stream.key.remote.node)
+        }
     }
 
     /// Binds the shared tunnel socket.
@@ -47,6 +93,13 @@ actor DataPlane {
             try await pool.useOwnSocket(name, address: "\(listenHost == "0.0.0.0" ? "127.0.0.1" : listenHost):\(bound.address.port ?? 0)")
         }
         try await fabric.add(identity, ownSocket: ownSocket) { _ in }
+        try await fabric.listen(node: identity.node, port: HandshakeMessage.port) { [weak self] stream in
+            self?.serveHandshake(stream, for: name)
+        }
+        // Key exchanges from peers it trusts or is in a handshake with apply to it.
+        for entry in await pool.trust(of: name) where entry.state != .rejected {
+            try await fabric.relate(local: identity.node, remote: entry.peerNode)
+        }
         joined[name] = identity
         names[record.nodeID] = name
         return identity

@@ -55,6 +55,7 @@ public final class Host: Sendable {
             logger.warning("open-file limit below what the identities need; raise LimitNOFILE=", metadata: [
                 "limit": "\(limit)", "needed": "\(needed)"])
         }
+        await dataPlane.wireTrust()
         do { try await dataPlane.start(listen: configuration.listen) } catch {
             throw ConfigurationError.invalidValue(key: "listen", value: configuration.listen, reason: "cannot bind the tunnel socket: \(error)")
         }

@@ -2,7 +2,8 @@ import PilotControl
 import PilotWire
 
 /// The commands of an identity's own socket: `info`, `set-hostname`, `clear-hostname`,
-/// `set-tags`, `clear-tags`, `set-public`, `set-private`, `lookup`, `find`, `ping`.
+/// `set-tags`, `clear-tags`, `set-public`, `set-private`, `lookup`, `find`, `ping`, and the trust
+/// handshake: `handshake`, `pending`, `approve`, `reject`, `untrust`, `trust`.
 struct IdentityCommands: Sendable {
     let pool: IdentityPool
     let dataPlane: DataPlane
@@ -48,6 +49,20 @@ struct IdentityCommands: Sendable {
                 return try await registryAnswer(RegistryMessage(type: "resolve_hostname", ["hostname": .string(hostname)]))
             case "ping":
                 return try await ping(request)
+            case "handshake":
+                let peer = try await resolveTarget(try request.string("peer")).node
+                return .ok(try await dataPlane.trust.request(name, peer: peer, reason: try request.optionalString("reason") ?? ""))
+            case "approve":
+                return .ok(try await dataPlane.trust.approve(name, peer: try await resolveTarget(try request.string("peer")).node))
+            case "reject":
+                let peer = try await resolveTarget(try request.string("peer")).node
+                return .ok(try await dataPlane.trust.reject(name, peer: peer, reason: try request.optionalString("reason") ?? ""))
+            case "untrust":
+                return .ok(try await dataPlane.trust.revoke(name, peer: try await resolveTarget(try request.string("peer")).node))
+            case "pending":
+                return .ok(await dataPlane.trust.pending(name))
+            case "trust":
+                return .ok(await dataPlane.trust.trusted(name))
             default:
                 throw ControlFailure(.invalidArgument, "unknown command: \(request.command.prefix(64))")
             }

@@ -36,6 +36,7 @@ public actor IdentityPool {
     private var records: [String: IdentityRecord] = [:]
     /// Identities with a UDP socket of their own register its address instead of the shared one.
     private var ownListenAddresses: [String: String] = [:]
+    private var trusts: [String: [UInt32: TrustRecord]] = [:]
     private var unsealed: [String: Ed25519PrivateKey] = [:]
 
     public init(store: sending HostStore, keys: IdentityKeys, registry: RegistryClient, listenAddress: String) {
@@ -53,7 +54,38 @@ public actor IdentityPool {
         for record in try store.all() { loaded[record.name] = record }
         records = loaded
         unsealed = [:]
+        trusts = try store.allTrust().mapValues { entries in Dictionary(entries.map { ($0.peerNode, $0) }, uniquingKeysWith: { $1 }) }
         if let first = loaded.keys.min() { _ = try key(first) }
+    }
+
+    // MARK: Trust
+
+    /// `name`'s trust entries, by peer.
+    public func trust(of name: String) -> [TrustRecord] {
+        (trusts[name] ?? [:]).values.sorted { $0.peerNode < $1.peerNode }
+    }
+
+    public func trust(of name: String, peer: UInt32) -> TrustRecord? { trusts[name]?[peer] }
+
+    /// Stores `record` for `name` (durable when this returns).
+    public func setTrust(_ record: TrustRecord, for name: String) throws {
+        guard records[name] != nil else { throw PoolError.notFound(name) }
+        try store.setTrust(record, identity: name)
+        trusts[name, default: [:]][record.peerNode] = record
+    }
+
+    public func removeTrust(peer: UInt32, for name: String) throws {
+        try store.removeTrust(peer: peer, identity: name)
+        trusts[name]?[peer] = nil
+    }
+
+    /// Tells the registry `name` trusts (or no longer trusts) `peer`, so `resolve` follows.
+    public func reportTrust(_ name: String, peer: UInt32, trusted: Bool) async throws {
+        guard let record = records[name] else { throw PoolError.notFound(name) }
+        let type = trusted ? "report_trust" : "revoke_trust"
+        try await signed(
+            try key(name), type, "\(type):\(record.nodeID):\(peer)",
+            ["node_id": .integer(Int64(record.nodeID)), "peer_id": .integer(Int64(peer))])
     }
 
     public var names: [String] { records.keys.sorted() }
@@ -133,6 +165,7 @@ public actor IdentityPool {
         records[name] = nil
         unsealed[name] = nil
         ownListenAddresses[name] = nil
+        trusts[name] = nil
     }
 
     /// Gives `name` to another owner.

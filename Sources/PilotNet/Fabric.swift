@@ -269,8 +269,14 @@ public final class Fabric: Sendable {
     }
 
     /// `local` has business with `remote` (trust, a handshake): key exchanges from it apply.
-    public func relate(local: UInt32, remote: UInt32) async throws {
-        try await loop.submit { [state] in state.value.table.relate(local: local, remote: remote) }.get()
+    public func relate(local: UInt32, remote: UInt32, _ related: Bool = true) async throws {
+        try await loop.submit { [state] in
+            if related {
+                state.value.table.relate(local: local, remote: remote)
+            } else {
+                state.value.table.forgetRelation(local: local, remote: remote)
+            }
+        }.get()
     }
 
     /// Sends `packet` (its source is the sending identity) to node `remote`, over its session or

@@ -37,6 +37,38 @@ public struct IdentityRecord: Hashable, Sendable {
 
 /// `host.db`: the identities of a pilot-host and everything they own. Every tenant-owned table
 /// references `identity(id)` with `ON DELETE CASCADE`, so deleting an identity leaves nothing.
+/// One identity's standing with one peer node.
+public struct TrustRecord: Hashable, Sendable {
+    public enum State: String, Sendable {
+        /// The peer asked; waiting for this identity's owner to approve or reject.
+        case pendingIn = "pending-in"
+        /// This identity asked; waiting for the peer.
+        case pendingOut = "pending-out"
+        case trusted
+        case rejected
+        case revoked
+    }
+
+    public var peerNode: UInt32
+    /// The peer's Ed25519 key, when known.
+    public var peerKey: [UInt8]?
+    public var state: State
+    /// The justification the peer gave, or the reason of a rejection.
+    public var reason: String
+    public var updatedAt: Int64
+    /// Both sides asked (1.18's "mutual").
+    public var mutual: Bool
+
+    public init(peerNode: UInt32, peerKey: [UInt8]? = nil, state: State, reason: String = "", updatedAt: Int64, mutual: Bool = false) {
+        self.peerNode = peerNode
+        self.peerKey = peerKey
+        self.state = state
+        self.reason = reason
+        self.updatedAt = updatedAt
+        self.mutual = mutual
+    }
+}
+
 /// Each change is one transaction with `synchronous=FULL`: durable when the call returns, never
 /// half-made after a crash.
 ///
@@ -73,7 +105,11 @@ public final class HostStore {
             updated_at INTEGER NOT NULL,
             PRIMARY KEY (identity_id, peer_node)
         );
+        """,
+        // 2: whether a trust is mutual (both asked), as 1.18 records it.
         """
+        ALTER TABLE trust ADD COLUMN mutual INTEGER NOT NULL DEFAULT 0;
+        """,
     ]
 
     /// Opens (creating and migrating) `host.db` at `path`.
@@ -168,6 +204,55 @@ public final class HostStore {
                 isPublic: row[7].integer == 1, ownerUID: UInt32(truncatingIfNeeded: row[8].integer ?? 0),
                 allowedGIDs: groups[row[0].integer ?? 0] ?? [], createdAt: row[9].integer ?? 0, isEphemeral: row[10].integer == 1)
         }
+    }
+
+    // MARK: Trust
+
+    /// `identity`'s trust entry for `record.peerNode`, replacing what was there.
+    public func setTrust(_ record: TrustRecord, identity: String) throws {
+        try db.transaction {
+            try db.run(
+                """
+                INSERT INTO trust (identity_id, peer_node, peer_key, state, reason, updated_at, mutual)
+                SELECT id, ?, ?, ?, ?, ?, ? FROM identity WHERE name = ?
+                ON CONFLICT (identity_id, peer_node) DO UPDATE SET
+                    peer_key = excluded.peer_key, state = excluded.state, reason = excluded.reason,
+                    updated_at = excluded.updated_at, mutual = excluded.mutual
+                """,
+                [
+                    .integer(Int64(record.peerNode)), record.peerKey.map(SQLValue.blob) ?? .null, .text(record.state.rawValue),
+                    .text(record.reason), .integer(record.updatedAt), .integer(record.mutual ? 1 : 0), .text(identity),
+                ])
+            guard db.changes == 1 else { throw StoreError(code: 12, message: "no identity named \(identity)") }
+        }
+    }
+
+    /// Forgets `identity`'s entry for `peer`; returns whether there was one.
+    @discardableResult
+    public func removeTrust(peer: UInt32, identity: String) throws -> Bool {
+        try db.transaction {
+            try db.run(
+                "DELETE FROM trust WHERE peer_node = ? AND identity_id = (SELECT id FROM identity WHERE name = ?)",
+                [.integer(Int64(peer)), .text(identity)])
+            return db.changes == 1
+        }
+    }
+
+    /// Every trust entry, by identity name.
+    public func allTrust() throws -> [String: [TrustRecord]] {
+        var entries: [String: [TrustRecord]] = [:]
+        let rows = try db.rows(
+            """
+            SELECT identity.name, peer_node, peer_key, state, reason, updated_at, mutual
+            FROM trust JOIN identity ON identity.id = trust.identity_id ORDER BY identity.name, peer_node
+            """)
+        for row in rows {
+            guard let name = row[0].text, let state = row[3].text.flatMap(TrustRecord.State.init(rawValue:)) else { continue }
+            entries[name, default: []].append(TrustRecord(
+                peerNode: UInt32(truncatingIfNeeded: row[1].integer ?? 0), peerKey: row[2].blob, state: state,
+                reason: row[4].text ?? "", updatedAt: row[5].integer ?? 0, mutual: row[6].integer == 1))
+        }
+        return entries
     }
 
     /// `PRAGMA integrity_check`: "ok" when the file is sound.

@@ -11,6 +11,7 @@ struct Pilotctl: ParsableCommand {
         subcommands: [
             IdentityCommand.self, InfoCommand.self, SetHostname.self, ClearHostname.self, SetTags.self, ClearTags.self,
             SetPublic.self, SetPrivate.self, Lookup.self, Find.self, Ping.self,
+            Handshake.self, Pending.self, Approve.self, Reject.self, Untrust.self, TrustList.self,
         ])
 }
 
@@ -160,6 +161,83 @@ struct Ping: ParsableCommand {
                 return "reply from \(to): seq=\(sequence) bytes=\(result["bytes"]?.integerValue ?? 0) time=\(String(format: "%.3f", rtt)) ms"
             }
             return (["PING \(target) (\(to))"] + lines).joined(separator: "\n")
+        }
+    }
+}
+
+/// Unix seconds as a readable UTC time.
+private func time(_ value: JSON?) -> String {
+    guard let seconds = value?.integerValue else { return "?" }
+    return ISO8601DateFormatter().string(from: Date(timeIntervalSince1970: TimeInterval(seconds)))
+}
+
+/// Prints a trust command's status line.
+private func status(_ data: JSON) -> String {
+    "\(data["status"]?.stringValue ?? "ok"): node \(data["node_id"]?.integerValue.map(String.init) ?? "?")"
+}
+
+struct Handshake: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Ask a node for trust, with a reason.")
+    @OptionGroup var global: GlobalOptions
+    @Argument(help: "An address, a node id, or a hostname.") var peer: String
+    @Argument var reason: String = ""
+    func run() throws {
+        try global.run(ControlRequest("handshake", ["peer": .string(peer), "reason": .string(reason)]), on: try global.identitySocket(), text: status)
+    }
+}
+
+struct Pending: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Handshake requests waiting for approval.")
+    @OptionGroup var global: GlobalOptions
+    func run() throws {
+        try global.run(ControlRequest("pending"), on: try global.identitySocket()) { data in
+            let entries = data["pending"]?.arrayValue ?? []
+            guard !entries.isEmpty else { return "no pending requests" }
+            return entries.map { entry in
+                "node \(entry["node_id"]?.integerValue ?? 0)  \(time(entry["received_at"]))  \(entry["justification"]?.stringValue ?? "")"
+            }.joined(separator: "\n")
+        }
+    }
+}
+
+struct Approve: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Approve a pending handshake request.")
+    @OptionGroup var global: GlobalOptions
+    @Argument var peer: String
+    func run() throws {
+        try global.run(ControlRequest("approve", ["peer": .string(peer)]), on: try global.identitySocket(), text: status)
+    }
+}
+
+struct Reject: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Reject a pending handshake request.")
+    @OptionGroup var global: GlobalOptions
+    @Argument var peer: String
+    @Argument var reason: String = ""
+    func run() throws {
+        try global.run(ControlRequest("reject", ["peer": .string(peer), "reason": .string(reason)]), on: try global.identitySocket(), text: status)
+    }
+}
+
+struct Untrust: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Revoke the trust of a node.")
+    @OptionGroup var global: GlobalOptions
+    @Argument var peer: String
+    func run() throws {
+        try global.run(ControlRequest("untrust", ["peer": .string(peer)]), on: try global.identitySocket(), text: status)
+    }
+}
+
+struct TrustList: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "trust", abstract: "The nodes this identity trusts.")
+    @OptionGroup var global: GlobalOptions
+    func run() throws {
+        try global.run(ControlRequest("trust"), on: try global.identitySocket()) { data in
+            let entries = data["trusted"]?.arrayValue ?? []
+            guard !entries.isEmpty else { return "no trusted nodes" }
+            return entries.map { entry in
+                "node \(entry["node_id"]?.integerValue ?? 0)  since \(time(entry["approved_at"]))\(entry["mutual"]?.boolValue == true ? "  mutual" : "")"
+            }.joined(separator: "\n")
         }
     }
 }

@@ -6,30 +6,41 @@ import XCTest
 /// pilot-host's identities on the network: between two identities of the host, from an
 /// identity to the official 1.18 daemon, and from the daemon to a public identity.
 final class HostDataPlaneTests: XCTestCase {
-    func testPingBetweenIdentitiesAndWithTheOfficialDaemonBothWays() throws {
-        let (overlay, daemon): (OverlayHarness, UInt32)
-        do { (overlay, daemon) = try OverlayHarness.started(daemon: "alpha", extra: ["-public"]) } catch let error as OfficialPilot.Unavailable {
+    private let bin = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
+
+    /// Our rendezvous and a public official daemon "alpha" (or a skip where it cannot run).
+    private func overlay() throws -> (OverlayHarness, UInt32) {
+        do { return try OverlayHarness.started(daemon: "alpha", extra: ["-public"]) } catch let error as OfficialPilot.Unavailable {
             throw XCTSkip("official pilot-daemon unavailable: \(error)")
         }
-        defer { overlay.stopAll() }
+    }
 
-        let bin = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
-        let runtime = overlay.directory.path("run")
+    /// pilot-host as a process on the overlay, its state and runtime in the overlay's directory.
+    private func startHost(_ overlay: OverlayHarness, listen: String, generation: Int = 1) throws -> ChildProcess {
         let host = try ChildProcess(
-            name: "pilot-host", executable: bin.appendingPathComponent("pilot-host"),
+            name: "pilot-host-\(generation)", executable: bin.appendingPathComponent("pilot-host"),
             arguments: [
-                "--state-dir", overlay.directory.path("state"), "--runtime-dir", runtime,
-                "--registry", "127.0.0.1:\(overlay.registryPort)", "--beacon", "127.0.0.1:\(overlay.beaconPort)",
-                "--listen", "127.0.0.1:\(try LoopbackSocket.freePort())",
+                "--state-dir", overlay.directory.path("state"), "--runtime-dir", overlay.directory.path("run"),
+                "--registry", "127.0.0.1:\(overlay.registryPort)", "--beacon", "127.0.0.1:\(overlay.beaconPort)", "--listen", listen,
             ],
             logDirectory: overlay.directory.url)
-        defer { host.stop() }
         XCTAssertTrue(ChildProcess.waitUntil(timeout: 20) { host.output.contains("pilot-host serving") }, host.output)
+        return host
+    }
 
-        func pilotctl(_ arguments: [String]) -> JSON? {
-            let result = ChildProcess.run(bin.appendingPathComponent("pilotctl").path, arguments + ["--json", "--runtime-dir", runtime], timeout: 60)
-            return try? JSON(parsing: Array(result.output.trimmingCharacters(in: .whitespacesAndNewlines).utf8))
-        }
+    /// Our pilotctl with --json against the overlay's host; the parsed envelope.
+    private func pilotctl(_ overlay: OverlayHarness, _ arguments: [String]) -> JSON? {
+        let result = ChildProcess.run(
+            bin.appendingPathComponent("pilotctl").path, arguments + ["--json", "--runtime-dir", overlay.directory.path("run")], timeout: 60)
+        return try? JSON(parsing: Array(result.output.trimmingCharacters(in: .whitespacesAndNewlines).utf8))
+    }
+
+    func testPingBetweenIdentitiesAndWithTheOfficialDaemonBothWays() throws {
+        let (overlay, daemon) = try overlay()
+        defer { overlay.stopAll() }
+        let host = try startHost(overlay, listen: "127.0.0.1:\(try LoopbackSocket.freePort())")
+        defer { host.stop() }
+        func pilotctl(_ arguments: [String]) -> JSON? { self.pilotctl(overlay, arguments) }
         XCTAssertEqual(pilotctl(["identity", "create", "alice", "--hostname", "alice"])?["status"], "ok")
         let bob = pilotctl(["identity", "create", "bob", "--hostname", "bob", "--public"])
         let bobAddress = try XCTUnwrap(bob?["data"]?["address"]?.stringValue)
@@ -56,5 +67,58 @@ final class HostDataPlaneTests: XCTestCase {
         let nowhere = pilotctl(["ping", "0:0000.0000.7777", "--identity", "alice", "--count", "1", "--timeout", "2"])
         XCTAssertEqual(nowhere?["code"], "not_found", "\(String(describing: nowhere))")
         XCTAssertTrue(host.isRunning)
+    }
+
+    /// The trust handshake with the official 1.18 daemon, both directions, with the official
+    /// pilotctl on its side: request, pending, approve, trusted on both sides (and in host.db
+    /// across a restart); a revoke reaches the daemon.
+    func testTrustHandshakeWithTheOfficialDaemonBothWays() throws {
+        let (overlay, daemon) = try overlay()
+        defer { overlay.stopAll() }
+        let listen = "127.0.0.1:\(try LoopbackSocket.freePort())"
+        var host = try startHost(overlay, listen: listen)
+        defer { host.stop() }
+        func pilotctl(_ arguments: [String]) -> JSON? { self.pilotctl(overlay, arguments) }
+        let alice = try XCTUnwrap(pilotctl(["identity", "create", "alice", "--hostname", "alice"])?["data"]?["node_id"]?.integerValue)
+        let bob = try XCTUnwrap(pilotctl(["identity", "create", "bob", "--hostname", "bob", "--public"])?["data"]?["node_id"]?.integerValue)
+
+        // alice asks the daemon; its owner approves with the official pilotctl.
+        XCTAssertEqual(pilotctl(["handshake", "alpha", "let me in", "--identity", "alice"])?["data"]?["status"], "sent")
+        try overlay.eventually("the daemon sees alice's request") {
+            try overlay.ctl("alpha", ["pending"])["pending"]?.arrayValue?.contains { $0["node_id"]?.integerValue == alice && $0["justification"] == "let me in" } == true
+        }
+        _ = try overlay.ctl("alpha", ["approve", "\(alice)"])
+        try overlay.eventually("alice trusts the daemon") {
+            pilotctl(["trust", "--identity", "alice"])?["data"]?["trusted"]?.arrayValue?.contains { $0["node_id"]?.integerValue == Int64(daemon) && $0["mutual"] == true } == true
+        }
+
+        // The daemon asks bob; bob's owner approves with our pilotctl.
+        _ = try overlay.ctl("alpha", ["handshake", "bob", "hello bob"])
+        var pending: [JSON] = []
+        try overlay.eventually("bob sees the daemon's request") {
+            pending = pilotctl(["pending", "--identity", "bob"])?["data"]?["pending"]?.arrayValue ?? []
+            return !pending.isEmpty
+        }
+        XCTAssertEqual(pending.first?["node_id"]?.integerValue, Int64(daemon))
+        XCTAssertEqual(pending.first?["justification"], "hello bob")
+        XCTAssertEqual(pilotctl(["approve", "\(daemon)", "--identity", "bob"])?["data"]?["status"], "approved")
+        try overlay.eventually("the daemon trusts bob") {
+            try overlay.ctl("alpha", ["trust"])["trusted"]?.arrayValue?.contains { $0["node_id"]?.integerValue == bob } == true
+        }
+        // Not pending twice, and nobody trusts by being asked.
+        XCTAssertEqual(pilotctl(["approve", "\(daemon)", "--identity", "bob"])?["code"], "not_found")
+        XCTAssertEqual(pilotctl(["trust", "--identity", "bob"])?["data"]?["total"], 1)
+
+        // Trust is in host.db: a restarted host still has it.
+        host.stop()
+        host = try startHost(overlay, listen: listen, generation: 2)
+        XCTAssertEqual(pilotctl(["trust", "--identity", "alice"])?["data"]?["trusted"]?.arrayValue?.first?["node_id"]?.integerValue, Int64(daemon))
+
+        // bob revokes: gone here, and the daemon drops bob.
+        XCTAssertEqual(pilotctl(["untrust", "\(daemon)", "--identity", "bob"])?["data"]?["status"], "revoked")
+        XCTAssertEqual(pilotctl(["trust", "--identity", "bob"])?["data"]?["total"], 0)
+        try overlay.eventually("the daemon forgets bob") {
+            try overlay.ctl("alpha", ["trust"])["trusted"]?.arrayValue?.contains { $0["node_id"]?.integerValue == bob } == false
+        }
     }
 }

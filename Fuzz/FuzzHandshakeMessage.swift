@@ -1,0 +1,13 @@
+// libFuzzer target: trust handshake message decoder. Any input must decode or throw; a decoded
+// message must survive its own encoding unchanged.
+import PilotWire
+
+@_cdecl("LLVMFuzzerTestOneInput")
+public func fuzz(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
+    let bytes = Array(UnsafeBufferPointer(start: data, count: size))
+    guard let message = try? HandshakeMessage(decoding: bytes) else { return 0 }
+    guard let again = try? HandshakeMessage(decoding: message.encoded()), again == message else {
+        fatalError("HandshakeMessage round trip differs")
+    }
+    return 0
+}

@@ -1,0 +1,213 @@
+import Foundation
+import Logging
+import PilotControl
+import PilotCrypto
+import PilotNet
+import PilotStore
+import PilotWire
+
+/// Trust handshakes of every identity (port 444, PROTOCOL.md §10), with their state in
+/// `host.db`. Being on the network is not being trusted: an accept counts only when this
+/// identity asked, and a message must come from the node its tunnel authenticated.
+actor TrustService {
+    private let pool: IdentityPool
+    private let logger: Logger
+    /// SHA-256 of messages seen in the last 10 minutes: a replayed message is ignored.
+    private var seen: [[UInt8]: Date] = [:]
+    private(set) var ignored = 0
+    /// Sends a message from an identity to a node (dial port 444, write, close).
+    var send: (@Sendable (_ name: String, _ peer: UInt32, _ message: HandshakeMessage) async throws -> Void)?
+    /// Tells the data plane `name` has business with `peer` (or no longer has).
+    var relate: (@Sendable (_ name: String, _ peer: UInt32, _ related: Bool) async -> Void)?
+
+    static let maxReason = 512
+
+    init(pool: IdentityPool, logger: Logger) {
+        self.pool = pool
+        self.logger = logger
+    }
+
+    func wire(
+        send: @escaping @Sendable (String, UInt32, HandshakeMessage) async throws -> Void,
+        relate: @escaping @Sendable (String, UInt32, Bool) async -> Void
+    ) {
+        self.send = send
+        self.relate = relate
+    }
+
+    // MARK: Commands of the identity's owner
+
+    /// `handshake PEER REASON`: asks `peer` for trust.
+    func request(_ name: String, peer: UInt32, reason: String) async throws -> JSON {
+        guard reason.utf8.count <= Self.maxReason else {
+            throw ControlFailure(.invalidArgument, "handshake: the reason is longer than \(Self.maxReason) bytes")
+        }
+        let record = try await identity(name)
+        guard peer != record.nodeID else { throw ControlFailure(.invalidArgument, "handshake: an identity cannot trust itself") }
+        if await pool.trust(of: name, peer: peer)?.state == .trusted {
+            return ["status": "already trusted", "node_id": .integer(Int64(peer))]
+        }
+        if let pending = await pool.trust(of: name, peer: peer), pending.state == .pendingIn {
+            // The peer asked first: asking back is approving.
+            return try await approve(name, peer: peer)
+        }
+        try await pool.setTrust(TrustRecord(peerNode: peer, state: .pendingOut, reason: reason, updatedAt: Self.now), for: name)
+        await relate?(name, peer, true)
+        do {
+            try await send?(name, peer, try await message(.request, from: name, to: peer, justification: reason))
+        } catch {
+            throw ControlFailure(.connectionFailed, "handshake: cannot reach node \(peer): \(error)")
+        }
+        return ["status": "sent", "node_id": .integer(Int64(peer))]
+    }
+
+    func approve(_ name: String, peer: UInt32) async throws -> JSON {
+        guard var entry = await pool.trust(of: name, peer: peer), entry.state == .pendingIn else {
+            throw ControlFailure(.notFound, "no pending handshake from node \(peer)")
+        }
+        entry.state = .trusted
+        entry.updatedAt = Self.now
+        try await pool.setTrust(entry, for: name)
+        await relate?(name, peer, true)
+        await report(name, peer: peer, trusted: true)
+        try? await send?(name, peer, try await message(.accept, from: name, to: peer))
+        return ["status": "approved", "node_id": .integer(Int64(peer))]
+    }
+
+    func reject(_ name: String, peer: UInt32, reason: String) async throws -> JSON {
+        guard let entry = await pool.trust(of: name, peer: peer), entry.state == .pendingIn else {
+            throw ControlFailure(.notFound, "no pending handshake from node \(peer)")
+        }
+        try await pool.removeTrust(peer: entry.peerNode, for: name)
+        await relate?(name, peer, false)
+        try? await send?(name, peer, try await message(.reject, from: name, to: peer, reason: String(reason.prefix(Self.maxReason))))
+        return ["status": "rejected", "node_id": .integer(Int64(peer))]
+    }
+
+    /// `untrust PEER`: revokes a trust.
+    func revoke(_ name: String, peer: UInt32) async throws -> JSON {
+        guard let entry = await pool.trust(of: name, peer: peer), entry.state == .trusted else {
+            throw ControlFailure(.notFound, "node \(peer) is not trusted")
+        }
+        try await pool.removeTrust(peer: entry.peerNode, for: name)
+        await relate?(name, peer, false)
+        await report(name, peer: peer, trusted: false)
+        try? await send?(name, peer, try await message(.revoke, from: name, to: peer))
+        return ["status": "revoked", "node_id": .integer(Int64(peer))]
+    }
+
+    func pending(_ name: String) async -> JSON {
+        let entries = await pool.trust(of: name).filter { $0.state == .pendingIn }
+        return ["pending": .array(entries.map { entry in
+            [
+                "node_id": .integer(Int64(entry.peerNode)), "public_key": .string(entry.peerKey.map(Sodium.base64) ?? ""),
+                "justification": .string(entry.reason), "received_at": .integer(entry.updatedAt),
+            ]
+        })]
+    }
+
+    func trusted(_ name: String) async -> JSON {
+        let entries = await pool.trust(of: name).filter { $0.state == .trusted }
+        return ["total": .integer(Int64(entries.count)), "trusted": .array(entries.map { entry in
+            [
+                "node_id": .integer(Int64(entry.peerNode)), "public_key": .string(entry.peerKey.map(Sodium.base64) ?? ""),
+                "approved_at": .integer(entry.updatedAt), "mutual": .bool(entry.mutual), "network": 0,
+            ]
+        })]
+    }
+
+    // MARK: Messages from peers
+
+    /// One message that arrived on `name`'s port 444 from node `source` (authenticated by the
+    /// tunnel). Bad, stale, replayed or unasked-for messages are ignored and counted.
+    func received(_ bytes: [UInt8], for name: String, from source: UInt32) async {
+        guard let message = try? HandshakeMessage(decoding: bytes), message.node == source,
+            let record = await pool.identity(named: name)
+        else { return ignore("malformed, or not from the node that sent it", name) }
+        let now = Date()
+        let age = now.timeIntervalSince1970 - Double(message.timestamp)
+        guard age <= 300, age >= -30 else { return ignore("timestamp out of range", name) }
+        seen = seen.filter { now.timeIntervalSince($0.value) < 600 }
+        let digest = Sodium.sha256(bytes)
+        guard seen.updateValue(now, forKey: digest) == nil else { return ignore("replayed", name) }
+        var key: [UInt8]?
+        if !message.publicKey.isEmpty {
+            guard let publicKey = try? Ed25519PublicKey(base64: message.publicKey),
+                let signature = Sodium.fromBase64(message.signature),
+                publicKey.isValidSignature(signature, for: Array(message.signedText(receiver: record.nodeID).utf8))
+            else { return ignore("bad signature", name) }
+            key = publicKey.bytes
+        }
+        let peer = message.node
+        let entry = await pool.trust(of: name, peer: peer)
+        do {
+            switch message.kind {
+            case .request:
+                switch entry?.state {
+                case .trusted:
+                    try? await send?(name, peer, try await self.message(.accept, from: name, to: peer))
+                case .pendingOut:
+                    // Both asked: mutual trust.
+                    try await pool.setTrust(TrustRecord(peerNode: peer, peerKey: key, state: .trusted, updatedAt: Self.now, mutual: true), for: name)
+                    await report(name, peer: peer, trusted: true)
+                    try? await send?(name, peer, try await self.message(.accept, from: name, to: peer))
+                default:
+                    try await pool.setTrust(
+                        TrustRecord(peerNode: peer, peerKey: key, state: .pendingIn, reason: String(message.justification.prefix(Self.maxReason)), updatedAt: Self.now),
+                        for: name)
+                    await relate?(name, peer, true)
+                    logger.notice("handshake request", metadata: ["PILOT_IDENTITY": "\(name)", "PILOT_PEER": "\(peer)"])
+                }
+            case .accept:
+                guard entry?.state == .pendingOut else { return ignore("accept nobody asked for", name) }
+                try await pool.setTrust(TrustRecord(peerNode: peer, peerKey: key, state: .trusted, updatedAt: Self.now, mutual: true), for: name)
+                await report(name, peer: peer, trusted: true)
+                logger.notice("trusted", metadata: ["PILOT_IDENTITY": "\(name)", "PILOT_PEER": "\(peer)"])
+            case .reject:
+                guard entry?.state == .pendingOut else { return ignore("reject nobody asked for", name) }
+                try await pool.setTrust(
+                    TrustRecord(peerNode: peer, peerKey: key, state: .rejected, reason: String(message.reason.prefix(Self.maxReason)), updatedAt: Self.now),
+                    for: name)
+                await relate?(name, peer, false)
+            case .revoke:
+                guard let entry else { return }
+                try await pool.removeTrust(peer: peer, for: name)
+                await relate?(name, peer, false)
+                if entry.state == .trusted { await report(name, peer: peer, trusted: false) }
+            }
+        } catch {
+            logger.error("cannot store a trust change", metadata: ["PILOT_IDENTITY": "\(name)", "PILOT_PEER": "\(peer)", "error": "\(error)"])
+        }
+    }
+
+    // MARK: Helpers
+
+    private func ignore(_ why: String, _ name: String) {
+        ignored += 1
+        logger.info("handshake message ignored", metadata: ["PILOT_IDENTITY": "\(name)", "reason": "\(why)"])
+    }
+
+    private func identity(_ name: String) async throws -> IdentityRecord {
+        guard let record = await pool.identity(named: name) else { throw PoolError.notFound(name) }
+        return record
+    }
+
+    private func message(_ kind: HandshakeMessage.Kind, from name: String, to peer: UInt32, justification: String = "", reason: String = "") async throws -> HandshakeMessage {
+        let record = try await identity(name)
+        let key = try await pool.signingKey(of: name)
+        var message = HandshakeMessage(
+            kind: kind, node: record.nodeID, publicKey: key.publicKey.base64, justification: justification, reason: reason,
+            timestamp: Self.now)
+        message.signature = Sodium.base64(key.sign(message.signedText(receiver: peer)))
+        return message
+    }
+
+    /// Tells the registry, so `resolve` follows trust; a failure is logged (the trust stands).
+    private func report(_ name: String, peer: UInt32, trusted: Bool) async {
+        do { try await pool.reportTrust(name, peer: peer, trusted: trusted) } catch {
+            logger.warning("registry did not record the trust change", metadata: ["PILOT_IDENTITY": "\(name)", "PILOT_PEER": "\(peer)", "error": "\(error)"])
+        }
+    }
+
+    private static var now: Int64 { Int64(Date().timeIntervalSince1970) }
+}
