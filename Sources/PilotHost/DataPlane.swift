@@ -15,7 +15,7 @@ import PilotWire
 actor DataPlane {
     let fabric: Fabric
     let trust: TrustService
-    private let pool: IdentityPool
+    let pool: IdentityPool
     private let logger: Logger
     private var listenHost = "0.0.0.0"
     private var joined: [String: TunnelIdentity] = [:]
@@ -38,6 +38,8 @@ actor DataPlane {
             relate: { [weak self] name, peer, related in
                 guard let self, let identity = try? await self.join(name) else { return }
                 try? await self.fabric.relate(local: identity.node, remote: peer, related)
+                let trusted = await self.pool.trust(of: name, peer: peer)?.state == .trusted
+                try? await self.fabric.setTrusted(local: identity.node, remote: peer, trusted)
             })
     }
 
@@ -72,6 +74,9 @@ actor DataPlane {
         }
     }
 
+    /// The ports of a public identity open to nodes it does not trust (besides 444): echo.
+    static let publicServices: Set<UInt16> = [7]
+
     /// Binds the shared tunnel socket.
     func start(listen: String) async throws {
         let (host, port) = try Host.split(listen)
@@ -96,10 +101,13 @@ actor DataPlane {
         try await fabric.listen(node: identity.node, port: HandshakeMessage.port) { [weak self] stream in
             self?.serveHandshake(stream, for: name)
         }
-        // Key exchanges from peers it trusts or is in a handshake with apply to it.
+        // Key exchanges from peers it trusts or is in a handshake with apply to it; trusted peers
+        // pass the gate, and strangers reach a public identity's echo port.
         for entry in await pool.trust(of: name) where entry.state != .rejected {
             try await fabric.relate(local: identity.node, remote: entry.peerNode)
+            if entry.state == .trusted { try await fabric.setTrusted(local: identity.node, remote: entry.peerNode, true) }
         }
+        try await fabric.setPublicPorts(local: identity.node, record.isPublic ? Self.publicServices : [])
         joined[name] = identity
         names[record.nodeID] = name
         return identity

@@ -32,7 +32,12 @@ struct IdentityCommands: Sendable {
                 try await dataPlane.join(name)
                 return .ok(AdminCommands.describe(record))
             case "set-private":
-                return .ok(AdminCommands.describe(try await pool.setPublic(name: name, isPublic: false)))
+                let record = try await pool.setPublic(name: name, isPublic: false)
+                // Its public services close to nodes it does not trust; it goes back to the
+                // shared socket (its own socket stays bound until the host restarts).
+                await dataPlane.leave(name)
+                try await pool.useSharedSocket(name)
+                return .ok(AdminCommands.describe(record))
             case "lookup":
                 let target = try request.string("target")
                 let node: UInt32

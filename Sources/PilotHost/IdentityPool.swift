@@ -201,6 +201,13 @@ public actor IdentityPool {
         guard reply.type == "register_ok" else { throw PoolError.registry(reply["error"]?.stringValue ?? reply.type) }
     }
 
+    /// `name` is back on the shared socket (made private): registered again with its address.
+    public func useSharedSocket(_ name: String) async throws {
+        guard records[name] != nil, ownListenAddresses.removeValue(forKey: name) != nil else { return }
+        let reply = try await registry.send(registration(try key(name), listenAddress: listenAddress))
+        guard reply.type == "register_ok" else { throw PoolError.registry(reply["error"]?.stringValue ?? reply.type) }
+    }
+
     /// A registry query on behalf of nobody in particular (lookup, resolve_hostname).
     public func query(_ request: RegistryMessage) async throws -> RegistryMessage {
         try await registry.send(request)

@@ -149,6 +149,7 @@ actor TrustService {
                 case .pendingOut:
                     // Both asked: mutual trust.
                     try await pool.setTrust(TrustRecord(peerNode: peer, peerKey: key, state: .trusted, updatedAt: Self.now, mutual: true), for: name)
+                    await relate?(name, peer, true)
                     await report(name, peer: peer, trusted: true)
                     try? await send?(name, peer, try await self.message(.accept, from: name, to: peer))
                 default:
@@ -161,6 +162,7 @@ actor TrustService {
             case .accept:
                 guard entry?.state == .pendingOut else { return ignore("accept nobody asked for", name) }
                 try await pool.setTrust(TrustRecord(peerNode: peer, peerKey: key, state: .trusted, updatedAt: Self.now, mutual: true), for: name)
+                await relate?(name, peer, true)
                 await report(name, peer: peer, trusted: true)
                 logger.notice("trusted", metadata: ["PILOT_IDENTITY": "\(name)", "PILOT_PEER": "\(peer)"])
             case .reject:

@@ -23,6 +23,11 @@ public final class Fabric: Sendable {
     private let logger: Logger
     private let state: NIOLoopBoundBox<State>
 
+    struct Pair: Hashable {
+        let local: UInt32
+        let remote: UInt32
+    }
+
     /// Loop-confined state.
     final class State {
         let table: TunnelTable
@@ -33,6 +38,10 @@ public final class Fabric: Sendable {
         var ticker: RepeatedTask?
         var streamTicker: RepeatedTask?
         let streams = StreamTable()
+        /// The trust gate: pairs (local, remote) that are trusted, and each identity's public ports.
+        var trusted: Set<Pair> = []
+        var publicPorts: [UInt32: Set<UInt16>] = [:]
+        var untrustedDropped = 0
         /// Sockets with datagrams written and not yet flushed.
         var unflushed: Set<Int> = []
         var flushScheduled = false
@@ -196,6 +205,10 @@ public final class Fabric: Sendable {
             if !packet.flags.contains(.rst) && !packet.flags.contains(.fin) { sendReset(for: packet, from: local) }
             return
         }
+        // The trust gate: a node this identity does not trust may open streams only to the
+        // handshake port and the ports the identity has made public; otherwise silence, as
+        // for a port behind a firewall.
+        guard admits(packet.source.node, to: local.node, port: packet.destinationPort) else { return }
         guard streams.admitSyn(to: local.node, from: packet.source.node, now: .now()) else { return }
         guard let listener = streams.listeners[local.node]?[packet.destinationPort],
             streams.hasRoom(node: local.node, port: packet.destinationPort)
@@ -260,6 +273,8 @@ public final class Fabric: Sendable {
             state.identities[node] = nil
             state.receivers[node] = nil
             state.streams.listeners[node] = nil
+            state.publicPorts[node] = nil
+            state.trusted = state.trusted.filter { $0.local != node }
             for (key, entry) in state.streams.entries where key.local.node == node {
                 self.handle(entry.connection.reset(), for: key)
                 state.streams.remove(key)
@@ -313,6 +328,8 @@ public final class Fabric: Sendable {
         public var refusedAtLimit: Int
         public var resetsSent: Int
         public var localPackets: Int
+        /// SYNs and datagrams from nodes the identity does not trust, to ports it has not opened.
+        public var untrustedDropped: Int
     }
 
     public func streamCounters() async throws -> StreamCounters {
@@ -320,7 +337,8 @@ public final class Fabric: Sendable {
             let state = state.value
             return StreamCounters(
                 open: state.streams.entries.count, synsRateLimited: state.streams.synsRateLimited,
-                refusedAtLimit: state.streams.refusedAtLimit, resetsSent: state.streams.resetsSent, localPackets: state.localPackets)
+                refusedAtLimit: state.streams.refusedAtLimit, resetsSent: state.streams.resetsSent, localPackets: state.localPackets,
+                untrustedDropped: state.untrustedDropped)
         }.get()
     }
 
@@ -380,6 +398,37 @@ public final class Fabric: Sendable {
         }
     }
 
+    /// Whether `remote` may open a stream or send a datagram to `port` of `local`.
+    private func admits(_ remote: UInt32, to local: UInt32, port: UInt16) -> Bool {
+        let state = state.value
+        if port == Self.handshakePort || state.trusted.contains(Pair(local: local, remote: remote))
+            || state.publicPorts[local]?.contains(port) == true
+        {
+            return true
+        }
+        state.untrustedDropped += 1
+        return false
+    }
+
+    /// The trust handshake's port: open to everyone, so that trust can be asked for.
+    static let handshakePort: UInt16 = 444
+
+    /// `local` trusts `remote` (or no longer does): its streams and datagrams pass the gate.
+    public func setTrusted(local: UInt32, remote: UInt32, _ trusted: Bool) async throws {
+        try await loop.submit { [state] in
+            if trusted {
+                state.value.trusted.insert(Pair(local: local, remote: remote))
+            } else {
+                state.value.trusted.remove(Pair(local: local, remote: remote))
+            }
+        }.get()
+    }
+
+    /// The ports of `local` that nodes it does not trust may reach (besides 444).
+    public func setPublicPorts(local: UInt32, _ ports: Set<UInt16>) async throws {
+        try await loop.submit { [state] in state.value.publicPorts[local] = ports }.get()
+    }
+
     private func scheduleFlush() {
         let state = state.value
         guard !state.unflushed.isEmpty, !state.flushScheduled else { return }
@@ -398,6 +447,7 @@ public final class Fabric: Sendable {
             if let identity = state.identities[local] { deliverStream(packet, to: identity) }
             return
         }
+        if packet.proto == .datagram && !admits(packet.source.node, to: local, port: packet.destinationPort) { return }
         if packet.proto == .control && packet.destinationPort == 0 && !packet.flags.contains(.ack) {
             // A keepalive: nothing to answer.
             if packet.sourcePort == 0 && packet.payload.isEmpty { return }

@@ -87,6 +87,7 @@ struct NetBench {
         let b = try directory.identity(2)
         try await hostA.add(a) { _ in }
         try await hostB.add(b, ownSocket: socketB.socket) { _ in }
+        try await hostB.setTrusted(local: 2, remote: 1, true)
 
         // The sink: counts what arrives and reports when all of it has.
         let total = megabytes << 20

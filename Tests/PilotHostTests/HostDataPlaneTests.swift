@@ -58,6 +58,23 @@ final class HostDataPlaneTests: XCTestCase {
         let pinged = try overlay.ctl("alpha", ["ping", bobAddress, "--count", "2"], timeout: 40)
         XCTAssertEqual(pinged["results"]?.arrayValue?.count, 2, "\(pinged)")
         XCTAssertTrue(pinged["results"]?.arrayValue?.allSatisfy { $0["error"] == nil } == true, "daemon → bob: \(pinged)\n\(host.output.suffix(3000))")
+        // Two identities of this host: private alice does not answer bob until she trusts him.
+        let refused = pilotctl(["ping", "alice", "--identity", "bob", "--count", "1", "--timeout", "2"])
+        XCTAssertNotNil(refused?["data"]?["results"]?.arrayValue?.first?["error"], "\(String(describing: refused))")
+        XCTAssertEqual(pilotctl(["handshake", "alice", "bob here", "--identity", "bob"])?["data"]?["status"], "sent")
+        var pendingForAlice: [JSON] = []
+        XCTAssertTrue(ChildProcess.waitUntil(timeout: 10) {
+            pendingForAlice = pilotctl(["pending", "--identity", "alice"])?["data"]?["pending"]?.arrayValue ?? []
+            return !pendingForAlice.isEmpty
+        })
+        XCTAssertEqual(pendingForAlice.first?["justification"], "bob here")
+        let bobNode = try XCTUnwrap(pendingForAlice.first?["node_id"]?.integerValue)
+        XCTAssertEqual(pilotctl(["approve", "\(bobNode)", "--identity", "alice"])?["data"]?["status"], "approved")
+        XCTAssertTrue(ChildProcess.waitUntil(timeout: 10) {
+            pilotctl(["trust", "--identity", "bob"])?["data"]?["total"] == 1
+        })
+        succeeded(pilotctl(["ping", "alice", "--identity", "bob", "--count", "1"]), 1, "bob → alice, trusted")
+
         // A public identity nobody here has talked to is reachable from its creation on.
         let carol = pilotctl(["identity", "create", "carol", "--public"])
         let carolAddress = try XCTUnwrap(carol?["data"]?["address"]?.stringValue)

@@ -58,6 +58,7 @@ final class FabricTests: XCTestCase {
         let bobInbox = Inbox()
         try await fabric.add(alice) { _ in }
         try await fabric.add(bob) { bobInbox.append($0) }
+        try await fabric.setTrusted(local: 11, remote: 10, true)  // tenants of one host are strangers until trusted
 
         let message = (0..<300_000).map { UInt8(truncatingIfNeeded: $0 &* 13) }
         let stream = try await fabric.dial(from: 10, to: bob.address, port: 7)
@@ -96,6 +97,10 @@ final class FabricTests: XCTestCase {
         try await hostA.add(a2) { inbox.append($0) }
         try await hostB.add(b1, ownSocket: socketB.socket) { _ in }
         try await hostB.add(b2, ownSocket: ownB2.socket) { _ in }
+        for (local, remote) in [(3, 1), (3, 2), (4, 1), (4, 2)] as [(UInt32, UInt32)] {
+            try await hostB.setTrusted(local: local, remote: remote, true)
+            try await hostA.setTrusted(local: remote, remote: local, true)
+        }
 
         // Both of A's identities stream to both of B's at once.
         let message = (0..<1_000_000).map { UInt8(truncatingIfNeeded: $0 &* 101 &+ 7) }
@@ -140,6 +145,7 @@ final class FabricTests: XCTestCase {
         try await hostA.add(attacker) { _ in }
         try await hostA.add(bystander) { _ in }
         try await hostB.add(target, ownSocket: socketB.socket) { _ in }
+        try await hostB.setPublicPorts(local: 3, [7])  // the flood must pass the trust gate to reach the limits
         // A legitimate stream first, so the flood cannot hide behind a pending key exchange.
         let early = try await hostA.dial(from: 2, to: target.address, port: 7, endpoint: socketB.address)
         for port in 0..<1000 {
@@ -165,6 +171,52 @@ final class FabricTests: XCTestCase {
         try await group.shutdownGracefully()
     }
 
+    /// A node the identity does not trust reaches port 444 and its public ports, nothing else:
+    /// its SYNs and datagrams elsewhere vanish (and are counted) until trust is set.
+    func testTheTrustGateLetsStrangersReachOnlyTheHandshakeAndPublicPorts() async throws {
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+        let directory = Directory()
+        let (hostA, hostB, socketB) = try await twoHosts(group, directory)
+        let stranger = try identity(1, directory), target = try identity(2, directory)
+        try await hostA.add(stranger) { _ in }
+        let inbox = Inbox()
+        try await hostB.add(target, ownSocket: socketB.socket) { inbox.append($0) }
+        try await hostB.setPublicPorts(local: 2, [])  // private: no echo for strangers
+        try await hostB.listen(node: 2, port: 444) { handle in Task { try? await handle.close() } }
+
+        // 444 answers a stranger.
+        let handshake = try await hostA.dial(from: 1, to: target.address, port: 444, endpoint: socketB.address)
+        try await handshake.close()
+        // Echo does not: the dial gets no answer at all.
+        let echo = Task { try await hostA.dial(from: 1, to: target.address, port: 7) }
+        let datagram = Packet(proto: .datagram, source: stranger.address, destination: target.address, sourcePort: 9, destinationPort: 9, payload: [1])
+        try await hostA.send(datagram, to: 2)
+        try await Task.sleep(for: .milliseconds(1500))
+        var counters = try await hostB.streamCounters()
+        XCTAssertGreaterThanOrEqual(counters.untrustedDropped, 2, "\(counters)")
+        XCTAssertEqual(inbox.all, [])
+        echo.cancel()
+
+        // Trusted: the same node gets through.
+        try await hostB.setTrusted(local: 2, remote: 1, true)
+        let trusted = try await hostA.dial(from: 1, to: target.address, port: 7)
+        let echoed = try await Self.roundTrip(trusted, [1, 2, 3])
+        XCTAssertEqual(echoed, [1, 2, 3])
+        try await hostA.send(datagram, to: 2)
+        try await Task.sleep(for: .milliseconds(200))
+        XCTAssertEqual(inbox.all.map(\.payload), [[1]])
+        // A public port is open without trust.
+        try await hostB.setTrusted(local: 2, remote: 1, false)
+        try await hostB.setPublicPorts(local: 2, [7])
+        let open = try await hostA.dial(from: 1, to: target.address, port: 7)
+        try await open.close()
+        counters = try await hostB.streamCounters()
+        XCTAssertEqual(counters.synsRateLimited, 0)
+        await hostA.shutdown()
+        await hostB.shutdown()
+        try await group.shutdownGracefully()
+    }
+
     func testADialToAPortNobodyListensOnIsRefused() async throws {
         let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
         let directory = Directory()
@@ -172,6 +224,7 @@ final class FabricTests: XCTestCase {
         let a = try identity(1, directory), b = try identity(2, directory)
         try await hostA.add(a) { _ in }
         try await hostB.add(b, ownSocket: socketB.socket) { _ in }
+        try await hostB.setTrusted(local: 2, remote: 1, true)  // a stranger would get silence, not a refusal
         do {
             _ = try await hostA.dial(from: 1, to: b.address, port: 4242, endpoint: socketB.address)
             XCTFail("dial succeeded")

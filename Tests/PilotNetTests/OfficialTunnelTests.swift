@@ -56,6 +56,7 @@ final class OfficialTunnelTests: XCTestCase {
         let askerInbox = Inbox()
         try await fabric.add(asker) { askerInbox.append($0) }
         try await fabric.add(listener, ownSocket: own.socket) { _ in }
+        try await fabric.setPublicPorts(local: listener.node, [7])  // public: strangers may ping it
 
         // 1. We start: a control ping from "asker" to the daemon, sealed once the keys are
         //    exchanged; the daemon's pong comes back through the shared socket.
