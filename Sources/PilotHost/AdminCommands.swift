@@ -62,6 +62,7 @@ public struct AdminCommands: Sendable {
         create.tags = try request.strings("tags")
         create.isPublic = try request.bool("public")
         create.isEphemeral = try request.bool("ephemeral")
+        create.autoApprove = try request.bool("auto_approve")
         let record = try await pool.create(name: name, create)
         do {
             try await identitiesChanged(name)
@@ -100,7 +101,7 @@ public struct AdminCommands: Sendable {
             "address": .string(Address(network: record.network, node: record.nodeID).description),
             "owner_uid": .integer(Int64(record.ownerUID)), "owner": .string(SystemAccounts.userName(record.ownerUID)),
             "groups": .array(record.allowedGIDs.map { .integer(Int64($0)) }), "tags": .array(record.tags.map(JSON.string)),
-            "public": .bool(record.isPublic), "ephemeral": .bool(record.isEphemeral), "created_at": .integer(record.createdAt),
+            "public": .bool(record.isPublic), "ephemeral": .bool(record.isEphemeral), "auto_approve": .bool(record.autoApprove), "created_at": .integer(record.createdAt),
         ]
         fields["hostname"] = record.hostname.map(JSON.string) ?? .null
         return .object(fields)

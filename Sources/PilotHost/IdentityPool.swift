@@ -21,6 +21,7 @@ public actor IdentityPool {
         public var tags: [String] = []
         public var isPublic = false
         public var isEphemeral = false
+        public var autoApprove = false
 
         public init(owner: UInt32) { self.owner = owner }
     }
@@ -144,7 +145,8 @@ public actor IdentityPool {
         let record = IdentityRecord(
             name: name, nodeID: node, sealedKey: keys.seal(key), hostname: request.hostname, tags: request.tags,
             isPublic: request.isPublic, ownerUID: request.owner, allowedGIDs: request.groups,
-            createdAt: Int64(Date().timeIntervalSince1970), isEphemeral: request.isEphemeral)
+            createdAt: Int64(Date().timeIntervalSince1970), isEphemeral: request.isEphemeral,
+            autoApprove: request.autoApprove)
         // A name taken by a concurrent create shows up here as a constraint error.
         do { try store.create(record) } catch let error as StoreError where error.isConstraintViolation {
             throw PoolError.exists(name)

@@ -152,6 +152,16 @@ actor TrustService {
                     await relate?(name, peer, true)
                     await report(name, peer: peer, trusted: true)
                     try? await send?(name, peer, try await self.message(.accept, from: name, to: peer))
+                case .none where record.autoApprove, .pendingIn where record.autoApprove, .rejected where record.autoApprove,
+                    .revoked where record.autoApprove:
+                    // A service identity: whoever asks is trusted at once.
+                    try await pool.setTrust(
+                        TrustRecord(peerNode: peer, peerKey: key, state: .trusted, reason: String(message.justification.prefix(Self.maxReason)), updatedAt: Self.now),
+                        for: name)
+                    await relate?(name, peer, true)
+                    try? await send?(name, peer, try await self.message(.accept, from: name, to: peer))
+                    await report(name, peer: peer, trusted: true)
+                    logger.notice("trusted (auto-approve)", metadata: ["PILOT_IDENTITY": "\(name)", "PILOT_PEER": "\(peer)"])
                 default:
                     try await pool.setTrust(
                         TrustRecord(peerNode: peer, peerKey: key, state: .pendingIn, reason: String(message.justification.prefix(Self.maxReason)), updatedAt: Self.now),

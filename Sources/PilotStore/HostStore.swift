@@ -15,12 +15,15 @@ public struct IdentityRecord: Hashable, Sendable {
     public var createdAt: Int64
     /// Deregistered and deleted at clean shutdown.
     public var isEphemeral: Bool
+    /// Trusts every node that asks (a service identity).
+    public var autoApprove: Bool
 
     public init(
         name: String, nodeID: UInt32 = 0, network: UInt16 = 0, sealedKey: [UInt8], hostname: String? = nil,
         tags: [String] = [], isPublic: Bool = false, ownerUID: UInt32, allowedGIDs: [UInt32] = [],
-        createdAt: Int64, isEphemeral: Bool = false
+        createdAt: Int64, isEphemeral: Bool = false, autoApprove: Bool = false
     ) {
+        self.autoApprove = autoApprove
         self.name = name
         self.nodeID = nodeID
         self.network = network
@@ -110,6 +113,10 @@ public final class HostStore {
         """
         ALTER TABLE trust ADD COLUMN mutual INTEGER NOT NULL DEFAULT 0;
         """,
+        // 3: identities that trust whoever asks.
+        """
+        ALTER TABLE identity ADD COLUMN auto_approve INTEGER NOT NULL DEFAULT 0;
+        """,
     ]
 
     /// Opens (creating and migrating) `host.db` at `path`.
@@ -123,14 +130,15 @@ public final class HostStore {
         try db.transaction {
             try db.run(
                 """
-                INSERT INTO identity (name, node_id, network, sealed_key, hostname, tags, public, owner_uid, created_at, ephemeral)
-                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                INSERT INTO identity (name, node_id, network, sealed_key, hostname, tags, public, owner_uid, created_at, ephemeral, auto_approve)
+                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
                 """,
                 [
                     .text(identity.name), .integer(Int64(identity.nodeID)), .integer(Int64(identity.network)),
                     .blob(identity.sealedKey), identity.hostname.map(SQLValue.text) ?? .null,
                     .text(identity.tags.joined(separator: ",")), .integer(identity.isPublic ? 1 : 0),
                     .integer(Int64(identity.ownerUID)), .integer(identity.createdAt), .integer(identity.isEphemeral ? 1 : 0),
+                    .integer(identity.autoApprove ? 1 : 0),
                 ])
             let rowID = db.lastInsertRowID
             for gid in Set(identity.allowedGIDs) {
@@ -145,13 +153,13 @@ public final class HostStore {
             try db.run(
                 """
                 UPDATE identity SET node_id = ?, network = ?, sealed_key = ?, hostname = ?, tags = ?, public = ?,
-                    owner_uid = ?, ephemeral = ? WHERE name = ?
+                    owner_uid = ?, ephemeral = ?, auto_approve = ? WHERE name = ?
                 """,
                 [
                     .integer(Int64(identity.nodeID)), .integer(Int64(identity.network)), .blob(identity.sealedKey),
                     identity.hostname.map(SQLValue.text) ?? .null, .text(identity.tags.joined(separator: ",")),
                     .integer(identity.isPublic ? 1 : 0), .integer(Int64(identity.ownerUID)),
-                    .integer(identity.isEphemeral ? 1 : 0), .text(identity.name),
+                    .integer(identity.isEphemeral ? 1 : 0), .integer(identity.autoApprove ? 1 : 0), .text(identity.name),
                 ])
             guard db.changes == 1 else { throw StoreError(code: 12, message: "no identity named \(identity.name)") }
             try db.run(
@@ -193,7 +201,7 @@ public final class HostStore {
         }
         return try db.rows(
             """
-            SELECT id, name, node_id, network, sealed_key, hostname, tags, public, owner_uid, created_at, ephemeral
+            SELECT id, name, node_id, network, sealed_key, hostname, tags, public, owner_uid, created_at, ephemeral, auto_approve
             FROM identity WHERE \(condition) ORDER BY name
             """, bindings
         ).map { row in
@@ -202,7 +210,8 @@ public final class HostStore {
                 network: UInt16(truncatingIfNeeded: row[3].integer ?? 0), sealedKey: row[4].blob ?? [],
                 hostname: row[5].text, tags: (row[6].text ?? "").split(separator: ",").map(String.init),
                 isPublic: row[7].integer == 1, ownerUID: UInt32(truncatingIfNeeded: row[8].integer ?? 0),
-                allowedGIDs: groups[row[0].integer ?? 0] ?? [], createdAt: row[9].integer ?? 0, isEphemeral: row[10].integer == 1)
+                allowedGIDs: groups[row[0].integer ?? 0] ?? [], createdAt: row[9].integer ?? 0, isEphemeral: row[10].integer == 1,
+                autoApprove: row[11].integer == 1)
         }
     }
 

@@ -255,7 +255,7 @@ struct IdentityCommand: ParsableCommand {
               owner     \(data["owner"]?.stringValue ?? "?") (uid \(data["owner_uid"]?.integerValue ?? -1))\(groups.isEmpty ? "" : ", groups \(groups)")
               hostname  \(data["hostname"]?.stringValue ?? "-")
               tags      \(tags.isEmpty ? "-" : tags)
-              public    \(data["public"]?.boolValue == true ? "yes" : "no")\(data["ephemeral"]?.boolValue == true ? ", ephemeral" : "")
+              public    \(data["public"]?.boolValue == true ? "yes" : "no")\(data["ephemeral"]?.boolValue == true ? ", ephemeral" : "")\(data["auto_approve"]?.boolValue == true ? ", auto-approve" : "")
             """
     }
 
@@ -269,11 +269,12 @@ struct IdentityCommand: ParsableCommand {
         @Option(help: "Comma-separated tags.") var tags: String?
         @Flag var `public` = false
         @Flag(help: "Deregister and delete it when pilot-host stops.") var ephemeral = false
+        @Flag(help: "Trust every node that asks (a service identity).") var autoApprove = false
 
         func run() throws {
             var arguments: [String: JSON] = [
                 "name": .string(name), "owner": .string(owner ?? String(getuid())), "groups": .array(group.map(JSON.string)),
-                "public": .bool(self.public), "ephemeral": .bool(ephemeral),
+                "public": .bool(self.public), "ephemeral": .bool(ephemeral), "auto_approve": .bool(autoApprove),
             ]
             if let hostname { arguments["hostname"] = .string(hostname) }
             if let tags { arguments["tags"] = .array(tags.split(separator: ",").map { .string(String($0)) }) }

@@ -126,6 +126,16 @@ final class HostDataPlaneTests: XCTestCase {
         XCTAssertEqual(pilotctl(["approve", "\(daemon)", "--identity", "bob"])?["code"], "not_found")
         XCTAssertEqual(pilotctl(["trust", "--identity", "bob"])?["data"]?["total"], 1)
 
+        // A service identity trusts whoever asks, at once.
+        let service = try XCTUnwrap(
+            pilotctl(["identity", "create", "service", "--hostname", "service", "--public", "--auto-approve"])?["data"]?["node_id"]?.integerValue)
+        _ = try overlay.ctl("alpha", ["handshake", "service", "auto please"])
+        try overlay.eventually("the daemon trusts the service") {
+            try overlay.ctl("alpha", ["trust"])["trusted"]?.arrayValue?.contains { $0["node_id"]?.integerValue == service } == true
+        }
+        XCTAssertEqual(pilotctl(["pending", "--identity", "service"])?["data"]?["pending"]?.arrayValue?.count, 0)
+        XCTAssertEqual(pilotctl(["trust", "--identity", "service"])?["data"]?["trusted"]?.arrayValue?.first?["node_id"]?.integerValue, Int64(daemon))
+
         // Trust is in host.db: a restarted host still has it.
         host.stop()
         host = try startHost(overlay, listen: listen, generation: 2)

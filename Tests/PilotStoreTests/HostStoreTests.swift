@@ -19,7 +19,33 @@ final class HostStoreTests: XCTestCase {
     private func alice() -> IdentityRecord {
         IdentityRecord(
             name: "alice", nodeID: 7, sealedKey: [1, 2, 3], hostname: "alice-agent", tags: ["worker", "gpu"],
-            isPublic: true, ownerUID: 1000, allowedGIDs: [100, 27, 100], createdAt: 1_790_000_000, isEphemeral: true)
+            isPublic: true, ownerUID: 1000, allowedGIDs: [100, 27, 100], createdAt: 1_790_000_000, isEphemeral: true, autoApprove: true)
+    }
+
+    /// Trust rows: replaced by peer, survive reopening, go with their identity, need one.
+    func testTrustEntriesPersistAndGoWithTheirIdentity() throws {
+        do {
+            let store = try HostStore(path: path)
+            try store.create(alice())
+            try store.create(IdentityRecord(name: "bob", sealedKey: [9], ownerUID: 1001, createdAt: 1))
+            try store.setTrust(TrustRecord(peerNode: 9, state: .pendingIn, reason: "hello", updatedAt: 10), identity: "alice")
+            try store.setTrust(TrustRecord(peerNode: 9, peerKey: [7, 7], state: .trusted, updatedAt: 11, mutual: true), identity: "alice")
+            try store.setTrust(TrustRecord(peerNode: 3, state: .pendingOut, updatedAt: 12), identity: "alice")
+            try store.setTrust(TrustRecord(peerNode: 9, state: .rejected, reason: "no", updatedAt: 13), identity: "bob")
+            XCTAssertThrowsError(try store.setTrust(TrustRecord(peerNode: 1, state: .trusted, updatedAt: 0), identity: "ghost"))
+        }
+        let store = try HostStore(path: path)
+        let all = try store.allTrust()
+        XCTAssertEqual(all["alice"], [
+            TrustRecord(peerNode: 3, state: .pendingOut, updatedAt: 12),
+            TrustRecord(peerNode: 9, peerKey: [7, 7], state: .trusted, updatedAt: 11, mutual: true),
+        ])
+        XCTAssertEqual(all["bob"], [TrustRecord(peerNode: 9, state: .rejected, reason: "no", updatedAt: 13)])
+        XCTAssertTrue(try store.removeTrust(peer: 3, identity: "alice"))
+        XCTAssertFalse(try store.removeTrust(peer: 3, identity: "alice"))
+        try store.delete(name: "alice")
+        XCTAssertNil(try store.allTrust()["alice"])
+        XCTAssertEqual(try store.integrityCheck(), "ok")
     }
 
     func testIdentitiesPersistWithEveryField() throws {
