@@ -4,6 +4,7 @@ import NIOConcurrencyHelpers
 import NIOCore
 import PilotControl
 import PilotNet
+import PilotStore
 import PilotWire
 
 /// pilot-host's side of PilotNet: the fabric on the `listen` socket, and each identity on it.
@@ -101,6 +102,9 @@ actor DataPlane {
         try await fabric.listen(node: identity.node, port: HandshakeMessage.port) { [weak self] stream in
             self?.serveHandshake(stream, for: name)
         }
+        try await fabric.listen(node: identity.node, port: DataExchangeFrame.port) { [weak self] stream in
+            self?.serveDataExchange(stream, for: name)
+        }
         // Key exchanges from peers it trusts or is in a handshake with apply to it; trusted peers
         // pass the gate, and strangers reach a public identity's echo port.
         for entry in await pool.trust(of: name) where entry.state != .rejected {
@@ -127,6 +131,69 @@ actor DataPlane {
                 logger.error("cannot put identity on the network", metadata: ["PILOT_IDENTITY": "\(record.name)", "error": "\(error)"])
             }
         }
+    }
+
+    /// The data-exchange service of `name` (port 1001): every frame is stored in its inbox and
+    /// answered with `ACK <TYPE> <n> bytes` (or `ERR ...`), as 1.18's; the stream stays open.
+    private nonisolated func serveDataExchange(_ stream: StreamHandle, for name: String) {
+        let pool = pool
+        let logger = logger
+        Task {
+            var decoder = DataExchangeFrame.Decoder()
+            let sender = stream.key.remote.description
+            for await event in stream.events {
+                guard case .data(let bytes) = event else { break }
+                decoder.append(bytes)
+                do {
+                    while let frame = try decoder.next() {
+                        let reply: String
+                        do {
+                            let (inner, messageID, replyTo) = try frame.untagged()
+                            try await pool.addMessage(
+                                InboxMessage(
+                                    sender: sender, type: inner.kind.description, data: inner.payload, messageID: messageID, replyTo: replyTo,
+                                    receivedAt: Int64(Date().timeIntervalSince1970 * 1000)),
+                                for: name)
+                            reply = "ACK \(inner.kind) \(inner.payload.count) bytes"
+                        } catch {
+                            reply = "ERR \(frame.kind) save failed: \(error)"
+                        }
+                        try await stream.write(DataExchangeFrame(kind: .text, payload: Array(reply.utf8)).encoded())
+                    }
+                } catch {
+                    logger.info("data exchange stream closed", metadata: ["PILOT_IDENTITY": "\(name)", "PILOT_PEER": "\(sender)", "error": "\(error)"])
+                    break
+                }
+            }
+            try? await stream.close()
+        }
+    }
+
+    /// `send-message`: one tagged frame to `target`'s port 1001, and its ACK.
+    func sendMessage(from name: String, to target: Address, kind: DataExchangeFrame.Kind, data: [UInt8], timeout: Duration) async throws -> JSON {
+        let identity = try await join(name)
+        let endpoint = try await endpoint(of: target, for: name)
+        let messageID = (0..<16).map { _ in String(format: "%02x", UInt8.random(in: 0...255)) }.joined()
+        let frame = DataExchangeFrame.tagged(DataExchangeFrame(kind: kind, payload: data), messageID: messageID)
+        let ack = try await withTimeout(timeout) { [fabric] () async throws -> String in
+            let stream = try await fabric.dial(from: identity.node, to: target, port: DataExchangeFrame.port, endpoint: endpoint)
+            try await stream.write(frame.encoded())
+            var decoder = DataExchangeFrame.Decoder()
+            for await event in stream.events {
+                guard case .data(let bytes) = event else { break }
+                decoder.append(bytes)
+                if let reply = try decoder.next() {
+                    try? await stream.close()
+                    return String(decoding: reply.payload, as: UTF8.self)
+                }
+            }
+            throw ControlFailure(.connectionFailed, "the peer closed the stream without an answer")
+        }
+        guard ack.hasPrefix("ACK") else { throw ControlFailure(.connectionFailed, "the peer refused the message: \(ack.prefix(200))") }
+        return [
+            "to": .string(target.description), "type": .string(kind.description.lowercased()), "bytes": .integer(Int64(data.count)),
+            "ack": .string(ack), "message_id": .string(messageID), "tagged": true, "seq": 0, "reused": false,
+        ]
     }
 
     /// `pilotctl ping`, as 1.18 does it: each probe opens a stream to the target's echo port,

@@ -1,4 +1,6 @@
+import Foundation
 import PilotControl
+import PilotStore
 import PilotWire
 
 /// The commands of an identity's own socket: `info`, `set-hostname`, `clear-hostname`,
@@ -64,6 +66,30 @@ struct IdentityCommands: Sendable {
                 return .ok(try await dataPlane.trust.reject(name, peer: peer, reason: try request.optionalString("reason") ?? ""))
             case "untrust":
                 return .ok(try await dataPlane.trust.revoke(name, peer: try await resolveTarget(try request.string("peer")).node))
+            case "send-message":
+                let target = try request.string("target")
+                let kind: DataExchangeFrame.Kind
+                switch try request.optionalString("type") ?? "text" {
+                case "text": kind = .text
+                case "json": kind = .json
+                case "binary": kind = .binary
+                case let other: throw ControlFailure(.invalidArgument, "send-message: type must be text, json or binary, not \(other.prefix(32))")
+                }
+                let data = Array(try request.string("data").utf8)
+                if kind == .json, (try? JSON(parsing: data)) == nil {
+                    throw ControlFailure(.invalidArgument, "send-message: --type json needs valid JSON")
+                }
+                var result = try await dataPlane.sendMessage(
+                    from: name, to: try await resolveTarget(target), kind: kind, data: data, timeout: .seconds(15)).objectValue ?? [:]
+                result["target"] = .string(target)
+                return .ok(.object(result))
+            case "inbox":
+                let messages = try await pool.messages(of: name)
+                if try request.bool("clear") { try await pool.clearMessages(of: name) }
+                return .ok([
+                    "total": .integer(Int64(messages.count)), "shown": .integer(Int64(messages.count)),
+                    "messages": .array(messages.map(Self.describe)),
+                ])
             case "pending":
                 return .ok(await dataPlane.trust.pending(name))
             case "trust":
@@ -104,6 +130,28 @@ struct IdentityCommands: Sendable {
             throw ControlFailure(.notFound, reply["error"]?.stringValue ?? "no node named \(target.prefix(64))")
         }
         return Address(node: node)
+    }
+
+    /// An inbox record as the reference's `pilotctl inbox` lists it (id, type, from, bytes,
+    /// preview, received_at in RFC 3339), plus the whole message: text as `data`, other bytes
+    /// as `data_b64` (there are no inbox files to read here).
+    static func describe(_ message: InboxMessage) -> JSON {
+        let received = Date(timeIntervalSince1970: Double(message.receivedAt) / 1000)
+        let formatter = ISO8601DateFormatter()
+        formatter.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
+        var fields: [String: JSON] = [
+            "id": .string("\(message.type)-\(message.id)"), "type": .string(message.type), "from": .string(message.sender),
+            "bytes": .integer(Int64(message.data.count)), "received_at": .string(formatter.string(from: received)),
+        ]
+        if message.type != "BINARY", message.type != "FILE", let text = String(validating: message.data, as: UTF8.self) {
+            fields["data"] = .string(text)
+            fields["preview"] = .string(String(text.prefix(120)))
+        } else {
+            fields["data_b64"] = .string(Data(message.data).base64EncodedString())
+        }
+        if let id = message.messageID { fields["message_id"] = .string(id) }
+        if let replyTo = message.replyTo { fields["reply_to"] = .string(replyTo) }
+        return .object(fields)
     }
 
     /// A registry reply as command data: its fields without `type`, or its error as not_found.

@@ -59,6 +59,18 @@ public actor IdentityPool {
         if let first = loaded.keys.min() { _ = try key(first) }
     }
 
+    // MARK: Inbox
+
+    public func addMessage(_ message: InboxMessage, for name: String) throws {
+        guard records[name] != nil else { throw PoolError.notFound(name) }
+        try store.addMessage(message, identity: name)
+    }
+
+    public func messages(of name: String) throws -> [InboxMessage] { try store.messages(identity: name) }
+
+    @discardableResult
+    public func clearMessages(of name: String) throws -> Int { try store.clearMessages(identity: name) }
+
     // MARK: Trust
 
     /// `name`'s trust entries, by peer.

@@ -72,6 +72,30 @@ public struct TrustRecord: Hashable, Sendable {
     }
 }
 
+/// A message that arrived on an identity's data-exchange port (1001).
+public struct InboxMessage: Hashable, Sendable {
+    public var id: Int64
+    /// The sender's address.
+    public var sender: String
+    /// TEXT, JSON, BINARY, FILE, ...
+    public var type: String
+    public var data: [UInt8]
+    public var messageID: String?
+    public var replyTo: String?
+    /// Unix milliseconds.
+    public var receivedAt: Int64
+
+    public init(id: Int64 = 0, sender: String, type: String, data: [UInt8], messageID: String? = nil, replyTo: String? = nil, receivedAt: Int64) {
+        self.id = id
+        self.sender = sender
+        self.type = type
+        self.data = data
+        self.messageID = messageID
+        self.replyTo = replyTo
+        self.receivedAt = receivedAt
+    }
+}
+
 /// Each change is one transaction with `synchronous=FULL`: durable when the call returns, never
 /// half-made after a crash.
 ///
@@ -116,6 +140,20 @@ public final class HostStore {
         // 3: identities that trust whoever asks.
         """
         ALTER TABLE identity ADD COLUMN auto_approve INTEGER NOT NULL DEFAULT 0;
+        """,
+        // 4: messages that arrived on an identity's data-exchange port.
+        """
+        CREATE TABLE inbox (
+            id INTEGER PRIMARY KEY,
+            identity_id INTEGER NOT NULL REFERENCES identity(id) ON DELETE CASCADE,
+            sender TEXT NOT NULL,
+            type TEXT NOT NULL,
+            data BLOB NOT NULL,
+            message_id TEXT,
+            reply_to TEXT,
+            received_at INTEGER NOT NULL
+        );
+        CREATE INDEX inbox_by_identity ON inbox (identity_id, id);
         """,
     ]
 
@@ -262,6 +300,49 @@ public final class HostStore {
                 reason: row[4].text ?? "", updatedAt: row[5].integer ?? 0, mutual: row[6].integer == 1))
         }
         return entries
+    }
+
+    // MARK: Inbox
+
+    /// Stores a message for `identity`; returns its id.
+    @discardableResult
+    public func addMessage(_ message: InboxMessage, identity: String) throws -> Int64 {
+        try db.transaction {
+            try db.run(
+                """
+                INSERT INTO inbox (identity_id, sender, type, data, message_id, reply_to, received_at)
+                SELECT id, ?, ?, ?, ?, ?, ? FROM identity WHERE name = ?
+                """,
+                [
+                    .text(message.sender), .text(message.type), .blob(message.data), message.messageID.map(SQLValue.text) ?? .null,
+                    message.replyTo.map(SQLValue.text) ?? .null, .integer(message.receivedAt), .text(identity),
+                ])
+            guard db.changes == 1 else { throw StoreError(code: 12, message: "no identity named \(identity)") }
+            return db.lastInsertRowID
+        }
+    }
+
+    /// `identity`'s messages, oldest first.
+    public func messages(identity: String) throws -> [InboxMessage] {
+        try db.rows(
+            """
+            SELECT inbox.id, sender, type, data, message_id, reply_to, received_at FROM inbox
+            JOIN identity ON identity.id = inbox.identity_id WHERE identity.name = ? ORDER BY inbox.id
+            """, [.text(identity)]
+        ).map { row in
+            InboxMessage(
+                id: row[0].integer ?? 0, sender: row[1].text ?? "", type: row[2].text ?? "", data: row[3].blob ?? [],
+                messageID: row[4].text, replyTo: row[5].text, receivedAt: row[6].integer ?? 0)
+        }
+    }
+
+    /// Deletes `identity`'s messages; returns how many there were.
+    @discardableResult
+    public func clearMessages(identity: String) throws -> Int {
+        try db.transaction {
+            try db.run("DELETE FROM inbox WHERE identity_id = (SELECT id FROM identity WHERE name = ?)", [.text(identity)])
+            return db.changes
+        }
     }
 
     /// `PRAGMA integrity_check`: "ok" when the file is sound.

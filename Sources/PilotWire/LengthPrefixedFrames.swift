@@ -13,10 +13,7 @@ public enum LengthPrefixedFrames {
     /// Splits a byte stream into frame bodies. It never holds more than one frame, and rejects a
     /// length over `maxSize` as soon as the 4 length bytes are in, before buffering any of it.
     public struct Decoder: Sendable {
-        /// Received bytes; those before `start` are consumed. Compacted when the consumed part
-        /// is the larger half, so many small frames in one read cost linear time, not quadratic.
-        private var buffer: [UInt8] = []
-        private var start = 0
+        private var queue = ByteQueue()
         public let maxSize: Int
         public let field: String
 
@@ -25,38 +22,26 @@ public enum LengthPrefixedFrames {
             self.field = field
         }
 
-        public var bufferedCount: Int { buffer.count - start }
+        public var bufferedCount: Int { queue.count }
 
         /// The bytes received so far that are not part of a returned frame.
-        public var pending: ArraySlice<UInt8> { buffer[start...] }
+        public var pending: ArraySlice<UInt8> { queue.bytes }
 
-        public mutating func append(_ bytes: some Sequence<UInt8>) {
-            if start > 0, start >= buffer.count - start {
-                buffer.removeFirst(start)
-                start = 0
-            }
-            buffer.append(contentsOf: bytes)
-        }
+        public mutating func append(_ bytes: some Sequence<UInt8>) { queue.append(bytes) }
 
         /// Drops `count` leading bytes (a preamble the caller recognised).
-        public mutating func discard(_ count: Int) {
-            start += min(count, bufferedCount)
-        }
+        public mutating func discard(_ count: Int) { queue.skip(count) }
 
         /// The next complete frame's body, `nil` if more bytes are needed. After a throw the
         /// stream's framing is lost: close it.
         public mutating func next() throws(WireError) -> [UInt8]? {
-            guard bufferedCount >= 4 else { return nil }
-            var reader = ByteReader(buffer[start..<start + 4])
+            guard queue.count >= 4 else { return nil }
+            var reader = ByteReader(queue.peek(0, 4))
             let length = Int(try reader.readUInt32("\(field) length"))
             guard length <= maxSize else { throw .oversized(field: field, limit: maxSize, actual: length) }
-            guard bufferedCount >= 4 + length else { return nil }
-            let body = Array(buffer[start + 4..<start + 4 + length])
-            start += 4 + length
-            if start == buffer.count {
-                buffer.removeAll(keepingCapacity: buffer.capacity <= 65536)
-                start = 0
-            }
+            guard queue.count >= 4 + length else { return nil }
+            let body = Array(queue.peek(4, length))
+            queue.skip(4 + length)
             return body
         }
     }

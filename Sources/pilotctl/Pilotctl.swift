@@ -11,7 +11,7 @@ struct Pilotctl: ParsableCommand {
         subcommands: [
             IdentityCommand.self, InfoCommand.self, SetHostname.self, ClearHostname.self, SetTags.self, ClearTags.self,
             SetPublic.self, SetPrivate.self, Lookup.self, Find.self, Ping.self,
-            Handshake.self, Pending.self, Approve.self, Reject.self, Untrust.self, TrustList.self,
+            Handshake.self, Pending.self, Approve.self, Reject.self, Untrust.self, TrustList.self, SendMessage.self, Inbox.self,
         ])
 }
 
@@ -161,6 +161,39 @@ struct Ping: ParsableCommand {
                 return "reply from \(to): seq=\(sequence) bytes=\(result["bytes"]?.integerValue ?? 0) time=\(String(format: "%.3f", rtt)) ms"
             }
             return (["PING \(target) (\(to))"] + lines).joined(separator: "\n")
+        }
+    }
+}
+
+struct SendMessage: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "send-message", abstract: "Send a message to a node's data-exchange port (1001).")
+    @OptionGroup var global: GlobalOptions
+    @Argument(help: "An address, a node id, or a hostname.") var target: String
+    @Option(help: "The message (- reads standard input).") var data: String
+    @Option(help: "text, json or binary.") var type = "text"
+
+    func run() throws {
+        let body = data == "-" ? String(decoding: FileHandle.standardInput.readDataToEndOfFile(), as: UTF8.self) : data
+        let request = ControlRequest("send-message", ["target": .string(target), "data": .string(body), "type": .string(type)])
+        try global.run(request, on: try global.identitySocket()) { data in
+            "sent \(data["bytes"]?.integerValue ?? 0) bytes to \(data["to"]?.stringValue ?? target): \(data["ack"]?.stringValue ?? "")"
+        }
+    }
+}
+
+struct Inbox: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Messages that arrived on this identity's data-exchange port.")
+    @OptionGroup var global: GlobalOptions
+    @Flag(help: "Delete them after listing.") var clear = false
+
+    func run() throws {
+        try global.run(ControlRequest("inbox", ["clear": .bool(clear)]), on: try global.identitySocket()) { data in
+            let messages = data["messages"]?.arrayValue ?? []
+            guard !messages.isEmpty else { return "inbox is empty" }
+            return messages.map { message in
+                let body = message["data"]?.stringValue ?? "(\(message["bytes"]?.integerValue ?? 0) bytes, base64 in --json)"
+                return "\(message["received_at"]?.stringValue ?? "?")  \(message["from"]?.stringValue ?? "?")  \(message["type"]?.stringValue ?? "?")  \(body)"
+            }.joined(separator: "\n")
         }
     }
 }

@@ -109,6 +109,20 @@ final class HostDataPlaneTests: XCTestCase {
             pilotctl(["trust", "--identity", "alice"])?["data"]?["trusted"]?.arrayValue?.contains { $0["node_id"]?.integerValue == Int64(daemon) && $0["mutual"] == true } == true
         }
 
+        // Messages both ways on port 1001 (tagged frames, ACKed as 1.18 does).
+        let sent = pilotctl(["send-message", "alpha", "--data", #"{"task":"sum","n":[1,2]}"#, "--type", "json", "--identity", "alice"])
+        XCTAssertEqual(sent?["data"]?["ack"], "ACK JSON 24 bytes", "\(String(describing: sent))")
+        let theirs = try overlay.ctl("alpha", ["inbox"])["messages"]?.arrayValue ?? []
+        XCTAssertEqual(theirs.first?["type"], "JSON", "\(theirs)")
+        XCTAssertEqual(theirs.first?["from"]?.stringValue, Address(node: UInt32(alice)).description)
+        let reply = try overlay.ctl("alpha", ["send-message", "alice", "--data", "sum is 3"])
+        XCTAssertEqual(reply["ack"], "ACK TEXT 8 bytes", "\(reply)")
+        let inbox = pilotctl(["inbox", "--identity", "alice", "--clear"])?["data"]?["messages"]?.arrayValue ?? []
+        XCTAssertEqual(inbox.map { $0["data"]?.stringValue }, ["sum is 3"])
+        XCTAssertEqual(inbox.first?["from"]?.stringValue, Address(node: daemon).description)
+        XCTAssertEqual(inbox.first?["message_id"]?.stringValue?.count, 32)
+        XCTAssertEqual(pilotctl(["inbox", "--identity", "alice"])?["data"]?["total"], 0, "--clear emptied it")
+
         // The daemon asks bob; bob's owner approves with our pilotctl.
         _ = try overlay.ctl("alpha", ["handshake", "bob", "hello bob"])
         var pending: [JSON] = []

@@ -1,0 +1,99 @@
+/// A data-exchange frame (port 1001, PROTOCOL.md §11.2 and the 1.18 tagged form):
+/// `u32 type ‖ u32 length ‖ payload`. Type 10 (tagged) wraps another frame with correlation
+/// ids: `u16 meta length ‖ meta JSON {"message_id", "reply_to"} ‖ u32 inner type ‖ inner payload`.
+public struct DataExchangeFrame: Hashable, Sendable {
+    public static let port: UInt16 = 1001
+    /// The largest payload this side accepts.
+    public static let maxPayload = 16 << 20
+
+    public struct Kind: RawRepresentable, Hashable, Sendable, CustomStringConvertible {
+        public let rawValue: UInt32
+        public init(rawValue: UInt32) { self.rawValue = rawValue }
+
+        public static let text = Kind(rawValue: 1)
+        public static let binary = Kind(rawValue: 2)
+        public static let json = Kind(rawValue: 3)
+        public static let file = Kind(rawValue: 4)
+        public static let tagged = Kind(rawValue: 10)
+
+        /// The name the reference uses in its ACK and in inbox records.
+        public var description: String {
+            switch self {
+            case .text: "TEXT"
+            case .binary: "BINARY"
+            case .json: "JSON"
+            case .file: "FILE"
+            case .tagged: "TAGGED"
+            default: "UNKNOWN(\(rawValue))"
+            }
+        }
+    }
+
+    public var kind: Kind
+    public var payload: [UInt8]
+
+    public init(kind: Kind, payload: [UInt8]) {
+        self.kind = kind
+        self.payload = payload
+    }
+
+    /// A tagged frame around `inner`, with `messageID` (and `replyTo` when answering).
+    public static func tagged(_ inner: DataExchangeFrame, messageID: String, replyTo: String? = nil) -> DataExchangeFrame {
+        var meta: [String: JSON] = ["message_id": .string(messageID)]
+        if let replyTo { meta["reply_to"] = .string(replyTo) }
+        let encodedMeta = JSON.object(meta).encoded()
+        var writer = ByteWriter(capacity: 6 + encodedMeta.count + inner.payload.count)
+        writer.writeUInt16(UInt16(encodedMeta.count))
+        writer.writeBytes(encodedMeta)
+        writer.writeUInt32(inner.kind.rawValue)
+        writer.writeBytes(inner.payload)
+        return DataExchangeFrame(kind: .tagged, payload: writer.bytes)
+    }
+
+    /// The frame inside a tagged one, with its ids.
+    public func untagged() throws(WireError) -> (frame: DataExchangeFrame, messageID: String?, replyTo: String?) {
+        guard kind == .tagged else { return (self, nil, nil) }
+        var reader = ByteReader(payload[...])
+        let metaLength = Int(try reader.readUInt16("tagged meta length"))
+        let meta = try JSON(parsing: try reader.readBytes(metaLength, "tagged meta"))
+        guard meta.objectValue != nil else { throw .invalidValue(field: "tagged meta", reason: "must be a JSON object") }
+        let inner = Kind(rawValue: try reader.readUInt32("tagged inner type"))
+        guard inner != .tagged else { throw .invalidValue(field: "tagged inner type", reason: "a tagged frame cannot wrap another") }
+        return (DataExchangeFrame(kind: inner, payload: Array(reader.readRemaining())), meta["message_id"]?.stringValue, meta["reply_to"]?.stringValue)
+    }
+
+    public func encoded() -> [UInt8] {
+        var writer = ByteWriter(capacity: 8 + payload.count)
+        writer.writeUInt32(kind.rawValue)
+        writer.writeUInt32(UInt32(payload.count))
+        writer.writeBytes(payload)
+        return writer.bytes
+    }
+
+    /// Frames out of a byte stream, as they complete.
+    public struct Decoder: Sendable {
+        private var queue = ByteQueue()
+        public let maxPayload: Int
+
+        public init(maxPayload: Int = DataExchangeFrame.maxPayload) {
+            self.maxPayload = maxPayload
+        }
+
+        public var bufferedCount: Int { queue.count }
+
+        public mutating func append(_ bytes: some Sequence<UInt8>) { queue.append(bytes) }
+
+        /// The next whole frame, nil if more bytes are needed. After a throw the stream is lost.
+        public mutating func next() throws(WireError) -> DataExchangeFrame? {
+            guard queue.count >= 8 else { return nil }
+            var reader = ByteReader(queue.peek(0, 8))
+            let kind = Kind(rawValue: try reader.readUInt32("data exchange type"))
+            let length = Int(try reader.readUInt32("data exchange length"))
+            guard length <= maxPayload else { throw .oversized(field: "data exchange frame", limit: maxPayload, actual: length) }
+            guard queue.count >= 8 + length else { return nil }
+            let payload = Array(queue.peek(8, length))
+            queue.skip(8 + length)
+            return DataExchangeFrame(kind: kind, payload: payload)
+        }
+    }
+}
