@@ -196,6 +196,64 @@ actor DataPlane {
         ]
     }
 
+    /// `connections`: `name`'s streams (none if it never joined the network).
+    func connections(of name: String) async throws -> JSON {
+        guard let identity = joined[name] else { return ["total": 0, "connections": []] }
+        let connections = try await fabric.connections(of: identity.node)
+        return ["total": .integer(Int64(connections.count)), "connections": .array(connections.map { connection in
+            [
+                "local_port": .integer(Int64(connection.localPort)), "remote_addr": .string(connection.remote.description),
+                "remote_port": .integer(Int64(connection.remotePort)), "state": .string(connection.state),
+                "unacked_bytes": .integer(Int64(connection.unacknowledgedBytes)),
+            ]
+        })]
+    }
+
+    /// `peers`: the nodes `name` has a tunnel with.
+    func peers(of name: String) async throws -> JSON {
+        guard let identity = joined[name] else { return ["total": 0, "peers": []] }
+        let peers = try await fabric.peers(of: identity.node)
+        return ["total": .integer(Int64(peers.count)), "peers": .array(peers.map { peer in
+            [
+                "node_id": .integer(Int64(peer.node)), "address": .string(Address(node: peer.node).description),
+                "endpoint": .string(peer.endpoint), "encrypted": true, "authenticated": true, "trusted": .bool(peer.trusted),
+                "last_heard_seconds": .double((peer.secondsSinceHeard * 10).rounded() / 10),
+            ]
+        })]
+    }
+
+    /// `bench TARGET [MB]`, as 1.18's: MB mebibytes to the target's echo port in 4096-byte
+    /// writes, timed until every byte has come back.
+    func bench(from name: String, to target: Address, megabytes: Int, timeout: Duration) async throws -> JSON {
+        let identity = try await join(name)
+        let endpoint = try await endpoint(of: target, for: name)
+        let total = megabytes << 20
+        let seconds = try await withTimeout(timeout) { [fabric] () async throws -> Double in
+            let stream = try await fabric.dial(from: identity.node, to: target, port: 7, endpoint: endpoint)
+            let started = ContinuousClock.now
+            let reader = Task { () -> Int in
+                var received = 0
+                for await event in stream.events {
+                    guard case .data(let bytes) = event else { break }
+                    received += bytes.count
+                    if received >= total { break }
+                }
+                return received
+            }
+            let chunk = [UInt8](repeating: 0x50, count: 4096)
+            for _ in 0..<(total / chunk.count) { try await stream.write(chunk) }
+            let received = await reader.value
+            try? await stream.close()
+            guard received >= total else { throw StreamError("the echo stopped after \(received) of \(total) bytes") }
+            let elapsed = started.duration(to: .now)
+            return Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
+        }
+        return [
+            "to": .string(target.description), "bytes": .integer(Int64(total)), "seconds": .double((seconds * 1000).rounded() / 1000),
+            "mb_per_second": .double((Double(total) / 1e6 / seconds * 100).rounded() / 100),
+        ]
+    }
+
     /// `pilotctl ping`, as 1.18 does it: each probe opens a stream to the target's echo port,
     /// writes `ping-<n>`, times the echo and closes.
     func ping(from name: String, target: Address, count: Int, timeout: Duration) async throws -> [JSON] {

@@ -66,6 +66,18 @@ struct IdentityCommands: Sendable {
                 return .ok(try await dataPlane.trust.reject(name, peer: peer, reason: try request.optionalString("reason") ?? ""))
             case "untrust":
                 return .ok(try await dataPlane.trust.revoke(name, peer: try await resolveTarget(try request.string("peer")).node))
+            case "connections":
+                return .ok(try await dataPlane.connections(of: name))
+            case "peers":
+                return .ok(try await dataPlane.peers(of: name))
+            case "bench":
+                let target = try request.string("target")
+                let megabytes = request.arguments["megabytes"] == nil ? 1 : Int(try request.integer("megabytes"))
+                guard (1...1024).contains(megabytes) else { throw ControlFailure(.invalidArgument, "bench: 1 to 1024 MB") }
+                var result = try await dataPlane.bench(
+                    from: name, to: try await resolveTarget(target), megabytes: megabytes, timeout: .seconds(120)).objectValue ?? [:]
+                result["target"] = .string(target)
+                return .ok(.object(result))
             case "send-message":
                 let target = try request.string("target")
                 let kind: DataExchangeFrame.Kind

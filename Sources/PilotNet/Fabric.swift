@@ -320,6 +320,46 @@ public final class Fabric: Sendable {
         try await loop.submit { [state] in state.value.table.counters }.get()
     }
 
+    /// One of an identity's streams, as `pilotctl connections` lists it.
+    public struct ConnectionInfo: Sendable, Equatable {
+        public var localPort: UInt16
+        public var remote: Address
+        public var remotePort: UInt16
+        public var state: String
+        public var unacknowledgedBytes: Int
+    }
+
+    /// One of an identity's tunnel peers, as `pilotctl peers` lists it.
+    public struct PeerInfo: Sendable, Equatable {
+        public var node: UInt32
+        public var endpoint: String
+        public var secondsSinceHeard: Double
+        public var trusted: Bool
+    }
+
+    public func connections(of node: UInt32) async throws -> [ConnectionInfo] {
+        try await loop.submit { [state] in
+            state.value.streams.entries.filter { $0.key.local.node == node }.map { key, entry in
+                ConnectionInfo(
+                    localPort: key.localPort, remote: key.remote, remotePort: key.remotePort, state: "\(entry.connection.state)",
+                    unacknowledgedBytes: entry.connection.unacknowledgedBytes)
+            }.sorted { ($0.localPort, $0.remote.node, $0.remotePort) < ($1.localPort, $1.remote.node, $1.remotePort) }
+        }.get()
+    }
+
+    public func peers(of node: UInt32) async throws -> [PeerInfo] {
+        try await loop.submit { [state] in
+            let state = state.value
+            let now = NIODeadline.now()
+            return state.table.sessions(of: node).map { session in
+                PeerInfo(
+                    node: session.remote, endpoint: session.endpoint.map { "\($0.ipAddress ?? "?"):\($0.port ?? 0)" } ?? "",
+                    secondsSinceHeard: Double((now - session.lastReceived).nanoseconds) / 1e9,
+                    trusted: state.trusted.contains(Pair(local: node, remote: session.remote)))
+            }
+        }.get()
+    }
+
     /// What the stream layer counted: SYNs dropped by the rate limits, streams refused at the
     /// connection limits, RSTs sent for ports nobody listens on, packets delivered in-process.
     public struct StreamCounters: Sendable, Equatable {

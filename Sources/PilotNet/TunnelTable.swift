@@ -180,6 +180,12 @@ public final class TunnelTable {
 
     public var sessionCount: Int { tunnels.count }
 
+    /// The remote nodes `local` has a session with, where each was last seen, and when it last
+    /// sent something.
+    public func sessions(of local: UInt32) -> [(remote: UInt32, endpoint: SocketAddress?, lastReceived: NIODeadline)] {
+        tunnels.values.filter { $0.local == local }.sorted { $0.remote < $1.remote }.map { ($0.remote, paths[$0.remote]?.endpoint, $0.lastReceived) }
+    }
+
     // MARK: Receiving
 
     /// One datagram from `endpoint`, arrived on socket `socket`.

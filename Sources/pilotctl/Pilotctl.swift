@@ -11,7 +11,7 @@ struct Pilotctl: ParsableCommand {
         subcommands: [
             IdentityCommand.self, InfoCommand.self, SetHostname.self, ClearHostname.self, SetTags.self, ClearTags.self,
             SetPublic.self, SetPrivate.self, Lookup.self, Find.self, Ping.self,
-            Handshake.self, Pending.self, Approve.self, Reject.self, Untrust.self, TrustList.self, SendMessage.self, Inbox.self,
+            Handshake.self, Pending.self, Approve.self, Reject.self, Untrust.self, TrustList.self, SendMessage.self, Inbox.self, Bench.self, Connections.self, Peers.self,
         ])
 }
 
@@ -48,7 +48,14 @@ struct GlobalOptions: ParsableArguments {
         do {
             reply = try ControlConnection(path: socket).request(request)
         } catch let error as ControlClientError {
-            reply = .error(ControlFailure(error.permission ? .permissionDenied : .notRunning, error.description))
+            // The host runs (its admin socket is there) but this identity's socket is not: no such identity.
+            let missing = socket.hasPrefix(runtime + "/id/") && !FileManager.default.fileExists(atPath: socket)
+                && FileManager.default.fileExists(atPath: runtime + "/admin.sock")
+            if missing {
+                reply = .error(ControlFailure(.notFound, "no identity named \(socket.dropFirst(runtime.count + 4).dropLast(5)) on this host"))
+            } else {
+                reply = .error(ControlFailure(error.permission ? .permissionDenied : .notRunning, error.description))
+            }
         } catch {
             reply = .error(ControlFailure(.notRunning, "\(error)"))
         }
@@ -177,6 +184,48 @@ struct SendMessage: ParsableCommand {
         let request = ControlRequest("send-message", ["target": .string(target), "data": .string(body), "type": .string(type)])
         try global.run(request, on: try global.identitySocket()) { data in
             "sent \(data["bytes"]?.integerValue ?? 0) bytes to \(data["to"]?.stringValue ?? target): \(data["ack"]?.stringValue ?? "")"
+        }
+    }
+}
+
+struct Bench: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Stream MB mebibytes through a node's echo port and time it.")
+    @OptionGroup var global: GlobalOptions
+    @Argument(help: "An address, a node id, or a hostname.") var target: String
+    @Argument var megabytes = 1
+
+    func run() throws {
+        let request = ControlRequest("bench", ["target": .string(target), "megabytes": .integer(Int64(megabytes))])
+        try global.run(request, on: try global.identitySocket()) { data in
+            "\(megabytes) MB to \(data["to"]?.stringValue ?? target) and back in \(data["seconds"]?.doubleValue ?? 0) s: \(data["mb_per_second"]?.doubleValue ?? 0) MB/s"
+        }
+    }
+}
+
+struct Connections: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "This identity's streams.")
+    @OptionGroup var global: GlobalOptions
+    func run() throws {
+        try global.run(ControlRequest("connections"), on: try global.identitySocket()) { data in
+            let rows = data["connections"]?.arrayValue ?? []
+            guard !rows.isEmpty else { return "no connections" }
+            return rows.map { row in
+                ":\(row["local_port"]?.integerValue ?? 0) ↔ \(row["remote_addr"]?.stringValue ?? "?"):\(row["remote_port"]?.integerValue ?? 0)  \(row["state"]?.stringValue ?? "?")"
+            }.joined(separator: "\n")
+        }
+    }
+}
+
+struct Peers: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "The nodes this identity has an encrypted tunnel with.")
+    @OptionGroup var global: GlobalOptions
+    func run() throws {
+        try global.run(ControlRequest("peers"), on: try global.identitySocket()) { data in
+            let rows = data["peers"]?.arrayValue ?? []
+            guard !rows.isEmpty else { return "no peers" }
+            return rows.map { row in
+                "\(row["address"]?.stringValue ?? "?")  \(row["endpoint"]?.stringValue ?? "")  \(row["trusted"]?.boolValue == true ? "trusted" : "not trusted")"
+            }.joined(separator: "\n")
         }
     }
 }

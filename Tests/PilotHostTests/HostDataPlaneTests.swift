@@ -75,6 +75,16 @@ final class HostDataPlaneTests: XCTestCase {
         })
         succeeded(pilotctl(["ping", "alice", "--identity", "bob", "--count", "1"]), 1, "bob → alice, trusted")
 
+        // bench: 4 MB through the daemon's echo port, every byte back.
+        let bench = pilotctl(["bench", Address(node: daemon).description, "4", "--identity", "alice"])
+        XCTAssertEqual(bench?["data"]?["bytes"]?.integerValue, 4 << 20, "\(String(describing: bench))")
+        XCTAssertGreaterThan(bench?["data"]?["mb_per_second"]?.doubleValue ?? 0, 0)
+
+        // peers: alice has an encrypted tunnel with the daemon (bob is in-process: no tunnel).
+        let peers = pilotctl(["peers", "--identity", "alice"])?["data"]?["peers"]?.arrayValue ?? []
+        XCTAssertEqual(peers.compactMap { $0["node_id"]?.integerValue }, [Int64(daemon)], "\(peers)")
+        XCTAssertEqual(pilotctl(["connections", "--identity", "carol-not-yet"])?["code"], "not_found")
+
         // A public identity nobody here has talked to is reachable from its creation on.
         let carol = pilotctl(["identity", "create", "carol", "--public"])
         let carolAddress = try XCTUnwrap(carol?["data"]?["address"]?.stringValue)
