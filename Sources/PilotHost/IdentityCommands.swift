@@ -114,7 +114,7 @@ struct IdentityCommands: Sendable {
         } catch let error as PoolError {
             return .error(AdminCommands.failure(error))
         } catch {
-            return .error(ControlFailure(.connectionFailed, "registry: \(error)"))
+            return .error(ControlFailure(.connectionFailed, "\(error)"))
         }
     }
 

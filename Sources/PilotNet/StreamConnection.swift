@@ -334,7 +334,9 @@ public final class StreamConnection {
 
     private func transmit(now: NIODeadline) -> [Output] {
         guard state == .established else { return [] }
-        let limit = min(congestionWindow, peerWindow == 0 ? Self.receiveSlots : peerWindow)
+        // 1.18 advertises its free receive slots; 0 means full (the old Go daemon read 0 as
+        // "unlimited", and 1.18 wins). With a full peer one segment goes out as a probe.
+        let limit = min(congestionWindow, max(peerWindow, 1))
         var outputs: [Output] = []
         while firstUnsent < segments.count && inFlight < limit {
             outputs.append(send(firstUnsent, now: now))

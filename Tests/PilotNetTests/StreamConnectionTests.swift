@@ -135,6 +135,24 @@ final class StreamConnectionTests: XCTestCase {
         XCTAssertEqual(result.received, bytes)
     }
 
+    /// The peer's window counts free slots (1.18): 0 means full, so one probe segment goes out
+    /// and no more until the window opens.
+    func testAFullPeerWindowHoldsTheSenderToOneSegment() {
+        let now = NIODeadline.uptimeNanoseconds(1_000_000_000)
+        let key = StreamConnection.Key(local: dialer, localPort: 49152, remote: listener, remotePort: 7)
+        let (client, _) = StreamConnection.dial(key, now: now)
+        let synAck = Packet(flags: [.syn, .ack], proto: .stream, source: listener, destination: dialer, sourcePort: 7, destinationPort: 49152, acknowledgment: 1, window: 0)
+        _ = client.receive(synAck, now: now)
+        func dataPackets(_ outputs: [StreamConnection.Output]) -> [Packet] {
+            outputs.compactMap { if case .packet(let packet) = $0, !packet.payload.isEmpty { packet } else { nil } }
+        }
+        XCTAssertEqual(dataPackets(client.write(Array(repeating: 1, count: 10 * 1152), now: now)).count, 1)
+        let opened = Packet(flags: .ack, proto: .stream, source: listener, destination: dialer, sourcePort: 7, destinationPort: 49152, sequence: 1, acknowledgment: 1 + 1152, window: 4)
+        let sent = dataPackets(client.receive(opened, now: now))
+        XCTAssertEqual(sent.count, 4)
+        XCTAssertEqual(sent.first?.sequence, 1 + 1152)
+    }
+
     func testAFinIsAnsweredOnceAndAFinAckNever() {
         let now = NIODeadline.uptimeNanoseconds(1_000_000_000)
         let syn = Packet(flags: .syn, proto: .stream, source: dialer, destination: listener, sourcePort: 49152, destinationPort: 7, window: 512)
