@@ -46,12 +46,16 @@ actor DataPlane {
 
     /// A handshake message to `peer`'s port 444, alone on its stream (1.18 reads one segment).
     private func sendHandshake(_ message: HandshakeMessage, from name: String, to peer: UInt32) async throws {
+        let bytes = message.encoded()
+        guard bytes.count <= StreamConnection.segmentSize else {
+            throw ControlFailure(.invalidArgument, "the handshake message is \(bytes.count) bytes once encoded; 1.18 reads one segment (\(StreamConnection.segmentSize)): shorten the reason")
+        }
         let identity = try await join(name)
         let target = Address(node: peer)
         let endpoint = try await endpoint(of: target, for: name)
         try await withTimeout(.seconds(15)) { [fabric] in
             let stream = try await fabric.dial(from: identity.node, to: target, port: HandshakeMessage.port, endpoint: endpoint)
-            try await stream.write(message.encoded())
+            try await stream.write(bytes)
             try await stream.close()
         }
     }
@@ -194,6 +198,59 @@ actor DataPlane {
             "to": .string(target.description), "type": .string(kind.description.lowercased()), "bytes": .integer(Int64(data.count)),
             "ack": .string(ack), "message_id": .string(messageID), "tagged": true, "seq": 0, "reused": false,
         ]
+    }
+
+    /// `send TARGET PORT --data`: a stream to `port`, the data, and one read of the answer (none
+    /// if the peer sends nothing within `wait`).
+    func send(from name: String, to target: Address, port: UInt16, data: [UInt8], wait: Duration) async throws -> JSON {
+        let identity = try await join(name)
+        let endpoint = try await endpoint(of: target, for: name)
+        let stream = try await withTimeout(.seconds(15)) { [fabric] in
+            try await fabric.dial(from: identity.node, to: target, port: port, endpoint: endpoint)
+        }
+        try await stream.write(data)
+        let answer = try? await withTimeout(wait) { () async -> [UInt8]? in
+            for await event in stream.events {
+                if case .data(let bytes) = event { return bytes }
+                break
+            }
+            return nil
+        }
+        try? await stream.close()
+        var result: [String: JSON] = ["to": .string(target.description), "port": .integer(Int64(port)), "bytes": .integer(Int64(data.count))]
+        if let reply = answer ?? nil { result["reply"] = .string(String(decoding: reply, as: UTF8.self)) }
+        return .object(result)
+    }
+
+    /// `recv PORT`: accepts up to `count` streams on `port` for `timeout` and reads once from
+    /// each (what 1.18's recv does). Ports the host serves itself are refused.
+    func receive(on name: String, port: UInt16, count: Int, timeout: Duration) async throws -> JSON {
+        let identity = try await join(name)
+        guard try await !fabric.isListening(node: identity.node, port: port) else {
+            throw ControlFailure(.alreadyExists, "port \(port) of \(name) is in use")
+        }
+        let (arrivals, continuation) = AsyncStream.makeStream(of: StreamHandle.self)
+        try await fabric.listen(node: identity.node, port: port) { continuation.yield($0) }
+        let messages = (try? await withTimeout(timeout) { () async -> [JSON] in
+            var messages: [JSON] = []
+            for await stream in arrivals {
+                var data: [UInt8] = []
+                for await event in stream.events {
+                    if case .data(let bytes) = event { data = bytes }
+                    break
+                }
+                try? await stream.close()
+                messages.append([
+                    "from": .string(stream.key.remote.description), "port": .integer(Int64(stream.key.remotePort)),
+                    "bytes": .integer(Int64(data.count)), "data": .string(String(decoding: data, as: UTF8.self)),
+                ])
+                if messages.count >= count { break }
+            }
+            return messages
+        }) ?? []
+        continuation.finish()
+        try await fabric.unlisten(node: identity.node, port: port)
+        return ["port": .integer(Int64(port)), "messages": .array(messages), "timeout": .bool(messages.count < count)]
     }
 
     /// `connections`: `name`'s streams (none if it never joined the network).

@@ -66,6 +66,19 @@ struct IdentityCommands: Sendable {
                 return .ok(try await dataPlane.trust.reject(name, peer: peer, reason: try request.optionalString("reason") ?? ""))
             case "untrust":
                 return .ok(try await dataPlane.trust.revoke(name, peer: try await resolveTarget(try request.string("peer")).node))
+            case "send":
+                let target = try request.string("target")
+                let port = try Self.port(request)
+                var result = try await dataPlane.send(
+                    from: name, to: try await resolveTarget(target), port: port, data: Array(try request.string("data").utf8),
+                    wait: .seconds(Int64(try Self.seconds(request, default: 5)))).objectValue ?? [:]
+                result["target"] = .string(target)
+                return .ok(.object(result))
+            case "recv":
+                let count = request.arguments["count"] == nil ? 1 : Int(try request.integer("count"))
+                guard (1...1000).contains(count) else { throw ControlFailure(.invalidArgument, "recv: count must be 1 to 1000") }
+                return .ok(try await dataPlane.receive(
+                    on: name, port: try Self.port(request), count: count, timeout: .seconds(Int64(try Self.seconds(request, default: 30)))))
             case "connections":
                 return .ok(try await dataPlane.connections(of: name))
             case "peers":
@@ -116,6 +129,20 @@ struct IdentityCommands: Sendable {
         } catch {
             return .error(ControlFailure(.connectionFailed, "\(error)"))
         }
+    }
+
+    static func port(_ request: ControlRequest) throws -> UInt16 {
+        guard let port = UInt16(exactly: try request.integer("port")), port > 0 else {
+            throw ControlFailure(.invalidArgument, "\(request.command): port must be 1 to 65535")
+        }
+        return port
+    }
+
+    static func seconds(_ request: ControlRequest, default fallback: Int) throws -> Int {
+        guard request.arguments["timeout"] != nil else { return fallback }
+        let seconds = Int(try request.integer("timeout"))
+        guard (1...3600).contains(seconds) else { throw ControlFailure(.invalidArgument, "\(request.command): timeout must be 1 to 3600 seconds") }
+        return seconds
     }
 
     /// `ping TARGET [count] [timeout]`: TARGET is an address, a node id or a hostname.

@@ -119,6 +119,16 @@ public final class Fabric: Sendable {
         try await loop.submit { [state] in state.value.streams.listeners[node, default: [:]][port] = .accept(accept) }.get()
     }
 
+    /// Stops accepting streams on `port` of `node` (open ones go on).
+    public func unlisten(node: UInt32, port: UInt16) async throws {
+        try await loop.submit { [state] in state.value.streams.listeners[node]?[port] = nil }.get()
+    }
+
+    /// Whether `node` accepts streams on `port`.
+    public func isListening(node: UInt32, port: UInt16) async throws -> Bool {
+        try await loop.submit { [state] in state.value.streams.listeners[node]?[port] != nil }.get()
+    }
+
     /// Opens a stream from identity `node` to `port` of `remote` (reached at `endpoint`, or where
     /// it was last seen); returns once the remote accepted it.
     public func dial(from node: UInt32, to remote: Address, port: UInt16, endpoint: SocketAddress? = nil) async throws -> StreamHandle {

@@ -11,7 +11,7 @@ struct Pilotctl: ParsableCommand {
         subcommands: [
             IdentityCommand.self, InfoCommand.self, SetHostname.self, ClearHostname.self, SetTags.self, ClearTags.self,
             SetPublic.self, SetPrivate.self, Lookup.self, Find.self, Ping.self,
-            Handshake.self, Pending.self, Approve.self, Reject.self, Untrust.self, TrustList.self, SendMessage.self, Inbox.self, Bench.self, Connections.self, Peers.self,
+            Handshake.self, Pending.self, Approve.self, Reject.self, Untrust.self, TrustList.self, SendMessage.self, Inbox.self, Bench.self, Connections.self, Peers.self, Send.self, Recv.self,
         ])
 }
 
@@ -198,6 +198,40 @@ struct Bench: ParsableCommand {
         let request = ControlRequest("bench", ["target": .string(target), "megabytes": .integer(Int64(megabytes))])
         try global.run(request, on: try global.identitySocket()) { data in
             "\(megabytes) MB to \(data["to"]?.stringValue ?? target) and back in \(data["seconds"]?.doubleValue ?? 0) s: \(data["mb_per_second"]?.doubleValue ?? 0) MB/s"
+        }
+    }
+}
+
+struct Send: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Open a stream to a port, send data, print one answer.")
+    @OptionGroup var global: GlobalOptions
+    @Argument(help: "An address, a node id, or a hostname.") var target: String
+    @Argument var port: Int
+    @Option(help: "What to send.") var data: String
+    @Option(help: "Seconds to wait for an answer.") var timeout = 5
+
+    func run() throws {
+        let request = ControlRequest(
+            "send", ["target": .string(target), "port": .integer(Int64(port)), "data": .string(data), "timeout": .integer(Int64(timeout))])
+        try global.run(request, on: try global.identitySocket()) { data in
+            "sent \(data["bytes"]?.integerValue ?? 0) bytes" + (data["reply"]?.stringValue.map { "\n\($0)" } ?? "")
+        }
+    }
+}
+
+struct Recv: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Accept streams on a port and print what each sends first.")
+    @OptionGroup var global: GlobalOptions
+    @Argument var port: Int
+    @Option(help: "How many streams to accept.") var count = 1
+    @Option(help: "Seconds to wait.") var timeout = 30
+
+    func run() throws {
+        let request = ControlRequest("recv", ["port": .integer(Int64(port)), "count": .integer(Int64(count)), "timeout": .integer(Int64(timeout))])
+        try global.run(request, on: try global.identitySocket()) { data in
+            let messages = data["messages"]?.arrayValue ?? []
+            guard !messages.isEmpty else { return "nothing arrived" }
+            return messages.map { "\($0["from"]?.stringValue ?? "?"): \($0["data"]?.stringValue ?? "")" }.joined(separator: "\n")
         }
     }
 }

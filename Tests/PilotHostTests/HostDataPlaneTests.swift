@@ -6,7 +6,12 @@ import XCTest
 /// pilot-host's identities on the network: between two identities of the host, from an
 /// identity to the official 1.18 daemon, and from the daemon to a public identity.
 final class HostDataPlaneTests: XCTestCase {
+    private var processes: [ChildProcess] = []
     private let bin = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
+
+    override func tearDown() {
+        for process in processes { process.stop() }
+    }
 
     /// Our rendezvous and a public official daemon "alpha" (or a skip where it cannot run).
     private func overlay() throws -> (OverlayHarness, UInt32) {
@@ -118,6 +123,20 @@ final class HostDataPlaneTests: XCTestCase {
         try overlay.eventually("alice trusts the daemon") {
             pilotctl(["trust", "--identity", "alice"])?["data"]?["trusted"]?.arrayValue?.contains { $0["node_id"]?.integerValue == Int64(daemon) && $0["mutual"] == true } == true
         }
+
+        // Streams on any port between trusted nodes: the daemon's `pilotctl send` to alice's `recv`.
+        let receiver = try ChildProcess(
+            name: "recv", executable: bin.appendingPathComponent("pilotctl"),
+            arguments: ["recv", "5001", "--timeout", "20", "--json", "--identity", "alice", "--runtime-dir", overlay.directory.path("run")],
+            logDirectory: overlay.directory.url)
+        processes.append(receiver)
+        try overlay.eventually("the daemon's send reaches alice's port 5001", timeout: 15) {
+            (try? overlay.ctl("alpha", ["send", "alice", "5001", "--data", "hi-from-daemon"], timeout: 10)) != nil
+        }
+        XCTAssertTrue(ChildProcess.waitUntil(timeout: 20) { !receiver.isRunning }, receiver.output)
+        let received = try JSON(parsing: Array(receiver.output.trimmingCharacters(in: .whitespacesAndNewlines).utf8))
+        XCTAssertEqual(received["data"]?["messages"]?.arrayValue?.first?["data"], "hi-from-daemon", "\(received)")
+        XCTAssertEqual(received["data"]?["messages"]?.arrayValue?.first?["from"]?.stringValue, Address(node: daemon).description)
 
         // Messages both ways on port 1001 (tagged frames, ACKed as 1.18 does).
         let sent = pilotctl(["send-message", "alpha", "--data", #"{"task":"sum","n":[1,2]}"#, "--type", "json", "--identity", "alice"])
