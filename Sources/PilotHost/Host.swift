@@ -21,6 +21,8 @@ public final class Host: Sendable {
     /// The tunnel socket and the identities on it.
     private let dataPlane: DataPlane
     private let heartbeat: NIOLockedValueBox<Task<Void, Never>?> = NIOLockedValueBox(nil)
+    /// Polls the registry for relayed handshakes every `handshake-poll` seconds.
+    private let handshakePolling: NIOLockedValueBox<Task<Void, Never>?> = NIOLockedValueBox(nil)
 
     /// Opens the state (creating it on first start) and loads every identity.
     public init(configuration: HostConfiguration, group: any EventLoopGroup, logger: Logger) async throws {
@@ -67,6 +69,7 @@ public final class Host: Sendable {
             handler: { peer, request in await commands.handle(peer, request) })
         let unserved = await openIdentitySockets()
         startRegistryUpkeep()
+        startHandshakePolling()
         logger.info("pilot-host serving", metadata: [
             "identities": "\(count - unserved)", "unserved": "\(unserved)", "runtime": "\(configuration.runtimeDirectory)"])
     }
@@ -151,8 +154,35 @@ public final class Host: Sendable {
         }
     }
 
+    /// Relayed handshakes: every `handshake-poll` seconds, one batched poll for all identities;
+    /// what it finds goes to the trust service.
+    private func startHandshakePolling() {
+        let pool = pool
+        let trust = dataPlane.trust
+        let logger = logger
+        let interval = configuration.handshakePoll
+        handshakePolling.withLockedValue {
+            $0 = Task {
+                while !Task.isCancelled {
+                    do { try await Task.sleep(for: .seconds(interval)) } catch { break }
+                    do {
+                        for (name, requests, responses) in try await pool.pollHandshakes() {
+                            await trust.relayed(name, requests: requests, responses: responses)
+                        }
+                    } catch {
+                        logger.warning("handshake poll failed", metadata: ["error": "\(error)"])
+                    }
+                }
+            }
+        }
+    }
+
     /// Stops serving: ephemeral identities are deregistered and deleted, sockets removed.
     public func stop() async {
+        if let task = handshakePolling.withLockedValue({ $0 }) {
+            task.cancel()
+            await task.value
+        }
         if let task = heartbeat.withLockedValue({ $0 }) {
             task.cancel()
             await task.value

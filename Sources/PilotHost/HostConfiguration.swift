@@ -16,11 +16,13 @@ public struct HostConfiguration: Equatable, Sendable {
     /// Members of this group may use the admin socket (besides root); none when empty.
     public var adminGroup = ""
     public var logLevel = "info"
+    /// Seconds between polls of the registry for handshakes relayed to the identities.
+    public var handshakePoll = 30
 
     public init() {}
 
     /// The keys a file or flag may set.
-    public static let keys = ["state-dir", "runtime-dir", "registry", "beacon", "listen", "admin-group", "log-level"]
+    public static let keys = ["state-dir", "runtime-dir", "registry", "beacon", "listen", "admin-group", "log-level", "handshake-poll"]
 
     static let logLevels = ["trace", "debug", "info", "notice", "warning", "error", "critical"]
 
@@ -42,6 +44,11 @@ public struct HostConfiguration: Equatable, Sendable {
                 throw .invalidValue(key: key, value: value, reason: "one of \(Self.logLevels.joined(separator: ", "))")
             }
             logLevel = value
+        case "handshake-poll":
+            guard let seconds = Int(value), (1...3600).contains(seconds) else {
+                throw .invalidValue(key: key, value: value, reason: "seconds, 1 to 3600")
+            }
+            handshakePoll = seconds
         default:
             throw .unknownKey(key)
         }

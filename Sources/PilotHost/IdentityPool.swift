@@ -92,6 +92,44 @@ public actor IdentityPool {
         trusts[name]?[peer] = nil
     }
 
+    /// A handshake request left at the registry for `peer` (it cannot be reached directly).
+    public func requestHandshake(_ name: String, to peer: UInt32, justification: String) async throws {
+        guard let record = records[name] else { throw PoolError.notFound(name) }
+        try await signed(
+            try key(name), "request_handshake", "handshake:\(record.nodeID):\(peer)",
+            ["from_node_id": .integer(Int64(record.nodeID)), "to_node_id": .integer(Int64(peer)), "justification": .string(justification)])
+    }
+
+    /// `name`'s answer to a relayed request from `peer`, through the registry.
+    public func respondHandshake(_ name: String, to peer: UInt32, accept: Bool) async throws {
+        guard let record = records[name] else { throw PoolError.notFound(name) }
+        try await signed(
+            try key(name), "respond_handshake", "respond:\(record.nodeID):\(peer)",
+            ["node_id": .integer(Int64(record.nodeID)), "peer_id": .integer(Int64(peer)), "accept": .bool(accept)])
+    }
+
+    /// What the registry holds for each identity: relayed requests and responses, batched.
+    /// Returns only the identities with something waiting.
+    public func pollHandshakes() async throws -> [(name: String, requests: [JSON], responses: [JSON])] {
+        var found: [(String, [JSON], [JSON])] = []
+        for chunk in chunks(of: names) {
+            var requests: [RegistryMessage] = []
+            var sent: [String] = []
+            for name in chunk {
+                guard let record = records[name], let key = try? key(name) else { continue }
+                requests.append(signedMessage(key, "poll_handshakes", "poll_handshakes:\(record.nodeID)", ["node_id": .integer(Int64(record.nodeID))]))
+                sent.append(name)
+            }
+            let replies = try await registry.send(batch: requests)
+            for (name, reply) in zip(sent, replies) where reply.type == "poll_handshakes_ok" {
+                let waiting = reply["requests"]?.arrayValue ?? []
+                let answered = reply["responses"]?.arrayValue ?? []
+                if !waiting.isEmpty || !answered.isEmpty { found.append((name, waiting, answered)) }
+            }
+        }
+        return found
+    }
+
     /// Tells the registry `name` trusts (or no longer trusts) `peer`, so `resolve` follows.
     public func reportTrust(_ name: String, peer: UInt32, trusted: Bool) async throws {
         guard let record = records[name] else { throw PoolError.notFound(name) }

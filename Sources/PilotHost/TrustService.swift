@@ -56,7 +56,14 @@ actor TrustService {
         do {
             try await send?(name, peer, try await message(.request, from: name, to: peer, justification: reason))
         } catch {
-            throw ControlFailure(.connectionFailed, "handshake: cannot reach node \(peer): \(error)")
+            // Not reachable directly (a private node that does not trust us yet, or offline):
+            // the registry keeps the request until the peer polls for it.
+            do {
+                try await pool.requestHandshake(name, to: peer, justification: reason)
+            } catch let relayError {
+                throw ControlFailure(.connectionFailed, "handshake: cannot reach node \(peer) (\(error)), nor through the registry (\(relayError))")
+            }
+            return ["status": "sent", "node_id": .integer(Int64(peer)), "relayed": true]
         }
         return ["status": "sent", "node_id": .integer(Int64(peer))]
     }
@@ -70,7 +77,7 @@ actor TrustService {
         try await pool.setTrust(entry, for: name)
         await relate?(name, peer, true)
         await report(name, peer: peer, trusted: true)
-        try? await send?(name, peer, try await message(.accept, from: name, to: peer))
+        await answer(name, peer: peer, accept: true)
         return ["status": "approved", "node_id": .integer(Int64(peer))]
     }
 
@@ -80,7 +87,7 @@ actor TrustService {
         }
         try await pool.removeTrust(peer: entry.peerNode, for: name)
         await relate?(name, peer, false)
-        try? await send?(name, peer, try await message(.reject, from: name, to: peer, reason: String(reason.prefix(Self.maxReason))))
+        await answer(name, peer: peer, accept: false, reason: reason)
         return ["status": "rejected", "node_id": .integer(Int64(peer))]
     }
 
@@ -114,6 +121,60 @@ actor TrustService {
                 "approved_at": .integer(entry.updatedAt), "mutual": .bool(entry.mutual), "network": 0,
             ]
         })]
+    }
+
+    /// An answer to a request, both ways 1.18 may be waiting for it: through the registry
+    /// (for a request it relayed) and directly (best effort).
+    private func answer(_ name: String, peer: UInt32, accept: Bool, reason: String = "") async {
+        do { try await pool.respondHandshake(name, to: peer, accept: accept) } catch {
+            logger.info("registry did not take the handshake answer", metadata: ["PILOT_IDENTITY": "\(name)", "PILOT_PEER": "\(peer)", "error": "\(error)"])
+        }
+        let kind: HandshakeMessage.Kind = accept ? .accept : .reject
+        try? await send?(name, peer, try await message(kind, from: name, to: peer, reason: String(reason.prefix(Self.maxReason))))
+    }
+
+    // MARK: Relayed through the registry
+
+    /// What a poll of the registry found for `name`: requests from nodes that could not reach it,
+    /// and answers to requests it relayed. The registry checked each sender's signature.
+    func relayed(_ name: String, requests: [JSON], responses: [JSON]) async {
+        guard let record = await pool.identity(named: name) else { return }
+        for request in requests {
+            guard let node = request["from_node_id"]?.integerValue, let peer = UInt32(exactly: node), peer != record.nodeID else { continue }
+            let justification = String((request["justification"]?.stringValue ?? "").prefix(Self.maxReason))
+            let state = await pool.trust(of: name, peer: peer)?.state
+            do {
+                if state == .trusted {
+                    await answer(name, peer: peer, accept: true)
+                } else if state == .pendingOut || record.autoApprove {
+                    try await pool.setTrust(
+                        TrustRecord(peerNode: peer, state: .trusted, reason: justification, updatedAt: Self.now, mutual: state == .pendingOut), for: name)
+                    await relate?(name, peer, true)
+                    await report(name, peer: peer, trusted: true)
+                    await answer(name, peer: peer, accept: true)
+                } else {
+                    try await pool.setTrust(TrustRecord(peerNode: peer, state: .pendingIn, reason: justification, updatedAt: Self.now), for: name)
+                    await relate?(name, peer, true)
+                    logger.notice("handshake request (relayed)", metadata: ["PILOT_IDENTITY": "\(name)", "PILOT_PEER": "\(peer)"])
+                }
+            } catch {
+                logger.error("cannot store a trust change", metadata: ["PILOT_IDENTITY": "\(name)", "PILOT_PEER": "\(peer)", "error": "\(error)"])
+            }
+        }
+        for response in responses {
+            guard let node = response["from_node_id"]?.integerValue, let peer = UInt32(exactly: node),
+                await pool.trust(of: name, peer: peer)?.state == .pendingOut
+            else { continue }
+            let accepted = response["accept"]?.boolValue == true
+            do {
+                try await pool.setTrust(
+                    TrustRecord(peerNode: peer, state: accepted ? .trusted : .rejected, updatedAt: Self.now, mutual: accepted), for: name)
+                await relate?(name, peer, accepted)
+                if accepted { await report(name, peer: peer, trusted: true) }
+            } catch {
+                logger.error("cannot store a trust change", metadata: ["PILOT_IDENTITY": "\(name)", "PILOT_PEER": "\(peer)", "error": "\(error)"])
+            }
+        }
     }
 
     // MARK: Messages from peers

@@ -21,6 +21,7 @@ struct HostCommand: AsyncParsableCommand {
     @Option(help: "Shared tunnel UDP address, host:port.") var listen: String?
     @Option(help: "Group whose members may use the admin socket.") var adminGroup: String?
     @Option(help: "trace, debug, info, notice, warning, error, critical.") var logLevel: String?
+    @Option(help: "Seconds between polls for relayed handshakes.") var handshakePoll: String?
 
     func run() async throws {
         var settings = HostConfiguration()
@@ -34,6 +35,7 @@ struct HostCommand: AsyncParsableCommand {
         for (key, value) in [
             ("state-dir", stateDir), ("runtime-dir", runtimeDir), ("registry", registry), ("beacon", beacon),
             ("listen", listen), ("admin-group", adminGroup), ("log-level", logLevel),
+            ("handshake-poll", handshakePoll),
         ] {
             if let value { try settings.set(key, value) }
         }

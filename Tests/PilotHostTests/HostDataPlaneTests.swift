@@ -14,20 +14,20 @@ final class HostDataPlaneTests: XCTestCase {
     }
 
     /// Our rendezvous and a public official daemon "alpha" (or a skip where it cannot run).
-    private func overlay() throws -> (OverlayHarness, UInt32) {
-        do { return try OverlayHarness.started(daemon: "alpha", extra: ["-public"]) } catch let error as OfficialPilot.Unavailable {
+    private func overlay(public isPublic: Bool = true) throws -> (OverlayHarness, UInt32) {
+        do { return try OverlayHarness.started(daemon: "alpha", extra: isPublic ? ["-public"] : []) } catch let error as OfficialPilot.Unavailable {
             throw XCTSkip("official pilot-daemon unavailable: \(error)")
         }
     }
 
     /// pilot-host as a process on the overlay, its state and runtime in the overlay's directory.
-    private func startHost(_ overlay: OverlayHarness, listen: String, generation: Int = 1) throws -> ChildProcess {
+    private func startHost(_ overlay: OverlayHarness, listen: String, generation: Int = 1, extra: [String] = []) throws -> ChildProcess {
         let host = try ChildProcess(
             name: "pilot-host-\(generation)", executable: bin.appendingPathComponent("pilot-host"),
             arguments: [
                 "--state-dir", overlay.directory.path("state"), "--runtime-dir", overlay.directory.path("run"),
                 "--registry", "127.0.0.1:\(overlay.registryPort)", "--beacon", "127.0.0.1:\(overlay.beaconPort)", "--listen", listen,
-            ],
+            ] + extra,
             logDirectory: overlay.directory.url)
         XCTAssertTrue(ChildProcess.waitUntil(timeout: 20) { host.output.contains("pilot-host serving") }, host.output)
         return host
@@ -189,6 +189,41 @@ final class HostDataPlaneTests: XCTestCase {
         XCTAssertEqual(pilotctl(["trust", "--identity", "bob"])?["data"]?["total"], 0)
         try overlay.eventually("the daemon forgets bob") {
             try overlay.ctl("alpha", ["trust"])["trusted"]?.arrayValue?.contains { $0["node_id"]?.integerValue == bob } == false
+        }
+    }
+
+    /// Private on both sides: neither can resolve the other, so requests and answers go through
+    /// the registry (1.18 relays them; pilot-host polls every `handshake-poll` seconds).
+    func testRelayedHandshakesWithAPrivateOfficialDaemon() throws {
+        let (overlay, daemon) = try overlay(public: false)
+        defer { overlay.stopAll() }
+        let host = try startHost(overlay, listen: "127.0.0.1:\(try LoopbackSocket.freePort())", extra: ["--handshake-poll", "1"])
+        defer { host.stop() }
+        func pilotctl(_ arguments: [String]) -> JSON? { self.pilotctl(overlay, arguments) }
+        let alice = try XCTUnwrap(pilotctl(["identity", "create", "alice", "--hostname", "alice"])?["data"]?["node_id"]?.integerValue)
+        let bob = try XCTUnwrap(pilotctl(["identity", "create", "bob", "--hostname", "bob"])?["data"]?["node_id"]?.integerValue)
+
+        // alice → the private daemon: not resolvable, so relayed; approved there.
+        let asked = pilotctl(["handshake", "\(daemon)", "relay me", "--identity", "alice"])
+        XCTAssertEqual(asked?["data"]?["relayed"], true, "\(String(describing: asked))")
+        try overlay.eventually("the daemon sees alice's relayed request", timeout: 45) {
+            try overlay.ctl("alpha", ["pending"])["pending"]?.arrayValue?.contains { $0["node_id"]?.integerValue == alice } == true
+        }
+        _ = try overlay.ctl("alpha", ["approve", "\(alice)"])
+        try overlay.eventually("alice trusts the daemon", timeout: 30) {
+            pilotctl(["trust", "--identity", "alice"])?["data"]?["trusted"]?.arrayValue?.contains { $0["node_id"]?.integerValue == Int64(daemon) } == true
+        }
+        // Now trusted, they reach each other directly.
+        XCTAssertEqual(pilotctl(["ping", "\(daemon)", "--identity", "alice", "--count", "1"])?["data"]?["results"]?.arrayValue?.first?["error"], nil)
+
+        // The daemon → private bob: 1.18 relays it, pilot-host's poll finds it, bob approves.
+        _ = try overlay.ctl("alpha", ["handshake", "\(bob)", "relayed to bob"])
+        try overlay.eventually("bob sees the relayed request", timeout: 30) {
+            pilotctl(["pending", "--identity", "bob"])?["data"]?["pending"]?.arrayValue?.contains { $0["node_id"]?.integerValue == Int64(daemon) } == true
+        }
+        XCTAssertEqual(pilotctl(["approve", "\(daemon)", "--identity", "bob"])?["data"]?["status"], "approved")
+        try overlay.eventually("the daemon trusts bob", timeout: 45) {
+            try overlay.ctl("alpha", ["trust"])["trusted"]?.arrayValue?.contains { $0["node_id"]?.integerValue == bob } == true
         }
     }
 }
