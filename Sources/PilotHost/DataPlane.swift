@@ -351,6 +351,8 @@ actor DataPlane {
             try await join(local.name)
             return nil
         }
+        // A session with it: the tunnel knows where it is (no registry round trip per dial).
+        if let identity = joined[name], try await fabric.hasSession(local: identity.node, remote: target.node) { return nil }
         let text: String
         do { text = try await pool.resolve(node: target.node, as: name) } catch PoolError.registry(let reason) {
             throw ControlFailure(.notFound, "cannot reach \(target): \(reason)")

@@ -220,8 +220,9 @@ actor TrustService {
                         TrustRecord(peerNode: peer, peerKey: key, state: .trusted, reason: String(message.justification.prefix(Self.maxReason)), updatedAt: Self.now),
                         for: name)
                     await relate?(name, peer, true)
-                    try? await send?(name, peer, try await self.message(.accept, from: name, to: peer))
+                    // Reported first: the registry then lets us resolve a private asker.
                     await report(name, peer: peer, trusted: true)
+                    await answer(name, peer: peer, accept: true)
                     logger.notice("trusted (auto-approve)", metadata: ["PILOT_IDENTITY": "\(name)", "PILOT_PEER": "\(peer)"])
                 default:
                     try await pool.setTrust(

@@ -8,6 +8,7 @@
 //                                        identity creation rate, cold start and RSS of pilot-host
 //   pilot-bench net [--megabytes 200] [--echoes 2000]
 //                                        stream throughput beside raw UDP, echo round trip
+//   pilot-bench trust [--pairs 50]        handshake to mutual trust with auto-approve, two pilot-hosts
 //   pilot-bench pool [--identities 100000]
 //                                        the identity pool alone (no sockets): creation, load, re-registration, RSS
 
@@ -22,6 +23,7 @@ func usage() -> Never {
                pilot-bench host [--identities 1000,10000]           (pilot-host and pilot-rendezvous beside it)
                pilot-bench pool [--identities 100000]               (pilot-rendezvous beside it)
                pilot-bench net [--megabytes 200] [--echoes 2000]
+               pilot-bench trust [--pairs 50]                     (pilot-host and pilot-rendezvous beside it)
         """)
     exit(2)
 }
@@ -42,6 +44,7 @@ case "host":
     } ?? [1000, 10_000]
     HostBench(sizes: sizes).run()
 case "net": NetBench(megabytes: Int(option("--megabytes", default: 200)), echoes: Int(option("--echoes", default: 2000))).run()
+case "trust": TrustBench(pairs: Int(option("--pairs", default: 50))).run()
 case "pool": PoolBench(count: Int(option("--identities", default: 100_000))).run()
 case "pool-load" where arguments.count == 3: PoolBench.load(state: arguments[1], registry: arguments[2])
 default: usage()

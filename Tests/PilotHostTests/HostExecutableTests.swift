@@ -138,6 +138,37 @@ final class HostExecutableTests: XCTestCase {
 }
 
 extension HostExecutableTests {
+    /// Two pilot-host processes: a private identity asks a public auto-approving service on the
+    /// other host; the service must report the trust before answering (the registry resolves a
+    /// private asker only then), and the asker trusts it at once, mutually.
+    func testAPrivateIdentityGetsTrustFromAnAutoApprovingServiceOnAnotherHost() throws {
+        let registryPort = try startRendezvous()
+        var runtimes: [String] = []
+        for index in 0..<2 {
+            let runtime = directory.path("run\(index)")
+            runtimes.append(runtime)
+            _ = try start(
+                "pilot-host-\(index)", "pilot-host",
+                ["--state-dir", directory.path("state\(index)"), "--runtime-dir", runtime, "--registry", "127.0.0.1:\(registryPort)",
+                 "--listen", "127.0.0.1:\(try LoopbackSocket.freePort())"],
+                ready: "pilot-host serving")
+        }
+        func ctl(_ host: Int, _ arguments: [String]) -> JSON? {
+            let result = ChildProcess.run(bin.appendingPathComponent("pilotctl").path, arguments + ["--json", "--runtime-dir", runtimes[host]], timeout: 30)
+            return try? JSON(parsing: Array(result.output.trimmingCharacters(in: .whitespacesAndNewlines).utf8))
+        }
+        let asker = try XCTUnwrap(ctl(0, ["identity", "create", "asker"])?["data"]?["node_id"]?.integerValue)
+        let service = try XCTUnwrap(ctl(1, ["identity", "create", "service", "--public", "--auto-approve"])?["data"]?["node_id"]?.integerValue)
+        XCTAssertEqual(ctl(0, ["handshake", "\(service)", "please", "--identity", "asker"])?["data"]?["status"], "sent")
+        XCTAssertTrue(ChildProcess.waitUntil(timeout: 10) {
+            ctl(0, ["trust", "--identity", "asker"])?["data"]?["trusted"]?.arrayValue?.first?["mutual"] == true
+        }, "\(String(describing: ctl(0, ["trust", "--identity", "asker"])))")
+        XCTAssertEqual(ctl(1, ["trust", "--identity", "service"])?["data"]?["total"], 1)
+        // Trusted both ways now: a message from the service reaches the private asker.
+        XCTAssertEqual(ctl(1, ["send-message", "\(asker)", "--data", "welcome", "--identity", "service"])?["data"]?["ack"], "ACK TEXT 7 bytes")
+        XCTAssertEqual(ctl(0, ["inbox", "--identity", "asker"])?["data"]?["messages"]?.arrayValue?.first?["data"], "welcome")
+    }
+
     /// A host whose open-file limit cannot be raised (as LimitNOFILE= too low, without
     /// CAP_SYS_RESOURCE): past the limit, identity.create is refused with a clear error and leaves
     /// nothing behind, while the admin socket and every existing identity keep being served.
