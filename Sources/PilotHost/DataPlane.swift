@@ -20,6 +20,8 @@ actor DataPlane {
     private let logger: Logger
     private var listenHost = "0.0.0.0"
     private var joined: [String: TunnelIdentity] = [:]
+    /// `listen` commands waiting for datagrams, by identity and port.
+    private var datagramListeners: [String: [UInt16: AsyncStream<Packet>.Continuation]] = [:]
     private var names: [UInt32: String] = [:]
 
     init(fabric: Fabric, pool: IdentityPool, logger: Logger) {
@@ -102,7 +104,10 @@ actor DataPlane {
             ownSocket = bound.socket
             try await pool.useOwnSocket(name, address: "\(listenHost == "0.0.0.0" ? "127.0.0.1" : listenHost):\(bound.address.port ?? 0)")
         }
-        try await fabric.add(identity, ownSocket: ownSocket) { _ in }
+        try await fabric.add(identity, ownSocket: ownSocket) { [weak self] packet in
+            guard packet.proto == .datagram, let self else { return }
+            Task { await self.datagramArrived(packet, for: name) }
+        }
         try await fabric.listen(node: identity.node, port: HandshakeMessage.port) { [weak self] stream in
             self?.serveHandshake(stream, for: name)
         }
@@ -251,6 +256,48 @@ actor DataPlane {
         continuation.finish()
         try await fabric.unlisten(node: identity.node, port: port)
         return ["port": .integer(Int64(port)), "messages": .array(messages), "timeout": .bool(messages.count < count)]
+    }
+
+    /// A datagram for `name`: to the `listen` waiting on its port, else dropped (as a closed UDP
+    /// port drops it).
+    private func datagramArrived(_ packet: Packet, for name: String) {
+        datagramListeners[name]?[packet.destinationPort]?.yield(packet)
+    }
+
+    /// `listen PORT`: the datagrams that arrive on `port` of `name`, up to `count`, for `timeout`.
+    func listenDatagrams(on name: String, port: UInt16, count: Int, timeout: Duration) async throws -> JSON {
+        _ = try await join(name)
+        guard datagramListeners[name]?[port] == nil else { throw ControlFailure(.alreadyExists, "port \(port) of \(name) is in use") }
+        let (packets, continuation) = AsyncStream.makeStream(of: Packet.self, bufferingPolicy: .bufferingNewest(1000))
+        datagramListeners[name, default: [:]][port] = continuation
+        defer {
+            continuation.finish()
+            datagramListeners[name]?[port] = nil
+        }
+        let received = (try? await withTimeout(timeout) { () async -> [JSON] in
+            var received: [JSON] = []
+            for await packet in packets {
+                received.append([
+                    "from": .string(packet.source.description), "src_port": .integer(Int64(packet.sourcePort)),
+                    "bytes": .integer(Int64(packet.payload.count)), "data": .string(String(decoding: packet.payload, as: UTF8.self)),
+                ])
+                if received.count >= count { break }
+            }
+            return received
+        }) ?? []
+        return ["port": .integer(Int64(port)), "datagrams": .array(received), "timeout": .bool(received.count < count)]
+    }
+
+    /// `send-datagram TARGET PORT --data`: one datagram, no answer expected.
+    func sendDatagram(from name: String, to target: Address, port: UInt16, data: [UInt8]) async throws -> JSON {
+        guard data.count <= 65_000 else { throw ControlFailure(.invalidArgument, "send-datagram: at most 65000 bytes") }
+        let identity = try await join(name)
+        let endpoint = try await endpoint(of: target, for: name)
+        let packet = Packet(
+            proto: .datagram, source: identity.address, destination: target, sourcePort: UInt16.random(in: 49152...65535),
+            destinationPort: port, payload: data)
+        try await fabric.send(packet, to: target.node, endpoint: endpoint)
+        return ["to": .string(target.description), "port": .integer(Int64(port)), "bytes": .integer(Int64(data.count))]
     }
 
     /// `connections`: `name`'s streams (none if it never joined the network).

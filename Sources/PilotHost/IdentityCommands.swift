@@ -79,6 +79,17 @@ struct IdentityCommands: Sendable {
                 guard (1...1000).contains(count) else { throw ControlFailure(.invalidArgument, "recv: count must be 1 to 1000") }
                 return .ok(try await dataPlane.receive(
                     on: name, port: try Self.port(request), count: count, timeout: .seconds(Int64(try Self.seconds(request, default: 30)))))
+            case "listen":
+                let count = request.arguments["count"] == nil ? 1 : Int(try request.integer("count"))
+                guard (1...1000).contains(count) else { throw ControlFailure(.invalidArgument, "listen: count must be 1 to 1000") }
+                return .ok(try await dataPlane.listenDatagrams(
+                    on: name, port: try Self.port(request), count: count, timeout: .seconds(Int64(try Self.seconds(request, default: 30)))))
+            case "send-datagram":
+                let target = try request.string("target")
+                var result = try await dataPlane.sendDatagram(
+                    from: name, to: try await resolveTarget(target), port: try Self.port(request), data: Array(try request.string("data").utf8)).objectValue ?? [:]
+                result["target"] = .string(target)
+                return .ok(.object(result))
             case "connections":
                 return .ok(try await dataPlane.connections(of: name))
             case "peers":

@@ -11,7 +11,7 @@ struct Pilotctl: ParsableCommand {
         subcommands: [
             IdentityCommand.self, InfoCommand.self, SetHostname.self, ClearHostname.self, SetTags.self, ClearTags.self,
             SetPublic.self, SetPrivate.self, Lookup.self, Find.self, Ping.self,
-            Handshake.self, Pending.self, Approve.self, Reject.self, Untrust.self, TrustList.self, SendMessage.self, Inbox.self, Bench.self, Connections.self, Peers.self, Send.self, Recv.self,
+            Handshake.self, Pending.self, Approve.self, Reject.self, Untrust.self, TrustList.self, SendMessage.self, Inbox.self, Bench.self, Connections.self, Peers.self, Send.self, Connect.self, Recv.self, Listen.self, SendDatagram.self,
         ])
 }
 
@@ -216,6 +216,52 @@ struct Send: ParsableCommand {
         try global.run(request, on: try global.identitySocket()) { data in
             "sent \(data["bytes"]?.integerValue ?? 0) bytes" + (data["reply"]?.stringValue.map { "\n\($0)" } ?? "")
         }
+    }
+}
+
+struct Connect: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Open a stream (default port 1000), send a message, print one answer.")
+    @OptionGroup var global: GlobalOptions
+    @Argument(help: "An address, a node id, or a hostname.") var target: String
+    @Argument var port = 1000
+    @Option(help: "What to send.") var message: String
+    @Option(help: "Seconds to wait for an answer.") var timeout = 30
+
+    func run() throws {
+        let request = ControlRequest(
+            "send", ["target": .string(target), "port": .integer(Int64(port)), "data": .string(message), "timeout": .integer(Int64(timeout))])
+        try global.run(request, on: try global.identitySocket()) { data in data["reply"]?.stringValue ?? "(no answer)" }
+    }
+}
+
+struct Listen: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Print the datagrams that arrive on a port.")
+    @OptionGroup var global: GlobalOptions
+    @Argument var port: Int
+    @Option(help: "How many datagrams.") var count = 1
+    @Option(help: "Seconds to wait.") var timeout = 30
+
+    func run() throws {
+        let request = ControlRequest("listen", ["port": .integer(Int64(port)), "count": .integer(Int64(count)), "timeout": .integer(Int64(timeout))])
+        try global.run(request, on: try global.identitySocket()) { data in
+            let datagrams = data["datagrams"]?.arrayValue ?? []
+            guard !datagrams.isEmpty else { return "nothing arrived" }
+            return datagrams.map { "\($0["from"]?.stringValue ?? "?"):\($0["src_port"]?.integerValue ?? 0): \($0["data"]?.stringValue ?? "")" }
+                .joined(separator: "\n")
+        }
+    }
+}
+
+struct SendDatagram: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "send-datagram", abstract: "Send one datagram to a node's port.")
+    @OptionGroup var global: GlobalOptions
+    @Argument(help: "An address, a node id, or a hostname.") var target: String
+    @Argument var port: Int
+    @Option(help: "What to send.") var data: String
+
+    func run() throws {
+        let request = ControlRequest("send-datagram", ["target": .string(target), "port": .integer(Int64(port)), "data": .string(data)])
+        try global.run(request, on: try global.identitySocket()) { data in "sent \(data["bytes"]?.integerValue ?? 0) bytes" }
     }
 }
 

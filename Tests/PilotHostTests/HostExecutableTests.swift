@@ -167,6 +167,23 @@ extension HostExecutableTests {
         // Trusted both ways now: a message from the service reaches the private asker.
         XCTAssertEqual(ctl(1, ["send-message", "\(asker)", "--data", "welcome", "--identity", "service"])?["data"]?["ack"], "ACK TEXT 7 bytes")
         XCTAssertEqual(ctl(0, ["inbox", "--identity", "asker"])?["data"]?["messages"]?.arrayValue?.first?["data"], "welcome")
+
+        // connect: a stream, a message, one answer (the service's echo).
+        XCTAssertEqual(ctl(0, ["connect", "\(service)", "7", "--message", "echo me", "--identity", "asker"])?["data"]?["reply"], "echo me")
+        // Datagrams between trusted identities: the service listens, the asker sends.
+        let listener = try ChildProcess(
+            name: "listen", executable: bin.appendingPathComponent("pilotctl"),
+            arguments: ["listen", "6000", "--timeout", "15", "--json", "--identity", "service", "--runtime-dir", runtimes[1]],
+            logDirectory: directory.url)
+        processes.append(listener)
+        XCTAssertTrue(ChildProcess.waitUntil(timeout: 15) {
+            // The listener may not be registered yet when the first datagram goes: send until it ends.
+            _ = ctl(0, ["send-datagram", "\(service)", "6000", "--data", "a datagram", "--identity", "asker"])
+            return !listener.isRunning
+        })
+        let heard = try JSON(parsing: Array(listener.output.trimmingCharacters(in: .whitespacesAndNewlines).utf8))
+        XCTAssertEqual(heard["data"]?["datagrams"]?.arrayValue?.first?["data"], "a datagram", "\(heard)")
+        XCTAssertEqual(heard["data"]?["datagrams"]?.arrayValue?.first?["from"]?.stringValue, Address(node: UInt32(asker)).description)
     }
 
     /// A host whose open-file limit cannot be raised (as LimitNOFILE= too low, without
