@@ -22,7 +22,6 @@ actor DataPlane {
     private var joined: [String: TunnelIdentity] = [:]
     /// `listen` commands waiting for datagrams, by identity and port.
     private var datagramListeners: [String: [UInt16: AsyncStream<Packet>.Continuation]] = [:]
-    private var names: [UInt32: String] = [:]
 
     init(fabric: Fabric, pool: IdentityPool, logger: Logger) {
         self.fabric = fabric
@@ -122,14 +121,12 @@ actor DataPlane {
         }
         try await fabric.setPublicPorts(local: identity.node, record.isPublic ? Self.publicServices : [])
         joined[name] = identity
-        names[record.nodeID] = name
         return identity
     }
 
     /// Takes `name` off the fabric (deleted).
     func leave(_ name: String) async {
         guard let identity = joined.removeValue(forKey: name) else { return }
-        names[identity.node] = nil
         try? await fabric.remove(identity.node)
     }
 
@@ -349,8 +346,7 @@ actor DataPlane {
             let received = await reader.value
             try? await stream.close()
             guard received >= total else { throw StreamError("the echo stopped after \(received) of \(total) bytes") }
-            let elapsed = started.duration(to: .now)
-            return Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
+            return started.duration(to: .now).inSeconds
         }
         return [
             "to": .string(target.description), "bytes": .integer(Int64(total)), "seconds": .double((seconds * 1000).rounded() / 1000),
@@ -380,8 +376,7 @@ actor DataPlane {
                     return received
                 }
                 guard echoed == probe else { throw StreamError("the echo did not match what was sent") }
-                let elapsed = started.duration(to: .now)
-                let milliseconds = Double(elapsed.components.seconds) * 1000 + Double(elapsed.components.attoseconds) / 1e15
+                let milliseconds = started.duration(to: .now).inSeconds * 1000
                 results.append(["seq": .integer(Int64(sequence)), "bytes": .integer(Int64(probe.count)), "rtt_ms": .double((milliseconds * 1000).rounded() / 1000)])
             } catch {
                 results.append(["seq": .integer(Int64(sequence)), "error": .string("\(error)")])
@@ -394,7 +389,7 @@ actor DataPlane {
     /// joins the fabric), else the endpoint the registry gives (a private target answers only
     /// to nodes it trusts).
     private func endpoint(of target: Address, for name: String) async throws -> SocketAddress? {
-        if let local = await pool.all.first(where: { $0.nodeID == target.node }) {
+        if let local = await pool.identity(withNode: target.node) {
             try await join(local.name)
             return nil
         }
@@ -429,4 +424,9 @@ func withTimeout<T: Sendable>(_ limit: Duration, _ body: @escaping @Sendable () 
             }
         }
     }
+}
+
+extension Duration {
+    /// The duration in seconds, as a Double (for figures and logs).
+    var inSeconds: Double { Double(components.seconds) + Double(components.attoseconds) / 1e18 }
 }

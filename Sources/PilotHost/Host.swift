@@ -133,7 +133,7 @@ public final class Host: Sendable {
                     let registered = await pool.count - failed.count
                     logger.info("identities registered", metadata: [
                         "identities": "\(registered)", "failed": "\(failed.count)",
-                        "seconds": "\(Self.seconds(started.duration(to: .now)))"])
+                        "seconds": "\(String(format: "%.3f", started.duration(to: .now).inSeconds))"])
                     await dataPlane.joinPublicIdentities()
                 } catch {
                     // The registry may be down: the control sockets serve regardless and the
@@ -242,10 +242,6 @@ public final class Host: Sendable {
             logger.error("cannot open identity socket", metadata: ["identity": "\(name)", "path": "\(path)", "error": "\(error)"])
             throw ControlFailure(.unavailable, "cannot open \(path): \(error)")
         }
-    }
-
-    private static func seconds(_ duration: Duration) -> String {
-        String(format: "%.3f", Double(duration.components.seconds) + Double(duration.components.attoseconds) / 1e18)
     }
 
     static func split(_ endpoint: String) throws -> (String, Int) {

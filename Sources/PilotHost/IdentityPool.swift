@@ -35,6 +35,8 @@ public actor IdentityPool {
     /// The `listen_addr` sent with every registration: the port of the shared tunnel socket.
     private let listenAddress: String
     private var records: [String: IdentityRecord] = [:]
+    /// Node id → name, kept with `records` wherever a node id appears, changes or goes.
+    private var namesByNode: [UInt32: String] = [:]
     /// Identities with a UDP socket of their own register its address instead of the shared one.
     private var ownListenAddresses: [String: String] = [:]
     private var trusts: [String: [UInt32: TrustRecord]] = [:]
@@ -54,6 +56,7 @@ public actor IdentityPool {
         var loaded: [String: IdentityRecord] = [:]
         for record in try store.all() { loaded[record.name] = record }
         records = loaded
+        namesByNode = Dictionary(loaded.values.map { ($0.nodeID, $0.name) }, uniquingKeysWith: { first, _ in first })
         unsealed = [:]
         trusts = try store.allTrust().mapValues { entries in Dictionary(entries.map { ($0.peerNode, $0) }, uniquingKeysWith: { $1 }) }
         if let first = loaded.keys.min() { _ = try key(first) }
@@ -111,23 +114,12 @@ public actor IdentityPool {
     /// What the registry holds for each identity: relayed requests and responses, batched.
     /// Returns only the identities with something waiting.
     public func pollHandshakes() async throws -> [(name: String, requests: [JSON], responses: [JSON])] {
-        var found: [(String, [JSON], [JSON])] = []
-        for chunk in chunks(of: names) {
-            var requests: [RegistryMessage] = []
-            var sent: [String] = []
-            for name in chunk {
-                guard let record = records[name], let key = try? key(name) else { continue }
-                requests.append(signedMessage(key, "poll_handshakes", "poll_handshakes:\(record.nodeID)", ["node_id": .integer(Int64(record.nodeID))]))
-                sent.append(name)
-            }
-            let replies = try await registry.send(batch: requests)
-            for (name, reply) in zip(sent, replies) where reply.type == "poll_handshakes_ok" {
-                let waiting = reply["requests"]?.arrayValue ?? []
-                let answered = reply["responses"]?.arrayValue ?? []
-                if !waiting.isEmpty || !answered.isEmpty { found.append((name, waiting, answered)) }
-            }
+        try await signedForEach("poll_handshakes").compactMap { name, reply in
+            guard reply.type == "poll_handshakes_ok" else { return nil }
+            let waiting = reply["requests"]?.arrayValue ?? []
+            let answered = reply["responses"]?.arrayValue ?? []
+            return waiting.isEmpty && answered.isEmpty ? nil : (name, waiting, answered)
         }
-        return found
     }
 
     /// Tells the registry `name` trusts (or no longer trusts) `peer`, so `resolve` follows.
@@ -144,6 +136,9 @@ public actor IdentityPool {
     public var count: Int { records.count }
 
     public func identity(named name: String) -> IdentityRecord? { records[name] }
+
+    /// The identity of this host that has node id `node`, if any.
+    public func identity(withNode node: UInt32) -> IdentityRecord? { namesByNode[node].flatMap { records[$0] } }
 
     public var all: [IdentityRecord] { records.values.sorted { $0.name < $1.name } }
 
@@ -202,6 +197,7 @@ public actor IdentityPool {
             throw PoolError.exists(name)
         }
         records[name] = record
+        namesByNode[record.nodeID] = name
         unsealed[name] = key
         return record
     }
@@ -214,6 +210,7 @@ public actor IdentityPool {
             _ = try? await registry.send(signedMessage(key, "deregister", "deregister:\(node)", ["node_id": .integer(Int64(node))]))
         }
         try store.delete(name: name)
+        if namesByNode[node] == name { namesByNode[node] = nil }
         records[name] = nil
         unsealed[name] = nil
         ownListenAddresses[name] = nil
@@ -308,9 +305,11 @@ public actor IdentityPool {
                 }
                 // Deleted while the batch was out: nothing to update.
                 guard var record = records[name], node != record.nodeID else { continue }
+                if namesByNode[record.nodeID] == name { namesByNode[record.nodeID] = nil }
                 record.nodeID = node
                 try store.update(record)
                 records[name] = record
+                namesByNode[node] = name
                 changed.append(name)
             }
         }
@@ -321,20 +320,26 @@ public actor IdentityPool {
     /// (those are registered again right away).
     @discardableResult
     public func heartbeatAll() async throws -> [String] {
-        var lost: [String] = []
+        let lost = try await signedForEach("heartbeat").filter { $0.reply.type != "heartbeat_ok" }.map(\.name)
+        if !lost.isEmpty { _ = try await registerAll() }
+        return lost
+    }
+
+    /// `{"type": type, "node_id": N}` signed as `type:N` by every identity, sent in batches of
+    /// `chunkSize`; the replies by name. An identity whose key cannot be opened is left out.
+    private func signedForEach(_ type: String) async throws -> [(name: String, reply: RegistryMessage)] {
+        var replies: [(String, RegistryMessage)] = []
         for chunk in chunks(of: names) {
             var requests: [RegistryMessage] = []
             var sent: [String] = []
             for name in chunk {
                 guard let record = records[name], let key = try? key(name) else { continue }
-                requests.append(signedMessage(key, "heartbeat", "heartbeat:\(record.nodeID)", ["node_id": .integer(Int64(record.nodeID))]))
+                requests.append(signedMessage(key, type, "\(type):\(record.nodeID)", ["node_id": .integer(Int64(record.nodeID))]))
                 sent.append(name)
             }
-            let replies = try await registry.send(batch: requests)
-            lost += zip(sent, replies).filter { $1.type != "heartbeat_ok" }.map(\.0)
+            replies += zip(sent, try await registry.send(batch: requests))
         }
-        if !lost.isEmpty { _ = try await registerAll() }
-        return lost
+        return replies
     }
 
     private func chunks(of names: [String]) -> [ArraySlice<String>] {

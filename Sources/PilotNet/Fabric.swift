@@ -34,7 +34,6 @@ public final class Fabric: Sendable {
         var channels: [Int: any Channel] = [:]
         var nextSocket = 0
         var receivers: [UInt32: Receiver] = [:]
-        var identities: [UInt32: TunnelIdentity] = [:]
         var ticker: RepeatedTask?
         var streamTicker: RepeatedTask?
         let streams = StreamTable()
@@ -105,7 +104,6 @@ public final class Fabric: Sendable {
     public func add(_ identity: TunnelIdentity, ownSocket: Int? = nil, receiver: @escaping Receiver) async throws {
         try await loop.submit { [state] in
             let state = state.value
-            state.identities[identity.node] = identity
             state.receivers[identity.node] = receiver
             state.table.add(identity, ownSocket: ownSocket)
             state.streams.listeners[identity.node, default: [:]][Self.echoPort] = .echo
@@ -135,7 +133,7 @@ public final class Fabric: Sendable {
         let promise = loop.makePromise(of: StreamHandle.self)
         loop.execute { [self] in
             let state = state.value
-            guard let identity = state.identities[node] else {
+            guard let identity = state.table.identity(node) else {
                 promise.fail(TunnelError.unknownIdentity(node))
                 return
             }
@@ -280,7 +278,6 @@ public final class Fabric: Sendable {
     public func remove(_ node: UInt32) async throws {
         try await loop.submit { [self, state] in
             let state = state.value
-            state.identities[node] = nil
             state.receivers[node] = nil
             state.streams.listeners[node] = nil
             state.publicPorts[node] = nil
@@ -315,8 +312,8 @@ public final class Fabric: Sendable {
     /// so no caller is re-entered; any other node through its tunnel.
     private func route(_ packet: Packet, to remote: UInt32, endpoint: SocketAddress? = nil) throws {
         let state = state.value
-        if state.identities[remote] != nil {
-            guard let sender = state.identities[packet.source.node], sender.address == packet.source else {
+        if state.table.identity(remote) != nil {
+            guard let sender = state.table.identity(packet.source.node), sender.address == packet.source else {
                 throw TunnelError.sourceNotLocal(packet.source)
             }
             state.localPackets += 1
@@ -494,7 +491,7 @@ public final class Fabric: Sendable {
     private func deliver(_ packet: Packet, to local: UInt32) {
         let state = state.value
         if packet.proto == .stream {
-            if let identity = state.identities[local] { deliverStream(packet, to: identity) }
+            if let identity = state.table.identity(local) { deliverStream(packet, to: identity) }
             return
         }
         if packet.proto == .datagram && !admits(packet.source.node, to: local, port: packet.destinationPort) { return }
@@ -502,7 +499,7 @@ public final class Fabric: Sendable {
             // A keepalive: nothing to answer.
             if packet.sourcePort == 0 && packet.payload.isEmpty { return }
             // A ping: the pong echoes it (PROTOCOL-1.18.md §2.3).
-            guard let identity = state.identities[local] else { return }
+            guard let identity = state.table.identity(local) else { return }
             let pong = Packet(
                 flags: .ack, proto: .control, source: identity.address, destination: packet.source, sourcePort: 0,
                 destinationPort: packet.sourcePort, sequence: packet.sequence, acknowledgment: packet.sequence &+ 1,

@@ -176,6 +176,9 @@ public final class TunnelTable {
         if related[remote]?.isEmpty == true { related[remote] = nil }
     }
 
+    /// The identity with node id `node`, if it was added.
+    public func identity(_ node: UInt32) -> TunnelIdentity? { identities[node] }
+
     public func hasSession(local: UInt32, remote: UInt32) -> Bool { tunnels[Pair(local: local, remote: remote)] != nil }
 
     public var sessionCount: Int { tunnels.count }
@@ -282,7 +285,7 @@ public final class TunnelTable {
         for local in recipients(of: remote, socket: socket) {
             guard let identity = identities[local] else { continue }
             let pair = Pair(local: local, remote: remote)
-            let reply = Path(endpoint: endpoint, socket: identitySockets[local] ?? socket)
+            let reply = self.path(endpoint, from: local, else: socket)
             paths[remote] = reply
             if let tunnel = tunnels[pair], tunnel.remoteExchangeKey == exchange.x25519 {
                 // The same key again: the session stands. Answer only if the remote seems to
@@ -331,7 +334,7 @@ public final class TunnelTable {
             let last = tunnels[pair]?.lastAnswered ?? lastNoSessionAnswer[pair] ?? .uptimeNanoseconds(0)
             guard now - last >= timing.answerInterval else { continue }
             if let tunnel = tunnels[pair] { tunnel.lastAnswered = now } else { lastNoSessionAnswer[pair] = now }
-            actions.append(send(identity.authenticatedExchange, Path(endpoint: endpoint, socket: identitySockets[local] ?? socket)))
+            actions.append(send(identity.authenticatedExchange, self.path(endpoint, from: local, else: socket)))
         }
         return actions
     }
@@ -378,7 +381,7 @@ public final class TunnelTable {
         }
         tunnel.lastReceived = now
         // The remote may have moved (NAT rebinding): reply where it now is.
-        paths[remote] = Path(endpoint: endpoint, socket: identitySockets[tunnel.local] ?? socket)
+        paths[remote] = self.path(endpoint, from: tunnel.local, else: socket)
         counters.delivered += 1
         return [.deliver(local: tunnel.local, packet)]
     }
@@ -398,7 +401,7 @@ public final class TunnelTable {
             let pair = Pair(local: local, remote: remote)
             if let last = lastNoSessionAnswer[pair], now - last < timing.noSessionAnswerInterval { continue }
             lastNoSessionAnswer[pair] = now
-            let path = Path(endpoint: endpoint, socket: identitySockets[local] ?? socket)
+            let path = self.path(endpoint, from: local, else: socket)
             actions.append(send(identity.authenticatedExchange, path))
             if tunnels[pair] == nil { actions.append(send(identity.keyRequest, path)) }
         }
@@ -416,7 +419,7 @@ public final class TunnelTable {
         guard packet.source == identity.address else { throw .sourceNotLocal(packet.source) }
         let plaintext: [UInt8]
         do { plaintext = try packet.encoded() } catch { throw .encoding("\(error)") }
-        if let endpoint { paths[remote] = Path(endpoint: endpoint, socket: identitySockets[local] ?? 0) }
+        if let endpoint { paths[remote] = self.path(endpoint, from: local, else: 0) }
         guard let path = paths[remote] else { throw .noEndpoint(remote) }
         let pair = Pair(local: local, remote: remote)
         if let tunnel = tunnels[pair] {
@@ -433,7 +436,7 @@ public final class TunnelTable {
         if exchange.attempts == 0 {
             exchange.attempts = 1
             exchange.nextAttempt = now + timing.retransmit
-            actions.append(send(identity.authenticatedExchange, Path(endpoint: path.endpoint, socket: identitySockets[local] ?? path.socket)))
+            actions.append(send(identity.authenticatedExchange, self.path(path.endpoint, from: local, else: path.socket)))
         }
         pending[pair] = exchange
         return actions
@@ -446,7 +449,13 @@ public final class TunnelTable {
             sender: tunnel.local, nonce: TunnelNonce(prefix: tunnel.cipher.noncePrefix, counter: counter), sealed: sealed[...])
         // An identity with a socket of its own always sends from it; the path's socket is where
         // the remote last reached one of the identities that share a socket.
-        return send(TunnelFrame.encrypted(frame).encoded(), Path(endpoint: path.endpoint, socket: identitySockets[tunnel.local] ?? path.socket))
+        return send(TunnelFrame.encrypted(frame).encoded(), self.path(path.endpoint, from: tunnel.local, else: path.socket))
+    }
+
+    /// Where to send to `endpoint` from `local`: its own socket if it has one, else `shared`
+    /// (the socket the remote reached, or where it was last seen).
+    private func path(_ endpoint: SocketAddress, from local: UInt32, else shared: Int) -> Path {
+        Path(endpoint: endpoint, socket: identitySockets[local] ?? shared)
     }
 
     private func send(_ bytes: [UInt8], _ path: Path) -> TunnelAction {
@@ -471,7 +480,7 @@ public final class TunnelTable {
             exchange.nextAttempt = now + timing.retransmit
             pending[pair] = exchange
             // As 1.18: the PILA again, and a key request since we hold no session.
-            let own = Path(endpoint: path.endpoint, socket: identitySockets[pair.local] ?? path.socket)
+            let own = self.path(path.endpoint, from: pair.local, else: path.socket)
             actions.append(send(identity.authenticatedExchange, own))
             actions.append(send(identity.keyRequest, own))
         }
