@@ -144,6 +144,9 @@ public final class OverlayHarness {
         throw HarnessError("no registry reply to \(message.type)")
     }
 
+    /// What daemon `name` has written to stdout and stderr so far.
+    public func log(of name: String) -> String { daemons[name]?.output ?? "" }
+
     public func logs() -> String {
         ([rendezvous].compactMap { $0 } + daemons.values).map { "--- \($0.name)\n\($0.output.suffix(4000))" }
             .joined(separator: "\n")

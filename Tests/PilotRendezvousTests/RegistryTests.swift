@@ -240,6 +240,16 @@ final class RegistryTests: XCTestCase {
             "bad request: invalid lookup.node_id: must be a node id (0...4294967295)")
         XCTAssertEqual(registry.handle(RegistryMessage(type: "lookup", ["node_id": 42]), peerIP: "x")["error"], "node 42 is not registered")
     }
+
+    func testTheBackboneHasAnEmptyNetworkPolicyAndOtherNetworksDoNotExist() throws {
+        let registry = try makeRegistry()
+        let backbone = registry.handle(RegistryMessage(type: "get_network_policy", ["network_id": 0]), peerIP: "x")
+        XCTAssertEqual(backbone.json, ["type": "get_network_policy_ok", "network_id": 0])
+        XCTAssertEqual(
+            registry.handle(RegistryMessage(type: "get_network_policy", ["network_id": 7]), peerIP: "x")["error"],
+            "network 7 does not exist")
+        XCTAssertEqual(registry.handle(RegistryMessage(type: "get_network_policy"), peerIP: "x").type, "error")
+    }
 }
 
 /// Nodes the registry asked the beacon to poke.

@@ -120,6 +120,7 @@ public final class Registry: @unchecked Sendable {
         case "punch": return try punch(request)
         case "rotate_key": return try rotateKey(request)
         case "list_networks": return listNetworks()
+        case "get_network_policy": return try networkPolicy(request)
         case "beacon_list": return beaconList()
         case "find_by_tag": return try findByTag(request)
         case "batch": return try batch(request, peerIP: peerIP, notify: &notify)
@@ -320,6 +321,15 @@ public final class Registry: @unchecked Sendable {
         return RegistryMessage(
             type: "list_networks_ok",
             ["networks": [["id": 0, "name": "backbone", "members": .integer(Int64(members)), "join_rule": "open"]]])
+    }
+
+    /// 1.18 asks for the policy of every network it is in, the backbone included, and keeps its
+    /// last-known policy on an error. This registry serves only the backbone, which has no
+    /// policy: an ok reply naming the network and carrying no rules (1.18 then applies none).
+    private func networkPolicy(_ request: RegistryMessage) throws -> RegistryMessage {
+        let network = try request.nodeID("network_id")
+        guard network == 0 else { throw RegistryFailure("network \(network) does not exist") }
+        return RegistryMessage(type: "get_network_policy_ok", ["network_id": 0])
     }
 
     private func beaconList() -> RegistryMessage {
