@@ -76,7 +76,7 @@ let package = Package(
         .target(
             name: "PilotRendezvous",
             dependencies: [
-                "PilotWire", "PilotCrypto", "PilotStore",
+                "PilotWire", "PilotCrypto", "PilotStore", "PilotNet",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),

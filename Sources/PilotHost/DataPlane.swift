@@ -66,15 +66,9 @@ actor DataPlane {
     private nonisolated func serveHandshake(_ stream: StreamHandle, for name: String) {
         let trust = trust
         Task {
-            let bytes: [UInt8] = (try? await withTimeout(.seconds(10)) { () async -> [UInt8] in
-                var bytes: [UInt8] = []
-                for await event in stream.events {
-                    guard case .data(let chunk) = event else { break }
-                    bytes += chunk
-                    if bytes.count >= HandshakeMessage.maxSize || (try? HandshakeMessage(decoding: bytes)) != nil { break }
-                }
-                return bytes
-            }) ?? []
+            let bytes = await stream.readMessage(limit: HandshakeMessage.maxSize, timeout: .seconds(10)) {
+                (try? HandshakeMessage(decoding: $0)) != nil
+            }
             try? await stream.close()
             await trust.received(bytes, for: name, from: stream.key.remote.node)
         }

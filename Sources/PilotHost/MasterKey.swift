@@ -34,44 +34,13 @@ public enum MasterKey {
     }
 
     private static func read(_ path: String, checkMode: Bool) throws(MasterKeyError) -> SecretBytes {
-        let descriptor = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW)
-        guard descriptor >= 0 else { throw .unreadable(path: path, errno: errno) }
-        defer { close(descriptor) }
-        var info = stat()
-        guard fstat(descriptor, &info) == 0 else { throw .unreadable(path: path, errno: errno) }
-        if checkMode, info.st_mode & 0o077 != 0 {
-            throw .tooOpen(path: path, mode: info.st_mode & 0o777)
-        }
-        var bytes = [UInt8](repeating: 0, count: SecretBox.keySize + 1)
-        let count = bytes.withUnsafeMutableBytes { Glibc.read(descriptor, $0.baseAddress, $0.count) }
-        defer { Sodium.zero(&bytes) }
-        guard count == SecretBox.keySize else { throw .wrongSize(path: path, size: count) }
-        return SecretBytes(copying: Array(bytes.prefix(SecretBox.keySize)))
+        do { return try KeyFile.read(path, what: "master key", checkMode: checkMode) } catch { throw MasterKeyError(error) }
     }
 
-    /// Writes a new random key to a temporary file (0600), fsyncs it and renames it into place,
-    /// so a crash leaves either no key file or a whole one.
     private static func create(_ path: String) throws(MasterKeyError) -> SecretBytes {
         let key: SecretBytes
         do { key = try SecretBox.generateKey() } catch { throw .unwritable(path: path, errno: EIO) }
-        let temporary = path + ".tmp"
-        unlink(temporary)
-        let descriptor = open(temporary, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
-        guard descriptor >= 0 else { throw .unwritable(path: temporary, errno: errno) }
-        let written = key.withUnsafeBytes { Glibc.write(descriptor, $0.baseAddress, $0.count) }
-        let synced = fsync(descriptor) == 0
-        close(descriptor)
-        guard written == SecretBox.keySize, synced, rename(temporary, path) == 0 else {
-            let code = errno
-            unlink(temporary)
-            throw .unwritable(path: path, errno: code)
-        }
-        // Make the rename itself durable.
-        let directory = open((path as NSString).deletingLastPathComponent, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
-        if directory >= 0 {
-            fsync(directory)
-            close(directory)
-        }
+        do { try KeyFile.create(path, what: "master key", secret: key) } catch { throw MasterKeyError(error) }
         return key
     }
 }
@@ -82,6 +51,15 @@ public enum MasterKeyError: Error, Equatable, CustomStringConvertible {
     case unwritable(path: String, errno: Int32)
     case wrongSize(path: String, size: Int)
     case tooOpen(path: String, mode: mode_t)
+
+    init(_ error: KeyFileError) {
+        switch error {
+        case let .unreadable(_, path, code): self = .unreadable(path: path, errno: code)
+        case let .unwritable(_, path, code): self = .unwritable(path: path, errno: code)
+        case let .wrongSize(_, path, size): self = .wrongSize(path: path, size: size)
+        case let .tooOpen(_, path, mode): self = .tooOpen(path: path, mode: mode)
+        }
+    }
 
     public var description: String {
         switch self {

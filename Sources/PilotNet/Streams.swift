@@ -39,6 +39,29 @@ public final class StreamHandle: Sendable {
         try await fabric.streamClose(key)
     }
 
+    /// Reads one message: until `complete` holds for what has arrived, `limit` bytes, the peer
+    /// finishes, or `timeout` passes (then nothing is returned and the stream is done with).
+    public func readMessage(limit: Int, timeout: Duration, complete: @escaping @Sendable ([UInt8]) -> Bool) async -> [UInt8] {
+        await withTaskGroup(of: [UInt8]?.self) { group in
+            group.addTask { [events] in
+                var bytes: [UInt8] = []
+                for await event in events {
+                    guard case .data(let chunk) = event else { break }
+                    bytes += chunk
+                    if bytes.count >= limit || complete(bytes) { break }
+                }
+                return bytes
+            }
+            group.addTask {
+                try? await Task.sleep(for: timeout)
+                return nil
+            }
+            let first = await group.next() ?? nil
+            group.cancelAll()
+            return first ?? []
+        }
+    }
+
     /// Reads until the peer finishes or the stream closes; returns the bytes.
     public func readAll(limit: Int = 64 << 20) async -> [UInt8] {
         var bytes: [UInt8] = []

@@ -42,8 +42,9 @@ public final class OverlayHarness {
         URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("pilot-rendezvous")
     }
 
-    /// Starts `pilot-rendezvous`; with `tls`, the registry serves TLS with that PEM pair.
-    public func startRendezvous(tls: (certificate: String, key: String)? = nil) throws {
+    /// Starts `pilot-rendezvous`; with `tls`, the registry serves TLS with that PEM pair; `extra`
+    /// arguments are passed on.
+    public func startRendezvous(tls: (certificate: String, key: String)? = nil, extra: [String] = []) throws {
         restarts += 1
         let tlsArguments = tls.map { ["--tls", "--tls-cert", $0.certificate, "--tls-key", $0.key] } ?? []
         let process = try ChildProcess(
@@ -51,7 +52,7 @@ public final class OverlayHarness {
             arguments: [
                 "--registry-addr", "127.0.0.1:\(registryPort)", "--beacon-addr", "127.0.0.1:\(beaconPort)",
                 "--state-dir", directory.path("rendezvous"), "--log-level", "info",
-            ] + tlsArguments,
+            ] + tlsArguments + extra,
             logDirectory: directory.url)
         rendezvous = process
         let up = ChildProcess.waitUntil(timeout: 20) { process.output.contains("registry 127.0.0.1:\(registryPort)") }

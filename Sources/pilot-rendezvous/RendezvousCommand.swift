@@ -6,13 +6,13 @@ import NIOCore
 import NIOPosix
 import PilotRendezvous
 
-/// pilot-rendezvous: the registry (TCP, optional TLS) and the beacon (UDP) of a Pilot overlay,
-/// state in SQLite under --state-dir.
+/// pilot-rendezvous: the registry (TCP, optional TLS), the beacon (UDP) and optionally the
+/// nameserver (a node of the overlay) of a Pilot overlay, state under --state-dir.
 @main
 struct RendezvousCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "pilot-rendezvous",
-        abstract: "Registry and beacon for a Pilot Protocol overlay, wire-compatible with the official 1.18 daemon.")
+        abstract: "Registry, beacon and nameserver for a Pilot Protocol overlay, wire-compatible with the official 1.18 daemon.")
 
     @Option(help: "Registry TCP address (host:port).")
     var registryAddr = "0.0.0.0:9000"
@@ -23,7 +23,16 @@ struct RendezvousCommand: AsyncParsableCommand {
     @Option(help: "Beacon address handed to nodes by beacon_list (host:port); default: --beacon-addr, with 0.0.0.0 replaced by 127.0.0.1.")
     var advertiseBeacon: String?
 
-    @Option(help: "Directory for registry.db.")
+    @Option(help: "UDP address (host:port) of the nameserver, a node of the overlay answering port 53; default: no nameserver.")
+    var nameserverAddr: String?
+
+    @Option(help: "Host registered as the nameserver node's endpoint; default: the host of --nameserver-addr, with 0.0.0.0 replaced by 127.0.0.1.")
+    var advertiseNameserver: String?
+
+    @Option(help: "Registry hostname of the nameserver node.")
+    var nameserverHostname = "nameserver"
+
+    @Option(help: "Directory for registry.db (and nameserver.key).")
     var stateDir = "/var/lib/pilot-rendezvous"
 
     @Flag(help: "Serve the registry over TLS (needs --tls-cert and --tls-key).")
@@ -51,6 +60,7 @@ struct RendezvousCommand: AsyncParsableCommand {
         if !(connectionRequestsPerSecond > 0) { throw ValidationError("--connection-requests-per-second must be positive") }
         _ = try Self.split(registryAddr)
         _ = try Self.split(beaconAddr)
+        if let nameserverAddr { _ = try Self.split(nameserverAddr) }
     }
 
     static func split(_ text: String) throws -> (String, Int) {
@@ -89,6 +99,19 @@ struct RendezvousCommand: AsyncParsableCommand {
         let server = RegistryServer(registry: registry, configuration: serverConfiguration, logger: logger)
         let registryAddress = try await server.start(on: group)
 
+        var nameserver: Nameserver?
+        var nameserverLine = ""
+        if let nameserverAddr {
+            let (host, port) = try Self.split(nameserverAddr)
+            var configuration = Nameserver.Configuration(host: host, port: port, stateDirectory: stateDir)
+            configuration.advertiseHost = advertiseNameserver
+            configuration.hostname = nameserverHostname.isEmpty ? nil : nameserverHostname
+            let service = Nameserver(registry: registry, configuration: configuration, logger: logger)
+            let (socket, address) = try await service.start(on: group)
+            nameserver = service
+            nameserverLine = "nameserver \(socket.ipAddress ?? host):\(socket.port ?? port) \(address)\n"
+        }
+
         logger.info(
             "pilot-rendezvous serving",
             metadata: [
@@ -98,10 +121,11 @@ struct RendezvousCommand: AsyncParsableCommand {
         // One line each on stdout, for scripts that start us on port 0.
         let registryLine = "registry \(registryAddress.ipAddress ?? registryHost):\(registryAddress.port ?? registryPort)"
         let beaconLine = "beacon \(beaconAddress.ipAddress ?? beaconHost):\(beaconAddress.port ?? beaconPort)"
-        FileHandle.standardOutput.write(Data((registryLine + "\n" + beaconLine + "\n").utf8))
+        FileHandle.standardOutput.write(Data((registryLine + "\n" + beaconLine + "\n" + nameserverLine).utf8))
 
         await Self.waitForTermination()
         logger.info("shutting down")
+        await nameserver?.shutdown()
         try await server.shutdown()
         try await beacon.shutdown()
         try await group.shutdownGracefully()

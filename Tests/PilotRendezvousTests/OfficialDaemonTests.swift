@@ -77,6 +77,44 @@ final class OfficialDaemonTests: XCTestCase {
             "alpha")
     }
 
+    /// The nameserver is a public node of the overlay: official daemons reach it on port 53 with
+    /// the official `pilotctl connect`, register A and S records for themselves only, find each
+    /// other's hostnames, and find it at the same address after the rendezvous restarts.
+    func testTheNameserverAnswersOfficialDaemonsAndKeepsItsAddressAcrossRestarts() throws {
+        let overlay = try makeOverlay()
+        self.overlay = overlay
+        let nameserverArguments = ["--nameserver-addr", "127.0.0.1:\(try LoopbackSocket.freePort())"]
+        try overlay.startRendezvous(extra: nameserverArguments)
+        let alpha = Address(node: try overlay.startDaemon("alpha"))
+        let beta = Address(node: try overlay.startDaemon("beta"))
+        let found = try overlay.ctl("alpha", ["find", "nameserver"])
+        XCTAssertEqual(found["public"], true)
+        let nameserver = try XCTUnwrap(found["address"]?.stringValue)
+
+        func ask(_ name: String, _ request: String) throws -> String {
+            let reply = try overlay.ctl(name, ["connect", "nameserver", "53", "--message", request])
+            return try XCTUnwrap(reply["response"]?.stringValue, reply.encodedString())
+        }
+        XCTAssertEqual(try ask("alpha", "QUERY A beta"), "A beta \(beta)", "registry hostnames answer A queries")
+        XCTAssertEqual(try ask("alpha", "REGISTER A web \(alpha)"), "OK")
+        XCTAssertEqual(try ask("beta", "QUERY A web"), "A web \(alpha)")
+        XCTAssertEqual(try ask("beta", "REGISTER A web \(beta)"), "ERR REGISTER A: web is held by \(alpha) until it expires")
+        // The registering node is the stream's tunnel peer, whatever the request says.
+        XCTAssertEqual(try ask("beta", "REGISTER A mine \(alpha)"), "ERR REGISTER A: \(alpha) is not the registering node \(beta)")
+        XCTAssertEqual(try ask("alpha", "REGISTER S api \(alpha) 0 8080"), "OK")
+        XCTAssertEqual(try ask("beta", "REGISTER S api \(beta) 0 8080"), "OK")
+        XCTAssertEqual(try ask("alpha", "QUERY S 0 8080"), "S api \(alpha) 8080\nS api \(beta) 8080")
+        XCTAssertEqual(try ask("alpha", "QUERY N backbone"), "N backbone 0")
+        XCTAssertTrue(try ask("alpha", "hello").hasPrefix("ERR invalid nameserver request"))
+
+        overlay.stopRendezvous()
+        try overlay.startRendezvous(extra: nameserverArguments)
+        try overlay.eventually("the nameserver to answer after the restart") {
+            try overlay.ctl("beta", ["find", "nameserver"])["address"]?.stringValue == nameserver
+                && (try? ask("beta", "QUERY A alpha")) == "A alpha \(alpha)"
+        }
+    }
+
     /// Auto-approval, then a flood of malformed and hostile requests at the registry and the beacon
     /// while the two daemons keep messaging.
     func testAutoApprovalAndMessagingSurviveHostileTraffic() throws {

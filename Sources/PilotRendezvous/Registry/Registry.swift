@@ -1,5 +1,5 @@
 import Foundation
-import PilotCrypto
+public import PilotCrypto
 public import PilotWire
 
 /// The registry's request handling: every message the official 1.18 daemon and pilotctl send,
@@ -79,6 +79,19 @@ public final class Registry: @unchecked Sendable {
 
     /// Registered nodes (online or not).
     public var nodeCount: Int { lock.withLock { nodes.count } }
+
+    /// The Ed25519 key `node` registered with, if it is known.
+    public func signingKey(of node: UInt32) -> Ed25519PublicKey? {
+        lock.withLock { nodes[node].flatMap { try? Ed25519PublicKey(bytes: $0.publicKey) } }
+    }
+
+    /// The online node holding `hostname` (case-insensitive), as `resolve_hostname` finds it.
+    public func node(withHostname hostname: String) -> UInt32? {
+        lock.withLock { byHostname[hostname.lowercased()].flatMap { id in nodes[id]?.online == true ? id : nil } }
+    }
+
+    /// The name of network 0, the only network this registry serves.
+    public static let backbone = "backbone"
 
     // MARK: Handling
 
@@ -320,7 +333,7 @@ public final class Registry: @unchecked Sendable {
         let members = nodes.values.filter(\.online).count
         return RegistryMessage(
             type: "list_networks_ok",
-            ["networks": [["id": 0, "name": "backbone", "members": .integer(Int64(members)), "join_rule": "open"]]])
+            ["networks": [["id": 0, "name": .string(Self.backbone), "members": .integer(Int64(members)), "join_rule": "open"]]])
     }
 
     /// 1.18 asks for the policy of every network it is in, the backbone included, and keeps its
