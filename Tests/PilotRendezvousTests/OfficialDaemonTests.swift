@@ -31,6 +31,10 @@ final class OfficialDaemonTests: XCTestCase {
         XCTAssertTrue(try overlay.ctl("alpha", ["find", "beta"]).encodedString().contains(betaAddress))
         XCTAssertTrue(try overlay.ctl("beta", ["find", "alpha"]).encodedString().contains(alphaAddress))
 
+        // The backbone's members, as the official pilotctl lists them.
+        let members = try overlay.ctl("alpha", ["network", "members", "0"])
+        XCTAssertEqual(Set(members["nodes"]?.arrayValue?.compactMap { $0["hostname"]?.stringValue } ?? []), ["alpha", "beta"])
+
         // Tags: set with the official pilotctl, seen by lookup, found with our find_by_tag.
         _ = try overlay.ctl("alpha", ["extras", "set-tags", "worker", "gpu"])
         _ = try overlay.ctl("beta", ["extras", "set-tags", "worker"])

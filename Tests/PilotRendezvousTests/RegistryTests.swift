@@ -234,11 +234,32 @@ final class RegistryTests: XCTestCase {
 
     func testUnknownAndMalformedRequestsGetErrorsNamingTheProblem() throws {
         let registry = try makeRegistry()
-        XCTAssertEqual(registry.handle(RegistryMessage(type: "no_such"), peerIP: "x")["error"], "unknown type: no_such")
+        XCTAssertEqual(
+            registry.handle(RegistryMessage(type: "no_such"), peerIP: "x")["error"],
+            "unknown type: no_such (this registry serves the backbone only: no other networks, network policies or enterprise features)")
         XCTAssertEqual(
             registry.handle(RegistryMessage(type: "lookup", ["node_id": "seven"]), peerIP: "x")["error"],
             "bad request: invalid lookup.node_id: must be a node id (0...4294967295)")
         XCTAssertEqual(registry.handle(RegistryMessage(type: "lookup", ["node_id": 42]), peerIP: "x")["error"], "node 42 is not registered")
+    }
+
+    func testMembersOfTheBackboneAreListedOnlineOnlyWithoutEndpoints() throws {
+        let registry = try makeRegistry()
+        var a = try TestNode(), b = try TestNode()
+        try register(registry, &a)
+        try register(registry, &b)
+        _ = registry.handle(b.signed("set_visibility", "set_visibility:\(b.id)", ["node_id": .integer(Int64(b.id)), "public": true]), peerIP: "x")
+        now += 1000  // both silent past the liveness timeout; a comes back
+        _ = registry.handle(a.signed("heartbeat", "heartbeat:\(a.id)", ["node_id": .integer(Int64(a.id))]), peerIP: "x")
+        registry.reap()
+        let reply = registry.handle(RegistryMessage(type: "list_nodes", ["network_id": 0]), peerIP: "x")
+        XCTAssertEqual(reply.type, "list_nodes_ok", reply.json.encodedString())
+        let listed = try XCTUnwrap(reply["nodes"]?.arrayValue)
+        XCTAssertEqual(listed.compactMap { $0["node_id"]?.integerValue }, [Int64(a.id)], reply.json.encodedString())
+        XCTAssertEqual(listed.first?["version"], "1.18.0")
+        XCTAssertNil(listed.first?["real_addr"])
+        XCTAssertEqual(reply["total"], 1)
+        XCTAssertEqual(registry.handle(RegistryMessage(type: "list_nodes", ["network_id": 3]), peerIP: "x")["error"], "network 3 does not exist")
     }
 
     func testTheBackboneHasAnEmptyNetworkPolicyAndOtherNetworksDoNotExist() throws {

@@ -134,10 +134,14 @@ public final class Registry: @unchecked Sendable {
         case "rotate_key": return try rotateKey(request)
         case "list_networks": return listNetworks()
         case "get_network_policy": return try networkPolicy(request)
+        case "list_nodes": return try listNodes(request)
         case "beacon_list": return beaconList()
         case "find_by_tag": return try findByTag(request)
         case "batch": return try batch(request, peerIP: peerIP, notify: &notify)
-        default: throw RegistryFailure("unknown type: \(request.type.prefix(64))")
+        default:
+            throw RegistryFailure(
+                "unknown type: \(request.type.prefix(64)) (this registry serves the backbone only: no other networks, "
+                    + "network policies or enterprise features)")
         }
     }
 
@@ -335,6 +339,24 @@ public final class Registry: @unchecked Sendable {
             type: "list_networks_ok",
             ["networks": [["id": 0, "name": .string(Self.backbone), "members": .integer(Int64(members)), "join_rule": "open"]]])
     }
+
+    /// `pilotctl network members 0`: the online members of the backbone with what `lookup`
+    /// shows of them (never an endpoint), by node id; at most `maxListed`, with the total.
+    private func listNodes(_ request: RegistryMessage) throws -> RegistryMessage {
+        let network = try request.nodeID("network_id")
+        guard network == 0 else { throw RegistryFailure("network \(network) does not exist") }
+        let online = nodes.values.filter(\.online)
+        let listed = online.sorted { $0.id < $1.id }.prefix(Self.maxListed).map { node in
+            var fields = describe(node, revealEndpoint: false)
+            fields["version"] = .string(node.version)
+            return JSON.object(fields)
+        }
+        return RegistryMessage(
+            type: "list_nodes_ok",
+            ["network_id": 0, "nodes": .array(Array(listed)), "total": .integer(Int64(online.count)), "truncated": .bool(online.count > listed.count)])
+    }
+
+    static let maxListed = 1000
 
     /// 1.18 asks for the policy of every network it is in, the backbone included, and keeps its
     /// last-known policy on an error. This registry serves only the backbone, which has no

@@ -191,7 +191,13 @@ final class RegistryConnectionHandler: ChannelInboundHandler, @unchecked Sendabl
             let (handler, context) = bound.value
             handler.busy = false
             switch result {
-            case .success(let reply): handler.write(context, reply)
+            case .success(let reply):
+                if reply.type == "error" {
+                    handler.logger.debug(
+                        "registry request refused",
+                        metadata: ["peer": "\(peerIP)", "type": "\(request.type.prefix(64))", "error": "\(reply["error"]?.stringValue ?? "")"])
+                }
+                handler.write(context, reply)
             case .failure: handler.write(context, RegistryMessage(type: "error", ["error": "server shutting down"]))
             }
             handler.serveNext(context)
