@@ -49,6 +49,12 @@ let package = Package(
         // Linux headers the Glibc module leaves out (epoll, eventfd).
         .systemLibrary(name: "CLinux"),
 
+        // systemd: notify, socket activation, watchdog, the journald log handler.
+        .target(
+            name: "PilotSystemd",
+            dependencies: ["CSystemd", .product(name: "Logging", package: "swift-log")],
+            swiftSettings: strict),
+
         // Value types and codecs of the wire: no I/O, no C.
         .target(name: "PilotWire", swiftSettings: strict),
         // libsodium behind small types.
@@ -70,7 +76,8 @@ let package = Package(
         // Composition of the host: master key, identity pool, configuration, systemd.
         .target(
             name: "PilotHost",
-            dependencies: ["PilotWire", "PilotStore", "PilotCrypto", "PilotControl", "PilotNet"] + eventLoops,
+            dependencies: [
+                "PilotSystemd", "PilotWire", "PilotStore", "PilotCrypto", "PilotControl", "PilotNet"] + eventLoops,
             swiftSettings: strict),
         // Registry, beacon and nameserver servers.
         .target(
@@ -88,7 +95,7 @@ let package = Package(
         .executableTarget(
             name: "pilot-rendezvous",
             dependencies: [
-                "PilotRendezvous",
+                "PilotRendezvous", "PilotSystemd",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ],
@@ -96,7 +103,7 @@ let package = Package(
         .executableTarget(
             name: "pilot-host",
             dependencies: [
-                "PilotHost",
+                "PilotHost", "PilotSystemd",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOPosix", package: "swift-nio"),
@@ -129,7 +136,7 @@ let package = Package(
         .testTarget(
             name: "PilotHostTests",
             dependencies: [
-                "PilotHost", "PilotStore", "PilotCrypto", "PilotWire", "PilotRendezvous", "PilotTestSupport",
+                "PilotHost", "PilotStore", "PilotCrypto", "PilotWire", "PilotRendezvous", "PilotTestSupport", "PilotSystemd",
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
             ]),

@@ -28,6 +28,8 @@ public final class ControlListeners: @unchecked Sendable {
         let policy: @Sendable () -> AccessPolicy
         let handler: ControlServer.Handler
         let idleTimeout: TimeAmount
+        /// False for a socket passed by systemd: its file is the socket unit's, left in place.
+        var ownsFile = true
     }
 
     private let group: any EventLoopGroup
@@ -85,6 +87,32 @@ public final class ControlListeners: @unchecked Sendable {
         }
         let descriptor = try Self.bind(path: path, token: token, mode: mode, owner: owner, group: group)
         let listener = Listener(descriptor: descriptor, path: path, policy: policy, handler: handler, idleTimeout: idleTimeout)
+        try serve(listener, token: token)
+    }
+
+    /// Serves a listening Unix socket that is already bound (passed by systemd's socket
+    /// activation, with the mode and group its socket unit gave it). Its file stays when the
+    /// set shuts down: it belongs to the socket unit and outlives restarts.
+    public func adopt(
+        descriptor: Int32, idleTimeout: TimeAmount = .minutes(10), policy: @escaping @Sendable () -> AccessPolicy,
+        handler: @escaping ControlServer.Handler
+    ) throws {
+        let token = try lock.withLock { () throws -> UInt64 in
+            guard !stopped else { throw ControlListenerError.stopped }
+            defer { nextToken += 1 }
+            return nextToken
+        }
+        let flags = fcntl(descriptor, F_GETFL)
+        guard flags >= 0, fcntl(descriptor, F_SETFL, flags | O_NONBLOCK) == 0 else { throw ControlListenerError.system("fcntl", errno) }
+        var listener = Listener(
+            descriptor: descriptor, path: "fd:\(descriptor)", policy: policy, handler: handler, idleTimeout: idleTimeout)
+        listener.ownsFile = false
+        try serve(listener, token: token)
+    }
+
+    private func serve(_ listener: Listener, token: UInt64) throws {
+        let descriptor = listener.descriptor
+        let path = listener.path
         try lock.withLock {
             guard !stopped else {
                 Glibc.close(descriptor)
@@ -123,7 +151,7 @@ public final class ControlListeners: @unchecked Sendable {
             stopped = true
             for listener in listeners.values {
                 Glibc.close(listener.descriptor)
-                unlink(listener.path)
+                if listener.ownsFile { unlink(listener.path) }
             }
             listeners = [:]
             tokens = [:]

@@ -85,6 +85,25 @@ actor DataPlane {
         logger.info("tunnel socket", metadata: ["address": "\(bound.address)"])
     }
 
+    /// Serves the tunnel sockets systemd passed; the first is the shared one, and public
+    /// identities bind their own sockets on its address.
+    func start(adopting descriptors: [Int32]) async throws {
+        for descriptor in descriptors {
+            let adopted = try await fabric.adopt(descriptor: descriptor)
+            if adopted.socket == 0, let host = adopted.address.ipAddress, let port = adopted.address.port {
+                listenHost = host
+                await pool.useSharedAddress(host.contains(":") ? "[\(host)]:\(port)" : "\(host):\(port)")
+            }
+            logger.info("tunnel socket from systemd", metadata: ["address": "\(adopted.address)", "fd": "\(descriptor)"])
+        }
+    }
+
+    /// Identities on the network, tunnels and streams: for the status line.
+    func load() async -> (joined: Int, tunnels: Int, streams: Int) {
+        let (tunnels, streams) = (try? await fabric.load()) ?? (0, 0)
+        return (joined.count, tunnels, streams)
+    }
+
     /// `name` on the fabric (joined now if it was not).
     @discardableResult
     func join(_ name: String) async throws -> TunnelIdentity {

@@ -23,10 +23,19 @@ public final class Host: Sendable {
     private let heartbeat: NIOLockedValueBox<Task<Void, Never>?> = NIOLockedValueBox(nil)
     /// Polls the registry for relayed handshakes every `handshake-poll` seconds.
     private let handshakePolling: NIOLockedValueBox<Task<Void, Never>?> = NIOLockedValueBox(nil)
+    /// `handshake-poll`, which a reload may change.
+    private let handshakeInterval: NIOLockedValueBox<Int>
+
+    /// Sockets passed by systemd, served in place of binding `listen` and `admin.sock`.
+    private let activated: ActivatedSockets
 
     /// Opens the state (creating it on first start) and loads every identity.
-    public init(configuration: HostConfiguration, group: any EventLoopGroup, logger: Logger) async throws {
+    public init(
+        configuration: HostConfiguration, group: any EventLoopGroup, logger: Logger, activated: ActivatedSockets = ActivatedSockets()
+    ) async throws {
         self.configuration = configuration
+        self.activated = activated
+        handshakeInterval = NIOLockedValueBox(configuration.handshakePoll)
         self.group = group
         self.logger = logger
         for directory in [configuration.stateDirectory, configuration.runtimeDirectory, configuration.runtimeDirectory + "/id"] {
@@ -58,15 +67,25 @@ public final class Host: Sendable {
                 "limit": "\(limit)", "needed": "\(needed)"])
         }
         await dataPlane.wireTrust()
-        do { try await dataPlane.start(listen: configuration.listen) } catch {
-            throw ConfigurationError.invalidValue(key: "listen", value: configuration.listen, reason: "cannot bind the tunnel socket: \(error)")
+        if activated.tunnels.isEmpty {
+            do { try await dataPlane.start(listen: configuration.listen) } catch {
+                throw ConfigurationError.invalidValue(key: "listen", value: configuration.listen, reason: "cannot bind the tunnel socket: \(error)")
+            }
+        } else {
+            try await dataPlane.start(adopting: activated.tunnels)
         }
         let adminGroup = configuration.adminGroup.isEmpty ? nil : SystemAccounts.gid(configuration.adminGroup)
         let commands = AdminCommands(pool: pool) { [self] name in try await refreshSocket(name) }
-        try listeners.listen(
-            path: configuration.runtimeDirectory + "/admin.sock", mode: adminGroup == nil ? 0o600 : 0o660, owner: 0,
-            group: adminGroup, policy: { AccessPolicy(.admin(adminGroup: adminGroup)) },
-            handler: { peer, request in await commands.handle(peer, request) })
+        let adminPolicy: @Sendable () -> AccessPolicy = { AccessPolicy(.admin(adminGroup: adminGroup)) }
+        let adminHandler: ControlServer.Handler = { peer, request in await commands.handle(peer, request) }
+        if let admin = activated.admin {
+            // Its path, mode and group are the socket unit's.
+            try listeners.adopt(descriptor: admin, policy: adminPolicy, handler: adminHandler)
+        } else {
+            try listeners.listen(
+                path: configuration.runtimeDirectory + "/admin.sock", mode: adminGroup == nil ? 0o600 : 0o660, owner: 0,
+                group: adminGroup, policy: adminPolicy, handler: adminHandler)
+        }
         let unserved = await openIdentitySockets()
         startRegistryUpkeep()
         startHandshakePolling()
@@ -160,11 +179,11 @@ public final class Host: Sendable {
         let pool = pool
         let trust = dataPlane.trust
         let logger = logger
-        let interval = configuration.handshakePoll
+        let interval = handshakeInterval
         handshakePolling.withLockedValue {
             $0 = Task {
                 while !Task.isCancelled {
-                    do { try await Task.sleep(for: .seconds(interval)) } catch { break }
+                    do { try await Task.sleep(for: .seconds(interval.withLockedValue { $0 })) } catch { break }
                     do {
                         for (name, requests, responses) in try await pool.pollHandshakes() {
                             await trust.relayed(name, requests: requests, responses: responses)
@@ -191,8 +210,51 @@ public final class Host: Sendable {
             try? await pool.delete(name: record.name)
         }
         listeners.shutdown()
+        // Streams end with a FIN, not by silence: what was written is delivered first.
+        let unfinished = await dataPlane.fabric.closeStreams(within: .seconds(2))
+        if unfinished > 0 { logger.warning("streams still open at shutdown", metadata: ["count": "\(unfinished)"]) }
         await dataPlane.fabric.shutdown()
         await registry.disconnect()
+    }
+
+    /// One line for `systemctl status`: identities, how many are on the network, tunnels, streams.
+    public func statusLine() async -> String {
+        let count = await pool.count
+        let (joined, tunnels, streams) = await dataPlane.load()
+        return "\(count) identities, \(joined) on the network, \(tunnels) tunnels, \(streams) streams"
+    }
+
+    /// Runs `body` every `interval` on the event loop that carries the traffic (the watchdog).
+    public func onTrafficLoop(every interval: Duration, _ body: @escaping @Sendable () -> Void) -> RepeatedTask {
+        let nanoseconds = Int64(interval.components.seconds) * 1_000_000_000 + interval.components.attoseconds / 1_000_000_000
+        return dataPlane.fabric.onLoop(every: .nanoseconds(max(nanoseconds, 1_000_000)), body)
+    }
+
+    /// Applies what can change while running (`handshake-poll`; the log level is the caller's),
+    /// and serves again any identity socket whose file has gone (removed by hand, or a runtime
+    /// directory cleaned). Tunnels and streams are untouched. Returns the changed settings that
+    /// need a restart.
+    public func reload(_ new: HostConfiguration) async -> [String] {
+        handshakeInterval.withLockedValue { $0 = new.handshakePoll }
+        var restart: [String] = []
+        if new.stateDirectory != configuration.stateDirectory { restart.append("state-dir") }
+        if new.runtimeDirectory != configuration.runtimeDirectory { restart.append("runtime-dir") }
+        if new.registry != configuration.registry { restart.append("registry") }
+        if new.beacon != configuration.beacon { restart.append("beacon") }
+        if new.listen != configuration.listen, activated.tunnels.isEmpty { restart.append("listen") }
+        if new.adminGroup != configuration.adminGroup { restart.append("admin-group") }
+        var reopened: [String] = []
+        for record in await pool.all where !FileManager.default.fileExists(atPath: socketPath(record.name)) {
+            do throws(ControlFailure) {
+                try openSocket(for: record)
+                reopened.append(record.name)
+            } catch {
+                logger.error("identity not served", metadata: ["identity": "\(record.name)", "error": "\(error)"])
+            }
+        }
+        logger.notice("reloaded", metadata: [
+            "handshake-poll": "\(new.handshakePoll)", "reopened": "\(reopened)", "need-restart": "\(restart)"])
+        return restart
     }
 
     /// Makes `name`'s socket match its record: created for a new identity, replaced (atomically,
@@ -208,7 +270,7 @@ public final class Host: Sendable {
         // A public identity must be reachable by strangers from the moment it exists.
         if record.isPublic {
             do { try await dataPlane.join(name) } catch {
-                logger.error("cannot put identity on the network", metadata: ["PILOT_IDENTITY": "\(name)", "error": "\(error)"])
+                logger.error("cannot put identity on the network", metadata: ["identity": "\(name)", "error": "\(error)"])
             }
         }
     }

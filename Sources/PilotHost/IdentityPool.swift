@@ -33,7 +33,8 @@ public actor IdentityPool {
     private let keys: IdentityKeys
     private let registry: RegistryClient
     /// The `listen_addr` sent with every registration: the port of the shared tunnel socket.
-    private let listenAddress: String
+    /// The shared tunnel socket's address, registered for every identity without its own.
+    private var listenAddress: String
     private var records: [String: IdentityRecord] = [:]
     /// Node id → name, kept with `records` wherever a node id appears, changes or goes.
     private var namesByNode: [UInt32: String] = [:]
@@ -41,6 +42,9 @@ public actor IdentityPool {
     private var ownListenAddresses: [String: String] = [:]
     private var trusts: [String: [UInt32: TrustRecord]] = [:]
     private var unsealed: [String: Ed25519PrivateKey] = [:]
+
+    /// The shared socket turned out to be elsewhere (one passed by systemd): register that.
+    func useSharedAddress(_ address: String) { listenAddress = address }
 
     public init(store: sending HostStore, keys: IdentityKeys, registry: RegistryClient, listenAddress: String) {
         self.store = store

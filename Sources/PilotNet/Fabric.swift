@@ -59,14 +59,24 @@ public final class Fabric: Sendable {
     }
 
     /// Binds a UDP socket; returns its number (for `add(_:ownSocket:)`) and its address. The
-    /// first socket bound is number 0, the shared one.
+    /// first socket bound (or adopted) is number 0, the shared one.
     public func bind(host: String, port: Int) async throws -> (socket: Int, address: SocketAddress) {
+        try await open { bootstrap in try await bootstrap.bind(host: host, port: port).get() }
+    }
+
+    /// Serves an already bound UDP socket (one passed by systemd's socket activation); the
+    /// fabric owns it from now on.
+    public func adopt(descriptor: Int32) async throws -> (socket: Int, address: SocketAddress) {
+        try await open { bootstrap in try await bootstrap.withBoundSocket(descriptor).get() }
+    }
+
+    private func open(_ make: (DatagramBootstrap) async throws -> any Channel) async throws -> (socket: Int, address: SocketAddress) {
         let number = try await loop.submit { [state] in
             let state = state.value
             defer { state.nextSocket += 1 }
             return state.nextSocket
         }.get()
-        let channel = try await DatagramBootstrap(group: loop)
+        let bootstrap = DatagramBootstrap(group: loop)
             // Bursts of a full window (512 segments of 1222 bytes) must not overflow the kernel's
             // default buffer; the kernel caps these at net.core.rmem_max/wmem_max.
             .channelOption(.socketOption(.so_rcvbuf), value: 4 << 20)
@@ -78,10 +88,10 @@ public final class Fabric: Sendable {
                     try channel.pipeline.syncOperations.addHandler(FabricInbound(fabric: self, socket: number))
                 }
             }
-            .bind(host: host, port: port).get()
+        let channel = try await make(bootstrap)
         guard let address = channel.localAddress else {
             try? await channel.close()
-            throw TunnelError.encoding("socket \(host):\(port) has no local address")
+            throw TunnelError.encoding("socket \(number) has no local address")
         }
         try await loop.submit { [state, loop] in
             let state = state.value
@@ -96,6 +106,40 @@ public final class Fabric: Sendable {
             }
         }.get()
         return (number, address)
+    }
+
+    /// Runs `body` every `interval` on the loop that carries the traffic (a watchdog ping: if
+    /// the loop wedges, the pings stop). Cancel the returned task to stop.
+    public func onLoop(every interval: TimeAmount, _ body: @escaping @Sendable () -> Void) -> RepeatedTask {
+        loop.scheduleRepeatedTask(initialDelay: .zero, delay: interval) { _ in body() }
+    }
+
+    /// Tunnels (sessions with remote nodes) and open streams, for a status line.
+    public func load() async throws -> (tunnels: Int, streams: Int) {
+        try await loop.submit { [state] in (state.value.table.sessionCount, state.value.streams.entries.count) }.get()
+    }
+
+    /// Closes every open stream in order (FIN once what was written is acknowledged) and waits
+    /// until all have sent their FIN or `limit` passes; returns how many had not.
+    @discardableResult
+    public func closeStreams(within limit: Duration) async -> Int {
+        let deadline = ContinuousClock.now + limit
+        func open() async -> Int {
+            (try? await loop.submit { [state] in
+                state.value.streams.entries.values.filter { [.established, .synSent].contains($0.connection.state) }.count
+            }.get()) ?? 0
+        }
+        _ = try? await loop.submit { [self] in
+            for (key, entry) in state.value.streams.entries where !entry.connection.isClosed {
+                handle(entry.connection.close(now: .now()), for: key)
+            }
+        }.get()
+        var remaining = await open()
+        while remaining > 0, ContinuousClock.now < deadline {
+            try? await Task.sleep(for: .milliseconds(20))
+            remaining = await open()
+        }
+        return remaining
     }
 
     /// Serves `identity`: its datagrams and control packets go to `receiver`, its streams to the

@@ -92,6 +92,20 @@ public final class LoopbackSocket: @unchecked Sendable {
         try tcpListener().localEndpoint.port
     }
 
+    /// Whether a UDP socket can be bound to 127.0.0.1:`port` now (nobody else holds it).
+    public static func canBindUDP(port: UInt16) throws -> Bool {
+        let descriptor = socket(AF_INET, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        guard descriptor >= 0 else { throw SocketError.posix("socket") }
+        defer { close(descriptor) }
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_port = port.bigEndian
+        address.sin_addr.s_addr = UInt32(0x7F00_0001).bigEndian
+        return withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(descriptor, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        } == 0
+    }
+
     /// The bound local endpoint.
     public var localEndpoint: LoopbackEndpoint {
         var address = sockaddr_in()

@@ -5,6 +5,7 @@ import Logging
 import NIOCore
 import NIOPosix
 import PilotHost
+import PilotSystemd
 
 /// pilot-host: many Pilot Protocol identities in one process.
 @main
@@ -24,8 +25,53 @@ struct HostCommand: AsyncParsableCommand {
     @Option(help: "Seconds between polls for relayed handshakes.") var handshakePoll: String?
 
     func run() async throws {
-        var settings = HostConfiguration()
         let file = config ?? "/etc/pilot-host/pilot-host.conf"
+        var settings = try settings(file: file)
+        let logLevel = SharedLogLevel(Logger.Level(rawValue: settings.logLevel) ?? .info)
+        LoggingSystem.bootstrap { label in logLevel.handler(label: label) }
+        let logger = Logger(label: "pilot-host")
+        // Watched from the start: SIGHUP's default action would end the process.
+        let incoming = signals([SIGTERM, SIGINT, SIGHUP])
+        // Taken first: the variables are unset so that no child process inherits them.
+        let activated = try ActivatedSockets(Systemd.listenedSockets())
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: System.coreCount)
+        let host = try await Host(configuration: settings, group: group, logger: logger, activated: activated)
+        try await host.start()
+        // Every identity is loaded and its socket open: ready.
+        Systemd.notify("READY=1\nSTATUS=\(await host.statusLine())")
+        let watchdog = Systemd.watchdogInterval.map { interval in
+            host.onTrafficLoop(every: interval) { Systemd.notify("WATCHDOG=1") }
+        }
+        let status = Task {
+            while !Task.isCancelled {
+                do { try await Task.sleep(for: .seconds(10)) } catch { break }
+                Systemd.notify("STATUS=\(await host.statusLine())")
+            }
+        }
+        for await signo in incoming {
+            guard signo == SIGHUP else { break }
+            Systemd.notify("RELOADING=1\nSTATUS=reloading")
+            do {
+                settings = try self.settings(file: file)
+                logLevel.value = Logger.Level(rawValue: settings.logLevel) ?? .info
+                let restart = await host.reload(settings)
+                if !restart.isEmpty { logger.warning("changed settings take effect at the next restart", metadata: ["settings": "\(restart)"]) }
+            } catch {
+                logger.error("reload failed; running on with the settings in use", metadata: ["error": "\(error)"])
+            }
+            Systemd.notify("READY=1\nSTATUS=\(await host.statusLine())")
+        }
+        Systemd.notify("STOPPING=1\nSTATUS=stopping")
+        logger.info("shutting down")
+        status.cancel()
+        watchdog?.cancel()
+        await host.stop()
+        try await group.shutdownGracefully()
+    }
+
+    /// Defaults, then `file` (when it exists or was named), then the command line.
+    private func settings(file: String) throws -> HostConfiguration {
+        var settings = HostConfiguration()
         if config != nil || FileManager.default.fileExists(atPath: file) {
             guard let text = try? String(contentsOfFile: file, encoding: .utf8) else {
                 throw ValidationError("cannot read config file \(file)")
@@ -39,33 +85,19 @@ struct HostCommand: AsyncParsableCommand {
         ] {
             if let value { try settings.set(key, value) }
         }
-        let level = Logger.Level(rawValue: settings.logLevel) ?? .info
-        LoggingSystem.bootstrap { label in
-            var handler = StreamLogHandler.standardError(label: label)
-            handler.logLevel = level
-            return handler
-        }
-        let logger = Logger(label: "pilot-host")
-        let group = MultiThreadedEventLoopGroup(numberOfThreads: System.coreCount)
-        let host = try await Host(configuration: settings, group: group, logger: logger)
-        try await host.start()
-        await waitForTermination()
-        logger.info("shutting down")
-        await host.stop()
-        try await group.shutdownGracefully()
+        return settings
     }
 }
 
-/// Returns on SIGTERM or SIGINT.
-func waitForTermination() async {
+/// The signals in `signos`, as they arrive (their default actions are turned off).
+func signals(_ signos: [Int32]) -> AsyncStream<Int32> {
     let sources = SignalSources()
-    let signals = AsyncStream<Int32> { continuation in
-        for signo in [SIGTERM, SIGINT] {
+    return AsyncStream<Int32> { continuation in
+        for signo in signos {
             sources.watch(signo) { continuation.yield(signo) }
         }
+        continuation.onTermination = { _ in sources.cancel() }
     }
-    for await _ in signals { break }
-    sources.cancel()
 }
 
 /// Keeps the dispatch signal sources alive while they are watched.

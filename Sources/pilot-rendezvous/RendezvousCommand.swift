@@ -5,6 +5,7 @@ public import Logging
 import NIOCore
 import NIOPosix
 import PilotRendezvous
+import PilotSystemd
 
 /// pilot-rendezvous: the registry (TCP, optional TLS), the beacon (UDP) and optionally the
 /// nameserver (a node of the overlay) of a Pilot overlay, state under --state-dir.
@@ -72,12 +73,8 @@ struct RendezvousCommand: AsyncParsableCommand {
     }
 
     func run() async throws {
-        let level = logLevel
-        LoggingSystem.bootstrap { label in
-            var handler = StreamLogHandler.standardError(label: label)
-            handler.logLevel = level
-            return handler
-        }
+        let level = SharedLogLevel(logLevel)
+        LoggingSystem.bootstrap { label in level.handler(label: label) }
         let logger = Logger(label: "pilot-rendezvous")
         let (registryHost, registryPort) = try Self.split(registryAddr)
         let (beaconHost, beaconPort) = try Self.split(beaconAddr)
@@ -123,7 +120,16 @@ struct RendezvousCommand: AsyncParsableCommand {
         let beaconLine = "beacon \(beaconAddress.ipAddress ?? beaconHost):\(beaconAddress.port ?? beaconPort)"
         FileHandle.standardOutput.write(Data((registryLine + "\n" + beaconLine + "\n" + nameserverLine).utf8))
 
+        Systemd.notify("READY=1\nSTATUS=\(registry.nodeCount) nodes")
+        let watchdog = Systemd.watchdogInterval.map { interval in
+            let nanoseconds = Int64(interval.components.seconds) * 1_000_000_000 + interval.components.attoseconds / 1_000_000_000
+            return group.next().scheduleRepeatedTask(initialDelay: .zero, delay: .nanoseconds(max(nanoseconds, 1_000_000))) { _ in
+                Systemd.notify("WATCHDOG=1\nSTATUS=\(registry.nodeCount) nodes")
+            }
+        }
         await Self.waitForTermination()
+        Systemd.notify("STOPPING=1")
+        watchdog?.cancel()
         logger.info("shutting down")
         await nameserver?.shutdown()
         try await server.shutdown()

@@ -7,61 +7,7 @@ import PilotWire
 import XCTest
 
 /// `pilot-host` and `pilotctl` as users run them, with `pilot-rendezvous` as the registry.
-final class HostExecutableTests: XCTestCase {
-    var directory: TemporaryDirectory!
-    var processes: [ChildProcess] = []
-
-    override func setUpWithError() throws {
-        directory = try TemporaryDirectory(prefix: "pilot-hostexe")
-        chmod(directory.url.path, 0o755)
-    }
-
-    override func tearDown() {
-        if (testRun?.totalFailureCount ?? 0) > 0 { for process in processes { print("--- \(process.name)\n\(process.output)") } }
-        for process in processes { process.stop() }
-        directory.remove()
-    }
-
-    var bin: URL { URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent() }
-    var runtime: String { directory.path("run") }
-
-    func start(_ name: String, _ executable: String, _ arguments: [String], ready: String) throws -> ChildProcess {
-        let process = try ChildProcess(
-            name: name, executable: bin.appendingPathComponent(executable), arguments: arguments, logDirectory: directory.url)
-        processes.append(process)
-        guard ChildProcess.waitUntil(timeout: 20, { process.output.contains(ready) }) else {
-            throw HostTestError("\(name) did not start: \(process.output)")
-        }
-        return process
-    }
-
-    /// Starts pilot-rendezvous on a free port; returns the registry port.
-    func startRendezvous() throws -> UInt16 {
-        let registryPort = try LoopbackSocket.freePort()
-        _ = try start(
-            "rendezvous", "pilot-rendezvous",
-            ["--registry-addr", "127.0.0.1:\(registryPort)", "--beacon-addr", "127.0.0.1:0", "--state-dir", directory.path("rendezvous")],
-            ready: "registry 127.0.0.1")
-        return registryPort
-    }
-
-    func startHost(registryPort: UInt16, generation: Int) throws -> ChildProcess {
-        try start(
-            "pilot-host-\(generation)", "pilot-host",
-            ["--state-dir", directory.path("state"), "--runtime-dir", runtime, "--registry", "127.0.0.1:\(registryPort)",
-             "--beacon", "127.0.0.1:1", "--listen", "127.0.0.1:37000"],
-            ready: "pilot-host serving")
-    }
-
-    /// Runs pilotctl (as uid 65534 with `asNobody`) and returns its exit status and parsed JSON.
-    func pilotctl(_ arguments: [String], asNobody: Bool = false) -> (status: Int32, json: JSON?) {
-        var command = [bin.appendingPathComponent("pilotctl").path] + arguments + ["--json", "--runtime-dir", runtime]
-        if asNobody { command = ["/usr/bin/setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"] + command }
-        let result = ChildProcess.run(command[0], Array(command.dropFirst()), timeout: 20)
-        let text = result.output.trimmingCharacters(in: .whitespacesAndNewlines)
-        return (result.status, try? JSON(parsing: text))
-    }
-
+final class HostExecutableTests: HostProcessTestCase {
     func testAdminCreatesIdentitiesThatKeepTheirAddressesAcrossARestart() throws {
         let registryPort = try startRendezvous()
         let host = try startHost(registryPort: registryPort, generation: 1)
