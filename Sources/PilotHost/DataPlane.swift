@@ -112,9 +112,13 @@ actor DataPlane {
         let identity = try TunnelIdentity(address: Address(network: record.network, node: record.nodeID), signingKey: try await pool.signingKey(of: name))
         var ownSocket: Int?
         if record.isPublic {
-            let bound = try await fabric.bind(host: listenHost, port: 0)
+            // The port it had before, if it is still free: peers' tunnels then survive a restart.
+            let earlier = record.ownPort == 0 ? nil : try? await fabric.bind(host: listenHost, port: Int(record.ownPort))
+            let bound: (socket: Int, address: SocketAddress)
+            if let earlier { bound = earlier } else { bound = try await fabric.bind(host: listenHost, port: 0) }
             ownSocket = bound.socket
-            try await pool.useOwnSocket(name, address: "\(listenHost == "0.0.0.0" ? "127.0.0.1" : listenHost):\(bound.address.port ?? 0)")
+            let port = bound.address.port ?? 0
+            try await pool.useOwnSocket(name, address: "\(listenHost == "0.0.0.0" ? "127.0.0.1" : listenHost):\(port)", port: UInt16(port))
         }
         try await fabric.add(identity, ownSocket: ownSocket) { [weak self] packet in
             guard packet.proto == .datagram, let self else { return }
@@ -152,8 +156,9 @@ actor DataPlane {
         }
     }
 
-    /// The data-exchange service of `name` (port 1001): every frame is stored in its inbox and
-    /// answered with `ACK <TYPE> <n> bytes` (or `ERR ...`), as 1.18's; the stream stays open.
+    /// The data-exchange service of `name` (port 1001): text, JSON and binary frames go to its
+    /// inbox, FILE frames to its received files; each is answered with `ACK <TYPE> <n> bytes` (or
+    /// `ERR ...`), as 1.18's; other kinds get an ERR. The stream stays open.
     private nonisolated func serveDataExchange(_ stream: StreamHandle, for name: String) {
         let pool = pool
         let logger = logger
@@ -168,12 +173,26 @@ actor DataPlane {
                         let reply: String
                         do {
                             let (inner, messageID, replyTo) = try frame.untagged()
-                            try await pool.addMessage(
-                                InboxMessage(
-                                    sender: sender, type: inner.kind.description, data: inner.payload, messageID: messageID, replyTo: replyTo,
-                                    receivedAt: Int64(Date().timeIntervalSince1970 * 1000)),
-                                for: name)
-                            reply = "ACK \(inner.kind) \(inner.payload.count) bytes"
+                            let now = Int64(Date().timeIntervalSince1970 * 1000)
+                            if ![.text, .json, .binary, .file].contains(inner.kind) {
+                                // 1.18's streamed files (7) and the rest: refused, so its sender
+                                // falls back to a kind this side knows (FILE), as with old daemons.
+                                reply = "ERR \(inner.kind) unsupported frame type"
+                            } else if inner.kind == .file {
+                                // Files are kept apart from messages; the ACK counts the file's bytes.
+                                let (fileName, contents) = try inner.fileParts()
+                                let safe = DataExchangeFrame.safeFileName(fileName) ?? "file"
+                                try await pool.addFile(
+                                    ReceivedFile(sender: sender, name: safe, size: contents.count, receivedAt: now), contents: contents, for: name)
+                                reply = "ACK FILE \(contents.count) bytes"
+                            } else {
+                                try await pool.addMessage(
+                                    InboxMessage(
+                                        sender: sender, type: inner.kind.description, data: inner.payload, messageID: messageID, replyTo: replyTo,
+                                        receivedAt: now),
+                                    for: name)
+                                reply = "ACK \(inner.kind) \(inner.payload.count) bytes"
+                            }
                         } catch {
                             reply = "ERR \(frame.kind) save failed: \(error)"
                         }
@@ -190,10 +209,24 @@ actor DataPlane {
 
     /// `send-message`: one tagged frame to `target`'s port 1001, and its ACK.
     func sendMessage(from name: String, to target: Address, kind: DataExchangeFrame.Kind, data: [UInt8], timeout: Duration) async throws -> JSON {
+        let messageID = (0..<16).map { _ in String(format: "%02x", UInt8.random(in: 0...255)) }.joined()
+        let ack = try await exchange(from: name, to: target, DataExchangeFrame.tagged(DataExchangeFrame(kind: kind, payload: data), messageID: messageID), timeout: timeout)
+        return [
+            "to": .string(target.description), "type": .string(kind.description.lowercased()), "bytes": .integer(Int64(data.count)),
+            "ack": .string(ack), "message_id": .string(messageID), "tagged": true, "seq": 0, "reused": false,
+        ]
+    }
+
+    /// `send-file`: one FILE frame to `target`'s port 1001, and its ACK.
+    func sendFile(from name: String, to target: Address, fileName: String, contents: [UInt8], timeout: Duration) async throws -> JSON {
+        let ack = try await exchange(from: name, to: target, DataExchangeFrame.file(name: fileName, contents: contents), timeout: timeout)
+        return ["to": .string(target.description), "name": .string(fileName), "bytes": .integer(Int64(contents.count)), "ack": .string(ack)]
+    }
+
+    /// One data-exchange frame to `target` and the text of its answer, which must be an ACK.
+    private func exchange(from name: String, to target: Address, _ frame: DataExchangeFrame, timeout: Duration) async throws -> String {
         let identity = try await join(name)
         let endpoint = try await endpoint(of: target, for: name)
-        let messageID = (0..<16).map { _ in String(format: "%02x", UInt8.random(in: 0...255)) }.joined()
-        let frame = DataExchangeFrame.tagged(DataExchangeFrame(kind: kind, payload: data), messageID: messageID)
         let ack = try await withTimeout(timeout) { [fabric] () async throws -> String in
             let stream = try await fabric.dial(from: identity.node, to: target, port: DataExchangeFrame.port, endpoint: endpoint)
             try await stream.write(frame.encoded())
@@ -208,11 +241,8 @@ actor DataPlane {
             }
             throw ControlFailure(.connectionFailed, "the peer closed the stream without an answer")
         }
-        guard ack.hasPrefix("ACK") else { throw ControlFailure(.connectionFailed, "the peer refused the message: \(ack.prefix(200))") }
-        return [
-            "to": .string(target.description), "type": .string(kind.description.lowercased()), "bytes": .integer(Int64(data.count)),
-            "ack": .string(ack), "message_id": .string(messageID), "tagged": true, "seq": 0, "reused": false,
-        ]
+        guard ack.hasPrefix("ACK") else { throw ControlFailure(.connectionFailed, "the peer refused it: \(ack.prefix(200))") }
+        return ack
     }
 
     /// `send TARGET PORT --data`: a stream to `port`, the data, and one read of the answer (none

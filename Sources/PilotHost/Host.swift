@@ -26,6 +26,8 @@ public final class Host: Sendable {
     /// `handshake-poll`, which a reload may change.
     private let handshakeInterval: NIOLockedValueBox<Int>
 
+    /// Files pilotctl is sending, in chunks.
+    private let uploads = Uploads()
     /// Sockets passed by systemd, served in place of binding `listen` and `admin.sock`.
     private let activated: ActivatedSockets
 
@@ -291,7 +293,7 @@ public final class Host: Sendable {
         }
         let name = record.name
         let path = socketPath(name)
-        let commands = IdentityCommands(pool: pool, dataPlane: dataPlane, name: name)
+        let commands = IdentityCommands(pool: pool, dataPlane: dataPlane, uploads: uploads, name: name)
         let owner = record.ownerUID
         let groups = Set(record.allowedGIDs)
         do {

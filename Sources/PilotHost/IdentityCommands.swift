@@ -9,6 +9,7 @@ import PilotWire
 struct IdentityCommands: Sendable {
     let pool: IdentityPool
     let dataPlane: DataPlane
+    let uploads: Uploads
     let name: String
 
     func handle(_ request: ControlRequest) async -> ControlReply {
@@ -126,6 +127,37 @@ struct IdentityCommands: Sendable {
                     "total": .integer(Int64(messages.count)), "shown": .integer(Int64(messages.count)),
                     "messages": .array(messages.map(Self.describe)),
                 ])
+            case "upload":
+                guard let chunk = Data(base64Encoded: try request.string("data")) else {
+                    throw ControlFailure(.invalidArgument, "upload: data must be base64")
+                }
+                let held = try await uploads.append(
+                    identity: name, id: try request.string("upload"), size: Int(try request.integer("size")),
+                    offset: Int(try request.integer("offset")), chunk: Array(chunk))
+                return .ok(["received": .integer(Int64(held))])
+            case "send-file":
+                let target = try request.string("target")
+                guard let fileName = DataExchangeFrame.safeFileName(try request.string("name")) else {
+                    throw ControlFailure(.invalidArgument, "send-file: the file needs a name")
+                }
+                let contents = try await uploads.take(identity: name, id: try request.string("upload"))
+                var result = try await dataPlane.sendFile(
+                    from: name, to: try await resolveTarget(target), fileName: fileName, contents: contents, timeout: .seconds(120)
+                ).objectValue ?? [:]
+                result["target"] = .string(target)
+                return .ok(.object(result))
+            case "received":
+                let files = try await pool.files(of: name)
+                if try request.bool("clear") { try await pool.clearFiles(of: name) }
+                return .ok(["total": .integer(Int64(files.count)), "files": .array(files.map(Self.describe))])
+            case "received-chunk":
+                let offset = Int(try request.integer("offset"))
+                guard offset >= 0 else { throw ControlFailure(.invalidArgument, "received-chunk: offset must not be negative") }
+                let id = try request.integer("id")
+                guard let bytes = try await pool.fileContents(of: name, id: id, offset: offset, length: Self.chunkSize) else {
+                    throw ControlFailure(.notFound, "no received file \(id)")
+                }
+                return .ok(["offset": .integer(Int64(offset)), "data": .string(Data(bytes).base64EncodedString())])
             case "pending":
                 return .ok(await dataPlane.trust.pending(name))
             case "trust":
@@ -202,6 +234,19 @@ struct IdentityCommands: Sendable {
         if let id = message.messageID { fields["message_id"] = .string(id) }
         if let replyTo = message.replyTo { fields["reply_to"] = .string(replyTo) }
         return .object(fields)
+    }
+
+    /// Bytes of a file per control frame, each way: 512 KiB (in base64, well inside 1 MiB).
+    static let chunkSize = 512 << 10
+
+    /// A received file as `pilotctl received` lists it.
+    static func describe(_ file: ReceivedFile) -> JSON {
+        let formatter = ISO8601DateFormatter()
+        formatter.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
+        return [
+            "id": .integer(file.id), "name": .string(file.name), "from": .string(file.sender), "bytes": .integer(Int64(file.size)),
+            "received_at": .string(formatter.string(from: Date(timeIntervalSince1970: Double(file.receivedAt) / 1000))),
+        ]
     }
 
     /// A registry reply as command data: its fields without `type`, or its error as not_found.

@@ -78,6 +78,24 @@ public actor IdentityPool {
     @discardableResult
     public func clearMessages(of name: String) throws -> Int { try store.clearMessages(identity: name) }
 
+    /// What one identity's received files may hold in all.
+    public static let receivedFilesQuota = 256 << 20
+
+    @discardableResult
+    public func addFile(_ file: ReceivedFile, contents: some Collection<UInt8>, for name: String) throws -> Int64 {
+        guard records[name] != nil else { throw PoolError.notFound(name) }
+        return try store.addFile(file, contents: contents, identity: name, quota: Self.receivedFilesQuota)
+    }
+
+    public func files(of name: String) throws -> [ReceivedFile] { try store.files(identity: name) }
+
+    public func fileContents(of name: String, id: Int64, offset: Int, length: Int) throws -> [UInt8]? {
+        try store.fileContents(identity: name, id: id, offset: offset, length: length)
+    }
+
+    @discardableResult
+    public func clearFiles(of name: String) throws -> Int { try store.clearFiles(identity: name) }
+
     // MARK: Trust
 
     /// `name`'s trust entries, by peer.
@@ -247,8 +265,13 @@ public actor IdentityPool {
 
     /// `name` now has a UDP socket of its own at `address`: registered again with it, so key
     /// exchanges from anyone reach it there.
-    public func useOwnSocket(_ name: String, address: String) async throws {
-        guard records[name] != nil else { throw PoolError.notFound(name) }
+    public func useOwnSocket(_ name: String, address: String, port: UInt16) async throws {
+        guard var record = records[name] else { throw PoolError.notFound(name) }
+        if record.ownPort != port {
+            record.ownPort = port
+            try store.update(record)
+            records[name] = record
+        }
         ownListenAddresses[name] = address
         let reply = try await registry.send(registration(try key(name), listenAddress: address))
         guard reply.type == "register_ok" else { throw PoolError.registry(reply["error"]?.stringValue ?? reply.type) }

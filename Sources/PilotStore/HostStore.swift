@@ -17,13 +17,17 @@ public struct IdentityRecord: Hashable, Sendable {
     public var isEphemeral: Bool
     /// Trusts every node that asks (a service identity).
     public var autoApprove: Bool
+    /// The UDP port of a public identity's own socket, bound again after a restart so that
+    /// peers' tunnels keep working (0: none yet).
+    public var ownPort: UInt16
 
     public init(
         name: String, nodeID: UInt32 = 0, network: UInt16 = 0, sealedKey: [UInt8], hostname: String? = nil,
         tags: [String] = [], isPublic: Bool = false, ownerUID: UInt32, allowedGIDs: [UInt32] = [],
-        createdAt: Int64, isEphemeral: Bool = false, autoApprove: Bool = false
+        createdAt: Int64, isEphemeral: Bool = false, autoApprove: Bool = false, ownPort: UInt16 = 0
     ) {
         self.autoApprove = autoApprove
+        self.ownPort = ownPort
         self.name = name
         self.nodeID = nodeID
         self.network = network
@@ -73,6 +77,25 @@ public struct TrustRecord: Hashable, Sendable {
 }
 
 /// A message that arrived on an identity's data-exchange port (1001).
+/// A file that arrived for an identity (its contents stay in the store).
+public struct ReceivedFile: Hashable, Sendable {
+    public var id: Int64
+    public var sender: String
+    /// A base name, made safe on arrival.
+    public var name: String
+    public var size: Int
+    /// Unix milliseconds.
+    public var receivedAt: Int64
+
+    public init(id: Int64 = 0, sender: String, name: String, size: Int, receivedAt: Int64) {
+        self.id = id
+        self.sender = sender
+        self.name = name
+        self.size = size
+        self.receivedAt = receivedAt
+    }
+}
+
 public struct InboxMessage: Hashable, Sendable {
     public var id: Int64
     /// The sender's address.
@@ -155,6 +178,22 @@ public final class HostStore {
         );
         CREATE INDEX inbox_by_identity ON inbox (identity_id, id);
         """,
+        // 5: files that arrived on an identity's data-exchange port (FILE frames).
+        """
+        CREATE TABLE received_file (
+            id INTEGER PRIMARY KEY,
+            identity_id INTEGER NOT NULL REFERENCES identity(id) ON DELETE CASCADE,
+            sender TEXT NOT NULL,
+            name TEXT NOT NULL,
+            data BLOB NOT NULL,
+            received_at INTEGER NOT NULL
+        );
+        CREATE INDEX received_file_by_identity ON received_file (identity_id, id);
+        """,
+        // 6: the port of a public identity's own UDP socket, kept across restarts.
+        """
+        ALTER TABLE identity ADD COLUMN own_port INTEGER NOT NULL DEFAULT 0;
+        """,
     ]
 
     /// Opens (creating and migrating) `host.db` at `path`.
@@ -168,15 +207,15 @@ public final class HostStore {
         try db.transaction {
             try db.run(
                 """
-                INSERT INTO identity (name, node_id, network, sealed_key, hostname, tags, public, owner_uid, created_at, ephemeral, auto_approve)
-                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                INSERT INTO identity (name, node_id, network, sealed_key, hostname, tags, public, owner_uid, created_at, ephemeral, auto_approve, own_port)
+                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
                 """,
                 [
                     .text(identity.name), .integer(Int64(identity.nodeID)), .integer(Int64(identity.network)),
                     .blob(identity.sealedKey), identity.hostname.map(SQLValue.text) ?? .null,
                     .text(identity.tags.joined(separator: ",")), .integer(identity.isPublic ? 1 : 0),
                     .integer(Int64(identity.ownerUID)), .integer(identity.createdAt), .integer(identity.isEphemeral ? 1 : 0),
-                    .integer(identity.autoApprove ? 1 : 0),
+                    .integer(identity.autoApprove ? 1 : 0), .integer(Int64(identity.ownPort)),
                 ])
             let rowID = db.lastInsertRowID
             for gid in Set(identity.allowedGIDs) {
@@ -191,13 +230,14 @@ public final class HostStore {
             try db.run(
                 """
                 UPDATE identity SET node_id = ?, network = ?, sealed_key = ?, hostname = ?, tags = ?, public = ?,
-                    owner_uid = ?, ephemeral = ?, auto_approve = ? WHERE name = ?
+                    owner_uid = ?, ephemeral = ?, auto_approve = ?, own_port = ? WHERE name = ?
                 """,
                 [
                     .integer(Int64(identity.nodeID)), .integer(Int64(identity.network)), .blob(identity.sealedKey),
                     identity.hostname.map(SQLValue.text) ?? .null, .text(identity.tags.joined(separator: ",")),
                     .integer(identity.isPublic ? 1 : 0), .integer(Int64(identity.ownerUID)),
-                    .integer(identity.isEphemeral ? 1 : 0), .integer(identity.autoApprove ? 1 : 0), .text(identity.name),
+                    .integer(identity.isEphemeral ? 1 : 0), .integer(identity.autoApprove ? 1 : 0), .integer(Int64(identity.ownPort)),
+                    .text(identity.name),
                 ])
             guard db.changes == 1 else { throw StoreError(code: 12, message: "no identity named \(identity.name)") }
             try db.run(
@@ -239,7 +279,7 @@ public final class HostStore {
         }
         return try db.rows(
             """
-            SELECT id, name, node_id, network, sealed_key, hostname, tags, public, owner_uid, created_at, ephemeral, auto_approve
+            SELECT id, name, node_id, network, sealed_key, hostname, tags, public, owner_uid, created_at, ephemeral, auto_approve, own_port
             FROM identity WHERE \(condition) ORDER BY name
             """, bindings
         ).map { row in
@@ -249,7 +289,7 @@ public final class HostStore {
                 hostname: row[5].text, tags: (row[6].text ?? "").split(separator: ",").map(String.init),
                 isPublic: row[7].integer == 1, ownerUID: UInt32(truncatingIfNeeded: row[8].integer ?? 0),
                 allowedGIDs: groups[row[0].integer ?? 0] ?? [], createdAt: row[9].integer ?? 0, isEphemeral: row[10].integer == 1,
-                autoApprove: row[11].integer == 1)
+                autoApprove: row[11].integer == 1, ownPort: UInt16(truncatingIfNeeded: row[12].integer ?? 0))
         }
     }
 
@@ -341,6 +381,61 @@ public final class HostStore {
     public func clearMessages(identity: String) throws -> Int {
         try db.transaction {
             try db.run("DELETE FROM inbox WHERE identity_id = (SELECT id FROM identity WHERE name = ?)", [.text(identity)])
+            return db.changes
+        }
+    }
+
+    /// Stores a file that arrived for `identity`, unless its files would then pass `quota` bytes
+    /// (then nothing is stored and `StoreError` says so); returns the file's id.
+    public func addFile(_ file: ReceivedFile, contents: some Collection<UInt8>, identity: String, quota: Int) throws -> Int64 {
+        try db.transaction {
+            let held = try db.rows(
+                "SELECT coalesce(sum(length(data)), 0) FROM received_file JOIN identity ON identity.id = identity_id WHERE identity.name = ?",
+                [.text(identity)]
+            ).first?.first?.integer ?? 0
+            guard Int(held) + contents.count <= quota else {
+                throw StoreError(code: 13, message: "received-files quota: \(held) + \(contents.count) bytes > \(quota)")
+            }
+            try db.run(
+                """
+                INSERT INTO received_file (identity_id, sender, name, data, received_at)
+                SELECT id, ?, ?, ?, ? FROM identity WHERE name = ?
+                """,
+                [.text(file.sender), .text(file.name), .blob(Array(contents)), .integer(file.receivedAt), .text(identity)])
+            guard db.changes == 1 else { throw StoreError(code: 12, message: "no identity named \(identity)") }
+            return db.lastInsertRowID
+        }
+    }
+
+    /// `identity`'s received files, oldest first, without their contents.
+    public func files(identity: String) throws -> [ReceivedFile] {
+        try db.rows(
+            """
+            SELECT received_file.id, sender, received_file.name, length(data), received_at FROM received_file
+            JOIN identity ON identity.id = received_file.identity_id WHERE identity.name = ? ORDER BY received_file.id
+            """, [.text(identity)]
+        ).map { row in
+            ReceivedFile(
+                id: row[0].integer ?? 0, sender: row[1].text ?? "", name: row[2].text ?? "", size: Int(row[3].integer ?? 0),
+                receivedAt: row[4].integer ?? 0)
+        }
+    }
+
+    /// Up to `length` bytes of file `id` of `identity` from `offset`; nil if there is no such file.
+    public func fileContents(identity: String, id: Int64, offset: Int, length: Int) throws -> [UInt8]? {
+        try db.rows(
+            """
+            SELECT substr(data, ?, ?) FROM received_file JOIN identity ON identity.id = received_file.identity_id
+            WHERE identity.name = ? AND received_file.id = ?
+            """, [.integer(Int64(offset) + 1), .integer(Int64(length)), .text(identity), .integer(id)]
+        ).first.map { $0[0].blob ?? [] }
+    }
+
+    /// Deletes `identity`'s received files; returns how many there were.
+    @discardableResult
+    public func clearFiles(identity: String) throws -> Int {
+        try db.transaction {
+            try db.run("DELETE FROM received_file WHERE identity_id = (SELECT id FROM identity WHERE name = ?)", [.text(identity)])
             return db.changes
         }
     }

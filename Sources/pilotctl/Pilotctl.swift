@@ -11,7 +11,7 @@ struct Pilotctl: ParsableCommand {
         subcommands: [
             IdentityCommand.self, InfoCommand.self, SetHostname.self, ClearHostname.self, SetTags.self, ClearTags.self,
             SetPublic.self, SetPrivate.self, Lookup.self, Find.self, Ping.self,
-            Handshake.self, Pending.self, Approve.self, Reject.self, Untrust.self, TrustList.self, SendMessage.self, Inbox.self, Bench.self, Connections.self, Peers.self, Send.self, Connect.self, Recv.self, Listen.self, SendDatagram.self,
+            Handshake.self, Pending.self, Approve.self, Reject.self, Untrust.self, TrustList.self, SendMessage.self, Inbox.self, SendFile.self, Received.self, Bench.self, Connections.self, Peers.self, Send.self, Connect.self, Recv.self, Listen.self, SendDatagram.self,
         ])
 }
 
@@ -44,28 +44,40 @@ struct GlobalOptions: ParsableArguments {
 
     /// Sends `request` to `socket`, prints the reply, and exits 1 on an error reply.
     func run(_ request: ControlRequest, on socket: String, text: (JSON) -> String) throws {
-        let reply: ControlReply
+        let reply = self.reply(request, on: socket)
+        guard case .ok(let data) = reply else { try fail(reply) }
+        print(json ? reply.json.encodedString() : text(data))
+    }
+
+    /// The data of `request`'s reply; an error reply is printed and exits 1.
+    func call(_ request: ControlRequest, on socket: String) throws -> JSON {
+        let reply = self.reply(request, on: socket)
+        guard case .ok(let data) = reply else { try fail(reply) }
+        return data
+    }
+
+    /// Prints an error reply (as the reference's JSON envelope with --json) and exits 1.
+    func fail(_ reply: ControlReply) throws -> Never {
+        let message: String
+        if case .error(let failure) = reply, !json { message = "error: \(failure.message)" } else { message = reply.json.encodedString() }
+        FileHandle.standardError.write(Data((message + "\n").utf8))
+        throw ExitCode(1)
+    }
+
+    /// `request`'s reply from `socket`; a socket that cannot be reached becomes an error reply.
+    func reply(_ request: ControlRequest, on socket: String) -> ControlReply {
         do {
-            reply = try ControlConnection(path: socket).request(request)
+            return try ControlConnection(path: socket).request(request)
         } catch let error as ControlClientError {
             // The host runs (its admin socket is there) but this identity's socket is not: no such identity.
             let missing = socket.hasPrefix(runtime + "/id/") && !FileManager.default.fileExists(atPath: socket)
                 && FileManager.default.fileExists(atPath: runtime + "/admin.sock")
             if missing {
-                reply = .error(ControlFailure(.notFound, "no identity named \(socket.dropFirst(runtime.count + 4).dropLast(5)) on this host"))
-            } else {
-                reply = .error(ControlFailure(error.permission ? .permissionDenied : .notRunning, error.description))
+                return .error(ControlFailure(.notFound, "no identity named \(socket.dropFirst(runtime.count + 4).dropLast(5)) on this host"))
             }
+            return .error(ControlFailure(error.permission ? .permissionDenied : .notRunning, error.description))
         } catch {
-            reply = .error(ControlFailure(.notRunning, "\(error)"))
-        }
-        switch reply {
-        case .ok(let data):
-            print(json ? reply.json.encodedString() : text(data))
-        case .error(let failure):
-            let message = json ? reply.json.encodedString() : "error: \(failure.message)"
-            FileHandle.standardError.write(Data((message + "\n").utf8))
-            throw ExitCode(1)
+            return .error(ControlFailure(.notRunning, "\(error)"))
         }
     }
 }
@@ -324,6 +336,81 @@ struct Inbox: ParsableCommand {
                 return "\(message["received_at"]?.stringValue ?? "?")  \(message["from"]?.stringValue ?? "?")  \(message["type"]?.stringValue ?? "?")  \(body)"
             }.joined(separator: "\n")
         }
+    }
+}
+
+struct SendFile: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "send-file", abstract: "Send a file (at most 16 MiB) to a node's data-exchange port (1001).")
+    @OptionGroup var global: GlobalOptions
+    @Argument(help: "An address, a node id, or a hostname.") var target: String
+    @Argument(help: "The file; read with your rights, not the host's.") var path: String
+
+    /// Bytes per upload request (base64 makes them a third larger; a frame holds 1 MiB).
+    static let chunk = 512 << 10
+
+    func run() throws {
+        let socket = try global.identitySocket()
+        guard let contents = FileManager.default.contents(atPath: path) else {
+            try global.fail(.error(ControlFailure(.invalidArgument, "cannot read \(path)")))
+        }
+        let name = (path as NSString).lastPathComponent
+        let upload = (0..<8).map { _ in String(format: "%02x", UInt8.random(in: 0...255)) }.joined()
+        var offset = 0
+        repeat {
+            let piece = contents[offset..<min(offset + Self.chunk, contents.count)]
+            _ = try global.call(
+                ControlRequest("upload", [
+                    "upload": .string(upload), "size": .integer(Int64(contents.count)), "offset": .integer(Int64(offset)),
+                    "data": .string(Data(piece).base64EncodedString()),
+                ]), on: socket)
+            offset += piece.count
+        } while offset < contents.count
+        let request = ControlRequest("send-file", ["target": .string(target), "name": .string(name), "upload": .string(upload)])
+        try global.run(request, on: socket) { data in
+            "sent \(name) (\(data["bytes"]?.integerValue ?? 0) bytes) to \(data["to"]?.stringValue ?? target): \(data["ack"]?.stringValue ?? "")"
+        }
+    }
+}
+
+struct Received: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Files that arrived on this identity's data-exchange port.")
+    @OptionGroup var global: GlobalOptions
+    @Option(help: "Write them into this directory (with your rights), as NAME, or NAME-ID if NAME is taken.") var save: String?
+    @Flag(help: "Delete them from the host after listing (and saving).") var clear = false
+
+    func run() throws {
+        let socket = try global.identitySocket()
+        var listing = try global.call(ControlRequest("received", ["clear": .bool(clear && save == nil)]), on: socket)
+        if let save {
+            var files: [JSON] = []
+            for file in listing["files"]?.arrayValue ?? [] {
+                guard let id = file["id"]?.integerValue, let name = file["name"]?.stringValue, let size = file["bytes"]?.integerValue else { continue }
+                var contents = Data()
+                while contents.count < size {
+                    let chunk = try global.call(ControlRequest("received-chunk", ["id": .integer(id), "offset": .integer(Int64(contents.count))]), on: socket)
+                    guard let bytes = chunk["data"]?.stringValue.flatMap({ Data(base64Encoded: $0) }), !bytes.isEmpty else { break }
+                    contents += bytes
+                }
+                var path = (save as NSString).appendingPathComponent(name)
+                if FileManager.default.fileExists(atPath: path) { path += "-\(id)" }
+                guard FileManager.default.createFile(atPath: path, contents: contents) else {
+                    try global.fail(.error(ControlFailure(.invalidArgument, "cannot write \(path)")))
+                }
+                var saved = file.objectValue ?? [:]
+                saved["saved_to"] = .string(path)
+                files.append(.object(saved))
+            }
+            listing = ["total": .integer(Int64(files.count)), "files": .array(files)]
+            if clear { _ = try global.call(ControlRequest("received", ["clear": true]), on: socket) }
+        }
+        let reply = ControlReply.ok(listing)
+        guard !global.json else { return print(reply.json.encodedString()) }
+        let files = listing["files"]?.arrayValue ?? []
+        print(files.isEmpty ? "no files received" : files.map { file in
+            let saved = file["saved_to"]?.stringValue.map { "  -> \($0)" } ?? ""
+            return "\(file["received_at"]?.stringValue ?? "?")  \(file["from"]?.stringValue ?? "?")  \(file["name"]?.stringValue ?? "?")  \(file["bytes"]?.integerValue ?? 0) bytes\(saved)"
+        }.joined(separator: "\n"))
     }
 }
 

@@ -152,6 +152,31 @@ final class HostDataPlaneTests: XCTestCase {
         XCTAssertEqual(inbox.first?["message_id"]?.stringValue?.count, 32)
         XCTAssertEqual(pilotctl(["inbox", "--identity", "alice"])?["data"]?["total"], 0, "--clear emptied it")
 
+        // Files both ways (FILE frames on 1001), byte for byte: 5 MB from alice into the daemon's
+        // ~/.pilot/received, 3 MB from the daemon into alice's received files.
+        var random = SplitMix64(seed: 7)
+        let outgoing = (0..<5_000_000).map { _ in UInt8(truncatingIfNeeded: random.next()) }
+        let outgoingPath = overlay.directory.path("report.bin")
+        try Data(outgoing).write(to: URL(fileURLWithPath: outgoingPath))
+        let sentFile = pilotctl(["send-file", "alpha", outgoingPath, "--identity", "alice"])
+        XCTAssertEqual(sentFile?["data"]?["ack"], "ACK FILE 5000000 bytes", "\(String(describing: sentFile))")
+        let theirFiles = overlay.directory.url.appendingPathComponent("alpha/.pilot/received")
+        let arrived = try FileManager.default.contentsOfDirectory(atPath: theirFiles.path).filter { $0.hasPrefix("report") }
+        XCTAssertEqual(arrived.count, 1, "\(arrived)")
+        XCTAssertEqual(try Data(contentsOf: theirFiles.appendingPathComponent(arrived.first ?? "-")), Data(outgoing))
+        let incoming = (0..<3_000_000).map { _ in UInt8(truncatingIfNeeded: random.next()) }
+        let incomingPath = overlay.directory.path("data.bin")
+        try Data(incoming).write(to: URL(fileURLWithPath: incomingPath))
+        _ = try overlay.ctl("alpha", ["send-file", "alice", incomingPath])
+        let saved = overlay.directory.path("saved")
+        try FileManager.default.createDirectory(atPath: saved, withIntermediateDirectories: true)
+        let listing = pilotctl(["received", "--identity", "alice", "--save", saved, "--clear"])?["data"]?["files"]?.arrayValue ?? []
+        XCTAssertEqual(listing.first?["name"], "data.bin", "\(listing)")
+        XCTAssertEqual(listing.first?["bytes"], 3_000_000)
+        XCTAssertEqual(listing.first?["from"]?.stringValue, Address(node: daemon).description)
+        XCTAssertEqual(try Data(contentsOf: URL(fileURLWithPath: saved + "/data.bin")), Data(incoming))
+        XCTAssertEqual(pilotctl(["received", "--identity", "alice"])?["data"]?["total"], 0, "--clear emptied them")
+
         // The daemon asks bob; bob's owner approves with our pilotctl.
         _ = try overlay.ctl("alpha", ["handshake", "bob", "hello bob"])
         var pending: [JSON] = []
@@ -183,6 +208,11 @@ final class HostDataPlaneTests: XCTestCase {
         host.stop()
         host = try startHost(overlay, listen: listen, generation: 2)
         XCTAssertEqual(pilotctl(["trust", "--identity", "alice"])?["data"]?["trusted"]?.arrayValue?.first?["node_id"]?.integerValue, Int64(daemon))
+        // bob (public) has its own UDP socket on the same port as before: the daemon's tunnel to
+        // it re-keys at once instead of timing out on a dead endpoint.
+        try overlay.eventually("the daemon reaches bob again after the restart", timeout: 15) {
+            (try? overlay.ctl("alpha", ["send-message", "bob", "--data", "still there"], timeout: 10))?["ack"] == "ACK TEXT 11 bytes"
+        }
 
         // bob revokes: gone here, and the daemon drops bob.
         XCTAssertEqual(pilotctl(["untrust", "\(daemon)", "--identity", "bob"])?["data"]?["status"], "revoked")
@@ -190,6 +220,42 @@ final class HostDataPlaneTests: XCTestCase {
         try overlay.eventually("the daemon forgets bob") {
             try overlay.ctl("alpha", ["trust"])["trusted"]?.arrayValue?.contains { $0["node_id"]?.integerValue == bob } == false
         }
+    }
+
+    /// Files between two identities of one host: the largest we send (16 MiB less room for the
+    /// name), byte for byte; a bigger or missing file gets a clear error and nothing is kept.
+    func testFilesBetweenIdentitiesOfOneHost() throws {
+        let (overlay, _) = try overlay()
+        defer { overlay.stopAll() }
+        let host = try startHost(overlay, listen: "127.0.0.1:\(try LoopbackSocket.freePort())")
+        defer { host.stop() }
+        func pilotctl(_ arguments: [String]) -> JSON? { self.pilotctl(overlay, arguments) }
+        XCTAssertEqual(pilotctl(["identity", "create", "alice", "--hostname", "alice"])?["status"], "ok")
+        XCTAssertEqual(pilotctl(["identity", "create", "bob", "--hostname", "bob", "--auto-approve"])?["status"], "ok")
+        let path = overlay.directory.path("big.bin")
+        var random = SplitMix64(seed: 11)
+        let largest = (16 << 20) - 257
+        let contents = random.bytes(largest)
+        try Data(contents).write(to: URL(fileURLWithPath: path))
+
+        XCTAssertEqual(pilotctl(["handshake", "bob", "files please", "--identity", "alice"])?["data"]?["status"], "sent")
+        try overlay.eventually("bob trusts alice", timeout: 10) {
+            pilotctl(["trust", "--identity", "alice"])?["data"]?["total"] == 1
+        }
+        let sent = pilotctl(["send-file", "bob", path, "--identity", "alice"])
+        XCTAssertEqual(sent?["data"]?["ack"], .string("ACK FILE \(largest) bytes"), "\(String(describing: sent))")
+        let saved = overlay.directory.path("saved")
+        try FileManager.default.createDirectory(atPath: saved, withIntermediateDirectories: true)
+        let listing = pilotctl(["received", "--identity", "bob", "--save", saved])?["data"]?["files"]?.arrayValue ?? []
+        XCTAssertEqual(listing.first?["name"], "big.bin", "\(listing)")
+        XCTAssertEqual(try Data(contentsOf: URL(fileURLWithPath: saved + "/big.bin")), Data(contents))
+
+        try Data(contents + [0]).write(to: URL(fileURLWithPath: path))
+        let tooBig = pilotctl(["send-file", "bob", path, "--identity", "alice"])
+        XCTAssertEqual(tooBig?["code"], "invalid_argument", "\(String(describing: tooBig))")
+        XCTAssertTrue(tooBig?["message"]?.stringValue?.contains("at most \(largest) bytes") == true, "\(String(describing: tooBig))")
+        XCTAssertEqual(pilotctl(["send-file", "bob", overlay.directory.path("missing"), "--identity", "alice"])?["code"], "invalid_argument")
+        XCTAssertEqual(pilotctl(["received", "--identity", "bob"])?["data"]?["total"], 1, "nothing more arrived")
     }
 
     /// Private on both sides: neither can resolve the other, so requests and answers go through

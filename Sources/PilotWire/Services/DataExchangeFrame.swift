@@ -3,8 +3,10 @@
 /// ids: `u16 meta length ‖ meta JSON {"message_id", "reply_to"} ‖ u32 inner type ‖ inner payload`.
 public struct DataExchangeFrame: Hashable, Sendable {
     public static let port: UInt16 = 1001
-    /// The largest payload this side accepts.
-    public static let maxPayload = 16 << 20
+    /// The largest payload this side accepts: 1.18's limit (64 MiB; older daemons took 16 MiB).
+    public static let maxPayload = 64 << 20
+    /// The largest payload this side sends in one frame: what every daemon since the first takes.
+    public static let maxSentPayload = 16 << 20
 
     public struct Kind: RawRepresentable, Hashable, Sendable, CustomStringConvertible {
         public let rawValue: UInt32
@@ -60,6 +62,39 @@ public struct DataExchangeFrame: Hashable, Sendable {
         let inner = Kind(rawValue: try reader.readUInt32("tagged inner type"))
         guard inner != .tagged else { throw .invalidValue(field: "tagged inner type", reason: "a tagged frame cannot wrap another") }
         return (DataExchangeFrame(kind: inner, payload: Array(reader.readRemaining())), meta["message_id"]?.stringValue, meta["reply_to"]?.stringValue)
+    }
+
+    /// The longest file name a FILE frame carries (its length is a u16; names are base names).
+    public static let maxFileName = 255
+
+    /// A FILE frame: `u16 name length ‖ name ‖ contents`.
+    public static func file(name: String, contents: [UInt8]) -> DataExchangeFrame {
+        let encodedName = Array(name.utf8.prefix(maxFileName))
+        var writer = ByteWriter(capacity: 2 + encodedName.count + contents.count)
+        writer.writeUInt16(UInt16(encodedName.count))
+        writer.writeBytes(encodedName)
+        writer.writeBytes(contents)
+        return DataExchangeFrame(kind: .file, payload: writer.bytes)
+    }
+
+    /// A FILE frame's name and contents. The name is the sender's: check it before using it as a
+    /// path (`safeFileName`).
+    public func fileParts() throws(WireError) -> (name: String, contents: ArraySlice<UInt8>) {
+        guard kind == .file else { throw .invalidValue(field: "data exchange type", reason: "\(kind) is not FILE") }
+        var reader = ByteReader(payload[...])
+        let length = Int(try reader.readUInt16("file name length"))
+        let name = try reader.readBytes(length, "file name")
+        guard let text = String(validating: name, as: UTF8.self) else { throw .invalidValue(field: "file name", reason: "must be UTF-8") }
+        return (text, reader.readRemaining())
+    }
+
+    /// `name` reduced to a base name that is safe in a directory: no path, no control
+    /// characters, not `.` or `..`, at most 255 bytes; nil if nothing is left.
+    public static func safeFileName(_ name: String) -> String? {
+        let base = name.split(whereSeparator: { $0 == "/" || $0 == "\\" }).last.map(String.init) ?? ""
+        let cleaned = String(base.unicodeScalars.filter { $0.value >= 0x20 && $0.value != 0x7F }.map(Character.init))
+        guard !cleaned.isEmpty, cleaned != ".", cleaned != "..", cleaned.utf8.count <= maxFileName else { return nil }
+        return cleaned
     }
 
     public func encoded() -> [UInt8] {

@@ -1,0 +1,79 @@
+import Foundation
+import PilotWire
+
+/// Files on their way from pilotctl to the network. A control frame holds at most 1 MiB, so
+/// pilotctl (which reads the file with its user's rights, not the host's) sends it in chunks;
+/// they are put together here, per identity, until `send-file` takes them. Bounded: one file at
+/// most `maxFile` bytes (16 MiB less 257), four at once per identity, `maxTotal` bytes in all;
+/// an upload idle for five minutes is dropped.
+actor Uploads {
+    /// A file and its name fit one FILE frame any daemon takes.
+    static let maxFile = DataExchangeFrame.maxSentPayload - 2 - DataExchangeFrame.maxFileName
+    static let maxTotal = 256 << 20
+    static let perIdentity = 4
+    static let idle: Duration = .seconds(300)
+
+    private struct Upload {
+        var bytes: [UInt8]
+        let size: Int
+        var touched: ContinuousClock.Instant
+    }
+
+    private struct Key: Hashable {
+        let identity: String
+        let id: String
+    }
+
+    private var uploads: [Key: Upload] = [:]
+    private var total = 0
+
+    /// Adds `chunk` at `offset` to upload `id` of `identity` (created by its first chunk, at
+    /// offset 0, with its final `size`); returns the bytes held so far.
+    func append(identity: String, id: String, size: Int, offset: Int, chunk: [UInt8]) throws(ControlFailure) -> Int {
+        expire()
+        guard (1...64).contains(id.utf8.count), id.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber || $0 == "-") }) else {
+            throw ControlFailure(.invalidArgument, "upload: id must be 1 to 64 letters, digits or '-'")
+        }
+        let key = Key(identity: identity, id: id)
+        if uploads[key] == nil {
+            guard offset == 0 else { throw ControlFailure(.invalidArgument, "upload: unknown upload \(id) (expired?); start at offset 0") }
+            guard (0...Self.maxFile).contains(size) else {
+                throw ControlFailure(.invalidArgument, "upload: a file may have at most \(Self.maxFile) bytes, not \(size)")
+            }
+            guard uploads.keys.filter({ $0.identity == identity }).count < Self.perIdentity else {
+                throw ControlFailure(.unavailable, "upload: \(Self.perIdentity) uploads are already open for \(identity)")
+            }
+            guard total + size <= Self.maxTotal else { throw ControlFailure(.unavailable, "upload: the host holds \(total) bytes of uploads; try again") }
+            uploads[key] = Upload(bytes: [], size: size, touched: .now)
+            total += size
+        }
+        guard var upload = uploads[key] else { return 0 }
+        guard upload.size == size, offset == upload.bytes.count, upload.bytes.count + chunk.count <= size else {
+            throw ControlFailure(.invalidArgument, "upload: chunk at \(offset) of \(chunk.count) bytes does not follow \(upload.bytes.count) of \(upload.size)")
+        }
+        upload.bytes += chunk
+        upload.touched = .now
+        uploads[key] = upload
+        return upload.bytes.count
+    }
+
+    /// Takes a complete upload away.
+    func take(identity: String, id: String) throws(ControlFailure) -> [UInt8] {
+        let key = Key(identity: identity, id: id)
+        guard let upload = uploads[key] else { throw ControlFailure(.notFound, "upload: no upload \(id.prefix(64))") }
+        guard upload.bytes.count == upload.size else {
+            throw ControlFailure(.invalidArgument, "upload: \(id) has \(upload.bytes.count) of \(upload.size) bytes")
+        }
+        uploads[key] = nil
+        total -= upload.size
+        return upload.bytes
+    }
+
+    private func expire() {
+        let now = ContinuousClock.now
+        for (key, upload) in uploads where now - upload.touched > Self.idle {
+            uploads[key] = nil
+            total -= upload.size
+        }
+    }
+}
