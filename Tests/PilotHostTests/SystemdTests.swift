@@ -109,6 +109,42 @@ final class SystemdTests: HostProcessTestCase {
         XCTAssertLessThan(try XCTUnwrap(kinds.firstIndex(of: "READY=1")), try XCTUnwrap(kinds.firstIndex(of: "WATCHDOG=1")))
     }
 
+    /// The service's user model: pilot-host as an unprivileged user whose only capability is
+    /// CAP_CHOWN (as units/pilot-host.service runs it) reaches the registry, creates identities
+    /// and hands each identity's socket to its owner, who alone can use it.
+    func testAnUnprivilegedHostWithOnlyCapChownServesIdentityOwners() throws {
+        let setpriv = "/usr/bin/setpriv"
+        guard getuid() == 0, FileManager.default.isExecutableFile(atPath: setpriv) else {
+            throw XCTSkip("needs root and setpriv to run pilot-host as another user")
+        }
+        let registryPort = try startRendezvous()
+        let serviceUID: uid_t = 65533
+        for path in [directory.path("state"), runtime] {
+            try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
+            XCTAssertEqual(chown(path, serviceUID, serviceUID), 0)
+        }
+        let host = try ChildProcess(
+            name: "unprivileged-host", executable: URL(fileURLWithPath: setpriv),
+            arguments: [
+                "--reuid=\(serviceUID)", "--regid=\(serviceUID)", "--clear-groups", "--inh-caps=+chown", "--ambient-caps=+chown",
+                bin.appendingPathComponent("pilot-host").path, "--state-dir", directory.path("state"), "--runtime-dir", runtime,
+                "--registry", "127.0.0.1:\(registryPort)", "--listen", "127.0.0.1:\(try LoopbackSocket.freePort())",
+            ],
+            logDirectory: directory.url)
+        processes.append(host)
+        XCTAssertTrue(ChildProcess.waitUntil(timeout: 20) { host.output.contains("pilot-host serving") }, host.output)
+        let status = try String(contentsOfFile: "/proc/\(host.pid)/status", encoding: .utf8)
+        XCTAssertTrue(status.contains("Uid:\t\(serviceUID)\t\(serviceUID)"), status)
+
+        let alice = pilotctl(["identity", "create", "alice", "--owner", "65534"])
+        XCTAssertEqual(alice.json?["data"]?["address"], "0:0000.0000.0001", "\(alice) \(host.output)")
+        var info = stat()
+        XCTAssertEqual(stat(runtime + "/id/alice.sock", &info), 0)
+        XCTAssertEqual(info.st_uid, 65534, "the socket belongs to alice's owner")
+        XCTAssertEqual(info.st_mode & 0o777, 0o600)
+        XCTAssertEqual(pilotctl(["info"], asNobody: true).json?["data"]?["name"], "alice")
+    }
+
     /// Sockets are sorted by name, else by kind; a socket of the wrong kind stops the start.
     func testActivatedSocketsAreSortedByNameAndKind() throws {
         let udp = Int32(SOCK_DGRAM.rawValue), stream = Int32(SOCK_STREAM.rawValue)

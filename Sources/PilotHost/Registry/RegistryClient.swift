@@ -76,7 +76,7 @@ public actor RegistryClient {
     private func connected() async throws -> any Channel {
         if let channel, channel.isActive { return channel }
         let channel = try await ClientBootstrap(group: group)
-            .channelOption(.socketOption(.tcp_nodelay), value: 1)
+            .channelOption(.tcpOption(.tcp_nodelay), value: 1)
             .connectTimeout(.seconds(5))
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
