@@ -135,6 +135,46 @@ final class FabricTests: XCTestCase {
         try await group.shutdownGracefully()
     }
 
+    /// A fabric that stops closes its streams in order: what was written arrives, then the FIN,
+    /// and the peer sees the stream finish rather than go silent.
+    func testClosingStreamsAtShutdownDeliversWhatWasWrittenThenAFin() async throws {
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: 2)
+        let directory = Directory()
+        let (hostA, hostB, socketB) = try await twoHosts(group, directory)
+        let a = try identity(1, directory), b = try identity(2, directory)
+        try await hostA.add(a) { _ in }
+        try await hostB.add(b, ownSocket: socketB.socket) { _ in }
+        try await hostA.setTrusted(local: 1, remote: 2, true)
+        try await hostB.setTrusted(local: 2, remote: 1, true)
+        let accepted = NIOLockedValueBox<[StreamHandle]>([])
+        try await hostB.listen(node: 2, port: 9000) { stream in accepted.withLockedValue { $0.append(stream) } }
+        let stream = try await hostA.dial(from: 1, to: b.address, port: 9000, endpoint: socketB.address)
+        let message = (0..<200_000).map { UInt8(truncatingIfNeeded: $0 &* 31) }
+        try await stream.write(message)
+        let deadline = ContinuousClock.now + .seconds(5)
+        while accepted.withLockedValue(\.isEmpty) && ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(10)) }
+        let server = try XCTUnwrap(accepted.withLockedValue(\.first))
+
+        let unfinished = await hostA.closeStreams(within: .seconds(5))
+        XCTAssertEqual(unfinished, 0)
+        let (open, _) = try await hostA.load()
+        XCTAssertEqual(open, 1, "the tunnel stays up; only streams were closed")
+        var received: [UInt8] = []
+        var finished = false
+        for await event in server.events {
+            switch event {
+            case .data(let bytes): received += bytes
+            case .finished, .closed: finished = true
+            }
+            if finished { break }
+        }
+        XCTAssertTrue(finished, "the peer saw the FIN")
+        XCTAssertTrue(received == message, "\(received.count) of \(message.count) bytes before the FIN")
+        await hostA.shutdown()
+        await hostB.shutdown()
+        try await group.shutdownGracefully()
+    }
+
     /// A node that floods an identity with SYNs gets 10 a second through (1.18's per-source
     /// limit), the rest are dropped and counted, and another node's stream is served meanwhile.
     func testASynFloodIsRateLimitedWhileAnotherNodeIsServed() async throws {
