@@ -23,11 +23,45 @@ actor DataPlane {
     /// `listen` commands waiting for datagrams, by identity and port.
     private var datagramListeners: [String: [UInt16: AsyncStream<Packet>.Continuation]] = [:]
 
+    /// The beacon, which pokes an endpoint when a relayed handshake waits for one of its nodes.
+    private var beacon: SocketAddress?
+
     init(fabric: Fabric, pool: IdentityPool, logger: Logger) {
         self.fabric = fabric
         self.pool = pool
         self.logger = logger
         trust = TrustService(pool: pool, logger: logger)
+    }
+
+    /// Listens for the beacon at `address` (host:port): `poked` runs (on the fabric's loop: it
+    /// must return at once) when it says a relayed handshake waits at the registry.
+    func useBeacon(_ address: String, poked: @escaping @Sendable () -> Void) async throws {
+        let (host, port) = try Host.split(address)
+        let beacon = try SocketAddress.makeAddressResolvingHost(host, port: port)
+        self.beacon = beacon
+        try await fabric.onBeaconMessage { [logger] message, source, _ in
+            guard case .notify(BeaconMessage.notifyHandshakePending) = message else { return }
+            // Only the beacon's own pokes: anyone could send one to make the host poll.
+            guard source == beacon else {
+                logger.debug("poke from a stranger dropped", metadata: ["source": "\(source)"])
+                return
+            }
+            poked()
+        }
+    }
+
+    /// Tells the beacon that `nodes` are behind the shared socket (a discover each, asking for
+    /// 0x09 relays that name their destination): it can then poke them. Repeated with the
+    /// heartbeats, within the beacon's 300 s memory.
+    func announce(_ nodes: [UInt32]) async {
+        guard let beacon else { return }
+        for start in stride(from: 0, to: nodes.count, by: 1000) {
+            let chunk = nodes[start..<min(start + 1000, nodes.count)]
+            do { try await fabric.sendBeacon(chunk.map { .discoverExtended(node: $0) }, to: beacon) } catch {
+                logger.warning("cannot reach the beacon", metadata: ["beacon": "\(beacon)", "error": "\(error)"])
+                return
+            }
+        }
     }
 
     /// Connects the trust service to the fabric (once, before use).
@@ -130,6 +164,9 @@ actor DataPlane {
         try await fabric.listen(node: identity.node, port: DataExchangeFrame.port) { [weak self] stream in
             self?.serveDataExchange(stream, for: name)
         }
+        try await fabric.listen(node: identity.node, port: EventStreamFrame.port) { [weak self] stream in
+            self?.serveEventStream(stream, for: name)
+        }
         // Key exchanges from peers it trusts or is in a handshake with apply to it; trusted peers
         // pass the gate, and strangers reach a public identity's echo port.
         for entry in await pool.trust(of: name) where entry.state != .rejected {
@@ -207,6 +244,111 @@ actor DataPlane {
         }
     }
 
+    // MARK: Event stream (1002)
+
+    /// A subscriber of an identity's broker: its stream and topic.
+    private struct Subscriber {
+        let stream: StreamHandle
+        let topic: String
+    }
+
+    /// Each identity's broker: its subscribers, by stream.
+    private var subscribers: [String: [ObjectIdentifier: Subscriber]] = [:]
+
+    /// The event-stream broker of `name` (port 1002, as 1.18's): the first event on a stream
+    /// subscribes it to its topic (`*`: every topic); each later one is published to the
+    /// subscribers of its topic and of `*`, never back to its sender (an event published to `*`
+    /// reaches only `*` subscribers). The broker sends nothing else.
+    private nonisolated func serveEventStream(_ stream: StreamHandle, for name: String) {
+        Task { [weak self] in
+            var decoder = EventStreamFrame.Decoder()
+            var subscribed = false
+            reading: for await event in stream.events {
+                guard case .data(let bytes) = event else { break }
+                decoder.append(bytes)
+                do {
+                    while let frame = try decoder.next() {
+                        guard let self else { break reading }
+                        if !subscribed {
+                            subscribed = true
+                            await self.subscribe(stream, to: frame.topic, on: name)
+                        } else {
+                            await self.publish(frame, from: stream, on: name)
+                        }
+                    }
+                } catch {
+                    self?.logger.info("event stream closed", metadata: ["identity": "\(name)", "peer": "\(stream.key.remote)", "error": "\(error)"])
+                    break
+                }
+            }
+            await self?.unsubscribe(stream, on: name)
+            try? await stream.close()
+        }
+    }
+
+    private func subscribe(_ stream: StreamHandle, to topic: String, on name: String) {
+        subscribers[name, default: [:]][ObjectIdentifier(stream)] = Subscriber(stream: stream, topic: topic)
+        logger.debug("subscribed", metadata: ["identity": "\(name)", "peer": "\(stream.key.remote)", "topic": "\(topic.prefix(64))"])
+    }
+
+    private func unsubscribe(_ stream: StreamHandle, on name: String) {
+        subscribers[name]?[ObjectIdentifier(stream)] = nil
+        if subscribers[name]?.isEmpty == true { subscribers[name] = nil }
+    }
+
+    /// Forwards `event` to `name`'s subscribers of its topic and of `*`, in the order published
+    /// by this sender; a subscriber whose stream fails is dropped.
+    private func publish(_ event: EventStreamFrame, from sender: StreamHandle, on name: String) async {
+        let targets = (subscribers[name] ?? [:]).values.filter { subscriber in
+            subscriber.stream !== sender
+                && (subscriber.topic == EventStreamFrame.everything || (event.topic != EventStreamFrame.everything && subscriber.topic == event.topic))
+        }
+        guard !targets.isEmpty, let bytes = try? event.encoded() else { return }
+        for target in targets {
+            do { try await target.stream.write(bytes) } catch { unsubscribe(target.stream, on: name) }
+        }
+    }
+
+    /// `subscribe TARGET TOPIC`: subscribes to `target`'s broker and collects events until
+    /// `count` arrived or `timeout` passes.
+    func subscribe(from name: String, to target: Address, topic: String, count: Int, timeout: Duration) async throws -> JSON {
+        let identity = try await join(name)
+        let endpoint = try await endpoint(of: target, for: name)
+        let stream = try await withTimeout(.seconds(15)) { [fabric] in
+            try await fabric.dial(from: identity.node, to: target, port: EventStreamFrame.port, endpoint: endpoint)
+        }
+        try await stream.write(try EventStreamFrame(topic: topic).encoded())
+        let events = await collect(within: timeout) { (add: @Sendable (JSON) -> Int) in
+            var decoder = EventStreamFrame.Decoder()
+            for await event in stream.events {
+                guard case .data(let bytes) = event else { break }
+                decoder.append(bytes)
+                while let frame = try? decoder.next() {
+                    let received = add([
+                        "topic": .string(frame.topic), "data": .string(String(decoding: frame.payload, as: UTF8.self)),
+                        "bytes": .integer(Int64(frame.payload.count)),
+                    ])
+                    if received >= count { return }
+                }
+            }
+        }
+        try? await stream.close()
+        return ["target": .string(target.description), "topic": .string(topic), "events": .array(events), "timeout": .bool(events.count < count)]
+    }
+
+    /// `publish TARGET TOPIC --data`: subscribes to the topic (a stream's first event always
+    /// does), publishes one event, and closes once it is delivered to the broker.
+    func publish(from name: String, to target: Address, topic: String, data: [UInt8]) async throws -> JSON {
+        let identity = try await join(name)
+        let endpoint = try await endpoint(of: target, for: name)
+        let stream = try await withTimeout(.seconds(15)) { [fabric] in
+            try await fabric.dial(from: identity.node, to: target, port: EventStreamFrame.port, endpoint: endpoint)
+        }
+        try await stream.write(try EventStreamFrame(topic: topic).encoded() + EventStreamFrame(topic: topic, payload: data).encoded())
+        try await stream.close()
+        return ["target": .string(target.description), "topic": .string(topic), "bytes": .integer(Int64(data.count))]
+    }
+
     /// `send-message`: one tagged frame to `target`'s port 1001, and its ACK.
     func sendMessage(from name: String, to target: Address, kind: DataExchangeFrame.Kind, data: [UInt8], timeout: Duration) async throws -> JSON {
         let messageID = (0..<16).map { _ in String(format: "%02x", UInt8.random(in: 0...255)) }.joined()
@@ -276,8 +418,7 @@ actor DataPlane {
         }
         let (arrivals, continuation) = AsyncStream.makeStream(of: StreamHandle.self)
         try await fabric.listen(node: identity.node, port: port) { continuation.yield($0) }
-        let messages = (try? await withTimeout(timeout) { () async -> [JSON] in
-            var messages: [JSON] = []
+        let messages = await collect(within: timeout) { (add: @Sendable (JSON) -> Int) in
             for await stream in arrivals {
                 var data: [UInt8] = []
                 for await event in stream.events {
@@ -285,14 +426,13 @@ actor DataPlane {
                     break
                 }
                 try? await stream.close()
-                messages.append([
+                let received = add([
                     "from": .string(stream.key.remote.description), "port": .integer(Int64(stream.key.remotePort)),
                     "bytes": .integer(Int64(data.count)), "data": .string(String(decoding: data, as: UTF8.self)),
                 ])
-                if messages.count >= count { break }
+                if received >= count { break }
             }
-            return messages
-        }) ?? []
+        }
         continuation.finish()
         try await fabric.unlisten(node: identity.node, port: port)
         return ["port": .integer(Int64(port)), "messages": .array(messages), "timeout": .bool(messages.count < count)]
@@ -314,17 +454,15 @@ actor DataPlane {
             continuation.finish()
             datagramListeners[name]?[port] = nil
         }
-        let received = (try? await withTimeout(timeout) { () async -> [JSON] in
-            var received: [JSON] = []
+        let received = await collect(within: timeout) { (add: @Sendable (JSON) -> Int) in
             for await packet in packets {
-                received.append([
+                let received = add([
                     "from": .string(packet.source.description), "src_port": .integer(Int64(packet.sourcePort)),
                     "bytes": .integer(Int64(packet.payload.count)), "data": .string(String(decoding: packet.payload, as: UTF8.self)),
                 ])
-                if received.count >= count { break }
+                if received >= count { break }
             }
-            return received
-        }) ?? []
+        }
         return ["port": .integer(Int64(port)), "datagrams": .array(received), "timeout": .bool(received.count < count)]
     }
 
@@ -451,6 +589,18 @@ actor DataPlane {
 
 /// The result of `body`, or a timeout error once `limit` has passed. Returns at the limit even
 /// if `body` does not notice its cancellation (a dial waits on its own timers); it ends later.
+/// What `body` hands to `add` until it returns or `limit` passes: on a timeout, what arrived
+/// until then is kept (not lost with the task). `add` returns how many items there are so far.
+func collect<T: Sendable>(
+    within limit: Duration, _ body: @escaping @Sendable (_ add: @escaping @Sendable (T) -> Int) async -> Void
+) async -> [T] {
+    let items = NIOLockedValueBox<[T]>([])
+    _ = try? await withTimeout(limit) {
+        await body { item in items.withLockedValue { $0.append(item); return $0.count } }
+    }
+    return items.withLockedValue { $0 }
+}
+
 func withTimeout<T: Sendable>(_ limit: Duration, _ body: @escaping @Sendable () async throws -> T) async throws -> T {
     let settled = NIOLockedValueBox(false)
     return try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<T, any Error>) in

@@ -25,6 +25,9 @@ public final class Host: Sendable {
     private let handshakePolling: NIOLockedValueBox<Task<Void, Never>?> = NIOLockedValueBox(nil)
     /// `handshake-poll`, which a reload may change.
     private let handshakeInterval: NIOLockedValueBox<Int>
+    /// What makes the poller poll: its ticker and the beacon's pokes (coalesced).
+    private let pollTrigger = AsyncStream.makeStream(of: Void.self, bufferingPolicy: .bufferingNewest(1))
+    private let ticker: NIOLockedValueBox<Task<Void, Never>?> = NIOLockedValueBox(nil)
 
     /// Files pilotctl is sending, in chunks.
     private let uploads = Uploads()
@@ -75,6 +78,10 @@ public final class Host: Sendable {
             }
         } else {
             try await dataPlane.start(adopting: activated.tunnels)
+        }
+        let pollNow = pollTrigger.continuation
+        do { try await dataPlane.useBeacon(configuration.beacon) { pollNow.yield() } } catch {
+            logger.warning("no beacon: relayed handshakes wait for the next poll", metadata: ["beacon": "\(configuration.beacon)", "error": "\(error)"])
         }
         let adminGroup = configuration.adminGroup.isEmpty ? nil : SystemAccounts.gid(configuration.adminGroup)
         let commands = AdminCommands(pool: pool) { [self] name in try await refreshSocket(name) }
@@ -156,6 +163,7 @@ public final class Host: Sendable {
                         "identities": "\(registered)", "failed": "\(failed.count)",
                         "seconds": "\(String(format: "%.3f", started.duration(to: .now).inSeconds))"])
                     await dataPlane.joinPublicIdentities()
+                    await dataPlane.announce(await pool.privateNodes)
                 } catch {
                     // The registry may be down: the control sockets serve regardless and the
                     // first heartbeat registers whoever the registry does not know.
@@ -166,6 +174,7 @@ public final class Host: Sendable {
                     do { try await Task.sleep(for: .seconds(30)) } catch { break }
                     do {
                         let lost = try await pool.heartbeatAll()
+                        await dataPlane.announce(await pool.privateNodes)
                         if !lost.isEmpty { logger.warning("re-registered after the registry forgot them", metadata: ["identities": "\(lost)"]) }
                     } catch {
                         logger.error("heartbeat failed", metadata: ["error": "\(error)"])
@@ -182,10 +191,21 @@ public final class Host: Sendable {
         let trust = dataPlane.trust
         let logger = logger
         let interval = handshakeInterval
-        handshakePolling.withLockedValue {
+        let (triggers, trigger) = (pollTrigger.stream, pollTrigger.continuation)
+        ticker.withLockedValue {
             $0 = Task {
                 while !Task.isCancelled {
                     do { try await Task.sleep(for: .seconds(interval.withLockedValue { $0 })) } catch { break }
+                    trigger.yield()
+                }
+            }
+        }
+        handshakePolling.withLockedValue {
+            $0 = Task {
+                // A poll at every trigger: the ticker's, every `handshake-poll` seconds, or the
+                // beacon's poke (several pokes while a poll runs make one more poll).
+                for await _ in triggers {
+                    if Task.isCancelled { break }
                     do {
                         for (name, requests, responses) in try await pool.pollHandshakes() {
                             await trust.relayed(name, requests: requests, responses: responses)
@@ -193,6 +213,10 @@ public final class Host: Sendable {
                     } catch {
                         logger.warning("handshake poll failed", metadata: ["error": "\(error)"])
                     }
+                    // However often the beacon pokes, polls are spaced by 20 µs per identity
+                    // (a poll signs for each), at least 20 ms: polling takes at most half a core.
+                    let spacing = max(0.02, Double(await pool.count) * 0.000_02)
+                    try? await Task.sleep(for: .seconds(spacing))
                 }
             }
         }
@@ -200,6 +224,8 @@ public final class Host: Sendable {
 
     /// Stops serving: ephemeral identities are deregistered and deleted, sockets removed.
     public func stop() async {
+        ticker.withLockedValue { $0?.cancel() }
+        pollTrigger.continuation.finish()
         if let task = handshakePolling.withLockedValue({ $0 }) {
             task.cancel()
             await task.value
@@ -269,6 +295,8 @@ public final class Host: Sendable {
             return
         }
         try openSocket(for: record)
+        // The beacon learns at once where a new private identity is, so pokes reach it.
+        if !record.isPublic, record.nodeID != 0 { await dataPlane.announce([record.nodeID]) }
         // A public identity must be reachable by strangers from the moment it exists.
         if record.isPublic {
             do { try await dataPlane.join(name) } catch {

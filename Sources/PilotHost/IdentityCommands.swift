@@ -127,6 +127,17 @@ struct IdentityCommands: Sendable {
                     "total": .integer(Int64(messages.count)), "shown": .integer(Int64(messages.count)),
                     "messages": .array(messages.map(Self.describe)),
                 ])
+            case "subscribe":
+                let target = try request.string("target")
+                let count = request.arguments["count"] == nil ? 1 : Int(try request.integer("count"))
+                guard (1...10_000).contains(count) else { throw ControlFailure(.invalidArgument, "subscribe: count must be 1 to 10000") }
+                return .ok(try await dataPlane.subscribe(
+                    from: name, to: try await resolveTarget(target), topic: try Self.topic(request), count: count,
+                    timeout: .seconds(try Self.seconds(request, default: 30))))
+            case "publish":
+                let target = try request.string("target")
+                return .ok(try await dataPlane.publish(
+                    from: name, to: try await resolveTarget(target), topic: try Self.topic(request), data: Array(try request.string("data").utf8)))
             case "upload":
                 guard let chunk = Data(base64Encoded: try request.string("data")) else {
                     throw ControlFailure(.invalidArgument, "upload: data must be base64")
@@ -179,6 +190,15 @@ struct IdentityCommands: Sendable {
             throw ControlFailure(.invalidArgument, "\(request.command): port must be 1 to 65535")
         }
         return port
+    }
+
+    /// A topic of 1 to 1024 bytes.
+    static func topic(_ request: ControlRequest) throws -> String {
+        let topic = try request.string("topic")
+        guard (1...EventStreamFrame.maxTopic).contains(topic.utf8.count) else {
+            throw ControlFailure(.invalidArgument, "\(request.command): a topic has 1 to \(EventStreamFrame.maxTopic) bytes")
+        }
+        return topic
     }
 
     static func seconds(_ request: ControlRequest, default fallback: Int) throws -> Int {

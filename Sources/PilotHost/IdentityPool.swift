@@ -78,6 +78,12 @@ public actor IdentityPool {
     @discardableResult
     public func clearMessages(of name: String) throws -> Int { try store.clearMessages(identity: name) }
 
+    /// The node ids of the registered identities without a socket of their own: those the
+    /// beacon should know to be behind the shared socket.
+    public var privateNodes: [UInt32] {
+        records.values.filter { $0.nodeID != 0 && ownListenAddresses[$0.name] == nil }.map(\.nodeID).sorted()
+    }
+
     /// What one identity's received files may hold in all.
     public static let receivedFilesQuota = 256 << 20
 

@@ -17,6 +17,10 @@ public protocol PeerDirectory: Sendable {
 public final class Fabric: Sendable {
     /// Receives the packets for one identity, on the fabric's event loop: return quickly.
     public typealias Receiver = @Sendable (Packet) -> Void
+    /// Receives beacon messages (PROTOCOL-1.18.md §3.3) with where they came from and the socket
+    /// they came in on, on the fabric's event loop: return quickly. Anyone can send one: check
+    /// the source.
+    public typealias BeaconReceiver = @Sendable (BeaconMessage, _ from: SocketAddress, _ socket: Int) -> Void
 
     private let loop: any EventLoop
     private let directory: any PeerDirectory
@@ -34,6 +38,7 @@ public final class Fabric: Sendable {
         var channels: [Int: any Channel] = [:]
         var nextSocket = 0
         var receivers: [UInt32: Receiver] = [:]
+        var beaconReceiver: BeaconReceiver?
         var ticker: RepeatedTask?
         var streamTicker: RepeatedTask?
         let streams = StreamTable()
@@ -106,6 +111,20 @@ public final class Fabric: Sendable {
             }
         }.get()
         return (number, address)
+    }
+
+    /// Hands every beacon message that arrives to `receiver` (one receiver; nil: none).
+    public func onBeaconMessage(_ receiver: BeaconReceiver?) async throws {
+        try await loop.submit { [state] in state.value.beaconReceiver = receiver }.get()
+    }
+
+    /// Sends `messages` to the beacon at `endpoint` from socket `socket` (0: the shared one),
+    /// in one batch.
+    public func sendBeacon(_ messages: [BeaconMessage], to endpoint: SocketAddress, socket: Int = 0) async throws {
+        let datagrams = try messages.map { try $0.encoded() }
+        try await loop.submit { [self] in
+            self.perform(datagrams.map { .send($0, to: endpoint, socket: socket) })
+        }.get()
     }
 
     /// Runs `body` every `interval` on the loop that carries the traffic (a watchdog ping: if
@@ -461,6 +480,11 @@ public final class Fabric: Sendable {
     // MARK: On the loop
 
     func received(_ bytes: [UInt8], from endpoint: SocketAddress, socket: Int) {
+        if let first = bytes.first, first < TunnelFrame.beaconTypeLimit, let receiver = state.value.beaconReceiver,
+            let message = try? BeaconMessage(decoding: bytes)
+        {
+            receiver(message, endpoint, socket)
+        }
         perform(state.value.table.receive(bytes, from: endpoint, socket: socket, now: .now()))
     }
 

@@ -114,6 +114,14 @@ public final class OverlayHarness {
         }
     }
 
+    /// Starts `pilotctl --json ARGS` as daemon `name` as a child process (for commands that wait,
+    /// like `subscribe`): its output is the process's.
+    public func startCtl(_ name: String, _ arguments: [String], label: String) throws -> ChildProcess {
+        try ChildProcess(
+            name: label, executable: official.pilotctl, arguments: ["--json"] + arguments, environment: ctlEnvironment(name),
+            logDirectory: directory.url)
+    }
+
     private func ctlEnvironment(_ name: String) -> [String: String] {
         [
             "HOME": directory.url.appendingPathComponent(name).path, "PILOT_SOCKET": socket(name),

@@ -2,10 +2,14 @@ import Foundation
 import PilotClient
 import PilotWire
 
-/// Handshake to mutual trust with auto-approve, between identities of two pilot-host processes
-/// on loopback (one pilot-rendezvous): for each pair, the time from `handshake` on the asking
-/// identity's socket until its `trust` lists the peer. Every pair is a first contact (key
-/// exchange included).
+/// Two measurements between identities of two pilot-host processes on loopback (one
+/// pilot-rendezvous):
+/// - handshake to mutual trust with auto-approve: for each pair, the time from `handshake` on
+///   the asking identity's socket until its `trust` lists the peer; every pair is a first
+///   contact (key exchange included);
+/// - a relayed request between private identities (neither can reach the other): the time from
+///   `handshake` until the target's `pending` lists it, through the registry and the beacon's
+///   poke (the hosts' own polls are set to an hour, so only the poke can bring it).
 struct TrustBench {
     let pairs: Int
 
@@ -23,6 +27,8 @@ struct TrustBench {
         defer { try? FileManager.default.removeItem(at: work) }
         let (rendezvous, registry) = try startRendezvous(bin: bin, stateDirectory: work.path + "/rdv")
         defer { rendezvous.process.terminate(); rendezvous.process.waitUntilExit() }
+        guard let beaconLine = rendezvous.readLine(), beaconLine.hasPrefix("beacon ") else { throw BenchError("pilot-rendezvous names no beacon") }
+        let beacon = String(beaconLine.dropFirst("beacon ".count))
 
         var hosts: [Launched] = []
         defer { for host in hosts { host.process.terminate(); host.process.waitUntilExit() } }
@@ -30,7 +36,7 @@ struct TrustBench {
             let host = try Launched.start(
                 bin.appendingPathComponent("pilot-host"),
                 ["--state-dir", work.path + "/state\(index)", "--runtime-dir", work.path + "/run\(index)", "--registry", registry,
-                 "--listen", "127.0.0.1:\(port)", "--log-level", "warning"],
+                 "--beacon", beacon, "--listen", "127.0.0.1:\(port)", "--log-level", "warning", "--handshake-poll", "3600"],
                 stderr: true)
             hosts.append(host)
         }
@@ -62,9 +68,35 @@ struct TrustBench {
             }
             samples.append(Date().timeIntervalSince(started) * 1000)
         }
-        samples.sort()
+        report("handshake to mutual trust (auto-approve, two pilot-hosts, first contact)", samples)
+
+        var relayed: [Double] = []
+        for index in 0..<pairs {
+            guard case .ok(let asking) = try adminA.request(ControlRequest("identity.create", ["name": .string("private\(index)"), "owner": "0"])),
+                case .ok(let target) = try adminB.request(ControlRequest("identity.create", ["name": .string("target\(index)"), "owner": "0"])),
+                let askingNode = asking["node_id"]?.integerValue, let node = target["node_id"]?.integerValue
+            else { throw BenchError("cannot create the private identities of pair \(index)") }
+            let asker = try ControlConnection(path: work.path + "/run0/id/private\(index).sock")
+            let receiver = try ControlConnection(path: work.path + "/run1/id/target\(index).sock")
+            let started = Date()
+            guard case .ok = try asker.request(ControlRequest("handshake", ["peer": .string("\(node)"), "reason": "bench"])) else {
+                throw BenchError("relayed handshake \(index) refused")
+            }
+            while true {
+                if case .ok(let pending) = try receiver.request(ControlRequest("pending")),
+                    pending["pending"]?.arrayValue?.contains(where: { $0["node_id"]?.integerValue == askingNode }) == true
+                { break }
+                guard Date().timeIntervalSince(started) < 10 else { throw BenchError("pair \(index): the relayed request did not arrive in 10 s") }
+            }
+            relayed.append(Date().timeIntervalSince(started) * 1000)
+        }
+        report("relayed request between private identities (registry + beacon poke, no polling)", relayed)
+    }
+
+    private func report(_ what: String, _ unsorted: [Double]) {
+        let samples = unsorted.sorted()
         print(String(
-            format: "handshake to mutual trust (auto-approve, two pilot-hosts, first contact), %d pairs: p50 %.2f ms, p99 %.2f ms, max %.2f ms",
-            pairs, samples[samples.count / 2], samples[min(samples.count - 1, samples.count * 99 / 100)], samples.last ?? 0))
+            format: "%@, %d pairs: p50 %.2f ms, p99 %.2f ms, max %.2f ms",
+            what, pairs, samples[samples.count / 2], samples[min(samples.count - 1, samples.count * 99 / 100)], samples.last ?? 0))
     }
 }

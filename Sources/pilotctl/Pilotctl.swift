@@ -11,7 +11,7 @@ struct Pilotctl: ParsableCommand {
         subcommands: [
             IdentityCommand.self, InfoCommand.self, SetHostname.self, ClearHostname.self, SetTags.self, ClearTags.self,
             SetPublic.self, SetPrivate.self, Lookup.self, Find.self, Ping.self,
-            Handshake.self, Pending.self, Approve.self, Reject.self, Untrust.self, TrustList.self, SendMessage.self, Inbox.self, SendFile.self, Received.self, Bench.self, Connections.self, Peers.self, Send.self, Connect.self, Recv.self, Listen.self, SendDatagram.self,
+            Handshake.self, Pending.self, Approve.self, Reject.self, Untrust.self, TrustList.self, SendMessage.self, Inbox.self, SendFile.self, Received.self, Subscribe.self, Publish.self, Bench.self, Connections.self, Peers.self, Send.self, Connect.self, Recv.self, Listen.self, SendDatagram.self,
         ])
 }
 
@@ -335,6 +335,41 @@ struct Inbox: ParsableCommand {
                 let body = message["data"]?.stringValue ?? "(\(message["bytes"]?.integerValue ?? 0) bytes, base64 in --json)"
                 return "\(message["received_at"]?.stringValue ?? "?")  \(message["from"]?.stringValue ?? "?")  \(message["type"]?.stringValue ?? "?")  \(body)"
             }.joined(separator: "\n")
+        }
+    }
+}
+
+struct Subscribe: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Subscribe to a topic on a node's event stream (1002) and print its events.")
+    @OptionGroup var global: GlobalOptions
+    @Argument(help: "An address, a node id, or a hostname.") var target: String
+    @Argument(help: "The topic (* for every topic).") var topic: String
+    @Option(help: "Stop after this many events.") var count = 1
+    @Option(help: "Seconds to wait for them.") var timeout = 30
+
+    func run() throws {
+        let request = ControlRequest(
+            "subscribe",
+            ["target": .string(target), "topic": .string(topic), "count": .integer(Int64(count)), "timeout": .integer(Int64(timeout))])
+        try global.run(request, on: try global.identitySocket()) { data in
+            let events = data["events"]?.arrayValue ?? []
+            let lines = events.map { "[\($0["topic"]?.stringValue ?? "?")] \($0["data"]?.stringValue ?? "")" }
+            return (lines + (data["timeout"] == true ? ["(\(events.count) of \(count) events before the timeout)"] : [])).joined(separator: "\n")
+        }
+    }
+}
+
+struct Publish: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Publish an event to a topic on a node's event stream (1002).")
+    @OptionGroup var global: GlobalOptions
+    @Argument(help: "An address, a node id, or a hostname.") var target: String
+    @Argument var topic: String
+    @Option(help: "The event.") var data: String
+
+    func run() throws {
+        let request = ControlRequest("publish", ["target": .string(target), "topic": .string(topic), "data": .string(data)])
+        try global.run(request, on: try global.identitySocket()) { data in
+            "published \(data["bytes"]?.integerValue ?? 0) bytes to \(topic) on \(data["target"]?.stringValue ?? target)"
         }
     }
 }

@@ -177,6 +177,29 @@ final class HostDataPlaneTests: XCTestCase {
         XCTAssertEqual(try Data(contentsOf: URL(fileURLWithPath: saved + "/data.bin")), Data(incoming))
         XCTAssertEqual(pilotctl(["received", "--identity", "alice"])?["data"]?["total"], 0, "--clear emptied them")
 
+        // The event stream (1002) with the official pilotctl on both ends of alice's broker, and
+        // alice's subscription on the daemon's broker.
+        let theirSubscriber = try overlay.startCtl("alpha", ["subscribe", "alice", "news", "--count", "1", "--timeout", "20s"], label: "their-subscriber")
+        processes.append(theirSubscriber)
+        try overlay.eventually("the daemon's subscription reaches alice's broker", timeout: 10) {
+            pilotctl(["connections", "--identity", "alice"])?["data"]?["connections"]?.arrayValue?.contains { $0["local_port"] == 1002 } == true
+        }
+        XCTAssertEqual(try overlay.ctl("alpha", ["publish", "alice", "news", "--data", "hello news"])["bytes"], 10)
+        XCTAssertTrue(ChildProcess.waitUntil(timeout: 20) { !theirSubscriber.isRunning }, theirSubscriber.output)
+        XCTAssertTrue(theirSubscriber.output.contains(#""events":[{"bytes":10,"data":"hello news","topic":"news"}]"#), theirSubscriber.output)
+        let ourSubscriber = try ChildProcess(
+            name: "our-subscriber", executable: bin.appendingPathComponent("pilotctl"),
+            arguments: ["subscribe", "alpha", "alerts", "--count", "1", "--timeout", "20", "--json", "--identity", "alice", "--runtime-dir", overlay.directory.path("run")],
+            logDirectory: overlay.directory.url)
+        processes.append(ourSubscriber)
+        try overlay.eventually("alice's subscription reaches the daemon's broker", timeout: 10) {
+            pilotctl(["connections", "--identity", "alice"])?["data"]?["connections"]?.arrayValue?.contains { $0["remote_port"] == 1002 } == true
+        }
+        _ = try overlay.ctl("alpha", ["publish", "alpha", "alerts", "--data", "disk full"])
+        XCTAssertTrue(ChildProcess.waitUntil(timeout: 20) { !ourSubscriber.isRunning }, ourSubscriber.output)
+        let events = try JSON(parsing: Array(ourSubscriber.output.trimmingCharacters(in: .whitespacesAndNewlines).utf8))["data"]?["events"]
+        XCTAssertEqual(events, [["topic": "alerts", "data": "disk full", "bytes": 9]], ourSubscriber.output)
+
         // The daemon asks bob; bob's owner approves with our pilotctl.
         _ = try overlay.ctl("alpha", ["handshake", "bob", "hello bob"])
         var pending: [JSON] = []
@@ -256,6 +279,49 @@ final class HostDataPlaneTests: XCTestCase {
         XCTAssertTrue(tooBig?["message"]?.stringValue?.contains("at most \(largest) bytes") == true, "\(String(describing: tooBig))")
         XCTAssertEqual(pilotctl(["send-file", "bob", overlay.directory.path("missing"), "--identity", "alice"])?["code"], "invalid_argument")
         XCTAssertEqual(pilotctl(["received", "--identity", "bob"])?["data"]?["total"], 1, "nothing more arrived")
+    }
+
+    /// An identity's broker (1002) between identities of one host: topic subscribers get their
+    /// topic, `*` subscribers everything, an event published to `*` reaches only `*`.
+    func testEventStreamTopicsAndTheStar() throws {
+        let (overlay, _) = try overlay()
+        defer { overlay.stopAll() }
+        let host = try startHost(overlay, listen: "127.0.0.1:\(try LoopbackSocket.freePort())")
+        defer { host.stop() }
+        func pilotctl(_ arguments: [String]) -> JSON? { self.pilotctl(overlay, arguments) }
+        for (name, extra) in [("alice", []), ("bob", ["--auto-approve"]), ("carol", [])] {
+            XCTAssertEqual(pilotctl(["identity", "create", name, "--hostname", name] + extra)?["status"], "ok")
+        }
+        for name in ["alice", "carol"] {
+            XCTAssertEqual(pilotctl(["handshake", "bob", "events", "--identity", name])?["data"]?["status"], "sent")
+            try overlay.eventually("bob trusts \(name)", timeout: 10) { pilotctl(["trust", "--identity", name])?["data"]?["total"] == 1 }
+        }
+        func subscriber(_ name: String, _ topic: String, count: Int) throws -> ChildProcess {
+            let process = try ChildProcess(
+                name: "subscriber-\(name)", executable: bin.appendingPathComponent("pilotctl"),
+                arguments: ["subscribe", "bob", topic, "--count", "\(count)", "--timeout", "8", "--json", "--identity", name,
+                            "--runtime-dir", overlay.directory.path("run")],
+                logDirectory: overlay.directory.url)
+            processes.append(process)
+            return process
+        }
+        let alerts = try subscriber("alice", "alerts", count: 2)
+        let everything = try subscriber("carol", "*", count: 3)
+        try overlay.eventually("both subscriptions reach bob's broker", timeout: 10) {
+            (pilotctl(["connections", "--identity", "bob"])?["data"]?["connections"]?.arrayValue ?? []).filter { $0["local_port"] == 1002 }.count == 2
+        }
+        for (who, topic, data) in [("carol", "alerts", "a1"), ("alice", "*", "s1"), ("alice", "other", "o1")] {
+            XCTAssertEqual(pilotctl(["publish", "bob", topic, "--data", data, "--identity", who])?["data"]?["bytes"], 2)
+        }
+        XCTAssertTrue(ChildProcess.waitUntil(timeout: 15) { !alerts.isRunning && !everything.isRunning })
+        func events(_ process: ChildProcess) -> [String] {
+            let json = try? JSON(parsing: Array(process.output.trimmingCharacters(in: .whitespacesAndNewlines).utf8))
+            return json?["data"]?["events"]?.arrayValue?.compactMap { event in
+                event["topic"]?.stringValue.flatMap { topic in event["data"]?.stringValue.map { "\(topic):\($0)" } }
+            } ?? []
+        }
+        XCTAssertEqual(events(alerts), ["alerts:a1"], alerts.output)
+        XCTAssertEqual(events(everything), ["alerts:a1", "*:s1", "other:o1"], everything.output)
     }
 
     /// Private on both sides: neither can resolve the other, so requests and answers go through

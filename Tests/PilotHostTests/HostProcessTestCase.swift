@@ -38,12 +38,21 @@ class HostProcessTestCase: XCTestCase {
 
     /// Starts pilot-rendezvous on a free port; returns the registry port.
     func startRendezvous() throws -> UInt16 {
+        try startRendezvousAndBeacon().registry
+    }
+
+    /// Starts pilot-rendezvous on free ports; returns the registry's and the beacon's.
+    func startRendezvousAndBeacon() throws -> (registry: UInt16, beacon: UInt16) {
         let registryPort = try LoopbackSocket.freePort()
-        _ = try start(
+        let process = try start(
             "rendezvous", "pilot-rendezvous",
             ["--registry-addr", "127.0.0.1:\(registryPort)", "--beacon-addr", "127.0.0.1:0", "--state-dir", directory.path("rendezvous")],
-            ready: "registry 127.0.0.1")
-        return registryPort
+            ready: "beacon 127.0.0.1:")
+        let line = process.output.split(separator: "\n").first { $0.hasPrefix("beacon 127.0.0.1:") }
+        guard let beaconPort = line.flatMap({ UInt16($0.split(separator: ":").last ?? "") }) else {
+            throw HostTestError("no beacon port in: \(process.output)")
+        }
+        return (registryPort, beaconPort)
     }
 
     func startHost(registryPort: UInt16, generation: Int) throws -> ChildProcess {

@@ -46,7 +46,7 @@ final class ServerTests: XCTestCase {
         try polite.write([0, 0, 0, 3] + Array("{x}".utf8))
         XCTAssertEqual(try read(polite)?.type, "error")
         try polite.write(RegistryFrame.encode(RegistryMessage(type: "what")))
-        XCTAssertEqual(try read(polite)?["error"], "unknown type: what")
+        XCTAssertEqual(try read(polite)?["error"]?.stringValue?.hasPrefix("unknown type: what ("), true)
         try polite.write(RegistryFrame.encode(RegistryMessage(type: "list_networks")))
         XCTAssertEqual(try read(polite)?.type, "list_networks_ok")
 
