@@ -87,55 +87,10 @@ extension HostExecutableTests {
     /// Two pilot-host processes: a private identity asks a public auto-approving service on the
     /// other host; the service must report the trust before answering (the registry resolves a
     /// private asker only then), and the asker trusts it at once, mutually.
-    /// Private identities on two hosts cannot reach each other, so a handshake goes through the
-    /// registry; the beacon pokes the target's host, which polls at once: the request arrives
-    /// although the target's host polls only every hour by itself.
-    func testARelayedHandshakeArrivesAtOnceThroughTheBeaconsPoke() throws {
-        let (registryPort, beaconPort) = try startRendezvousAndBeacon()
-        var runtimes: [String] = []
-        for index in 0..<2 {
-            let runtime = directory.path("run\(index)")
-            runtimes.append(runtime)
-            _ = try start(
-                "pilot-host-\(index)", "pilot-host",
-                ["--state-dir", directory.path("state\(index)"), "--runtime-dir", runtime, "--registry", "127.0.0.1:\(registryPort)",
-                 "--beacon", "127.0.0.1:\(beaconPort)", "--listen", "127.0.0.1:\(try LoopbackSocket.freePort())", "--handshake-poll", "3600"],
-                ready: "pilot-host serving")
-        }
-        func ctl(_ host: Int, _ arguments: [String]) -> JSON? {
-            let result = ChildProcess.run(bin.appendingPathComponent("pilotctl").path, arguments + ["--json", "--runtime-dir", runtimes[host]], timeout: 30)
-            return try? JSON(parsing: Array(result.output.trimmingCharacters(in: .whitespacesAndNewlines).utf8))
-        }
-        let alice = try XCTUnwrap(ctl(0, ["identity", "create", "alice"])?["data"]?["node_id"]?.integerValue)
-        let bob = try XCTUnwrap(ctl(1, ["identity", "create", "bob"])?["data"]?["node_id"]?.integerValue)
-        // Host 1 told the beacon where bob is when it created him.
-        XCTAssertEqual(ctl(0, ["handshake", "\(bob)", "relayed, please", "--identity", "alice"])?["data"]?["status"], "sent")
-        XCTAssertTrue(ChildProcess.waitUntil(timeout: 10) {
-            ctl(1, ["pending", "--identity", "bob"])?["data"]?["pending"]?.arrayValue?.contains { $0["node_id"]?.integerValue == alice } == true
-        }, "bob never saw alice's request: \(String(describing: ctl(1, ["pending", "--identity", "bob"])))")
-        // bob's approval goes back the same way and host 0 is poked too.
-        XCTAssertEqual(ctl(1, ["approve", "\(alice)", "--identity", "bob"])?["data"]?["status"], "approved")
-        XCTAssertTrue(ChildProcess.waitUntil(timeout: 5) {
-            ctl(0, ["trust", "--identity", "alice"])?["data"]?["trusted"]?.arrayValue?.contains { $0["node_id"]?.integerValue == bob } == true
-        }, "\(String(describing: ctl(0, ["trust", "--identity", "alice"])))")
-    }
-
     func testAPrivateIdentityGetsTrustFromAnAutoApprovingServiceOnAnotherHost() throws {
         let registryPort = try startRendezvous()
-        var runtimes: [String] = []
-        for index in 0..<2 {
-            let runtime = directory.path("run\(index)")
-            runtimes.append(runtime)
-            _ = try start(
-                "pilot-host-\(index)", "pilot-host",
-                ["--state-dir", directory.path("state\(index)"), "--runtime-dir", runtime, "--registry", "127.0.0.1:\(registryPort)",
-                 "--listen", "127.0.0.1:\(try LoopbackSocket.freePort())"],
-                ready: "pilot-host serving")
-        }
-        func ctl(_ host: Int, _ arguments: [String]) -> JSON? {
-            let result = ChildProcess.run(bin.appendingPathComponent("pilotctl").path, arguments + ["--json", "--runtime-dir", runtimes[host]], timeout: 30)
-            return try? JSON(parsing: Array(result.output.trimmingCharacters(in: .whitespacesAndNewlines).utf8))
-        }
+        let runtimes = try startHosts(2, registryPort: registryPort)
+        func ctl(_ host: Int, _ arguments: [String]) -> JSON? { self.ctl(runtimes[host], arguments) }
         let asker = try XCTUnwrap(ctl(0, ["identity", "create", "asker"])?["data"]?["node_id"]?.integerValue)
         let service = try XCTUnwrap(ctl(1, ["identity", "create", "service", "--public", "--auto-approve"])?["data"]?["node_id"]?.integerValue)
         XCTAssertEqual(ctl(0, ["handshake", "\(service)", "please", "--identity", "asker"])?["data"]?["status"], "sent")
@@ -163,6 +118,27 @@ extension HostExecutableTests {
         let heard = try JSON(parsing: Array(listener.output.trimmingCharacters(in: .whitespacesAndNewlines).utf8))
         XCTAssertEqual(heard["data"]?["datagrams"]?.arrayValue?.first?["data"], "a datagram", "\(heard)")
         XCTAssertEqual(heard["data"]?["datagrams"]?.arrayValue?.first?["from"]?.stringValue, Address(node: UInt32(asker)).description)
+    }
+
+    /// Private identities on two hosts cannot reach each other, so a handshake goes through the
+    /// registry; the beacon pokes the target's host, which polls at once: the request arrives
+    /// although the target's host polls only every hour by itself.
+    func testARelayedHandshakeArrivesAtOnceThroughTheBeaconsPoke() throws {
+        let (registryPort, beaconPort) = try startRendezvousAndBeacon()
+        let runtimes = try startHosts(2, registryPort: registryPort, extra: ["--beacon", "127.0.0.1:\(beaconPort)", "--handshake-poll", "3600"])
+        func ctl(_ host: Int, _ arguments: [String]) -> JSON? { self.ctl(runtimes[host], arguments) }
+        let alice = try XCTUnwrap(ctl(0, ["identity", "create", "alice"])?["data"]?["node_id"]?.integerValue)
+        let bob = try XCTUnwrap(ctl(1, ["identity", "create", "bob"])?["data"]?["node_id"]?.integerValue)
+        // Host 1 told the beacon where bob is when it created him.
+        XCTAssertEqual(ctl(0, ["handshake", "\(bob)", "relayed, please", "--identity", "alice"])?["data"]?["status"], "sent")
+        XCTAssertTrue(ChildProcess.waitUntil(timeout: 10) {
+            ctl(1, ["pending", "--identity", "bob"])?["data"]?["pending"]?.arrayValue?.contains { $0["node_id"]?.integerValue == alice } == true
+        }, "bob never saw alice's request: \(String(describing: ctl(1, ["pending", "--identity", "bob"])))")
+        // bob's approval goes back the same way and host 0 is poked too.
+        XCTAssertEqual(ctl(1, ["approve", "\(alice)", "--identity", "bob"])?["data"]?["status"], "approved")
+        XCTAssertTrue(ChildProcess.waitUntil(timeout: 5) {
+            ctl(0, ["trust", "--identity", "alice"])?["data"]?["trusted"]?.arrayValue?.contains { $0["node_id"]?.integerValue == bob } == true
+        }, "\(String(describing: ctl(0, ["trust", "--identity", "alice"])))")
     }
 
     /// A host whose open-file limit cannot be raised (as LimitNOFILE= too low, without

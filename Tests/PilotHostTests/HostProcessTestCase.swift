@@ -63,6 +63,26 @@ class HostProcessTestCase: XCTestCase {
             ready: "pilot-host serving")
     }
 
+    /// Starts `count` pilot-host processes on one registry, each with its own state and runtime
+    /// directory and a free tunnel port; returns their runtime directories.
+    func startHosts(_ count: Int, registryPort: UInt16, extra: [String] = []) throws -> [String] {
+        try (0..<count).map { index in
+            let runtime = directory.path("run\(index)")
+            _ = try start(
+                "pilot-host-\(index)", "pilot-host",
+                ["--state-dir", directory.path("state\(index)"), "--runtime-dir", runtime, "--registry", "127.0.0.1:\(registryPort)",
+                 "--listen", "127.0.0.1:\(try LoopbackSocket.freePort())"] + extra,
+                ready: "pilot-host serving")
+            return runtime
+        }
+    }
+
+    /// pilotctl --json against the host whose runtime directory is `runtime`: the parsed envelope.
+    func ctl(_ runtime: String, _ arguments: [String]) -> JSON? {
+        let result = ChildProcess.run(bin.appendingPathComponent("pilotctl").path, arguments + ["--json", "--runtime-dir", runtime], timeout: 30)
+        return try? JSON(parsing: Array(result.output.trimmingCharacters(in: .whitespacesAndNewlines).utf8))
+    }
+
     /// Runs pilotctl (as uid 65534 with `asNobody`) and returns its exit status and parsed JSON.
     func pilotctl(_ arguments: [String], asNobody: Bool = false) -> (status: Int32, json: JSON?) {
         var command = [bin.appendingPathComponent("pilotctl").path] + arguments + ["--json", "--runtime-dir", runtime]
