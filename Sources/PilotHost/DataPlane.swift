@@ -513,25 +513,32 @@ actor DataPlane {
         let seconds = try await withTimeout(timeout) { [fabric] () async throws -> Double in
             let stream = try await fabric.dial(from: identity.node, to: target, port: 7, endpoint: endpoint)
             let started = ContinuousClock.now
-            let reader = Task { () -> Int in
+            // The echo is compared with what was sent, byte for byte, as it arrives.
+            let reader = Task { () -> (received: Int, mismatch: Int?) in
                 var received = 0
                 for await event in stream.events {
                     guard case .data(let bytes) = event else { break }
+                    if !BenchPattern.matches(bytes, at: received) { return (received, received) }
                     received += bytes.count
                     if received >= total { break }
                 }
-                return received
+                return (received, nil)
             }
-            let chunk = [UInt8](repeating: 0x50, count: 4096)
-            for _ in 0..<(total / chunk.count) { try await stream.write(chunk) }
-            let received = await reader.value
+            var offset = 0
+            while offset < total {
+                let count = min(BenchPattern.chunk, total - offset)
+                try await stream.write(BenchPattern.bytes(at: offset, count: count))
+                offset += count
+            }
+            let (received, mismatch) = await reader.value
             try? await stream.close()
+            if let mismatch { throw StreamError("the echo differs from what was sent within bytes \(mismatch)..<\(mismatch + BenchPattern.chunk * 4)") }
             guard received >= total else { throw StreamError("the echo stopped after \(received) of \(total) bytes") }
             return started.duration(to: .now).inSeconds
         }
         return [
             "to": .string(target.description), "bytes": .integer(Int64(total)), "seconds": .double((seconds * 1000).rounded() / 1000),
-            "mb_per_second": .double((Double(total) / 1e6 / seconds * 100).rounded() / 100),
+            "mb_per_second": .double((Double(total) / 1e6 / seconds * 100).rounded() / 100), "verified": true,
         ]
     }
 
@@ -622,4 +629,42 @@ func withTimeout<T: Sendable>(_ limit: Duration, _ body: @escaping @Sendable () 
 extension Duration {
     /// The duration in seconds, as a Double (for figures and logs).
     var inSeconds: Double { Double(components.seconds) + Double(components.attoseconds) / 1e18 }
+}
+
+/// What `bench` sends: pseudo-random bytes repeating every 1,048,573 bytes (a prime, so the
+/// pattern never lines up with segment or chunk sizes), checked on their way back.
+enum BenchPattern {
+    static let chunk = 4096
+    private static let period = 1_048_573
+    /// One period (SplitMix64's output, one byte per step).
+    private static let block: [UInt8] = {
+        var state: UInt64 = 0x9E37_79B9_7F4A_7C15
+        return (0..<period).map { _ in
+            state &+= 0x9E37_79B9_7F4A_7C15
+            var mixed = state
+            mixed = (mixed ^ (mixed >> 30)) &* 0xBF58_476D_1CE4_E5B9
+            mixed = (mixed ^ (mixed >> 27)) &* 0x94D0_49BB_1331_11EB
+            return UInt8(truncatingIfNeeded: mixed ^ (mixed >> 31))
+        }
+    }()
+
+    /// `count` (at most `chunk`) bytes of the stream from `offset`.
+    static func bytes(at offset: Int, count: Int) -> [UInt8] {
+        let start = offset % period
+        return start + count <= period ? Array(block[start..<start + count]) : Array(block[start..<period] + block[0..<(start + count - period)])
+    }
+
+    /// Whether `received` is the stream's bytes from `offset`.
+    static func matches(_ received: [UInt8], at offset: Int) -> Bool {
+        var position = offset
+        var index = 0
+        while index < received.count {
+            let start = position % period
+            let count = min(received.count - index, period - start)
+            guard received[index..<index + count].elementsEqual(block[start..<start + count]) else { return false }
+            index += count
+            position += count
+        }
+        return true
+    }
 }

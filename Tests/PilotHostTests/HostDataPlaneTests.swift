@@ -80,10 +80,13 @@ final class HostDataPlaneTests: XCTestCase {
         })
         succeeded(pilotctl(["ping", "alice", "--identity", "bob", "--count", "1"]), 1, "bob → alice, trusted")
 
-        // bench: 4 MB through the daemon's echo port, every byte back.
-        let bench = pilotctl(["bench", Address(node: daemon).description, "4", "--identity", "alice"])
-        XCTAssertEqual(bench?["data"]?["bytes"]?.integerValue, 4 << 20, "\(String(describing: bench))")
-        XCTAssertGreaterThan(bench?["data"]?["mb_per_second"]?.doubleValue ?? 0, 0)
+        // bench: 50 MB through the daemon's echo port, and between two identities of this host,
+        // every byte compared with what was sent.
+        for (target, who) in [(Address(node: daemon).description, "alice"), ("alice", "bob")] {
+            let bench = pilotctl(["bench", target, "50", "--identity", who])
+            XCTAssertEqual(bench?["data"]?["bytes"]?.integerValue, 50 << 20, "\(who) → \(target): \(String(describing: bench))")
+            XCTAssertEqual(bench?["data"]?["verified"], true)
+        }
 
         // peers: alice has an encrypted tunnel with the daemon (bob is in-process: no tunnel).
         let peers = pilotctl(["peers", "--identity", "alice"])?["data"]?["peers"]?.arrayValue ?? []

@@ -102,6 +102,11 @@ extension HostExecutableTests {
         XCTAssertEqual(ctl(1, ["send-message", "\(asker)", "--data", "welcome", "--identity", "service"])?["data"]?["ack"], "ACK TEXT 7 bytes")
         XCTAssertEqual(ctl(0, ["inbox", "--identity", "asker"])?["data"]?["messages"]?.arrayValue?.first?["data"], "welcome")
 
+        // 50 MB through the service's echo, across the two processes, compared byte for byte.
+        let bench = ctl(0, ["bench", "\(service)", "50", "--identity", "asker"])
+        XCTAssertEqual(bench?["data"]?["verified"], true, "\(String(describing: bench))")
+        XCTAssertEqual(bench?["data"]?["bytes"]?.integerValue, 50 << 20)
+
         // connect: a stream, a message, one answer (the service's echo).
         XCTAssertEqual(ctl(0, ["connect", "\(service)", "7", "--message", "echo me", "--identity", "asker"])?["data"]?["reply"], "echo me")
         // Datagrams between trusted identities: the service listens, the asker sends.
