@@ -86,8 +86,16 @@ public final class StreamConnection {
     private var smoothedRTT: Double?
     private var rttVariance = 0.0
     private var retransmissionTimeout: TimeAmount = .seconds(1)
+    /// The timeout the round-trip measurements give, before any backoff.
+    private var measuredTimeout: TimeAmount = .seconds(1)
     private var closeRequested = false
     private var finSent = false
+    /// The latest send time of any segment the peer has acknowledged or SACKed (RFC 8985's
+    /// RACK): a hole sent well before it is lost, one sent after it is still on its way.
+    private var deliveredSentAt: NIODeadline?
+    /// When data was last sent, and whether a tail-loss probe is out since the last progress.
+    private var lastDataSentAt: NIODeadline?
+    private var probing = false
     // Receiving.
     private var receiveNext: UInt32 = 0
     private var outOfOrder: [UInt32: [UInt8]] = [:]
@@ -253,6 +261,15 @@ public final class StreamConnection {
             var outputs: [Output] = []
             if let deadline = ackDeadline, now >= deadline { outputs.append(sendAck()) }
             if now - lastSent >= Self.keepalive { outputs.append(sendAck()) }
+            // A tail-loss probe (RFC 8985 §7): when the flight has gone quiet for two round
+            // trips and the peer's delayed-ACK time, the newest unacknowledged segment goes again;
+            // the ACK it draws shows which segments are missing, long before the timer would.
+            if !probing, inFlight > 0, let last = lastDataSentAt, now - last >= probeTimeout, now - last < retransmissionTimeout,
+                let newest = (head..<firstUnsent).last(where: { !segments[$0].sacked })
+            {
+                probing = true
+                outputs.append(send(newest, now: now))
+            }
             if let index = oldestUnsacked, let sentAt = segments[index].sentAt, now - sentAt >= retransmissionTimeout {
                 guard segments[index].transmissions <= Self.maxRetransmissions else { return reset() }
                 slowStartThreshold = max(inFlight / 2, 2)
@@ -345,8 +362,14 @@ public final class StreamConnection {
         return outputs
     }
 
+    /// Two round trips (at least 10 ms) and the peer's delayed-ACK time.
+    private var probeTimeout: TimeAmount {
+        .nanoseconds(Int64(max(2 * (smoothedRTT ?? 0.5), 0.01) * 1e9)) + Self.delayedAck
+    }
+
     private func send(_ index: Int, now: NIODeadline) -> Output {
         segments[index].sentAt = now
+        lastDataSentAt = now
         segments[index].transmissions += 1
         // The data carries the ACK: a pending delayed ACK is no longer needed.
         unacknowledgedSegments = 0
@@ -361,6 +384,7 @@ public final class StreamConnection {
             while head < firstUnsent, !Self.isAfter(segments[head].end, ack) {
                 let segment = segments[head]
                 if segment.transmissions == 1, !segment.sacked, let sentAt = segment.sentAt { sampleRTT(now - sentAt) }
+                noteDelivered(segment.sentAt)
                 if segment.sacked { sackedCount -= 1 }
                 queuedBytes -= segment.payload.count
                 head += 1
@@ -372,7 +396,11 @@ public final class StreamConnection {
                 head = 0
             }
             duplicateAcks = 0
+            probing = false
             lastAck = ack
+            // New data acknowledged: the path works, so the backoff ends (RFC 6298 §5.7), even
+            // when only retransmitted segments were acknowledged and Karn's rule gives no sample.
+            retransmissionTimeout = measuredTimeout
             if let point = recoveryPoint, !Self.isAfter(point, ack) { recoveryPoint = nil }
             if congestionWindow < slowStartThreshold {
                 congestionWindow = min(congestionWindow + acked, Self.receiveSlots)
@@ -389,18 +417,27 @@ public final class StreamConnection {
         return [send(index, now: now)]
     }
 
-    /// The peer holds data past segments we sent a while ago: those are lost. Each is sent
-    /// again once per round trip, and the window is halved once per loss episode.
+    private func noteDelivered(_ sentAt: NIODeadline?) {
+        guard let sentAt else { return }
+        if deliveredSentAt.map({ sentAt > $0 }) ?? true { deliveredSentAt = sentAt }
+    }
+
+    /// The peer holds data past segments we sent a while ago: those are lost. A hole is sent
+    /// again when a segment sent after its last transmission (by more than a quarter of a round
+    /// trip, for reordering) has reached the peer, so a retransmission whose ACK was lost is not
+    /// sent again and again (RFC 8985's rule; the retransmission timer covers a lost one). The
+    /// window is halved once per loss episode.
     private func retransmitHoles(now: NIODeadline) -> [Output] {
-        guard sackedCount > 0, let last = (head..<firstUnsent).last(where: { segments[$0].sacked }) else { return [] }
+        guard sackedCount > 0, let last = (head..<firstUnsent).last(where: { segments[$0].sacked }), let delivered = deliveredSentAt else {
+            return []
+        }
         let highest = segments[last].end
-        let roundTrip = TimeAmount.nanoseconds(Int64(max(smoothedRTT ?? 0.05, 0.005) * 1e9))
+        let reorderWindow = TimeAmount.nanoseconds(Int64(max((smoothedRTT ?? 0.05) / 4, 0.001) * 1e9))
         var outputs: [Output] = []
         for index in head..<firstUnsent {
             let segment = segments[index]
             guard Self.isAfter(highest, segment.sequence) else { break }
-            guard !segment.sacked, let sentAt = segment.sentAt, now - sentAt >= roundTrip else { continue }
-            guard segment.transmissions <= Self.maxRetransmissions else { return reset() }
+            guard !segment.sacked, let sentAt = segment.sentAt, sentAt + reorderWindow < delivered else { continue }
             let inEpisode = recoveryPoint.map { Self.isAfter($0, segment.sequence) } ?? false
             if !inEpisode {
                 recoveryPoint = sendNext
@@ -419,6 +456,8 @@ public final class StreamConnection {
             if blocks.contains(where: { !Self.isAfter($0.0, segment.sequence) && !Self.isAfter(segment.end, $0.1) }) {
                 segments[index].sacked = true
                 sackedCount += 1
+                probing = false
+                noteDelivered(segment.sentAt)
             }
         }
     }
@@ -433,7 +472,8 @@ public final class StreamConnection {
             rttVariance = seconds / 2
         }
         let rto = (smoothedRTT ?? 1) + max(0.01, 4 * rttVariance)
-        retransmissionTimeout = .nanoseconds(Int64(min(max(rto, 0.2), 10) * 1e9))
+        measuredTimeout = .nanoseconds(Int64(min(max(rto, 0.2), 10) * 1e9))
+        retransmissionTimeout = measuredTimeout
     }
 
     private func finishIfDone(now: NIODeadline) -> [Output] {
