@@ -39,6 +39,18 @@ final class FabricTests: XCTestCase {
         return (hostA, hostB, try await hostB.bind(host: "127.0.0.1", port: 0))
     }
 
+    /// Node 1 on one fabric and node 2 (with a socket of its own) on another, trusting each other.
+    private func trustingPair(_ group: any EventLoopGroup) async throws -> (Fabric, Fabric, b: TunnelIdentity, socketB: (socket: Int, address: SocketAddress)) {
+        let directory = Directory()
+        let (hostA, hostB, socketB) = try await twoHosts(group, directory)
+        let a = try identity(1, directory), b = try identity(2, directory)
+        try await hostA.add(a) { _ in }
+        try await hostB.add(b, ownSocket: socketB.socket) { _ in }
+        try await hostA.setTrusted(local: 1, remote: 2, true)
+        try await hostB.setTrusted(local: 2, remote: 1, true)
+        return (hostA, hostB, b, socketB)
+    }
+
     private static func roundTrip(_ stream: StreamHandle, _ message: [UInt8]) async throws -> [UInt8] {
         try await stream.write(message)
         var echoed: [UInt8] = []
@@ -141,13 +153,7 @@ final class FabricTests: XCTestCase {
     /// and the peer sees the stream finish rather than go silent.
     func testClosingStreamsAtShutdownDeliversWhatWasWrittenThenAFin() async throws {
         let group = MultiThreadedEventLoopGroup(numberOfThreads: 2)
-        let directory = Directory()
-        let (hostA, hostB, socketB) = try await twoHosts(group, directory)
-        let a = try identity(1, directory), b = try identity(2, directory)
-        try await hostA.add(a) { _ in }
-        try await hostB.add(b, ownSocket: socketB.socket) { _ in }
-        try await hostA.setTrusted(local: 1, remote: 2, true)
-        try await hostB.setTrusted(local: 2, remote: 1, true)
+        let (hostA, hostB, b, socketB) = try await trustingPair(group)
         let accepted = NIOLockedValueBox<[StreamHandle]>([])
         try await hostB.listen(node: 2, port: 9000) { stream in accepted.withLockedValue { $0.append(stream) } }
         let stream = try await hostA.dial(from: 1, to: b.address, port: 9000, endpoint: socketB.address)
@@ -181,13 +187,7 @@ final class FabricTests: XCTestCase {
     /// duplicates 1% of the datagrams each way (seeded): everything arrives, in order, exactly.
     func testFiftyMegabytesThroughALossyRelayArriveExactly() async throws {
         let group = MultiThreadedEventLoopGroup(numberOfThreads: 2)
-        let directory = Directory()
-        let (hostA, hostB, socketB) = try await twoHosts(group, directory)
-        let a = try identity(1, directory), b = try identity(2, directory)
-        try await hostA.add(a) { _ in }
-        try await hostB.add(b, ownSocket: socketB.socket) { _ in }
-        try await hostA.setTrusted(local: 1, remote: 2, true)
-        try await hostB.setTrusted(local: 2, remote: 1, true)
+        let (hostA, hostB, b, socketB) = try await trustingPair(group)
         let relay = try LossyRelay(
             to: LoopbackEndpoint(ip: [127, 0, 0, 1], port: UInt16(try XCTUnwrap(socketB.address.port))),
             drop: 0.10, reorder: 0.05, duplicate: 0.01, seed: 50)
