@@ -9,6 +9,8 @@
 //   pilot-bench net [--megabytes 200] [--echoes 2000]
 //                                        stream throughput beside raw UDP, echo round trip
 //   pilot-bench trust [--pairs 50]        handshake to mutual trust with auto-approve, two pilot-hosts
+//   pilot-bench pairs [--pairs 1000] [--messages 10]
+//                                        that many identity pairs on two pilot-hosts, trusting and messaging at once
 //   pilot-bench pool [--identities 100000]
 //                                        the identity pool alone (no sockets): creation, load, re-registration, RSS
 
@@ -24,6 +26,7 @@ func usage() -> Never {
                pilot-bench pool [--identities 100000]               (pilot-rendezvous beside it)
                pilot-bench net [--megabytes 200] [--echoes 2000]
                pilot-bench trust [--pairs 50]                     (pilot-host and pilot-rendezvous beside it)
+               pilot-bench pairs [--pairs 1000] [--messages 10]   (pilot-host and pilot-rendezvous beside it)
         """)
     exit(2)
 }
@@ -35,6 +38,8 @@ func option(_ name: String, default value: Double) -> Double {
     return parsed
 }
 
+if arguments.contains("--help") || arguments.contains("-h") { usage() }
+
 switch arguments.first {
 case "crypto": CryptoBench(seconds: option("--seconds", default: 2)).run()
 case "registry": RegistryBench(nodes: Int(option("--nodes", default: 100_000)), connections: Int(option("--connections", default: 4))).run()
@@ -45,6 +50,7 @@ case "host":
     HostBench(sizes: sizes).run()
 case "net": NetBench(megabytes: Int(option("--megabytes", default: 200)), echoes: Int(option("--echoes", default: 2000))).run()
 case "trust": TrustBench(pairs: Int(option("--pairs", default: 50))).run()
+case "pairs": PairsBench(pairs: Int(option("--pairs", default: 1000)), messages: Int(option("--messages", default: 10))).run()
 case "pool": PoolBench(count: Int(option("--identities", default: 100_000))).run()
 case "pool-load" where arguments.count == 3: PoolBench.load(state: arguments[1], registry: arguments[2])
 default: usage()

@@ -1,0 +1,138 @@
+import Foundation
+import PilotClient
+import PilotWire
+
+/// Many identity pairs on two pilot-host processes on loopback (one pilot-rendezvous), all at
+/// once: a sender on host A and an auto-approving receiver on host B per pair. First every
+/// sender asks its receiver for trust (all handshakes in flight together), then every sender
+/// sends `messages` messages to its receiver, all pairs together. Prints the time to mutual
+/// trust for all, the messages per second, and the per-message latency (request to ACK, as
+/// `pilotctl send-message` sees it).
+struct PairsBench {
+    let pairs: Int
+    let messages: Int
+    /// Client threads driving the pairs (each pair's requests are sequential).
+    let lanes = 64
+
+    func run() {
+        do { try measure() } catch {
+            print("pilot-bench pairs: \(error)")
+            exit(1)
+        }
+    }
+
+    private func measure() throws {
+        let bin = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
+        let work = FileManager.default.temporaryDirectory.appendingPathComponent("pilot-bench-pairs-\(getpid())")
+        try FileManager.default.createDirectory(at: work, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: work) }
+        let (rendezvous, registry) = try startRendezvous(bin: bin, stateDirectory: work.path + "/rdv")
+        defer { rendezvous.process.terminate(); rendezvous.process.waitUntilExit() }
+        guard let beaconLine = rendezvous.readLine(), beaconLine.hasPrefix("beacon ") else { throw BenchError("pilot-rendezvous names no beacon") }
+        var hosts: [Launched] = []
+        defer { for host in hosts { host.process.terminate(); host.process.waitUntilExit() } }
+        for (index, port) in [37200, 37201].enumerated() {
+            hosts.append(try Launched.start(
+                bin.appendingPathComponent("pilot-host"),
+                ["--state-dir", work.path + "/state\(index)", "--runtime-dir", work.path + "/run\(index)", "--registry", registry,
+                 "--beacon", String(beaconLine.dropFirst("beacon ".count)), "--listen", "127.0.0.1:\(port)", "--log-level", "error"],
+                stderr: true))
+        }
+        for index in 0..<2 {
+            let deadline = Date().addingTimeInterval(30)
+            while !FileManager.default.fileExists(atPath: work.path + "/run\(index)/admin.sock") {
+                guard Date() < deadline else { throw BenchError("pilot-host \(index) did not start") }
+                Thread.sleep(forTimeInterval: 0.05)
+            }
+        }
+        let adminA = try ControlConnection(path: work.path + "/run0/admin.sock")
+        let adminB = try ControlConnection(path: work.path + "/run1/admin.sock")
+        var receivers: [Int64] = []
+        for index in 0..<pairs {
+            guard case .ok = try adminA.request(ControlRequest("identity.create", ["name": .string("s\(index)"), "owner": "0"])),
+                case .ok(let receiver) = try adminB.request(ControlRequest(
+                    "identity.create", ["name": .string("r\(index)"), "owner": "0", "public": true, "auto_approve": true])),
+                let node = receiver["node_id"]?.integerValue
+            else { throw BenchError("cannot create pair \(index)") }
+            receivers.append(node)
+        }
+        let rss = residentKiB(hosts[1].process.processIdentifier)
+
+        // Every pair at once, each lane driving its share of the pairs.
+        let senders = work.path + "/run0/id"
+        func allPairs(_ body: @escaping @Sendable (Int, ControlConnection) throws -> [Double]) throws -> (seconds: Double, samples: [Double]) {
+            let results = ResultsBox()
+            let started = Date()
+            let group = DispatchGroup()
+            for lane in 0..<lanes {
+                group.enter()
+                Thread { [pairs, lanes] in
+                    defer { group.leave() }
+                    for index in stride(from: lane, to: pairs, by: lanes) {
+                        do {
+                            let sender = try ControlConnection(path: senders + "/s\(index).sock")
+                            results.add(try body(index, sender))
+                        } catch { results.fail("pair \(index): \(error)") }
+                    }
+                }.start()
+            }
+            group.wait()
+            if let failure = results.failure { throw BenchError(failure) }
+            return (Date().timeIntervalSince(started), results.samples.sorted())
+        }
+
+        let receiverIDs = receivers
+        let trust = try allPairs { index, sender in
+            let started = Date()
+            guard case .ok = try sender.request(ControlRequest("handshake", ["peer": .string("\(receiverIDs[index])"), "reason": "bench"])) else {
+                throw BenchError("handshake refused")
+            }
+            while true {
+                if case .ok(let trust) = try sender.request(ControlRequest("trust")), trust["total"]?.integerValue == 1 { break }
+                guard Date().timeIntervalSince(started) < 60 else { throw BenchError("no trust after 60 s") }
+                Thread.sleep(forTimeInterval: 0.005)
+            }
+            return [Date().timeIntervalSince(started) * 1000]
+        }
+        print(String(
+            format: "%d pairs on two pilot-hosts, all handshaking at once: all trusted in %.2f s (per pair p50 %.1f ms, p99 %.1f ms); receiving host RSS %d KiB",
+            pairs, trust.seconds, trust.samples[trust.samples.count / 2], trust.samples[trust.samples.count * 99 / 100], rss))
+
+        let messages = self.messages
+        let exchange = try allPairs { index, sender in
+            try (0..<messages).map { sequence in
+                let started = Date()
+                let reply = try sender.request(ControlRequest(
+                    "send-message", ["target": .string("\(receiverIDs[index])"), "data": .string("message \(sequence) of pair \(index)")]))
+                guard case .ok(let data) = reply, data["ack"]?.stringValue?.hasPrefix("ACK TEXT") == true else { throw BenchError("send-message: \(reply)") }
+                return Date().timeIntervalSince(started) * 1000
+            }
+        }
+        let total = pairs * messages
+        print(String(
+            format: "then %d messages (%d per pair, all pairs at once) in %.2f s: %.0f messages/s, each p50 %.2f ms, p99 %.2f ms (request to ACK)",
+            total, messages, exchange.seconds, Double(total) / exchange.seconds, exchange.samples[exchange.samples.count / 2],
+            exchange.samples[exchange.samples.count * 99 / 100]))
+        // Every message is in its receiver's inbox.
+        var stored = 0
+        for index in 0..<pairs {
+            if case .ok(let inbox) = try ControlConnection(path: work.path + "/run1/id/r\(index).sock").request(ControlRequest("inbox")) {
+                stored += Int(inbox["total"]?.integerValue ?? 0)
+            }
+        }
+        print("inboxes hold \(stored) of \(total) messages")
+    }
+}
+
+/// Samples and the first failure from the client threads.
+private final class ResultsBox: @unchecked Sendable {
+    // @unchecked: guarded by `lock`.
+    private let lock = NSLock()
+    private var collected: [Double] = []
+    private var firstFailure: String?
+
+    func add(_ samples: [Double]) { lock.withLock { collected += samples } }
+    func fail(_ message: String) { lock.withLock { if firstFailure == nil { firstFailure = message } } }
+    var samples: [Double] { lock.withLock { collected } }
+    var failure: String? { lock.withLock { firstFailure } }
+}
