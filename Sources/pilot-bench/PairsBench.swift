@@ -22,29 +22,9 @@ struct PairsBench {
     }
 
     private func measure() throws {
-        let bin = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
-        let work = FileManager.default.temporaryDirectory.appendingPathComponent("pilot-bench-pairs-\(getpid())")
-        try FileManager.default.createDirectory(at: work, withIntermediateDirectories: true)
-        defer { try? FileManager.default.removeItem(at: work) }
-        let (rendezvous, registry) = try startRendezvous(bin: bin, stateDirectory: work.path + "/rdv")
-        defer { rendezvous.process.terminate(); rendezvous.process.waitUntilExit() }
-        guard let beaconLine = rendezvous.readLine(), beaconLine.hasPrefix("beacon ") else { throw BenchError("pilot-rendezvous names no beacon") }
-        var hosts: [Launched] = []
-        defer { for host in hosts { host.process.terminate(); host.process.waitUntilExit() } }
-        for (index, port) in [37200, 37201].enumerated() {
-            hosts.append(try Launched.start(
-                bin.appendingPathComponent("pilot-host"),
-                ["--state-dir", work.path + "/state\(index)", "--runtime-dir", work.path + "/run\(index)", "--registry", registry,
-                 "--beacon", String(beaconLine.dropFirst("beacon ".count)), "--listen", "127.0.0.1:\(port)", "--log-level", "error"],
-                stderr: true))
-        }
-        for index in 0..<2 {
-            let deadline = Date().addingTimeInterval(30)
-            while !FileManager.default.fileExists(atPath: work.path + "/run\(index)/admin.sock") {
-                guard Date() < deadline else { throw BenchError("pilot-host \(index) did not start") }
-                Thread.sleep(forTimeInterval: 0.05)
-            }
-        }
+        let overlay = try TwoHosts(name: "pairs", ports: [37200, 37201], extra: ["--log-level", "error"])
+        defer { overlay.stop() }
+        let work = overlay.work
         let adminA = try ControlConnection(path: work.path + "/run0/admin.sock")
         let adminB = try ControlConnection(path: work.path + "/run1/admin.sock")
         var receivers: [Int64] = []
@@ -56,7 +36,7 @@ struct PairsBench {
             else { throw BenchError("cannot create pair \(index)") }
             receivers.append(node)
         }
-        let rss = residentKiB(hosts[1].process.processIdentifier)
+        let rss = residentKiB(overlay.hostPID(1))
 
         // Every pair at once, each lane driving its share of the pairs.
         let senders = work.path + "/run0/id"

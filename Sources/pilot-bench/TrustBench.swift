@@ -21,33 +21,9 @@ struct TrustBench {
     }
 
     private func measure() throws {
-        let bin = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
-        let work = FileManager.default.temporaryDirectory.appendingPathComponent("pilot-bench-trust-\(getpid())")
-        try FileManager.default.createDirectory(at: work, withIntermediateDirectories: true)
-        defer { try? FileManager.default.removeItem(at: work) }
-        let (rendezvous, registry) = try startRendezvous(bin: bin, stateDirectory: work.path + "/rdv")
-        defer { rendezvous.process.terminate(); rendezvous.process.waitUntilExit() }
-        guard let beaconLine = rendezvous.readLine(), beaconLine.hasPrefix("beacon ") else { throw BenchError("pilot-rendezvous names no beacon") }
-        let beacon = String(beaconLine.dropFirst("beacon ".count))
-
-        var hosts: [Launched] = []
-        defer { for host in hosts { host.process.terminate(); host.process.waitUntilExit() } }
-        for (index, port) in [37100, 37101].enumerated() {
-            let host = try Launched.start(
-                bin.appendingPathComponent("pilot-host"),
-                ["--state-dir", work.path + "/state\(index)", "--runtime-dir", work.path + "/run\(index)", "--registry", registry,
-                 "--beacon", beacon, "--listen", "127.0.0.1:\(port)", "--log-level", "warning", "--handshake-poll", "3600"],
-                stderr: true)
-            hosts.append(host)
-        }
-        // "serving" is logged at info: wait for the admin sockets instead.
-        for index in 0..<2 {
-            let deadline = Date().addingTimeInterval(30)
-            while !FileManager.default.fileExists(atPath: work.path + "/run\(index)/admin.sock") {
-                guard Date() < deadline else { throw BenchError("pilot-host \(index) did not start") }
-                Thread.sleep(forTimeInterval: 0.05)
-            }
-        }
+        let overlay = try TwoHosts(name: "trust", ports: [37100, 37101], extra: ["--log-level", "warning", "--handshake-poll", "3600"])
+        defer { overlay.stop() }
+        let work = overlay.work
         let adminA = try ControlConnection(path: work.path + "/run0/admin.sock")
         let adminB = try ControlConnection(path: work.path + "/run1/admin.sock")
         var samples: [Double] = []
@@ -98,5 +74,53 @@ struct TrustBench {
         print(String(
             format: "%@, %d pairs: p50 %.2f ms, p99 %.2f ms, max %.2f ms",
             what, pairs, samples[samples.count / 2], samples[min(samples.count - 1, samples.count * 99 / 100)], samples.last ?? 0))
+    }
+}
+
+/// A pilot-rendezvous and two pilot-host processes beside pilot-bench, in a scratch directory
+/// (`work`; host N keeps its runtime in `work/runN`); `stop()` ends them and removes it.
+final class TwoHosts {
+    let work: URL
+    private var processes: [Launched] = []
+
+    init(name: String, ports: [Int], extra: [String]) throws {
+        let bin = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
+        work = FileManager.default.temporaryDirectory.appendingPathComponent("pilot-bench-\(name)-\(getpid())")
+        try FileManager.default.createDirectory(at: work, withIntermediateDirectories: true)
+        do {
+            let (rendezvous, registry) = try startRendezvous(bin: bin, stateDirectory: work.path + "/rdv")
+            processes.append(rendezvous)
+            guard let beaconLine = rendezvous.readLine(), beaconLine.hasPrefix("beacon ") else { throw BenchError("pilot-rendezvous names no beacon") }
+            for (index, port) in ports.enumerated() {
+                processes.append(try Launched.start(
+                    bin.appendingPathComponent("pilot-host"),
+                    ["--state-dir", work.path + "/state\(index)", "--runtime-dir", work.path + "/run\(index)", "--registry", registry,
+                     "--beacon", String(beaconLine.dropFirst("beacon ".count)), "--listen", "127.0.0.1:\(port)"] + extra,
+                    stderr: true))
+            }
+            // "serving" is logged at info: wait for the admin sockets instead.
+            for index in ports.indices {
+                let deadline = Date().addingTimeInterval(30)
+                while !FileManager.default.fileExists(atPath: work.path + "/run\(index)/admin.sock") {
+                    guard Date() < deadline else { throw BenchError("pilot-host \(index) did not start") }
+                    Thread.sleep(forTimeInterval: 0.05)
+                }
+            }
+        } catch {
+            stop()
+            throw error
+        }
+    }
+
+    /// pilot-host number `index`'s process id.
+    func hostPID(_ index: Int) -> Int32 { processes[index + 1].process.processIdentifier }
+
+    func stop() {
+        for process in processes.reversed() {
+            process.process.terminate()
+            process.process.waitUntilExit()
+        }
+        processes = []
+        try? FileManager.default.removeItem(at: work)
     }
 }
