@@ -48,7 +48,8 @@ public final class Fabric: Sendable {
         var untrustedDropped = 0
         /// Sockets with datagrams written and not yet flushed.
         var unflushed: Set<Int> = []
-        var flushScheduled = false
+        /// Inside a batch of reads (between the first channelRead and channelReadComplete).
+        var reading = false
         /// Packets between identities of this fabric, delivered without a tunnel.
         var localPackets = 0
         var stopped = false
@@ -480,6 +481,7 @@ public final class Fabric: Sendable {
     // MARK: On the loop
 
     func received(_ bytes: [UInt8], from endpoint: SocketAddress, socket: Int) {
+        state.value.reading = true
         if let first = bytes.first, first < TunnelFrame.beaconTypeLimit, let receiver = state.value.beaconReceiver,
             let message = try? BeaconMessage(decoding: bytes)
         {
@@ -544,16 +546,25 @@ public final class Fabric: Sendable {
         try await loop.submit { [state] in state.value.publicPorts[local] = ports }.get()
     }
 
+    /// Datagrams written while a batch of reads is handled go out together when the batch
+    /// ends (`readComplete`: NIO sends them with one sendmmsg); any other write (a user's, a
+    /// timer's) goes out at once, without waiting for another turn of the loop.
     private func scheduleFlush() {
         let state = state.value
-        guard !state.unflushed.isEmpty, !state.flushScheduled else { return }
-        state.flushScheduled = true
-        loop.execute { [self] in
-            let state = self.state.value
-            state.flushScheduled = false
-            for socket in state.unflushed { state.channels[socket]?.flush() }
-            state.unflushed = []
-        }
+        guard !state.unflushed.isEmpty, !state.reading else { return }
+        flushNow()
+    }
+
+    private func flushNow() {
+        let state = state.value
+        for socket in state.unflushed { state.channels[socket]?.flush() }
+        state.unflushed = []
+    }
+
+    /// A batch of reads on one of the sockets is over: what it made goes out.
+    func readComplete() {
+        state.value.reading = false
+        flushNow()
     }
 
     private func deliver(_ packet: Packet, to local: UInt32) {
@@ -607,6 +618,10 @@ final class FabricInbound: ChannelInboundHandler, Sendable {
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         let envelope = unwrapInboundIn(data)
         fabric.received(Array(envelope.data.readableBytesView), from: envelope.remoteAddress, socket: socket)
+    }
+
+    func channelReadComplete(context: ChannelHandlerContext) {
+        fabric.readComplete()
     }
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
