@@ -3,9 +3,13 @@ import PilotControl
 import PilotStore
 import PilotWire
 
-/// The commands of an identity's own socket: `info`, `set-hostname`, `clear-hostname`,
-/// `set-tags`, `clear-tags`, `set-public`, `set-private`, `lookup`, `find`, `ping`, and the trust
-/// handshake: `handshake`, `pending`, `approve`, `reject`, `untrust`, `trust`.
+/// The commands of an identity's own socket: its record (`info`, `set-hostname`,
+/// `clear-hostname`, `set-tags`, `clear-tags`, `set-public`, `set-private`), the registry
+/// (`lookup`, `find`), the trust handshake (`handshake`, `pending`, `approve`, `reject`,
+/// `untrust`, `trust`), streams and datagrams (`ping`, `bench`, `send`, which pilotctl's
+/// `connect` uses too, `recv`, `listen`, `send-datagram`, `connections`, `peers`), messages and
+/// files (`send-message`, `inbox`, `upload` then `send-file`, `received`, `received-chunk`) and
+/// events (`subscribe`, `publish`).
 struct IdentityCommands: Sendable {
     let pool: IdentityPool
     let dataPlane: DataPlane
