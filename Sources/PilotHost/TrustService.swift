@@ -97,9 +97,12 @@ actor TrustService {
             throw ControlFailure(.notFound, "node \(peer) is not trusted")
         }
         try await pool.removeTrust(peer: entry.peerNode, for: name)
+        // Told over the tunnel while it is still there, then the tunnel is let go.
+        do { try await send?(name, peer, try await message(.revoke, from: name, to: peer)) } catch {
+            logger.info("revoke not delivered directly; the registry tells the peer", metadata: ["identity": "\(name)", "peer": "\(peer)", "error": "\(error)"])
+        }
         await relate?(name, peer, false)
         await report(name, peer: peer, trusted: false)
-        try? await send?(name, peer, try await message(.revoke, from: name, to: peer))
         return ["status": "revoked", "node_id": .integer(Int64(peer))]
     }
 
