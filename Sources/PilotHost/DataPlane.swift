@@ -312,11 +312,7 @@ actor DataPlane {
     /// `subscribe TARGET TOPIC`: subscribes to `target`'s broker and collects events until
     /// `count` arrived or `timeout` passes.
     func subscribe(from name: String, to target: Address, topic: String, count: Int, timeout: Duration) async throws -> JSON {
-        let identity = try await join(name)
-        let endpoint = try await endpoint(of: target, for: name)
-        let stream = try await withTimeout(.seconds(15)) { [fabric] in
-            try await fabric.dial(from: identity.node, to: target, port: EventStreamFrame.port, endpoint: endpoint)
-        }
+        let stream = try await dial(from: name, to: target, port: EventStreamFrame.port)
         try await stream.write(try EventStreamFrame(topic: topic).encoded())
         let events = await collect(within: timeout) { (add: @Sendable (JSON) -> Int) in
             var decoder = EventStreamFrame.Decoder()
@@ -339,11 +335,7 @@ actor DataPlane {
     /// `publish TARGET TOPIC --data`: subscribes to the topic (a stream's first event always
     /// does), publishes one event, and closes once it is delivered to the broker.
     func publish(from name: String, to target: Address, topic: String, data: [UInt8]) async throws -> JSON {
-        let identity = try await join(name)
-        let endpoint = try await endpoint(of: target, for: name)
-        let stream = try await withTimeout(.seconds(15)) { [fabric] in
-            try await fabric.dial(from: identity.node, to: target, port: EventStreamFrame.port, endpoint: endpoint)
-        }
+        let stream = try await dial(from: name, to: target, port: EventStreamFrame.port)
         try await stream.write(try EventStreamFrame(topic: topic).encoded() + EventStreamFrame(topic: topic, payload: data).encoded())
         try await stream.close()
         return ["target": .string(target.description), "topic": .string(topic), "bytes": .integer(Int64(data.count))]
@@ -390,11 +382,7 @@ actor DataPlane {
     /// `send TARGET PORT --data`: a stream to `port`, the data, and one read of the answer (none
     /// if the peer sends nothing within `wait`).
     func send(from name: String, to target: Address, port: UInt16, data: [UInt8], wait: Duration) async throws -> JSON {
-        let identity = try await join(name)
-        let endpoint = try await endpoint(of: target, for: name)
-        let stream = try await withTimeout(.seconds(15)) { [fabric] in
-            try await fabric.dial(from: identity.node, to: target, port: port, endpoint: endpoint)
-        }
+        let stream = try await dial(from: name, to: target, port: port)
         try await stream.write(data)
         let answer = try? await withTimeout(wait) { () async -> [UInt8]? in
             for await event in stream.events {
@@ -571,6 +559,16 @@ actor DataPlane {
             }
         }
         return results
+    }
+
+    /// A stream from `name` to `port` of `target` (joining the network first if need be), or
+    /// an error within 15 s.
+    private func dial(from name: String, to target: Address, port: UInt16) async throws -> StreamHandle {
+        let identity = try await join(name)
+        let endpoint = try await endpoint(of: target, for: name)
+        return try await withTimeout(.seconds(15)) { [fabric] in
+            try await fabric.dial(from: identity.node, to: target, port: port, endpoint: endpoint)
+        }
     }
 
     /// Where to reach `target`: nowhere for an identity of this host (delivered in-process; it

@@ -254,8 +254,7 @@ public final class Host: Sendable {
 
     /// Runs `body` every `interval` on the event loop that carries the traffic (the watchdog).
     public func onTrafficLoop(every interval: Duration, _ body: @escaping @Sendable () -> Void) -> RepeatedTask {
-        let nanoseconds = Int64(interval.components.seconds) * 1_000_000_000 + interval.components.attoseconds / 1_000_000_000
-        return dataPlane.fabric.onLoop(every: .nanoseconds(max(nanoseconds, 1_000_000)), body)
+        dataPlane.fabric.onLoop(every: max(TimeAmount(interval), .milliseconds(1)), body)
     }
 
     /// Applies what can change while running (`handshake-poll`; the log level is the caller's),

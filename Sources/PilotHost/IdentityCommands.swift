@@ -80,13 +80,11 @@ struct IdentityCommands: Sendable {
                 result["target"] = .string(target)
                 return .ok(.object(result))
             case "recv":
-                let count = request.arguments["count"] == nil ? 1 : Int(try request.integer("count"))
-                guard (1...1000).contains(count) else { throw ControlFailure(.invalidArgument, "recv: count must be 1 to 1000") }
+                let count = try Self.count(request, default: 1, limit: 1000)
                 return .ok(try await dataPlane.receive(
                     on: name, port: try Self.port(request), count: count, timeout: .seconds(Int64(try Self.seconds(request, default: 30)))))
             case "listen":
-                let count = request.arguments["count"] == nil ? 1 : Int(try request.integer("count"))
-                guard (1...1000).contains(count) else { throw ControlFailure(.invalidArgument, "listen: count must be 1 to 1000") }
+                let count = try Self.count(request, default: 1, limit: 1000)
                 return .ok(try await dataPlane.listenDatagrams(
                     on: name, port: try Self.port(request), count: count, timeout: .seconds(Int64(try Self.seconds(request, default: 30)))))
             case "send-datagram":
@@ -133,8 +131,7 @@ struct IdentityCommands: Sendable {
                 ])
             case "subscribe":
                 let target = try request.string("target")
-                let count = request.arguments["count"] == nil ? 1 : Int(try request.integer("count"))
-                guard (1...10_000).contains(count) else { throw ControlFailure(.invalidArgument, "subscribe: count must be 1 to 10000") }
+                let count = try Self.count(request, default: 1, limit: 10_000)
                 return .ok(try await dataPlane.subscribe(
                     from: name, to: try await resolveTarget(target), topic: try Self.topic(request), count: count,
                     timeout: .seconds(try Self.seconds(request, default: 30))))
@@ -205,6 +202,14 @@ struct IdentityCommands: Sendable {
         return topic
     }
 
+    /// The request's `count`, 1 to `limit` (`fallback` when absent).
+    static func count(_ request: ControlRequest, default fallback: Int, limit: Int) throws -> Int {
+        guard request.arguments["count"] != nil else { return fallback }
+        let count = Int(try request.integer("count"))
+        guard (1...limit).contains(count) else { throw ControlFailure(.invalidArgument, "\(request.command): count must be 1 to \(limit)") }
+        return count
+    }
+
     static func seconds(_ request: ControlRequest, default fallback: Int) throws -> Int {
         guard request.arguments["timeout"] != nil else { return fallback }
         let seconds = Int(try request.integer("timeout"))
@@ -215,8 +220,7 @@ struct IdentityCommands: Sendable {
     /// `ping TARGET [count] [timeout]`: TARGET is an address, a node id or a hostname.
     private func ping(_ request: ControlRequest) async throws -> ControlReply {
         let target = try request.string("target")
-        let count = request.arguments["count"] == nil ? 4 : Int(try request.integer("count"))
-        guard (1...100).contains(count) else { throw ControlFailure(.invalidArgument, "ping: count must be 1 to 100") }
+        let count = try Self.count(request, default: 4, limit: 100)
         let seconds = request.arguments["timeout"] == nil ? 10 : Int(try request.integer("timeout"))
         guard (1...300).contains(seconds) else { throw ControlFailure(.invalidArgument, "ping: timeout must be 1 to 300 seconds") }
         let address = try await resolveTarget(target)

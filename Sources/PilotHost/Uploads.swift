@@ -47,14 +47,15 @@ actor Uploads {
             uploads[key] = Upload(bytes: [], size: size, touched: .now)
             total += size
         }
-        guard var upload = uploads[key] else { return 0 }
-        guard upload.size == size, offset == upload.bytes.count, upload.bytes.count + chunk.count <= size else {
-            throw ControlFailure(.invalidArgument, "upload: chunk at \(offset) of \(chunk.count) bytes does not follow \(upload.bytes.count) of \(upload.size)")
+        // Only counts are read here: a copy of the upload would make the append below copy
+        // every byte held so far, for each chunk.
+        let (expected, held) = (uploads[key]?.size ?? 0, uploads[key]?.bytes.count ?? 0)
+        guard expected == size, offset == held, held + chunk.count <= size else {
+            throw ControlFailure(.invalidArgument, "upload: chunk at \(offset) of \(chunk.count) bytes does not follow \(held) of \(expected)")
         }
-        upload.bytes += chunk
-        upload.touched = .now
-        uploads[key] = upload
-        return upload.bytes.count
+        uploads[key]?.bytes.append(contentsOf: chunk)
+        uploads[key]?.touched = .now
+        return held + chunk.count
     }
 
     /// Takes a complete upload away.

@@ -493,9 +493,9 @@ public final class Fabric: Sendable {
     private func perform(_ actions: [TunnelAction]) {
         let state = state.value
         guard !state.stopped else { return }
-        // Datagrams are written now and flushed once the loop has handled everything at hand
-        // (a whole batch of reads): NIO then sends them together with sendmmsg.
-        defer { scheduleFlush() }
+        // Datagrams are written now and flushed when this is done, or, inside a batch of reads,
+        // when the batch ends: NIO then sends them together with sendmmsg.
+        defer { flushUnlessReading() }
         for action in actions {
             switch action {
             case let .send(bytes, endpoint, socket):
@@ -549,7 +549,7 @@ public final class Fabric: Sendable {
     /// Datagrams written while a batch of reads is handled go out together when the batch
     /// ends (`readComplete`: NIO sends them with one sendmmsg); any other write (a user's, a
     /// timer's) goes out at once, without waiting for another turn of the loop.
-    private func scheduleFlush() {
+    private func flushUnlessReading() {
         let state = state.value
         guard !state.unflushed.isEmpty, !state.reading else { return }
         flushNow()

@@ -104,18 +104,9 @@ public final class OverlayHarness {
         return envelope["data"] ?? .null
     }
 
-    /// Starts `pilotctl --json ARGS` as daemon `name` and returns at once (for commands that
-    /// block, like `ping`, while the test watches the other side); it is killed after `timeout`.
-    public func ctlInBackground(_ name: String, _ arguments: [String], timeout: TimeInterval) {
-        let executable = official.pilotctl.path
-        let environment = ctlEnvironment(name)
-        DispatchQueue.global().async {
-            _ = ChildProcess.run(executable, ["--json"] + arguments, environment: environment, timeout: timeout)
-        }
-    }
-
-    /// Starts `pilotctl --json ARGS` as daemon `name` as a child process (for commands that wait,
-    /// like `subscribe`): its output is the process's.
+    /// Starts `pilotctl --json ARGS` as daemon `name` as a child process and returns at once
+    /// (for commands that wait, like `subscribe`, while the test acts): its output is the
+    /// process's, and it is killed when released (ChildProcess).
     public func startCtl(_ name: String, _ arguments: [String], label: String) throws -> ChildProcess {
         try ChildProcess(
             name: label, executable: official.pilotctl, arguments: ["--json"] + arguments, environment: ctlEnvironment(name),

@@ -122,8 +122,7 @@ struct RendezvousCommand: AsyncParsableCommand {
 
         Systemd.notify("READY=1\nSTATUS=\(registry.nodeCount) nodes")
         let watchdog = Systemd.watchdogInterval.map { interval in
-            let nanoseconds = Int64(interval.components.seconds) * 1_000_000_000 + interval.components.attoseconds / 1_000_000_000
-            return group.next().scheduleRepeatedTask(initialDelay: .zero, delay: .nanoseconds(max(nanoseconds, 1_000_000))) { _ in
+            group.next().scheduleRepeatedTask(initialDelay: .zero, delay: max(TimeAmount(interval), .milliseconds(1))) { _ in
                 Systemd.notify("WATCHDOG=1\nSTATUS=\(registry.nodeCount) nodes")
             }
         }

@@ -35,9 +35,7 @@ final class HostDataPlaneTests: XCTestCase {
 
     /// Our pilotctl with --json against the overlay's host; the parsed envelope.
     private func pilotctl(_ overlay: OverlayHarness, _ arguments: [String]) -> JSON? {
-        let result = ChildProcess.run(
-            bin.appendingPathComponent("pilotctl").path, arguments + ["--json", "--runtime-dir", overlay.directory.path("run")], timeout: 60)
-        return try? JSON(parsing: Array(result.output.trimmingCharacters(in: .whitespacesAndNewlines).utf8))
+        runPilotctl(arguments, runtime: overlay.directory.path("run"), timeout: 60)
     }
 
     func testPingBetweenIdentitiesAndWithTheOfficialDaemonBothWays() throws {

@@ -79,8 +79,7 @@ class HostProcessTestCase: XCTestCase {
 
     /// pilotctl --json against the host whose runtime directory is `runtime`: the parsed envelope.
     func ctl(_ runtime: String, _ arguments: [String]) -> JSON? {
-        let result = ChildProcess.run(bin.appendingPathComponent("pilotctl").path, arguments + ["--json", "--runtime-dir", runtime], timeout: 30)
-        return try? JSON(parsing: Array(result.output.trimmingCharacters(in: .whitespacesAndNewlines).utf8))
+        runPilotctl(arguments, runtime: runtime, timeout: 30)
     }
 
     /// Runs pilotctl (as uid 65534 with `asNobody`) and returns its exit status and parsed JSON.
@@ -91,4 +90,12 @@ class HostProcessTestCase: XCTestCase {
         let text = result.output.trimmingCharacters(in: .whitespacesAndNewlines)
         return (result.status, try? JSON(parsing: text))
     }
+}
+
+/// `pilotctl ARGS --json --runtime-dir RUNTIME`, the pilotctl built beside the tests: its
+/// parsed JSON envelope (nil when it printed none).
+func runPilotctl(_ arguments: [String], runtime: String, timeout: TimeInterval) -> JSON? {
+    let pilotctl = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("pilotctl")
+    let result = ChildProcess.run(pilotctl.path, arguments + ["--json", "--runtime-dir", runtime], timeout: timeout)
+    return try? JSON(parsing: Array(result.output.trimmingCharacters(in: .whitespacesAndNewlines).utf8))
 }

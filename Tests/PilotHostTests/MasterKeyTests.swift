@@ -48,13 +48,13 @@ final class MasterKeyTests: XCTestCase {
         try Data(repeating: 1, count: 32).write(to: URL(fileURLWithPath: path))
         chmod(path, 0o644)
         XCTAssertThrowsError(try MasterKey.load(stateDirectory: directory.url.path, environment: [:])) { error in
-            XCTAssertEqual(error as? MasterKeyError, .tooOpen(path: path, mode: 0o644))
+            XCTAssertEqual(error as? KeyFileError, .tooOpen(what: "master key", path: path, mode: 0o644))
         }
         chmod(path, 0o600)
         try Data(repeating: 1, count: 31).write(to: URL(fileURLWithPath: path))
         chmod(path, 0o600)
         XCTAssertThrowsError(try MasterKey.load(stateDirectory: directory.url.path, environment: [:])) { error in
-            XCTAssertEqual(error as? MasterKeyError, .wrongSize(path: path, size: 31))
+            XCTAssertEqual(error as? KeyFileError, .wrongSize(what: "master key", path: path, size: 31))
         }
     }
 

@@ -6,10 +6,7 @@ import PilotCrypto
 import PilotNet
 public import PilotWire
 
-extension Registry: NameAuthority {
-    public func network(named name: String) -> UInt16? { name == Self.backbone ? 0 : nil }
-    public func networkExists(_ id: UInt16) -> Bool { id == 0 }
-}
+extension Registry: NameAuthority {}
 
 /// The nameserver: a Pilot node of its own, registered with this registry (public, hostname
 /// `nameserver` by default), that answers the text protocol of port 53 on the overlay. Its
@@ -81,9 +78,6 @@ public final class Nameserver: Sendable {
         heartbeat.cancel()
         await fabric.shutdown()
     }
-
-    /// Live A and S records.
-    public var recordCount: Int { records.withLockedValue { $0.count } }
 
     /// One request, one reply, then close. As in the reference, the request is what one read
     /// returns: the first chunk (a valid request is under 600 bytes, inside one segment).

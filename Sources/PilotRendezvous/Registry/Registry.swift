@@ -93,6 +93,9 @@ public final class Registry: @unchecked Sendable {
     /// The name of network 0, the only network this registry serves.
     public static let backbone = "backbone"
 
+    public func network(named name: String) -> UInt16? { name == Self.backbone ? 0 : nil }
+    public func networkExists(_ id: UInt16) -> Bool { id == 0 }
+
     // MARK: Handling
 
     /// Answers one request from a client at `peerIP`. Never throws: failures become
@@ -343,8 +346,7 @@ public final class Registry: @unchecked Sendable {
     /// `pilotctl network members 0`: the online members of the backbone with what `lookup`
     /// shows of them (never an endpoint), by node id; at most `maxListed`, with the total.
     private func listNodes(_ request: RegistryMessage) throws -> RegistryMessage {
-        let network = try request.nodeID("network_id")
-        guard network == 0 else { throw RegistryFailure("network \(network) does not exist") }
+        try requireBackbone(request)
         let online = nodes.values.filter(\.online)
         let listed = online.sorted { $0.id < $1.id }.prefix(Self.maxListed).map { node in
             var fields = describe(node, revealEndpoint: false)
@@ -358,12 +360,19 @@ public final class Registry: @unchecked Sendable {
 
     static let maxListed = 1000
 
+    /// The request's `network_id` must be the backbone, the one network this registry serves.
+    private func requireBackbone(_ request: RegistryMessage) throws {
+        let network = try request.nodeID("network_id")
+        guard let id = UInt16(exactly: network), networkExists(id) else {
+            throw RegistryFailure("network \(network) does not exist")
+        }
+    }
+
     /// 1.18 asks for the policy of every network it is in, the backbone included, and keeps its
     /// last-known policy on an error. This registry serves only the backbone, which has no
     /// policy: an ok reply naming the network and carrying no rules (1.18 then applies none).
     private func networkPolicy(_ request: RegistryMessage) throws -> RegistryMessage {
-        let network = try request.nodeID("network_id")
-        guard network == 0 else { throw RegistryFailure("network \(network) does not exist") }
+        try requireBackbone(request)
         return RegistryMessage(type: "get_network_policy_ok", ["network_id": 0])
     }
 
