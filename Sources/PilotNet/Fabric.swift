@@ -83,10 +83,6 @@ public final class Fabric: Sendable {
             return state.nextSocket
         }.get()
         let bootstrap = DatagramBootstrap(group: loop)
-            // Bursts of a full window (512 segments of 1222 bytes) must not overflow the kernel's
-            // default buffer; the kernel caps these at net.core.rmem_max/wmem_max.
-            .channelOption(.socketOption(.so_rcvbuf), value: 4 << 20)
-            .channelOption(.socketOption(.so_sndbuf), value: 4 << 20)
             .channelOption(.recvAllocator, value: FixedSizeRecvByteBufferAllocator(capacity: 65536))
             .channelOption(.datagramVectorReadMessageCount, value: 16)
             .channelInitializer { [self] channel in
@@ -99,6 +95,8 @@ public final class Fabric: Sendable {
             try? await channel.close()
             throw TunnelError.encoding("socket \(number) has no local address")
         }
+        // Bursts of a full window (512 segments of 1222 bytes) must not overflow the buffers.
+        await UDPBuffers.ensure(on: channel, logger: logger, metadata: ["PILOT_SOCKET": "\(number)"])
         try await loop.submit { [state, loop] in
             let state = state.value
             state.channels[number] = channel

@@ -232,11 +232,15 @@ final class FabricTests: XCTestCase {
         try await hostB.setPublicPorts(local: 3, [7])  // the flood must pass the trust gate to reach the limits
         // A legitimate stream first, so the flood cannot hide behind a pending key exchange.
         let early = try await hostA.dial(from: 2, to: target.address, port: 7, endpoint: socketB.address)
+        // In bursts of 50, so that a slow machine's receive loop is measured, not the socket
+        // buffer (1000 back to back overflowed a 208 KiB buffer on a busy 2-core CI runner).
+        let overflowsBefore = Self.udpReceiveBufferErrors()
         for port in 0..<1000 {
             let syn = Packet(
                 flags: .syn, proto: .stream, source: attacker.address, destination: target.address, sourcePort: UInt16(20000 + port),
                 destinationPort: 7, window: 512)
             try await hostA.send(syn, to: 3, endpoint: socketB.address)
+            if port % 50 == 49 { try await Task.sleep(for: .milliseconds(2)) }
         }
         // The bystander still gets its bytes back.
         let message = (0..<50_000).map { UInt8(truncatingIfNeeded: $0) }
@@ -248,10 +252,41 @@ final class FabricTests: XCTestCase {
             try await Task.sleep(for: .milliseconds(50))
             counters = try await hostB.streamCounters()
         }
-        XCTAssertGreaterThanOrEqual(counters.synsRateLimited, 980, "\(counters)")
+        let overflows = Self.udpReceiveBufferErrors().map { before in overflowsBefore.map { before - $0 } }
+        XCTAssertGreaterThanOrEqual(counters.synsRateLimited, 980, "\(counters); UDP receive buffer overflows meanwhile: \(String(describing: overflows))")
         XCTAssertLessThanOrEqual(counters.open, 21, "at most the bystander's and one second's burst of 10 (+10 refilled): \(counters)")
         await hostA.shutdown()
         await hostB.shutdown()
+        try await group.shutdownGracefully()
+    }
+
+    /// The kernel's count of UDP datagrams dropped for a full receive buffer (all sockets), from
+    /// /proc/net/snmp; nil if it cannot be read.
+    private static func udpReceiveBufferErrors() -> Int? {
+        guard let text = try? String(contentsOfFile: "/proc/net/snmp", encoding: .utf8) else { return nil }
+        let rows = text.split(separator: "\n").filter { $0.hasPrefix("Udp: ") }.map { $0.split(separator: " ") }
+        guard rows.count >= 2, let column = rows[0].firstIndex(of: "RcvbufErrors"), column < rows[1].count else { return nil }
+        return Int(rows[1][column])
+    }
+
+    /// Each fabric socket gets 4 MiB buffers both ways: past net.core.rmem_max/wmem_max when the
+    /// process has CAP_NET_ADMIN (root here), else as much as the caps allow.
+    func testSocketBuffersAreFourMebibytesOrAsMuchAsTheKernelAllows() async throws {
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+        let channel = try await DatagramBootstrap(group: group).bind(host: "127.0.0.1", port: 0).get()
+        let granted = await UDPBuffers.ensure(on: channel, logger: Logger(label: "buffers"))
+        let caps = ["rmem_max", "wmem_max"].map { name in
+            (try? String(contentsOfFile: "/proc/sys/net/core/\(name)", encoding: .utf8)).flatMap { Int($0.trimmingCharacters(in: .whitespacesAndNewlines)) }
+        }
+        if getuid() == 0 {
+            XCTAssertEqual(granted.receive, UDPBuffers.wanted)
+            XCTAssertEqual(granted.send, UDPBuffers.wanted)
+        } else {
+            print("not root: the buffers are capped by the sysctls \(caps), granted \(granted)")
+            XCTAssertEqual(granted.receive, min(UDPBuffers.wanted, try XCTUnwrap(caps[0])))
+            XCTAssertEqual(granted.send, min(UDPBuffers.wanted, try XCTUnwrap(caps[1])))
+        }
+        try await channel.close()
         try await group.shutdownGracefully()
     }
 

@@ -3,6 +3,7 @@ public import Logging
 import NIOConcurrencyHelpers
 public import NIOCore
 import NIOPosix
+import PilotNet
 import PilotWire
 
 /// The beacon (UDP): tells nodes their public endpoint, introduces nodes for hole punching, relays
@@ -55,13 +56,13 @@ public final class BeaconServer: Sendable {
         let logger = logger
         let bound = try await DatagramBootstrap(group: group)
             .channelOption(.socketOption(.so_reuseaddr), value: 1)
-            .channelOption(.socketOption(.so_rcvbuf), value: 4 << 20)
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
                     try channel.pipeline.syncOperations.addHandler(BeaconHandler(state: state, logger: logger))
                 }
             }
             .bind(host: configuration.host, port: configuration.port).get()
+        await UDPBuffers.ensure(on: bound, logger: logger, metadata: ["PILOT_SOCKET": "beacon"])
         channel.withLockedValue { $0 = bound }
         guard let address = bound.localAddress else { throw RegistryServerError("beacon socket has no address") }
         return address
