@@ -20,6 +20,8 @@ actor DataPlane {
     private let logger: Logger
     private var listenHost = "0.0.0.0"
     private var joined: [String: TunnelIdentity] = [:]
+    /// Public identities on the network: node → the number of its own socket.
+    private var ownSockets: [UInt32: Int] = [:]
     /// `listen` commands waiting for datagrams, by identity and port.
     private var datagramListeners: [String: [UInt16: AsyncStream<Packet>.Continuation]] = [:]
 
@@ -39,6 +41,7 @@ actor DataPlane {
         let (host, port) = try Host.split(address)
         let beacon = try SocketAddress.makeAddressResolvingHost(host, port: port)
         self.beacon = beacon
+        try await fabric.useBeacon(beacon)
         try await fabric.onBeaconMessage { [logger] message, source, _ in
             guard case .notify(BeaconMessage.notifyHandshakePending) = message else { return }
             // Only the beacon's own pokes: anyone could send one to make the host poll.
@@ -51,8 +54,9 @@ actor DataPlane {
     }
 
     /// Tells the beacon that `nodes` are behind the shared socket (a discover each, asking for
-    /// 0x09 relays that name their destination): it can then poke them. Repeated with the
-    /// heartbeats, within the beacon's 300 s memory.
+    /// 0x09 relays that name their destination), and where each public identity on the
+    /// network has its own socket (a discover from it): it can then poke them and relay frames
+    /// to them. Repeated with the heartbeats, within the beacon's 300 s memory.
     func announce(_ nodes: [UInt32]) async {
         guard let beacon else { return }
         for start in stride(from: 0, to: nodes.count, by: 1000) {
@@ -61,6 +65,9 @@ actor DataPlane {
                 logger.warning("cannot reach the beacon", metadata: ["beacon": "\(beacon)", "error": "\(error)"])
                 return
             }
+        }
+        for (node, socket) in ownSockets.sorted(by: { $0.key < $1.key }) {
+            try? await fabric.sendBeacon([.discover(node: node)], to: beacon, socket: socket)
         }
     }
 
@@ -175,12 +182,17 @@ actor DataPlane {
         }
         try await fabric.setPublicPorts(local: identity.node, record.isPublic ? Self.publicServices : [])
         joined[name] = identity
+        if let ownSocket {
+            ownSockets[identity.node] = ownSocket
+            if let beacon { try? await fabric.sendBeacon([.discover(node: identity.node)], to: beacon, socket: ownSocket) }
+        }
         return identity
     }
 
     /// Takes `name` off the fabric (deleted).
     func leave(_ name: String) async {
         guard let identity = joined.removeValue(forKey: name) else { return }
+        ownSockets[identity.node] = nil
         try? await fabric.remove(identity.node)
     }
 
@@ -487,7 +499,7 @@ actor DataPlane {
             [
                 "node_id": .integer(Int64(peer.node)), "address": .string(Address(node: peer.node).description),
                 "endpoint": .string(peer.endpoint), "encrypted": true, "authenticated": true, "trusted": .bool(peer.trusted),
-                "last_heard_seconds": .double((peer.secondsSinceHeard * 10).rounded() / 10),
+                "relay": .bool(peer.relayed), "last_heard_seconds": .double((peer.secondsSinceHeard * 10).rounded() / 10),
             ]
         })]
     }
@@ -581,9 +593,14 @@ actor DataPlane {
         }
         // A session with it: the tunnel knows where it is (no registry round trip per dial).
         if let identity = joined[name], try await fabric.hasSession(local: identity.node, remote: target.node) { return nil }
-        let text: String
-        do { text = try await pool.resolve(node: target.node, as: name) } catch PoolError.registry(let reason) {
+        let resolved: String?
+        do { resolved = try await pool.resolve(node: target.node, as: name) } catch PoolError.registry(let reason) {
             throw ControlFailure(.notFound, "cannot reach \(target): \(reason)")
+        }
+        guard let text = resolved else {
+            // Relay-only: the tunnel goes through the beacon (the fabric's choice with no endpoint).
+            guard beacon != nil else { throw ControlFailure(.connectionFailed, "cannot reach \(target): it is relay-only and no beacon is configured") }
+            return nil
         }
         guard let colon = text.lastIndex(of: ":"), let port = Int(text[text.index(after: colon)...]) else {
             throw ControlFailure(.connectionFailed, "registry gave an endpoint that is not host:port: \(text.prefix(64))")

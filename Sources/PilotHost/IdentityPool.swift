@@ -187,15 +187,19 @@ public actor IdentityPool {
     public func signingKey(of name: String) throws -> Ed25519PrivateKey { try key(name) }
 
     /// Where `node`'s tunnel endpoint is (`host:port`), asked as identity `name`: the registry
-    /// answers for a public node, or a private one that trusts `name`.
-    public func resolve(node: UInt32, as name: String) async throws -> String {
+    /// answers for a public node, or a private one that trusts `name`; nil for a node that
+    /// registered relay-only (it is reached through the beacon).
+    public func resolve(node: UInt32, as name: String) async throws -> String? {
         guard let record = records[name] else { throw PoolError.notFound(name) }
         let requester = record.nodeID
         let reply = try await registry.send(signedMessage(
             try key(name), "resolve", "resolve:\(requester):\(node)",
             ["node_id": .integer(Int64(node)), "requester_id": .integer(Int64(requester))]))
-        guard reply.type == "resolve_ok", let endpoint = reply["real_addr"]?.stringValue else {
-            throw PoolError.registry(reply["error"]?.stringValue ?? reply.type)
+        guard reply.type == "resolve_ok" else { throw PoolError.registry(reply["error"]?.stringValue ?? reply.type) }
+        // A node registered relay-only hides its endpoint: it is reached through the beacon.
+        if reply["relay_only"]?.boolValue == true { return nil }
+        guard let endpoint = reply["real_addr"]?.stringValue, !endpoint.isEmpty else {
+            throw PoolError.registry("resolve_ok without real_addr")
         }
         return endpoint
     }

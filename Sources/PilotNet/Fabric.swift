@@ -112,6 +112,13 @@ public final class Fabric: Sendable {
         return (number, address)
     }
 
+    /// The beacon that relays frames for nodes that cannot reach each other and coordinates
+    /// hole punching (nil: none). Its relay deliveries and punch commands are obeyed, from its
+    /// address only.
+    public func useBeacon(_ endpoint: SocketAddress?) async throws {
+        try await loop.submit { [state] in state.value.table.useBeacon(endpoint) }.get()
+    }
+
     /// Hands every beacon message that arrives to `receiver` (one receiver; nil: none).
     public func onBeaconMessage(_ receiver: BeaconReceiver?) async throws {
         try await loop.submit { [state] in state.value.beaconReceiver = receiver }.get()
@@ -404,6 +411,8 @@ public final class Fabric: Sendable {
         public var endpoint: String
         public var secondsSinceHeard: Double
         public var trusted: Bool
+        /// Frames go through the beacon.
+        public var relayed: Bool
     }
 
     public func connections(of node: UInt32) async throws -> [ConnectionInfo] {
@@ -424,7 +433,7 @@ public final class Fabric: Sendable {
                 PeerInfo(
                     node: session.remote, endpoint: session.endpoint.map { "\($0.ipAddress ?? "?"):\($0.port ?? 0)" } ?? "",
                     secondsSinceHeard: Double((now - session.lastReceived).nanoseconds) / 1e9,
-                    trusted: state.trusted.contains(Pair(local: node, remote: session.remote)))
+                    trusted: state.trusted.contains(Pair(local: node, remote: session.remote)), relayed: session.relayed)
             }
         }.get()
     }
@@ -509,6 +518,8 @@ public final class Fabric: Sendable {
             case let .exchangeFailed(local, remote, dropped):
                 logger.notice("key exchange gave up", metadata: [
                     "PILOT_NODE": "\(local)", "PILOT_PEER": "\(remote)", "dropped": "\(dropped)"])
+            case let .pathChanged(remote, relayed):
+                logger.info(relayed ? "relaying through the beacon" : "direct path", metadata: ["PILOT_PEER": "\(remote)"])
             }
         }
     }

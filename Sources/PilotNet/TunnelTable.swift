@@ -13,6 +13,8 @@ public enum TunnelAction: Sendable, Equatable {
     case lookUpKey(UInt32)
     /// The key exchange from `local` to `remote` gave up; `dropped` queued packets are lost.
     case exchangeFailed(local: UInt32, remote: UInt32, dropped: Int)
+    /// Frames to `remote` now go through the beacon (`relayed`), or straight to it again.
+    case pathChanged(remote: UInt32, relayed: Bool)
 }
 
 /// Why a packet could not be sent.
@@ -55,9 +57,17 @@ public struct TunnelCounters: Sendable, Equatable {
     /// The packet inside is for another node than the identity whose key opened it.
     public var misrouted = 0
     public var queueOverflow = 0
+    /// Beacon messages that are not for the table, or not from the beacon.
     public var beacon = 0
     public var punches = 0
     public var keepalivesSent = 0
+    /// Tunnel frames that came through the beacon (0x06, 0x09) and went through it (0x05).
+    public var relayedIn = 0
+    public var relayedOut = 0
+    /// Frames to send through the beacon while none is known.
+    public var relayUnavailable = 0
+    /// Punch commands (0x04) obeyed with three PILPs.
+    public var punchCommands = 0
 
     public init() {}
 }
@@ -87,9 +97,14 @@ public final class TunnelTable {
         var nextAttempt: NIODeadline
     }
 
+    /// How frames reach a remote node: straight to `endpoint` from `socket`, or, when
+    /// `relayed`, wrapped in 0x05 to the beacon from that socket (the one the beacon knows the
+    /// sending identity by). A relayed path keeps the remote's direct endpoint, if one is
+    /// known, for the next key exchange to try again.
     struct Path {
-        var endpoint: SocketAddress
+        var endpoint: SocketAddress?
         var socket: Int
+        var relayed = false
     }
 
     /// 1.18's numbers (PROTOCOL-1.18.md §1.4).
@@ -104,6 +119,14 @@ public final class TunnelTable {
         public var idle: TimeAmount = .minutes(10)
         public var negativeKeyCache: TimeAmount = .seconds(3)
         public var queueLimit = 64
+        /// The exchange attempt from which frames go through the beacon (1.18: the second).
+        public var relayFromAttempt = 2
+        /// A remote heard directly this recently is answered directly even when a relayed copy
+        /// of its frame arrives too (1.18 sends each PILA both ways).
+        public var directPreference: TimeAmount = .seconds(10)
+        /// How often a relayed path with a known direct endpoint is tried directly (an empty
+        /// keepalive, sealed): once one gets through, both sides answer directly (1.18: 15 s).
+        public var directProbe: TimeAmount = .seconds(15)
         public init() {}
     }
 
@@ -122,17 +145,35 @@ public final class TunnelTable {
     private var related: [UInt32: Set<UInt32>] = [:]
     private var relations: Set<Pair> = []
     private var paths: [UInt32: Path] = [:]
+    /// When each remote node was last heard directly (an authenticated frame not relayed).
+    private var heardDirectly: [UInt32: NIODeadline] = [:]
+    private var lastDirectProbe: [UInt32: NIODeadline] = [:]
+    /// The beacon: relays frames (0x05 out, 0x06/0x09 in) and coordinates punches.
+    private var beacon: SocketAddress?
     /// Registry keys of remote nodes and when they were fetched.
     private var signingKeys: [UInt32: (key: Ed25519PublicKey, fetched: NIODeadline)] = [:]
     private var missingKeys: [UInt32: NIODeadline] = [:]
     private var keyLookups: Set<UInt32> = []
     /// PILAs waiting for their sender's registry key: the latest per sender and socket (the
     /// same PILA on two sockets is for two different identities).
-    private var awaitingKey: [UInt32: [Int: (AuthenticatedKeyExchange, SocketAddress)]] = [:]
+    private var awaitingKey: [UInt32: [Int: (AuthenticatedKeyExchange, Path)]] = [:]
     private var lastNoSessionAnswer: [Pair: NIODeadline] = [:]
+    /// Path changes noticed while handling one event, reported with its actions.
+    private var pathChanges: [TunnelAction] = []
 
     public init(timing: Timing = Timing()) {
         self.timing = timing
+    }
+
+    /// The beacon that relays frames for nodes that cannot reach each other (nil: none).
+    /// Beacon messages are accepted from it alone.
+    public func useBeacon(_ endpoint: SocketAddress?) {
+        beacon = endpoint
+        guard endpoint == nil else { return }
+        // No beacon, no relay: back to the direct endpoints, where known.
+        for (remote, path) in paths where path.relayed {
+            paths[remote] = path.endpoint.map { Path(endpoint: $0, socket: path.socket) }
+        }
     }
 
     // MARK: Identities and relations
@@ -185,36 +226,60 @@ public final class TunnelTable {
 
     /// The remote nodes `local` has a session with, where each was last seen, and when it last
     /// sent something.
-    public func sessions(of local: UInt32) -> [(remote: UInt32, endpoint: SocketAddress?, lastReceived: NIODeadline)] {
-        tunnels.values.filter { $0.local == local }.sorted { $0.remote < $1.remote }.map { ($0.remote, paths[$0.remote]?.endpoint, $0.lastReceived) }
+    public func sessions(of local: UInt32) -> [(remote: UInt32, endpoint: SocketAddress?, relayed: Bool, lastReceived: NIODeadline)] {
+        tunnels.values.filter { $0.local == local }.sorted { $0.remote < $1.remote }.map {
+            ($0.remote, paths[$0.remote]?.endpoint, paths[$0.remote]?.relayed ?? false, $0.lastReceived)
+        }
     }
 
     // MARK: Receiving
 
     /// One datagram from `endpoint`, arrived on socket `socket`.
     public func receive(_ bytes: [UInt8], from endpoint: SocketAddress, socket: Int, now: NIODeadline) -> [TunnelAction] {
+        reportingPathChanges { receiveDatagram(bytes, from: endpoint, socket: socket, now: now) }
+    }
+
+    /// `body`'s actions, then the path changes it made.
+    private func reportingPathChanges(_ body: () -> [TunnelAction]) -> [TunnelAction] {
+        let actions = body()
+        guard !pathChanges.isEmpty else { return actions }
+        defer { pathChanges = [] }
+        return actions + pathChanges
+    }
+
+    private func receiveDatagram(_ bytes: [UInt8], from endpoint: SocketAddress, socket: Int, now: NIODeadline) -> [TunnelAction] {
         counters.framesIn += 1
         guard let first = bytes.first else {
             counters.malformed += 1
             return []
         }
         if first < TunnelFrame.beaconTypeLimit {
-            counters.beacon += 1
-            return []
+            return receiveFromBeacon(bytes, from: endpoint, socket: socket, now: now)
         }
+        return receive(frame: bytes[...], arrival: Path(endpoint: endpoint, socket: socket), relayedFrom: nil, now: now)
+    }
+
+    /// A tunnel frame that arrived straight from `arrival.endpoint`, or through the beacon from
+    /// node `relayedFrom`.
+    private func receive(frame bytes: ArraySlice<UInt8>, arrival: Path, relayedFrom: UInt32?, now: NIODeadline) -> [TunnelAction] {
         let frame: TunnelFrame
         do { frame = try TunnelFrame(decoding: bytes) } catch {
             counters.malformed += 1
             return []
         }
+        // Whoever relays names the sender; the frame names it too, and they must agree.
+        if let relayedFrom, let sender = frame.sender, sender != relayedFrom {
+            counters.spoofed += 1
+            return []
+        }
         switch frame {
-        case .encrypted(let encrypted): return receive(encrypted, from: endpoint, socket: socket, now: now)
+        case .encrypted(let encrypted): return receive(encrypted, arrival: arrival, now: now)
         case .authenticatedKeyExchange(let exchange):
             counters.keyExchangesIn += 1
-            return receive(exchange, from: endpoint, socket: socket, now: now)
+            return receive(exchange, arrival: arrival, now: now)
         case .keyExchange(let request):
             counters.keyRequestsIn += 1
-            return answerKeyRequest(from: request.node, endpoint: endpoint, socket: socket, now: now)
+            return answerKeyRequest(from: request.node, arrival: arrival, now: now)
         case .plaintext:
             counters.plaintextDropped += 1
             return []
@@ -224,6 +289,67 @@ public final class TunnelTable {
         }
     }
 
+    /// A beacon message: relayed frames and punch commands are the table's; the rest (discover
+    /// replies, pokes) are counted and left to whoever else reads them. Only the beacon's own
+    /// messages are obeyed: anyone can send these bytes.
+    private func receiveFromBeacon(_ bytes: [UInt8], from endpoint: SocketAddress, socket: Int, now: NIODeadline) -> [TunnelAction] {
+        guard let beacon, endpoint == beacon, let message = try? BeaconMessage(decoding: bytes[...]) else {
+            counters.beacon += 1
+            return []
+        }
+        let arrival = Path(endpoint: nil, socket: socket, relayed: true)
+        switch message {
+        case let .relayDeliver(source, frame):
+            counters.relayedIn += 1
+            return receive(frame: frame, arrival: arrival, relayedFrom: source, now: now)
+        case let .relayDeliverTo(source, destination, frame):
+            guard identities[destination] != nil else {
+                counters.misrouted += 1
+                return []
+            }
+            counters.relayedIn += 1
+            return receive(frame: frame, arrival: arrival, relayedFrom: source, now: now)
+        case let .punchCommand(ip, port):
+            // A peer is about to punch toward us: three PILPs to its endpoint open our side.
+            guard let target = Self.socketAddress(ip: ip, port: port) else {
+                counters.malformed += 1
+                return []
+            }
+            counters.punchCommands += 1
+            let punch = TunnelFrame.punch.encoded()
+            counters.framesOut += 3
+            return Array(repeating: .send(punch, to: target, socket: socket), count: 3)
+        default:
+            counters.beacon += 1
+            return []
+        }
+    }
+
+    private static func socketAddress(ip: [UInt8], port: UInt16) -> SocketAddress? {
+        switch ip.count {
+        case 4: return try? SocketAddress(ipAddress: ip.map(String.init).joined(separator: "."), port: Int(port))
+        case 16:
+            let groups = stride(from: 0, to: 16, by: 2).map { String(UInt16(ip[$0]) << 8 | UInt16(ip[$0 + 1]), radix: 16) }
+            return try? SocketAddress(ipAddress: groups.joined(separator: ":"), port: Int(port))
+        default: return nil
+        }
+    }
+
+    /// Where `remote` is to be reached after an authenticated frame from it arrived by
+    /// `arrival`: where it came from. A relayed copy does not displace a direct path heard
+    /// from within `directPreference` (1.18 sends its PILAs both ways).
+    private func learn(_ arrival: Path, for remote: UInt32, now: NIODeadline) {
+        let old = paths[remote]
+        if arrival.relayed {
+            if let direct = heardDirectly[remote], now - direct < timing.directPreference, old?.relayed == false { return }
+            paths[remote] = Path(endpoint: old?.endpoint, socket: arrival.socket, relayed: true)
+        } else {
+            heardDirectly[remote] = now
+            paths[remote] = arrival
+        }
+        if (old?.relayed ?? false) != arrival.relayed { pathChanges.append(.pathChanged(remote: remote, relayed: arrival.relayed)) }
+    }
+
     /// The local identities a key exchange from `remote` on `socket` applies to.
     private func recipients(of remote: UInt32, socket: Int) -> [UInt32] {
         var locals = related[remote] ?? []
@@ -231,8 +357,8 @@ public final class TunnelTable {
         return locals.filter { identities[$0] != nil && $0 != remote }.sorted()
     }
 
-    private func receive(_ exchange: AuthenticatedKeyExchange, from endpoint: SocketAddress, socket: Int, now: NIODeadline) -> [TunnelAction] {
-        guard !recipients(of: exchange.node, socket: socket).isEmpty else {
+    private func receive(_ exchange: AuthenticatedKeyExchange, arrival: Path, now: NIODeadline) -> [TunnelAction] {
+        guard !recipients(of: exchange.node, socket: arrival.socket).isEmpty else {
             counters.unsolicited += 1
             return []
         }
@@ -240,13 +366,13 @@ public final class TunnelTable {
             // A PILA with another key than the registry's: the node may have rotated its key.
             // Fetch it again, but not more than once per negative-cache period.
             let stale = known.key.bytes != exchange.ed25519 && now - known.fetched >= timing.negativeKeyCache
-            if !stale { return apply(exchange, registryKey: known.key, from: endpoint, socket: socket, now: now) }
+            if !stale { return apply(exchange, registryKey: known.key, arrival: arrival, now: now) }
         }
         if let missing = missingKeys[exchange.node], now - missing < timing.negativeKeyCache {
             counters.keyExchangesRejected += 1
             return []
         }
-        awaitingKey[exchange.node, default: [:]][socket] = (exchange, endpoint)
+        awaitingKey[exchange.node, default: [:]][arrival.socket] = (exchange, arrival)
         guard keyLookups.insert(exchange.node).inserted else { return [] }
         return [.lookUpKey(exchange.node)]
     }
@@ -254,6 +380,10 @@ public final class TunnelTable {
     /// The registry's answer for `node`: its Ed25519 key, or nil when it has none. A key that
     /// differs from the one PILA frames carry rejects them.
     public func keyLookedUp(_ node: UInt32, key: Ed25519PublicKey?, now: NIODeadline) -> [TunnelAction] {
+        reportingPathChanges { applyLookedUpKey(node, key: key, now: now) }
+    }
+
+    private func applyLookedUpKey(_ node: UInt32, key: Ed25519PublicKey?, now: NIODeadline) -> [TunnelAction] {
         keyLookups.remove(node)
         let waiting = awaitingKey.removeValue(forKey: node)
         guard let key else {
@@ -263,17 +393,15 @@ public final class TunnelTable {
         }
         signingKeys[node] = (key, now)
         missingKeys[node] = nil
-        return (waiting ?? [:]).sorted { $0.key < $1.key }.flatMap { socket, pending in
-            apply(pending.0, registryKey: key, from: pending.1, socket: socket, now: now)
+        return (waiting ?? [:]).sorted { $0.key < $1.key }.flatMap { _, pending in
+            apply(pending.0, registryKey: key, arrival: pending.1, now: now)
         }
     }
 
     /// Forgets the cached registry key of `node` (it rotated its key).
     public func forgetKey(of node: UInt32) { signingKeys[node] = nil }
 
-    private func apply(
-        _ exchange: AuthenticatedKeyExchange, registryKey: Ed25519PublicKey, from endpoint: SocketAddress, socket: Int, now: NIODeadline
-    ) -> [TunnelAction] {
+    private func apply(_ exchange: AuthenticatedKeyExchange, registryKey: Ed25519PublicKey, arrival: Path, now: NIODeadline) -> [TunnelAction] {
         guard exchange.ed25519 == registryKey.bytes,
             registryKey.isValidSignature(exchange.signature, for: exchange.signedMessage)
         else {
@@ -282,17 +410,16 @@ public final class TunnelTable {
         }
         let remote = exchange.node
         var actions: [TunnelAction] = []
-        for local in recipients(of: remote, socket: socket) {
-            guard let identity = identities[local] else { continue }
+        learn(arrival, for: remote, now: now)
+        for local in recipients(of: remote, socket: arrival.socket) {
+            guard let identity = identities[local], let reply = paths[remote] else { continue }
             let pair = Pair(local: local, remote: remote)
-            let reply = self.path(endpoint, from: local, else: socket)
-            paths[remote] = reply
             if let tunnel = tunnels[pair], tunnel.remoteExchangeKey == exchange.x25519 {
                 // The same key again: the session stands. Answer only if the remote seems to
                 // have lost it (nothing from it for a while), at most once a second.
                 if now - tunnel.lastReceived >= timing.answerSilence, now - tunnel.lastAnswered >= timing.answerInterval {
                     tunnel.lastAnswered = now
-                    actions.append(send(identity.authenticatedExchange, reply))
+                    actions += emit(identity.authenticatedExchange, reply, local: local, remote: remote)
                 }
                 continue
             }
@@ -311,17 +438,17 @@ public final class TunnelTable {
             related[remote, default: []].insert(local)
             counters.sessionsInstalled += 1
             tunnel.lastAnswered = now
-            actions.append(send(identity.authenticatedExchange, reply))
+            actions += emit(identity.authenticatedExchange, reply, local: local, remote: remote)
             // What waited for the key goes out now, in order.
             for packet in pending.removeValue(forKey: pair)?.queue ?? [] {
-                if let action = seal(packet, on: tunnel, path: reply, now: now) { actions.append(action) }
+                actions += seal(packet, on: tunnel, path: reply, now: now)
             }
         }
         return actions
     }
 
-    private func answerKeyRequest(from remote: UInt32, endpoint: SocketAddress, socket: Int, now: NIODeadline) -> [TunnelAction] {
-        let locals = recipients(of: remote, socket: socket)
+    private func answerKeyRequest(from remote: UInt32, arrival: Path, now: NIODeadline) -> [TunnelAction] {
+        let locals = recipients(of: remote, socket: arrival.socket)
         guard !locals.isEmpty else {
             counters.unsolicited += 1
             return []
@@ -334,12 +461,18 @@ public final class TunnelTable {
             let last = tunnels[pair]?.lastAnswered ?? lastNoSessionAnswer[pair] ?? .uptimeNanoseconds(0)
             guard now - last >= timing.answerInterval else { continue }
             if let tunnel = tunnels[pair] { tunnel.lastAnswered = now } else { lastNoSessionAnswer[pair] = now }
-            actions.append(send(identity.authenticatedExchange, self.path(endpoint, from: local, else: socket)))
+            // Unauthenticated: it changes no path; the answer goes back the way it came.
+            actions += emit(identity.authenticatedExchange, reply(arrival, for: remote), local: local, remote: remote)
         }
         return actions
     }
 
-    private func receive(_ frame: EncryptedFrame, from endpoint: SocketAddress, socket: Int, now: NIODeadline) -> [TunnelAction] {
+    /// Where an answer to something that arrived by `arrival` from `remote` goes.
+    private func reply(_ arrival: Path, for remote: UInt32) -> Path {
+        arrival.relayed ? Path(endpoint: paths[remote]?.endpoint, socket: arrival.socket, relayed: true) : arrival
+    }
+
+    private func receive(_ frame: EncryptedFrame, arrival: Path, now: NIODeadline) -> [TunnelAction] {
         let remote = frame.sender
         let epoch = Epoch(remote: remote, prefix: frame.nonce.prefix)
         var opened: (Tunnel, [UInt8])?
@@ -357,7 +490,7 @@ public final class TunnelTable {
             }
         }
         guard let (tunnel, plaintext) = opened else {
-            return undecryptable(from: remote, endpoint: endpoint, socket: socket, now: now)
+            return undecryptable(from: remote, arrival: arrival, now: now)
         }
         guard tunnel.window.accept(prefix: epoch.prefix, counter: frame.nonce.counter) == .accepted else {
             counters.replayed += 1
@@ -380,16 +513,17 @@ public final class TunnelTable {
             return []
         }
         tunnel.lastReceived = now
-        // The remote may have moved (NAT rebinding): reply where it now is.
-        paths[remote] = self.path(endpoint, from: tunnel.local, else: socket)
+        // The remote may have moved (NAT rebinding), or lost or found a direct path: reply
+        // the way it now comes.
+        learn(arrival, for: remote, now: now)
         counters.delivered += 1
         return [.deliver(local: tunnel.local, packet)]
     }
 
     /// A PILS no session opens: the remote thinks it has a session we do not. Those of our
     /// identities with business with it answer with their PILA, at most once per 3 s.
-    private func undecryptable(from remote: UInt32, endpoint: SocketAddress, socket: Int, now: NIODeadline) -> [TunnelAction] {
-        let locals = recipients(of: remote, socket: socket)
+    private func undecryptable(from remote: UInt32, arrival: Path, now: NIODeadline) -> [TunnelAction] {
+        let locals = recipients(of: remote, socket: arrival.socket)
         if locals.contains(where: { tunnels[Pair(local: $0, remote: remote)] != nil }) {
             counters.authenticationFailed += 1
         } else {
@@ -401,9 +535,9 @@ public final class TunnelTable {
             let pair = Pair(local: local, remote: remote)
             if let last = lastNoSessionAnswer[pair], now - last < timing.noSessionAnswerInterval { continue }
             lastNoSessionAnswer[pair] = now
-            let path = self.path(endpoint, from: local, else: socket)
-            actions.append(send(identity.authenticatedExchange, path))
-            if tunnels[pair] == nil { actions.append(send(identity.keyRequest, path)) }
+            let path = reply(arrival, for: remote)
+            actions += emit(identity.authenticatedExchange, path, local: local, remote: remote)
+            if tunnels[pair] == nil { actions += emit(identity.keyRequest, path, local: local, remote: remote) }
         }
         return actions
     }
@@ -411,19 +545,27 @@ public final class TunnelTable {
     // MARK: Sending
 
     /// Sends `packet` from the local identity named by its source to `remote`: sealed at once
-    /// on a session, else queued while a key exchange runs (to `endpoint`, or where the remote
-    /// was last seen).
+    /// on a session, else queued while a key exchange runs (with `endpoint`, where the remote
+    /// was last seen, or, knowing neither, through the beacon: a node that hides its endpoint).
     public func send(_ packet: Packet, to remote: UInt32, endpoint: SocketAddress? = nil, now: NIODeadline) throws(TunnelError) -> [TunnelAction] {
+        var actions: [TunnelAction] = []
         let local = packet.source.node
         guard let identity = identities[local] else { throw .unknownIdentity(local) }
         guard packet.source == identity.address else { throw .sourceNotLocal(packet.source) }
         let plaintext: [UInt8]
         do { plaintext = try packet.encoded() } catch { throw .encoding("\(error)") }
-        if let endpoint { paths[remote] = self.path(endpoint, from: local, else: 0) }
+        if let endpoint {
+            // A relayed path stays relayed (until the remote is heard directly); the endpoint is
+            // what the next key exchange tries besides.
+            paths[remote, default: Path(endpoint: endpoint, socket: 0)].endpoint = endpoint
+        } else if paths[remote] == nil, beacon != nil {
+            paths[remote] = Path(endpoint: nil, socket: 0, relayed: true)
+            actions.append(.pathChanged(remote: remote, relayed: true))
+        }
         guard let path = paths[remote] else { throw .noEndpoint(remote) }
         let pair = Pair(local: local, remote: remote)
         if let tunnel = tunnels[pair] {
-            return seal(plaintext, on: tunnel, path: path, now: now).map { [$0] } ?? []
+            return actions + seal(plaintext, on: tunnel, path: path, now: now)
         }
         var exchange = pending[pair] ?? Pending(nextAttempt: now)
         if exchange.queue.count >= timing.queueLimit {
@@ -432,45 +574,59 @@ public final class TunnelTable {
         }
         exchange.queue.append(plaintext)
         related[remote, default: []].insert(local)
-        var actions: [TunnelAction] = []
         if exchange.attempts == 0 {
             exchange.attempts = 1
             exchange.nextAttempt = now + timing.retransmit
-            actions.append(send(identity.authenticatedExchange, self.path(path.endpoint, from: local, else: path.socket)))
+            actions += emit(identity.authenticatedExchange, path, local: local, remote: remote)
+            // As 1.18: a copy through the beacon at once, so a remote that cannot be reached
+            // directly gets the exchange without waiting for the retries to give up on it.
+            if !path.relayed, beacon != nil {
+                actions += emit(identity.authenticatedExchange, Path(endpoint: path.endpoint, socket: path.socket, relayed: true), local: local, remote: remote)
+            }
         }
         pending[pair] = exchange
         return actions
     }
 
-    private func seal(_ plaintext: [UInt8], on tunnel: Tunnel, path: Path, now: NIODeadline) -> TunnelAction? {
-        guard let (counter, sealed) = try? tunnel.cipher.seal(plaintext, sender: tunnel.local) else { return nil }
+    private func seal(_ plaintext: [UInt8], on tunnel: Tunnel, path: Path, now: NIODeadline) -> [TunnelAction] {
+        guard let (counter, sealed) = try? tunnel.cipher.seal(plaintext, sender: tunnel.local) else { return [] }
         tunnel.lastSent = now
         let frame = EncryptedFrame(
             sender: tunnel.local, nonce: TunnelNonce(prefix: tunnel.cipher.noncePrefix, counter: counter), sealed: sealed[...])
-        // An identity with a socket of its own always sends from it; the path's socket is where
-        // the remote last reached one of the identities that share a socket.
-        return send(TunnelFrame.encrypted(frame).encoded(), self.path(path.endpoint, from: tunnel.local, else: path.socket))
+        return emit(TunnelFrame.encrypted(frame).encoded(), path, local: tunnel.local, remote: tunnel.remote)
     }
 
-    /// Where to send to `endpoint` from `local`: its own socket if it has one, else `shared`
-    /// (the socket the remote reached, or where it was last seen).
-    private func path(_ endpoint: SocketAddress, from local: UInt32, else shared: Int) -> Path {
-        Path(endpoint: endpoint, socket: identitySockets[local] ?? shared)
-    }
-
-    private func send(_ bytes: [UInt8], _ path: Path) -> TunnelAction {
+    /// `frame` from `local` to `remote` along `path`. An identity with a socket of its own
+    /// always sends from it; the others from the path's socket (the one the remote last
+    /// reached, or the shared one). Relayed: wrapped in 0x05 to the beacon.
+    private func emit(_ frame: [UInt8], _ path: Path, local: UInt32, remote: UInt32) -> [TunnelAction] {
+        let socket = identitySockets[local] ?? path.socket
+        if path.relayed {
+            guard let beacon, let wrapped = try? BeaconMessage.relay(source: local, destination: remote, frame: frame[...]).encoded() else {
+                counters.relayUnavailable += 1
+                return []
+            }
+            counters.framesOut += 1
+            counters.relayedOut += 1
+            return [.send(wrapped, to: beacon, socket: socket)]
+        }
+        guard let endpoint = path.endpoint else {
+            counters.relayUnavailable += 1
+            return []
+        }
         counters.framesOut += 1
-        return .send(bytes, to: path.endpoint, socket: path.socket)
+        return [.send(frame, to: endpoint, socket: socket)]
     }
 
     // MARK: Time
 
-    /// Retransmits key exchanges, gives up on dead ones, sends keepalives, forgets idle
-    /// sessions. Call about once a second.
+    /// Retransmits key exchanges (through the beacon from the `relayFromAttempt`th, with a
+    /// punch request), gives up on dead ones, sends keepalives, forgets idle sessions. Call
+    /// about once a second.
     public func tick(now: NIODeadline) -> [TunnelAction] {
         var actions: [TunnelAction] = []
         for (pair, var exchange) in pending where exchange.nextAttempt <= now {
-            guard let identity = identities[pair.local], let path = paths[pair.remote], exchange.attempts < timing.attempts else {
+            guard let identity = identities[pair.local], var path = paths[pair.remote], exchange.attempts < timing.attempts else {
                 pending[pair] = nil
                 unrelate(local: pair.local, remote: pair.remote, keepExplicit: true)
                 actions.append(.exchangeFailed(local: pair.local, remote: pair.remote, dropped: exchange.queue.count))
@@ -479,11 +635,21 @@ public final class TunnelTable {
             exchange.attempts += 1
             exchange.nextAttempt = now + timing.retransmit
             pending[pair] = exchange
+            if exchange.attempts >= timing.relayFromAttempt, !path.relayed, let beacon {
+                path.relayed = true
+                paths[pair.remote] = path
+                actions.append(.pathChanged(remote: pair.remote, relayed: true))
+                // The beacon tells both sides where the other is; their PILPs may open a
+                // direct path, which the first frame heard directly switches back to.
+                if let request = try? BeaconMessage.punchRequest(requester: pair.local, target: pair.remote).encoded() {
+                    actions.append(.send(request, to: beacon, socket: identitySockets[pair.local] ?? path.socket))
+                }
+            }
             // As 1.18: the PILA again, and a key request since we hold no session.
-            let own = self.path(path.endpoint, from: pair.local, else: path.socket)
-            actions.append(send(identity.authenticatedExchange, own))
-            actions.append(send(identity.keyRequest, own))
+            actions += emit(identity.authenticatedExchange, path, local: pair.local, remote: pair.remote)
+            actions += emit(identity.keyRequest, path, local: pair.local, remote: pair.remote)
         }
+        actions += probeDirectPaths(now: now)
         for (pair, tunnel) in tunnels {
             if now - tunnel.lastReceived >= timing.idle {
                 dropTunnel(pair)
@@ -491,10 +657,29 @@ public final class TunnelTable {
             }
             guard now - tunnel.lastSent >= timing.keepalive, let identity = identities[pair.local], let path = paths[pair.remote] else { continue }
             let keepalive = Packet(proto: .control, source: identity.address, destination: Address(node: pair.remote), sourcePort: 0, destinationPort: 0)
-            if let bytes = try? keepalive.encoded(), let action = seal(bytes, on: tunnel, path: path, now: now) {
-                counters.keepalivesSent += 1
-                actions.append(action)
+            if let bytes = try? keepalive.encoded() {
+                let sent = seal(bytes, on: tunnel, path: path, now: now)
+                counters.keepalivesSent += sent.isEmpty ? 0 : 1
+                actions += sent
             }
+        }
+        return actions
+    }
+
+    /// An empty keepalive straight to each relayed remote whose direct endpoint is known, every
+    /// `directProbe`: if it gets through, the remote hears us directly and answers directly,
+    /// and so do we once we hear it.
+    private func probeDirectPaths(now: NIODeadline) -> [TunnelAction] {
+        var actions: [TunnelAction] = []
+        for (remote, path) in paths where path.relayed {
+            guard let endpoint = path.endpoint, now - (lastDirectProbe[remote] ?? .uptimeNanoseconds(0)) >= timing.directProbe,
+                let local = related[remote]?.sorted().first(where: { tunnels[Pair(local: $0, remote: remote)] != nil }),
+                let tunnel = tunnels[Pair(local: local, remote: remote)], let identity = identities[local]
+            else { continue }
+            lastDirectProbe[remote] = now
+            let probe = Packet(proto: .control, source: identity.address, destination: Address(node: remote), sourcePort: 0, destinationPort: 0)
+            guard let bytes = try? probe.encoded() else { continue }
+            actions += seal(bytes, on: tunnel, path: Path(endpoint: endpoint, socket: path.socket), now: now)
         }
         return actions
     }

@@ -61,6 +61,16 @@ public enum TunnelFrame: Hashable, Sendable {
         try self.init(decoding: bytes[...])
     }
 
+    /// The node that says it sent the frame (PILS, PILK, PILA); nil for PILT and PILP.
+    public var sender: UInt32? {
+        switch self {
+        case .encrypted(let frame): frame.sender
+        case .keyExchange(let exchange): exchange.node
+        case .authenticatedKeyExchange(let exchange): exchange.node
+        case .plaintext, .punch: nil
+        }
+    }
+
     public func encode(into writer: inout ByteWriter) {
         writer.writeUInt32(magic.rawValue)
         switch self {

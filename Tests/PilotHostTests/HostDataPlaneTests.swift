@@ -33,6 +33,33 @@ final class HostDataPlaneTests: XCTestCase {
         return host
     }
 
+    /// A file of `outgoing` random bytes from alice to the daemon "alpha" (named `target`), into
+    /// its ~/.pilot/received, and one of `incoming` bytes from the daemon into alice's received
+    /// files (saved, then cleared): both compared byte for byte.
+    private func filesBothWays(_ overlay: OverlayHarness, to target: String, daemon: UInt32, outgoing: Int, incoming: Int, seed: UInt64) throws {
+        var random = SplitMix64(seed: seed)
+        let outgoingBytes = (0..<outgoing).map { _ in UInt8(truncatingIfNeeded: random.next()) }
+        let outgoingPath = overlay.directory.path("report.bin")
+        try Data(outgoingBytes).write(to: URL(fileURLWithPath: outgoingPath))
+        let sentFile = pilotctl(overlay, ["send-file", target, outgoingPath, "--identity", "alice"])
+        XCTAssertEqual(sentFile?["data"]?["ack"], .string("ACK FILE \(outgoing) bytes"), "\(String(describing: sentFile))")
+        let theirFiles = overlay.directory.url.appendingPathComponent("alpha/.pilot/received")
+        let arrived = (try? FileManager.default.contentsOfDirectory(atPath: theirFiles.path).filter { $0.hasPrefix("report") }) ?? []
+        XCTAssertEqual(arrived.count, 1, "\(arrived)")
+        XCTAssertEqual(try? Data(contentsOf: theirFiles.appendingPathComponent(arrived.first ?? "-")), Data(outgoingBytes))
+        let incomingBytes = (0..<incoming).map { _ in UInt8(truncatingIfNeeded: random.next()) }
+        let incomingPath = overlay.directory.path("data.bin")
+        try Data(incomingBytes).write(to: URL(fileURLWithPath: incomingPath))
+        _ = try overlay.ctl("alpha", ["send-file", "alice", incomingPath])
+        let saved = overlay.directory.path("saved")
+        try FileManager.default.createDirectory(atPath: saved, withIntermediateDirectories: true)
+        let listing = pilotctl(overlay, ["received", "--identity", "alice", "--save", saved, "--clear"])?["data"]?["files"]?.arrayValue ?? []
+        XCTAssertEqual(listing.first?["name"], "data.bin", "\(listing)")
+        XCTAssertEqual(listing.first?["bytes"], .integer(Int64(incoming)))
+        XCTAssertEqual(listing.first?["from"]?.stringValue, Address(node: daemon).description)
+        XCTAssertEqual(try? Data(contentsOf: URL(fileURLWithPath: saved + "/data.bin")), Data(incomingBytes))
+    }
+
     /// Our pilotctl with --json against the overlay's host; the parsed envelope.
     private func pilotctl(_ overlay: OverlayHarness, _ arguments: [String]) -> JSON? {
         runPilotctl(arguments, runtime: overlay.directory.path("run"), timeout: 60)
@@ -155,27 +182,7 @@ final class HostDataPlaneTests: XCTestCase {
 
         // Files both ways (FILE frames on 1001), byte for byte: 5 MB from alice into the daemon's
         // ~/.pilot/received, 3 MB from the daemon into alice's received files.
-        var random = SplitMix64(seed: 7)
-        let outgoing = (0..<5_000_000).map { _ in UInt8(truncatingIfNeeded: random.next()) }
-        let outgoingPath = overlay.directory.path("report.bin")
-        try Data(outgoing).write(to: URL(fileURLWithPath: outgoingPath))
-        let sentFile = pilotctl(["send-file", "alpha", outgoingPath, "--identity", "alice"])
-        XCTAssertEqual(sentFile?["data"]?["ack"], "ACK FILE 5000000 bytes", "\(String(describing: sentFile))")
-        let theirFiles = overlay.directory.url.appendingPathComponent("alpha/.pilot/received")
-        let arrived = try FileManager.default.contentsOfDirectory(atPath: theirFiles.path).filter { $0.hasPrefix("report") }
-        XCTAssertEqual(arrived.count, 1, "\(arrived)")
-        XCTAssertEqual(try Data(contentsOf: theirFiles.appendingPathComponent(arrived.first ?? "-")), Data(outgoing))
-        let incoming = (0..<3_000_000).map { _ in UInt8(truncatingIfNeeded: random.next()) }
-        let incomingPath = overlay.directory.path("data.bin")
-        try Data(incoming).write(to: URL(fileURLWithPath: incomingPath))
-        _ = try overlay.ctl("alpha", ["send-file", "alice", incomingPath])
-        let saved = overlay.directory.path("saved")
-        try FileManager.default.createDirectory(atPath: saved, withIntermediateDirectories: true)
-        let listing = pilotctl(["received", "--identity", "alice", "--save", saved, "--clear"])?["data"]?["files"]?.arrayValue ?? []
-        XCTAssertEqual(listing.first?["name"], "data.bin", "\(listing)")
-        XCTAssertEqual(listing.first?["bytes"], 3_000_000)
-        XCTAssertEqual(listing.first?["from"]?.stringValue, Address(node: daemon).description)
-        XCTAssertEqual(try Data(contentsOf: URL(fileURLWithPath: saved + "/data.bin")), Data(incoming))
+        try filesBothWays(overlay, to: "alpha", daemon: daemon, outgoing: 5_000_000, incoming: 3_000_000, seed: 7)
         XCTAssertEqual(pilotctl(["received", "--identity", "alice"])?["data"]?["total"], 0, "--clear emptied them")
 
         // The event stream (1002) with the official pilotctl on both ends of alice's broker, and
@@ -358,5 +365,51 @@ final class HostDataPlaneTests: XCTestCase {
         try overlay.eventually("the daemon trusts bob", timeout: 45) {
             try overlay.ctl("alpha", ["trust"])["trusted"]?.arrayValue?.contains { $0["node_id"]?.integerValue == bob } == true
         }
+    }
+
+    /// An official daemon started `-relay-only` registers without an endpoint to hand out:
+    /// alice's handshake goes through the registry, and everything after (pings, messages, a
+    /// 2 MB file each way) through the beacon, 0x05 out and 0x06/0x09 in, both directions.
+    func testARelayOnlyOfficialDaemonIsReachedThroughTheBeaconBothWays() throws {
+        let overlay: OverlayHarness, daemon: UInt32
+        do { (overlay, daemon) = try OverlayHarness.started(daemon: "alpha", extra: ["-relay-only", "-trust-auto-approve"]) } catch let error as OfficialPilot.Unavailable {
+            throw XCTSkip("official pilot-daemon unavailable: \(error)")
+        }
+        defer { overlay.stopAll() }
+        let host = try startHost(overlay, listen: "127.0.0.1:\(try LoopbackSocket.freePort())", extra: ["--handshake-poll", "1", "--log-level", "info"])
+        defer { host.stop() }
+        func pilotctl(_ arguments: [String]) -> JSON? { self.pilotctl(overlay, arguments) }
+        XCTAssertEqual(pilotctl(["identity", "create", "alice", "--hostname", "alice"])?["status"], "ok")
+
+        // The registry hides the daemon's endpoint from everyone, trusted or not.
+        let lookup = try overlay.ctl("alpha", ["lookup", "alpha"])
+        XCTAssertNil(lookup["real_addr"], "\(lookup)")
+
+        XCTAssertNotNil(pilotctl(["handshake", "\(daemon)", "relay me", "--identity", "alice"])?["data"])
+        try overlay.eventually("alice and the daemon trust each other", timeout: 45) {
+            pilotctl(["trust", "--identity", "alice"])?["data"]?["trusted"]?.arrayValue?.contains {
+                $0["node_id"]?.integerValue == Int64(daemon) && $0["mutual"] == true
+            } == true
+        }
+        let pinged = pilotctl(["ping", "\(daemon)", "--identity", "alice", "--count", "2"])
+        let results = pinged?["data"]?["results"]?.arrayValue ?? []
+        XCTAssertEqual(results.count, 2, "\(String(describing: pinged))\n\(host.output.suffix(3000))")
+        XCTAssertTrue(results.allSatisfy { $0["error"] == nil }, "\(String(describing: pinged))")
+        let peer = pilotctl(["peers", "--identity", "alice"])?["data"]?["peers"]?.arrayValue?.first { $0["node_id"]?.integerValue == Int64(daemon) }
+        XCTAssertEqual(peer?["relay"], true, "\(String(describing: peer))")
+        XCTAssertTrue(host.output.contains("relaying through the beacon"), host.output.suffix(3000).description)
+
+        // Messages both ways.
+        let sent = pilotctl(["send-message", "\(daemon)", "--data", "through the beacon", "--identity", "alice"])
+        XCTAssertEqual(sent?["data"]?["ack"], "ACK TEXT 18 bytes", "\(String(describing: sent))")
+        let theirs = try overlay.ctl("alpha", ["inbox"])
+        XCTAssertEqual(theirs["messages"]?.arrayValue?.first?["preview"], "through the beacon", "\(theirs)")
+        let reply = try overlay.ctl("alpha", ["send-message", "alice", "--data", "and back"])
+        XCTAssertEqual(reply["ack"], "ACK TEXT 8 bytes", "\(reply)")
+        let inbox = pilotctl(["inbox", "--identity", "alice"])?["data"]?["messages"]?.arrayValue ?? []
+        XCTAssertEqual(inbox.map { $0["data"]?.stringValue }, ["and back"])
+
+        // 2 MB each way, byte for byte.
+        try filesBothWays(overlay, to: "\(daemon)", daemon: daemon, outgoing: 2_000_000, incoming: 2_000_000, seed: 55)
     }
 }

@@ -60,7 +60,8 @@ final class OfficialTunnelTests: XCTestCase {
 
         // 1. We start: a control ping from "asker" to the daemon, sealed once the keys are
         //    exchanged; the daemon's pong comes back through the shared socket.
-        let endpoint = try await askerPool.resolve(node: daemon, as: "asker")
+        let resolved = try await askerPool.resolve(node: daemon, as: "asker")
+        let endpoint = try XCTUnwrap(resolved)
         let (host, port) = try XCTUnwrap(endpoint.split(separator: ":").map(String.init).pairOrNil)
         let ping = Packet(
             proto: .control, source: asker.address, destination: Address(node: daemon), sourcePort: 41000, destinationPort: 0,

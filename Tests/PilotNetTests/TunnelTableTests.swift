@@ -60,7 +60,7 @@ final class TunnelTableTests: XCTestCase {
                     if side == 0 { delivered.0.append(packet) } else { delivered.1.append(packet) }
                 case .lookUpKey(let node):
                     queue.append((me.keyLookedUp(node, key: registry[node], now: now), side))
-                case .exchangeFailed:
+                case .exchangeFailed, .pathChanged:
                     break
                 }
             }
@@ -230,6 +230,176 @@ final class TunnelTableTests: XCTestCase {
         let delivered = run(keepalives, from: a, to: b, fromEndpoint: endpointA, toEndpoint: endpointB).atTo
         XCTAssertEqual(delivered.map(\.proto), [.control])
         XCTAssertEqual(delivered.first?.payload, [])
+    }
+}
+
+extension TunnelTableTests {
+    /// A little world with a beacon: frames to the beacon's endpoint are relayed (0x05 in, 0x06
+    /// out, from the beacon's address); direct frames pass only while `directWorks`.
+    final class RelayWorld {
+        let beacon = try! SocketAddress(ipAddress: "127.0.0.1", port: 9001)
+        var tables: [UInt32: (table: TunnelTable, endpoint: SocketAddress)] = [:]
+        var registry: [UInt32: Ed25519PublicKey]
+        var directWorks: Bool
+        var now: NIODeadline
+        var delivered: [UInt32: [Packet]] = [:]
+        var punchRequests: [(UInt32, UInt32)] = []
+        var directFramesDropped = 0
+
+        init(registry: [UInt32: Ed25519PublicKey], directWorks: Bool, now: NIODeadline) {
+            self.registry = registry
+            self.directWorks = directWorks
+            self.now = now
+        }
+
+        func owner(of endpoint: SocketAddress) -> UInt32? { tables.first { $0.value.endpoint == endpoint }?.key }
+
+        /// Runs `actions` of node `node`'s table until the world is quiet.
+        func run(_ actions: [TunnelAction], of node: UInt32) {
+            var queue: [(actions: [TunnelAction], node: UInt32)] = [(actions, node)]
+            var rounds = 0
+            while let (batch, at) = queue.first, rounds < 200 {
+                queue.removeFirst()
+                rounds += 1
+                guard let me = tables[at] else { continue }
+                for action in batch {
+                    switch action {
+                    case let .send(bytes, to, _) where to == beacon:
+                        guard let message = try? BeaconMessage(decoding: bytes[...]) else { continue }
+                        switch message {
+                        case let .relay(source, destination, frame):
+                            guard let target = tables[destination], let delivery = try? BeaconMessage.relayDeliver(source: source, frame: frame).encoded()
+                            else { continue }
+                            queue.append((target.table.receive(delivery, from: beacon, socket: 0, now: now), destination))
+                        case let .punchRequest(requester, target):
+                            punchRequests.append((requester, target))
+                        default: break
+                        }
+                    case let .send(bytes, to, _):
+                        guard directWorks, let target = owner(of: to) else {
+                            directFramesDropped += 1
+                            continue
+                        }
+                        queue.append((tables[target]!.table.receive(bytes, from: me.endpoint, socket: 0, now: now), target))
+                    case let .deliver(local, packet):
+                        delivered[local, default: []].append(packet)
+                    case .lookUpKey(let node):
+                        queue.append((me.table.keyLookedUp(node, key: registry[node], now: now), at))
+                    case .exchangeFailed, .pathChanged:
+                        break
+                    }
+                }
+            }
+        }
+    }
+
+    /// Nodes 1 and 2 on tables `a` and `b` in a world where direct frames are lost; `a` knows
+    /// the beacon only if `aUsesBeacon`.
+    private func relayPair(aUsesBeacon: Bool = true) throws -> (nodes: [Node], world: RelayWorld, a: TunnelTable, b: TunnelTable) {
+        let nodes = try make(1, 2)
+        let world = RelayWorld(registry: registry, directWorks: false, now: now)
+        let (a, b) = (TunnelTable(), TunnelTable())
+        a.add(nodes[0].identity)
+        b.add(nodes[1].identity, ownSocket: 0)
+        if aUsesBeacon { a.useBeacon(world.beacon) }
+        b.useBeacon(world.beacon)
+        world.tables = [1: (a, endpointA), 2: (b, endpointB)]
+        return (nodes, world, a, b)
+    }
+
+    /// Two nodes that cannot reach each other directly: the PILA's copy through the beacon
+    /// makes the session, every frame after goes 0x05 → beacon → 0x06, both ways, and a relayed
+    /// frame is accepted only from the beacon's address and only for the sender it names.
+    func testNodesThatCannotReachEachOtherTalkThroughTheBeacon() throws {
+        let (nodes, world, a, b) = try relayPair()
+
+        let first = try a.send(datagram(nodes[0], to: nodes[1], "hello"), to: 2, endpoint: endpointB, now: now)
+        // The PILA straight to the endpoint the registry gave, and a copy through the beacon.
+        XCTAssertEqual(first.map { action -> SocketAddress? in if case let .send(_, to, _) = action { to } else { nil } }, [endpointB, world.beacon])
+        world.run(first, of: 1)
+        XCTAssertEqual(world.delivered[2]?.map(\.payload), [Array("hello".utf8)])
+        XCTAssertTrue(a.hasSession(local: 1, remote: 2) && b.hasSession(local: 2, remote: 1))
+        XCTAssertEqual(b.sessions(of: 2).first?.relayed, true, "b heard a only through the beacon")
+        XCTAssertEqual(a.sessions(of: 1).first?.relayed, true, "a heard b's answer only through the beacon")
+
+        let back = try b.send(datagram(nodes[1], to: nodes[0], "back"), to: 1, now: now)
+        guard case let .send(wrapped, to, _)? = back.first, to == world.beacon,
+            case let .relay(source, destination, frame)? = try? BeaconMessage(decoding: wrapped[...])
+        else { return XCTFail("\(back)") }
+        XCTAssertEqual([source, destination], [2, 1])
+        XCTAssertEqual(Array(frame.prefix(4)), Array("PILS".utf8))
+        world.run(back, of: 2)
+        XCTAssertEqual(world.delivered[1]?.map(\.payload), [Array("back".utf8)])
+        XCTAssertGreaterThanOrEqual(a.counters.relayedIn, 2)
+
+        // The same delivery from anyone but the beacon is not obeyed.
+        let another = try b.send(datagram(nodes[1], to: nodes[0], "again"), to: 1, now: now)
+        guard case let .send(again, _, _)? = another.first, case let .relay(_, _, inner)? = try? BeaconMessage(decoding: again[...]),
+            let delivery = try? BeaconMessage.relayDeliver(source: 2, frame: inner).encoded()
+        else { return XCTFail() }
+        let beaconMessagesBefore = a.counters.beacon
+        XCTAssertEqual(a.receive(delivery, from: endpointB, socket: 0, now: now), [])
+        XCTAssertEqual(a.counters.beacon, beaconMessagesBefore + 1)
+        // From the beacon, but naming another sender than the frame's: spoofed.
+        let misnamed = try BeaconMessage.relayDeliver(source: 3, frame: inner).encoded()
+        XCTAssertEqual(a.receive(misnamed, from: world.beacon, socket: 0, now: now), [])
+        XCTAssertEqual(a.counters.spoofed, 1)
+        // The real one still arrives.
+        XCTAssertEqual(
+            a.receive(delivery, from: world.beacon, socket: 0, now: now).compactMap { if case let .deliver(_, p) = $0 { p.payload } else { nil } },
+            [Array("again".utf8)])
+    }
+
+    /// Without a relay copy (the remote is an old daemon, or the copy was lost), the exchange
+    /// goes through the beacon from its second attempt, with a punch request; a frame then
+    /// heard directly brings the path back to direct.
+    func testRetriesTurnToTheBeaconWithAPunchAndADirectFrameTurnsBack() throws {
+        let (nodes, world, a, b) = try relayPair(aUsesBeacon: false)
+        // a starts with no beacon: one PILA, straight, lost.
+        let first = try a.send(datagram(nodes[0], to: nodes[1], "late"), to: 2, endpoint: endpointB, now: now)
+        XCTAssertEqual(first.count, 1)
+        world.run(first, of: 1)
+        XCTAssertEqual(world.directFramesDropped, 1)
+        a.useBeacon(world.beacon)
+        world.now = now + .seconds(4)
+        let retry = a.tick(now: world.now)
+        XCTAssertTrue(retry.contains(.pathChanged(remote: 2, relayed: true)), "\(retry)")
+        world.run(retry, of: 1)
+        XCTAssertEqual(world.punchRequests.map { [$0.0, $0.1] }, [[1, 2]])
+        XCTAssertEqual(world.delivered[2]?.map(\.payload), [Array("late".utf8)])
+
+        // The NAT opens: a's next direct probe gets through, b answers directly from then on,
+        // and so does a once it hears b directly.
+        world.directWorks = true
+        world.now = world.now + .seconds(15)
+        let probe = a.tick(now: world.now)
+        guard case let .send(_, probed, _)? = probe.first(where: { if case .send = $0 { true } else { false } }) else { return XCTFail("\(probe)") }
+        XCTAssertEqual(probed, endpointB)
+        world.run(probe, of: 1)
+        XCTAssertEqual(b.sessions(of: 2).first?.relayed, false)
+        let direct = try b.send(datagram(nodes[1], to: nodes[0], "direct now"), to: 1, now: world.now)
+        guard case let .send(_, to: straight, _)? = direct.first else { return XCTFail("\(direct)") }
+        XCTAssertEqual(straight, endpointA)
+        world.run(direct, of: 2)
+        XCTAssertEqual(world.delivered[1]?.map(\.payload), [Array("direct now".utf8)])
+        XCTAssertEqual(a.sessions(of: 1).first?.relayed, false)
+        let reply = try a.send(datagram(nodes[0], to: nodes[1], "straight"), to: 2, now: world.now)
+        guard case let .send(_, to, _)? = reply.first else { return XCTFail("\(reply)") }
+        XCTAssertEqual(to, endpointB)
+    }
+
+    /// A punch command from the beacon is answered with three PILPs to the endpoint it names,
+    /// from the socket it came in on; from anyone else, it is ignored.
+    func testAPunchCommandFromTheBeaconSendsThreePunches() throws {
+        let beacon = try SocketAddress(ipAddress: "127.0.0.1", port: 9001)
+        let table = TunnelTable()
+        table.useBeacon(beacon)
+        let command = try BeaconMessage.punchCommand(ip: [10, 0, 0, 7], port: 4242).encoded()
+        let actions = table.receive(command, from: beacon, socket: 3, now: now)
+        let target = try SocketAddress(ipAddress: "10.0.0.7", port: 4242)
+        XCTAssertEqual(actions, Array(repeating: .send(Array("PILP".utf8), to: target, socket: 3), count: 3))
+        XCTAssertEqual(table.receive(command, from: endpointA, socket: 3, now: now), [])
+        XCTAssertEqual(table.counters.punchCommands, 1)
     }
 }
 

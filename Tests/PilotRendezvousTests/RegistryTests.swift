@@ -129,6 +129,50 @@ final class RegistryTests: XCTestCase {
         XCTAssertEqual(registry.handle(RegistryMessage(type: "lookup", ["node_id": .integer(Int64(a.id))]), peerIP: "x")["real_addr"], "127.0.0.1:4000")
     }
 
+    /// A node registered `relay_only` (1.18's -relay-only) has its endpoint handed to nobody,
+    /// public or trusted, across a restart; it is reached through the beacon. Registering again
+    /// without the flag makes it direct.
+    func testARelayOnlyNodesEndpointGoesToNobody() throws {
+        var a = try TestNode()
+        var b = try TestNode()
+        func relayOnlyRegister(_ node: TestNode, _ relayOnly: Bool) -> RegistryMessage {
+            let listen = "127.0.0.1:4000"
+            return RegistryMessage(
+                type: "register",
+                [
+                    "listen_addr": .string(listen), "public_key": .string(node.publicKey), "version": "1.18.0", "relay_only": .bool(relayOnly),
+                    "signature": node.signature("register:\(listen):\(node.publicKey)"),
+                ])
+        }
+        func resolve(_ registry: Registry, _ target: TestNode, by requester: TestNode) -> RegistryMessage {
+            registry.handle(
+                requester.signed(
+                    "resolve", "resolve:\(requester.id):\(target.id)",
+                    ["node_id": .integer(Int64(target.id)), "requester_id": .integer(Int64(requester.id))]),
+                peerIP: "127.0.0.1")
+        }
+        do {
+            let registry = try makeRegistry()
+            a.id = try registry.handle(relayOnlyRegister(a, true), peerIP: "127.0.0.1").nodeID("node_id")
+            try register(registry, &b)
+            let visible = a.signed("set_visibility", "set_visibility:\(a.id)", ["node_id": .integer(Int64(a.id)), "public": true])
+            XCTAssertEqual(registry.handle(visible, peerIP: "x").type, "set_visibility_ok")
+            let resolved = resolve(registry, a, by: b)
+            XCTAssertEqual(resolved.type, "resolve_ok")
+            XCTAssertEqual(resolved["relay_only"], true)
+            XCTAssertNil(resolved["real_addr"], "\(resolved.json.encodedString())")
+            let lookup = registry.handle(RegistryMessage(type: "lookup", ["node_id": .integer(Int64(a.id))]), peerIP: "x")
+            XCTAssertNil(lookup["real_addr"])
+            XCTAssertEqual(lookup["relay_only"], true)
+            let punch = b.signed("punch", "punch:\(b.id):\(a.id)", ["requester_id": .integer(Int64(b.id)), "node_a": .integer(Int64(b.id)), "node_b": .integer(Int64(a.id))])
+            XCTAssertEqual(registry.handle(punch, peerIP: "x")["error"], .string("punch: node \(a.id) is relay-only"))
+        }
+        let restarted = try makeRegistry()
+        XCTAssertNil(resolve(restarted, a, by: b)["real_addr"], "kept across a restart")
+        XCTAssertEqual(restarted.handle(relayOnlyRegister(a, false), peerIP: "127.0.0.1").type, "register_ok")
+        XCTAssertEqual(resolve(restarted, a, by: b)["real_addr"], "127.0.0.1:4000")
+    }
+
     func testHostnamesAreValidatedUniqueAndFreedWhenANodeGoesSilent() throws {
         let registry = try makeRegistry()
         var a = try TestNode()

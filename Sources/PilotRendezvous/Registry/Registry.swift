@@ -181,6 +181,8 @@ public final class Registry: @unchecked Sendable {
         node.owner = request["owner"]?.stringValue ?? node.owner
         node.version = request["version"]?.stringValue ?? node.version
         node.realAddress = port.map { "\(Self.hostPart(peerIP)):\($0)" } ?? node.realAddress
+        // Each register says it again: a restart without -relay-only makes the node direct.
+        node.relayOnly = request["relay_only"]?.boolValue ?? false
         node.lastSeen = now
         node.online = true
         try store.save(node)
@@ -245,6 +247,8 @@ public final class Registry: @unchecked Sendable {
             throw RegistryFailure("resolve: node \(target.id) is private and does not trust \(requester.id)")
         }
         guard target.online, !target.realAddress.isEmpty else { throw RegistryFailure("resolve: node \(target.id) is offline") }
+        // A relay-only node's endpoint goes to nobody: it is reached through the beacon.
+        if target.relayOnly { return RegistryMessage(type: "resolve_ok", ["node_id": .integer(Int64(target.id)), "relay_only": true]) }
         return RegistryMessage(type: "resolve_ok", ["node_id": .integer(Int64(target.id)), "real_addr": .string(target.realAddress)])
     }
 
@@ -278,7 +282,11 @@ public final class Registry: @unchecked Sendable {
         ]
         if let hostname = node.hostname { fields["hostname"] = .string(hostname) }
         if !node.tags.isEmpty { fields["tags"] = .array(node.tags.map(JSON.string)) }
-        if revealEndpoint, node.online, !node.realAddress.isEmpty { fields["real_addr"] = .string(node.realAddress) }
+        if node.relayOnly {
+            fields["relay_only"] = true
+        } else if revealEndpoint, node.online, !node.realAddress.isEmpty {
+            fields["real_addr"] = .string(node.realAddress)
+        }
         return fields
     }
 
@@ -475,6 +483,7 @@ public final class Registry: @unchecked Sendable {
         guard other.isPublic || trust.contains(Self.pair(a.id, b.id)) else {
             throw RegistryFailure("punch: node \(other.id) is private and does not trust \(requester.id)")
         }
+        guard !other.relayOnly else { throw RegistryFailure("punch: node \(other.id) is relay-only") }
         return RegistryMessage(
             type: "punch_ok",
             [
