@@ -46,7 +46,7 @@ let package = Package(
         .systemLibrary(
             name: "CSystemd", pkgConfig: "libsystemd",
             providers: [.apt(["libsystemd-dev"])]),
-        // Linux headers the Glibc module leaves out (epoll, eventfd).
+        // Linux headers the Glibc module leaves out (epoll, eventfd, sendmmsg).
         .systemLibrary(name: "CLinux"),
 
         // systemd: notify, socket activation, watchdog, the journald log handler.
@@ -71,7 +71,7 @@ let package = Package(
         // The data plane: shared UDP sockets, tunnels, routing.
         .target(
             name: "PilotNet",
-            dependencies: ["PilotWire", "PilotCrypto"] + eventLoops,
+            dependencies: ["PilotWire", "PilotCrypto", "CLinux"] + eventLoops,
             swiftSettings: strict),
         // Composition of the host: master key, identity pool, configuration, systemd.
         .target(

@@ -5,3 +5,11 @@
 
 // Glibc declares accept4 only under _GNU_SOURCE, which its Swift module is built without.
 extern int accept4(int fd, struct sockaddr *address, socklen_t *length, int flags);
+
+// sendmmsg and its message type are declared only under _GNU_SOURCE too: the same layout
+// (struct mmsghdr in sendmmsg(2)) under a name of our own, bound to the libc symbol.
+struct pilot_mmsghdr {
+    struct msghdr msg_hdr;
+    unsigned int msg_len;
+};
+extern int pilot_sendmmsg(int fd, struct pilot_mmsghdr *messages, unsigned int count, int flags) __asm__("sendmmsg");

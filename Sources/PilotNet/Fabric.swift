@@ -46,8 +46,18 @@ public final class Fabric: Sendable {
         var trusted: Set<Pair> = []
         var publicPorts: [UInt32: Set<UInt16>] = [:]
         var untrustedDropped = 0
-        /// Sockets with datagrams written and not yet flushed.
+        /// What each socket sends with (its descriptor, beside the NIO channel that reads it).
+        var senders: [Int: DatagramSender] = [:]
+        /// Datagrams waiting to be sent, by socket: sent together at the end of a batch of reads
+        /// or of whatever made them; left here while a socket's send buffer is full.
+        var outgoing: [Int: [(bytes: [UInt8], endpoint: SocketAddress)]] = [:]
+        /// Sockets with datagrams waiting.
         var unflushed: Set<Int> = []
+        /// Datagrams the kernel refused (no route, a firewall...), by errno, and datagrams
+        /// dropped because a send buffer stayed full; when the last warning was logged.
+        var sendErrors: [Int32: Int] = [:]
+        var sendBacklogDropped = 0
+        var lastSendWarning: NIODeadline?
         /// Inside a batch of reads (between the first channelRead and channelReadComplete).
         var reading = false
         /// Packets between identities of this fabric, delivered without a tunnel.
@@ -67,16 +77,43 @@ public final class Fabric: Sendable {
     /// Binds a UDP socket; returns its number (for `add(_:ownSocket:)`) and its address. The
     /// first socket bound (or adopted) is number 0, the shared one.
     public func bind(host: String, port: Int) async throws -> (socket: Int, address: SocketAddress) {
-        try await open { bootstrap in try await bootstrap.bind(host: host, port: port).get() }
+        let address = try SocketAddress.makeAddressResolvingHost(host, port: port)
+        return try await adopt(descriptor: try Self.boundSocket(address))
+    }
+
+    /// A non-blocking UDP socket bound to `address` (made here, not by NIO, so that the fabric
+    /// holds its descriptor to send on: see `DatagramSender`).
+    private static func boundSocket(_ address: SocketAddress) throws -> Int32 {
+        let family = address.protocol.rawValue
+        let descriptor = socket(family, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_NONBLOCK.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        guard descriptor >= 0 else { throw IOError(errnoCode: errno, reason: "socket") }
+        let result: Int32
+        switch address {
+        case .v4(let v4):
+            var raw = v4.address
+            result = withUnsafePointer(to: &raw) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { Glibc.bind(descriptor, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
+        case .v6(let v6):
+            var raw = v6.address
+            result = withUnsafePointer(to: &raw) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { Glibc.bind(descriptor, $0, socklen_t(MemoryLayout<sockaddr_in6>.size)) } }
+        default:
+            close(descriptor)
+            throw IOError(errnoCode: EAFNOSUPPORT, reason: "bind \(address)")
+        }
+        guard result == 0 else {
+            let error = errno
+            close(descriptor)
+            throw IOError(errnoCode: error, reason: "bind \(address)")
+        }
+        return descriptor
     }
 
     /// Serves an already bound UDP socket (one passed by systemd's socket activation); the
     /// fabric owns it from now on.
     public func adopt(descriptor: Int32) async throws -> (socket: Int, address: SocketAddress) {
-        try await open { bootstrap in try await bootstrap.withBoundSocket(descriptor).get() }
+        try await open(descriptor: descriptor)
     }
 
-    private func open(_ make: (DatagramBootstrap) async throws -> any Channel) async throws -> (socket: Int, address: SocketAddress) {
+    private func open(descriptor: Int32) async throws -> (socket: Int, address: SocketAddress) {
         let number = try await loop.submit { [state] in
             let state = state.value
             defer { state.nextSocket += 1 }
@@ -90,7 +127,11 @@ public final class Fabric: Sendable {
                     try channel.pipeline.syncOperations.addHandler(FabricInbound(fabric: self, socket: number))
                 }
             }
-        let channel = try await make(bootstrap)
+        let channel: any Channel
+        do { channel = try await bootstrap.withBoundSocket(descriptor).get() } catch {
+            close(descriptor)
+            throw error
+        }
         guard let address = channel.localAddress else {
             try? await channel.close()
             throw TunnelError.encoding("socket \(number) has no local address")
@@ -100,6 +141,7 @@ public final class Fabric: Sendable {
         try await loop.submit { [state, loop] in
             let state = state.value
             state.channels[number] = channel
+            state.senders[number] = DatagramSender(descriptor: descriptor)
             if state.ticker == nil {
                 state.ticker = loop.scheduleRepeatedTask(initialDelay: .seconds(1), delay: .seconds(1)) { [self] _ in
                     self.perform(self.state.value.table.tick(now: .now()))
@@ -259,6 +301,7 @@ public final class Fabric: Sendable {
     }
 
     private func tickStreams() {
+        flushUnlessReading()
         let streams = state.value.streams
         let now = NIODeadline.now()
         for (key, entry) in streams.entries {
@@ -460,6 +503,12 @@ public final class Fabric: Sendable {
         }.get()
     }
 
+    /// Datagrams the kernel refused to send, by errno (each skipped: the socket serves on), and
+    /// datagrams dropped because a send buffer stayed full.
+    public func sendFailures() async throws -> (refused: [Int32: Int], backlogDropped: Int) {
+        try await loop.submit { [state] in (state.value.sendErrors, state.value.sendBacklogDropped) }.get()
+    }
+
     public func hasSession(local: UInt32, remote: UInt32) async throws -> Bool {
         try await loop.submit { [state] in state.value.table.hasSession(local: local, remote: remote) }.get()
     }
@@ -506,10 +555,8 @@ public final class Fabric: Sendable {
         for action in actions {
             switch action {
             case let .send(bytes, endpoint, socket):
-                guard let channel = state.channels[socket] else { continue }
-                var buffer = channel.allocator.buffer(capacity: bytes.count)
-                buffer.writeBytes(bytes)
-                channel.write(AddressedEnvelope(remoteAddress: endpoint, data: buffer), promise: nil)
+                guard state.senders[socket] != nil else { continue }
+                state.outgoing[socket, default: []].append((bytes, endpoint))
                 state.unflushed.insert(socket)
             case let .deliver(local, packet):
                 deliver(packet, to: local)
@@ -566,8 +613,39 @@ public final class Fabric: Sendable {
 
     private func flushNow() {
         let state = state.value
-        for socket in state.unflushed { state.channels[socket]?.flush() }
-        state.unflushed = []
+        for socket in state.unflushed {
+            guard let sender = state.senders[socket], var datagrams = state.outgoing.removeValue(forKey: socket) else { continue }
+            let outcome = sender.send(datagrams)
+            for failure in outcome.failed { state.sendErrors[failure.errno, default: 0] += 1 }
+            if let blocked = outcome.blockedFrom {
+                // The send buffer is full: the rest waits for the next flush (at most a tick),
+                // the oldest dropped beyond a bound, as the network would.
+                datagrams.removeFirst(blocked)
+                let excess = datagrams.count - Self.sendBacklogLimit
+                if excess > 0 {
+                    datagrams.removeFirst(excess)
+                    state.sendBacklogDropped += excess
+                }
+                state.outgoing[socket] = datagrams
+            }
+            if !outcome.failed.isEmpty { warnAboutSendErrors(example: outcome.failed[0]) }
+        }
+        state.unflushed = Set(state.outgoing.keys)
+    }
+
+    static let sendBacklogLimit = 8192
+
+    /// Says, at most every 10 s, that the kernel refuses datagrams (an endpoint without a
+    /// route, a firewall rule): the socket serves on, but the operator should know.
+    private func warnAboutSendErrors(example: (errno: Int32, endpoint: SocketAddress)) {
+        let state = state.value
+        let now = NIODeadline.now()
+        if let last = state.lastSendWarning, now - last < .seconds(10) { return }
+        state.lastSendWarning = now
+        let counts = state.sendErrors.sorted { $0.key < $1.key }.map { "\(String(cString: strerror($0.key))): \($0.value)" }
+        logger.warning("datagrams refused by the kernel; the socket serves on", metadata: [
+            "example": "\(example.endpoint): \(String(cString: strerror(example.errno)))", "totals": "\(counts.joined(separator: ", "))",
+        ])
     }
 
     /// A batch of reads on one of the sockets is over: what it made goes out.
