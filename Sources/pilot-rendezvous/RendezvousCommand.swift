@@ -90,6 +90,7 @@ struct RendezvousCommand: AsyncParsableCommand {
         registryConfiguration.registrationsPerSecond = newKeysPerSecond
         registryConfiguration.handshakeQueued = { node in beacon.notify(node: node) }
         let registry = try Registry(stateDirectory: stateDir, configuration: registryConfiguration)
+        beacon.hideEndpoints { node in registry.isRelayOnly(node) }
         var serverConfiguration = RegistryServer.Configuration(
             host: registryHost, port: registryPort, tlsCertificatePath: tlsCert, tlsKeyPath: tlsKey)
         serverConfiguration.requestsPerSecond = connectionRequestsPerSecond

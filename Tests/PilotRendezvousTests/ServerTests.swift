@@ -102,6 +102,14 @@ final class ServerTests: XCTestCase {
             try BeaconMessage(decoding: try XCTUnwrap(try b.receiveDatagram(timeout: 5)).bytes),
             .punchCommand(ip: [127, 0, 0, 1], port: a.localEndpoint.port))
 
+        // A node that hides its endpoint (relay-only) is never punched to, nor from.
+        beacon.hideEndpoints { $0 == 20 }
+        try a.send(BeaconMessage.punchRequest(requester: 10, target: 20).encoded(), to: address)
+        try b.send(BeaconMessage.punchRequest(requester: 20, target: 10).encoded(), to: address)
+        XCTAssertNil(try a.receiveDatagram(timeout: 0.3))
+        XCTAssertNil(try b.receiveDatagram(timeout: 0.3))
+        XCTAssertEqual(beacon.counters.punchesRefused, 2)
+
         // Notify, at most 3 in a burst.
         for _ in 0..<5 { beacon.notify(node: 10) }
         var notifies = 0

@@ -36,12 +36,21 @@ public final class BeaconServer: Sendable {
         public var notifies = 0
         public var malformed = 0
         public var rateLimited = 0
+        /// Punch requests refused because one side hides its endpoint (relay-only).
+        public var punchesRefused = 0
     }
 
     private let configuration: Configuration
     private let logger: Logger
     private let state: NIOLockedValueBox<BeaconState>
     private let channel: NIOLockedValueBox<(any Channel)?> = NIOLockedValueBox(nil)
+    private let hidden: NIOLockedValueBox<(@Sendable (UInt32) -> Bool)?> = NIOLockedValueBox(nil)
+
+    /// Nodes whose endpoint must go to nobody (registered relay-only): a punch request naming
+    /// one is dropped, since the punch command would tell each side where the other is.
+    public func hideEndpoints(of isHidden: @escaping @Sendable (UInt32) -> Bool) {
+        hidden.withLockedValue { $0 = isHidden }
+    }
 
     public init(configuration: Configuration, logger: Logger) {
         self.configuration = configuration
@@ -53,12 +62,13 @@ public final class BeaconServer: Sendable {
 
     public func start(on group: any EventLoopGroup) async throws -> SocketAddress {
         let state = state
+        let hidden = hidden
         let logger = logger
         let bound = try await DatagramBootstrap(group: group)
             .channelOption(.socketOption(.so_reuseaddr), value: 1)
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
-                    try channel.pipeline.syncOperations.addHandler(BeaconHandler(state: state, logger: logger))
+                    try channel.pipeline.syncOperations.addHandler(BeaconHandler(state: state, hidden: hidden, logger: logger))
                 }
             }
             .bind(host: configuration.host, port: configuration.port).get()
@@ -146,10 +156,12 @@ final class BeaconHandler: ChannelInboundHandler, Sendable {
     typealias OutboundOut = AddressedEnvelope<ByteBuffer>
 
     private let state: NIOLockedValueBox<BeaconState>
+    private let hidden: NIOLockedValueBox<(@Sendable (UInt32) -> Bool)?>
     private let logger: Logger
 
-    init(state: NIOLockedValueBox<BeaconState>, logger: Logger) {
+    init(state: NIOLockedValueBox<BeaconState>, hidden: NIOLockedValueBox<(@Sendable (UInt32) -> Bool)?>, logger: Logger) {
         self.state = state
+        self.hidden = hidden
         self.logger = logger
     }
 
@@ -176,6 +188,10 @@ final class BeaconHandler: ChannelInboundHandler, Sendable {
                 send(context, .discoverReply(ip: ip, port: port), to: source)
             }
         case let .punchRequest(requester, target):
+            if let isHidden = hidden.withLockedValue({ $0 }), isHidden(requester) || isHidden(target) {
+                state.withLockedValue { $0.counters.punchesRefused += 1 }
+                return
+            }
             let peers: (SocketAddress, SocketAddress)? = state.withLockedValue { state in
                 guard state.allow(source, now: now) else { return nil }
                 state.record(requester, at: source, extended: state.nodes[requester]?.wantsDestination ?? false, now: now)

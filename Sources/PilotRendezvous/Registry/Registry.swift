@@ -85,6 +85,11 @@ public final class Registry: @unchecked Sendable {
         lock.withLock { nodes[node].flatMap { try? Ed25519PublicKey(bytes: $0.publicKey) } }
     }
 
+    /// Whether `node` registered relay-only: its endpoint goes to nobody.
+    public func isRelayOnly(_ node: UInt32) -> Bool {
+        lock.withLock { nodes[node]?.relayOnly == true }
+    }
+
     /// The online node holding `hostname` (case-insensitive), as `resolve_hostname` finds it.
     public func node(withHostname hostname: String) -> UInt32? {
         lock.withLock { byHostname[hostname.lowercased()].flatMap { id in nodes[id]?.online == true ? id : nil } }
