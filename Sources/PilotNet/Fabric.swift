@@ -265,6 +265,24 @@ public final class Fabric: Sendable {
         return try await promise.futureResult.get()
     }
 
+    /// Queues `bytes` handed over by `handle` (it counted them), on the loop, without waiting.
+    func streamWriteNow(_ key: StreamConnection.Key, _ bytes: [UInt8], from handle: StreamHandle) {
+        loop.execute { [self] in
+            handle.writeState.withLockedValue { $0.handedOver -= bytes.count }
+            guard let entry = state.value.streams.entries[key], !entry.connection.isClosed else { return }
+            self.handle(entry.connection.write(bytes, now: .now()), for: key)
+            noteUnacknowledged(key)
+        }
+    }
+
+    /// Tells `key`'s handle how much its connection holds unacknowledged, so that its writer
+    /// knows whether it may hand over more without asking.
+    private func noteUnacknowledged(_ key: StreamConnection.Key) {
+        guard let entry = state.value.streams.entries[key], let handle = entry.handle else { return }
+        let unacknowledged = entry.connection.unacknowledgedBytes
+        handle.writeState.withLockedValue { $0.unacknowledged = unacknowledged }
+    }
+
     /// Queues `bytes`; returns once less than `StreamTable.writeLimit` waits to be acknowledged,
     /// so a fast writer is held back instead of queueing without bound.
     func streamWrite(_ key: StreamConnection.Key, _ bytes: [UInt8]) async throws {
@@ -272,6 +290,7 @@ public final class Fabric: Sendable {
             let streams = state.value.streams
             guard let entry = streams.entries[key], !entry.connection.isClosed else { throw StreamError("stream is closed") }
             handle(entry.connection.write(bytes, now: .now()), for: key)
+            noteUnacknowledged(key)
             guard var current = streams.entries[key], current.connection.unacknowledgedBytes > StreamTable.writeLimit else { return nil }
             let promise = loop.makePromise(of: Void.self)
             current.writers.append(promise)
@@ -296,6 +315,7 @@ public final class Fabric: Sendable {
     func streamClose(_ key: StreamConnection.Key) async throws {
         try await loop.submit { [self] in
             guard let entry = state.value.streams.entries[key] else { return }
+            entry.handle?.writeState.withLockedValue { $0.closed = true }
             handle(entry.connection.close(now: .now()), for: key)
         }.get()
     }
@@ -317,6 +337,7 @@ public final class Fabric: Sendable {
         let key = StreamConnection.Key(local: local.address, localPort: packet.destinationPort, remote: packet.source, remotePort: packet.sourcePort)
         if let entry = streams.entries[key] {
             handle(entry.connection.receive(packet, now: .now()), for: key)
+            noteUnacknowledged(key)
             releaseWriters(key)
             return
         }
@@ -378,6 +399,7 @@ public final class Fabric: Sendable {
                 if entry.echoes { handle(entry.connection.close(now: .now()), for: key) }
                 entry.handle?.continuation.yield(.finished)
             case .closed(let reason):
+                entry.handle?.writeState.withLockedValue { $0.closed = true }
                 entry.dialed?.fail(StreamError(reason ?? "closed before it was accepted"))
                 for writer in entry.writers { writer.fail(StreamError(reason ?? "stream is closed")) }
                 entry.handle?.continuation.yield(.closed(reason: reason))
@@ -523,6 +545,7 @@ public final class Fabric: Sendable {
             state.streamTicker?.cancel()
             state.streamTicker = nil
             for entry in state.streams.entries.values {
+                entry.handle?.writeState.withLockedValue { $0.closed = true }
                 entry.dialed?.fail(StreamError("the fabric is shut down"))
                 for writer in entry.writers { writer.fail(StreamError("the fabric is shut down")) }
                 entry.handle?.continuation.finish()

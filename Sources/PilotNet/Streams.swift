@@ -1,3 +1,4 @@
+import NIOConcurrencyHelpers
 import NIOCore
 import PilotWire
 
@@ -24,14 +25,39 @@ public final class StreamHandle: Sendable {
     let continuation: AsyncStream<StreamEvent>.Continuation
     private let fabric: Fabric
 
+    /// What a writer may know without asking the event loop: whether the stream still takes
+    /// bytes, how many it holds unacknowledged (as of the loop's last look) and how many are on
+    /// their way to it.
+    struct WriteState {
+        var closed = false
+        var unacknowledged = 0
+        var handedOver = 0
+    }
+
+    let writeState = NIOLockedValueBox(WriteState())
+
     init(key: StreamConnection.Key, fabric: Fabric) {
         self.key = key
         self.fabric = fabric
         (events, continuation) = AsyncStream.makeStream(of: StreamEvent.self)
     }
 
+    /// Queues `bytes` for the peer. While the stream is open and holds less than
+    /// `StreamTable.writeLimit`, they are handed to the event loop and the call returns at once
+    /// (as a socket write into its buffer); otherwise it waits for the queue to drain, or
+    /// throws if the stream is closed. Bytes handed over to a stream that closes meanwhile are
+    /// lost, as with a socket: the close shows in `events`.
     public func write(_ bytes: [UInt8]) async throws {
-        try await fabric.streamWrite(key, bytes)
+        let handedOver = writeState.withLockedValue { state -> Bool in
+            guard !state.closed, state.unacknowledged + state.handedOver + bytes.count <= StreamTable.writeLimit else { return false }
+            state.handedOver += bytes.count
+            return true
+        }
+        if handedOver {
+            fabric.streamWriteNow(key, bytes, from: self)
+        } else {
+            try await fabric.streamWrite(key, bytes)
+        }
     }
 
     /// Closes this side once everything written is acknowledged.

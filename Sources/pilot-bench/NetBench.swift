@@ -21,10 +21,27 @@ struct NetBench {
             let (stream, rtt) = try runBlocking { try await Self.fabrics(megabytes: megabytes, echoes: echoes) }
             print(String(format: "PilotNet stream, %d MB between identities of two fabrics: %8.1f MB/s (%.0f%% of raw UDP)", megabytes, stream, 100 * stream / raw))
             print(String(format: "echo round trip (32 bytes, %d probes): p50 %.1f µs, p99 %.1f µs", echoes, rtt.p50, rtt.p99))
+            let rawRTT = try rawUDPRoundTrip(probes: echoes)
+            print(String(format: "raw UDP round trip (32 bytes, a thread echoing on a blocking socket): p50 %.1f µs, p99 %.1f µs", rawRTT.p50, rawRTT.p99))
         } catch {
             print("pilot-bench net: \(error)")
             exit(1)
         }
+    }
+
+    /// Binds `descriptor` to 127.0.0.1 on a free port; returns the address it got.
+    private static func bindLoopback(_ descriptor: Int32) throws -> (sockaddr_in, socklen_t) {
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_addr.s_addr = UInt32(0x7F00_0001).bigEndian
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        let bound = withUnsafeMutablePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { pointer in
+                bind(descriptor, pointer, length) == 0 && getsockname(descriptor, pointer, &length) == 0
+            }
+        }
+        guard bound else { throw BenchError("cannot bind a UDP socket") }
+        return (address, length)
     }
 
     /// MB/s one UDP socket delivers to another on 127.0.0.1 (what the receiver counted).
@@ -34,16 +51,7 @@ struct NetBench {
         defer { close(receiver); close(sender) }
         var size: Int32 = 4 << 20
         setsockopt(receiver, SOL_SOCKET, SO_RCVBUF, &size, 4)
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_addr.s_addr = UInt32(0x7F00_0001).bigEndian
-        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-        let bound = withUnsafeMutablePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { pointer in
-                bind(receiver, pointer, length) == 0 && getsockname(receiver, pointer, &length) == 0
-            }
-        }
-        guard bound else { throw BenchError("cannot bind a UDP socket") }
+        let (address, length) = try Self.bindLoopback(receiver)
         var timeout = timeval(tv_sec: 0, tv_usec: 200_000)
         setsockopt(receiver, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
         let received = ManagedAtomicCounter()
@@ -71,6 +79,51 @@ struct NetBench {
         done.withLockedValue { $0 = true }
         Thread.sleep(forTimeInterval: 0.3)
         return Double(received.value) / elapsed / 1e6
+    }
+
+    /// The floor under the echo figure: 32 bytes to a thread that sends them back on a plain
+    /// blocking UDP socket, and received on another, `probes` times.
+    private func rawUDPRoundTrip(probes: Int) throws -> (p50: Double, p99: Double) {
+        let echo = socket(AF_INET, Int32(SOCK_DGRAM.rawValue), 0)
+        let client = socket(AF_INET, Int32(SOCK_DGRAM.rawValue), 0)
+        defer { close(echo); close(client) }
+        let (address, length) = try Self.bindLoopback(echo)
+        var timeout = timeval(tv_sec: 1, tv_usec: 0)
+        setsockopt(echo, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+        setsockopt(client, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+        let done = NIOLockedValueBox(false)
+        let echoer = Thread {
+            var buffer = [UInt8](repeating: 0, count: 2048)
+            var from = sockaddr_storage()
+            while !done.withLockedValue({ $0 }) {
+                var fromLength = socklen_t(MemoryLayout<sockaddr_storage>.size)
+                let count = withUnsafeMutablePointer(to: &from) {
+                    $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { recvfrom(echo, &buffer, buffer.count, 0, $0, &fromLength) }
+                }
+                guard count > 0 else { continue }
+                _ = withUnsafePointer(to: &from) {
+                    $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { sendto(echo, buffer, count, 0, $0, fromLength) }
+                }
+            }
+        }
+        echoer.start()
+        defer { done.withLockedValue { $0 = true } }
+        let probe = [UInt8](repeating: 0x42, count: 32)
+        var reply = [UInt8](repeating: 0, count: 2048)
+        var samples: [Double] = []
+        var target = address
+        for _ in 0..<max(probes, 1) {
+            let start = ContinuousClock.now
+            _ = withUnsafePointer(to: &target) {
+                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { sendto(client, probe, probe.count, 0, $0, length) }
+            }
+            guard recv(client, &reply, reply.count, 0) == probe.count else { continue }
+            let elapsed = start.duration(to: .now)
+            samples.append(Double(elapsed.components.attoseconds) / 1e12 + Double(elapsed.components.seconds) * 1e6)
+        }
+        samples.sort()
+        guard !samples.isEmpty else { throw BenchError("no raw UDP probe came back") }
+        return (samples[samples.count / 2], samples[min(samples.count - 1, samples.count * 99 / 100)])
     }
 
     /// A stream of `megabytes` from host A's identity to host B's sink, then echo probes.
