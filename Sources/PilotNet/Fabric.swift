@@ -60,6 +60,10 @@ public final class Fabric: Sendable {
         var lastSendWarning: NIODeadline?
         /// Inside a batch of reads (between the first channelRead and channelReadComplete).
         var reading = false
+        /// The last pure ACK of each stream made during this batch of reads, sent when it ends.
+        var pendingAcks: [StreamConnection.Key: Packet] = [:]
+        /// Stream bytes that arrived during this batch of reads, by stream, for its reader.
+        var arrived: [StreamConnection.Key: (handle: StreamHandle, bytes: [UInt8])] = [:]
         /// Packets between identities of this fabric, delivered without a tunnel.
         var localPackets = 0
         var stopped = false
@@ -387,18 +391,36 @@ public final class Fabric: Sendable {
             guard var entry = state.streams.entries[key] else { return }
             switch output {
             case .packet(let packet):
-                try? route(packet, to: key.remote.node)
+                if state.reading, packet.flags == .ack, packet.payload.isEmpty {
+                    // A pure cumulative ACK made while a batch of reads is handled: the batch's
+                    // last one says all the earlier ones say; it goes out when the batch ends.
+                    state.pendingAcks[key] = packet
+                } else {
+                    // Anything else carries the acknowledgment too: a pending ACK would only
+                    // repeat it (and a repeat reads as a duplicate ACK).
+                    state.pendingAcks[key] = nil
+                    try? route(packet, to: key.remote.node)
+                }
             case .connected:
                 if let handle = entry.handle { entry.dialed?.succeed(handle) }
                 entry.dialed = nil
                 state.streams.entries[key] = entry
             case .data(let bytes):
                 if entry.echoes { handle(entry.connection.write(bytes, now: .now()), for: key) }
-                entry.handle?.continuation.yield(.data(bytes))
+                guard let handle = entry.handle else { continue }
+                if state.reading {
+                    // Gathered until the batch of reads ends: one wake of the reader per batch,
+                    // not one per segment.
+                    state.arrived[key, default: (handle, [])].bytes += bytes
+                } else {
+                    handle.continuation.yield(.data(bytes))
+                }
             case .finished:
                 if entry.echoes { handle(entry.connection.close(now: .now()), for: key) }
+                handOverArrived(key)
                 entry.handle?.continuation.yield(.finished)
             case .closed(let reason):
+                handOverArrived(key)
                 entry.handle?.writeState.withLockedValue { $0.closed = true }
                 entry.dialed?.fail(StreamError(reason ?? "closed before it was accepted"))
                 for writer in entry.writers { writer.fail(StreamError(reason ?? "stream is closed")) }
@@ -551,6 +573,7 @@ public final class Fabric: Sendable {
                 entry.handle?.continuation.finish()
             }
             state.streams.entries = [:]
+            state.arrived = [:]
             defer { state.channels = [:] }
             return Array(state.channels.values)
         }.get()
@@ -673,8 +696,20 @@ public final class Fabric: Sendable {
 
     /// A batch of reads on one of the sockets is over: what it made goes out.
     func readComplete() {
-        state.value.reading = false
+        let state = state.value
+        // The batch's ACKs join what it made, still "reading" so that one flush sends them all.
+        let acks = state.pendingAcks
+        state.pendingAcks = [:]
+        for (key, ack) in acks { try? route(ack, to: key.remote.node) }
+        state.reading = false
         flushNow()
+        for key in Array(state.arrived.keys) { handOverArrived(key) }
+    }
+
+    /// Gives `key`'s reader what arrived for it during this batch of reads.
+    private func handOverArrived(_ key: StreamConnection.Key) {
+        guard let (handle, bytes) = state.value.arrived.removeValue(forKey: key) else { return }
+        handle.continuation.yield(.data(bytes))
     }
 
     private func deliver(_ packet: Packet, to local: UInt32) {
