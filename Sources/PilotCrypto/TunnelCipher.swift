@@ -112,16 +112,17 @@ public final class TunnelCipher {
 
     /// Convenience: opens into a new array.
     public func open(_ sealed: some Collection<UInt8>, prefix: UInt32, counter: UInt64, sender: UInt32) throws(CryptoError) -> [UInt8] {
-        let sealed = Array(sealed)
         var output = [UInt8](repeating: 0, count: max(0, sealed.count - Self.tagSize))
-        let count = sealed.withUnsafeBytes { input in
+        func openInto(_ input: UnsafeRawBufferPointer) -> Result<Int, CryptoError> {
             output.withUnsafeMutableBytes { out in
-                Result { () throws(CryptoError) in
-                    try open(input, prefix: prefix, counter: counter, sender: sender, into: out)
-                }
+                Result { () throws(CryptoError) in try open(input, prefix: prefix, counter: counter, sender: sender, into: out) }
             }
         }
-        return Array(output.prefix(try count.get()))
+        // Contiguous input (an array or a slice of one, as frames are) is read in place.
+        let count = try (sealed.withContiguousStorageIfAvailable { openInto(UnsafeRawBufferPointer($0)) }
+            ?? Array(sealed).withUnsafeBytes { openInto($0) }).get()
+        if count < output.count { output.removeLast(output.count - count) }
+        return output
     }
 
     /// Calls `body` with the 12-byte nonce (prefix then counter, big-endian) and the 4-byte AAD

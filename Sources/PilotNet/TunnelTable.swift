@@ -589,11 +589,14 @@ public final class TunnelTable {
     }
 
     private func seal(_ plaintext: [UInt8], on tunnel: Tunnel, path: Path, now: NIODeadline) -> [TunnelAction] {
-        guard let (counter, sealed) = try? tunnel.cipher.seal(plaintext, sender: tunnel.local) else { return [] }
+        // Sealed straight into the datagram: no copy of the ciphertext.
+        let cipher = tunnel.cipher, sender = tunnel.local
+        guard let frame = try? EncryptedFrame.datagram(
+            sender: sender, noncePrefix: cipher.noncePrefix, sealedCount: plaintext.count + TunnelCipher.tagSize,
+            seal: { output in try plaintext.withUnsafeBytes { try cipher.seal($0, sender: sender, into: output).counter } })
+        else { return [] }
         tunnel.lastSent = now
-        let frame = EncryptedFrame(
-            sender: tunnel.local, nonce: TunnelNonce(prefix: tunnel.cipher.noncePrefix, counter: counter), sealed: sealed[...])
-        return emit(TunnelFrame.encrypted(frame).encoded(), path, local: tunnel.local, remote: tunnel.remote)
+        return emit(frame, path, local: tunnel.local, remote: tunnel.remote)
     }
 
     /// `frame` from `local` to `remote` along `path`. An identity with a socket of its own

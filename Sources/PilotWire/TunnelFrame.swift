@@ -163,6 +163,27 @@ public struct EncryptedFrame: Hashable, Sendable {
         writer.writeBytes(sealed)
     }
 
+    /// Where the ciphertext starts in a whole PILS datagram: after the magic, sender and nonce.
+    public static let sealedOffset = 4 + headerSize
+
+    /// A whole PILS datagram whose ciphertext and tag (`sealedCount` bytes) `seal` writes into
+    /// the buffer it is given (at `sealedOffset`), returning the nonce counter it used: the
+    /// header is written after, so the datagram is built in one buffer without a copy.
+    public static func datagram(
+        sender: UInt32, noncePrefix: UInt32, sealedCount: Int, seal: (UnsafeMutableRawBufferPointer) throws -> UInt64
+    ) rethrows -> [UInt8] {
+        var bytes = [UInt8](repeating: 0, count: sealedOffset + sealedCount)
+        let counter = try bytes.withUnsafeMutableBytes { buffer in
+            try seal(UnsafeMutableRawBufferPointer(rebasing: buffer[sealedOffset...]))
+        }
+        var writer = ByteWriter(capacity: sealedOffset)
+        writer.writeUInt32(TunnelFrame.Magic.encrypted.rawValue)
+        writer.writeUInt32(sender)
+        TunnelNonce(prefix: noncePrefix, counter: counter).encode(into: &writer)
+        bytes.replaceSubrange(0..<sealedOffset, with: writer.bytes)
+        return bytes
+    }
+
     /// The AEAD additional data of 1.18: the sender's node id, 4 bytes big-endian.
     public static func additionalData(sender: UInt32) -> [UInt8] {
         [UInt8(truncatingIfNeeded: sender >> 24), UInt8(truncatingIfNeeded: sender >> 16),

@@ -128,4 +128,17 @@ final class TunnelFrameTests: XCTestCase {
         XCTAssertThrowsError(try KeyExchange(node: 1, x25519: [1, 2, 3]))
         XCTAssertThrowsError(try AuthenticatedKeyExchange(node: 1, x25519: [UInt8](repeating: 0, count: 32), ed25519: [], signature: []))
     }
+
+    /// A PILS built in one buffer (sealed in place, header after) is the same datagram as one
+    /// encoded from its parts.
+    func testADatagramBuiltInPlaceEqualsTheEncodedFrame() {
+        let sealed: [UInt8] = (0..<40).map { UInt8($0 * 7 & 0xFF) }
+        let built = EncryptedFrame.datagram(sender: 0x0102_0304, noncePrefix: 0xAABB_CCDD, sealedCount: sealed.count) { output in
+            output.copyBytes(from: sealed)
+            return 0x1122_3344_5566_7788
+        }
+        let frame = EncryptedFrame(sender: 0x0102_0304, nonce: TunnelNonce(prefix: 0xAABB_CCDD, counter: 0x1122_3344_5566_7788), sealed: sealed[...])
+        XCTAssertEqual(built, TunnelFrame.encrypted(frame).encoded())
+        XCTAssertEqual(built.count, EncryptedFrame.sealedOffset + sealed.count)
+    }
 }
