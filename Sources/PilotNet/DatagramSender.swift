@@ -12,7 +12,12 @@ import NIOCore
 /// whose endpoint has no route (ENETUNREACH), an address of the other family (EAFNOSUPPORT), a
 /// firewall rule (EPERM) would take the shared socket, and every identity on it, down. Here each
 /// failed datagram is counted and skipped, and the socket serves on. A full send buffer (EAGAIN)
-/// is reported back, so the caller can queue what is left behind NIO's writability handling.
+/// is reported back, so the caller can keep the rest for later.
+///
+/// Runs of datagrams of one size to one endpoint (a stream's segments) go as one message with
+/// UDP generic segmentation offload (`UDP_SEGMENT`): the kernel cuts them into the same
+/// datagrams, paying its per-datagram routing and bookkeeping once per run. A kernel that
+/// refuses it is not asked again.
 ///
 /// Not thread-safe: used on the fabric's event loop only.
 final class DatagramSender {
@@ -26,70 +31,125 @@ final class DatagramSender {
     }
 
     private let descriptor: Int32
+    /// Messages per sendmmsg, and bytes they may hold in all.
     private static let batch = 64
-    private static let slot = 2048
-    private let scratch = UnsafeMutableRawPointer.allocate(byteCount: batch * slot, alignment: 16)
+    private static let arenaSize = 256 << 10
+    /// A datagram's largest size here, and what one segmented message may carry (the kernel's
+    /// limits: 64 segments, one IP packet's 65,507 bytes of UDP payload).
+    private static let largestDatagram = 65_507
+    private static let segmentsPerMessage = 64
+    /// CMSG_SPACE(sizeof(uint16_t)) on 64-bit Linux: a 16-byte cmsghdr, 2 bytes, padding to 8.
+    private static let controlSpace = 24
+    private let arena = UnsafeMutableRawPointer.allocate(byteCount: arenaSize, alignment: 16)
     private let headers = UnsafeMutablePointer<pilot_mmsghdr>.allocate(capacity: batch)
     private let vectors = UnsafeMutablePointer<iovec>.allocate(capacity: batch)
     private let addresses = UnsafeMutablePointer<sockaddr_storage>.allocate(capacity: batch)
+    private let controls = UnsafeMutableRawPointer.allocate(byteCount: batch * controlSpace, alignment: 8)
+    /// Whether the kernel takes UDP_SEGMENT (until it says otherwise).
+    private(set) var segments = true
 
     init(descriptor: Int32) { self.descriptor = descriptor }
 
     deinit {
-        scratch.deallocate()
+        arena.deallocate()
         headers.deallocate()
         vectors.deallocate()
         addresses.deallocate()
+        controls.deallocate()
     }
 
-    /// Sends `datagrams` in order, up to 64 per system call.
+    /// Sends `datagrams` in order.
     func send(_ datagrams: [(bytes: [UInt8], endpoint: SocketAddress)]) -> Outcome {
         var outcome = Outcome()
-        var start = 0
-        while start < datagrams.count {
-            let chunk = datagrams[start..<min(start + Self.batch, datagrams.count)]
-            var count = 0
-            // Datagrams that cannot be put in a message (too big for a slot, an unknown address
-            // family) fail on their own, as the kernel would fail them.
-            var prepared: [Int] = []
-            for index in chunk.indices {
-                let (bytes, endpoint) = datagrams[index]
-                guard bytes.count <= Self.slot, let length = Self.write(endpoint, into: addresses + count) else {
-                    outcome.failed.append((bytes.count > Self.slot ? EMSGSIZE : EAFNOSUPPORT, endpoint))
+        var next = 0
+        // Datagrams before this index go one per message (their run failed as a whole once).
+        var alone = 0
+        while next < datagrams.count {
+            // Fill one sendmmsg: each message a datagram, or a run of them segmented.
+            var firsts: [Int] = []
+            var counts: [Int] = []
+            var used = 0
+            while next < datagrams.count, firsts.count < Self.batch {
+                let (bytes, endpoint) = datagrams[next]
+                let message = firsts.count
+                guard bytes.count <= Self.largestDatagram, let length = Self.write(endpoint, into: addresses + message) else {
+                    outcome.failed.append((bytes.count > Self.largestDatagram ? EMSGSIZE : EAFNOSUPPORT, endpoint))
+                    next += 1
                     continue
                 }
-                let buffer = scratch + count * Self.slot
-                bytes.withUnsafeBytes { buffer.copyMemory(from: $0.baseAddress!, byteCount: bytes.count) }
-                vectors[count] = iovec(iov_base: buffer, iov_len: bytes.count)
-                headers[count] = pilot_mmsghdr(
+                guard used + bytes.count <= Self.arenaSize else { break }
+                let start = arena + used
+                var size = copy(bytes, to: start)
+                var count = 1
+                next += 1
+                if segments, next > alone {
+                    while next < datagrams.count, count < Self.segmentsPerMessage, datagrams[next].endpoint == endpoint {
+                        let following = datagrams[next].bytes
+                        guard following.count <= bytes.count, size + following.count <= Self.largestDatagram,
+                            used + size + following.count <= Self.arenaSize
+                        else { break }
+                        size += copy(following, to: start + size)
+                        count += 1
+                        next += 1
+                        if following.count < bytes.count { break }  // only the last may be shorter
+                    }
+                }
+                vectors[message] = iovec(iov_base: start, iov_len: size)
+                var control: UnsafeMutableRawPointer?
+                if count > 1 {
+                    control = controls + message * Self.controlSpace
+                    Self.writeSegmentSize(UInt16(bytes.count), into: control!)
+                }
+                headers[message] = pilot_mmsghdr(
                     msg_hdr: msghdr(
-                        msg_name: UnsafeMutableRawPointer(addresses + count), msg_namelen: length, msg_iov: vectors + count,
-                        msg_iovlen: 1, msg_control: nil, msg_controllen: 0, msg_flags: 0),
+                        msg_name: UnsafeMutableRawPointer(addresses + message), msg_namelen: length, msg_iov: vectors + message,
+                        msg_iovlen: 1, msg_control: control, msg_controllen: control == nil ? 0 : Self.controlSpace, msg_flags: 0),
                     msg_len: 0)
-                prepared.append(index)
-                count += 1
+                firsts.append(next - count)
+                counts.append(count)
+                used += size
             }
             var done = 0
-            while done < count {
-                let result = pilot_sendmmsg(descriptor, headers + done, UInt32(count - done), 0)
+            while done < firsts.count {
+                let result = pilot_sendmmsg(descriptor, headers + done, UInt32(firsts.count - done), 0)
                 if result > 0 {
-                    outcome.sent += Int(result)
+                    for message in done..<done + Int(result) { outcome.sent += counts[message] }
                     done += Int(result)
                     continue
                 }
                 let error = errno
                 if error == EINTR { continue }
                 if error == EAGAIN || error == EWOULDBLOCK {
-                    outcome.blockedFrom = prepared[done]
+                    outcome.blockedFrom = firsts[done]
                     return outcome
                 }
-                // The first message of the rest failed: skip it, send on.
-                outcome.failed.append((error, datagrams[prepared[done]].endpoint))
+                if counts[done] > 1 {
+                    // A run failed: its datagrams again one by one, so that each fails (or not)
+                    // on its own; if the kernel refuses segmentation itself, never ask again.
+                    if error == EIO || error == EINVAL || error == ENOPROTOOPT || error == EOPNOTSUPP { segments = false }
+                    next = firsts[done]
+                    alone = firsts[done] + counts[done]
+                    break
+                }
+                // The first message of the rest failed: skip its datagrams, send on.
+                for index in firsts[done]..<firsts[done] + counts[done] { outcome.failed.append((error, datagrams[index].endpoint)) }
                 done += 1
             }
-            start += chunk.count
         }
         return outcome
+    }
+
+    private func copy(_ bytes: [UInt8], to destination: UnsafeMutableRawPointer) -> Int {
+        bytes.withUnsafeBytes { if let base = $0.baseAddress { destination.copyMemory(from: base, byteCount: $0.count) } }
+        return bytes.count
+    }
+
+    /// A cmsghdr (length u64, level i32, type i32) for UDP_SEGMENT with `size`.
+    private static func writeSegmentSize(_ size: UInt16, into control: UnsafeMutableRawPointer) {
+        control.storeBytes(of: 18, as: UInt.self)  // CMSG_LEN(2)
+        control.storeBytes(of: Int32(IPPROTO_UDP), toByteOffset: 8, as: Int32.self)  // SOL_UDP
+        control.storeBytes(of: 103, toByteOffset: 12, as: Int32.self)  // UDP_SEGMENT
+        control.storeBytes(of: size, toByteOffset: 16, as: UInt16.self)
     }
 
     /// Writes `endpoint` as a sockaddr into `storage`; its length, or nil for a family that is
