@@ -115,6 +115,14 @@ actor DataPlane {
         }
     }
 
+    /// The longest datagram a public identity's own socket takes, and how many it reads at
+    /// once (see `Fabric.bind`): room for 1.18's largest segment frame (4,096 bytes of payload,
+    /// 4,175 relayed) and pilot datagrams up to 8 KiB, in 32 KiB per socket, so that a host
+    /// with thousands of public identities does not hold a megabyte for each. Longer datagrams
+    /// are dropped there.
+    static let ownSocketLargestDatagram = 8 << 10
+    static let ownSocketReadBatch = 4
+
     /// The ports of a public identity open to nodes it does not trust (besides 444): echo.
     static let publicServices: Set<UInt16> = [7]
 
@@ -154,9 +162,12 @@ actor DataPlane {
         var ownSocket: Int?
         if record.isPublic {
             // The port it had before, if it is still free: peers' tunnels then survive a restart.
-            let earlier = record.ownPort == 0 ? nil : try? await fabric.bind(host: listenHost, port: Int(record.ownPort))
+            func bind(_ port: Int) async throws -> (socket: Int, address: SocketAddress) {
+                try await fabric.bind(host: listenHost, port: port, largestDatagram: Self.ownSocketLargestDatagram, readBatch: Self.ownSocketReadBatch)
+            }
+            let earlier = record.ownPort == 0 ? nil : try? await bind(Int(record.ownPort))
             let bound: (socket: Int, address: SocketAddress)
-            if let earlier { bound = earlier } else { bound = try await fabric.bind(host: listenHost, port: 0) }
+            if let earlier { bound = earlier } else { bound = try await bind(0) }
             ownSocket = bound.socket
             let port = bound.address.port ?? 0
             try await pool.useOwnSocket(name, address: "\(listenHost == "0.0.0.0" ? "127.0.0.1" : listenHost):\(port)", port: UInt16(port))

@@ -5,8 +5,8 @@ import NIOCore
     import Glibc
 #endif
 
-/// Sends datagrams on a UDP socket with `sendmmsg`, itself, beside the NIO channel that reads
-/// it.
+/// Sends datagrams on UDP sockets with `sendmmsg`, itself, beside the NIO channels that read
+/// them. One per fabric: its buffers serve every socket of the fabric's event loop.
 ///
 /// NIO closes a datagram channel on any write error but EMSGSIZE and EHOSTUNREACH: one peer
 /// whose endpoint has no route (ENETUNREACH), an address of the other family (EAFNOSUPPORT), a
@@ -30,7 +30,6 @@ final class DatagramSender {
         var blockedFrom: Int?
     }
 
-    private let descriptor: Int32
     /// Messages per sendmmsg, and bytes they may hold in all.
     private static let batch = 64
     private static let arenaSize = 256 << 10
@@ -48,7 +47,7 @@ final class DatagramSender {
     /// Whether the kernel takes UDP_SEGMENT (until it says otherwise).
     private(set) var segments = true
 
-    init(descriptor: Int32) { self.descriptor = descriptor }
+    init() {}
 
     deinit {
         arena.deallocate()
@@ -58,8 +57,8 @@ final class DatagramSender {
         controls.deallocate()
     }
 
-    /// Sends `datagrams` in order.
-    func send(_ datagrams: [(bytes: [UInt8], endpoint: SocketAddress)]) -> Outcome {
+    /// Sends `datagrams` in order on the socket `descriptor`.
+    func send(_ datagrams: [(bytes: [UInt8], endpoint: SocketAddress)], on descriptor: Int32) -> Outcome {
         var outcome = Outcome()
         var next = 0
         // Datagrams before this index go one per message (their run failed as a whole once).

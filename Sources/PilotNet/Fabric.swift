@@ -46,8 +46,9 @@ public final class Fabric: Sendable {
         var trusted: Set<Pair> = []
         var publicPorts: [UInt32: Set<UInt16>] = [:]
         var untrustedDropped = 0
-        /// What each socket sends with (its descriptor, beside the NIO channel that reads it).
-        var senders: [Int: DatagramSender] = [:]
+        /// Each socket's descriptor, sent on by `sender` beside the NIO channel that reads it.
+        var descriptors: [Int: Int32] = [:]
+        let sender = DatagramSender()
         /// Datagrams waiting to be sent, by socket: sent together at the end of a batch of reads
         /// or of whatever made them; left here while a socket's send buffer is full.
         var outgoing: [Int: [(bytes: [UInt8], endpoint: SocketAddress)]] = [:]
@@ -80,9 +81,16 @@ public final class Fabric: Sendable {
 
     /// Binds a UDP socket; returns its number (for `add(_:ownSocket:)`) and its address. The
     /// first socket bound (or adopted) is number 0, the shared one.
-    public func bind(host: String, port: Int) async throws -> (socket: Int, address: SocketAddress) {
+    ///
+    /// Up to `readBatch` datagrams are read per system call, each at most `largestDatagram`
+    /// long (longer ones arrive cut short, and fail to open). NIO keeps a receive buffer of
+    /// their product per socket once it has read: a megabyte for a shared socket by default; a
+    /// host with thousands of sockets of its own should give those far less.
+    public func bind(
+        host: String, port: Int, largestDatagram: Int = 65536, readBatch: Int = 16
+    ) async throws -> (socket: Int, address: SocketAddress) {
         let address = try SocketAddress.makeAddressResolvingHost(host, port: port)
-        return try await adopt(descriptor: try Self.boundSocket(address))
+        return try await open(descriptor: try Self.boundSocket(address), largestDatagram: largestDatagram, readBatch: readBatch)
     }
 
     /// A non-blocking UDP socket bound to `address` (made here, not by NIO, so that the fabric
@@ -114,18 +122,19 @@ public final class Fabric: Sendable {
     /// Serves an already bound UDP socket (one passed by systemd's socket activation); the
     /// fabric owns it from now on.
     public func adopt(descriptor: Int32) async throws -> (socket: Int, address: SocketAddress) {
-        try await open(descriptor: descriptor)
+        try await open(descriptor: descriptor, largestDatagram: 65536, readBatch: 16)
     }
 
-    private func open(descriptor: Int32) async throws -> (socket: Int, address: SocketAddress) {
+    private func open(descriptor: Int32, largestDatagram: Int, readBatch: Int) async throws -> (socket: Int, address: SocketAddress) {
         let number = try await loop.submit { [state] in
             let state = state.value
             defer { state.nextSocket += 1 }
             return state.nextSocket
         }.get()
         let bootstrap = DatagramBootstrap(group: loop)
-            .channelOption(.recvAllocator, value: FixedSizeRecvByteBufferAllocator(capacity: 65536))
-            .channelOption(.datagramVectorReadMessageCount, value: 16)
+            // NIO splits one buffer of this capacity among the datagrams of a read.
+            .channelOption(.recvAllocator, value: FixedSizeRecvByteBufferAllocator(capacity: largestDatagram * readBatch))
+            .channelOption(.datagramVectorReadMessageCount, value: readBatch)
             .channelInitializer { [self] channel in
                 channel.eventLoop.makeCompletedFuture {
                     try channel.pipeline.syncOperations.addHandler(FabricInbound(fabric: self, socket: number))
@@ -145,7 +154,15 @@ public final class Fabric: Sendable {
         try await loop.submit { [state, loop] in
             let state = state.value
             state.channels[number] = channel
-            state.senders[number] = DatagramSender(descriptor: descriptor)
+            state.descriptors[number] = descriptor
+            // Once NIO closes the channel (at shutdown, or after a fatal read error) its
+            // descriptor may be reused: never send on it again.
+            channel.closeFuture.whenComplete { [self] _ in
+                let state = self.state.value
+                state.descriptors[number] = nil
+                state.channels[number] = nil
+                state.outgoing[number] = nil
+            }
             if state.ticker == nil {
                 state.ticker = loop.scheduleRepeatedTask(initialDelay: .seconds(1), delay: .seconds(1)) { [self] _ in
                     self.perform(self.state.value.table.tick(now: .now()))
@@ -574,6 +591,7 @@ public final class Fabric: Sendable {
             }
             state.streams.entries = [:]
             state.arrived = [:]
+            state.descriptors = [:]
             defer { state.channels = [:] }
             return Array(state.channels.values)
         }.get()
@@ -601,7 +619,7 @@ public final class Fabric: Sendable {
         for action in actions {
             switch action {
             case let .send(bytes, endpoint, socket):
-                guard state.senders[socket] != nil else { continue }
+                guard state.descriptors[socket] != nil else { continue }
                 state.outgoing[socket, default: []].append((bytes, endpoint))
                 state.unflushed.insert(socket)
             case let .deliver(local, packet):
@@ -660,8 +678,8 @@ public final class Fabric: Sendable {
     private func flushNow() {
         let state = state.value
         for socket in state.unflushed {
-            guard let sender = state.senders[socket], var datagrams = state.outgoing.removeValue(forKey: socket) else { continue }
-            let outcome = sender.send(datagrams)
+            guard let descriptor = state.descriptors[socket], var datagrams = state.outgoing.removeValue(forKey: socket) else { continue }
+            let outcome = state.sender.send(datagrams, on: descriptor)
             for failure in outcome.failed { state.sendErrors[failure.errno, default: 0] += 1 }
             if let blocked = outcome.blockedFrom {
                 // The send buffer is full: the rest waits for the next flush (at most a tick),

@@ -20,7 +20,7 @@ final class DatagramSenderTests: XCTestCase {
         let first = try LoopbackSocket.udp(), second = try LoopbackSocket.udp()
         var size: Int32 = 4 << 20
         for socket in [first, second] { setsockopt(socket.fd, SOL_SOCKET, SO_RCVBUF, &size, 4) }
-        let sender = DatagramSender(descriptor: sending.fd)
+        let sender = DatagramSender()
         let (a, b) = (try endpoint(first), try endpoint(second))
         let nowhere = try SocketAddress(ipAddress: "::1", port: 9)
         // 70 segments of 1222 bytes to a (more than one run holds), a short last one, then a
@@ -32,7 +32,7 @@ final class DatagramSenderTests: XCTestCase {
         batch.append((datagram(100), nowhere))
         batch += (0..<3).map { _ in (datagram(1222), b) }
         batch += (0..<2).map { _ in (datagram(50), a) }
-        let outcome = sender.send(batch)
+        let outcome = sender.send(batch, on: sending.fd)
         XCTAssertEqual(outcome.sent, batch.count - 1)
         XCTAssertEqual(outcome.failed.count, 1)
         XCTAssertEqual(outcome.failed.first?.endpoint, nowhere)

@@ -135,9 +135,16 @@ final class FabricTests: XCTestCase {
             let packet = Packet(proto: .datagram, source: from.address, destination: to.address, sourcePort: 1, destinationPort: 2, payload: Array("to \(to.node)".utf8))
             try await hostB.send(packet, to: to.node)
         }
+        // And one of 30,000 bytes (a datagram far past a read slot's 4 KiB if NIO split 64 KiB
+        // among 16 reads): the shared socket reads whole datagrams up to UDP's limit.
+        let big = (0..<30_000).map { UInt8(truncatingIfNeeded: $0 &* 13) }
+        try await hostB.send(
+            Packet(proto: .datagram, source: b1.address, destination: a1.address, sourcePort: 1, destinationPort: 3, payload: big), to: a1.node)
         let deadline = ContinuousClock.now + .seconds(5)
-        while inbox.all.count < 2 && ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(20)) }
-        XCTAssertEqual(Set(inbox.all.map { "\($0.destination.node):\(String(decoding: $0.payload, as: UTF8.self))" }), ["1:to 1", "2:to 2"])
+        while inbox.all.count < 3 && ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(20)) }
+        let small = inbox.all.filter { $0.destinationPort == 2 }
+        XCTAssertEqual(Set(small.map { "\($0.destination.node):\(String(decoding: $0.payload, as: UTF8.self))" }), ["1:to 1", "2:to 2"])
+        XCTAssertEqual(inbox.all.first { $0.destinationPort == 3 }?.payload, big)
 
         let (countersA, countersB) = (try await hostA.counters(), try await hostB.counters())
         for counters in [countersA, countersB] {
