@@ -122,6 +122,9 @@ actor DataPlane {
     /// are dropped there.
     static let ownSocketLargestDatagram = 8 << 10
     static let ownSocketReadBatch = 4
+    /// Its kernel buffers, each way: a window in flight with room to spare, not the shared
+    /// socket's 4 MiB (thousands of sockets, each allowed to queue that much, add up).
+    static let ownSocketBufferBytes = 1 << 20
 
     /// The ports of a public identity open to nodes it does not trust (besides 444): echo.
     static let publicServices: Set<UInt16> = [7]
@@ -163,7 +166,9 @@ actor DataPlane {
         if record.isPublic {
             // The port it had before, if it is still free: peers' tunnels then survive a restart.
             func bind(_ port: Int) async throws -> (socket: Int, address: SocketAddress) {
-                try await fabric.bind(host: listenHost, port: port, largestDatagram: Self.ownSocketLargestDatagram, readBatch: Self.ownSocketReadBatch)
+                try await fabric.bind(
+                    host: listenHost, port: port, largestDatagram: Self.ownSocketLargestDatagram, readBatch: Self.ownSocketReadBatch,
+                    bufferBytes: Self.ownSocketBufferBytes)
             }
             let earlier = record.ownPort == 0 ? nil : try? await bind(Int(record.ownPort))
             let bound: (socket: Int, address: SocketAddress)

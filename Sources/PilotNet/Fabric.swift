@@ -86,11 +86,16 @@ public final class Fabric: Sendable {
     /// long (longer ones arrive cut short, and fail to open). NIO keeps a receive buffer of
     /// their product per socket once it has read: a megabyte for a shared socket by default; a
     /// host with thousands of sockets of its own should give those far less.
+    ///
+    /// The kernel buffers are `bufferBytes` each way (forced past the sysctl caps when the
+    /// process may): 4 MiB for a shared socket by default; a window in flight (512 segments)
+    /// needs about 640 KiB, which is what one identity's socket carries.
     public func bind(
-        host: String, port: Int, largestDatagram: Int = 65536, readBatch: Int = 16
+        host: String, port: Int, largestDatagram: Int = 65536, readBatch: Int = 16, bufferBytes: Int = UDPBuffers.wanted
     ) async throws -> (socket: Int, address: SocketAddress) {
         let address = try SocketAddress.makeAddressResolvingHost(host, port: port)
-        return try await open(descriptor: try Self.boundSocket(address), largestDatagram: largestDatagram, readBatch: readBatch)
+        return try await open(
+            descriptor: try Self.boundSocket(address), largestDatagram: largestDatagram, readBatch: readBatch, bufferBytes: bufferBytes)
     }
 
     /// A non-blocking UDP socket bound to `address` (made here, not by NIO, so that the fabric
@@ -122,10 +127,12 @@ public final class Fabric: Sendable {
     /// Serves an already bound UDP socket (one passed by systemd's socket activation); the
     /// fabric owns it from now on.
     public func adopt(descriptor: Int32) async throws -> (socket: Int, address: SocketAddress) {
-        try await open(descriptor: descriptor, largestDatagram: 65536, readBatch: 16)
+        try await open(descriptor: descriptor, largestDatagram: 65536, readBatch: 16, bufferBytes: UDPBuffers.wanted)
     }
 
-    private func open(descriptor: Int32, largestDatagram: Int, readBatch: Int) async throws -> (socket: Int, address: SocketAddress) {
+    private func open(
+        descriptor: Int32, largestDatagram: Int, readBatch: Int, bufferBytes: Int
+    ) async throws -> (socket: Int, address: SocketAddress) {
         let number = try await loop.submit { [state] in
             let state = state.value
             defer { state.nextSocket += 1 }
@@ -150,7 +157,7 @@ public final class Fabric: Sendable {
             throw TunnelError.encoding("socket \(number) has no local address")
         }
         // Bursts of a full window (512 segments of 1222 bytes) must not overflow the buffers.
-        await UDPBuffers.ensure(on: channel, logger: logger, metadata: ["PILOT_SOCKET": "\(number)"])
+        await UDPBuffers.ensure(on: channel, wanted: bufferBytes, logger: logger, metadata: ["PILOT_SOCKET": "\(number)"])
         try await loop.submit { [state, loop] in
             let state = state.value
             state.channels[number] = channel

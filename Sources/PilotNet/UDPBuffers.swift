@@ -1,4 +1,5 @@
 public import Logging
+import NIOConcurrencyHelpers
 public import NIOCore
 
 #if canImport(Glibc)
@@ -12,13 +13,18 @@ public import NIOCore
 /// (allowed with CAP_NET_ADMIN) and, if the buffers stay small, says so once, with the setting
 /// that fixes it, because otherwise the symptom is loss under load that nothing explains.
 public enum UDPBuffers {
-    /// The size asked for, each way.
+    private static let warned = NIOLockedValueBox(false)
+
+    /// The size asked for by default, each way.
     public static let wanted = 4 << 20
 
     /// Sets both buffers of `channel` to `wanted`, forcing past the sysctl caps when the
     /// process may; returns the sizes granted (bytes usable, not the kernel's doubled figure).
+    /// A warning names the fix when a cap holds them below `wanted` (the first time only).
     @discardableResult
-    public static func ensure(on channel: any Channel, logger: Logger, metadata: Logger.Metadata = [:]) async -> (receive: Int, send: Int) {
+    public static func ensure(
+        on channel: any Channel, wanted: Int = wanted, logger: Logger, metadata: Logger.Metadata = [:]
+    ) async -> (receive: Int, send: Int) {
         var granted: [Int] = []
         var small: [String] = []
         for (option, force, name, sysctl) in [
@@ -36,7 +42,8 @@ public enum UDPBuffers {
             granted.append(size)
             if size < wanted { small.append("\(name) \(size / 1024) KiB (\(sysctl) caps it)") }
         }
-        if !small.isEmpty {
+        // Said once per process: a host opening thousands of sockets under one cap says it once.
+        if !small.isEmpty, warned.withLockedValue({ already in defer { already = true }; return !already }) {
             var fields = metadata
             fields["buffers"] = "\(small.joined(separator: ", "))"
             fields["fix"] = "sysctl -w net.core.rmem_max=\(wanted) net.core.wmem_max=\(wanted) (installed as sysctl.d/60-pilot-host.conf)"

@@ -212,10 +212,10 @@ final class FabricTests: XCTestCase {
             try await stream.write(Array(message[offset..<min(offset + 65_536, message.count)]))
         }
         try await stream.close()
-        let deadline = ContinuousClock.now + .seconds(180)
+        let deadline = ContinuousClock.now + .seconds(300)
         while arrived.withLockedValue({ $0 == nil }) && ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(50)) }
         let seconds = started.duration(to: .now)
-        let received = try XCTUnwrap(arrived.withLockedValue { $0 }, "nothing arrived in 180 s: \(relay.counters)")
+        let received = try XCTUnwrap(arrived.withLockedValue { $0 }, "nothing arrived in 300 s: \(relay.counters)")
         XCTAssertEqual(received.count, message.count)
         XCTAssertTrue(received == message, "the bytes differ")
         let counters = relay.counters
