@@ -37,6 +37,10 @@ final class DatagramSender {
     /// limits: 64 segments, one IP packet's 65,507 bytes of UDP payload).
     private static let largestDatagram = 65_507
     private static let segmentsPerMessage = 64
+    /// Only datagrams this short are run together: segments must fit the path's MTU (1,500
+    /// bytes less 28 of headers on Ethernet, with room for tunnels); a stream's are 1,222.
+    private static let largestSegment = 1400
+    private static let udpSegment: Int32 = 103  // UDP_SEGMENT, <linux/udp.h>
     /// CMSG_SPACE(sizeof(uint16_t)) on 64-bit Linux: a 16-byte cmsghdr, 2 bytes, padding to 8.
     private static let controlSpace = 24
     private let arena = UnsafeMutableRawPointer.allocate(byteCount: arenaSize, alignment: 16)
@@ -44,8 +48,10 @@ final class DatagramSender {
     private let vectors = UnsafeMutablePointer<iovec>.allocate(capacity: batch)
     private let addresses = UnsafeMutablePointer<sockaddr_storage>.allocate(capacity: batch)
     private let controls = UnsafeMutableRawPointer.allocate(byteCount: batch * controlSpace, alignment: 8)
-    /// Whether the kernel takes UDP_SEGMENT (until it says otherwise).
-    private(set) var segments = true
+    /// Whether the kernel takes UDP_SEGMENT: asked once (a kernel before 4.18 would ignore the
+    /// control message and send a run as one oversized datagram, so it must not be tried
+    /// blind), and forgotten if a send says it is not supported after all.
+    private(set) var segments: Bool?
 
     init() {}
 
@@ -59,6 +65,11 @@ final class DatagramSender {
 
     /// Sends `datagrams` in order on the socket `descriptor`.
     func send(_ datagrams: [(bytes: [UInt8], endpoint: SocketAddress)], on descriptor: Int32) -> Outcome {
+        if segments == nil {
+            var size: Int32 = 0
+            var length = socklen_t(MemoryLayout<Int32>.size)
+            segments = getsockopt(descriptor, Int32(IPPROTO_UDP), Self.udpSegment, &size, &length) == 0
+        }
         var outcome = Outcome()
         var next = 0
         // Datagrams before this index go one per message (their run failed as a whole once).
@@ -81,7 +92,7 @@ final class DatagramSender {
                 var size = copy(bytes, to: start)
                 var count = 1
                 next += 1
-                if segments, next > alone {
+                if segments == true, next > alone, bytes.count <= Self.largestSegment {
                     while next < datagrams.count, count < Self.segmentsPerMessage, datagrams[next].endpoint == endpoint {
                         let following = datagrams[next].bytes
                         guard following.count <= bytes.count, size + following.count <= Self.largestDatagram,
@@ -124,8 +135,9 @@ final class DatagramSender {
                 }
                 if counts[done] > 1 {
                     // A run failed: its datagrams again one by one, so that each fails (or not)
-                    // on its own; if the kernel refuses segmentation itself, never ask again.
-                    if error == EIO || error == EINVAL || error == ENOPROTOOPT || error == EOPNOTSUPP { segments = false }
+                    // on its own (EINVAL: the segments do not fit this route's MTU); if the
+                    // kernel says segmentation is not supported, never ask again.
+                    if error == ENOPROTOOPT || error == EOPNOTSUPP { segments = false }
                     next = firsts[done]
                     alone = firsts[done] + counts[done]
                     break
@@ -147,7 +159,7 @@ final class DatagramSender {
     private static func writeSegmentSize(_ size: UInt16, into control: UnsafeMutableRawPointer) {
         control.storeBytes(of: 18, as: UInt.self)  // CMSG_LEN(2)
         control.storeBytes(of: Int32(IPPROTO_UDP), toByteOffset: 8, as: Int32.self)  // SOL_UDP
-        control.storeBytes(of: 103, toByteOffset: 12, as: Int32.self)  // UDP_SEGMENT
+        control.storeBytes(of: udpSegment, toByteOffset: 12, as: Int32.self)
         control.storeBytes(of: size, toByteOffset: 16, as: UInt16.self)
     }
 

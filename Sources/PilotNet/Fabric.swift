@@ -148,10 +148,8 @@ public final class Fabric: Sendable {
                 }
             }
         let channel: any Channel
-        do { channel = try await bootstrap.withBoundSocket(descriptor).get() } catch {
-            close(descriptor)
-            throw error
-        }
+        // NIO owns the descriptor from here, and closes it if it cannot set the channel up.
+        channel = try await bootstrap.withBoundSocket(descriptor).get()
         guard let address = channel.localAddress else {
             try? await channel.close()
             throw TunnelError.encoding("socket \(number) has no local address")
@@ -162,14 +160,6 @@ public final class Fabric: Sendable {
             let state = state.value
             state.channels[number] = channel
             state.descriptors[number] = descriptor
-            // Once NIO closes the channel (at shutdown, or after a fatal read error) its
-            // descriptor may be reused: never send on it again.
-            channel.closeFuture.whenComplete { [self] _ in
-                let state = self.state.value
-                state.descriptors[number] = nil
-                state.channels[number] = nil
-                state.outgoing[number] = nil
-            }
             if state.ticker == nil {
                 state.ticker = loop.scheduleRepeatedTask(initialDelay: .seconds(1), delay: .seconds(1)) { [self] _ in
                     self.perform(self.state.value.table.tick(now: .now()))
@@ -296,19 +286,25 @@ public final class Fabric: Sendable {
     /// Queues `bytes` handed over by `handle` (it counted them), on the loop, without waiting.
     func streamWriteNow(_ key: StreamConnection.Key, _ bytes: [UInt8], from handle: StreamHandle) {
         loop.execute { [self] in
-            handle.writeState.withLockedValue { $0.handedOver -= bytes.count }
-            guard let entry = state.value.streams.entries[key], !entry.connection.isClosed else { return }
+            guard let entry = state.value.streams.entries[key], !entry.connection.isClosed else {
+                handle.writeState.withLockedValue { $0.handedOver -= bytes.count }
+                return
+            }
             self.handle(entry.connection.write(bytes, now: .now()), for: key)
-            noteUnacknowledged(key)
+            // Handed over and now held: one update, so no writer sees the bytes in neither.
+            noteUnacknowledged(key, handedOver: bytes.count)
         }
     }
 
     /// Tells `key`'s handle how much its connection holds unacknowledged, so that its writer
     /// knows whether it may hand over more without asking.
-    private func noteUnacknowledged(_ key: StreamConnection.Key) {
+    private func noteUnacknowledged(_ key: StreamConnection.Key, handedOver: Int = 0) {
         guard let entry = state.value.streams.entries[key], let handle = entry.handle else { return }
         let unacknowledged = entry.connection.unacknowledgedBytes
-        handle.writeState.withLockedValue { $0.unacknowledged = unacknowledged }
+        handle.writeState.withLockedValue {
+            $0.unacknowledged = unacknowledged
+            $0.handedOver -= handedOver
+        }
     }
 
     /// Queues `bytes`; returns once less than `StreamTable.writeLimit` waits to be acknowledged,
@@ -444,6 +440,7 @@ public final class Fabric: Sendable {
                 handOverArrived(key)
                 entry.handle?.continuation.yield(.finished)
             case .closed(let reason):
+                state.pendingAcks[key] = nil
                 handOverArrived(key)
                 entry.handle?.writeState.withLockedValue { $0.closed = true }
                 entry.dialed?.fail(StreamError(reason ?? "closed before it was accepted"))
@@ -719,6 +716,15 @@ public final class Fabric: Sendable {
         ])
     }
 
+    /// Socket `socket` is closed: nothing is sent on its descriptor again.
+    func socketClosed(_ socket: Int) {
+        let state = state.value
+        state.descriptors[socket] = nil
+        state.channels[socket] = nil
+        state.outgoing[socket] = nil
+        state.unflushed.remove(socket)
+    }
+
     /// A batch of reads on one of the sockets is over: what it made goes out.
     func readComplete() {
         let state = state.value
@@ -792,6 +798,13 @@ final class FabricInbound: ChannelInboundHandler, Sendable {
 
     func channelReadComplete(context: ChannelHandlerContext) {
         fabric.readComplete()
+    }
+
+    /// NIO has closed the socket (at shutdown, or after a fatal read error): called in the same
+    /// turn of the loop, before anything else could send on its descriptor, which may be reused.
+    func channelInactive(context: ChannelHandlerContext) {
+        fabric.socketClosed(socket)
+        context.fireChannelInactive()
     }
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {

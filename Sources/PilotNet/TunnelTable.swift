@@ -577,10 +577,14 @@ public final class TunnelTable {
         if exchange.attempts == 0 {
             exchange.attempts = 1
             exchange.nextAttempt = now + timing.retransmit
-            actions += emit(identity.authenticatedExchange, path, local: local, remote: remote)
-            // As 1.18: a copy through the beacon at once, so a remote that cannot be reached
-            // directly gets the exchange without waiting for the retries to give up on it.
-            if !path.relayed, beacon != nil {
+            // As 1.18: straight to the endpoint and a copy through the beacon at once, so a
+            // remote that cannot be reached directly gets the exchange without waiting for the
+            // retries to give up on it, and one that can again is tried directly again (a path
+            // once relayed is not relayed for good).
+            if path.endpoint != nil {
+                actions += emit(identity.authenticatedExchange, Path(endpoint: path.endpoint, socket: path.socket), local: local, remote: remote)
+            }
+            if beacon != nil {
                 actions += emit(identity.authenticatedExchange, Path(endpoint: path.endpoint, socket: path.socket, relayed: true), local: local, remote: remote)
             }
         }
@@ -638,7 +642,10 @@ public final class TunnelTable {
             exchange.attempts += 1
             exchange.nextAttempt = now + timing.retransmit
             pending[pair] = exchange
-            if exchange.attempts >= timing.relayFromAttempt, !path.relayed, let beacon {
+            // To the beacon, unless the remote was heard directly of late (by another of our
+            // identities: the path is the remote's, and that one works).
+            let heardOfLate = heardDirectly[pair.remote].map { now - $0 < timing.directPreference } ?? false
+            if exchange.attempts >= timing.relayFromAttempt, !path.relayed, !heardOfLate, let beacon {
                 path.relayed = true
                 paths[pair.remote] = path
                 actions.append(.pathChanged(remote: pair.remote, relayed: true))
@@ -682,7 +689,10 @@ public final class TunnelTable {
             lastDirectProbe[remote] = now
             let probe = Packet(proto: .control, source: identity.address, destination: Address(node: remote), sourcePort: 0, destinationPort: 0)
             guard let bytes = try? probe.encoded() else { continue }
+            // A probe may be lost: it does not stand in for the keepalive on the relayed path.
+            let lastSent = tunnel.lastSent
             actions += seal(bytes, on: tunnel, path: Path(endpoint: endpoint, socket: path.socket), now: now)
+            tunnel.lastSent = lastSent
         }
         return actions
     }

@@ -45,6 +45,6 @@ final class DatagramSenderTests: XCTestCase {
         }
         XCTAssertEqual(try drain(first), batch.filter { $0.endpoint == a }.map(\.bytes))
         XCTAssertEqual(try drain(second), batch.filter { $0.endpoint == b }.map(\.bytes))
-        print("segmentation offload in use: \(sender.segments)")
+        print("segmentation offload in use: \(String(describing: sender.segments))")
     }
 }
