@@ -82,11 +82,12 @@ final class DatagramSender {
             while next < datagrams.count, firsts.count < Self.batch {
                 let (bytes, endpoint) = datagrams[next]
                 let message = firsts.count
-                guard bytes.count <= Self.largestDatagram, let length = Self.write(endpoint, into: addresses + message) else {
-                    outcome.failed.append((bytes.count > Self.largestDatagram ? EMSGSIZE : EAFNOSUPPORT, endpoint))
+                guard bytes.count <= Self.largestDatagram else {
+                    outcome.failed.append((EMSGSIZE, endpoint))
                     next += 1
                     continue
                 }
+                let length = Self.write(endpoint, into: addresses + message)
                 guard used + bytes.count <= Self.arenaSize else { break }
                 let start = arena + used
                 var size = copy(bytes, to: start)
@@ -163,18 +164,12 @@ final class DatagramSender {
         control.storeBytes(of: size, toByteOffset: 16, as: UInt16.self)
     }
 
-    /// Writes `endpoint` as a sockaddr into `storage`; its length, or nil for a family that is
-    /// neither IPv4 nor IPv6.
-    private static func write(_ endpoint: SocketAddress, into storage: UnsafeMutablePointer<sockaddr_storage>) -> socklen_t? {
-        switch endpoint {
-        case .v4(let v4):
-            UnsafeMutableRawPointer(storage).assumingMemoryBound(to: sockaddr_in.self).pointee = v4.address
-            return socklen_t(MemoryLayout<sockaddr_in>.size)
-        case .v6(let v6):
-            UnsafeMutableRawPointer(storage).assumingMemoryBound(to: sockaddr_in6.self).pointee = v6.address
-            return socklen_t(MemoryLayout<sockaddr_in6>.size)
-        default:
-            return nil
+    /// Writes `endpoint` as a sockaddr into `storage`; its length. (A family the socket does
+    /// not take is refused by the kernel, and counted as any refusal.)
+    private static func write(_ endpoint: SocketAddress, into storage: UnsafeMutablePointer<sockaddr_storage>) -> socklen_t {
+        endpoint.withSockAddr { address, length in
+            UnsafeMutableRawPointer(storage).copyMemory(from: address, byteCount: length)
+            return socklen_t(length)
         }
     }
 }

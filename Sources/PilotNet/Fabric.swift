@@ -17,10 +17,10 @@ public protocol PeerDirectory: Sendable {
 public final class Fabric: Sendable {
     /// Receives the packets for one identity, on the fabric's event loop: return quickly.
     public typealias Receiver = @Sendable (Packet) -> Void
-    /// Receives beacon messages (PROTOCOL-1.18.md §3.3) with where they came from and the socket
-    /// they came in on, on the fabric's event loop: return quickly. Anyone can send one: check
-    /// the source.
-    public typealias BeaconReceiver = @Sendable (BeaconMessage, _ from: SocketAddress, _ socket: Int) -> Void
+    /// Receives the beacon's messages (PROTOCOL-1.18.md §3.3) that are not the tunnels' (pokes,
+    /// discover replies), with the socket they came in on, on the fabric's event loop: return
+    /// quickly. Only those from the beacon's address (`useBeacon`) get here.
+    public typealias BeaconReceiver = @Sendable (BeaconMessage, _ socket: Int) -> Void
 
     private let loop: any EventLoop
     private let directory: any PeerDirectory
@@ -52,8 +52,6 @@ public final class Fabric: Sendable {
         /// Datagrams waiting to be sent, by socket: sent together at the end of a batch of reads
         /// or of whatever made them; left here while a socket's send buffer is full.
         var outgoing: [Int: [(bytes: [UInt8], endpoint: SocketAddress)]] = [:]
-        /// Sockets with datagrams waiting.
-        var unflushed: Set<Int> = []
         /// Datagrams the kernel refused (no route, a firewall...), by errno, and datagrams
         /// dropped because a send buffer stayed full; when the last warning was logged.
         var sendErrors: [Int32: Int] = [:]
@@ -104,19 +102,7 @@ public final class Fabric: Sendable {
         let family = address.protocol.rawValue
         let descriptor = socket(family, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_NONBLOCK.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
         guard descriptor >= 0 else { throw IOError(errnoCode: errno, reason: "socket") }
-        let result: Int32
-        switch address {
-        case .v4(let v4):
-            var raw = v4.address
-            result = withUnsafePointer(to: &raw) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { Glibc.bind(descriptor, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
-        case .v6(let v6):
-            var raw = v6.address
-            result = withUnsafePointer(to: &raw) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { Glibc.bind(descriptor, $0, socklen_t(MemoryLayout<sockaddr_in6>.size)) } }
-        default:
-            close(descriptor)
-            throw IOError(errnoCode: EAFNOSUPPORT, reason: "bind \(address)")
-        }
-        guard result == 0 else {
+        guard address.withSockAddr({ Glibc.bind(descriptor, $0, socklen_t($1)) }) == 0 else {
             let error = errno
             close(descriptor)
             throw IOError(errnoCode: error, reason: "bind \(address)")
@@ -147,9 +133,8 @@ public final class Fabric: Sendable {
                     try channel.pipeline.syncOperations.addHandler(FabricInbound(fabric: self, socket: number))
                 }
             }
-        let channel: any Channel
         // NIO owns the descriptor from here, and closes it if it cannot set the channel up.
-        channel = try await bootstrap.withBoundSocket(descriptor).get()
+        let channel = try await bootstrap.withBoundSocket(descriptor).get()
         guard let address = channel.localAddress else {
             try? await channel.close()
             throw TunnelError.encoding("socket \(number) has no local address")
@@ -179,7 +164,8 @@ public final class Fabric: Sendable {
         try await loop.submit { [state] in state.value.table.useBeacon(endpoint) }.get()
     }
 
-    /// Hands every beacon message that arrives to `receiver` (one receiver; nil: none).
+    /// Hands the beacon's messages that are not the tunnels' to `receiver` (one receiver; nil:
+    /// none).
     public func onBeaconMessage(_ receiver: BeaconReceiver?) async throws {
         try await loop.submit { [state] in state.value.beaconReceiver = receiver }.get()
     }
@@ -606,26 +592,20 @@ public final class Fabric: Sendable {
 
     func received(_ bytes: [UInt8], from endpoint: SocketAddress, socket: Int) {
         state.value.reading = true
-        if let first = bytes.first, first < TunnelFrame.beaconTypeLimit, let receiver = state.value.beaconReceiver,
-            let message = try? BeaconMessage(decoding: bytes)
-        {
-            receiver(message, endpoint, socket)
-        }
         perform(state.value.table.receive(bytes, from: endpoint, socket: socket, now: .now()))
     }
 
     private func perform(_ actions: [TunnelAction]) {
         let state = state.value
         guard !state.stopped else { return }
-        // Datagrams are written now and flushed when this is done, or, inside a batch of reads,
-        // when the batch ends: NIO then sends them together with sendmmsg.
+        // Datagrams are queued now and sent when this is done, or, inside a batch of reads, when
+        // the batch ends: together, with one sendmmsg per socket.
         defer { flushUnlessReading() }
         for action in actions {
             switch action {
             case let .send(bytes, endpoint, socket):
                 guard state.descriptors[socket] != nil else { continue }
                 state.outgoing[socket, default: []].append((bytes, endpoint))
-                state.unflushed.insert(socket)
             case let .deliver(local, packet):
                 deliver(packet, to: local)
             case .lookUpKey(let node):
@@ -635,6 +615,8 @@ public final class Fabric: Sendable {
                     "PILOT_NODE": "\(local)", "PILOT_PEER": "\(remote)", "dropped": "\(dropped)"])
             case let .pathChanged(remote, relayed):
                 logger.info(relayed ? "relaying through the beacon" : "direct path", metadata: ["PILOT_PEER": "\(remote)"])
+            case let .fromBeacon(message, socket):
+                state.beaconReceiver?(message, socket)
             }
         }
     }
@@ -670,19 +652,21 @@ public final class Fabric: Sendable {
         try await loop.submit { [state] in state.value.publicPorts[local] = ports }.get()
     }
 
-    /// Datagrams written while a batch of reads is handled go out together when the batch
-    /// ends (`readComplete`: NIO sends them with one sendmmsg); any other write (a user's, a
-    /// timer's) goes out at once, without waiting for another turn of the loop.
+    /// Datagrams queued while a batch of reads is handled go out together when the batch ends
+    /// (`readComplete`); any others (a user's, a timer's) go out at once, without waiting for
+    /// another turn of the loop.
     private func flushUnlessReading() {
         let state = state.value
-        guard !state.unflushed.isEmpty, !state.reading else { return }
+        guard !state.outgoing.isEmpty, !state.reading else { return }
         flushNow()
     }
 
     private func flushNow() {
         let state = state.value
-        for socket in state.unflushed {
-            guard let descriptor = state.descriptors[socket], var datagrams = state.outgoing.removeValue(forKey: socket) else { continue }
+        let waiting = state.outgoing
+        state.outgoing = [:]
+        for (socket, var datagrams) in waiting {
+            guard let descriptor = state.descriptors[socket] else { continue }
             let outcome = state.sender.send(datagrams, on: descriptor)
             for failure in outcome.failed { state.sendErrors[failure.errno, default: 0] += 1 }
             if let blocked = outcome.blockedFrom {
@@ -698,7 +682,6 @@ public final class Fabric: Sendable {
             }
             if !outcome.failed.isEmpty { warnAboutSendErrors(example: outcome.failed[0]) }
         }
-        state.unflushed = Set(state.outgoing.keys)
     }
 
     static let sendBacklogLimit = 8192
@@ -722,7 +705,6 @@ public final class Fabric: Sendable {
         state.descriptors[socket] = nil
         state.channels[socket] = nil
         state.outgoing[socket] = nil
-        state.unflushed.remove(socket)
     }
 
     /// A batch of reads on one of the sockets is over: what it made goes out.

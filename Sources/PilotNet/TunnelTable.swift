@@ -15,6 +15,9 @@ public enum TunnelAction: Sendable, Equatable {
     case exchangeFailed(local: UInt32, remote: UInt32, dropped: Int)
     /// Frames to `remote` now go through the beacon (`relayed`), or straight to it again.
     case pathChanged(remote: UInt32, relayed: Bool)
+    /// A message from the beacon that is not for the table (a poke, a discover reply), which
+    /// came in on socket `socket`.
+    case fromBeacon(BeaconMessage, socket: Int)
 }
 
 /// Why a packet could not be sent.
@@ -57,7 +60,7 @@ public struct TunnelCounters: Sendable, Equatable {
     /// The packet inside is for another node than the identity whose key opened it.
     public var misrouted = 0
     public var queueOverflow = 0
-    /// Beacon messages that are not for the table, or not from the beacon.
+    /// Beacon messages that are not from the beacon (or do not parse).
     public var beacon = 0
     public var punches = 0
     public var keepalivesSent = 0
@@ -158,8 +161,6 @@ public final class TunnelTable {
     /// same PILA on two sockets is for two different identities).
     private var awaitingKey: [UInt32: [Int: (AuthenticatedKeyExchange, Path)]] = [:]
     private var lastNoSessionAnswer: [Pair: NIODeadline] = [:]
-    /// Path changes noticed while handling one event, reported with its actions.
-    private var pathChanges: [TunnelAction] = []
 
     public init(timing: Timing = Timing()) {
         self.timing = timing
@@ -236,18 +237,6 @@ public final class TunnelTable {
 
     /// One datagram from `endpoint`, arrived on socket `socket`.
     public func receive(_ bytes: [UInt8], from endpoint: SocketAddress, socket: Int, now: NIODeadline) -> [TunnelAction] {
-        reportingPathChanges { receiveDatagram(bytes, from: endpoint, socket: socket, now: now) }
-    }
-
-    /// `body`'s actions, then the path changes it made.
-    private func reportingPathChanges(_ body: () -> [TunnelAction]) -> [TunnelAction] {
-        let actions = body()
-        guard !pathChanges.isEmpty else { return actions }
-        defer { pathChanges = [] }
-        return actions + pathChanges
-    }
-
-    private func receiveDatagram(_ bytes: [UInt8], from endpoint: SocketAddress, socket: Int, now: NIODeadline) -> [TunnelAction] {
         counters.framesIn += 1
         guard let first = bytes.first else {
             counters.malformed += 1
@@ -290,8 +279,8 @@ public final class TunnelTable {
     }
 
     /// A beacon message: relayed frames and punch commands are the table's; the rest (discover
-    /// replies, pokes) are counted and left to whoever else reads them. Only the beacon's own
-    /// messages are obeyed: anyone can send these bytes.
+    /// replies, pokes) are handed on (`fromBeacon`). Only the beacon's own messages are heard:
+    /// anyone can send these bytes, and the others are counted and dropped.
     private func receiveFromBeacon(_ bytes: [UInt8], from endpoint: SocketAddress, socket: Int, now: NIODeadline) -> [TunnelAction] {
         guard let beacon, endpoint == beacon, let message = try? BeaconMessage(decoding: bytes[...]) else {
             counters.beacon += 1
@@ -320,8 +309,7 @@ public final class TunnelTable {
             counters.framesOut += 3
             return Array(repeating: .send(punch, to: target, socket: socket), count: 3)
         default:
-            counters.beacon += 1
-            return []
+            return [.fromBeacon(message, socket: socket)]
         }
     }
 
@@ -337,17 +325,18 @@ public final class TunnelTable {
 
     /// Where `remote` is to be reached after an authenticated frame from it arrived by
     /// `arrival`: where it came from. A relayed copy does not displace a direct path heard
-    /// from within `directPreference` (1.18 sends its PILAs both ways).
-    private func learn(_ arrival: Path, for remote: UInt32, now: NIODeadline) {
+    /// from within `directPreference` (1.18 sends its PILAs both ways). Returns the path change
+    /// to report, if the path turned relayed or direct.
+    private func learn(_ arrival: Path, for remote: UInt32, now: NIODeadline) -> [TunnelAction] {
         let old = paths[remote]
         if arrival.relayed {
-            if let direct = heardDirectly[remote], now - direct < timing.directPreference, old?.relayed == false { return }
+            if let direct = heardDirectly[remote], now - direct < timing.directPreference, old?.relayed == false { return [] }
             paths[remote] = Path(endpoint: old?.endpoint, socket: arrival.socket, relayed: true)
         } else {
             heardDirectly[remote] = now
             paths[remote] = arrival
         }
-        if (old?.relayed ?? false) != arrival.relayed { pathChanges.append(.pathChanged(remote: remote, relayed: arrival.relayed)) }
+        return (old?.relayed ?? false) != arrival.relayed ? [.pathChanged(remote: remote, relayed: arrival.relayed)] : []
     }
 
     /// The local identities a key exchange from `remote` on `socket` applies to.
@@ -380,10 +369,6 @@ public final class TunnelTable {
     /// The registry's answer for `node`: its Ed25519 key, or nil when it has none. A key that
     /// differs from the one PILA frames carry rejects them.
     public func keyLookedUp(_ node: UInt32, key: Ed25519PublicKey?, now: NIODeadline) -> [TunnelAction] {
-        reportingPathChanges { applyLookedUpKey(node, key: key, now: now) }
-    }
-
-    private func applyLookedUpKey(_ node: UInt32, key: Ed25519PublicKey?, now: NIODeadline) -> [TunnelAction] {
         keyLookups.remove(node)
         let waiting = awaitingKey.removeValue(forKey: node)
         guard let key else {
@@ -409,8 +394,7 @@ public final class TunnelTable {
             return []
         }
         let remote = exchange.node
-        var actions: [TunnelAction] = []
-        learn(arrival, for: remote, now: now)
+        var actions = learn(arrival, for: remote, now: now)
         for local in recipients(of: remote, socket: arrival.socket) {
             guard let identity = identities[local], let reply = paths[remote] else { continue }
             let pair = Pair(local: local, remote: remote)
@@ -515,9 +499,9 @@ public final class TunnelTable {
         tunnel.lastReceived = now
         // The remote may have moved (NAT rebinding), or lost or found a direct path: reply
         // the way it now comes.
-        learn(arrival, for: remote, now: now)
+        let changed = learn(arrival, for: remote, now: now)
         counters.delivered += 1
-        return [.deliver(local: tunnel.local, packet)]
+        return [.deliver(local: tunnel.local, packet)] + changed
     }
 
     /// A PILS no session opens: the remote thinks it has a session we do not. Those of our
@@ -607,7 +591,7 @@ public final class TunnelTable {
     /// always sends from it; the others from the path's socket (the one the remote last
     /// reached, or the shared one). Relayed: wrapped in 0x05 to the beacon.
     private func emit(_ frame: [UInt8], _ path: Path, local: UInt32, remote: UInt32) -> [TunnelAction] {
-        let socket = identitySockets[local] ?? path.socket
+        let socket = sendingSocket(local, path)
         if path.relayed {
             guard let beacon, let wrapped = try? BeaconMessage.relay(source: local, destination: remote, frame: frame[...]).encoded() else {
                 counters.relayUnavailable += 1
@@ -624,6 +608,9 @@ public final class TunnelTable {
         counters.framesOut += 1
         return [.send(frame, to: endpoint, socket: socket)]
     }
+
+    /// The socket `local` sends on along `path`: its own if it has one, else the path's.
+    private func sendingSocket(_ local: UInt32, _ path: Path) -> Int { identitySockets[local] ?? path.socket }
 
     // MARK: Time
 
@@ -652,7 +639,7 @@ public final class TunnelTable {
                 // The beacon tells both sides where the other is; their PILPs may open a
                 // direct path, which the first frame heard directly switches back to.
                 if let request = try? BeaconMessage.punchRequest(requester: pair.local, target: pair.remote).encoded() {
-                    actions.append(.send(request, to: beacon, socket: identitySockets[pair.local] ?? path.socket))
+                    actions.append(.send(request, to: beacon, socket: sendingSocket(pair.local, path)))
                 }
             }
             // As 1.18: the PILA again, and a key request since we hold no session.
@@ -666,8 +653,7 @@ public final class TunnelTable {
                 continue
             }
             guard now - tunnel.lastSent >= timing.keepalive, let identity = identities[pair.local], let path = paths[pair.remote] else { continue }
-            let keepalive = Packet(proto: .control, source: identity.address, destination: Address(node: pair.remote), sourcePort: 0, destinationPort: 0)
-            if let bytes = try? keepalive.encoded() {
+            if let bytes = Self.keepalive(from: identity, to: pair.remote) {
                 let sent = seal(bytes, on: tunnel, path: path, now: now)
                 counters.keepalivesSent += sent.isEmpty ? 0 : 1
                 actions += sent
@@ -687,14 +673,18 @@ public final class TunnelTable {
                 let tunnel = tunnels[Pair(local: local, remote: remote)], let identity = identities[local]
             else { continue }
             lastDirectProbe[remote] = now
-            let probe = Packet(proto: .control, source: identity.address, destination: Address(node: remote), sourcePort: 0, destinationPort: 0)
-            guard let bytes = try? probe.encoded() else { continue }
+            guard let bytes = Self.keepalive(from: identity, to: remote) else { continue }
             // A probe may be lost: it does not stand in for the keepalive on the relayed path.
             let lastSent = tunnel.lastSent
             actions += seal(bytes, on: tunnel, path: Path(endpoint: endpoint, socket: path.socket), now: now)
             tunnel.lastSent = lastSent
         }
         return actions
+    }
+
+    /// An empty control packet (both ports 0), which the remote swallows: 1.18's keepalive.
+    private static func keepalive(from identity: TunnelIdentity, to remote: UInt32) -> [UInt8]? {
+        try? Packet(proto: .control, source: identity.address, destination: Address(node: remote), sourcePort: 0, destinationPort: 0).encoded()
     }
 
     private func dropTunnel(_ pair: Pair) {

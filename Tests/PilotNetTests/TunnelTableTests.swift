@@ -60,7 +60,7 @@ final class TunnelTableTests: XCTestCase {
                     if side == 0 { delivered.0.append(packet) } else { delivered.1.append(packet) }
                 case .lookUpKey(let node):
                     queue.append((me.keyLookedUp(node, key: registry[node], now: now), side))
-                case .exchangeFailed, .pathChanged:
+                case .exchangeFailed, .pathChanged, .fromBeacon:
                     break
                 }
             }
@@ -285,7 +285,7 @@ extension TunnelTableTests {
                         delivered[local, default: []].append(packet)
                     case .lookUpKey(let node):
                         queue.append((me.table.keyLookedUp(node, key: registry[node], now: now), at))
-                    case .exchangeFailed, .pathChanged:
+                    case .exchangeFailed, .pathChanged, .fromBeacon:
                         break
                     }
                 }
@@ -400,6 +400,18 @@ extension TunnelTableTests {
         XCTAssertEqual(actions, Array(repeating: .send(Array("PILP".utf8), to: target, socket: 3), count: 3))
         XCTAssertEqual(table.receive(command, from: endpointA, socket: 3, now: now), [])
         XCTAssertEqual(table.counters.punchCommands, 1)
+    }
+
+    /// A poke (or any beacon message the tunnels do not use) is handed on when the beacon sent
+    /// it, and counted and dropped when anyone else did: a stranger cannot make the host poll.
+    func testBeaconMessagesForOthersAreHandedOnFromTheBeaconOnly() throws {
+        let beacon = try SocketAddress(ipAddress: "127.0.0.1", port: 9001)
+        let table = TunnelTable()
+        table.useBeacon(beacon)
+        let poke = try BeaconMessage.notify(kind: BeaconMessage.notifyHandshakePending).encoded()
+        XCTAssertEqual(table.receive(poke, from: beacon, socket: 2, now: now), [.fromBeacon(.notify(kind: BeaconMessage.notifyHandshakePending), socket: 2)])
+        XCTAssertEqual(table.receive(poke, from: endpointA, socket: 2, now: now), [])
+        XCTAssertEqual(table.counters.beacon, 1)
     }
 }
 
