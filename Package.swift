@@ -95,7 +95,7 @@ let package = Package(
         .executableTarget(
             name: "pilot-rendezvous",
             dependencies: [
-                "PilotRendezvous", "PilotSystemd",
+                "PilotRendezvous", "PilotNet", "PilotSystemd",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ],

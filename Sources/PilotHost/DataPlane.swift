@@ -172,7 +172,7 @@ actor DataPlane {
             if let earlier { bound = earlier } else { bound = try await bind(0) }
             ownSocket = bound.socket
             let port = bound.address.port ?? 0
-            try await pool.useOwnSocket(name, address: "\(listenHost == "0.0.0.0" ? "127.0.0.1" : listenHost):\(port)", port: UInt16(port))
+            try await pool.useOwnSocket(name, address: "\(advertisedHost(bound: listenHost)):\(port)", port: UInt16(port))
         }
         try await fabric.add(identity, ownSocket: ownSocket) { [weak self] packet in
             guard packet.proto == .datagram, let self else { return }

@@ -4,6 +4,7 @@ import Foundation
 public import Logging
 import NIOCore
 import NIOPosix
+import PilotNet
 import PilotRendezvous
 import PilotSystemd
 
@@ -83,7 +84,7 @@ struct RendezvousCommand: AsyncParsableCommand {
         let beacon = BeaconServer(configuration: .init(host: beaconHost, port: beaconPort), logger: logger)
         let beaconAddress = try await beacon.start(on: group)
         let advertised = advertiseBeacon
-            ?? "\(beaconHost == "0.0.0.0" || beaconHost == "::" ? "127.0.0.1" : beaconHost):\(beaconAddress.port ?? beaconPort)"
+            ?? "\(advertisedHost(bound: beaconHost)):\(beaconAddress.port ?? beaconPort)"
 
         var registryConfiguration = Registry.Configuration()
         registryConfiguration.beaconAddresses = [advertised]

@@ -52,7 +52,7 @@ public final class Nameserver: Sendable {
         let key = try Self.loadKey(configuration.keyPath)
         let fabric = Fabric(group: group, directory: LocalDirectory(registry: registry), logger: logger)
         let bound = try await fabric.bind(host: configuration.host, port: configuration.port)
-        let advertised = configuration.advertiseHost ?? (["0.0.0.0", "::"].contains(configuration.host) ? "127.0.0.1" : configuration.host)
+        let advertised = configuration.advertiseHost ?? advertisedHost(bound: configuration.host)
         let node = try register(key, endpoint: "\(advertised):\(bound.address.port ?? configuration.port)", peerIP: advertised)
         let identity = try TunnelIdentity(address: Address(node: node), signingKey: key)
         // Its datagrams are not a service: dropped.
