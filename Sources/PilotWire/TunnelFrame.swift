@@ -176,11 +176,9 @@ public struct EncryptedFrame: Hashable, Sendable {
         let counter = try bytes.withUnsafeMutableBytes { buffer in
             try seal(UnsafeMutableRawBufferPointer(rebasing: buffer[sealedOffset...]))
         }
-        var writer = ByteWriter(capacity: sealedOffset)
-        writer.writeUInt32(TunnelFrame.Magic.encrypted.rawValue)
-        writer.writeUInt32(sender)
-        TunnelNonce(prefix: noncePrefix, counter: counter).encode(into: &writer)
-        bytes.replaceSubrange(0..<sealedOffset, with: writer.bytes)
+        // The header is a PILS with nothing sealed: the frame's own encoding writes it.
+        let header = TunnelFrame.encrypted(EncryptedFrame(sender: sender, nonce: TunnelNonce(prefix: noncePrefix, counter: counter), sealed: [])).encoded()
+        bytes.replaceSubrange(0..<sealedOffset, with: header)
         return bytes
     }
 
