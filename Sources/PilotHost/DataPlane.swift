@@ -563,21 +563,26 @@ actor DataPlane {
         var results: [JSON] = []
         for sequence in 0..<count {
             let probe = Array("ping-\(sequence)".utf8)
-            let started = ContinuousClock.now
             do {
-                let echoed = try await withTimeout(timeout) { [fabric] in
-                    let stream = try await fabric.dial(from: identity.node, to: target, port: 7, endpoint: endpoint)
-                    try await stream.write(probe)
-                    var received: [UInt8] = []
-                    for await event in stream.events {
-                        if case .data(let bytes) = event { received += bytes }
-                        if received.count >= probe.count { break }
+                // Run on the fabric's loop: no thread switch between the loop and this task, so
+                // the time is the network's and the peer's.
+                let (echoed, elapsed) = try await withTimeout(timeout) { [fabric] in
+                    try await withTaskExecutorPreference(fabric.taskExecutor) {
+                        let started = ContinuousClock.now
+                        let stream = try await fabric.dial(from: identity.node, to: target, port: 7, endpoint: endpoint)
+                        try await stream.write(probe)
+                        var received: [UInt8] = []
+                        for await event in stream.events {
+                            if case .data(let bytes) = event { received += bytes }
+                            if received.count >= probe.count { break }
+                        }
+                        let elapsed = started.duration(to: .now)
+                        try? await stream.close()
+                        return (received, elapsed)
                     }
-                    try? await stream.close()
-                    return received
                 }
                 guard echoed == probe else { throw StreamError("the echo did not match what was sent") }
-                let milliseconds = started.duration(to: .now).inSeconds * 1000
+                let milliseconds = elapsed.inSeconds * 1000
                 results.append(["seq": .integer(Int64(sequence)), "bytes": .integer(Int64(probe.count)), "rtt_ms": .double((milliseconds * 1000).rounded() / 1000)])
             } catch {
                 results.append(["seq": .integer(Int64(sequence)), "error": .string("\(error)")])

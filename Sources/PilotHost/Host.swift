@@ -57,7 +57,9 @@ public final class Host: Sendable {
         listeners = try ControlListeners(group: group, logger: logger)
         pool = IdentityPool(store: store, keys: try IdentityKeys(masterKey: master), registry: registry, listenAddress: configuration.listen)
         try await pool.load()
-        dataPlane = DataPlane(fabric: Fabric(group: group, directory: RegistryDirectory(registry: registry), logger: logger), pool: pool, logger: logger)
+        let fabric = Fabric(
+            group: group, directory: RegistryDirectory(registry: registry), busyPoll: .microseconds(Int64(configuration.busyPoll)), logger: logger)
+        dataPlane = DataPlane(fabric: fabric, pool: pool, logger: logger)
     }
 
     /// Opens the admin socket and every identity's socket, then returns: the host serves. Its
@@ -270,6 +272,7 @@ public final class Host: Sendable {
         if new.beacon != configuration.beacon { restart.append("beacon") }
         if new.listen != configuration.listen, activated.tunnels.isEmpty { restart.append("listen") }
         if new.adminGroup != configuration.adminGroup { restart.append("admin-group") }
+        if new.busyPoll != configuration.busyPoll { restart.append("busy-poll") }
         var reopened: [String] = []
         for record in await pool.all where !FileManager.default.fileExists(atPath: socketPath(record.name)) {
             do throws(ControlFailure) {

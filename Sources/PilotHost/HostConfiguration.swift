@@ -18,11 +18,14 @@ public struct HostConfiguration: Equatable, Sendable {
     public var logLevel = "info"
     /// Seconds between polls of the registry for handshakes relayed to the identities.
     public var handshakePoll = 30
+    /// Microseconds the tunnel loop keeps looking at its sockets after traffic before its thread
+    /// sleeps (busy polling, `Fabric`'s `busyPoll`); 0: off. Read at start only.
+    public var busyPoll = 0
 
     public init() {}
 
     /// The keys a file or flag may set.
-    public static let keys = ["state-dir", "runtime-dir", "registry", "beacon", "listen", "admin-group", "log-level", "handshake-poll"]
+    public static let keys = ["state-dir", "runtime-dir", "registry", "beacon", "listen", "admin-group", "log-level", "handshake-poll", "busy-poll"]
 
     static let logLevels = ["trace", "debug", "info", "notice", "warning", "error", "critical"]
 
@@ -49,6 +52,11 @@ public struct HostConfiguration: Equatable, Sendable {
                 throw .invalidValue(key: key, value: value, reason: "seconds, 1 to 3600")
             }
             handshakePoll = seconds
+        case "busy-poll":
+            guard let microseconds = Int(value), (0...1000).contains(microseconds) else {
+                throw .invalidValue(key: key, value: value, reason: "microseconds, 0 (off) to 1000")
+            }
+            busyPoll = microseconds
         default:
             throw .unknownKey(key)
         }

@@ -18,9 +18,13 @@ struct NetBench {
         do {
             let raw = try rawUDP(seconds: 2)
             print(String(format: "raw UDP, 1222-byte datagrams, one socket to another: %8.1f MB/s", raw))
-            let (stream, rtt) = try runBlocking { try await Self.fabrics(megabytes: megabytes, echoes: echoes) }
+            let stream = try runBlocking { [megabytes] in try await Self.stream(megabytes: megabytes) }
             print(String(format: "PilotNet stream, %d MB between identities of two fabrics: %8.1f MB/s (%.0f%% of raw UDP)", megabytes, stream, 100 * stream / raw))
-            print(String(format: "echo round trip (32 bytes, %d probes): p50 %.1f µs, p99 %.1f µs", echoes, rtt.p50, rtt.p99))
+            for busyPoll in [0, 50] {
+                let rtt = try runBlocking { [echoes] in try await Self.echo(probes: echoes, busyPoll: .microseconds(Int64(busyPoll))) }
+                let mode = busyPoll == 0 ? "loops sleep when idle (default)" : "busy polling \(busyPoll) µs"
+                print(String(format: "echo round trip (32 bytes, %d probes, %@): p50 %.1f µs, p99 %.1f µs", echoes, mode, rtt.p50, rtt.p99))
+            }
             let rawRTT = try rawUDPRoundTrip(probes: echoes)
             print(String(format: "raw UDP round trip (32 bytes, a thread echoing on a blocking socket): p50 %.1f µs, p99 %.1f µs", rawRTT.p50, rawRTT.p99))
         } catch {
@@ -126,34 +130,53 @@ struct NetBench {
         return (samples[samples.count / 2], samples[min(samples.count - 1, samples.count * 99 / 100)])
     }
 
-    /// A stream of `megabytes` from host A's identity to host B's sink, then echo probes.
-    private static func fabrics(megabytes: Int, echoes: Int) async throws -> (Double, (p50: Double, p99: Double)) {
-        let group = MultiThreadedEventLoopGroup(numberOfThreads: 2)
-        let directory = StaticDirectory()
-        var logger = Logger(label: "bench")
-        logger.logLevel = .warning
-        let hostA = Fabric(group: group, directory: directory, logger: logger)
-        let hostB = Fabric(group: group, directory: directory, logger: logger)
-        _ = try await hostA.bind(host: "127.0.0.1", port: 0)
-        let socketB = try await hostB.bind(host: "127.0.0.1", port: 0)
-        let a = try directory.identity(1)
-        let b = try directory.identity(2)
-        try await hostA.add(a) { _ in }
-        try await hostB.add(b, ownSocket: socketB.socket) { _ in }
-        try await hostB.setTrusted(local: 2, remote: 1, true)
+    /// Two fabrics on loopback, each with one identity (B trusts A), sharing two loops.
+    private struct Pair {
+        let group: MultiThreadedEventLoopGroup
+        let hostA: Fabric
+        let hostB: Fabric
+        let b: TunnelIdentity
+        let endpointB: SocketAddress
 
+        init(busyPoll: TimeAmount) async throws {
+            group = MultiThreadedEventLoopGroup(numberOfThreads: 2)
+            let directory = StaticDirectory()
+            var logger = Logger(label: "bench")
+            logger.logLevel = .warning
+            hostA = Fabric(group: group, directory: directory, busyPoll: busyPoll, logger: logger)
+            hostB = Fabric(group: group, directory: directory, busyPoll: busyPoll, logger: logger)
+            _ = try await hostA.bind(host: "127.0.0.1", port: 0)
+            let socketB = try await hostB.bind(host: "127.0.0.1", port: 0)
+            endpointB = socketB.address
+            let a = try directory.identity(1)
+            b = try directory.identity(2)
+            try await hostA.add(a) { _ in }
+            try await hostB.add(b, ownSocket: socketB.socket) { _ in }
+            try await hostB.setTrusted(local: 2, remote: 1, true)
+        }
+
+        func shutdown() async throws {
+            await hostA.shutdown()
+            await hostB.shutdown()
+            try await group.shutdownGracefully()
+        }
+    }
+
+    /// MB/s of a stream of `megabytes` from host A's identity to a sink of host B's.
+    private static func stream(megabytes: Int) async throws -> Double {
+        let pair = try await Pair(busyPoll: .zero)
         // The sink: counts what arrives and reports when all of it has.
         let total = megabytes << 20
         let arrived = ManagedAtomicCounter()
         let finished = AsyncStream<Void>.makeStream()
-        try await hostB.listen(node: 2, port: 9000) { handle in
+        try await pair.hostB.listen(node: 2, port: 9000) { handle in
             Task {
                 for await event in handle.events {
                     if case .data(let bytes) = event, arrived.add(bytes.count) >= total { finished.continuation.yield() }
                 }
             }
         }
-        let stream = try await hostA.dial(from: 1, to: b.address, port: 9000, endpoint: socketB.address)
+        let stream = try await pair.hostA.dial(from: 1, to: pair.b.address, port: 9000, endpoint: pair.endpointB)
         let chunk = [UInt8](repeating: 0xA5, count: 1 << 20)
         let start = ContinuousClock.now
         for _ in 0..<megabytes { try await stream.write(chunk) }
@@ -161,25 +184,33 @@ struct NetBench {
         let elapsed = start.duration(to: .now)
         let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
         try await stream.close()
+        try await pair.shutdown()
+        return Double(total) / seconds / 1e6
+    }
 
-        let echo = try await hostA.dial(from: 1, to: b.address, port: 7, endpoint: socketB.address)
-        var iterator = echo.events.makeAsyncIterator()
-        var samples: [Double] = []
-        let probe = [UInt8](repeating: 0x42, count: 32)
-        for _ in 0..<echoes {
-            let sent = ContinuousClock.now
-            try await echo.write(probe)
-            var got = 0
-            while got < probe.count, case .data(let bytes)? = await iterator.next() { got += bytes.count }
-            let rtt = sent.duration(to: .now)
-            samples.append(Double(rtt.components.attoseconds) / 1e12 + Double(rtt.components.seconds) * 1e6)
+    /// Round trips of 32 bytes through host B's echo port, from a task that runs on host A's
+    /// loop (as `pilotctl ping` does), with the fabrics busy polling for `busyPoll` or not.
+    private static func echo(probes: Int, busyPoll: TimeAmount) async throws -> (p50: Double, p99: Double) {
+        let pair = try await Pair(busyPoll: busyPoll)
+        var samples = try await withTaskExecutorPreference(pair.hostA.taskExecutor) {
+            let echo = try await pair.hostA.dial(from: 1, to: pair.b.address, port: 7, endpoint: pair.endpointB)
+            var iterator = echo.events.makeAsyncIterator()
+            var samples: [Double] = []
+            let probe = [UInt8](repeating: 0x42, count: 32)
+            for _ in 0..<probes {
+                let sent = ContinuousClock.now
+                try await echo.write(probe)
+                var got = 0
+                while got < probe.count, case .data(let bytes)? = await iterator.next() { got += bytes.count }
+                let rtt = sent.duration(to: .now)
+                samples.append(Double(rtt.components.attoseconds) / 1e12 + Double(rtt.components.seconds) * 1e6)
+            }
+            try await echo.close()
+            return samples
         }
-        try await echo.close()
+        try await pair.shutdown()
         samples.sort()
-        await hostA.shutdown()
-        await hostB.shutdown()
-        try await group.shutdownGracefully()
-        return (Double(total) / seconds / 1e6, (samples[samples.count / 2], samples[min(samples.count - 1, samples.count * 99 / 100)]))
+        return (samples[samples.count / 2], samples[min(samples.count - 1, samples.count * 99 / 100)])
     }
 }
 

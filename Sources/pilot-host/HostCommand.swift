@@ -23,6 +23,7 @@ struct HostCommand: AsyncParsableCommand {
     @Option(help: "Group whose members may use the admin socket.") var adminGroup: String?
     @Option(help: "trace, debug, info, notice, warning, error, critical.") var logLevel: String?
     @Option(help: "Seconds between polls for relayed handshakes.") var handshakePoll: String?
+    @Option(help: "Microseconds the tunnel loop busy-polls after traffic before sleeping (0: off).") var busyPoll: String?
 
     func run() async throws {
         let file = config ?? "/etc/pilot-host/pilot-host.conf"
@@ -81,7 +82,7 @@ struct HostCommand: AsyncParsableCommand {
         for (key, value) in [
             ("state-dir", stateDir), ("runtime-dir", runtimeDir), ("registry", registry), ("beacon", beacon),
             ("listen", listen), ("admin-group", adminGroup), ("log-level", logLevel),
-            ("handshake-poll", handshakePoll),
+            ("handshake-poll", handshakePoll), ("busy-poll", busyPoll),
         ] {
             if let value { try settings.set(key, value) }
         }

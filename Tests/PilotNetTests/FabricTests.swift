@@ -32,9 +32,11 @@ final class FabricTests: XCTestCase {
     }
 
     /// Two fabrics on loopback (two hosts), each with its shared socket bound.
-    private func twoHosts(_ group: any EventLoopGroup, _ directory: Directory) async throws -> (Fabric, Fabric, socketB: (socket: Int, address: SocketAddress)) {
-        let hostA = Fabric(group: group, directory: directory, logger: Logger(label: "a"))
-        let hostB = Fabric(group: group, directory: directory, logger: Logger(label: "b"))
+    private func twoHosts(
+        _ group: any EventLoopGroup, _ directory: Directory, busyPoll: TimeAmount = .zero
+    ) async throws -> (Fabric, Fabric, socketB: (socket: Int, address: SocketAddress)) {
+        let hostA = Fabric(group: group, directory: directory, busyPoll: busyPoll, logger: Logger(label: "a"))
+        let hostB = Fabric(group: group, directory: directory, busyPoll: busyPoll, logger: Logger(label: "b"))
         _ = try await hostA.bind(host: "127.0.0.1", port: 0)
         return (hostA, hostB, try await hostB.bind(host: "127.0.0.1", port: 0))
     }
@@ -154,6 +156,54 @@ final class FabricTests: XCTestCase {
         await hostA.shutdown()
         await hostB.shutdown()
         try await group.shutdownGracefully()
+    }
+
+    /// Busy polling changes when the loops sleep, not what they carry: streams driven by a task
+    /// that runs on the fabric's loop arrive exactly, datagrams too, and the poll set is closed
+    /// with the fabric (no descriptor left behind).
+    func testBusyPollingFabricsCarryStreamsFromATaskOnTheLoopAndLeaveNoDescriptor() async throws {
+        let before = Self.openDescriptors()
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: 2)
+        let directory = Directory()
+        let (hostA, hostB, socketB) = try await twoHosts(group, directory, busyPoll: .microseconds(50))
+        let a = try identity(1, directory), b = try identity(2, directory)
+        let inbox = Inbox()
+        try await hostA.add(a) { inbox.append($0) }
+        try await hostB.add(b, ownSocket: socketB.socket) { _ in }
+        try await hostA.setTrusted(local: 1, remote: 2, true)
+        try await hostB.setTrusted(local: 2, remote: 1, true)
+
+        let message = (0..<500_000).map { UInt8(truncatingIfNeeded: $0 &* 29 &+ 3) }
+        let (echoed, probes) = try await withTaskExecutorPreference(hostA.taskExecutor) {
+            let stream = try await hostA.dial(from: 1, to: b.address, port: 7, endpoint: socketB.address)
+            var iterator = stream.events.makeAsyncIterator()
+            var probes: [[UInt8]] = []
+            for n in 0..<200 {
+                let probe = Array("probe \(n)".utf8)
+                try await stream.write(probe)
+                var got: [UInt8] = []
+                while got.count < probe.count, case .data(let bytes)? = await iterator.next() { got += bytes }
+                probes.append(got)
+            }
+            try await stream.close()
+            let bulk = try await hostA.dial(from: 1, to: b.address, port: 7, endpoint: socketB.address)
+            return (try await Self.roundTrip(bulk, message), probes)
+        }
+        XCTAssertEqual(probes, (0..<200).map { Array("probe \($0)".utf8) })
+        XCTAssertTrue(echoed == message, "\(echoed.count) of \(message.count) bytes echoed")
+        try await hostB.send(Packet(proto: .datagram, source: b.address, destination: a.address, sourcePort: 1, destinationPort: 2, payload: [7]), to: 1)
+        let deadline = ContinuousClock.now + .seconds(5)
+        while inbox.all.isEmpty && ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(10)) }
+        XCTAssertEqual(inbox.all.map(\.payload), [[7]])
+
+        await hostA.shutdown()
+        await hostB.shutdown()
+        try await group.shutdownGracefully()
+        XCTAssertEqual(Self.openDescriptors(), before, "the fabrics' sockets and poll sets are all closed")
+    }
+
+    private static func openDescriptors() -> Int {
+        (try? FileManager.default.contentsOfDirectory(atPath: "/proc/self/fd").count) ?? -1
     }
 
     /// A fabric that stops closes its streams in order: what was written arrives, then the FIN,
