@@ -143,7 +143,7 @@ let package = Package(
         .testTarget(
             name: "PilotRendezvousTests",
             dependencies: [
-                "PilotRendezvous", "PilotWire", "PilotCrypto", "PilotTestSupport",
+                "PilotRendezvous", "PilotWire", "PilotCrypto", "PilotStore", "PilotTestSupport",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
             ]),

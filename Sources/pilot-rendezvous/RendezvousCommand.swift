@@ -52,6 +52,13 @@ struct RendezvousCommand: AsyncParsableCommand {
     @Option(help: "Requests per second one registry connection may make (burst: two seconds' worth).")
     var connectionRequestsPerSecond: Double = 1000
 
+    @Option(
+        help: """
+            File whose first line is the registry's admin token, which `pilotctl network create` must present \
+            (default: $PILOT_ADMIN_TOKEN; with neither, no network can be created).
+            """)
+    var adminTokenFile: String?
+
     @Option(help: "Log level: trace, debug, info, notice, warning, error, critical.")
     var logLevel: Logger.Level = .info
 
@@ -60,9 +67,26 @@ struct RendezvousCommand: AsyncParsableCommand {
         if !tls, tlsCert != nil || tlsKey != nil { throw ValidationError("--tls-cert/--tls-key need --tls") }
         if !(newKeysPerSecond > 0) { throw ValidationError("--new-keys-per-second must be positive") }
         if !(connectionRequestsPerSecond > 0) { throw ValidationError("--connection-requests-per-second must be positive") }
+        _ = try adminToken()
         _ = try Self.split(registryAddr)
         _ = try Self.split(beaconAddr)
         if let nameserverAddr { _ = try Self.split(nameserverAddr) }
+    }
+
+    /// The admin token: the first line of --admin-token-file, else `PILOT_ADMIN_TOKEN`, else none.
+    func adminToken() throws -> String? {
+        guard let adminTokenFile else {
+            let fromEnvironment = ProcessInfo.processInfo.environment["PILOT_ADMIN_TOKEN"] ?? ""
+            return fromEnvironment.isEmpty ? nil : fromEnvironment
+        }
+        let text: String
+        do { text = try String(contentsOfFile: adminTokenFile, encoding: .utf8) } catch {
+            throw ValidationError("--admin-token-file \(adminTokenFile) cannot be read: \(error.localizedDescription)")
+        }
+        let line = text.split(separator: "\n", maxSplits: 1, omittingEmptySubsequences: false).first ?? ""
+        let token = line.trimmingCharacters(in: .whitespacesAndNewlines)
+        guard !token.isEmpty else { throw ValidationError("--admin-token-file \(adminTokenFile): the first line is empty") }
+        return token
     }
 
     static func split(_ text: String) throws -> (String, Int) {
@@ -90,6 +114,7 @@ struct RendezvousCommand: AsyncParsableCommand {
         registryConfiguration.beaconAddresses = [advertised]
         registryConfiguration.registrationsPerSecond = newKeysPerSecond
         registryConfiguration.handshakeQueued = { node in beacon.notify(node: node) }
+        registryConfiguration.adminToken = try adminToken()
         let registry = try Registry(stateDirectory: stateDir, configuration: registryConfiguration)
         beacon.hideEndpoints { node in registry.isRelayOnly(node) }
         var serverConfiguration = RegistryServer.Configuration(
@@ -115,7 +140,7 @@ struct RendezvousCommand: AsyncParsableCommand {
             "pilot-rendezvous serving",
             metadata: [
                 "registry": "\(registryAddress)", "beacon": "\(beaconAddress)", "tls": "\(tls)",
-                "state": "\(stateDir)", "nodes": "\(registry.nodeCount)",
+                "state": "\(stateDir)", "nodes": "\(registry.nodeCount)", "admin-token": "\(registryConfiguration.adminToken != nil)",
             ])
         // One line each on stdout, for scripts that start us on port 0.
         let registryLine = "registry \(registryAddress.ipAddress ?? registryHost):\(registryAddress.port ?? registryPort)"

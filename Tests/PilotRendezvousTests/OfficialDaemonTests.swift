@@ -177,6 +177,55 @@ final class OfficialDaemonTests: XCTestCase {
         XCTAssertThrowsError(try overlay.startDaemon("impostor", extra: ["-registry-tls", "-registry-fingerprint", wrong], timeout: 8))
     }
 
+    /// Custom networks with the official pilotctl: one made by a `create_network` request carrying
+    /// the admin token of `--admin-token-file`, joined by two daemons (each signs its join) with the
+    /// network's token, listed as members, trusted through it, and left.
+    func testOfficialDaemonsJoinListAndLeaveACustomNetwork() throws {
+        let overlay = try makeOverlay()
+        self.overlay = overlay
+        let tokenFile = overlay.directory.path("admin-token")
+        try "tok-123\nthe first line only\n".write(toFile: tokenFile, atomically: true, encoding: .utf8)
+        try overlay.startRendezvous(extra: ["--admin-token-file", tokenFile])
+        let alpha = try overlay.startDaemon("alpha")
+        let beta = try overlay.startDaemon("beta")
+        func create(adminToken: String) throws -> RegistryMessage {
+            try overlay.registryRequest(
+                RegistryMessage(
+                    type: "create_network",
+                    ["node_id": 0, "name": "lab", "join_rule": "token", "token": "tk1", "admin_token": .string(adminToken)]))
+        }
+        XCTAssertEqual(try create(adminToken: "tok-1234")["error"], "create_network: invalid admin token")
+        XCTAssertEqual(try create(adminToken: "tok-123")["network_id"], 1)
+
+        XCTAssertThrowsError(try overlay.ctl("alpha", ["network", "join", "1", "--token", "tk2"])) { error in
+            XCTAssertTrue("\(error)".contains("invalid token for network 1"), "\(error)")
+        }
+        let joined = try overlay.ctl("alpha", ["network", "join", "1", "--token", "tk1"])
+        XCTAssertEqual(joined["address"]?.stringValue, Address(network: 1, node: alpha).description, joined.encodedString())
+        _ = try overlay.ctl("beta", ["network", "join", "1", "--token", "tk1"])
+
+        let members = try overlay.ctl("alpha", ["network", "members", "1"])
+        XCTAssertEqual(members["nodes"]?.arrayValue?.compactMap { $0["node_id"]?.integerValue }, [Int64(alpha), Int64(beta)])
+        XCTAssertEqual(members["nodes"]?.arrayValue?.first?["hostname"], "alpha")
+        let listed = try overlay.ctl("beta", ["network", "list"])
+        let lab = listed["networks"]?.arrayValue?.first { $0["name"] == "lab" }
+        XCTAssertEqual(lab?["members"], 2, listed.encodedString())
+        let trust = try overlay.registryRequest(
+            RegistryMessage(type: "check_trust", ["node_id": .integer(Int64(alpha)), "peer_id": .integer(Int64(beta))]))
+        XCTAssertEqual(trust["trusted"], true, "co-members are trusted")
+        try overlay.eventually("alpha's info to show its address in network 1") {
+            try overlay.ctl("alpha", ["info"]).encodedString().contains(Address(network: 1, node: alpha).description)
+        }
+
+        let left = try overlay.ctl("beta", ["network", "leave", "1"])
+        XCTAssertEqual(left["network_id"], 1, left.encodedString())
+        let after = try overlay.ctl("alpha", ["network", "members", "1"])
+        XCTAssertEqual(after["nodes"]?.arrayValue?.compactMap { $0["node_id"]?.integerValue }, [Int64(alpha)])
+        for name in ["alpha", "beta"] {
+            XCTAssertFalse(overlay.log(of: name).contains("network policy load failed"), overlay.log(of: name))
+        }
+    }
+
     /// Ping and a text message each way, with the message checked in the receiver's inbox.
     private func assertTalk(_ overlay: OverlayHarness, _ a: String, _ b: String, tag: String) throws {
         for (from, to) in [(a, b), (b, a)] {

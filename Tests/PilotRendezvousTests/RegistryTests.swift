@@ -280,7 +280,7 @@ final class RegistryTests: XCTestCase {
         let registry = try makeRegistry()
         XCTAssertEqual(
             registry.handle(RegistryMessage(type: "no_such"), peerIP: "x")["error"],
-            "unknown type: no_such (this registry serves the backbone only: no other networks, network policies or enterprise features)")
+            "unknown type: no_such (this registry serves no network invites, managed networks, network policies or enterprise features)")
         XCTAssertEqual(
             registry.handle(RegistryMessage(type: "lookup", ["node_id": "seven"]), peerIP: "x")["error"],
             "bad request: invalid lookup.node_id: must be a node id (0...4294967295)")

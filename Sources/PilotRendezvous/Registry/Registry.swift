@@ -3,8 +3,9 @@ public import PilotCrypto
 public import PilotWire
 
 /// The registry's request handling: every message the official 1.18 daemon and pilotctl send,
-/// with their semantics (PROTOCOL.md §8, PROTOCOL-1.18.md §3), plus our own `find_by_tag` and
-/// `batch` extensions. Transport-free: `RegistryServer` feeds it decoded messages.
+/// with their semantics (PROTOCOL.md §8, PROTOCOL-1.18.md §3), custom networks
+/// (`Registry+Networks.swift`), plus our own `find_by_tag` and `batch` extensions.
+/// Transport-free: `RegistryServer` feeds it decoded messages.
 ///
 /// Thread-safe: one lock serialises every request; SQLite writes happen inside it, before the
 /// reply, so an answered change is durable.
@@ -23,17 +24,27 @@ public final class Registry: @unchecked Sendable {
         public var registrationBurst: Double = 1000
         /// Called (outside the lock) when a relayed handshake or answer waits for `node`.
         public var handshakeQueued: (@Sendable (UInt32) -> Void)?
+        /// The registry's admin token: `create_network` needs it, and it may stand in for a node's
+        /// signature on `join_network`/`leave_network`. Nil or empty: no networks can be created.
+        public var adminToken: String?
 
         public init() {}
     }
 
     public let configuration: Configuration
-    private let store: RegistryStore
-    private let lock = NSLock()
-    private var nodes: [UInt32: NodeRecord] = [:]
+    /// The digest of `configuration.adminToken`, if one is set.
+    let adminToken: SecretDigest?
+    /// `registry.db`; written before a change is answered.
+    let store: RegistryStore
+    /// Held for every read and write of the state below (extensions in other files included).
+    let lock = NSLock()
+    /// Every node ever registered, by id, online or not.
+    var nodes: [UInt32: NodeRecord] = [:]
     private var byKey: [[UInt8]: UInt32] = [:]
     private var byHostname: [String: UInt32] = [:]
     private var trust: Set<UInt64> = []
+    /// The custom networks and their members.
+    var networks = NetworkTable()
     private var requests: [UInt32: [PendingHandshake]] = [:]
     private var responses: [UInt32: [PendingResponse]] = [:]
     private var nextID: UInt32 = 1
@@ -51,6 +62,7 @@ public final class Registry: @unchecked Sendable {
     ) throws {
         try FileManager.default.createDirectory(atPath: stateDirectory, withIntermediateDirectories: true)
         self.configuration = configuration
+        adminToken = configuration.adminToken.flatMap { $0.isEmpty ? nil : SecretDigest(of: $0) }
         self.clock = clock
         store = try RegistryStore(path: (stateDirectory as NSString).appendingPathComponent("registry.db"))
         try loadState()
@@ -63,6 +75,7 @@ public final class Registry: @unchecked Sendable {
         byKey = [:]
         byHostname = [:]
         trust = []
+        networks = NetworkTable()
         for node in state.nodes {
             nodes[node.id] = node
             byKey[node.publicKey] = node.id
@@ -70,6 +83,7 @@ public final class Registry: @unchecked Sendable {
             nextID = max(nextID, node.id &+ 1)
         }
         for (a, b) in state.trust { trust.insert(Self.pair(a, b)) }
+        for network in state.networks { networks.add(network) }
         requests = state.requests
         responses = state.responses
     }
@@ -95,11 +109,18 @@ public final class Registry: @unchecked Sendable {
         lock.withLock { byHostname[hostname.lowercased()].flatMap { id in nodes[id]?.online == true ? id : nil } }
     }
 
-    /// The name of network 0, the only network this registry serves.
+    /// The name of network 0, which every registered node is in.
     public static let backbone = "backbone"
 
-    public func network(named name: String) -> UInt16? { name == Self.backbone ? 0 : nil }
-    public func networkExists(_ id: UInt16) -> Bool { id == 0 }
+    /// The id of the network called `name`: 0 for the backbone, else a custom network's.
+    public func network(named name: String) -> UInt16? {
+        name == Self.backbone ? 0 : lock.withLock { networks.id(named: name) }
+    }
+
+    /// Whether network `id` exists: the backbone or a custom network.
+    public func networkExists(_ id: UInt16) -> Bool {
+        id == 0 || lock.withLock { networks.byID[id] != nil }
+    }
 
     // MARK: Handling
 
@@ -140,6 +161,9 @@ public final class Registry: @unchecked Sendable {
         case "respond_handshake": return try respondHandshake(request, notify: &notify)
         case "punch": return try punch(request)
         case "rotate_key": return try rotateKey(request)
+        case "create_network": return try createNetwork(request)
+        case "join_network": return try joinNetwork(request)
+        case "leave_network": return try leaveNetwork(request)
         case "list_networks": return listNetworks()
         case "get_network_policy": return try networkPolicy(request)
         case "list_nodes": return try listNodes(request)
@@ -148,7 +172,7 @@ public final class Registry: @unchecked Sendable {
         case "batch": return try batch(request, peerIP: peerIP, notify: &notify)
         default:
             throw RegistryFailure(
-                "unknown type: \(request.type.prefix(64)) (this registry serves the backbone only: no other networks, "
+                "unknown type: \(request.type.prefix(64)) (this registry serves no network invites, managed networks, "
                     + "network policies or enterprise features)")
         }
     }
@@ -215,11 +239,17 @@ public final class Registry: @unchecked Sendable {
         return RegistryMessage(type: "heartbeat_ok", ["time": .integer(Int64(Date().timeIntervalSince1970))])
     }
 
+    /// An explicit goodbye: offline, and out of every custom network (a node that merely goes
+    /// silent keeps its memberships).
     private func deregister(_ request: RegistryMessage) throws -> RegistryMessage {
         var node = try signedNode(request, "node_id") { "deregister:\($0)" }
         goOffline(&node)
-        try store.save(node)
+        try store.transaction {
+            try store.save(node)
+            try store.removeMemberships(of: node.id)
+        }
         nodes[node.id] = node
+        networks.removeEverywhere(node.id)
         return RegistryMessage(type: "deregister_ok", ["node_id": .integer(Int64(node.id))])
     }
 
@@ -279,11 +309,13 @@ public final class Registry: @unchecked Sendable {
             ["tag": .string(tag), "nodes": .array(matches.map { .object(describe($0, revealEndpoint: $0.isPublic)) })])
     }
 
-    private func describe(_ node: NodeRecord, revealEndpoint: Bool) -> [String: JSON] {
+    /// What `lookup` shows of `node`; its endpoint only with `revealEndpoint`.
+    func describe(_ node: NodeRecord, revealEndpoint: Bool) -> [String: JSON] {
+        let memberOf = [0] + networks.networks(of: node.id)
         var fields: [String: JSON] = [
             "node_id": .integer(Int64(node.id)), "address": .string(Address(node: node.id).description),
-            "networks": [0], "public_key": .string(Sodium.base64(node.publicKey)), "public": .bool(node.isPublic),
-            "polo_score": 0, "online": .bool(node.online),
+            "networks": .array(memberOf.map { .integer(Int64($0)) }), "public_key": .string(Sodium.base64(node.publicKey)),
+            "public": .bool(node.isPublic), "polo_score": 0, "online": .bool(node.online),
         ]
         if let hostname = node.hostname { fields["hostname"] = .string(hostname) }
         if !node.tags.isEmpty { fields["tags"] = .array(node.tags.map(JSON.string)) }
@@ -349,46 +381,6 @@ public final class Registry: @unchecked Sendable {
             type: "set_tags_ok", ["node_id": .integer(Int64(node.id)), "tags": tags.isEmpty ? nil : .array(tags.map(JSON.string))])
     }
 
-    private func listNetworks() -> RegistryMessage {
-        let members = nodes.values.filter(\.online).count
-        return RegistryMessage(
-            type: "list_networks_ok",
-            ["networks": [["id": 0, "name": .string(Self.backbone), "members": .integer(Int64(members)), "join_rule": "open"]]])
-    }
-
-    /// `pilotctl network members 0`: the online members of the backbone with what `lookup`
-    /// shows of them (never an endpoint), by node id; at most `maxListed`, with the total.
-    private func listNodes(_ request: RegistryMessage) throws -> RegistryMessage {
-        try requireBackbone(request)
-        let online = nodes.values.filter(\.online)
-        let listed = online.sorted { $0.id < $1.id }.prefix(Self.maxListed).map { node in
-            var fields = describe(node, revealEndpoint: false)
-            fields["version"] = .string(node.version)
-            return JSON.object(fields)
-        }
-        return RegistryMessage(
-            type: "list_nodes_ok",
-            ["network_id": 0, "nodes": .array(Array(listed)), "total": .integer(Int64(online.count)), "truncated": .bool(online.count > listed.count)])
-    }
-
-    static let maxListed = 1000
-
-    /// The request's `network_id` must be the backbone, the one network this registry serves.
-    private func requireBackbone(_ request: RegistryMessage) throws {
-        let network = try request.nodeID("network_id")
-        guard let id = UInt16(exactly: network), networkExists(id) else {
-            throw RegistryFailure("network \(network) does not exist")
-        }
-    }
-
-    /// 1.18 asks for the policy of every network it is in, the backbone included, and keeps its
-    /// last-known policy on an error. This registry serves only the backbone, which has no
-    /// policy: an ok reply naming the network and carrying no rules (1.18 then applies none).
-    private func networkPolicy(_ request: RegistryMessage) throws -> RegistryMessage {
-        try requireBackbone(request)
-        return RegistryMessage(type: "get_network_policy_ok", ["network_id": 0])
-    }
-
     private func beaconList() -> RegistryMessage {
         RegistryMessage(
             type: "beacon_list_ok",
@@ -417,12 +409,14 @@ public final class Registry: @unchecked Sendable {
         return RegistryMessage(type: "revoke_trust_ok", ["node_id": .integer(Int64(node.id)), "peer_id": .integer(Int64(peerID))])
     }
 
+    /// Trusted: a trust pair, or (as 1.18's registry has it) members of a common custom network,
+    /// so a private node accepts datagrams, broadcasts among them, from fellow members.
     private func checkTrust(_ request: RegistryMessage) throws -> RegistryMessage {
         let node = try request.nodeID("node_id")
         let peer = try request.nodeID("peer_id")
+        let trusted = trust.contains(Self.pair(node, peer)) || networks.shareNetwork(node, peer)
         return RegistryMessage(
-            type: "check_trust_ok",
-            ["node_id": .integer(Int64(node)), "peer_id": .integer(Int64(peer)), "trusted": .bool(trust.contains(Self.pair(node, peer)))])
+            type: "check_trust_ok", ["node_id": .integer(Int64(node)), "peer_id": .integer(Int64(peer)), "trusted": .bool(trusted)])
     }
 
     private func requestHandshake(_ request: RegistryMessage, notify: inout [UInt32]) throws -> RegistryMessage {
@@ -565,14 +559,15 @@ public final class Registry: @unchecked Sendable {
     // MARK: Helpers
 
     /// The node named by `field`, after checking `signature` over `challenge(id)` with its key.
-    private func signedNode(_ request: RegistryMessage, _ field: String, _ challenge: (UInt32) -> String) throws -> NodeRecord {
+    func signedNode(_ request: RegistryMessage, _ field: String, _ challenge: (UInt32) -> String) throws -> NodeRecord {
         let node = try existing(try request.nodeID(field))
         guard let signature = request["signature"]?.stringValue else { throw RegistryFailure("\(request.type): signature required") }
         try verify(try Ed25519PublicKey(bytes: node.publicKey), signature, challenge(node.id))
         return node
     }
 
-    private func existing(_ id: UInt32) throws -> NodeRecord {
+    /// The registered node `id`.
+    func existing(_ id: UInt32) throws -> NodeRecord {
         guard let node = nodes[id] else { throw RegistryFailure("node \(id) is not registered") }
         return node
     }
@@ -591,12 +586,17 @@ public final class Registry: @unchecked Sendable {
         ip.contains(":") ? "[\(ip)]" : ip
     }
 
-    static func validateHostname(_ hostname: String) throws {
-        let bytes = Array(hostname.utf8)
+    /// Whether `text` is 1 to `maxLength` lowercase letters, digits and inner hyphens: the rule
+    /// for hostnames, tags and network names.
+    static func isLabel(_ text: String, maxLength: Int) -> Bool {
+        let bytes = Array(text.utf8)
         let allowed = { (byte: UInt8) in (0x61...0x7A).contains(byte) || (0x30...0x39).contains(byte) }
-        guard (1...63).contains(bytes.count), let first = bytes.first, let last = bytes.last, allowed(first), allowed(last),
-            bytes.allSatisfy({ allowed($0) || $0 == 0x2D }), !["localhost", "backbone", "broadcast"].contains(hostname)
-        else {
+        guard (1...maxLength).contains(bytes.count), let first = bytes.first, let last = bytes.last else { return false }
+        return allowed(first) && allowed(last) && bytes.allSatisfy { allowed($0) || $0 == 0x2D }
+    }
+
+    static func validateHostname(_ hostname: String) throws {
+        guard isLabel(hostname, maxLength: 63), !["localhost", "backbone", "broadcast"].contains(hostname) else {
             throw RegistryFailure("invalid hostname \(hostname.prefix(63)): lowercase letters, digits and inner hyphens, at most 63")
         }
     }
@@ -604,11 +604,7 @@ public final class Registry: @unchecked Sendable {
     /// Tags: a leading `#` dropped, lower-case letters, digits and inner hyphens, at most 32.
     static func normalisedTag(_ text: String) throws -> String {
         let tag = text.hasPrefix("#") ? String(text.dropFirst()) : text
-        let bytes = Array(tag.utf8)
-        let allowed = { (byte: UInt8) in (0x61...0x7A).contains(byte) || (0x30...0x39).contains(byte) }
-        guard (1...32).contains(bytes.count), let first = bytes.first, let last = bytes.last, allowed(first), allowed(last),
-            bytes.allSatisfy({ allowed($0) || $0 == 0x2D })
-        else { throw RegistryFailure("invalid tag \(tag.prefix(32)): lowercase letters, digits and inner hyphens, at most 32") }
+        guard isLabel(tag, maxLength: 32) else { throw RegistryFailure("invalid tag \(tag.prefix(32)): lowercase letters, digits and inner hyphens, at most 32") }
         return tag
     }
 }

@@ -72,6 +72,20 @@ final class RegistryStore {
         );
         """,
         "ALTER TABLE node ADD COLUMN relay_only INTEGER NOT NULL DEFAULT 0;",
+        // Custom networks (1.18's create/join/leave_network); the join token is kept as its SHA-256.
+        """
+        CREATE TABLE network (
+            id INTEGER PRIMARY KEY CHECK (id BETWEEN 1 AND 65535),
+            name TEXT NOT NULL UNIQUE,
+            join_rule TEXT NOT NULL,
+            token_digest BLOB
+        );
+        CREATE TABLE network_member (
+            network INTEGER NOT NULL REFERENCES network(id) ON DELETE CASCADE,
+            node INTEGER NOT NULL REFERENCES node(id) ON DELETE CASCADE,
+            PRIMARY KEY (network, node)
+        );
+        """,
     ]
 
     init(path: String) throws {
@@ -82,7 +96,7 @@ final class RegistryStore {
     /// Everything, for the in-memory state at start.
     func load(now: Double) throws(StoreError) -> (
         nodes: [NodeRecord], trust: [(UInt32, UInt32)], requests: [UInt32: [PendingHandshake]],
-        responses: [UInt32: [PendingResponse]]
+        responses: [UInt32: [PendingResponse]], networks: [CustomNetwork]
     ) {
         let nodes = try db.rows("SELECT id, public_key, owner, real_addr, hostname, tags, public, version, online, relay_only FROM node")
             .map { row in
@@ -109,7 +123,20 @@ final class RegistryStore {
                     from: UInt32(truncatingIfNeeded: row[1].integer ?? 0), accept: row[2].integer == 1,
                     timestamp: row[3].integer ?? 0))
         }
-        return (nodes, trust, requests, responses)
+        var networks: [UInt16: CustomNetwork] = [:]
+        for row in try db.rows("SELECT id, name, join_rule, token_digest FROM network") {
+            let id = UInt16(truncatingIfNeeded: row[0].integer ?? 0)
+            let name = row[1].text ?? ""
+            guard let rule = JoinRule(rawValue: row[2].text ?? "") else {
+                // 1 is SQLITE_ERROR: the file holds what this program cannot serve.
+                throw StoreError(code: 1, message: "network \(id) (\(name)) has join rule \(row[2].text ?? "NULL"), which this registry does not serve")
+            }
+            networks[id] = CustomNetwork(id: id, name: name, joinRule: rule, token: row[3].blob.map(SecretDigest.init(stored:)))
+        }
+        for row in try db.rows("SELECT network, node FROM network_member") {
+            networks[UInt16(truncatingIfNeeded: row[0].integer ?? 0)]?.members.insert(UInt32(truncatingIfNeeded: row[1].integer ?? 0))
+        }
+        return (nodes, trust, requests, responses, Array(networks.values))
     }
 
     func save(_ node: NodeRecord) throws(StoreError) {
@@ -159,6 +186,31 @@ final class RegistryStore {
     func clearInbox(of node: UInt32) throws(StoreError) {
         try db.run("DELETE FROM handshake_request WHERE to_node = ?", [.integer(Int64(node))])
         try db.run("DELETE FROM handshake_response WHERE to_node = ?", [.integer(Int64(node))])
+    }
+
+    /// Stores a new network with its first members.
+    func add(_ network: CustomNetwork) throws(StoreError) {
+        try db.run(
+            "INSERT INTO network (id, name, join_rule, token_digest) VALUES (?, ?, ?, ?)",
+            [
+                .integer(Int64(network.id)), .text(network.name), .text(network.joinRule.rawValue),
+                network.token.map { .blob($0.bytes) } ?? .null,
+            ])
+        for node in network.members { try setMember(node, of: network.id, true) }
+    }
+
+    func setMember(_ node: UInt32, of network: UInt16, _ member: Bool) throws(StoreError) {
+        let pair: [SQLValue] = [.integer(Int64(network)), .integer(Int64(node))]
+        if member {
+            try db.run("INSERT OR IGNORE INTO network_member (network, node) VALUES (?, ?)", pair)
+        } else {
+            try db.run("DELETE FROM network_member WHERE network = ? AND node = ?", pair)
+        }
+    }
+
+    /// Drops `node` from every network (an explicit deregister).
+    func removeMemberships(of node: UInt32) throws(StoreError) {
+        try db.run("DELETE FROM network_member WHERE node = ?", [.integer(Int64(node))])
     }
 
     func transaction<R>(_ body: () throws -> R) throws -> R {
