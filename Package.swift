@@ -95,7 +95,7 @@ let package = Package(
         .executableTarget(
             name: "pilot-rendezvous",
             dependencies: [
-                "PilotRendezvous", "PilotNet", "PilotSystemd",
+                "PilotRendezvous", "PilotNet", "PilotSystemd", "PilotCrypto",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ],

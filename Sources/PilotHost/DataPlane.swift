@@ -3,6 +3,7 @@ import Logging
 import NIOConcurrencyHelpers
 import NIOCore
 import PilotControl
+import PilotCrypto
 import PilotNet
 import PilotStore
 import PilotWire
@@ -17,7 +18,7 @@ actor DataPlane {
     let fabric: Fabric
     let trust: TrustService
     let pool: IdentityPool
-    private let logger: Logger
+    let logger: Logger
     private var listenHost = "0.0.0.0"
     private var joined: [String: TunnelIdentity] = [:]
     /// Public identities on the network: node → the number of its own socket.
@@ -27,10 +28,14 @@ actor DataPlane {
 
     /// The beacon, which pokes an endpoint when a relayed handshake waits for one of its nodes.
     private var beacon: SocketAddress?
+    /// The token a broadcast must carry (`admin-token-file`), as its digest; nil: broadcasts are
+    /// refused.
+    let adminToken: SecretDigest?
 
-    init(fabric: Fabric, pool: IdentityPool, logger: Logger) {
+    init(fabric: Fabric, pool: IdentityPool, adminToken: String? = nil, logger: Logger) {
         self.fabric = fabric
         self.pool = pool
+        self.adminToken = adminToken.map(SecretDigest.init(of:))
         self.logger = logger
         trust = TrustService(pool: pool, logger: logger)
     }
@@ -604,7 +609,7 @@ actor DataPlane {
     /// Where to reach `target`: nowhere for an identity of this host (delivered in-process; it
     /// joins the fabric), else the endpoint the registry gives (a private target answers only
     /// to nodes it trusts).
-    private func endpoint(of target: Address, for name: String) async throws -> SocketAddress? {
+    func endpoint(of target: Address, for name: String) async throws -> SocketAddress? {
         if let local = await pool.identity(withNode: target.node) {
             try await join(local.name)
             return nil

@@ -59,7 +59,8 @@ public final class Host: Sendable {
         try await pool.load()
         let fabric = Fabric(
             group: group, directory: RegistryDirectory(registry: registry), busyPoll: .microseconds(Int64(configuration.busyPoll)), logger: logger)
-        dataPlane = DataPlane(fabric: fabric, pool: pool, logger: logger)
+        let adminToken = try AdminToken.load(configuration.adminTokenFile, logger: logger)
+        dataPlane = DataPlane(fabric: fabric, pool: pool, adminToken: adminToken, logger: logger)
     }
 
     /// Opens the admin socket and every identity's socket, then returns: the host serves. Its
@@ -273,6 +274,7 @@ public final class Host: Sendable {
         if new.listen != configuration.listen, activated.tunnels.isEmpty { restart.append("listen") }
         if new.adminGroup != configuration.adminGroup { restart.append("admin-group") }
         if new.busyPoll != configuration.busyPoll { restart.append("busy-poll") }
+        if new.adminTokenFile != configuration.adminTokenFile { restart.append("admin-token-file") }
         var reopened: [String] = []
         for record in await pool.all where !FileManager.default.fileExists(atPath: socketPath(record.name)) {
             do throws(ControlFailure) {

@@ -21,11 +21,14 @@ public struct HostConfiguration: Equatable, Sendable {
     /// Microseconds the tunnel loop keeps looking at its sockets after traffic before its thread
     /// sleeps (busy polling, `Fabric`'s `busyPoll`); 0: off. Read at start only.
     public var busyPoll = 0
+    /// A file whose first line is the admin token: a `broadcast` must carry it, as 1.18's
+    /// `-admin-token`. Empty: none (broadcasts are refused). Read at start only.
+    public var adminTokenFile = ""
 
     public init() {}
 
     /// The keys a file or flag may set.
-    public static let keys = ["state-dir", "runtime-dir", "registry", "beacon", "listen", "admin-group", "log-level", "handshake-poll", "busy-poll"]
+    public static let keys = ["state-dir", "runtime-dir", "registry", "beacon", "listen", "admin-group", "log-level", "handshake-poll", "busy-poll", "admin-token-file"]
 
     static let logLevels = ["trace", "debug", "info", "notice", "warning", "error", "critical"]
 
@@ -57,6 +60,7 @@ public struct HostConfiguration: Equatable, Sendable {
                 throw .invalidValue(key: key, value: value, reason: "microseconds, 0 (off) to 1000")
             }
             busyPoll = microseconds
+        case "admin-token-file": adminTokenFile = value.isEmpty ? "" : try Self.absolutePath(key, value)
         default:
             throw .unknownKey(key)
         }

@@ -9,7 +9,8 @@ import PilotWire
 /// `untrust`, `trust`), streams and datagrams (`ping`, `bench`, `send`, which pilotctl's
 /// `connect` uses too, `recv`, `listen`, `send-datagram`, `connections`, `peers`), messages and
 /// files (`send-message`, `inbox`, `upload` then `send-file`, `received`, `received-chunk`) and
-/// events (`subscribe`, `publish`).
+/// events (`subscribe`, `publish`), custom networks (`network-list`, `network-members`,
+/// `network-join`, `network-leave`, `network-create`) and `broadcast`.
 struct IdentityCommands: Sendable {
     let pool: IdentityPool
     let dataPlane: DataPlane
@@ -61,6 +62,31 @@ struct IdentityCommands: Sendable {
                 return try await registryAnswer(RegistryMessage(type: "resolve_hostname", ["hostname": .string(hostname)]))
             case "ping":
                 return try await ping(request)
+            case "network-list":
+                return try await networkAnswer(try await pool.query(RegistryMessage(type: "list_networks", [:])))
+            case "network-members":
+                var fields: [String: JSON] = ["network_id": .integer(Int64(try Self.network(request)))]
+                if let token = try request.optionalString("admin_token") { fields["admin_token"] = .string(token) }
+                return try await networkAnswer(try await pool.query(RegistryMessage(type: "list_nodes", fields)))
+            case "network-join":
+                let token = try request.optionalString("token") ?? ""
+                return try await networkAnswer(try await pool.network(name, join: true, network: try Self.network(request), token: token))
+            case "network-leave":
+                return try await networkAnswer(try await pool.network(name, join: false, network: try Self.network(request)))
+            case "network-create":
+                // The registry checks the admin token; this identity becomes the first member.
+                guard let identity = await pool.identity(named: name) else { throw PoolError.notFound(name) }
+                var fields: [String: JSON] = [
+                    "node_id": .integer(Int64(identity.nodeID)), "name": .string(try request.string("name")),
+                    "join_rule": .string(try request.optionalString("join_rule") ?? "open"), "admin_token": .string(try request.string("admin_token")),
+                ]
+                if let token = try request.optionalString("token") { fields["token"] = .string(token) }
+                return try await networkAnswer(try await pool.query(RegistryMessage(type: "create_network", fields)))
+            case "broadcast":
+                let network = try Self.network(request)
+                return .ok(try await dataPlane.broadcast(
+                    from: name, network: network, port: try Self.port(request), data: Array(try request.string("data").utf8),
+                    token: try request.optionalString("admin_token") ?? ""))
             case "handshake":
                 let peer = try await resolveTarget(try request.string("peer")).node
                 return .ok(try await dataPlane.trust.request(name, peer: peer, reason: try request.optionalString("reason") ?? ""))
@@ -275,6 +301,23 @@ struct IdentityCommands: Sendable {
             "id": .integer(file.id), "name": .string(file.name), "from": .string(file.sender), "bytes": .integer(Int64(file.size)),
             "received_at": .string(formatter.string(from: Date(timeIntervalSince1970: Double(file.receivedAt) / 1000))),
         ]
+    }
+
+    /// A network command's registry reply as command data, whole (1.18's pilotctl prints it
+    /// with its `type`), or its error.
+    private func networkAnswer(_ reply: RegistryMessage) async throws -> ControlReply {
+        guard reply.type != "error", let fields = reply.json.objectValue else {
+            throw ControlFailure(.invalidArgument, "registry: \(reply["error"]?.stringValue ?? "unexpected reply \(reply.type)")")
+        }
+        return .ok(.object(fields))
+    }
+
+    /// The request's `network_id`: a network number, 0 to 65535.
+    private static func network(_ request: ControlRequest) throws -> UInt16 {
+        guard let network = UInt16(exactly: try request.integer("network_id")) else {
+            throw ControlFailure(.invalidArgument, "network_id must be 0 to 65535")
+        }
+        return network
     }
 
     /// A registry reply as command data: its fields without `type`, or its error as not_found.

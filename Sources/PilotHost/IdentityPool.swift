@@ -204,6 +204,20 @@ public actor IdentityPool {
         return endpoint
     }
 
+    /// Asks the registry to let `name` join custom network `network` (with the network's
+    /// `token` if it has the token rule), or leave it; signed as 1.18 signs it
+    /// (`join_network:<node>:<net>`, `leave_network:<node>:<net>`). The reply as given.
+    public func network(_ name: String, join: Bool, network: UInt16, token: String = "") async throws -> RegistryMessage {
+        guard let record = records[name] else { throw PoolError.notFound(name) }
+        let type = join ? "join_network" : "leave_network"
+        var fields: [String: JSON] = ["node_id": .integer(Int64(record.nodeID)), "network_id": .integer(Int64(network))]
+        if join {
+            fields["token"] = .string(token)
+            fields["inviter_id"] = 0
+        }
+        return try await registry.send(signedMessage(try key(name), type, "\(type):\(record.nodeID):\(network)", fields))
+    }
+
     /// Creates, registers and stores a new identity; returns its record (with its node id).
     public func create(name: String, _ request: Request) async throws -> IdentityRecord {
         try Self.validate(name: name)

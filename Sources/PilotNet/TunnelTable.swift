@@ -534,8 +534,9 @@ public final class TunnelTable {
     public func send(_ packet: Packet, to remote: UInt32, endpoint: SocketAddress? = nil, now: NIODeadline) throws(TunnelError) -> [TunnelAction] {
         var actions: [TunnelAction] = []
         let local = packet.source.node
+        // The source's node names the sending identity; its network part is the network the
+        // packet is sent within (a broadcast's is the custom network's).
         guard let identity = identities[local] else { throw .unknownIdentity(local) }
-        guard packet.source == identity.address else { throw .sourceNotLocal(packet.source) }
         let plaintext: [UInt8]
         do { plaintext = try packet.encoded() } catch { throw .encoding("\(error)") }
         if let endpoint {

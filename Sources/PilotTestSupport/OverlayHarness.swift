@@ -92,8 +92,10 @@ public final class OverlayHarness {
     public func socket(_ name: String) -> String { directory.path("\(name).sock") }
 
     /// Runs `pilotctl --json ARGS` as daemon `name`; returns the `data` of an ok envelope.
-    public func ctl(_ name: String, _ arguments: [String], timeout: TimeInterval = 60) throws -> JSON {
-        let result = ChildProcess.run(official.pilotctl.path, ["--json"] + arguments, environment: ctlEnvironment(name), timeout: timeout)
+    /// `environment` adds to (or overrides) the daemon's.
+    public func ctl(_ name: String, _ arguments: [String], timeout: TimeInterval = 60, environment: [String: String] = [:]) throws -> JSON {
+        let result = ChildProcess.run(
+            official.pilotctl.path, ["--json"] + arguments, environment: ctlEnvironment(name).merging(environment) { $1 }, timeout: timeout)
         let text = result.stdout.isEmpty ? result.output : result.stdout
         guard let envelope = try? JSON(parsing: text.trimmingCharacters(in: .whitespacesAndNewlines)) else {
             throw HarnessError("pilotctl \(arguments.joined(separator: " ")) (exit \(result.status)): \(result.output.suffix(600))")

@@ -24,6 +24,7 @@ struct HostCommand: AsyncParsableCommand {
     @Option(help: "trace, debug, info, notice, warning, error, critical.") var logLevel: String?
     @Option(help: "Seconds between polls for relayed handshakes.") var handshakePoll: String?
     @Option(help: "Microseconds the tunnel loop busy-polls after traffic before sleeping (0: off).") var busyPoll: String?
+    @Option(help: "A file whose first line is the admin token broadcasts must carry.") var adminTokenFile: String?
 
     func run() async throws {
         let file = config ?? "/etc/pilot-host/pilot-host.conf"
@@ -83,6 +84,7 @@ struct HostCommand: AsyncParsableCommand {
             ("state-dir", stateDir), ("runtime-dir", runtimeDir), ("registry", registry), ("beacon", beacon),
             ("listen", listen), ("admin-group", adminGroup), ("log-level", logLevel),
             ("handshake-poll", handshakePoll), ("busy-poll", busyPoll),
+            ("admin-token-file", adminTokenFile),
         ] {
             if let value { try settings.set(key, value) }
         }

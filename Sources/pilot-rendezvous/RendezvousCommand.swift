@@ -4,6 +4,7 @@ import Foundation
 public import Logging
 import NIOCore
 import NIOPosix
+import PilotCrypto
 import PilotNet
 import PilotRendezvous
 import PilotSystemd
@@ -79,14 +80,9 @@ struct RendezvousCommand: AsyncParsableCommand {
             let fromEnvironment = ProcessInfo.processInfo.environment["PILOT_ADMIN_TOKEN"] ?? ""
             return fromEnvironment.isEmpty ? nil : fromEnvironment
         }
-        let text: String
-        do { text = try String(contentsOfFile: adminTokenFile, encoding: .utf8) } catch {
-            throw ValidationError("--admin-token-file \(adminTokenFile) cannot be read: \(error.localizedDescription)")
+        do { return try TokenFile.read(adminTokenFile) } catch {
+            throw ValidationError("--admin-token-file \(adminTokenFile): \(error)")
         }
-        let line = text.split(separator: "\n", maxSplits: 1, omittingEmptySubsequences: false).first ?? ""
-        let token = line.trimmingCharacters(in: .whitespacesAndNewlines)
-        guard !token.isEmpty else { throw ValidationError("--admin-token-file \(adminTokenFile): the first line is empty") }
-        return token
     }
 
     static func split(_ text: String) throws -> (String, Int) {

@@ -37,7 +37,7 @@ final class HostConfigurationTests: XCTestCase {
         XCTAssertThrowsError(try configuration.apply(file: "registry = 1.2.3.4:9000\nregistyr = x", source: "a.conf")) { error in
             XCTAssertEqual(
                 String(describing: error),
-                "a.conf:2: unknown setting registyr (known: state-dir, runtime-dir, registry, beacon, listen, admin-group, log-level, handshake-poll, busy-poll)")
+                "a.conf:2: unknown setting registyr (known: state-dir, runtime-dir, registry, beacon, listen, admin-group, log-level, handshake-poll, busy-poll, admin-token-file)")
         }
         XCTAssertThrowsError(try configuration.apply(file: "state-dir = var/lib", source: "b.conf")) { error in
             XCTAssertEqual(String(describing: error), "b.conf:1: state-dir = var/lib: must be an absolute path")
@@ -45,7 +45,7 @@ final class HostConfigurationTests: XCTestCase {
         XCTAssertThrowsError(try configuration.apply(file: "just words", source: "c.conf")) { error in
             XCTAssertEqual(String(describing: error), "c.conf:1: expected key = value, got: just words")
         }
-        for (key, value) in [("listen", "0.0.0.0"), ("beacon", ":9001"), ("registry", "h:70000"), ("log-level", "loud"), ("admin-group", "a b"), ("busy-poll", "-1"), ("busy-poll", "1001")] {
+        for (key, value) in [("listen", "0.0.0.0"), ("beacon", ":9001"), ("registry", "h:70000"), ("log-level", "loud"), ("admin-group", "a b"), ("busy-poll", "-1"), ("busy-poll", "1001"), ("admin-token-file", "token")] {
             XCTAssertThrowsError(try configuration.set(key, value), "\(key) = \(value)")
         }
         XCTAssertEqual(configuration, HostConfiguration(), "nothing was applied from bad input")

@@ -8,6 +8,21 @@ import XCTest
 
 /// `pilot-host` and `pilotctl` as users run them, with `pilot-rendezvous` as the registry.
 final class HostExecutableTests: HostProcessTestCase {
+    /// An admin token file that cannot be used stops the host at start, naming the file and
+    /// why: broadcasts must not be silently off when the operator configured them on.
+    func testAnUnusableAdminTokenFileStopsTheHostWithTheReason() throws {
+        let empty = directory.path("empty-token")
+        try Data("\nsecond line\n".utf8).write(to: URL(fileURLWithPath: empty))
+        for (file, reason) in [(directory.path("no-such-token"), "cannot be read"), (empty, "its first line is empty")] {
+            let result = ChildProcess.run(
+                bin.appendingPathComponent("pilot-host").path,
+                ["--state-dir", directory.path("state"), "--runtime-dir", runtime, "--listen", "127.0.0.1:0", "--admin-token-file", file],
+                timeout: 20)
+            XCTAssertNotEqual(result.status, 0)
+            XCTAssertTrue(result.output.contains("admin-token-file = \(file): \(reason)"), result.output)
+        }
+    }
+
     func testAdminCreatesIdentitiesThatKeepTheirAddressesAcrossARestart() throws {
         let registryPort = try startRendezvous()
         let host = try startHost(registryPort: registryPort, generation: 1)

@@ -94,8 +94,8 @@ class HostProcessTestCase: XCTestCase {
 
 /// `pilotctl ARGS --json --runtime-dir RUNTIME`, the pilotctl built beside the tests: its
 /// parsed JSON envelope (nil when it printed none).
-func runPilotctl(_ arguments: [String], runtime: String, timeout: TimeInterval) -> JSON? {
+func runPilotctl(_ arguments: [String], runtime: String, timeout: TimeInterval, environment: [String: String] = [:]) -> JSON? {
     let pilotctl = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("pilotctl")
-    let result = ChildProcess.run(pilotctl.path, arguments + ["--json", "--runtime-dir", runtime], timeout: timeout)
+    let result = ChildProcess.run(pilotctl.path, arguments + ["--json", "--runtime-dir", runtime], environment: environment, timeout: timeout)
     return try? JSON(parsing: Array(result.output.trimmingCharacters(in: .whitespacesAndNewlines).utf8))
 }

@@ -1,3 +1,4 @@
+import PilotCrypto
 /// How a node may join a custom network (`join_rule` on the wire). `invite` exists on the wire
 /// but this registry serves no invites, so no network has it.
 enum JoinRule: String, Sendable {

@@ -1,3 +1,4 @@
+import PilotCrypto
 import PilotWire
 
 /// Custom networks as 1.18's registry has them (broadcast-facts §4): `create_network`, gated on

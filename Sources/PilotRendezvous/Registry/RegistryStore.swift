@@ -1,3 +1,4 @@
+import PilotCrypto
 import PilotStore
 
 /// What the registry knows of one node. Lives in memory; every field but liveness is also in

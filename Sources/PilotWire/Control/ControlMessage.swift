@@ -80,6 +80,10 @@ public enum ControlErrorCode: String, Sendable, CaseIterable {
     case timeout
     case permissionDenied = "permission_denied"
     case unavailable
+    /// 1.18's: an operation that needs the admin token was asked for without one.
+    case authRequired = "auth_required"
+    /// 1.18's: a broadcast the host refused (its message says why).
+    case broadcastFailed = "broadcast_failed"
     case internalError = "internal"
 }
 

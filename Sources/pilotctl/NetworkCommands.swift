@@ -1,0 +1,141 @@
+import ArgumentParser
+import Foundation
+import PilotClient
+import PilotWire
+
+/// The admin token, where 1.18's pilotctl looks for it: `$PILOT_ADMIN_TOKEN`, else `admin_token`
+/// in `~/.pilot/config.json`. Without one, the command stops here as 1.18's does.
+func adminToken(json: Bool) throws -> String {
+    let environment = ProcessInfo.processInfo.environment
+    if let token = environment["PILOT_ADMIN_TOKEN"], !token.isEmpty { return token }
+    let home = environment["HOME"] ?? NSHomeDirectory()
+    if let bytes = FileManager.default.contents(atPath: home + "/.pilot/config.json"),
+        let token = (try? JSON(parsing: Array(bytes)))?["admin_token"]?.stringValue, !token.isEmpty
+    {
+        return token
+    }
+    let message = "admin token required for this operation"
+    let hint = "set PILOT_ADMIN_TOKEN env var or admin_token in ~/.pilot/config.json"
+    let text: String
+    if json {
+        let envelope: JSON = ["status": "error", "code": "auth_required", "error": .string(message), "message": .string(message), "hint": .string(hint)]
+        text = envelope.encodedString()
+    } else {
+        text = "error: \(message)\nhint:  \(hint)"
+    }
+    FileHandle.standardError.write(Data((text + "\n").utf8))
+    throw ExitCode(1)
+}
+
+struct Broadcast: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Send a datagram to every member of a custom network (needs the admin token: $PILOT_ADMIN_TOKEN or admin_token in ~/.pilot/config.json).")
+    @OptionGroup var global: GlobalOptions
+    @Argument(help: "The network id.") var networkID: Int
+    @Argument var message: String
+    @Option var port = 1000
+
+    func run() throws {
+        let token = try adminToken(json: global.json)
+        let request = ControlRequest("broadcast", [
+            "network_id": .integer(Int64(networkID)), "port": .integer(Int64(port)), "data": .string(message), "admin_token": .string(token),
+        ])
+        try global.run(request, on: try global.identitySocket()) { data in
+            "broadcast on network \(data["network_id"]?.integerValue ?? 0) port \(data["port"]?.integerValue ?? 0) (\(data["bytes"]?.integerValue ?? 0) bytes)"
+        }
+    }
+}
+
+struct NetworkCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "network", abstract: "Custom networks in the registry: list, join, leave, members, create.",
+        subcommands: [List.self, Join.self, Leave.self, Members.self, Create.self])
+
+    struct List: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "The registry's networks.")
+        @OptionGroup var global: GlobalOptions
+        func run() throws {
+            try global.run(ControlRequest("network-list", [:]), on: try global.identitySocket()) { data in
+                let rows = (data["networks"]?.arrayValue ?? []).map { network in
+                    [
+                        "\(network["id"]?.integerValue ?? 0)", network["name"]?.stringValue ?? "", network["join_rule"]?.stringValue ?? "",
+                        "\(network["members"]?.integerValue ?? 0)",
+                    ]
+                }
+                return table(["ID", "NAME", "JOIN RULE", "MEMBERS"], rows)
+            }
+        }
+    }
+
+    struct Join: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Join a network (with its token if it has the token rule).")
+        @OptionGroup var global: GlobalOptions
+        @Argument var networkID: Int
+        @Option var token: String?
+        func run() throws {
+            var arguments: [String: JSON] = ["network_id": .integer(Int64(networkID))]
+            if let token { arguments["token"] = .string(token) }
+            try global.run(ControlRequest("network-join", arguments), on: try global.identitySocket()) { data in
+                "joined network \(data["network_id"]?.integerValue ?? 0)"
+            }
+        }
+    }
+
+    struct Leave: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Leave a network.")
+        @OptionGroup var global: GlobalOptions
+        @Argument var networkID: Int
+        func run() throws {
+            try global.run(ControlRequest("network-leave", ["network_id": .integer(Int64(networkID))]), on: try global.identitySocket()) { data in
+                "left network \(data["network_id"]?.integerValue ?? 0)"
+            }
+        }
+    }
+
+    struct Members: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "The members of a network.")
+        @OptionGroup var global: GlobalOptions
+        @Argument var networkID: Int
+        func run() throws {
+            var arguments: [String: JSON] = ["network_id": .integer(Int64(networkID))]
+            if let token = ProcessInfo.processInfo.environment["PILOT_ADMIN_TOKEN"], !token.isEmpty { arguments["admin_token"] = .string(token) }
+            try global.run(ControlRequest("network-members", arguments), on: try global.identitySocket()) { data in
+                let rows = (data["nodes"]?.arrayValue ?? []).map { node in
+                    [
+                        "\(node["node_id"]?.integerValue ?? 0)", node["hostname"]?.stringValue ?? "-", node["version"]?.stringValue ?? "-",
+                        node["public"]?.boolValue == true ? "yes" : "no",
+                    ]
+                }
+                return table(["NODE ID", "HOSTNAME", "VERSION", "PUBLIC"], rows)
+            }
+        }
+    }
+
+    struct Create: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Create a network in the registry (needs the registry's admin token); this identity is its first member.")
+        @OptionGroup var global: GlobalOptions
+        @Option var name: String
+        @Option(help: "open or token.") var joinRule = "open"
+        @Option(help: "The token members join with (join rule token).") var token: String?
+        func run() throws {
+            var arguments: [String: JSON] = [
+                "name": .string(name), "join_rule": .string(joinRule), "admin_token": .string(try adminToken(json: global.json)),
+            ]
+            if let token { arguments["token"] = .string(token) }
+            try global.run(ControlRequest("network-create", arguments), on: try global.identitySocket()) { data in
+                "created network \(data["network_id"]?.integerValue ?? 0) (\(data["name"]?.stringValue ?? name))"
+            }
+        }
+    }
+}
+
+/// Rows under a header, in columns as wide as their widest cell.
+func table(_ header: [String], _ rows: [[String]]) -> String {
+    let all = [header] + rows
+    let widths = header.indices.map { column in all.map { $0[column].count }.max() ?? 0 }
+    return all.map { row in
+        row.enumerated().map { $0.element.padding(toLength: widths[$0.offset] + 2, withPad: " ", startingAt: 0) }.joined()
+            .trimmingCharacters(in: .whitespaces)
+    }.joined(separator: "\n")
+}
