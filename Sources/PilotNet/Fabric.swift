@@ -286,6 +286,17 @@ public final class Fabric: Sendable {
         return try await promise.futureResult.get()
     }
 
+    /// `key`'s reader caught up after its window was narrowed: the peer hears the window is
+    /// open (else a sender facing a shut window would wait for its next probe).
+    func reopenWindow(_ key: StreamConnection.Key) {
+        loop.execute { [self] in
+            let state = state.value
+            guard let entry = state.streams.entries[key], let handle = entry.handle else { return }
+            entry.connection.readerBacklog = handle.unread + (state.arrived[key]?.bytes.count ?? 0)
+            self.handle(entry.connection.windowUpdate(), for: key)
+        }
+    }
+
     /// Queues `bytes` handed over by `handle` (it counted them), on the loop, without waiting.
     func streamWriteNow(_ key: StreamConnection.Key, _ bytes: [UInt8], from handle: StreamHandle) {
         loop.execute { [self] in
@@ -363,7 +374,23 @@ public final class Fabric: Sendable {
         let streams = state.value.streams
         let key = StreamConnection.Key(local: local.address, localPort: packet.destinationPort, remote: packet.source, remotePort: packet.sourcePort)
         if let entry = streams.entries[key] {
-            handle(entry.connection.receive(packet, now: .now()), for: key)
+            // The window follows the reader: what it has not read (arrived in this batch or
+            // before), or for the echo service what it has not yet sent back.
+            let connection = entry.connection
+            if let handle = entry.handle {
+                connection.readerBacklog = handle.unread + (state.value.arrived[key]?.bytes.count ?? 0)
+            } else {
+                connection.readerBacklog = entry.echoes ? connection.unacknowledgedBytes : 0
+            }
+            handle(connection.receive(packet, now: .now()), for: key)
+            if connection.readerBacklog > StreamConnection.receiveBufferLimit / 2 {
+                entry.handle?.backlog.narrowed()
+                if entry.echoes, connection.unacknowledgedBytes <= StreamConnection.receiveBufferLimit / 2 {
+                    // The echo's peer read what was echoed: room again.
+                    connection.readerBacklog = connection.unacknowledgedBytes
+                    handle(connection.windowUpdate(), for: key)
+                }
+            }
             noteUnacknowledged(key)
             releaseWriters(key)
             return
@@ -436,7 +463,7 @@ public final class Fabric: Sendable {
                     // not one per segment.
                     state.arrived[key, default: (handle, [])].bytes += bytes
                 } else {
-                    handle.continuation.yield(.data(bytes))
+                    handle.deliver(bytes)
                 }
             case .finished:
                 if entry.echoes { handle(entry.connection.close(now: .now()), for: key) }
@@ -752,7 +779,7 @@ public final class Fabric: Sendable {
     /// Gives `key`'s reader what arrived for it during this batch of reads.
     private func handOverArrived(_ key: StreamConnection.Key) {
         guard let (handle, bytes) = state.value.arrived.removeValue(forKey: key) else { return }
-        handle.continuation.yield(.data(bytes))
+        handle.deliver(bytes)
     }
 
     private func deliver(_ packet: Packet, to local: UInt32) {

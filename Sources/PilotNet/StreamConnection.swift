@@ -42,6 +42,9 @@ public final class StreamConnection {
 
     public static let segmentSize = 1152
     public static let receiveSlots = 512
+    /// The most a reader may leave unread: the window closes as its backlog nears this, and
+    /// data past it is dropped (the sender's probes find the window open again once it reads).
+    public static let receiveBufferLimit = 1 << 20
     static let outOfOrderLimit = 128
     static let initialWindow = 10
     static let maxRetransmissions = 8
@@ -97,6 +100,10 @@ public final class StreamConnection {
     private var lastDataSentAt: NIODeadline?
     private var probing = false
     // Receiving.
+    /// Bytes handed to the reader and not yet read, as the fabric last looked.
+    public var readerBacklog = 0
+    /// Segments dropped because the reader had `receiveBufferLimit` unread.
+    public private(set) var droppedForReader = 0
     private var receiveNext: UInt32 = 0
     private var outOfOrder: [UInt32: [UInt8]] = [:]
     private var unacknowledgedSegments = 0
@@ -271,7 +278,10 @@ public final class StreamConnection {
                 outputs.append(send(newest, now: now))
             }
             if let index = oldestUnsacked, let sentAt = segments[index].sentAt, now - sentAt >= retransmissionTimeout {
-                guard segments[index].transmissions <= Self.maxRetransmissions else { return reset() }
+                // With the peer's window shut this is a window probe: an unanswered probe means a
+                // reader that has not caught up, not a dead path, so it never gives up (the idle
+                // timeout ends a stream whose peer went silent).
+                guard segments[index].transmissions <= Self.maxRetransmissions || peerWindow == 0 else { return reset() }
                 slowStartThreshold = max(inFlight / 2, 2)
                 congestionWindow = Self.initialWindow
                 retransmissionTimeout = min(retransmissionTimeout * 2, .seconds(10))
@@ -290,6 +300,12 @@ public final class StreamConnection {
     private func accept(data: [UInt8], at sequence: UInt32, now: NIODeadline) -> [Output] {
         guard !peerFinished else { return [] }
         if sequence == receiveNext {
+            guard readerBacklog < Self.receiveBufferLimit else {
+                // The reader is this far behind: nothing more until it reads. The ACK says
+                // the window is shut; the sender probes until it opens.
+                droppedForReader += 1
+                return [sendAck()]
+            }
             var delivered = data
             receiveNext &+= UInt32(data.count)
             while let next = outOfOrder.removeValue(forKey: receiveNext) {
@@ -487,9 +503,23 @@ public final class StreamConnection {
 
     // MARK: Wire
 
+    /// The receive window, in segments: free reorder slots, and no more than the room the
+    /// reader's backlog leaves (0 when it has `receiveBufferLimit` unread: 1.18 reads 0 as full).
+    private var advertisedWindow: UInt16 {
+        let room = max(0, Self.receiveBufferLimit - readerBacklog) / Self.segmentSize
+        return UInt16(max(0, min(Self.receiveSlots - outOfOrder.count, room)))
+    }
+
+    /// An ACK that tells the peer the window has opened again (the reader caught up); nothing
+    /// when the stream no longer receives.
+    public func windowUpdate() -> [Output] {
+        guard state == .established, !peerFinished else { return [] }
+        return [sendAck()]
+    }
+
     private func packet(flags: PacketFlags, sequence: UInt32, acknowledgment: UInt32, window: UInt16? = nil, payload: [UInt8] = []) -> Packet {
         sentSinceTick = true
-        let free = UInt16(max(0, Self.receiveSlots - outOfOrder.count))
+        let free = advertisedWindow
         return Packet(
             flags: flags, proto: .stream, source: key.local, destination: key.remote, sourcePort: key.localPort,
             destinationPort: key.remotePort, sequence: sequence, acknowledgment: acknowledgment, window: window ?? free, payload: payload)

@@ -17,13 +17,73 @@ public struct StreamError: Error, Equatable, CustomStringConvertible {
     public init(_ description: String) { self.description = description }
 }
 
+/// A stream's events as its reader takes them; taking data tells the stream the reader has
+/// read it (its receive window follows the reader).
+public struct StreamEvents: AsyncSequence, Sendable {
+    public typealias Element = StreamEvent
+    let base: AsyncStream<StreamEvent>
+    let backlog: ReadBacklog
+
+    public struct AsyncIterator: AsyncIteratorProtocol {
+        var base: AsyncStream<StreamEvent>.AsyncIterator
+        let backlog: ReadBacklog
+
+        public mutating func next() async -> StreamEvent? {
+            let event = await base.next()
+            if case .data(let bytes)? = event { backlog.read(bytes.count) }
+            return event
+        }
+    }
+
+    public func makeAsyncIterator() -> AsyncIterator { AsyncIterator(base: base.makeAsyncIterator(), backlog: backlog) }
+}
+
+/// What a stream's reader has been handed and not yet read. When the stream had to narrow its
+/// window for it and the reader then reads it down to half the limit, `reopen` runs (on the
+/// reader's side: it asks the loop to say so to the peer).
+final class ReadBacklog: Sendable {
+    private struct State {
+        var unread = 0
+        var narrowed = false
+    }
+
+    private let state = NIOLockedValueBox(State())
+    private let reopen: @Sendable () -> Void
+
+    init(reopen: @escaping @Sendable () -> Void) { self.reopen = reopen }
+
+    var unread: Int { state.withLockedValue { $0.unread } }
+
+    /// On the loop: `count` more bytes for the reader.
+    func handed(_ count: Int) { state.withLockedValue { $0.unread += count } }
+
+    /// On the loop: the stream advertised a narrowed window for this backlog.
+    func narrowed() { state.withLockedValue { $0.narrowed = true } }
+
+    /// The reader took `count` bytes.
+    func read(_ count: Int) {
+        let reopens = state.withLockedValue { state -> Bool in
+            state.unread -= count
+            guard state.narrowed, state.unread <= StreamConnection.receiveBufferLimit / 2 else { return false }
+            state.narrowed = false
+            return true
+        }
+        if reopens { reopen() }
+    }
+}
+
 /// A stream as its user holds it: events in order, writes and close. The connection itself
 /// lives on the fabric's event loop.
 public final class StreamHandle: Sendable {
     public let key: StreamConnection.Key
-    public let events: AsyncStream<StreamEvent>
+    public let events: StreamEvents
     let continuation: AsyncStream<StreamEvent>.Continuation
     private let fabric: Fabric
+    let backlog: ReadBacklog
+
+    /// Bytes that arrived and that the reader has not taken from `events` yet. At
+    /// `StreamConnection.receiveBufferLimit` the stream takes no more until it does.
+    public var unread: Int { backlog.unread }
 
     /// What a writer may know without asking the event loop: whether the stream still takes
     /// bytes, how many it holds unacknowledged (as of the loop's last look) and how many are on
@@ -39,7 +99,16 @@ public final class StreamHandle: Sendable {
     init(key: StreamConnection.Key, fabric: Fabric) {
         self.key = key
         self.fabric = fabric
-        (events, continuation) = AsyncStream.makeStream(of: StreamEvent.self)
+        let (stream, continuation) = AsyncStream.makeStream(of: StreamEvent.self)
+        self.continuation = continuation
+        backlog = ReadBacklog { [fabric] in fabric.reopenWindow(key) }
+        events = StreamEvents(base: stream, backlog: backlog)
+    }
+
+    /// On the loop: bytes for the reader.
+    func deliver(_ bytes: [UInt8]) {
+        backlog.handed(bytes.count)
+        continuation.yield(.data(bytes))
     }
 
     /// Queues `bytes` for the peer. While the stream is open and holds less than

@@ -206,6 +206,42 @@ final class FabricTests: XCTestCase {
         (try? FileManager.default.contentsOfDirectory(atPath: "/proc/self/fd").count) ?? -1
     }
 
+    /// The receive window follows the reader: a reader that does not read holds at most
+    /// `receiveBufferLimit` (the window shuts, the sender waits and probes), and once it reads,
+    /// the window opens and everything arrives, in order and exactly.
+    func testAReaderThatDoesNotReadShutsTheWindowAndLosesNothing() async throws {
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: 2)
+        let (hostA, hostB, b, socketB) = try await trustingPair(group)
+        let accepted = NIOLockedValueBox<StreamHandle?>(nil)
+        try await hostB.listen(node: 2, port: 9000) { handle in accepted.withLockedValue { $0 = handle } }
+        let stream = try await hostA.dial(from: 1, to: b.address, port: 9000, endpoint: socketB.address)
+        let message = (0..<8_000_000).map { UInt8(truncatingIfNeeded: $0 &* 31 &+ $0 >> 11) }
+        let writer = Task {
+            for offset in stride(from: 0, to: message.count, by: 1 << 20) {
+                try await stream.write(Array(message[offset..<min(offset + (1 << 20), message.count)]))
+            }
+        }
+        // Nobody reads: the backlog stops at the limit (give or take a batch of segments).
+        try await Task.sleep(for: .seconds(2))
+        let handle = try XCTUnwrap(accepted.withLockedValue { $0 })
+        let held = handle.unread
+        XCTAssertGreaterThan(held, StreamConnection.receiveBufferLimit / 2)
+        XCTAssertLessThanOrEqual(held, StreamConnection.receiveBufferLimit + 64 * StreamConnection.segmentSize, "the reader's backlog grew past the window")
+        try await Task.sleep(for: .seconds(1))
+        XCTAssertEqual(handle.unread, held, "nothing more arrives while the window is shut")
+
+        // The reader reads: the rest follows.
+        let received = await handle.readMessage(limit: message.count, timeout: .seconds(60)) { _ in false }
+        try await writer.value
+        XCTAssertEqual(received.count, message.count)
+        XCTAssertTrue(received == message, "the bytes differ")
+        XCTAssertEqual(handle.unread, 0)
+        try await stream.close()
+        await hostA.shutdown()
+        await hostB.shutdown()
+        try await group.shutdownGracefully()
+    }
+
     /// A fabric that stops closes its streams in order: what was written arrives, then the FIN,
     /// and the peer sees the stream finish rather than go silent.
     func testClosingStreamsAtShutdownDeliversWhatWasWrittenThenAFin() async throws {

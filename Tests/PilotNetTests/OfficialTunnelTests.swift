@@ -98,6 +98,21 @@ final class OfficialTunnelTests: XCTestCase {
         XCTAssertEqual(echoed, message)
         try await stream.close()
 
+        // 4. The window follows our reader, and 1.18 heeds it: 6 MB to the daemon's echo, read
+        //    only after 2 s. The echo stops at our shut window (0: full), probes, and resumes
+        //    when we read; every byte comes back.
+        let big = try await fabric.dial(from: asker.node, to: Address(node: daemon), port: 7)
+        let bulk = (0..<6_000_000).map { UInt8(truncatingIfNeeded: $0 &* 13 &+ $0 >> 9) }
+        let writer = Task { try await big.write(bulk) }
+        try await Task.sleep(for: .seconds(2))
+        XCTAssertGreaterThan(big.unread, StreamConnection.receiveBufferLimit / 2, "the echo came back slower than expected")
+        XCTAssertLessThanOrEqual(big.unread, StreamConnection.receiveBufferLimit + 64 * StreamConnection.segmentSize)
+        let bulkEchoed = await big.readMessage(limit: bulk.count, timeout: .seconds(90)) { _ in false }
+        try await writer.value
+        XCTAssertEqual(bulkEchoed.count, bulk.count)
+        XCTAssertTrue(bulkEchoed == bulk, "the echo differs")
+        try await big.close()
+
         let counters = try await fabric.counters()
         XCTAssertEqual(counters.keyExchangesRejected, 0, "\(counters)")
         XCTAssertEqual(counters.authenticationFailed, 0, "\(counters)")
