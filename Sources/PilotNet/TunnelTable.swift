@@ -71,6 +71,9 @@ public struct TunnelCounters: Sendable, Equatable {
     public var relayUnavailable = 0
     /// Punch commands (0x04) obeyed with three PILPs.
     public var punchCommands = 0
+    /// Direct paths given up for the beacon because the remote fell silent on them (1.18's
+    /// blackhole rule).
+    public var blackholes = 0
 
     public init() {}
 }
@@ -130,6 +133,12 @@ public final class TunnelTable {
         /// How often a relayed path with a known direct endpoint is tried directly (an empty
         /// keepalive, sealed): once one gets through, both sides answer directly (1.18: 15 s).
         public var directProbe: TimeAmount = .seconds(15)
+        /// 1.18's blackhole rule: a remote sent this many sealed frames directly, and heard
+        /// nothing directly for `blackholeSilence` since the first, is reached through the
+        /// beacon (and tried directly again every `directProbe`). This also catches a stream
+        /// whose SYNs go unanswered (three within the silence).
+        public var blackholeWrites = 3
+        public var blackholeSilence: TimeAmount = .seconds(8)
         public init() {}
     }
 
@@ -151,6 +160,9 @@ public final class TunnelTable {
     /// When each remote node was last heard directly (an authenticated frame not relayed).
     private var heardDirectly: [UInt32: NIODeadline] = [:]
     private var lastDirectProbe: [UInt32: NIODeadline] = [:]
+    /// Sealed frames sent straight to each remote since it was last heard directly: how many,
+    /// and when the first went (the blackhole rule reads them).
+    private var unansweredDirect: [UInt32: (count: Int, since: NIODeadline)] = [:]
     /// The beacon: relays frames (0x05 out, 0x06/0x09 in) and coordinates punches.
     private var beacon: SocketAddress?
     /// Registry keys of remote nodes and when they were fetched.
@@ -334,6 +346,7 @@ public final class TunnelTable {
             paths[remote] = Path(endpoint: old?.endpoint, socket: arrival.socket, relayed: true)
         } else {
             heardDirectly[remote] = now
+            unansweredDirect[remote] = nil
             paths[remote] = arrival
         }
         return (old?.relayed ?? false) != arrival.relayed ? [.pathChanged(remote: remote, relayed: arrival.relayed)] : []
@@ -361,7 +374,11 @@ public final class TunnelTable {
             counters.keyExchangesRejected += 1
             return []
         }
-        awaitingKey[exchange.node, default: [:]][arrival.socket] = (exchange, arrival)
+        // The latest exchange, but a direct arrival is kept over its relayed copy (1.18 sends
+        // the first PILA both ways): the remote was heard directly, so it is answered directly.
+        var heardBy = arrival
+        if arrival.relayed, let earlier = awaitingKey[exchange.node]?[arrival.socket]?.1, !earlier.relayed { heardBy = earlier }
+        awaitingKey[exchange.node, default: [:]][arrival.socket] = (exchange, heardBy)
         guard keyLookups.insert(exchange.node).inserted else { return [] }
         return [.lookUpKey(exchange.node)]
     }
@@ -585,6 +602,11 @@ public final class TunnelTable {
             seal: { output in try plaintext.withUnsafeBytes { try cipher.seal($0, sender: sender, into: output).counter } })
         else { return [] }
         tunnel.lastSent = now
+        if !path.relayed, paths[tunnel.remote]?.relayed == false {
+            // On the remote's direct path (not a probe of a relayed one): does it still answer?
+            let record = unansweredDirect[tunnel.remote] ?? (0, now)
+            unansweredDirect[tunnel.remote] = (record.count + 1, record.since)
+        }
         return emit(frame, path, local: tunnel.local, remote: tunnel.remote)
     }
 
@@ -647,6 +669,7 @@ public final class TunnelTable {
             actions += emit(identity.authenticatedExchange, path, local: pair.local, remote: pair.remote)
             actions += emit(identity.keyRequest, path, local: pair.local, remote: pair.remote)
         }
+        actions += giveUpSilentDirectPaths(now: now)
         actions += probeDirectPaths(now: now)
         for (pair, tunnel) in tunnels {
             if now - tunnel.lastReceived >= timing.idle {
@@ -659,6 +682,24 @@ public final class TunnelTable {
                 counters.keepalivesSent += sent.isEmpty ? 0 : 1
                 actions += sent
             }
+        }
+        return actions
+    }
+
+    /// 1.18's blackhole rule: a remote that has had `blackholeWrites` frames straight to it and
+    /// has said nothing directly for `blackholeSilence` since the first is reached through the
+    /// beacon from now on; `probeDirectPaths` tries the direct path again in `directProbe`.
+    private func giveUpSilentDirectPaths(now: NIODeadline) -> [TunnelAction] {
+        guard beacon != nil else { return [] }
+        var actions: [TunnelAction] = []
+        for (remote, record) in unansweredDirect where record.count >= timing.blackholeWrites && now - record.since >= timing.blackholeSilence {
+            unansweredDirect[remote] = nil
+            guard var path = paths[remote], !path.relayed else { continue }
+            path.relayed = true
+            paths[remote] = path
+            lastDirectProbe[remote] = now
+            counters.blackholes += 1
+            actions.append(.pathChanged(remote: remote, relayed: true))
         }
         return actions
     }

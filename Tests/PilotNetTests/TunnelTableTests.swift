@@ -388,6 +388,54 @@ extension TunnelTableTests {
         XCTAssertEqual(to, endpointB)
     }
 
+    /// 1.18's blackhole rule: a direct path that goes silent mid-session (a NAT mapping lost)
+    /// is given up for the beacon once three frames have gone unanswered for 8 s; traffic goes
+    /// on through the beacon, and the path comes back to direct when the remote is heard
+    /// directly again.
+    func testADirectPathThatGoesSilentTurnsToTheBeaconAndComesBack() throws {
+        let (nodes, world, a, b) = try relayPair()
+        world.directWorks = true
+        world.run(try a.send(datagram(nodes[0], to: nodes[1], "hi"), to: 2, endpoint: endpointB, now: now), of: 1)
+        world.run(try b.send(datagram(nodes[1], to: nodes[0], "hi back"), to: 1, now: now), of: 2)
+        XCTAssertEqual(a.sessions(of: 1).first?.relayed, false)
+
+        // The direct path dies. Two frames and 8 s are not enough; the third is.
+        world.directWorks = false
+        for (second, text) in [(1, "one"), (3, "two")] {
+            world.now = now + .seconds(Int64(second))
+            world.run(try a.send(datagram(nodes[0], to: nodes[1], text), to: 2, now: world.now), of: 1)
+        }
+        world.now = now + .seconds(10)
+        XCTAssertFalse(a.tick(now: world.now).contains(.pathChanged(remote: 2, relayed: true)), "two frames are not a blackhole")
+        world.run(try a.send(datagram(nodes[0], to: nodes[1], "three"), to: 2, now: world.now), of: 1)
+        XCTAssertEqual(world.directFramesDropped, 3)
+        world.now = now + .seconds(11)
+        let tick = a.tick(now: world.now)
+        XCTAssertTrue(tick.contains(.pathChanged(remote: 2, relayed: true)), "\(tick)")
+        XCTAssertEqual(a.counters.blackholes, 1)
+        XCTAssertEqual(a.sessions(of: 1).first?.relayed, true)
+        world.run(tick, of: 1)
+        // The same session goes on through the beacon.
+        let relayed = try a.send(datagram(nodes[0], to: nodes[1], "via beacon"), to: 2, now: world.now)
+        guard case let .send(_, to, _)? = relayed.first else { return XCTFail("\(relayed)") }
+        XCTAssertEqual(to, world.beacon)
+        world.run(relayed, of: 1)
+        XCTAssertEqual(world.delivered[2]?.map { String(decoding: $0.payload, as: UTF8.self) }, ["hi", "via beacon"])
+
+        // The path heals: a's direct probe, 15 s on, reaches b, which answers directly from
+        // then on, and so does a once it hears b directly.
+        world.directWorks = true
+        world.now = world.now + .seconds(15)
+        let probe = a.tick(now: world.now)
+        XCTAssertTrue(probe.contains { if case let .send(_, to, _) = $0 { to == endpointB } else { false } }, "\(probe)")
+        world.run(probe, of: 1)
+        world.run(try b.send(datagram(nodes[1], to: nodes[0], "direct again"), to: 1, now: world.now), of: 2)
+        XCTAssertEqual(a.sessions(of: 1).first?.relayed, false)
+        let straight = try a.send(datagram(nodes[0], to: nodes[1], "straight"), to: 2, now: world.now)
+        guard case let .send(_, back, _)? = straight.first else { return XCTFail("\(straight)") }
+        XCTAssertEqual(back, endpointB)
+    }
+
     /// A punch command from the beacon is answered with three PILPs to the endpoint it names,
     /// from the socket it came in on; from anyone else, it is ignored.
     func testAPunchCommandFromTheBeaconSendsThreePunches() throws {
