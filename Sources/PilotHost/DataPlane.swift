@@ -21,6 +21,8 @@ actor DataPlane {
     let logger: Logger
     private var listenHost = "0.0.0.0"
     private var joined: [String: TunnelIdentity] = [:]
+    /// Joins under way, which a second caller waits for.
+    private var joining: [String: Task<TunnelIdentity, any Error>] = [:]
     /// Public identities on the network: node → the number of its own socket.
     private var ownSockets: [UInt32: Int] = [:]
     /// `listen` commands waiting for datagrams, by identity and port.
@@ -97,12 +99,30 @@ actor DataPlane {
         let identity = try await join(name)
         let target = Address(node: peer)
         let endpoint = try await endpoint(of: target, for: name)
-        try await withTimeout(.seconds(15)) { [fabric] in
-            let stream = try await fabric.dial(from: identity.node, to: target, port: HandshakeMessage.port, endpoint: endpoint)
-            try await stream.write(bytes)
-            try await stream.close()
+        // Sent until the peer acknowledges it: a message lost while the tunnel re-keys (the peer
+        // restarted, or we did) goes again on a new stream, where a late retransmission would
+        // miss 1.18's 10 s wait for it.
+        for attempt in 1...Self.handshakeAttempts {
+            let stream = try await withTimeout(.seconds(15)) { [fabric] in
+                try await fabric.dial(from: identity.node, to: target, port: HandshakeMessage.port, endpoint: endpoint)
+            }
+            do {
+                try await stream.write(bytes)
+                try await withTimeout(Self.handshakeAcknowledgement) { try await stream.flush() }
+                try? await stream.close()
+                return
+            } catch {
+                await stream.abort()
+                guard attempt < Self.handshakeAttempts else { throw error }
+                logger.info("handshake message not acknowledged; sending it again on a new stream", metadata: [
+                    "PILOT_IDENTITY": "\(name)", "PILOT_PEER": "\(peer)", "attempt": "\(attempt)", "error": "\(error)",
+                ])
+            }
         }
     }
+
+    static let handshakeAttempts = 3
+    static let handshakeAcknowledgement: Duration = .seconds(4)
 
     /// Reads one handshake message from a stream to port 444 of `name`: until it parses, the
     /// peer finishes, 4096 bytes or 10 s.
@@ -158,10 +178,21 @@ actor DataPlane {
         return (joined.count, tunnels, streams)
     }
 
-    /// `name` on the fabric (joined now if it was not).
+    /// `name` on the fabric (joined now if it was not). One join per identity at a time: the
+    /// actor runs other calls at every await, and a second join would give the identity a
+    /// second tunnel key (and a public one a second socket) while peers hold sessions with the
+    /// first.
     @discardableResult
     func join(_ name: String) async throws -> TunnelIdentity {
         if let identity = joined[name] { return identity }
+        if let inFlight = joining[name] { return try await inFlight.value }
+        let attempt = Task { try await joinNow(name) }
+        joining[name] = attempt
+        defer { joining[name] = nil }
+        return try await attempt.value
+    }
+
+    private func joinNow(_ name: String) async throws -> TunnelIdentity {
         guard let record = await pool.identity(named: name) else { throw PoolError.notFound(name) }
         let identity = try TunnelIdentity(address: Address(network: record.network, node: record.nodeID), signingKey: try await pool.signingKey(of: name))
         var ownSocket: Int?

@@ -286,6 +286,15 @@ public final class Fabric: Sendable {
         return try await promise.futureResult.get()
     }
 
+    /// A stream packet as `--log-level trace` shows it.
+    private static func traceMetadata(_ packet: Packet) -> Logger.Metadata {
+        [
+            "from": "\(packet.source):\(packet.sourcePort)", "to": "\(packet.destination):\(packet.destinationPort)",
+            "flags": "\(packet.flags)", "seq": "\(packet.sequence)", "ack": "\(packet.acknowledgment)", "window": "\(packet.window)",
+            "bytes": "\(packet.payload.count)",
+        ]
+    }
+
     /// `key`'s reader caught up after its window was narrowed: the peer hears the window is
     /// open (else a sender facing a shut window would wait for its next probe).
     func reopenWindow(_ key: StreamConnection.Key) {
@@ -331,23 +340,44 @@ public final class Fabric: Sendable {
             noteUnacknowledged(key)
             guard var current = streams.entries[key], current.connection.unacknowledgedBytes > StreamTable.writeLimit else { return nil }
             let promise = loop.makePromise(of: Void.self)
-            current.writers.append(promise)
+            current.writers.append(StreamTable.Waiter(unacknowledged: StreamTable.writeLimit / 2, promise: promise))
             streams.entries[key] = current
             return promise.futureResult
         }.get()
         try await drained?.get()
     }
 
-    /// Lets waiting writers of `key` go on once its queue has drained (or it closed).
+    /// Returns once `key`'s peer has acknowledged everything written to it.
+    func streamFlush(_ key: StreamConnection.Key) async throws {
+        let flushed = try await loop.submit { [self] () throws -> EventLoopFuture<Void>? in
+            let streams = state.value.streams
+            guard var entry = streams.entries[key], !entry.connection.isClosed else { throw StreamError("stream is closed") }
+            guard entry.connection.unacknowledgedBytes > 0 else { return nil }
+            let promise = loop.makePromise(of: Void.self)
+            entry.writers.append(StreamTable.Waiter(unacknowledged: 0, promise: promise))
+            streams.entries[key] = entry
+            return promise.futureResult
+        }.get()
+        try await flushed?.get()
+    }
+
+    func streamAbort(_ key: StreamConnection.Key) async {
+        _ = try? await loop.submit { [self] in
+            guard let entry = state.value.streams.entries[key] else { return }
+            handle(entry.connection.reset(), for: key)
+        }.get()
+    }
+
+    /// Lets waiting writers of `key` go on once its queue has drained far enough for each.
     private func releaseWriters(_ key: StreamConnection.Key) {
         let streams = state.value.streams
-        guard var entry = streams.entries[key], !entry.writers.isEmpty,
-            entry.connection.unacknowledgedBytes <= StreamTable.writeLimit / 2
-        else { return }
-        let writers = entry.writers
-        entry.writers = []
+        guard var entry = streams.entries[key], !entry.writers.isEmpty else { return }
+        let unacknowledged = entry.connection.unacknowledgedBytes
+        let released = entry.writers.filter { unacknowledged <= $0.unacknowledged }
+        guard !released.isEmpty else { return }
+        entry.writers.removeAll { unacknowledged <= $0.unacknowledged }
         streams.entries[key] = entry
-        for writer in writers { writer.succeed() }
+        for writer in released { writer.promise.succeed() }
     }
 
     func streamClose(_ key: StreamConnection.Key) async throws {
@@ -371,6 +401,7 @@ public final class Fabric: Sendable {
     /// A stream packet for identity `local`: to its connection, or a new one on a listening
     /// port, or answered with RST.
     private func deliverStream(_ packet: Packet, to local: TunnelIdentity) {
+        logger.trace("stream in", metadata: Self.traceMetadata(packet))
         let streams = state.value.streams
         let key = StreamConnection.Key(local: local.address, localPort: packet.destinationPort, remote: packet.source, remotePort: packet.sourcePort)
         if let entry = streams.entries[key] {
@@ -441,6 +472,7 @@ public final class Fabric: Sendable {
             guard var entry = state.streams.entries[key] else { return }
             switch output {
             case .packet(let packet):
+                logger.trace("stream out", metadata: Self.traceMetadata(packet))
                 if state.reading, packet.flags == .ack, packet.payload.isEmpty {
                     // A pure cumulative ACK made while a batch of reads is handled: the batch's
                     // last one says all the earlier ones say; it goes out when the batch ends.
@@ -474,7 +506,7 @@ public final class Fabric: Sendable {
                 handOverArrived(key)
                 entry.handle?.writeState.withLockedValue { $0.closed = true }
                 entry.dialed?.fail(StreamError(reason ?? "closed before it was accepted"))
-                for writer in entry.writers { writer.fail(StreamError(reason ?? "stream is closed")) }
+                for writer in entry.writers { writer.promise.fail(StreamError(reason ?? "stream is closed")) }
                 entry.handle?.continuation.yield(.closed(reason: reason))
                 entry.handle?.continuation.finish()
                 state.streams.remove(key)
@@ -620,7 +652,7 @@ public final class Fabric: Sendable {
             for entry in state.streams.entries.values {
                 entry.handle?.writeState.withLockedValue { $0.closed = true }
                 entry.dialed?.fail(StreamError("the fabric is shut down"))
-                for writer in entry.writers { writer.fail(StreamError("the fabric is shut down")) }
+                for writer in entry.writers { writer.promise.fail(StreamError("the fabric is shut down")) }
                 entry.handle?.continuation.finish()
             }
             state.streams.entries = [:]

@@ -232,7 +232,8 @@ public final class StreamConnection {
         guard state != .closed else { return [] }
         let wasOpen = state != .timeWait
         state = .closed
-        return wasOpen ? [.packet(packet(flags: .rst, sequence: sendNext, acknowledgment: receiveNext)), .closed(reason: "reset")] : []
+        // Out of TIME_WAIT: nothing to tell the peer, but the stream is over all the same.
+        return wasOpen ? [.packet(packet(flags: .rst, sequence: sendNext, acknowledgment: receiveNext)), .closed(reason: "reset")] : [.closed(reason: nil)]
     }
 
     /// Retransmissions, delayed ACKs, SYN retries, the end of TIME_WAIT. Call every ~20 ms.

@@ -129,6 +129,17 @@ public final class StreamHandle: Sendable {
         }
     }
 
+    /// Returns once the peer has acknowledged everything written so far; throws if the stream
+    /// closes first. (A write returns when its bytes are queued; this says they arrived.)
+    public func flush() async throws {
+        try await fabric.streamFlush(key)
+    }
+
+    /// Ends the stream at once with a reset: what is unsent or unacknowledged is dropped.
+    public func abort() async {
+        await fabric.streamAbort(key)
+    }
+
     /// Closes this side once everything written is acknowledged.
     public func close() async throws {
         try await fabric.streamClose(key)
@@ -219,9 +230,16 @@ final class StreamTable {
         /// A dial waiting for its SYN|ACK.
         var dialed: EventLoopPromise<StreamHandle>?
         /// Writers waiting for the queue to drain below `writeLimit`.
-        var writers: [EventLoopPromise<Void>] = []
+        var writers: [Waiter] = []
         /// Served on the loop by the echo service, with no handle.
         var echoes = false
+    }
+
+    /// A writer waiting until no more than `unacknowledged` bytes wait for the peer's ACK (0: a
+    /// flush, waiting for all of them).
+    struct Waiter {
+        let unacknowledged: Int
+        let promise: EventLoopPromise<Void>
     }
 
     /// What a listening port does with a new stream.

@@ -248,8 +248,13 @@ final class HostDataPlaneTests: XCTestCase {
         // bob revokes: gone here, and the daemon drops bob.
         XCTAssertEqual(pilotctl(["untrust", "\(daemon)", "--identity", "bob"])?["data"]?["status"], "revoked")
         XCTAssertEqual(pilotctl(["trust", "--identity", "bob"])?["data"]?["total"], 0)
-        try overlay.eventually("the daemon forgets bob") {
-            try overlay.ctl("alpha", ["trust"])["trusted"]?.arrayValue?.contains { $0["node_id"]?.integerValue == bob } == false
+        do {
+            try overlay.eventually("the daemon forgets bob") {
+                try overlay.ctl("alpha", ["trust"])["trusted"]?.arrayValue?.contains { $0["node_id"]?.integerValue == bob } == false
+            }
+        } catch {
+            print("--- pilot-host\n\(host.output.suffix(6000))\n--- overlay\n\(overlay.logs().suffix(8000))")
+            throw error
         }
     }
 

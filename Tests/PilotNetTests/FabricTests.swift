@@ -202,6 +202,13 @@ final class FabricTests: XCTestCase {
         XCTAssertEqual(Self.openDescriptors(), before, "the fabrics' sockets and poll sets are all closed")
     }
 
+    /// A flag one task sets and another reads.
+    final class ManagedAtomicFlag: Sendable {
+        private let value = NIOLockedValueBox(false)
+        func set() { value.withLockedValue { $0 = true } }
+        var isSet: Bool { value.withLockedValue { $0 } }
+    }
+
     private static func openDescriptors() -> Int {
         (try? FileManager.default.contentsOfDirectory(atPath: "/proc/self/fd").count) ?? -1
     }
@@ -237,6 +244,45 @@ final class FabricTests: XCTestCase {
         XCTAssertTrue(received == message, "the bytes differ")
         XCTAssertEqual(handle.unread, 0)
         try await stream.close()
+        await hostA.shutdown()
+        await hostB.shutdown()
+        try await group.shutdownGracefully()
+    }
+
+    /// `flush` returns once the peer has acknowledged every byte written: not while a reader
+    /// that does not read keeps the window shut, at once when it reads. `abort` ends the stream
+    /// with a reset the peer sees.
+    func testFlushWaitsForTheAcknowledgmentAndAbortResets() async throws {
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: 2)
+        let (hostA, hostB, b, socketB) = try await trustingPair(group)
+        let accepted = AsyncStream<StreamHandle>.makeStream()
+        try await hostB.listen(node: 2, port: 9000) { accepted.continuation.yield($0) }
+        let stream = try await hostA.dial(from: 1, to: b.address, port: 9000, endpoint: socketB.address)
+        let message = (0..<3_000_000).map { UInt8(truncatingIfNeeded: $0 &* 7) }
+        try await stream.write(message)
+        let flushed = ManagedAtomicFlag()
+        let flusher = Task {
+            try await stream.flush()
+            flushed.set()
+        }
+        try await Task.sleep(for: .seconds(1))
+        XCTAssertFalse(flushed.isSet, "flush returned while the peer held back")
+        var handles = accepted.stream.makeAsyncIterator()
+        let next = await handles.next()
+        let peer = try XCTUnwrap(next)
+        let received = await peer.readMessage(limit: message.count, timeout: .seconds(30)) { _ in false }
+        XCTAssertTrue(received == message)
+        try await flusher.value
+        XCTAssertTrue(flushed.isSet)
+
+        await stream.abort()
+        var events: [StreamEvent] = []
+        for await event in peer.events { events.append(event) }
+        XCTAssertEqual(events.last, .closed(reason: "reset by peer"))
+        do {
+            try await stream.flush()
+            XCTFail("a flush of an aborted stream succeeded")
+        } catch {}
         await hostA.shutdown()
         await hostB.shutdown()
         try await group.shutdownGracefully()
