@@ -117,11 +117,13 @@ let package = Package(
             name: "pilot-bench",
             dependencies: [
                 "PilotWire", "PilotCrypto", "PilotClient", "PilotHost", "PilotStore", "PilotNet", "CSodium",
+                // The official daemons, for `net`'s figure of their own `pilotctl bench`.
+                "PilotTestSupport",
             ] + eventLoops,
             swiftSettings: strict),
 
         // Helpers for tests that run real processes: the official 1.18 binaries, child processes,
-        // loopback sockets. Linked only by test targets.
+        // loopback sockets. Linked by test targets and pilot-bench, never by what is installed.
         .target(name: "PilotTestSupport", dependencies: ["PilotWire"], swiftSettings: strict),
 
         .testTarget(name: "PilotWireTests", dependencies: ["PilotWire", "PilotTestSupport"]),

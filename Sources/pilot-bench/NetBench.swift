@@ -5,6 +5,7 @@ import NIOCore
 import NIOPosix
 import PilotCrypto
 import PilotNet
+import PilotTestSupport
 import PilotWire
 
 /// The data plane's figures from one run, on loopback: raw UDP (a plain socket loop with the
@@ -20,6 +21,9 @@ struct NetBench {
             print(String(format: "raw UDP, 1222-byte datagrams, one socket to another: %8.1f MB/s", raw))
             let stream = try runBlocking { [megabytes] in try await Self.stream(megabytes: megabytes) }
             print(String(format: "PilotNet stream, %d MB between identities of two fabrics: %8.1f MB/s (%.0f%% of raw UDP)", megabytes, stream, 100 * stream / raw))
+            let echoed = try runBlocking { [megabytes] in try await Self.echoBench(megabytes: min(megabytes, 50)) }
+            print(String(format: "PilotNet echo bench, %d MB through the echo port and back (as pilotctl bench): %8.1f MB/s", min(megabytes, 50), echoed))
+            print(Self.officialBench(megabytes: min(megabytes, 50)))
             for busyPoll in [0, 50] {
                 let rtt = try runBlocking { [echoes] in try await Self.echo(probes: echoes, busyPoll: .microseconds(Int64(busyPoll))) }
                 let mode = busyPoll == 0 ? "loops sleep when idle (default)" : "busy polling \(busyPoll) µs"
@@ -186,6 +190,40 @@ struct NetBench {
         try await stream.close()
         try await pair.shutdown()
         return Double(total) / seconds / 1e6
+    }
+
+    /// MB/s of `pilotctl bench`'s measure between our fabrics: `megabytes` written to host B's
+    /// echo port while the echo is read, from the first byte sent to the last echoed.
+    private static func echoBench(megabytes: Int) async throws -> Double {
+        let pair = try await Pair(busyPoll: .zero)
+        let total = megabytes << 20
+        let stream = try await pair.hostA.dial(from: 1, to: pair.b.address, port: 7, endpoint: pair.endpointB)
+        let chunk = [UInt8](repeating: 0x3C, count: 1 << 20)
+        let start = ContinuousClock.now
+        let writer = Task { for _ in 0..<megabytes { try await stream.write(chunk) } }
+        let echoed = await stream.readMessage(limit: total, timeout: .seconds(120)) { _ in false }
+        let elapsed = start.duration(to: .now)
+        try await writer.value
+        try await stream.close()
+        try await pair.shutdown()
+        guard echoed.count == total else { throw BenchError("the echo stopped after \(echoed.count) of \(total) bytes") }
+        return Double(total) / (Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18) / 1e6
+    }
+
+    /// The official 1.18 daemon's own figure: `pilotctl bench` from one daemon to another on
+    /// loopback, through our rendezvous (the line says why when the binaries cannot be had).
+    private static func officialBench(megabytes: Int) -> String {
+        let label = "official 1.18 pilotctl bench, daemon to daemon, \(megabytes) MB:"
+        do {
+            let (overlay, _) = try OverlayHarness.started(daemon: "alpha", extra: ["-public"])
+            defer { overlay.stopAll() }
+            try overlay.startDaemon("beta", extra: ["-public"])
+            let result = try overlay.ctl("alpha", ["bench", "beta", "\(megabytes)"], timeout: 180)
+            guard let rate = result["total_mbps"]?.doubleValue else { return "\(label) no figure in \(result)" }
+            return String(format: "%@ %8.1f MB/s", label, rate)
+        } catch {
+            return "\(label) not measured (\(error))"
+        }
     }
 
     /// Round trips of 32 bytes through host B's echo port, from a task that runs on host A's
