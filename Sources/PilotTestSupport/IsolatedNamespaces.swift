@@ -21,6 +21,11 @@ public final class IsolatedNamespaces: @unchecked Sendable {
 
     public let sides: [Side]
     private var removed = false
+    /// What /proc/sys/net/ipv4/ip_forward said before `connect()` turned it on (restored by
+    /// `remove`); nil while it was not touched.
+    private var forwardingBefore: String?
+    /// The `ip rule`s `blackhole(true)` added (removed again by `blackhole(false)` and `remove`).
+    private var dropRules: [[String]] = []
 
     /// Makes `count` namespaces; side i has 10.231.<i+1>.2 and this namespace 10.231.<i+1>.1 on
     /// their link, with a route from each side to every gateway and to nothing else.
@@ -59,11 +64,51 @@ public final class IsolatedNamespaces: @unchecked Sendable {
         (URL(fileURLWithPath: Self.ip), ["netns", "exec", side.name, executable] + arguments)
     }
 
-    /// Deletes the namespaces (their veth pairs go with them).
+    /// Lets the sides reach one another through this namespace: a route on each side to every
+    /// other side's address, and IPv4 forwarding on here (as it was again after `remove`).
+    public func connect() throws {
+        let forwarding = "/proc/sys/net/ipv4/ip_forward"
+        if forwardingBefore == nil {
+            forwardingBefore = (try? String(contentsOfFile: forwarding, encoding: .utf8))?.trimmingCharacters(in: .whitespacesAndNewlines) ?? "0"
+        }
+        do { try "1\n".write(toFile: forwarding, atomically: false, encoding: .utf8) } catch {
+            throw Unavailable(description: "cannot turn on IPv4 forwarding: \(error)")
+        }
+        for side in sides {
+            for other in sides where other.name != side.name {
+                try Self.run(["-n", side.name, "route", "replace", "\(other.address)/32", "via", side.gateway])
+            }
+        }
+    }
+
+    /// Drops, silently, what the sides send one another through this namespace (as a NAT that
+    /// forgot its mapping would), or lets it through again; what they send to this namespace's
+    /// own addresses (the rendezvous) still goes.
+    public func blackhole(_ on: Bool) throws {
+        if on {
+            for side in sides {
+                for other in sides where other.name != side.name {
+                    let rule = ["from", "\(side.address)/32", "to", "\(other.address)/32", "blackhole"]
+                    try Self.run(["rule", "add"] + rule)
+                    dropRules.append(rule)
+                }
+            }
+        } else {
+            for rule in dropRules { _ = ChildProcess.run(Self.ip, ["rule", "del"] + rule, timeout: 10) }
+            dropRules = []
+        }
+    }
+
+    /// Deletes the namespaces (their veth pairs go with them), and puts back what `connect` and
+    /// `blackhole` changed here.
     public func remove() {
         guard !removed else { return }
         removed = true
+        try? blackhole(false)
         for side in sides { _ = ChildProcess.run(Self.ip, ["netns", "delete", side.name], timeout: 10) }
+        if let forwardingBefore {
+            try? (forwardingBefore + "\n").write(toFile: "/proc/sys/net/ipv4/ip_forward", atomically: false, encoding: .utf8)
+        }
     }
 
     private static let ip = "/usr/sbin/ip"

@@ -92,6 +92,44 @@ final class NATTraversalTests: HostProcessTestCase {
         XCTAssertEqual(try? Data(contentsOf: URL(fileURLWithPath: saved + "/wall.bin")), Data(file))
     }
 
+    /// Two hosts that reach each other directly until the path between them goes silent mid-
+    /// session (a NAT that forgot its mapping): 1.18's blackhole rule moves the tunnel to the
+    /// beacon and messages keep arriving; when the path heals, the direct probe brings it back.
+    func testADirectPathThatDiesMidSessionMovesToTheBeaconAndBack() throws {
+        let (namespaces, registry, beacon) = try isolatedOverlay()
+        try namespaces.connect()
+        let east = try startHost("east", in: namespaces.sides[0], registry: registry, beacon: beacon)
+        let west = try startHost("west", in: namespaces.sides[1], registry: registry, beacon: beacon)
+        _ = try XCTUnwrap(ctl(east, ["identity", "create", "alice"])?["data"]?["node_id"]?.integerValue)
+        let bob = try XCTUnwrap(ctl(west, ["identity", "create", "bob", "--auto-approve", "--public"])?["data"]?["node_id"]?.integerValue)
+        XCTAssertNotNil(ctl(east, ["handshake", "\(bob)", "direct", "--identity", "alice"])?["data"])
+        XCTAssertTrue(trustsMutually(east, "alice", bob, within: 30), "alice never came to trust bob")
+        func relayed() -> Bool? {
+            ctl(east, ["peers", "--identity", "alice"])?["data"]?["peers"]?.arrayValue?.first { $0["node_id"]?.integerValue == bob }?["relay"]?.boolValue
+        }
+        func send(_ text: String) -> Bool {
+            ctl(east, ["send-message", "\(bob)", "--data", text, "--identity", "alice"])?["data"]?["ack"]?.stringValue == "ACK TEXT \(text.utf8.count) bytes"
+        }
+        XCTAssertTrue(send("direct"))
+        XCTAssertTrue(ChildProcess.waitUntil(timeout: 20, every: 0.5) { relayed() == false }, "the path never became direct")
+
+        // The path dies, silently. Messages keep going; within the blackhole rule's 8 s and a
+        // stream's retransmissions they arrive through the beacon.
+        try namespaces.blackhole(true)
+        let started = Date()
+        var delivered = 0
+        for n in 0..<3 where ChildProcess.waitUntil(timeout: 60, every: 0.5, { send("through the wall \(n)") }) { delivered += 1 }
+        XCTAssertEqual(delivered, 3, "messages stopped when the direct path died")
+        XCTAssertEqual(relayed(), true, "the tunnel did not move to the beacon")
+        print("blackhole: three messages through the beacon within \(Int(Date().timeIntervalSince(started))) s")
+        let inbox = ctl(west, ["inbox", "--identity", "bob"])?["data"]?["messages"]?.arrayValue?.compactMap { $0["data"]?.stringValue } ?? []
+        XCTAssertTrue(Set(inbox).isSuperset(of: ["direct", "through the wall 0", "through the wall 1", "through the wall 2"]), "\(inbox)")
+
+        // The path heals: within the 15 s direct probe (and a keepalive), direct again.
+        try namespaces.blackhole(false)
+        XCTAssertTrue(ChildProcess.waitUntil(timeout: 60, every: 1) { _ = send("probe"); return relayed() == false }, "the path never came back to direct")
+    }
+
     /// A pilot-host identity and an official 1.18 daemon that cannot reach each other: 1.18's
     /// relay copies and fallbacks meet ours, both ways.
     func testAnIdentityAndAnOfficialDaemonThatCannotReachEachOtherTalkThroughTheBeacon() throws {
