@@ -214,6 +214,23 @@ actor DataPlane {
             guard packet.proto == .datagram, let self else { return }
             Task { await self.datagramArrived(packet, for: name) }
         }
+        do {
+            try await serve(identity, as: name, record: record)
+        } catch {
+            // Not half on the network: the next join starts clean.
+            try? await fabric.remove(identity.node)
+            throw error
+        }
+        joined[name] = identity
+        if let ownSocket {
+            ownSockets[identity.node] = ownSocket
+            if let beacon { try? await fabric.sendBeacon([.discover(node: identity.node)], to: beacon, socket: ownSocket) }
+        }
+        return identity
+    }
+
+    /// The services and trust of `name`, just added to the fabric as `identity`.
+    private func serve(_ identity: TunnelIdentity, as name: String, record: IdentityRecord) async throws {
         try await fabric.listen(node: identity.node, port: HandshakeMessage.port) { [weak self] stream in
             self?.serveHandshake(stream, for: name)
         }
@@ -230,16 +247,12 @@ actor DataPlane {
             if entry.state == .trusted { try await fabric.setTrusted(local: identity.node, remote: entry.peerNode, true) }
         }
         try await fabric.setPublicPorts(local: identity.node, record.isPublic ? Self.publicServices : [])
-        joined[name] = identity
-        if let ownSocket {
-            ownSockets[identity.node] = ownSocket
-            if let beacon { try? await fabric.sendBeacon([.discover(node: identity.node)], to: beacon, socket: ownSocket) }
-        }
-        return identity
     }
 
-    /// Takes `name` off the fabric (deleted).
+    /// Takes `name` off the fabric (deleted, or public no more); a join under way finishes
+    /// first, so it cannot put the identity back afterwards.
     func leave(_ name: String) async {
+        if let inFlight = joining[name] { _ = try? await inFlight.value }
         guard let identity = joined.removeValue(forKey: name) else { return }
         ownSockets[identity.node] = nil
         try? await fabric.remove(identity.node)

@@ -39,18 +39,28 @@ extension DataPlane {
         guard network != 0 else { throw denied("broadcast not permitted on backbone network") }
         guard !data.isEmpty, data.count <= 65_000 else { throw ControlFailure(.invalidArgument, "broadcast: 1 to 65000 bytes of data") }
         let identity = try await join(name)
-        let reply = try await pool.query(RegistryMessage(
-            type: "list_nodes", ["network_id": .integer(Int64(network)), "admin_token": .string(token)]))
+        // The member list needs no token here; the host's token stays the host's (the
+        // registry's may be another).
+        let reply = try await pool.query(RegistryMessage(type: "list_nodes", ["network_id": .integer(Int64(network))]))
         guard reply.type == "list_nodes_ok" else {
             throw denied("list nodes for broadcast: registry: \(reply["error"]?.stringValue ?? reply.type)")
         }
-        let members = (reply["nodes"]?.arrayValue ?? []).compactMap { $0["node_id"]?.integerValue.flatMap(UInt32.init(exactly:)) }
+        let nodes = reply["nodes"]?.arrayValue ?? []
+        let members = nodes.compactMap { $0["node_id"]?.integerValue.flatMap(UInt32.init(exactly:)) }
         guard members.contains(identity.node) else {
             throw denied("broadcast denied: node \(identity.node) is not a member of network \(network)")
         }
+        if reply["truncated"]?.boolValue == true {
+            logger.warning("broadcast: the registry listed only part of the network; the rest get nothing", metadata: [
+                "PILOT_IDENTITY": "\(name)", "network": "\(network)", "listed": "\(nodes.count)",
+                "total": "\(reply["total"]?.integerValue ?? 0)",
+            ])
+        }
         let source = Address(network: network, node: identity.node)
         let sourcePort = UInt16.random(in: 49152...65535)
-        let others = members.filter { $0 != identity.node }
+        // Members the registry knows to be offline would each cost the member limit for nothing.
+        let others = nodes.filter { $0["offline"]?.boolValue != true }
+            .compactMap { $0["node_id"]?.integerValue.flatMap(UInt32.init(exactly:)) }.filter { $0 != identity.node }
         let sent = await withTaskGroup(of: Bool.self) { group in
             var sent = 0
             var next = others.makeIterator()
@@ -79,7 +89,7 @@ extension DataPlane {
         }
         logger.info("broadcast", metadata: [
             "PILOT_IDENTITY": "\(name)", "network": "\(network)", "port": "\(port)", "bytes": "\(data.count)",
-            "members": "\(others.count)", "sent": "\(sent)",
+            "members": "\(members.count - 1)", "online": "\(others.count)", "sent": "\(sent)",
         ])
         return ["bytes": .integer(Int64(data.count)), "network_id": .integer(Int64(network)), "port": .integer(Int64(port))]
     }

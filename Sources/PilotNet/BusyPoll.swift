@@ -9,8 +9,9 @@ import NIOCore
 /// microseconds each time), that halves a round trip; it costs the CPU time spent looking,
 /// at most `window` after each burst of traffic. Off unless asked for.
 ///
-/// The loop stays fair meanwhile: each look is one task of the loop, queued behind whatever
-/// else is waiting, so the loop's own work and other threads' submissions run in between.
+/// Each look is one task of the loop, queued behind whatever else is waiting, so the loop's
+/// own tasks, timers and other threads' submissions run in between. Other channels on the same
+/// loop (none in a fabric) would get no I/O until the looking stops, at most `window` (1 ms).
 final class BusyPoll {
     let window: TimeAmount
     /// An epoll set of the fabric's sockets, only ever asked "is anything ready" (never waited
@@ -58,6 +59,8 @@ final class BusyPoll {
         }
         return true
     }
+
+    deinit { close() }
 
     /// Stops looking; the set is closed.
     func close() {

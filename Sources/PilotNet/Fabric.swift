@@ -361,6 +361,14 @@ public final class Fabric: Sendable {
         try await flushed?.get()
     }
 
+    /// `streamAbort` without waiting (from a handle whose reader is gone).
+    func abortSoon(_ key: StreamConnection.Key) {
+        loop.execute { [self] in
+            guard let entry = state.value.streams.entries[key] else { return }
+            handle(entry.connection.reset(), for: key)
+        }
+    }
+
     func streamAbort(_ key: StreamConnection.Key) async {
         _ = try? await loop.submit { [self] in
             guard let entry = state.value.streams.entries[key] else { return }
@@ -377,7 +385,15 @@ public final class Fabric: Sendable {
         guard !released.isEmpty else { return }
         entry.writers.removeAll { unacknowledged <= $0.unacknowledged }
         streams.entries[key] = entry
-        for writer in released { writer.promise.succeed() }
+        // The peer finished with bytes of ours unacknowledged: they were not all received.
+        let lost = entry.connection.unacknowledgedAtPeerFin
+        for writer in released {
+            if writer.unacknowledged == 0, lost > 0 {
+                writer.promise.fail(StreamError("the peer finished with \(lost) bytes unacknowledged"))
+            } else {
+                writer.promise.succeed()
+            }
+        }
     }
 
     func streamClose(_ key: StreamConnection.Key) async throws {
@@ -393,6 +409,7 @@ public final class Fabric: Sendable {
         let streams = state.value.streams
         let now = NIODeadline.now()
         for (key, entry) in streams.entries {
+            if let handle = entry.handle { entry.connection.readerBacklog = handle.unread + (state.value.arrived[key]?.bytes.count ?? 0) }
             let outputs = entry.connection.tick(now: now)
             if !outputs.isEmpty { handle(outputs, for: key) }
         }
@@ -408,19 +425,13 @@ public final class Fabric: Sendable {
             // The window follows the reader: what it has not read (arrived in this batch or
             // before), or for the echo service what it has not yet sent back.
             let connection = entry.connection
-            if let handle = entry.handle {
-                connection.readerBacklog = handle.unread + (state.value.arrived[key]?.bytes.count ?? 0)
-            } else {
-                connection.readerBacklog = entry.echoes ? connection.unacknowledgedBytes : 0
-            }
+            if let handle = entry.handle { connection.readerBacklog = handle.unread + (state.value.arrived[key]?.bytes.count ?? 0) }
             handle(connection.receive(packet, now: .now()), for: key)
-            if connection.readerBacklog > StreamConnection.receiveBufferLimit / 2 {
-                entry.handle?.backlog.narrowed()
-                if entry.echoes, connection.unacknowledgedBytes <= StreamConnection.receiveBufferLimit / 2 {
-                    // The echo's peer read what was echoed: room again.
-                    connection.readerBacklog = connection.unacknowledgedBytes
-                    handle(connection.windowUpdate(), for: key)
-                }
+            // The reader is far behind: it says when it has caught up (or, if it caught up
+            // meanwhile, the window is said to be open now).
+            if connection.readerBacklog > StreamConnection.receiveBufferLimit / 2, entry.handle?.backlog.narrowed() == true {
+                connection.readerBacklog = entry.handle.map { $0.unread + (state.value.arrived[key]?.bytes.count ?? 0) } ?? 0
+                handle(connection.windowUpdate(), for: key)
             }
             noteUnacknowledged(key)
             releaseWriters(key)
@@ -447,6 +458,7 @@ public final class Fabric: Sendable {
         case .echo:
             var entry = StreamTable.Entry(connection: connection, handle: nil)
             entry.echoes = true
+            connection.echoesBack = true
             streams.insert(entry, for: key)
             handle(outputs, for: key)
         case .accept(let acceptor):
@@ -645,6 +657,7 @@ public final class Fabric: Sendable {
         let channels = try? await loop.submit { [state] () -> [any Channel] in
             let state = state.value
             state.stopped = true
+            state.busyPoll?.close()
             state.ticker?.cancel()
             state.ticker = nil
             state.streamTicker?.cancel()
@@ -662,7 +675,6 @@ public final class Fabric: Sendable {
             return Array(state.channels.values)
         }.get()
         for channel in channels ?? [] { try? await channel.close() }
-        _ = try? await loop.submit { [state] in state.value.busyPoll?.close() }.get()
     }
 
     // MARK: On the loop
@@ -769,7 +781,7 @@ public final class Fabric: Sendable {
     }
 
     private func pollOnce() {
-        guard let poll = state.value.busyPoll, poll.look() else { return }
+        guard !state.value.stopped, let poll = state.value.busyPoll, poll.look() else { return }
         loop.execute { [self] in pollOnce() }
     }
 

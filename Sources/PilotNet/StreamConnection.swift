@@ -102,6 +102,16 @@ public final class StreamConnection {
     // Receiving.
     /// Bytes handed to the reader and not yet read, as the fabric last looked.
     public var readerBacklog = 0
+    /// An echo (the echo service): its backlog is what it has echoed and the peer has not yet
+    /// acknowledged, counted here after each ACK, so a peer that does not read the echo stops
+    /// sending.
+    public var echoesBack = false
+    /// The window the last packet advertised: a shut window (0) that has room again is said
+    /// at the next tick, even if the update the reader's catching up sent was lost.
+    private var lastAdvertisedWindow = UInt16(StreamConnection.receiveSlots)
+    /// Bytes written that were still unacknowledged when the peer finished: a flush of them
+    /// cannot succeed.
+    public private(set) var unacknowledgedAtPeerFin = 0
     /// Segments dropped because the reader had `receiveBufferLimit` unread.
     public private(set) var droppedForReader = 0
     private var receiveNext: UInt32 = 0
@@ -175,6 +185,8 @@ public final class StreamConnection {
             return []
         }
         if packet.flags.contains(.ack) && !packet.flags.contains(.fin) {
+            // An ACK that moves the window is news, not a duplicate (RFC 5681 §2).
+            let windowMoved = Int(packet.window) != peerWindow
             peerWindow = Int(packet.window)
             if let blocks = Self.sackBlocks(packet.payload) {
                 markSacked(blocks)
@@ -183,7 +195,7 @@ public final class StreamConnection {
                 outputs += transmit(now: now)
                 return outputs
             }
-            outputs += acknowledge(packet.acknowledgment, pure: packet.payload.isEmpty, now: now)
+            outputs += acknowledge(packet.acknowledgment, pure: packet.payload.isEmpty && !windowMoved, now: now)
         }
         if !packet.payload.isEmpty && !packet.flags.contains(.fin) {
             outputs += accept(data: packet.payload, at: packet.sequence, now: now)
@@ -269,6 +281,7 @@ public final class StreamConnection {
             var outputs: [Output] = []
             if let deadline = ackDeadline, now >= deadline { outputs.append(sendAck()) }
             if now - lastSent >= Self.keepalive { outputs.append(sendAck()) }
+            if lastAdvertisedWindow == 0, !peerFinished, advertisedWindow > 0, outputs.isEmpty { outputs.append(sendAck()) }
             // A tail-loss probe (RFC 8985 §7): when the flight has gone quiet for two round
             // trips and the peer's delayed-ACK time, the newest unacknowledged segment goes again;
             // the ACK it draws shows which segments are missing, long before the timer would.
@@ -283,9 +296,15 @@ public final class StreamConnection {
                 // reader that has not caught up, not a dead path, so it never gives up (the idle
                 // timeout ends a stream whose peer went silent).
                 guard segments[index].transmissions <= Self.maxRetransmissions || peerWindow == 0 else { return reset() }
-                slowStartThreshold = max(inFlight / 2, 2)
-                congestionWindow = Self.initialWindow
-                retransmissionTimeout = min(retransmissionTimeout * 2, .seconds(10))
+                if peerWindow == 0 {
+                    // A probe of a shut window: no loss, so the congestion window stays; probed
+                    // every second at most, so an open window is found soon after.
+                    retransmissionTimeout = min(retransmissionTimeout * 2, .seconds(1))
+                } else {
+                    slowStartThreshold = max(inFlight / 2, 2)
+                    congestionWindow = Self.initialWindow
+                    retransmissionTimeout = min(retransmissionTimeout * 2, .seconds(10))
+                }
                 outputs.append(send(index, now: now))
             }
             return outputs
@@ -301,7 +320,7 @@ public final class StreamConnection {
     private func accept(data: [UInt8], at sequence: UInt32, now: NIODeadline) -> [Output] {
         guard !peerFinished else { return [] }
         if sequence == receiveNext {
-            guard readerBacklog < Self.receiveBufferLimit else {
+            guard backlog < Self.receiveBufferLimit else {
                 // The reader is this far behind: nothing more until it reads. The ACK says
                 // the window is shut; the sender probes until it opens.
                 droppedForReader += 1
@@ -344,6 +363,7 @@ public final class StreamConnection {
         // As 1.18: the receive side closes and the connection waits out TIME_WAIT.
         state = .timeWait
         timeWaitUntil = now + Self.timeWait
+        unacknowledgedAtPeerFin += queuedBytes
         segments = []
         (head, firstUnsent, sackedCount, queuedBytes) = (0, 0, 0, 0)
         return outputs
@@ -507,9 +527,12 @@ public final class StreamConnection {
     /// The receive window, in segments: free reorder slots, and no more than the room the
     /// reader's backlog leaves (0 when it has `receiveBufferLimit` unread: 1.18 reads 0 as full).
     private var advertisedWindow: UInt16 {
-        let room = max(0, Self.receiveBufferLimit - readerBacklog) / Self.segmentSize
+        let room = max(0, Self.receiveBufferLimit - backlog) / Self.segmentSize
         return UInt16(max(0, min(Self.receiveSlots - outOfOrder.count, room)))
     }
+
+    /// What the window leaves room for: the reader's backlog, or an echo's unacknowledged echo.
+    private var backlog: Int { echoesBack ? queuedBytes : readerBacklog }
 
     /// An ACK that tells the peer the window has opened again (the reader caught up); nothing
     /// when the stream no longer receives.
@@ -521,6 +544,7 @@ public final class StreamConnection {
     private func packet(flags: PacketFlags, sequence: UInt32, acknowledgment: UInt32, window: UInt16? = nil, payload: [UInt8] = []) -> Packet {
         sentSinceTick = true
         let free = advertisedWindow
+        if window == nil { lastAdvertisedWindow = free }
         return Packet(
             flags: flags, proto: .stream, source: key.local, destination: key.remote, sourcePort: key.localPort,
             destinationPort: key.remotePort, sequence: sequence, acknowledgment: acknowledgment, window: window ?? free, payload: payload)

@@ -45,6 +45,7 @@ final class ReadBacklog: Sendable {
     private struct State {
         var unread = 0
         var narrowed = false
+        var gone = false
     }
 
     private let state = NIOLockedValueBox(State())
@@ -57,8 +58,21 @@ final class ReadBacklog: Sendable {
     /// On the loop: `count` more bytes for the reader.
     func handed(_ count: Int) { state.withLockedValue { $0.unread += count } }
 
-    /// On the loop: the stream advertised a narrowed window for this backlog.
-    func narrowed() { state.withLockedValue { $0.narrowed = true } }
+    /// On the loop: the stream advertised a narrowed window for this backlog. True when the
+    /// reader has caught up meanwhile: the caller says the window is open at once (`read`
+    /// saw no narrowed window to reopen).
+    func narrowed() -> Bool {
+        state.withLockedValue { state in
+            guard state.unread > StreamConnection.receiveBufferLimit / 2 else { return true }
+            state.narrowed = true
+            return false
+        }
+    }
+
+    /// The reader is gone (its task was cancelled): nothing it was handed will be read.
+    func readerGone() { state.withLockedValue { $0 = State(unread: 0, narrowed: false, gone: true) } }
+
+    var isReaderGone: Bool { state.withLockedValue { $0.gone } }
 
     /// The reader took `count` bytes.
     func read(_ count: Int) {
@@ -101,14 +115,23 @@ public final class StreamHandle: Sendable {
         self.fabric = fabric
         let (stream, continuation) = AsyncStream.makeStream(of: StreamEvent.self)
         self.continuation = continuation
-        backlog = ReadBacklog { [fabric] in fabric.reopenWindow(key) }
+        let backlog = ReadBacklog { [fabric] in fabric.reopenWindow(key) }
+        self.backlog = backlog
         events = StreamEvents(base: stream, backlog: backlog)
+        // A reader whose task is cancelled will read nothing more: the stream is reset, rather
+        // than left with a shut window that a sender would probe for ever.
+        continuation.onTermination = { [fabric] termination in
+            guard case .cancelled = termination else { return }
+            backlog.readerGone()
+            fabric.abortSoon(key)
+        }
     }
 
-    /// On the loop: bytes for the reader.
+    /// On the loop: bytes for the reader (counted only if it is still there to read them).
     func deliver(_ bytes: [UInt8]) {
         backlog.handed(bytes.count)
-        continuation.yield(.data(bytes))
+        if case .enqueued = continuation.yield(.data(bytes)) { return }
+        backlog.handed(-bytes.count)
     }
 
     /// Queues `bytes` for the peer. While the stream is open and holds less than

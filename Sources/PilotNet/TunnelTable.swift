@@ -183,6 +183,7 @@ public final class TunnelTable {
     public func useBeacon(_ endpoint: SocketAddress?) {
         beacon = endpoint
         guard endpoint == nil else { return }
+        unansweredDirect = [:]
         // No beacon, no relay: back to the direct endpoints, where known.
         for (remote, path) in paths where path.relayed {
             paths[remote] = path.endpoint.map { Path(endpoint: $0, socket: path.socket) }
@@ -602,9 +603,12 @@ public final class TunnelTable {
             seal: { output in try plaintext.withUnsafeBytes { try cipher.seal($0, sender: sender, into: output).counter } })
         else { return [] }
         tunnel.lastSent = now
-        if !path.relayed, paths[tunnel.remote]?.relayed == false {
+        if beacon != nil, !path.relayed, paths[tunnel.remote]?.relayed == false {
             // On the remote's direct path (not a probe of a relayed one): does it still answer?
-            let record = unansweredDirect[tunnel.remote] ?? (0, now)
+            // A record too old to have reached the count starts again: a keepalive long ago
+            // and two frames now are not three frames over the silence.
+            var record = unansweredDirect[tunnel.remote] ?? (0, now)
+            if record.count < timing.blackholeWrites, now - record.since > timing.blackholeSilence { record = (0, now) }
             unansweredDirect[tunnel.remote] = (record.count + 1, record.since)
         }
         return emit(frame, path, local: tunnel.local, remote: tunnel.remote)
@@ -731,6 +735,7 @@ public final class TunnelTable {
 
     private func dropTunnel(_ pair: Pair) {
         guard let tunnel = tunnels.removeValue(forKey: pair) else { return }
+        unansweredDirect[pair.remote] = nil
         for prefix in tunnel.prefixes { epochs[Epoch(remote: pair.remote, prefix: prefix)] = nil }
         unrelate(local: pair.local, remote: pair.remote, keepExplicit: true)
     }

@@ -203,10 +203,14 @@ struct NetBench {
         let writer = Task { for _ in 0..<megabytes { try await stream.write(chunk) } }
         let echoed = await stream.readMessage(limit: total, timeout: .seconds(120)) { _ in false }
         let elapsed = start.duration(to: .now)
+        guard echoed.count == total else {
+            await stream.abort()
+            try await pair.shutdown()
+            throw BenchError("the echo stopped after \(echoed.count) of \(total) bytes")
+        }
         try await writer.value
         try await stream.close()
         try await pair.shutdown()
-        guard echoed.count == total else { throw BenchError("the echo stopped after \(echoed.count) of \(total) bytes") }
         return Double(total) / (Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18) / 1e6
     }
 
@@ -219,8 +223,9 @@ struct NetBench {
             defer { overlay.stopAll() }
             try overlay.startDaemon("beta", extra: ["-public"])
             let result = try overlay.ctl("alpha", ["bench", "beta", "\(megabytes)"], timeout: 180)
+            // Its total_mbps is MiB/s (PROTOCOL-1.18.md §5), over the same span as ours.
             guard let rate = result["total_mbps"]?.doubleValue else { return "\(label) no figure in \(result)" }
-            return String(format: "%@ %8.1f MB/s", label, rate)
+            return String(format: "%@ %8.1f MB/s", label, rate * 1.048576)
         } catch {
             return "\(label) not measured (\(error))"
         }

@@ -288,6 +288,30 @@ final class FabricTests: XCTestCase {
         try await group.shutdownGracefully()
     }
 
+    /// A reader whose task is cancelled reads nothing more: its stream is reset (the peer sees
+    /// it), not left with a shut window for the sender to probe for ever.
+    func testAStreamWhoseReaderIsCancelledIsReset() async throws {
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: 2)
+        let (hostA, hostB, b, socketB) = try await trustingPair(group)
+        let accepted = AsyncStream<StreamHandle>.makeStream()
+        try await hostB.listen(node: 2, port: 9000) { accepted.continuation.yield($0) }
+        let stream = try await hostA.dial(from: 1, to: b.address, port: 9000, endpoint: socketB.address)
+        try await stream.write(Array(repeating: 1, count: 2_000_000))
+        var handles = accepted.stream.makeAsyncIterator()
+        let next = await handles.next()
+        let peer = try XCTUnwrap(next)
+        let reader = Task { for await _ in peer.events {} }
+        try await Task.sleep(for: .milliseconds(200))
+        reader.cancel()
+        var ending: StreamEvent?
+        for await event in stream.events { ending = event }
+        XCTAssertEqual(ending, .closed(reason: "reset by peer"))
+        XCTAssertEqual(peer.unread, 0)
+        await hostA.shutdown()
+        await hostB.shutdown()
+        try await group.shutdownGracefully()
+    }
+
     /// A fabric that stops closes its streams in order: what was written arrives, then the FIN,
     /// and the peer sees the stream finish rather than go silent.
     func testClosingStreamsAtShutdownDeliversWhatWasWrittenThenAFin() async throws {

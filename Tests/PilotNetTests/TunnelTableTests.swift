@@ -389,9 +389,10 @@ extension TunnelTableTests {
     }
 
     /// 1.18's blackhole rule: a direct path that goes silent mid-session (a NAT mapping lost)
-    /// is given up for the beacon once three frames have gone unanswered for 8 s; traffic goes
-    /// on through the beacon, and the path comes back to direct when the remote is heard
-    /// directly again.
+    /// is given up for the beacon once three frames have gone unanswered for 8 s since the
+    /// first; traffic goes on through the beacon, and the path comes back to direct when the
+    /// remote is heard directly again. Frames far apart (a keepalive long ago, two frames now)
+    /// start the count again.
     func testADirectPathThatGoesSilentTurnsToTheBeaconAndComesBack() throws {
         let (nodes, world, a, b) = try relayPair()
         world.directWorks = true
@@ -399,17 +400,20 @@ extension TunnelTableTests {
         world.run(try b.send(datagram(nodes[1], to: nodes[0], "hi back"), to: 1, now: now), of: 2)
         XCTAssertEqual(a.sessions(of: 1).first?.relayed, false)
 
-        // The direct path dies. Two frames and 8 s are not enough; the third is.
+        // The direct path dies. Two frames are not enough, nor three before 8 s have passed
+        // since the first; three and 8 s are.
         world.directWorks = false
         for (second, text) in [(1, "one"), (3, "two")] {
             world.now = now + .seconds(Int64(second))
             world.run(try a.send(datagram(nodes[0], to: nodes[1], text), to: 2, now: world.now), of: 1)
         }
-        world.now = now + .seconds(10)
+        world.now = now + .seconds(5)
         XCTAssertFalse(a.tick(now: world.now).contains(.pathChanged(remote: 2, relayed: true)), "two frames are not a blackhole")
         world.run(try a.send(datagram(nodes[0], to: nodes[1], "three"), to: 2, now: world.now), of: 1)
         XCTAssertEqual(world.directFramesDropped, 3)
-        world.now = now + .seconds(11)
+        world.now = now + .seconds(8)
+        XCTAssertFalse(a.tick(now: world.now).contains(.pathChanged(remote: 2, relayed: true)), "7 s of silence is not a blackhole")
+        world.now = now + .milliseconds(9500)
         let tick = a.tick(now: world.now)
         XCTAssertTrue(tick.contains(.pathChanged(remote: 2, relayed: true)), "\(tick)")
         XCTAssertEqual(a.counters.blackholes, 1)
@@ -434,6 +438,16 @@ extension TunnelTableTests {
         let straight = try a.send(datagram(nodes[0], to: nodes[1], "straight"), to: 2, now: world.now)
         guard case let .send(_, back, _)? = straight.first else { return XCTFail("\(straight)") }
         XCTAssertEqual(back, endpointB)
+
+        // One frame, silence for a minute (b has nothing to say), then two more: a fresh count,
+        // not a blackhole.
+        world.directWorks = false
+        world.now = world.now + .seconds(60)
+        world.run(try a.send(datagram(nodes[0], to: nodes[1], "later"), to: 2, now: world.now), of: 1)
+        world.run(try a.send(datagram(nodes[0], to: nodes[1], "later 2"), to: 2, now: world.now), of: 1)
+        world.now = world.now + .seconds(9)
+        XCTAssertFalse(a.tick(now: world.now).contains(.pathChanged(remote: 2, relayed: true)))
+        XCTAssertEqual(a.counters.blackholes, 1)
     }
 
     /// A punch command from the beacon is answered with three PILPs to the endpoint it names,
