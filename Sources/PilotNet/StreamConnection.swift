@@ -185,8 +185,10 @@ public final class StreamConnection {
             return []
         }
         if packet.flags.contains(.ack) && !packet.flags.contains(.fin) {
-            // An ACK that moves the window is news, not a duplicate (RFC 5681 §2).
-            let windowMoved = Int(packet.window) != peerWindow
+            // An ACK that shuts or opens the window is news, not a duplicate (RFC 5681 §2). Any
+            // other change of the window does not count: ours moves with every segment held
+            // out of order, which is when duplicates matter.
+            let windowMoved = (peerWindow == 0) != (packet.window == 0)
             peerWindow = Int(packet.window)
             if let blocks = Self.sackBlocks(packet.payload) {
                 markSacked(blocks)

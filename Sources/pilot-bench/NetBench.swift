@@ -21,6 +21,8 @@ struct NetBench {
             print(String(format: "raw UDP, 1222-byte datagrams, one socket to another: %8.1f MB/s", raw))
             let stream = try runBlocking { [megabytes] in try await Self.stream(megabytes: megabytes) }
             print(String(format: "PilotNet stream, %d MB between identities of two fabrics: %8.1f MB/s (%.0f%% of raw UDP)", megabytes, stream, 100 * stream / raw))
+            let onLoops = try runBlocking { [megabytes] in try await Self.stream(megabytes: megabytes, onLoops: true) }
+            print(String(format: "PilotNet stream, writer and reader on their fabric's loop: %8.1f MB/s (%.0f%% of raw UDP)", onLoops, 100 * onLoops / raw))
             let echoed = try runBlocking { [megabytes] in try await Self.echoBench(megabytes: min(megabytes, 50)) }
             print(String(format: "PilotNet echo bench, %d MB through the echo port and back (as pilotctl bench): %8.1f MB/s", min(megabytes, 50), echoed))
             print(Self.officialBench(megabytes: min(megabytes, 50)))
@@ -166,15 +168,18 @@ struct NetBench {
         }
     }
 
-    /// MB/s of a stream of `megabytes` from host A's identity to a sink of host B's.
-    private static func stream(megabytes: Int) async throws -> Double {
+    /// MB/s of a stream of `megabytes` from host A's identity to a sink of host B's. With
+    /// `onLoops`, the writer and the sink run on their fabric's loop (`Fabric.taskExecutor`), as
+    /// a consumer that never blocks may: no thread switch between the loop and them.
+    private static func stream(megabytes: Int, onLoops: Bool = false) async throws -> Double {
         let pair = try await Pair(busyPoll: .zero)
         // The sink: counts what arrives and reports when all of it has.
         let total = megabytes << 20
         let arrived = ManagedAtomicCounter()
         let finished = AsyncStream<Void>.makeStream()
+        let sinkExecutor = onLoops ? pair.hostB.taskExecutor : nil
         try await pair.hostB.listen(node: 2, port: 9000) { handle in
-            Task {
+            Task(executorPreference: sinkExecutor) {
                 for await event in handle.events {
                     if case .data(let bytes) = event, arrived.add(bytes.count) >= total { finished.continuation.yield() }
                 }
@@ -183,7 +188,9 @@ struct NetBench {
         let stream = try await pair.hostA.dial(from: 1, to: pair.b.address, port: 9000, endpoint: pair.endpointB)
         let chunk = [UInt8](repeating: 0xA5, count: 1 << 20)
         let start = ContinuousClock.now
-        for _ in 0..<megabytes { try await stream.write(chunk) }
+        try await withTaskExecutorPreference(onLoops ? pair.hostA.taskExecutor : nil) {
+            for _ in 0..<megabytes { try await stream.write(chunk) }
+        }
         for await _ in finished.stream { break }
         let elapsed = start.duration(to: .now)
         let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
