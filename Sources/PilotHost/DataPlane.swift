@@ -99,24 +99,40 @@ actor DataPlane {
         let identity = try await join(name)
         let target = Address(node: peer)
         let endpoint = try await endpoint(of: target, for: name)
-        // Sent until the peer acknowledges it: a message lost while the tunnel re-keys (the peer
-        // restarted, or we did) goes again on a new stream, where a late retransmission would
-        // miss 1.18's 10 s wait for it.
-        for attempt in 1...Self.handshakeAttempts {
+        @Sendable func send() async throws -> StreamHandle {
             let stream = try await withTimeout(.seconds(15)) { [fabric] in
                 try await fabric.dial(from: identity.node, to: target, port: HandshakeMessage.port, endpoint: endpoint)
             }
-            do {
-                try await stream.write(bytes)
-                try await withTimeout(Self.handshakeAcknowledgement) { try await stream.flush() }
-                try? await stream.close()
-                return
-            } catch {
-                await stream.abort()
-                guard attempt < Self.handshakeAttempts else { throw error }
-                logger.info("handshake message not acknowledged; sending it again on a new stream", metadata: [
-                    "PILOT_IDENTITY": "\(name)", "PILOT_PEER": "\(peer)", "attempt": "\(attempt)", "error": "\(error)",
-                ])
+            try await stream.write(bytes)
+            return stream
+        }
+        let first = try await send()
+        // Delivery is confirmed in the background (the caller goes on, as with 1.18): a message
+        // not acknowledged within a few seconds (lost while the tunnel re-keys, because the peer
+        // restarted or we did) goes again on a new stream, where a late retransmission would
+        // miss 1.18's 10 s wait for it.
+        let logger = logger
+        Task {
+            var stream = first
+            for attempt in 1...Self.handshakeAttempts {
+                do {
+                    let current = stream
+                    try await withTimeout(Self.handshakeAcknowledgement) { try await current.flush() }
+                    try? await stream.close()
+                    return
+                } catch {
+                    await stream.abort()
+                    let metadata: Logger.Metadata = [
+                        "PILOT_IDENTITY": "\(name)", "PILOT_PEER": "\(peer)", "attempt": "\(attempt)", "error": "\(error)",
+                    ]
+                    guard attempt < Self.handshakeAttempts else {
+                        return logger.warning("handshake message never acknowledged; given up", metadata: metadata)
+                    }
+                    logger.info("handshake message not acknowledged; sending it again on a new stream", metadata: metadata)
+                    do { stream = try await send() } catch {
+                        return logger.warning("handshake message not sent again", metadata: metadata.merging(["error": "\(error)"]) { $1 })
+                    }
+                }
             }
         }
     }
