@@ -81,6 +81,7 @@ public final class Fabric: Sendable {
         logger: Logger
     ) {
         loop = group.next()
+        taskExecutor = LoopTaskExecutor(loop: loop)
         self.directory = directory
         self.logger = logger
         state = NIOLoopBoundBox.makeBoxSendingValue(
@@ -91,7 +92,7 @@ public final class Fabric: Sendable {
     /// that drives streams of this fabric and only awaits (never blocks) then hands bytes to the
     /// loop and is woken by it without a thread switch either way. An echo round trip costs two
     /// thread wakes so, the two loops', instead of four.
-    public var taskExecutor: any TaskExecutor { LoopTaskExecutor(loop: loop) }
+    public let taskExecutor: any TaskExecutor
 
     /// Binds a UDP socket; returns its number (for `add(_:ownSocket:)`) and its address. The
     /// first socket bound (or adopted) is number 0, the shared one.
@@ -295,13 +296,19 @@ public final class Fabric: Sendable {
         ]
     }
 
+    /// On the loop: what `key`'s reader has not read, counting what arrived for it in this
+    /// batch of reads and is not handed over yet.
+    private func readerBacklog(_ key: StreamConnection.Key, _ handle: StreamHandle) -> Int {
+        handle.unread + (state.value.arrived[key]?.bytes.count ?? 0)
+    }
+
     /// `key`'s reader caught up after its window was narrowed: the peer hears the window is
     /// open (else a sender facing a shut window would wait for its next probe).
     func reopenWindow(_ key: StreamConnection.Key) {
         loop.execute { [self] in
             let state = state.value
             guard let entry = state.streams.entries[key], let handle = entry.handle else { return }
-            entry.connection.readerBacklog = handle.unread + (state.arrived[key]?.bytes.count ?? 0)
+            entry.connection.readerBacklog = readerBacklog(key, handle)
             self.handle(entry.connection.windowUpdate(), for: key)
         }
     }
@@ -363,17 +370,17 @@ public final class Fabric: Sendable {
 
     /// `streamAbort` without waiting (from a handle whose reader is gone).
     func abortSoon(_ key: StreamConnection.Key) {
-        loop.execute { [self] in
-            guard let entry = state.value.streams.entries[key] else { return }
-            handle(entry.connection.reset(), for: key)
-        }
+        loop.execute { [self] in reset(key) }
     }
 
     func streamAbort(_ key: StreamConnection.Key) async {
-        _ = try? await loop.submit { [self] in
-            guard let entry = state.value.streams.entries[key] else { return }
-            handle(entry.connection.reset(), for: key)
-        }.get()
+        _ = try? await loop.submit { [self] in reset(key) }.get()
+    }
+
+    /// On the loop: ends `key` with a reset.
+    private func reset(_ key: StreamConnection.Key) {
+        guard let entry = state.value.streams.entries[key] else { return }
+        handle(entry.connection.reset(), for: key)
     }
 
     /// Lets waiting writers of `key` go on once its queue has drained far enough for each.
@@ -409,7 +416,9 @@ public final class Fabric: Sendable {
         let streams = state.value.streams
         let now = NIODeadline.now()
         for (key, entry) in streams.entries {
-            if let handle = entry.handle { entry.connection.readerBacklog = handle.unread + (state.value.arrived[key]?.bytes.count ?? 0) }
+            // A shut window opens when the reader has caught up: the tick says so if the
+            // reader's own word was lost.
+            if entry.connection.windowShut, let handle = entry.handle { entry.connection.readerBacklog = readerBacklog(key, handle) }
             let outputs = entry.connection.tick(now: now)
             if !outputs.isEmpty { handle(outputs, for: key) }
         }
@@ -425,13 +434,13 @@ public final class Fabric: Sendable {
             // The window follows the reader: what it has not read (arrived in this batch or
             // before), or for the echo service what it has not yet sent back.
             let connection = entry.connection
-            if let handle = entry.handle { connection.readerBacklog = handle.unread + (state.value.arrived[key]?.bytes.count ?? 0) }
+            if let handle = entry.handle { connection.readerBacklog = readerBacklog(key, handle) }
             handle(connection.receive(packet, now: .now()), for: key)
             // The reader is far behind: it says when it has caught up (or, if it caught up
             // meanwhile, the window is said to be open now).
-            if connection.readerBacklog > StreamConnection.receiveBufferLimit / 2, entry.handle?.backlog.narrowed() == true {
-                connection.readerBacklog = entry.handle.map { $0.unread + (state.value.arrived[key]?.bytes.count ?? 0) } ?? 0
-                handle(connection.windowUpdate(), for: key)
+            if connection.readerBacklog > StreamConnection.receiveBufferLimit / 2, let handle = entry.handle, handle.backlog.narrowed() {
+                connection.readerBacklog = readerBacklog(key, handle)
+                self.handle(connection.windowUpdate(), for: key)
             }
             noteUnacknowledged(key)
             releaseWriters(key)
@@ -456,10 +465,8 @@ public final class Fabric: Sendable {
         let (connection, outputs) = StreamConnection.accept(packet, local: local.address, now: .now())
         switch listener {
         case .echo:
-            var entry = StreamTable.Entry(connection: connection, handle: nil)
-            entry.echoes = true
             connection.echoesBack = true
-            streams.insert(entry, for: key)
+            streams.insert(StreamTable.Entry(connection: connection, handle: nil), for: key)
             handle(outputs, for: key)
         case .accept(let acceptor):
             let handle = StreamHandle(key: key, fabric: self)

@@ -112,8 +112,6 @@ public final class StreamConnection {
     /// Bytes written that were still unacknowledged when the peer finished: a flush of them
     /// cannot succeed.
     public private(set) var unacknowledgedAtPeerFin = 0
-    /// Segments dropped because the reader had `receiveBufferLimit` unread.
-    public private(set) var droppedForReader = 0
     private var receiveNext: UInt32 = 0
     private var outOfOrder: [UInt32: [UInt8]] = [:]
     private var unacknowledgedSegments = 0
@@ -325,7 +323,6 @@ public final class StreamConnection {
             guard backlog < Self.receiveBufferLimit else {
                 // The reader is this far behind: nothing more until it reads. The ACK says
                 // the window is shut; the sender probes until it opens.
-                droppedForReader += 1
                 return [sendAck()]
             }
             var delivered = data
@@ -532,6 +529,9 @@ public final class StreamConnection {
         let room = max(0, Self.receiveBufferLimit - backlog) / Self.segmentSize
         return UInt16(max(0, min(Self.receiveSlots - outOfOrder.count, room)))
     }
+
+    /// Whether the last window advertised was 0: the reader's backlog decides when it opens.
+    public var windowShut: Bool { lastAdvertisedWindow == 0 }
 
     /// What the window leaves room for: the reader's backlog, or an echo's unacknowledged echo.
     private var backlog: Int { echoesBack ? queuedBytes : readerBacklog }

@@ -45,7 +45,6 @@ final class ReadBacklog: Sendable {
     private struct State {
         var unread = 0
         var narrowed = false
-        var gone = false
     }
 
     private let state = NIOLockedValueBox(State())
@@ -70,9 +69,7 @@ final class ReadBacklog: Sendable {
     }
 
     /// The reader is gone (its task was cancelled): nothing it was handed will be read.
-    func readerGone() { state.withLockedValue { $0 = State(unread: 0, narrowed: false, gone: true) } }
-
-    var isReaderGone: Bool { state.withLockedValue { $0.gone } }
+    func readerGone() { state.withLockedValue { $0 = State() } }
 
     /// The reader took `count` bytes.
     func read(_ count: Int) {
@@ -255,7 +252,7 @@ final class StreamTable {
         /// Writers waiting for the queue to drain below `writeLimit`.
         var writers: [Waiter] = []
         /// Served on the loop by the echo service, with no handle.
-        var echoes = false
+        var echoes: Bool { connection.echoesBack }
     }
 
     /// A writer waiting until no more than `unacknowledged` bytes wait for the peer's ACK (0: a

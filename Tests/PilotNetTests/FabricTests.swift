@@ -53,6 +53,17 @@ final class FabricTests: XCTestCase {
         return (hostA, hostB, b, socketB)
     }
 
+    /// A trusting pair with a stream from node 1 to node 2's port 9000: both ends of it.
+    private func acceptedStream(_ group: any EventLoopGroup) async throws -> (Fabric, Fabric, stream: StreamHandle, peer: StreamHandle) {
+        let (hostA, hostB, b, socketB) = try await trustingPair(group)
+        let accepted = AsyncStream<StreamHandle>.makeStream()
+        try await hostB.listen(node: 2, port: 9000) { accepted.continuation.yield($0) }
+        let stream = try await hostA.dial(from: 1, to: b.address, port: 9000, endpoint: socketB.address)
+        var handles = accepted.stream.makeAsyncIterator()
+        let next = await handles.next()
+        return (hostA, hostB, stream, try XCTUnwrap(next))
+    }
+
     private static func roundTrip(_ stream: StreamHandle, _ message: [UInt8]) async throws -> [UInt8] {
         try await stream.write(message)
         var echoed: [UInt8] = []
@@ -218,10 +229,7 @@ final class FabricTests: XCTestCase {
     /// the window opens and everything arrives, in order and exactly.
     func testAReaderThatDoesNotReadShutsTheWindowAndLosesNothing() async throws {
         let group = MultiThreadedEventLoopGroup(numberOfThreads: 2)
-        let (hostA, hostB, b, socketB) = try await trustingPair(group)
-        let accepted = NIOLockedValueBox<StreamHandle?>(nil)
-        try await hostB.listen(node: 2, port: 9000) { handle in accepted.withLockedValue { $0 = handle } }
-        let stream = try await hostA.dial(from: 1, to: b.address, port: 9000, endpoint: socketB.address)
+        let (hostA, hostB, stream, handle) = try await acceptedStream(group)
         let message = (0..<8_000_000).map { UInt8(truncatingIfNeeded: $0 &* 31 &+ $0 >> 11) }
         let writer = Task {
             for offset in stride(from: 0, to: message.count, by: 1 << 20) {
@@ -230,7 +238,6 @@ final class FabricTests: XCTestCase {
         }
         // Nobody reads: the backlog stops at the limit (give or take a batch of segments).
         try await Task.sleep(for: .seconds(2))
-        let handle = try XCTUnwrap(accepted.withLockedValue { $0 })
         let held = handle.unread
         XCTAssertGreaterThan(held, StreamConnection.receiveBufferLimit / 2)
         XCTAssertLessThanOrEqual(held, StreamConnection.receiveBufferLimit + 64 * StreamConnection.segmentSize, "the reader's backlog grew past the window")
@@ -254,10 +261,7 @@ final class FabricTests: XCTestCase {
     /// with a reset the peer sees.
     func testFlushWaitsForTheAcknowledgmentAndAbortResets() async throws {
         let group = MultiThreadedEventLoopGroup(numberOfThreads: 2)
-        let (hostA, hostB, b, socketB) = try await trustingPair(group)
-        let accepted = AsyncStream<StreamHandle>.makeStream()
-        try await hostB.listen(node: 2, port: 9000) { accepted.continuation.yield($0) }
-        let stream = try await hostA.dial(from: 1, to: b.address, port: 9000, endpoint: socketB.address)
+        let (hostA, hostB, stream, peer) = try await acceptedStream(group)
         let message = (0..<3_000_000).map { UInt8(truncatingIfNeeded: $0 &* 7) }
         try await stream.write(message)
         let flushed = ManagedAtomicFlag()
@@ -267,9 +271,6 @@ final class FabricTests: XCTestCase {
         }
         try await Task.sleep(for: .seconds(1))
         XCTAssertFalse(flushed.isSet, "flush returned while the peer held back")
-        var handles = accepted.stream.makeAsyncIterator()
-        let next = await handles.next()
-        let peer = try XCTUnwrap(next)
         let received = await peer.readMessage(limit: message.count, timeout: .seconds(30)) { _ in false }
         XCTAssertTrue(received == message)
         try await flusher.value
@@ -292,14 +293,8 @@ final class FabricTests: XCTestCase {
     /// it), not left with a shut window for the sender to probe for ever.
     func testAStreamWhoseReaderIsCancelledIsReset() async throws {
         let group = MultiThreadedEventLoopGroup(numberOfThreads: 2)
-        let (hostA, hostB, b, socketB) = try await trustingPair(group)
-        let accepted = AsyncStream<StreamHandle>.makeStream()
-        try await hostB.listen(node: 2, port: 9000) { accepted.continuation.yield($0) }
-        let stream = try await hostA.dial(from: 1, to: b.address, port: 9000, endpoint: socketB.address)
+        let (hostA, hostB, stream, peer) = try await acceptedStream(group)
         try await stream.write(Array(repeating: 1, count: 2_000_000))
-        var handles = accepted.stream.makeAsyncIterator()
-        let next = await handles.next()
-        let peer = try XCTUnwrap(next)
         let reader = Task { for await _ in peer.events {} }
         try await Task.sleep(for: .milliseconds(200))
         reader.cancel()
