@@ -62,6 +62,8 @@ public final class StreamConnection {
         let payload: [UInt8]
         var sentAt: NIODeadline?
         var transmissions = 0
+        /// Of those, probes of a shut window: not losses, so not counted toward giving up.
+        var probes = 0
         var sacked = false
         var end: UInt32 { sequence &+ UInt32(payload.count) }
     }
@@ -295,8 +297,11 @@ public final class StreamConnection {
                 // With the peer's window shut this is a window probe: an unanswered probe means a
                 // reader that has not caught up, not a dead path, so it never gives up (the idle
                 // timeout ends a stream whose peer went silent).
-                guard segments[index].transmissions <= Self.maxRetransmissions || peerWindow == 0 else { return reset() }
+                guard segments[index].transmissions - segments[index].probes <= Self.maxRetransmissions || peerWindow == 0 else {
+                    return reset()
+                }
                 if peerWindow == 0 {
+                    segments[index].probes += 1
                     // A probe of a shut window: no loss, so the congestion window stays; probed
                     // every second at most, so an open window is found soon after.
                     retransmissionTimeout = min(retransmissionTimeout * 2, .seconds(1))

@@ -153,6 +153,33 @@ final class StreamConnectionTests: XCTestCase {
         XCTAssertEqual(sent.first?.sequence, 1 + 1152)
     }
 
+    /// A shut window is probed for as long as it stays shut, and those probes are not losses:
+    /// when the window opens, the stream does not give up on the segment it probed with.
+    func testProbesOfAShutWindowDoNotCountTowardGivingUp() {
+        var now = NIODeadline.uptimeNanoseconds(1_000_000_000)
+        let key = StreamConnection.Key(local: dialer, localPort: 49152, remote: listener, remotePort: 7)
+        let (client, _) = StreamConnection.dial(key, now: now)
+        let synAck = Packet(flags: [.syn, .ack], proto: .stream, source: listener, destination: dialer, sourcePort: 7, destinationPort: 49152, acknowledgment: 1, window: 0)
+        _ = client.receive(synAck, now: now)
+        _ = client.write(Array(repeating: 1, count: 1152), now: now)
+        var probes = 0
+        for _ in 0..<40 {
+            now = now + .seconds(1)
+            probes += client.tick(now: now).filter { if case .packet(let packet) = $0 { !packet.payload.isEmpty } else { false } }.count
+        }
+        XCTAssertGreaterThan(probes, 20, "a shut window is probed about every second")
+        // The window opens, the probe's ACK lost: the next retransmission is one, not the end.
+        let opened = Packet(flags: .ack, proto: .stream, source: listener, destination: dialer, sourcePort: 7, destinationPort: 49152, sequence: 1, acknowledgment: 1, window: 4)
+        _ = client.receive(opened, now: now)
+        var outputs: [StreamConnection.Output] = []
+        for _ in 0..<3 {
+            now = now + .seconds(1)
+            outputs += client.tick(now: now)
+        }
+        XCTAssertFalse(client.isClosed, "\(outputs)")
+        XCTAssertTrue(outputs.contains { if case .packet(let packet) = $0 { !packet.payload.isEmpty } else { false } })
+    }
+
     func testAFinIsAnsweredOnceAndAFinAckNever() {
         let now = NIODeadline.uptimeNanoseconds(1_000_000_000)
         let syn = Packet(flags: .syn, proto: .stream, source: dialer, destination: listener, sourcePort: 49152, destinationPort: 7, window: 512)
