@@ -18,6 +18,11 @@ public struct Address: Hashable, Comparable, Sendable {
         self.node = node
     }
 
+    /// One word instead of two fields.
+    public func hash(into hasher: inout Hasher) {
+        hasher.combine(UInt64(network) << 32 | UInt64(node))
+    }
+
     /// The broadcast address of `network`.
     public static func broadcast(network: UInt16) -> Address {
         Address(network: network, node: broadcastNode)
