@@ -128,12 +128,19 @@ actor TrustService {
 
     /// An answer to a request, both ways 1.18 may be waiting for it: through the registry
     /// (for a request it relayed) and directly (best effort).
+    /// The two go at once: neither waits on the other's round trip (a direct send to a peer
+    /// that cannot be reached waits out its dial).
     private func answer(_ name: String, peer: UInt32, accept: Bool, reason: String = "") async {
+        async let relayed: Void = respondThroughRegistry(name, peer: peer, accept: accept)
+        let kind: HandshakeMessage.Kind = accept ? .accept : .reject
+        try? await send?(name, peer, try await message(kind, from: name, to: peer, reason: String(reason.prefix(Self.maxReason))))
+        await relayed
+    }
+
+    private func respondThroughRegistry(_ name: String, peer: UInt32, accept: Bool) async {
         do { try await pool.respondHandshake(name, to: peer, accept: accept) } catch {
             logger.info("registry did not take the handshake answer", metadata: ["PILOT_IDENTITY": "\(name)", "PILOT_PEER": "\(peer)", "error": "\(error)"])
         }
-        let kind: HandshakeMessage.Kind = accept ? .accept : .reject
-        try? await send?(name, peer, try await message(kind, from: name, to: peer, reason: String(reason.prefix(Self.maxReason))))
     }
 
     // MARK: Relayed through the registry
@@ -223,9 +230,12 @@ actor TrustService {
                         TrustRecord(peerNode: peer, peerKey: key, state: .trusted, reason: String(message.justification.prefix(Self.maxReason)), updatedAt: Self.now),
                         for: name)
                     await relate?(name, peer, true)
-                    // Reported first: the registry then lets us resolve a private asker.
-                    await report(name, peer: peer, trusted: true)
+                    // The asker reached us over a tunnel, so the answer needs no resolve (which,
+                    // for a private asker, the report would have to precede): the registry
+                    // learns of the trust while the answer is under way.
+                    async let reported: Void = report(name, peer: peer, trusted: true)
                     await answer(name, peer: peer, accept: true)
+                    await reported
                     logger.notice("trusted (auto-approve)", metadata: ["PILOT_IDENTITY": "\(name)", "PILOT_PEER": "\(peer)"])
                 default:
                     try await pool.setTrust(

@@ -359,7 +359,12 @@ public final class Fabric: Sendable {
         let flushed = try await loop.submit { [self] () throws -> EventLoopFuture<Void>? in
             let streams = state.value.streams
             guard var entry = streams.entries[key], !entry.connection.isClosed else { throw StreamError("stream is closed") }
-            guard entry.connection.unacknowledgedBytes > 0 else { return nil }
+            guard entry.connection.unacknowledgedBytes > 0 else {
+                // Nothing is waiting: all was acknowledged, or the peer finished first.
+                let lost = entry.connection.unacknowledgedAtPeerFin
+                if lost > 0 { throw StreamError("the peer finished with \(lost) bytes unacknowledged") }
+                return nil
+            }
             let promise = loop.makePromise(of: Void.self)
             entry.writers.append(StreamTable.Waiter(unacknowledged: 0, promise: promise))
             streams.entries[key] = entry
@@ -496,10 +501,14 @@ public final class Fabric: Sendable {
                     // A pure cumulative ACK made while a batch of reads is handled: the batch's
                     // last one says all the earlier ones say; it goes out when the batch ends.
                     state.pendingAcks[key] = packet
-                } else {
-                    // Anything else carries the acknowledgment too: a pending ACK would only
-                    // repeat it (and a repeat reads as a duplicate ACK).
+                } else if packet.flags.contains(.ack) {
+                    // Anything else with the ACK flag carries the acknowledgment too: a pending
+                    // ACK would only repeat it (and a repeat reads as a duplicate ACK).
                     state.pendingAcks[key] = nil
+                    try? route(packet, to: key.remote.node)
+                } else {
+                    // A FIN or RST acknowledges nothing: the pending ACK goes before it.
+                    if let pending = state.pendingAcks.removeValue(forKey: key) { try? route(pending, to: key.remote.node) }
                     try? route(packet, to: key.remote.node)
                 }
             case .connected:

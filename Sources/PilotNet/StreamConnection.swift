@@ -528,8 +528,11 @@ public final class StreamConnection {
         finSent = true
         state = .timeWait
         timeWaitUntil = now + Self.timeWait
-        // As 1.18: FIN alone, ack 0, window 0.
-        return [.packet(packet(flags: .fin, sequence: sendNext, acknowledgment: 0, window: 0))]
+        // As 1.18: FIN alone, ack 0, window 0. It acknowledges nothing, so an ACK still owed
+        // (delayed) goes first: a peer that finds our FIN before its data acknowledged takes that
+        // data for lost.
+        let fin = Output.packet(packet(flags: .fin, sequence: sendNext, acknowledgment: 0, window: 0))
+        return ackDeadline != nil || unacknowledgedSegments > 0 ? [sendAck(), fin] : [fin]
     }
 
     // MARK: Wire

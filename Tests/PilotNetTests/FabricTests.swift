@@ -289,6 +289,31 @@ final class FabricTests: XCTestCase {
         try await group.shutdownGracefully()
     }
 
+    /// A peer that reads a short message and closes at once still acknowledges it before its
+    /// FIN (1.18's FIN carries no acknowledgment): the writer's flush succeeds. This is the
+    /// trust handshake's pattern; before, the owed ACK waited 40 ms and went out after the FIN,
+    /// and every handshake message was sent three times.
+    func testAPeerThatReadsAndClosesAtOnceAcknowledgesBeforeItsFin() async throws {
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: 2)
+        let (hostA, hostB, stream, peer) = try await acceptedStream(group)
+        let message = Array("a short request".utf8)
+        try await stream.write(message)
+        let flusher = Task { try await stream.flush() }
+        let received = await peer.readMessage(limit: message.count, timeout: .seconds(10)) { _ in false }
+        XCTAssertEqual(received, message)
+        try await peer.close()
+        for await event in stream.events where event == .finished { break }
+        do {
+            try await flusher.value
+            try await stream.flush()
+        } catch {
+            XCTFail("the flush failed: \(error)")
+        }
+        await hostA.shutdown()
+        await hostB.shutdown()
+        try await group.shutdownGracefully()
+    }
+
     /// A reader whose task is cancelled reads nothing more: its stream is reset (the peer sees
     /// it), not left with a shut window for the sender to probe for ever.
     func testAStreamWhoseReaderIsCancelledIsReset() async throws {

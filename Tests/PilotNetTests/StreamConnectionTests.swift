@@ -200,6 +200,23 @@ final class StreamConnectionTests: XCTestCase {
         XCTAssertEqual(server.tick(now: now + .seconds(11)), [.closed(reason: nil)])
     }
 
+    /// A lone segment's ACK waits (delayed ACK), but not behind our FIN, which acknowledges
+    /// nothing: closing sends the owed ACK first.
+    func testClosingSendsAnOwedAckBeforeTheFin() {
+        let now = NIODeadline.uptimeNanoseconds(1_000_000_000)
+        let syn = Packet(flags: .syn, proto: .stream, source: dialer, destination: listener, sourcePort: 49152, destinationPort: 444, window: 512)
+        let (server, _) = StreamConnection.accept(syn, local: listener, now: now)
+        let ack = Packet(flags: .ack, proto: .stream, source: dialer, destination: listener, sourcePort: 49152, destinationPort: 444, sequence: 1, acknowledgment: 1, window: 512)
+        _ = server.receive(ack, now: now)
+        var request = ack
+        request.payload = Array("a handshake request".utf8)
+        XCTAssertEqual(server.receive(request, now: now), [.data(request.payload)], "a lone segment's ACK is delayed")
+        let packets = server.close(now: now).compactMap { if case .packet(let packet) = $0 { packet } else { nil } }
+        XCTAssertEqual(packets.map(\.flags), [.ack, .fin])
+        XCTAssertEqual(packets.first?.acknowledgment, 1 + UInt32(request.payload.count))
+        XCTAssertEqual(server.close(now: now), [], "no second FIN")
+    }
+
     func testAnIdleStreamSendsKeepalivesAndADeadOneTimesOut() {
         var now = NIODeadline.uptimeNanoseconds(1_000_000_000)
         let syn = Packet(flags: .syn, proto: .stream, source: dialer, destination: listener, sourcePort: 49152, destinationPort: 7, window: 512)
