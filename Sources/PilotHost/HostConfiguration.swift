@@ -19,8 +19,9 @@ public struct HostConfiguration: Equatable, Sendable {
     /// Seconds between polls of the registry for handshakes relayed to the identities.
     public var handshakePoll = 30
     /// Microseconds the tunnel loop keeps looking at its sockets after traffic before its thread
-    /// sleeps (busy polling, `Fabric`'s `busyPoll`); 0: off. Read at start only.
-    public var busyPoll = 0
+    /// sleeps (busy polling, `Fabric`'s `busyPoll`, which rests while looking finds nothing);
+    /// 0: off. Read at start only.
+    public var busyPoll = 50
     /// A file whose first line is the admin token: a `broadcast` must carry it, as 1.18's
     /// `-admin-token`. Empty: none (broadcasts are refused). Read at start only.
     public var adminTokenFile = ""

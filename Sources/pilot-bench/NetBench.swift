@@ -4,6 +4,7 @@ import NIOConcurrencyHelpers
 import NIOCore
 import NIOPosix
 import PilotCrypto
+import PilotHost
 import PilotNet
 import PilotTestSupport
 import PilotWire
@@ -20,15 +21,15 @@ struct NetBench {
             let raw = try rawUDP(seconds: 2)
             print(String(format: "raw UDP, 1222-byte datagrams, one socket to another: %8.1f MB/s", raw))
             let stream = try runBlocking { [megabytes] in try await Self.stream(megabytes: megabytes) }
-            print(String(format: "PilotNet stream, %d MB between identities of two fabrics: %8.1f MB/s (%.0f%% of raw UDP)", megabytes, stream, 100 * stream / raw))
+            print(String(format: "PilotNet stream, %d MB between identities of two fabrics: %8.1f MB/s (%.0f%% of raw UDP), CPU %.2f ms per MB", megabytes, stream.rate, 100 * stream.rate / raw, stream.cpu))
             let onLoops = try runBlocking { [megabytes] in try await Self.stream(megabytes: megabytes, onLoops: true) }
-            print(String(format: "PilotNet stream, writer and reader on their fabric's loop: %8.1f MB/s (%.0f%% of raw UDP)", onLoops, 100 * onLoops / raw))
+            print(String(format: "PilotNet stream, writer and reader on their fabric's loop: %8.1f MB/s (%.0f%% of raw UDP), CPU %.2f ms per MB", onLoops.rate, 100 * onLoops.rate / raw, onLoops.cpu))
             let echoed = try runBlocking { [megabytes] in try await Self.echoBench(megabytes: min(megabytes, 50)) }
             print(String(format: "PilotNet echo bench, %d MB through the echo port and back (as pilotctl bench): %8.1f MB/s", min(megabytes, 50), echoed))
             print(Self.officialBench(megabytes: min(megabytes, 50)))
-            for busyPoll in [0, 50] {
+            for busyPoll in [Self.hostBusyPoll, 0] {
                 let rtt = try runBlocking { [echoes] in try await Self.echo(probes: echoes, busyPoll: .microseconds(Int64(busyPoll))) }
-                let mode = busyPoll == 0 ? "loops sleep when idle (default)" : "busy polling \(busyPoll) µs"
+                let mode = busyPoll == 0 ? "busy-poll = 0, loops sleep when idle" : "busy-poll = \(busyPoll), pilot-host's default"
                 print(String(format: "echo round trip (32 bytes, %d probes, %@): p50 %.1f µs, p99 %.1f µs", echoes, mode, rtt.p50, rtt.p99))
             }
             let rawRTT = try rawUDPRoundTrip(probes: echoes)
@@ -137,6 +138,9 @@ struct NetBench {
     }
 
     /// Two fabrics on loopback, each with one identity (B trusts A), sharing two loops.
+    /// The fabrics poll as pilot-host's do by default.
+    private static let hostBusyPoll = HostConfiguration().busyPoll
+
     private struct Pair {
         let group: MultiThreadedEventLoopGroup
         let hostA: Fabric
@@ -171,8 +175,10 @@ struct NetBench {
     /// MB/s of a stream of `megabytes` from host A's identity to a sink of host B's. With
     /// `onLoops`, the writer and the sink run on their fabric's loop (`Fabric.taskExecutor`), as
     /// a consumer that never blocks may: no thread switch between the loop and them.
-    private static func stream(megabytes: Int, onLoops: Bool = false) async throws -> Double {
-        let pair = try await Pair(busyPoll: .zero)
+    /// Also the CPU time the process spent per MB (both fabrics, sender and sink: this figure
+    /// holds still on a machine whose neighbours make the rate vary).
+    private static func stream(megabytes: Int, onLoops: Bool = false) async throws -> (rate: Double, cpu: Double) {
+        let pair = try await Pair(busyPoll: .microseconds(Int64(hostBusyPoll)))
         // The sink: counts what arrives and reports when all of it has.
         let total = megabytes << 20
         let arrived = ManagedAtomicCounter()
@@ -188,21 +194,31 @@ struct NetBench {
         let stream = try await pair.hostA.dial(from: 1, to: pair.b.address, port: 9000, endpoint: pair.endpointB)
         let chunk = [UInt8](repeating: 0xA5, count: 1 << 20)
         let start = ContinuousClock.now
+        let cpuBefore = processCPUSeconds()
         try await withTaskExecutorPreference(onLoops ? pair.hostA.taskExecutor : nil) {
             for _ in 0..<megabytes { try await stream.write(chunk) }
         }
         for await _ in finished.stream { break }
         let elapsed = start.duration(to: .now)
+        let cpu = processCPUSeconds() - cpuBefore
         let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
         try await stream.close()
         try await pair.shutdown()
-        return Double(total) / seconds / 1e6
+        return (Double(total) / seconds / 1e6, cpu * 1000 / (Double(total) / 1e6))
+    }
+
+    /// User and system CPU time of the whole process so far.
+    private static func processCPUSeconds() -> Double {
+        var usage = rusage()
+        getrusage(RUSAGE_SELF.rawValue, &usage)
+        func seconds(_ time: timeval) -> Double { Double(time.tv_sec) + Double(time.tv_usec) / 1e6 }
+        return seconds(usage.ru_utime) + seconds(usage.ru_stime)
     }
 
     /// MB/s of `pilotctl bench`'s measure between our fabrics: `megabytes` written to host B's
     /// echo port while the echo is read, from the first byte sent to the last echoed.
     private static func echoBench(megabytes: Int) async throws -> Double {
-        let pair = try await Pair(busyPoll: .zero)
+        let pair = try await Pair(busyPoll: .microseconds(Int64(hostBusyPoll)))
         let total = megabytes << 20
         let stream = try await pair.hostA.dial(from: 1, to: pair.b.address, port: 7, endpoint: pair.endpointB)
         let chunk = [UInt8](repeating: 0x3C, count: 1 << 20)

@@ -23,7 +23,7 @@ struct HostCommand: AsyncParsableCommand {
     @Option(help: "Group whose members may use the admin socket.") var adminGroup: String?
     @Option(help: "trace, debug, info, notice, warning, error, critical.") var logLevel: String?
     @Option(help: "Seconds between polls for relayed handshakes.") var handshakePoll: String?
-    @Option(help: "Microseconds the tunnel loop busy-polls after traffic before sleeping (0: off).") var busyPoll: String?
+    @Option(help: "Microseconds the tunnel loop busy-polls after traffic before sleeping (default 50; 0: off).") var busyPoll: String?
     @Option(help: "A file whose first line is the admin token broadcasts must carry.") var adminTokenFile: String?
 
     func run() async throws {

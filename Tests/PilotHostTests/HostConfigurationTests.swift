@@ -12,7 +12,8 @@ final class HostConfigurationTests: XCTestCase {
         XCTAssertEqual(configuration.runtimeDirectory, "/run/pilot-host")
         XCTAssertEqual(configuration.registry, "127.0.0.1:9000")
         XCTAssertEqual(configuration.adminGroup, "pilot-admin")
-        XCTAssertEqual(configuration.busyPoll, 0, "busy polling is off unless asked for")
+        XCTAssertEqual(configuration.busyPoll, 50, "the loop busy-polls 50 µs after traffic, while that pays")
+        XCTAssertEqual(HostConfiguration().busyPoll, configuration.busyPoll, "the example shows the default")
         // Every key the program knows is documented in the example.
         for key in HostConfiguration.keys { XCTAssertTrue(text.contains("\n\(key) ="), "\(key) missing from the example") }
     }
