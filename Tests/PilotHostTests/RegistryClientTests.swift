@@ -1,5 +1,6 @@
 import Foundation
 import Logging
+import NIOConcurrencyHelpers
 import NIOPosix
 import PilotCrypto
 import PilotHost
@@ -76,6 +77,41 @@ final class RegistryClientTests: XCTestCase {
         XCTAssertEqual(replies.compactMap { $0["echo"]?.integerValue }, [1, 2, 3, 4, 5])
         let batched = await client.supportsBatch
         XCTAssertEqual(batched, false)
+        await client.disconnect()
+        try await group.shutdownGracefully()
+    }
+
+    /// Requests sent at once on a client with no connection yet share the one it dials: each
+    /// used to dial its own, and all but the last connection were left open, unused.
+    func testConcurrentRequestsShareOneConnection() async throws {
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+        let listener = try LoopbackSocket.tcpListener()
+        let accepted = NIOLockedValueBox(0)
+        let stop = NIOLockedValueBox(false)
+        let server = Thread {
+            while !stop.withLockedValue({ $0 }) {
+                guard let connection = try? listener.accept(timeout: 0.2) else { continue }
+                accepted.withLockedValue { $0 += 1 }
+                Thread {
+                    var decoder = RegistryFrameDecoder()
+                    while let frame = try? connection.readFrame(timeout: 10) {
+                        decoder.append(frame)
+                        while case .message(let request)? = try? decoder.next() {
+                            try? connection.write(RegistryFrame.encode(RegistryMessage(type: "\(request.type)_ok", ["echo": request["node_id"] ?? .null])))
+                        }
+                    }
+                }.start()
+            }
+        }
+        server.start()
+        defer { stop.withLockedValue { $0 = true } }
+        let client = RegistryClient(host: "127.0.0.1", port: Int(listener.localEndpoint.port), group: group)
+        let echoes = try await withThrowingTaskGroup(of: Int64?.self) { tasks in
+            for node in 1...20 { tasks.addTask { try await client.send(RegistryMessage(type: "heartbeat", ["node_id": .integer(Int64(node))]))["echo"]?.integerValue } }
+            return try await tasks.reduce(into: []) { $0.append($1) }
+        }
+        XCTAssertEqual(Set(echoes.compactMap { $0 }), Set(1...20))
+        XCTAssertEqual(accepted.withLockedValue { $0 }, 1, "one connection for all twenty requests")
         await client.disconnect()
         try await group.shutdownGracefully()
     }

@@ -13,6 +13,9 @@ public actor RegistryClient {
     public let port: Int
     private let group: any EventLoopGroup
     private var channel: (any Channel)?
+    /// The connect under way: concurrent requests wait for this one instead of each dialling
+    /// (and all but the last connection leaking).
+    private var connecting: Task<any Channel, any Error>?
     /// nil until a batch was tried; then whether the registry understood it.
     public private(set) var supportsBatch: Bool?
 
@@ -24,12 +27,16 @@ public actor RegistryClient {
 
     /// Sends one request and returns its reply (which may be `{"type":"error",...}`).
     public func send(_ request: RegistryMessage) async throws -> RegistryMessage {
+        var used: (any Channel)?
         do {
-            return try await exchange(request)
+            let channel = try await connected()
+            used = channel
+            return try await exchange(request, on: channel)
         } catch {
-            // One retry on a fresh connection: the registry may have restarted.
-            await disconnect()
-            return try await exchange(request)
+            // One retry on a fresh connection: the registry may have restarted. Only the
+            // connection this request used is dropped, not one a concurrent request has just made.
+            if let used { await drop(used) }
+            return try await exchange(request, on: try await connected())
         }
     }
 
@@ -63,8 +70,13 @@ public actor RegistryClient {
         channel = nil
     }
 
-    private func exchange(_ request: RegistryMessage) async throws -> RegistryMessage {
-        let channel = try await connected()
+    /// Closes `failed`, and forgets it if it is still the connection in use.
+    private func drop(_ failed: any Channel) async {
+        if channel === failed { channel = nil }
+        try? await failed.close()
+    }
+
+    private func exchange(_ request: RegistryMessage, on channel: any Channel) async throws -> RegistryMessage {
         let bytes = try RegistryFrame.encode(request)
         let promise = channel.eventLoop.makePromise(of: RegistryMessage.self)
         var buffer = channel.allocator.buffer(capacity: bytes.count)
@@ -75,7 +87,17 @@ public actor RegistryClient {
 
     private func connected() async throws -> any Channel {
         if let channel, channel.isActive { return channel }
-        let channel = try await ClientBootstrap(group: group)
+        if let connecting { return try await connecting.value }
+        let task = Task { [group, host, port] in try await Self.connect(group: group, host: host, port: port) }
+        connecting = task
+        defer { connecting = nil }
+        let channel = try await task.value
+        self.channel = channel
+        return channel
+    }
+
+    private static func connect(group: any EventLoopGroup, host: String, port: Int) async throws -> any Channel {
+        try await ClientBootstrap(group: group)
             .channelOption(.tcpOption(.tcp_nodelay), value: 1)
             .connectTimeout(.seconds(5))
             .channelInitializer { channel in
@@ -84,8 +106,6 @@ public actor RegistryClient {
                 }
             }
             .connect(host: host, port: port).get()
-        self.channel = channel
-        return channel
     }
 }
 
