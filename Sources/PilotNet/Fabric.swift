@@ -506,9 +506,13 @@ public final class Fabric: Sendable {
                     // ACK would only repeat it (and a repeat reads as a duplicate ACK).
                     state.pendingAcks[key] = nil
                     try? route(packet, to: key.remote.node)
-                } else {
-                    // A FIN or RST acknowledges nothing: the pending ACK goes before it.
+                } else if packet.flags.contains(.fin) {
+                    // A bare FIN acknowledges nothing: the pending ACK goes before it.
                     if let pending = state.pendingAcks.removeValue(forKey: key) { try? route(pending, to: key.remote.node) }
+                    try? route(packet, to: key.remote.node)
+                } else {
+                    // A RST ends the stream: an ACK before it would tell the peer nothing.
+                    state.pendingAcks[key] = nil
                     try? route(packet, to: key.remote.node)
                 }
             case .connected:
@@ -770,9 +774,11 @@ public final class Fabric: Sendable {
         let state = state.value
         let waiting = state.outgoing
         state.outgoing = [:]
+        var sent = 0
         for (socket, var datagrams) in waiting {
             guard let descriptor = state.descriptors[socket] else { continue }
             let outcome = state.sender.send(datagrams, on: descriptor)
+            sent += outcome.sent
             for failure in outcome.failed { state.sendErrors[failure.errno, default: 0] += 1 }
             if let blocked = outcome.blockedFrom {
                 // The send buffer is full: the rest waits for the next flush (at most a tick),
@@ -787,10 +793,12 @@ public final class Fabric: Sendable {
             }
             if !outcome.failed.isEmpty { warnAboutSendErrors(example: outcome.failed[0]) }
         }
-        keepPolling()
+        if sent > 0 { keepPolling() }
     }
 
-    /// There was traffic: with busy polling, the loop looks at its sockets for a while yet.
+    /// Datagrams went out: with busy polling, the loop looks at its sockets for a while yet,
+    /// for the answer. (A batch of reads that sent nothing does not count as a burst: a resting
+    /// loop's probes would otherwise fall, one in two, where no answer is awaited.)
     private func keepPolling() {
         guard let poll = state.value.busyPoll, poll.extend() else { return }
         loop.execute { [self] in pollOnce() }

@@ -137,10 +137,10 @@ struct NetBench {
         return (samples[samples.count / 2], samples[min(samples.count - 1, samples.count * 99 / 100)])
     }
 
-    /// Two fabrics on loopback, each with one identity (B trusts A), sharing two loops.
     /// The fabrics poll as pilot-host's do by default.
     private static let hostBusyPoll = HostConfiguration().busyPoll
 
+    /// Two fabrics on loopback, each with one identity (B trusts A), sharing two loops.
     private struct Pair {
         let group: MultiThreadedEventLoopGroup
         let hostA: Fabric
