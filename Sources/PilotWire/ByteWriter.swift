@@ -31,4 +31,13 @@ public struct ByteWriter: Sendable {
     public mutating func writeBytes(_ data: some Sequence<UInt8>) {
         bytes.append(contentsOf: data)
     }
+
+    /// Bytes written so far.
+    public var count: Int { bytes.count }
+
+    /// Replaces the four bytes at `offset` (already written) with `value`, big-endian.
+    public mutating func overwriteUInt32(_ value: UInt32, at offset: Int) {
+        precondition(offset >= 0 && offset + 4 <= bytes.count, "overwrite past the bytes written")
+        for index in 0..<4 { bytes[offset + index] = UInt8(truncatingIfNeeded: value >> UInt32(24 - 8 * index)) }
+    }
 }

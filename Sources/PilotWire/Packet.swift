@@ -78,24 +78,23 @@ public struct Packet: Hashable, Sendable {
         guard payload.count <= Self.maxPayload else {
             throw .oversized(field: "packet payload", limit: Self.maxPayload, actual: payload.count)
         }
-        var header = ByteWriter(capacity: Self.headerSize)
-        header.writeUInt8(Self.version << 4 | flags.rawValue & 0x0F)
-        header.writeUInt8(proto.rawValue)
-        header.writeUInt16(UInt16(payload.count))
-        source.encode(into: &header)
-        destination.encode(into: &header)
-        header.writeUInt16(sourcePort)
-        header.writeUInt16(destinationPort)
-        header.writeUInt32(sequence)
-        header.writeUInt32(acknowledgment)
-        header.writeUInt16(window)
-        var crc = CRC32.Accumulator()
-        crc.update(header.bytes)
-        crc.updateZeros(4)
-        crc.update(payload)
-        header.writeUInt32(crc.value)
-        writer.writeBytes(header.bytes)
+        // Written in place with the checksum zeroed, which is what the checksum covers: one pass
+        // over contiguous bytes, then the checksum goes in.
+        let start = writer.count
+        writer.writeUInt8(Self.version << 4 | flags.rawValue & 0x0F)
+        writer.writeUInt8(proto.rawValue)
+        writer.writeUInt16(UInt16(payload.count))
+        source.encode(into: &writer)
+        destination.encode(into: &writer)
+        writer.writeUInt16(sourcePort)
+        writer.writeUInt16(destinationPort)
+        writer.writeUInt32(sequence)
+        writer.writeUInt32(acknowledgment)
+        writer.writeUInt16(window)
+        let checksumOffset = writer.count
+        writer.writeUInt32(0)
         writer.writeBytes(payload)
+        writer.overwriteUInt32(CRC32.checksum(writer.bytes[start...]), at: checksumOffset)
     }
 
     /// The packet's bytes.
