@@ -65,6 +65,9 @@ public final class Fabric: Sendable {
         var arrived: [StreamConnection.Key: (handle: StreamHandle, bytes: [UInt8])] = [:]
         /// Packets between identities of this fabric, delivered without a tunnel.
         var localPackets = 0
+        /// Runs of datagrams the kernel coalesced (UDP_GRO), and the datagrams in them.
+        var coalescedRuns = 0
+        var coalescedDatagrams = 0
         var stopped = false
         let busyPoll: BusyPoll?
 
@@ -129,6 +132,11 @@ public final class Fabric: Sendable {
 
     /// Serves an already bound UDP socket (one passed by systemd's socket activation); the
     /// fabric owns it from now on.
+    /// The longest run of datagrams the kernel coalesces for one read (UDP_GRO): a socket whose
+    /// read slots are this long gets them coalesced.
+    static let coalescedLimit = 65536
+    static let coalescedReadBatch = 4
+
     public func adopt(descriptor: Int32) async throws -> (socket: Int, address: SocketAddress) {
         try await open(descriptor: descriptor, largestDatagram: 65536, readBatch: 16, bufferBytes: UDPBuffers.wanted)
     }
@@ -141,10 +149,25 @@ public final class Fabric: Sendable {
             defer { state.nextSocket += 1 }
             return state.nextSocket
         }.get()
-        let bootstrap = DatagramBootstrap(group: loop)
+        let coalesces = largestDatagram >= Self.coalescedLimit && System.supportsUDPReceiveOffload
+        // Coalesced, a read's slot may hold up to 53 segments: fewer slots keep a batch of reads
+        // (whose stream bytes the reader gets, and whose window is reckoned, when it ends) well
+        // short of a whole window.
+        let slots = coalesces ? min(readBatch, Self.coalescedReadBatch) : readBatch
+        var bootstrap = DatagramBootstrap(group: loop)
             // NIO splits one buffer of this capacity among the datagrams of a read.
-            .channelOption(.recvAllocator, value: FixedSizeRecvByteBufferAllocator(capacity: largestDatagram * readBatch))
-            .channelOption(.datagramVectorReadMessageCount, value: readBatch)
+            .channelOption(.recvAllocator, value: FixedSizeRecvByteBufferAllocator(capacity: largestDatagram * slots))
+            .channelOption(.datagramVectorReadMessageCount, value: slots)
+        if coalesces {
+            // UDP_GRO: the kernel may hand over a run of one sender's datagrams as one buffer
+            // (with their size), up to 64 KiB, which each slot of the read has room for. On
+            // loopback a run sent with segmentation offload then arrives as sent, never cut
+            // into datagrams and queued one by one; `FabricInbound` cuts it.
+            bootstrap = bootstrap
+                .channelOption(.datagramReceiveOffload, value: true)
+                .channelOption(.datagramReceiveSegmentSize, value: true)
+        }
+        bootstrap = bootstrap
             .channelInitializer { [self] channel in
                 channel.eventLoop.makeCompletedFuture {
                     try channel.pipeline.syncOperations.addHandler(FabricInbound(fabric: self, socket: number))
@@ -650,6 +673,10 @@ public final class Fabric: Sendable {
         public var localPackets: Int
         /// SYNs and datagrams from nodes the identity does not trust, to ports it has not opened.
         public var untrustedDropped: Int
+        /// Over every stream so far: segments sent again, and times a stream's window shut
+        /// because its reader fell `StreamConnection.receiveBufferLimit` behind.
+        public var retransmitted: Int
+        public var shutWindows: Int
     }
 
     public func streamCounters() async throws -> StreamCounters {
@@ -658,8 +685,16 @@ public final class Fabric: Sendable {
             return StreamCounters(
                 open: state.streams.entries.count, synsRateLimited: state.streams.synsRateLimited,
                 refusedAtLimit: state.streams.refusedAtLimit, resetsSent: state.streams.resetsSent, localPackets: state.localPackets,
-                untrustedDropped: state.untrustedDropped)
+                untrustedDropped: state.untrustedDropped,
+                retransmitted: state.streams.entries.values.reduce(state.streams.retransmittedByClosed) { $0 + $1.connection.retransmitted },
+                shutWindows: state.streams.entries.values.reduce(state.streams.shutWindowsByClosed) { $0 + $1.connection.shutWindowsAdvertised })
         }.get()
+    }
+
+    /// Runs of datagrams the kernel handed over coalesced (UDP_GRO, on sockets bound with
+    /// 64 KiB read slots), and how many datagrams they held.
+    public func coalescedReads() async throws -> (runs: Int, datagrams: Int) {
+        try await loop.submit { [state] in (state.value.coalescedRuns, state.value.coalescedDatagrams) }.get()
     }
 
     /// Datagrams the kernel refused to send, by errno (each skipped: the socket serves on), and
@@ -832,6 +867,20 @@ public final class Fabric: Sendable {
         state.outgoing[socket] = nil
     }
 
+    /// A run of datagrams the kernel coalesced is handled: its ACKs go out now, not when the
+    /// batch of reads ends. A batch of such runs can hold a whole window; acknowledged only at
+    /// its end, the sender would stop and wait for each window instead of sending on.
+    func runComplete(datagrams: Int) {
+        let state = state.value
+        state.coalescedRuns += 1
+        state.coalescedDatagrams += datagrams
+        guard !state.pendingAcks.isEmpty else { return }
+        let acks = state.pendingAcks
+        state.pendingAcks = [:]
+        for (key, ack) in acks { try? route(ack, to: key.remote.node) }
+        flushNow()
+    }
+
     /// A batch of reads on one of the sockets is over: what it made goes out.
     func readComplete() {
         let state = state.value
@@ -900,7 +949,19 @@ final class FabricInbound: ChannelInboundHandler, Sendable {
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         let envelope = unwrapInboundIn(data)
-        fabric.received(Array(envelope.data.readableBytesView), from: envelope.remoteAddress, socket: socket)
+        let bytes = envelope.data.readableBytesView
+        guard let size = envelope.metadata?.segmentSize, size > 0, bytes.count > size else {
+            fabric.received(Array(bytes), from: envelope.remoteAddress, socket: socket)
+            return
+        }
+        // Coalesced by the kernel (UDP_GRO): datagrams of `size` bytes, the last maybe shorter.
+        var start = bytes.startIndex
+        while start < bytes.endIndex {
+            let end = min(start + size, bytes.endIndex)
+            fabric.received(Array(bytes[start..<end]), from: envelope.remoteAddress, socket: socket)
+            start = end
+        }
+        fabric.runComplete(datagrams: (bytes.count + size - 1) / size)
     }
 
     func channelReadComplete(context: ChannelHandlerContext) {

@@ -244,6 +244,9 @@ struct TokenBucket {
 
 /// The streams and listening ports of every identity of a fabric. Loop-confined.
 final class StreamTable {
+    /// The counts of streams that are gone (see `StreamConnection.retransmitted`).
+    var retransmittedByClosed = 0
+    var shutWindowsByClosed = 0
     struct Entry {
         let connection: StreamConnection
         let handle: StreamHandle?
@@ -330,7 +333,9 @@ final class StreamTable {
     }
 
     func remove(_ key: StreamConnection.Key) {
-        guard entries.removeValue(forKey: key) != nil else { return }
+        guard let entry = entries.removeValue(forKey: key) else { return }
+        retransmittedByClosed += entry.connection.retransmitted
+        shutWindowsByClosed += entry.connection.shutWindowsAdvertised
         perIdentity[key.local.node, default: 1] -= 1
         perPort[PortKey(node: key.local.node, port: key.localPort), default: 1] -= 1
     }

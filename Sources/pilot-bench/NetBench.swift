@@ -21,9 +21,9 @@ struct NetBench {
             let raw = try rawUDP(seconds: 2)
             print(String(format: "raw UDP, 1222-byte datagrams, one socket to another: %8.1f MB/s", raw))
             let stream = try runBlocking { [megabytes] in try await Self.stream(megabytes: megabytes) }
-            print(String(format: "PilotNet stream, %d MB between identities of two fabrics: %8.1f MB/s (%.0f%% of raw UDP), CPU %.2f ms per MB", megabytes, stream.rate, 100 * stream.rate / raw, stream.cpu))
+            print(String(format: "PilotNet stream, %d MB between identities of two fabrics: %8.1f MB/s (%.0f%% of raw UDP), CPU %.2f ms per MB%@", megabytes, stream.rate, 100 * stream.rate / raw, stream.cpu, stream.note))
             let onLoops = try runBlocking { [megabytes] in try await Self.stream(megabytes: megabytes, onLoops: true) }
-            print(String(format: "PilotNet stream, writer and reader on their fabric's loop: %8.1f MB/s (%.0f%% of raw UDP), CPU %.2f ms per MB", onLoops.rate, 100 * onLoops.rate / raw, onLoops.cpu))
+            print(String(format: "PilotNet stream, writer and reader on their fabric's loop: %8.1f MB/s (%.0f%% of raw UDP), CPU %.2f ms per MB%@", onLoops.rate, 100 * onLoops.rate / raw, onLoops.cpu, onLoops.note))
             let echoed = try runBlocking { [megabytes] in try await Self.echoBench(megabytes: min(megabytes, 50)) }
             print(String(format: "PilotNet echo bench, %d MB through the echo port and back (as pilotctl bench): %8.1f MB/s", min(megabytes, 50), echoed))
             print(Self.officialBench(megabytes: min(megabytes, 50)))
@@ -177,7 +177,7 @@ struct NetBench {
     /// a consumer that never blocks may: no thread switch between the loop and them.
     /// Also the CPU time the process spent per MB (both fabrics, sender and sink: this figure
     /// holds still on a machine whose neighbours make the rate vary).
-    private static func stream(megabytes: Int, onLoops: Bool = false) async throws -> (rate: Double, cpu: Double) {
+    private static func stream(megabytes: Int, onLoops: Bool = false) async throws -> (rate: Double, cpu: Double, note: String) {
         let pair = try await Pair(busyPoll: .microseconds(Int64(hostBusyPoll)))
         // The sink: counts what arrives and reports when all of it has.
         let total = megabytes << 20
@@ -202,9 +202,11 @@ struct NetBench {
         let elapsed = start.duration(to: .now)
         let cpu = processCPUSeconds() - cpuBefore
         let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
+        let sender = try await pair.hostA.streamCounters(), receiver = try await pair.hostB.streamCounters()
+        let note = String(format: "; %d segments sent again, window shut %d times", sender.retransmitted, receiver.shutWindows)
         try await stream.close()
         try await pair.shutdown()
-        return (Double(total) / seconds / 1e6, cpu * 1000 / (Double(total) / 1e6))
+        return (Double(total) / seconds / 1e6, cpu * 1000 / (Double(total) / 1e6), note)
     }
 
     /// User and system CPU time of the whole process so far.

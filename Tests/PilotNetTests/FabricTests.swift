@@ -243,6 +243,8 @@ final class FabricTests: XCTestCase {
         XCTAssertLessThanOrEqual(held, StreamConnection.receiveBufferLimit + 64 * StreamConnection.segmentSize, "the reader's backlog grew past the window")
         try await Task.sleep(for: .seconds(1))
         XCTAssertEqual(handle.unread, held, "nothing more arrives while the window is shut")
+        let shut = try await hostB.streamCounters().shutWindows
+        XCTAssertEqual(shut, 1, "the receiver counts the window it shut")
 
         // The reader reads: the rest follows.
         let received = await handle.readMessage(limit: message.count, timeout: .seconds(60)) { _ in false }
@@ -284,6 +286,28 @@ final class FabricTests: XCTestCase {
             try await stream.flush()
             XCTFail("a flush of an aborted stream succeeded")
         } catch {}
+        await hostA.shutdown()
+        await hostB.shutdown()
+        try await group.shutdownGracefully()
+    }
+
+    /// Where the kernel coalesces received datagrams (UDP_GRO), a stream sent with segmentation
+    /// offload arrives in runs, each cut back into its datagrams: every byte, in order.
+    func testCoalescedRunsAreCutBackIntoTheirDatagrams() async throws {
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: 2)
+        let (hostA, hostB, stream, peer) = try await acceptedStream(group)
+        let message = (0..<4_000_000).map { UInt8(truncatingIfNeeded: $0 &* 131 &+ $0 >> 9) }
+        let writer = Task { try await stream.write(message) }
+        let received = await peer.readMessage(limit: message.count, timeout: .seconds(60)) { _ in false }
+        try await writer.value
+        XCTAssertTrue(received == message, "\(received.count) of \(message.count) bytes, in order")
+        let (runs, datagrams) = try await hostB.coalescedReads()
+        if System.supportsUDPReceiveOffload {
+            XCTAssertGreaterThan(runs, 0, "the kernel coalesced nothing")
+            XCTAssertGreaterThan(datagrams, 2 * runs, "runs of one datagram are not runs")
+        } else {
+            print("UDP_GRO is not supported here: nothing was coalesced (\(runs) runs); the bytes were still checked")
+        }
         await hostA.shutdown()
         await hostB.shutdown()
         try await group.shutdownGracefully()
@@ -396,7 +420,9 @@ final class FabricTests: XCTestCase {
         XCTAssertTrue(received == message, "the bytes differ")
         let counters = relay.counters
         XCTAssertGreaterThan(counters.dropped, counters.forwarded / 20, "the relay dropped too little to prove anything: \(counters)")
-        print("lossy relay: 50 MB in \(seconds), relay \(counters), stream \(try await hostA.streamCounters())")
+        let sent = try await hostA.streamCounters()
+        print("lossy relay: 50 MB in \(seconds), relay \(counters), stream \(sent)")
+        XCTAssertGreaterThanOrEqual(sent.retransmitted, counters.dropped / 3, "the sender counts what it sent again")
         await hostA.shutdown()
         await hostB.shutdown()
         try await group.shutdownGracefully()
