@@ -102,8 +102,10 @@ public final class Fabric: Sendable {
     ///
     /// Up to `readBatch` datagrams are read per system call, each at most `largestDatagram`
     /// long (longer ones arrive cut short, and fail to open). NIO keeps a receive buffer of
-    /// their product per socket once it has read: a megabyte for a shared socket by default; a
-    /// host with thousands of sockets of its own should give those far less.
+    /// their product per socket once it has read; a host with thousands of sockets of its own
+    /// should give those far less than the shared socket's. With 64 KiB slots the kernel may
+    /// coalesce a sender's datagrams (UDP_GRO, where it can): then 4 slots (256 KiB), each a run
+    /// of up to about 53 segments.
     ///
     /// The kernel buffers are `bufferBytes` each way (forced past the sysctl caps when the
     /// process may): 4 MiB for a shared socket by default; a window in flight (512 segments)
@@ -130,13 +132,28 @@ public final class Fabric: Sendable {
         return descriptor
     }
 
-    /// Serves an already bound UDP socket (one passed by systemd's socket activation); the
-    /// fabric owns it from now on.
     /// The longest run of datagrams the kernel coalesces for one read (UDP_GRO): a socket whose
     /// read slots are this long gets them coalesced.
     static let coalescedLimit = 65536
     static let coalescedReadBatch = 4
 
+    /// UDP_GRO with the run's datagram size: the kernel may hand over a run of one sender's
+    /// datagrams as one buffer, up to 64 KiB, which each slot of the read has room for. On
+    /// loopback a run sent with segmentation offload then arrives as sent, never cut into
+    /// datagrams and queued one by one; `FabricInbound` cuts it. A socket that refuses (a
+    /// filter, an odd socket from systemd) is served without: never coalescing without sizes.
+    private func coalesce(_ channel: any Channel, socket: Int) async {
+        do {
+            // Sizes first: no run is ever read without its size.
+            try await channel.setOption(.datagramReceiveSegmentSize, value: true).get()
+            try await channel.setOption(.datagramReceiveOffload, value: true).get()
+        } catch {
+            logger.notice("datagrams are read one by one: the socket refuses UDP_GRO", metadata: ["PILOT_SOCKET": "\(socket)", "error": "\(error)"])
+        }
+    }
+
+    /// Serves an already bound UDP socket (one passed by systemd's socket activation); the
+    /// fabric owns it from now on.
     public func adopt(descriptor: Int32) async throws -> (socket: Int, address: SocketAddress) {
         try await open(descriptor: descriptor, largestDatagram: 65536, readBatch: 16, bufferBytes: UDPBuffers.wanted)
     }
@@ -150,24 +167,14 @@ public final class Fabric: Sendable {
             return state.nextSocket
         }.get()
         let coalesces = largestDatagram >= Self.coalescedLimit && System.supportsUDPReceiveOffload
-        // Coalesced, a read's slot may hold up to 53 segments: fewer slots keep a batch of reads
-        // (whose stream bytes the reader gets, and whose window is reckoned, when it ends) well
-        // short of a whole window.
+        // Coalesced, a read's slot may hold a run of up to 53 segments. NIO makes up to 4 reads
+        // before it says the batch is over (when the batch's stream bytes go to their readers):
+        // 4 slots keep a batch near 850 segments at most, well inside a reader's 2 MiB.
         let slots = coalesces ? min(readBatch, Self.coalescedReadBatch) : readBatch
-        var bootstrap = DatagramBootstrap(group: loop)
+        let bootstrap = DatagramBootstrap(group: loop)
             // NIO splits one buffer of this capacity among the datagrams of a read.
             .channelOption(.recvAllocator, value: FixedSizeRecvByteBufferAllocator(capacity: largestDatagram * slots))
             .channelOption(.datagramVectorReadMessageCount, value: slots)
-        if coalesces {
-            // UDP_GRO: the kernel may hand over a run of one sender's datagrams as one buffer
-            // (with their size), up to 64 KiB, which each slot of the read has room for. On
-            // loopback a run sent with segmentation offload then arrives as sent, never cut
-            // into datagrams and queued one by one; `FabricInbound` cuts it.
-            bootstrap = bootstrap
-                .channelOption(.datagramReceiveOffload, value: true)
-                .channelOption(.datagramReceiveSegmentSize, value: true)
-        }
-        bootstrap = bootstrap
             .channelInitializer { [self] channel in
                 channel.eventLoop.makeCompletedFuture {
                     try channel.pipeline.syncOperations.addHandler(FabricInbound(fabric: self, socket: number))
@@ -179,6 +186,7 @@ public final class Fabric: Sendable {
             try? await channel.close()
             throw TunnelError.encoding("socket \(number) has no local address")
         }
+        if coalesces { await coalesce(channel, socket: number) }
         // Bursts of a full window (512 segments of 1222 bytes) must not overflow the buffers.
         await UDPBuffers.ensure(on: channel, wanted: bufferBytes, logger: logger, metadata: ["PILOT_SOCKET": "\(number)"])
         try await loop.submit { [state, loop] in
@@ -673,8 +681,9 @@ public final class Fabric: Sendable {
         public var localPackets: Int
         /// SYNs and datagrams from nodes the identity does not trust, to ports it has not opened.
         public var untrustedDropped: Int
-        /// Over every stream so far: segments sent again, and times a stream's window shut
-        /// because its reader fell `StreamConnection.receiveBufferLimit` behind.
+        /// Over every stream so far: segments sent again (window probes included), and times a
+        /// stream's window shut because its reader fell `StreamConnection.receiveBufferLimit`
+        /// behind (for an echo stream: its echo went unacknowledged that long).
         public var retransmitted: Int
         public var shutWindows: Int
     }
@@ -874,7 +883,8 @@ public final class Fabric: Sendable {
         let state = state.value
         state.coalescedRuns += 1
         state.coalescedDatagrams += datagrams
-        guard !state.pendingAcks.isEmpty else { return }
+        // What the run made besides (SACKs in a loss, echoed data) goes with them.
+        guard !state.pendingAcks.isEmpty || !state.outgoing.isEmpty else { return }
         let acks = state.pendingAcks
         state.pendingAcks = [:]
         for (key, ack) in acks { try? route(ack, to: key.remote.node) }

@@ -14,8 +14,10 @@ public actor RegistryClient {
     private let group: any EventLoopGroup
     private var channel: (any Channel)?
     /// The connect under way: concurrent requests wait for this one instead of each dialling
-    /// (and all but the last connection leaking).
-    private var connecting: Task<any Channel, any Error>?
+    /// (and all but the last connection leaking). Numbered, so that whichever of its waiters
+    /// resumes first clears it, and only it.
+    private var connecting: (number: Int, task: Task<any Channel, any Error>)?
+    private var connects = 0
     /// nil until a batch was tried; then whether the registry understood it.
     public private(set) var supportsBatch: Bool?
 
@@ -66,6 +68,8 @@ public actor RegistryClient {
     }
 
     public func disconnect() async {
+        // A connect under way would otherwise leave its connection open behind us.
+        if let connecting, let pending = try? await connecting.task.value { try? await pending.close() }
         if let channel { try? await channel.close() }
         channel = nil
     }
@@ -87,12 +91,19 @@ public actor RegistryClient {
 
     private func connected() async throws -> any Channel {
         if let channel, channel.isActive { return channel }
-        if let connecting { return try await connecting.value }
-        let task = Task { [group, host, port] in try await Self.connect(group: group, host: host, port: port) }
-        connecting = task
-        defer { connecting = nil }
+        let (number, task): (Int, Task<any Channel, any Error>)
+        if let connecting {
+            (number, task) = connecting
+        } else {
+            connects += 1
+            (number, task) = (connects, Task { [group, host, port] in try await Self.connect(group: group, host: host, port: port) })
+            connecting = (number, task)
+        }
+        // The first waiter to resume, the dialler or not, ends this connect: a failed one is not
+        // handed to the next request's retry.
+        defer { if connecting?.number == number { connecting = nil } }
         let channel = try await task.value
-        self.channel = channel
+        if self.channel !== channel, connecting?.number == number { self.channel = channel }
         return channel
     }
 
