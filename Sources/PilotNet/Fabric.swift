@@ -26,6 +26,15 @@ public final class Fabric: Sendable {
     private let directory: any PeerDirectory
     private let logger: Logger
     private let state: NIOLoopBoundBox<State>
+    private let echoBudget: Int
+
+    /// What the echo streams of a fabric may hold in all. A public identity's echo port is open
+    /// to strangers: 1024 streams whose echo is never acknowledged, each holding
+    /// `StreamConnection.receiveBufferLimit`, would be 2 GiB. Past the budget each echo stream
+    /// keeps `echoFloor` (a ping still gets through), so the most held is about the budget plus
+    /// a floor per stream (64 MiB at the per-port limit).
+    public static let defaultEchoBudget = 64 << 20
+    static let echoFloor = 64 << 10
 
     struct Pair: Hashable {
         let local: UInt32
@@ -65,6 +74,8 @@ public final class Fabric: Sendable {
         var arrived: [StreamConnection.Key: (handle: StreamHandle, bytes: [UInt8])] = [:]
         /// Packets between identities of this fabric, delivered without a tunnel.
         var localPackets = 0
+        /// What the echo streams hold in all (echoes not yet acknowledged), as of the last tick.
+        var echoHeld = 0
         /// Runs of datagrams the kernel coalesced (UDP_GRO), and the datagrams in them.
         var coalescedRuns = 0
         var coalescedDatagrams = 0
@@ -81,8 +92,9 @@ public final class Fabric: Sendable {
     /// each burst of traffic before its thread may sleep (see `BusyPoll`); zero: it sleeps at once.
     public init(
         group: any EventLoopGroup, directory: any PeerDirectory, timing: TunnelTable.Timing = .init(), busyPoll: TimeAmount = .zero,
-        logger: Logger
+        echoBudget: Int = Fabric.defaultEchoBudget, logger: Logger
     ) {
+        self.echoBudget = echoBudget
         loop = group.next()
         taskExecutor = LoopTaskExecutor(loop: loop)
         self.directory = directory
@@ -449,9 +461,12 @@ public final class Fabric: Sendable {
 
     private func tickStreams() {
         flushUnlessReading()
-        let streams = state.value.streams
+        let state = state.value
+        let streams = state.streams
         let now = NIODeadline.now()
+        state.echoHeld = streams.entries.values.reduce(0) { $0 + ($1.echoes ? $1.connection.unacknowledgedBytes : 0) }
         for (key, entry) in streams.entries {
+            if entry.echoes { entry.connection.holdLimit = echoLimit(others: state.echoHeld - entry.connection.unacknowledgedBytes) }
             // A shut window opens when the reader has caught up: the tick says so if the
             // reader's own word was lost.
             if entry.connection.windowShut, let handle = entry.handle { entry.connection.readerBacklog = readerBacklog(key, handle) }
@@ -502,6 +517,7 @@ public final class Fabric: Sendable {
         switch listener {
         case .echo:
             connection.echoesBack = true
+            connection.holdLimit = echoLimit(others: state.value.echoHeld)
             streams.insert(StreamTable.Entry(connection: connection, handle: nil), for: key)
             handle(outputs, for: key)
         case .accept(let acceptor):
@@ -510,6 +526,12 @@ public final class Fabric: Sendable {
             self.handle(outputs, for: key)
             acceptor(handle)
         }
+    }
+
+    /// What one echo stream may hold while the others hold `others`: the rest of the budget,
+    /// between the floor and the limit of any stream.
+    private func echoLimit(others: Int) -> Int {
+        min(StreamConnection.receiveBufferLimit, max(Self.echoFloor, echoBudget - others))
     }
 
     private func sendReset(for packet: Packet, from local: TunnelIdentity) {
@@ -686,6 +708,8 @@ public final class Fabric: Sendable {
         /// behind (for an echo stream: its echo went unacknowledged that long).
         public var retransmitted: Int
         public var shutWindows: Int
+        /// What the echo streams held at the last tick (see `defaultEchoBudget`).
+        public var echoHeld: Int
     }
 
     public func streamCounters() async throws -> StreamCounters {
@@ -696,7 +720,8 @@ public final class Fabric: Sendable {
                 refusedAtLimit: state.streams.refusedAtLimit, resetsSent: state.streams.resetsSent, localPackets: state.localPackets,
                 untrustedDropped: state.untrustedDropped,
                 retransmitted: state.streams.entries.values.reduce(state.streams.retransmittedByClosed) { $0 + $1.connection.retransmitted },
-                shutWindows: state.streams.entries.values.reduce(state.streams.shutWindowsByClosed) { $0 + $1.connection.shutWindowsAdvertised })
+                shutWindows: state.streams.entries.values.reduce(state.streams.shutWindowsByClosed) { $0 + $1.connection.shutWindowsAdvertised },
+                echoHeld: state.echoHeld)
         }.get()
     }
 

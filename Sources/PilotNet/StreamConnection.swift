@@ -112,6 +112,9 @@ public final class StreamConnection {
     // Receiving.
     /// Bytes handed to the reader and not yet read, as the fabric last looked.
     public var readerBacklog = 0
+    /// The most this stream may hold (unread, or for an echo its echo not yet acknowledged):
+    /// `receiveBufferLimit`, unless the fabric lowers it (its echo streams share a budget).
+    public var holdLimit = StreamConnection.receiveBufferLimit
     /// An echo (the echo service): its backlog is what it has echoed and the peer has not yet
     /// acknowledged, counted here after each ACK, so a peer that does not read the echo stops
     /// sending.
@@ -337,7 +340,7 @@ public final class StreamConnection {
     private func accept(data: [UInt8], at sequence: UInt32, now: NIODeadline) -> [Output] {
         guard !peerFinished else { return [] }
         if sequence == receiveNext {
-            guard backlog < Self.receiveBufferLimit else {
+            guard backlog < holdLimit else {
                 // The reader is this far behind: nothing more until it reads. The ACK says
                 // the window is shut; the sender probes until it opens.
                 return [sendAck()]
@@ -545,9 +548,9 @@ public final class StreamConnection {
     // MARK: Wire
 
     /// The receive window, in segments: free reorder slots, and no more than the room the
-    /// reader's backlog leaves (0 when it has `receiveBufferLimit` unread: 1.18 reads 0 as full).
+    /// reader's backlog leaves (0 when it holds `holdLimit`: 1.18 reads 0 as full).
     private var advertisedWindow: UInt16 {
-        let room = max(0, Self.receiveBufferLimit - backlog) / Self.segmentSize
+        let room = max(0, holdLimit - backlog) / Self.segmentSize
         return UInt16(max(0, min(Self.receiveSlots - outOfOrder.count, room)))
     }
 

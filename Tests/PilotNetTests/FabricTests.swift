@@ -33,18 +33,20 @@ final class FabricTests: XCTestCase {
 
     /// Two fabrics on loopback (two hosts), each with its shared socket bound.
     private func twoHosts(
-        _ group: any EventLoopGroup, _ directory: Directory, busyPoll: TimeAmount = .zero
+        _ group: any EventLoopGroup, _ directory: Directory, busyPoll: TimeAmount = .zero, echoBudget: Int = Fabric.defaultEchoBudget
     ) async throws -> (Fabric, Fabric, socketB: (socket: Int, address: SocketAddress)) {
         let hostA = Fabric(group: group, directory: directory, busyPoll: busyPoll, logger: Logger(label: "a"))
-        let hostB = Fabric(group: group, directory: directory, busyPoll: busyPoll, logger: Logger(label: "b"))
+        let hostB = Fabric(group: group, directory: directory, busyPoll: busyPoll, echoBudget: echoBudget, logger: Logger(label: "b"))
         _ = try await hostA.bind(host: "127.0.0.1", port: 0)
         return (hostA, hostB, try await hostB.bind(host: "127.0.0.1", port: 0))
     }
 
     /// Node 1 on one fabric and node 2 (with a socket of its own) on another, trusting each other.
-    private func trustingPair(_ group: any EventLoopGroup) async throws -> (Fabric, Fabric, b: TunnelIdentity, socketB: (socket: Int, address: SocketAddress)) {
+    private func trustingPair(
+        _ group: any EventLoopGroup, echoBudget: Int = Fabric.defaultEchoBudget
+    ) async throws -> (Fabric, Fabric, b: TunnelIdentity, socketB: (socket: Int, address: SocketAddress)) {
         let directory = Directory()
-        let (hostA, hostB, socketB) = try await twoHosts(group, directory)
+        let (hostA, hostB, socketB) = try await twoHosts(group, directory, echoBudget: echoBudget)
         let a = try identity(1, directory), b = try identity(2, directory)
         try await hostA.add(a) { _ in }
         try await hostB.add(b, ownSocket: socketB.socket) { _ in }
@@ -308,6 +310,36 @@ final class FabricTests: XCTestCase {
         } else {
             print("UDP_GRO is not supported here: nothing was coalesced (\(runs) runs); the bytes were still checked")
         }
+        await hostA.shutdown()
+        await hostB.shutdown()
+        try await group.shutdownGracefully()
+    }
+
+    /// Echo streams share a budget: peers that send to the echo port and never take the echo
+    /// back (here, readers that never read, so their windows shut) make the host hold no more
+    /// than the budget plus a floor per stream, not `receiveBufferLimit` each.
+    func testEchoStreamsHoldNoMoreThanTheirBudget() async throws {
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: 2)
+        let budget = 4 << 20
+        let (hostA, hostB, b, socketB) = try await trustingPair(group, echoBudget: budget)
+        var streams: [StreamHandle] = []
+        var writers: [Task<Void, any Error>] = []
+        for _ in 0..<6 {
+            let stream = try await hostA.dial(from: 1, to: b.address, port: 7, endpoint: socketB.address)
+            streams.append(stream)
+            writers.append(Task { try await stream.write(Array(repeating: 0x5A, count: 5_000_000)) })
+        }
+        // Nobody reads the echoes: each of A's windows shuts at its limit, and B's echoes wait.
+        var held = 0
+        let deadline = ContinuousClock.now + .seconds(10)
+        while ContinuousClock.now < deadline {
+            try await Task.sleep(for: .milliseconds(200))
+            held = max(held, try await hostB.streamCounters().echoHeld)
+        }
+        XCTAssertGreaterThan(held, budget / 2, "the echoes were held at all")
+        XCTAssertLessThanOrEqual(held, budget + 6 * 64 * 1024 + 512 * 1024, "the echo streams held past their budget")
+        for stream in streams { await stream.abort() }
+        for writer in writers { _ = try? await writer.value }
         await hostA.shutdown()
         await hostB.shutdown()
         try await group.shutdownGracefully()
