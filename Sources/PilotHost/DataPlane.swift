@@ -726,7 +726,7 @@ func withTimeout<T: Sendable>(_ limit: Duration, _ body: @escaping @Sendable () 
 
 extension Duration {
     /// The duration in seconds, as a Double (for figures and logs).
-    var inSeconds: Double { Double(components.seconds) + Double(components.attoseconds) / 1e18 }
+    public var inSeconds: Double { Double(components.seconds) + Double(components.attoseconds) / 1e18 }
 }
 
 /// What `bench` sends: pseudo-random bytes repeating every 1,048,573 bytes (a prime, so the

@@ -46,7 +46,8 @@ extension DataPlane {
             throw denied("list nodes for broadcast: registry: \(reply["error"]?.stringValue ?? reply.type)")
         }
         let nodes = reply["nodes"]?.arrayValue ?? []
-        let members = nodes.compactMap { $0["node_id"]?.integerValue.flatMap(UInt32.init(exactly:)) }
+        func nodeID(_ node: JSON) -> UInt32? { node["node_id"]?.integerValue.flatMap(UInt32.init(exactly:)) }
+        let members = nodes.compactMap(nodeID)
         guard members.contains(identity.node) else {
             throw denied("broadcast denied: node \(identity.node) is not a member of network \(network)")
         }
@@ -59,8 +60,7 @@ extension DataPlane {
         let source = Address(network: network, node: identity.node)
         let sourcePort = UInt16.random(in: 49152...65535)
         // Members the registry knows to be offline would each cost the member limit for nothing.
-        let others = nodes.filter { $0["offline"]?.boolValue != true }
-            .compactMap { $0["node_id"]?.integerValue.flatMap(UInt32.init(exactly:)) }.filter { $0 != identity.node }
+        let others = nodes.filter { $0["offline"]?.boolValue != true }.compactMap(nodeID).filter { $0 != identity.node }
         let sent = await withTaskGroup(of: Bool.self) { group in
             var sent = 0
             var next = others.makeIterator()

@@ -405,7 +405,7 @@ public final class Fabric: Sendable {
             guard entry.connection.unacknowledgedBytes > 0 else {
                 // Nothing is waiting: all was acknowledged, or the peer finished first.
                 let lost = entry.connection.unacknowledgedAtPeerFin
-                if lost > 0 { throw StreamError("the peer finished with \(lost) bytes unacknowledged") }
+                if lost > 0 { throw StreamError.peerFinished(unacknowledged: lost) }
                 return nil
             }
             let promise = loop.makePromise(of: Void.self)
@@ -444,7 +444,7 @@ public final class Fabric: Sendable {
         let lost = entry.connection.unacknowledgedAtPeerFin
         for writer in released {
             if writer.unacknowledged == 0, lost > 0 {
-                writer.promise.fail(StreamError("the peer finished with \(lost) bytes unacknowledged"))
+                writer.promise.fail(StreamError.peerFinished(unacknowledged: lost))
             } else {
                 writer.promise.succeed()
             }
@@ -489,7 +489,7 @@ public final class Fabric: Sendable {
             handle(connection.receive(packet, now: .now()), for: key)
             // The reader is far behind: it says when it has caught up (or, if it caught up
             // meanwhile, the window is said to be open now).
-            if connection.readerBacklog > StreamConnection.receiveBufferLimit / 2, let handle = entry.handle, handle.backlog.narrowed() {
+            if connection.readerBacklog > ReadBacklog.farBehind, let handle = entry.handle, handle.backlog.narrowed() {
                 connection.readerBacklog = readerBacklog(key, handle)
                 self.handle(connection.windowUpdate(), for: key)
             }
@@ -910,19 +910,23 @@ public final class Fabric: Sendable {
         state.coalescedDatagrams += datagrams
         // What the run made besides (SACKs in a loss, echoed data) goes with them.
         guard !state.pendingAcks.isEmpty || !state.outgoing.isEmpty else { return }
+        routePendingAcks()
+        flushNow()
+    }
+
+    /// Queues the pending ACKs of the batch so far for the next flush.
+    private func routePendingAcks() {
+        let state = state.value
         let acks = state.pendingAcks
         state.pendingAcks = [:]
         for (key, ack) in acks { try? route(ack, to: key.remote.node) }
-        flushNow()
     }
 
     /// A batch of reads on one of the sockets is over: what it made goes out.
     func readComplete() {
         let state = state.value
         // The batch's ACKs join what it made, still "reading" so that one flush sends them all.
-        let acks = state.pendingAcks
-        state.pendingAcks = [:]
-        for (key, ack) in acks { try? route(ack, to: key.remote.node) }
+        routePendingAcks()
         state.reading = false
         flushNow()
         for key in Array(state.arrived.keys) { handOverArrived(key) }

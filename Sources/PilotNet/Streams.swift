@@ -15,6 +15,12 @@ public enum StreamEvent: Sendable, Equatable {
 public struct StreamError: Error, Equatable, CustomStringConvertible {
     public let description: String
     public init(_ description: String) { self.description = description }
+
+    /// A flush's answer when the peer finished with `count` bytes of ours unacknowledged: they
+    /// were not all received.
+    static func peerFinished(unacknowledged count: Int) -> StreamError {
+        StreamError("the peer finished with \(count) bytes unacknowledged")
+    }
 }
 
 /// A stream's events as its reader takes them; taking data tells the stream the reader has
@@ -57,12 +63,16 @@ final class ReadBacklog: Sendable {
     /// On the loop: `count` more bytes for the reader.
     func handed(_ count: Int) { state.withLockedValue { $0.unread += count } }
 
+    /// Unread bytes past which the reader is far behind: the window it gets is narrowed, and
+    /// is said to be open again once the reader is back under this.
+    static let farBehind = StreamConnection.receiveBufferLimit / 2
+
     /// On the loop: the stream advertised a narrowed window for this backlog. True when the
     /// reader has caught up meanwhile: the caller says the window is open at once (`read`
     /// saw no narrowed window to reopen).
     func narrowed() -> Bool {
         state.withLockedValue { state in
-            guard state.unread > StreamConnection.receiveBufferLimit / 2 else { return true }
+            guard state.unread > Self.farBehind else { return true }
             state.narrowed = true
             return false
         }
@@ -75,7 +85,7 @@ final class ReadBacklog: Sendable {
     func read(_ count: Int) {
         let reopens = state.withLockedValue { state -> Bool in
             state.unread -= count
-            guard state.narrowed, state.unread <= StreamConnection.receiveBufferLimit / 2 else { return false }
+            guard state.narrowed, state.unread <= Self.farBehind else { return false }
             state.narrowed = false
             return true
         }

@@ -201,7 +201,7 @@ struct NetBench {
         for await _ in finished.stream { break }
         let elapsed = start.duration(to: .now)
         let cpu = processCPUSeconds() - cpuBefore
-        let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
+        let seconds = elapsed.inSeconds
         let sender = try await pair.hostA.streamCounters(), receiver = try await pair.hostB.streamCounters()
         let note = String(format: "; %d segments sent again, window shut %d times", sender.retransmitted, receiver.shutWindows)
         try await stream.close()
@@ -236,7 +236,7 @@ struct NetBench {
         try await writer.value
         try await stream.close()
         try await pair.shutdown()
-        return Double(total) / (Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18) / 1e6
+        return Double(total) / elapsed.inSeconds / 1e6
     }
 
     /// The official 1.18 daemon's own figure: `pilotctl bench` from one daemon to another on

@@ -135,14 +135,21 @@ final class StreamConnectionTests: XCTestCase {
         XCTAssertEqual(result.received, bytes)
     }
 
-    /// The peer's window counts free slots (1.18): 0 means full, so one probe segment goes out
-    /// and no more until the window opens.
-    func testAFullPeerWindowHoldsTheSenderToOneSegment() {
-        let now = NIODeadline.uptimeNanoseconds(1_000_000_000)
+    /// A dialer from port 49152 to the listener's port 7, connected by a SYN|ACK whose window
+    /// is 0 (the peer's receive queue full from the start).
+    private func dialedIntoAShutWindow(now: NIODeadline) -> StreamConnection {
         let key = StreamConnection.Key(local: dialer, localPort: 49152, remote: listener, remotePort: 7)
         let (client, _) = StreamConnection.dial(key, now: now)
         let synAck = Packet(flags: [.syn, .ack], proto: .stream, source: listener, destination: dialer, sourcePort: 7, destinationPort: 49152, acknowledgment: 1, window: 0)
         _ = client.receive(synAck, now: now)
+        return client
+    }
+
+    /// The peer's window counts free slots (1.18): 0 means full, so one probe segment goes out
+    /// and no more until the window opens.
+    func testAFullPeerWindowHoldsTheSenderToOneSegment() {
+        let now = NIODeadline.uptimeNanoseconds(1_000_000_000)
+        let client = dialedIntoAShutWindow(now: now)
         func dataPackets(_ outputs: [StreamConnection.Output]) -> [Packet] {
             outputs.compactMap { if case .packet(let packet) = $0, !packet.payload.isEmpty { packet } else { nil } }
         }
@@ -157,10 +164,7 @@ final class StreamConnectionTests: XCTestCase {
     /// when the window opens, the stream does not give up on the segment it probed with.
     func testProbesOfAShutWindowDoNotCountTowardGivingUp() {
         var now = NIODeadline.uptimeNanoseconds(1_000_000_000)
-        let key = StreamConnection.Key(local: dialer, localPort: 49152, remote: listener, remotePort: 7)
-        let (client, _) = StreamConnection.dial(key, now: now)
-        let synAck = Packet(flags: [.syn, .ack], proto: .stream, source: listener, destination: dialer, sourcePort: 7, destinationPort: 49152, acknowledgment: 1, window: 0)
-        _ = client.receive(synAck, now: now)
+        let client = dialedIntoAShutWindow(now: now)
         _ = client.write(Array(repeating: 1, count: 1152), now: now)
         var probes = 0
         for _ in 0..<40 {
