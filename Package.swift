@@ -150,5 +150,7 @@ let package = Package(
                 .product(name: "NIOPosix", package: "swift-nio"),
             ]),
         .testTarget(name: "InteropTests", dependencies: ["PilotWire", "PilotCrypto", "PilotTestSupport"]),
+        // A hostile local user against a real pilot-host: floods, stale connections, uploads.
+        .testTarget(name: "AbuseTests", dependencies: ["PilotWire", "PilotTestSupport"]),
     ]
 )

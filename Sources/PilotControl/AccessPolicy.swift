@@ -10,6 +10,8 @@ public struct AccessPolicy: Hashable, Sendable {
         case identity(name: String, owner: UInt32, allowedGroups: Set<UInt32>)
         /// The host's admin socket.
         case admin(adminGroup: UInt32?)
+        /// An identity that was deleted: nobody, root included, may act as it any more.
+        case removed(name: String)
     }
 
     public var subject: Subject
@@ -27,8 +29,11 @@ public struct AccessPolicy: Hashable, Sendable {
 
     /// Admits or refuses `peer`.
     public func decide(_ peer: PeerCredentials) -> Result<Grant, AccessDenied> {
-        if peer.isRoot { return .success(.root) }
         switch subject {
+        case .removed(let name):
+            return .failure(AccessDenied(peer: peer, target: "identity \(name), which was deleted"))
+        case _ where peer.isRoot:
+            return .success(.root)
         case let .identity(name, owner, allowedGroups):
             if peer.uid == owner { return .success(.owner) }
             if let group = peer.allGroups.intersection(allowedGroups).min() { return .success(.group(group)) }

@@ -5,6 +5,7 @@ import NIOConcurrencyHelpers
 public import NIOCore
 import NIOPosix
 import CLinux
+import PilotWire
 
 /// Many listening control sockets watched by one epoll thread; each accepted connection is handed
 /// to an event loop and served by `ControlConnectionHandler`.
@@ -17,9 +18,16 @@ import CLinux
 /// A socket file appears with its final mode and owner: it is bound under a temporary name,
 /// `chmod`/`chown`ed, listened on, and then renamed over the path (which also replaces a stale
 /// file from an earlier run atomically).
+///
+/// Every connection is judged in the accept thread, before it costs a channel: by the peer's
+/// credentials against the listener's policy, then by `ConnectionLimits` (connections per uid,
+/// each listener's reserve, the descriptors the host has for connections). A refused connection
+/// gets one error frame and is closed a second later (so the client can still write its request
+/// and read the answer instead of a reset).
 public final class ControlListeners: @unchecked Sendable {
-    // @unchecked: `listeners`, `tokens`, `nextToken` and `stopped` are guarded by `lock`; the
-    // descriptors are fixed at init.
+    // @unchecked: `listeners`, `tokens`, `nextToken`, `stopped`, `ledger`, `connections` and
+    // `nextConnection` are guarded by `lock`; `refused` and `lastLimitWarning` are the accept
+    // thread's alone; the descriptors are fixed at init.
 
     /// What one listening socket serves.
     struct Listener {
@@ -30,7 +38,25 @@ public final class ControlListeners: @unchecked Sendable {
         let idleTimeout: TimeAmount
         /// False for a socket passed by systemd: its file is the socket unit's, left in place.
         var ownsFile = true
+        /// Connections it is always granted (`ConnectionLimits`).
+        let reserved: Int
     }
+
+    /// An admitted connection, until it closes.
+    private struct Connection {
+        let path: String
+        let uid: UInt32
+        let listener: UInt64
+        var channel: (any Channel)?
+        /// `closeConnections` came before the channel was made.
+        var closeWanted = false
+    }
+
+    /// Descriptors connections never take: the database, the registry, the event loops, UDP
+    /// sockets. Without them a host full of connections could not even make a timer.
+    public static let reservedForHost = 256
+
+    public let limits: ConnectionLimits
 
     private let group: any EventLoopGroup
     private let logger: Logger
@@ -41,14 +67,22 @@ public final class ControlListeners: @unchecked Sendable {
     private var tokens: [String: UInt64] = [:]
     private var nextToken: UInt64 = 1
     private var stopped = false
+    private var ledger: ConnectionLedger
+    private var connections: [UInt64: Connection] = [:]
+    private var nextConnection: UInt64 = 0
+    /// Refused connections with their error frame sent, closed when their second is up.
+    private var refused: [(descriptor: Int32, until: ContinuousClock.Instant)] = []
+    private var lastLimitWarning: [UInt32: ContinuousClock.Instant] = [:]
     private let finished = DispatchSemaphore(value: 0)
 
     /// The epoll token of the wake-up eventfd; listeners count from 1.
     private static let wakeToken: UInt64 = 0
 
-    public init(group: any EventLoopGroup, logger: Logger) throws {
+    public init(group: any EventLoopGroup, limits: ConnectionLimits = ConnectionLimits(), logger: Logger) throws {
         self.group = group
         self.logger = logger
+        self.limits = limits
+        ledger = ConnectionLedger(limits: limits)
         epoll = epoll_create1(Int32(EPOLL_CLOEXEC))
         guard epoll >= 0 else { throw ControlListenerError.system("epoll_create1", errno) }
         wake = eventfd(0, Int32(EFD_CLOEXEC | EFD_NONBLOCK))
@@ -74,11 +108,22 @@ public final class ControlListeners: @unchecked Sendable {
     /// How many sockets listen.
     public var count: Int { lock.withLock { listeners.count } }
 
+    /// How many connections are open.
+    public var connectionCount: Int { lock.withLock { ledger.open } }
+
+    /// Descriptors the host needs for `listeners` sockets: each one, each one's reserve, the
+    /// admin socket's reserve, `reservedForHost`, and `shared` more for connections beyond the
+    /// reserves. The host raises its open-file limit to this where the hard limit allows.
+    public func descriptorsNeeded(listeners: Int, shared: Int = 1024) -> Int {
+        listeners * (1 + limits.reservedPerIdentity) + limits.reservedForAdmin + Self.reservedForHost + shared
+    }
+
     /// Binds `path` with `mode` (and `owner`/`group` when given), and serves it. Replaces a
-    /// socket this set already serves at `path`.
+    /// socket this set already serves at `path`. `reserved` connections are always admitted
+    /// (default: `limits.reservedPerIdentity`).
     public func listen(
-        path: String, mode: Glibc.mode_t, owner: Glibc.uid_t? = nil, group: Glibc.gid_t? = nil, idleTimeout: TimeAmount = .minutes(10),
-        policy: @escaping @Sendable () -> AccessPolicy, handler: @escaping ControlServer.Handler
+        path: String, mode: Glibc.mode_t, owner: Glibc.uid_t? = nil, group: Glibc.gid_t? = nil, reserved: Int? = nil,
+        idleTimeout: TimeAmount = .minutes(10), policy: @escaping @Sendable () -> AccessPolicy, handler: @escaping ControlServer.Handler
     ) throws {
         let token = try lock.withLock { () throws -> UInt64 in
             guard !stopped else { throw ControlListenerError.stopped }
@@ -86,7 +131,9 @@ public final class ControlListeners: @unchecked Sendable {
             return nextToken
         }
         let descriptor = try Self.bind(path: path, token: token, mode: mode, owner: owner, group: group)
-        let listener = Listener(descriptor: descriptor, path: path, policy: policy, handler: handler, idleTimeout: idleTimeout)
+        let listener = Listener(
+            descriptor: descriptor, path: path, policy: policy, handler: handler, idleTimeout: idleTimeout,
+            reserved: reserved ?? limits.reservedPerIdentity)
         try serve(listener, token: token)
     }
 
@@ -94,7 +141,7 @@ public final class ControlListeners: @unchecked Sendable {
     /// activation, with the mode and group its socket unit gave it). Its file stays when the
     /// set shuts down: it belongs to the socket unit and outlives restarts.
     public func adopt(
-        descriptor: Int32, idleTimeout: TimeAmount = .minutes(10), policy: @escaping @Sendable () -> AccessPolicy,
+        descriptor: Int32, reserved: Int? = nil, idleTimeout: TimeAmount = .minutes(10), policy: @escaping @Sendable () -> AccessPolicy,
         handler: @escaping ControlServer.Handler
     ) throws {
         let token = try lock.withLock { () throws -> UInt64 in
@@ -105,7 +152,8 @@ public final class ControlListeners: @unchecked Sendable {
         let flags = fcntl(descriptor, F_GETFL)
         guard flags >= 0, fcntl(descriptor, F_SETFL, flags | O_NONBLOCK) == 0 else { throw ControlListenerError.system("fcntl", errno) }
         var listener = Listener(
-            descriptor: descriptor, path: "fd:\(descriptor)", policy: policy, handler: handler, idleTimeout: idleTimeout)
+            descriptor: descriptor, path: "fd:\(descriptor)", policy: policy, handler: handler, idleTimeout: idleTimeout,
+            reserved: reserved ?? limits.reservedPerIdentity)
         listener.ownsFile = false
         try serve(listener, token: token)
     }
@@ -127,20 +175,43 @@ public final class ControlListeners: @unchecked Sendable {
                 throw ControlListenerError.system("epoll_ctl", code)
             }
             listeners[token] = listener
+            ledger.addListener(token, reserved: listener.reserved)
             // A socket served before at this path: its file is already replaced by the rename.
-            if let old = tokens.updateValue(token, forKey: path).flatMap({ listeners.removeValue(forKey: $0) }) {
+            if let oldToken = tokens.updateValue(token, forKey: path), let old = listeners.removeValue(forKey: oldToken) {
                 Glibc.close(old.descriptor)  // closing also takes it out of the epoll set
+                ledger.removeListener(oldToken)
             }
         }
     }
 
-    /// Stops serving `path` and removes the file. Open connections finish on their own.
+    /// Stops serving `path` and removes the file. Open connections are left to
+    /// `closeConnections(path:)`.
     public func close(path: String) {
         lock.withLock {
             guard let token = tokens.removeValue(forKey: path), let listener = listeners.removeValue(forKey: token) else { return }
             Glibc.close(listener.descriptor)
+            ledger.removeListener(token)
             unlink(path)
         }
+    }
+
+    /// Closes every open connection accepted at `path` (by any listener that served it), and
+    /// returns how many. A request being answered on one is cancelled.
+    @discardableResult
+    public func closeConnections(path: String) -> Int {
+        let channels = lock.withLock { () -> [any Channel] in
+            var channels: [any Channel] = []
+            for (id, connection) in connections where connection.path == path {
+                if let channel = connection.channel {
+                    channels.append(channel)
+                } else {
+                    connections[id]?.closeWanted = true
+                }
+            }
+            return channels
+        }
+        for channel in channels { channel.close(promise: nil) }
+        return channels.count
     }
 
     /// Closes every listening socket, removes their files and ends the accept thread. The accept
@@ -208,10 +279,16 @@ public final class ControlListeners: @unchecked Sendable {
     // MARK: Accepting
 
     private func acceptLoop() {
-        defer { finished.signal() }
+        defer {
+            for (descriptor, _) in refused { Glibc.close(descriptor) }
+            refused = []
+            finished.signal()
+        }
         var events = [epoll_event](repeating: epoll_event(), count: 64)
         while true {
-            let ready = events.withUnsafeMutableBufferPointer { epoll_wait(epoll, $0.baseAddress, Int32($0.count), -1) }
+            let timeout: Int32 = refused.isEmpty ? -1 : 250
+            let ready = events.withUnsafeMutableBufferPointer { epoll_wait(epoll, $0.baseAddress, Int32($0.count), timeout) }
+            closeRefused(all: false)
             if ready < 0 {
                 if errno == EINTR { continue }
                 logger.critical("control sockets: epoll_wait failed", metadata: ["errno": "\(errno)"])
@@ -225,11 +302,11 @@ public final class ControlListeners: @unchecked Sendable {
         }
     }
 
-    /// Accepts every waiting connection of one listener and hands each to an event loop.
+    /// Accepts every waiting connection of one listener and admits or refuses each.
     private func acceptAll(_ token: UInt64) {
         var accepted: [Int32] = []
         var exhausted = false
-        let listener: Listener? = lock.withLock { () -> Listener? in
+        let found = lock.withLock { () -> (Listener, budget: Int)? in
             // Under the lock: `close(path:)` cannot close this descriptor while we accept on it.
             guard let listener = listeners[token] else { return nil }
             while accepted.count < 256 {
@@ -241,10 +318,10 @@ public final class ControlListeners: @unchecked Sendable {
                 exhausted = errno == EMFILE || errno == ENFILE
                 break
             }
-            return listener
+            return (listener, Self.openFileLimit() - listeners.count - Self.reservedForHost)
         }
-        guard let listener else { return }
-        for connection in accepted { serve(connection, listener) }
+        guard let (listener, budget) = found else { return }
+        for connection in accepted { admit(connection, to: listener, token: token, budget: budget) }
         if exhausted {
             // Out of descriptors: the listener stays readable, so back off instead of spinning.
             logger.error("control sockets: out of file descriptors; raise LimitNOFILE=", metadata: ["path": "\(listener.path)"])
@@ -252,8 +329,74 @@ public final class ControlListeners: @unchecked Sendable {
         }
     }
 
-    private func serve(_ connection: Int32, _ listener: Listener) {
-        let logger = logger
+    /// Judges one accepted connection: the peer against the listener's policy, then the limits.
+    private func admit(_ descriptor: Int32, to listener: Listener, token: UInt64, budget: Int) {
+        let peer: PeerCredentials
+        do {
+            peer = try PeerCredentials(socket: descriptor)
+        } catch {
+            turnAway(descriptor, ControlFailure(.permissionDenied, "cannot identify the peer: \(error)"))
+            return
+        }
+        if case .failure(let denied) = listener.policy().decide(peer) {
+            logger.warning(
+                "control connection refused", metadata: ["uid": "\(peer.uid)", "pid": "\(peer.pid)", "target": "\(denied.target)"])
+            turnAway(descriptor, ControlFailure(.permissionDenied, denied.description))
+            return
+        }
+        let admitted = lock.withLock { () -> Result<UInt64, ConnectionLedger.Refusal> in
+            do throws(ConnectionLedger.Refusal) {
+                try ledger.admit(uid: peer.uid, listener: token, budget: budget)
+            } catch {
+                return .failure(error)
+            }
+            nextConnection += 1
+            connections[nextConnection] = Connection(path: listener.path, uid: peer.uid, listener: token)
+            return .success(nextConnection)
+        }
+        switch admitted {
+        case .success(let id):
+            serve(descriptor, listener, peer: peer, id: id)
+        case .failure(let refusal):
+            let message: String
+            switch refusal {
+            case .userAtLimit(let held):
+                message = "uid \(peer.uid) holds \(held) control connections, the most one user may hold; close some and try again"
+            case .hostFull(let committed):
+                message = "the host has no room for more control connections (\(committed) committed); try again later"
+            }
+            // One line per uid every 10 s: a flood must not flood the journal too.
+            let now = ContinuousClock.now
+            if lastLimitWarning[peer.uid].map({ now - $0 > .seconds(10) }) ?? true {
+                lastLimitWarning[peer.uid] = now
+                logger.warning("control connection over the limits", metadata: [
+                    "uid": "\(peer.uid)", "pid": "\(peer.pid)", "path": "\(listener.path)", "reason": "\(message)"])
+            }
+            turnAway(descriptor, ControlFailure(.unavailable, message))
+        }
+    }
+
+    /// Sends `failure` as the one reply, shuts the write side and keeps the descriptor for a
+    /// second, so the client's request can still be written and the reply read; at most 256
+    /// wait (a flood closes the oldest at once).
+    private func turnAway(_ descriptor: Int32, _ failure: ControlFailure) {
+        let bytes = (try? ControlReply.error(failure).encoded()) ?? []
+        _ = bytes.withUnsafeBytes { Glibc.write(descriptor, $0.baseAddress, $0.count) }
+        Glibc.shutdown(descriptor, Int32(SHUT_WR))
+        if refused.count >= 256 { Glibc.close(refused.removeFirst().descriptor) }
+        refused.append((descriptor, .now + .seconds(1)))
+    }
+
+    private func closeRefused(all: Bool) {
+        let now = ContinuousClock.now
+        while let first = refused.first, all || first.until <= now {
+            Glibc.close(first.descriptor)
+            refused.removeFirst()
+        }
+    }
+
+    private func serve(_ descriptor: Int32, _ listener: Listener, peer: PeerCredentials, id: UInt64) {
+        let (logger, limits) = (logger, limits)
         let path = listener.path
         ClientBootstrap(group: group)
             .channelOption(.allowRemoteHalfClosure, value: true)
@@ -261,13 +404,38 @@ public final class ControlListeners: @unchecked Sendable {
                 channel.eventLoop.makeCompletedFuture {
                     try channel.pipeline.syncOperations.addHandler(IdleStateHandler(readTimeout: listener.idleTimeout))
                     try channel.pipeline.syncOperations.addHandler(
-                        ControlConnectionHandler(policy: listener.policy, handler: listener.handler, logger: logger))
+                        ControlConnectionHandler(peer: peer, policy: listener.policy, handler: listener.handler, limits: limits, logger: logger))
                 }
             }
-            .withConnectedSocket(connection)
-            .whenFailure { error in
-                logger.error("control connection could not be served", metadata: ["path": "\(path)", "error": "\(error)"])
+            .withConnectedSocket(descriptor)
+            .whenComplete { [self] result in
+                switch result {
+                case .success(let channel):
+                    let closeNow = lock.withLock { () -> Bool in
+                        connections[id]?.channel = channel
+                        return connections[id]?.closeWanted ?? false
+                    }
+                    channel.closeFuture.whenComplete { [self] _ in release(id) }
+                    if closeNow { channel.close(promise: nil) }
+                case .failure(let error):
+                    release(id)
+                    logger.error("control connection could not be served", metadata: ["path": "\(path)", "error": "\(error)"])
+                }
             }
+    }
+
+    private func release(_ id: UInt64) {
+        lock.withLock {
+            guard let connection = connections.removeValue(forKey: id) else { return }
+            ledger.release(uid: connection.uid, listener: connection.listener)
+        }
+    }
+
+    /// The soft limit on open files, as it is now (the host raises it as identities are added).
+    private static func openFileLimit() -> Int {
+        var limit = rlimit()
+        guard getrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit) == 0 else { return 1024 }
+        return limit.rlim_cur > rlim_t(Int.max) ? Int.max : Int(limit.rlim_cur)
     }
 }
 

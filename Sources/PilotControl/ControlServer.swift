@@ -10,8 +10,9 @@ public import PilotWire
 /// credentials of its peer before a byte of it is read.
 ///
 /// A refused peer gets one error frame (`permission_denied`, naming its uid) and the connection is
-/// closed; the refusal is logged with the peer's uid and pid. An admitted peer sends requests one
-/// at a time; each goes to `handler` with the peer's credentials.
+/// closed; the refusal is logged with the peer's uid and pid. An admitted peer's requests are
+/// answered one at a time, in order; each goes to `handler` with the peer's credentials, after
+/// the policy is asked again.
 public final class ControlServer: Sendable {
     public typealias Handler = @Sendable (PeerCredentials, ControlRequest) async -> ControlReply
 
@@ -25,7 +26,8 @@ public final class ControlServer: Sendable {
     /// else up, but should not hold a descriptor forever).
     public let idleTimeout: TimeAmount
 
-    /// `policy` is asked at every accept, so a change of owner applies to the next connection.
+    /// `policy` is asked at every accept and before every request, so a change of owner applies
+    /// to connections already open.
     public init(
         path: String, policy: @escaping @Sendable () -> AccessPolicy, idleTimeout: TimeAmount = .minutes(10),
         logger: Logger, handler: @escaping Handler
@@ -45,9 +47,9 @@ public final class ControlServer: Sendable {
         self.listeners.withLockedValue { $0 = (listeners, false) }
     }
 
-    /// Binds `path` with `mode` and serves it from a listener set of its own.
-    public func start(on group: any EventLoopGroup, mode: Glibc.mode_t = 0o600) throws {
-        let own = try ControlListeners(group: group, logger: logger)
+    /// Binds `path` with `mode` and serves it from a listener set of its own, held to `limits`.
+    public func start(on group: any EventLoopGroup, mode: Glibc.mode_t = 0o600, limits: ConnectionLimits = ConnectionLimits()) throws {
+        let own = try ControlListeners(group: group, limits: limits, logger: logger)
         do {
             try own.listen(path: path, mode: mode, idleTimeout: idleTimeout, policy: policy, handler: handler)
         } catch {
@@ -65,57 +67,68 @@ public final class ControlServer: Sendable {
     }
 }
 
-/// One connection: waits for the peer's credentials, judges them, then answers requests in order.
-final class ControlConnectionHandler: ChannelInboundHandler, @unchecked Sendable {
+/// One admitted connection: answers its requests in order, one at a time.
+///
+/// The peer's credentials were read and judged when the connection was accepted; `policy` is
+/// asked again before every request, so a connection opened for an identity that has since been
+/// deleted, or given to another owner, gets nothing more. What a connection may have waiting is
+/// bounded (`ConnectionLimits.queuedRequests`, `.queuedBytes`): past it the handler stops reading,
+/// and the client's writes block in its socket, as with TCP. When the client goes, its queued
+/// requests are dropped and the one being answered is cancelled.
+final class ControlConnectionHandler: ChannelDuplexHandler, @unchecked Sendable {
     // @unchecked: state is touched only on the channel's event loop.
     typealias InboundIn = ByteBuffer
+    typealias OutboundIn = ByteBuffer
     typealias OutboundOut = ByteBuffer
 
+    private let peer: PeerCredentials
     private let policy: @Sendable () -> AccessPolicy
     private let handler: ControlServer.Handler
+    private let limits: ConnectionLimits
     private let logger: Logger
-    private var peer: PeerCredentials?
     private var decoder = LengthPrefixedFrames.Decoder(maxSize: ControlFrame.maxSize, field: "control request")
     private var queue: [[UInt8]] = []
-    private var busy = false
+    private var queuedBytes = 0
+    /// The request being answered, cancelled if the client goes.
+    private var inFlight: Task<Void, Never>?
     private var closing = false
     /// The client shut its write side: answer what it sent, then close.
     private var inputEnded = false
+    /// A read the pipeline asked for while the queue was full, made once it drains.
+    private var readHeld = false
 
-    init(policy: @escaping @Sendable () -> AccessPolicy, handler: @escaping ControlServer.Handler, logger: Logger) {
+    init(
+        peer: PeerCredentials, policy: @escaping @Sendable () -> AccessPolicy, handler: @escaping ControlServer.Handler,
+        limits: ConnectionLimits, logger: Logger
+    ) {
+        self.peer = peer
         self.policy = policy
         self.handler = handler
+        self.limits = limits
         self.logger = logger
     }
 
-    func channelActive(context: ChannelHandlerContext) {
-        let bound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
-        PeerCredentials.of(context.channel).whenComplete { result in
-            let (handler, context) = bound.value
-            switch result {
-            case .success(let peer):
-                switch handler.policy().decide(peer) {
-                case .success:
-                    handler.peer = peer
-                    handler.serveNext(context)
-                case .failure(let denied):
-                    handler.logger.warning(
-                        "control connection refused",
-                        metadata: ["uid": "\(peer.uid)", "pid": "\(peer.pid)", "target": "\(denied.target)"])
-                    handler.refuse(context, ControlFailure(.permissionDenied, denied.description))
-                }
-            case .failure(let error):
-                handler.refuse(context, ControlFailure(.permissionDenied, "cannot identify the peer: \(error)"))
-            }
+    private var isFull: Bool {
+        queue.count >= limits.queuedRequests || queuedBytes + decoder.bufferedCount >= limits.queuedBytes
+    }
+
+    func read(context: ChannelHandlerContext) {
+        // A refused connection is read to its end (and dropped), so that closing sends no reset.
+        if isFull, !closing {
+            readHeld = true
+        } else {
+            context.read()
         }
-        context.fireChannelActive()
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         guard !closing else { return }
         decoder.append(unwrapInboundIn(data).readableBytesView)
         do {
-            while let body = try decoder.next() { queue.append(body) }
+            while let body = try decoder.next() {
+                queue.append(body)
+                queuedBytes += body.count
+            }
         } catch {
             refuse(context, ControlFailure(.invalidArgument, "malformed frame: \(error)"))
             return
@@ -124,12 +137,22 @@ final class ControlConnectionHandler: ChannelInboundHandler, @unchecked Sendable
     }
 
     private func serveNext(_ context: ChannelHandlerContext) {
-        guard let peer, !busy, !closing else { return }
+        guard inFlight == nil, !closing else { return }
         guard !queue.isEmpty else {
             if inputEnded { context.close(promise: nil) }
+            resumeReading(context)
             return
         }
         let body = queue.removeFirst()
+        queuedBytes -= body.count
+        resumeReading(context)
+        // Rights are judged at every request, not only at accept.
+        if case .failure(let denied) = policy().decide(peer) {
+            logger.warning(
+                "control request refused", metadata: ["uid": "\(peer.uid)", "pid": "\(peer.pid)", "target": "\(denied.target)"])
+            refuse(context, ControlFailure(.permissionDenied, denied.description))
+            return
+        }
         let request: ControlRequest
         do {
             request = try ControlRequest(decoding: body)
@@ -138,17 +161,25 @@ final class ControlConnectionHandler: ChannelInboundHandler, @unchecked Sendable
             serveNext(context)
             return
         }
-        busy = true
-        let handler = handler
+        let (handler, peer) = (handler, peer)
         let bound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
-        let promise = context.eventLoop.makePromise(of: ControlReply.self)
-        promise.completeWithTask { await handler(peer, request) }
-        promise.futureResult.whenSuccess { reply in
-            let (connection, context) = bound.value
-            connection.busy = false
-            connection.write(context, reply)
-            connection.serveNext(context)
+        let loop = context.eventLoop
+        inFlight = Task {
+            let reply = await handler(peer, request)
+            loop.execute {
+                let (connection, context) = bound.value
+                guard connection.inFlight != nil else { return }
+                connection.inFlight = nil
+                connection.write(context, reply)
+                connection.serveNext(context)
+            }
         }
+    }
+
+    private func resumeReading(_ context: ChannelHandlerContext) {
+        guard readHeld, !isFull else { return }
+        readHeld = false
+        context.read()
     }
 
     private func write(_ context: ChannelHandlerContext, _ reply: ControlReply) {
@@ -164,7 +195,7 @@ final class ControlConnectionHandler: ChannelInboundHandler, @unchecked Sendable
     /// answer with a reset, and the client could lose the error frame.
     private func refuse(_ context: ChannelHandlerContext, _ failure: ControlFailure) {
         closing = true
-        queue.removeAll()
+        dropQueue()
         let bytes = (try? ControlReply.error(failure).encoded()) ?? []
         var buffer = context.channel.allocator.buffer(capacity: bytes.count)
         buffer.writeBytes(bytes)
@@ -172,18 +203,30 @@ final class ControlConnectionHandler: ChannelInboundHandler, @unchecked Sendable
         context.writeAndFlush(wrapOutboundOut(buffer)).whenComplete { _ in
             let context = bound.value
             context.close(mode: .output, promise: nil)
+            context.read()
             context.eventLoop.scheduleTask(in: .seconds(2)) { bound.value.close(promise: nil) }
         }
     }
 
+    /// Queued requests go, and the one being answered is cancelled: nothing is held for a
+    /// client that cannot read the answers.
+    private func dropQueue() {
+        queue.removeAll()
+        queuedBytes = 0
+        inFlight?.cancel()
+        inFlight = nil
+    }
+
     func channelInactive(context: ChannelHandlerContext) {
+        closing = true
+        dropQueue()
         context.fireChannelInactive()
     }
 
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
         if event is IdleStateHandler.IdleStateEvent {
             // Silent for too long: close, but never while a request is being answered.
-            if !busy { context.close(promise: nil) }
+            if inFlight == nil { context.close(promise: nil) }
             return
         }
         if let event = event as? ChannelEvent, event == .inputClosed {

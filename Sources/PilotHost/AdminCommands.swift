@@ -5,12 +5,19 @@ public import PilotWire
 /// The admin socket's commands: `identity.create`, `identity.list`, `identity.show`,
 /// `identity.delete`, `identity.set-owner`. Replies carry what `pilotctl --json` prints.
 public struct AdminCommands: Sendable {
+    /// What happened to an identity, for its socket and its open connections to follow.
+    public enum Change: Sendable {
+        case created(String)
+        case ownerChanged(String)
+        case deleted(String)
+    }
+
     let pool: IdentityPool
     /// Called after an identity appears, changes owner or goes, so its socket follows. When it
     /// throws (no socket can be opened), the change is undone and the error is the reply.
-    let identitiesChanged: @Sendable (String) async throws -> Void
+    let identitiesChanged: @Sendable (Change) async throws -> Void
 
-    public init(pool: IdentityPool, identitiesChanged: @escaping @Sendable (String) async throws -> Void) {
+    public init(pool: IdentityPool, identitiesChanged: @escaping @Sendable (Change) async throws -> Void) {
         self.pool = pool
         self.identitiesChanged = identitiesChanged
     }
@@ -27,7 +34,7 @@ public struct AdminCommands: Sendable {
             case "identity.delete":
                 let name = try request.string("name")
                 try await pool.delete(name: name)
-                try await identitiesChanged(name)
+                try await identitiesChanged(.deleted(name))
                 return .ok(["deleted": .string(name)])
             case "identity.set-owner":
                 let name = try request.string("name")
@@ -35,7 +42,7 @@ public struct AdminCommands: Sendable {
                 guard let previous = await pool.identity(named: name) else { throw PoolError.notFound(name) }
                 let record = try await pool.setOwner(name: name, uid: owner)
                 do {
-                    try await identitiesChanged(name)
+                    try await identitiesChanged(.ownerChanged(name))
                 } catch {
                     // The old socket still serves the old owner: the record goes back to match it.
                     _ = try? await pool.setOwner(name: name, uid: previous.ownerUID)
@@ -65,7 +72,7 @@ public struct AdminCommands: Sendable {
         create.autoApprove = try request.bool("auto_approve")
         let record = try await pool.create(name: name, create)
         do {
-            try await identitiesChanged(name)
+            try await identitiesChanged(.created(name))
         } catch {
             // An identity nobody can reach is no use: deregistered and deleted again.
             try? await pool.delete(name: name)

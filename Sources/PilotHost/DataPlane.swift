@@ -707,20 +707,63 @@ func collect<T: Sendable>(
 }
 
 func withTimeout<T: Sendable>(_ limit: Duration, _ body: @escaping @Sendable () async throws -> T) async throws -> T {
-    let settled = NIOLockedValueBox(false)
-    return try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<T, any Error>) in
-        let work = Task {
-            let result: Result<T, any Error>
-            do { result = .success(try await body()) } catch { result = .failure(error) }
-            if settled.withLockedValue({ done in defer { done = true }; return !done }) { continuation.resume(with: result) }
-        }
-        Task {
-            try? await Task.sleep(for: limit)
-            if settled.withLockedValue({ done in defer { done = true }; return !done }) {
-                work.cancel()
-                continuation.resume(throwing: ControlFailure(.timeout, "no answer within \(limit)"))
+    let race = TimeoutRace<T>()
+    return try await withTaskCancellationHandler {
+        try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<T, any Error>) in
+            race.start(continuation, work: Task {
+                let result: Result<T, any Error>
+                do { result = .success(try await body()) } catch { result = .failure(error) }
+                race.settle(result)
+            })
+            Task {
+                try? await Task.sleep(for: limit)
+                race.settle(.failure(ControlFailure(.timeout, "no answer within \(limit)")))
             }
         }
+    } onCancel: {
+        // The caller went (its client hung up): the work stops instead of running to its limit.
+        race.settle(.failure(CancellationError()))
+    }
+}
+
+/// The one outcome of `withTimeout`: the work's result, the timeout or the caller's cancellation,
+/// whichever comes first; the work is cancelled when it is not the first.
+private final class TimeoutRace<T: Sendable>: Sendable {
+    private struct State {
+        var continuation: CheckedContinuation<T, any Error>?
+        var work: Task<Void, Never>?
+        /// Settled before `start` (cancelled at once): what to resume with then.
+        var early: Result<T, any Error>?
+        var settled = false
+    }
+
+    private let state = NIOLockedValueBox(State())
+
+    func start(_ continuation: CheckedContinuation<T, any Error>, work: Task<Void, Never>) {
+        let early = state.withLockedValue { state -> Result<T, any Error>? in
+            state.continuation = continuation
+            state.work = work
+            return state.early
+        }
+        if let early {
+            work.cancel()
+            continuation.resume(with: early)
+        }
+    }
+
+    func settle(_ result: Result<T, any Error>) {
+        let (continuation, work) = state.withLockedValue { state -> (CheckedContinuation<T, any Error>?, Task<Void, Never>?) in
+            guard !state.settled else { return (nil, nil) }
+            state.settled = true
+            guard let continuation = state.continuation else {
+                state.early = result
+                return (nil, nil)
+            }
+            state.continuation = nil
+            return (continuation, state.work)
+        }
+        if case .failure = result { work?.cancel() }
+        continuation?.resume(with: result)
     }
 }
 

@@ -31,6 +31,8 @@ public final class Host: Sendable {
 
     /// Files pilotctl is sending, in chunks.
     private let uploads = Uploads()
+    /// Who may use each identity's socket, asked at every accept and every request.
+    private let gates: NIOLockedValueBox<[String: AccessGate]> = NIOLockedValueBox([:])
     /// Sockets passed by systemd, served in place of binding `listen` and `admin.sock`.
     private let activated: ActivatedSockets
 
@@ -54,7 +56,7 @@ public final class Host: Sendable {
         let store = try HostStore(path: configuration.stateDirectory + "/host.db")
         let (registryHost, registryPort) = try Self.split(configuration.registry)
         registry = RegistryClient(host: registryHost, port: registryPort, group: group)
-        listeners = try ControlListeners(group: group, logger: logger)
+        listeners = try ControlListeners(group: group, limits: configuration.connectionLimits, logger: logger)
         pool = IdentityPool(store: store, keys: try IdentityKeys(masterKey: master), registry: registry, listenAddress: configuration.listen)
         try await pool.load()
         let fabric = Fabric(
@@ -68,7 +70,7 @@ public final class Host: Sendable {
     /// registry still knows them from before), and heartbeats follow every 30 s.
     public func start() async throws {
         let count = await pool.count
-        let needed = count + Self.reservedDescriptors
+        let needed = listeners.descriptorsNeeded(listeners: count)
         let limit = ResourceLimits.raiseOpenFiles(toAtLeast: Self.roundedUp(needed))
         if limit < needed {
             logger.warning("open-file limit below what the identities need; raise LimitNOFILE=", metadata: [
@@ -87,16 +89,16 @@ public final class Host: Sendable {
             logger.warning("no beacon: relayed handshakes wait for the next poll", metadata: ["beacon": "\(configuration.beacon)", "error": "\(error)"])
         }
         let adminGroup = configuration.adminGroup.isEmpty ? nil : SystemAccounts.gid(configuration.adminGroup)
-        let commands = AdminCommands(pool: pool) { [self] name in try await refreshSocket(name) }
+        let commands = AdminCommands(pool: pool) { [self] change in try await identityChanged(change) }
         let adminPolicy: @Sendable () -> AccessPolicy = { AccessPolicy(.admin(adminGroup: adminGroup)) }
         let adminHandler: ControlServer.Handler = { peer, request in await commands.handle(peer, request) }
         if let admin = activated.admin {
             // Its path, mode and group are the socket unit's.
-            try listeners.adopt(descriptor: admin, policy: adminPolicy, handler: adminHandler)
+            try listeners.adopt(descriptor: admin, reserved: listeners.limits.reservedForAdmin, policy: adminPolicy, handler: adminHandler)
         } else {
             try listeners.listen(
                 path: configuration.runtimeDirectory + "/admin.sock", mode: adminGroup == nil ? 0o600 : 0o660, owner: 0,
-                group: adminGroup, policy: adminPolicy, handler: adminHandler)
+                group: adminGroup, reserved: listeners.limits.reservedForAdmin, policy: adminPolicy, handler: adminHandler)
         }
         let unserved = await openIdentitySockets()
         startRegistryUpkeep()
@@ -104,11 +106,6 @@ public final class Host: Sendable {
         logger.info("pilot-host serving", metadata: [
             "identities": "\(count - unserved)", "unserved": "\(unserved)", "runtime": "\(configuration.runtimeDirectory)"])
     }
-
-    /// Descriptors kept free of identity sockets: for connections, the database, the registry
-    /// and the event loops. Without them a host full of identities could not even be managed
-    /// (the admin socket could not accept), and the runtime aborts when it cannot make a timer.
-    static let reservedDescriptors = 256
 
     /// The limit is raised in steps of 1024, not one descriptor per new identity.
     private static func roundedUp(_ needed: Int) -> Int { (needed + 1023) / 1024 * 1024 }
@@ -275,6 +272,7 @@ public final class Host: Sendable {
         if new.adminGroup != configuration.adminGroup { restart.append("admin-group") }
         if new.busyPoll != configuration.busyPoll { restart.append("busy-poll") }
         if new.adminTokenFile != configuration.adminTokenFile { restart.append("admin-token-file") }
+        if new.controlConnectionsPerUser != configuration.controlConnectionsPerUser { restart.append("control-connections-per-user") }
         var reopened: [String] = []
         for record in await pool.all where !FileManager.default.fileExists(atPath: socketPath(record.name)) {
             do throws(ControlFailure) {
@@ -289,55 +287,89 @@ public final class Host: Sendable {
         return restart
     }
 
-    /// Makes `name`'s socket match its record: created for a new identity, replaced (atomically,
-    /// never missing) after set-owner, removed after delete. Throws when the socket cannot be
-    /// opened; the caller undoes the change that asked for it.
-    func refreshSocket(_ name: String) async throws(ControlFailure) {
-        guard let record = await pool.identity(named: name) else {
-            listeners.close(path: socketPath(name))
-            await dataPlane.leave(name)
-            return
-        }
-        try openSocket(for: record)
-        // The beacon learns at once where a new private identity is, so pokes reach it.
-        if !record.isPublic, record.nodeID != 0 { await dataPlane.announce([record.nodeID]) }
-        // A public identity must be reachable by strangers from the moment it exists.
-        if record.isPublic {
-            do { try await dataPlane.join(name) } catch {
-                logger.error("cannot put identity on the network", metadata: ["identity": "\(name)", "error": "\(error)"])
+    /// Makes `name`'s socket and open connections follow a change of its record. A new identity
+    /// gets its socket and a new gate. A change of owner closes every connection opened before it
+    /// (they were admitted under the old owner) and replaces the socket (atomically, never
+    /// missing) with one the new owner owns. A deleted identity's gate shuts, so a connection
+    /// opened for it is never served as an identity created again under its name, and its socket
+    /// and connections close. Throws when the socket cannot be opened; the caller undoes the
+    /// change that asked for it.
+    func identityChanged(_ change: AdminCommands.Change) async throws(ControlFailure) {
+        switch change {
+        case .created(let name), .ownerChanged(let name):
+            guard let record = await pool.identity(named: name) else { return }
+            let created: Bool
+            if case .created = change { created = true } else { created = false }
+            try openSocket(for: record, newGate: created)
+            if !created {
+                let closed = listeners.closeConnections(path: socketPath(name))
+                await uploads.drop(identity: name)
+                logger.notice("identity given to another owner", metadata: [
+                    "identity": "\(name)", "owner": "\(record.ownerUID)", "connections-closed": "\(closed)"])
+                return
             }
+            // The beacon learns at once where a new private identity is, so pokes reach it.
+            if !record.isPublic, record.nodeID != 0 { await dataPlane.announce([record.nodeID]) }
+            // A public identity must be reachable by strangers from the moment it exists.
+            if record.isPublic {
+                do { try await dataPlane.join(name) } catch {
+                    logger.error("cannot put identity on the network", metadata: ["identity": "\(name)", "error": "\(error)"])
+                }
+            }
+        case .deleted(let name):
+            // Created again meanwhile (another admin connection): that shut the old gate already.
+            guard await pool.identity(named: name) == nil else { return }
+            if let gate = gates.withLockedValue({ $0.removeValue(forKey: name) }) {
+                gate.policy = AccessPolicy(.removed(name: name))
+            }
+            listeners.close(path: socketPath(name))
+            let closed = listeners.closeConnections(path: socketPath(name))
+            await uploads.drop(identity: name)
+            await dataPlane.leave(name)
+            logger.notice("identity deleted", metadata: ["identity": "\(name)", "connections-closed": "\(closed)"])
         }
     }
 
     private func socketPath(_ name: String) -> String { configuration.runtimeDirectory + "/id/\(name).sock" }
 
-    /// Serves `record`'s socket, in place of the one it had.
-    private func openSocket(for record: IdentityRecord) throws(ControlFailure) {
-        // One more socket (a replacement briefly holds two), and the reserve kept free.
+    /// Serves `record`'s socket, in place of the one it had, and sets its gate to the record's
+    /// owner and groups. A gate is made for an identity that has none, and with `newGate` (a
+    /// new identity) in place of one left by a deleted identity of the same name, which shuts.
+    private func openSocket(for record: IdentityRecord, newGate: Bool = false) throws(ControlFailure) {
+        // One more socket (a replacement briefly holds two), and what is kept free besides.
         let open = listeners.count
-        let needed = open + 1 + Self.reservedDescriptors
-        let limit = ResourceLimits.raiseOpenFiles(toAtLeast: Self.roundedUp(needed))
+        let needed = open + 1 + ControlListeners.reservedForHost + listeners.limits.reservedForAdmin
+        let limit = ResourceLimits.raiseOpenFiles(toAtLeast: Self.roundedUp(listeners.descriptorsNeeded(listeners: open + 1)))
         guard limit >= needed else {
             throw ControlFailure(.unavailable, """
                 out of open files: \(open) sockets are open and the limit is \(limit) \
-                (\(Self.reservedDescriptors) are kept for connections); raise LimitNOFILE= for pilot-host
+                (\(ControlListeners.reservedForHost) are kept for the host itself); raise LimitNOFILE= for pilot-host
                 """)
         }
         let name = record.name
         let path = socketPath(name)
         let commands = IdentityCommands(pool: pool, dataPlane: dataPlane, uploads: uploads, name: name)
-        let owner = record.ownerUID
         let groups = Set(record.allowedGIDs)
+        let policy = AccessPolicy(.identity(name: name, owner: record.ownerUID, allowedGroups: groups))
+        let (gate, replaced) = gates.withLockedValue { gates -> (AccessGate, AccessGate?) in
+            if let gate = gates[name], !newGate { return (gate, nil) }
+            let gate = AccessGate(policy)
+            return (gate, gates.updateValue(gate, forKey: name))
+        }
+        if let replaced {
+            replaced.policy = AccessPolicy(.removed(name: name))
+            listeners.closeConnections(path: path)
+        }
         do {
             // Owner-only unless groups may use it too; the peer check decides either way.
             try listeners.listen(
-                path: path, mode: groups.isEmpty ? 0o600 : 0o666, owner: owner,
-                policy: { AccessPolicy(.identity(name: name, owner: owner, allowedGroups: groups)) },
-                handler: { _, request in await commands.handle(request) })
+                path: path, mode: groups.isEmpty ? 0o600 : 0o666, owner: record.ownerUID,
+                policy: { gate.policy }, handler: { peer, request in await commands.handle(peer, request) })
         } catch {
             logger.error("cannot open identity socket", metadata: ["identity": "\(name)", "path": "\(path)", "error": "\(error)"])
             throw ControlFailure(.unavailable, "cannot open \(path): \(error)")
         }
+        gate.policy = policy
     }
 
     static func split(_ endpoint: String) throws -> (String, Int) {

@@ -1,3 +1,5 @@
+public import PilotControl
+
 /// pilot-host's settings: defaults, then the config file, then command-line flags (each later
 /// source wins). Every flag has a config-file key of the same name.
 ///
@@ -25,11 +27,23 @@ public struct HostConfiguration: Equatable, Sendable {
     /// A file whose first line is the admin token: a `broadcast` must carry it, as 1.18's
     /// `-admin-token`. Empty: none (broadcasts are refused). Read at start only.
     public var adminTokenFile = ""
+    /// Control connections one local user may hold open across every socket of the host.
+    public var controlConnectionsPerUser = ConnectionLimits().perUser
 
     public init() {}
 
+    /// The control sockets' limits these settings give.
+    public var connectionLimits: ConnectionLimits {
+        var limits = ConnectionLimits()
+        limits.perUser = controlConnectionsPerUser
+        return limits
+    }
+
     /// The keys a file or flag may set.
-    public static let keys = ["state-dir", "runtime-dir", "registry", "beacon", "listen", "admin-group", "log-level", "handshake-poll", "busy-poll", "admin-token-file"]
+    public static let keys = [
+        "state-dir", "runtime-dir", "registry", "beacon", "listen", "admin-group", "log-level", "handshake-poll", "busy-poll",
+        "admin-token-file", "control-connections-per-user",
+    ]
 
     static let logLevels = ["trace", "debug", "info", "notice", "warning", "error", "critical"]
 
@@ -62,6 +76,11 @@ public struct HostConfiguration: Equatable, Sendable {
             }
             busyPoll = microseconds
         case "admin-token-file": adminTokenFile = value.isEmpty ? "" : try Self.absolutePath(key, value)
+        case "control-connections-per-user":
+            guard let count = Int(value), (1...100_000).contains(count) else {
+                throw .invalidValue(key: key, value: value, reason: "connections, 1 to 100000")
+            }
+            controlConnectionsPerUser = count
         default:
             throw .unknownKey(key)
         }

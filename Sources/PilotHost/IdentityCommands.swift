@@ -17,7 +17,8 @@ struct IdentityCommands: Sendable {
     let uploads: Uploads
     let name: String
 
-    func handle(_ request: ControlRequest) async -> ControlReply {
+    /// Answers `request`, sent by `peer` (whose rights the control socket has just checked).
+    func handle(_ peer: PeerCredentials, _ request: ControlRequest) async -> ControlReply {
         do {
             switch request.command {
             case "info":
@@ -170,7 +171,7 @@ struct IdentityCommands: Sendable {
                     throw ControlFailure(.invalidArgument, "upload: data must be base64")
                 }
                 let held = try await uploads.append(
-                    identity: name, id: try request.string("upload"), size: Int(try request.integer("size")),
+                    identity: name, user: peer.uid, id: try request.string("upload"), size: Int(try request.integer("size")),
                     offset: Int(try request.integer("offset")), chunk: Array(chunk))
                 return .ok(["received": .integer(Int64(held))])
             case "send-file":

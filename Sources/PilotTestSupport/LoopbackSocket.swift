@@ -31,6 +31,8 @@ public struct LoopbackEndpoint: Hashable, Sendable, CustomStringConvertible {
 public struct SocketError: Error, CustomStringConvertible {
     public let description: String
 
+    public init(description: String) { self.description = description }
+
     static func posix(_ call: String) -> SocketError {
         SocketError(description: "\(call): \(String(cString: strerror(errno)))")
     }

@@ -25,6 +25,7 @@ struct HostCommand: AsyncParsableCommand {
     @Option(help: "Seconds between polls for relayed handshakes.") var handshakePoll: String?
     @Option(help: "Microseconds the tunnel loop busy-polls after traffic before sleeping (default 50; 0: off).") var busyPoll: String?
     @Option(help: "A file whose first line is the admin token broadcasts must carry.") var adminTokenFile: String?
+    @Option(help: "Control connections one local user may hold open (default 64).") var controlConnectionsPerUser: String?
 
     func run() async throws {
         let file = config ?? "/etc/pilot-host/pilot-host.conf"
@@ -84,7 +85,7 @@ struct HostCommand: AsyncParsableCommand {
             ("state-dir", stateDir), ("runtime-dir", runtimeDir), ("registry", registry), ("beacon", beacon),
             ("listen", listen), ("admin-group", adminGroup), ("log-level", logLevel),
             ("handshake-poll", handshakePoll), ("busy-poll", busyPoll),
-            ("admin-token-file", adminTokenFile),
+            ("admin-token-file", adminTokenFile), ("control-connections-per-user", controlConnectionsPerUser),
         ] {
             if let value { try settings.set(key, value) }
         }

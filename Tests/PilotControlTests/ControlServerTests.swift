@@ -11,14 +11,62 @@ final class ControlServerTests: XCTestCase {
     private func startServer(
         _ directory: TemporaryDirectory, policy: AccessPolicy, group: MultiThreadedEventLoopGroup, idle: TimeAmount = .minutes(10)
     ) async throws -> ControlServer {
+        try startServer(directory, gate: AccessGate(policy), group: group, idle: idle)
+    }
+
+    private func startServer(
+        _ directory: TemporaryDirectory, gate: AccessGate, group: MultiThreadedEventLoopGroup, idle: TimeAmount = .minutes(10),
+        limits: ConnectionLimits = ConnectionLimits()
+    ) throws -> ControlServer {
         let server = ControlServer(
-            path: directory.path("c.sock"), policy: { policy }, idleTimeout: idle, logger: Logger(label: "test")
+            path: directory.path("c.sock"), policy: { gate.policy }, idleTimeout: idle, logger: Logger(label: "test")
         ) { peer, request in
             guard request.command == "whoami" else { return .error(ControlFailure(.invalidArgument, "unknown command: \(request.command)")) }
             return .ok(["uid": .integer(Int64(peer.uid)), "pid": .integer(Int64(peer.pid))])
         }
-        try server.start(on: group, mode: 0o666)
+        try server.start(on: group, mode: 0o666, limits: limits)
         return server
+    }
+
+    func testARequestAfterTheGateShutsIsRefusedAndTheConnectionCloses() async throws {
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+        let directory = try TemporaryDirectory(prefix: "pilot-control")
+        defer { directory.remove() }
+        let gate = AccessGate(AccessPolicy(.identity(name: "alice", owner: getuid(), allowedGroups: [])))
+        let server = try startServer(directory, gate: gate, group: group)
+        let session = try ControlSession(path: directory.path("c.sock"))
+        XCTAssertTrue(session.request(command: "whoami").isOK)
+        gate.policy = AccessPolicy(.removed(name: "alice"))
+        let refused = session.request(command: "whoami")
+        guard case .reply(let body) = refused else { return XCTFail("no refusal: \(refused)") }
+        XCTAssertEqual(try JSON(parsing: Array(body.utf8))["code"], "permission_denied")
+        XCTAssertTrue(body.contains("which was deleted"), body)
+        XCTAssertEqual(session.request(command: "whoami"), .closed)
+        session.stop()
+        server.stop()
+        try await group.shutdownGracefully()
+    }
+
+    func testAUserPastItsConnectionLimitIsToldWhyAndItsOthersGoOn() async throws {
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+        let directory = try TemporaryDirectory(prefix: "pilot-control")
+        defer { directory.remove() }
+        let gate = AccessGate(AccessPolicy(.identity(name: "alice", owner: getuid(), allowedGroups: [])))
+        let server = try startServer(directory, gate: gate, group: group, limits: ConnectionLimits(perUser: 2))
+        let first = try ControlSession(path: directory.path("c.sock"))
+        let second = try ControlSession(path: directory.path("c.sock"))
+        XCTAssertTrue(first.request(command: "whoami").isOK)
+        XCTAssertTrue(second.request(command: "whoami").isOK)
+        let third = try ControlSession(path: directory.path("c.sock"))
+        guard case .reply(let body) = third.request(command: "whoami") else { return XCTFail("the third connection got no answer") }
+        XCTAssertEqual(try JSON(parsing: Array(body.utf8))["code"], "unavailable")
+        XCTAssertTrue(first.request(command: "whoami").isOK, "the connections held go on being served")
+        // One closes: its place is free again.
+        first.stop()
+        XCTAssertTrue(ChildProcess.waitUntil(timeout: 5) { (try? ControlSession(path: directory.path("c.sock")))?.request(command: "whoami").isOK == true })
+        for session in [second, third] { session.stop() }
+        server.stop()
+        try await group.shutdownGracefully()
     }
 
     func testOwnerIsServedAndEveryRequestAnswered() async throws {

@@ -14,6 +14,7 @@ final class HostConfigurationTests: XCTestCase {
         XCTAssertEqual(configuration.adminGroup, "pilot-admin")
         XCTAssertEqual(configuration.busyPoll, 50, "the loop busy-polls 50 µs after traffic, while that pays")
         XCTAssertEqual(HostConfiguration().busyPoll, configuration.busyPoll, "the example shows the default")
+        XCTAssertEqual(configuration.connectionLimits.perUser, 64, "the example shows the default")
         // Every key the program knows is documented in the example.
         for key in HostConfiguration.keys { XCTAssertTrue(text.contains("\n\(key) ="), "\(key) missing from the example") }
     }
@@ -38,7 +39,7 @@ final class HostConfigurationTests: XCTestCase {
         XCTAssertThrowsError(try configuration.apply(file: "registry = 1.2.3.4:9000\nregistyr = x", source: "a.conf")) { error in
             XCTAssertEqual(
                 String(describing: error),
-                "a.conf:2: unknown setting registyr (known: state-dir, runtime-dir, registry, beacon, listen, admin-group, log-level, handshake-poll, busy-poll, admin-token-file)")
+                "a.conf:2: unknown setting registyr (known: \(HostConfiguration.keys.joined(separator: ", ")))")
         }
         XCTAssertThrowsError(try configuration.apply(file: "state-dir = var/lib", source: "b.conf")) { error in
             XCTAssertEqual(String(describing: error), "b.conf:1: state-dir = var/lib: must be an absolute path")
@@ -46,7 +47,9 @@ final class HostConfigurationTests: XCTestCase {
         XCTAssertThrowsError(try configuration.apply(file: "just words", source: "c.conf")) { error in
             XCTAssertEqual(String(describing: error), "c.conf:1: expected key = value, got: just words")
         }
-        for (key, value) in [("listen", "0.0.0.0"), ("beacon", ":9001"), ("registry", "h:70000"), ("log-level", "loud"), ("admin-group", "a b"), ("busy-poll", "-1"), ("busy-poll", "1001"), ("admin-token-file", "token")] {
+        for (key, value) in [("listen", "0.0.0.0"), ("beacon", ":9001"), ("registry", "h:70000"), ("log-level", "loud"), ("admin-group", "a b"), ("busy-poll", "-1"), ("busy-poll", "1001"), ("admin-token-file", "token"),
+            ("control-connections-per-user", "0"), ("control-connections-per-user", "many"),
+        ] {
             XCTAssertThrowsError(try configuration.set(key, value), "\(key) = \(value)")
         }
         XCTAssertEqual(configuration, HostConfiguration(), "nothing was applied from bad input")
