@@ -7,9 +7,8 @@ import XCTest
 /// identity, another user, a member of the identity's allowed group, root, and a member of the
 /// admin group. Needs root (useradd, setpriv); skipped with the reason otherwise.
 final class AccessMatrixTests: XCTestCase {
-    private let suffix = String(UInt32.random(in: 0..<0xFFFF), radix: 16)
-    private var users: [String] = []
-    private var groups: [String] = []
+    private var accounts: ThrowawayAccounts!
+    private var suffix: String { accounts.suffix }
     private var directory: TemporaryDirectory!
     private var processes: [ChildProcess] = []
 
@@ -18,24 +17,8 @@ final class AccessMatrixTests: XCTestCase {
     override func tearDown() {
         if (testRun?.totalFailureCount ?? 0) > 0 { for process in processes { print("--- \(process.name)\n\(process.output)") } }
         for process in processes { process.stop() }
-        for user in users { _ = ChildProcess.run("/usr/sbin/userdel", [user]) }
-        for group in groups { _ = ChildProcess.run("/usr/sbin/groupdel", [group]) }
+        accounts?.removeAll()
         directory?.remove()
-    }
-
-    private func make(user: String, groups extra: [String] = []) throws {
-        var arguments = ["--system", "--no-create-home", "--shell", "/usr/sbin/nologin", "--user-group"]
-        if !extra.isEmpty { arguments += ["--groups", extra.joined(separator: ",")] }
-        let result = ChildProcess.run("/usr/sbin/useradd", arguments + [user])
-        guard result.status == 0 else { throw XCTSkip("cannot create test user \(user): \(result.output)") }
-        users.append(user)
-        groups.append(user)
-    }
-
-    private func make(group: String) throws {
-        let result = ChildProcess.run("/usr/sbin/groupadd", ["--system", group])
-        guard result.status == 0 else { throw XCTSkip("cannot create test group \(group): \(result.output)") }
-        groups.append(group)
     }
 
     /// pilotctl as `user` (nil: as root) with that user's groups; returns the reply's status or code.
@@ -50,20 +33,14 @@ final class AccessMatrixTests: XCTestCase {
     }
 
     func testEveryCallerGetsExactlyWhatThePolicySays() throws {
-        guard getuid() == 0 else { throw XCTSkip("needs root to create throwaway users (running as uid \(getuid()))") }
-        guard FileManager.default.isExecutableFile(atPath: "/usr/sbin/useradd") else { throw XCTSkip("useradd is not installed") }
-        let team = "ptteam\(suffix)"
-        let admins = "ptadm\(suffix)"
-        try make(group: team)
-        try make(group: admins)
-        let owner = "ptown\(suffix)"
-        let other = "ptoth\(suffix)"
-        let member = "ptmem\(suffix)"
-        let admin = "ptadmu\(suffix)"
-        try make(user: owner)
-        try make(user: other)
-        try make(user: member, groups: [team])
-        try make(user: admin, groups: [admins])
+        if let reason = ThrowawayAccounts.unavailableReason { throw XCTSkip(reason) }
+        accounts = ThrowawayAccounts()
+        let team = try accounts.group("ptteam")
+        let admins = try accounts.group("ptadm")
+        let owner = try accounts.user("ptown")
+        let other = try accounts.user("ptoth")
+        let member = try accounts.user("ptmem", groups: [team])
+        let admin = try accounts.user("ptadmu", groups: [admins])
 
         directory = try TemporaryDirectory(prefix: "pilot-matrix")
         chmod(directory.url.path, 0o755)
