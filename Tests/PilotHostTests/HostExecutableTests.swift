@@ -23,6 +23,26 @@ final class HostExecutableTests: HostProcessTestCase {
         }
     }
 
+    /// host.db holds identities but the master key is gone: the start fails saying that the key
+    /// was missing and just created, and the key it created is removed again (the next start
+    /// says the same, not "does not open with this master key").
+    func testAMissingMasterKeyIsNamedAsJustCreatedAndNotLeftBehind() throws {
+        let state = directory.path("state")
+        try FileManager.default.createDirectory(atPath: state, withIntermediateDirectories: true)
+        let otherKeys = try IdentityKeys(masterKey: SecretBox.generateKey())
+        try HostStore(path: state + "/host.db").create(
+            IdentityRecord(name: "alice", sealedKey: otherKeys.seal(try Ed25519PrivateKey()), ownerUID: 0, createdAt: 0))
+        for _ in 0..<2 {
+            let result = ChildProcess.run(
+                bin.appendingPathComponent("pilot-host").path,
+                ["--state-dir", state, "--runtime-dir", runtime, "--listen", "127.0.0.1:0", "--registry", "127.0.0.1:1"], timeout: 20)
+            XCTAssertNotEqual(result.status, 0)
+            XCTAssertTrue(result.output.contains("no master key was found at \(state)/master-key"), result.output)
+            XCTAssertTrue(result.output.contains("just created"), result.output)
+            XCTAssertFalse(FileManager.default.fileExists(atPath: state + "/master-key"), "the key made for nothing is removed")
+        }
+    }
+
     func testAdminCreatesIdentitiesThatKeepTheirAddressesAcrossARestart() throws {
         let registryPort = try startRendezvous()
         let host = try startHost(registryPort: registryPort, generation: 1)
