@@ -172,6 +172,8 @@ actor DataPlane {
         let (host, port) = try Host.split(listen)
         listenHost = host
         let bound = try await fabric.bind(host: host, port: port)
+        // `listen` may leave the port to the kernel (0): registered is the port it gave.
+        if let boundPort = bound.address.port { await pool.useSharedAddress("\(host):\(boundPort)") }
         logger.info("tunnel socket", metadata: ["address": "\(bound.address)"])
     }
 

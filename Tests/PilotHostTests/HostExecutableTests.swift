@@ -181,6 +181,22 @@ extension HostExecutableTests {
         }, "\(String(describing: ctl(0, ["trust", "--identity", "alice"])))")
     }
 
+    /// `--listen 127.0.0.1:0`: identities are registered with the port the kernel gave the
+    /// socket, so a peer that resolves one through the registry can reach it.
+    func testAListenPortOfZeroRegistersThePortTheSocketGot() throws {
+        let registryPort = try startRendezvous()
+        let (host, zero) = try startHost(0, registryPort: registryPort, listen: "127.0.0.1:0")
+        let line = host.output.split(separator: "\n").first { $0.contains("tunnel socket") }
+        let port = try XCTUnwrap(line.flatMap { $0.split(separator: ":").last.flatMap { Int($0.prefix { $0.isNumber }) } }, host.output)
+        XCTAssertNotEqual(port, 0)
+        let alice = try XCTUnwrap(ctl(zero, ["identity", "create", "alice"])?["data"]?["node_id"]?.integerValue)
+        // What the registry hands out to peers allowed to resolve alice (she is private, so
+        // `lookup` would hide it): its own record.
+        let registry = try Database(path: directory.path("rendezvous") + "/registry.db")
+        let endpoint = try registry.rows("SELECT real_addr FROM node WHERE id = ?", [.integer(alice)]).first?.first?.text
+        XCTAssertEqual(endpoint, "127.0.0.1:\(port)")
+    }
+
     /// A host whose open-file limit cannot be raised (as LimitNOFILE= too low, without
     /// CAP_SYS_RESOURCE): past the limit, identity.create is refused with a clear error and leaves
     /// nothing behind, while the admin socket and every existing identity keep being served.
