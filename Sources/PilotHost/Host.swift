@@ -85,6 +85,7 @@ public final class Host: Sendable {
                 "limit": "\(limit)", "needed": "\(needed)"])
         }
         await dataPlane.wireTrust()
+        await dataPlane.restPrivateIdentities()
         if activated.tunnels.isEmpty {
             do { try await dataPlane.start(listen: configuration.listen) } catch {
                 throw ConfigurationError.invalidValue(key: "listen", value: configuration.listen, reason: "cannot bind the tunnel socket: \(error)")

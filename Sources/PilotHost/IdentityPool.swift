@@ -112,6 +112,22 @@ public actor IdentityPool {
 
     public func trust(of name: String, peer: UInt32) -> TrustRecord? { trusts[name]?[peer] }
 
+    /// The peers `name` has business with: trust entries not rejected (what it is related to on
+    /// the fabric once it joins).
+    public func relatedPeers(of name: String) -> Set<UInt32> {
+        Set((trusts[name] ?? [:]).values.filter { $0.state != .rejected }.map(\.peerNode))
+    }
+
+    /// Each private identity with peers it has business with, by node id: what the fabric needs
+    /// to join it when one of them calls before it has joined.
+    public var privateRelations: [(local: UInt32, remotes: Set<UInt32>)] {
+        records.values.compactMap { record in
+            guard !record.isPublic, record.nodeID != 0 else { return nil }
+            let peers = relatedPeers(of: record.name)
+            return peers.isEmpty ? nil : (record.nodeID, peers)
+        }
+    }
+
     /// Stores `record` for `name` (durable when this returns).
     public func setTrust(_ record: TrustRecord, for name: String) throws {
         guard records[name] != nil else { throw PoolError.notFound(name) }

@@ -197,6 +197,53 @@ extension HostExecutableTests {
         XCTAssertEqual(endpoint, "127.0.0.1:\(port)")
     }
 
+    /// After a restart every private identity is reachable before its owner uses it: a peer it
+    /// trusts sends it a message, both when the peer still holds a session from before the
+    /// restart (its frames no longer open) and when it never talked to it (a fresh key
+    /// exchange); the messages arrive although nobody used either identity on this host.
+    func testAPrivateIdentityIsReachableAfterARestartBeforeItsOwnerUsesIt() throws {
+        let registryPort = try startRendezvous()
+        let extra = ["--handshake-poll", "1", "--beacon", "127.0.0.1:1"]
+        let listen = "127.0.0.1:\(try LoopbackSocket.freePort())"
+        var (restarting, here) = try startHost(0, registryPort: registryPort, listen: listen, extra: extra)
+        let other = try startHost(1, registryPort: registryPort, listen: "127.0.0.1:\(try LoopbackSocket.freePort())", extra: extra).runtime
+        let alice = try XCTUnwrap(ctl(here, ["identity", "create", "alice"])?["data"]?["node_id"]?.integerValue)
+        let carol = try XCTUnwrap(ctl(here, ["identity", "create", "carol"])?["data"]?["node_id"]?.integerValue)
+        let bob = try XCTUnwrap(ctl(other, ["identity", "create", "bob"])?["data"]?["node_id"]?.integerValue)
+        try trustThroughTheRegistry(asker: (other, "bob", bob), target: (here, "alice", alice))
+        try trustThroughTheRegistry(asker: (other, "bob", bob), target: (here, "carol", carol))
+        XCTAssertEqual(ctl(other, ["send-message", "\(alice)", "--data", "before", "--identity", "bob"])?["data"]?["ack"], "ACK TEXT 6 bytes")
+
+        restarting.stop()
+        (restarting, here) = try startHost(0, registryPort: registryPort, listen: listen, extra: extra, generation: 2)
+        for (node, text) in [(alice, "after the restart"), (carol, "first words")] {
+            let started = Date()
+            let sent = ctl(other, ["send-message", "\(node)", "--data", text, "--identity", "bob"])
+            XCTAssertEqual(sent?["data"]?["ack"], .string("ACK TEXT \(text.utf8.count) bytes"), "to \(node): \(String(describing: sent))\n\(restarting.output.suffix(3000))")
+            print("send-message to \(node) acknowledged in \(String(format: "%.3f", Date().timeIntervalSince(started))) s")
+        }
+        for line in restarting.output.split(separator: "\n") where line.contains("resting identity joined") { print(line) }
+        let inboxes = ["alice", "carol"].map { name in
+            (ctl(here, ["inbox", "--identity", name])?["data"]?["messages"]?.arrayValue ?? []).compactMap { $0["data"]?.stringValue }
+        }
+        XCTAssertEqual(inboxes, [["before", "after the restart"], ["first words"]])
+    }
+
+    /// `asker` (private, on the host with runtime `asker.runtime`) asks private `target` for
+    /// trust: neither can resolve the other, so it goes through the registry (the hosts poll
+    /// it); the target approves; returns when the asker trusts the target.
+    func trustThroughTheRegistry(asker: (runtime: String, name: String, node: Int64), target: (runtime: String, name: String, node: Int64)) throws {
+        let asked = ctl(asker.runtime, ["handshake", "\(target.node)", "let me in", "--identity", asker.name])
+        XCTAssertEqual(asked?["data"]?["status"], "sent", "\(String(describing: asked))")
+        guard ChildProcess.waitUntil(timeout: 15, {
+            ctl(target.runtime, ["pending", "--identity", target.name])?["data"]?["pending"]?.arrayValue?.contains { $0["node_id"]?.integerValue == asker.node } == true
+        }) else { throw HostTestError("\(target.name) never saw the request of \(asker.name)") }
+        XCTAssertEqual(ctl(target.runtime, ["approve", "\(asker.node)", "--identity", target.name])?["data"]?["status"], "approved")
+        guard ChildProcess.waitUntil(timeout: 15, {
+            ctl(asker.runtime, ["trust", "--identity", asker.name])?["data"]?["trusted"]?.arrayValue?.contains { $0["node_id"]?.integerValue == target.node } == true
+        }) else { throw HostTestError("\(asker.name) never learnt that \(target.name) approved") }
+    }
+
     /// A host whose open-file limit cannot be raised (as LimitNOFILE= too low, without
     /// CAP_SYS_RESOURCE): past the limit, identity.create is refused with a clear error and leaves
     /// nothing behind, while the admin socket and every existing identity keep being served.
