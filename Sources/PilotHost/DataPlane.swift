@@ -313,7 +313,8 @@ actor DataPlane {
         }
     }
 
-    /// Joins every public identity, so strangers can reach them; the rest join on first use.
+    /// Joins every public identity, so strangers can reach them; the others rest until first used
+    /// or called by a peer (`restPrivateIdentities`).
     func joinPublicIdentities() async {
         for record in await pool.all where record.isPublic {
             do { try await join(record.name) } catch {
