@@ -559,6 +559,33 @@ extension TunnelTableTests {
         b.rest(2, relatedTo: [])
         XCTAssertEqual(b.receive(fromPeer, from: endpointA, socket: 0, now: now + .seconds(8)), [])
     }
+
+    /// A key exchange the beacon relays to a resting identity by name (0x09) wakes it, and the
+    /// answer goes back through the beacon; one for a node of no one here is misrouted.
+    func testAnExchangeRelayedByTheBeaconToARestingIdentityWakesIt() throws {
+        let nodes = try make(1, 2)
+        let beacon = try SocketAddress(ipAddress: "127.0.0.1", port: 9001)
+        let b = TunnelTable()
+        b.useBeacon(beacon)
+        b.rest(2, relatedTo: [1])
+        let pila = try XCTUnwrap(try TunnelFrameBytes.pila(of: nodes[0].identity, sendingTo: b, endpoint: endpointB, now: now))
+        let elsewhere = try BeaconMessage.relayDeliverTo(source: 1, destination: 3, frame: pila[...]).encoded()
+        XCTAssertEqual(b.receive(elsewhere, from: beacon, socket: 0, now: now), [])
+        XCTAssertEqual(b.counters.misrouted, 1)
+        let relayed = try BeaconMessage.relayDeliverTo(source: 1, destination: 2, frame: pila[...]).encoded()
+        XCTAssertEqual(b.receive(relayed, from: beacon, socket: 0, now: now), [.wake(local: 2), .lookUpKey(1)])
+        XCTAssertEqual(b.keyLookedUp(1, key: registry[1], now: now).filter { if case .send = $0 { true } else { false } }, [])
+
+        b.add(nodes[1].identity)
+        b.relate(local: 2, remote: 1)
+        let answer = b.woke(2, now: now)
+        guard case let .send(bytes, to, _)? = answer.first, answer.count == 1,
+            case let .relay(source, destination, frame)? = try? BeaconMessage(decoding: bytes[...])
+        else { return XCTFail("\(answer)") }
+        XCTAssertEqual(to, beacon)
+        XCTAssertEqual([source, destination], [2, 1])
+        XCTAssertEqual(Array(frame.prefix(4)), Array("PILA".utf8))
+    }
 }
 
 enum TunnelFrameBytes {
