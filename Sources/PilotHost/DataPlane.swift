@@ -11,9 +11,12 @@ import PilotWire
 /// pilot-host's side of PilotNet: the fabric on the `listen` socket, and each identity on it.
 ///
 /// An identity joins the fabric when it first uses the network (its key is unsealed and its
-/// X25519 key made then, not at start: a cold start with 100,000 identities touches none).
-/// A public identity accepts key exchanges from strangers, so it gets a UDP socket of its own
-/// (on the listen host, any free port) and is registered with that address.
+/// X25519 key made then, not at start: a cold start with 100,000 identities touches none), or
+/// when a peer it has business with calls: until then a private identity rests on the fabric
+/// with the node ids of those peers (`restPrivateIdentities`), and a key exchange from one of
+/// them joins it and is answered then. A public identity accepts key exchanges from strangers,
+/// so it gets a UDP socket of its own (on the listen host, any free port) and is registered
+/// with that address.
 actor DataPlane {
     let fabric: Fabric
     let trust: TrustService
@@ -88,6 +91,34 @@ actor DataPlane {
                 let trusted = await self.pool.trust(of: name, peer: peer)?.state == .trusted
                 try? await self.fabric.setTrusted(local: identity.node, remote: peer, trusted)
             })
+    }
+
+    /// Puts every private identity at rest on the fabric with the peers it has business with
+    /// (its trust table): one of them calling joins it at once, so it is reachable from the
+    /// start without a join per identity (public identities join after registration).
+    func restPrivateIdentities() async {
+        do {
+            try await fabric.onWake { [weak self] node in
+                // On the loop: the join (the pool's actor, a key to unseal) runs as a task.
+                guard let self else { return }
+                Task { await self.wake(node) }
+            }
+            try await fabric.rest(await pool.privateRelations)
+        } catch {
+            logger.error("identities not put at rest: they join when first used", metadata: ["error": "\(error)"])
+        }
+    }
+
+    /// A peer wants resting identity `node`: it joins (and `joinNow` answers the peer).
+    private func wake(_ node: UInt32) async {
+        guard let record = await pool.identity(withNode: node) else {
+            // Deleted while resting.
+            try? await fabric.rest([(node, [])])
+            return
+        }
+        do { try await join(record.name) } catch {
+            logger.error("cannot put identity on the network for a peer", metadata: ["PILOT_IDENTITY": "\(record.name)", "error": "\(error)"])
+        }
     }
 
     /// A handshake message to `peer`'s port 444, alone on its stream (1.18 reads one segment).
@@ -172,6 +203,8 @@ actor DataPlane {
         let (host, port) = try Host.split(listen)
         listenHost = host
         let bound = try await fabric.bind(host: host, port: port)
+        // `listen` may leave the port to the kernel (0): registered is the port it gave.
+        if let boundPort = bound.address.port { await pool.useSharedAddress("\(host):\(boundPort)") }
         logger.info("tunnel socket", metadata: ["address": "\(bound.address)"])
     }
 
@@ -242,6 +275,8 @@ actor DataPlane {
             ownSockets[identity.node] = ownSocket
             if let beacon { try? await fabric.sendBeacon([.discover(node: identity.node)], to: beacon, socket: ownSocket) }
         }
+        // Related now: it rests no more, and a peer that woke it is answered.
+        try? await fabric.woke(identity.node)
         return identity
     }
 
@@ -272,9 +307,14 @@ actor DataPlane {
         guard let identity = joined.removeValue(forKey: name) else { return }
         ownSockets[identity.node] = nil
         try? await fabric.remove(identity.node)
+        // Made private: it rests, so the peers it trusts still reach it before it is used.
+        if let record = await pool.identity(named: name), !record.isPublic {
+            try? await fabric.rest([(identity.node, await pool.relatedPeers(of: name))])
+        }
     }
 
-    /// Joins every public identity, so strangers can reach them; the rest join on first use.
+    /// Joins every public identity, so strangers can reach them; the others rest until first used
+    /// or called by a peer (`restPrivateIdentities`).
     func joinPublicIdentities() async {
         for record in await pool.all where record.isPublic {
             do { try await join(record.name) } catch {

@@ -58,7 +58,17 @@ public final class Host: Sendable {
         registry = RegistryClient(host: registryHost, port: registryPort, group: group)
         listeners = try ControlListeners(group: group, limits: configuration.connectionLimits, logger: logger)
         pool = IdentityPool(store: store, keys: try IdentityKeys(masterKey: master), registry: registry, listenAddress: configuration.listen)
-        try await pool.load()
+        do {
+            try await pool.load()
+        } catch let error as PoolError {
+            // A key made a moment ago cannot open what host.db holds: the real one is missing.
+            // Left in place, it would make every later start blame a wrong key instead.
+            if case .unreadableKey(let name, _) = error, case .created(let path) = source {
+                unlink(path)
+                throw MasterKeyError.missing(path: path, identity: name)
+            }
+            throw error
+        }
         let fabric = Fabric(
             group: group, directory: RegistryDirectory(registry: registry), busyPoll: .microseconds(Int64(configuration.busyPoll)), logger: logger)
         let adminToken = try AdminToken.load(configuration.adminTokenFile, logger: logger)
@@ -77,6 +87,7 @@ public final class Host: Sendable {
                 "limit": "\(limit)", "needed": "\(needed)"])
         }
         await dataPlane.wireTrust()
+        await dataPlane.restPrivateIdentities()
         if activated.tunnels.isEmpty {
             do { try await dataPlane.start(listen: configuration.listen) } catch {
                 throw ConfigurationError.invalidValue(key: "listen", value: configuration.listen, reason: "cannot bind the tunnel socket: \(error)")

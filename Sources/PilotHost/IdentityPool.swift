@@ -7,7 +7,8 @@ public import PilotWire
 /// and kept), and their registration with the registry (one shared `RegistryClient`).
 ///
 /// Creating an identity registers it first and stores it second, in one transaction: a crash in
-/// between leaves at most a key the registry knows and nobody holds, never a half-made identity.
+/// between leaves at most a key the registry knows and nobody holds, never a half-made identity;
+/// a store that fails (a full disk) has the registration taken back.
 ///
 /// Loading reads the rows only: unsealing 100,000 keys (each a scalar multiplication) would add
 /// seconds to a cold start, so a key is opened when it first signs, and the whole pool is walked
@@ -110,6 +111,22 @@ public actor IdentityPool {
     }
 
     public func trust(of name: String, peer: UInt32) -> TrustRecord? { trusts[name]?[peer] }
+
+    /// The peers `name` has business with: trust entries not rejected (what it is related to on
+    /// the fabric once it joins).
+    public func relatedPeers(of name: String) -> Set<UInt32> {
+        Set((trusts[name] ?? [:]).values.filter { $0.state != .rejected }.map(\.peerNode))
+    }
+
+    /// Each private identity with peers it has business with, by node id: what the fabric needs
+    /// to join it when one of them calls before it has joined.
+    public var privateRelations: [(local: UInt32, remotes: Set<UInt32>)] {
+        records.values.compactMap { record in
+            guard !record.isPublic, record.nodeID != 0 else { return nil }
+            let peers = relatedPeers(of: record.name)
+            return peers.isEmpty ? nil : (record.nodeID, peers)
+        }
+    }
 
     /// Stores `record` for `name` (durable when this returns).
     public func setTrust(_ record: TrustRecord, for name: String) throws {
@@ -224,23 +241,31 @@ public actor IdentityPool {
         guard records[name] == nil else { throw PoolError.exists(name) }
         let key = try Ed25519PrivateKey()
         let node = try await register(key)
-        if let hostname = request.hostname {
-            try await signed(key, "set_hostname", "set_hostname:\(node)", ["node_id": .integer(Int64(node)), "hostname": .string(hostname)])
-        }
-        if !request.tags.isEmpty {
-            try await signed(key, "set_tags", "set_tags:\(node)", ["node_id": .integer(Int64(node)), "tags": .array(request.tags.map(JSON.string))])
-        }
-        if request.isPublic {
-            try await signed(key, "set_visibility", "set_visibility:\(node)", ["node_id": .integer(Int64(node)), "public": true])
-        }
-        let record = IdentityRecord(
-            name: name, nodeID: node, sealedKey: keys.seal(key), hostname: request.hostname, tags: request.tags,
-            isPublic: request.isPublic, ownerUID: request.owner, allowedGIDs: request.groups,
-            createdAt: Int64(Date().timeIntervalSince1970), isEphemeral: request.isEphemeral,
-            autoApprove: request.autoApprove)
-        // A name taken by a concurrent create shows up here as a constraint error.
-        do { try store.create(record) } catch let error as StoreError where error.isConstraintViolation {
-            throw PoolError.exists(name)
+        let record: IdentityRecord
+        do {
+            if let hostname = request.hostname {
+                try await signed(key, "set_hostname", "set_hostname:\(node)", ["node_id": .integer(Int64(node)), "hostname": .string(hostname)])
+            }
+            if !request.tags.isEmpty {
+                try await signed(key, "set_tags", "set_tags:\(node)", ["node_id": .integer(Int64(node)), "tags": .array(request.tags.map(JSON.string))])
+            }
+            if request.isPublic {
+                try await signed(key, "set_visibility", "set_visibility:\(node)", ["node_id": .integer(Int64(node)), "public": true])
+            }
+            record = IdentityRecord(
+                name: name, nodeID: node, sealedKey: keys.seal(key), hostname: request.hostname, tags: request.tags,
+                isPublic: request.isPublic, ownerUID: request.owner, allowedGIDs: request.groups,
+                createdAt: Int64(Date().timeIntervalSince1970), isEphemeral: request.isEphemeral,
+                autoApprove: request.autoApprove)
+            // A name taken by a concurrent create shows up here as a constraint error.
+            do { try store.create(record) } catch let error as StoreError where error.isConstraintViolation {
+                throw PoolError.exists(name)
+            }
+        } catch {
+            // Registered but not stored (a full disk, a name taken underneath): nobody will hold
+            // this key, and the registry would keep its hostname claimed until it reaps the node.
+            await deregister(key, node: node)
+            throw error
         }
         records[name] = record
         namesByNode[record.nodeID] = name
@@ -252,9 +277,7 @@ public actor IdentityPool {
     public func delete(name: String) async throws {
         guard let record = records[name] else { throw PoolError.notFound(name) }
         let node = record.nodeID
-        if let key = try? key(name) {
-            _ = try? await registry.send(signedMessage(key, "deregister", "deregister:\(node)", ["node_id": .integer(Int64(node))]))
-        }
+        if let key = try? key(name) { await deregister(key, node: node) }
         try store.delete(name: name)
         if namesByNode[node] == name { namesByNode[node] = nil }
         records[name] = nil
@@ -405,6 +428,11 @@ public actor IdentityPool {
             throw PoolError.registry(reply["error"]?.stringValue ?? "unexpected reply \(reply.type)")
         }
         return try reply.nodeID("node_id")
+    }
+
+    /// Best effort: an unreachable registry reaps the node anyway.
+    private func deregister(_ key: Ed25519PrivateKey, node: UInt32) async {
+        _ = try? await registry.send(signedMessage(key, "deregister", "deregister:\(node)", ["node_id": .integer(Int64(node))]))
     }
 
     private func registration(_ key: Ed25519PrivateKey, listenAddress: String) -> RegistryMessage {

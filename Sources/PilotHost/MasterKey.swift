@@ -40,3 +40,21 @@ public enum MasterKey {
         return key
     }
 }
+
+/// Why the master key cannot serve `host.db`.
+public enum MasterKeyError: Error, Equatable, CustomStringConvertible {
+    /// No master key was found, so one was created at `path`, but host.db holds identities
+    /// (`identity` among them) sealed under another; the created key has been removed again.
+    case missing(path: String, identity: String)
+
+    public var description: String {
+        switch self {
+        case let .missing(path, identity):
+            """
+            no master key was found at \(path), so a new one was just created, but host.db holds identities \
+            sealed under another master key (\(identity) among them); the new key was removed again: put the \
+            original master key back at \(path) or in the systemd credential master-key
+            """
+        }
+    }
+}

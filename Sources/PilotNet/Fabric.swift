@@ -21,6 +21,9 @@ public final class Fabric: Sendable {
     /// discover replies), with the socket they came in on, on the fabric's event loop: return
     /// quickly. Only those from the beacon's address (`useBeacon`) get here.
     public typealias BeaconReceiver = @Sendable (BeaconMessage, _ socket: Int) -> Void
+    /// Receives the node id of a resting identity (see `rest`) that a peer wants, on the
+    /// fabric's event loop: return at once; add the identity, relate it, then call `woke`.
+    public typealias WakeReceiver = @Sendable (UInt32) -> Void
 
     private let loop: any EventLoop
     private let directory: any PeerDirectory
@@ -48,6 +51,9 @@ public final class Fabric: Sendable {
         var nextSocket = 0
         var receivers: [UInt32: Receiver] = [:]
         var beaconReceiver: BeaconReceiver?
+        var wakeReceiver: WakeReceiver?
+        /// When each resting identity was asked for: the time to its answer is logged.
+        var wakesAsked: [UInt32: NIODeadline] = [:]
         var ticker: RepeatedTask?
         var streamTicker: RepeatedTask?
         let streams = StreamTable()
@@ -229,6 +235,35 @@ public final class Fabric: Sendable {
     /// none).
     public func onBeaconMessage(_ receiver: BeaconReceiver?) async throws {
         try await loop.submit { [state] in state.value.beaconReceiver = receiver }.get()
+    }
+
+    /// Hands the node ids of resting identities that peers want to `receiver` (one receiver;
+    /// nil: none, and such frames are dropped).
+    public func onWake(_ receiver: WakeReceiver?) async throws {
+        try await loop.submit { [state] in state.value.wakeReceiver = receiver }.get()
+    }
+
+    /// Identities not on the fabric (not added: they join when first needed), each with the
+    /// remote nodes it has business with: a key exchange, or a frame of a session from before
+    /// a restart, from one of those asks for it (`onWake`) instead of being dropped. An empty
+    /// set forgets the identity.
+    public func rest(_ identities: [(local: UInt32, remotes: Set<UInt32>)]) async throws {
+        try await loop.submit { [state] in
+            for (local, remotes) in identities { state.value.table.rest(local, relatedTo: remotes) }
+        }.get()
+    }
+
+    /// `node` has been added and related (woken, or joined for its own use): it rests no more,
+    /// and the frames that asked for it are answered now.
+    public func woke(_ node: UInt32) async throws {
+        try await loop.submit { [self, state] in
+            let state = state.value
+            perform(state.table.woke(node, now: .now()))
+            if let asked = state.wakesAsked.removeValue(forKey: node) {
+                logger.info("resting identity joined for a peer and answered", metadata: [
+                    "PILOT_NODE": "\(node)", "microseconds": "\((NIODeadline.now() - asked).nanoseconds / 1000)"])
+            }
+        }.get()
     }
 
     /// Sends `messages` to the beacon at `endpoint` from socket `socket` (0: the shared one),
@@ -795,6 +830,9 @@ public final class Fabric: Sendable {
                 logger.info(relayed ? "relaying through the beacon" : "direct path", metadata: ["PILOT_PEER": "\(remote)"])
             case let .fromBeacon(message, socket):
                 state.beaconReceiver?(message, socket)
+            case .wake(let local):
+                state.wakesAsked[local] = .now()
+                state.wakeReceiver?(local)
             }
         }
     }

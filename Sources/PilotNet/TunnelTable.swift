@@ -18,6 +18,9 @@ public enum TunnelAction: Sendable, Equatable {
     /// A message from the beacon that is not for the table (a poke, a discover reply), which
     /// came in on socket `socket`.
     case fromBeacon(BeaconMessage, socket: Int)
+    /// Resting identity `local` (see `rest`) is wanted by a node it has business with: add it,
+    /// relate it, then call `woke`, which takes again the frames that asked for it.
+    case wake(local: UInt32)
 }
 
 /// Why a packet could not be sent.
@@ -74,6 +77,8 @@ public struct TunnelCounters: Sendable, Equatable {
     /// Direct paths given up for the beacon because the remote fell silent on them (1.18's
     /// blackhole rule).
     public var blackholes = 0
+    /// Resting identities asked to join because a node they have business with sent a frame.
+    public var wakes = 0
 
     public init() {}
 }
@@ -139,6 +144,10 @@ public final class TunnelTable {
         /// whose SYNs go unanswered (three within the silence).
         public var blackholeWrites = 3
         public var blackholeSilence: TimeAmount = .seconds(8)
+        /// How long frames for a resting identity are held while it joins (a join takes about
+        /// a millisecond), and after which it is asked for again (the join failed). Shorter than
+        /// the 4 s after which a peer sends its exchange again, so that one asks anew.
+        public var wakeWait: TimeAmount = .seconds(3)
         public init() {}
     }
 
@@ -173,6 +182,15 @@ public final class TunnelTable {
     /// same PILA on two sockets is for two different identities).
     private var awaitingKey: [UInt32: [Int: (AuthenticatedKeyExchange, Path)]] = [:]
     private var lastNoSessionAnswer: [Pair: NIODeadline] = [:]
+    /// Identities of the host not added yet (they join when first needed), by the remote nodes
+    /// each has business with, and those remotes by identity.
+    private var resting: [UInt32: Set<UInt32>] = [:]
+    private var restingRelations: [UInt32: Set<UInt32>] = [:]
+    /// Resting identities asked to join, and when.
+    private var waking: [UInt32: NIODeadline] = [:]
+    /// Frames from each remote that asked for a resting identity, taken again when it has joined.
+    private var held: [UInt32: [(frame: TunnelFrame, arrival: Path, at: NIODeadline)]] = [:]
+    static let heldFramesPerRemote = 4
 
     public init(timing: Timing = Timing()) {
         self.timing = timing
@@ -231,6 +249,53 @@ public final class TunnelTable {
         if related[remote]?.isEmpty == true { related[remote] = nil }
     }
 
+    /// `local` is an identity of the host not added (it has not joined), with business (trust,
+    /// a handshake under way) with `remotes`: a key exchange or a frame no session opens from
+    /// one of them asks for it (`wake`) instead of being dropped. An empty set forgets it.
+    public func rest(_ local: UInt32, relatedTo remotes: Set<UInt32>) {
+        for remote in restingRelations.removeValue(forKey: local) ?? [] {
+            resting[remote]?.remove(local)
+            if resting[remote]?.isEmpty == true { resting[remote] = nil }
+        }
+        guard !remotes.isEmpty else { return }
+        restingRelations[local] = remotes
+        for remote in remotes { resting[remote, default: []].insert(local) }
+    }
+
+    /// `local` was added and related after a `wake`: it rests no more, and the frames held for
+    /// it are taken again (answered now, not at the remote's next retransmission).
+    public func woke(_ local: UInt32, now: NIODeadline) -> [TunnelAction] {
+        let remotes = restingRelations[local] ?? []
+        rest(local, relatedTo: [])
+        waking[local] = nil
+        var actions: [TunnelAction] = []
+        for remote in remotes.sorted() {
+            // Taken out first: taken again, they are held anew for identities still asleep.
+            for frame in held.removeValue(forKey: remote) ?? [] where now - frame.at < timing.wakeWait {
+                actions += dispatch(frame.frame, arrival: frame.arrival, now: now)
+            }
+        }
+        return actions
+    }
+
+    /// Asks the resting identities related to `remote` to join (each once per `wakeWait`) and
+    /// holds `frame` for them (the latest few per remote); `held` is false when none rests.
+    private func wakeResting(for remote: UInt32, holding frame: TunnelFrame, arrival: Path, now: NIODeadline) -> (held: Bool, actions: [TunnelAction]) {
+        // Added but not yet related (`woke` not yet called) counts as asleep: the frame would be lost.
+        guard let asleep = resting[remote]?.filter({ identities[$0] == nil || waking[$0] != nil }), !asleep.isEmpty else { return (false, []) }
+        var frames = held[remote] ?? []
+        if frames.count >= Self.heldFramesPerRemote { frames.removeFirst() }
+        frames.append((frame, arrival, now))
+        held[remote] = frames
+        var actions: [TunnelAction] = []
+        for local in asleep.sorted() where identities[local] == nil && (waking[local].map { now - $0 >= timing.wakeWait } ?? true) {
+            waking[local] = now
+            counters.wakes += 1
+            actions.append(.wake(local: local))
+        }
+        return (true, actions)
+    }
+
     /// The identity with node id `node`, if it was added.
     public func identity(_ node: UInt32) -> TunnelIdentity? { identities[node] }
 
@@ -275,19 +340,22 @@ public final class TunnelTable {
             return []
         }
         switch frame {
-        case .encrypted(let encrypted): return receive(encrypted, arrival: arrival, now: now)
-        case .authenticatedKeyExchange(let exchange):
-            counters.keyExchangesIn += 1
-            return receive(exchange, arrival: arrival, now: now)
-        case .keyExchange(let request):
-            counters.keyRequestsIn += 1
-            return answerKeyRequest(from: request.node, arrival: arrival, now: now)
-        case .plaintext:
-            counters.plaintextDropped += 1
-            return []
-        case .punch:
-            counters.punches += 1
-            return []
+        case .authenticatedKeyExchange: counters.keyExchangesIn += 1
+        case .keyExchange: counters.keyRequestsIn += 1
+        case .plaintext: counters.plaintextDropped += 1
+        case .punch: counters.punches += 1
+        case .encrypted: break
+        }
+        return dispatch(frame, arrival: arrival, now: now)
+    }
+
+    /// A decoded frame to what handles its kind (PILT is ignored, as 1.18 with encryption on).
+    private func dispatch(_ frame: TunnelFrame, arrival: Path, now: NIODeadline) -> [TunnelAction] {
+        switch frame {
+        case .encrypted(let encrypted): receive(encrypted, arrival: arrival, now: now)
+        case .authenticatedKeyExchange(let exchange): receive(exchange, arrival: arrival, now: now)
+        case .keyExchange(let request): answerKeyRequest(request, arrival: arrival, now: now)
+        case .plaintext, .punch: []
         }
     }
 
@@ -305,7 +373,7 @@ public final class TunnelTable {
             counters.relayedIn += 1
             return receive(frame: frame, arrival: arrival, relayedFrom: source, now: now)
         case let .relayDeliverTo(source, destination, frame):
-            guard identities[destination] != nil else {
+            guard identities[destination] != nil || restingRelations[destination] != nil else {
                 counters.misrouted += 1
                 return []
             }
@@ -361,10 +429,17 @@ public final class TunnelTable {
     }
 
     private func receive(_ exchange: AuthenticatedKeyExchange, arrival: Path, now: NIODeadline) -> [TunnelAction] {
-        guard !recipients(of: exchange.node, socket: arrival.socket).isEmpty else {
+        let woken = wakeResting(for: exchange.node, holding: .authenticatedKeyExchange(exchange), arrival: arrival, now: now)
+        guard !recipients(of: exchange.node, socket: arrival.socket).isEmpty || woken.held else {
             counters.unsolicited += 1
             return []
         }
+        // A held exchange has its sender's key looked up now: it is at hand when the exchange
+        // is taken again.
+        return woken.actions + verify(exchange, arrival: arrival, now: now)
+    }
+
+    private func verify(_ exchange: AuthenticatedKeyExchange, arrival: Path, now: NIODeadline) -> [TunnelAction] {
         if let known = signingKeys[exchange.node] {
             // A PILA with another key than the registry's: the node may have rotated its key.
             // Fetch it again, but not more than once per negative-cache period.
@@ -449,11 +524,13 @@ public final class TunnelTable {
         return actions
     }
 
-    private func answerKeyRequest(from remote: UInt32, arrival: Path, now: NIODeadline) -> [TunnelAction] {
+    private func answerKeyRequest(_ request: KeyExchange, arrival: Path, now: NIODeadline) -> [TunnelAction] {
+        let remote = request.node
+        let woken = wakeResting(for: remote, holding: .keyExchange(request), arrival: arrival, now: now)
         let locals = recipients(of: remote, socket: arrival.socket)
         guard !locals.isEmpty else {
-            counters.unsolicited += 1
-            return []
+            if !woken.held { counters.unsolicited += 1 }
+            return woken.actions
         }
         // A PILK installs nothing (it is unauthenticated): it asks for our PILA.
         var actions: [TunnelAction] = []
@@ -466,7 +543,7 @@ public final class TunnelTable {
             // Unauthenticated: it changes no path; the answer goes back the way it came.
             actions += emit(identity.authenticatedExchange, reply(arrival, for: remote), local: local, remote: remote)
         }
-        return actions
+        return woken.actions + actions
     }
 
     /// Where an answer to something that arrived by `arrival` from `remote` goes.
@@ -492,7 +569,9 @@ public final class TunnelTable {
             }
         }
         guard let (tunnel, plaintext) = opened else {
-            return undecryptable(from: remote, arrival: arrival, now: now)
+            // The remote may hold a session from before a restart with an identity resting now.
+            let woken = wakeResting(for: remote, holding: .encrypted(frame), arrival: arrival, now: now)
+            return woken.actions + undecryptable(from: remote, arrival: arrival, now: now)
         }
         guard tunnel.window.accept(prefix: epoch.prefix, counter: frame.nonce.counter) == .accepted else {
             counters.replayed += 1
@@ -675,6 +754,13 @@ public final class TunnelTable {
         }
         actions += giveUpSilentDirectPaths(now: now)
         actions += probeDirectPaths(now: now)
+        // A join that did not come back within the wait: its frames are dropped (the remote
+        // sends again), and the next frame asks again.
+        for (remote, frames) in held {
+            let fresh = frames.filter { now - $0.at < timing.wakeWait }
+            held[remote] = fresh.isEmpty ? nil : fresh
+        }
+        waking = waking.filter { now - $0.value < timing.wakeWait }
         for (pair, tunnel) in tunnels {
             if now - tunnel.lastReceived >= timing.idle {
                 dropTunnel(pair)

@@ -1,11 +1,12 @@
 import Foundation
 import PilotClient
+import PilotStore
 import PilotWire
 
 /// pilot-host figures: identity creation rate (each registered with a real pilot-rendezvous),
 /// cold start time (process start to "pilot-host serving": every identity loaded and its socket
 /// open; then to "identities registered", done in the background) and resident memory, at the
-/// given numbers of identities.
+/// given numbers of identities, each of which trusts one peer.
 struct HostBench {
     let sizes: [Int]
 
@@ -74,6 +75,10 @@ struct HostBench {
 
         host.process.terminate()
         host.process.waitUntilExit()
+        // Each identity trusts one peer, as an agent working with another does: the cold start
+        // reads the trust tables and puts the private identities at rest with their peers.
+        try Database(path: work.path + "/state/host.db").execute(
+            "INSERT INTO trust (identity_id, peer_node, state, updated_at) SELECT id, 1000000 + id, 'trusted', 0 FROM identity")
         let coldStart = Date()
         host = try launch(bin.appendingPathComponent("pilot-host"), arguments, stderr: true)
         guard host.waitFor("pilot-host serving", timeout: 600) else { throw BenchError("pilot-host did not restart") }

@@ -239,6 +239,11 @@ final class HostDataPlaneTests: XCTestCase {
         host.stop()
         host = try startHost(overlay, listen: listen, generation: 2)
         XCTAssertEqual(pilotctl(["trust", "--identity", "alice"])?["data"]?["trusted"]?.arrayValue?.first?["node_id"]?.integerValue, Int64(daemon))
+        // alice (private) has not joined since the restart, and nobody here uses her: the
+        // daemon, whose session with her is from before, reaches her all the same.
+        let woken = try overlay.ctl("alpha", ["send-message", "alice", "--data", "woken"], timeout: 20)
+        XCTAssertEqual(woken["ack"], "ACK TEXT 5 bytes", "\(woken)\n\(host.output.suffix(3000))")
+        XCTAssertEqual(pilotctl(["inbox", "--identity", "alice"])?["data"]?["messages"]?.arrayValue?.compactMap { $0["data"]?.stringValue }, ["woken"])
         // bob (public) has its own UDP socket on the same port as before: the daemon's tunnel to
         // it re-keys at once instead of timing out on a dead endpoint.
         try overlay.eventually("the daemon reaches bob again after the restart", timeout: 15) {

@@ -23,6 +23,26 @@ final class HostExecutableTests: HostProcessTestCase {
         }
     }
 
+    /// host.db holds identities but the master key is gone: the start fails saying that the key
+    /// was missing and just created, and the key it created is removed again (the next start
+    /// says the same, not "does not open with this master key").
+    func testAMissingMasterKeyIsNamedAsJustCreatedAndNotLeftBehind() throws {
+        let state = directory.path("state")
+        try FileManager.default.createDirectory(atPath: state, withIntermediateDirectories: true)
+        let otherKeys = try IdentityKeys(masterKey: SecretBox.generateKey())
+        try HostStore(path: state + "/host.db").create(
+            IdentityRecord(name: "alice", sealedKey: otherKeys.seal(try Ed25519PrivateKey()), ownerUID: 0, createdAt: 0))
+        for _ in 0..<2 {
+            let result = ChildProcess.run(
+                bin.appendingPathComponent("pilot-host").path,
+                ["--state-dir", state, "--runtime-dir", runtime, "--listen", "127.0.0.1:0", "--registry", "127.0.0.1:1"], timeout: 20)
+            XCTAssertNotEqual(result.status, 0)
+            XCTAssertTrue(result.output.contains("no master key was found at \(state)/master-key"), result.output)
+            XCTAssertTrue(result.output.contains("just created"), result.output)
+            XCTAssertFalse(FileManager.default.fileExists(atPath: state + "/master-key"), "the key made for nothing is removed")
+        }
+    }
+
     func testAdminCreatesIdentitiesThatKeepTheirAddressesAcrossARestart() throws {
         let registryPort = try startRendezvous()
         let host = try startHost(registryPort: registryPort, generation: 1)
@@ -159,6 +179,69 @@ extension HostExecutableTests {
         XCTAssertTrue(ChildProcess.waitUntil(timeout: 5) {
             ctl(0, ["trust", "--identity", "alice"])?["data"]?["trusted"]?.arrayValue?.contains { $0["node_id"]?.integerValue == bob } == true
         }, "\(String(describing: ctl(0, ["trust", "--identity", "alice"])))")
+    }
+
+    /// `--listen 127.0.0.1:0`: identities are registered with the port the kernel gave the
+    /// socket, so a peer that resolves one through the registry can reach it.
+    func testAListenPortOfZeroRegistersThePortTheSocketGot() throws {
+        let registryPort = try startRendezvous()
+        let (host, zero) = try startHost(0, registryPort: registryPort, listen: "127.0.0.1:0")
+        let line = host.output.split(separator: "\n").first { $0.contains("tunnel socket") }
+        let port = try XCTUnwrap(line.flatMap { $0.split(separator: ":").last.flatMap { Int($0.prefix { $0.isNumber }) } }, host.output)
+        XCTAssertNotEqual(port, 0)
+        let alice = try XCTUnwrap(ctl(zero, ["identity", "create", "alice"])?["data"]?["node_id"]?.integerValue)
+        // What the registry hands out to peers allowed to resolve alice (she is private, so
+        // `lookup` would hide it): its own record.
+        let registry = try Database(path: directory.path("rendezvous") + "/registry.db")
+        let endpoint = try registry.rows("SELECT real_addr FROM node WHERE id = ?", [.integer(alice)]).first?.first?.text
+        XCTAssertEqual(endpoint, "127.0.0.1:\(port)")
+    }
+
+    /// After a restart every private identity is reachable before its owner uses it: a peer it
+    /// trusts sends it a message, both when the peer still holds a session from before the
+    /// restart (its frames no longer open) and when it never talked to it (a fresh key
+    /// exchange); the messages arrive although nobody used either identity on this host.
+    func testAPrivateIdentityIsReachableAfterARestartBeforeItsOwnerUsesIt() throws {
+        let registryPort = try startRendezvous()
+        let extra = ["--handshake-poll", "1", "--beacon", "127.0.0.1:1"]
+        let listen = "127.0.0.1:\(try LoopbackSocket.freePort())"
+        var (restarting, here) = try startHost(0, registryPort: registryPort, listen: listen, extra: extra)
+        let other = try startHost(1, registryPort: registryPort, listen: "127.0.0.1:\(try LoopbackSocket.freePort())", extra: extra).runtime
+        let alice = try XCTUnwrap(ctl(here, ["identity", "create", "alice"])?["data"]?["node_id"]?.integerValue)
+        let carol = try XCTUnwrap(ctl(here, ["identity", "create", "carol"])?["data"]?["node_id"]?.integerValue)
+        let bob = try XCTUnwrap(ctl(other, ["identity", "create", "bob"])?["data"]?["node_id"]?.integerValue)
+        try trustThroughTheRegistry(asker: (other, "bob", bob), target: (here, "alice", alice))
+        try trustThroughTheRegistry(asker: (other, "bob", bob), target: (here, "carol", carol))
+        XCTAssertEqual(ctl(other, ["send-message", "\(alice)", "--data", "before", "--identity", "bob"])?["data"]?["ack"], "ACK TEXT 6 bytes")
+
+        restarting.stop()
+        (restarting, here) = try startHost(0, registryPort: registryPort, listen: listen, extra: extra, generation: 2)
+        for (node, text) in [(alice, "after the restart"), (carol, "first words")] {
+            let started = Date()
+            let sent = ctl(other, ["send-message", "\(node)", "--data", text, "--identity", "bob"])
+            XCTAssertEqual(sent?["data"]?["ack"], .string("ACK TEXT \(text.utf8.count) bytes"), "to \(node): \(String(describing: sent))\n\(restarting.output.suffix(3000))")
+            print("send-message to \(node) acknowledged in \(String(format: "%.3f", Date().timeIntervalSince(started))) s")
+        }
+        for line in restarting.output.split(separator: "\n") where line.contains("resting identity joined") { print(line) }
+        let inboxes = ["alice", "carol"].map { name in
+            (ctl(here, ["inbox", "--identity", name])?["data"]?["messages"]?.arrayValue ?? []).compactMap { $0["data"]?.stringValue }
+        }
+        XCTAssertEqual(inboxes, [["before", "after the restart"], ["first words"]])
+    }
+
+    /// `asker` (private, on the host with runtime `asker.runtime`) asks private `target` for
+    /// trust: neither can resolve the other, so it goes through the registry (the hosts poll
+    /// it); the target approves; returns when the asker trusts the target.
+    func trustThroughTheRegistry(asker: (runtime: String, name: String, node: Int64), target: (runtime: String, name: String, node: Int64)) throws {
+        let asked = ctl(asker.runtime, ["handshake", "\(target.node)", "let me in", "--identity", asker.name])
+        XCTAssertEqual(asked?["data"]?["status"], "sent", "\(String(describing: asked))")
+        guard ChildProcess.waitUntil(timeout: 15, {
+            ctl(target.runtime, ["pending", "--identity", target.name])?["data"]?["pending"]?.arrayValue?.contains { $0["node_id"]?.integerValue == asker.node } == true
+        }) else { throw HostTestError("\(target.name) never saw the request of \(asker.name)") }
+        XCTAssertEqual(ctl(target.runtime, ["approve", "\(asker.node)", "--identity", target.name])?["data"]?["status"], "approved")
+        guard ChildProcess.waitUntil(timeout: 15, {
+            ctl(asker.runtime, ["trust", "--identity", asker.name])?["data"]?["trusted"]?.arrayValue?.contains { $0["node_id"]?.integerValue == target.node } == true
+        }) else { throw HostTestError("\(asker.name) never learnt that \(target.name) approved") }
     }
 
     /// A host whose open-file limit cannot be raised (as LimitNOFILE= too low, without

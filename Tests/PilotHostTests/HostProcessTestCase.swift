@@ -67,14 +67,22 @@ class HostProcessTestCase: XCTestCase {
     /// directory and a free tunnel port; returns their runtime directories.
     func startHosts(_ count: Int, registryPort: UInt16, extra: [String] = []) throws -> [String] {
         try (0..<count).map { index in
-            let runtime = directory.path("run\(index)")
-            _ = try start(
-                "pilot-host-\(index)", "pilot-host",
-                ["--state-dir", directory.path("state\(index)"), "--runtime-dir", runtime, "--registry", "127.0.0.1:\(registryPort)",
-                 "--listen", "127.0.0.1:\(try LoopbackSocket.freePort())"] + extra,
-                ready: "pilot-host serving")
-            return runtime
+            try startHost(index, registryPort: registryPort, listen: "127.0.0.1:\(try LoopbackSocket.freePort())", extra: extra).runtime
         }
+    }
+
+    /// Starts (or, after a stop, restarts) host number `index` of `startHosts`: the same state
+    /// and runtime directories; returns its process and runtime directory.
+    func startHost(
+        _ index: Int, registryPort: UInt16, listen: String, extra: [String] = [], generation: Int = 1
+    ) throws -> (process: ChildProcess, runtime: String) {
+        let runtime = directory.path("run\(index)")
+        let process = try start(
+            generation == 1 ? "pilot-host-\(index)" : "pilot-host-\(index)-\(generation)", "pilot-host",
+            ["--state-dir", directory.path("state\(index)"), "--runtime-dir", runtime, "--registry", "127.0.0.1:\(registryPort)",
+             "--listen", listen] + extra,
+            ready: "pilot-host serving")
+        return (process, runtime)
     }
 
     /// pilotctl --json against the host whose runtime directory is `runtime`: the parsed envelope.

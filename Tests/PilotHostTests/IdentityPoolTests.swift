@@ -101,6 +101,41 @@ final class IdentityPoolTests: XCTestCase {
         }
     }
 
+    /// A create whose row cannot be stored (a full disk, a database another process holds)
+    /// takes its registration back: the hostname is free at once, not held by a node nobody has
+    /// the key of until the registry reaps it (180 s). The same when the name was taken in
+    /// host.db underneath.
+    func testACreateThatCannotBeStoredGivesBackItsRegistration() async throws {
+        try await withRendezvous { client, registry, directory in
+            let pool = try makePool(directory, client)
+            func hostnameIsFree(_ hostname: String) -> Bool {
+                registry.handle(RegistryMessage(type: "resolve_hostname", ["hostname": .string(hostname)]), peerIP: "x").type == "error"
+            }
+            // Another connection holds the write lock: the insert fails once its busy wait is over.
+            let holder = try Database(path: directory.path("host.db"))
+            try holder.execute("BEGIN IMMEDIATE")
+            var request = IdentityPool.Request(owner: 1000)
+            request.hostname = "dana"
+            await XCTAssertThrowsErrorAsync(try await pool.create(name: "dana", request)) { error in
+                XCTAssertEqual((error as? StoreError).map { $0.code & 0xFF }, 5, "busy: \(error)")
+            }
+            try holder.execute("ROLLBACK")
+            XCTAssertTrue(hostnameIsFree("dana"))
+            let names = await pool.names
+            XCTAssertEqual(names, [])
+
+            try HostStore(path: directory.path("host.db")).create(IdentityRecord(name: "erin", sealedKey: [1], ownerUID: 1000, createdAt: 0))
+            request.hostname = "erin"
+            await XCTAssertThrowsErrorAsync(try await pool.create(name: "erin", request)) { XCTAssertEqual($0 as? PoolError, .exists("erin")) }
+            XCTAssertTrue(hostnameIsFree("erin"))
+
+            // Nothing lingers: the hostname can be had again.
+            request.hostname = "dana"
+            let dana = try await pool.create(name: "dana", request)
+            XCTAssertEqual(registry.handle(RegistryMessage(type: "resolve_hostname", ["hostname": "dana"]), peerIP: "x")["node_id"], .integer(Int64(dana.nodeID)))
+        }
+    }
+
     /// Keys are unsealed when first used: one damaged row does not stop the load; registering
     /// reports it by name and every other identity registers.
     func testOneDamagedKeyFailsOnlyItsIdentity() async throws {

@@ -60,7 +60,7 @@ final class TunnelTableTests: XCTestCase {
                     if side == 0 { delivered.0.append(packet) } else { delivered.1.append(packet) }
                 case .lookUpKey(let node):
                     queue.append((me.keyLookedUp(node, key: registry[node], now: now), side))
-                case .exchangeFailed, .pathChanged, .fromBeacon:
+                case .exchangeFailed, .pathChanged, .fromBeacon, .wake:
                     break
                 }
             }
@@ -285,7 +285,7 @@ extension TunnelTableTests {
                         delivered[local, default: []].append(packet)
                     case .lookUpKey(let node):
                         queue.append((me.table.keyLookedUp(node, key: registry[node], now: now), at))
-                    case .exchangeFailed, .pathChanged, .fromBeacon:
+                    case .exchangeFailed, .pathChanged, .fromBeacon, .wake:
                         break
                     }
                 }
@@ -478,6 +478,116 @@ extension TunnelTableTests {
 }
 
 /// Builds a PILA of `identity` by starting an exchange on a scratch table.
+/// Identities that have not joined rest with the nodes they have business with: a frame from
+/// one of those asks for them (`wake`) and is answered once they have joined (`woke`).
+extension TunnelTableTests {
+    func testAKeyExchangeForARestingIdentityWakesItAndIsAnsweredOnceItJoined() throws {
+        let nodes = try make(1, 2)
+        let (a, b) = (TunnelTable(), TunnelTable())
+        a.add(nodes[0].identity)
+        b.rest(2, relatedTo: [1])
+        let first = try a.send(datagram(nodes[0], to: nodes[1], "hello"), to: 2, endpoint: endpointB, now: now)
+        guard case let .send(pila, _, _)? = first.first else { return XCTFail("\(first)") }
+        // Held, not dropped: the sender's key is looked up meanwhile.
+        XCTAssertEqual(b.receive(pila, from: endpointA, socket: 0, now: now), [.wake(local: 2), .lookUpKey(1)])
+        XCTAssertEqual(b.keyLookedUp(1, key: registry[1], now: now), [])
+        XCTAssertEqual(b.counters.unsolicited, 0)
+        XCTAssertEqual(b.counters.wakes, 1)
+
+        b.add(nodes[1].identity)
+        b.relate(local: 2, remote: 1)
+        let answer = b.woke(2, now: now + .milliseconds(2))
+        guard case let .send(bytes, to, _)? = answer.first, answer.count == 1 else { return XCTFail("\(answer)") }
+        XCTAssertEqual(Array(bytes.prefix(4)), Array("PILA".utf8))
+        XCTAssertEqual(to, endpointA)
+        let result = run(answer, from: b, to: a, fromEndpoint: endpointB, toEndpoint: endpointA)
+        XCTAssertEqual(result.atFrom.map(\.payload), [Array("hello".utf8)], "what waited at a goes out on the new session")
+        XCTAssertTrue(a.hasSession(local: 1, remote: 2) && b.hasSession(local: 2, remote: 1))
+        // Joined: it rests no more.
+        XCTAssertEqual(b.woke(2, now: now), [])
+    }
+
+    /// The remote holds a session from before this side restarted: its frames no longer open,
+    /// and the identity they are for rests. It wakes and asks for a new exchange.
+    func testAFrameOfASessionFromBeforeARestartWakesTheRestingIdentity() throws {
+        let nodes = try make(1, 2)
+        let (a, b) = (TunnelTable(), TunnelTable())
+        a.add(nodes[0].identity)
+        b.add(nodes[1].identity)
+        b.relate(local: 2, remote: 1)
+        run(try a.send(datagram(nodes[0], to: nodes[1], "before"), to: 2, endpoint: endpointB, now: now), from: a, to: b, fromEndpoint: endpointA, toEndpoint: endpointB)
+        XCTAssertTrue(a.hasSession(local: 1, remote: 2))
+
+        let restarted = TunnelTable()
+        restarted.rest(2, relatedTo: [1])
+        let stale = try a.send(datagram(nodes[0], to: nodes[1], "lost"), to: 2, now: now)
+        guard case let .send(sealed, _, _)? = stale.first else { return XCTFail("\(stale)") }
+        XCTAssertEqual(Array(sealed.prefix(4)), Array("PILS".utf8))
+        XCTAssertEqual(restarted.receive(sealed, from: endpointA, socket: 0, now: now), [.wake(local: 2)])
+
+        restarted.add(try TunnelIdentity(address: nodes[1].address, signingKey: nodes[1].key))
+        restarted.relate(local: 2, remote: 1)
+        let answer = restarted.woke(2, now: now)
+        XCTAssertEqual(answer.compactMap { action -> String? in
+            guard case let .send(bytes, _, _) = action else { return nil }
+            return String(decoding: bytes.prefix(4), as: UTF8.self)
+        }, ["PILA", "PILK"])
+        run(answer, from: restarted, to: a, fromEndpoint: endpointB, toEndpoint: endpointA)
+        let again = try a.send(datagram(nodes[0], to: nodes[1], "after"), to: 2, now: now)
+        XCTAssertEqual(run(again, from: a, to: restarted, fromEndpoint: endpointA, toEndpoint: endpointB).atTo.map(\.payload), [Array("after".utf8)])
+    }
+
+    /// A node no resting identity has business with wakes nobody; a related node's exchange
+    /// asks once per wait (its retransmissions are held, not asked for again), and again after
+    /// the wait if the identity never joined.
+    func testARestingIdentityIsAskedForOncePerWaitAndOnlyByItsPeers() throws {
+        let nodes = try make(1, 2, 3)
+        let b = TunnelTable()
+        b.rest(2, relatedTo: [1])
+        let fromStranger = try XCTUnwrap(try TunnelFrameBytes.pila(of: nodes[2].identity, sendingTo: b, endpoint: endpointB, now: now))
+        XCTAssertEqual(b.receive(fromStranger, from: endpointA, socket: 0, now: now), [])
+        XCTAssertEqual(b.counters.unsolicited, 1)
+
+        let fromPeer = try XCTUnwrap(try TunnelFrameBytes.pila(of: nodes[0].identity, sendingTo: b, endpoint: endpointB, now: now))
+        XCTAssertEqual(b.receive(fromPeer, from: endpointA, socket: 0, now: now), [.wake(local: 2), .lookUpKey(1)])
+        XCTAssertEqual(b.receive(fromPeer, from: endpointA, socket: 0, now: now + .seconds(1)), [])
+        _ = b.tick(now: now + .seconds(4))
+        XCTAssertEqual(b.receive(fromPeer, from: endpointA, socket: 0, now: now + .seconds(4)), [.wake(local: 2)])
+        XCTAssertEqual(b.counters.wakes, 2)
+
+        // Forgotten (deleted, or joined and left public): nobody to wake.
+        b.rest(2, relatedTo: [])
+        XCTAssertEqual(b.receive(fromPeer, from: endpointA, socket: 0, now: now + .seconds(8)), [])
+    }
+
+    /// A key exchange the beacon relays to a resting identity by name (0x09) wakes it, and the
+    /// answer goes back through the beacon; one for a node of no one here is misrouted.
+    func testAnExchangeRelayedByTheBeaconToARestingIdentityWakesIt() throws {
+        let nodes = try make(1, 2)
+        let beacon = try SocketAddress(ipAddress: "127.0.0.1", port: 9001)
+        let b = TunnelTable()
+        b.useBeacon(beacon)
+        b.rest(2, relatedTo: [1])
+        let pila = try XCTUnwrap(try TunnelFrameBytes.pila(of: nodes[0].identity, sendingTo: b, endpoint: endpointB, now: now))
+        let elsewhere = try BeaconMessage.relayDeliverTo(source: 1, destination: 3, frame: pila[...]).encoded()
+        XCTAssertEqual(b.receive(elsewhere, from: beacon, socket: 0, now: now), [])
+        XCTAssertEqual(b.counters.misrouted, 1)
+        let relayed = try BeaconMessage.relayDeliverTo(source: 1, destination: 2, frame: pila[...]).encoded()
+        XCTAssertEqual(b.receive(relayed, from: beacon, socket: 0, now: now), [.wake(local: 2), .lookUpKey(1)])
+        XCTAssertEqual(b.keyLookedUp(1, key: registry[1], now: now).filter { if case .send = $0 { true } else { false } }, [])
+
+        b.add(nodes[1].identity)
+        b.relate(local: 2, remote: 1)
+        let answer = b.woke(2, now: now)
+        guard case let .send(bytes, to, _)? = answer.first, answer.count == 1,
+            case let .relay(source, destination, frame)? = try? BeaconMessage(decoding: bytes[...])
+        else { return XCTFail("\(answer)") }
+        XCTAssertEqual(to, beacon)
+        XCTAssertEqual([source, destination], [2, 1])
+        XCTAssertEqual(Array(frame.prefix(4)), Array("PILA".utf8))
+    }
+}
+
 enum TunnelFrameBytes {
     static func pila(of identity: TunnelIdentity, sendingTo _: TunnelTable, endpoint: SocketAddress, now: NIODeadline) throws -> [UInt8]? {
         let scratch = TunnelTable()
