@@ -319,10 +319,8 @@ public actor IdentityPool {
         _ name: String, _ type: String, _ fields: [String: JSON], _ update: (inout IdentityRecord) -> Void
     ) async throws -> IdentityRecord {
         guard let record = records[name] else { throw PoolError.notFound(name) }
-        let node = record.nodeID
-        var all = fields
-        all["node_id"] = .integer(Int64(node))
-        try await signed(try key(name), type, "\(type):\(node)", all)
+        let reply = try await registry.send(changeMessage(try key(name), node: record.nodeID, type, fields))
+        guard reply.type == "\(type)_ok" else { throw PoolError.registry(reply["error"]?.stringValue ?? reply.type) }
         // The identity may have been changed while the request was out: re-read it.
         guard var current = records[name] else { throw PoolError.notFound(name) }
         update(&current)
@@ -332,8 +330,10 @@ public actor IdentityPool {
     }
 
     /// Registers every identity again (at start, or after the registry lost us), a chunk at a
-    /// time (the actor serves other requests between chunks); returns the names whose node id
-    /// changed (stored anew) and those that failed, with why.
+    /// time (the actor serves other requests between chunks), and says again, batched, each
+    /// hostname, tag list and visibility the registry's `register_ok` shows it no longer holds
+    /// (a hostname the reaper freed and another took, a registry restored from nothing).
+    /// Returns the names whose node id changed (stored anew) and those that failed, with why.
     public func registerAll() async throws -> (changed: [String], failed: [String: String]) {
         var changed: [String] = []
         var failed: [String: String] = [:]
@@ -349,22 +349,55 @@ public actor IdentityPool {
                 }
             }
             let replies = try await registry.send(batch: requests)
+            var reassertions: [(name: String, request: RegistryMessage)] = []
             for (name, reply) in zip(sent, replies) {
                 guard reply.type == "register_ok", let node = try? reply.nodeID("node_id") else {
                     failed[name] = reply["error"]?.stringValue ?? reply.type
                     continue
                 }
                 // Deleted while the batch was out: nothing to update.
-                guard var record = records[name], node != record.nodeID else { continue }
-                if namesByNode[record.nodeID] == name { namesByNode[record.nodeID] = nil }
-                record.nodeID = node
-                try store.update(record)
-                records[name] = record
-                namesByNode[node] = name
-                changed.append(name)
+                guard var record = records[name] else { continue }
+                if node != record.nodeID {
+                    if namesByNode[record.nodeID] == name { namesByNode[record.nodeID] = nil }
+                    record.nodeID = node
+                    try store.update(record)
+                    records[name] = record
+                    namesByNode[node] = name
+                    changed.append(name)
+                }
+                guard let key = try? key(name) else { continue }
+                for (type, fields) in Self.staleChanges(of: record, given: reply) {
+                    reassertions.append((name, changeMessage(key, node: node, type, fields)))
+                }
+            }
+            let answers = try await registry.send(batch: reassertions.map(\.request))
+            for ((name, request), answer) in zip(reassertions, answers) where answer.type != "\(request.type)_ok" {
+                failed[name] = "registered, but \(request.type) refused: \(answer["error"]?.stringValue ?? answer.type)"
             }
         }
         return (changed, failed)
+    }
+
+    /// The changes that would make the registry hold what `record` says, judged by its
+    /// `register_ok` (which shows the hostname, tags and visibility it holds; a registry that
+    /// shows no visibility is taken to hold the default, private).
+    static func staleChanges(of record: IdentityRecord, given reply: RegistryMessage) -> [(type: String, fields: [String: JSON])] {
+        var changes: [(String, [String: JSON])] = []
+        if reply["hostname"]?.stringValue != record.hostname?.lowercased() {
+            changes.append(("set_hostname", ["hostname": .string(record.hostname ?? "")]))
+        }
+        var wanted: [String] = []
+        for tag in record.tags {
+            let normalised = (tag.hasPrefix("#") ? String(tag.dropFirst()) : tag).lowercased()
+            if !wanted.contains(normalised) { wanted.append(normalised) }
+        }
+        if (reply["tags"]?.arrayValue?.compactMap(\.stringValue) ?? []) != wanted {
+            changes.append(("set_tags", ["tags": .array(record.tags.map(JSON.string))]))
+        }
+        if (reply["public"]?.boolValue ?? false) != record.isPublic {
+            changes.append(("set_visibility", ["public": .bool(record.isPublic)]))
+        }
+        return changes
     }
 
     /// One signed heartbeat per identity, batched; returns the names the registry did not know
@@ -415,6 +448,14 @@ public actor IdentityPool {
                 "listen_addr": .string(listenAddress), "public_key": .string(text), "version": "pilot-host",
                 "signature": .string(Sodium.base64(key.sign("register:\(listenAddress):\(text)"))),
             ])
+    }
+
+    /// A `set_hostname`, `set_tags` or `set_visibility` for `node`, signed as 1.18 signs it
+    /// (`<type>:<node>`).
+    private func changeMessage(_ key: Ed25519PrivateKey, node: UInt32, _ type: String, _ fields: [String: JSON]) -> RegistryMessage {
+        var all = fields
+        all["node_id"] = .integer(Int64(node))
+        return signedMessage(key, type, "\(type):\(node)", all)
     }
 
     private func signed(_ key: Ed25519PrivateKey, _ type: String, _ challenge: String, _ fields: [String: JSON]) async throws {

@@ -198,6 +198,61 @@ final class RegistryTests: XCTestCase {
         XCTAssertEqual(setHostname(b, "alpha").type, "set_hostname_ok", "an offline node's hostname is free")
     }
 
+    func testANodeBackAfterTheReaperGetsItsHostnameBackUnlessAnotherTookIt() throws {
+        let registry = try makeRegistry()
+        var a = try TestNode()
+        var b = try TestNode()
+        try register(registry, &a)
+        try register(registry, &b)
+        func setHostname(_ node: TestNode, _ name: String) -> RegistryMessage {
+            registry.handle(
+                node.signed("set_hostname", "set_hostname:\(node.id)", ["node_id": .integer(Int64(node.id)), "hostname": .string(name)]),
+                peerIP: "127.0.0.1")
+        }
+        func resolveHostname(_ name: String) -> RegistryMessage {
+            registry.handle(RegistryMessage(type: "resolve_hostname", ["hostname": .string(name)]), peerIP: "x")
+        }
+        XCTAssertEqual(setHostname(a, "alpha").type, "set_hostname_ok")
+        XCTAssertEqual(setHostname(b, "beta").type, "set_hostname_ok")
+        now += 181
+        XCTAssertEqual(registry.reap(), 2)
+        XCTAssertEqual(resolveHostname("alpha").type, "error", "an offline node is not found")
+
+        // a comes back first: its hostname is its own again, and b cannot take it.
+        let back = registry.handle(a.register(), peerIP: "127.0.0.1")
+        XCTAssertEqual(back["hostname"], "alpha", "register_ok reports the hostname reclaimed")
+        XCTAssertEqual(resolveHostname("alpha")["node_id"], .integer(Int64(a.id)))
+        try register(registry, &b)
+        XCTAssertEqual(setHostname(b, "alpha").type, "error", "taken again by its owner")
+
+        // Once another node took a freed hostname, its old holder does not get it back.
+        now += 181
+        XCTAssertEqual(registry.reap(), 2)
+        var c = try TestNode()
+        try register(registry, &c)
+        XCTAssertEqual(setHostname(c, "beta").type, "set_hostname_ok")
+        XCTAssertNil(registry.handle(b.register(), peerIP: "127.0.0.1")["hostname"])
+        XCTAssertEqual(resolveHostname("beta")["node_id"], .integer(Int64(c.id)))
+        now += 181
+        XCTAssertEqual(registry.reap(), 2)
+        XCTAssertNil(registry.handle(b.register(), peerIP: "127.0.0.1")["hostname"], "c's claim ended b's")
+        XCTAssertEqual(registry.handle(c.register(), peerIP: "127.0.0.1")["hostname"], "beta")
+    }
+
+    func testAReclaimableHostnameSurvivesARestartOfTheRegistry() throws {
+        var a = try TestNode()
+        do {
+            let registry = try makeRegistry()
+            try register(registry, &a)
+            let set = a.signed("set_hostname", "set_hostname:\(a.id)", ["node_id": .integer(Int64(a.id)), "hostname": "alpha"])
+            XCTAssertEqual(registry.handle(set, peerIP: "127.0.0.1").type, "set_hostname_ok")
+            now += 181
+            XCTAssertEqual(registry.reap(), 1)
+        }
+        let restarted = try makeRegistry()
+        XCTAssertEqual(restarted.handle(a.register(), peerIP: "127.0.0.1")["hostname"], "alpha")
+    }
+
     func testTagsAreNormalisedAndFoundByTag() throws {
         let registry = try makeRegistry()
         var a = try TestNode()

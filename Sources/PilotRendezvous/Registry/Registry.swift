@@ -42,6 +42,8 @@ public final class Registry: @unchecked Sendable {
     var nodes: [UInt32: NodeRecord] = [:]
     private var byKey: [[UInt8]: UInt32] = [:]
     private var byHostname: [String: UInt32] = [:]
+    /// Hostnames the reaper freed, by the node that may take each back.
+    private var byReclaimable: [String: UInt32] = [:]
     private var trust: Set<UInt64> = []
     /// The custom networks and their members.
     var networks = NetworkTable()
@@ -74,12 +76,14 @@ public final class Registry: @unchecked Sendable {
         nodes = [:]
         byKey = [:]
         byHostname = [:]
+        byReclaimable = [:]
         trust = []
         networks = NetworkTable()
         for node in state.nodes {
             nodes[node.id] = node
             byKey[node.publicKey] = node.id
             if let hostname = node.hostname { byHostname[hostname] = node.id }
+            if let hostname = node.reclaimableHostname { byReclaimable[hostname] = node.id }
             nextID = max(nextID, node.id &+ 1)
         }
         for (a, b) in state.trust { trust.insert(Self.pair(a, b)) }
@@ -213,7 +217,7 @@ public final class Registry: @unchecked Sendable {
         // Each register says it again: a restart without -relay-only makes the node direct.
         node.relayOnly = request["relay_only"]?.boolValue ?? false
         node.lastSeen = now
-        node.online = true
+        comeBack(&node)
         try store.save(node)
         if known == nil {
             nextID = id &+ 1
@@ -224,7 +228,11 @@ public final class Registry: @unchecked Sendable {
             "node_id": .integer(Int64(id)), "network_id": 0, "address": .string(Address(node: id).description),
             "public_key": .string(keyText),
         ]
+        // What the registry holds, so a node can tell what it must say again (our fields; 1.18
+        // reads only node_id, address and hostname).
         if let hostname = node.hostname { fields["hostname"] = .string(hostname) }
+        if !node.tags.isEmpty { fields["tags"] = .array(node.tags.map(JSON.string)) }
+        fields["public"] = .bool(node.isPublic)
         return RegistryMessage(type: "register_ok", fields)
     }
 
@@ -232,7 +240,8 @@ public final class Registry: @unchecked Sendable {
         var node = try signedNode(request, "node_id") { "heartbeat:\($0)" }
         node.lastSeen = clock()
         if !node.online {
-            node.online = true
+            // 1.18 keeps heartbeating a node the reaper took offline and never registers it again.
+            comeBack(&node)
             try store.save(node)
         }
         nodes[node.id] = node
@@ -243,7 +252,7 @@ public final class Registry: @unchecked Sendable {
     /// silent keeps its memberships).
     private func deregister(_ request: RegistryMessage) throws -> RegistryMessage {
         var node = try signedNode(request, "node_id") { "deregister:\($0)" }
-        goOffline(&node)
+        goOffline(&node, keepingHostname: false)
         try store.transaction {
             try store.save(node)
             try store.removeMemberships(of: node.id)
@@ -354,6 +363,13 @@ public final class Registry: @unchecked Sendable {
                 released.hostname = nil
                 try store.clearHostname(of: holder)
                 nodes[holder] = released
+            }
+            // Taking a name the reaper freed ends its old holder's claim to it.
+            if let claimant = byReclaimable[hostname], claimant != node.id, var other = nodes[claimant] {
+                other.reclaimableHostname = nil
+                try store.save(other)
+                nodes[claimant] = other
+                byReclaimable[hostname] = nil
             }
             if let old = node.hostname { byHostname[old] = nil }
             node.hostname = hostname
@@ -494,16 +510,16 @@ public final class Registry: @unchecked Sendable {
     // MARK: Batch (our extension)
 
     /// `{"type":"batch","requests":[<request>, ...]}` → `{"type":"batch_ok","replies":[<reply>, ...]}`,
-    /// replies in request order, each exactly what the request alone would get. Only `register`,
-    /// `heartbeat` and `poll_handshakes` may be batched (each signed by its own node's key), at
-    /// most 1000 per batch: one round trip for a host carrying thousands of identities.
+    /// replies in request order, each exactly what the request alone would get. Only the types in
+    /// `batchable` may be batched (each signed by its own node's key), at most 1000 per batch:
+    /// one round trip for a host carrying thousands of identities.
     private func batch(_ request: RegistryMessage, peerIP: String, notify: inout [UInt32]) throws -> RegistryMessage {
         guard let items = request["requests"]?.arrayValue else { throw RegistryFailure("batch: requests must be an array") }
         guard items.count <= 1000 else { throw RegistryFailure("batch: at most 1000 requests") }
         var replies: [JSON] = []
         replies.reserveCapacity(items.count)
         // One transaction for the batch: one fsync instead of one per item. Items never open
-        // transactions of their own (only register, heartbeat and poll are allowed).
+        // transactions of their own (none of the batchable types does).
         do {
             try store.transaction {
                 for item in items { replies.append(batchItem(item, peerIP: peerIP, notify: &notify).json) }
@@ -517,10 +533,13 @@ public final class Registry: @unchecked Sendable {
         return RegistryMessage(type: "batch_ok", ["replies": .array(replies)])
     }
 
+    /// What a batch may carry: what a host says for each of its identities at once.
+    static let batchable: Set<String> = ["register", "heartbeat", "poll_handshakes", "set_hostname", "set_tags", "set_visibility"]
+
     private func batchItem(_ item: JSON, peerIP: String, notify: inout [UInt32]) -> RegistryMessage {
         do {
             let inner = try RegistryMessage(json: item)
-            guard ["register", "heartbeat", "poll_handshakes"].contains(inner.type) else {
+            guard Self.batchable.contains(inner.type) else {
                 throw RegistryFailure("batch: \(inner.type.prefix(64)) cannot be batched")
             }
             return try dispatch(inner, peerIP: peerIP, notify: &notify)
@@ -541,7 +560,7 @@ public final class Registry: @unchecked Sendable {
             let now = clock()
             var count = 0
             for (id, var node) in nodes where node.online && now - node.lastSeen > configuration.livenessTimeout {
-                goOffline(&node)
+                goOffline(&node, keepingHostname: true)
                 try? store.save(node)
                 nodes[id] = node
                 count += 1
@@ -550,10 +569,29 @@ public final class Registry: @unchecked Sendable {
         }
     }
 
-    private func goOffline(_ node: inout NodeRecord) {
+    /// Offline, its hostname free for others; with `keepingHostname` (the reaper, not a
+    /// goodbye) the node may take the name back when it returns, if nobody claimed it.
+    private func goOffline(_ node: inout NodeRecord, keepingHostname: Bool) {
         node.online = false
         if let hostname = node.hostname, byHostname[hostname] == node.id { byHostname[hostname] = nil }
+        if keepingHostname, let hostname = node.hostname {
+            node.reclaimableHostname = hostname
+            byReclaimable[hostname] = node.id
+        }
         node.hostname = nil
+    }
+
+    /// Online again, with the hostname the reaper took if nobody claimed it meanwhile.
+    private func comeBack(_ node: inout NodeRecord) {
+        node.online = true
+        guard let hostname = node.reclaimableHostname else { return }
+        node.reclaimableHostname = nil
+        guard byReclaimable[hostname] == node.id else { return }
+        byReclaimable[hostname] = nil
+        if node.hostname == nil, byHostname[hostname] == nil {
+            node.hostname = hostname
+            byHostname[hostname] = node.id
+        }
     }
 
     // MARK: Helpers

@@ -19,6 +19,9 @@ struct NodeRecord: Sendable {
     /// Registered with `relay_only`: its endpoint is never handed out, it is reached through
     /// the beacon.
     var relayOnly = false
+    /// The hostname the reaper took when the node went silent: given back when it returns,
+    /// unless another node claimed the name meanwhile.
+    var reclaimableHostname: String?
 }
 
 /// A relayed trust handshake waiting for its target to poll.
@@ -87,6 +90,7 @@ final class RegistryStore {
             PRIMARY KEY (network, node)
         );
         """,
+        "ALTER TABLE node ADD COLUMN reclaimable_hostname TEXT;",
     ]
 
     init(path: String) throws {
@@ -99,13 +103,14 @@ final class RegistryStore {
         nodes: [NodeRecord], trust: [(UInt32, UInt32)], requests: [UInt32: [PendingHandshake]],
         responses: [UInt32: [PendingResponse]], networks: [CustomNetwork]
     ) {
-        let nodes = try db.rows("SELECT id, public_key, owner, real_addr, hostname, tags, public, version, online, relay_only FROM node")
+        let nodes = try db.rows("SELECT id, public_key, owner, real_addr, hostname, tags, public, version, online, relay_only, reclaimable_hostname FROM node")
             .map { row in
                 NodeRecord(
                     id: UInt32(truncatingIfNeeded: row[0].integer ?? 0), publicKey: row[1].blob ?? [],
                     owner: row[2].text ?? "", realAddress: row[3].text ?? "", hostname: row[4].text,
                     tags: (row[5].text ?? "").split(separator: ",").map(String.init), isPublic: row[6].integer == 1,
-                    version: row[7].text ?? "", lastSeen: now, online: row[8].integer == 1, relayOnly: row[9].integer == 1)
+                    version: row[7].text ?? "", lastSeen: now, online: row[8].integer == 1, relayOnly: row[9].integer == 1,
+                    reclaimableHostname: row[10].text)
             }
         let trust = try db.rows("SELECT a, b FROM trust").map {
             (UInt32(truncatingIfNeeded: $0[0].integer ?? 0), UInt32(truncatingIfNeeded: $0[1].integer ?? 0))
@@ -143,18 +148,19 @@ final class RegistryStore {
     func save(_ node: NodeRecord) throws(StoreError) {
         try db.run(
             """
-            INSERT INTO node (id, public_key, owner, real_addr, hostname, tags, public, version, online, relay_only)
-            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+            INSERT INTO node (id, public_key, owner, real_addr, hostname, tags, public, version, online, relay_only,
+                reclaimable_hostname)
+            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
             ON CONFLICT(id) DO UPDATE SET public_key = excluded.public_key, owner = excluded.owner,
                 real_addr = excluded.real_addr, hostname = excluded.hostname, tags = excluded.tags,
                 public = excluded.public, version = excluded.version, online = excluded.online,
-                relay_only = excluded.relay_only
+                relay_only = excluded.relay_only, reclaimable_hostname = excluded.reclaimable_hostname
             """,
             [
                 .integer(Int64(node.id)), .blob(node.publicKey), .text(node.owner), .text(node.realAddress),
                 node.hostname.map(SQLValue.text) ?? .null, .text(node.tags.joined(separator: ",")),
                 .integer(node.isPublic ? 1 : 0), .text(node.version), .integer(node.online ? 1 : 0),
-                .integer(node.relayOnly ? 1 : 0),
+                .integer(node.relayOnly ? 1 : 0), node.reclaimableHostname.map(SQLValue.text) ?? .null,
             ])
     }
 
