@@ -53,7 +53,8 @@ public final class Host: Sendable {
         logger.info("master key", metadata: ["source": "\(source)"])
         let store = try HostStore(path: configuration.stateDirectory + "/host.db")
         let (registryHost, registryPort) = try Self.split(configuration.registry)
-        registry = RegistryClient(host: registryHost, port: registryPort, group: group)
+        let credential = try AdminToken.load(configuration.registryCredentialFile, key: "registry-credential-file", logger: logger)
+        registry = RegistryClient(host: registryHost, port: registryPort, group: group, credential: credential)
         listeners = try ControlListeners(group: group, logger: logger)
         pool = IdentityPool(store: store, keys: try IdentityKeys(masterKey: master), registry: registry, listenAddress: configuration.listen)
         try await pool.load()
@@ -275,6 +276,7 @@ public final class Host: Sendable {
         if new.adminGroup != configuration.adminGroup { restart.append("admin-group") }
         if new.busyPoll != configuration.busyPoll { restart.append("busy-poll") }
         if new.adminTokenFile != configuration.adminTokenFile { restart.append("admin-token-file") }
+        if new.registryCredentialFile != configuration.registryCredentialFile { restart.append("registry-credential-file") }
         var reopened: [String] = []
         for record in await pool.all where !FileManager.default.fileExists(atPath: socketPath(record.name)) {
             do throws(ControlFailure) {

@@ -25,11 +25,15 @@ public struct HostConfiguration: Equatable, Sendable {
     /// A file whose first line is the admin token: a `broadcast` must carry it, as 1.18's
     /// `-admin-token`. Empty: none (broadcasts are refused). Read at start only.
     public var adminTokenFile = ""
+    /// A file whose first line is the registry's host credential (`pilot-rendezvous
+    /// --print-host-credential`): presented in batched requests, it exempts this host's new
+    /// identities from the registry's budget for new keys. Empty: none. Read at start only.
+    public var registryCredentialFile = ""
 
     public init() {}
 
     /// The keys a file or flag may set.
-    public static let keys = ["state-dir", "runtime-dir", "registry", "beacon", "listen", "admin-group", "log-level", "handshake-poll", "busy-poll", "admin-token-file"]
+    public static let keys = ["state-dir", "runtime-dir", "registry", "beacon", "listen", "admin-group", "log-level", "handshake-poll", "busy-poll", "admin-token-file", "registry-credential-file"]
 
     static let logLevels = ["trace", "debug", "info", "notice", "warning", "error", "critical"]
 
@@ -62,6 +66,7 @@ public struct HostConfiguration: Equatable, Sendable {
             }
             busyPoll = microseconds
         case "admin-token-file": adminTokenFile = value.isEmpty ? "" : try Self.absolutePath(key, value)
+        case "registry-credential-file": registryCredentialFile = value.isEmpty ? "" : try Self.absolutePath(key, value)
         default:
             throw .unknownKey(key)
         }

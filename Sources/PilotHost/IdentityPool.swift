@@ -224,14 +224,13 @@ public actor IdentityPool {
         guard records[name] == nil else { throw PoolError.exists(name) }
         let key = try Ed25519PrivateKey()
         let node = try await register(key)
-        if let hostname = request.hostname {
-            try await signed(key, "set_hostname", "set_hostname:\(node)", ["node_id": .integer(Int64(node)), "hostname": .string(hostname)])
-        }
-        if !request.tags.isEmpty {
-            try await signed(key, "set_tags", "set_tags:\(node)", ["node_id": .integer(Int64(node)), "tags": .array(request.tags.map(JSON.string))])
-        }
-        if request.isPublic {
-            try await signed(key, "set_visibility", "set_visibility:\(node)", ["node_id": .integer(Int64(node)), "public": true])
+        // One round trip for all that was asked, as a batch (the host credential's way in).
+        var changes: [RegistryMessage] = []
+        if let hostname = request.hostname { changes.append(changeMessage(key, node: node, "set_hostname", ["hostname": .string(hostname)])) }
+        if !request.tags.isEmpty { changes.append(changeMessage(key, node: node, "set_tags", ["tags": .array(request.tags.map(JSON.string))])) }
+        if request.isPublic { changes.append(changeMessage(key, node: node, "set_visibility", ["public": true])) }
+        for (change, reply) in zip(changes, try await registry.send(batch: changes)) where reply.type != "\(change.type)_ok" {
+            throw PoolError.registry(reply["error"]?.stringValue ?? reply.type)
         }
         let record = IdentityRecord(
             name: name, nodeID: node, sealedKey: keys.seal(key), hostname: request.hostname, tags: request.tags,
@@ -432,9 +431,11 @@ public actor IdentityPool {
 
     // MARK: Registry requests
 
+    /// Registers a new key, as a batch of one: a batch carries the host credential.
     private func register(_ key: Ed25519PrivateKey) async throws -> UInt32 {
-        let reply = try await registry.send(registration(key, listenAddress: listenAddress))
-        guard reply.type == "register_ok" else {
+        let replies = try await registry.send(batch: [registration(key, listenAddress: listenAddress)])
+        guard let reply = replies.first, reply.type == "register_ok" else {
+            let reply = replies.first ?? RegistryMessage(type: "error", ["error": "no reply"])
             throw PoolError.registry(reply["error"]?.stringValue ?? "unexpected reply \(reply.type)")
         }
         return try reply.nodeID("node_id")

@@ -25,6 +25,8 @@ struct HostCommand: AsyncParsableCommand {
     @Option(help: "Seconds between polls for relayed handshakes.") var handshakePoll: String?
     @Option(help: "Microseconds the tunnel loop busy-polls after traffic before sleeping (default 50; 0: off).") var busyPoll: String?
     @Option(help: "A file whose first line is the admin token broadcasts must carry.") var adminTokenFile: String?
+    @Option(help: "A file whose first line is the registry's host credential (pilot-rendezvous --print-host-credential).")
+    var registryCredentialFile: String?
 
     func run() async throws {
         let file = config ?? "/etc/pilot-host/pilot-host.conf"
@@ -84,7 +86,7 @@ struct HostCommand: AsyncParsableCommand {
             ("state-dir", stateDir), ("runtime-dir", runtimeDir), ("registry", registry), ("beacon", beacon),
             ("listen", listen), ("admin-group", adminGroup), ("log-level", logLevel),
             ("handshake-poll", handshakePoll), ("busy-poll", busyPoll),
-            ("admin-token-file", adminTokenFile),
+            ("admin-token-file", adminTokenFile), ("registry-credential-file", registryCredentialFile),
         ] {
             if let value { try settings.set(key, value) }
         }

@@ -38,7 +38,7 @@ final class HostConfigurationTests: XCTestCase {
         XCTAssertThrowsError(try configuration.apply(file: "registry = 1.2.3.4:9000\nregistyr = x", source: "a.conf")) { error in
             XCTAssertEqual(
                 String(describing: error),
-                "a.conf:2: unknown setting registyr (known: state-dir, runtime-dir, registry, beacon, listen, admin-group, log-level, handshake-poll, busy-poll, admin-token-file)")
+                "a.conf:2: unknown setting registyr (known: state-dir, runtime-dir, registry, beacon, listen, admin-group, log-level, handshake-poll, busy-poll, admin-token-file, registry-credential-file)")
         }
         XCTAssertThrowsError(try configuration.apply(file: "state-dir = var/lib", source: "b.conf")) { error in
             XCTAssertEqual(String(describing: error), "b.conf:1: state-dir = var/lib: must be an absolute path")

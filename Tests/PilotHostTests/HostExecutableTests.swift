@@ -222,7 +222,7 @@ extension HostExecutableTests {
         _ = try start(
             "rendezvous", "pilot-rendezvous",
             ["--registry-addr", "127.0.0.1:\(registryPort)", "--beacon-addr", "127.0.0.1:0", "--state-dir", directory.path("rendezvous"),
-             "--new-keys-per-second", "100000"],
+             "--new-keys-per-second", "100000", "--all-new-keys-per-second", "100000"],
             ready: "registry 127.0.0.1")
         var generation = 1
         var host = try startHost(registryPort: registryPort, generation: generation)

@@ -48,7 +48,7 @@ final class RegistryTests: XCTestCase {
         var configuration = Registry.Configuration()
         configure(&configuration)
         let clock = Clock(self)
-        return try Registry(stateDirectory: directory.path("state"), configuration: configuration, clock: { clock.read() })
+        return try Registry(stateDirectory: directory.path("state"), configuration: configuration, clock: { clock.read() }, wallClock: { clock.read() })
     }
 
     /// Lets the registry read the test's `now` without capturing `self` unsafely.
@@ -124,7 +124,7 @@ final class RegistryTests: XCTestCase {
         XCTAssertEqual(resolve(a, by: c).type, "error", "trust between a and b says nothing about c")
         // Public: anyone may resolve, and lookup shows the endpoint.
         let visible = a.signed("set_visibility", "set_visibility:\(a.id)", ["node_id": .integer(Int64(a.id)), "public": true])
-        XCTAssertEqual(registry.handle(visible, peerIP: "x")["visibility"], "public")
+        XCTAssertEqual(registry.handle(visible, peerIP: "127.0.0.1")["visibility"], "public")
         XCTAssertEqual(resolve(a, by: c)["real_addr"], "127.0.0.1:4000")
         XCTAssertEqual(registry.handle(RegistryMessage(type: "lookup", ["node_id": .integer(Int64(a.id))]), peerIP: "x")["real_addr"], "127.0.0.1:4000")
     }
@@ -156,7 +156,7 @@ final class RegistryTests: XCTestCase {
             a.id = try registry.handle(relayOnlyRegister(a, true), peerIP: "127.0.0.1").nodeID("node_id")
             try register(registry, &b)
             let visible = a.signed("set_visibility", "set_visibility:\(a.id)", ["node_id": .integer(Int64(a.id)), "public": true])
-            XCTAssertEqual(registry.handle(visible, peerIP: "x").type, "set_visibility_ok")
+            XCTAssertEqual(registry.handle(visible, peerIP: "127.0.0.1").type, "set_visibility_ok")
             let resolved = resolve(registry, a, by: b)
             XCTAssertEqual(resolved.type, "resolve_ok")
             XCTAssertEqual(resolved["relay_only"], true)
@@ -182,7 +182,7 @@ final class RegistryTests: XCTestCase {
         func setHostname(_ node: TestNode, _ name: String) -> RegistryMessage {
             registry.handle(
                 node.signed("set_hostname", "set_hostname:\(node.id)", ["node_id": .integer(Int64(node.id)), "hostname": .string(name)]),
-                peerIP: "x")
+                peerIP: "127.0.0.1")
         }
         for bad in ["-x", "x-", "Upper_case", "localhost", String(repeating: "a", count: 64), "a b"] {
             XCTAssertEqual(setHostname(a, bad).type, "error", bad)
@@ -262,7 +262,7 @@ final class RegistryTests: XCTestCase {
         func setTags(_ node: TestNode, _ tags: [JSON]) -> RegistryMessage {
             registry.handle(
                 node.signed("set_tags", "set_tags:\(node.id)", ["node_id": .integer(Int64(node.id)), "tags": .array(tags)]),
-                peerIP: "x")
+                peerIP: "127.0.0.1")
         }
         XCTAssertEqual(setTags(a, ["#worker", "gpu"])["tags"], ["worker", "gpu"])
         XCTAssertEqual(setTags(b, ["worker"]).type, "set_tags_ok")
@@ -331,6 +331,103 @@ final class RegistryTests: XCTestCase {
         XCTAssertEqual(registry.handle(try TestNode().register(), peerIP: "10.1.1.2").type, "register_ok")
     }
 
+    /// The flood of issue 12: 20 source addresses sending unsigned registers of fresh keys for
+    /// 10 s get no more than the registry's budget for new keys from unknown sources.
+    func testTwentySourcesGetNoMoreNewKeysThanTheBudgetIn10Seconds() throws {
+        let registry = try makeRegistry()
+        var admitted = 0
+        var attempts = 0
+        for _ in 0..<10 {
+            for source in 1...20 {
+                for _ in 0..<200 {
+                    let key = try Ed25519PrivateKey()
+                    let request = RegistryMessage(
+                        type: "register", ["listen_addr": "127.0.0.1:4000", "public_key": .string(key.publicKey.base64)])
+                    attempts += 1
+                    if registry.handle(request, peerIP: "127.0.0.\(source)").type == "register_ok" { admitted += 1 }
+                }
+            }
+            now += 1
+        }
+        print("20 sources, 10 s: \(admitted) of \(attempts) unsigned new keys admitted")
+        let defaults = Registry.Configuration()
+        let budget = Int(defaults.newKeysBurst + defaults.newKeysPerSecond * 9)
+        XCTAssertLessThanOrEqual(admitted, budget)
+        XCTAssertEqual(registry.nodeCount, admitted)
+    }
+
+    func testAnOperatorsHostWithTheCredentialIsNotHeldToTheNewKeyBudget() throws {
+        let credential = Registry.hostCredential(adminToken: "operator-secret")
+        let registry = try makeRegistry {
+            $0.newKeysPerSecond = 0.001
+            $0.newKeysBurst = 2
+            $0.hostCredential = credential
+        }
+        func batch(_ count: Int, credential: String?) throws -> [String] {
+            var fields: [String: JSON] = ["requests": .array(try (0..<count).map { _ in try TestNode().register().json })]
+            if let credential { fields["credential"] = .string(credential) }
+            let reply = registry.handle(RegistryMessage(type: "batch", fields), peerIP: "10.0.0.1")
+            return reply["replies"]?.arrayValue?.map { $0["type"]?.stringValue ?? "" } ?? [reply.type]
+        }
+        XCTAssertEqual(try batch(3, credential: nil), ["register_ok", "register_ok", "error"])
+        XCTAssertEqual(try batch(500, credential: credential), Array(repeating: "register_ok", count: 500))
+        XCTAssertEqual(try batch(1, credential: "wrong"), ["error"], "a wrong credential is refused, not budgeted")
+        XCTAssertEqual(registry.handle(try TestNode().register(), peerIP: "10.0.0.2").type, "error", "the budget is spent for all")
+    }
+
+    func testPerSourceBucketsThatRefilledAreForgotten() throws {
+        let registry = try makeRegistry {
+            $0.registrationsPerSecond = 1
+            $0.registrationBurst = 10
+            $0.maxRegistrationSources = 50
+        }
+        for source in 0..<50 { XCTAssertEqual(registry.handle(try TestNode().register(), peerIP: "10.0.1.\(source)").type, "register_ok") }
+        XCTAssertEqual(registry.registrationSourceCount, 50)
+        XCTAssertEqual(registry.handle(try TestNode().register(), peerIP: "10.0.2.1").type, "error", "the table is full")
+        now += 0.5  // half a token back each: not full yet
+        registry.reap()
+        XCTAssertEqual(registry.registrationSourceCount, 50)
+        now += 10
+        XCTAssertEqual(registry.handle(try TestNode().register(), peerIP: "10.0.2.1").type, "register_ok", "full buckets made room")
+        registry.reap()
+        XCTAssertEqual(registry.registrationSourceCount, 1)
+    }
+
+    func testANodeOfflineLongerThanTheRetentionIsRetiredAndItsKeyGetsItsIdBack() throws {
+        var a = try TestNode()
+        var b = try TestNode()
+        do {
+            let registry = try makeRegistry { $0.retention = 86400 }
+            try register(registry, &a)
+            try register(registry, &b)
+            let trust = a.signed("report_trust", "report_trust:\(a.id):\(b.id)", ["node_id": .integer(Int64(a.id)), "peer_id": .integer(Int64(b.id))])
+            XCTAssertEqual(registry.handle(trust, peerIP: "127.0.0.1").type, "report_trust_ok")
+            now += 181
+            registry.reap()
+            try register(registry, &b)
+            now += 86401  // b heartbeats meanwhile; a stays away
+            XCTAssertEqual(registry.handle(b.signed("heartbeat", "heartbeat:\(b.id)", ["node_id": .integer(Int64(b.id))]), peerIP: "127.0.0.1").type, "heartbeat_ok")
+            registry.reap()
+            XCTAssertEqual(registry.nodeCount, 1, "a retired")
+            XCTAssertEqual(registry.handle(RegistryMessage(type: "lookup", ["node_id": .integer(Int64(a.id))]), peerIP: "x").type, "error")
+            let check = registry.handle(
+                RegistryMessage(type: "check_trust", ["node_id": .integer(Int64(a.id)), "peer_id": .integer(Int64(b.id))]), peerIP: "x")
+            XCTAssertEqual(check["trusted"], false, "its trust went with it")
+        }
+        // A restart keeps the tombstone: the id is not handed out again.
+        let registry = try makeRegistry { $0.retention = 86400 }
+        var c = try TestNode()
+        try register(registry, &c)
+        XCTAssertEqual(c.id, 3)
+        let unsigned = RegistryMessage(type: "register", ["listen_addr": "127.0.0.1:4000", "public_key": .string(a.publicKey)])
+        XCTAssertEqual(registry.handle(unsigned, peerIP: "127.0.0.1").type, "error", "a retired key was seen: it must sign")
+        let back = registry.handle(a.register(), peerIP: "127.0.0.1")
+        XCTAssertEqual(try back.nodeID("node_id"), a.id, "the key gets its old id")
+        var d = try TestNode()
+        try register(registry, &d)
+        XCTAssertEqual(d.id, 4)
+    }
+
     func testUnknownAndMalformedRequestsGetErrorsNamingTheProblem() throws {
         let registry = try makeRegistry()
         XCTAssertEqual(
@@ -347,7 +444,7 @@ final class RegistryTests: XCTestCase {
         var a = try TestNode(), b = try TestNode()
         try register(registry, &a)
         try register(registry, &b)
-        _ = registry.handle(b.signed("set_visibility", "set_visibility:\(b.id)", ["node_id": .integer(Int64(b.id)), "public": true]), peerIP: "x")
+        _ = registry.handle(b.signed("set_visibility", "set_visibility:\(b.id)", ["node_id": .integer(Int64(b.id)), "public": true]), peerIP: "127.0.0.1")
         now += 1000  // both silent past the liveness timeout; a comes back
         _ = registry.handle(a.signed("heartbeat", "heartbeat:\(a.id)", ["node_id": .integer(Int64(a.id))]), peerIP: "x")
         registry.reap()

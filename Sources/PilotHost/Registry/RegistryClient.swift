@@ -20,11 +20,15 @@ public actor RegistryClient {
     private var connects = 0
     /// nil until a batch was tried; then whether the registry understood it.
     public private(set) var supportsBatch: Bool?
+    /// The registry's host credential, sent with every batch: this host's new identities are
+    /// then not held to the registry's budget for new keys from strangers.
+    private let credential: String?
 
-    public init(host: String, port: Int, group: any EventLoopGroup) {
+    public init(host: String, port: Int, group: any EventLoopGroup, credential: String? = nil) {
         self.host = host
         self.port = port
         self.group = group
+        self.credential = credential
     }
 
     /// Sends one request and returns its reply (which may be `{"type":"error",...}`).
@@ -42,14 +46,17 @@ public actor RegistryClient {
         }
     }
 
-    /// Sends many register / heartbeat / poll_handshakes requests, in one round trip per 1000
-    /// where the registry supports batches; replies in request order.
+    /// Sends many register / heartbeat / poll_handshakes / set_* requests, in one round trip per
+    /// 1000 where the registry supports batches (with the host credential, if any); replies in
+    /// request order.
     public func send(batch requests: [RegistryMessage]) async throws -> [RegistryMessage] {
         if supportsBatch != false, !requests.isEmpty {
             var replies: [RegistryMessage] = []
             for start in stride(from: 0, to: requests.count, by: 1000) {
                 let chunk = requests[start..<min(start + 1000, requests.count)]
-                let reply = try await send(RegistryMessage(type: "batch", ["requests": .array(chunk.map(\.json))]))
+                var fields: [String: JSON] = ["requests": .array(chunk.map(\.json))]
+                if let credential { fields["credential"] = .string(credential) }
+                let reply = try await send(RegistryMessage(type: "batch", fields))
                 if reply.type == "error", reply["error"]?.stringValue?.contains("unknown type") == true, start == 0 {
                     supportsBatch = false
                     break

@@ -22,6 +22,23 @@ public final class Registry: @unchecked Sendable {
             didSet { registrationBurst = registrationsPerSecond * 10 }
         }
         public var registrationBurst: Double = 1000
+        /// New keys registered from all sources together, per-second refill and burst (ten
+        /// seconds' worth), except those an operator's host brings with `hostCredential`: many
+        /// source addresses cannot fill the registry faster than this.
+        public var newKeysPerSecond: Double = 100 {
+            didSet { newKeysBurst = newKeysPerSecond * 10 }
+        }
+        public var newKeysBurst: Double = 1000
+        /// Source addresses whose per-IP bucket is remembered at once; full buckets are forgotten
+        /// first, and past this a new source must wait until some are.
+        public var maxRegistrationSources = 65536
+        /// The operator's hosts present this in `batch` requests; their new keys are not held to
+        /// the budgets above. Nil or empty: none. `Registry.hostCredential(adminToken:)` derives
+        /// it from the admin token.
+        public var hostCredential: String?
+        /// Seconds a node may stay offline before it is retired: its row deleted, a tombstone
+        /// (id, SHA-256 of its key) kept so the id is never reused and the key gets it back.
+        public var retention: Double = 30 * 86400
         /// Called (outside the lock) when a relayed handshake or answer waits for `node`.
         public var handshakeQueued: (@Sendable (UInt32) -> Void)?
         /// The registry's admin token: `create_network` needs it, and it may stand in for a node's
@@ -34,6 +51,8 @@ public final class Registry: @unchecked Sendable {
     public let configuration: Configuration
     /// The digest of `configuration.adminToken`, if one is set.
     let adminToken: SecretDigest?
+    /// The digest of `configuration.hostCredential`, if one is set.
+    private let hostCredential: SecretDigest?
     /// `registry.db`; written before a change is answered.
     let store: RegistryStore
     /// Held for every read and write of the state below (extensions in other files included).
@@ -51,7 +70,11 @@ public final class Registry: @unchecked Sendable {
     private var responses: [UInt32: [PendingResponse]] = [:]
     private var nextID: UInt32 = 1
     private var registrationBuckets: [String: TokenBucket] = [:]
+    /// New keys from all sources but the operator's hosts.
+    private var newKeyBudget: TokenBucket
     private let clock: @Sendable () -> Double
+    /// Unix seconds, for what must count across restarts and reboots (retention).
+    private let wallClock: @Sendable () -> Double
 
     /// Per-request limits of the wire.
     static let maxJustification = 1024
@@ -60,12 +83,16 @@ public final class Registry: @unchecked Sendable {
     /// Opens (or creates) `registry.db` in `stateDirectory` and loads it.
     public init(
         stateDirectory: String, configuration: Configuration = Configuration(),
-        clock: @escaping @Sendable () -> Double = Registry.uptime
+        clock: @escaping @Sendable () -> Double = Registry.uptime,
+        wallClock: @escaping @Sendable () -> Double = Registry.unixTime
     ) throws {
         try FileManager.default.createDirectory(atPath: stateDirectory, withIntermediateDirectories: true)
         self.configuration = configuration
         adminToken = configuration.adminToken.flatMap { $0.isEmpty ? nil : SecretDigest(of: $0) }
+        hostCredential = configuration.hostCredential.flatMap { $0.isEmpty ? nil : SecretDigest(of: $0) }
+        newKeyBudget = TokenBucket(capacity: configuration.newKeysBurst, ratePerSecond: configuration.newKeysPerSecond, now: clock())
         self.clock = clock
+        self.wallClock = wallClock
         store = try RegistryStore(path: (stateDirectory as NSString).appendingPathComponent("registry.db"))
         try loadState()
     }
@@ -73,6 +100,7 @@ public final class Registry: @unchecked Sendable {
     /// Replaces the in-memory state with what `registry.db` holds.
     private func loadState() throws {
         let state = try store.load(now: clock())
+        nextID = max(nextID, try store.highestRetiredID() &+ 1)
         nodes = [:]
         byKey = [:]
         byHostname = [:]
@@ -84,6 +112,11 @@ public final class Registry: @unchecked Sendable {
             byKey[node.publicKey] = node.id
             if let hostname = node.hostname { byHostname[hostname] = node.id }
             if let hostname = node.reclaimableHostname { byReclaimable[hostname] = node.id }
+            if !node.online, node.offlineSince == nil {
+                // Offline since before retention was kept: its time starts now.
+                nodes[node.id]?.offlineSince = Int64(wallClock())
+                try store.save(node)
+            }
             nextID = max(nextID, node.id &+ 1)
         }
         for (a, b) in state.trust { trust.insert(Self.pair(a, b)) }
@@ -94,6 +127,9 @@ public final class Registry: @unchecked Sendable {
 
     /// Seconds since boot: a monotonic clock for liveness.
     public static let uptime: @Sendable () -> Double = { ProcessInfo.processInfo.systemUptime }
+
+    /// Seconds since 1970: the clock of what must count across reboots (retention).
+    public static let unixTime: @Sendable () -> Double = { Date().timeIntervalSince1970 }
 
     /// Registered nodes (online or not).
     public var nodeCount: Int { lock.withLock { nodes.count } }
@@ -134,7 +170,7 @@ public final class Registry: @unchecked Sendable {
         var notify: [UInt32] = []
         let reply: RegistryMessage
         do {
-            reply = try lock.withLock { try dispatch(request, peerIP: peerIP, notify: &notify) }
+            reply = try lock.withLock { try dispatch(request, peerIP: peerIP, fromOperatorHost: false, notify: &notify) }
         } catch let error as RegistryFailure {
             reply = RegistryMessage(type: "error", ["error": .string(error.message)])
         } catch let error as WireError {
@@ -146,9 +182,12 @@ public final class Registry: @unchecked Sendable {
         return reply
     }
 
-    private func dispatch(_ request: RegistryMessage, peerIP: String, notify: inout [UInt32]) throws -> RegistryMessage {
+    /// `fromOperatorHost`: the request came in a batch that carried the host credential.
+    private func dispatch(
+        _ request: RegistryMessage, peerIP: String, fromOperatorHost: Bool, notify: inout [UInt32]
+    ) throws -> RegistryMessage {
         switch request.type {
-        case "register": return try register(request, peerIP: peerIP)
+        case "register": return try register(request, peerIP: peerIP, fromOperatorHost: fromOperatorHost)
         case "heartbeat": return try heartbeat(request)
         case "deregister": return try deregister(request)
         case "lookup": return try lookup(request)
@@ -183,16 +222,18 @@ public final class Registry: @unchecked Sendable {
 
     // MARK: Identity
 
-    private func register(_ request: RegistryMessage, peerIP: String) throws -> RegistryMessage {
+    private func register(_ request: RegistryMessage, peerIP: String, fromOperatorHost: Bool) throws -> RegistryMessage {
         let keyText = try request.string("public_key")
         let key = try Ed25519PublicKey(base64: keyText)
         let listenAddress = request["listen_addr"]?.stringValue ?? ""
         // 1.18 signs "register:<listen_addr>:<public_key>"; an unsigned register may only claim
         // a key never seen, since it proves nothing about holding it.
         let known = byKey[key.bytes]
+        // A key whose node was retired was seen too: it must prove itself to get its id back.
+        let retired = known == nil ? try store.retiredID(of: key.bytes) : nil
         if let signature = request["signature"]?.stringValue {
             try verify(key, signature, "register:\(listenAddress):\(keyText)")
-        } else if known != nil {
+        } else if known != nil || retired != nil {
             throw RegistryFailure("register: signature required for a known key")
         }
         let now = clock()
@@ -200,12 +241,14 @@ public final class Registry: @unchecked Sendable {
         if let known {
             id = known
         } else {
-            var bucket = registrationBuckets[peerIP]
-                ?? TokenBucket(capacity: configuration.registrationBurst, ratePerSecond: configuration.registrationsPerSecond, now: now)
-            guard bucket.take(now: now) else { throw RegistryFailure("register: rate limit for new keys from \(peerIP)") }
-            registrationBuckets[peerIP] = bucket
-            guard nextID != 0, nextID != Address.broadcastNode else { throw RegistryFailure("register: node ids exhausted") }
-            id = nextID
+            if !fromOperatorHost { try admitNewKey(from: peerIP, now: now) }
+            if let retired {
+                try store.revive(retired)
+                id = retired
+            } else {
+                guard nextID != 0, nextID != Address.broadcastNode else { throw RegistryFailure("register: node ids exhausted") }
+                id = nextID
+            }
         }
         let port = listenAddress.split(separator: ":").last.flatMap { UInt16($0) }
         var node = nodes[id] ?? NodeRecord(
@@ -220,7 +263,7 @@ public final class Registry: @unchecked Sendable {
         comeBack(&node)
         try store.save(node)
         if known == nil {
-            nextID = id &+ 1
+            if id == nextID { nextID = id &+ 1 }
             byKey[key.bytes] = id
         }
         nodes[id] = node
@@ -235,6 +278,32 @@ public final class Registry: @unchecked Sendable {
         fields["public"] = .bool(node.isPublic)
         return RegistryMessage(type: "register_ok", fields)
     }
+
+    /// Spends a new key's tokens: its source's and the registry-wide budget.
+    private func admitNewKey(from peerIP: String, now: Double) throws {
+        if registrationBuckets[peerIP] == nil, registrationBuckets.count >= configuration.maxRegistrationSources {
+            pruneRegistrationBuckets(now: now)
+            guard registrationBuckets.count < configuration.maxRegistrationSources else {
+                throw RegistryFailure("register: too many sources are registering new keys; try again later")
+            }
+        }
+        var bucket = registrationBuckets[peerIP]
+            ?? TokenBucket(capacity: configuration.registrationBurst, ratePerSecond: configuration.registrationsPerSecond, now: now)
+        guard bucket.take(now: now) else { throw RegistryFailure("register: rate limit for new keys from \(peerIP)") }
+        registrationBuckets[peerIP] = bucket
+        guard newKeyBudget.take(now: now) else {
+            throw RegistryFailure("register: the registry takes no more new keys for now (\(configuration.newKeysPerSecond) a second); try again later")
+        }
+    }
+
+    /// Forgets the per-source buckets that have refilled: a source that comes back starts full,
+    /// exactly as if it had been remembered.
+    private func pruneRegistrationBuckets(now: Double) {
+        registrationBuckets = registrationBuckets.filter { !$0.value.isFull(now: now) }
+    }
+
+    /// Sources whose new-key bucket is remembered.
+    public var registrationSourceCount: Int { lock.withLock { registrationBuckets.count } }
 
     private func heartbeat(_ request: RegistryMessage) throws -> RegistryMessage {
         var node = try signedNode(request, "node_id") { "heartbeat:\($0)" }
@@ -516,13 +585,23 @@ public final class Registry: @unchecked Sendable {
     private func batch(_ request: RegistryMessage, peerIP: String, notify: inout [UInt32]) throws -> RegistryMessage {
         guard let items = request["requests"]?.arrayValue else { throw RegistryFailure("batch: requests must be an array") }
         guard items.count <= 1000 else { throw RegistryFailure("batch: at most 1000 requests") }
+        var fromOperatorHost = false
+        if let credential = request["credential"]?.stringValue {
+            // A wrong credential is an operator's mistake: say so rather than quietly budget it.
+            guard let hostCredential, hostCredential.matches(credential) else {
+                throw RegistryFailure("batch: host credential not recognised")
+            }
+            fromOperatorHost = true
+        }
         var replies: [JSON] = []
         replies.reserveCapacity(items.count)
         // One transaction for the batch: one fsync instead of one per item. Items never open
         // transactions of their own (none of the batchable types does).
         do {
             try store.transaction {
-                for item in items { replies.append(batchItem(item, peerIP: peerIP, notify: &notify).json) }
+                for item in items {
+                    replies.append(batchItem(item, peerIP: peerIP, fromOperatorHost: fromOperatorHost, notify: &notify).json)
+                }
             }
         } catch {
             // The commit failed (disk full, I/O error): memory ran ahead of the disk, so take the
@@ -536,13 +615,13 @@ public final class Registry: @unchecked Sendable {
     /// What a batch may carry: what a host says for each of its identities at once.
     static let batchable: Set<String> = ["register", "heartbeat", "poll_handshakes", "set_hostname", "set_tags", "set_visibility"]
 
-    private func batchItem(_ item: JSON, peerIP: String, notify: inout [UInt32]) -> RegistryMessage {
+    private func batchItem(_ item: JSON, peerIP: String, fromOperatorHost: Bool, notify: inout [UInt32]) -> RegistryMessage {
         do {
             let inner = try RegistryMessage(json: item)
             guard Self.batchable.contains(inner.type) else {
                 throw RegistryFailure("batch: \(inner.type.prefix(64)) cannot be batched")
             }
-            return try dispatch(inner, peerIP: peerIP, notify: &notify)
+            return try dispatch(inner, peerIP: peerIP, fromOperatorHost: fromOperatorHost, notify: &notify)
         } catch let error as RegistryFailure {
             return RegistryMessage(type: "error", ["error": .string(error.message)])
         } catch {
@@ -553,7 +632,8 @@ public final class Registry: @unchecked Sendable {
     // MARK: Liveness
 
     /// Marks nodes without a heartbeat for `livenessTimeout` offline and frees their hostnames
-    /// (key, id, trust pairs and inboxes are kept). Returns how many went offline.
+    /// (key, id, trust pairs and inboxes are kept), retires nodes offline for longer than
+    /// `retention`, and forgets refilled per-source buckets. Returns how many went offline.
     @discardableResult
     public func reap() -> Int {
         lock.withLock {
@@ -565,14 +645,45 @@ public final class Registry: @unchecked Sendable {
                 nodes[id] = node
                 count += 1
             }
+            retireExpired()
+            pruneRegistrationBuckets(now: now)
             return count
         }
+    }
+
+    /// Nodes retired so far by this process.
+    public var retiredCount: Int { lock.withLock { retired } }
+    private var retired = 0
+
+    private func retireExpired() {
+        let cutoff = Int64(wallClock() - configuration.retention)
+        let expired = nodes.values.filter { !$0.online && ($0.offlineSince ?? Int64.max) < cutoff }
+        guard !expired.isEmpty else { return }
+        do {
+            try store.transaction { for node in expired { try store.retire(node) } }
+        } catch {
+            return  // the disk refused: keep them all, try again at the next reap
+        }
+        let gone = Set(expired.map(\.id))
+        for node in expired {
+            nodes[node.id] = nil
+            byKey[node.publicKey] = nil
+            if let hostname = node.reclaimableHostname, byReclaimable[hostname] == node.id { byReclaimable[hostname] = nil }
+            requests[node.id] = nil
+            responses[node.id] = nil
+            networks.removeEverywhere(node.id)
+        }
+        trust = trust.filter { !gone.contains(UInt32(truncatingIfNeeded: $0 >> 32)) && !gone.contains(UInt32(truncatingIfNeeded: $0)) }
+        for (id, waiting) in requests { requests[id] = waiting.filter { !gone.contains($0.from) } }
+        for (id, answered) in responses { responses[id] = answered.filter { !gone.contains($0.from) } }
+        retired += expired.count
     }
 
     /// Offline, its hostname free for others; with `keepingHostname` (the reaper, not a
     /// goodbye) the node may take the name back when it returns, if nobody claimed it.
     private func goOffline(_ node: inout NodeRecord, keepingHostname: Bool) {
         node.online = false
+        node.offlineSince = Int64(wallClock())
         if let hostname = node.hostname, byHostname[hostname] == node.id { byHostname[hostname] = nil }
         if keepingHostname, let hostname = node.hostname {
             node.reclaimableHostname = hostname
@@ -584,6 +695,7 @@ public final class Registry: @unchecked Sendable {
     /// Online again, with the hostname the reaper took if nobody claimed it meanwhile.
     private func comeBack(_ node: inout NodeRecord) {
         node.online = true
+        node.offlineSince = nil
         guard let hostname = node.reclaimableHostname else { return }
         node.reclaimableHostname = nil
         guard byReclaimable[hostname] == node.id else { return }
@@ -614,6 +726,13 @@ public final class Registry: @unchecked Sendable {
         guard let bytes = Sodium.fromBase64(signature), key.isValidSignature(bytes, for: Array(challenge.utf8)) else {
             throw RegistryFailure("invalid signature for \(challenge.prefix(80))")
         }
+    }
+
+    /// The credential an operator's host presents in `batch` requests, derived from the admin
+    /// token (so a host holds no token that could create networks): hex SHA-256 of a fixed
+    /// label and the token.
+    public static func hostCredential(adminToken: String) -> String {
+        Sodium.sha256(Array("pilot-rendezvous host credential:\(adminToken)".utf8)).map { String(format: "%02x", $0) }.joined()
     }
 
     static func pair(_ a: UInt32, _ b: UInt32) -> UInt64 {

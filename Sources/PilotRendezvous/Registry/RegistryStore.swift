@@ -22,6 +22,9 @@ struct NodeRecord: Sendable {
     /// The hostname the reaper took when the node went silent: given back when it returns,
     /// unless another node claimed the name meanwhile.
     var reclaimableHostname: String?
+    /// Wall-clock seconds (Unix) since it went offline; nil while online. After the
+    /// registry's retention the node is retired: its row goes, a tombstone stays.
+    var offlineSince: Int64?
 }
 
 /// A relayed trust handshake waiting for its target to poll.
@@ -91,6 +94,14 @@ final class RegistryStore {
         );
         """,
         "ALTER TABLE node ADD COLUMN reclaimable_hostname TEXT;",
+        // Retired nodes: their id is never handed out again, and their key gets it back.
+        """
+        ALTER TABLE node ADD COLUMN offline_since INTEGER;
+        CREATE TABLE tombstone (
+            id INTEGER PRIMARY KEY,
+            key_hash BLOB NOT NULL UNIQUE
+        );
+        """,
     ]
 
     init(path: String) throws {
@@ -103,14 +114,14 @@ final class RegistryStore {
         nodes: [NodeRecord], trust: [(UInt32, UInt32)], requests: [UInt32: [PendingHandshake]],
         responses: [UInt32: [PendingResponse]], networks: [CustomNetwork]
     ) {
-        let nodes = try db.rows("SELECT id, public_key, owner, real_addr, hostname, tags, public, version, online, relay_only, reclaimable_hostname FROM node")
+        let nodes = try db.rows("SELECT id, public_key, owner, real_addr, hostname, tags, public, version, online, relay_only, reclaimable_hostname, offline_since FROM node")
             .map { row in
                 NodeRecord(
                     id: UInt32(truncatingIfNeeded: row[0].integer ?? 0), publicKey: row[1].blob ?? [],
                     owner: row[2].text ?? "", realAddress: row[3].text ?? "", hostname: row[4].text,
                     tags: (row[5].text ?? "").split(separator: ",").map(String.init), isPublic: row[6].integer == 1,
                     version: row[7].text ?? "", lastSeen: now, online: row[8].integer == 1, relayOnly: row[9].integer == 1,
-                    reclaimableHostname: row[10].text)
+                    reclaimableHostname: row[10].text, offlineSince: row[11].integer)
             }
         let trust = try db.rows("SELECT a, b FROM trust").map {
             (UInt32(truncatingIfNeeded: $0[0].integer ?? 0), UInt32(truncatingIfNeeded: $0[1].integer ?? 0))
@@ -149,19 +160,46 @@ final class RegistryStore {
         try db.run(
             """
             INSERT INTO node (id, public_key, owner, real_addr, hostname, tags, public, version, online, relay_only,
-                reclaimable_hostname)
-            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                reclaimable_hostname, offline_since)
+            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
             ON CONFLICT(id) DO UPDATE SET public_key = excluded.public_key, owner = excluded.owner,
                 real_addr = excluded.real_addr, hostname = excluded.hostname, tags = excluded.tags,
                 public = excluded.public, version = excluded.version, online = excluded.online,
-                relay_only = excluded.relay_only, reclaimable_hostname = excluded.reclaimable_hostname
+                relay_only = excluded.relay_only, reclaimable_hostname = excluded.reclaimable_hostname,
+                offline_since = excluded.offline_since
             """,
             [
                 .integer(Int64(node.id)), .blob(node.publicKey), .text(node.owner), .text(node.realAddress),
                 node.hostname.map(SQLValue.text) ?? .null, .text(node.tags.joined(separator: ",")),
                 .integer(node.isPublic ? 1 : 0), .text(node.version), .integer(node.online ? 1 : 0),
                 .integer(node.relayOnly ? 1 : 0), node.reclaimableHostname.map(SQLValue.text) ?? .null,
+                node.offlineSince.map(SQLValue.integer) ?? .null,
             ])
+    }
+
+    /// Deletes `node` (its trust pairs, relayed handshakes and memberships go with it by the
+    /// foreign keys) and keeps its tombstone: its id and the SHA-256 of its key.
+    func retire(_ node: NodeRecord) throws(StoreError) {
+        try db.run(
+            "INSERT OR REPLACE INTO tombstone (id, key_hash) VALUES (?, ?)",
+            [.integer(Int64(node.id)), .blob(Sodium.sha256(node.publicKey))])
+        try db.run("DELETE FROM node WHERE id = ?", [.integer(Int64(node.id))])
+    }
+
+    /// The id a retired node with `key` had, if one did.
+    func retiredID(of key: [UInt8]) throws(StoreError) -> UInt32? {
+        try db.rows("SELECT id FROM tombstone WHERE key_hash = ?", [.blob(Sodium.sha256(key))]).first?.first?.integer
+            .map { UInt32(truncatingIfNeeded: $0) }
+    }
+
+    /// A retired node's key came back: its row is made again under the same id.
+    func revive(_ id: UInt32) throws(StoreError) {
+        try db.run("DELETE FROM tombstone WHERE id = ?", [.integer(Int64(id))])
+    }
+
+    /// The highest id ever handed out to a node now retired (0: none).
+    func highestRetiredID() throws(StoreError) -> UInt32 {
+        UInt32(truncatingIfNeeded: try db.rows("SELECT MAX(id) FROM tombstone").first?.first?.integer ?? 0)
     }
 
     /// Frees hostnames before a batch of saves that may move one to another node.
