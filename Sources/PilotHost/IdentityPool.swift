@@ -42,6 +42,12 @@ public actor IdentityPool {
     private var ownListenAddresses: [String: String] = [:]
     private var trusts: [String: [UInt32: TrustRecord]] = [:]
     private var unsealed: [String: Ed25519PrivateKey] = [:]
+    /// The registry said in `register_ok` that it takes changes signed over their values and a
+    /// nonce (`SignedChange`); the last reply decides.
+    private var registrySignsValues = false
+    /// The last nonce a change was signed with: microseconds since 1970, or one more than the
+    /// last, so it only goes up, across restarts too (while the clock does).
+    private var lastNonce: Int64 = 0
 
     /// The shared socket turned out to be elsewhere (one passed by systemd): register that.
     func useSharedAddress(_ address: String) { listenAddress = address }
@@ -312,8 +318,8 @@ public actor IdentityPool {
         try await registry.send(request)
     }
 
-    /// Sends `<type>` signed as `<type>:<node>` for identity `name`; on success applies `update`
-    /// to its record and stores it.
+    /// Sends the change `<type>` for identity `name` (`changeMessage`); on success applies
+    /// `update` to its record and stores it.
     private func change(
         _ name: String, _ type: String, _ fields: [String: JSON], _ update: (inout IdentityRecord) -> Void
     ) async throws -> IdentityRecord {
@@ -354,6 +360,7 @@ public actor IdentityPool {
                     failed[name] = reply["error"]?.stringValue ?? reply.type
                     continue
                 }
+                registrySignsValues = reply["signed_values"] == 1
                 // Deleted while the batch was out: nothing to update.
                 guard var record = records[name] else { continue }
                 if node != record.nodeID {
@@ -438,6 +445,7 @@ public actor IdentityPool {
             let reply = replies.first ?? RegistryMessage(type: "error", ["error": "no reply"])
             throw PoolError.registry(reply["error"]?.stringValue ?? "unexpected reply \(reply.type)")
         }
+        registrySignsValues = reply["signed_values"] == 1
         return try reply.nodeID("node_id")
     }
 
@@ -451,12 +459,18 @@ public actor IdentityPool {
             ])
     }
 
-    /// A `set_hostname`, `set_tags` or `set_visibility` for `node`, signed as 1.18 signs it
-    /// (`<type>:<node>`).
+    /// A `set_hostname`, `set_tags` or `set_visibility` for `node`: signed over its values and
+    /// a fresh nonce where the registry takes that (a captured one then fits nothing else and
+    /// cannot be replayed), else as 1.18 signs it (`<type>:<node>`).
     private func changeMessage(_ key: Ed25519PrivateKey, node: UInt32, _ type: String, _ fields: [String: JSON]) -> RegistryMessage {
         var all = fields
         all["node_id"] = .integer(Int64(node))
-        return signedMessage(key, type, "\(type):\(node)", all)
+        guard registrySignsValues, let values = SignedChange.values(type: type, { fields[$0] }) else {
+            return signedMessage(key, type, "\(type):\(node)", all)
+        }
+        lastNonce = max(lastNonce + 1, Int64(Date().timeIntervalSince1970 * 1_000_000))
+        all["nonce"] = .integer(lastNonce)
+        return signedMessage(key, type, SignedChange.text(type: type, node: node, nonce: lastNonce, values: values), all)
     }
 
     private func signed(_ key: Ed25519PrivateKey, _ type: String, _ challenge: String, _ fields: [String: JSON]) async throws {

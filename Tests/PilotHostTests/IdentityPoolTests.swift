@@ -123,6 +123,28 @@ final class IdentityPoolTests: XCTestCase {
         }
     }
 
+    func testChangesAreSignedOverTheirValuesWhereTheRegistryTakesIt() async throws {
+        try await withRendezvous { client, registry, directory in
+            let pool = try makePool(directory, client)
+            var request = IdentityPool.Request(owner: 1000)
+            request.hostname = "alice"
+            let alice = try await pool.create(name: "alice", request)
+            XCTAssertTrue(registry.signsValues(alice.nodeID), "the 1.18 form is now refused for alice's key")
+            _ = try await pool.setHostname(name: "alice", hostname: "alice-2")
+            _ = try await pool.setTags(name: "alice", tags: ["worker"])
+            _ = try await pool.setPublic(name: "alice", isPublic: true)
+            // A new process picks nonces above the last one the registry saw.
+            let restarted = try makePool(directory, client)
+            try await restarted.load()
+            _ = try await restarted.registerAll()
+            _ = try await restarted.setHostname(name: "alice", hostname: "alice-3")
+            let lookup = registry.handle(RegistryMessage(type: "lookup", ["node_id": .integer(Int64(alice.nodeID))]), peerIP: "x")
+            XCTAssertEqual(lookup["hostname"], "alice-3")
+            XCTAssertEqual(lookup["tags"], ["worker"])
+            XCTAssertEqual(lookup["public"], true)
+        }
+    }
+
     func testDeleteDeregistersAndForgets() async throws {
         try await withRendezvous { client, registry, directory in
             let pool = try makePool(directory, client)

@@ -32,6 +32,15 @@ struct TestNode {
     }
 }
 
+extension RegistryMessage {
+    /// This message with `field` set to `value`: a captured request, altered.
+    func with(_ field: String, _ value: JSON) -> RegistryMessage {
+        var fields = json.objectValue ?? [:]
+        fields[field] = value
+        return RegistryMessage(type: type, fields)
+    }
+}
+
 final class RegistryTests: XCTestCase {
     private var directory: TemporaryDirectory!
     private var now = 1000.0
@@ -426,6 +435,71 @@ final class RegistryTests: XCTestCase {
         var d = try TestNode()
         try register(registry, &d)
         XCTAssertEqual(d.id, 4)
+    }
+
+    /// 1.18 signs `set_hostname:<node>`, not the hostname: a captured signature fits any name.
+    func testAChangeSignedThe118WayIsTakenOnlyFromTheAddressTheNodeRegisteredFrom() throws {
+        let registry = try makeRegistry()
+        var a = try TestNode()
+        try register(registry, &a, ip: "10.0.0.1")
+        let captured = a.signed("set_hostname", "set_hostname:\(a.id)", ["node_id": .integer(Int64(a.id)), "hostname": "alpha"])
+        XCTAssertEqual(registry.handle(captured, peerIP: "10.0.0.1").type, "set_hostname_ok")
+        let replayed = captured.with("hostname", "evil")
+        XCTAssertEqual(registry.handle(replayed, peerIP: "10.0.0.2").type, "error", "a replay from elsewhere is refused")
+        let hidden = a.signed("set_visibility", "set_visibility:\(a.id)", ["node_id": .integer(Int64(a.id)), "public": false])
+        XCTAssertEqual(registry.handle(hidden, peerIP: "10.0.0.1").type, "set_visibility_ok")
+        let exposed = hidden.with("public", true)
+        XCTAssertEqual(registry.handle(exposed, peerIP: "10.0.0.2").type, "error", "a private node is not made public from elsewhere")
+        let lookup = registry.handle(RegistryMessage(type: "lookup", ["node_id": .integer(Int64(a.id))]), peerIP: "x")
+        XCTAssertEqual(lookup["hostname"], "alpha")
+        XCTAssertEqual(lookup["public"], false)
+    }
+
+    func testChangesSignedThe118WayAreRateLimitedPerNode() throws {
+        let registry = try makeRegistry()
+        var a = try TestNode()
+        try register(registry, &a)
+        let change = a.signed("set_tags", "set_tags:\(a.id)", ["node_id": .integer(Int64(a.id)), "tags": ["worker"]])
+        let burst = (0..<12).map { _ in registry.handle(change, peerIP: "127.0.0.1").type }
+        XCTAssertEqual(burst.filter { $0 == "set_tags_ok" }.count, 10)
+        XCTAssertEqual(burst.suffix(2), ["error", "error"])
+        now += 60
+        XCTAssertEqual(registry.handle(change, peerIP: "127.0.0.1").type, "set_tags_ok")
+    }
+
+    /// Our form: `<type>:<node>:<nonce>:<values>`, advertised in register_ok; once a key used
+    /// it, the 1.18 form is refused for that key, across restarts.
+    func testOnceANodeSignsItsValuesThe118FormIsRefusedForIt() throws {
+        var a = try TestNode()
+        func change(_ hostname: String, nonce: Int64, signedFor signed: String? = nil) -> RegistryMessage {
+            a.signed(
+                "set_hostname", "set_hostname:\(a.id):\(nonce):\(signed ?? hostname)",
+                ["node_id": .integer(Int64(a.id)), "hostname": .string(hostname), "nonce": .integer(nonce)])
+        }
+        do {
+            let registry = try makeRegistry()
+            let registered = registry.handle(a.register(), peerIP: "127.0.0.1")
+            XCTAssertEqual(registered["signed_values"], 1, "the registry says it takes our form")
+            a.id = try registered.nodeID("node_id")
+            let first = change("alpha", nonce: 5)
+            XCTAssertEqual(registry.handle(first, peerIP: "10.9.9.9").type, "set_hostname_ok", "from anywhere: it proves itself")
+            XCTAssertEqual(registry.handle(first, peerIP: "127.0.0.1").type, "error", "the same nonce again is a replay")
+            XCTAssertEqual(registry.handle(change("evil", nonce: 6, signedFor: "alpha"), peerIP: "127.0.0.1").type, "error")
+            XCTAssertEqual(registry.handle(change("beta", nonce: 4), peerIP: "127.0.0.1").type, "error", "nonces only go up")
+            XCTAssertEqual(registry.handle(change("beta", nonce: 6), peerIP: "127.0.0.1").type, "set_hostname_ok")
+            let old = a.signed("set_hostname", "set_hostname:\(a.id)", ["node_id": .integer(Int64(a.id)), "hostname": "gamma"])
+            XCTAssertEqual(registry.handle(old, peerIP: "127.0.0.1").type, "error", "sticky: no more 1.18 form for this key")
+        }
+        let restarted = try makeRegistry()
+        let old = a.signed("set_visibility", "set_visibility:\(a.id)", ["node_id": .integer(Int64(a.id)), "public": true])
+        XCTAssertEqual(restarted.handle(old, peerIP: "127.0.0.1").type, "error", "still sticky after a restart")
+        XCTAssertEqual(restarted.handle(change("beta", nonce: 6), peerIP: "127.0.0.1").type, "error", "the last nonce is kept too")
+        let visible = a.signed(
+            "set_visibility", "set_visibility:\(a.id):7:public", ["node_id": .integer(Int64(a.id)), "public": true, "nonce": 7])
+        XCTAssertEqual(restarted.handle(visible, peerIP: "127.0.0.1").type, "set_visibility_ok")
+        let tags = a.signed(
+            "set_tags", "set_tags:\(a.id):8:#worker,gpu", ["node_id": .integer(Int64(a.id)), "tags": ["#worker", "gpu"], "nonce": 8])
+        XCTAssertEqual(restarted.handle(tags, peerIP: "127.0.0.1")["tags"], ["worker", "gpu"])
     }
 
     func testUnknownAndMalformedRequestsGetErrorsNamingTheProblem() throws {

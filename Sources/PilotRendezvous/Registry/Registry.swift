@@ -70,11 +70,17 @@ public final class Registry: @unchecked Sendable {
     private var responses: [UInt32: [PendingResponse]] = [:]
     private var nextID: UInt32 = 1
     private var registrationBuckets: [String: TokenBucket] = [:]
+    /// Changes signed the 1.18 way, per node.
+    private var legacyChangeBuckets: [UInt32: TokenBucket] = [:]
     /// New keys from all sources but the operator's hosts.
     private var newKeyBudget: TokenBucket
     private let clock: @Sendable () -> Double
     /// Unix seconds, for what must count across restarts and reboots (retention).
     private let wallClock: @Sendable () -> Double
+
+    /// Changes signed the 1.18 way one node may make: a burst of 10, then one every 6 s.
+    static let legacyChangeBurst = 10.0
+    static let legacyChangesPerSecond = 1.0 / 6
 
     /// Per-request limits of the wire.
     static let maxJustification = 1024
@@ -112,6 +118,10 @@ public final class Registry: @unchecked Sendable {
             byKey[node.publicKey] = node.id
             if let hostname = node.hostname { byHostname[hostname] = node.id }
             if let hostname = node.reclaimableHostname { byReclaimable[hostname] = node.id }
+            if node.registeredFrom.isEmpty {
+                // Registered before the source was kept: the IP of its endpoint stands in.
+                nodes[node.id]?.registeredFrom = Self.ipPart(of: node.realAddress)
+            }
             if !node.online, node.offlineSince == nil {
                 // Offline since before retention was kept: its time starts now.
                 nodes[node.id]?.offlineSince = Int64(wallClock())
@@ -193,9 +203,9 @@ public final class Registry: @unchecked Sendable {
         case "lookup": return try lookup(request)
         case "resolve": return try resolve(request)
         case "resolve_hostname": return try resolveHostname(request)
-        case "set_visibility": return try setVisibility(request)
-        case "set_hostname": return try setHostname(request)
-        case "set_tags": return try setTags(request)
+        case "set_visibility": return try setVisibility(request, peerIP: peerIP)
+        case "set_hostname": return try setHostname(request, peerIP: peerIP)
+        case "set_tags": return try setTags(request, peerIP: peerIP)
         case "report_trust": return try reportTrust(request)
         case "revoke_trust": return try revokeTrust(request)
         case "check_trust": return try checkTrust(request)
@@ -257,6 +267,7 @@ public final class Registry: @unchecked Sendable {
         node.owner = request["owner"]?.stringValue ?? node.owner
         node.version = request["version"]?.stringValue ?? node.version
         node.realAddress = port.map { "\(Self.hostPart(peerIP)):\($0)" } ?? node.realAddress
+        node.registeredFrom = peerIP
         // Each register says it again: a restart without -relay-only makes the node direct.
         node.relayOnly = request["relay_only"]?.boolValue ?? false
         node.lastSeen = now
@@ -276,6 +287,8 @@ public final class Registry: @unchecked Sendable {
         if let hostname = node.hostname { fields["hostname"] = .string(hostname) }
         if !node.tags.isEmpty { fields["tags"] = .array(node.tags.map(JSON.string)) }
         fields["public"] = .bool(node.isPublic)
+        // Changes signed over their values and a nonce are taken (SignedChange).
+        fields["signed_values"] = 1
         return RegistryMessage(type: "register_ok", fields)
     }
 
@@ -405,9 +418,10 @@ public final class Registry: @unchecked Sendable {
         return fields
     }
 
-    private func setVisibility(_ request: RegistryMessage) throws -> RegistryMessage {
-        var node = try signedNode(request, "node_id") { "set_visibility:\($0)" }
-        node.isPublic = try request.bool("public")
+    private func setVisibility(_ request: RegistryMessage, peerIP: String) throws -> RegistryMessage {
+        let isPublic = try request.bool("public")
+        var node = try changedNode(request, peerIP: peerIP)
+        node.isPublic = isPublic
         try store.save(node)
         nodes[node.id] = node
         return RegistryMessage(
@@ -415,9 +429,9 @@ public final class Registry: @unchecked Sendable {
             ["node_id": .integer(Int64(node.id)), "visibility": .string(node.isPublic ? "public" : "private")])
     }
 
-    private func setHostname(_ request: RegistryMessage) throws -> RegistryMessage {
-        var node = try signedNode(request, "node_id") { "set_hostname:\($0)" }
+    private func setHostname(_ request: RegistryMessage, peerIP: String) throws -> RegistryMessage {
         let hostname = try request.string("hostname").lowercased()
+        var node = try changedNode(request, peerIP: peerIP)
         if hostname.isEmpty {
             if let old = node.hostname { byHostname[old] = nil }
             node.hostname = nil
@@ -449,8 +463,8 @@ public final class Registry: @unchecked Sendable {
         return RegistryMessage(type: "set_hostname_ok", ["node_id": .integer(Int64(node.id)), "hostname": .string(hostname)])
     }
 
-    private func setTags(_ request: RegistryMessage) throws -> RegistryMessage {
-        var node = try signedNode(request, "node_id") { "set_tags:\($0)" }
+    private func setTags(_ request: RegistryMessage, peerIP: String) throws -> RegistryMessage {
+        var node = try changedNode(request, peerIP: peerIP)
         let values = request["tags"]?.arrayValue ?? []
         guard values.count <= Self.maxTags else { throw RegistryFailure("set_tags: at most \(Self.maxTags) tags") }
         var tags: [String] = []
@@ -464,6 +478,50 @@ public final class Registry: @unchecked Sendable {
         nodes[node.id] = node
         return RegistryMessage(
             type: "set_tags_ok", ["node_id": .integer(Int64(node.id)), "tags": tags.isEmpty ? nil : .array(tags.map(JSON.string))])
+    }
+
+    /// The node a `set_hostname`, `set_tags` or `set_visibility` changes, once the change is
+    /// proven. In our form (`SignedChange`: the values and a nonce above the node's last are
+    /// signed) it may come from anywhere, and the node is refused the 1.18 form from then on.
+    /// The 1.18 form signs `<type>:<node>` only, so a captured one fits any values and can be
+    /// replayed: it is taken only from the source address of the node's current registration,
+    /// at most `legacyChangeBurst` at once and one per 6 s after. The caller saves the node.
+    private func changedNode(_ request: RegistryMessage, peerIP: String) throws -> NodeRecord {
+        let type = request.type
+        var node = try existing(try request.nodeID("node_id"))
+        guard let signature = request["signature"]?.stringValue else { throw RegistryFailure("\(type): signature required") }
+        let key = try Ed25519PublicKey(bytes: node.publicKey)
+        if let nonceField = request["nonce"] {
+            guard let nonce = nonceField.integerValue, nonce > node.lastNonce else {
+                throw RegistryFailure("\(type): nonce must be an integer above \(node.lastNonce), the last node \(node.id) used")
+            }
+            guard let values = SignedChange.values(type: type, { request[$0] }) else {
+                throw RegistryFailure("\(type): the values to set are missing or malformed")
+            }
+            try verify(key, signature, SignedChange.text(type: type, node: node.id, nonce: nonce, values: values))
+            node.lastNonce = nonce
+            node.signsValues = true
+            return node
+        }
+        guard !node.signsValues else {
+            throw RegistryFailure("\(type): node \(node.id) signs its values with a nonce; a change signed the 1.18 way is refused for it")
+        }
+        try verify(key, signature, "\(type):\(node.id)")
+        guard peerIP == node.registeredFrom else {
+            throw RegistryFailure(
+                "\(type): a change signed the 1.18 way is taken only from the address node \(node.id) registered from")
+        }
+        let now = clock()
+        var bucket = legacyChangeBuckets[node.id]
+            ?? TokenBucket(capacity: Self.legacyChangeBurst, ratePerSecond: Self.legacyChangesPerSecond, now: now)
+        guard bucket.take(now: now) else { throw RegistryFailure("\(type): rate limit for node \(node.id)'s changes signed the 1.18 way") }
+        legacyChangeBuckets[node.id] = bucket
+        return node
+    }
+
+    /// Whether `node` signs its changes in our form, and is refused the 1.18 form.
+    public func signsValues(_ node: UInt32) -> Bool {
+        lock.withLock { nodes[node]?.signsValues == true }
     }
 
     private func beaconList() -> RegistryMessage {
@@ -647,6 +705,7 @@ public final class Registry: @unchecked Sendable {
             }
             retireExpired()
             pruneRegistrationBuckets(now: now)
+            legacyChangeBuckets = legacyChangeBuckets.filter { !$0.value.isFull(now: now) }
             return count
         }
     }
@@ -741,6 +800,13 @@ public final class Registry: @unchecked Sendable {
 
     static func hostPart(_ ip: String) -> String {
         ip.contains(":") ? "[\(ip)]" : ip
+    }
+
+    /// The IP of an endpoint `host:port` or `[v6]:port` (empty for empty).
+    static func ipPart(of endpoint: String) -> String {
+        guard let colon = endpoint.lastIndex(of: ":") else { return endpoint }
+        let host = endpoint[..<colon]
+        return host.hasPrefix("[") && host.hasSuffix("]") ? String(host.dropFirst().dropLast()) : String(host)
     }
 
     /// Whether `text` is 1 to `maxLength` lowercase letters, digits and inner hyphens: the rule
