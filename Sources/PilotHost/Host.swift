@@ -54,7 +54,8 @@ public final class Host: Sendable {
         let store = try HostStore(path: configuration.stateDirectory + "/host.db")
         let (registryHost, registryPort) = try Self.split(configuration.registry)
         let credential = try AdminToken.load(configuration.registryCredentialFile, key: "registry-credential-file", logger: logger)
-        registry = RegistryClient(host: registryHost, port: registryPort, group: group, credential: credential)
+        registry = RegistryClient(
+            host: registryHost, port: registryPort, group: group, credential: credential, tls: try configuration.registryTLSSettings())
         listeners = try ControlListeners(group: group, logger: logger)
         pool = IdentityPool(store: store, keys: try IdentityKeys(masterKey: master), registry: registry, listenAddress: configuration.listen)
         try await pool.load()
@@ -277,6 +278,8 @@ public final class Host: Sendable {
         if new.busyPoll != configuration.busyPoll { restart.append("busy-poll") }
         if new.adminTokenFile != configuration.adminTokenFile { restart.append("admin-token-file") }
         if new.registryCredentialFile != configuration.registryCredentialFile { restart.append("registry-credential-file") }
+        if new.registryTLS != configuration.registryTLS { restart.append("registry-tls") }
+        if new.registryFingerprint != configuration.registryFingerprint { restart.append("registry-fingerprint") }
         var reopened: [String] = []
         for record in await pool.all where !FileManager.default.fileExists(atPath: socketPath(record.name)) {
             do throws(ControlFailure) {

@@ -143,6 +143,11 @@ struct RendezvousCommand: AsyncParsableCommand {
         serverConfiguration.requestsPerSecond = connectionRequestsPerSecond
         let server = RegistryServer(registry: registry, configuration: serverConfiguration, logger: logger)
         let registryAddress = try await server.start(on: group)
+        // What clients pin: logged (journal) and printed, so the operator need not compute it.
+        let fingerprint = try tlsCert.map { try RegistryServer.fingerprint(ofCertificateAt: $0) }
+        if let fingerprint {
+            logger.notice("registry TLS certificate", metadata: ["fingerprint": "\(fingerprint)", "certificate": "\(tlsCert ?? "")"])
+        }
 
         var nameserver: Nameserver?
         var nameserverLine = ""
@@ -166,7 +171,8 @@ struct RendezvousCommand: AsyncParsableCommand {
         // One line each on stdout, for scripts that start us on port 0.
         let registryLine = "registry \(registryAddress.ipAddress ?? registryHost):\(registryAddress.port ?? registryPort)"
         let beaconLine = "beacon \(beaconAddress.ipAddress ?? beaconHost):\(beaconAddress.port ?? beaconPort)"
-        FileHandle.standardOutput.write(Data((registryLine + "\n" + beaconLine + "\n" + nameserverLine).utf8))
+        let fingerprintLine = fingerprint.map { "registry-fingerprint \($0)\n" } ?? ""
+        FileHandle.standardOutput.write(Data((registryLine + "\n" + beaconLine + "\n" + nameserverLine + fingerprintLine).utf8))
 
         Systemd.notify("READY=1\nSTATUS=\(registry.nodeCount) nodes")
         let watchdog = Systemd.watchdogInterval.map { interval in

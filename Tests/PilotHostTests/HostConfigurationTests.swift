@@ -12,6 +12,7 @@ final class HostConfigurationTests: XCTestCase {
         XCTAssertEqual(configuration.runtimeDirectory, "/run/pilot-host")
         XCTAssertEqual(configuration.registry, "127.0.0.1:9000")
         XCTAssertEqual(configuration.adminGroup, "pilot-admin")
+        XCTAssertTrue(configuration.registryTLS, "the registry is reached over TLS by default under systemd")
         XCTAssertEqual(configuration.busyPoll, 50, "the loop busy-polls 50 µs after traffic, while that pays")
         XCTAssertEqual(HostConfiguration().busyPoll, configuration.busyPoll, "the example shows the default")
         // Every key the program knows is documented in the example.
@@ -33,12 +34,24 @@ final class HostConfigurationTests: XCTestCase {
         XCTAssertEqual(configuration.registry, "127.0.0.1:19000")
     }
 
+    func testARegistryFingerprintIsHexOfSHA256AndNeedsTLS() throws {
+        var configuration = HostConfiguration()
+        XCTAssertThrowsError(try configuration.set("registry-fingerprint", "abc"))
+        XCTAssertThrowsError(try configuration.set("registry-tls", "maybe"))
+        try configuration.set("registry-fingerprint", String(repeating: "AB", count: 32))
+        XCTAssertThrowsError(try configuration.registryTLSSettings(), "a pin without TLS is a mistake")
+        try configuration.set("registry-tls", "yes")
+        XCTAssertEqual(try configuration.registryTLSSettings()?.fingerprint, Array(repeating: 0xAB, count: 32))
+        try configuration.set("registry-fingerprint", "")
+        XCTAssertEqual(try configuration.registryTLSSettings(), RegistryClient.TLS(), "TLS checked against the trust roots")
+    }
+
     func testMistakesNameTheFileLineAndProblem() {
         var configuration = HostConfiguration()
         XCTAssertThrowsError(try configuration.apply(file: "registry = 1.2.3.4:9000\nregistyr = x", source: "a.conf")) { error in
             XCTAssertEqual(
                 String(describing: error),
-                "a.conf:2: unknown setting registyr (known: state-dir, runtime-dir, registry, beacon, listen, admin-group, log-level, handshake-poll, busy-poll, admin-token-file, registry-credential-file)")
+                "a.conf:2: unknown setting registyr (known: state-dir, runtime-dir, registry, beacon, listen, admin-group, log-level, handshake-poll, busy-poll, admin-token-file, registry-credential-file, registry-tls, registry-fingerprint)")
         }
         XCTAssertThrowsError(try configuration.apply(file: "state-dir = var/lib", source: "b.conf")) { error in
             XCTAssertEqual(String(describing: error), "b.conf:1: state-dir = var/lib: must be an absolute path")

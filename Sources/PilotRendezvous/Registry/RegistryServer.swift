@@ -4,6 +4,7 @@ import NIOConcurrencyHelpers
 public import NIOCore
 import NIOPosix
 import NIOSSL
+import PilotCrypto
 import PilotWire
 
 /// The registry's TCP server (optionally TLS): length-prefixed JSON requests, one reply each,
@@ -104,6 +105,17 @@ public final class RegistryServer: Sendable {
         if let channel = channel.withLockedValue({ $0 }) { try? await channel.close() }
         for client in clients.withLockedValue({ Array($0.values) }) { try? await client.close() }
         try await threadPool.shutdownGracefully()
+    }
+}
+
+extension RegistryServer {
+    /// The hex SHA-256 of the DER of the first certificate in the PEM file at `path`: what
+    /// clients pin (1.18's `-registry-fingerprint`, pilot-host's `registry-fingerprint`).
+    public static func fingerprint(ofCertificateAt path: String) throws -> String {
+        guard let leaf = try NIOSSLCertificate.fromPEMFile(path).first else {
+            throw RegistryServerError("\(path) holds no certificate")
+        }
+        return Sodium.sha256(try leaf.toDERBytes()).map { String(format: "%02x", $0) }.joined()
     }
 }
 
