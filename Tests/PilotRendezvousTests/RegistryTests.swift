@@ -67,6 +67,17 @@ final class RegistryTests: XCTestCase {
         func read() -> Double { test?.now ?? 0 }
     }
 
+    /// `set_hostname` signed the 1.18 way, from the address the tests register from.
+    private func setHostname(_ registry: Registry, _ node: TestNode, _ name: String) -> RegistryMessage {
+        registry.handle(
+            node.signed("set_hostname", "set_hostname:\(node.id)", ["node_id": .integer(Int64(node.id)), "hostname": .string(name)]),
+            peerIP: "127.0.0.1")
+    }
+
+    private func resolveHostname(_ registry: Registry, _ name: String) -> RegistryMessage {
+        registry.handle(RegistryMessage(type: "resolve_hostname", ["hostname": .string(name)]), peerIP: "x")
+    }
+
     private func register(_ registry: Registry, _ node: inout TestNode, ip: String = "127.0.0.1") throws {
         let reply = registry.handle(node.register(), peerIP: ip)
         XCTAssertEqual(reply.type, "register_ok", "\(reply.json.encodedString())")
@@ -188,23 +199,18 @@ final class RegistryTests: XCTestCase {
         var b = try TestNode()
         try register(registry, &a)
         try register(registry, &b)
-        func setHostname(_ node: TestNode, _ name: String) -> RegistryMessage {
-            registry.handle(
-                node.signed("set_hostname", "set_hostname:\(node.id)", ["node_id": .integer(Int64(node.id)), "hostname": .string(name)]),
-                peerIP: "127.0.0.1")
-        }
         for bad in ["-x", "x-", "Upper_case", "localhost", String(repeating: "a", count: 64), "a b"] {
-            XCTAssertEqual(setHostname(a, bad).type, "error", bad)
+            XCTAssertEqual(setHostname(registry, a, bad).type, "error", bad)
         }
-        XCTAssertEqual(setHostname(a, "alpha").type, "set_hostname_ok")
-        XCTAssertEqual(setHostname(b, "alpha").type, "error", "taken")
+        XCTAssertEqual(setHostname(registry, a, "alpha").type, "set_hostname_ok")
+        XCTAssertEqual(setHostname(registry, b, "alpha").type, "error", "taken")
         XCTAssertEqual(registry.handle(RegistryMessage(type: "resolve_hostname", ["hostname": "alpha"]), peerIP: "x")["node_id"], .integer(Int64(a.id)))
 
         now += 181  // a and b miss every heartbeat
         XCTAssertEqual(registry.reap(), 2)
         XCTAssertEqual(registry.handle(RegistryMessage(type: "resolve_hostname", ["hostname": "alpha"]), peerIP: "x").type, "error")
         try register(registry, &b)
-        XCTAssertEqual(setHostname(b, "alpha").type, "set_hostname_ok", "an offline node's hostname is free")
+        XCTAssertEqual(setHostname(registry, b, "alpha").type, "set_hostname_ok", "an offline node's hostname is free")
     }
 
     func testANodeBackAfterTheReaperGetsItsHostnameBackUnlessAnotherTookIt() throws {
@@ -213,35 +219,27 @@ final class RegistryTests: XCTestCase {
         var b = try TestNode()
         try register(registry, &a)
         try register(registry, &b)
-        func setHostname(_ node: TestNode, _ name: String) -> RegistryMessage {
-            registry.handle(
-                node.signed("set_hostname", "set_hostname:\(node.id)", ["node_id": .integer(Int64(node.id)), "hostname": .string(name)]),
-                peerIP: "127.0.0.1")
-        }
-        func resolveHostname(_ name: String) -> RegistryMessage {
-            registry.handle(RegistryMessage(type: "resolve_hostname", ["hostname": .string(name)]), peerIP: "x")
-        }
-        XCTAssertEqual(setHostname(a, "alpha").type, "set_hostname_ok")
-        XCTAssertEqual(setHostname(b, "beta").type, "set_hostname_ok")
+        XCTAssertEqual(setHostname(registry, a, "alpha").type, "set_hostname_ok")
+        XCTAssertEqual(setHostname(registry, b, "beta").type, "set_hostname_ok")
         now += 181
         XCTAssertEqual(registry.reap(), 2)
-        XCTAssertEqual(resolveHostname("alpha").type, "error", "an offline node is not found")
+        XCTAssertEqual(resolveHostname(registry, "alpha").type, "error", "an offline node is not found")
 
         // a comes back first: its hostname is its own again, and b cannot take it.
         let back = registry.handle(a.register(), peerIP: "127.0.0.1")
         XCTAssertEqual(back["hostname"], "alpha", "register_ok reports the hostname reclaimed")
-        XCTAssertEqual(resolveHostname("alpha")["node_id"], .integer(Int64(a.id)))
+        XCTAssertEqual(resolveHostname(registry, "alpha")["node_id"], .integer(Int64(a.id)))
         try register(registry, &b)
-        XCTAssertEqual(setHostname(b, "alpha").type, "error", "taken again by its owner")
+        XCTAssertEqual(setHostname(registry, b, "alpha").type, "error", "taken again by its owner")
 
         // Once another node took a freed hostname, its old holder does not get it back.
         now += 181
         XCTAssertEqual(registry.reap(), 2)
         var c = try TestNode()
         try register(registry, &c)
-        XCTAssertEqual(setHostname(c, "beta").type, "set_hostname_ok")
+        XCTAssertEqual(setHostname(registry, c, "beta").type, "set_hostname_ok")
         XCTAssertNil(registry.handle(b.register(), peerIP: "127.0.0.1")["hostname"])
-        XCTAssertEqual(resolveHostname("beta")["node_id"], .integer(Int64(c.id)))
+        XCTAssertEqual(resolveHostname(registry, "beta")["node_id"], .integer(Int64(c.id)))
         now += 181
         XCTAssertEqual(registry.reap(), 2)
         XCTAssertNil(registry.handle(b.register(), peerIP: "127.0.0.1")["hostname"], "c's claim ended b's")
