@@ -52,31 +52,33 @@ public final class Registry: @unchecked Sendable {
     /// The digest of `configuration.adminToken`, if one is set.
     let adminToken: SecretDigest?
     /// The digest of `configuration.hostCredential`, if one is set.
-    private let hostCredential: SecretDigest?
+    let hostCredential: SecretDigest?
     /// `registry.db`; written before a change is answered.
     let store: RegistryStore
     /// Held for every read and write of the state below (extensions in other files included).
     let lock = NSLock()
     /// Every node ever registered, by id, online or not.
     var nodes: [UInt32: NodeRecord] = [:]
-    private var byKey: [[UInt8]: UInt32] = [:]
+    var byKey: [[UInt8]: UInt32] = [:]
     private var byHostname: [String: UInt32] = [:]
     /// Hostnames the reaper freed, by the node that may take each back.
-    private var byReclaimable: [String: UInt32] = [:]
-    private var trust: Set<UInt64> = []
+    var byReclaimable: [String: UInt32] = [:]
+    var trust: Set<UInt64> = []
     /// The custom networks and their members.
     var networks = NetworkTable()
-    private var requests: [UInt32: [PendingHandshake]] = [:]
-    private var responses: [UInt32: [PendingResponse]] = [:]
+    var requests: [UInt32: [PendingHandshake]] = [:]
+    var responses: [UInt32: [PendingResponse]] = [:]
     private var nextID: UInt32 = 1
-    private var registrationBuckets: [String: TokenBucket] = [:]
+    var registrationBuckets: [String: TokenBucket] = [:]
     /// Changes signed the 1.18 way, per node.
-    private var legacyChangeBuckets: [UInt32: TokenBucket] = [:]
+    var legacyChangeBuckets: [UInt32: TokenBucket] = [:]
     /// New keys from all sources but the operator's hosts.
-    private var newKeyBudget: TokenBucket
-    private let clock: @Sendable () -> Double
+    var newKeyBudget: TokenBucket
+    /// Nodes retired by this process (`Registry+Retention.swift`).
+    var retired = 0
+    let clock: @Sendable () -> Double
     /// Unix seconds, for what must count across restarts and reboots (retention).
-    private let wallClock: @Sendable () -> Double
+    let wallClock: @Sendable () -> Double
 
     /// Changes signed the 1.18 way one node may make: a burst of 10, then one every 6 s.
     static let legacyChangeBurst = 10.0
@@ -292,32 +294,6 @@ public final class Registry: @unchecked Sendable {
         return RegistryMessage(type: "register_ok", fields)
     }
 
-    /// Spends a new key's tokens: its source's and the registry-wide budget.
-    private func admitNewKey(from peerIP: String, now: Double) throws {
-        if registrationBuckets[peerIP] == nil, registrationBuckets.count >= configuration.maxRegistrationSources {
-            pruneRegistrationBuckets(now: now)
-            guard registrationBuckets.count < configuration.maxRegistrationSources else {
-                throw RegistryFailure("register: too many sources are registering new keys; try again later")
-            }
-        }
-        var bucket = registrationBuckets[peerIP]
-            ?? TokenBucket(capacity: configuration.registrationBurst, ratePerSecond: configuration.registrationsPerSecond, now: now)
-        guard bucket.take(now: now) else { throw RegistryFailure("register: rate limit for new keys from \(peerIP)") }
-        registrationBuckets[peerIP] = bucket
-        guard newKeyBudget.take(now: now) else {
-            throw RegistryFailure("register: the registry takes no more new keys for now (\(configuration.newKeysPerSecond) a second); try again later")
-        }
-    }
-
-    /// Forgets the per-source buckets that have refilled: a source that comes back starts full,
-    /// exactly as if it had been remembered.
-    private func pruneRegistrationBuckets(now: Double) {
-        registrationBuckets = registrationBuckets.filter { !$0.value.isFull(now: now) }
-    }
-
-    /// Sources whose new-key bucket is remembered.
-    public var registrationSourceCount: Int { lock.withLock { registrationBuckets.count } }
-
     private func heartbeat(_ request: RegistryMessage) throws -> RegistryMessage {
         var node = try signedNode(request, "node_id") { "heartbeat:\($0)" }
         node.lastSeen = clock()
@@ -478,50 +454,6 @@ public final class Registry: @unchecked Sendable {
         nodes[node.id] = node
         return RegistryMessage(
             type: "set_tags_ok", ["node_id": .integer(Int64(node.id)), "tags": tags.isEmpty ? nil : .array(tags.map(JSON.string))])
-    }
-
-    /// The node a `set_hostname`, `set_tags` or `set_visibility` changes, once the change is
-    /// proven. In our form (`SignedChange`: the values and a nonce above the node's last are
-    /// signed) it may come from anywhere, and the node is refused the 1.18 form from then on.
-    /// The 1.18 form signs `<type>:<node>` only, so a captured one fits any values and can be
-    /// replayed: it is taken only from the source address of the node's current registration,
-    /// at most `legacyChangeBurst` at once and one per 6 s after. The caller saves the node.
-    private func changedNode(_ request: RegistryMessage, peerIP: String) throws -> NodeRecord {
-        let type = request.type
-        var node = try existing(try request.nodeID("node_id"))
-        guard let signature = request["signature"]?.stringValue else { throw RegistryFailure("\(type): signature required") }
-        let key = try Ed25519PublicKey(bytes: node.publicKey)
-        if let nonceField = request["nonce"] {
-            guard let nonce = nonceField.integerValue, nonce > node.lastNonce else {
-                throw RegistryFailure("\(type): nonce must be an integer above \(node.lastNonce), the last node \(node.id) used")
-            }
-            guard let values = SignedChange.values(type: type, { request[$0] }) else {
-                throw RegistryFailure("\(type): the values to set are missing or malformed")
-            }
-            try verify(key, signature, SignedChange.text(type: type, node: node.id, nonce: nonce, values: values))
-            node.lastNonce = nonce
-            node.signsValues = true
-            return node
-        }
-        guard !node.signsValues else {
-            throw RegistryFailure("\(type): node \(node.id) signs its values with a nonce; a change signed the 1.18 way is refused for it")
-        }
-        try verify(key, signature, "\(type):\(node.id)")
-        guard peerIP == node.registeredFrom else {
-            throw RegistryFailure(
-                "\(type): a change signed the 1.18 way is taken only from the address node \(node.id) registered from")
-        }
-        let now = clock()
-        var bucket = legacyChangeBuckets[node.id]
-            ?? TokenBucket(capacity: Self.legacyChangeBurst, ratePerSecond: Self.legacyChangesPerSecond, now: now)
-        guard bucket.take(now: now) else { throw RegistryFailure("\(type): rate limit for node \(node.id)'s changes signed the 1.18 way") }
-        legacyChangeBuckets[node.id] = bucket
-        return node
-    }
-
-    /// Whether `node` signs its changes in our form, and is refused the 1.18 form.
-    public func signsValues(_ node: UInt32) -> Bool {
-        lock.withLock { nodes[node]?.signsValues == true }
     }
 
     private func beaconList() -> RegistryMessage {
@@ -710,34 +642,6 @@ public final class Registry: @unchecked Sendable {
         }
     }
 
-    /// Nodes retired so far by this process.
-    public var retiredCount: Int { lock.withLock { retired } }
-    private var retired = 0
-
-    private func retireExpired() {
-        let cutoff = Int64(wallClock() - configuration.retention)
-        let expired = nodes.values.filter { !$0.online && ($0.offlineSince ?? Int64.max) < cutoff }
-        guard !expired.isEmpty else { return }
-        do {
-            try store.transaction { for node in expired { try store.retire(node) } }
-        } catch {
-            return  // the disk refused: keep them all, try again at the next reap
-        }
-        let gone = Set(expired.map(\.id))
-        for node in expired {
-            nodes[node.id] = nil
-            byKey[node.publicKey] = nil
-            if let hostname = node.reclaimableHostname, byReclaimable[hostname] == node.id { byReclaimable[hostname] = nil }
-            requests[node.id] = nil
-            responses[node.id] = nil
-            networks.removeEverywhere(node.id)
-        }
-        trust = trust.filter { !gone.contains(UInt32(truncatingIfNeeded: $0 >> 32)) && !gone.contains(UInt32(truncatingIfNeeded: $0)) }
-        for (id, waiting) in requests { requests[id] = waiting.filter { !gone.contains($0.from) } }
-        for (id, answered) in responses { responses[id] = answered.filter { !gone.contains($0.from) } }
-        retired += expired.count
-    }
-
     /// Offline, its hostname free for others; with `keepingHostname` (the reaper, not a
     /// goodbye) the node may take the name back when it returns, if nobody claimed it.
     private func goOffline(_ node: inout NodeRecord, keepingHostname: Bool) {
@@ -781,17 +685,10 @@ public final class Registry: @unchecked Sendable {
         return node
     }
 
-    private func verify(_ key: Ed25519PublicKey, _ signature: String, _ challenge: String) throws {
+    func verify(_ key: Ed25519PublicKey, _ signature: String, _ challenge: String) throws {
         guard let bytes = Sodium.fromBase64(signature), key.isValidSignature(bytes, for: Array(challenge.utf8)) else {
             throw RegistryFailure("invalid signature for \(challenge.prefix(80))")
         }
-    }
-
-    /// The credential an operator's host presents in `batch` requests, derived from the admin
-    /// token (so a host holds no token that could create networks): hex SHA-256 of a fixed
-    /// label and the token.
-    public static func hostCredential(adminToken: String) -> String {
-        Sodium.sha256(Array("pilot-rendezvous host credential:\(adminToken)".utf8)).map { String(format: "%02x", $0) }.joined()
     }
 
     static func pair(_ a: UInt32, _ b: UInt32) -> UInt64 {
