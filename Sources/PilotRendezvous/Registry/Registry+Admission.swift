@@ -1,5 +1,6 @@
 import Foundation
 import PilotCrypto
+public import PilotWire
 
 /// Who may bring new keys, and how fast (issue 12): each source IP has a bucket, all sources
 /// together share a budget, and the operator's hosts, presenting the host credential in their
@@ -10,6 +11,13 @@ extension Registry {
     /// label and the token.
     public static func hostCredential(adminToken: String) -> String {
         Sodium.sha256(Array("pilot-rendezvous host credential:\(adminToken)".utf8)).map { String(format: "%02x", $0) }.joined()
+    }
+
+    /// Whether `request` is a batch carrying the host credential: an operator's host, which the
+    /// server's per-connection request budget does not hold back either.
+    public func isFromOperatorHost(_ request: RegistryMessage) -> Bool {
+        guard request.type == "batch", let hostCredential, let credential = request["credential"]?.stringValue else { return false }
+        return hostCredential.matches(credential)
     }
 
     /// Spends a new key's tokens: its source's and the registry-wide budget.

@@ -17,7 +17,8 @@ public final class RegistryServer: Sendable {
         public var tlsCertificatePath: String?
         public var tlsKeyPath: String?
         /// Requests per connection: per-second refill and burst (two seconds' worth); beyond it
-        /// requests get an error. A batch counts as one request.
+        /// requests get an error. A batch counts as one request; one with the host credential
+        /// (`Registry.Configuration.hostCredential`) is not counted.
         public var requestsPerSecond: Double = 1000 {
             didSet { requestBurst = requestsPerSecond * 2 }
         }
@@ -187,7 +188,8 @@ final class RegistryConnectionHandler: ChannelInboundHandler, @unchecked Sendabl
             serveNext(context)
             return
         }
-        guard budget.take(now: Registry.uptime()) else {
+        // One connection carries all of an operator's host's identities: its batches are exempt.
+        guard registry.isFromOperatorHost(request) || budget.take(now: Registry.uptime()) else {
             write(context, RegistryMessage(type: "error", ["error": "rate limit: too many requests"]))
             serveNext(context)
             return
