@@ -1,6 +1,7 @@
 import Foundation
 import PilotCrypto
 import PilotRendezvous
+import PilotStore
 import PilotTestSupport
 import PilotWire
 import XCTest
@@ -498,6 +499,42 @@ final class RegistryTests: XCTestCase {
         let tags = a.signed(
             "set_tags", "set_tags:\(a.id):8:#worker,gpu", ["node_id": .integer(Int64(a.id)), "tags": ["#worker", "gpu"], "nonce": 8])
         XCTAssertEqual(restarted.handle(tags, peerIP: "127.0.0.1")["tags"], ["worker", "gpu"])
+    }
+
+    /// A node that went offline before retention was kept has no time in registry.db: its
+    /// time starts at the first start that sees it, and stays put across later restarts.
+    func testAnOfflineNodeFromBeforeRetentionExpiresFromTheFirstStartThatSeesIt() throws {
+        var a = try TestNode()
+        do {
+            let registry = try makeRegistry { $0.retention = 30 * 86400 }
+            try register(registry, &a)
+            now += 181
+            registry.reap()
+        }
+        try Database(path: directory.path("state") + "/registry.db").run("UPDATE node SET offline_since = NULL")
+        _ = try makeRegistry { $0.retention = 30 * 86400 }  // the time starts here
+        now += 20 * 86400
+        _ = try makeRegistry { $0.retention = 30 * 86400 }
+        now += 11 * 86400
+        let registry = try makeRegistry { $0.retention = 30 * 86400 }
+        registry.reap()
+        XCTAssertEqual(registry.nodeCount, 0, "31 days after the first start, not after the last")
+    }
+
+    /// A node registered before the source address was kept: its endpoint's IP stands in.
+    func testANodeFromBeforeSourcesWereKeptMayChangeFromItsEndpointsAddress() throws {
+        var a = try TestNode()
+        do {
+            let registry = try makeRegistry()
+            try register(registry, &a, ip: "10.0.0.1")
+            now += 181
+            registry.reap()
+        }
+        try Database(path: directory.path("state") + "/registry.db").run("UPDATE node SET registered_from = '', offline_since = NULL")
+        let registry = try makeRegistry()
+        XCTAssertEqual(setHostname(registry, a, "alpha").type, "error", "127.0.0.1 is not where it registered from")
+        let change = a.signed("set_hostname", "set_hostname:\(a.id)", ["node_id": .integer(Int64(a.id)), "hostname": "alpha"])
+        XCTAssertEqual(registry.handle(change, peerIP: "10.0.0.1").type, "set_hostname_ok")
     }
 
     func testUnknownAndMalformedRequestsGetErrorsNamingTheProblem() throws {

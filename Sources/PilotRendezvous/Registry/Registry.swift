@@ -125,9 +125,11 @@ public final class Registry: @unchecked Sendable {
                 nodes[node.id]?.registeredFrom = Self.ipPart(of: node.realAddress)
             }
             if !node.online, node.offlineSince == nil {
-                // Offline since before retention was kept: its time starts now.
-                nodes[node.id]?.offlineSince = Int64(wallClock())
-                try store.save(node)
+                // Offline since before retention was kept: its time starts now, kept on disk.
+                var dated = nodes[node.id] ?? node
+                dated.offlineSince = Int64(wallClock())
+                try store.save(dated)
+                nodes[node.id] = dated
             }
             nextID = max(nextID, node.id &+ 1)
         }
