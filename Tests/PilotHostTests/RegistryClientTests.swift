@@ -102,6 +102,28 @@ final class RegistryClientTests: XCTestCase {
         try await group.shutdownGracefully()
     }
 
+    func testABatchRefusedWholeSaysWhy() async throws {
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+        let directory = try TemporaryDirectory(prefix: "pilot-client-refused")
+        defer { directory.remove() }
+        var configuration = Registry.Configuration()
+        configuration.hostCredential = "operator-host"
+        let server = RegistryServer(
+            registry: try Registry(stateDirectory: directory.path("state"), configuration: configuration),
+            configuration: .init(host: "127.0.0.1", port: 0), logger: Logger(label: "test"))
+        let port = try await server.start(on: group).port ?? 0
+        let client = RegistryClient(host: "127.0.0.1", port: port, group: group, credential: "stale-credential")
+        do {
+            _ = try await client.send(batch: [register(try Ed25519PrivateKey())])
+            XCTFail("a wrong credential was taken")
+        } catch {
+            XCTAssertEqual("\(error)", "registry refused the batch: batch: host credential not recognised")
+        }
+        await client.disconnect()
+        try await server.shutdown()
+        try await group.shutdownGracefully()
+    }
+
     func testFallsBackToSingleRequestsWhenTheRegistryHasNoBatch() async throws {
         let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
         let listener = try LoopbackSocket.tcpListener()

@@ -77,6 +77,9 @@ public actor RegistryClient {
                     supportsBatch = false
                     break
                 }
+                if reply.type == "error", let reason = reply["error"]?.stringValue {
+                    throw RegistryClientError("registry refused the batch: \(reason)")
+                }
                 guard reply.type == "batch_ok", let items = reply["replies"]?.arrayValue, items.count == chunk.count else {
                     throw RegistryClientError("malformed batch reply: \(reply.json.encodedString().prefix(200))")
                 }
