@@ -77,7 +77,9 @@ let package = Package(
         .target(
             name: "PilotHost",
             dependencies: [
-                "PilotSystemd", "PilotWire", "PilotStore", "PilotCrypto", "PilotControl", "PilotNet"] + eventLoops,
+                "PilotSystemd", "PilotWire", "PilotStore", "PilotCrypto", "PilotControl", "PilotNet",
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+            ] + eventLoops,
             swiftSettings: strict),
         // Registry, beacon and nameserver servers.
         .target(

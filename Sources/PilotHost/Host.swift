@@ -55,7 +55,9 @@ public final class Host: Sendable {
         logger.info("master key", metadata: ["source": "\(source)"])
         let store = try HostStore(path: configuration.stateDirectory + "/host.db")
         let (registryHost, registryPort) = try Self.split(configuration.registry)
-        registry = RegistryClient(host: registryHost, port: registryPort, group: group)
+        let credential = try AdminToken.load(configuration.registryCredentialFile, key: "registry-credential-file", logger: logger)
+        registry = RegistryClient(
+            host: registryHost, port: registryPort, group: group, credential: credential, tls: try configuration.registryTLSSettings())
         listeners = try ControlListeners(group: group, limits: configuration.connectionLimits, logger: logger)
         pool = IdentityPool(store: store, keys: try IdentityKeys(masterKey: master), registry: registry, listenAddress: configuration.listen)
         do {
@@ -284,6 +286,9 @@ public final class Host: Sendable {
         if new.busyPoll != configuration.busyPoll { restart.append("busy-poll") }
         if new.adminTokenFile != configuration.adminTokenFile { restart.append("admin-token-file") }
         if new.controlConnectionsPerUser != configuration.controlConnectionsPerUser { restart.append("control-connections-per-user") }
+        if new.registryCredentialFile != configuration.registryCredentialFile { restart.append("registry-credential-file") }
+        if new.registryTLS != configuration.registryTLS { restart.append("registry-tls") }
+        if new.registryFingerprint != configuration.registryFingerprint { restart.append("registry-fingerprint") }
         var reopened: [String] = []
         for record in await pool.all where !FileManager.default.fileExists(atPath: socketPath(record.name)) {
             do throws(ControlFailure) {

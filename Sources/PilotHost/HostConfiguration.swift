@@ -29,6 +29,15 @@ public struct HostConfiguration: Equatable, Sendable {
     public var adminTokenFile = ""
     /// Control connections one local user may hold open across every socket of the host.
     public var controlConnectionsPerUser = ConnectionLimits().perUser
+    /// A file whose first line is the registry's host credential (`pilot-rendezvous
+    /// --print-host-credential`): presented in batched requests, it exempts this host's new
+    /// identities from the registry's budget for new keys. Empty: none. Read at start only.
+    public var registryCredentialFile = ""
+    /// Whether the registry connection is TLS. Read at start only.
+    public var registryTLS = false
+    /// The registry certificate's SHA-256 (hex, of its DER), pinned; empty: the system's trust
+    /// roots and the registry's host name. Needs `registry-tls`. Read at start only.
+    public var registryFingerprint = ""
 
     public init() {}
 
@@ -42,7 +51,7 @@ public struct HostConfiguration: Equatable, Sendable {
     /// The keys a file or flag may set.
     public static let keys = [
         "state-dir", "runtime-dir", "registry", "beacon", "listen", "admin-group", "log-level", "handshake-poll", "busy-poll",
-        "admin-token-file", "control-connections-per-user",
+        "admin-token-file", "control-connections-per-user", "registry-credential-file", "registry-tls", "registry-fingerprint",
     ]
 
     static let logLevels = ["trace", "debug", "info", "notice", "warning", "error", "critical"]
@@ -81,6 +90,19 @@ public struct HostConfiguration: Equatable, Sendable {
                 throw .invalidValue(key: key, value: value, reason: "connections, 1 to 100000")
             }
             controlConnectionsPerUser = count
+        case "registry-credential-file": registryCredentialFile = value.isEmpty ? "" : try Self.absolutePath(key, value)
+        case "registry-tls":
+            switch value {
+            case "yes", "true", "1": registryTLS = true
+            case "no", "false", "0": registryTLS = false
+            default: throw .invalidValue(key: key, value: value, reason: "yes or no")
+            }
+        case "registry-fingerprint":
+            let hex = value.lowercased().filter { $0 != ":" }
+            guard hex.isEmpty || (hex.count == 64 && hex.allSatisfy(\.isHexDigit)) else {
+                throw .invalidValue(key: key, value: value, reason: "the SHA-256 of the certificate's DER, 64 hex digits")
+            }
+            registryFingerprint = hex
         default:
             throw .unknownKey(key)
         }
@@ -106,6 +128,29 @@ public struct HostConfiguration: Equatable, Sendable {
             }
         }
         self = result
+    }
+
+    /// How the registry connection is secured, or nil for plain TCP; a fingerprint without TLS
+    /// is a mistake worth stopping for.
+    public func registryTLSSettings() throws(ConfigurationError) -> RegistryClient.TLS? {
+        guard registryTLS else {
+            guard registryFingerprint.isEmpty else {
+                throw .invalidValue(key: "registry-fingerprint", value: registryFingerprint, reason: "needs registry-tls = yes")
+            }
+            return nil
+        }
+        guard !registryFingerprint.isEmpty else { return RegistryClient.TLS() }
+        var bytes: [UInt8] = []
+        var index = registryFingerprint.startIndex
+        while index < registryFingerprint.endIndex {
+            let next = registryFingerprint.index(index, offsetBy: 2)
+            guard let byte = UInt8(registryFingerprint[index..<next], radix: 16) else {
+                throw .invalidValue(key: "registry-fingerprint", value: registryFingerprint, reason: "not hex")
+            }
+            bytes.append(byte)
+            index = next
+        }
+        return RegistryClient.TLS(fingerprint: bytes)
     }
 
     private static func absolutePath(_ key: String, _ value: String) throws(ConfigurationError) -> String {

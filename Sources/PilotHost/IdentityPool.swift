@@ -43,6 +43,12 @@ public actor IdentityPool {
     private var ownListenAddresses: [String: String] = [:]
     private var trusts: [String: [UInt32: TrustRecord]] = [:]
     private var unsealed: [String: Ed25519PrivateKey] = [:]
+    /// The registry said in `register_ok` that it takes changes signed over their values and a
+    /// nonce (`SignedChange`); the last reply decides.
+    private var registrySignsValues = false
+    /// The last nonce a change was signed with: microseconds since 1970, or one more than the
+    /// last, so it only goes up, across restarts too (while the clock does).
+    private var lastNonce: Int64 = 0
 
     /// The shared socket turned out to be elsewhere (one passed by systemd): register that.
     func useSharedAddress(_ address: String) { listenAddress = address }
@@ -243,14 +249,13 @@ public actor IdentityPool {
         let node = try await register(key)
         let record: IdentityRecord
         do {
-            if let hostname = request.hostname {
-                try await signed(key, "set_hostname", "set_hostname:\(node)", ["node_id": .integer(Int64(node)), "hostname": .string(hostname)])
-            }
-            if !request.tags.isEmpty {
-                try await signed(key, "set_tags", "set_tags:\(node)", ["node_id": .integer(Int64(node)), "tags": .array(request.tags.map(JSON.string))])
-            }
-            if request.isPublic {
-                try await signed(key, "set_visibility", "set_visibility:\(node)", ["node_id": .integer(Int64(node)), "public": true])
+            // One round trip for all that was asked, as a batch (the host credential's way in).
+            var changes: [RegistryMessage] = []
+            if let hostname = request.hostname { changes.append(changeMessage(key, node: node, "set_hostname", ["hostname": .string(hostname)])) }
+            if !request.tags.isEmpty { changes.append(changeMessage(key, node: node, "set_tags", ["tags": .array(request.tags.map(JSON.string))])) }
+            if request.isPublic { changes.append(changeMessage(key, node: node, "set_visibility", ["public": true])) }
+            for (change, reply) in zip(changes, try await registry.send(batch: changes)) where reply.type != "\(change.type)_ok" {
+                throw PoolError.registry(reply["error"]?.stringValue ?? reply.type)
             }
             record = IdentityRecord(
                 name: name, nodeID: node, sealedKey: keys.seal(key), hostname: request.hostname, tags: request.tags,
@@ -336,16 +341,14 @@ public actor IdentityPool {
         try await registry.send(request)
     }
 
-    /// Sends `<type>` signed as `<type>:<node>` for identity `name`; on success applies `update`
-    /// to its record and stores it.
+    /// Sends the change `<type>` for identity `name` (`changeMessage`); on success applies
+    /// `update` to its record and stores it.
     private func change(
         _ name: String, _ type: String, _ fields: [String: JSON], _ update: (inout IdentityRecord) -> Void
     ) async throws -> IdentityRecord {
         guard let record = records[name] else { throw PoolError.notFound(name) }
-        let node = record.nodeID
-        var all = fields
-        all["node_id"] = .integer(Int64(node))
-        try await signed(try key(name), type, "\(type):\(node)", all)
+        let reply = try await registry.send(changeMessage(try key(name), node: record.nodeID, type, fields))
+        guard reply.type == "\(type)_ok" else { throw PoolError.registry(reply["error"]?.stringValue ?? reply.type) }
         // The identity may have been changed while the request was out: re-read it.
         guard var current = records[name] else { throw PoolError.notFound(name) }
         update(&current)
@@ -355,8 +358,10 @@ public actor IdentityPool {
     }
 
     /// Registers every identity again (at start, or after the registry lost us), a chunk at a
-    /// time (the actor serves other requests between chunks); returns the names whose node id
-    /// changed (stored anew) and those that failed, with why.
+    /// time (the actor serves other requests between chunks), and says again, batched, each
+    /// hostname, tag list and visibility the registry's `register_ok` shows it no longer holds
+    /// (a hostname the reaper freed and another took, a registry restored from nothing).
+    /// Returns the names whose node id changed (stored anew) and those that failed, with why.
     public func registerAll() async throws -> (changed: [String], failed: [String: String]) {
         var changed: [String] = []
         var failed: [String: String] = [:]
@@ -372,22 +377,56 @@ public actor IdentityPool {
                 }
             }
             let replies = try await registry.send(batch: requests)
+            var reassertions: [(name: String, request: RegistryMessage)] = []
             for (name, reply) in zip(sent, replies) {
                 guard reply.type == "register_ok", let node = try? reply.nodeID("node_id") else {
                     failed[name] = reply["error"]?.stringValue ?? reply.type
                     continue
                 }
+                registrySignsValues = reply["signed_values"] == 1
                 // Deleted while the batch was out: nothing to update.
-                guard var record = records[name], node != record.nodeID else { continue }
-                if namesByNode[record.nodeID] == name { namesByNode[record.nodeID] = nil }
-                record.nodeID = node
-                try store.update(record)
-                records[name] = record
-                namesByNode[node] = name
-                changed.append(name)
+                guard var record = records[name] else { continue }
+                if node != record.nodeID {
+                    if namesByNode[record.nodeID] == name { namesByNode[record.nodeID] = nil }
+                    record.nodeID = node
+                    try store.update(record)
+                    records[name] = record
+                    namesByNode[node] = name
+                    changed.append(name)
+                }
+                guard let key = try? key(name) else { continue }
+                for (type, fields) in Self.staleChanges(of: record, given: reply) {
+                    reassertions.append((name, changeMessage(key, node: node, type, fields)))
+                }
+            }
+            let answers = try await registry.send(batch: reassertions.map(\.request))
+            for ((name, request), answer) in zip(reassertions, answers) where answer.type != "\(request.type)_ok" {
+                failed[name] = "registered, but \(request.type) refused: \(answer["error"]?.stringValue ?? answer.type)"
             }
         }
         return (changed, failed)
+    }
+
+    /// The changes that would make the registry hold what `record` says, judged by its
+    /// `register_ok` (which shows the hostname, tags and visibility it holds; a registry that
+    /// shows no visibility is taken to hold the default, private).
+    static func staleChanges(of record: IdentityRecord, given reply: RegistryMessage) -> [(type: String, fields: [String: JSON])] {
+        var changes: [(String, [String: JSON])] = []
+        if reply["hostname"]?.stringValue != record.hostname?.lowercased() {
+            changes.append(("set_hostname", ["hostname": .string(record.hostname ?? "")]))
+        }
+        var wanted: [String] = []
+        for tag in record.tags {
+            let normalised = (tag.hasPrefix("#") ? String(tag.dropFirst()) : tag).lowercased()
+            if !wanted.contains(normalised) { wanted.append(normalised) }
+        }
+        if (reply["tags"]?.arrayValue?.compactMap(\.stringValue) ?? []) != wanted {
+            changes.append(("set_tags", ["tags": .array(record.tags.map(JSON.string))]))
+        }
+        if (reply["public"]?.boolValue ?? false) != record.isPublic {
+            changes.append(("set_visibility", ["public": .bool(record.isPublic)]))
+        }
+        return changes
     }
 
     /// One signed heartbeat per identity, batched; returns the names the registry did not know
@@ -422,11 +461,14 @@ public actor IdentityPool {
 
     // MARK: Registry requests
 
+    /// Registers a new key, as a batch of one: a batch carries the host credential.
     private func register(_ key: Ed25519PrivateKey) async throws -> UInt32 {
-        let reply = try await registry.send(registration(key, listenAddress: listenAddress))
-        guard reply.type == "register_ok" else {
+        let replies = try await registry.send(batch: [registration(key, listenAddress: listenAddress)])
+        guard let reply = replies.first, reply.type == "register_ok" else {
+            let reply = replies.first ?? RegistryMessage(type: "error", ["error": "no reply"])
             throw PoolError.registry(reply["error"]?.stringValue ?? "unexpected reply \(reply.type)")
         }
+        registrySignsValues = reply["signed_values"] == 1
         return try reply.nodeID("node_id")
     }
 
@@ -443,6 +485,20 @@ public actor IdentityPool {
                 "listen_addr": .string(listenAddress), "public_key": .string(text), "version": "pilot-host",
                 "signature": .string(Sodium.base64(key.sign("register:\(listenAddress):\(text)"))),
             ])
+    }
+
+    /// A `set_hostname`, `set_tags` or `set_visibility` for `node`: signed over its values and
+    /// a fresh nonce where the registry takes that (a captured one then fits nothing else and
+    /// cannot be replayed), else as 1.18 signs it (`<type>:<node>`).
+    private func changeMessage(_ key: Ed25519PrivateKey, node: UInt32, _ type: String, _ fields: [String: JSON]) -> RegistryMessage {
+        var all = fields
+        all["node_id"] = .integer(Int64(node))
+        guard registrySignsValues, let values = SignedChange.values(type: type, { fields[$0] }) else {
+            return signedMessage(key, type, "\(type):\(node)", all)
+        }
+        lastNonce = max(lastNonce + 1, Int64(Date().timeIntervalSince1970 * 1_000_000))
+        all["nonce"] = .integer(lastNonce)
+        return signedMessage(key, type, SignedChange.text(type: type, node: node, nonce: lastNonce, values: values), all)
     }
 
     private func signed(_ key: Ed25519PrivateKey, _ type: String, _ challenge: String, _ fields: [String: JSON]) async throws {

@@ -109,7 +109,7 @@ func startRendezvous(bin: URL, stateDirectory: String) throws -> (Launched, Stri
     let rendezvous = try Launched.start(
         bin.appendingPathComponent("pilot-rendezvous"),
         ["--registry-addr", "127.0.0.1:0", "--beacon-addr", "127.0.0.1:0", "--state-dir", stateDirectory,
-         "--new-keys-per-second", "1000000", "--connection-requests-per-second", "1000000", "--log-level", "warning"])
+         "--new-keys-per-second", "1000000", "--all-new-keys-per-second", "1000000", "--connection-requests-per-second", "1000000", "--log-level", "warning"])
     guard let line = rendezvous.readLine(), line.hasPrefix("registry ") else {
         rendezvous.process.terminate()
         throw BenchError("pilot-rendezvous did not start")

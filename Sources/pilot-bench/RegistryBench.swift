@@ -27,7 +27,7 @@ struct RegistryBench {
         let server = Process()
         server.executableURL = binary
         server.arguments = ["--registry-addr", "127.0.0.1:0", "--beacon-addr", "127.0.0.1:0", "--state-dir", state.path, "--log-level", "warning",
-            "--new-keys-per-second", "1000000", "--connection-requests-per-second", "1000000"]
+            "--new-keys-per-second", "1000000", "--all-new-keys-per-second", "1000000", "--connection-requests-per-second", "1000000"]
         let output = Pipe()
         server.standardOutput = output
         try server.run()

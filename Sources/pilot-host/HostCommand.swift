@@ -26,6 +26,10 @@ struct HostCommand: AsyncParsableCommand {
     @Option(help: "Microseconds the tunnel loop busy-polls after traffic before sleeping (default 50; 0: off).") var busyPoll: String?
     @Option(help: "A file whose first line is the admin token broadcasts must carry.") var adminTokenFile: String?
     @Option(help: "Control connections one local user may hold open (default 64).") var controlConnectionsPerUser: String?
+    @Option(help: "A file whose first line is the registry's host credential (pilot-rendezvous --print-host-credential).")
+    var registryCredentialFile: String?
+    @Option(help: "yes: the registry connection is TLS.") var registryTls: String?
+    @Option(help: "SHA-256 (hex) of the registry certificate's DER, pinned (needs --registry-tls yes).") var registryFingerprint: String?
 
     func run() async throws {
         let file = config ?? "/etc/pilot-host/pilot-host.conf"
@@ -86,6 +90,7 @@ struct HostCommand: AsyncParsableCommand {
             ("listen", listen), ("admin-group", adminGroup), ("log-level", logLevel),
             ("handshake-poll", handshakePoll), ("busy-poll", busyPoll),
             ("admin-token-file", adminTokenFile), ("control-connections-per-user", controlConnectionsPerUser),
+            ("registry-credential-file", registryCredentialFile), ("registry-tls", registryTls), ("registry-fingerprint", registryFingerprint),
         ] {
             if let value { try settings.set(key, value) }
         }

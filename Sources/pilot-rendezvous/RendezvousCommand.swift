@@ -50,6 +50,19 @@ struct RendezvousCommand: AsyncParsableCommand {
     @Option(help: "New node keys accepted per second from one IP address (burst: ten seconds' worth).")
     var newKeysPerSecond: Double = 100
 
+    @Option(
+        help: """
+            New node keys accepted per second from all sources together (burst: ten seconds' worth); \
+            hosts presenting the host credential are exempt.
+            """)
+    var allNewKeysPerSecond: Double = 100
+
+    @Option(help: "Days a node may stay offline before it is deleted (a tombstone keeps its id and key hash).")
+    var retentionDays: Double = 30
+
+    @Flag(help: "Print the host credential derived from the admin token (for pilot-host's registry-credential-file) and exit.")
+    var printHostCredential = false
+
     @Option(help: "Requests per second one registry connection may make (burst: two seconds' worth).")
     var connectionRequestsPerSecond: Double = 1000
 
@@ -67,6 +80,11 @@ struct RendezvousCommand: AsyncParsableCommand {
         if tls, tlsCert == nil || tlsKey == nil { throw ValidationError("--tls needs --tls-cert and --tls-key") }
         if !tls, tlsCert != nil || tlsKey != nil { throw ValidationError("--tls-cert/--tls-key need --tls") }
         if !(newKeysPerSecond > 0) { throw ValidationError("--new-keys-per-second must be positive") }
+        if !(allNewKeysPerSecond > 0) { throw ValidationError("--all-new-keys-per-second must be positive") }
+        if !(retentionDays > 0) { throw ValidationError("--retention-days must be positive") }
+        if printHostCredential, try adminToken() == nil {
+            throw ValidationError("--print-host-credential needs the admin token (--admin-token-file or $PILOT_ADMIN_TOKEN)")
+        }
         if !(connectionRequestsPerSecond > 0) { throw ValidationError("--connection-requests-per-second must be positive") }
         _ = try adminToken()
         _ = try Self.split(registryAddr)
@@ -94,6 +112,10 @@ struct RendezvousCommand: AsyncParsableCommand {
     }
 
     func run() async throws {
+        if printHostCredential, let token = try adminToken() {
+            FileHandle.standardOutput.write(Data((Registry.hostCredential(adminToken: token) + "\n").utf8))
+            return
+        }
         let level = SharedLogLevel(logLevel)
         LoggingSystem.bootstrap { label in level.handler(label: label) }
         let logger = Logger(label: "pilot-rendezvous")
@@ -111,6 +133,9 @@ struct RendezvousCommand: AsyncParsableCommand {
         registryConfiguration.registrationsPerSecond = newKeysPerSecond
         registryConfiguration.handshakeQueued = { node in beacon.notify(node: node) }
         registryConfiguration.adminToken = try adminToken()
+        registryConfiguration.hostCredential = registryConfiguration.adminToken.map { Registry.hostCredential(adminToken: $0) }
+        registryConfiguration.newKeysPerSecond = allNewKeysPerSecond
+        registryConfiguration.retention = retentionDays * 86400
         let registry = try Registry(stateDirectory: stateDir, configuration: registryConfiguration)
         beacon.hideEndpoints { node in registry.isRelayOnly(node) }
         var serverConfiguration = RegistryServer.Configuration(
@@ -118,6 +143,11 @@ struct RendezvousCommand: AsyncParsableCommand {
         serverConfiguration.requestsPerSecond = connectionRequestsPerSecond
         let server = RegistryServer(registry: registry, configuration: serverConfiguration, logger: logger)
         let registryAddress = try await server.start(on: group)
+        // What clients pin: logged (journal) and printed, so the operator need not compute it.
+        let fingerprint = try tlsCert.map { try RegistryServer.fingerprint(ofCertificateAt: $0) }
+        if let fingerprint {
+            logger.notice("registry TLS certificate", metadata: ["fingerprint": "\(fingerprint)", "certificate": "\(tlsCert ?? "")"])
+        }
 
         var nameserver: Nameserver?
         var nameserverLine = ""
@@ -141,7 +171,8 @@ struct RendezvousCommand: AsyncParsableCommand {
         // One line each on stdout, for scripts that start us on port 0.
         let registryLine = "registry \(registryAddress.ipAddress ?? registryHost):\(registryAddress.port ?? registryPort)"
         let beaconLine = "beacon \(beaconAddress.ipAddress ?? beaconHost):\(beaconAddress.port ?? beaconPort)"
-        FileHandle.standardOutput.write(Data((registryLine + "\n" + beaconLine + "\n" + nameserverLine).utf8))
+        let fingerprintLine = fingerprint.map { "registry-fingerprint \($0)\n" } ?? ""
+        FileHandle.standardOutput.write(Data((registryLine + "\n" + beaconLine + "\n" + nameserverLine + fingerprintLine).utf8))
 
         Systemd.notify("READY=1\nSTATUS=\(registry.nodeCount) nodes")
         let watchdog = Systemd.watchdogInterval.map { interval in

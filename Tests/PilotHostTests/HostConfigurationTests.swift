@@ -12,6 +12,7 @@ final class HostConfigurationTests: XCTestCase {
         XCTAssertEqual(configuration.runtimeDirectory, "/run/pilot-host")
         XCTAssertEqual(configuration.registry, "127.0.0.1:9000")
         XCTAssertEqual(configuration.adminGroup, "pilot-admin")
+        XCTAssertTrue(configuration.registryTLS, "the registry is reached over TLS by default under systemd")
         XCTAssertEqual(configuration.busyPoll, 50, "the loop busy-polls 50 µs after traffic, while that pays")
         XCTAssertEqual(HostConfiguration().busyPoll, configuration.busyPoll, "the example shows the default")
         XCTAssertEqual(configuration.connectionLimits.perUser, 64, "the example shows the default")
@@ -32,6 +33,18 @@ final class HostConfigurationTests: XCTestCase {
         XCTAssertEqual(configuration.logLevel, "debug")
         try configuration.set("registry", "127.0.0.1:19000")  // a flag after the file
         XCTAssertEqual(configuration.registry, "127.0.0.1:19000")
+    }
+
+    func testARegistryFingerprintIsHexOfSHA256AndNeedsTLS() throws {
+        var configuration = HostConfiguration()
+        XCTAssertThrowsError(try configuration.set("registry-fingerprint", "abc"))
+        XCTAssertThrowsError(try configuration.set("registry-tls", "maybe"))
+        try configuration.set("registry-fingerprint", String(repeating: "AB", count: 32))
+        XCTAssertThrowsError(try configuration.registryTLSSettings(), "a pin without TLS is a mistake")
+        try configuration.set("registry-tls", "yes")
+        XCTAssertEqual(try configuration.registryTLSSettings()?.fingerprint, Array(repeating: 0xAB, count: 32))
+        try configuration.set("registry-fingerprint", "")
+        XCTAssertEqual(try configuration.registryTLSSettings(), RegistryClient.TLS(), "TLS checked against the trust roots")
     }
 
     func testMistakesNameTheFileLineAndProblem() {

@@ -95,6 +95,48 @@ final class HostExecutableTests: HostProcessTestCase {
         XCTAssertEqual(pilotctl(["identity", "list"]).json?["data"]?["identities"]?.arrayValue?.count, 1)
     }
 
+    /// Under the defaults the units ship: the registry on TLS, the host pinning its certificate
+    /// and presenting the host credential. The registry takes no new keys from strangers at all
+    /// here, so every identity made is the credential's doing.
+    func testAHostPinningTheRegistrysCertificateCreatesIdentitiesWithItsCredential() throws {
+        let certificate = directory.path("cert.pem")
+        let key = directory.path("key.pem")
+        let made = ChildProcess.run(
+            "/usr/bin/env",
+            ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-keyout", key,
+             "-out", certificate, "-days", "2", "-nodes", "-subj", "/CN=pilot-rendezvous"])
+        guard made.status == 0 else { throw XCTSkip("openssl cannot make a test certificate: \(made.output.suffix(300))") }
+        let token = directory.path("admin-token")
+        try Data("operator-secret\n".utf8).write(to: URL(fileURLWithPath: token))
+        let rendezvous = bin.appendingPathComponent("pilot-rendezvous").path
+        let printed = ChildProcess.run(rendezvous, ["--admin-token-file", token, "--print-host-credential"], timeout: 20)
+        XCTAssertEqual(printed.status, 0, printed.output)
+        let credential = directory.path("credential")
+        try Data(printed.stdout.utf8).write(to: URL(fileURLWithPath: credential))
+
+        let registryPort = try LoopbackSocket.freePort()
+        let server = try start(
+            "rendezvous", "pilot-rendezvous",
+            ["--registry-addr", "127.0.0.1:\(registryPort)", "--beacon-addr", "127.0.0.1:0", "--state-dir", directory.path("rendezvous"),
+             "--tls", "--tls-cert", certificate, "--tls-key", key, "--admin-token-file", token,
+             "--new-keys-per-second", "0.001", "--all-new-keys-per-second", "0.001"],
+            ready: "registry-fingerprint ")
+        let line = server.output.split(separator: "\n").first { $0.hasPrefix("registry-fingerprint ") }
+        let fingerprint = String(line?.dropFirst("registry-fingerprint ".count) ?? "")
+        XCTAssertEqual(fingerprint.count, 64)
+
+        let runtime = try XCTUnwrap(
+            try startHosts(
+                1, registryPort: registryPort,
+                extra: ["--registry-tls", "yes", "--registry-fingerprint", fingerprint, "--registry-credential-file", credential]
+            ).first)
+        for name in ["alice", "bob", "carol"] {
+            XCTAssertEqual(ctl(runtime, ["identity", "create", name, "--hostname", name])?["status"], "ok", name)
+        }
+        XCTAssertEqual(ctl(runtime, ["set-hostname", "alice-2", "--identity", "alice"])?["data"]?["hostname"], "alice-2")
+        XCTAssertEqual(ctl(runtime, ["find", "alice-2", "--identity", "bob"])?["data"]?["address"], "0:0000.0000.0001")
+    }
+
     func testAnotherUserReachesOnlyItsOwnIdentity() throws {
         guard getuid() == 0 else { throw XCTSkip("needs root to run pilotctl as another uid (running as uid \(getuid()))") }
         let registryPort = try startRendezvous()
@@ -305,7 +347,7 @@ extension HostExecutableTests {
         _ = try start(
             "rendezvous", "pilot-rendezvous",
             ["--registry-addr", "127.0.0.1:\(registryPort)", "--beacon-addr", "127.0.0.1:0", "--state-dir", directory.path("rendezvous"),
-             "--new-keys-per-second", "100000"],
+             "--new-keys-per-second", "100000", "--all-new-keys-per-second", "100000"],
             ready: "registry 127.0.0.1")
         var generation = 1
         var host = try startHost(registryPort: registryPort, generation: generation)

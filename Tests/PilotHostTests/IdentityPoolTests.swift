@@ -10,10 +10,13 @@ import PilotWire
 import XCTest
 
 final class IdentityPoolTests: XCTestCase {
-    private func withRendezvous(_ body: (RegistryClient, Registry, TemporaryDirectory) async throws -> Void) async throws {
+    private func withRendezvous(
+        clock: @escaping @Sendable () -> Double = Registry.uptime,
+        _ body: (RegistryClient, Registry, TemporaryDirectory) async throws -> Void
+    ) async throws {
         let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
         let directory = try TemporaryDirectory(prefix: "pilot-pool")
-        let registry = try Registry(stateDirectory: directory.path("rendezvous"))
+        let registry = try Registry(stateDirectory: directory.path("rendezvous"), clock: clock)
         let server = RegistryServer(registry: registry, configuration: .init(host: "127.0.0.1", port: 0), logger: Logger(label: "test"))
         let address = try await server.start(on: group)
         let client = RegistryClient(host: "127.0.0.1", port: address.port ?? 0, group: group)
@@ -71,6 +74,74 @@ final class IdentityPoolTests: XCTestCase {
             let loaded = await restarted.identity(named: "alice")
             XCTAssertEqual(loaded?.nodeID, 1)
             XCTAssertEqual(loaded?.allowedGIDs, [100])
+        }
+    }
+
+    func testAnIdentityBackAfterTheReaperIsFoundByItsHostnameAgain() async throws {
+        let clock = TestClock()
+        try await withRendezvous(clock: { clock.now }) { client, registry, directory in
+            let pool = try makePool(directory, client)
+            var request = IdentityPool.Request(owner: 1000)
+            request.hostname = "alice"
+            _ = try await pool.create(name: "alice", request)
+            clock.advance(181)
+            XCTAssertEqual(registry.reap(), 1)
+            XCTAssertEqual(registry.handle(RegistryMessage(type: "resolve_hostname", ["hostname": "alice"]), peerIP: "x").type, "error")
+
+            let restarted = try makePool(directory, client)
+            try await restarted.load()
+            let result = try await restarted.registerAll()
+            XCTAssertEqual(result.failed, [:])
+            XCTAssertEqual(registry.handle(RegistryMessage(type: "resolve_hostname", ["hostname": "alice"]), peerIP: "x")["node_id"], 1)
+        }
+    }
+
+    func testARegistryThatLostItsStateIsToldHostnameTagsAndVisibilityAgain() async throws {
+        try await withRendezvous { client, _, directory in
+            let pool = try makePool(directory, client)
+            var request = IdentityPool.Request(owner: 1000)
+            request.hostname = "bob"
+            request.tags = ["worker", "gpu"]
+            request.isPublic = true
+            _ = try await pool.create(name: "alice", IdentityPool.Request(owner: 1000))
+            _ = try await pool.create(name: "bob", request)
+            // A second, empty registry: as one restored from nothing.
+            try await withRendezvous { emptyClient, empty, _ in
+                let restarted = try makePool(directory, emptyClient)
+                try await restarted.load()
+                let result = try await restarted.registerAll()
+                XCTAssertEqual(result.failed, [:])
+                XCTAssertEqual(result.changed, [], "the empty registry handed out the same ids")
+                let loaded = await restarted.identity(named: "bob")
+                let bob = try XCTUnwrap(loaded)
+                let found = empty.handle(RegistryMessage(type: "resolve_hostname", ["hostname": "bob"]), peerIP: "x")
+                XCTAssertEqual(try found.nodeID("node_id"), bob.nodeID)
+                let lookup = empty.handle(RegistryMessage(type: "lookup", ["node_id": .integer(Int64(bob.nodeID))]), peerIP: "x")
+                XCTAssertEqual(lookup["tags"], ["worker", "gpu"])
+                XCTAssertEqual(lookup["public"], true)
+            }
+        }
+    }
+
+    func testChangesAreSignedOverTheirValuesWhereTheRegistryTakesIt() async throws {
+        try await withRendezvous { client, registry, directory in
+            let pool = try makePool(directory, client)
+            var request = IdentityPool.Request(owner: 1000)
+            request.hostname = "alice"
+            let alice = try await pool.create(name: "alice", request)
+            XCTAssertTrue(registry.signsValues(alice.nodeID), "the 1.18 form is now refused for alice's key")
+            _ = try await pool.setHostname(name: "alice", hostname: "alice-2")
+            _ = try await pool.setTags(name: "alice", tags: ["worker"])
+            _ = try await pool.setPublic(name: "alice", isPublic: true)
+            // A new process picks nonces above the last one the registry saw.
+            let restarted = try makePool(directory, client)
+            try await restarted.load()
+            _ = try await restarted.registerAll()
+            _ = try await restarted.setHostname(name: "alice", hostname: "alice-3")
+            let lookup = registry.handle(RegistryMessage(type: "lookup", ["node_id": .integer(Int64(alice.nodeID))]), peerIP: "x")
+            XCTAssertEqual(lookup["hostname"], "alice-3")
+            XCTAssertEqual(lookup["tags"], ["worker"])
+            XCTAssertEqual(lookup["public"], true)
         }
     }
 
@@ -172,6 +243,15 @@ final class IdentityPoolTests: XCTestCase {
             }
         }
     }
+}
+
+/// A registry clock the test moves by hand.
+final class TestClock: @unchecked Sendable {
+    // @unchecked: every access holds `lock`.
+    private let lock = NSLock()
+    private var seconds = 1000.0
+    var now: Double { lock.withLock { seconds } }
+    func advance(_ by: Double) { lock.withLock { seconds += by } }
 }
 
 func XCTAssertThrowsErrorAsync<T>(

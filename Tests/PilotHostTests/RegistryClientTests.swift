@@ -25,7 +25,8 @@ final class RegistryClientTests: XCTestCase {
         let port = Int(try LoopbackSocket.freePort())
         func startServer() async throws -> RegistryServer {
             var configuration = Registry.Configuration()
-            configuration.registrationsPerSecond = 10_000
+            // 1500 new keys at once: more than strangers may bring, fine for the operator's host.
+            configuration.hostCredential = "operator-host"
             let server = RegistryServer(
                 registry: try Registry(stateDirectory: directory.path("state"), configuration: configuration),
                 configuration: .init(host: "127.0.0.1", port: port), logger: Logger(label: "test"))
@@ -33,7 +34,7 @@ final class RegistryClientTests: XCTestCase {
             return server
         }
         var server = try await startServer()
-        let client = RegistryClient(host: "127.0.0.1", port: port, group: group)
+        let client = RegistryClient(host: "127.0.0.1", port: port, group: group, credential: "operator-host")
 
         let keys = try (0..<1500).map { _ in try Ed25519PrivateKey() }
         let replies = try await client.send(batch: keys.map(register))
@@ -47,6 +48,77 @@ final class RegistryClientTests: XCTestCase {
         server = try await startServer()
         let again = try await client.send(register(keys[41]))
         XCTAssertEqual(again["node_id"], 42, again.json.encodedString())
+        await client.disconnect()
+        try await server.shutdown()
+        try await group.shutdownGracefully()
+    }
+
+    /// pilot-rendezvous over TLS with a self-signed certificate: the client that pins its
+    /// SHA-256 registers; a wrong pin, no pin (no trust root vouches for it) and plain TCP fail.
+    func testTLSWithAPinnedCertificateConnectsAndAWrongPinDoesNot() async throws {
+        let directory = try TemporaryDirectory(prefix: "pilot-client-tls")
+        defer { directory.remove() }
+        let certificate = directory.path("cert.pem")
+        let made = ChildProcess.run(
+            "/usr/bin/env",
+            ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-keyout", directory.path("key.pem"),
+             "-out", certificate, "-days", "2", "-nodes", "-subj", "/CN=pilot-rendezvous"])
+        guard made.status == 0 else { throw XCTSkip("openssl cannot make a test certificate: \(made.output.suffix(300))") }
+        let der = ChildProcess.run("/usr/bin/env", ["sh", "-c", "openssl x509 -in '\(certificate)' -outform DER | sha256sum"])
+        let fingerprint = try RegistryServer.fingerprint(ofCertificateAt: certificate)
+        XCTAssertEqual(fingerprint, String(der.stdout.prefix(64)), "the fingerprint official daemons pin")
+
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+        let server = RegistryServer(
+            registry: try Registry(stateDirectory: directory.path("state")),
+            configuration: .init(host: "127.0.0.1", port: 0, tlsCertificatePath: certificate, tlsKeyPath: directory.path("key.pem")),
+            logger: Logger(label: "test"))
+        let port = try await server.start(on: group).port ?? 0
+        // The pin as pilot-host reads it from its config.
+        func pinning(_ fingerprint: String) throws -> RegistryClient.TLS? {
+            var settings = HostConfiguration()
+            try settings.set("registry-tls", "yes")
+            try settings.set("registry-fingerprint", fingerprint)
+            return try settings.registryTLSSettings()
+        }
+        var pin = try pinning(fingerprint)
+        let pinned = RegistryClient(host: "127.0.0.1", port: port, group: group, tls: pin)
+        let reply = try await pinned.send(register(try Ed25519PrivateKey()))
+        XCTAssertEqual(reply.type, "register_ok")
+        await pinned.disconnect()
+
+        pin = try pinning(String(repeating: "ab:", count: 31) + "ab")
+        for (client, why) in [
+            (RegistryClient(host: "127.0.0.1", port: port, group: group, tls: pin), "a wrong pin"),
+            (RegistryClient(host: "127.0.0.1", port: port, group: group, tls: RegistryClient.TLS()), "no pin, self-signed"),
+        ] {
+            do {
+                _ = try await client.send(register(try Ed25519PrivateKey()))
+                XCTFail("\(why): connected")
+            } catch {}
+            await client.disconnect()
+        }
+        try await server.shutdown()
+        try await group.shutdownGracefully()
+    }
+
+    func testABatchRefusedWholeSaysWhy() async throws {
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+        let directory = try TemporaryDirectory(prefix: "pilot-client-refused")
+        defer { directory.remove() }
+        var configuration = Registry.Configuration()
+        configuration.hostCredential = "operator-host"
+        let server = RegistryServer(
+            registry: try Registry(stateDirectory: directory.path("state"), configuration: configuration),
+            configuration: .init(host: "127.0.0.1", port: 0), logger: Logger(label: "test"))
+        let port = try await server.start(on: group).port ?? 0
+        let client = RegistryClient(host: "127.0.0.1", port: port, group: group, credential: "stale-credential")
+        do {
+            _ = try await client.send(batch: [register(try Ed25519PrivateKey())])
+            XCTFail("a wrong credential was taken")
+        } catch {
+            XCTAssertEqual("\(error)", "registry refused the batch: batch: host credential not recognised")
+        }
         await client.disconnect()
         try await server.shutdown()
         try await group.shutdownGracefully()

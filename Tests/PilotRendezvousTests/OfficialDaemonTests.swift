@@ -168,6 +168,8 @@ final class OfficialDaemonTests: XCTestCase {
         XCTAssertEqual(fingerprint.count, 64)
 
         try overlay.startRendezvous(tls: (certificate, key))
+        let printed = ChildProcess.waitUntil(timeout: 5) { overlay.rendezvous?.output.contains("registry-fingerprint \(fingerprint)") == true }
+        XCTAssertTrue(printed, "pilot-rendezvous prints the fingerprint to pin")
         let node = try overlay.startDaemon("secure", extra: ["-registry-tls", "-registry-fingerprint", fingerprint])
         XCTAssertEqual(node, 1)
         XCTAssertTrue(try overlay.ctl("secure", ["find", "secure"]).encodedString().contains("0:0000.0000.0001"))

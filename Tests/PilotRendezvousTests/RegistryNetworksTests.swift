@@ -158,7 +158,7 @@ final class RegistryNetworksTests: XCTestCase {
         let (a, b, c) = (nodes[0], nodes[1], nodes[2])
         XCTAssertEqual(create(registry, "lab", by: a.id)["network_id"], 1, "a registered creator is the first member")
         XCTAssertEqual(send("join_network", registry, b, 1).type, "join_network_ok")
-        _ = registry.handle(b.signed("set_visibility", "set_visibility:\(b.id)", ["node_id": .integer(Int64(b.id)), "public": true]), peerIP: "x")
+        _ = registry.handle(b.signed("set_visibility", "set_visibility:\(b.id)", ["node_id": .integer(Int64(b.id)), "public": true]), peerIP: "127.0.0.1")
         clock.now += 1000  // all silent past the liveness timeout; a comes back, b stays offline
         _ = registry.handle(a.signed("heartbeat", "heartbeat:\(a.id)", ["node_id": .integer(Int64(a.id))]), peerIP: "x")
         registry.reap()

@@ -1,6 +1,7 @@
 import Foundation
 import PilotCrypto
 import PilotRendezvous
+import PilotStore
 import PilotTestSupport
 import PilotWire
 import XCTest
@@ -32,6 +33,15 @@ struct TestNode {
     }
 }
 
+extension RegistryMessage {
+    /// This message with `field` set to `value`: a captured request, altered.
+    func with(_ field: String, _ value: JSON) -> RegistryMessage {
+        var fields = json.objectValue ?? [:]
+        fields[field] = value
+        return RegistryMessage(type: type, fields)
+    }
+}
+
 final class RegistryTests: XCTestCase {
     private var directory: TemporaryDirectory!
     private var now = 1000.0
@@ -48,7 +58,7 @@ final class RegistryTests: XCTestCase {
         var configuration = Registry.Configuration()
         configure(&configuration)
         let clock = Clock(self)
-        return try Registry(stateDirectory: directory.path("state"), configuration: configuration, clock: { clock.read() })
+        return try Registry(stateDirectory: directory.path("state"), configuration: configuration, clock: { clock.read() }, wallClock: { clock.read() })
     }
 
     /// Lets the registry read the test's `now` without capturing `self` unsafely.
@@ -56,6 +66,17 @@ final class RegistryTests: XCTestCase {
         weak var test: RegistryTests?
         init(_ test: RegistryTests) { self.test = test }
         func read() -> Double { test?.now ?? 0 }
+    }
+
+    /// `set_hostname` signed the 1.18 way, from the address the tests register from.
+    private func setHostname(_ registry: Registry, _ node: TestNode, _ name: String) -> RegistryMessage {
+        registry.handle(
+            node.signed("set_hostname", "set_hostname:\(node.id)", ["node_id": .integer(Int64(node.id)), "hostname": .string(name)]),
+            peerIP: "127.0.0.1")
+    }
+
+    private func resolveHostname(_ registry: Registry, _ name: String) -> RegistryMessage {
+        registry.handle(RegistryMessage(type: "resolve_hostname", ["hostname": .string(name)]), peerIP: "x")
     }
 
     private func register(_ registry: Registry, _ node: inout TestNode, ip: String = "127.0.0.1") throws {
@@ -124,7 +145,7 @@ final class RegistryTests: XCTestCase {
         XCTAssertEqual(resolve(a, by: c).type, "error", "trust between a and b says nothing about c")
         // Public: anyone may resolve, and lookup shows the endpoint.
         let visible = a.signed("set_visibility", "set_visibility:\(a.id)", ["node_id": .integer(Int64(a.id)), "public": true])
-        XCTAssertEqual(registry.handle(visible, peerIP: "x")["visibility"], "public")
+        XCTAssertEqual(registry.handle(visible, peerIP: "127.0.0.1")["visibility"], "public")
         XCTAssertEqual(resolve(a, by: c)["real_addr"], "127.0.0.1:4000")
         XCTAssertEqual(registry.handle(RegistryMessage(type: "lookup", ["node_id": .integer(Int64(a.id))]), peerIP: "x")["real_addr"], "127.0.0.1:4000")
     }
@@ -156,7 +177,7 @@ final class RegistryTests: XCTestCase {
             a.id = try registry.handle(relayOnlyRegister(a, true), peerIP: "127.0.0.1").nodeID("node_id")
             try register(registry, &b)
             let visible = a.signed("set_visibility", "set_visibility:\(a.id)", ["node_id": .integer(Int64(a.id)), "public": true])
-            XCTAssertEqual(registry.handle(visible, peerIP: "x").type, "set_visibility_ok")
+            XCTAssertEqual(registry.handle(visible, peerIP: "127.0.0.1").type, "set_visibility_ok")
             let resolved = resolve(registry, a, by: b)
             XCTAssertEqual(resolved.type, "resolve_ok")
             XCTAssertEqual(resolved["relay_only"], true)
@@ -179,23 +200,65 @@ final class RegistryTests: XCTestCase {
         var b = try TestNode()
         try register(registry, &a)
         try register(registry, &b)
-        func setHostname(_ node: TestNode, _ name: String) -> RegistryMessage {
-            registry.handle(
-                node.signed("set_hostname", "set_hostname:\(node.id)", ["node_id": .integer(Int64(node.id)), "hostname": .string(name)]),
-                peerIP: "x")
-        }
         for bad in ["-x", "x-", "Upper_case", "localhost", String(repeating: "a", count: 64), "a b"] {
-            XCTAssertEqual(setHostname(a, bad).type, "error", bad)
+            XCTAssertEqual(setHostname(registry, a, bad).type, "error", bad)
         }
-        XCTAssertEqual(setHostname(a, "alpha").type, "set_hostname_ok")
-        XCTAssertEqual(setHostname(b, "alpha").type, "error", "taken")
+        XCTAssertEqual(setHostname(registry, a, "alpha").type, "set_hostname_ok")
+        XCTAssertEqual(setHostname(registry, b, "alpha").type, "error", "taken")
         XCTAssertEqual(registry.handle(RegistryMessage(type: "resolve_hostname", ["hostname": "alpha"]), peerIP: "x")["node_id"], .integer(Int64(a.id)))
 
         now += 181  // a and b miss every heartbeat
         XCTAssertEqual(registry.reap(), 2)
         XCTAssertEqual(registry.handle(RegistryMessage(type: "resolve_hostname", ["hostname": "alpha"]), peerIP: "x").type, "error")
         try register(registry, &b)
-        XCTAssertEqual(setHostname(b, "alpha").type, "set_hostname_ok", "an offline node's hostname is free")
+        XCTAssertEqual(setHostname(registry, b, "alpha").type, "set_hostname_ok", "an offline node's hostname is free")
+    }
+
+    func testANodeBackAfterTheReaperGetsItsHostnameBackUnlessAnotherTookIt() throws {
+        let registry = try makeRegistry()
+        var a = try TestNode()
+        var b = try TestNode()
+        try register(registry, &a)
+        try register(registry, &b)
+        XCTAssertEqual(setHostname(registry, a, "alpha").type, "set_hostname_ok")
+        XCTAssertEqual(setHostname(registry, b, "beta").type, "set_hostname_ok")
+        now += 181
+        XCTAssertEqual(registry.reap(), 2)
+        XCTAssertEqual(resolveHostname(registry, "alpha").type, "error", "an offline node is not found")
+
+        // a comes back first: its hostname is its own again, and b cannot take it.
+        let back = registry.handle(a.register(), peerIP: "127.0.0.1")
+        XCTAssertEqual(back["hostname"], "alpha", "register_ok reports the hostname reclaimed")
+        XCTAssertEqual(resolveHostname(registry, "alpha")["node_id"], .integer(Int64(a.id)))
+        try register(registry, &b)
+        XCTAssertEqual(setHostname(registry, b, "alpha").type, "error", "taken again by its owner")
+
+        // Once another node took a freed hostname, its old holder does not get it back.
+        now += 181
+        XCTAssertEqual(registry.reap(), 2)
+        var c = try TestNode()
+        try register(registry, &c)
+        XCTAssertEqual(setHostname(registry, c, "beta").type, "set_hostname_ok")
+        XCTAssertNil(registry.handle(b.register(), peerIP: "127.0.0.1")["hostname"])
+        XCTAssertEqual(resolveHostname(registry, "beta")["node_id"], .integer(Int64(c.id)))
+        now += 181
+        XCTAssertEqual(registry.reap(), 2)
+        XCTAssertNil(registry.handle(b.register(), peerIP: "127.0.0.1")["hostname"], "c's claim ended b's")
+        XCTAssertEqual(registry.handle(c.register(), peerIP: "127.0.0.1")["hostname"], "beta")
+    }
+
+    func testAReclaimableHostnameSurvivesARestartOfTheRegistry() throws {
+        var a = try TestNode()
+        do {
+            let registry = try makeRegistry()
+            try register(registry, &a)
+            let set = a.signed("set_hostname", "set_hostname:\(a.id)", ["node_id": .integer(Int64(a.id)), "hostname": "alpha"])
+            XCTAssertEqual(registry.handle(set, peerIP: "127.0.0.1").type, "set_hostname_ok")
+            now += 181
+            XCTAssertEqual(registry.reap(), 1)
+        }
+        let restarted = try makeRegistry()
+        XCTAssertEqual(restarted.handle(a.register(), peerIP: "127.0.0.1")["hostname"], "alpha")
     }
 
     func testTagsAreNormalisedAndFoundByTag() throws {
@@ -207,7 +270,7 @@ final class RegistryTests: XCTestCase {
         func setTags(_ node: TestNode, _ tags: [JSON]) -> RegistryMessage {
             registry.handle(
                 node.signed("set_tags", "set_tags:\(node.id)", ["node_id": .integer(Int64(node.id)), "tags": .array(tags)]),
-                peerIP: "x")
+                peerIP: "127.0.0.1")
         }
         XCTAssertEqual(setTags(a, ["#worker", "gpu"])["tags"], ["worker", "gpu"])
         XCTAssertEqual(setTags(b, ["worker"]).type, "set_tags_ok")
@@ -276,6 +339,204 @@ final class RegistryTests: XCTestCase {
         XCTAssertEqual(registry.handle(try TestNode().register(), peerIP: "10.1.1.2").type, "register_ok")
     }
 
+    /// The flood of issue 12: 20 source addresses sending unsigned registers of fresh keys for
+    /// 10 s get no more than the registry's budget for new keys from unknown sources.
+    func testTwentySourcesGetNoMoreNewKeysThanTheBudgetIn10Seconds() throws {
+        let registry = try makeRegistry()
+        var admitted = 0
+        var attempts = 0
+        for _ in 0..<10 {
+            for source in 1...20 {
+                for _ in 0..<200 {
+                    let key = try Ed25519PrivateKey()
+                    let request = RegistryMessage(
+                        type: "register", ["listen_addr": "127.0.0.1:4000", "public_key": .string(key.publicKey.base64)])
+                    attempts += 1
+                    if registry.handle(request, peerIP: "127.0.0.\(source)").type == "register_ok" { admitted += 1 }
+                }
+            }
+            now += 1
+        }
+        print("20 sources, 10 s: \(admitted) of \(attempts) unsigned new keys admitted")
+        let defaults = Registry.Configuration()
+        let budget = Int(defaults.newKeysBurst + defaults.newKeysPerSecond * 9)
+        XCTAssertLessThanOrEqual(admitted, budget)
+        XCTAssertEqual(registry.nodeCount, admitted)
+    }
+
+    func testAnOperatorsHostWithTheCredentialIsNotHeldToTheNewKeyBudget() throws {
+        let credential = Registry.hostCredential(adminToken: "operator-secret")
+        let registry = try makeRegistry {
+            $0.newKeysPerSecond = 0.001
+            $0.newKeysBurst = 2
+            $0.hostCredential = credential
+        }
+        func batch(_ count: Int, credential: String?) throws -> [String] {
+            var fields: [String: JSON] = ["requests": .array(try (0..<count).map { _ in try TestNode().register().json })]
+            if let credential { fields["credential"] = .string(credential) }
+            let reply = registry.handle(RegistryMessage(type: "batch", fields), peerIP: "10.0.0.1")
+            return reply["replies"]?.arrayValue?.map { $0["type"]?.stringValue ?? "" } ?? [reply.type]
+        }
+        XCTAssertEqual(try batch(3, credential: nil), ["register_ok", "register_ok", "error"])
+        XCTAssertEqual(try batch(500, credential: credential), Array(repeating: "register_ok", count: 500))
+        XCTAssertEqual(try batch(1, credential: "wrong"), ["error"], "a wrong credential is refused, not budgeted")
+        XCTAssertEqual(registry.handle(try TestNode().register(), peerIP: "10.0.0.2").type, "error", "the budget is spent for all")
+    }
+
+    func testPerSourceBucketsThatRefilledAreForgotten() throws {
+        let registry = try makeRegistry {
+            $0.registrationsPerSecond = 1
+            $0.registrationBurst = 10
+            $0.maxRegistrationSources = 50
+        }
+        for source in 0..<50 { XCTAssertEqual(registry.handle(try TestNode().register(), peerIP: "10.0.1.\(source)").type, "register_ok") }
+        XCTAssertEqual(registry.registrationSourceCount, 50)
+        XCTAssertEqual(registry.handle(try TestNode().register(), peerIP: "10.0.2.1").type, "error", "the table is full")
+        now += 0.5  // half a token back each: not full yet
+        registry.reap()
+        XCTAssertEqual(registry.registrationSourceCount, 50)
+        now += 10
+        XCTAssertEqual(registry.handle(try TestNode().register(), peerIP: "10.0.2.1").type, "register_ok", "full buckets made room")
+        registry.reap()
+        XCTAssertEqual(registry.registrationSourceCount, 1)
+    }
+
+    func testANodeOfflineLongerThanTheRetentionIsRetiredAndItsKeyGetsItsIdBack() throws {
+        var a = try TestNode()
+        var b = try TestNode()
+        do {
+            let registry = try makeRegistry { $0.retention = 86400 }
+            try register(registry, &a)
+            try register(registry, &b)
+            let trust = a.signed("report_trust", "report_trust:\(a.id):\(b.id)", ["node_id": .integer(Int64(a.id)), "peer_id": .integer(Int64(b.id))])
+            XCTAssertEqual(registry.handle(trust, peerIP: "127.0.0.1").type, "report_trust_ok")
+            now += 181
+            registry.reap()
+            try register(registry, &b)
+            now += 86401  // b heartbeats meanwhile; a stays away
+            XCTAssertEqual(registry.handle(b.signed("heartbeat", "heartbeat:\(b.id)", ["node_id": .integer(Int64(b.id))]), peerIP: "127.0.0.1").type, "heartbeat_ok")
+            registry.reap()
+            XCTAssertEqual(registry.nodeCount, 1, "a retired")
+            XCTAssertEqual(registry.handle(RegistryMessage(type: "lookup", ["node_id": .integer(Int64(a.id))]), peerIP: "x").type, "error")
+            let check = registry.handle(
+                RegistryMessage(type: "check_trust", ["node_id": .integer(Int64(a.id)), "peer_id": .integer(Int64(b.id))]), peerIP: "x")
+            XCTAssertEqual(check["trusted"], false, "its trust went with it")
+        }
+        // A restart keeps the tombstone: the id is not handed out again.
+        let registry = try makeRegistry { $0.retention = 86400 }
+        var c = try TestNode()
+        try register(registry, &c)
+        XCTAssertEqual(c.id, 3)
+        let unsigned = RegistryMessage(type: "register", ["listen_addr": "127.0.0.1:4000", "public_key": .string(a.publicKey)])
+        XCTAssertEqual(registry.handle(unsigned, peerIP: "127.0.0.1").type, "error", "a retired key was seen: it must sign")
+        let back = registry.handle(a.register(), peerIP: "127.0.0.1")
+        XCTAssertEqual(try back.nodeID("node_id"), a.id, "the key gets its old id")
+        var d = try TestNode()
+        try register(registry, &d)
+        XCTAssertEqual(d.id, 4)
+    }
+
+    /// 1.18 signs `set_hostname:<node>`, not the hostname: a captured signature fits any name.
+    func testAChangeSignedThe118WayIsTakenOnlyFromTheAddressTheNodeRegisteredFrom() throws {
+        let registry = try makeRegistry()
+        var a = try TestNode()
+        try register(registry, &a, ip: "10.0.0.1")
+        let captured = a.signed("set_hostname", "set_hostname:\(a.id)", ["node_id": .integer(Int64(a.id)), "hostname": "alpha"])
+        XCTAssertEqual(registry.handle(captured, peerIP: "10.0.0.1").type, "set_hostname_ok")
+        let replayed = captured.with("hostname", "evil")
+        XCTAssertEqual(registry.handle(replayed, peerIP: "10.0.0.2").type, "error", "a replay from elsewhere is refused")
+        let hidden = a.signed("set_visibility", "set_visibility:\(a.id)", ["node_id": .integer(Int64(a.id)), "public": false])
+        XCTAssertEqual(registry.handle(hidden, peerIP: "10.0.0.1").type, "set_visibility_ok")
+        let exposed = hidden.with("public", true)
+        XCTAssertEqual(registry.handle(exposed, peerIP: "10.0.0.2").type, "error", "a private node is not made public from elsewhere")
+        let lookup = registry.handle(RegistryMessage(type: "lookup", ["node_id": .integer(Int64(a.id))]), peerIP: "x")
+        XCTAssertEqual(lookup["hostname"], "alpha")
+        XCTAssertEqual(lookup["public"], false)
+    }
+
+    func testChangesSignedThe118WayAreRateLimitedPerNode() throws {
+        let registry = try makeRegistry()
+        var a = try TestNode()
+        try register(registry, &a)
+        let change = a.signed("set_tags", "set_tags:\(a.id)", ["node_id": .integer(Int64(a.id)), "tags": ["worker"]])
+        let burst = (0..<12).map { _ in registry.handle(change, peerIP: "127.0.0.1").type }
+        XCTAssertEqual(burst.filter { $0 == "set_tags_ok" }.count, 10)
+        XCTAssertEqual(burst.suffix(2), ["error", "error"])
+        now += 60
+        XCTAssertEqual(registry.handle(change, peerIP: "127.0.0.1").type, "set_tags_ok")
+    }
+
+    /// Our form: `<type>:<node>:<nonce>:<values>`, advertised in register_ok; once a key used
+    /// it, the 1.18 form is refused for that key, across restarts.
+    func testOnceANodeSignsItsValuesThe118FormIsRefusedForIt() throws {
+        var a = try TestNode()
+        func change(_ hostname: String, nonce: Int64, signedFor signed: String? = nil) -> RegistryMessage {
+            a.signed(
+                "set_hostname", "set_hostname:\(a.id):\(nonce):\(signed ?? hostname)",
+                ["node_id": .integer(Int64(a.id)), "hostname": .string(hostname), "nonce": .integer(nonce)])
+        }
+        do {
+            let registry = try makeRegistry()
+            let registered = registry.handle(a.register(), peerIP: "127.0.0.1")
+            XCTAssertEqual(registered["signed_values"], 1, "the registry says it takes our form")
+            a.id = try registered.nodeID("node_id")
+            let first = change("alpha", nonce: 5)
+            XCTAssertEqual(registry.handle(first, peerIP: "10.9.9.9").type, "set_hostname_ok", "from anywhere: it proves itself")
+            XCTAssertEqual(registry.handle(first, peerIP: "127.0.0.1").type, "error", "the same nonce again is a replay")
+            XCTAssertEqual(registry.handle(change("evil", nonce: 6, signedFor: "alpha"), peerIP: "127.0.0.1").type, "error")
+            XCTAssertEqual(registry.handle(change("beta", nonce: 4), peerIP: "127.0.0.1").type, "error", "nonces only go up")
+            XCTAssertEqual(registry.handle(change("beta", nonce: 6), peerIP: "127.0.0.1").type, "set_hostname_ok")
+            let old = a.signed("set_hostname", "set_hostname:\(a.id)", ["node_id": .integer(Int64(a.id)), "hostname": "gamma"])
+            XCTAssertEqual(registry.handle(old, peerIP: "127.0.0.1").type, "error", "sticky: no more 1.18 form for this key")
+        }
+        let restarted = try makeRegistry()
+        let old = a.signed("set_visibility", "set_visibility:\(a.id)", ["node_id": .integer(Int64(a.id)), "public": true])
+        XCTAssertEqual(restarted.handle(old, peerIP: "127.0.0.1").type, "error", "still sticky after a restart")
+        XCTAssertEqual(restarted.handle(change("beta", nonce: 6), peerIP: "127.0.0.1").type, "error", "the last nonce is kept too")
+        let visible = a.signed(
+            "set_visibility", "set_visibility:\(a.id):7:public", ["node_id": .integer(Int64(a.id)), "public": true, "nonce": 7])
+        XCTAssertEqual(restarted.handle(visible, peerIP: "127.0.0.1").type, "set_visibility_ok")
+        let tags = a.signed(
+            "set_tags", "set_tags:\(a.id):8:#worker,gpu", ["node_id": .integer(Int64(a.id)), "tags": ["#worker", "gpu"], "nonce": 8])
+        XCTAssertEqual(restarted.handle(tags, peerIP: "127.0.0.1")["tags"], ["worker", "gpu"])
+    }
+
+    /// A node that went offline before retention was kept has no time in registry.db: its
+    /// time starts at the first start that sees it, and stays put across later restarts.
+    func testAnOfflineNodeFromBeforeRetentionExpiresFromTheFirstStartThatSeesIt() throws {
+        var a = try TestNode()
+        do {
+            let registry = try makeRegistry { $0.retention = 30 * 86400 }
+            try register(registry, &a)
+            now += 181
+            registry.reap()
+        }
+        try Database(path: directory.path("state") + "/registry.db").run("UPDATE node SET offline_since = NULL")
+        _ = try makeRegistry { $0.retention = 30 * 86400 }  // the time starts here
+        now += 20 * 86400
+        _ = try makeRegistry { $0.retention = 30 * 86400 }
+        now += 11 * 86400
+        let registry = try makeRegistry { $0.retention = 30 * 86400 }
+        registry.reap()
+        XCTAssertEqual(registry.nodeCount, 0, "31 days after the first start, not after the last")
+    }
+
+    /// A node registered before the source address was kept: its endpoint's IP stands in.
+    func testANodeFromBeforeSourcesWereKeptMayChangeFromItsEndpointsAddress() throws {
+        var a = try TestNode()
+        do {
+            let registry = try makeRegistry()
+            try register(registry, &a, ip: "10.0.0.1")
+            now += 181
+            registry.reap()
+        }
+        try Database(path: directory.path("state") + "/registry.db").run("UPDATE node SET registered_from = '', offline_since = NULL")
+        let registry = try makeRegistry()
+        XCTAssertEqual(setHostname(registry, a, "alpha").type, "error", "127.0.0.1 is not where it registered from")
+        let change = a.signed("set_hostname", "set_hostname:\(a.id)", ["node_id": .integer(Int64(a.id)), "hostname": "alpha"])
+        XCTAssertEqual(registry.handle(change, peerIP: "10.0.0.1").type, "set_hostname_ok")
+    }
+
     func testUnknownAndMalformedRequestsGetErrorsNamingTheProblem() throws {
         let registry = try makeRegistry()
         XCTAssertEqual(
@@ -292,7 +553,7 @@ final class RegistryTests: XCTestCase {
         var a = try TestNode(), b = try TestNode()
         try register(registry, &a)
         try register(registry, &b)
-        _ = registry.handle(b.signed("set_visibility", "set_visibility:\(b.id)", ["node_id": .integer(Int64(b.id)), "public": true]), peerIP: "x")
+        _ = registry.handle(b.signed("set_visibility", "set_visibility:\(b.id)", ["node_id": .integer(Int64(b.id)), "public": true]), peerIP: "127.0.0.1")
         now += 1000  // both silent past the liveness timeout; a comes back
         _ = registry.handle(a.signed("heartbeat", "heartbeat:\(a.id)", ["node_id": .integer(Int64(a.id))]), peerIP: "x")
         registry.reap()

@@ -68,6 +68,30 @@ final class ServerTests: XCTestCase {
         XCTAssertFalse(polite.waitReadable(timeout: 0.3), "nothing arrives that was not asked for")
     }
 
+    /// The per-connection request budget holds strangers back, not the operator's host: one
+    /// connection carries all of its identities, and a batch with the host credential passes.
+    func testBatchesWithTheHostCredentialAreNotHeldToTheConnectionsRequestBudget() async throws {
+        var registryConfiguration = Registry.Configuration()
+        registryConfiguration.hostCredential = "operator-host"
+        let registry = try Registry(stateDirectory: directory.path("state"), configuration: registryConfiguration)
+        var configuration = RegistryServer.Configuration(host: "127.0.0.1", port: 0)
+        configuration.requestsPerSecond = 0.001
+        configuration.requestBurst = 3
+        let server = RegistryServer(registry: registry, configuration: configuration, logger: Logger(label: "test"))
+        let address = endpoint(try await server.start(on: group))
+        defer { Task { try? await server.shutdown() } }
+
+        func answers(_ credential: String?) throws -> [String] {
+            let socket = try LoopbackSocket.connect(to: address)
+            var fields: [String: JSON] = ["requests": [["type": "lookup", "node_id": 1]]]
+            if let credential { fields["credential"] = .string(credential) }
+            try socket.write((0..<6).flatMap { _ in try RegistryFrame.encode(RegistryMessage(type: "batch", fields)) })
+            return try (0..<6).map { _ in try read(socket)?.type ?? "none" }
+        }
+        XCTAssertEqual(try answers(nil), ["batch_ok", "batch_ok", "batch_ok", "error", "error", "error"])
+        XCTAssertEqual(try answers("operator-host"), Array(repeating: "batch_ok", count: 6))
+    }
+
     func testBeaconDiscoverRelayPunchAndNotify() async throws {
         let beacon = BeaconServer(configuration: .init(host: "127.0.0.1", port: 0), logger: Logger(label: "test"))
         let address = endpoint(try await beacon.start(on: group))

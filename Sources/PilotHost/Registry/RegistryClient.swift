@@ -1,5 +1,7 @@
 public import NIOCore
 import NIOPosix
+import NIOSSL
+import PilotCrypto
 public import PilotWire
 
 /// One registry connection shared by every identity of the host.
@@ -8,7 +10,18 @@ public import PilotWire
 /// carries a promise that the next reply fulfils. `send(batch:)` uses pilot-rendezvous's `batch`
 /// extension and falls back to one request per item against a registry that does not know it
 /// (the official one), remembering the answer. A broken connection is re-dialled once per request.
+/// With `tls`, the connection is TLS, the certificate pinned by its SHA-256 or checked against
+/// the system's trust roots.
 public actor RegistryClient {
+    /// How the registry's TLS certificate is checked.
+    public struct TLS: Sendable, Equatable {
+        /// SHA-256 of the certificate's DER (as 1.18's `-registry-fingerprint`): that certificate
+        /// and no other, self-signed or not. Nil: the system's trust roots and the host name.
+        public var fingerprint: [UInt8]?
+
+        public init(fingerprint: [UInt8]? = nil) { self.fingerprint = fingerprint }
+    }
+
     public let host: String
     public let port: Int
     private let group: any EventLoopGroup
@@ -20,11 +33,18 @@ public actor RegistryClient {
     private var connects = 0
     /// nil until a batch was tried; then whether the registry understood it.
     public private(set) var supportsBatch: Bool?
+    /// The registry's host credential, sent with every batch: this host's new identities are
+    /// then not held to the registry's budget for new keys from strangers.
+    private let credential: String?
+    /// Nil: plain TCP.
+    private let tls: TLS?
 
-    public init(host: String, port: Int, group: any EventLoopGroup) {
+    public init(host: String, port: Int, group: any EventLoopGroup, credential: String? = nil, tls: TLS? = nil) {
         self.host = host
         self.port = port
         self.group = group
+        self.credential = credential
+        self.tls = tls
     }
 
     /// Sends one request and returns its reply (which may be `{"type":"error",...}`).
@@ -42,17 +62,23 @@ public actor RegistryClient {
         }
     }
 
-    /// Sends many register / heartbeat / poll_handshakes requests, in one round trip per 1000
-    /// where the registry supports batches; replies in request order.
+    /// Sends many register / heartbeat / poll_handshakes / set_* requests, in one round trip per
+    /// 1000 where the registry supports batches (with the host credential, if any); replies in
+    /// request order.
     public func send(batch requests: [RegistryMessage]) async throws -> [RegistryMessage] {
         if supportsBatch != false, !requests.isEmpty {
             var replies: [RegistryMessage] = []
             for start in stride(from: 0, to: requests.count, by: 1000) {
                 let chunk = requests[start..<min(start + 1000, requests.count)]
-                let reply = try await send(RegistryMessage(type: "batch", ["requests": .array(chunk.map(\.json))]))
+                var fields: [String: JSON] = ["requests": .array(chunk.map(\.json))]
+                if let credential { fields["credential"] = .string(credential) }
+                let reply = try await send(RegistryMessage(type: "batch", fields))
                 if reply.type == "error", reply["error"]?.stringValue?.contains("unknown type") == true, start == 0 {
                     supportsBatch = false
                     break
+                }
+                if reply.type == "error", let reason = reply["error"]?.stringValue {
+                    throw RegistryClientError("registry refused the batch: \(reason)")
                 }
                 guard reply.type == "batch_ok", let items = reply["replies"]?.arrayValue, items.count == chunk.count else {
                     throw RegistryClientError("malformed batch reply: \(reply.json.encodedString().prefix(200))")
@@ -85,7 +111,10 @@ public actor RegistryClient {
         let promise = channel.eventLoop.makePromise(of: RegistryMessage.self)
         var buffer = channel.allocator.buffer(capacity: bytes.count)
         buffer.writeBytes(bytes)
-        channel.writeAndFlush(RegistryClientHandler.Outbound(frame: buffer, reply: promise), promise: nil)
+        // A write to a connection already gone never reaches the handler: its failure is the answer.
+        let written = channel.eventLoop.makePromise(of: Void.self)
+        written.futureResult.whenFailure { promise.fail($0) }
+        channel.writeAndFlush(RegistryClientHandler.Outbound(frame: buffer, reply: promise), promise: written)
         return try await promise.futureResult.get()
     }
 
@@ -96,7 +125,7 @@ public actor RegistryClient {
             (number, task) = connecting
         } else {
             connects += 1
-            (number, task) = (connects, Task { [group, host, port] in try await Self.connect(group: group, host: host, port: port) })
+            (number, task) = (connects, Task { [group, host, port, tls] in try await Self.connect(group: group, host: host, port: port, tls: tls) })
             connecting = (number, task)
         }
         // The first waiter to resume, the dialler or not, ends this connect: a failed one is not
@@ -107,16 +136,39 @@ public actor RegistryClient {
         return channel
     }
 
-    private static func connect(group: any EventLoopGroup, host: String, port: Int) async throws -> any Channel {
-        try await ClientBootstrap(group: group)
+    private static func connect(group: any EventLoopGroup, host: String, port: Int, tls: TLS?) async throws -> any Channel {
+        let context = try tls.map { tls in
+            var configuration = TLSConfiguration.makeClientConfiguration()
+            // A pinned certificate names no host: the pin is the whole check.
+            if tls.fingerprint != nil { configuration.certificateVerification = .noHostnameVerification }
+            return try NIOSSLContext(configuration: configuration)
+        }
+        return try await ClientBootstrap(group: group)
             .channelOption(.tcpOption(.tcp_nodelay), value: 1)
             .connectTimeout(.seconds(5))
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
+                    if let context {
+                        try channel.pipeline.syncOperations.addHandler(try Self.tlsHandler(context, host: host, pinned: tls?.fingerprint))
+                    }
                     try channel.pipeline.syncOperations.addHandler(RegistryClientHandler())
                 }
             }
             .connect(host: host, port: port).get()
+    }
+
+    /// A pinned certificate is the whole check (pilot-rendezvous's own is self-signed, for no
+    /// host name); otherwise the usual one, with the host name when `host` is one.
+    private static func tlsHandler(_ context: NIOSSLContext, host: String, pinned: [UInt8]?) throws -> NIOSSLClientHandler {
+        guard let pinned else {
+            let isAddress = (try? SocketAddress(ipAddress: host, port: 0)) != nil
+            return try NIOSSLClientHandler(context: context, serverHostname: isAddress ? nil : host)
+        }
+        return try NIOSSLClientHandler(context: context, serverHostname: nil) { certificates, promise in
+            let leaf = certificates.first.flatMap { try? $0.toDERBytes() }
+            let matches = leaf.map { Sodium.constantTimeEqual(Sodium.sha256($0), pinned) } ?? false
+            promise.succeed(matches ? .certificateVerified : .failed)
+        }
     }
 }
 
@@ -135,11 +187,28 @@ final class RegistryClientHandler: ChannelDuplexHandler, @unchecked Sendable {
 
     private var waiting: [EventLoopPromise<RegistryMessage>] = []
     private var decoder = RegistryFrameDecoder()
+    private var closed = false
 
     func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
         let outbound = unwrapOutboundIn(data)
+        // A request written after the connection went (a TLS handshake refused at once) would
+        // otherwise wait for a reply forever.
+        guard !closed else {
+            let error = RegistryClientError("registry connection closed")
+            outbound.reply.fail(error)
+            promise?.fail(error)
+            return
+        }
         waiting.append(outbound.reply)
-        context.write(wrapOutboundOut(outbound.frame), promise: promise)
+        let written = context.eventLoop.makePromise(of: Void.self)
+        written.futureResult.whenComplete { [self] result in
+            promise?.completeWith(result)
+            guard case .failure(let error) = result,
+                let index = waiting.firstIndex(where: { $0.futureResult === outbound.reply.futureResult })
+            else { return }
+            waiting.remove(at: index).fail(error)
+        }
+        context.write(wrapOutboundOut(outbound.frame), promise: written)
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
@@ -161,6 +230,7 @@ final class RegistryClientHandler: ChannelDuplexHandler, @unchecked Sendable {
     }
 
     func channelInactive(context: ChannelHandlerContext) {
+        closed = true
         failAll(RegistryClientError("registry closed the connection"))
         context.fireChannelInactive()
     }

@@ -22,6 +22,23 @@ public final class Registry: @unchecked Sendable {
             didSet { registrationBurst = registrationsPerSecond * 10 }
         }
         public var registrationBurst: Double = 1000
+        /// New keys registered from all sources together, per-second refill and burst (ten
+        /// seconds' worth), except those an operator's host brings with `hostCredential`: many
+        /// source addresses cannot fill the registry faster than this.
+        public var newKeysPerSecond: Double = 100 {
+            didSet { newKeysBurst = newKeysPerSecond * 10 }
+        }
+        public var newKeysBurst: Double = 1000
+        /// Source addresses whose per-IP bucket is remembered at once; full buckets are forgotten
+        /// first, and past this a new source must wait until some are.
+        public var maxRegistrationSources = 65536
+        /// The operator's hosts present this in `batch` requests; their new keys are not held to
+        /// the budgets above. Nil or empty: none. `Registry.hostCredential(adminToken:)` derives
+        /// it from the admin token.
+        public var hostCredential: String?
+        /// Seconds a node may stay offline before it is retired: its row deleted, a tombstone
+        /// (id, SHA-256 of its key) kept so the id is never reused and the key gets it back.
+        public var retention: Double = 30 * 86400
         /// Called (outside the lock) when a relayed handshake or answer waits for `node`.
         public var handshakeQueued: (@Sendable (UInt32) -> Void)?
         /// The registry's admin token: `create_network` needs it, and it may stand in for a node's
@@ -34,22 +51,38 @@ public final class Registry: @unchecked Sendable {
     public let configuration: Configuration
     /// The digest of `configuration.adminToken`, if one is set.
     let adminToken: SecretDigest?
+    /// The digest of `configuration.hostCredential`, if one is set.
+    let hostCredential: SecretDigest?
     /// `registry.db`; written before a change is answered.
     let store: RegistryStore
     /// Held for every read and write of the state below (extensions in other files included).
     let lock = NSLock()
     /// Every node ever registered, by id, online or not.
     var nodes: [UInt32: NodeRecord] = [:]
-    private var byKey: [[UInt8]: UInt32] = [:]
+    var byKey: [[UInt8]: UInt32] = [:]
     private var byHostname: [String: UInt32] = [:]
-    private var trust: Set<UInt64> = []
+    /// Hostnames the reaper freed, by the node that may take each back.
+    var byReclaimable: [String: UInt32] = [:]
+    var trust: Set<UInt64> = []
     /// The custom networks and their members.
     var networks = NetworkTable()
-    private var requests: [UInt32: [PendingHandshake]] = [:]
-    private var responses: [UInt32: [PendingResponse]] = [:]
+    var requests: [UInt32: [PendingHandshake]] = [:]
+    var responses: [UInt32: [PendingResponse]] = [:]
     private var nextID: UInt32 = 1
-    private var registrationBuckets: [String: TokenBucket] = [:]
-    private let clock: @Sendable () -> Double
+    var registrationBuckets: [String: TokenBucket] = [:]
+    /// Changes signed the 1.18 way, per node.
+    var legacyChangeBuckets: [UInt32: TokenBucket] = [:]
+    /// New keys from all sources but the operator's hosts.
+    var newKeyBudget: TokenBucket
+    /// Nodes retired by this process (`Registry+Retention.swift`).
+    var retired = 0
+    let clock: @Sendable () -> Double
+    /// Unix seconds, for what must count across restarts and reboots (retention).
+    let wallClock: @Sendable () -> Double
+
+    /// Changes signed the 1.18 way one node may make: a burst of 10, then one every 6 s.
+    static let legacyChangeBurst = 10.0
+    static let legacyChangesPerSecond = 1.0 / 6
 
     /// Per-request limits of the wire.
     static let maxJustification = 1024
@@ -58,12 +91,16 @@ public final class Registry: @unchecked Sendable {
     /// Opens (or creates) `registry.db` in `stateDirectory` and loads it.
     public init(
         stateDirectory: String, configuration: Configuration = Configuration(),
-        clock: @escaping @Sendable () -> Double = Registry.uptime
+        clock: @escaping @Sendable () -> Double = Registry.uptime,
+        wallClock: @escaping @Sendable () -> Double = Registry.unixTime
     ) throws {
         try FileManager.default.createDirectory(atPath: stateDirectory, withIntermediateDirectories: true)
         self.configuration = configuration
         adminToken = configuration.adminToken.flatMap { $0.isEmpty ? nil : SecretDigest(of: $0) }
+        hostCredential = configuration.hostCredential.flatMap { $0.isEmpty ? nil : SecretDigest(of: $0) }
+        newKeyBudget = TokenBucket(capacity: configuration.newKeysBurst, ratePerSecond: configuration.newKeysPerSecond, now: clock())
         self.clock = clock
+        self.wallClock = wallClock
         store = try RegistryStore(path: (stateDirectory as NSString).appendingPathComponent("registry.db"))
         try loadState()
     }
@@ -71,15 +108,29 @@ public final class Registry: @unchecked Sendable {
     /// Replaces the in-memory state with what `registry.db` holds.
     private func loadState() throws {
         let state = try store.load(now: clock())
+        nextID = max(nextID, try store.highestRetiredID() &+ 1)
         nodes = [:]
         byKey = [:]
         byHostname = [:]
+        byReclaimable = [:]
         trust = []
         networks = NetworkTable()
         for node in state.nodes {
             nodes[node.id] = node
             byKey[node.publicKey] = node.id
             if let hostname = node.hostname { byHostname[hostname] = node.id }
+            if let hostname = node.reclaimableHostname { byReclaimable[hostname] = node.id }
+            if node.registeredFrom.isEmpty {
+                // Registered before the source was kept: the IP of its endpoint stands in.
+                nodes[node.id]?.registeredFrom = Self.ipPart(of: node.realAddress)
+            }
+            if !node.online, node.offlineSince == nil {
+                // Offline since before retention was kept: its time starts now, kept on disk.
+                var dated = nodes[node.id] ?? node
+                dated.offlineSince = Int64(wallClock())
+                try store.save(dated)
+                nodes[node.id] = dated
+            }
             nextID = max(nextID, node.id &+ 1)
         }
         for (a, b) in state.trust { trust.insert(Self.pair(a, b)) }
@@ -90,6 +141,9 @@ public final class Registry: @unchecked Sendable {
 
     /// Seconds since boot: a monotonic clock for liveness.
     public static let uptime: @Sendable () -> Double = { ProcessInfo.processInfo.systemUptime }
+
+    /// Seconds since 1970: the clock of what must count across reboots (retention).
+    public static let unixTime: @Sendable () -> Double = { Date().timeIntervalSince1970 }
 
     /// Registered nodes (online or not).
     public var nodeCount: Int { lock.withLock { nodes.count } }
@@ -130,7 +184,7 @@ public final class Registry: @unchecked Sendable {
         var notify: [UInt32] = []
         let reply: RegistryMessage
         do {
-            reply = try lock.withLock { try dispatch(request, peerIP: peerIP, notify: &notify) }
+            reply = try lock.withLock { try dispatch(request, peerIP: peerIP, fromOperatorHost: false, notify: &notify) }
         } catch let error as RegistryFailure {
             reply = RegistryMessage(type: "error", ["error": .string(error.message)])
         } catch let error as WireError {
@@ -142,17 +196,20 @@ public final class Registry: @unchecked Sendable {
         return reply
     }
 
-    private func dispatch(_ request: RegistryMessage, peerIP: String, notify: inout [UInt32]) throws -> RegistryMessage {
+    /// `fromOperatorHost`: the request came in a batch that carried the host credential.
+    private func dispatch(
+        _ request: RegistryMessage, peerIP: String, fromOperatorHost: Bool, notify: inout [UInt32]
+    ) throws -> RegistryMessage {
         switch request.type {
-        case "register": return try register(request, peerIP: peerIP)
+        case "register": return try register(request, peerIP: peerIP, fromOperatorHost: fromOperatorHost)
         case "heartbeat": return try heartbeat(request)
         case "deregister": return try deregister(request)
         case "lookup": return try lookup(request)
         case "resolve": return try resolve(request)
         case "resolve_hostname": return try resolveHostname(request)
-        case "set_visibility": return try setVisibility(request)
-        case "set_hostname": return try setHostname(request)
-        case "set_tags": return try setTags(request)
+        case "set_visibility": return try setVisibility(request, peerIP: peerIP)
+        case "set_hostname": return try setHostname(request, peerIP: peerIP)
+        case "set_tags": return try setTags(request, peerIP: peerIP)
         case "report_trust": return try reportTrust(request)
         case "revoke_trust": return try revokeTrust(request)
         case "check_trust": return try checkTrust(request)
@@ -179,16 +236,18 @@ public final class Registry: @unchecked Sendable {
 
     // MARK: Identity
 
-    private func register(_ request: RegistryMessage, peerIP: String) throws -> RegistryMessage {
+    private func register(_ request: RegistryMessage, peerIP: String, fromOperatorHost: Bool) throws -> RegistryMessage {
         let keyText = try request.string("public_key")
         let key = try Ed25519PublicKey(base64: keyText)
         let listenAddress = request["listen_addr"]?.stringValue ?? ""
         // 1.18 signs "register:<listen_addr>:<public_key>"; an unsigned register may only claim
         // a key never seen, since it proves nothing about holding it.
         let known = byKey[key.bytes]
+        // A key whose node was retired was seen too: it must prove itself to get its id back.
+        let retired = known == nil ? try store.retiredID(of: key.bytes) : nil
         if let signature = request["signature"]?.stringValue {
             try verify(key, signature, "register:\(listenAddress):\(keyText)")
-        } else if known != nil {
+        } else if known != nil || retired != nil {
             throw RegistryFailure("register: signature required for a known key")
         }
         let now = clock()
@@ -196,12 +255,14 @@ public final class Registry: @unchecked Sendable {
         if let known {
             id = known
         } else {
-            var bucket = registrationBuckets[peerIP]
-                ?? TokenBucket(capacity: configuration.registrationBurst, ratePerSecond: configuration.registrationsPerSecond, now: now)
-            guard bucket.take(now: now) else { throw RegistryFailure("register: rate limit for new keys from \(peerIP)") }
-            registrationBuckets[peerIP] = bucket
-            guard nextID != 0, nextID != Address.broadcastNode else { throw RegistryFailure("register: node ids exhausted") }
-            id = nextID
+            if !fromOperatorHost { try admitNewKey(from: peerIP, now: now) }
+            if let retired {
+                try store.revive(retired)
+                id = retired
+            } else {
+                guard nextID != 0, nextID != Address.broadcastNode else { throw RegistryFailure("register: node ids exhausted") }
+                id = nextID
+            }
         }
         let port = listenAddress.split(separator: ":").last.flatMap { UInt16($0) }
         var node = nodes[id] ?? NodeRecord(
@@ -210,13 +271,14 @@ public final class Registry: @unchecked Sendable {
         node.owner = request["owner"]?.stringValue ?? node.owner
         node.version = request["version"]?.stringValue ?? node.version
         node.realAddress = port.map { "\(Self.hostPart(peerIP)):\($0)" } ?? node.realAddress
+        node.registeredFrom = peerIP
         // Each register says it again: a restart without -relay-only makes the node direct.
         node.relayOnly = request["relay_only"]?.boolValue ?? false
         node.lastSeen = now
-        node.online = true
+        comeBack(&node)
         try store.save(node)
         if known == nil {
-            nextID = id &+ 1
+            if id == nextID { nextID = id &+ 1 }
             byKey[key.bytes] = id
         }
         nodes[id] = node
@@ -224,7 +286,13 @@ public final class Registry: @unchecked Sendable {
             "node_id": .integer(Int64(id)), "network_id": 0, "address": .string(Address(node: id).description),
             "public_key": .string(keyText),
         ]
+        // What the registry holds, so a node can tell what it must say again (our fields; 1.18
+        // reads only node_id, address and hostname).
         if let hostname = node.hostname { fields["hostname"] = .string(hostname) }
+        if !node.tags.isEmpty { fields["tags"] = .array(node.tags.map(JSON.string)) }
+        fields["public"] = .bool(node.isPublic)
+        // Changes signed over their values and a nonce are taken (SignedChange).
+        fields["signed_values"] = 1
         return RegistryMessage(type: "register_ok", fields)
     }
 
@@ -232,7 +300,8 @@ public final class Registry: @unchecked Sendable {
         var node = try signedNode(request, "node_id") { "heartbeat:\($0)" }
         node.lastSeen = clock()
         if !node.online {
-            node.online = true
+            // 1.18 keeps heartbeating a node the reaper took offline and never registers it again.
+            comeBack(&node)
             try store.save(node)
         }
         nodes[node.id] = node
@@ -243,7 +312,7 @@ public final class Registry: @unchecked Sendable {
     /// silent keeps its memberships).
     private func deregister(_ request: RegistryMessage) throws -> RegistryMessage {
         var node = try signedNode(request, "node_id") { "deregister:\($0)" }
-        goOffline(&node)
+        goOffline(&node, keepingHostname: false)
         try store.transaction {
             try store.save(node)
             try store.removeMemberships(of: node.id)
@@ -327,9 +396,10 @@ public final class Registry: @unchecked Sendable {
         return fields
     }
 
-    private func setVisibility(_ request: RegistryMessage) throws -> RegistryMessage {
-        var node = try signedNode(request, "node_id") { "set_visibility:\($0)" }
-        node.isPublic = try request.bool("public")
+    private func setVisibility(_ request: RegistryMessage, peerIP: String) throws -> RegistryMessage {
+        let isPublic = try request.bool("public")
+        var node = try changedNode(request, peerIP: peerIP)
+        node.isPublic = isPublic
         try store.save(node)
         nodes[node.id] = node
         return RegistryMessage(
@@ -337,9 +407,9 @@ public final class Registry: @unchecked Sendable {
             ["node_id": .integer(Int64(node.id)), "visibility": .string(node.isPublic ? "public" : "private")])
     }
 
-    private func setHostname(_ request: RegistryMessage) throws -> RegistryMessage {
-        var node = try signedNode(request, "node_id") { "set_hostname:\($0)" }
+    private func setHostname(_ request: RegistryMessage, peerIP: String) throws -> RegistryMessage {
         let hostname = try request.string("hostname").lowercased()
+        var node = try changedNode(request, peerIP: peerIP)
         if hostname.isEmpty {
             if let old = node.hostname { byHostname[old] = nil }
             node.hostname = nil
@@ -355,6 +425,13 @@ public final class Registry: @unchecked Sendable {
                 try store.clearHostname(of: holder)
                 nodes[holder] = released
             }
+            // Taking a name the reaper freed ends its old holder's claim to it.
+            if let claimant = byReclaimable[hostname], claimant != node.id, var other = nodes[claimant] {
+                other.reclaimableHostname = nil
+                try store.save(other)
+                nodes[claimant] = other
+                byReclaimable[hostname] = nil
+            }
             if let old = node.hostname { byHostname[old] = nil }
             node.hostname = hostname
             byHostname[hostname] = node.id
@@ -364,8 +441,8 @@ public final class Registry: @unchecked Sendable {
         return RegistryMessage(type: "set_hostname_ok", ["node_id": .integer(Int64(node.id)), "hostname": .string(hostname)])
     }
 
-    private func setTags(_ request: RegistryMessage) throws -> RegistryMessage {
-        var node = try signedNode(request, "node_id") { "set_tags:\($0)" }
+    private func setTags(_ request: RegistryMessage, peerIP: String) throws -> RegistryMessage {
+        var node = try changedNode(request, peerIP: peerIP)
         let values = request["tags"]?.arrayValue ?? []
         guard values.count <= Self.maxTags else { throw RegistryFailure("set_tags: at most \(Self.maxTags) tags") }
         var tags: [String] = []
@@ -494,19 +571,29 @@ public final class Registry: @unchecked Sendable {
     // MARK: Batch (our extension)
 
     /// `{"type":"batch","requests":[<request>, ...]}` → `{"type":"batch_ok","replies":[<reply>, ...]}`,
-    /// replies in request order, each exactly what the request alone would get. Only `register`,
-    /// `heartbeat` and `poll_handshakes` may be batched (each signed by its own node's key), at
-    /// most 1000 per batch: one round trip for a host carrying thousands of identities.
+    /// replies in request order, each exactly what the request alone would get. Only the types in
+    /// `batchable` may be batched (each signed by its own node's key), at most 1000 per batch:
+    /// one round trip for a host carrying thousands of identities.
     private func batch(_ request: RegistryMessage, peerIP: String, notify: inout [UInt32]) throws -> RegistryMessage {
         guard let items = request["requests"]?.arrayValue else { throw RegistryFailure("batch: requests must be an array") }
         guard items.count <= 1000 else { throw RegistryFailure("batch: at most 1000 requests") }
+        var fromOperatorHost = false
+        if let credential = request["credential"]?.stringValue {
+            // A wrong credential is an operator's mistake: say so rather than quietly budget it.
+            guard let hostCredential, hostCredential.matches(credential) else {
+                throw RegistryFailure("batch: host credential not recognised")
+            }
+            fromOperatorHost = true
+        }
         var replies: [JSON] = []
         replies.reserveCapacity(items.count)
         // One transaction for the batch: one fsync instead of one per item. Items never open
-        // transactions of their own (only register, heartbeat and poll are allowed).
+        // transactions of their own (none of the batchable types does).
         do {
             try store.transaction {
-                for item in items { replies.append(batchItem(item, peerIP: peerIP, notify: &notify).json) }
+                for item in items {
+                    replies.append(batchItem(item, peerIP: peerIP, fromOperatorHost: fromOperatorHost, notify: &notify).json)
+                }
             }
         } catch {
             // The commit failed (disk full, I/O error): memory ran ahead of the disk, so take the
@@ -517,13 +604,16 @@ public final class Registry: @unchecked Sendable {
         return RegistryMessage(type: "batch_ok", ["replies": .array(replies)])
     }
 
-    private func batchItem(_ item: JSON, peerIP: String, notify: inout [UInt32]) -> RegistryMessage {
+    /// What a batch may carry: what a host says for each of its identities at once.
+    static let batchable: Set<String> = ["register", "heartbeat", "poll_handshakes", "set_hostname", "set_tags", "set_visibility"]
+
+    private func batchItem(_ item: JSON, peerIP: String, fromOperatorHost: Bool, notify: inout [UInt32]) -> RegistryMessage {
         do {
             let inner = try RegistryMessage(json: item)
-            guard ["register", "heartbeat", "poll_handshakes"].contains(inner.type) else {
+            guard Self.batchable.contains(inner.type) else {
                 throw RegistryFailure("batch: \(inner.type.prefix(64)) cannot be batched")
             }
-            return try dispatch(inner, peerIP: peerIP, notify: &notify)
+            return try dispatch(inner, peerIP: peerIP, fromOperatorHost: fromOperatorHost, notify: &notify)
         } catch let error as RegistryFailure {
             return RegistryMessage(type: "error", ["error": .string(error.message)])
         } catch {
@@ -534,26 +624,51 @@ public final class Registry: @unchecked Sendable {
     // MARK: Liveness
 
     /// Marks nodes without a heartbeat for `livenessTimeout` offline and frees their hostnames
-    /// (key, id, trust pairs and inboxes are kept). Returns how many went offline.
+    /// (key, id, trust pairs and inboxes are kept), retires nodes offline for longer than
+    /// `retention`, and forgets refilled per-source buckets. Returns how many went offline.
     @discardableResult
     public func reap() -> Int {
         lock.withLock {
             let now = clock()
             var count = 0
             for (id, var node) in nodes where node.online && now - node.lastSeen > configuration.livenessTimeout {
-                goOffline(&node)
+                goOffline(&node, keepingHostname: true)
                 try? store.save(node)
                 nodes[id] = node
                 count += 1
             }
+            retireExpired()
+            pruneRegistrationBuckets(now: now)
+            legacyChangeBuckets = legacyChangeBuckets.filter { !$0.value.isFull(now: now) }
             return count
         }
     }
 
-    private func goOffline(_ node: inout NodeRecord) {
+    /// Offline, its hostname free for others; with `keepingHostname` (the reaper, not a
+    /// goodbye) the node may take the name back when it returns, if nobody claimed it.
+    private func goOffline(_ node: inout NodeRecord, keepingHostname: Bool) {
         node.online = false
+        node.offlineSince = Int64(wallClock())
         if let hostname = node.hostname, byHostname[hostname] == node.id { byHostname[hostname] = nil }
+        if keepingHostname, let hostname = node.hostname {
+            node.reclaimableHostname = hostname
+            byReclaimable[hostname] = node.id
+        }
         node.hostname = nil
+    }
+
+    /// Online again, with the hostname the reaper took if nobody claimed it meanwhile.
+    private func comeBack(_ node: inout NodeRecord) {
+        node.online = true
+        node.offlineSince = nil
+        guard let hostname = node.reclaimableHostname else { return }
+        node.reclaimableHostname = nil
+        guard byReclaimable[hostname] == node.id else { return }
+        byReclaimable[hostname] = nil
+        if node.hostname == nil, byHostname[hostname] == nil {
+            node.hostname = hostname
+            byHostname[hostname] = node.id
+        }
     }
 
     // MARK: Helpers
@@ -572,7 +687,7 @@ public final class Registry: @unchecked Sendable {
         return node
     }
 
-    private func verify(_ key: Ed25519PublicKey, _ signature: String, _ challenge: String) throws {
+    func verify(_ key: Ed25519PublicKey, _ signature: String, _ challenge: String) throws {
         guard let bytes = Sodium.fromBase64(signature), key.isValidSignature(bytes, for: Array(challenge.utf8)) else {
             throw RegistryFailure("invalid signature for \(challenge.prefix(80))")
         }
@@ -584,6 +699,13 @@ public final class Registry: @unchecked Sendable {
 
     static func hostPart(_ ip: String) -> String {
         ip.contains(":") ? "[\(ip)]" : ip
+    }
+
+    /// The IP of an endpoint `host:port` or `[v6]:port` (empty for empty).
+    static func ipPart(of endpoint: String) -> String {
+        guard let colon = endpoint.lastIndex(of: ":") else { return endpoint }
+        let host = endpoint[..<colon]
+        return host.hasPrefix("[") && host.hasSuffix("]") ? String(host.dropFirst().dropLast()) : String(host)
     }
 
     /// Whether `text` is 1 to `maxLength` lowercase letters, digits and inner hyphens: the rule

@@ -4,6 +4,7 @@ import NIOConcurrencyHelpers
 public import NIOCore
 import NIOPosix
 import NIOSSL
+import PilotCrypto
 import PilotWire
 
 /// The registry's TCP server (optionally TLS): length-prefixed JSON requests, one reply each,
@@ -16,7 +17,8 @@ public final class RegistryServer: Sendable {
         public var tlsCertificatePath: String?
         public var tlsKeyPath: String?
         /// Requests per connection: per-second refill and burst (two seconds' worth); beyond it
-        /// requests get an error. A batch counts as one request.
+        /// requests get an error. A batch counts as one request; one with the host credential
+        /// (`Registry.Configuration.hostCredential`) is not counted.
         public var requestsPerSecond: Double = 1000 {
             didSet { requestBurst = requestsPerSecond * 2 }
         }
@@ -107,6 +109,17 @@ public final class RegistryServer: Sendable {
     }
 }
 
+extension RegistryServer {
+    /// The hex SHA-256 of the DER of the first certificate in the PEM file at `path`: what
+    /// clients pin (1.18's `-registry-fingerprint`, pilot-host's `registry-fingerprint`).
+    public static func fingerprint(ofCertificateAt path: String) throws -> String {
+        guard let leaf = try NIOSSLCertificate.fromPEMFile(path).first else {
+            throw RegistryServerError("\(path) holds no certificate")
+        }
+        return Sodium.sha256(try leaf.toDERBytes()).map { String(format: "%02x", $0) }.joined()
+    }
+}
+
 public struct RegistryServerError: Error, CustomStringConvertible {
     public let description: String
     init(_ description: String) { self.description = description }
@@ -175,7 +188,8 @@ final class RegistryConnectionHandler: ChannelInboundHandler, @unchecked Sendabl
             serveNext(context)
             return
         }
-        guard budget.take(now: Registry.uptime()) else {
+        // One connection carries all of an operator's host's identities: its batches are exempt.
+        guard registry.isFromOperatorHost(request) || budget.take(now: Registry.uptime()) else {
             write(context, RegistryMessage(type: "error", ["error": "rate limit: too many requests"]))
             serveNext(context)
             return

@@ -19,6 +19,19 @@ struct NodeRecord: Sendable {
     /// Registered with `relay_only`: its endpoint is never handed out, it is reached through
     /// the beacon.
     var relayOnly = false
+    /// The hostname the reaper took when the node went silent: given back when it returns,
+    /// unless another node claimed the name meanwhile.
+    var reclaimableHostname: String?
+    /// Wall-clock seconds (Unix) since it went offline; nil while online. After the
+    /// registry's retention the node is retired: its row goes, a tombstone stays.
+    var offlineSince: Int64?
+    /// The source IP of its current registration: the only address a change signed the 1.18
+    /// way (which covers no values) is taken from.
+    var registeredFrom = ""
+    /// It signed a change in our form (`SignedChange`) once: the 1.18 form is refused for it.
+    var signsValues = false
+    /// The highest nonce it signed a change with.
+    var lastNonce: Int64 = 0
 }
 
 /// A relayed trust handshake waiting for its target to poll.
@@ -87,6 +100,20 @@ final class RegistryStore {
             PRIMARY KEY (network, node)
         );
         """,
+        "ALTER TABLE node ADD COLUMN reclaimable_hostname TEXT;",
+        // Retired nodes: their id is never handed out again, and their key gets it back.
+        """
+        ALTER TABLE node ADD COLUMN offline_since INTEGER;
+        CREATE TABLE tombstone (
+            id INTEGER PRIMARY KEY,
+            key_hash BLOB NOT NULL UNIQUE
+        );
+        """,
+        """
+        ALTER TABLE node ADD COLUMN registered_from TEXT NOT NULL DEFAULT '';
+        ALTER TABLE node ADD COLUMN signs_values INTEGER NOT NULL DEFAULT 0;
+        ALTER TABLE node ADD COLUMN last_nonce INTEGER NOT NULL DEFAULT 0;
+        """,
     ]
 
     init(path: String) throws {
@@ -99,13 +126,15 @@ final class RegistryStore {
         nodes: [NodeRecord], trust: [(UInt32, UInt32)], requests: [UInt32: [PendingHandshake]],
         responses: [UInt32: [PendingResponse]], networks: [CustomNetwork]
     ) {
-        let nodes = try db.rows("SELECT id, public_key, owner, real_addr, hostname, tags, public, version, online, relay_only FROM node")
+        let nodes = try db.rows("SELECT id, public_key, owner, real_addr, hostname, tags, public, version, online, relay_only, reclaimable_hostname, offline_since, registered_from, signs_values, last_nonce FROM node")
             .map { row in
                 NodeRecord(
                     id: UInt32(truncatingIfNeeded: row[0].integer ?? 0), publicKey: row[1].blob ?? [],
                     owner: row[2].text ?? "", realAddress: row[3].text ?? "", hostname: row[4].text,
                     tags: (row[5].text ?? "").split(separator: ",").map(String.init), isPublic: row[6].integer == 1,
-                    version: row[7].text ?? "", lastSeen: now, online: row[8].integer == 1, relayOnly: row[9].integer == 1)
+                    version: row[7].text ?? "", lastSeen: now, online: row[8].integer == 1, relayOnly: row[9].integer == 1,
+                    reclaimableHostname: row[10].text, offlineSince: row[11].integer, registeredFrom: row[12].text ?? "",
+                    signsValues: row[13].integer == 1, lastNonce: row[14].integer ?? 0)
             }
         let trust = try db.rows("SELECT a, b FROM trust").map {
             (UInt32(truncatingIfNeeded: $0[0].integer ?? 0), UInt32(truncatingIfNeeded: $0[1].integer ?? 0))
@@ -143,19 +172,49 @@ final class RegistryStore {
     func save(_ node: NodeRecord) throws(StoreError) {
         try db.run(
             """
-            INSERT INTO node (id, public_key, owner, real_addr, hostname, tags, public, version, online, relay_only)
-            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+            INSERT INTO node (id, public_key, owner, real_addr, hostname, tags, public, version, online, relay_only,
+                reclaimable_hostname, offline_since, registered_from, signs_values, last_nonce)
+            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
             ON CONFLICT(id) DO UPDATE SET public_key = excluded.public_key, owner = excluded.owner,
                 real_addr = excluded.real_addr, hostname = excluded.hostname, tags = excluded.tags,
                 public = excluded.public, version = excluded.version, online = excluded.online,
-                relay_only = excluded.relay_only
+                relay_only = excluded.relay_only, reclaimable_hostname = excluded.reclaimable_hostname,
+                offline_since = excluded.offline_since, registered_from = excluded.registered_from,
+                signs_values = excluded.signs_values, last_nonce = excluded.last_nonce
             """,
             [
                 .integer(Int64(node.id)), .blob(node.publicKey), .text(node.owner), .text(node.realAddress),
                 node.hostname.map(SQLValue.text) ?? .null, .text(node.tags.joined(separator: ",")),
                 .integer(node.isPublic ? 1 : 0), .text(node.version), .integer(node.online ? 1 : 0),
-                .integer(node.relayOnly ? 1 : 0),
+                .integer(node.relayOnly ? 1 : 0), node.reclaimableHostname.map(SQLValue.text) ?? .null,
+                node.offlineSince.map(SQLValue.integer) ?? .null, .text(node.registeredFrom),
+                .integer(node.signsValues ? 1 : 0), .integer(node.lastNonce),
             ])
+    }
+
+    /// Deletes `node` (its trust pairs, relayed handshakes and memberships go with it by the
+    /// foreign keys) and keeps its tombstone: its id and the SHA-256 of its key.
+    func retire(_ node: NodeRecord) throws(StoreError) {
+        try db.run(
+            "INSERT OR REPLACE INTO tombstone (id, key_hash) VALUES (?, ?)",
+            [.integer(Int64(node.id)), .blob(Sodium.sha256(node.publicKey))])
+        try db.run("DELETE FROM node WHERE id = ?", [.integer(Int64(node.id))])
+    }
+
+    /// The id a retired node with `key` had, if one did.
+    func retiredID(of key: [UInt8]) throws(StoreError) -> UInt32? {
+        try db.rows("SELECT id FROM tombstone WHERE key_hash = ?", [.blob(Sodium.sha256(key))]).first?.first?.integer
+            .map { UInt32(truncatingIfNeeded: $0) }
+    }
+
+    /// A retired node's key came back: its row is made again under the same id.
+    func revive(_ id: UInt32) throws(StoreError) {
+        try db.run("DELETE FROM tombstone WHERE id = ?", [.integer(Int64(id))])
+    }
+
+    /// The highest id ever handed out to a node now retired (0: none).
+    func highestRetiredID() throws(StoreError) -> UInt32 {
+        UInt32(truncatingIfNeeded: try db.rows("SELECT MAX(id) FROM tombstone").first?.first?.integer ?? 0)
     }
 
     /// Frees hostnames before a batch of saves that may move one to another node.

@@ -13,6 +13,11 @@ struct TokenBucket: Sendable {
         updated = now
     }
 
+    /// Whether the bucket has refilled to capacity by `now`: forgetting it changes nothing.
+    func isFull(now: Double) -> Bool {
+        tokens + max(0, now - updated) * ratePerSecond >= capacity
+    }
+
     /// Takes one token if there is one.
     mutating func take(now: Double) -> Bool {
         tokens = min(capacity, tokens + max(0, now - updated) * ratePerSecond)
