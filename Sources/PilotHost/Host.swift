@@ -312,18 +312,9 @@ public final class Host: Sendable {
     /// change that asked for it.
     func identityChanged(_ change: AdminCommands.Change) async throws(ControlFailure) {
         switch change {
-        case .created(let name), .ownerChanged(let name):
+        case .created(let name):
             guard let record = await pool.identity(named: name) else { return }
-            let created: Bool
-            if case .created = change { created = true } else { created = false }
-            try openSocket(for: record, newGate: created)
-            if !created {
-                let closed = listeners.closeConnections(path: socketPath(name))
-                await uploads.drop(identity: name)
-                logger.notice("identity given to another owner", metadata: [
-                    "identity": "\(name)", "owner": "\(record.ownerUID)", "connections-closed": "\(closed)"])
-                return
-            }
+            try openSocket(for: record, newGate: true)
             // The beacon learns at once where a new private identity is, so pokes reach it.
             if !record.isPublic, record.nodeID != 0 { await dataPlane.announce([record.nodeID]) }
             // A public identity must be reachable by strangers from the moment it exists.
@@ -332,6 +323,13 @@ public final class Host: Sendable {
                     logger.error("cannot put identity on the network", metadata: ["identity": "\(name)", "error": "\(error)"])
                 }
             }
+        case .ownerChanged(let name):
+            guard let record = await pool.identity(named: name) else { return }
+            try openSocket(for: record)
+            let closed = listeners.closeConnections(path: socketPath(name))
+            await uploads.drop(identity: name)
+            logger.notice("identity given to another owner", metadata: [
+                "identity": "\(name)", "owner": "\(record.ownerUID)", "connections-closed": "\(closed)"])
         case .deleted(let name):
             // Created again meanwhile (another admin connection): that shut the old gate already.
             guard await pool.identity(named: name) == nil else { return }
