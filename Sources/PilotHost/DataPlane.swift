@@ -230,18 +230,19 @@ actor DataPlane {
     /// `name` on the fabric (joined now if it was not). One join per identity at a time: the
     /// actor runs other calls at every await, and a second join would give the identity a
     /// second tunnel key (and a public one a second socket) while peers hold sessions with the
-    /// first.
+    /// first. A public identity's own socket is registered at once, unless `registering` is false
+    /// (at start, before READY: the registration that follows carries it).
     @discardableResult
-    func join(_ name: String) async throws -> TunnelIdentity {
+    func join(_ name: String, registering: Bool = true) async throws -> TunnelIdentity {
         if let identity = joined[name] { return identity }
         if let inFlight = joining[name] { return try await inFlight.value }
-        let attempt = Task { try await joinNow(name) }
+        let attempt = Task { try await joinNow(name, registering: registering) }
         joining[name] = attempt
         defer { joining[name] = nil }
         return try await attempt.value
     }
 
-    private func joinNow(_ name: String) async throws -> TunnelIdentity {
+    private func joinNow(_ name: String, registering: Bool) async throws -> TunnelIdentity {
         guard let record = await pool.identity(named: name) else { throw PoolError.notFound(name) }
         let identity = try TunnelIdentity(address: Address(network: record.network, node: record.nodeID), signingKey: try await pool.signingKey(of: name))
         var ownSocket: Int?
@@ -257,7 +258,12 @@ actor DataPlane {
             if let earlier { bound = earlier } else { bound = try await bind(0) }
             ownSocket = bound.socket
             let port = bound.address.port ?? 0
-            try await pool.useOwnSocket(name, address: "\(advertisedHost(bound: listenHost)):\(port)", port: UInt16(port))
+            let address = "\(advertisedHost(bound: listenHost)):\(port)"
+            if registering {
+                try await pool.useOwnSocket(name, address: address, port: UInt16(port))
+            } else {
+                try await pool.noteOwnSocket(name, address: address, port: UInt16(port))
+            }
         }
         try await fabric.add(identity, ownSocket: ownSocket) { [weak self] packet in
             guard packet.proto == .datagram, let self else { return }
@@ -314,10 +320,11 @@ actor DataPlane {
     }
 
     /// Joins every public identity, so strangers can reach them; the others rest until first used
-    /// or called by a peer (`restPrivateIdentities`).
-    func joinPublicIdentities() async {
+    /// or called by a peer (`restPrivateIdentities`). With `registering` false (at start) their
+    /// own sockets are bound and served at once and registered by the registration that follows.
+    func joinPublicIdentities(registering: Bool = true) async {
         for record in await pool.all where record.isPublic {
-            do { try await join(record.name) } catch {
+            do { try await join(record.name, registering: registering) } catch {
                 logger.error("cannot put identity on the network", metadata: ["PILOT_IDENTITY": "\(record.name)", "error": "\(error)"])
             }
         }

@@ -114,6 +114,9 @@ public final class Host: Sendable {
                 group: adminGroup, reserved: listeners.limits.reservedForAdmin, policy: adminPolicy, handler: adminHandler)
         }
         let unserved = await openIdentitySockets()
+        // Public identities serve their own sockets (the ports they had) from READY on, registry
+        // or not: peers' tunnels to them go on, and the registration below carries the address.
+        await dataPlane.joinPublicIdentities(registering: false)
         startRegistryUpkeep()
         startHandshakePolling()
         logger.info("pilot-host serving", metadata: [
@@ -168,6 +171,8 @@ public final class Host: Sendable {
                     let started = ContinuousClock.now
                     let (changed, failed) = try await pool.registerAll()
                     if !changed.isEmpty { logger.warning("registry gave new addresses", metadata: ["identities": "\(changed)"]) }
+                    // Joined under their old addresses: joined again (public ones just below).
+                    for name in changed { await dataPlane.leave(name) }
                     for (name, reason) in failed.sorted(by: { $0.key < $1.key }) {
                         logger.error("registration failed", metadata: ["identity": "\(name)", "reason": "\(reason)"])
                     }

@@ -318,6 +318,14 @@ public actor IdentityPool {
     /// `name` now has a UDP socket of its own at `address`: registered again with it, so key
     /// exchanges from anyone reach it there.
     public func useOwnSocket(_ name: String, address: String, port: UInt16) async throws {
+        try noteOwnSocket(name, address: address, port: port)
+        let reply = try await registry.send(registration(try key(name), listenAddress: address))
+        guard reply.type == "register_ok" else { throw PoolError.registry(reply["error"]?.stringValue ?? reply.type) }
+    }
+
+    /// `name` has a UDP socket of its own at `address`, which the next `registerAll` registers
+    /// (at start, where the registry knows that address from before: nothing to send now).
+    public func noteOwnSocket(_ name: String, address: String, port: UInt16) throws {
         guard var record = records[name] else { throw PoolError.notFound(name) }
         if record.ownPort != port {
             record.ownPort = port
@@ -325,8 +333,6 @@ public actor IdentityPool {
             records[name] = record
         }
         ownListenAddresses[name] = address
-        let reply = try await registry.send(registration(try key(name), listenAddress: address))
-        guard reply.type == "register_ok" else { throw PoolError.registry(reply["error"]?.stringValue ?? reply.type) }
     }
 
     /// `name` is back on the shared socket (made private): registered again with its address.

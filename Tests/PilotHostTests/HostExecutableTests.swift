@@ -271,6 +271,39 @@ extension HostExecutableTests {
         XCTAssertEqual(inboxes, [["before", "after the restart"], ["first words"]])
     }
 
+    /// After a restart a public identity serves its own socket, on the port it had, from READY
+    /// on, even with the registry down: peers' tunnels to it go on without waiting for the
+    /// registration (which, before, came first and bound the socket only once it succeeded).
+    func testAPublicIdentityServesItsOwnSocketFromReadyWithTheRegistryDown() throws {
+        let registryPort = try startRendezvous()
+        let listen = "127.0.0.1:\(try LoopbackSocket.freePort())"
+        var (host, runtime) = try startHost(0, registryPort: registryPort, listen: listen, extra: ["--beacon", "127.0.0.1:1"])
+        XCTAssertEqual(ctl(runtime, ["identity", "create", "service", "--public"])?["status"], "ok")
+        let store = try HostStore(path: directory.path("state0") + "/host.db")
+        var port: UInt16 = 0
+        XCTAssertTrue(ChildProcess.waitUntil(timeout: 10) {
+            port = (try? store.all())?.first { $0.name == "service" }?.ownPort ?? 0
+            return port != 0
+        }, "the public identity never got a socket of its own")
+
+        host.stop()
+        processes.first { $0.name == "rendezvous" }?.stop()
+        (host, runtime) = try startHost(0, registryPort: registryPort, listen: listen, extra: ["--beacon", "127.0.0.1:1"], generation: 2)
+        // READY ("pilot-host serving") has been logged: the port must be held already.
+        let probe = socket(AF_INET, Int32(SOCK_DGRAM.rawValue), 0)
+        defer { close(probe) }
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_port = port.bigEndian
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        let bound = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(probe, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        }
+        XCTAssertEqual(bound, -1, "port \(port) of the public identity was free at READY\n\(host.output.suffix(2000))")
+        XCTAssertEqual(errno, EADDRINUSE)
+        XCTAssertTrue(host.output.contains("registry unreachable at start"), "the registry was down")
+    }
+
     /// `asker` (private, on the host with runtime `asker.runtime`) asks private `target` for
     /// trust: neither can resolve the other, so it goes through the registry (the hosts poll
     /// it); the target approves; returns when the asker trusts the target.
@@ -291,7 +324,8 @@ extension HostExecutableTests {
     /// nothing behind, while the admin socket and every existing identity keep being served.
     func testAFullFileTableRefusesNewIdentitiesAndKeepsServingTheRest() throws {
         let registryPort = try startRendezvous()
-        // 256 descriptors are kept for connections, so about 60 identity sockets fit under 320.
+        // 256 descriptors are kept for the host and 16 for the admin socket's connections, so
+        // about 45 identity sockets fit under 320.
         let limit = 320
         var command = ["/usr/bin/prlimit", "--nofile=\(limit):\(limit)"]
         if getuid() == 0 { command += ["/usr/bin/setpriv", "--bounding-set=-sys_resource"] }
