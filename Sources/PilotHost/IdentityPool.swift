@@ -423,7 +423,7 @@ public actor IdentityPool {
         }
         var wanted: [String] = []
         for tag in record.tags {
-            let normalised = (tag.hasPrefix("#") ? String(tag.dropFirst()) : tag).lowercased()
+            let normalised = RegistryMessage.storedTag(tag).lowercased()
             if !wanted.contains(normalised) { wanted.append(normalised) }
         }
         if (reply["tags"]?.arrayValue?.compactMap(\.stringValue) ?? []) != wanted {

@@ -725,7 +725,7 @@ public final class Registry: @unchecked Sendable {
 
     /// Tags: a leading `#` dropped, lower-case letters, digits and inner hyphens, at most 32.
     static func normalisedTag(_ text: String) throws -> String {
-        let tag = text.hasPrefix("#") ? String(text.dropFirst()) : text
+        let tag = RegistryMessage.storedTag(text)
         guard isLabel(tag, maxLength: 32) else { throw RegistryFailure("invalid tag \(tag.prefix(32)): lowercase letters, digits and inner hyphens, at most 32") }
         return tag
     }

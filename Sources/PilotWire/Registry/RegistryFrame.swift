@@ -122,3 +122,11 @@ public struct RegistryMessage: Hashable, Sendable {
         .invalidValue(field: "\(type).\(key)", reason: "must be \(kind)")
     }
 }
+
+extension RegistryMessage {
+    /// A tag as the registry keeps it: without the leading `#` that `set_tags` and `find_by_tag`
+    /// may carry. (Whether it is a valid tag is the registry's to judge.)
+    public static func storedTag(_ text: String) -> String {
+        text.hasPrefix("#") ? String(text.dropFirst()) : text
+    }
+}
