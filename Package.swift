@@ -73,11 +73,13 @@ let package = Package(
             name: "PilotNet",
             dependencies: ["PilotWire", "PilotCrypto", "CLinux"] + eventLoops,
             swiftSettings: strict),
+        // Built-in services on well-known ports, attached to a fabric: echo.
+        .target(name: "PilotServices", dependencies: ["PilotNet", "PilotWire"], swiftSettings: strict),
         // Composition of the host: master key, identity pool, configuration, systemd.
         .target(
             name: "PilotHost",
             dependencies: [
-                "PilotSystemd", "PilotWire", "PilotStore", "PilotCrypto", "PilotControl", "PilotNet",
+                "PilotSystemd", "PilotWire", "PilotStore", "PilotCrypto", "PilotControl", "PilotNet", "PilotServices",
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
             ] + eventLoops,
             swiftSettings: strict),
@@ -85,7 +87,7 @@ let package = Package(
         .target(
             name: "PilotRendezvous",
             dependencies: [
-                "PilotWire", "PilotCrypto", "PilotStore", "PilotNet",
+                "PilotWire", "PilotCrypto", "PilotStore", "PilotNet", "PilotServices",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
@@ -118,7 +120,7 @@ let package = Package(
         .executableTarget(
             name: "pilot-bench",
             dependencies: [
-                "PilotWire", "PilotCrypto", "PilotClient", "PilotHost", "PilotStore", "PilotNet", "CSodium",
+                "PilotWire", "PilotCrypto", "PilotClient", "PilotHost", "PilotStore", "PilotNet", "PilotServices", "CSodium",
                 // The official daemons, for `net`'s figure of their own `pilotctl bench`.
                 "PilotTestSupport",
             ] + eventLoops,
@@ -134,6 +136,9 @@ let package = Package(
         .testTarget(
             name: "PilotNetTests",
             dependencies: ["PilotNet", "PilotHost", "PilotStore", "PilotCrypto", "PilotWire", "PilotTestSupport"] + eventLoops),
+        .testTarget(
+            name: "PilotServicesTests",
+            dependencies: ["PilotServices", "PilotNet", "PilotCrypto", "PilotWire"] + eventLoops),
         .testTarget(
             name: "PilotControlTests",
             dependencies: ["PilotControl", "PilotWire", "PilotTestSupport"] + eventLoops),

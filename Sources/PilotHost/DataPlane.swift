@@ -196,7 +196,7 @@ actor DataPlane {
     static let ownSocketBufferBytes = 1 << 20
 
     /// The ports of a public identity open to nodes it does not trust (besides 444): echo.
-    static let publicServices: Set<UInt16> = [7]
+    static let publicServices: Set<UInt16> = [Port.echo]
 
     /// Binds the shared tunnel socket.
     func start(listen: String) async throws {
@@ -636,7 +636,7 @@ actor DataPlane {
         let endpoint = try await endpoint(of: target, for: name)
         let total = megabytes << 20
         let seconds = try await withTimeout(timeout) { [fabric] () async throws -> Double in
-            let stream = try await fabric.dial(from: identity.node, to: target, port: 7, endpoint: endpoint)
+            let stream = try await fabric.dial(from: identity.node, to: target, port: Port.echo, endpoint: endpoint)
             let started = ContinuousClock.now
             // The echo is compared with what was sent, byte for byte, as it arrives.
             let reader = Task { () -> (received: Int, mismatch: Int?) in
@@ -681,7 +681,7 @@ actor DataPlane {
                 let (echoed, elapsed) = try await withTimeout(timeout) { [fabric] in
                     try await withTaskExecutorPreference(fabric.taskExecutor) {
                         let started = ContinuousClock.now
-                        let stream = try await fabric.dial(from: identity.node, to: target, port: 7, endpoint: endpoint)
+                        let stream = try await fabric.dial(from: identity.node, to: target, port: Port.echo, endpoint: endpoint)
                         try await stream.write(probe)
                         var received: [UInt8] = []
                         for await event in stream.events {

@@ -5,6 +5,7 @@ public import NIOCore
 import PilotControl
 import PilotCrypto
 import PilotNet
+import PilotServices
 import PilotStore
 import PilotWire
 
@@ -73,6 +74,9 @@ public final class Host: Sendable {
         }
         let fabric = Fabric(
             group: group, directory: RegistryDirectory(registry: registry), busyPoll: .microseconds(Int64(configuration.busyPoll)), logger: logger)
+        // Strangers may ask for trust; every identity answers echo.
+        try await fabric.setOpenPorts([Port.handshake])
+        try await EchoService().attach(to: fabric)
         let adminToken = try AdminToken.load(configuration.adminTokenFile, logger: logger)
         dataPlane = DataPlane(fabric: fabric, pool: pool, adminToken: adminToken, logger: logger)
     }

@@ -96,7 +96,9 @@ final class ReadBacklog: Sendable {
 /// A stream as its user holds it: events in order, writes and close. The connection itself
 /// lives on the fabric's event loop.
 public final class StreamHandle: Sendable {
+    /// Both ends of the stream.
     public let key: StreamConnection.Key
+    /// What arrives, in order; taking data reopens the window the reader filled.
     public let events: StreamEvents
     let continuation: AsyncStream<StreamEvent>.Continuation
     private let fabric: Fabric
@@ -142,13 +144,13 @@ public final class StreamHandle: Sendable {
     }
 
     /// Queues `bytes` for the peer. While the stream is open and holds less than
-    /// `StreamTable.writeLimit`, they are handed to the event loop and the call returns at once
+    /// `PortTable.writeLimit`, they are handed to the event loop and the call returns at once
     /// (as a socket write into its buffer); otherwise it waits for the queue to drain, or
     /// throws if the stream is closed. Bytes handed over to a stream that closes meanwhile are
     /// lost, as with a socket: the close shows in `events`.
     public func write(_ bytes: [UInt8]) async throws {
         let handedOver = writeState.withLockedValue { state -> Bool in
-            guard !state.closed, state.unacknowledged + state.handedOver + bytes.count <= StreamTable.writeLimit else { return false }
+            guard !state.closed, state.unacknowledged + state.handedOver + bytes.count <= PortTable.writeLimit else { return false }
             state.handedOver += bytes.count
             return true
         }
@@ -249,121 +251,5 @@ struct TokenBucket {
         var copy = self
         copy.refill(now)
         return copy.tokens >= rate
-    }
-}
-
-/// The streams and listening ports of every identity of a fabric. Loop-confined.
-final class StreamTable {
-    /// The counts of streams that are gone (see `StreamConnection.retransmitted`).
-    var retransmittedByClosed = 0
-    var shutWindowsByClosed = 0
-    struct Entry {
-        let connection: StreamConnection
-        let handle: StreamHandle?
-        /// A dial waiting for its SYN|ACK.
-        var dialed: EventLoopPromise<StreamHandle>?
-        /// Writers waiting for the queue to drain below `writeLimit`.
-        var writers: [Waiter] = []
-        /// Served on the loop by the echo service, with no handle.
-        var echoes: Bool { connection.echoesBack }
-    }
-
-    /// A writer waiting until no more than `unacknowledged` bytes wait for the peer's ACK (0: a
-    /// flush, waiting for all of them).
-    struct Waiter {
-        let unacknowledged: Int
-        let promise: EventLoopPromise<Void>
-    }
-
-    /// What a listening port does with a new stream.
-    enum Listener {
-        case accept(Acceptor)
-        /// Every byte back, and a close when the peer finishes; run on the loop itself, so a
-        /// probe costs no hop to a task.
-        case echo
-    }
-
-    /// A writer waits while more than this is written and not acknowledged.
-    static let writeLimit = 4 << 20
-
-    typealias Acceptor = @Sendable (StreamHandle) -> Void
-
-    var entries: [StreamConnection.Key: Entry] = [:]
-    /// Open streams per local identity and per (identity, port), for the limits below.
-    private(set) var perIdentity: [UInt32: Int] = [:]
-    private(set) var perPort: [PortKey: Int] = [:]
-    private var synBuckets: [UInt32: TokenBucket] = [:]
-    private var synBucketsBySource: [SourceKey: TokenBucket] = [:]
-    var synsRateLimited = 0
-    var refusedAtLimit = 0
-
-    struct PortKey: Hashable {
-        let node: UInt32
-        let port: UInt16
-    }
-
-    struct SourceKey: Hashable {
-        let node: UInt32
-        let source: UInt32
-    }
-
-    /// 1.18's limits, per identity (one 1.18 daemon is one identity): new streams at most
-    /// 100 a second, 10 a second from one source node (more are dropped silently); at most
-    /// 1024 streams on one port and 4096 in all (more are refused with RST).
-    static let synsPerSecond = 100.0
-    static let synsPerSecondPerSource = 10.0
-    static let streamsPerPort = 1024
-    static let streamsPerIdentity = 4096
-
-    /// Whether a SYN from `source` to `node` may open a stream now.
-    func admitSyn(to node: UInt32, from source: UInt32, now: NIODeadline) -> Bool {
-        var global = synBuckets[node] ?? TokenBucket(rate: Self.synsPerSecond, now: now)
-        let sourceKey = SourceKey(node: node, source: source)
-        var bySource = synBucketsBySource[sourceKey] ?? TokenBucket(rate: Self.synsPerSecondPerSource, now: now)
-        let admitted = bySource.peek(now: now) && global.take(now: now) && bySource.take(now: now)
-        synBuckets[node] = global
-        synBucketsBySource[sourceKey] = bySource
-        if synBucketsBySource.count > 65536 { synBucketsBySource = synBucketsBySource.filter { !$0.value.isFull(now: now) } }
-        if !admitted { synsRateLimited += 1 }
-        return admitted
-    }
-
-    /// Whether `node` may hold one more stream on `port`.
-    func hasRoom(node: UInt32, port: UInt16) -> Bool {
-        let room = (perIdentity[node] ?? 0) < Self.streamsPerIdentity && (perPort[PortKey(node: node, port: port)] ?? 0) < Self.streamsPerPort
-        if !room { refusedAtLimit += 1 }
-        return room
-    }
-
-    func insert(_ entry: Entry, for key: StreamConnection.Key) {
-        if entries.updateValue(entry, forKey: key) == nil {
-            perIdentity[key.local.node, default: 0] += 1
-            perPort[PortKey(node: key.local.node, port: key.localPort), default: 0] += 1
-        }
-    }
-
-    func remove(_ key: StreamConnection.Key) {
-        guard let entry = entries.removeValue(forKey: key) else { return }
-        retransmittedByClosed += entry.connection.retransmitted
-        shutWindowsByClosed += entry.connection.shutWindowsAdvertised
-        perIdentity[key.local.node, default: 1] -= 1
-        perPort[PortKey(node: key.local.node, port: key.localPort), default: 1] -= 1
-    }
-    var listeners: [UInt32: [UInt16: Listener]] = [:]
-    private var nextEphemeral: [UInt32: UInt16] = [:]
-    var resetsSent = 0
-
-    /// A free ephemeral port of `node` (49152–65535, skipping ports in use).
-    func ephemeralPort(for node: UInt32) -> UInt16 {
-        let busy = Set(entries.keys.filter { $0.local.node == node }.map(\.localPort))
-        var port = nextEphemeral[node] ?? 49152
-        for _ in 0..<16384 {
-            defer { port = port == 65535 ? 49152 : port + 1 }
-            if !busy.contains(port) && listeners[node]?[port] == nil {
-                nextEphemeral[node] = port == 65535 ? 49152 : port + 1
-                return port
-            }
-        }
-        return 0
     }
 }

@@ -6,6 +6,7 @@ import NIOPosix
 import PilotCrypto
 import PilotHost
 import PilotNet
+import PilotServices
 import PilotTestSupport
 import PilotWire
 
@@ -155,6 +156,7 @@ struct NetBench {
             logger.logLevel = .warning
             hostA = Fabric(group: group, directory: directory, busyPoll: busyPoll, logger: logger)
             hostB = Fabric(group: group, directory: directory, busyPoll: busyPoll, logger: logger)
+            for host in [hostA, hostB] { try await EchoService().attach(to: host) }
             _ = try await hostA.bind(host: "127.0.0.1", port: 0)
             let socketB = try await hostB.bind(host: "127.0.0.1", port: 0)
             endpointB = socketB.address

@@ -37,6 +37,7 @@ final class FabricTests: XCTestCase {
     ) async throws -> (Fabric, Fabric, socketB: (socket: Int, address: SocketAddress)) {
         let hostA = Fabric(group: group, directory: directory, busyPoll: busyPoll, logger: Logger(label: "a"))
         let hostB = Fabric(group: group, directory: directory, busyPoll: busyPoll, echoBudget: echoBudget, logger: Logger(label: "b"))
+        for host in [hostA, hostB] { try await Self.serveEchoAndHandshake(on: host) }
         _ = try await hostA.bind(host: "127.0.0.1", port: 0)
         return (hostA, hostB, try await hostB.bind(host: "127.0.0.1", port: 0))
     }
@@ -66,6 +67,12 @@ final class FabricTests: XCTestCase {
         return (hostA, hostB, stream, try XCTUnwrap(next))
     }
 
+    /// As a host sets a fabric up: echo on `Port.echo`, the handshake's port open to strangers.
+    static func serveEchoAndHandshake(on fabric: Fabric) async throws {
+        try await fabric.echo(port: Port.echo)
+        try await fabric.setOpenPorts([Port.handshake])
+    }
+
     private static func roundTrip(_ stream: StreamHandle, _ message: [UInt8]) async throws -> [UInt8] {
         try await stream.write(message)
         var echoed: [UInt8] = []
@@ -81,6 +88,7 @@ final class FabricTests: XCTestCase {
         let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
         let directory = Directory()
         let fabric = Fabric(group: group, directory: directory, logger: Logger(label: "fabric"))
+        try await Self.serveEchoAndHandshake(on: fabric)
         _ = try await fabric.bind(host: "127.0.0.1", port: 0)
         let alice = try identity(10, directory)
         let bob = try identity(11, directory)
@@ -97,7 +105,8 @@ final class FabricTests: XCTestCase {
 
         let datagram = Packet(proto: .datagram, source: alice.address, destination: bob.address, sourcePort: 5000, destinationPort: 5001, payload: [1, 2, 3])
         try await fabric.send(datagram, to: 11)
-        try await Task.sleep(for: .milliseconds(100))
+        let deadline = ContinuousClock.now + .seconds(5)
+        while bobInbox.all.isEmpty && ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(5)) }
         XCTAssertEqual(bobInbox.all.map(\.payload), [[1, 2, 3]])
         let counters = try await fabric.counters()
         XCTAssertEqual(counters.framesOut, 0, "nothing went through a socket")
@@ -571,8 +580,12 @@ final class FabricTests: XCTestCase {
         let echo = Task { try await hostA.dial(from: 1, to: target.address, port: 7) }
         let datagram = Packet(proto: .datagram, source: stranger.address, destination: target.address, sourcePort: 9, destinationPort: 9, payload: [1])
         try await hostA.send(datagram, to: 2)
-        try await Task.sleep(for: .milliseconds(1500))
         var counters = try await hostB.streamCounters()
+        let dropDeadline = ContinuousClock.now + .seconds(5)
+        while counters.untrustedDropped < 2 && ContinuousClock.now < dropDeadline {
+            try await Task.sleep(for: .milliseconds(20))
+            counters = try await hostB.streamCounters()
+        }
         XCTAssertGreaterThanOrEqual(counters.untrustedDropped, 2, "\(counters)")
         XCTAssertEqual(inbox.all, [])
         echo.cancel()
@@ -583,7 +596,8 @@ final class FabricTests: XCTestCase {
         let echoed = try await Self.roundTrip(trusted, [1, 2, 3])
         XCTAssertEqual(echoed, [1, 2, 3])
         try await hostA.send(datagram, to: 2)
-        try await Task.sleep(for: .milliseconds(200))
+        let deadline = ContinuousClock.now + .seconds(5)
+        while inbox.all.isEmpty && ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(5)) }
         XCTAssertEqual(inbox.all.map(\.payload), [[1]])
         // A public port is open without trust.
         try await hostB.setTrusted(local: 2, remote: 1, false)

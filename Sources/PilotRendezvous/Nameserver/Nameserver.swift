@@ -4,6 +4,7 @@ public import NIOCore
 import NIOConcurrencyHelpers
 import PilotCrypto
 import PilotNet
+import PilotServices
 public import PilotWire
 
 extension Registry: NameAuthority {}
@@ -51,13 +52,14 @@ public final class Nameserver: Sendable {
     public func start(on group: any EventLoopGroup) async throws -> (socket: SocketAddress, address: Address) {
         let key = try Self.loadKey(configuration.keyPath)
         let fabric = Fabric(group: group, directory: LocalDirectory(registry: registry), logger: logger)
+        try await EchoService().attach(to: fabric)
         let bound = try await fabric.bind(host: configuration.host, port: configuration.port)
         let advertised = configuration.advertiseHost ?? advertisedHost(bound: configuration.host)
         let node = try register(key, endpoint: "\(advertised):\(bound.address.port ?? configuration.port)", peerIP: advertised)
         let identity = try TunnelIdentity(address: Address(node: node), signingKey: key)
         // Its datagrams are not a service: dropped.
         try await fabric.add(identity, ownSocket: bound.socket) { _ in }
-        try await fabric.setPublicPorts(local: node, [NameserverRequest.port, 7])
+        try await fabric.setPublicPorts(local: node, [NameserverRequest.port, EchoService.port])
         try await fabric.listen(node: node, port: NameserverRequest.port) { [self] stream in
             Task { await self.serve(stream) }
         }

@@ -1,0 +1,167 @@
+import Logging
+import NIOCore
+import PilotCrypto
+import PilotWire
+
+extension Fabric {
+    /// A datagram from `endpoint` on socket `socket`, read in a batch: what the tunnels make
+    /// of it is done, and what that sends waits for the batch's end (`readComplete`).
+    func received(_ bytes: [UInt8], from endpoint: SocketAddress, socket: Int) {
+        state.value.reading = true
+        perform(state.value.table.receive(bytes, from: endpoint, socket: socket, now: .now()))
+    }
+
+    func perform(_ actions: [TunnelAction]) {
+        let state = state.value
+        guard !state.stopped else { return }
+        // Datagrams are queued now and sent when this is done, or, inside a batch of reads, when
+        // the batch ends: together, with one sendmmsg per socket.
+        defer { flushUnlessReading() }
+        for action in actions {
+            switch action {
+            case let .send(bytes, endpoint, socket):
+                guard state.descriptors[socket] != nil else { continue }
+                state.outgoing[socket, default: []].append((bytes, endpoint))
+            case let .deliver(local, packet):
+                deliver(packet, to: local)
+            case .lookUpKey(let node):
+                lookUp(node)
+            case let .exchangeFailed(local, remote, dropped):
+                logger.notice("key exchange gave up", metadata: [
+                    "PILOT_NODE": "\(local)", "PILOT_PEER": "\(remote)", "dropped": "\(dropped)"])
+            case let .pathChanged(remote, relayed):
+                logger.info(relayed ? "relaying through the beacon" : "direct path", metadata: ["PILOT_PEER": "\(remote)"])
+            case let .fromBeacon(message, socket):
+                state.beaconReceiver?(message, socket)
+            case .wake(let local):
+                state.wakesAsked[local] = .now()
+                state.wakeReceiver?(local)
+            }
+        }
+    }
+
+    func lookUp(_ node: UInt32) {
+        let directory = directory
+        let logger = logger
+        let loop = loop
+        Task { [self] in
+            var key: Ed25519PublicKey?
+            do { key = try await directory.signingKey(of: node) } catch {
+                logger.warning("registry key lookup failed", metadata: ["PILOT_PEER": "\(node)", "error": "\(error)"])
+            }
+            loop.execute { [key] in self.perform(self.state.value.table.keyLookedUp(node, key: key, now: .now())) }
+        }
+    }
+
+    func deliver(_ packet: Packet, to local: UInt32) {
+        let state = state.value
+        if packet.proto == .stream {
+            if let identity = state.table.identity(local) { deliverStream(packet, to: identity) }
+            return
+        }
+        if packet.proto == .datagram && !admits(packet.source.node, to: local, port: packet.destinationPort) { return }
+        if packet.proto == .control && packet.destinationPort == 0 && !packet.flags.contains(.ack) {
+            // A keepalive: nothing to answer.
+            if packet.sourcePort == 0 && packet.payload.isEmpty { return }
+            // A ping: the pong echoes it (PROTOCOL-1.18.md §2.3).
+            guard let identity = state.table.identity(local) else { return }
+            let pong = Packet(
+                flags: .ack, proto: .control, source: identity.address, destination: packet.source, sourcePort: 0,
+                destinationPort: packet.sourcePort, sequence: packet.sequence, acknowledgment: packet.sequence &+ 1,
+                payload: packet.payload)
+            try? route(pong, to: packet.source.node)
+            return
+        }
+        state.receivers[local]?(packet)
+    }
+
+    /// A batch of reads on one of the sockets is over: what it made goes out.
+    func readComplete() {
+        let state = state.value
+        // The batch's ACKs join what it made, still "reading" so that one flush sends them all.
+        routePendingAcks()
+        state.reading = false
+        flushNow()
+        for key in Array(state.arrived.keys) { handOverArrived(key) }
+    }
+
+    /// A run of datagrams the kernel coalesced is handled: its ACKs go out now, not when the
+    /// batch of reads ends. A batch of such runs can hold a whole window; acknowledged only at
+    /// its end, the sender would stop and wait for each window instead of sending on.
+    func runComplete(datagrams: Int) {
+        let state = state.value
+        state.coalescedRuns += 1
+        state.coalescedDatagrams += datagrams
+        // What the run made besides (SACKs in a loss, echoed data) goes with them.
+        guard !state.pendingAcks.isEmpty || !state.outgoing.isEmpty else { return }
+        routePendingAcks()
+        flushNow()
+    }
+
+    /// Queues the pending ACKs of the batch so far for the next flush.
+    func routePendingAcks() {
+        let state = state.value
+        let acks = state.pendingAcks
+        state.pendingAcks = [:]
+        for (key, ack) in acks { try? route(ack, to: key.remote.node) }
+    }
+
+    /// Gives `key`'s reader what arrived for it during this batch of reads.
+    func handOverArrived(_ key: StreamConnection.Key) {
+        guard let (handle, bytes) = state.value.arrived.removeValue(forKey: key) else { return }
+        handle.deliver(bytes)
+    }
+
+    /// Socket `socket` is closed: nothing is sent on its descriptor again.
+    func socketClosed(_ socket: Int) {
+        let state = state.value
+        state.descriptors[socket] = nil
+        state.channels[socket] = nil
+        state.outgoing[socket] = nil
+    }
+}
+
+/// Reads datagrams of one socket into the fabric.
+final class FabricInbound: ChannelInboundHandler, Sendable {
+    typealias InboundIn = AddressedEnvelope<ByteBuffer>
+
+    private let fabric: Fabric
+    private let socket: Int
+
+    init(fabric: Fabric, socket: Int) {
+        self.fabric = fabric
+        self.socket = socket
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        let envelope = unwrapInboundIn(data)
+        let bytes = envelope.data.readableBytesView
+        guard let size = envelope.metadata?.segmentSize, size > 0, bytes.count > size else {
+            fabric.received(Array(bytes), from: envelope.remoteAddress, socket: socket)
+            return
+        }
+        // Coalesced by the kernel (UDP_GRO): datagrams of `size` bytes, the last maybe shorter.
+        var start = bytes.startIndex
+        while start < bytes.endIndex {
+            let end = min(start + size, bytes.endIndex)
+            fabric.received(Array(bytes[start..<end]), from: envelope.remoteAddress, socket: socket)
+            start = end
+        }
+        fabric.runComplete(datagrams: (bytes.count + size - 1) / size)
+    }
+
+    func channelReadComplete(context: ChannelHandlerContext) {
+        fabric.readComplete()
+    }
+
+    /// NIO has closed the socket (at shutdown, or after a fatal read error): called in the same
+    /// turn of the loop, before anything else could send on its descriptor, which may be reused.
+    func channelInactive(context: ChannelHandlerContext) {
+        fabric.socketClosed(socket)
+        context.fireChannelInactive()
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        // ICMP port unreachable and the like surface here; the socket serves on.
+    }
+}

@@ -1,0 +1,117 @@
+import NIOCore
+public import PilotWire
+
+extension Fabric {
+    /// Tunnels (sessions with remote nodes) and open streams, for a status line.
+    public func load() async throws -> (tunnels: Int, streams: Int) {
+        try await loop.submit { [state] in (state.value.table.sessionCount, state.value.streams.entries.count) }.get()
+    }
+
+    /// What the tunnels counted (frames in and out, drops by reason).
+    public func counters() async throws -> TunnelCounters {
+        try await loop.submit { [state] in state.value.table.counters }.get()
+    }
+
+    /// One of an identity's streams, as `pilotctl connections` lists it.
+    public struct ConnectionInfo: Sendable, Equatable {
+        /// The identity's port.
+        public var localPort: UInt16
+        /// The other end's address and port.
+        public var remote: Address
+        public var remotePort: UInt16
+        /// The connection's state (`StreamConnection.State`), as text.
+        public var state: String
+        /// Bytes written and not yet acknowledged by the peer.
+        public var unacknowledgedBytes: Int
+    }
+
+    /// One of an identity's tunnel peers, as `pilotctl peers` lists it.
+    public struct PeerInfo: Sendable, Equatable {
+        /// The peer's node id.
+        public var node: UInt32
+        /// Where it was last heard (`ip:port`), empty if never.
+        public var endpoint: String
+        /// Seconds since a frame of its session last opened.
+        public var secondsSinceHeard: Double
+        /// The identity trusts it (it passes the trust gate).
+        public var trusted: Bool
+        /// Frames go through the beacon.
+        public var relayed: Bool
+    }
+
+    /// The open streams of identity `node`, by local port, remote and remote port.
+    public func connections(of node: UInt32) async throws -> [ConnectionInfo] {
+        try await loop.submit { [state] in
+            state.value.streams.entries.filter { $0.key.local.node == node }.map { key, entry in
+                ConnectionInfo(
+                    localPort: key.localPort, remote: key.remote, remotePort: key.remotePort, state: "\(entry.connection.state)",
+                    unacknowledgedBytes: entry.connection.unacknowledgedBytes)
+            }.sorted { ($0.localPort, $0.remote.node, $0.remotePort) < ($1.localPort, $1.remote.node, $1.remotePort) }
+        }.get()
+    }
+
+    /// The remote nodes identity `node` holds a session with.
+    public func peers(of node: UInt32) async throws -> [PeerInfo] {
+        try await loop.submit { [state] in
+            let state = state.value
+            let now = NIODeadline.now()
+            return state.table.sessions(of: node).map { session in
+                PeerInfo(
+                    node: session.remote, endpoint: session.endpoint.map { "\($0.ipAddress ?? "?"):\($0.port ?? 0)" } ?? "",
+                    secondsSinceHeard: Double((now - session.lastReceived).nanoseconds) / 1e9,
+                    trusted: state.gate.trusts(local: node, remote: session.remote), relayed: session.relayed)
+            }
+        }.get()
+    }
+
+    /// What the stream layer counted: SYNs dropped by the rate limits, streams refused at the
+    /// connection limits, RSTs sent for ports nobody listens on, packets delivered in-process.
+    public struct StreamCounters: Sendable, Equatable {
+        /// Streams open now.
+        public var open: Int
+        public var synsRateLimited: Int
+        public var refusedAtLimit: Int
+        public var resetsSent: Int
+        public var localPackets: Int
+        /// SYNs and datagrams from nodes the identity does not trust, to ports it has not opened.
+        public var untrustedDropped: Int
+        /// Over every stream so far: segments sent again (window probes included), and times a
+        /// stream's window shut because its reader fell `StreamConnection.receiveBufferLimit`
+        /// behind (for an echo stream: its echo went unacknowledged that long).
+        public var retransmitted: Int
+        public var shutWindows: Int
+        /// What the echo streams held at the last tick (see `defaultEchoBudget`).
+        public var echoHeld: Int
+    }
+
+    /// What the stream layer counted so far (see `StreamCounters`).
+    public func streamCounters() async throws -> StreamCounters {
+        try await loop.submit { [state] in
+            let state = state.value
+            return StreamCounters(
+                open: state.streams.entries.count, synsRateLimited: state.streams.synsRateLimited,
+                refusedAtLimit: state.streams.refusedAtLimit, resetsSent: state.streams.resetsSent, localPackets: state.localPackets,
+                untrustedDropped: state.gate.dropped,
+                retransmitted: state.streams.entries.values.reduce(state.streams.retransmittedByClosed) { $0 + $1.connection.retransmitted },
+                shutWindows: state.streams.entries.values.reduce(state.streams.shutWindowsByClosed) { $0 + $1.connection.shutWindowsAdvertised },
+                echoHeld: state.echoHeld)
+        }.get()
+    }
+
+    /// Runs of datagrams the kernel handed over coalesced (UDP_GRO, on sockets bound with
+    /// 64 KiB read slots), and how many datagrams they held.
+    public func coalescedReads() async throws -> (runs: Int, datagrams: Int) {
+        try await loop.submit { [state] in (state.value.coalescedRuns, state.value.coalescedDatagrams) }.get()
+    }
+
+    /// Datagrams the kernel refused to send, by errno (each skipped: the socket serves on), and
+    /// datagrams dropped because a send buffer stayed full.
+    public func sendFailures() async throws -> (refused: [Int32: Int], backlogDropped: Int) {
+        try await loop.submit { [state] in (state.value.sendErrors, state.value.sendBacklogDropped) }.get()
+    }
+
+    /// Whether identity `local` holds a tunnel session with node `remote`.
+    public func hasSession(local: UInt32, remote: UInt32) async throws -> Bool {
+        try await loop.submit { [state] in state.value.table.hasSession(local: local, remote: remote) }.get()
+    }
+}

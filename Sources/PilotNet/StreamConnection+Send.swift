@@ -1,0 +1,193 @@
+public import NIOCore
+import PilotWire
+
+extension StreamConnection {
+    /// Queues `bytes` and sends what the windows allow.
+    public func write(_ bytes: [UInt8], now: NIODeadline) -> [Output] {
+        guard state == .established || state == .synSent, !closeRequested else { return [] }
+        var start = 0
+        while start < bytes.count {
+            var end = min(start + Self.segmentSize, bytes.count)
+            // A segment must never begin like a SACK block list (the peer would read it as one).
+            if bytes[start...].starts(with: SelectiveAck.magic), end - start > 4 { end = start + 4 }
+            segments.append(Segment(sequence: sendNext, payload: Array(bytes[start..<end])))
+            queuedBytes += end - start
+            sendNext &+= UInt32(end - start)
+            start = end
+        }
+        return state == .established ? transmit(now: now) : []
+    }
+
+    /// Closes this side: the FIN goes out once everything written is acknowledged.
+    public func close(now: NIODeadline) -> [Output] {
+        switch state {
+        case .synSent:
+            state = .closed
+            return [.closed(reason: nil)]
+        case .established:
+            closeRequested = true
+            return finishIfDone(now: now)
+        case .timeWait, .closed:
+            return []
+        }
+    }
+
+    var inFlight: Int { firstUnsent - head - sackedCount }
+
+    /// The first sent segment the peer does not hold.
+    var oldestUnsacked: Int? {
+        (head..<firstUnsent).first { !segments[$0].sacked }
+    }
+
+    func transmit(now: NIODeadline) -> [Output] {
+        guard state == .established else { return [] }
+        // 1.18 advertises its free receive slots; 0 means full (the old Go daemon read 0 as
+        // "unlimited", and 1.18 wins). With a full peer one segment goes out as a probe.
+        let limit = min(congestionWindow, max(peerWindow, 1))
+        var outputs: [Output] = []
+        while firstUnsent < segments.count && inFlight < limit {
+            outputs.append(send(firstUnsent, now: now))
+            firstUnsent += 1
+        }
+        return outputs
+    }
+
+    /// Two round trips (at least 10 ms) and the peer's delayed-ACK time.
+    var probeTimeout: TimeAmount {
+        .nanoseconds(Int64(max(2 * (smoothedRTT ?? 0.5), 0.01) * 1e9)) + Self.delayedAck
+    }
+
+    func send(_ index: Int, now: NIODeadline) -> Output {
+        segments[index].sentAt = now
+        lastDataSentAt = now
+        if segments[index].transmissions > 0 { retransmitted += 1 }
+        segments[index].transmissions += 1
+        // The data carries the ACK: a pending delayed ACK is no longer needed.
+        unacknowledgedSegments = 0
+        ackDeadline = nil
+        return .packet(packet(flags: .ack, sequence: segments[index].sequence, acknowledgment: receiveNext, payload: segments[index].payload))
+    }
+
+    func acknowledge(_ ack: UInt32, pure: Bool, now: NIODeadline) -> [Output] {
+        guard head < firstUnsent, ack != 0 else { return [] }
+        if Self.isAfter(ack, segments[head].sequence) {
+            var acked = 0
+            while head < firstUnsent, !Self.isAfter(segments[head].end, ack) {
+                let segment = segments[head]
+                if segment.transmissions == 1, !segment.sacked, let sentAt = segment.sentAt { sampleRTT(now - sentAt) }
+                noteDelivered(segment.sentAt)
+                if segment.sacked { sackedCount -= 1 }
+                queuedBytes -= segment.payload.count
+                head += 1
+                acked += 1
+            }
+            if head >= 4096 && head * 2 >= segments.count {
+                segments.removeFirst(head)
+                firstUnsent -= head
+                head = 0
+            }
+            duplicateAcks = 0
+            probing = false
+            lastAck = ack
+            // New data acknowledged: the path works, so the backoff ends (RFC 6298 §5.7), even
+            // when only retransmitted segments were acknowledged and Karn's rule gives no sample.
+            retransmissionTimeout = measuredTimeout
+            if let point = recoveryPoint, !Self.isAfter(point, ack) { recoveryPoint = nil }
+            if congestionWindow < slowStartThreshold {
+                congestionWindow = min(congestionWindow + acked, Self.receiveSlots)
+            } else if acked > 0 {
+                congestionWindow = min(congestionWindow + max(1, acked / max(congestionWindow, 1)), Self.receiveSlots)
+            }
+            return []
+        }
+        guard pure, ack == lastAck, inFlight > 0 else { return [] }
+        duplicateAcks += 1
+        guard duplicateAcks == 3, let index = oldestUnsacked else { return [] }
+        slowStartThreshold = max(inFlight / 2, 2)
+        congestionWindow = slowStartThreshold + 3
+        return [send(index, now: now)]
+    }
+
+    func noteDelivered(_ sentAt: NIODeadline?) {
+        guard let sentAt else { return }
+        if deliveredSentAt.map({ sentAt > $0 }) ?? true { deliveredSentAt = sentAt }
+    }
+
+    /// The peer holds data past segments we sent a while ago: those are lost. A hole is sent
+    /// again when a segment sent after its last transmission (by more than a quarter of a round
+    /// trip, for reordering) has reached the peer, so a retransmission whose ACK was lost is not
+    /// sent again and again (RFC 8985's rule; the retransmission timer covers a lost one). The
+    /// window is halved once per loss episode.
+    func retransmitHoles(now: NIODeadline) -> [Output] {
+        guard sackedCount > 0, let last = (head..<firstUnsent).last(where: { segments[$0].sacked }), let delivered = deliveredSentAt else {
+            return []
+        }
+        let highest = segments[last].end
+        let reorderWindow = TimeAmount.nanoseconds(Int64(max((smoothedRTT ?? 0.05) / 4, 0.001) * 1e9))
+        var outputs: [Output] = []
+        for index in head..<firstUnsent {
+            let segment = segments[index]
+            guard Self.isAfter(highest, segment.sequence) else { break }
+            guard !segment.sacked, let sentAt = segment.sentAt, sentAt + reorderWindow < delivered else { continue }
+            let inEpisode = recoveryPoint.map { Self.isAfter($0, segment.sequence) } ?? false
+            if !inEpisode {
+                recoveryPoint = sendNext
+                slowStartThreshold = max(inFlight / 2, 2)
+                congestionWindow = slowStartThreshold
+            }
+            outputs.append(send(index, now: now))
+            if outputs.count >= congestionWindow { break }
+        }
+        return outputs
+    }
+
+    func markSacked(_ blocks: [SelectiveAck.Block]) {
+        for index in head..<firstUnsent where !segments[index].sacked {
+            let segment = segments[index]
+            if blocks.contains(where: { !Self.isAfter($0.left, segment.sequence) && !Self.isAfter(segment.end, $0.right) }) {
+                segments[index].sacked = true
+                sackedCount += 1
+                probing = false
+                noteDelivered(segment.sentAt)
+            }
+        }
+    }
+
+    func sampleRTT(_ sample: TimeAmount) {
+        let seconds = Double(sample.nanoseconds) / 1e9
+        if let smoothed = smoothedRTT {
+            rttVariance = 0.75 * rttVariance + 0.25 * abs(smoothed - seconds)
+            smoothedRTT = 0.875 * smoothed + 0.125 * seconds
+        } else {
+            smoothedRTT = seconds
+            rttVariance = seconds / 2
+        }
+        let rto = (smoothedRTT ?? 1) + max(0.01, 4 * rttVariance)
+        measuredTimeout = .nanoseconds(Int64(min(max(rto, 0.2), 10) * 1e9))
+        retransmissionTimeout = measuredTimeout
+    }
+
+    func finishIfDone(now: NIODeadline) -> [Output] {
+        guard closeRequested, !finSent, head == segments.count, state == .established else { return [] }
+        finSent = true
+        state = .timeWait
+        timeWaitUntil = now + Self.timeWait
+        // As 1.18: FIN alone, ack 0, window 0. It acknowledges nothing, so an ACK still owed
+        // (delayed) goes first: a peer that finds our FIN before its data acknowledged takes that
+        // data for lost.
+        let fin = Output.packet(packet(flags: .fin, sequence: sendNext, acknowledgment: 0, window: 0))
+        return ackDeadline != nil || unacknowledgedSegments > 0 ? [sendAck(), fin] : [fin]
+    }
+
+    func packet(flags: PacketFlags, sequence: UInt32, acknowledgment: UInt32, window: UInt16? = nil, payload: [UInt8] = []) -> Packet {
+        sentSinceTick = true
+        let free = advertisedWindow
+        if window == nil {
+            if free == 0 && lastAdvertisedWindow != 0 { shutWindowsAdvertised += 1 }
+            lastAdvertisedWindow = free
+        }
+        return Packet(
+            flags: flags, proto: .stream, source: key.local, destination: key.remote, sourcePort: key.localPort,
+            destinationPort: key.remotePort, sequence: sequence, acknowledgment: acknowledgment, window: window ?? free, payload: payload)
+    }
+}

@@ -1,0 +1,98 @@
+public import NIOCore
+public import PilotWire
+import PilotCrypto
+
+extension TunnelTable {
+    /// Sends `packet` from the local identity named by its source to `remote`: sealed at once
+    /// on a session, else queued while a key exchange runs (with `endpoint`, where the remote
+    /// was last seen, or, knowing neither, through the beacon: a node that hides its endpoint).
+    public func send(_ packet: Packet, to remote: UInt32, endpoint: SocketAddress? = nil, now: NIODeadline) throws(TunnelError) -> [TunnelAction] {
+        var actions: [TunnelAction] = []
+        let local = packet.source.node
+        // The source's node names the sending identity; its network part is the network the
+        // packet is sent within (a broadcast's is the custom network's).
+        guard let identity = identities[local] else { throw .unknownIdentity(local) }
+        let plaintext: [UInt8]
+        do { plaintext = try packet.encoded() } catch { throw .encoding("\(error)") }
+        if let endpoint {
+            // A relayed path stays relayed (until the remote is heard directly); the endpoint is
+            // what the next key exchange tries besides.
+            paths[remote, default: Path(endpoint: endpoint, socket: 0)].endpoint = endpoint
+        } else if paths[remote] == nil, beacon != nil {
+            paths[remote] = Path(endpoint: nil, socket: 0, relayed: true)
+            actions.append(.pathChanged(remote: remote, relayed: true))
+        }
+        guard let path = paths[remote] else { throw .noEndpoint(remote) }
+        let pair = NodePair(local: local, remote: remote)
+        if let tunnel = tunnels[pair] {
+            return actions + seal(plaintext, on: tunnel, path: path, now: now)
+        }
+        var exchange = pending[pair] ?? Pending(nextAttempt: now)
+        if exchange.queue.count >= timing.queueLimit {
+            exchange.queue.removeFirst()
+            counters.queueOverflow += 1
+        }
+        exchange.queue.append(plaintext)
+        related[remote, default: []].insert(local)
+        if exchange.attempts == 0 {
+            exchange.attempts = 1
+            exchange.nextAttempt = now + timing.retransmit
+            // As 1.18: straight to the endpoint and a copy through the beacon at once, so a
+            // remote that cannot be reached directly gets the exchange without waiting for the
+            // retries to give up on it, and one that can again is tried directly again (a path
+            // once relayed is not relayed for good).
+            if path.endpoint != nil {
+                actions += emit(identity.authenticatedExchange, Path(endpoint: path.endpoint, socket: path.socket), local: local, remote: remote)
+            }
+            if beacon != nil {
+                actions += emit(identity.authenticatedExchange, Path(endpoint: path.endpoint, socket: path.socket, relayed: true), local: local, remote: remote)
+            }
+        }
+        pending[pair] = exchange
+        return actions
+    }
+
+    func seal(_ plaintext: [UInt8], on tunnel: Tunnel, path: Path, now: NIODeadline) -> [TunnelAction] {
+        // Sealed straight into the datagram: no copy of the ciphertext.
+        let cipher = tunnel.cipher, sender = tunnel.local
+        guard let frame = try? EncryptedFrame.datagram(
+            sender: sender, noncePrefix: cipher.noncePrefix, sealedCount: plaintext.count + TunnelCipher.tagSize,
+            seal: { output in try plaintext.withUnsafeBytes { try cipher.seal($0, sender: sender, into: output).counter } })
+        else { return [] }
+        tunnel.lastSent = now
+        if beacon != nil, !path.relayed, paths[tunnel.remote]?.relayed == false {
+            // On the remote's direct path (not a probe of a relayed one): does it still answer?
+            // A record too old to have reached the count starts again: a keepalive long ago
+            // and two frames now are not three frames over the silence.
+            var record = unansweredDirect[tunnel.remote] ?? (0, now)
+            if record.count < timing.blackholeWrites, now - record.since > timing.blackholeSilence { record = (0, now) }
+            unansweredDirect[tunnel.remote] = (record.count + 1, record.since)
+        }
+        return emit(frame, path, local: tunnel.local, remote: tunnel.remote)
+    }
+
+    /// `frame` from `local` to `remote` along `path`. An identity with a socket of its own
+    /// always sends from it; the others from the path's socket (the one the remote last
+    /// reached, or the shared one). Relayed: wrapped in 0x05 to the beacon.
+    func emit(_ frame: [UInt8], _ path: Path, local: UInt32, remote: UInt32) -> [TunnelAction] {
+        let socket = sendingSocket(local, path)
+        if path.relayed {
+            guard let beacon, let wrapped = try? BeaconMessage.relay(source: local, destination: remote, frame: frame[...]).encoded() else {
+                counters.relayUnavailable += 1
+                return []
+            }
+            counters.framesOut += 1
+            counters.relayedOut += 1
+            return [.send(wrapped, to: beacon, socket: socket)]
+        }
+        guard let endpoint = path.endpoint else {
+            counters.relayUnavailable += 1
+            return []
+        }
+        counters.framesOut += 1
+        return [.send(frame, to: endpoint, socket: socket)]
+    }
+
+    /// The socket `local` sends on along `path`: its own if it has one, else the path's.
+    func sendingSocket(_ local: UInt32, _ path: Path) -> Int { identitySockets[local] ?? path.socket }
+}
