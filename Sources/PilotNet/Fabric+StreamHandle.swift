@@ -16,7 +16,7 @@ extension Fabric {
     func streamWriteNow(_ key: StreamConnection.Key, _ bytes: [UInt8], from handle: StreamHandle) {
         loop.execute { [self] in
             guard let entry = state.value.streams.entries[key], !entry.connection.isClosed else {
-                handle.writeState.withLockedValue { $0.handedOver -= bytes.count }
+                handle.returnHandedOver(bytes.count)
                 return
             }
             self.handle(entry.connection.write(bytes, now: .now()), for: key)
@@ -30,10 +30,7 @@ extension Fabric {
     func noteUnacknowledged(_ key: StreamConnection.Key, handedOver: Int = 0) {
         guard let entry = state.value.streams.entries[key], let handle = entry.handle else { return }
         let unacknowledged = entry.connection.unacknowledgedBytes
-        handle.writeState.withLockedValue {
-            $0.unacknowledged = unacknowledged
-            $0.handedOver -= handedOver
-        }
+        handle.noteUnacknowledged(unacknowledged, handedOver: handedOver)
     }
 
     /// Queues `bytes`; returns once less than `PortTable.writeLimit` waits to be acknowledged,
@@ -110,7 +107,7 @@ extension Fabric {
     func streamClose(_ key: StreamConnection.Key) async throws {
         try await loop.submit { [self] in
             guard let entry = state.value.streams.entries[key] else { return }
-            entry.handle?.writeState.withLockedValue { $0.closed = true }
+            entry.handle?.markClosed()
             handle(entry.connection.close(now: .now()), for: key)
         }.get()
     }

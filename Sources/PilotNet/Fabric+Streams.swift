@@ -37,7 +37,7 @@ extension Fabric {
             for case .packet(let syn) in outputs {
                 do { try route(syn, to: remote.node, endpoint: endpoint) } catch {
                     state.streams.remove(key)
-                    handle.continuation.finish()
+                    handle.abandon()
                     promise.fail(error)
                 }
             }
@@ -82,7 +82,7 @@ extension Fabric {
             handle(connection.receive(packet, now: .now()), for: key)
             // The reader is far behind: it says when it has caught up (or, if it caught up
             // meanwhile, the window is said to be open now).
-            if connection.readerBacklog > ReadBacklog.farBehind, let handle = entry.handle, handle.backlog.narrowed() {
+            if connection.readerBacklog > ReadBacklog.farBehind, let handle = entry.handle, handle.windowNarrowed() {
                 connection.readerBacklog = readerBacklog(key, handle)
                 self.handle(connection.windowUpdate(), for: key)
             }
@@ -164,15 +164,14 @@ extension Fabric {
             case .finished:
                 if entry.echoes { handle(entry.connection.close(now: .now()), for: key) }
                 handOverArrived(key)
-                entry.handle?.continuation.yield(.finished)
+                entry.handle?.peerFinished()
             case .closed(let reason):
                 state.pendingAcks[key] = nil
                 handOverArrived(key)
-                entry.handle?.writeState.withLockedValue { $0.closed = true }
+                entry.handle?.markClosed()
                 entry.dialed?.fail(StreamError(reason ?? "closed before it was accepted"))
                 for writer in entry.writers { writer.promise.fail(StreamError(reason ?? "stream is closed")) }
-                entry.handle?.continuation.yield(.closed(reason: reason))
-                entry.handle?.continuation.finish()
+                entry.handle?.closed(reason: reason)
                 state.streams.remove(key)
             }
         }

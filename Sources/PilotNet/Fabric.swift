@@ -319,10 +319,10 @@ public final class Fabric: Sendable {
             state.streamTicker?.cancel()
             state.streamTicker = nil
             for entry in state.streams.entries.values {
-                entry.handle?.writeState.withLockedValue { $0.closed = true }
+                entry.handle?.markClosed()
                 entry.dialed?.fail(StreamError("the fabric is shut down"))
                 for writer in entry.writers { writer.promise.fail(StreamError("the fabric is shut down")) }
-                entry.handle?.continuation.finish()
+                entry.handle?.abandon()
             }
             state.streams.entries = [:]
             state.arrived = [:]

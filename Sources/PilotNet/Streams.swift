@@ -100,9 +100,9 @@ public final class StreamHandle: Sendable {
     public let key: StreamConnection.Key
     /// What arrives, in order; taking data reopens the window the reader filled.
     public let events: StreamEvents
-    let continuation: AsyncStream<StreamEvent>.Continuation
+    private let continuation: AsyncStream<StreamEvent>.Continuation
     private let fabric: Fabric
-    let backlog: ReadBacklog
+    private let backlog: ReadBacklog
 
     /// Bytes that arrived and that the reader has not taken from `events` yet. At
     /// `StreamConnection.receiveBufferLimit` the stream takes no more until it does.
@@ -117,7 +117,7 @@ public final class StreamHandle: Sendable {
         var handedOver = 0
     }
 
-    let writeState = NIOLockedValueBox(WriteState())
+    private let writeState = NIOLockedValueBox(WriteState())
 
     init(key: StreamConnection.Key, fabric: Fabric) {
         self.key = key
@@ -136,12 +136,45 @@ public final class StreamHandle: Sendable {
         }
     }
 
-    /// On the loop: bytes for the reader (counted only if it is still there to read them).
+    // The fabric's side of the handle: called on the loop only.
+
+    /// Bytes for the reader (counted only if it is still there to read them).
     func deliver(_ bytes: [UInt8]) {
         backlog.handed(bytes.count)
         if case .enqueued = continuation.yield(.data(bytes)) { return }
         backlog.handed(-bytes.count)
     }
+
+    /// The stream takes no more writes (it closed, or is closing).
+    func markClosed() { writeState.withLockedValue { $0.closed = true } }
+
+    /// The connection holds `unacknowledged` bytes, `handedOver` of them just handed over by a
+    /// writer: one update, so no writer sees those bytes in neither count.
+    func noteUnacknowledged(_ unacknowledged: Int, handedOver: Int) {
+        writeState.withLockedValue {
+            $0.unacknowledged = unacknowledged
+            $0.handedOver -= handedOver
+        }
+    }
+
+    /// `count` bytes handed over were not taken: the stream closed meanwhile.
+    func returnHandedOver(_ count: Int) { writeState.withLockedValue { $0.handedOver -= count } }
+
+    /// The window was narrowed for the reader's backlog: true when the reader has caught up
+    /// meanwhile (then the window is said to be open at once).
+    func windowNarrowed() -> Bool { backlog.narrowed() }
+
+    /// The peer finished sending.
+    func peerFinished() { continuation.yield(.finished) }
+
+    /// The stream is over (`reason` nil: in order): the reader sees it, then the end.
+    func closed(reason: String?) {
+        continuation.yield(.closed(reason: reason))
+        continuation.finish()
+    }
+
+    /// The stream is gone without a word (the fabric shut down, a dial failed): the end.
+    func abandon() { continuation.finish() }
 
     /// Queues `bytes` for the peer. While the stream is open and holds less than
     /// `PortTable.writeLimit`, they are handed to the event loop and the call returns at once
