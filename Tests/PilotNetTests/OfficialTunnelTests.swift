@@ -32,7 +32,7 @@ final class OfficialTunnelTests: XCTestCase {
         let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
         let registry = RegistryClient(host: "127.0.0.1", port: Int(overlay.registryPort), group: group)
         let fabric = Fabric(group: group, directory: RegistryDirectory(registry: registry), logger: Logger(label: "fabric"))
-        try await FabricTests.serveEchoAndHandshake(on: fabric)
+        try await FabricTestCase.serveEchoAndHandshake(on: fabric)
         let shared = try await fabric.bind(host: "127.0.0.1", port: 0)
         let own = try await fabric.bind(host: "127.0.0.1", port: 0)
 
