@@ -18,6 +18,7 @@ extension Fabric {
         public var localPort: UInt16
         /// The other end's address and port.
         public var remote: Address
+        /// The peer's port.
         public var remotePort: UInt16
         /// The connection's state (`StreamConnection.State`), as text.
         public var state: String
@@ -69,9 +70,13 @@ extension Fabric {
     public struct StreamCounters: Sendable, Equatable {
         /// Streams open now.
         public var open: Int
+        /// SYNs dropped by the rate limits.
         public var synsRateLimited: Int
+        /// Streams refused at the connection limits.
         public var refusedAtLimit: Int
+        /// RSTs sent for ports nobody listens on.
         public var resetsSent: Int
+        /// Packets between identities of this fabric, delivered in-process.
         public var localPackets: Int
         /// SYNs and datagrams from nodes the identity does not trust, to ports it has not opened.
         public var untrustedDropped: Int
@@ -79,6 +84,7 @@ extension Fabric {
         /// stream's window shut because its reader fell `StreamConnection.receiveBufferLimit`
         /// behind (for an echo stream: its echo went unacknowledged that long).
         public var retransmitted: Int
+        /// Times a stream advertised a shut window.
         public var shutWindows: Int
         /// What the echo streams held at the last tick (see `defaultEchoBudget`).
         public var echoHeld: Int

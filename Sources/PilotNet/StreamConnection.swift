@@ -29,11 +29,16 @@ public final class StreamConnection {
 
     /// What names a stream: both ends' addresses and ports.
     public struct Key: Hashable, Sendable {
+        /// This side's address and port.
         public let local: Address
+        /// This side's port.
         public let localPort: UInt16
+        /// The peer's address and port.
         public let remote: Address
+        /// The peer's port.
         public let remotePort: UInt16
 
+        /// The key of the stream between these two ends.
         public init(local: Address, localPort: UInt16, remote: Address, remotePort: UInt16) {
             self.local = local
             self.localPort = localPort
@@ -82,6 +87,7 @@ public final class StreamConnection {
 
     /// Both ends of this stream.
     public let key: Key
+    /// Where the connection is in its life.
     public internal(set) var state: State
     // Sending.
     var sendNext: UInt32 = 1
@@ -130,6 +136,7 @@ public final class StreamConnection {
     /// Segments sent again (lost, or probes of a shut window), and ACKs that said our window
     /// was shut: what an operator looks at when a stream is slower than the path.
     public internal(set) var retransmitted = 0
+    /// Times this side advertised a shut window (a reader `receiveBufferLimit` behind).
     public internal(set) var shutWindowsAdvertised = 0
     /// Bytes written that were still unacknowledged when the peer finished: a flush of them
     /// cannot succeed.

@@ -13,7 +13,9 @@ public enum StreamEvent: Sendable, Equatable {
 
 /// Why a dial failed.
 public struct StreamError: Error, Equatable, CustomStringConvertible {
+    /// What went wrong, in words.
     public let description: String
+    /// An error saying `description`.
     public init(_ description: String) { self.description = description }
 
     /// A flush's answer when the peer finished with `count` bytes of ours unacknowledged: they
@@ -26,14 +28,17 @@ public struct StreamError: Error, Equatable, CustomStringConvertible {
 /// A stream's events as its reader takes them; taking data tells the stream the reader has
 /// read it (its receive window follows the reader).
 public struct StreamEvents: AsyncSequence, Sendable {
+    /// One event of the stream.
     public typealias Element = StreamEvent
     let base: AsyncStream<StreamEvent>
     let backlog: ReadBacklog
 
+    /// Takes events in order; counts data as read as it hands it out.
     public struct AsyncIterator: AsyncIteratorProtocol {
         var base: AsyncStream<StreamEvent>.AsyncIterator
         let backlog: ReadBacklog
 
+        /// The next event, nil after the last.
         public mutating func next() async -> StreamEvent? {
             let event = await base.next()
             if case .data(let bytes)? = event { backlog.read(bytes.count) }
@@ -41,6 +46,7 @@ public struct StreamEvents: AsyncSequence, Sendable {
         }
     }
 
+    /// An iterator over the events (one reader per stream).
     public func makeAsyncIterator() -> AsyncIterator { AsyncIterator(base: base.makeAsyncIterator(), backlog: backlog) }
 }
 

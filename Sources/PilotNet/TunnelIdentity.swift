@@ -5,7 +5,9 @@ public import PilotWire
 /// (one per identity, never shared by the host: see ARCHITECTURE.md, "Sharing one socket"), and
 /// its key-exchange frames, signed once.
 public final class TunnelIdentity: Sendable {
+    /// The identity's overlay address.
     public let address: Address
+    /// Its node id, what tunnels and the port table key it by.
     public var node: UInt32 { address.node }
     let exchangeKey: X25519KeyPair
     /// `PILA`: node, X25519 key, Ed25519 key, signature over "auth" ‖ node ‖ X25519 key.

@@ -25,11 +25,16 @@ public enum TunnelAction: Sendable, Equatable {
 
 /// Why a packet could not be sent.
 public enum TunnelError: Error, Equatable, CustomStringConvertible {
+    /// No identity of this table has that node id.
     case unknownIdentity(UInt32)
+    /// The remote node was never heard and no endpoint was given.
     case noEndpoint(UInt32)
+    /// The packet's source is not an identity of this host.
     case sourceNotLocal(Address)
+    /// The packet or frame could not be encoded.
     case encoding(String)
 
+    /// What went wrong, for a log line or an error reply.
     public var description: String {
         switch self {
         case .unknownIdentity(let node): "no local identity with node id \(node)"
@@ -42,33 +47,47 @@ public enum TunnelError: Error, Equatable, CustomStringConvertible {
 
 /// What the table counted, for metrics and tests. Every frame it drops is counted once, by why.
 public struct TunnelCounters: Sendable, Equatable {
+    /// Datagrams read, and frames sent.
     public var framesIn = 0
+    /// Frames sent.
     public var framesOut = 0
+    /// Packets handed to an identity.
     public var delivered = 0
+    /// PILA and PILK received, and sessions made from them.
     public var keyExchangesIn = 0
+    /// PILK (key requests) received.
     public var keyRequestsIn = 0
+    /// Sessions made from key exchanges.
     public var sessionsInstalled = 0
     /// PILA whose Ed25519 key is not the registry's, or whose signature does not verify.
     public var keyExchangesRejected = 0
     /// Key exchanges from a node no local identity has business with (on the shared socket).
     public var unsolicited = 0
+    /// Frames or packets that do not decode.
     public var malformed = 0
     /// PILT: 1.18 with encryption on ignores plaintext, and so do we.
     public var plaintextDropped = 0
+    /// PILS no session opens: no key, a failed tag, a replay.
     public var noSession = 0
+    /// PILS whose tag did not verify under any key tried.
     public var authenticationFailed = 0
+    /// PILS seen before (the replay window).
     public var replayed = 0
     /// The packet inside names another source than the frame's sender.
     public var spoofed = 0
     /// The packet inside is for another node than the identity whose key opened it.
     public var misrouted = 0
+    /// Packets dropped because too many waited for a key exchange.
     public var queueOverflow = 0
     /// Beacon messages that are not from the beacon (or do not parse).
     public var beacon = 0
+    /// PILPs sent, and keepalives sealed.
     public var punches = 0
+    /// Keepalives sealed and sent.
     public var keepalivesSent = 0
     /// Tunnel frames that came through the beacon (0x06, 0x09) and went through it (0x05).
     public var relayedIn = 0
+    /// Frames sent through the beacon (0x05).
     public var relayedOut = 0
     /// Frames to send through the beacon while none is known.
     public var relayUnavailable = 0
@@ -80,6 +99,7 @@ public struct TunnelCounters: Sendable, Equatable {
     /// Resting identities asked to join because a node they have business with sent a frame.
     public var wakes = 0
 
+    /// All zero.
     public init() {}
 }
 
@@ -115,15 +135,23 @@ public final class TunnelTable {
 
     /// 1.18's numbers (PROTOCOL-1.18.md §1.4).
     public struct Timing: Sendable {
+        /// How long an unanswered key exchange waits before it is sent again.
         public var retransmit: TimeAmount = .seconds(4)
+        /// Key exchange attempts before giving up (and dropping what waited).
         public var attempts = 6
+        /// A session silent this long is offered a fresh key exchange.
         public var answerSilence: TimeAmount = .seconds(6)
+        /// At most one answer to a node's key exchanges in this interval.
         public var answerInterval: TimeAmount = .seconds(1)
+        /// At most one key request per pair for frames no session opens.
         public var noSessionAnswerInterval: TimeAmount = .seconds(3)
+        /// A session nothing was sent on for this long gets a keepalive.
         public var keepalive: TimeAmount = .seconds(25)
         /// A session nothing arrived on for this long is forgotten (it is re-established on use).
         public var idle: TimeAmount = .minutes(10)
+        /// How long the registry's "no such key" is believed.
         public var negativeKeyCache: TimeAmount = .seconds(3)
+        /// Packets held per pair while its key exchange is under way.
         public var queueLimit = 64
         /// The exchange attempt from which frames go through the beacon (1.18: the second).
         public var relayFromAttempt = 2
@@ -138,14 +166,17 @@ public final class TunnelTable {
         /// beacon (and tried directly again every `directProbe`). This also catches a stream
         /// whose SYNs go unanswered (three within the silence).
         public var blackholeWrites = 3
+        /// See `blackholeWrites`.
         public var blackholeSilence: TimeAmount = .seconds(8)
         /// How long frames for a resting identity are held while it joins (a join takes about
         /// a millisecond), and after which it is asked for again (the join failed). Shorter than
         /// the 4 s after which a peer sends its exchange again, so that one asks anew.
         public var wakeWait: TimeAmount = .seconds(3)
+        /// 1.18's numbers.
         public init() {}
     }
 
+    /// What the table counted so far.
     public internal(set) var counters = TunnelCounters()
     let timing: Timing
     var identities: [UInt32: TunnelIdentity] = [:]

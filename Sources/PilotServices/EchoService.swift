@@ -12,6 +12,7 @@ public struct EchoService: Sendable {
     /// The port it serves.
     public static let port = Port.echo
 
+    /// The echo service; it holds nothing of its own.
     public init() {}
 
     /// Every identity of `fabric`, added before or after, answers on `port` from now on.

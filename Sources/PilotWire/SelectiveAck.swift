@@ -7,9 +7,12 @@
 public struct SelectiveAck: Sendable, Equatable {
     /// One run of bytes held out of order: `left` up to, not including, `right`.
     public struct Block: Sendable, Equatable {
+        /// The first sequence number held.
         public var left: UInt32
+        /// The sequence number after the last held.
         public var right: UInt32
 
+        /// The run from `left` up to `right`.
         public init(left: UInt32, right: UInt32) {
             self.left = left
             self.right = right
