@@ -1,4 +1,5 @@
 import CSodium
+import PilotWire
 
 /// An Ed25519 public key: a node's identity on the registry and in `PILA` frames.
 public struct Ed25519PublicKey: Hashable, Sendable {
@@ -16,13 +17,13 @@ public struct Ed25519PublicKey: Hashable, Sendable {
 
     /// From the reference's text form: standard base64 of the 32 bytes.
     public init(base64 text: String) throws(CryptoError) {
-        guard let bytes = Sodium.fromBase64(text), bytes.count == Self.size else {
+        guard let bytes = try? Base64.decode(text), bytes.count == Self.size else {
             throw .invalidBase64(what: "Ed25519 public key")
         }
         self.bytes = bytes
     }
 
-    public var base64: String { Sodium.base64(bytes) }
+    public var base64: String { Base64.encode(bytes) }
 
     /// Whether `signature` is this key's signature of `message`.
     public func isValidSignature(_ signature: [UInt8], for message: [UInt8]) -> Bool {
@@ -82,7 +83,7 @@ public final class Ed25519PrivateKey: Sendable {
     /// From the reference's identity file fields: base64 of the 64-byte private key and of the
     /// 32-byte public key, which must match.
     public convenience init(base64 privateText: String, publicKey publicText: String? = nil) throws(CryptoError) {
-        guard var bytes = Sodium.fromBase64(privateText), bytes.count == Self.secretSize else {
+        guard var bytes = try? Base64.decode(privateText), bytes.count == Self.secretSize else {
             throw .invalidBase64(what: "Ed25519 private key")
         }
         defer { Sodium.zero(&bytes) }
@@ -96,7 +97,7 @@ public final class Ed25519PrivateKey: Sendable {
     }
 
     /// The 64-byte secret key in the reference's base64 text form.
-    public var base64: String { secret.withUnsafeBytes { Sodium.base64(Array($0)) } }
+    public var base64: String { secret.withUnsafeBytes { Base64.encode($0) } }
 
     /// The 32-byte seed, for sealing at rest.
     public var seed: SecretBytes { SecretBytes(copying: secret.withUnsafeBytes { Array($0.prefix(Self.seedSize)) }) }
