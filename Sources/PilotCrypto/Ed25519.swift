@@ -3,11 +3,16 @@ import PilotWire
 
 /// An Ed25519 public key: a node's identity on the registry and in `PILA` frames.
 public struct Ed25519PublicKey: Hashable, Sendable {
+    /// A public key's size in bytes.
     public static let size = 32
+    /// A signature's size in bytes.
     public static let signatureSize = 64
 
+    /// The 32 key bytes.
     public let bytes: [UInt8]
 
+    /// A key from its 32 bytes; throws for any other length (the bytes are not checked to be a
+    /// curve point).
     public init(bytes: [UInt8]) throws(CryptoError) {
         guard bytes.count == Self.size else {
             throw .invalidLength(what: "Ed25519 public key", expected: Self.size, actual: bytes.count)
@@ -23,6 +28,7 @@ public struct Ed25519PublicKey: Hashable, Sendable {
         self.bytes = bytes
     }
 
+    /// The reference's text form: standard base64 of the 32 bytes.
     public var base64: String { Base64.encode(bytes) }
 
     /// Whether `signature` is this key's signature of `message`.
@@ -37,10 +43,13 @@ public struct Ed25519PublicKey: Hashable, Sendable {
 /// An Ed25519 signing key. The 64-byte libsodium secret key (seed ‖ public key) lives in
 /// `SecretBytes` and is zeroed when the key is released.
 public final class Ed25519PrivateKey: Sendable {
+    /// The libsodium secret key's size: seed and public key.
     public static let secretSize = 64
+    /// The seed's size: what a key is made from.
     public static let seedSize = 32
 
     private let secret: SecretBytes
+    /// The key that verifies this key's signatures.
     public let publicKey: Ed25519PublicKey
 
     /// A fresh random key.

@@ -138,6 +138,7 @@ public enum EndpointError: Error, Hashable, Sendable, CustomStringConvertible {
     /// Not a hostname of letters, digits and inner hyphens.
     case invalidHostname(String)
 
+    /// What is wrong and which rule the text breaks.
     public var description: String {
         switch self {
         case .missingPort(let text): "\(text) is not host:port: no port"
