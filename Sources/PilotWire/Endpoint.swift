@@ -61,14 +61,15 @@ public struct Endpoint: Hashable, Sendable, CustomStringConvertible {
         return value <= 255
     }
 
-    /// RFC 1123 names: labels of 1 to 63 letters, digits and inner hyphens, 253 bytes in all.
+    /// RFC 1123 names: labels of 1 to 63 letters, digits and inner hyphens, 253 bytes in all;
+    /// underscores too, as container and compose service names have them and resolvers take them.
     private static func isHostname(_ text: Substring, labels: [Substring]) -> Bool {
         guard text.utf8.count <= 253 else { return false }
         return labels.allSatisfy { label in
             let bytes = Array(label.utf8)
             guard let first = bytes.first, let last = bytes.last, bytes.count <= 63, first != 0x2D, last != 0x2D else { return false }
             return bytes.allSatisfy { byte in
-                (0x30...0x39).contains(byte) || (0x41...0x5A).contains(byte) || (0x61...0x7A).contains(byte) || byte == 0x2D
+                (0x30...0x39).contains(byte) || (0x41...0x5A).contains(byte) || (0x61...0x7A).contains(byte) || byte == 0x2D || byte == 0x5F
             }
         }
     }
@@ -148,7 +149,7 @@ public enum EndpointError: Error, Hashable, Sendable, CustomStringConvertible {
         case .unbracketedIPv6(let text): "\(text): an IPv6 address must be in brackets, as [::1]:9000"
         case .invalidIPv6(let text): "\(text): not an IPv6 address in brackets"
         case .invalidIPv4(let text): "\(text): not an IPv4 address (four numbers from 0 to 255)"
-        case .invalidHostname(let text): "\(text): not a hostname (letters, digits, inner hyphens and dots)"
+        case .invalidHostname(let text): "\(text): not a hostname (letters, digits, underscores, inner hyphens and dots)"
         }
     }
 }

@@ -21,6 +21,7 @@ final class EndpointTests: XCTestCase {
             ("registry.pilot-protocol.example:9000", "registry.pilot-protocol.example", 9000),
             ("x1.example:1", "x1.example", 1),
             ("1host:1", "1host", 1),
+            ("pilot_registry:9000", "pilot_registry", 9000),
             (String(repeating: "a", count: 63) + ".com:1", String(repeating: "a", count: 63) + ".com", 1),
         ]
         for (text, host, port) in accepted {
@@ -75,7 +76,6 @@ final class EndpointTests: XCTestCase {
             ("example.123:80", .invalidIPv4("example.123:80")),
             ("-host:80", .invalidHostname("-host:80")),
             ("host-:80", .invalidHostname("host-:80")),
-            ("under_score:80", .invalidHostname("under_score:80")),
             ("a..b:80", .invalidHostname("a..b:80")),
             ("example.com.:80", .invalidHostname("example.com.:80")),
             (".example:80", .invalidHostname(".example:80")),
