@@ -6,7 +6,7 @@ import PilotNet
 import PilotStore
 import PilotWire
 
-/// Trust handshakes of every identity (port 444, PROTOCOL.md §10), with their state in
+/// Trust handshakes of every identity (port 444, docs/PROTOCOL.md §10), with their state in
 /// `host.db`. Being on the network is not being trusted: an accept counts only when this
 /// identity asked, and a message must come from the node its tunnel authenticated.
 actor TrustService {

@@ -4,7 +4,7 @@ import XCTest
 
 final class BeaconMessageTests: XCTestCase {
     func testLayoutsMatchTheSpec() throws {
-        // PROTOCOL-1.18.md §3.3: sizes seen from the 1.18 daemon.
+        // docs/PROTOCOL.md §9: sizes seen from the 1.18 daemon.
         XCTAssertEqual(try BeaconMessage.discover(node: 7).encoded().hex, "0100000007")
         XCTAssertEqual(try BeaconMessage.discoverReply(ip: [127, 0, 0, 1], port: 54249).encoded().hex, "02047f000001d3e9")
         XCTAssertEqual(try BeaconMessage.punchRequest(requester: 1, target: 2).encoded().hex, "030000000100000002")

@@ -3,7 +3,7 @@ import PilotTestSupport
 import XCTest
 
 final class PacketTests: XCTestCase {
-    // PROTOCOL.md §2.1, generated with the Go reference.
+    // docs/PROTOCOL.md §2.1, generated with the Go reference.
     let synVector = "11010000000000000001000000000002c00003e800000000000000000200145ed874"
     let helloVector = "12010005000000000001000000000002c00003e8000000010000000101f65ee872c868656c6c6f"
 

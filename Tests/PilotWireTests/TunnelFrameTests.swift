@@ -3,7 +3,7 @@ import PilotTestSupport
 import XCTest
 
 final class TunnelFrameTests: XCTestCase {
-    // PROTOCOL.md §5.2 worked example.
+    // docs/PROTOCOL.md §5.2 worked example.
     let pubA = "7b4e909bbe7ffe44c465a220037d608ee35897d31ef972f07f74892cb0f73f13"
     let ed25519 = "17cb79fb2b4120f2b1ec65e4198d6e08b28e813feb01e4a400839b85e18080ce"
     let pilsVector = """

@@ -3,7 +3,7 @@ public import PilotCrypto
 public import PilotWire
 
 /// The registry's request handling: every message the official 1.18 daemon and pilotctl send,
-/// with their semantics (PROTOCOL.md §8, PROTOCOL-1.18.md §3), custom networks
+/// with their semantics (docs/PROTOCOL.md §8), custom networks
 /// (`Registry+Networks.swift`), plus our own `find_by_tag` and `batch` extensions.
 /// Transport-free: `RegistryServer` feeds it decoded messages.
 ///
