@@ -167,12 +167,12 @@ struct IdentityCommands: Sendable {
                 return .ok(try await dataPlane.publish(
                     from: name, to: try await resolveTarget(target), topic: try Self.topic(request), data: Array(try request.string("data").utf8)))
             case "upload":
-                guard let chunk = Data(base64Encoded: try request.string("data")) else {
+                guard let chunk = try? Base64.decode(try request.string("data")) else {
                     throw ControlFailure(.invalidArgument, "upload: data must be base64")
                 }
                 let held = try await uploads.append(
                     identity: name, user: peer.uid, id: try request.string("upload"), size: Int(try request.integer("size")),
-                    offset: Int(try request.integer("offset")), chunk: Array(chunk))
+                    offset: Int(try request.integer("offset")), chunk: chunk)
                 return .ok(["received": .integer(Int64(held))])
             case "send-file":
                 let target = try request.string("target")
@@ -196,7 +196,7 @@ struct IdentityCommands: Sendable {
                 guard let bytes = try await pool.fileContents(of: name, id: id, offset: offset, length: Self.chunkSize) else {
                     throw ControlFailure(.notFound, "no received file \(id)")
                 }
-                return .ok(["offset": .integer(Int64(offset)), "data": .string(Data(bytes).base64EncodedString())])
+                return .ok(["offset": .integer(Int64(offset)), "data": .string(Base64.encode(bytes))])
             case "pending":
                 return .ok(await dataPlane.trust.pending(name))
             case "trust":
@@ -284,7 +284,7 @@ struct IdentityCommands: Sendable {
             fields["data"] = .string(text)
             fields["preview"] = .string(String(text.prefix(120)))
         } else {
-            fields["data_b64"] = .string(Data(message.data).base64EncodedString())
+            fields["data_b64"] = .string(Base64.encode(message.data))
         }
         if let id = message.messageID { fields["message_id"] = .string(id) }
         if let replyTo = message.replyTo { fields["reply_to"] = .string(replyTo) }

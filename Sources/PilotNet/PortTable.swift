@@ -1,4 +1,5 @@
 import NIOCore
+import PilotWire
 
 /// The streams and listening ports of every identity of a fabric. Loop-confined.
 final class PortTable {
@@ -65,13 +66,16 @@ final class PortTable {
 
     /// Whether a SYN from `source` to `node` may open a stream now.
     func admitSyn(to node: UInt32, from source: UInt32, now: NIODeadline) -> Bool {
-        var global = synBuckets[node] ?? TokenBucket(rate: Self.synsPerSecond, now: now)
+        let seconds = Double(now.uptimeNanoseconds) / 1e9
+        // One second of burst.
+        var global = synBuckets[node] ?? TokenBucket(capacity: Self.synsPerSecond, ratePerSecond: Self.synsPerSecond, now: seconds)
         let sourceKey = SourceKey(node: node, source: source)
-        var bySource = synBucketsBySource[sourceKey] ?? TokenBucket(rate: Self.synsPerSecondPerSource, now: now)
-        let admitted = bySource.peek(now: now) && global.take(now: now) && bySource.take(now: now)
+        var bySource = synBucketsBySource[sourceKey]
+            ?? TokenBucket(capacity: Self.synsPerSecondPerSource, ratePerSecond: Self.synsPerSecondPerSource, now: seconds)
+        let admitted = bySource.canTake(now: seconds) && global.take(now: seconds) && bySource.take(now: seconds)
         synBuckets[node] = global
         synBucketsBySource[sourceKey] = bySource
-        if synBucketsBySource.count > 65536 { synBucketsBySource = synBucketsBySource.filter { !$0.value.isFull(now: now) } }
+        if synBucketsBySource.count > 65536 { synBucketsBySource = synBucketsBySource.filter { !$0.value.isFull(now: seconds) } }
         if !admitted { synsRateLimited += 1 }
         return admitted
     }

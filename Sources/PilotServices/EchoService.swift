@@ -1,9 +1,9 @@
 public import PilotNet
 import PilotWire
 
-/// The echo service (PROTOCOL.md §1.2, port 7): every byte a stream brings goes back, and the
-/// stream is closed when the peer finishes. `pilotctl ping` and `pilotctl bench` measure with
-/// it, so every identity of a host answers on it.
+/// The echo service (`docs/PROTOCOL.md §1.2`, port 7): every byte a stream brings goes back,
+/// and the stream is closed when the peer finishes. `pilotctl ping` and `pilotctl bench` measure
+/// with it, so every identity of a host answers on it.
 ///
 /// It attaches to a fabric as an echoed port (`Fabric.echo(port:)`): served on the fabric's
 /// event loop, with no task, under the fabric's echo budget (strangers reaching a public

@@ -1,6 +1,6 @@
-/// The selective acknowledgment a stream's ACK may carry as its payload (1.18's SACK): "SACK",
-/// a block count 1–4, then each block's edges, big-endian: the first sequence number held out
-/// of order and the one after the last.
+/// The selective acknowledgment a stream's ACK may carry as its payload (`docs/PROTOCOL.md
+/// §3.4`): "SACK", a block count 1–4, then each block's edges, big-endian: the first sequence
+/// number held out of order and the one after the last.
 ///
 /// Invariant: 1 to `maxBlocks` blocks. Decoding reads the blocks the count names and ignores
 /// any bytes after them, as 1.18 does; it never traps and never reads past the end.

@@ -398,7 +398,7 @@ struct SendFile: ParsableCommand {
             _ = try global.call(
                 ControlRequest("upload", [
                     "upload": .string(upload), "size": .integer(Int64(contents.count)), "offset": .integer(Int64(offset)),
-                    "data": .string(Data(piece).base64EncodedString()),
+                    "data": .string(Base64.encode(piece)),
                 ]), on: socket)
             offset += piece.count
         } while offset < contents.count
@@ -425,7 +425,7 @@ struct Received: ParsableCommand {
                 var contents = Data()
                 while contents.count < size {
                     let chunk = try global.call(ControlRequest("received-chunk", ["id": .integer(id), "offset": .integer(Int64(contents.count))]), on: socket)
-                    guard let bytes = chunk["data"]?.stringValue.flatMap({ Data(base64Encoded: $0) }), !bytes.isEmpty else { break }
+                    guard let bytes = chunk["data"]?.stringValue.flatMap({ try? Base64.decode($0) }), !bytes.isEmpty else { break }
                     contents += bytes
                 }
                 var path = (save as NSString).appendingPathComponent(name)
