@@ -1,7 +1,7 @@
 // swift-tools-version: 6.0
 //
 // pilot-host: many Pilot Protocol identities in one process.
-// The module map and the dependency rules are in ../shared/design/ARCHITECTURE.md.
+// The module map and the dependency rules are in docs/ARCHITECTURE.md.
 
 import PackageDescription
 

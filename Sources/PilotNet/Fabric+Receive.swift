@@ -63,7 +63,7 @@ extension Fabric {
         if packet.proto == .control && packet.destinationPort == 0 && !packet.flags.contains(.ack) {
             // A keepalive: nothing to answer.
             if packet.sourcePort == 0 && packet.payload.isEmpty { return }
-            // A ping: the pong echoes it (PROTOCOL-1.18.md §2.3).
+            // A ping: the pong echoes it (docs/PROTOCOL.md §3.9).
             guard let identity = state.table.identity(local) else { return }
             let pong = Packet(
                 flags: .ack, proto: .control, source: identity.address, destination: packet.source, sourcePort: 0,

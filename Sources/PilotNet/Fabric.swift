@@ -18,7 +18,7 @@ public final class Fabric: Sendable {
     /// Receives the packets for one identity, on the fabric's event loop: return quickly.
     public typealias Receiver = @Sendable (Packet) -> Void
 
-    /// Receives the beacon's messages (PROTOCOL-1.18.md §3.3) that are not the tunnels' (pokes,
+    /// Receives the beacon's messages (docs/PROTOCOL.md §9) that are not the tunnels' (pokes,
     /// discover replies), with the socket they came in on, on the fabric's event loop: return
     /// quickly. Only those from the beacon's address (`useBeacon`) get here.
     public typealias BeaconReceiver = @Sendable (BeaconMessage, _ socket: Int) -> Void

@@ -2,7 +2,7 @@ public import NIOCore
 public import PilotWire
 
 /// One reliable stream between a local identity's port and a remote node's port, as 1.18 runs
-/// it (PROTOCOL.md §3, PROTOCOL-1.18.md §2.2): ISN 0, 1152-byte segments, windows counted in
+/// it (docs/PROTOCOL.md §3): ISN 0, 1152-byte segments, windows counted in
 /// segments, cumulative ACKs with SACK blocks in an ACK's payload, retransmission on an RFC 6298
 /// timer with backoff, fast retransmit on three duplicate ACKs, FIN sent only once everything is
 /// acknowledged, a FIN answered once with FIN|ACK and a FIN|ACK never answered, TIME_WAIT.

@@ -1,9 +1,9 @@
 public import PilotCrypto
 public import PilotWire
 
-/// What the data plane holds of one local identity: its address, its own X25519 tunnel key
-/// (one per identity, never shared by the host: see ARCHITECTURE.md, "Sharing one socket"), and
-/// its key-exchange frames, signed once.
+/// What the data plane holds of one local identity: its address, its own X25519 tunnel key (one
+/// per identity, never shared by the host: docs/ARCHITECTURE.md, "One socket, many identities",
+/// and docs/PROTOCOL.md §6), and its key-exchange frames, signed once.
 public final class TunnelIdentity: Sendable {
     /// The identity's overlay address.
     public let address: Address

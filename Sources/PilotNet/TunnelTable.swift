@@ -133,7 +133,7 @@ public final class TunnelTable {
         var relayed = false
     }
 
-    /// 1.18's numbers (PROTOCOL-1.18.md §1.4).
+    /// 1.18's numbers (docs/PROTOCOL.md §5.6).
     public struct Timing: Sendable {
         /// How long an unanswered key exchange waits before it is sent again.
         public var retransmit: TimeAmount = .seconds(4)
