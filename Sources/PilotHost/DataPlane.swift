@@ -479,13 +479,13 @@ actor DataPlane {
     }
 
     /// `send-message`: one tagged frame to `target`'s port 1001, and its ACK.
-    func sendMessage(from name: String, to target: Address, kind: DataExchangeFrame.Kind, data: [UInt8], timeout: Duration) async throws -> JSON {
+    /// The reply's `target` is the address; the command puts back the target as it was named.
+    func sendMessage(from name: String, to target: Address, kind: DataExchangeFrame.Kind, data: [UInt8], timeout: Duration) async throws -> MessageSent {
         let messageID = (0..<16).map { _ in String(format: "%02x", UInt8.random(in: 0...255)) }.joined()
         let ack = try await exchange(from: name, to: target, DataExchangeFrame.tagged(DataExchangeFrame(kind: kind, payload: data), messageID: messageID), timeout: timeout)
-        return [
-            "to": .string(target.description), "type": .string(kind.description.lowercased()), "bytes": .integer(Int64(data.count)),
-            "ack": .string(ack), "message_id": .string(messageID), "tagged": true, "seq": 0, "reused": false,
-        ]
+        return MessageSent(
+            target: target.description, to: target.description, type: kind.description.lowercased(), bytes: data.count, ack: ack,
+            messageID: messageID)
     }
 
     /// `send-file`: one FILE frame to `target`'s port 1001, and its ACK.
