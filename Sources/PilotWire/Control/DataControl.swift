@@ -89,14 +89,12 @@ public enum DataControl {
     }
 
     /// `recv`: streams accepted on this identity's `port`, and what each sends first.
-    public struct Receive: ControlCommand {
+    public struct Receive: PortWaitCommand {
         public typealias Reply = ControlData
         public static let name = "recv"
-        /// The port.
         public var port: UInt16
         /// How many streams (1 to 1000; nil: 1).
         public var count: Int?
-        /// Seconds to wait (1 to 3600; nil: 30).
         public var timeout: Int?
 
         /// The command accepting `count` streams on `port`.
@@ -105,25 +103,15 @@ public enum DataControl {
             self.count = count
             self.timeout = timeout
         }
-
-        public init(fields: ControlFields) throws(ControlFailure) {
-            self.init(
-                port: try fields.port(), count: try fields.optionalInteger("count", as: Int.self),
-                timeout: try fields.optionalInteger("timeout", as: Int.self))
-        }
-
-        public var arguments: [String: JSON] { ControlArguments(["port": .integer(Int64(port))]).with(count: count, timeout: timeout) }
     }
 
     /// `listen`: datagrams that arrive on this identity's `port`.
-    public struct Listen: ControlCommand {
+    public struct Listen: PortWaitCommand {
         public typealias Reply = ControlData
         public static let name = "listen"
-        /// The port.
         public var port: UInt16
         /// How many datagrams (1 to 1000; nil: 1).
         public var count: Int?
-        /// Seconds to wait (1 to 3600; nil: 30).
         public var timeout: Int?
 
         /// The command waiting for `count` datagrams on `port`.
@@ -132,14 +120,6 @@ public enum DataControl {
             self.count = count
             self.timeout = timeout
         }
-
-        public init(fields: ControlFields) throws(ControlFailure) {
-            self.init(
-                port: try fields.port(), count: try fields.optionalInteger("count", as: Int.self),
-                timeout: try fields.optionalInteger("timeout", as: Int.self))
-        }
-
-        public var arguments: [String: JSON] { ControlArguments(["port": .integer(Int64(port))]).with(count: count, timeout: timeout) }
     }
 
     /// `send-datagram`: one datagram to `target`'s `port`.
@@ -182,6 +162,30 @@ public enum DataControl {
         /// The command.
         public init() {}
     }
+}
+
+/// A command that waits on one of this identity's ports for `count` arrivals or `timeout`.
+public protocol PortWaitCommand: ControlCommand {
+    /// The port.
+    var port: UInt16 { get }
+    /// How many arrivals to wait for; nil: 1.
+    var count: Int? { get }
+    /// Seconds to wait (1 to 3600; nil: 30).
+    var timeout: Int? { get }
+    /// The command waiting on `port`.
+    init(port: UInt16, count: Int?, timeout: Int?)
+}
+
+extension PortWaitCommand {
+    /// The command; `port` must be 1 to 65535, `count` and `timeout` integers if there.
+    public init(fields: ControlFields) throws(ControlFailure) {
+        self.init(
+            port: try fields.port(), count: try fields.optionalInteger("count", as: Int.self),
+            timeout: try fields.optionalInteger("timeout", as: Int.self))
+    }
+
+    /// `port`, and `count` and `timeout` unless nil.
+    public var arguments: [String: JSON] { ControlArguments(["port": .integer(Int64(port))]).with(count: count, timeout: timeout) }
 }
 
 /// A request's arguments with the optional `count` and `timeout` most waiting commands take.

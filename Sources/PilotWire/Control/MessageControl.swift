@@ -45,16 +45,12 @@ public enum MessageControl {
     }
 
     /// `inbox`: the messages that arrived, optionally deleted after listing.
-    public struct Inbox: ControlCommand {
+    public struct Inbox: ClearingListCommand {
         public typealias Reply = ControlData
         public static let name = "inbox"
-        /// Whether to delete them after listing.
         public var clear: Bool
-
         /// The command listing the inbox.
         public init(clear: Bool = false) { self.clear = clear }
-        public init(fields: ControlFields) throws(ControlFailure) { clear = try fields.bool("clear") }
-        public var arguments: [String: JSON] { ["clear": .bool(clear)] }
     }
 
     /// `upload`: one piece of a file for `send-file`, held by the host under `upload`.
@@ -115,16 +111,12 @@ public enum MessageControl {
     }
 
     /// `received`: the files that arrived, optionally deleted after listing.
-    public struct Received: ControlCommand {
+    public struct Received: ClearingListCommand {
         public typealias Reply = ControlData
         public static let name = "received"
-        /// Whether to delete them after listing.
         public var clear: Bool
-
         /// The command listing the received files.
         public init(clear: Bool = false) { self.clear = clear }
-        public init(fields: ControlFields) throws(ControlFailure) { clear = try fields.bool("clear") }
-        public var arguments: [String: JSON] { ["clear": .bool(clear)] }
     }
 
     /// `received-chunk`: a piece of a received file, from `offset`.
@@ -205,6 +197,21 @@ public enum MessageControl {
 
         public var arguments: [String: JSON] { ["target": .string(target), "topic": .string(topic), "data": .string(data)] }
     }
+}
+
+/// A command that lists what arrived and may delete it afterwards.
+public protocol ClearingListCommand: ControlCommand {
+    /// Whether to delete what was listed.
+    var clear: Bool { get }
+    /// The command.
+    init(clear: Bool)
+}
+
+extension ClearingListCommand {
+    /// The command; `clear` must be true or false if there.
+    public init(fields: ControlFields) throws(ControlFailure) { self.init(clear: try fields.bool("clear")) }
+    /// `{"clear": clear}`, always.
+    public var arguments: [String: JSON] { ["clear": .bool(clear)] }
 }
 
 /// `send-message`'s reply: the message as sent, and the receiver's ACK.

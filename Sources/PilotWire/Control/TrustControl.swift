@@ -2,12 +2,10 @@
 /// that asked, revoke, and list both.
 public enum TrustControl {
     /// `handshake`: trust asked of `peer`, with a reason.
-    public struct Handshake: ControlCommand {
+    public struct Handshake: ExplainedPeerCommand {
         public typealias Reply = TrustChange
         public static let name = "handshake"
-        /// An address, a node id, or a hostname.
         public var peer: String
-        /// Why; nil sends none.
         public var reason: String?
 
         /// The command asking `peer` for trust.
@@ -15,34 +13,22 @@ public enum TrustControl {
             self.peer = peer
             self.reason = reason
         }
-
-        public init(fields: ControlFields) throws(ControlFailure) {
-            self.init(peer: try fields.string("peer"), reason: try fields.optionalString("reason"))
-        }
-
-        public var arguments: [String: JSON] { PeerArguments.encode(peer: peer, reason: reason) }
     }
 
     /// `approve`: a pending request from `peer`, approved.
-    public struct Approve: ControlCommand {
+    public struct Approve: PeerCommand {
         public typealias Reply = TrustChange
         public static let name = "approve"
-        /// An address, a node id, or a hostname.
         public var peer: String
-
         /// The command approving `peer`.
         public init(peer: String) { self.peer = peer }
-        public init(fields: ControlFields) throws(ControlFailure) { peer = try fields.string("peer") }
-        public var arguments: [String: JSON] { PeerArguments.encode(peer: peer, reason: nil) }
     }
 
     /// `reject`: a pending request from `peer`, rejected, with a reason.
-    public struct Reject: ControlCommand {
+    public struct Reject: ExplainedPeerCommand {
         public typealias Reply = TrustChange
         public static let name = "reject"
-        /// An address, a node id, or a hostname.
         public var peer: String
-        /// Why; nil sends none.
         public var reason: String?
 
         /// The command rejecting `peer`.
@@ -50,25 +36,15 @@ public enum TrustControl {
             self.peer = peer
             self.reason = reason
         }
-
-        public init(fields: ControlFields) throws(ControlFailure) {
-            self.init(peer: try fields.string("peer"), reason: try fields.optionalString("reason"))
-        }
-
-        public var arguments: [String: JSON] { PeerArguments.encode(peer: peer, reason: reason) }
     }
 
     /// `untrust`: the trust of `peer`, revoked.
-    public struct Untrust: ControlCommand {
+    public struct Untrust: PeerCommand {
         public typealias Reply = TrustChange
         public static let name = "untrust"
-        /// An address, a node id, or a hostname.
         public var peer: String
-
         /// The command revoking `peer`.
         public init(peer: String) { self.peer = peer }
-        public init(fields: ControlFields) throws(ControlFailure) { peer = try fields.string("peer") }
-        public var arguments: [String: JSON] { PeerArguments.encode(peer: peer, reason: nil) }
     }
 
     /// `pending`: the requests waiting for an answer.
@@ -86,13 +62,44 @@ public enum TrustControl {
         /// The command.
         public init() {}
     }
+}
 
-    private enum PeerArguments {
-        static func encode(peer: String, reason: String?) -> [String: JSON] {
-            var arguments: [String: JSON] = ["peer": .string(peer)]
-            if let reason { arguments["reason"] = .string(reason) }
-            return arguments
-        }
+/// A trust command whose only argument is a `peer`: an address, a node id or a hostname.
+public protocol PeerCommand: ControlCommand {
+    /// An address, a node id, or a hostname.
+    var peer: String { get }
+    /// The command for `peer`.
+    init(peer: String)
+}
+
+extension PeerCommand {
+    /// The command; `peer` must be a string.
+    public init(fields: ControlFields) throws(ControlFailure) { self.init(peer: try fields.string("peer")) }
+    /// `{"peer": peer}`.
+    public var arguments: [String: JSON] { ["peer": .string(peer)] }
+}
+
+/// A trust command for a `peer`, with an optional `reason`.
+public protocol ExplainedPeerCommand: ControlCommand {
+    /// An address, a node id, or a hostname.
+    var peer: String { get }
+    /// Why; nil sends none.
+    var reason: String? { get }
+    /// The command for `peer`, with `reason`.
+    init(peer: String, reason: String?)
+}
+
+extension ExplainedPeerCommand {
+    /// The command; `peer` must be a string, `reason` a string if there.
+    public init(fields: ControlFields) throws(ControlFailure) {
+        self.init(peer: try fields.string("peer"), reason: try fields.optionalString("reason"))
+    }
+
+    /// `peer`, and `reason` unless nil.
+    public var arguments: [String: JSON] {
+        var arguments: [String: JSON] = ["peer": .string(peer)]
+        if let reason { arguments["reason"] = .string(reason) }
+        return arguments
     }
 }
 
