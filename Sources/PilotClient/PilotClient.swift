@@ -115,23 +115,23 @@ public struct PilotClient: Sendable {
     // MARK: Networks
 
     /// The registry's networks, as it lists them.
-    public func networks() async throws -> ControlData { try await send(NetworkControl.List()) }
+    public func networks() async throws -> NetworkListing { try await send(NetworkControl.List()) }
 
     /// The members of network `id`, as the registry lists them.
-    public func members(ofNetwork id: UInt16, adminToken: String? = nil) async throws -> ControlData {
+    public func members(ofNetwork id: UInt16, adminToken: String? = nil) async throws -> NetworkMembers {
         try await send(NetworkControl.Members(networkID: id, adminToken: adminToken))
     }
 
     /// Joins network `id`, with its token if it has the token join rule.
-    public func joinNetwork(_ id: UInt16, token: String? = nil) async throws -> ControlData {
+    public func joinNetwork(_ id: UInt16, token: String? = nil) async throws -> NetworkChange {
         try await send(NetworkControl.Join(networkID: id, token: token))
     }
 
     /// Leaves network `id`.
-    public func leaveNetwork(_ id: UInt16) async throws -> ControlData { try await send(NetworkControl.Leave(networkID: id)) }
+    public func leaveNetwork(_ id: UInt16) async throws -> NetworkChange { try await send(NetworkControl.Leave(networkID: id)) }
 
     /// Creates a network with the registry's admin token; this identity is its first member.
-    public func createNetwork(_ command: NetworkControl.Create) async throws -> ControlData { try await send(command) }
+    public func createNetwork(_ command: NetworkControl.Create) async throws -> NetworkChange { try await send(command) }
 
     /// Sends `data` to `port` of every other member of network `id`.
     public func broadcast(_ data: String, toNetwork id: UInt16, port: UInt16, adminToken: String? = nil) async throws -> BroadcastSent {
@@ -150,15 +150,17 @@ public struct PilotClient: Sendable {
     public func upload(_ piece: MessageControl.Upload) async throws -> UploadReceived { try await send(piece) }
 
     /// Sends the file held by upload `upload` as `name` to `target`'s data-exchange port (1001).
-    public func sendFile(to target: String, name: String, upload: String) async throws -> ControlData {
+    public func sendFile(to target: String, name: String, upload: String) async throws -> FileSent {
         try await send(MessageControl.SendFile(target: target, file: name, upload: upload))
     }
 
     /// The messages that arrived, deleted afterwards if `clear`.
-    public func inbox(clear: Bool = false) async throws -> ControlData { try await send(MessageControl.Inbox(clear: clear)) }
+    public func inbox(clear: Bool = false) async throws -> [InboxListing.Message] { try await send(MessageControl.Inbox(clear: clear)).messages }
 
     /// The files that arrived, deleted afterwards if `clear`.
-    public func receivedFiles(clear: Bool = false) async throws -> ControlData { try await send(MessageControl.Received(clear: clear)) }
+    public func receivedFiles(clear: Bool = false) async throws -> [ReceivedFiles.File] {
+        try await send(MessageControl.Received(clear: clear)).files
+    }
 
     /// A piece of received file `id` from `offset` (empty past its end).
     public func receivedChunk(id: Int64, offset: Int) async throws -> FileChunk {
@@ -166,50 +168,50 @@ public struct PilotClient: Sendable {
     }
 
     /// Events on `topic` from `target`'s event stream (1002), until `count` or `timeout` seconds.
-    public func subscribe(to target: String, topic: String, count: Int? = nil, timeout: Int? = nil) async throws -> ControlData {
+    public func subscribe(to target: String, topic: String, count: Int? = nil, timeout: Int? = nil) async throws -> EventsReceived {
         try await send(MessageControl.Subscribe(target: target, topic: topic, count: count, timeout: timeout))
     }
 
     /// Publishes `data` on `topic` to `target`'s event stream (1002).
-    public func publish(_ data: String, topic: String, to target: String) async throws -> ControlData {
+    public func publish(_ data: String, topic: String, to target: String) async throws -> EventPublished {
         try await send(MessageControl.Publish(target: target, topic: topic, data: data))
     }
 
     // MARK: Streams and datagrams
 
     /// Times round trips to `target`'s echo port.
-    public func ping(_ target: String, count: Int? = nil, timeout: Int? = nil) async throws -> ControlData {
+    public func ping(_ target: String, count: Int? = nil, timeout: Int? = nil) async throws -> PingReport {
         try await send(DataControl.Ping(target: target, count: count, timeout: timeout))
     }
 
     /// Streams `megabytes` MB through `target`'s echo port and times it.
-    public func bench(_ target: String, megabytes: Int? = nil) async throws -> ControlData {
+    public func bench(_ target: String, megabytes: Int? = nil) async throws -> BenchReport {
         try await send(DataControl.Bench(target: target, megabytes: megabytes))
     }
 
     /// Opens a stream to `target`'s `port`, sends `data`, and returns the first answer.
-    public func sendStream(to target: String, port: UInt16, _ data: String, timeout: Int? = nil) async throws -> ControlData {
+    public func sendStream(to target: String, port: UInt16, _ data: String, timeout: Int? = nil) async throws -> StreamSent {
         try await send(DataControl.Send(target: target, port: port, data: data, timeout: timeout))
     }
 
     /// Accepts streams on this identity's `port` and returns what each sends first.
-    public func receiveStreams(on port: UInt16, count: Int? = nil, timeout: Int? = nil) async throws -> ControlData {
+    public func receiveStreams(on port: UInt16, count: Int? = nil, timeout: Int? = nil) async throws -> PortArrivals {
         try await send(DataControl.Receive(port: port, count: count, timeout: timeout))
     }
 
     /// The datagrams that arrive on this identity's `port`.
-    public func listen(on port: UInt16, count: Int? = nil, timeout: Int? = nil) async throws -> ControlData {
+    public func listen(on port: UInt16, count: Int? = nil, timeout: Int? = nil) async throws -> PortArrivals {
         try await send(DataControl.Listen(port: port, count: count, timeout: timeout))
     }
 
     /// Sends one datagram to `target`'s `port`.
-    public func sendDatagram(to target: String, port: UInt16, _ data: String) async throws -> ControlData {
+    public func sendDatagram(to target: String, port: UInt16, _ data: String) async throws -> DatagramSent {
         try await send(DataControl.SendDatagram(target: target, port: port, data: data))
     }
 
     /// This identity's streams.
-    public func connections() async throws -> ControlData { try await send(DataControl.Connections()) }
+    public func connections() async throws -> [ConnectionList.Connection] { try await send(DataControl.Connections()).connections }
 
     /// The nodes this identity has a tunnel with.
-    public func peers() async throws -> ControlData { try await send(DataControl.Peers()) }
+    public func peers() async throws -> [PeerList.Peer] { try await send(DataControl.Peers()).peers }
 }

@@ -105,33 +105,38 @@ struct IdentityCommands: Sendable {
         case .trusted:
             return await dataPlane.trust.trusted(name).json
         case .send(let command):
-            let result = try await dataPlane.send(
+            var sent = try await dataPlane.send(
                 from: name, to: try await resolve(command.target), port: command.port, data: Array(command.data.utf8),
                 wait: .seconds(Int64(try Self.seconds(command.timeout, default: 5, DataControl.Send.self))))
-            return Self.naming(result, command.target)
+            sent.target = command.target
+            return sent.json
         case .receive(let command):
             let count = try Self.count(command.count, default: 1, limit: 1000, DataControl.Receive.self)
             return try await dataPlane.receive(
                 on: name, port: command.port, count: count,
-                timeout: .seconds(Int64(try Self.seconds(command.timeout, default: 30, DataControl.Receive.self))))
+                timeout: .seconds(Int64(try Self.seconds(command.timeout, default: 30, DataControl.Receive.self)))
+            ).json
         case .listen(let command):
             let count = try Self.count(command.count, default: 1, limit: 1000, DataControl.Listen.self)
             return try await dataPlane.listenDatagrams(
                 on: name, port: command.port, count: count,
-                timeout: .seconds(Int64(try Self.seconds(command.timeout, default: 30, DataControl.Listen.self))))
+                timeout: .seconds(Int64(try Self.seconds(command.timeout, default: 30, DataControl.Listen.self)))
+            ).json
         case .sendDatagram(let command):
-            let result = try await dataPlane.sendDatagram(
+            var sent = try await dataPlane.sendDatagram(
                 from: name, to: try await resolve(command.target), port: command.port, data: Array(command.data.utf8))
-            return Self.naming(result, command.target)
+            sent.target = command.target
+            return sent.json
         case .connections:
-            return try await dataPlane.connections(of: name)
+            return try await dataPlane.connections(of: name).json
         case .peers:
-            return try await dataPlane.peers(of: name)
+            return try await dataPlane.peers(of: name).json
         case .bench(let command):
             let megabytes = command.megabytes ?? 1
             guard (1...1024).contains(megabytes) else { throw ControlFailure(.invalidArgument, "bench: 1 to 1024 MB") }
-            let result = try await dataPlane.bench(from: name, to: try await resolve(command.target), megabytes: megabytes, timeout: .seconds(120))
-            return Self.naming(result, command.target)
+            var report = try await dataPlane.bench(from: name, to: try await resolve(command.target), megabytes: megabytes, timeout: .seconds(120))
+            report.target = command.target
+            return report.json
         case .sendMessage(let command):
             let kind: DataExchangeFrame.Kind
             switch command.type ?? .text {
@@ -149,19 +154,18 @@ struct IdentityCommands: Sendable {
         case .inbox(let command):
             let messages = try await pool.messages(of: name)
             if command.clear { try await pool.clearMessages(of: name) }
-            return [
-                "total": .integer(Int64(messages.count)), "shown": .integer(Int64(messages.count)),
-                "messages": .array(messages.map(Self.describe)),
-            ]
+            return InboxListing(messages: messages.map(Self.describe)).json
         case .subscribe(let command):
             let count = try Self.count(command.count, default: 1, limit: 10_000, MessageControl.Subscribe.self)
             return try await dataPlane.subscribe(
                 from: name, to: try await resolve(command.target), topic: try Self.topic(command.topic, MessageControl.Subscribe.self),
-                count: count, timeout: .seconds(try Self.seconds(command.timeout, default: 30, MessageControl.Subscribe.self)))
+                count: count, timeout: .seconds(try Self.seconds(command.timeout, default: 30, MessageControl.Subscribe.self))
+            ).json
         case .publish(let command):
             return try await dataPlane.publish(
                 from: name, to: try await resolve(command.target), topic: try Self.topic(command.topic, MessageControl.Publish.self),
-                data: Array(command.data.utf8))
+                data: Array(command.data.utf8)
+            ).json
         case .upload(let command):
             guard let chunk = Data(base64Encoded: command.data) else {
                 throw ControlFailure(.invalidArgument, "upload: data must be base64")
@@ -174,13 +178,14 @@ struct IdentityCommands: Sendable {
                 throw ControlFailure(.invalidArgument, "send-file: the file needs a name")
             }
             let contents = try await uploads.take(identity: name, id: command.upload)
-            let result = try await dataPlane.sendFile(
+            var sent = try await dataPlane.sendFile(
                 from: name, to: try await resolve(command.target), fileName: fileName, contents: contents, timeout: .seconds(120))
-            return Self.naming(result, command.target)
+            sent.target = command.target
+            return sent.json
         case .received(let command):
             let files = try await pool.files(of: name)
             if command.clear { try await pool.clearFiles(of: name) }
-            return ["total": .integer(Int64(files.count)), "files": .array(files.map(Self.describe))]
+            return ReceivedFiles(files: files.map(Self.describe)).json
         case .receivedChunk(let command):
             guard command.offset >= 0 else { throw ControlFailure(.invalidArgument, "received-chunk: offset must not be negative") }
             guard let bytes = try await pool.fileContents(of: name, id: command.id, offset: command.offset, length: FileChunk.size) else {
@@ -188,13 +193,6 @@ struct IdentityCommands: Sendable {
             }
             return FileChunk(offset: command.offset, data: Data(bytes).base64EncodedString()).json
         }
-    }
-
-    /// `result` with the `target` as the caller named it.
-    private static func naming(_ result: JSON, _ target: String) -> JSON {
-        var fields = result.objectValue ?? [:]
-        fields["target"] = .string(target)
-        return .object(fields)
     }
 
     /// A topic of 1 to 1024 bytes.
@@ -227,10 +225,10 @@ struct IdentityCommands: Sendable {
         let seconds = try Self.seconds(command.timeout, default: 10, limit: 300, DataControl.Ping.self)
         let address = try await resolve(command.target)
         let results = try await dataPlane.ping(from: name, target: address, count: count, timeout: .seconds(seconds))
-        return [
-            "target": .string(command.target), "to": .string(address.description), "results": .array(results),
-            "timeout": .bool(results.contains { $0["error"]?.stringValue?.contains("no answer within") == true }),
-        ]
+        return PingReport(
+            target: command.target, to: address.description, results: results,
+            timeout: results.contains { $0.error?.contains("no answer within") == true }
+        ).json
     }
 
     /// The one place a command's target or peer becomes an address: an address or a node id as
@@ -251,33 +249,30 @@ struct IdentityCommands: Sendable {
     /// An inbox record as the reference's `pilotctl inbox` lists it (id, type, from, bytes,
     /// preview, received_at in RFC 3339), plus the whole message: text as `data`, other bytes
     /// as `data_b64` (there are no inbox files to read here).
-    static func describe(_ message: InboxMessage) -> JSON {
-        let received = Date(timeIntervalSince1970: Double(message.receivedAt) / 1000)
-        let formatter = ISO8601DateFormatter()
-        formatter.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
-        var fields: [String: JSON] = [
-            "id": .string("\(message.type)-\(message.id)"), "type": .string(message.type), "from": .string(message.sender),
-            "bytes": .integer(Int64(message.data.count)), "received_at": .string(formatter.string(from: received)),
-        ]
+    static func describe(_ message: InboxMessage) -> InboxListing.Message {
+        var described = InboxListing.Message(
+            id: "\(message.type)-\(message.id)", type: message.type, from: message.sender, bytes: message.data.count,
+            receivedAt: rfc3339(milliseconds: message.receivedAt), messageID: message.messageID, replyTo: message.replyTo)
         if message.type != "BINARY", message.type != "FILE", let text = String(validating: message.data, as: UTF8.self) {
-            fields["data"] = .string(text)
-            fields["preview"] = .string(String(text.prefix(120)))
+            described.text = text
+            described.preview = String(text.prefix(120))
         } else {
-            fields["data_b64"] = .string(Data(message.data).base64EncodedString())
+            described.base64 = Data(message.data).base64EncodedString()
         }
-        if let id = message.messageID { fields["message_id"] = .string(id) }
-        if let replyTo = message.replyTo { fields["reply_to"] = .string(replyTo) }
-        return .object(fields)
+        return described
     }
 
     /// A received file as `pilotctl received` lists it.
-    static func describe(_ file: ReceivedFile) -> JSON {
+    static func describe(_ file: ReceivedFile) -> ReceivedFiles.File {
+        ReceivedFiles.File(
+            id: file.id, name: file.name, from: file.sender, bytes: file.size, receivedAt: rfc3339(milliseconds: file.receivedAt))
+    }
+
+    /// Unix milliseconds as RFC 3339 with fractional seconds.
+    private static func rfc3339(milliseconds: Int64) -> String {
         let formatter = ISO8601DateFormatter()
         formatter.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
-        return [
-            "id": .integer(file.id), "name": .string(file.name), "from": .string(file.sender), "bytes": .integer(Int64(file.size)),
-            "received_at": .string(formatter.string(from: Date(timeIntervalSince1970: Double(file.receivedAt) / 1000))),
-        ]
+        return formatter.string(from: Date(timeIntervalSince1970: Double(milliseconds) / 1000))
     }
 
     /// A network command's registry reply as command data, whole (1.18's pilotctl prints it

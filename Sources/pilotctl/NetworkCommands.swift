@@ -18,7 +18,7 @@ func adminToken(json: Bool) throws -> String {
     let hint = "set PILOT_ADMIN_TOKEN env var or admin_token in ~/.pilot/config.json"
     let text: String
     if json {
-        let envelope: JSON = ["status": "error", "code": "auth_required", "error": .string(message), "message": .string(message), "hint": .string(hint)]
+        let envelope: JSON = ["status": "error", "code": .string(ControlErrorCode.authRequired.rawValue), "error": .string(message), "message": .string(message), "hint": .string(hint)]
         text = envelope.encodedString()
     } else {
         text = "error: \(message)\nhint:  \(hint)"
@@ -56,11 +56,8 @@ struct NetworkCommand: ParsableCommand {
         @OptionGroup var global: GlobalOptions
         func run() throws {
             try global.run(NetworkControl.List(), on: try global.identitySocket()) { data in
-                let rows = (data["networks"]?.arrayValue ?? []).map { network in
-                    [
-                        "\(network["id"]?.integerValue ?? 0)", network["name"]?.stringValue ?? "", network["join_rule"]?.stringValue ?? "",
-                        "\(network["members"]?.integerValue ?? 0)",
-                    ]
+                let rows = data.networks.map { network in
+                    ["\(network.id ?? 0)", network.name ?? "", network.joinRule ?? "", "\(network.members ?? 0)"]
                 }
                 return table(["ID", "NAME", "JOIN RULE", "MEMBERS"], rows)
             }
@@ -75,7 +72,7 @@ struct NetworkCommand: ParsableCommand {
         func run() throws {
             let request = NetworkControl.Join(networkID: try global.networkID(networkID, for: NetworkControl.Join.self), token: token)
             try global.run(request, on: try global.identitySocket()) { data in
-                "joined network \(data["network_id"]?.integerValue ?? 0)"
+                "joined network \(data.networkID ?? 0)"
             }
         }
     }
@@ -87,7 +84,7 @@ struct NetworkCommand: ParsableCommand {
         func run() throws {
             let request = NetworkControl.Leave(networkID: try global.networkID(networkID, for: NetworkControl.Leave.self))
             try global.run(request, on: try global.identitySocket()) { data in
-                "left network \(data["network_id"]?.integerValue ?? 0)"
+                "left network \(data.networkID ?? 0)"
             }
         }
     }
@@ -100,11 +97,8 @@ struct NetworkCommand: ParsableCommand {
             let token = ProcessInfo.processInfo.environment["PILOT_ADMIN_TOKEN"].flatMap { $0.isEmpty ? nil : $0 }
             let request = NetworkControl.Members(networkID: try global.networkID(networkID, for: NetworkControl.Members.self), adminToken: token)
             try global.run(request, on: try global.identitySocket()) { data in
-                let rows = (data["nodes"]?.arrayValue ?? []).map { node in
-                    [
-                        "\(node["node_id"]?.integerValue ?? 0)", node["hostname"]?.stringValue ?? "-", node["version"]?.stringValue ?? "-",
-                        node["public"]?.boolValue == true ? "yes" : "no",
-                    ]
+                let rows = data.nodes.map { node in
+                    ["\(node.nodeID ?? 0)", node.hostname ?? "-", node.version ?? "-", node.isPublic == true ? "yes" : "no"]
                 }
                 return table(["NODE ID", "HOSTNAME", "VERSION", "PUBLIC"], rows)
             }
@@ -121,7 +115,7 @@ struct NetworkCommand: ParsableCommand {
         func run() throws {
             let request = NetworkControl.Create(network: name, joinRule: joinRule, adminToken: try adminToken(json: global.json), token: token)
             try global.run(request, on: try global.identitySocket()) { data in
-                "created network \(data["network_id"]?.integerValue ?? 0) (\(data["name"]?.stringValue ?? name))"
+                "created network \(data.networkID ?? 0) (\(data.name ?? name))"
             }
         }
     }

@@ -199,15 +199,13 @@ struct Ping: ParsableCommand {
 
     func run() throws {
         let request = DataControl.Ping(target: target, count: count, timeout: timeout)
-        try global.run(request, on: try global.identitySocket()) { data in
-            let to = data["to"]?.stringValue ?? target
-            let lines = (data["results"]?.arrayValue ?? []).map { result in
-                let sequence = result["seq"]?.integerValue ?? -1
-                if let error = result["error"]?.stringValue { return "seq=\(sequence): \(error)" }
-                let rtt = result["rtt_ms"]?.doubleValue ?? 0
-                return "reply from \(to): seq=\(sequence) bytes=\(result["bytes"]?.integerValue ?? 0) time=\(String(format: "%.3f", rtt)) ms"
+        try global.run(request, on: try global.identitySocket()) { report in
+            let lines = report.results.map { probe in
+                if let error = probe.error { return "seq=\(probe.sequence): \(error)" }
+                let rtt = String(format: "%.3f", probe.milliseconds ?? 0)
+                return "reply from \(report.to): seq=\(probe.sequence) bytes=\(probe.bytes ?? 0) time=\(rtt) ms"
             }
-            return (["PING \(target) (\(to))"] + lines).joined(separator: "\n")
+            return (["PING \(target) (\(report.to))"] + lines).joined(separator: "\n")
         }
     }
 }
@@ -235,8 +233,8 @@ struct Bench: ParsableCommand {
 
     func run() throws {
         let request = DataControl.Bench(target: target, megabytes: megabytes)
-        try global.run(request, on: try global.identitySocket()) { data in
-            "\(megabytes) MB to \(data["to"]?.stringValue ?? target) and back in \(data["seconds"]?.doubleValue ?? 0) s: \(data["mb_per_second"]?.doubleValue ?? 0) MB/s"
+        try global.run(request, on: try global.identitySocket()) { report in
+            "\(megabytes) MB to \(report.to) and back in \(report.seconds) s: \(report.megabytesPerSecond) MB/s"
         }
     }
 }
@@ -253,9 +251,7 @@ struct Send: ParsableCommand {
         let request = DataControl.Send(
             target: target, port: try global.port(port, for: DataControl.Send.self),
             data: data, timeout: timeout)
-        try global.run(request, on: try global.identitySocket()) { data in
-            "sent \(data["bytes"]?.integerValue ?? 0) bytes" + (data["reply"]?.stringValue.map { "\n\($0)" } ?? "")
-        }
+        try global.run(request, on: try global.identitySocket()) { sent in "sent \(sent.bytes) bytes" + (sent.reply.map { "\n\($0)" } ?? "") }
     }
 }
 
@@ -271,7 +267,7 @@ struct Connect: ParsableCommand {
         let request = DataControl.Send(
             target: target, port: try global.port(port, for: DataControl.Send.self),
             data: message, timeout: timeout)
-        try global.run(request, on: try global.identitySocket()) { data in data["reply"]?.stringValue ?? "(no answer)" }
+        try global.run(request, on: try global.identitySocket()) { sent in sent.reply ?? "(no answer)" }
     }
 }
 
@@ -285,11 +281,9 @@ struct Listen: ParsableCommand {
     func run() throws {
         let request = DataControl.Listen(
             port: try global.port(port, for: DataControl.Listen.self), count: count, timeout: timeout)
-        try global.run(request, on: try global.identitySocket()) { data in
-            let datagrams = data["datagrams"]?.arrayValue ?? []
-            guard !datagrams.isEmpty else { return "nothing arrived" }
-            return datagrams.map { "\($0["from"]?.stringValue ?? "?"):\($0["src_port"]?.integerValue ?? 0): \($0["data"]?.stringValue ?? "")" }
-                .joined(separator: "\n")
+        try global.run(request, on: try global.identitySocket()) { report in
+            guard !report.arrivals.isEmpty else { return "nothing arrived" }
+            return report.arrivals.map { "\($0.from):\($0.port): \($0.data)" }.joined(separator: "\n")
         }
     }
 }
@@ -304,7 +298,7 @@ struct SendDatagram: ParsableCommand {
     func run() throws {
         let request = DataControl.SendDatagram(
             target: target, port: try global.port(port, for: DataControl.SendDatagram.self), data: data)
-        try global.run(request, on: try global.identitySocket()) { data in "sent \(data["bytes"]?.integerValue ?? 0) bytes" }
+        try global.run(request, on: try global.identitySocket()) { sent in "sent \(sent.bytes) bytes" }
     }
 }
 
@@ -318,10 +312,9 @@ struct Recv: ParsableCommand {
     func run() throws {
         let request = DataControl.Receive(
             port: try global.port(port, for: DataControl.Receive.self), count: count, timeout: timeout)
-        try global.run(request, on: try global.identitySocket()) { data in
-            let messages = data["messages"]?.arrayValue ?? []
-            guard !messages.isEmpty else { return "nothing arrived" }
-            return messages.map { "\($0["from"]?.stringValue ?? "?"): \($0["data"]?.stringValue ?? "")" }.joined(separator: "\n")
+        try global.run(request, on: try global.identitySocket()) { report in
+            guard !report.arrivals.isEmpty else { return "nothing arrived" }
+            return report.arrivals.map { "\($0.from): \($0.data)" }.joined(separator: "\n")
         }
     }
 }
@@ -330,12 +323,10 @@ struct Connections: ParsableCommand {
     static let configuration = CommandConfiguration(abstract: "This identity's streams.")
     @OptionGroup var global: GlobalOptions
     func run() throws {
-        try global.run(DataControl.Connections(), on: try global.identitySocket()) { data in
-            let rows = data["connections"]?.arrayValue ?? []
-            guard !rows.isEmpty else { return "no connections" }
-            return rows.map { row in
-                ":\(row["local_port"]?.integerValue ?? 0) ↔ \(row["remote_addr"]?.stringValue ?? "?"):\(row["remote_port"]?.integerValue ?? 0)  \(row["state"]?.stringValue ?? "?")"
-            }.joined(separator: "\n")
+        try global.run(DataControl.Connections(), on: try global.identitySocket()) { list in
+            guard !list.connections.isEmpty else { return "no connections" }
+            return list.connections.map { row in ":\(row.localPort) ↔ \(row.remoteAddress):\(row.remotePort)  \(row.state)" }
+                .joined(separator: "\n")
         }
     }
 }
@@ -344,12 +335,10 @@ struct Peers: ParsableCommand {
     static let configuration = CommandConfiguration(abstract: "The nodes this identity has an encrypted tunnel with.")
     @OptionGroup var global: GlobalOptions
     func run() throws {
-        try global.run(DataControl.Peers(), on: try global.identitySocket()) { data in
-            let rows = data["peers"]?.arrayValue ?? []
-            guard !rows.isEmpty else { return "no peers" }
-            return rows.map { row in
-                "\(row["address"]?.stringValue ?? "?")  \(row["endpoint"]?.stringValue ?? "")  \(row["trusted"]?.boolValue == true ? "trusted" : "not trusted")"
-            }.joined(separator: "\n")
+        try global.run(DataControl.Peers(), on: try global.identitySocket()) { list in
+            guard !list.peers.isEmpty else { return "no peers" }
+            return list.peers.map { row in "\(row.address)  \(row.endpoint)  \(row.trusted ? "trusted" : "not trusted")" }
+                .joined(separator: "\n")
         }
     }
 }
@@ -360,12 +349,11 @@ struct Inbox: ParsableCommand {
     @Flag(help: "Delete them after listing.") var clear = false
 
     func run() throws {
-        try global.run(MessageControl.Inbox(clear: clear), on: try global.identitySocket()) { data in
-            let messages = data["messages"]?.arrayValue ?? []
-            guard !messages.isEmpty else { return "inbox is empty" }
-            return messages.map { message in
-                let body = message["data"]?.stringValue ?? "(\(message["bytes"]?.integerValue ?? 0) bytes, base64 in --json)"
-                return "\(message["received_at"]?.stringValue ?? "?")  \(message["from"]?.stringValue ?? "?")  \(message["type"]?.stringValue ?? "?")  \(body)"
+        try global.run(MessageControl.Inbox(clear: clear), on: try global.identitySocket()) { inbox in
+            guard !inbox.messages.isEmpty else { return "inbox is empty" }
+            return inbox.messages.map { message in
+                let body = message.text ?? "(\(message.bytes) bytes, base64 in --json)"
+                return "\(message.receivedAt)  \(message.from)  \(message.type)  \(body)"
             }.joined(separator: "\n")
         }
     }
@@ -381,10 +369,9 @@ struct Subscribe: ParsableCommand {
 
     func run() throws {
         let request = MessageControl.Subscribe(target: target, topic: topic, count: count, timeout: timeout)
-        try global.run(request, on: try global.identitySocket()) { data in
-            let events = data["events"]?.arrayValue ?? []
-            let lines = events.map { "[\($0["topic"]?.stringValue ?? "?")] \($0["data"]?.stringValue ?? "")" }
-            return (lines + (data["timeout"] == true ? ["(\(events.count) of \(count) events before the timeout)"] : [])).joined(separator: "\n")
+        try global.run(request, on: try global.identitySocket()) { received in
+            let lines = received.events.map { "[\($0.topic)] \($0.data)" }
+            return (lines + (received.timeout ? ["(\(received.events.count) of \(count) events before the timeout)"] : [])).joined(separator: "\n")
         }
     }
 }
@@ -398,8 +385,8 @@ struct Publish: ParsableCommand {
 
     func run() throws {
         let request = MessageControl.Publish(target: target, topic: topic, data: data)
-        try global.run(request, on: try global.identitySocket()) { data in
-            "published \(data["bytes"]?.integerValue ?? 0) bytes to \(topic) on \(data["target"]?.stringValue ?? target)"
+        try global.run(request, on: try global.identitySocket()) { published in
+            "published \(published.bytes) bytes to \(topic) on \(published.target)"
         }
     }
 }
@@ -426,9 +413,7 @@ struct SendFile: ParsableCommand {
             offset += piece.count
         } while offset < contents.count
         let request = MessageControl.SendFile(target: target, file: name, upload: upload)
-        try global.run(request, on: socket) { data in
-            "sent \(name) (\(data["bytes"]?.integerValue ?? 0) bytes) to \(data["to"]?.stringValue ?? target): \(data["ack"]?.stringValue ?? "")"
-        }
+        try global.run(request, on: socket) { sent in "sent \(name) (\(sent.bytes) bytes) to \(sent.to): \(sent.ack)" }
     }
 }
 
@@ -442,33 +427,29 @@ struct Received: ParsableCommand {
         let socket = try global.identitySocket()
         var listing = try global.call(MessageControl.Received(clear: clear && save == nil), on: socket)
         if let save {
-            var files: [JSON] = []
-            for file in listing["files"]?.arrayValue ?? [] {
-                guard let id = file["id"]?.integerValue, let name = file["name"]?.stringValue, let size = file["bytes"]?.integerValue else { continue }
+            var files: [ReceivedFiles.File] = []
+            for var file in listing.files {
                 var contents = Data()
-                while contents.count < size {
-                    let chunk = try global.call(MessageControl.ReceivedChunk(id: id, offset: contents.count), on: socket)
+                while contents.count < file.bytes {
+                    let chunk = try global.call(MessageControl.ReceivedChunk(id: file.id, offset: contents.count), on: socket)
                     guard let bytes = Data(base64Encoded: chunk.data), !bytes.isEmpty else { break }
                     contents += bytes
                 }
-                var path = (save as NSString).appendingPathComponent(name)
-                if FileManager.default.fileExists(atPath: path) { path += "-\(id)" }
+                var path = (save as NSString).appendingPathComponent(file.name)
+                if FileManager.default.fileExists(atPath: path) { path += "-\(file.id)" }
                 guard FileManager.default.createFile(atPath: path, contents: contents) else {
                     try global.fail(.error(ControlFailure(.invalidArgument, "cannot write \(path)")))
                 }
-                var saved = file.objectValue ?? [:]
-                saved["saved_to"] = .string(path)
-                files.append(.object(saved))
+                file.savedTo = path
+                files.append(file)
             }
-            listing = ControlData(["total": .integer(Int64(files.count)), "files": .array(files)])
+            listing = ReceivedFiles(files: files)
             if clear { _ = try global.call(MessageControl.Received(clear: true), on: socket) }
         }
         let reply = ControlReply.ok(listing.json)
         guard !global.json else { return print(reply.json.encodedString()) }
-        let files = listing["files"]?.arrayValue ?? []
-        print(files.isEmpty ? "no files received" : files.map { file in
-            let saved = file["saved_to"]?.stringValue.map { "  -> \($0)" } ?? ""
-            return "\(file["received_at"]?.stringValue ?? "?")  \(file["from"]?.stringValue ?? "?")  \(file["name"]?.stringValue ?? "?")  \(file["bytes"]?.integerValue ?? 0) bytes\(saved)"
+        print(listing.files.isEmpty ? "no files received" : listing.files.map { file in
+            "\(file.receivedAt)  \(file.from)  \(file.name)  \(file.bytes) bytes\(file.savedTo.map { "  -> \($0)" } ?? "")"
         }.joined(separator: "\n"))
     }
 }

@@ -25,10 +25,4 @@ final class DataControlTests: XCTestCase {
         try assertRequestFails(DataControl.Listen.self, #"{"command":"listen","args":{}}"#, naming: "port")
         try assertRequestFails(DataControl.SendDatagram.self, #"{"command":"send-datagram","args":{"port":80,"data":"x"}}"#, naming: "target")
     }
-
-    func testRepliesPassThrough() throws {
-        let json = #"{"bytes":2,"port":1000,"reply":"hi","target":"bob","to":"0:0000.0000.0007"}"#
-        let reply = try DataControl.Send.data(of: .ok(try JSON(parsing: json)))
-        XCTAssertEqual(reply.json.encodedString(), json)
-    }
 }

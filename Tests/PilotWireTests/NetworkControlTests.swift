@@ -20,9 +20,27 @@ final class NetworkControlTests: XCTestCase {
         try assertRequestFails(NetworkControl.Join.self, #"{"command":"network-join","args":{}}"#, naming: "network_id")
     }
 
-    func testRegistryAnswersPassThroughWhole() throws {
-        let json = #"{"network_id":3,"type":"join_network_ok"}"#
-        try assertReply(NetworkControl.Join.self, ControlData(["network_id": 3, "type": "join_network_ok"]), json)
+    func testRegistryAnswersPassThroughWholeWithTypedViews() throws {
+        let joined = #"{"network_id":3,"type":"join_network_ok"}"#
+        let change = try NetworkControl.Join.data(of: .ok(try JSON(parsing: joined)))
+        XCTAssertEqual(change.networkID, 3)
+        XCTAssertEqual(change.json.encodedString(), joined)
+        let listed = #"{"networks":[{"id":0,"join_rule":"open","members":2,"name":"backbone"}],"type":"list_networks_ok"}"#
+        let listing = try NetworkControl.List.data(of: .ok(try JSON(parsing: listed)))
+        XCTAssertEqual(listing.networks.first?.name, "backbone")
+        XCTAssertEqual(listing.networks.first?.members, 2)
+        XCTAssertEqual(listing.json.encodedString(), listed)
+        let members = #"{"network_id":3,"nodes":[{"hostname":"alice","node_id":7,"public":false,"version":"pilot-host"}],"total":1,"truncated":false,"type":"list_nodes_ok"}"#
+        let nodes = try NetworkControl.Members.data(of: .ok(try JSON(parsing: members)))
+        XCTAssertEqual(nodes.nodes.first?.nodeID, 7)
+        XCTAssertEqual(nodes.nodes.first?.isPublic, false)
+        XCTAssertEqual(nodes.json.encodedString(), members)
+    }
+
+    func testAMistypedRegistryFieldIsNamed() {
+        XCTAssertThrowsError(try NetworkControl.List.data(of: .ok(["networks": [["id": "zero"]]]))) {
+            XCTAssertEqual(($0 as? ControlFailure)?.message, "network-list reply networks[0]: id must be an integer")
+        }
     }
 
     func testBroadcast() throws {

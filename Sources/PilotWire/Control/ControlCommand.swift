@@ -59,8 +59,8 @@ public protocol ControlReplyData: Hashable, Sendable {
     var json: JSON { get }
 }
 
-/// A reply whose fields pass through as they are: the registry's answers, and the data-plane
-/// commands whose replies have no type of their own yet.
+/// A reply whose fields pass through as they are: the registry's answers to `lookup` and
+/// `find`, whose fields are the registry's to choose (pilotctl prints them one by one).
 public struct ControlData: ControlReplyData {
     /// The reply's fields.
     public var values: [String: JSON]
@@ -167,6 +167,13 @@ public struct ControlFields: Sendable {
     public func double(_ key: String) throws(ControlFailure) -> Double {
         guard let value = values[key]?.doubleValue else { throw failure(key, "a number") }
         return value
+    }
+
+    /// A number field that may be absent.
+    public func optionalDouble(_ key: String) throws(ControlFailure) -> Double? {
+        guard let value = present(key) else { return nil }
+        guard let number = value.doubleValue else { throw failure(key, "a number") }
+        return number
     }
 
     /// A list of strings, empty when absent.

@@ -4,7 +4,7 @@
 public enum DataControl {
     /// `ping`: round trips timed to `target`'s echo port, a stream per probe.
     public struct Ping: ControlCommand {
-        public typealias Reply = ControlData
+        public typealias Reply = PingReport
         public static let name = "ping"
         /// The node.
         public var target: String
@@ -31,7 +31,7 @@ public enum DataControl {
 
     /// `bench`: megabytes streamed through `target`'s echo port and timed.
     public struct Bench: ControlCommand {
-        public typealias Reply = ControlData
+        public typealias Reply = BenchReport
         public static let name = "bench"
         /// The node.
         public var target: String
@@ -58,7 +58,7 @@ public enum DataControl {
     /// `send` (and pilotctl's `connect`): a stream to `target`'s `port`, `data` sent, and the
     /// first answer within `timeout`.
     public struct Send: ControlCommand {
-        public typealias Reply = ControlData
+        public typealias Reply = StreamSent
         public static let name = "send"
         /// The node.
         public var target: String
@@ -90,7 +90,7 @@ public enum DataControl {
 
     /// `recv`: streams accepted on this identity's `port`, and what each sends first.
     public struct Receive: PortWaitCommand {
-        public typealias Reply = ControlData
+        public typealias Reply = PortArrivals
         public static let name = "recv"
         public var port: UInt16
         /// How many streams (1 to 1000; nil: 1).
@@ -107,7 +107,7 @@ public enum DataControl {
 
     /// `listen`: datagrams that arrive on this identity's `port`.
     public struct Listen: PortWaitCommand {
-        public typealias Reply = ControlData
+        public typealias Reply = PortArrivals
         public static let name = "listen"
         public var port: UInt16
         /// How many datagrams (1 to 1000; nil: 1).
@@ -124,7 +124,7 @@ public enum DataControl {
 
     /// `send-datagram`: one datagram to `target`'s `port`.
     public struct SendDatagram: ControlCommand {
-        public typealias Reply = ControlData
+        public typealias Reply = DatagramSent
         public static let name = "send-datagram"
         /// The node.
         public var target: String
@@ -149,7 +149,7 @@ public enum DataControl {
 
     /// `connections`: this identity's streams.
     public struct Connections: ArgumentlessControlCommand {
-        public typealias Reply = ControlData
+        public typealias Reply = ConnectionList
         public static let name = "connections"
         /// The command.
         public init() {}
@@ -157,7 +157,7 @@ public enum DataControl {
 
     /// `peers`: the nodes this identity has a tunnel with.
     public struct Peers: ArgumentlessControlCommand {
-        public typealias Reply = ControlData
+        public typealias Reply = PeerList
         public static let name = "peers"
         /// The command.
         public init() {}

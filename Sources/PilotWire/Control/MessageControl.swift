@@ -46,7 +46,7 @@ public enum MessageControl {
 
     /// `inbox`: the messages that arrived, optionally deleted after listing.
     public struct Inbox: ClearingListCommand {
-        public typealias Reply = ControlData
+        public typealias Reply = InboxListing
         public static let name = "inbox"
         public var clear: Bool
         /// The command listing the inbox.
@@ -87,7 +87,7 @@ public enum MessageControl {
 
     /// `send-file`: an uploaded file sent to `target`'s data-exchange port, and its ACK.
     public struct SendFile: ControlCommand {
-        public typealias Reply = ControlData
+        public typealias Reply = FileSent
         public static let name = "send-file"
         /// An address, a node id, or a hostname.
         public var target: String
@@ -112,7 +112,7 @@ public enum MessageControl {
 
     /// `received`: the files that arrived, optionally deleted after listing.
     public struct Received: ClearingListCommand {
-        public typealias Reply = ControlData
+        public typealias Reply = ReceivedFiles
         public static let name = "received"
         public var clear: Bool
         /// The command listing the received files.
@@ -143,7 +143,7 @@ public enum MessageControl {
 
     /// `subscribe`: events on `topic` from `target`'s event stream, until `count` or `timeout`.
     public struct Subscribe: ControlCommand {
-        public typealias Reply = ControlData
+        public typealias Reply = EventsReceived
         public static let name = "subscribe"
         /// An address, a node id, or a hostname.
         public var target: String
@@ -175,7 +175,7 @@ public enum MessageControl {
 
     /// `publish`: one event on `topic` to `target`'s event stream.
     public struct Publish: ControlCommand {
-        public typealias Reply = ControlData
+        public typealias Reply = EventPublished
         public static let name = "publish"
         /// An address, a node id, or a hostname.
         public var target: String

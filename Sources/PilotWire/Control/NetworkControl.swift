@@ -1,10 +1,10 @@
 /// Custom networks in the registry, from an identity's own socket: list them, their members,
 /// join, leave, create, and broadcast to every member. The registry's answers pass through
-/// whole, as 1.18's pilotctl prints them.
+/// whole, as 1.18's pilotctl prints them (`NetworkReplies.swift`).
 public enum NetworkControl {
     /// `network-list`: the registry's networks.
     public struct List: ArgumentlessControlCommand {
-        public typealias Reply = ControlData
+        public typealias Reply = NetworkListing
         public static let name = "network-list"
         /// The command.
         public init() {}
@@ -12,7 +12,7 @@ public enum NetworkControl {
 
     /// `network-members`: the members of a network (a private one needs the admin token).
     public struct Members: ControlCommand {
-        public typealias Reply = ControlData
+        public typealias Reply = NetworkMembers
         public static let name = "network-members"
         /// The network.
         public var networkID: UInt16
@@ -38,7 +38,7 @@ public enum NetworkControl {
 
     /// `network-join`: this identity joins a network, with its token if the join rule is token.
     public struct Join: ControlCommand {
-        public typealias Reply = ControlData
+        public typealias Reply = NetworkChange
         public static let name = "network-join"
         /// The network.
         public var networkID: UInt16
@@ -64,7 +64,7 @@ public enum NetworkControl {
 
     /// `network-leave`: this identity leaves a network.
     public struct Leave: ControlCommand {
-        public typealias Reply = ControlData
+        public typealias Reply = NetworkChange
         public static let name = "network-leave"
         /// The network.
         public var networkID: UInt16
@@ -78,7 +78,7 @@ public enum NetworkControl {
     /// `network-create`: a network, created with the registry's admin token; this identity is
     /// its first member.
     public struct Create: ControlCommand {
-        public typealias Reply = ControlData
+        public typealias Reply = NetworkChange
         public static let name = "network-create"
         /// The network's name.
         public var network: String
