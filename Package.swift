@@ -58,7 +58,7 @@ let package = Package(
         // Value types and codecs of the wire: no I/O, no C.
         .target(name: "PilotWire", swiftSettings: strict),
         // libsodium behind small types.
-        .target(name: "PilotCrypto", dependencies: ["CSodium"], swiftSettings: strict),
+        .target(name: "PilotCrypto", dependencies: ["CSodium", "PilotWire"], swiftSettings: strict),
         // SQLite through a thin wrapper of our own.
         .target(name: "PilotStore", dependencies: ["CSQLite"], swiftSettings: strict),
         // The SDK an agent links to talk to its identity's control socket; pilotctl is built on it.
@@ -97,7 +97,7 @@ let package = Package(
         .executableTarget(
             name: "pilot-rendezvous",
             dependencies: [
-                "PilotRendezvous", "PilotNet", "PilotSystemd", "PilotCrypto",
+                "PilotRendezvous", "PilotNet", "PilotSystemd", "PilotCrypto", "PilotWire",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ],

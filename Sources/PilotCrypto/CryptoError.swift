@@ -21,6 +21,7 @@ public enum CryptoError: Error, Hashable, Sendable {
 }
 
 extension CryptoError: CustomStringConvertible {
+    /// What failed, in a line, for logs and error answers.
     public var description: String {
         switch self {
         case .libraryUnavailable: "libsodium failed to initialise"

@@ -1,12 +1,18 @@
 import CSodium
+import PilotWire
 
 /// An Ed25519 public key: a node's identity on the registry and in `PILA` frames.
 public struct Ed25519PublicKey: Hashable, Sendable {
+    /// A public key's size in bytes.
     public static let size = 32
+    /// A signature's size in bytes.
     public static let signatureSize = 64
 
+    /// The 32 key bytes.
     public let bytes: [UInt8]
 
+    /// A key from its 32 bytes; throws for any other length (the bytes are not checked to be a
+    /// curve point).
     public init(bytes: [UInt8]) throws(CryptoError) {
         guard bytes.count == Self.size else {
             throw .invalidLength(what: "Ed25519 public key", expected: Self.size, actual: bytes.count)
@@ -16,13 +22,14 @@ public struct Ed25519PublicKey: Hashable, Sendable {
 
     /// From the reference's text form: standard base64 of the 32 bytes.
     public init(base64 text: String) throws(CryptoError) {
-        guard let bytes = Sodium.fromBase64(text), bytes.count == Self.size else {
+        guard let bytes = try? Base64.decode(text), bytes.count == Self.size else {
             throw .invalidBase64(what: "Ed25519 public key")
         }
         self.bytes = bytes
     }
 
-    public var base64: String { Sodium.base64(bytes) }
+    /// The reference's text form: standard base64 of the 32 bytes.
+    public var base64: String { Base64.encode(bytes) }
 
     /// Whether `signature` is this key's signature of `message`.
     public func isValidSignature(_ signature: [UInt8], for message: [UInt8]) -> Bool {
@@ -36,10 +43,13 @@ public struct Ed25519PublicKey: Hashable, Sendable {
 /// An Ed25519 signing key. The 64-byte libsodium secret key (seed ‖ public key) lives in
 /// `SecretBytes` and is zeroed when the key is released.
 public final class Ed25519PrivateKey: Sendable {
+    /// The libsodium secret key's size: seed and public key.
     public static let secretSize = 64
+    /// The seed's size: what a key is made from.
     public static let seedSize = 32
 
     private let secret: SecretBytes
+    /// The key that verifies this key's signatures.
     public let publicKey: Ed25519PublicKey
 
     /// A fresh random key.
@@ -82,7 +92,7 @@ public final class Ed25519PrivateKey: Sendable {
     /// From the reference's identity file fields: base64 of the 64-byte private key and of the
     /// 32-byte public key, which must match.
     public convenience init(base64 privateText: String, publicKey publicText: String? = nil) throws(CryptoError) {
-        guard var bytes = Sodium.fromBase64(privateText), bytes.count == Self.secretSize else {
+        guard var bytes = try? Base64.decode(privateText), bytes.count == Self.secretSize else {
             throw .invalidBase64(what: "Ed25519 private key")
         }
         defer { Sodium.zero(&bytes) }
@@ -96,7 +106,7 @@ public final class Ed25519PrivateKey: Sendable {
     }
 
     /// The 64-byte secret key in the reference's base64 text form.
-    public var base64: String { secret.withUnsafeBytes { Sodium.base64(Array($0)) } }
+    public var base64: String { secret.withUnsafeBytes { Base64.encode($0) } }
 
     /// The 32-byte seed, for sealing at rest.
     public var seed: SecretBytes { SecretBytes(copying: secret.withUnsafeBytes { Array($0.prefix(Self.seedSize)) }) }

@@ -2,6 +2,7 @@ import CSodium
 
 /// HKDF with HMAC-SHA256 (RFC 5869), built on libsodium's HMAC because 1.0.18 has no HKDF.
 public enum HKDF {
+    /// SHA-256's output size: the PRK's size and the most one expand block gives.
     public static let hashLength = 32
 
     /// PRK = HMAC-SHA256(key: salt, message: input key material). An empty salt acts as 32 zero
@@ -64,8 +65,11 @@ public enum TunnelKeyDerivation: Sendable {
     /// the codec against the older spec's worked example.
     case legacy
 
+    /// The HKDF info (and the legacy hash's label, without its colon).
     public static let info = Array("pilot-tunnel-v1".utf8)
 
+    /// The 32-byte tunnel key for an X25519 shared secret (`docs/PROTOCOL.md §5.2` for the legacy
+    /// form).
     public func key(fromSharedSecret shared: SecretBytes) -> SecretBytes {
         switch self {
         case .hkdf:

@@ -2,6 +2,7 @@ public import Glibc
 
 /// A file holding exactly one 32-byte secret (a master key, an Ed25519 seed), mode 0600.
 public enum KeyFile {
+    /// The secret's size: the file holds exactly this many bytes.
     public static let size = 32
 
     /// Reads the secret at `path`. With `checkMode`, a file the group or others may read is
@@ -49,11 +50,16 @@ public enum KeyFile {
 
 /// Why a key file could not be had.
 public enum KeyFileError: Error, Equatable, CustomStringConvertible {
+    /// The file could not be opened or read (`errno`).
     case unreadable(what: String, path: String, errno: Int32)
+    /// The file could not be created or written (`errno`).
     case unwritable(what: String, path: String, errno: Int32)
+    /// The file does not hold exactly `KeyFile.size` bytes.
     case wrongSize(what: String, path: String, size: Int)
+    /// The group or others may read the file.
     case tooOpen(what: String, path: String, mode: mode_t)
 
+    /// What failed and on which file, with the system's reason.
     public var description: String {
         switch self {
         case let .unreadable(what, path, code): "cannot read \(what) \(path): \(String(cString: strerror(code)))"

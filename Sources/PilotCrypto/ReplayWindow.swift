@@ -1,5 +1,5 @@
 /// Replay protection for one remote sender, kept per sender *epoch* as Pilot Protocol 1.18 does
-/// (PROTOCOL-1.18.md §1.3).
+/// (`docs/PROTOCOL.md §5.4` has the single window of the older tree).
 ///
 /// An epoch is named by the sender's nonce prefix: a prefix never seen before means the sender
 /// re-derived its session and restarted its counter at 1, so it gets a fresh 256-wide window,
@@ -8,9 +8,12 @@
 ///
 /// Call `accept` only after the frame authenticated: a forged frame must not move the window.
 public struct ReplayWindow: Sendable {
+    /// How far behind an epoch's newest counter a frame may be and still be judged.
     public static let width: UInt64 = 256
+    /// How many epochs are kept besides the newest.
     public static let retainedEpochs = 4
 
+    /// What `accept` decided for a frame.
     public enum Verdict: Hashable, Sendable {
         /// New: deliver it. The window now remembers it.
         case accepted
@@ -77,6 +80,7 @@ public struct ReplayWindow: Sendable {
     private var older: [Epoch] = []
     private var clock: UInt64 = 0
 
+    /// A window that has seen nothing.
     public init() {}
 
     /// The nonce prefix of the sender's newest epoch, if any frame was accepted.

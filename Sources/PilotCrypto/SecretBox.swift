@@ -5,8 +5,11 @@ import CSodium
 ///
 /// Sealed layout: nonce 24 ‖ MAC 16 ‖ ciphertext. Random nonces are safe at this size.
 public final class SecretBox: Sendable {
+    /// The master key's size.
     public static let keySize = Int(crypto_secretbox_KEYBYTES)
+    /// The random nonce's size, stored first in a sealed secret.
     public static let nonceSize = Int(crypto_secretbox_NONCEBYTES)
+    /// How much longer a sealed secret is than the secret: nonce and MAC.
     public static let overhead = nonceSize + Int(crypto_secretbox_MACBYTES)
 
     private let key: SecretBytes
@@ -28,10 +31,12 @@ public final class SecretBox: Sendable {
         }
     }
 
+    /// Seals `secret` under a fresh random nonce.
     public func seal(_ secret: SecretBytes) -> [UInt8] {
         secret.withUnsafeBytes { seal(Array($0)) }
     }
 
+    /// Seals `plaintext` under a fresh random nonce: nonce ‖ MAC ‖ ciphertext.
     public func seal(_ plaintext: [UInt8]) -> [UInt8] {
         let nonce = Sodium.randomBytes(Self.nonceSize)
         var sealed = [UInt8](repeating: 0, count: Self.overhead + plaintext.count)

@@ -7,6 +7,7 @@ public final class SecretBytes: @unchecked Sendable {
     // @unchecked: the buffer is written once in init and only read afterwards.
     private let storage: UnsafeMutableRawBufferPointer
 
+    /// The number of bytes held.
     public var count: Int { storage.count }
 
     /// Takes a copy of `bytes`; the caller should zero its own copy if it has one.
@@ -34,6 +35,7 @@ public final class SecretBytes: @unchecked Sendable {
         storage.deallocate()
     }
 
+    /// Calls `body` with the bytes; the pointer must not escape it.
     public func withUnsafeBytes<R, E: Error>(_ body: (UnsafeRawBufferPointer) throws(E) -> R) throws(E) -> R {
         try body(UnsafeRawBufferPointer(rebasing: storage[0..<trimmedCount]))
     }

@@ -3,6 +3,7 @@ import Glibc
 /// A secret (an admin token, a network's join token) kept only as its SHA-256 and checked in
 /// constant time. Comparing digests, always 32 bytes, hides even the secret's length.
 public struct SecretDigest: Sendable, Equatable {
+    /// The digest's bytes.
     public let bytes: [UInt8]
 
     /// The digest of `secret`.
@@ -20,11 +21,16 @@ public struct SecretDigest: Sendable, Equatable {
 /// A file whose first line is a token: the rendezvous's `--admin-token-file` and the host's
 /// `admin-token-file`.
 public enum TokenFile {
+    /// Why a token file could not be read.
     public enum Failure: Error, Equatable, CustomStringConvertible {
+        /// The file could not be read (`errno`).
         case unreadable(errno: Int32)
+        /// The file's first line is empty: no token.
         case emptyFirstLine
+        /// The file is over 64 KiB.
         case tooLong
 
+        /// What is wrong with the file.
         public var description: String {
             switch self {
             case .unreadable(let code): "cannot be read (\(String(cString: strerror(code))))"

@@ -55,44 +55,6 @@ public enum Sodium {
         return digest
     }
 
-    /// Standard base64 with padding (RFC 4648 §4), the reference's text form for keys.
-    public static func base64(_ data: some Collection<UInt8>) -> String {
-        let data = Array(data)
-        return data.withUnsafeBytes { input in
-            let capacity = (input.count + 2) / 3 * 4 + 1
-            var output = [CChar](repeating: 0, count: capacity)
-            _ = sodium_bin2base64(
-                &output, capacity, input.bindMemory(to: UInt8.self).baseAddress, input.count,
-                sodium_base64_VARIANT_ORIGINAL)
-            return String(decoding: output.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
-        }
-    }
-
-    /// Decodes standard base64 with padding; `nil` for anything else.
-    public static func fromBase64(_ text: String) -> [UInt8]? {
-        let input = Array(text.utf8)
-        var output = [UInt8](repeating: 0, count: input.count / 4 * 3 + 3)
-        var length = 0
-        var end: UnsafePointer<CChar>? = nil
-        let status = input.withUnsafeBufferPointer { raw in
-            raw.withMemoryRebound(to: CChar.self) { chars in
-                sodium_base642bin(
-                    &output, output.count, chars.baseAddress, chars.count, nil, &length, &end,
-                    sodium_base64_VARIANT_ORIGINAL)
-            }
-        }
-        guard status == 0 else { return nil }
-        // Reject trailing garbage: the decoder must have consumed every input byte.
-        let consumed = input.withUnsafeBufferPointer { raw in
-            raw.withMemoryRebound(to: CChar.self) { chars in
-                guard let base = chars.baseAddress, let end else { return -1 }
-                return base.distance(to: end)
-            }
-        }
-        guard consumed == input.count else { return nil }
-        return Array(output.prefix(length))
-    }
-
     /// Calls `body` with a pointer to `bytes` that is never nil (C wants a valid pointer even for
     /// zero bytes) and their count.
     static func withBytes<R, E: Error>(

@@ -12,7 +12,9 @@ import Glibc
 ///
 /// Not thread-safe: a session belongs to the one event loop that carries its tunnel.
 public final class TunnelCipher {
+    /// The GCM tag's size, at the end of every sealed packet.
     public static let tagSize = Int(crypto_aead_aes256gcm_ABYTES)
+    /// The nonce's size: 4-byte prefix and 8-byte counter.
     public static let nonceSize = Int(crypto_aead_aes256gcm_NPUBBYTES)
 
     private let state: UnsafeMutableRawPointer

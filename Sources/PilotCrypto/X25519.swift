@@ -1,11 +1,13 @@
 import CSodium
 
 /// An X25519 key pair for tunnel key agreement. pilot-host keeps one per identity: then every
-/// AES key is shared by exactly two parties, as between two daemons (ARCHITECTURE.md).
+/// AES key is shared by exactly two parties, as between two daemons.
 public final class X25519KeyPair: Sendable {
+    /// The size of a key and of a shared secret.
     public static let size = 32
 
     private let secret: SecretBytes
+    /// The 32-byte public key, sent in `PILK` and `PILA`.
     public let publicKey: [UInt8]
 
     /// A fresh random key pair.

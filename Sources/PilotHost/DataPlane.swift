@@ -48,7 +48,7 @@ actor DataPlane {
     /// Listens for the beacon at `address` (host:port): `poked` runs (on the fabric's loop: it
     /// must return at once) when it says a relayed handshake waits at the registry.
     func useBeacon(_ address: String, poked: @escaping @Sendable () -> Void) async throws {
-        let (host, port) = try Host.split(address)
+        let (host, port) = try Host.split(address, key: "beacon")
         let beacon = try SocketAddress.makeAddressResolvingHost(host, port: port)
         self.beacon = beacon
         try await fabric.useBeacon(beacon)
@@ -200,7 +200,7 @@ actor DataPlane {
 
     /// Binds the shared tunnel socket.
     func start(listen: String) async throws {
-        let (host, port) = try Host.split(listen)
+        let (host, port) = try Host.split(listen, key: "listen")
         listenHost = host
         let bound = try await fabric.bind(host: host, port: port)
         // `listen` may leave the port to the kernel (0): registered is the port it gave.
@@ -722,10 +722,10 @@ actor DataPlane {
             guard beacon != nil else { throw ControlFailure(.connectionFailed, "cannot reach \(target): it is relay-only and no beacon is configured") }
             return nil
         }
-        guard let colon = text.lastIndex(of: ":"), let port = Int(text[text.index(after: colon)...]) else {
+        guard let endpoint = try? Endpoint(parsing: text) else {
             throw ControlFailure(.connectionFailed, "registry gave an endpoint that is not host:port: \(text.prefix(64))")
         }
-        return try SocketAddress(ipAddress: String(text[..<colon]), port: port)
+        return try SocketAddress(ipAddress: endpoint.host, port: Int(endpoint.port))
     }
 }
 
@@ -814,16 +814,10 @@ extension Duration {
 enum BenchPattern {
     static let chunk = 4096
     private static let period = 1_048_573
-    /// One period (SplitMix64's output, one byte per step).
+    /// One period (SplitMix64's output, the low byte of each step).
     private static let block: [UInt8] = {
-        var state: UInt64 = 0x9E37_79B9_7F4A_7C15
-        return (0..<period).map { _ in
-            state &+= 0x9E37_79B9_7F4A_7C15
-            var mixed = state
-            mixed = (mixed ^ (mixed >> 30)) &* 0xBF58_476D_1CE4_E5B9
-            mixed = (mixed ^ (mixed >> 27)) &* 0x94D0_49BB_1331_11EB
-            return UInt8(truncatingIfNeeded: mixed ^ (mixed >> 31))
-        }
+        var random = SplitMix64(seed: 0x9E37_79B9_7F4A_7C15)
+        return (0..<period).map { _ in UInt8(truncatingIfNeeded: random.next()) }
     }()
 
     /// `count` (at most `chunk`) bytes of the stream from `offset`.

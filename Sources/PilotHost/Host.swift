@@ -54,7 +54,7 @@ public final class Host: Sendable {
         let (master, source) = try MasterKey.load(stateDirectory: configuration.stateDirectory)
         logger.info("master key", metadata: ["source": "\(source)"])
         let store = try HostStore(path: configuration.stateDirectory + "/host.db")
-        let (registryHost, registryPort) = try Self.split(configuration.registry)
+        let (registryHost, registryPort) = try Self.split(configuration.registry, key: "registry")
         let credential = try AdminToken.load(configuration.registryCredentialFile, key: "registry-credential-file", logger: logger)
         registry = RegistryClient(
             host: registryHost, port: registryPort, group: group, credential: credential, tls: try configuration.registryTLSSettings())
@@ -391,10 +391,11 @@ public final class Host: Sendable {
         gate.policy = policy
     }
 
-    static func split(_ endpoint: String) throws -> (String, Int) {
-        guard let colon = endpoint.lastIndex(of: ":"), let port = Int(endpoint[endpoint.index(after: colon)...]) else {
-            throw ConfigurationError.invalidValue(key: "registry", value: endpoint, reason: "must be host:port")
-        }
-        return (String(endpoint[..<colon]), port)
+    /// The host and port of `endpoint`, the setting `key`.
+    static func split(_ endpoint: String, key: String) throws(ConfigurationError) -> (String, Int) {
+        do {
+            let parsed = try Endpoint(parsing: endpoint)
+            return (parsed.host, Int(parsed.port))
+        } catch { throw .invalidValue(key: key, value: endpoint, reason: "\(error)") }
     }
 }

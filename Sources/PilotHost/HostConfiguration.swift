@@ -1,4 +1,5 @@
 public import PilotControl
+import PilotWire
 
 /// pilot-host's settings: defaults, then the config file, then command-line flags (each later
 /// source wins). Every flag has a config-file key of the same name.
@@ -161,9 +162,7 @@ public struct HostConfiguration: Equatable, Sendable {
     }
 
     private static func endpoint(_ key: String, _ value: String) throws(ConfigurationError) -> String {
-        guard let colon = value.lastIndex(of: ":"), !value[..<colon].isEmpty,
-            let port = Int(value[value.index(after: colon)...]), (0...65535).contains(port)
-        else { throw .invalidValue(key: key, value: value, reason: "must be host:port") }
+        do { _ = try Endpoint(parsing: value) } catch { throw .invalidValue(key: key, value: value, reason: "\(error)") }
         return value
     }
 }

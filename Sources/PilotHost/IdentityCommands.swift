@@ -167,11 +167,11 @@ struct IdentityCommands: Sendable {
                 data: Array(command.data.utf8)
             ).json
         case .upload(let command):
-            guard let chunk = Data(base64Encoded: command.data) else {
+            guard let chunk = try? Base64.decode(command.data) else {
                 throw ControlFailure(.invalidArgument, "upload: data must be base64")
             }
             let held = try await uploads.append(
-                identity: name, user: peer.uid, id: command.upload, size: command.size, offset: command.offset, chunk: Array(chunk))
+                identity: name, user: peer.uid, id: command.upload, size: command.size, offset: command.offset, chunk: chunk)
             return UploadReceived(received: held).json
         case .sendFile(let command):
             guard let fileName = DataExchangeFrame.safeFileName(command.file) else {
@@ -191,7 +191,7 @@ struct IdentityCommands: Sendable {
             guard let bytes = try await pool.fileContents(of: name, id: command.id, offset: command.offset, length: FileChunk.size) else {
                 throw ControlFailure(.notFound, "no received file \(command.id)")
             }
-            return FileChunk(offset: command.offset, data: Data(bytes).base64EncodedString()).json
+            return FileChunk(offset: command.offset, data: Base64.encode(bytes)).json
         }
     }
 
@@ -257,7 +257,7 @@ struct IdentityCommands: Sendable {
             described.text = text
             described.preview = String(text.prefix(120))
         } else {
-            described.base64 = Data(message.data).base64EncodedString()
+            described.base64 = Base64.encode(message.data)
         }
         return described
     }

@@ -489,7 +489,7 @@ public actor IdentityPool {
             type: "register",
             [
                 "listen_addr": .string(listenAddress), "public_key": .string(text), "version": "pilot-host",
-                "signature": .string(Sodium.base64(key.sign("register:\(listenAddress):\(text)"))),
+                "signature": .string(Base64.encode(key.sign("register:\(listenAddress):\(text)"))),
             ])
     }
 
@@ -514,7 +514,7 @@ public actor IdentityPool {
 
     private func signedMessage(_ key: Ed25519PrivateKey, _ type: String, _ challenge: String, _ fields: [String: JSON]) -> RegistryMessage {
         var all = fields
-        all["signature"] = .string(Sodium.base64(key.sign(challenge)))
+        all["signature"] = .string(Base64.encode(key.sign(challenge)))
         return RegistryMessage(type: type, all)
     }
 

@@ -6,7 +6,7 @@ import PilotNet
 import PilotStore
 import PilotWire
 
-/// Trust handshakes of every identity (port 444, PROTOCOL.md §10), with their state in
+/// Trust handshakes of every identity (port 444, docs/PROTOCOL.md §10), with their state in
 /// `host.db`. Being on the network is not being trusted: an accept counts only when this
 /// identity asked, and a message must come from the node its tunnel authenticated.
 actor TrustService {
@@ -110,7 +110,7 @@ actor TrustService {
         let entries = await pool.trust(of: name).filter { $0.state == .pendingIn }
         return PendingTrust(pending: entries.map { entry in
             PendingTrust.Request(
-                nodeID: entry.peerNode, publicKey: entry.peerKey.map(Sodium.base64) ?? "", justification: entry.reason,
+                nodeID: entry.peerNode, publicKey: entry.peerKey.map(Base64.encode) ?? "", justification: entry.reason,
                 receivedAt: entry.updatedAt)
         })
     }
@@ -119,7 +119,7 @@ actor TrustService {
         let entries = await pool.trust(of: name).filter { $0.state == .trusted }
         return TrustedPeers(trusted: entries.map { entry in
             TrustedPeers.Peer(
-                nodeID: entry.peerNode, publicKey: entry.peerKey.map(Sodium.base64) ?? "", approvedAt: entry.updatedAt, mutual: entry.mutual)
+                nodeID: entry.peerNode, publicKey: entry.peerKey.map(Base64.encode) ?? "", approvedAt: entry.updatedAt, mutual: entry.mutual)
         })
     }
 
@@ -201,7 +201,7 @@ actor TrustService {
         var key: [UInt8]?
         if !message.publicKey.isEmpty {
             guard let publicKey = try? Ed25519PublicKey(base64: message.publicKey),
-                let signature = Sodium.fromBase64(message.signature),
+                let signature = try? Base64.decode(message.signature),
                 publicKey.isValidSignature(signature, for: Array(message.signedText(receiver: record.nodeID).utf8))
             else { return ignore("bad signature", name) }
             key = publicKey.bytes
@@ -282,7 +282,7 @@ actor TrustService {
         var message = HandshakeMessage(
             kind: kind, node: record.nodeID, publicKey: key.publicKey.base64, justification: justification, reason: reason,
             timestamp: Self.now)
-        message.signature = Sodium.base64(key.sign(message.signedText(receiver: peer)))
+        message.signature = Base64.encode(key.sign(message.signedText(receiver: peer)))
         return message
     }
 

@@ -212,46 +212,6 @@ public final class StreamHandle: Sendable {
     }
 }
 
-/// A token bucket: `rate` tokens a second, at most `rate` held (one second of burst).
-struct TokenBucket {
-    let rate: Double
-    private var tokens: Double
-    private var updated: NIODeadline
-
-    init(rate: Double, now: NIODeadline) {
-        self.rate = rate
-        tokens = rate
-        updated = now
-    }
-
-    private mutating func refill(_ now: NIODeadline) {
-        let elapsed = Double((now - updated).nanoseconds) / 1e9
-        if elapsed > 0 {
-            tokens = min(rate, tokens + elapsed * rate)
-            updated = now
-        }
-    }
-
-    func peek(now: NIODeadline) -> Bool {
-        var copy = self
-        copy.refill(now)
-        return copy.tokens >= 1
-    }
-
-    mutating func take(now: NIODeadline) -> Bool {
-        refill(now)
-        guard tokens >= 1 else { return false }
-        tokens -= 1
-        return true
-    }
-
-    func isFull(now: NIODeadline) -> Bool {
-        var copy = self
-        copy.refill(now)
-        return copy.tokens >= rate
-    }
-}
-
 /// The streams and listening ports of every identity of a fabric. Loop-confined.
 final class StreamTable {
     /// The counts of streams that are gone (see `StreamConnection.retransmitted`).
@@ -317,13 +277,16 @@ final class StreamTable {
 
     /// Whether a SYN from `source` to `node` may open a stream now.
     func admitSyn(to node: UInt32, from source: UInt32, now: NIODeadline) -> Bool {
-        var global = synBuckets[node] ?? TokenBucket(rate: Self.synsPerSecond, now: now)
+        let seconds = Double(now.uptimeNanoseconds) / 1e9
+        // One second of burst.
+        var global = synBuckets[node] ?? TokenBucket(capacity: Self.synsPerSecond, ratePerSecond: Self.synsPerSecond, now: seconds)
         let sourceKey = SourceKey(node: node, source: source)
-        var bySource = synBucketsBySource[sourceKey] ?? TokenBucket(rate: Self.synsPerSecondPerSource, now: now)
-        let admitted = bySource.peek(now: now) && global.take(now: now) && bySource.take(now: now)
+        var bySource = synBucketsBySource[sourceKey]
+            ?? TokenBucket(capacity: Self.synsPerSecondPerSource, ratePerSecond: Self.synsPerSecondPerSource, now: seconds)
+        let admitted = bySource.canTake(now: seconds) && global.take(now: seconds) && bySource.take(now: seconds)
         synBuckets[node] = global
         synBucketsBySource[sourceKey] = bySource
-        if synBucketsBySource.count > 65536 { synBucketsBySource = synBucketsBySource.filter { !$0.value.isFull(now: now) } }
+        if synBucketsBySource.count > 65536 { synBucketsBySource = synBucketsBySource.filter { !$0.value.isFull(now: seconds) } }
         if !admitted { synsRateLimited += 1 }
         return admitted
     }

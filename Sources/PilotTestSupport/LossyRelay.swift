@@ -1,4 +1,5 @@
 import Foundation
+import PilotWire
 
 /// A UDP relay on 127.0.0.1 between a client (whoever sends to `front` first) and a fixed
 /// `backend`, that drops, reorders and duplicates datagrams in both directions, decided by a

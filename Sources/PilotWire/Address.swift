@@ -1,9 +1,11 @@
 /// A 48-bit Pilot address: 16-bit network id and 32-bit node id.
 ///
 /// Text form `N:NNNN.HHHH.LLLL`: the network in decimal, then the same network in hex and the
-/// node id's high and low halves, each four upper-case hex digits (PROTOCOL.md §1.1).
+/// node id's high and low halves, each four upper-case hex digits (`docs/PROTOCOL.md §1.1`).
 public struct Address: Hashable, Comparable, Sendable {
+    /// The network id; 0 is the backbone.
     public var network: UInt16
+    /// The node id, unique within the registry; `broadcastNode` is every node.
     public var node: UInt32
 
     /// Size of an address on the wire.
@@ -13,6 +15,7 @@ public struct Address: Hashable, Comparable, Sendable {
     /// The node id that means "every node of the network".
     public static let broadcastNode: UInt32 = 0xFFFF_FFFF
 
+    /// An address from its two parts.
     public init(network: UInt16 = 0, node: UInt32) {
         self.network = network
         self.node = node
@@ -28,9 +31,12 @@ public struct Address: Hashable, Comparable, Sendable {
         Address(network: network, node: broadcastNode)
     }
 
+    /// Whether this is `zero` (unset).
     public var isZero: Bool { self == .zero }
+    /// Whether the node id is `broadcastNode`.
     public var isBroadcast: Bool { node == Self.broadcastNode }
 
+    /// Orders by network, then node.
     public static func < (lhs: Address, rhs: Address) -> Bool {
         (lhs.network, lhs.node) < (rhs.network, rhs.node)
     }
@@ -52,11 +58,13 @@ public struct Address: Hashable, Comparable, Sendable {
         self.init(network: network, node: high << 16 | low)
     }
 
+    /// Reads the 6 bytes: network u16, node u32, big-endian.
     public init(decoding reader: inout ByteReader) throws(WireError) {
         network = try reader.readUInt16("address network")
         node = try reader.readUInt32("address node")
     }
 
+    /// Appends the 6 bytes.
     public func encode(into writer: inout ByteWriter) {
         writer.writeUInt16(network)
         writer.writeUInt32(node)
@@ -64,6 +72,7 @@ public struct Address: Hashable, Comparable, Sendable {
 }
 
 extension Address: CustomStringConvertible {
+    /// The text form `N:NNNN.HHHH.LLLL`.
     public var description: String {
         "\(network):\(hex4(UInt32(network))).\(hex4(node >> 16)).\(hex4(node & 0xFFFF))"
     }

@@ -5,13 +5,16 @@ public struct ByteQueue: Sendable {
     private var storage: [UInt8] = []
     private var start = 0
 
+    /// An empty queue.
     public init() {}
 
+    /// The number of bytes not yet taken.
     public var count: Int { storage.count - start }
 
     /// The bytes not yet taken.
     public var bytes: ArraySlice<UInt8> { storage[start...] }
 
+    /// Adds `bytes` at the end.
     public mutating func append(_ bytes: some Sequence<UInt8>) {
         if start > 0, start >= storage.count - start {
             storage.removeFirst(start)

@@ -3,15 +3,18 @@
 /// Invariant: `offset <= bytes.count`. Every read checks the remaining length first and throws
 /// `WireError.truncated` naming the field, so no decoder built on it can over-read.
 public struct ByteReader: Sendable {
+    /// The bytes being read; indices are the slice's own.
     public let bytes: ArraySlice<UInt8>
     /// Index into `bytes` of the next unread byte.
     public private(set) var offset: ArraySlice<UInt8>.Index
 
+    /// A reader at the start of `bytes`.
     public init(_ bytes: ArraySlice<UInt8>) {
         self.bytes = bytes
         self.offset = bytes.startIndex
     }
 
+    /// A reader at the start of `bytes`.
     public init(_ bytes: [UInt8]) {
         self.init(bytes[...])
     }
@@ -19,22 +22,27 @@ public struct ByteReader: Sendable {
     /// Bytes not read yet.
     public var remaining: Int { bytes.endIndex - offset }
 
+    /// Whether every byte has been read.
     public var isAtEnd: Bool { offset == bytes.endIndex }
 
+    /// Reads one byte; throws `truncated` naming `field` at the end.
     public mutating func readUInt8(_ field: String) throws(WireError) -> UInt8 {
         try need(1, field)
         defer { offset += 1 }
         return bytes[offset]
     }
 
+    /// Reads a big-endian u16; throws `truncated` naming `field` if fewer than 2 bytes remain.
     public mutating func readUInt16(_ field: String) throws(WireError) -> UInt16 {
         try readInteger(field)
     }
 
+    /// Reads a big-endian u32; throws `truncated` naming `field` if fewer than 4 bytes remain.
     public mutating func readUInt32(_ field: String) throws(WireError) -> UInt32 {
         try readInteger(field)
     }
 
+    /// Reads a big-endian u64; throws `truncated` naming `field` if fewer than 8 bytes remain.
     public mutating func readUInt64(_ field: String) throws(WireError) -> UInt64 {
         try readInteger(field)
     }

@@ -1,6 +1,6 @@
 /// CRC-32/IEEE (zlib): reflected polynomial 0xEDB88320, initial value and final xor 0xFFFFFFFF.
 ///
-/// The packet checksum of SPEC v0.5 §3, computed over the header with its checksum field zeroed
+/// The packet checksum of `docs/PROTOCOL.md §2.1`, computed over the header with its checksum field zeroed
 /// followed by the payload. Table-driven. Contiguous bytes go forty at a time, as five
 /// interleaved lanes of eight bytes ("braided", the way zlib has done it since 1.2.12): each
 /// lane's CRC depends only on its own previous one, so the processor works on five chains of
@@ -17,8 +17,10 @@ public enum CRC32 {
     public struct Accumulator: Sendable {
         private var crc: UInt32 = 0xFFFF_FFFF
 
+        /// An accumulator before any byte.
         public init() {}
 
+        /// Feeds `bytes`, contiguous ones braided.
         public mutating func update(_ bytes: some Sequence<UInt8>) {
             if bytes.withContiguousStorageIfAvailable({ update(UnsafeRawBufferPointer($0)) }) != nil { return }
             var crc = self.crc
@@ -28,6 +30,7 @@ public enum CRC32 {
             self.crc = crc
         }
 
+        /// Feeds the bytes of `bytes`, forty at a time.
         public mutating func update(_ bytes: UnsafeRawBufferPointer) {
             var crc = self.crc
             var index = 0
@@ -84,6 +87,7 @@ public enum CRC32 {
             for _ in 0..<count { crc = tables[Int(crc & 0xFF)] ^ (crc >> 8) }
         }
 
+        /// The checksum of everything fed so far.
         public var value: UInt32 { crc ^ 0xFFFF_FFFF }
     }
 

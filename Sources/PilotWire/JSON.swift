@@ -8,12 +8,19 @@
 /// `.double(3.0)`. The encoder writes a whole double without a fraction, and the value must
 /// still equal itself after a round trip through the wire.
 public enum JSON: Hashable, Sendable {
+    /// `null`.
     case null
+    /// `true` or `false`.
     case bool(Bool)
+    /// A number without fraction or exponent that fits in 64 bits.
     case integer(Int64)
+    /// Any other number.
     case double(Double)
+    /// A string, unescaped.
     case string(String)
+    /// An array.
     case array([JSON])
+    /// An object; encoded with its keys sorted.
     case object([String: JSON])
 
     /// Deepest nesting the parser accepts.
@@ -21,6 +28,7 @@ public enum JSON: Hashable, Sendable {
 
     // MARK: Equality
 
+    /// JSON's equality: numbers by value (`.integer(3) == .double(3)`).
     public static func == (lhs: JSON, rhs: JSON) -> Bool {
         switch (lhs, rhs) {
         case (.null, .null): return true
@@ -36,6 +44,7 @@ public enum JSON: Hashable, Sendable {
         }
     }
 
+    /// Consistent with `==`: a whole double hashes as the integer it equals.
     public func hash(into hasher: inout Hasher) {
         switch self {
         case .null: hasher.combine(0)
@@ -62,16 +71,19 @@ public enum JSON: Hashable, Sendable {
 
     // MARK: Access
 
+    /// The member `key` of an object; nil for a missing key or a value that is not an object.
     public subscript(key: String) -> JSON? {
         if case .object(let members) = self { return members[key] }
         return nil
     }
 
+    /// The string, if this is one.
     public var stringValue: String? {
         if case .string(let value) = self { return value }
         return nil
     }
 
+    /// The boolean, if this is one.
     public var boolValue: Bool? {
         if case .bool(let value) = self { return value }
         return nil
@@ -97,11 +109,13 @@ public enum JSON: Hashable, Sendable {
         }
     }
 
+    /// The elements, if this is an array.
     public var arrayValue: [JSON]? {
         if case .array(let value) = self { return value }
         return nil
     }
 
+    /// The members, if this is an object.
     public var objectValue: [String: JSON]? {
         if case .object(let value) = self { return value }
         return nil
@@ -109,6 +123,8 @@ public enum JSON: Hashable, Sendable {
 
     // MARK: Parsing
 
+    /// Parses one JSON value filling `bytes` (whitespace around allowed); throws on anything else,
+    /// nesting deeper than `maxDepth` included.
     public init(parsing bytes: some Collection<UInt8>) throws(WireError) {
         var parser = Parser(bytes: Array(bytes))
         parser.skipWhitespace()
@@ -119,6 +135,7 @@ public enum JSON: Hashable, Sendable {
         }
     }
 
+    /// Parses one JSON value filling `text`.
     public init(parsing text: String) throws(WireError) {
         try self.init(parsing: Array(text.utf8))
     }
@@ -133,6 +150,7 @@ public enum JSON: Hashable, Sendable {
         return out
     }
 
+    /// `encoded(escapeHTML:)` as a string.
     public func encodedString(escapeHTML: Bool = false) -> String {
         String(decoding: encoded(escapeHTML: escapeHTML), as: UTF8.self)
     }
@@ -200,13 +218,19 @@ public enum JSON: Hashable, Sendable {
 extension JSON: ExpressibleByStringLiteral, ExpressibleByIntegerLiteral, ExpressibleByBooleanLiteral,
     ExpressibleByArrayLiteral, ExpressibleByDictionaryLiteral, ExpressibleByNilLiteral
 {
+    /// A string value.
     public init(stringLiteral value: String) { self = .string(value) }
+    /// An integer value.
     public init(integerLiteral value: Int64) { self = .integer(value) }
+    /// A boolean value.
     public init(booleanLiteral value: Bool) { self = .bool(value) }
+    /// An array value.
     public init(arrayLiteral elements: JSON...) { self = .array(elements) }
+    /// An object value; a repeated key keeps the last value.
     public init(dictionaryLiteral elements: (String, JSON)...) {
         self = .object(Dictionary(elements, uniquingKeysWith: { $1 }))
     }
+    /// `null`.
     public init(nilLiteral: ()) { self = .null }
 }
 

@@ -14,19 +14,24 @@ public enum LengthPrefixedFrames {
     /// length over `maxSize` as soon as the 4 length bytes are in, before buffering any of it.
     public struct Decoder: Sendable {
         private var queue = ByteQueue()
+        /// The longest body accepted; a longer length is an error before any of it is buffered.
         public let maxSize: Int
+        /// The frame's name in errors.
         public let field: String
 
+        /// A decoder of frames of at most `maxSize` bytes, called `field` in errors.
         public init(maxSize: Int, field: String) {
             self.maxSize = maxSize
             self.field = field
         }
 
+        /// Bytes held: at most one partial frame.
         public var bufferedCount: Int { queue.count }
 
         /// The bytes received so far that are not part of a returned frame.
         public var pending: ArraySlice<UInt8> { queue.bytes }
 
+        /// Adds bytes received from the stream.
         public mutating func append(_ bytes: some Sequence<UInt8>) { queue.append(bytes) }
 
         /// Drops `count` leading bytes (a preamble the caller recognised).

@@ -1,4 +1,4 @@
-/// One Pilot packet: the 34-byte header and its payload (SPEC v0.5 §3, PROTOCOL.md §2).
+/// One Pilot packet: the 34-byte header and its payload (`docs/PROTOCOL.md §2.1`).
 ///
 /// ```
 /// 0      1      2        4        10       16       18       20     24     28      30       34
@@ -8,23 +8,35 @@
 /// checksum field zeroed, then the payload. Bytes after `34 + length` are ignored, as the
 /// reference does.
 public struct Packet: Hashable, Sendable {
+    /// The header's size in bytes.
     public static let headerSize = 34
+    /// The only protocol version, the high nibble of the first byte.
     public static let version: UInt8 = 1
     /// The largest payload the 16-bit length field can describe.
     public static let maxPayload = Int(UInt16.max)
 
+    /// SYN, ACK, FIN, RST: the low nibble of the first byte.
     public var flags: PacketFlags
+    /// What the payload is: stream, datagram or control.
     public var proto: PacketProtocol
+    /// The sending identity's address.
     public var source: Address
+    /// The receiving identity's address.
     public var destination: Address
+    /// The sender's port.
     public var sourcePort: UInt16
+    /// The receiver's port.
     public var destinationPort: UInt16
+    /// The first payload byte's sequence number (streams; SYN and FIN count one).
     public var sequence: UInt32
+    /// The next sequence number the sender expects, when `flags` has ACK.
     public var acknowledgment: UInt32
     /// Free receive slots, counted in segments.
     public var window: UInt16
+    /// The payload; at most `maxPayload` bytes to encode.
     public var payload: [UInt8]
 
+    /// A packet from its fields; encoding computes the length and checksum.
     public init(
         flags: PacketFlags = [], proto: PacketProtocol, source: Address, destination: Address,
         sourcePort: UInt16, destinationPort: UInt16, sequence: UInt32 = 0, acknowledgment: UInt32 = 0,
@@ -69,6 +81,7 @@ public struct Packet: Hashable, Sendable {
         guard crc.value == checksum else { throw .badChecksum(expected: checksum, computed: crc.value) }
     }
 
+    /// Decodes and verifies a packet (see `init(decoding:)` of a slice).
     public init(decoding bytes: [UInt8]) throws(WireError) {
         try self.init(decoding: bytes[...])
     }
@@ -107,15 +120,22 @@ public struct Packet: Hashable, Sendable {
 
 /// Header flags: the low nibble of the first byte.
 public struct PacketFlags: OptionSet, Hashable, Sendable, CustomStringConvertible {
+    /// The four flag bits.
     public let rawValue: UInt8
 
+    /// Flags from their bits; bits above the low nibble are dropped when encoded.
     public init(rawValue: UInt8) { self.rawValue = rawValue }
 
+    /// Opens a stream.
     public static let syn = PacketFlags(rawValue: 0x1)
+    /// `acknowledgment` is valid.
     public static let ack = PacketFlags(rawValue: 0x2)
+    /// The sender has sent its last byte.
     public static let fin = PacketFlags(rawValue: 0x4)
+    /// Resets the stream.
     public static let rst = PacketFlags(rawValue: 0x8)
 
+    /// The set flags joined with `|`, as `SYN|ACK`, or `-` for none.
     public var description: String {
         let names = [(Self.syn, "SYN"), (.ack, "ACK"), (.fin, "FIN"), (.rst, "RST")]
             .filter { contains($0.0) }.map(\.1)
@@ -126,8 +146,10 @@ public struct PacketFlags: OptionSet, Hashable, Sendable, CustomStringConvertibl
 /// The transport protocol byte. Unknown values stay representable so a receiver can count and
 /// drop them instead of failing the whole frame.
 public struct PacketProtocol: RawRepresentable, Hashable, Sendable {
+    /// The protocol byte.
     public let rawValue: UInt8
 
+    /// Any byte, known or not.
     public init(rawValue: UInt8) { self.rawValue = rawValue }
 
     /// Reliable, ordered byte stream.
@@ -137,5 +159,6 @@ public struct PacketProtocol: RawRepresentable, Hashable, Sendable {
     /// Pings and keepalives.
     public static let control = PacketProtocol(rawValue: 3)
 
+    /// Whether this is stream, datagram or control.
     public var isKnown: Bool { (1...3).contains(rawValue) }
 }

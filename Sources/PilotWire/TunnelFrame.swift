@@ -1,5 +1,5 @@
 /// A datagram of the tunnel layer: every UDP payload that is not a beacon message starts with one
-/// of five 4-byte magics (PROTOCOL-1.18.md §1.1, PROTOCOL.md §5).
+/// of five 4-byte magics (`docs/PROTOCOL.md §5.1`).
 ///
 /// | magic | after the magic                                               | size        |
 /// |-------|---------------------------------------------------------------|-------------|
@@ -9,25 +9,37 @@
 /// | PILA  | sender node u32, X25519 32, Ed25519 public key 32, signature 64 | 136       |
 /// | PILP  | nothing: a NAT punch                                          | 4           |
 public enum TunnelFrame: Hashable, Sendable {
+    /// `PILT`: a plaintext packet (what 1.18 sends before a session exists, or with encryption
+    /// off).
     case plaintext(packet: ArraySlice<UInt8>)
+    /// `PILS`: a sealed packet.
     case encrypted(EncryptedFrame)
+    /// `PILK`: an unauthenticated key exchange, or 1.18's request for a `PILA`.
     case keyExchange(KeyExchange)
+    /// `PILA`: a key exchange signed by the sender's Ed25519 identity.
     case authenticatedKeyExchange(AuthenticatedKeyExchange)
+    /// `PILP`: a NAT punch; it carries nothing.
     case punch
 
     /// The magic numbers, as big-endian integers of their ASCII bytes.
     public enum Magic: UInt32, Sendable, CaseIterable {
-        case plaintext = 0x5049_4C54  // "PILT"
-        case encrypted = 0x5049_4C53  // "PILS"
-        case keyExchange = 0x5049_4C4B  // "PILK"
-        case authenticatedKeyExchange = 0x5049_4C41  // "PILA"
-        case punch = 0x5049_4C50  // "PILP"
+        /// "PILT".
+        case plaintext = 0x5049_4C54
+        /// "PILS".
+        case encrypted = 0x5049_4C53
+        /// "PILK".
+        case keyExchange = 0x5049_4C4B
+        /// "PILA".
+        case authenticatedKeyExchange = 0x5049_4C41
+        /// "PILP".
+        case punch = 0x5049_4C50
     }
 
     /// Beacon messages share the tunnel socket; their first byte is below this value, while every
     /// tunnel frame starts with "P" (0x50).
     public static let beaconTypeLimit: UInt8 = 0x10
 
+    /// The frame's magic.
     public var magic: Magic {
         switch self {
         case .plaintext: .plaintext
@@ -38,6 +50,8 @@ public enum TunnelFrame: Hashable, Sendable {
         }
     }
 
+    /// Decodes one whole datagram; throws on an unknown magic, a short frame, or bytes left over (a
+    /// PILT takes every byte after its magic).
     public init(decoding bytes: ArraySlice<UInt8>) throws(WireError) {
         var reader = ByteReader(bytes)
         let raw = try reader.readUInt32("tunnel magic")
@@ -57,6 +71,7 @@ public enum TunnelFrame: Hashable, Sendable {
         }
     }
 
+    /// Decodes one whole datagram (see `init(decoding:)` of a slice).
     public init(decoding bytes: [UInt8]) throws(WireError) {
         try self.init(decoding: bytes[...])
     }
@@ -71,6 +86,7 @@ public enum TunnelFrame: Hashable, Sendable {
         }
     }
 
+    /// Appends the frame, magic first, to `writer`.
     public func encode(into writer: inout ByteWriter) {
         writer.writeUInt32(magic.rawValue)
         switch self {
@@ -82,6 +98,7 @@ public enum TunnelFrame: Hashable, Sendable {
         }
     }
 
+    /// The frame's bytes, as sent in one UDP datagram.
     public func encoded() -> [UInt8] {
         var writer = ByteWriter(capacity: 4 + encodedBodySize)
         encode(into: &writer)
@@ -102,21 +119,27 @@ public enum TunnelFrame: Hashable, Sendable {
 /// The 12-byte AES-GCM nonce of a `PILS` frame: a 4-byte random prefix that names the sender's
 /// session epoch, then a big-endian counter starting at 1.
 public struct TunnelNonce: Hashable, Sendable {
+    /// The nonce's size on the wire: 4 prefix bytes and an 8-byte counter.
     public static let size = 12
 
+    /// The sender's session epoch, random per session.
     public var prefix: UInt32
+    /// The message number within the epoch, from 1; never repeats under one key.
     public var counter: UInt64
 
+    /// A nonce from its two parts.
     public init(prefix: UInt32, counter: UInt64) {
         self.prefix = prefix
         self.counter = counter
     }
 
+    /// Reads the 12 nonce bytes (prefix, then counter, both big-endian).
     public init(decoding reader: inout ByteReader) throws(WireError) {
         prefix = try reader.readUInt32("nonce prefix")
         counter = try reader.readUInt64("nonce counter")
     }
 
+    /// Appends the 12 nonce bytes.
     public func encode(into writer: inout ByteWriter) {
         writer.writeUInt32(prefix)
         writer.writeUInt64(counter)
@@ -133,15 +156,19 @@ public struct TunnelNonce: Hashable, Sendable {
 /// `PILS`: an AES-256-GCM sealed packet. Only the sender is named; the receiver finds the session
 /// by (sender, nonce prefix). The AEAD's additional data is the sender id (`additionalData`).
 public struct EncryptedFrame: Hashable, Sendable {
+    /// The size of the AES-GCM tag at the end of `sealed`.
     public static let tagSize = 16
     /// Bytes after the magic before the ciphertext: sender and nonce.
     public static let headerSize = 4 + TunnelNonce.size
 
+    /// The node id the sender claims; checked by the tag (it is the additional data).
     public var sender: UInt32
+    /// The nonce the packet was sealed with.
     public var nonce: TunnelNonce
     /// Ciphertext followed by the 16-byte tag.
     public var sealed: ArraySlice<UInt8>
 
+    /// A frame from its parts; `sealed` must hold at least the tag to decode again.
     public init(sender: UInt32, nonce: TunnelNonce, sealed: ArraySlice<UInt8>) {
         self.sender = sender
         self.nonce = nonce
@@ -188,6 +215,7 @@ public struct EncryptedFrame: Hashable, Sendable {
          UInt8(truncatingIfNeeded: sender >> 8), UInt8(truncatingIfNeeded: sender)]
     }
 
+    /// The additional data of this frame: its sender id.
     public var additionalData: [UInt8] { Self.additionalData(sender: sender) }
 }
 
@@ -196,9 +224,12 @@ public struct EncryptedFrame: Hashable, Sendable {
 public struct KeyExchange: Hashable, Sendable {
     static let bodySize = 4 + 32
 
+    /// The sender's node id.
     public var node: UInt32
+    /// The sender's X25519 public key, 32 bytes.
     public var x25519: [UInt8]
 
+    /// A key exchange; throws unless `x25519` is 32 bytes.
     public init(node: UInt32, x25519: [UInt8]) throws(WireError) {
         guard x25519.count == 32 else {
             throw .invalidValue(field: "PILK X25519 key", reason: "\(x25519.count) bytes, need 32")
@@ -225,11 +256,16 @@ public struct KeyExchange: Hashable, Sendable {
 public struct AuthenticatedKeyExchange: Hashable, Sendable {
     static let bodySize = 4 + 32 + 32 + 64
 
+    /// The sender's node id.
     public var node: UInt32
+    /// The sender's X25519 public key, 32 bytes.
     public var x25519: [UInt8]
+    /// The sender's Ed25519 public key, 32 bytes: it must be the key the registry holds for `node`.
     public var ed25519: [UInt8]
+    /// The Ed25519 signature of `signedMessage`, 64 bytes.
     public var signature: [UInt8]
 
+    /// A signed key exchange; throws unless the key and signature sizes are 32, 32 and 64 bytes.
     public init(node: UInt32, x25519: [UInt8], ed25519: [UInt8], signature: [UInt8]) throws(WireError) {
         for (field, value, size) in [("X25519 key", x25519, 32), ("Ed25519 key", ed25519, 32), ("signature", signature, 64)]
         where value.count != size {
@@ -265,5 +301,6 @@ public struct AuthenticatedKeyExchange: Hashable, Sendable {
         return writer.bytes
     }
 
+    /// The bytes this frame's signature covers.
     public var signedMessage: [UInt8] { Self.signedMessage(node: node, x25519: x25519) }
 }

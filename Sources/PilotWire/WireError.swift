@@ -19,6 +19,7 @@ public enum WireError: Error, Hashable, Sendable {
 }
 
 extension WireError: CustomStringConvertible {
+    /// What is wrong, in a line, for logs and error answers.
     public var description: String {
         switch self {
         case let .truncated(field, needed, available):

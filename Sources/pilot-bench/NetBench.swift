@@ -248,7 +248,7 @@ struct NetBench {
             defer { overlay.stopAll() }
             try overlay.startDaemon("beta", extra: ["-public"])
             let result = try overlay.ctl("alpha", ["bench", "beta", "\(megabytes)"], timeout: 180)
-            // Its total_mbps is MiB/s (PROTOCOL-1.18.md §5), over the same span as ours.
+            // Its total_mbps is MiB/s (docs/PROTOCOL.md §11.7), over the same span as ours.
             guard let rate = result["total_mbps"]?.doubleValue else { return "\(label) no figure in \(result)" }
             return String(format: "%@ %8.1f MB/s", label, rate * 1.048576)
         } catch {

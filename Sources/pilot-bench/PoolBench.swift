@@ -2,6 +2,7 @@ import Foundation
 import NIOPosix
 import PilotHost
 import PilotStore
+import PilotWire
 
 /// The identity pool without its sockets: what 100,000 identities cost where the open-file
 /// limit cannot be raised to 100,000 (each identity's control socket is a descriptor). Creates
@@ -62,10 +63,9 @@ struct PoolBench {
 
     private static func open(state: String, registry: String, group: MultiThreadedEventLoopGroup) throws -> (IdentityPool, RegistryClient) {
         let (master, _) = try MasterKey.load(stateDirectory: state, environment: [:])
-        guard let colon = registry.lastIndex(of: ":"), let port = Int(registry[registry.index(after: colon)...]) else {
-            throw BenchError("bad registry address \(registry)")
-        }
-        let client = RegistryClient(host: String(registry[..<colon]), port: port, group: group)
+        let endpoint: Endpoint
+        do { endpoint = try Endpoint(parsing: registry) } catch { throw BenchError("bad registry address: \(error)") }
+        let client = RegistryClient(host: endpoint.host, port: Int(endpoint.port), group: group)
         let pool = IdentityPool(
             store: try HostStore(path: state + "/host.db"), keys: try IdentityKeys(masterKey: master), registry: client,
             listenAddress: "127.0.0.1:37000")

@@ -32,7 +32,8 @@ struct RegistryBench {
         server.standardOutput = output
         try server.run()
         defer { server.terminate(); server.waitUntilExit() }
-        guard let first = readLine(output), first.hasPrefix("registry "), let port = UInt16(first.split(separator: ":").last ?? "")
+        guard let first = readLine(output), first.hasPrefix("registry "),
+            let port = (try? Endpoint(parsing: String(first.dropFirst("registry ".count))))?.port
         else { throw BenchError("pilot-rendezvous did not report its port") }
 
         print("pilot-bench registry: \(nodes) nodes, \(connections) connections, pilot-rendezvous pid \(server.processIdentifier)")
@@ -44,7 +45,7 @@ struct RegistryBench {
             return RegistryMessage(
                 type: "register",
                 ["listen_addr": .string(listen), "public_key": .string(text),
-                 "signature": .string(Sodium.base64(key.sign("register:\(listen):\(text)")))])
+                 "signature": .string(Base64.encode(key.sign("register:\(listen):\(text)")))])
         }
         let clients = try (0..<connections).map { _ in try BlockingClient(port: port) }
         print("RSS before: \(rss(server.processIdentifier)) KiB")
@@ -85,7 +86,7 @@ struct RegistryBench {
             let id = ids.get(index)
             return RegistryMessage(
                 type: "heartbeat",
-                ["node_id": .integer(Int64(id)), "signature": .string(Sodium.base64(key.sign("heartbeat:\(id)")))])
+                ["node_id": .integer(Int64(id)), "signature": .string(Base64.encode(key.sign("heartbeat:\(id)")))])
         }
         let beats = try timed(items: nodes) { connection, range in
             for index in range {

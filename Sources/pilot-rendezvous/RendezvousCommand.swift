@@ -8,6 +8,7 @@ import PilotCrypto
 import PilotNet
 import PilotRendezvous
 import PilotSystemd
+import PilotWire
 
 /// pilot-rendezvous: the registry (TCP, optional TLS), the beacon (UDP) and optionally the
 /// nameserver (a node of the overlay) of a Pilot overlay, state under --state-dir.
@@ -103,12 +104,12 @@ struct RendezvousCommand: AsyncParsableCommand {
         }
     }
 
+    /// A listen address: `host:port`, `[v6]:port`, or `:port` for every IPv4 address.
     static func split(_ text: String) throws -> (String, Int) {
-        guard let colon = text.lastIndex(of: ":"), let port = Int(text[text.index(after: colon)...]), (0...65535).contains(port)
-        else { throw ValidationError("\(text) is not host:port") }
-        var host = String(text[..<colon])
-        if host.hasPrefix("["), host.hasSuffix("]") { host = String(host.dropFirst().dropLast()) }
-        return (host.isEmpty ? "0.0.0.0" : host, port)
+        do {
+            let endpoint = try Endpoint(parsing: text, defaultHost: "0.0.0.0")
+            return (endpoint.host, Int(endpoint.port))
+        } catch { throw ValidationError("\(error)") }
     }
 
     func run() async throws {

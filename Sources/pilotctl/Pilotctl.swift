@@ -409,7 +409,7 @@ struct SendFile: ParsableCommand {
         repeat {
             let piece = contents[offset..<min(offset + FileChunk.size, contents.count)]
             _ = try global.call(
-                MessageControl.Upload(upload: upload, size: contents.count, offset: offset, data: Data(piece).base64EncodedString()), on: socket)
+                MessageControl.Upload(upload: upload, size: contents.count, offset: offset, data: Base64.encode(piece)), on: socket)
             offset += piece.count
         } while offset < contents.count
         let request = MessageControl.SendFile(target: target, file: name, upload: upload)
@@ -432,7 +432,7 @@ struct Received: ParsableCommand {
                 var contents = Data()
                 while contents.count < file.bytes {
                     let chunk = try global.call(MessageControl.ReceivedChunk(id: file.id, offset: contents.count), on: socket)
-                    guard let bytes = Data(base64Encoded: chunk.data), !bytes.isEmpty else { break }
+                    guard let bytes = try? Base64.decode(chunk.data), !bytes.isEmpty else { break }
                     contents += bytes
                 }
                 var path = (save as NSString).appendingPathComponent(file.name)

@@ -58,7 +58,7 @@ final class OfficialDaemonWireTests: XCTestCase {
         let tunnelPort = try XCTUnwrap(UInt16(listenAddress.dropFirst("127.0.0.1:".count)))
         let publicKeyText = try register.string("public_key")
         let publicKey = try Ed25519PublicKey(base64: publicKeyText)
-        let signature = try XCTUnwrap(Sodium.fromBase64(try register.string("signature")))
+        let signature = try Base64.decode(try register.string("signature"))
         XCTAssertTrue(
             publicKey.isValidSignature(signature, for: Array("register:\(listenAddress):\(publicKeyText)".utf8)),
             "the register signature does not verify over register:<listen_addr>:<public_key>")

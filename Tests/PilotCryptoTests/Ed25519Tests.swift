@@ -5,7 +5,7 @@ import XCTest
 
 final class Ed25519Tests: XCTestCase {
     func testSeedAndPILASignatureReproduceTheSpecByteForByte() throws {
-        // PROTOCOL.md §5.2: seed 32 × 0x33, PILA(node 1, pubA) signed over "auth" ‖ node ‖ pubA.
+        // docs/PROTOCOL.md §5.2: seed 32 × 0x33, PILA(node 1, pubA) signed over "auth" ‖ node ‖ pubA.
         let key = try Ed25519PrivateKey(seed: [UInt8](repeating: 0x33, count: 32))
         XCTAssertEqual(key.publicKey.bytes.hex, "17cb79fb2b4120f2b1ec65e4198d6e08b28e813feb01e4a400839b85e18080ce")
         let pubA = [UInt8](hex: "7b4e909bbe7ffe44c465a220037d608ee35897d31ef972f07f74892cb0f73f13")

@@ -3,7 +3,7 @@ import PilotWire
 import PilotTestSupport
 import XCTest
 
-/// Known answers from PROTOCOL.md §5.2 (older tree) and PROTOCOL-1.18.md §1.2.
+/// Known answers from docs/PROTOCOL.md §5.2 (the older tree's key and 1.18's).
 final class TunnelKeyTests: XCTestCase {
     let privateA = [UInt8](repeating: 0x11, count: 32)
     let privateB = [UInt8](repeating: 0x22, count: 32)

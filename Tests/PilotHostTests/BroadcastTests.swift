@@ -102,8 +102,14 @@ final class BroadcastTests: XCTestCase {
         let carolListens = try listener("carol", seconds: 8)
         let alphaListens = try overlay.startCtl("alpha", ["listen", "1000", "--count", "1"], label: "listen-alpha")
         processes.append(alphaListens)
-        Thread.sleep(forTimeInterval: 1.5)
-        let sent = pilotctl(["broadcast", "\(network)", "hello crew", "--identity", "alice"], token: token)
+        // A listener is ready some time after it starts, and nothing says when: alice broadcasts
+        // again each second until bob and the daemon have it (or their listeners ended).
+        var sent: JSON?
+        let heard = ChildProcess.waitUntil(timeout: 20, every: 0) {
+            sent = pilotctl(["broadcast", "\(network)", "hello crew", "--identity", "alice"], token: token)
+            return ChildProcess.waitUntil(timeout: 1) { !bobListens.isRunning && !alphaListens.isRunning }
+        }
+        XCTAssertTrue(heard, "bob: \(bobListens.output)\nalpha: \(alphaListens.output)")
         XCTAssertEqual(sent?["data"], ["bytes": 10, "network_id": .integer(Int64(network)), "port": 1000], "\(String(describing: sent))")
         let fromAlice = Address(network: network, node: alice).description
         for process in [bobListens, carolListens, alphaListens] {
@@ -129,9 +135,12 @@ final class BroadcastTests: XCTestCase {
             try overlay.ctl("alpha", ["trust"])["trusted"]?.arrayValue?.contains { $0["node_id"]?.integerValue == Int64(bob) } == true
         }
         let bobListensAgain = try listener("bob", seconds: 20)
-        Thread.sleep(forTimeInterval: 1.5)
-        _ = try overlay.ctl("alpha", ["broadcast", "\(network)", "hello from alpha"], environment: ["PILOT_ADMIN_TOKEN": token])
-        XCTAssertTrue(ChildProcess.waitUntil(timeout: 25) { !bobListensAgain.isRunning }, bobListensAgain.output)
+        // As above: the daemon broadcasts each second until bob's listener has it.
+        let heardAgain = try ChildProcess.waitUntil(timeout: 20, every: 0) {
+            _ = try overlay.ctl("alpha", ["broadcast", "\(network)", "hello from alpha"], environment: ["PILOT_ADMIN_TOKEN": token])
+            return ChildProcess.waitUntil(timeout: 1) { !bobListensAgain.isRunning }
+        }
+        XCTAssertTrue(heardAgain, bobListensAgain.output)
         let fromAlpha = try JSON(parsing: Array(bobListensAgain.output.trimmingCharacters(in: .whitespacesAndNewlines).utf8))["data"]?["datagrams"]?.arrayValue
         XCTAssertEqual(fromAlpha?.first?["data"], "hello from alpha", "\(bobListensAgain.output)\n\(host.output.suffix(2000))")
         XCTAssertEqual(fromAlpha?.first?["from"]?.stringValue, Address(network: network, node: alpha).description)

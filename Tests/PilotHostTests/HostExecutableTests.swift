@@ -409,6 +409,7 @@ extension HostExecutableTests {
         var kills = 0
         let deadline = Date().addingTimeInterval(300)
         while !outcomes.finished, Date() < deadline {
+            // A deliberate random pause: the kill lands anywhere in an operation.
             usleep(useconds_t.random(in: 150_000...600_000))
             guard !outcomes.finished else { break }
             host.kill9()

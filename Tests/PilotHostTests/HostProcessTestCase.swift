@@ -49,7 +49,7 @@ class HostProcessTestCase: XCTestCase {
             ["--registry-addr", "127.0.0.1:\(registryPort)", "--beacon-addr", "127.0.0.1:0", "--state-dir", directory.path("rendezvous")],
             ready: "beacon 127.0.0.1:")
         let line = process.output.split(separator: "\n").first { $0.hasPrefix("beacon 127.0.0.1:") }
-        guard let beaconPort = line.flatMap({ UInt16($0.split(separator: ":").last ?? "") }) else {
+        guard let beaconPort = line.flatMap({ try? Endpoint(parsing: String($0.dropFirst("beacon ".count))).port }) else {
             throw HostTestError("no beacon port in: \(process.output)")
         }
         return (registryPort, beaconPort)

@@ -15,7 +15,7 @@ final class RegistryClientTests: XCTestCase {
         return RegistryMessage(
             type: "register",
             ["listen_addr": "127.0.0.1:4000", "public_key": .string(text),
-             "signature": .string(Sodium.base64(key.sign("register:127.0.0.1:4000:\(text)")))])
+             "signature": .string(Base64.encode(key.sign("register:127.0.0.1:4000:\(text)")))])
     }
 
     func testBatchesAgainstPilotRendezvousAndSurvivesItsRestart() async throws {

@@ -38,7 +38,7 @@ final class UploadsTests: XCTestCase {
         var expired = false
         // Empty chunks every 50 ms: before the fix each one renewed the upload for another idle period.
         while !expired, started.duration(to: .now) < .seconds(5) {
-            try await Task.sleep(for: .milliseconds(50))
+            try await Task.sleep(for: .milliseconds(50))  // deliberate: the pace of the chunks
             expired = await failure {
                 _ = try await uploads.append(identity: "a", user: 1000, id: "stalled", size: 10, offset: 1, chunk: [])
             }?.message.contains("unknown upload") == true

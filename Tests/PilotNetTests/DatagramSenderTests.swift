@@ -1,5 +1,6 @@
 import NIOCore
 import PilotTestSupport
+import PilotWire
 import XCTest
 
 @testable import PilotNet

@@ -310,7 +310,7 @@ final class HostileTraffic: @unchecked Sendable {
                 ]
                 for bytes in junk { try? socket.send(bytes, to: beacon) }
                 add(junk.count)
-                if round % 64 == 0 { usleep(1_000) }
+                if round % 64 == 0 { usleep(1_000) }  // deliberate: paces the flood, waits for nothing
             }
         }
         threads = [tcp, udp]

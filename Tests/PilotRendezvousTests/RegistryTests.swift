@@ -15,7 +15,7 @@ struct TestNode {
 
     var publicKey: String { key.publicKey.base64 }
 
-    func signature(_ challenge: String) -> JSON { .string(Sodium.base64(key.sign(challenge))) }
+    func signature(_ challenge: String) -> JSON { .string(Base64.encode(key.sign(challenge))) }
 
     func register(listen: String = "127.0.0.1:4000") -> RegistryMessage {
         RegistryMessage(

@@ -3,7 +3,7 @@ import PilotWire
 import XCTest
 
 final class DataExchangeFrameTests: XCTestCase {
-    /// The tagged text frame 1.18's send-message wrote (PROTOCOL-1.18.md §2.4): type 10, a
+    /// The tagged text frame 1.18's send-message wrote (docs/PROTOCOL.md §11.2): type 10, a
     /// 49-byte meta, inner type 1.
     func testTheTaggedLayoutOf118() throws {
         let id = String(repeating: "ab", count: 16)

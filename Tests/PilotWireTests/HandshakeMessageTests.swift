@@ -3,7 +3,7 @@ import PilotWire
 import XCTest
 
 final class HandshakeMessageTests: XCTestCase {
-    /// The accept a 1.18 daemon sent (PROTOCOL.md §10.1, keys shortened there).
+    /// The accept a 1.18 daemon sent (docs/PROTOCOL.md §10.1).
     func testTheReferenceAcceptDecodes() throws {
         let text = #"{"type":"handshake_accept","node_id":1,"public_key":"+QP7u7M=","justification":"","signature":"a8ncBg==","reason":"","timestamp":1795541558}"#
         let message = try HandshakeMessage(decoding: Array(text.utf8))

@@ -6,7 +6,7 @@ final class NameserverMessageTests: XCTestCase {
     private func reply(_ text: String) throws -> NameserverReply { try NameserverReply(decoding: Array(text.utf8)) }
     private let alpha = Address(node: 2)
 
-    /// Every request of PROTOCOL.md §11.6, read and written back byte for byte.
+    /// Every request of docs/PROTOCOL.md §11.6, read and written back byte for byte.
     func testEveryRequestReadsAndWritesTheReferenceText() throws {
         let cases: [(String, NameserverRequest)] = [
             ("QUERY A alpha", .queryAddress(name: "alpha")),

@@ -3,7 +3,7 @@ import PilotTestSupport
 import XCTest
 
 final class PacketTests: XCTestCase {
-    // PROTOCOL.md §2.1, generated with the Go reference.
+    // docs/PROTOCOL.md §2.1, generated with the Go reference.
     let synVector = "11010000000000000001000000000002c00003e800000000000000000200145ed874"
     let helloVector = "12010005000000000001000000000002c00003e8000000010000000101f65ee872c868656c6c6f"
 
@@ -100,24 +100,5 @@ final class PacketTests: XCTestCase {
     func testFlagsDescribeThemselves() {
         XCTAssertEqual(PacketFlags([.syn, .ack]).description, "SYN|ACK")
         XCTAssertEqual(PacketFlags().description, "-")
-    }
-
-    /// Contiguous bytes go forty at a time, braided; a lazy sequence goes byte by byte: the same CRC for
-    /// every length and split.
-    func testCRC32BraidedEqualsByteByByte() {
-        var random = SplitMix64(seed: 0xC2C)
-        for length in Array(0..<200) + [1222, 1303, 4096] {
-            let bytes = random.bytes(length)
-            let bytewise = CRC32.checksum(bytes.lazy.map { $0 })
-            XCTAssertEqual(CRC32.checksum(bytes), bytewise, "length \(length)")
-            var split = CRC32.Accumulator()
-            split.update(bytes.prefix(length / 3))
-            split.update(bytes.dropFirst(length / 3))
-            XCTAssertEqual(split.value, bytewise, "length \(length) split")
-        }
-    }
-
-    func testCRC32MatchesTheStandardCheckValue() {
-        XCTAssertEqual(CRC32.checksum(Array("123456789".utf8)), 0xCBF4_3926)
     }
 }

@@ -8,7 +8,7 @@ import PilotWire
 
 /// The beacon (UDP): tells nodes their public endpoint, introduces nodes for hole punching, relays
 /// tunnel frames between nodes that cannot reach each other, and pokes nodes when a relayed
-/// handshake waits at the registry (PROTOCOL-1.18.md §3.3).
+/// handshake waits at the registry (docs/PROTOCOL.md §9).
 ///
 /// A single beacon: beacon-to-beacon sync (0x07) is decoded and ignored.
 public final class BeaconServer: Sendable {

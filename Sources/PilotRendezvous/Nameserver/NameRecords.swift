@@ -9,7 +9,7 @@ public protocol NameAuthority: Sendable {
     func networkExists(_ id: UInt16) -> Bool
 }
 
-/// The nameserver's records and its answers (PROTOCOL.md §11.6), without I/O.
+/// The nameserver's records and its answers (docs/PROTOCOL.md §11.6), without I/O.
 ///
 /// A records map a name to the address of the node that registered it; S records list the
 /// services on a (network, port). Both are soft state: they expire `ttl` seconds after their

@@ -130,7 +130,7 @@ public final class Nameserver: Sendable {
 
     private static func signed(_ key: Ed25519PrivateKey, _ type: String, _ challenge: String, _ fields: [String: JSON]) -> RegistryMessage {
         var all = fields
-        all["signature"] = .string(Sodium.base64(key.sign(Array(challenge.utf8))))
+        all["signature"] = .string(Base64.encode(key.sign(Array(challenge.utf8))))
         return RegistryMessage(type: type, all)
     }
 

@@ -1,7 +1,7 @@
 import PilotCrypto
 import PilotWire
 
-/// Custom networks as 1.18's registry has them (broadcast-facts §4): `create_network`, gated on
+/// Custom networks as 1.18's registry has them (docs/PROTOCOL.md §8.4): `create_network`, gated on
 /// the registry's admin token; `join_network` and `leave_network`, signed by the node or carrying
 /// the admin token; per-network `list_nodes`, which 1.18's broadcast fans out to; `list_networks`
 /// and `get_network_policy`. The backbone, network 0, holds every registered node and cannot be

@@ -3,7 +3,7 @@ public import PilotCrypto
 public import PilotWire
 
 /// The registry's request handling: every message the official 1.18 daemon and pilotctl send,
-/// with their semantics (PROTOCOL.md §8, PROTOCOL-1.18.md §3), custom networks
+/// with their semantics (docs/PROTOCOL.md §8), custom networks
 /// (`Registry+Networks.swift`), plus our own `find_by_tag` and `batch` extensions.
 /// Transport-free: `RegistryServer` feeds it decoded messages.
 ///
@@ -122,7 +122,7 @@ public final class Registry: @unchecked Sendable {
             if let hostname = node.reclaimableHostname { byReclaimable[hostname] = node.id }
             if node.registeredFrom.isEmpty {
                 // Registered before the source was kept: the IP of its endpoint stands in.
-                nodes[node.id]?.registeredFrom = Self.ipPart(of: node.realAddress)
+                nodes[node.id]?.registeredFrom = (try? Endpoint(parsing: node.realAddress))?.host ?? node.realAddress
             }
             if !node.online, node.offlineSince == nil {
                 // Offline since before retention was kept: its time starts now, kept on disk.
@@ -264,13 +264,14 @@ public final class Registry: @unchecked Sendable {
                 id = nextID
             }
         }
-        let port = listenAddress.split(separator: ":").last.flatMap { UInt16($0) }
+        // 1.18 may leave the host out (`:4000`): only the port counts.
+        let port = (try? Endpoint(parsing: listenAddress, defaultHost: ""))?.port
         var node = nodes[id] ?? NodeRecord(
             id: id, publicKey: key.bytes, owner: "", realAddress: "", hostname: nil, tags: [], isPublic: false,
             version: "", lastSeen: now, online: true)
         node.owner = request["owner"]?.stringValue ?? node.owner
         node.version = request["version"]?.stringValue ?? node.version
-        node.realAddress = port.map { "\(Self.hostPart(peerIP)):\($0)" } ?? node.realAddress
+        node.realAddress = port.map { Endpoint(host: peerIP, port: $0).description } ?? node.realAddress
         node.registeredFrom = peerIP
         // Each register says it again: a restart without -relay-only makes the node direct.
         node.relayOnly = request["relay_only"]?.boolValue ?? false
@@ -383,7 +384,7 @@ public final class Registry: @unchecked Sendable {
         let memberOf = [0] + networks.networks(of: node.id)
         var fields: [String: JSON] = [
             "node_id": .integer(Int64(node.id)), "address": .string(Address(node: node.id).description),
-            "networks": .array(memberOf.map { .integer(Int64($0)) }), "public_key": .string(Sodium.base64(node.publicKey)),
+            "networks": .array(memberOf.map { .integer(Int64($0)) }), "public_key": .string(Base64.encode(node.publicKey)),
             "public": .bool(node.isPublic), "polo_score": 0, "online": .bool(node.online),
         ]
         if let hostname = node.hostname { fields["hostname"] = .string(hostname) }
@@ -688,24 +689,13 @@ public final class Registry: @unchecked Sendable {
     }
 
     func verify(_ key: Ed25519PublicKey, _ signature: String, _ challenge: String) throws {
-        guard let bytes = Sodium.fromBase64(signature), key.isValidSignature(bytes, for: Array(challenge.utf8)) else {
+        guard let bytes = try? Base64.decode(signature), key.isValidSignature(bytes, for: Array(challenge.utf8)) else {
             throw RegistryFailure("invalid signature for \(challenge.prefix(80))")
         }
     }
 
     static func pair(_ a: UInt32, _ b: UInt32) -> UInt64 {
         UInt64(min(a, b)) << 32 | UInt64(max(a, b))
-    }
-
-    static func hostPart(_ ip: String) -> String {
-        ip.contains(":") ? "[\(ip)]" : ip
-    }
-
-    /// The IP of an endpoint `host:port` or `[v6]:port` (empty for empty).
-    static func ipPart(of endpoint: String) -> String {
-        guard let colon = endpoint.lastIndex(of: ":") else { return endpoint }
-        let host = endpoint[..<colon]
-        return host.hasPrefix("[") && host.hasSuffix("]") ? String(host.dropFirst().dropLast()) : String(host)
     }
 
     /// Whether `text` is 1 to `maxLength` lowercase letters, digits and inner hyphens: the rule

@@ -1,5 +1,5 @@
 /// A message between a node and a beacon, sharing the node's tunnel socket: the first byte is a
-/// type below 0x10 (PROTOCOL-1.18.md §3.3, PROTOCOL.md §9). All ids are u32 big-endian.
+/// type below 0x10 (`docs/PROTOCOL.md §9`). All ids are u32 big-endian.
 public enum BeaconMessage: Hashable, Sendable {
     /// 0x01: "this is node `node`" — the beacon records the observed source. Node 0 asks only for
     /// the observed endpoint (STUN) before registration.
@@ -24,16 +24,27 @@ public enum BeaconMessage: Hashable, Sendable {
     /// 0x0A: the beacon pokes a node; kind 1 = "a relayed handshake waits: poll the registry".
     case notify(kind: UInt8)
 
+    /// The type byte of each message.
     public enum Kind: UInt8, Sendable, CaseIterable {
+        /// `discover`.
         case discover = 0x01
+        /// `discoverReply`.
         case discoverReply = 0x02
+        /// `punchRequest`.
         case punchRequest = 0x03
+        /// `punchCommand`.
         case punchCommand = 0x04
+        /// `relay`.
         case relay = 0x05
+        /// `relayDeliver`.
         case relayDeliver = 0x06
+        /// `sync`.
         case sync = 0x07
+        /// `discoverExtended`.
         case discoverExtended = 0x08
+        /// `relayDeliverTo`.
         case relayDeliverTo = 0x09
+        /// `notify`.
         case notify = 0x0A
     }
 
@@ -42,6 +53,7 @@ public enum BeaconMessage: Hashable, Sendable {
     /// Beacon datagrams are small; a relayed frame is at most one UDP payload.
     public static let maxSize = 65_507
 
+    /// The message's type.
     public var kind: Kind {
         switch self {
         case .discover: .discover
@@ -57,6 +69,8 @@ public enum BeaconMessage: Hashable, Sendable {
         }
     }
 
+    /// Decodes one whole beacon datagram; throws on an unknown type, a short message or bytes left
+    /// over (a notify's excess is ignored).
     public init(decoding bytes: ArraySlice<UInt8>) throws(WireError) {
         var reader = ByteReader(bytes)
         let type = try reader.readUInt8("beacon type")
@@ -109,6 +123,7 @@ public enum BeaconMessage: Hashable, Sendable {
         }
     }
 
+    /// Decodes one whole beacon datagram (see `init(decoding:)` of a slice).
     public init(decoding bytes: [UInt8]) throws(WireError) {
         try self.init(decoding: bytes[...])
     }
@@ -161,6 +176,7 @@ public enum BeaconMessage: Hashable, Sendable {
         }
     }
 
+    /// The message's bytes, as sent in one UDP datagram; throws as `encode(into:)` does.
     public func encoded() throws(WireError) -> [UInt8] {
         var writer = ByteWriter(capacity: 16)
         try encode(into: &writer)

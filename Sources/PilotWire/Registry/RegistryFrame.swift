@@ -1,5 +1,5 @@
 /// The registry's TCP framing: each message is a big-endian u32 length, then that many bytes of
-/// a JSON object with a `type` key (PROTOCOL.md §8.1, PROTOCOL-1.18.md §3.1).
+/// a JSON object with a `type` key (`docs/PROTOCOL.md §8.1`).
 ///
 /// A client may instead open with `"PILT"` 0x01 to switch the connection to the binary mode
 /// (`[u32 length incl. type][type u8][payload]`); `RegistryFrameDecoder` reports that opening
@@ -22,6 +22,7 @@ public enum RegistryFrame {
 public struct RegistryFrameDecoder: Sendable {
     /// What the next complete unit of the stream is.
     public enum Event: Hashable, Sendable {
+        /// A whole registry message.
         case message(RegistryMessage)
         /// A whole frame whose body is not a registry message (bad JSON, no `type`). The framing
         /// is intact, so the stream goes on: answer with an error.
@@ -32,8 +33,10 @@ public struct RegistryFrameDecoder: Sendable {
 
     private var frames: LengthPrefixedFrames.Decoder
     private var sawFirstBytes = false
+    /// The longest frame body accepted.
     public var maxSize: Int { frames.maxSize }
 
+    /// A decoder of frames of at most `maxSize` bytes.
     public init(maxSize: Int = RegistryFrame.maxSize) {
         frames = LengthPrefixedFrames.Decoder(maxSize: maxSize, field: "registry frame")
     }
@@ -41,6 +44,7 @@ public struct RegistryFrameDecoder: Sendable {
     /// Bytes received but not yet part of a complete frame.
     public var bufferedCount: Int { frames.bufferedCount }
 
+    /// Adds bytes received from the connection.
     public mutating func append(_ bytes: some Sequence<UInt8>) {
         frames.append(bytes)
     }
@@ -71,6 +75,7 @@ public struct RegistryFrameDecoder: Sendable {
 
 /// One registry message: a JSON object whose `type` names it.
 public struct RegistryMessage: Hashable, Sendable {
+    /// The whole message, `type` included: always an object with a string `type`.
     public var json: JSON
 
     /// Builds a message of `type` with `fields`.
@@ -80,6 +85,7 @@ public struct RegistryMessage: Hashable, Sendable {
         json = .object(members)
     }
 
+    /// A message from JSON; throws unless it is an object with a string `type`.
     public init(json: JSON) throws(WireError) {
         guard case .object(let members) = json else {
             throw .invalidValue(field: "registry message", reason: "not a JSON object")
@@ -90,12 +96,15 @@ public struct RegistryMessage: Hashable, Sendable {
         self.json = json
     }
 
+    /// Parses a frame body; throws unless it is a JSON object with a string `type`.
     public init(decoding bytes: some Collection<UInt8>) throws(WireError) {
         try self.init(json: JSON(parsing: bytes))
     }
 
+    /// The message's `type` (for example `register`, `lookup_ok`, `error`).
     public var type: String { json["type"]?.stringValue ?? "" }
 
+    /// The member `key`.
     public subscript(key: String) -> JSON? { json[key] }
 
     /// A string field, or a typed error naming it.

@@ -1,21 +1,30 @@
-/// A data-exchange frame (port 1001, PROTOCOL.md §11.2 and the 1.18 tagged form):
+/// A data-exchange frame (port 1001, `docs/PROTOCOL.md §11.2`, and the 1.18 tagged form):
 /// `u32 type ‖ u32 length ‖ payload`. Type 10 (tagged) wraps another frame with correlation
 /// ids: `u16 meta length ‖ meta JSON {"message_id", "reply_to"} ‖ u32 inner type ‖ inner payload`.
 public struct DataExchangeFrame: Hashable, Sendable {
+    /// The data-exchange port.
     public static let port: UInt16 = 1001
     /// The largest payload this side accepts: 1.18's limit (64 MiB; older daemons took 16 MiB).
     public static let maxPayload = 64 << 20
     /// The largest payload this side sends in one frame: what every daemon since the first takes.
     public static let maxSentPayload = 16 << 20
 
+    /// The frame's type; unknown values stay representable.
     public struct Kind: RawRepresentable, Hashable, Sendable, CustomStringConvertible {
+        /// The type number on the wire.
         public let rawValue: UInt32
+        /// Any type number, known or not.
         public init(rawValue: UInt32) { self.rawValue = rawValue }
 
+        /// UTF-8 text.
         public static let text = Kind(rawValue: 1)
+        /// Opaque bytes.
         public static let binary = Kind(rawValue: 2)
+        /// A JSON document.
         public static let json = Kind(rawValue: 3)
+        /// A file: `u16 name length ‖ name ‖ contents`.
         public static let file = Kind(rawValue: 4)
+        /// 1.18's wrapper with correlation ids around another frame.
         public static let tagged = Kind(rawValue: 10)
 
         /// The name the reference uses in its ACK and in inbox records.
@@ -31,9 +40,12 @@ public struct DataExchangeFrame: Hashable, Sendable {
         }
     }
 
+    /// What the payload is.
     public var kind: Kind
+    /// The payload; at most `maxPayload` bytes are accepted.
     public var payload: [UInt8]
 
+    /// A frame from its parts.
     public init(kind: Kind, payload: [UInt8]) {
         self.kind = kind
         self.payload = payload
@@ -97,6 +109,7 @@ public struct DataExchangeFrame: Hashable, Sendable {
         return cleaned
     }
 
+    /// The frame's bytes: type, length, payload.
     public func encoded() -> [UInt8] {
         var writer = ByteWriter(capacity: 8 + payload.count)
         writer.writeUInt32(kind.rawValue)
@@ -108,14 +121,18 @@ public struct DataExchangeFrame: Hashable, Sendable {
     /// Frames out of a byte stream, as they complete.
     public struct Decoder: Sendable {
         private var queue = ByteQueue()
+        /// The longest payload accepted; a longer length is an error before any of it is buffered.
         public let maxPayload: Int
 
+        /// A decoder of frames with payloads of at most `maxPayload` bytes.
         public init(maxPayload: Int = DataExchangeFrame.maxPayload) {
             self.maxPayload = maxPayload
         }
 
+        /// Bytes held: at most one partial frame.
         public var bufferedCount: Int { queue.count }
 
+        /// Adds bytes received from the stream.
         public mutating func append(_ bytes: some Sequence<UInt8>) { queue.append(bytes) }
 
         /// The next whole frame, nil if more bytes are needed. After a throw the stream is lost.

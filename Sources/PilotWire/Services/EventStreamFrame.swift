@@ -1,22 +1,28 @@
-/// An event on the event-stream port 1002 (PROTOCOL.md §11.3): `u16 topic length ‖ topic ‖
+/// An event on the event-stream port 1002 (`docs/PROTOCOL.md §11.3`): `u16 topic length ‖ topic ‖
 /// u32 payload length ‖ payload`. The first event on a stream subscribes to its topic (`*`: all);
 /// each later one publishes.
 public struct EventStreamFrame: Hashable, Sendable {
+    /// The event-stream port.
     public static let port: UInt16 = 1002
+    /// The longest topic, in UTF-8 bytes.
     public static let maxTopic = 1024
+    /// The longest payload accepted or sent.
     public static let maxPayload = 16 << 20
     /// Every topic.
     public static let everything = "*"
 
+    /// The topic; `everything` in a subscription means all.
     public var topic: String
+    /// The event's bytes; empty in a subscription.
     public var payload: [UInt8]
 
+    /// An event from its parts.
     public init(topic: String, payload: [UInt8] = []) {
         self.topic = topic
         self.payload = payload
     }
 
-    /// The frame's bytes; nil if the topic or payload is over its limit.
+    /// The frame's bytes; throws `oversized` if the topic or payload is over its limit.
     public func encoded() throws(WireError) -> [UInt8] {
         let topicBytes = Array(topic.utf8)
         guard topicBytes.count <= Self.maxTopic else { throw .oversized(field: "event topic", limit: Self.maxTopic, actual: topicBytes.count) }
@@ -33,8 +39,10 @@ public struct EventStreamFrame: Hashable, Sendable {
     public struct Decoder: Sendable {
         private var queue = ByteQueue()
 
+        /// A decoder at the start of a stream.
         public init() {}
 
+        /// Adds bytes received from the stream.
         public mutating func append(_ bytes: some Sequence<UInt8>) { queue.append(bytes) }
 
         /// The next whole event, nil if more bytes are needed. After a throw the stream is lost.

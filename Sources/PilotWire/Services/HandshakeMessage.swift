@@ -1,29 +1,39 @@
-/// A trust handshake message, sent alone on a stream to port 444 (PROTOCOL.md §10.1): all seven
+/// A trust handshake message, sent alone on a stream to port 444 (`docs/PROTOCOL.md §10.1`): all seven
 /// keys always present; the signature is Ed25519 over `handshake:<sender>:<receiver>`.
 public struct HandshakeMessage: Hashable, Sendable {
+    /// The message's `type`.
     public enum Kind: String, Sendable, CaseIterable {
+        /// Asks the receiver to trust the sender.
         case request = "handshake_request"
+        /// Accepts a request.
         case accept = "handshake_accept"
+        /// Refuses a request.
         case reject = "handshake_reject"
+        /// Ends a trust the sender gave.
         case revoke = "handshake_revoke"
     }
 
+    /// The handshake port.
     public static let port: UInt16 = 444
     /// The most a receiver reads as one message.
     public static let maxSize = 4096
 
+    /// Which of the four messages this is.
     public var kind: Kind
     /// The sender's node id.
     public var node: UInt32
     /// The sender's Ed25519 key, base64 (may be empty).
     public var publicKey: String
+    /// The sender's words with a request, shown to the receiver.
     public var justification: String
     /// Base64 Ed25519 signature over `signedText(receiver:)`.
     public var signature: String
+    /// Why, with a reject or revoke.
     public var reason: String
     /// Unix seconds.
     public var timestamp: Int64
 
+    /// A message from its fields; `signature` is added after signing `signedText(receiver:)`.
     public init(
         kind: Kind, node: UInt32, publicKey: String, justification: String = "", signature: String = "", reason: String = "",
         timestamp: Int64
@@ -40,6 +50,8 @@ public struct HandshakeMessage: Hashable, Sendable {
     /// What the sender signs for `receiver`.
     public func signedText(receiver: UInt32) -> String { "handshake:\(node):\(receiver)" }
 
+    /// Parses a message of at most `maxSize` bytes; throws without a known type, a node id and a
+    /// timestamp. Text fields left out or null read as empty; of another type, they throw.
     public init(decoding bytes: some Collection<UInt8>) throws(WireError) {
         guard bytes.count <= Self.maxSize else { throw .oversized(field: "handshake message", limit: Self.maxSize, actual: bytes.count) }
         let json = try JSON(parsing: bytes)

@@ -1,4 +1,4 @@
-/// The nameserver's text protocol on port 53 (PROTOCOL.md §11.6): one ASCII request per stream,
+/// The nameserver's text protocol on port 53 (`docs/PROTOCOL.md §11.6`): one ASCII request per stream,
 /// no terminator, one reply, then the server closes.
 ///
 ///     QUERY A <name>                    A <name> <addr>
@@ -9,19 +9,28 @@
 ///     REGISTER S <name> <addr> <net> <port>
 ///                                       ERR <message>, for any request
 public enum NameserverRequest: Hashable, Sendable {
+    /// `QUERY A <name>`: the address registered under a name.
     case queryAddress(name: String)
+    /// `QUERY N <name>`: the network registered under a name.
     case queryNetwork(name: String)
+    /// `QUERY S <net> <port>`: the services on a port of a network.
     case queryService(network: UInt16, port: UInt16)
+    /// `REGISTER A <name> <addr>`.
     case registerAddress(name: String, address: Address)
+    /// `REGISTER N <name> <net>`.
     case registerNetwork(name: String, network: UInt16)
+    /// `REGISTER S <name> <addr> <net> <port>`.
     case registerService(name: String, address: Address, network: UInt16, port: UInt16)
 
+    /// The nameserver's port.
     public static let port: UInt16 = 53
     /// The reference reads a request with one read of at most this many bytes.
     public static let maxSize = 65535
     /// Names are at most this long (a DNS name's limit) and printable ASCII without spaces.
     public static let maxName = 253
 
+    /// Parses one request; throws on an unknown verb, a wrong number of words, a bad name, address
+    /// or number, or more than `maxSize` bytes.
     public init(decoding bytes: some Collection<UInt8>) throws(WireError) {
         guard bytes.count <= Self.maxSize else { throw .oversized(field: "nameserver request", limit: Self.maxSize, actual: bytes.count) }
         let words = try NameserverWords(bytes, what: "nameserver request")
@@ -59,6 +68,7 @@ public enum NameserverRequest: Hashable, Sendable {
         }
     }
 
+    /// The request's text, without a terminator.
     public var encoded: [UInt8] {
         let text: String
         switch self {
@@ -75,10 +85,15 @@ public enum NameserverRequest: Hashable, Sendable {
 
 /// A nameserver's answer to one request.
 public enum NameserverReply: Hashable, Sendable {
+    /// One service of an `S` reply.
     public struct Service: Hashable, Sendable {
+        /// The service's registered name.
         public var name: String
+        /// The node that offers it.
         public var address: Address
+        /// The port it listens on.
         public var port: UInt16
+        /// A service from its parts.
         public init(name: String, address: Address, port: UInt16) {
             self.name = name
             self.address = address
@@ -86,13 +101,18 @@ public enum NameserverReply: Hashable, Sendable {
         }
     }
 
+    /// `A <name> <addr>`.
     case address(name: String, address: Address)
+    /// `N <name> <net>`.
     case network(name: String, network: UInt16)
     /// Every service on a (network, port); empty encodes as a bare `S`.
     case services([Service])
+    /// `OK`, after a registration.
     case ok
+    /// `ERR <message>`.
     case error(String)
 
+    /// The reply's text; services one line each.
     public var encoded: [UInt8] {
         let text: String
         switch self {
@@ -106,6 +126,7 @@ public enum NameserverReply: Hashable, Sendable {
         return Array(text.utf8)
     }
 
+    /// Parses one reply; throws on an unknown form or more than `NameserverRequest.maxSize` bytes.
     public init(decoding bytes: some Collection<UInt8>) throws(WireError) {
         guard bytes.count <= NameserverRequest.maxSize else {
             throw .oversized(field: "nameserver reply", limit: NameserverRequest.maxSize, actual: bytes.count)
