@@ -1,4 +1,5 @@
 import PilotClient
+import PilotTestSupport
 import PilotWire
 import XCTest
 
@@ -6,7 +7,8 @@ import XCTest
 final class PilotClientTests: HostProcessTestCase {
     func testTypedCallsReachBothSocketsAndErrorsArriveAsTheirFailure() async throws {
         let registryPort = try startRendezvous()
-        _ = try startHost(registryPort: registryPort, generation: 1)
+        // A free tunnel port: other hosts may hold the fixed one.
+        let runtime = try startHost(0, registryPort: registryPort, listen: "127.0.0.1:\(try LoopbackSocket.freePort())").runtime
         let admin = PilotClient.admin(runtimeDirectory: runtime)
 
         let alice = try await admin.createIdentity(AdminControl.CreateIdentity(identity: "alice", owner: "0", tags: ["worker"]))
