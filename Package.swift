@@ -145,7 +145,7 @@ let package = Package(
         .testTarget(
             name: "PilotHostTests",
             dependencies: [
-                "PilotHost", "PilotStore", "PilotCrypto", "PilotWire", "PilotRendezvous", "PilotTestSupport", "PilotSystemd",
+                "PilotHost", "PilotStore", "PilotCrypto", "PilotWire", "PilotRendezvous", "PilotTestSupport", "PilotSystemd", "PilotClient",
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
             ]),

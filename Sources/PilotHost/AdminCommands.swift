@@ -22,23 +22,24 @@ public struct AdminCommands: Sendable {
         self.identitiesChanged = identitiesChanged
     }
 
+    /// Answers `request`, sent by `peer` (whose rights the admin socket has just checked).
     public func handle(_ peer: PeerCredentials, _ request: ControlRequest) async -> ControlReply {
         do {
-            switch request.command {
-            case "identity.create": return .ok(try await create(request))
-            case "identity.list": return .ok(.object(["identities": .array(await pool.all.map(Self.describe))]))
-            case "identity.show":
-                let name = try request.string("name")
-                guard let identity = await pool.identity(named: name) else { throw ControlFailure(.notFound, "no identity named \(name)") }
-                return .ok(Self.describe(identity))
-            case "identity.delete":
-                let name = try request.string("name")
-                try await pool.delete(name: name)
-                try await identitiesChanged(.deleted(name))
-                return .ok(["deleted": .string(name)])
-            case "identity.set-owner":
-                let name = try request.string("name")
-                let owner = try Self.user(try request.string("owner"))
+            switch try AdminControl.Command(request) {
+            case .create(let command): return .ok(try await create(command).json)
+            case .list: return .ok(IdentityList(identities: await pool.all.map(Self.describe)).json)
+            case .show(let command):
+                guard let identity = await pool.identity(named: command.identity) else {
+                    throw ControlFailure(.notFound, "no identity named \(command.identity)")
+                }
+                return .ok(Self.describe(identity).json)
+            case .delete(let command):
+                try await pool.delete(name: command.identity)
+                try await identitiesChanged(.deleted(command.identity))
+                return .ok(IdentityDeleted(deleted: command.identity).json)
+            case .setOwner(let command):
+                let name = command.identity
+                let owner = try Self.user(command.owner)
                 guard let previous = await pool.identity(named: name) else { throw PoolError.notFound(name) }
                 let record = try await pool.setOwner(name: name, uid: owner)
                 do {
@@ -48,9 +49,7 @@ public struct AdminCommands: Sendable {
                     _ = try? await pool.setOwner(name: name, uid: previous.ownerUID)
                     throw error
                 }
-                return .ok(Self.describe(record))
-            default:
-                throw ControlFailure(.invalidArgument, "unknown admin command: \(request.command.prefix(64))")
+                return .ok(Self.describe(record).json)
             }
         } catch let failure as ControlFailure {
             return .error(failure)
@@ -61,15 +60,15 @@ public struct AdminCommands: Sendable {
         }
     }
 
-    private func create(_ request: ControlRequest) async throws -> JSON {
-        let name = try request.string("name")
-        var create = IdentityPool.Request(owner: try Self.user(try request.string("owner")))
-        create.groups = try request.strings("groups").map(Self.group)
-        create.hostname = try request.optionalString("hostname")
-        create.tags = try request.strings("tags")
-        create.isPublic = try request.bool("public")
-        create.isEphemeral = try request.bool("ephemeral")
-        create.autoApprove = try request.bool("auto_approve")
+    private func create(_ command: AdminControl.CreateIdentity) async throws -> IdentityInfo {
+        let name = command.identity
+        var create = IdentityPool.Request(owner: try Self.user(command.owner))
+        create.groups = try command.groups.map(Self.group)
+        create.hostname = command.hostname
+        create.tags = command.tags ?? []
+        create.isPublic = command.isPublic
+        create.isEphemeral = command.isEphemeral
+        create.autoApprove = command.autoApprove
         let record = try await pool.create(name: name, create)
         do {
             try await identitiesChanged(.created(name))
@@ -102,15 +101,11 @@ public struct AdminCommands: Sendable {
     }
 
     /// An identity as `identity show` prints it.
-    public static func describe(_ record: IdentityRecord) -> JSON {
-        var fields: [String: JSON] = [
-            "name": .string(record.name), "node_id": .integer(Int64(record.nodeID)),
-            "address": .string(Address(network: record.network, node: record.nodeID).description),
-            "owner_uid": .integer(Int64(record.ownerUID)), "owner": .string(SystemAccounts.userName(record.ownerUID)),
-            "groups": .array(record.allowedGIDs.map { .integer(Int64($0)) }), "tags": .array(record.tags.map(JSON.string)),
-            "public": .bool(record.isPublic), "ephemeral": .bool(record.isEphemeral), "auto_approve": .bool(record.autoApprove), "created_at": .integer(record.createdAt),
-        ]
-        fields["hostname"] = record.hostname.map(JSON.string) ?? .null
-        return .object(fields)
+    public static func describe(_ record: IdentityRecord) -> IdentityInfo {
+        IdentityInfo(
+            name: record.name, nodeID: record.nodeID, address: Address(network: record.network, node: record.nodeID).description,
+            ownerUID: record.ownerUID, owner: SystemAccounts.userName(record.ownerUID), groups: record.allowedGIDs, tags: record.tags,
+            isPublic: record.isPublic, isEphemeral: record.isEphemeral, autoApprove: record.autoApprove, createdAt: record.createdAt,
+            hostname: record.hostname)
     }
 }

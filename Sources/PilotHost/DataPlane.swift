@@ -448,50 +448,49 @@ actor DataPlane {
 
     /// `subscribe TARGET TOPIC`: subscribes to `target`'s broker and collects events until
     /// `count` arrived or `timeout` passes.
-    func subscribe(from name: String, to target: Address, topic: String, count: Int, timeout: Duration) async throws -> JSON {
+    func subscribe(from name: String, to target: Address, topic: String, count: Int, timeout: Duration) async throws -> EventsReceived {
         let stream = try await dial(from: name, to: target, port: EventStreamFrame.port)
         try await stream.write(try EventStreamFrame(topic: topic).encoded())
-        let events = await collect(within: timeout) { (add: @Sendable (JSON) -> Int) in
+        let events = await collect(within: timeout) { (add: @Sendable (EventsReceived.Event) -> Int) in
             var decoder = EventStreamFrame.Decoder()
             for await event in stream.events {
                 guard case .data(let bytes) = event else { break }
                 decoder.append(bytes)
                 while let frame = try? decoder.next() {
-                    let received = add([
-                        "topic": .string(frame.topic), "data": .string(String(decoding: frame.payload, as: UTF8.self)),
-                        "bytes": .integer(Int64(frame.payload.count)),
-                    ])
+                    let received = add(EventsReceived.Event(
+                        topic: frame.topic, data: String(decoding: frame.payload, as: UTF8.self), bytes: frame.payload.count))
                     if received >= count { return }
                 }
             }
         }
         try? await stream.close()
-        return ["target": .string(target.description), "topic": .string(topic), "events": .array(events), "timeout": .bool(events.count < count)]
+        return EventsReceived(target: target.description, topic: topic, events: events, timeout: events.count < count)
     }
 
     /// `publish TARGET TOPIC --data`: subscribes to the topic (a stream's first event always
     /// does), publishes one event, and closes once it is delivered to the broker.
-    func publish(from name: String, to target: Address, topic: String, data: [UInt8]) async throws -> JSON {
+    func publish(from name: String, to target: Address, topic: String, data: [UInt8]) async throws -> EventPublished {
         let stream = try await dial(from: name, to: target, port: EventStreamFrame.port)
         try await stream.write(try EventStreamFrame(topic: topic).encoded() + EventStreamFrame(topic: topic, payload: data).encoded())
         try await stream.close()
-        return ["target": .string(target.description), "topic": .string(topic), "bytes": .integer(Int64(data.count))]
+        return EventPublished(target: target.description, topic: topic, bytes: data.count)
     }
 
     /// `send-message`: one tagged frame to `target`'s port 1001, and its ACK.
-    func sendMessage(from name: String, to target: Address, kind: DataExchangeFrame.Kind, data: [UInt8], timeout: Duration) async throws -> JSON {
+    /// The reply's `target` is the address; the command puts back the target as it was named.
+    func sendMessage(from name: String, to target: Address, kind: DataExchangeFrame.Kind, data: [UInt8], timeout: Duration) async throws -> MessageSent {
         let messageID = (0..<16).map { _ in String(format: "%02x", UInt8.random(in: 0...255)) }.joined()
         let ack = try await exchange(from: name, to: target, DataExchangeFrame.tagged(DataExchangeFrame(kind: kind, payload: data), messageID: messageID), timeout: timeout)
-        return [
-            "to": .string(target.description), "type": .string(kind.description.lowercased()), "bytes": .integer(Int64(data.count)),
-            "ack": .string(ack), "message_id": .string(messageID), "tagged": true, "seq": 0, "reused": false,
-        ]
+        return MessageSent(
+            target: target.description, to: target.description, type: kind.description.lowercased(), bytes: data.count, ack: ack,
+            messageID: messageID)
     }
 
     /// `send-file`: one FILE frame to `target`'s port 1001, and its ACK.
-    func sendFile(from name: String, to target: Address, fileName: String, contents: [UInt8], timeout: Duration) async throws -> JSON {
+    /// The reply's `target` is the address; the command puts back the target as it was named.
+    func sendFile(from name: String, to target: Address, fileName: String, contents: [UInt8], timeout: Duration) async throws -> FileSent {
         let ack = try await exchange(from: name, to: target, DataExchangeFrame.file(name: fileName, contents: contents), timeout: timeout)
-        return ["to": .string(target.description), "name": .string(fileName), "bytes": .integer(Int64(contents.count)), "ack": .string(ack)]
+        return FileSent(target: target.description, to: target.description, name: fileName, bytes: contents.count, ack: ack)
     }
 
     /// One data-exchange frame to `target` and the text of its answer, which must be an ACK.
@@ -518,7 +517,7 @@ actor DataPlane {
 
     /// `send TARGET PORT --data`: a stream to `port`, the data, and one read of the answer (none
     /// if the peer sends nothing within `wait`).
-    func send(from name: String, to target: Address, port: UInt16, data: [UInt8], wait: Duration) async throws -> JSON {
+    func send(from name: String, to target: Address, port: UInt16, data: [UInt8], wait: Duration) async throws -> StreamSent {
         let stream = try await dial(from: name, to: target, port: port)
         try await stream.write(data)
         let answer = try? await withTimeout(wait) { () async -> [UInt8]? in
@@ -529,21 +528,21 @@ actor DataPlane {
             return nil
         }
         try? await stream.close()
-        var result: [String: JSON] = ["to": .string(target.description), "port": .integer(Int64(port)), "bytes": .integer(Int64(data.count))]
-        if let reply = answer ?? nil { result["reply"] = .string(String(decoding: reply, as: UTF8.self)) }
-        return .object(result)
+        return StreamSent(
+            target: target.description, to: target.description, port: port, bytes: data.count,
+            reply: (answer ?? nil).map { String(decoding: $0, as: UTF8.self) })
     }
 
     /// `recv PORT`: accepts up to `count` streams on `port` for `timeout` and reads once from
     /// each (what 1.18's recv does). Ports the host serves itself are refused.
-    func receive(on name: String, port: UInt16, count: Int, timeout: Duration) async throws -> JSON {
+    func receive(on name: String, port: UInt16, count: Int, timeout: Duration) async throws -> PortArrivals {
         let identity = try await join(name)
         guard try await !fabric.isListening(node: identity.node, port: port) else {
             throw ControlFailure(.alreadyExists, "port \(port) of \(name) is in use")
         }
         let (arrivals, continuation) = AsyncStream.makeStream(of: StreamHandle.self)
         try await fabric.listen(node: identity.node, port: port) { continuation.yield($0) }
-        let messages = await collect(within: timeout) { (add: @Sendable (JSON) -> Int) in
+        let messages = await collect(within: timeout) { (add: @Sendable (PortArrivals.Arrival) -> Int) in
             for await stream in arrivals {
                 var data: [UInt8] = []
                 for await event in stream.events {
@@ -551,16 +550,15 @@ actor DataPlane {
                     break
                 }
                 try? await stream.close()
-                let received = add([
-                    "from": .string(stream.key.remote.description), "port": .integer(Int64(stream.key.remotePort)),
-                    "bytes": .integer(Int64(data.count)), "data": .string(String(decoding: data, as: UTF8.self)),
-                ])
+                let received = add(PortArrivals.Arrival(
+                    from: stream.key.remote.description, port: stream.key.remotePort, bytes: data.count,
+                    data: String(decoding: data, as: UTF8.self)))
                 if received >= count { break }
             }
         }
         continuation.finish()
         try await fabric.unlisten(node: identity.node, port: port)
-        return ["port": .integer(Int64(port)), "messages": .array(messages), "timeout": .bool(messages.count < count)]
+        return PortArrivals(kind: .streams, port: port, arrivals: messages, timeout: messages.count < count)
     }
 
     /// A datagram for `name`: to the `listen` waiting on its port, else dropped (as a closed UDP
@@ -570,7 +568,7 @@ actor DataPlane {
     }
 
     /// `listen PORT`: the datagrams that arrive on `port` of `name`, up to `count`, for `timeout`.
-    func listenDatagrams(on name: String, port: UInt16, count: Int, timeout: Duration) async throws -> JSON {
+    func listenDatagrams(on name: String, port: UInt16, count: Int, timeout: Duration) async throws -> PortArrivals {
         _ = try await join(name)
         guard datagramListeners[name]?[port] == nil else { throw ControlFailure(.alreadyExists, "port \(port) of \(name) is in use") }
         let (packets, continuation) = AsyncStream.makeStream(of: Packet.self, bufferingPolicy: .bufferingNewest(1000))
@@ -579,20 +577,19 @@ actor DataPlane {
             continuation.finish()
             datagramListeners[name]?[port] = nil
         }
-        let received = await collect(within: timeout) { (add: @Sendable (JSON) -> Int) in
+        let received = await collect(within: timeout) { (add: @Sendable (PortArrivals.Arrival) -> Int) in
             for await packet in packets {
-                let received = add([
-                    "from": .string(packet.source.description), "src_port": .integer(Int64(packet.sourcePort)),
-                    "bytes": .integer(Int64(packet.payload.count)), "data": .string(String(decoding: packet.payload, as: UTF8.self)),
-                ])
+                let received = add(PortArrivals.Arrival(
+                    from: packet.source.description, port: packet.sourcePort, bytes: packet.payload.count,
+                    data: String(decoding: packet.payload, as: UTF8.self)))
                 if received >= count { break }
             }
         }
-        return ["port": .integer(Int64(port)), "datagrams": .array(received), "timeout": .bool(received.count < count)]
+        return PortArrivals(kind: .datagrams, port: port, arrivals: received, timeout: received.count < count)
     }
 
     /// `send-datagram TARGET PORT --data`: one datagram, no answer expected.
-    func sendDatagram(from name: String, to target: Address, port: UInt16, data: [UInt8]) async throws -> JSON {
+    func sendDatagram(from name: String, to target: Address, port: UInt16, data: [UInt8]) async throws -> DatagramSent {
         guard data.count <= 65_000 else { throw ControlFailure(.invalidArgument, "send-datagram: at most 65000 bytes") }
         let identity = try await join(name)
         let endpoint = try await endpoint(of: target, for: name)
@@ -600,38 +597,32 @@ actor DataPlane {
             proto: .datagram, source: identity.address, destination: target, sourcePort: UInt16.random(in: 49152...65535),
             destinationPort: port, payload: data)
         try await fabric.send(packet, to: target.node, endpoint: endpoint)
-        return ["to": .string(target.description), "port": .integer(Int64(port)), "bytes": .integer(Int64(data.count))]
+        return DatagramSent(target: target.description, to: target.description, port: port, bytes: data.count)
     }
 
     /// `connections`: `name`'s streams (none if it never joined the network).
-    func connections(of name: String) async throws -> JSON {
-        guard let identity = joined[name] else { return ["total": 0, "connections": []] }
-        let connections = try await fabric.connections(of: identity.node)
-        return ["total": .integer(Int64(connections.count)), "connections": .array(connections.map { connection in
-            [
-                "local_port": .integer(Int64(connection.localPort)), "remote_addr": .string(connection.remote.description),
-                "remote_port": .integer(Int64(connection.remotePort)), "state": .string(connection.state),
-                "unacked_bytes": .integer(Int64(connection.unacknowledgedBytes)),
-            ]
-        })]
+    func connections(of name: String) async throws -> ConnectionList {
+        guard let identity = joined[name] else { return ConnectionList(connections: []) }
+        return ConnectionList(connections: try await fabric.connections(of: identity.node).map { connection in
+            ConnectionList.Connection(
+                localPort: connection.localPort, remoteAddress: connection.remote.description, remotePort: connection.remotePort,
+                state: connection.state, unacknowledgedBytes: connection.unacknowledgedBytes)
+        })
     }
 
     /// `peers`: the nodes `name` has a tunnel with.
-    func peers(of name: String) async throws -> JSON {
-        guard let identity = joined[name] else { return ["total": 0, "peers": []] }
-        let peers = try await fabric.peers(of: identity.node)
-        return ["total": .integer(Int64(peers.count)), "peers": .array(peers.map { peer in
-            [
-                "node_id": .integer(Int64(peer.node)), "address": .string(Address(node: peer.node).description),
-                "endpoint": .string(peer.endpoint), "encrypted": true, "authenticated": true, "trusted": .bool(peer.trusted),
-                "relay": .bool(peer.relayed), "last_heard_seconds": .double((peer.secondsSinceHeard * 10).rounded() / 10),
-            ]
-        })]
+    func peers(of name: String) async throws -> PeerList {
+        guard let identity = joined[name] else { return PeerList(peers: []) }
+        return PeerList(peers: try await fabric.peers(of: identity.node).map { peer in
+            PeerList.Peer(
+                nodeID: peer.node, address: Address(node: peer.node).description, endpoint: peer.endpoint, trusted: peer.trusted,
+                relayed: peer.relayed, lastHeardSeconds: (peer.secondsSinceHeard * 10).rounded() / 10)
+        })
     }
 
     /// `bench TARGET [MB]`, as 1.18's: MB mebibytes to the target's echo port in 4096-byte
     /// writes, timed until every byte has come back.
-    func bench(from name: String, to target: Address, megabytes: Int, timeout: Duration) async throws -> JSON {
+    func bench(from name: String, to target: Address, megabytes: Int, timeout: Duration) async throws -> BenchReport {
         let identity = try await join(name)
         let endpoint = try await endpoint(of: target, for: name)
         let total = megabytes << 20
@@ -661,18 +652,17 @@ actor DataPlane {
             guard received >= total else { throw StreamError("the echo stopped after \(received) of \(total) bytes") }
             return started.duration(to: .now).inSeconds
         }
-        return [
-            "to": .string(target.description), "bytes": .integer(Int64(total)), "seconds": .double((seconds * 1000).rounded() / 1000),
-            "mb_per_second": .double((Double(total) / 1e6 / seconds * 100).rounded() / 100), "verified": true,
-        ]
+        return BenchReport(
+            target: target.description, to: target.description, bytes: total, seconds: (seconds * 1000).rounded() / 1000,
+            megabytesPerSecond: (Double(total) / 1e6 / seconds * 100).rounded() / 100)
     }
 
     /// `pilotctl ping`, as 1.18 does it: each probe opens a stream to the target's echo port,
     /// writes `ping-<n>`, times the echo and closes.
-    func ping(from name: String, target: Address, count: Int, timeout: Duration) async throws -> [JSON] {
+    func ping(from name: String, target: Address, count: Int, timeout: Duration) async throws -> [PingReport.Probe] {
         let identity = try await join(name)
         let endpoint = try await endpoint(of: target, for: name)
-        var results: [JSON] = []
+        var results: [PingReport.Probe] = []
         for sequence in 0..<count {
             let probe = Array("ping-\(sequence)".utf8)
             do {
@@ -695,9 +685,9 @@ actor DataPlane {
                 }
                 guard echoed == probe else { throw StreamError("the echo did not match what was sent") }
                 let milliseconds = elapsed.inSeconds * 1000
-                results.append(["seq": .integer(Int64(sequence)), "bytes": .integer(Int64(probe.count)), "rtt_ms": .double((milliseconds * 1000).rounded() / 1000)])
+                results.append(PingReport.Probe(sequence: sequence, bytes: probe.count, milliseconds: (milliseconds * 1000).rounded() / 1000))
             } catch {
-                results.append(["seq": .integer(Int64(sequence)), "error": .string("\(error)")])
+                results.append(PingReport.Probe(sequence: sequence, error: "\(error)"))
             }
         }
         return results

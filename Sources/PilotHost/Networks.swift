@@ -32,7 +32,7 @@ extension DataPlane {
     /// `network:<self>` to `network:<member>` on `port`, all from one ephemeral port. Best
     /// effort, as a datagram is: a member that cannot be reached is skipped (and counted in
     /// the log), and a member that does not trust `name` drops it unless the port is public.
-    func broadcast(from name: String, network: UInt16, port: UInt16, data: [UInt8], token: String) async throws -> JSON {
+    func broadcast(from name: String, network: UInt16, port: UInt16, data: [UInt8], token: String) async throws -> BroadcastSent {
         func denied(_ reason: String) -> ControlFailure { ControlFailure(.broadcastFailed, "broadcast: \(reason)") }
         guard let adminToken else { throw denied("broadcast denied: daemon has no admin token configured") }
         guard !token.isEmpty, adminToken.matches(token) else { throw denied("broadcast denied: invalid admin token") }
@@ -91,6 +91,6 @@ extension DataPlane {
             "PILOT_IDENTITY": "\(name)", "network": "\(network)", "port": "\(port)", "bytes": "\(data.count)",
             "members": "\(members.count - 1)", "online": "\(others.count)", "sent": "\(sent)",
         ])
-        return ["bytes": .integer(Int64(data.count)), "network_id": .integer(Int64(network)), "port": .integer(Int64(port))]
+        return BroadcastSent(bytes: data.count, networkID: network, port: port)
     }
 }

@@ -38,14 +38,14 @@ actor TrustService {
     // MARK: Commands of the identity's owner
 
     /// `handshake PEER REASON`: asks `peer` for trust.
-    func request(_ name: String, peer: UInt32, reason: String) async throws -> JSON {
+    func request(_ name: String, peer: UInt32, reason: String) async throws -> TrustChange {
         guard reason.utf8.count <= Self.maxReason else {
             throw ControlFailure(.invalidArgument, "handshake: the reason is longer than \(Self.maxReason) bytes")
         }
         let record = try await identity(name)
         guard peer != record.nodeID else { throw ControlFailure(.invalidArgument, "handshake: an identity cannot trust itself") }
         if await pool.trust(of: name, peer: peer)?.state == .trusted {
-            return ["status": "already trusted", "node_id": .integer(Int64(peer))]
+            return TrustChange(status: "already trusted", nodeID: peer)
         }
         if let pending = await pool.trust(of: name, peer: peer), pending.state == .pendingIn {
             // The peer asked first: asking back is approving.
@@ -63,12 +63,12 @@ actor TrustService {
             } catch let relayError {
                 throw ControlFailure(.connectionFailed, "handshake: cannot reach node \(peer) (\(error)), nor through the registry (\(relayError))")
             }
-            return ["status": "sent", "node_id": .integer(Int64(peer)), "relayed": true]
+            return TrustChange(status: "sent", nodeID: peer, relayed: true)
         }
-        return ["status": "sent", "node_id": .integer(Int64(peer))]
+        return TrustChange(status: "sent", nodeID: peer)
     }
 
-    func approve(_ name: String, peer: UInt32) async throws -> JSON {
+    func approve(_ name: String, peer: UInt32) async throws -> TrustChange {
         guard var entry = await pool.trust(of: name, peer: peer), entry.state == .pendingIn else {
             throw ControlFailure(.notFound, "no pending handshake from node \(peer)")
         }
@@ -78,21 +78,21 @@ actor TrustService {
         await relate?(name, peer, true)
         await report(name, peer: peer, trusted: true)
         await answer(name, peer: peer, accept: true)
-        return ["status": "approved", "node_id": .integer(Int64(peer))]
+        return TrustChange(status: "approved", nodeID: peer)
     }
 
-    func reject(_ name: String, peer: UInt32, reason: String) async throws -> JSON {
+    func reject(_ name: String, peer: UInt32, reason: String) async throws -> TrustChange {
         guard let entry = await pool.trust(of: name, peer: peer), entry.state == .pendingIn else {
             throw ControlFailure(.notFound, "no pending handshake from node \(peer)")
         }
         try await pool.removeTrust(peer: entry.peerNode, for: name)
         await relate?(name, peer, false)
         await answer(name, peer: peer, accept: false, reason: reason)
-        return ["status": "rejected", "node_id": .integer(Int64(peer))]
+        return TrustChange(status: "rejected", nodeID: peer)
     }
 
     /// `untrust PEER`: revokes a trust.
-    func revoke(_ name: String, peer: UInt32) async throws -> JSON {
+    func revoke(_ name: String, peer: UInt32) async throws -> TrustChange {
         guard let entry = await pool.trust(of: name, peer: peer), entry.state == .trusted else {
             throw ControlFailure(.notFound, "node \(peer) is not trusted")
         }
@@ -103,27 +103,24 @@ actor TrustService {
         }
         await relate?(name, peer, false)
         await report(name, peer: peer, trusted: false)
-        return ["status": "revoked", "node_id": .integer(Int64(peer))]
+        return TrustChange(status: "revoked", nodeID: peer)
     }
 
-    func pending(_ name: String) async -> JSON {
+    func pending(_ name: String) async -> PendingTrust {
         let entries = await pool.trust(of: name).filter { $0.state == .pendingIn }
-        return ["pending": .array(entries.map { entry in
-            [
-                "node_id": .integer(Int64(entry.peerNode)), "public_key": .string(entry.peerKey.map(Base64.encode) ?? ""),
-                "justification": .string(entry.reason), "received_at": .integer(entry.updatedAt),
-            ]
-        })]
+        return PendingTrust(pending: entries.map { entry in
+            PendingTrust.Request(
+                nodeID: entry.peerNode, publicKey: entry.peerKey.map(Base64.encode) ?? "", justification: entry.reason,
+                receivedAt: entry.updatedAt)
+        })
     }
 
-    func trusted(_ name: String) async -> JSON {
+    func trusted(_ name: String) async -> TrustedPeers {
         let entries = await pool.trust(of: name).filter { $0.state == .trusted }
-        return ["total": .integer(Int64(entries.count)), "trusted": .array(entries.map { entry in
-            [
-                "node_id": .integer(Int64(entry.peerNode)), "public_key": .string(entry.peerKey.map(Base64.encode) ?? ""),
-                "approved_at": .integer(entry.updatedAt), "mutual": .bool(entry.mutual), "network": 0,
-            ]
-        })]
+        return TrustedPeers(trusted: entries.map { entry in
+            TrustedPeers.Peer(
+                nodeID: entry.peerNode, publicKey: entry.peerKey.map(Base64.encode) ?? "", approvedAt: entry.updatedAt, mutual: entry.mutual)
+        })
     }
 
     /// An answer to a request, both ways 1.18 may be waiting for it: through the registry

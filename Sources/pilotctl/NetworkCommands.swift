@@ -18,7 +18,7 @@ func adminToken(json: Bool) throws -> String {
     let hint = "set PILOT_ADMIN_TOKEN env var or admin_token in ~/.pilot/config.json"
     let text: String
     if json {
-        let envelope: JSON = ["status": "error", "code": "auth_required", "error": .string(message), "message": .string(message), "hint": .string(hint)]
+        let envelope: JSON = ["status": "error", "code": .string(ControlErrorCode.authRequired.rawValue), "error": .string(message), "message": .string(message), "hint": .string(hint)]
         text = envelope.encodedString()
     } else {
         text = "error: \(message)\nhint:  \(hint)"
@@ -37,11 +37,11 @@ struct Broadcast: ParsableCommand {
 
     func run() throws {
         let token = try adminToken(json: global.json)
-        let request = ControlRequest("broadcast", [
-            "network_id": .integer(Int64(networkID)), "port": .integer(Int64(port)), "data": .string(message), "admin_token": .string(token),
-        ])
-        try global.run(request, on: try global.identitySocket()) { data in
-            "broadcast on network \(data["network_id"]?.integerValue ?? 0) port \(data["port"]?.integerValue ?? 0) (\(data["bytes"]?.integerValue ?? 0) bytes)"
+        let request = NetworkControl.Broadcast(
+            networkID: try global.networkID(networkID, for: NetworkControl.Broadcast.self),
+            port: try global.port(port, for: NetworkControl.Broadcast.self), data: message, adminToken: token)
+        try global.run(request, on: try global.identitySocket()) { sent in
+            "broadcast on network \(sent.networkID) port \(sent.port) (\(sent.bytes) bytes)"
         }
     }
 }
@@ -55,12 +55,9 @@ struct NetworkCommand: ParsableCommand {
         static let configuration = CommandConfiguration(abstract: "The registry's networks.")
         @OptionGroup var global: GlobalOptions
         func run() throws {
-            try global.run(ControlRequest("network-list", [:]), on: try global.identitySocket()) { data in
-                let rows = (data["networks"]?.arrayValue ?? []).map { network in
-                    [
-                        "\(network["id"]?.integerValue ?? 0)", network["name"]?.stringValue ?? "", network["join_rule"]?.stringValue ?? "",
-                        "\(network["members"]?.integerValue ?? 0)",
-                    ]
+            try global.run(NetworkControl.List(), on: try global.identitySocket()) { data in
+                let rows = data.networks.map { network in
+                    ["\(network.id ?? 0)", network.name ?? "", network.joinRule ?? "", "\(network.members ?? 0)"]
                 }
                 return table(["ID", "NAME", "JOIN RULE", "MEMBERS"], rows)
             }
@@ -73,10 +70,9 @@ struct NetworkCommand: ParsableCommand {
         @Argument var networkID: Int
         @Option var token: String?
         func run() throws {
-            var arguments: [String: JSON] = ["network_id": .integer(Int64(networkID))]
-            if let token { arguments["token"] = .string(token) }
-            try global.run(ControlRequest("network-join", arguments), on: try global.identitySocket()) { data in
-                "joined network \(data["network_id"]?.integerValue ?? 0)"
+            let request = NetworkControl.Join(networkID: try global.networkID(networkID, for: NetworkControl.Join.self), token: token)
+            try global.run(request, on: try global.identitySocket()) { data in
+                "joined network \(data.networkID ?? 0)"
             }
         }
     }
@@ -86,8 +82,9 @@ struct NetworkCommand: ParsableCommand {
         @OptionGroup var global: GlobalOptions
         @Argument var networkID: Int
         func run() throws {
-            try global.run(ControlRequest("network-leave", ["network_id": .integer(Int64(networkID))]), on: try global.identitySocket()) { data in
-                "left network \(data["network_id"]?.integerValue ?? 0)"
+            let request = NetworkControl.Leave(networkID: try global.networkID(networkID, for: NetworkControl.Leave.self))
+            try global.run(request, on: try global.identitySocket()) { data in
+                "left network \(data.networkID ?? 0)"
             }
         }
     }
@@ -97,14 +94,11 @@ struct NetworkCommand: ParsableCommand {
         @OptionGroup var global: GlobalOptions
         @Argument var networkID: Int
         func run() throws {
-            var arguments: [String: JSON] = ["network_id": .integer(Int64(networkID))]
-            if let token = ProcessInfo.processInfo.environment["PILOT_ADMIN_TOKEN"], !token.isEmpty { arguments["admin_token"] = .string(token) }
-            try global.run(ControlRequest("network-members", arguments), on: try global.identitySocket()) { data in
-                let rows = (data["nodes"]?.arrayValue ?? []).map { node in
-                    [
-                        "\(node["node_id"]?.integerValue ?? 0)", node["hostname"]?.stringValue ?? "-", node["version"]?.stringValue ?? "-",
-                        node["public"]?.boolValue == true ? "yes" : "no",
-                    ]
+            let token = ProcessInfo.processInfo.environment["PILOT_ADMIN_TOKEN"].flatMap { $0.isEmpty ? nil : $0 }
+            let request = NetworkControl.Members(networkID: try global.networkID(networkID, for: NetworkControl.Members.self), adminToken: token)
+            try global.run(request, on: try global.identitySocket()) { data in
+                let rows = data.nodes.map { node in
+                    ["\(node.nodeID ?? 0)", node.hostname ?? "-", node.version ?? "-", node.isPublic == true ? "yes" : "no"]
                 }
                 return table(["NODE ID", "HOSTNAME", "VERSION", "PUBLIC"], rows)
             }
@@ -119,12 +113,9 @@ struct NetworkCommand: ParsableCommand {
         @Option(help: "open or token.") var joinRule = "open"
         @Option(help: "The token members join with (join rule token).") var token: String?
         func run() throws {
-            var arguments: [String: JSON] = [
-                "name": .string(name), "join_rule": .string(joinRule), "admin_token": .string(try adminToken(json: global.json)),
-            ]
-            if let token { arguments["token"] = .string(token) }
-            try global.run(ControlRequest("network-create", arguments), on: try global.identitySocket()) { data in
-                "created network \(data["network_id"]?.integerValue ?? 0) (\(data["name"]?.stringValue ?? name))"
+            let request = NetworkControl.Create(network: name, joinRule: joinRule, adminToken: try adminToken(json: global.json), token: token)
+            try global.run(request, on: try global.identitySocket()) { data in
+                "created network \(data.networkID ?? 0) (\(data.name ?? name))"
             }
         }
     }

@@ -43,18 +43,46 @@ struct GlobalOptions: ParsableArguments {
         return runtime + "/id/\(only).sock"
     }
 
-    /// Sends `request` to `socket`, prints the reply, and exits 1 on an error reply.
-    func run(_ request: ControlRequest, on socket: String, text: (JSON) -> String) throws {
-        let reply = self.reply(request, on: socket)
-        guard case .ok(let data) = reply else { try fail(reply) }
+    /// Sends `command` to `socket`, prints the reply (with --json, as it came), and exits 1 on
+    /// an error reply.
+    func run<Command: ControlCommand>(_ command: Command, on socket: String, text: (Command.Reply) -> String) throws {
+        let reply = self.reply(command.request, on: socket)
+        let data = try decode(reply, of: Command.self)
         print(json ? reply.json.encodedString() : text(data))
     }
 
-    /// The data of `request`'s reply; an error reply is printed and exits 1.
-    func call(_ request: ControlRequest, on socket: String) throws -> JSON {
-        let reply = self.reply(request, on: socket)
-        guard case .ok(let data) = reply else { try fail(reply) }
-        return data
+    /// The data of `command`'s reply; an error reply is printed and exits 1.
+    func call<Command: ControlCommand>(_ command: Command, on socket: String) throws -> Command.Reply {
+        try decode(self.reply(command.request, on: socket), of: Command.self)
+    }
+
+    /// The value `check` gives; its failure is printed as an error reply and exits 1.
+    func checked<Value>(_ check: () throws(ControlFailure) -> Value) throws -> Value {
+        do {
+            return try check()
+        } catch {
+            try fail(.error(error))
+        }
+    }
+
+    /// `value` as `Command`'s port, checked as the host checks it.
+    func port<Command: ControlCommand>(_ value: Int, for command: Command.Type) throws -> UInt16 {
+        try checked { () throws(ControlFailure) in try ControlFields.port(value, of: Command.name) }
+    }
+
+    /// `value` as `Command`'s network id, checked as the host checks it.
+    func networkID<Command: ControlCommand>(_ value: Int, for command: Command.Type) throws -> UInt16 {
+        try checked { () throws(ControlFailure) in try ControlFields.networkID(value, of: Command.name) }
+    }
+
+    /// The typed data of `reply`; an error reply, or data that is not the command's, is printed
+    /// and exits 1.
+    private func decode<Command: ControlCommand>(_ reply: ControlReply, of command: Command.Type) throws -> Command.Reply {
+        do {
+            return try Command.data(of: reply)
+        } catch {
+            try fail(.error(error))
+        }
     }
 
     /// Prints an error reply (as the reference's JSON envelope with --json) and exits 1.
@@ -88,56 +116,56 @@ struct InfoCommand: ParsableCommand {
     @OptionGroup var global: GlobalOptions
 
     func run() throws {
-        try global.run(ControlRequest("info"), on: try global.identitySocket(), text: IdentityCommand.describe)
+        try global.run(IdentityControl.Info(), on: try global.identitySocket(), text: IdentityCommand.describe)
     }
 }
 
 /// Runs `command` on the chosen identity's socket and prints the identity as it is afterwards.
-private func identityChange(_ global: GlobalOptions, _ command: String, _ arguments: [String: JSON] = [:]) throws {
-    try global.run(ControlRequest(command, arguments), on: try global.identitySocket(), text: IdentityCommand.describe)
+private func identityChange<Command: ControlCommand>(_ global: GlobalOptions, _ command: Command) throws where Command.Reply == IdentityInfo {
+    try global.run(command, on: try global.identitySocket(), text: IdentityCommand.describe)
 }
 
 struct SetHostname: ParsableCommand {
     static let configuration = CommandConfiguration(commandName: "set-hostname", abstract: "Set this identity's hostname.")
     @OptionGroup var global: GlobalOptions
     @Argument var hostname: String
-    func run() throws { try identityChange(global, "set-hostname", ["hostname": .string(hostname)]) }
+    func run() throws { try identityChange(global, IdentityControl.SetHostname(hostname: hostname)) }
 }
 
 struct ClearHostname: ParsableCommand {
     static let configuration = CommandConfiguration(commandName: "clear-hostname", abstract: "Remove this identity's hostname.")
     @OptionGroup var global: GlobalOptions
-    func run() throws { try identityChange(global, "clear-hostname") }
+    func run() throws { try identityChange(global, IdentityControl.ClearHostname()) }
 }
 
 struct SetTags: ParsableCommand {
     static let configuration = CommandConfiguration(commandName: "set-tags", abstract: "Replace this identity's tags.")
     @OptionGroup var global: GlobalOptions
     @Argument var tags: [String]
-    func run() throws { try identityChange(global, "set-tags", ["tags": .array(tags.map(JSON.string))]) }
+    func run() throws { try identityChange(global, IdentityControl.SetTags(tags: tags)) }
 }
 
 struct ClearTags: ParsableCommand {
     static let configuration = CommandConfiguration(commandName: "clear-tags", abstract: "Remove this identity's tags.")
     @OptionGroup var global: GlobalOptions
-    func run() throws { try identityChange(global, "clear-tags") }
+    func run() throws { try identityChange(global, IdentityControl.ClearTags()) }
 }
 
 struct SetPublic: ParsableCommand {
     static let configuration = CommandConfiguration(commandName: "set-public", abstract: "Let any node resolve this identity's endpoint.")
     @OptionGroup var global: GlobalOptions
-    func run() throws { try identityChange(global, "set-public") }
+    func run() throws { try identityChange(global, IdentityControl.SetPublic()) }
 }
 
 struct SetPrivate: ParsableCommand {
     static let configuration = CommandConfiguration(commandName: "set-private", abstract: "Show this identity's endpoint only to trusted peers.")
     @OptionGroup var global: GlobalOptions
-    func run() throws { try identityChange(global, "set-private") }
+    func run() throws { try identityChange(global, IdentityControl.SetPrivate()) }
 }
 
 /// Prints a registry answer as `key: value` lines.
-private func fields(_ data: JSON) -> String {
-    (data.objectValue ?? [:]).keys.sorted().map { key in
+private func fields(_ data: ControlData) -> String {
+    data.values.keys.sorted().map { key in
         let value = data[key] ?? .null
         return "\(key): \(value.stringValue ?? value.encodedString())"
     }.joined(separator: "\n")
@@ -148,7 +176,7 @@ struct Lookup: ParsableCommand {
     @OptionGroup var global: GlobalOptions
     @Argument var target: String
     func run() throws {
-        try global.run(ControlRequest("lookup", ["target": .string(target)]), on: try global.identitySocket(), text: fields)
+        try global.run(IdentityControl.Lookup(target: target), on: try global.identitySocket(), text: fields)
     }
 }
 
@@ -157,7 +185,7 @@ struct Find: ParsableCommand {
     @OptionGroup var global: GlobalOptions
     @Argument var hostname: String
     func run() throws {
-        try global.run(ControlRequest("find", ["hostname": .string(hostname)]), on: try global.identitySocket(), text: fields)
+        try global.run(IdentityControl.Find(hostname: hostname), on: try global.identitySocket(), text: fields)
     }
 }
 
@@ -170,17 +198,14 @@ struct Ping: ParsableCommand {
     @Option(help: "Seconds to wait for each probe.") var timeout = 10
 
     func run() throws {
-        let request = ControlRequest(
-            "ping", ["target": .string(target), "count": .integer(Int64(count)), "timeout": .integer(Int64(timeout))])
-        try global.run(request, on: try global.identitySocket()) { data in
-            let to = data["to"]?.stringValue ?? target
-            let lines = (data["results"]?.arrayValue ?? []).map { result in
-                let sequence = result["seq"]?.integerValue ?? -1
-                if let error = result["error"]?.stringValue { return "seq=\(sequence): \(error)" }
-                let rtt = result["rtt_ms"]?.doubleValue ?? 0
-                return "reply from \(to): seq=\(sequence) bytes=\(result["bytes"]?.integerValue ?? 0) time=\(String(format: "%.3f", rtt)) ms"
+        let request = DataControl.Ping(target: target, count: count, timeout: timeout)
+        try global.run(request, on: try global.identitySocket()) { report in
+            let lines = report.results.map { probe in
+                if let error = probe.error { return "seq=\(probe.sequence): \(error)" }
+                let rtt = String(format: "%.3f", probe.milliseconds ?? 0)
+                return "reply from \(report.to): seq=\(probe.sequence) bytes=\(probe.bytes ?? 0) time=\(rtt) ms"
             }
-            return (["PING \(target) (\(to))"] + lines).joined(separator: "\n")
+            return (["PING \(target) (\(report.to))"] + lines).joined(separator: "\n")
         }
     }
 }
@@ -190,14 +215,13 @@ struct SendMessage: ParsableCommand {
     @OptionGroup var global: GlobalOptions
     @Argument(help: "An address, a node id, or a hostname.") var target: String
     @Option(help: "The message (- reads standard input).") var data: String
-    @Option(help: "text, json or binary.") var type = "text"
+    @Option(help: "text, json or binary.") var type = MessageControl.MessageType.text.rawValue
 
     func run() throws {
         let body = data == "-" ? String(decoding: FileHandle.standardInput.readDataToEndOfFile(), as: UTF8.self) : data
-        let request = ControlRequest("send-message", ["target": .string(target), "data": .string(body), "type": .string(type)])
-        try global.run(request, on: try global.identitySocket()) { data in
-            "sent \(data["bytes"]?.integerValue ?? 0) bytes to \(data["to"]?.stringValue ?? target): \(data["ack"]?.stringValue ?? "")"
-        }
+        let kind = try global.checked { () throws(ControlFailure) in try MessageControl.MessageType(parsing: type) }
+        let request = MessageControl.SendMessage(target: target, data: body, type: kind)
+        try global.run(request, on: try global.identitySocket()) { sent in "sent \(sent.bytes) bytes to \(sent.to): \(sent.ack)" }
     }
 }
 
@@ -208,9 +232,9 @@ struct Bench: ParsableCommand {
     @Argument var megabytes = 1
 
     func run() throws {
-        let request = ControlRequest("bench", ["target": .string(target), "megabytes": .integer(Int64(megabytes))])
-        try global.run(request, on: try global.identitySocket()) { data in
-            "\(megabytes) MB to \(data["to"]?.stringValue ?? target) and back in \(data["seconds"]?.doubleValue ?? 0) s: \(data["mb_per_second"]?.doubleValue ?? 0) MB/s"
+        let request = DataControl.Bench(target: target, megabytes: megabytes)
+        try global.run(request, on: try global.identitySocket()) { report in
+            "\(megabytes) MB to \(report.to) and back in \(report.seconds) s: \(report.megabytesPerSecond) MB/s"
         }
     }
 }
@@ -224,11 +248,10 @@ struct Send: ParsableCommand {
     @Option(help: "Seconds to wait for an answer.") var timeout = 5
 
     func run() throws {
-        let request = ControlRequest(
-            "send", ["target": .string(target), "port": .integer(Int64(port)), "data": .string(data), "timeout": .integer(Int64(timeout))])
-        try global.run(request, on: try global.identitySocket()) { data in
-            "sent \(data["bytes"]?.integerValue ?? 0) bytes" + (data["reply"]?.stringValue.map { "\n\($0)" } ?? "")
-        }
+        let request = DataControl.Send(
+            target: target, port: try global.port(port, for: DataControl.Send.self),
+            data: data, timeout: timeout)
+        try global.run(request, on: try global.identitySocket()) { sent in "sent \(sent.bytes) bytes" + (sent.reply.map { "\n\($0)" } ?? "") }
     }
 }
 
@@ -241,9 +264,10 @@ struct Connect: ParsableCommand {
     @Option(help: "Seconds to wait for an answer.") var timeout = 30
 
     func run() throws {
-        let request = ControlRequest(
-            "send", ["target": .string(target), "port": .integer(Int64(port)), "data": .string(message), "timeout": .integer(Int64(timeout))])
-        try global.run(request, on: try global.identitySocket()) { data in data["reply"]?.stringValue ?? "(no answer)" }
+        let request = DataControl.Send(
+            target: target, port: try global.port(port, for: DataControl.Send.self),
+            data: message, timeout: timeout)
+        try global.run(request, on: try global.identitySocket()) { sent in sent.reply ?? "(no answer)" }
     }
 }
 
@@ -255,12 +279,11 @@ struct Listen: ParsableCommand {
     @Option(help: "Seconds to wait.") var timeout = 30
 
     func run() throws {
-        let request = ControlRequest("listen", ["port": .integer(Int64(port)), "count": .integer(Int64(count)), "timeout": .integer(Int64(timeout))])
-        try global.run(request, on: try global.identitySocket()) { data in
-            let datagrams = data["datagrams"]?.arrayValue ?? []
-            guard !datagrams.isEmpty else { return "nothing arrived" }
-            return datagrams.map { "\($0["from"]?.stringValue ?? "?"):\($0["src_port"]?.integerValue ?? 0): \($0["data"]?.stringValue ?? "")" }
-                .joined(separator: "\n")
+        let request = DataControl.Listen(
+            port: try global.port(port, for: DataControl.Listen.self), count: count, timeout: timeout)
+        try global.run(request, on: try global.identitySocket()) { report in
+            guard !report.arrivals.isEmpty else { return "nothing arrived" }
+            return report.arrivals.map { "\($0.from):\($0.port): \($0.data)" }.joined(separator: "\n")
         }
     }
 }
@@ -273,8 +296,9 @@ struct SendDatagram: ParsableCommand {
     @Option(help: "What to send.") var data: String
 
     func run() throws {
-        let request = ControlRequest("send-datagram", ["target": .string(target), "port": .integer(Int64(port)), "data": .string(data)])
-        try global.run(request, on: try global.identitySocket()) { data in "sent \(data["bytes"]?.integerValue ?? 0) bytes" }
+        let request = DataControl.SendDatagram(
+            target: target, port: try global.port(port, for: DataControl.SendDatagram.self), data: data)
+        try global.run(request, on: try global.identitySocket()) { sent in "sent \(sent.bytes) bytes" }
     }
 }
 
@@ -286,11 +310,11 @@ struct Recv: ParsableCommand {
     @Option(help: "Seconds to wait.") var timeout = 30
 
     func run() throws {
-        let request = ControlRequest("recv", ["port": .integer(Int64(port)), "count": .integer(Int64(count)), "timeout": .integer(Int64(timeout))])
-        try global.run(request, on: try global.identitySocket()) { data in
-            let messages = data["messages"]?.arrayValue ?? []
-            guard !messages.isEmpty else { return "nothing arrived" }
-            return messages.map { "\($0["from"]?.stringValue ?? "?"): \($0["data"]?.stringValue ?? "")" }.joined(separator: "\n")
+        let request = DataControl.Receive(
+            port: try global.port(port, for: DataControl.Receive.self), count: count, timeout: timeout)
+        try global.run(request, on: try global.identitySocket()) { report in
+            guard !report.arrivals.isEmpty else { return "nothing arrived" }
+            return report.arrivals.map { "\($0.from): \($0.data)" }.joined(separator: "\n")
         }
     }
 }
@@ -299,12 +323,10 @@ struct Connections: ParsableCommand {
     static let configuration = CommandConfiguration(abstract: "This identity's streams.")
     @OptionGroup var global: GlobalOptions
     func run() throws {
-        try global.run(ControlRequest("connections"), on: try global.identitySocket()) { data in
-            let rows = data["connections"]?.arrayValue ?? []
-            guard !rows.isEmpty else { return "no connections" }
-            return rows.map { row in
-                ":\(row["local_port"]?.integerValue ?? 0) ↔ \(row["remote_addr"]?.stringValue ?? "?"):\(row["remote_port"]?.integerValue ?? 0)  \(row["state"]?.stringValue ?? "?")"
-            }.joined(separator: "\n")
+        try global.run(DataControl.Connections(), on: try global.identitySocket()) { list in
+            guard !list.connections.isEmpty else { return "no connections" }
+            return list.connections.map { row in ":\(row.localPort) ↔ \(row.remoteAddress):\(row.remotePort)  \(row.state)" }
+                .joined(separator: "\n")
         }
     }
 }
@@ -313,12 +335,10 @@ struct Peers: ParsableCommand {
     static let configuration = CommandConfiguration(abstract: "The nodes this identity has an encrypted tunnel with.")
     @OptionGroup var global: GlobalOptions
     func run() throws {
-        try global.run(ControlRequest("peers"), on: try global.identitySocket()) { data in
-            let rows = data["peers"]?.arrayValue ?? []
-            guard !rows.isEmpty else { return "no peers" }
-            return rows.map { row in
-                "\(row["address"]?.stringValue ?? "?")  \(row["endpoint"]?.stringValue ?? "")  \(row["trusted"]?.boolValue == true ? "trusted" : "not trusted")"
-            }.joined(separator: "\n")
+        try global.run(DataControl.Peers(), on: try global.identitySocket()) { list in
+            guard !list.peers.isEmpty else { return "no peers" }
+            return list.peers.map { row in "\(row.address)  \(row.endpoint)  \(row.trusted ? "trusted" : "not trusted")" }
+                .joined(separator: "\n")
         }
     }
 }
@@ -329,12 +349,11 @@ struct Inbox: ParsableCommand {
     @Flag(help: "Delete them after listing.") var clear = false
 
     func run() throws {
-        try global.run(ControlRequest("inbox", ["clear": .bool(clear)]), on: try global.identitySocket()) { data in
-            let messages = data["messages"]?.arrayValue ?? []
-            guard !messages.isEmpty else { return "inbox is empty" }
-            return messages.map { message in
-                let body = message["data"]?.stringValue ?? "(\(message["bytes"]?.integerValue ?? 0) bytes, base64 in --json)"
-                return "\(message["received_at"]?.stringValue ?? "?")  \(message["from"]?.stringValue ?? "?")  \(message["type"]?.stringValue ?? "?")  \(body)"
+        try global.run(MessageControl.Inbox(clear: clear), on: try global.identitySocket()) { inbox in
+            guard !inbox.messages.isEmpty else { return "inbox is empty" }
+            return inbox.messages.map { message in
+                let body = message.text ?? "(\(message.bytes) bytes, base64 in --json)"
+                return "\(message.receivedAt)  \(message.from)  \(message.type)  \(body)"
             }.joined(separator: "\n")
         }
     }
@@ -349,13 +368,10 @@ struct Subscribe: ParsableCommand {
     @Option(help: "Seconds to wait for them.") var timeout = 30
 
     func run() throws {
-        let request = ControlRequest(
-            "subscribe",
-            ["target": .string(target), "topic": .string(topic), "count": .integer(Int64(count)), "timeout": .integer(Int64(timeout))])
-        try global.run(request, on: try global.identitySocket()) { data in
-            let events = data["events"]?.arrayValue ?? []
-            let lines = events.map { "[\($0["topic"]?.stringValue ?? "?")] \($0["data"]?.stringValue ?? "")" }
-            return (lines + (data["timeout"] == true ? ["(\(events.count) of \(count) events before the timeout)"] : [])).joined(separator: "\n")
+        let request = MessageControl.Subscribe(target: target, topic: topic, count: count, timeout: timeout)
+        try global.run(request, on: try global.identitySocket()) { received in
+            let lines = received.events.map { "[\($0.topic)] \($0.data)" }
+            return (lines + (received.timeout ? ["(\(received.events.count) of \(count) events before the timeout)"] : [])).joined(separator: "\n")
         }
     }
 }
@@ -368,9 +384,9 @@ struct Publish: ParsableCommand {
     @Option(help: "The event.") var data: String
 
     func run() throws {
-        let request = ControlRequest("publish", ["target": .string(target), "topic": .string(topic), "data": .string(data)])
-        try global.run(request, on: try global.identitySocket()) { data in
-            "published \(data["bytes"]?.integerValue ?? 0) bytes to \(topic) on \(data["target"]?.stringValue ?? target)"
+        let request = MessageControl.Publish(target: target, topic: topic, data: data)
+        try global.run(request, on: try global.identitySocket()) { published in
+            "published \(published.bytes) bytes to \(topic) on \(published.target)"
         }
     }
 }
@@ -382,9 +398,6 @@ struct SendFile: ParsableCommand {
     @Argument(help: "An address, a node id, or a hostname.") var target: String
     @Argument(help: "The file; read with your rights, not the host's.") var path: String
 
-    /// Bytes per upload request (base64 makes them a third larger; a frame holds 1 MiB).
-    static let chunk = 512 << 10
-
     func run() throws {
         let socket = try global.identitySocket()
         guard let contents = FileManager.default.contents(atPath: path) else {
@@ -394,18 +407,13 @@ struct SendFile: ParsableCommand {
         let upload = (0..<8).map { _ in String(format: "%02x", UInt8.random(in: 0...255)) }.joined()
         var offset = 0
         repeat {
-            let piece = contents[offset..<min(offset + Self.chunk, contents.count)]
+            let piece = contents[offset..<min(offset + FileChunk.size, contents.count)]
             _ = try global.call(
-                ControlRequest("upload", [
-                    "upload": .string(upload), "size": .integer(Int64(contents.count)), "offset": .integer(Int64(offset)),
-                    "data": .string(Base64.encode(piece)),
-                ]), on: socket)
+                MessageControl.Upload(upload: upload, size: contents.count, offset: offset, data: Base64.encode(piece)), on: socket)
             offset += piece.count
         } while offset < contents.count
-        let request = ControlRequest("send-file", ["target": .string(target), "name": .string(name), "upload": .string(upload)])
-        try global.run(request, on: socket) { data in
-            "sent \(name) (\(data["bytes"]?.integerValue ?? 0) bytes) to \(data["to"]?.stringValue ?? target): \(data["ack"]?.stringValue ?? "")"
-        }
+        let request = MessageControl.SendFile(target: target, file: name, upload: upload)
+        try global.run(request, on: socket) { sent in "sent \(name) (\(sent.bytes) bytes) to \(sent.to): \(sent.ack)" }
     }
 }
 
@@ -417,48 +425,43 @@ struct Received: ParsableCommand {
 
     func run() throws {
         let socket = try global.identitySocket()
-        var listing = try global.call(ControlRequest("received", ["clear": .bool(clear && save == nil)]), on: socket)
+        var listing = try global.call(MessageControl.Received(clear: clear && save == nil), on: socket)
         if let save {
-            var files: [JSON] = []
-            for file in listing["files"]?.arrayValue ?? [] {
-                guard let id = file["id"]?.integerValue, let name = file["name"]?.stringValue, let size = file["bytes"]?.integerValue else { continue }
+            var files: [ReceivedFiles.File] = []
+            for var file in listing.files {
                 var contents = Data()
-                while contents.count < size {
-                    let chunk = try global.call(ControlRequest("received-chunk", ["id": .integer(id), "offset": .integer(Int64(contents.count))]), on: socket)
-                    guard let bytes = chunk["data"]?.stringValue.flatMap({ try? Base64.decode($0) }), !bytes.isEmpty else { break }
+                while contents.count < file.bytes {
+                    let chunk = try global.call(MessageControl.ReceivedChunk(id: file.id, offset: contents.count), on: socket)
+                    guard let bytes = try? Base64.decode(chunk.data), !bytes.isEmpty else { break }
                     contents += bytes
                 }
-                var path = (save as NSString).appendingPathComponent(name)
-                if FileManager.default.fileExists(atPath: path) { path += "-\(id)" }
+                var path = (save as NSString).appendingPathComponent(file.name)
+                if FileManager.default.fileExists(atPath: path) { path += "-\(file.id)" }
                 guard FileManager.default.createFile(atPath: path, contents: contents) else {
                     try global.fail(.error(ControlFailure(.invalidArgument, "cannot write \(path)")))
                 }
-                var saved = file.objectValue ?? [:]
-                saved["saved_to"] = .string(path)
-                files.append(.object(saved))
+                file.savedTo = path
+                files.append(file)
             }
-            listing = ["total": .integer(Int64(files.count)), "files": .array(files)]
-            if clear { _ = try global.call(ControlRequest("received", ["clear": true]), on: socket) }
+            listing = ReceivedFiles(files: files)
+            if clear { _ = try global.call(MessageControl.Received(clear: true), on: socket) }
         }
-        let reply = ControlReply.ok(listing)
+        let reply = ControlReply.ok(listing.json)
         guard !global.json else { return print(reply.json.encodedString()) }
-        let files = listing["files"]?.arrayValue ?? []
-        print(files.isEmpty ? "no files received" : files.map { file in
-            let saved = file["saved_to"]?.stringValue.map { "  -> \($0)" } ?? ""
-            return "\(file["received_at"]?.stringValue ?? "?")  \(file["from"]?.stringValue ?? "?")  \(file["name"]?.stringValue ?? "?")  \(file["bytes"]?.integerValue ?? 0) bytes\(saved)"
+        print(listing.files.isEmpty ? "no files received" : listing.files.map { file in
+            "\(file.receivedAt)  \(file.from)  \(file.name)  \(file.bytes) bytes\(file.savedTo.map { "  -> \($0)" } ?? "")"
         }.joined(separator: "\n"))
     }
 }
 
 /// Unix seconds as a readable UTC time.
-private func time(_ value: JSON?) -> String {
-    guard let seconds = value?.integerValue else { return "?" }
-    return ISO8601DateFormatter().string(from: Date(timeIntervalSince1970: TimeInterval(seconds)))
+private func time(_ seconds: Int64) -> String {
+    ISO8601DateFormatter().string(from: Date(timeIntervalSince1970: TimeInterval(seconds)))
 }
 
 /// Prints a trust command's status line.
-private func status(_ data: JSON) -> String {
-    "\(data["status"]?.stringValue ?? "ok"): node \(data["node_id"]?.integerValue.map(String.init) ?? "?")"
+private func status(_ change: TrustChange) -> String {
+    "\(change.status): node \(change.nodeID)"
 }
 
 struct Handshake: ParsableCommand {
@@ -467,7 +470,7 @@ struct Handshake: ParsableCommand {
     @Argument(help: "An address, a node id, or a hostname.") var peer: String
     @Argument var reason: String = ""
     func run() throws {
-        try global.run(ControlRequest("handshake", ["peer": .string(peer), "reason": .string(reason)]), on: try global.identitySocket(), text: status)
+        try global.run(TrustControl.Handshake(peer: peer, reason: reason), on: try global.identitySocket(), text: status)
     }
 }
 
@@ -475,12 +478,10 @@ struct Pending: ParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Handshake requests waiting for approval.")
     @OptionGroup var global: GlobalOptions
     func run() throws {
-        try global.run(ControlRequest("pending"), on: try global.identitySocket()) { data in
-            let entries = data["pending"]?.arrayValue ?? []
-            guard !entries.isEmpty else { return "no pending requests" }
-            return entries.map { entry in
-                "node \(entry["node_id"]?.integerValue ?? 0)  \(time(entry["received_at"]))  \(entry["justification"]?.stringValue ?? "")"
-            }.joined(separator: "\n")
+        try global.run(TrustControl.Pending(), on: try global.identitySocket()) { data in
+            guard !data.pending.isEmpty else { return "no pending requests" }
+            return data.pending.map { entry in "node \(entry.nodeID)  \(time(entry.receivedAt))  \(entry.justification)" }
+                .joined(separator: "\n")
         }
     }
 }
@@ -490,7 +491,7 @@ struct Approve: ParsableCommand {
     @OptionGroup var global: GlobalOptions
     @Argument var peer: String
     func run() throws {
-        try global.run(ControlRequest("approve", ["peer": .string(peer)]), on: try global.identitySocket(), text: status)
+        try global.run(TrustControl.Approve(peer: peer), on: try global.identitySocket(), text: status)
     }
 }
 
@@ -500,7 +501,7 @@ struct Reject: ParsableCommand {
     @Argument var peer: String
     @Argument var reason: String = ""
     func run() throws {
-        try global.run(ControlRequest("reject", ["peer": .string(peer), "reason": .string(reason)]), on: try global.identitySocket(), text: status)
+        try global.run(TrustControl.Reject(peer: peer, reason: reason), on: try global.identitySocket(), text: status)
     }
 }
 
@@ -509,7 +510,7 @@ struct Untrust: ParsableCommand {
     @OptionGroup var global: GlobalOptions
     @Argument var peer: String
     func run() throws {
-        try global.run(ControlRequest("untrust", ["peer": .string(peer)]), on: try global.identitySocket(), text: status)
+        try global.run(TrustControl.Untrust(peer: peer), on: try global.identitySocket(), text: status)
     }
 }
 
@@ -517,12 +518,10 @@ struct TrustList: ParsableCommand {
     static let configuration = CommandConfiguration(commandName: "trust", abstract: "The nodes this identity trusts.")
     @OptionGroup var global: GlobalOptions
     func run() throws {
-        try global.run(ControlRequest("trust"), on: try global.identitySocket()) { data in
-            let entries = data["trusted"]?.arrayValue ?? []
-            guard !entries.isEmpty else { return "no trusted nodes" }
-            return entries.map { entry in
-                "node \(entry["node_id"]?.integerValue ?? 0)  since \(time(entry["approved_at"]))\(entry["mutual"]?.boolValue == true ? "  mutual" : "")"
-            }.joined(separator: "\n")
+        try global.run(TrustControl.Trusted(), on: try global.identitySocket()) { data in
+            guard !data.trusted.isEmpty else { return "no trusted nodes" }
+            return data.trusted.map { entry in "node \(entry.nodeID)  since \(time(entry.approvedAt))\(entry.mutual ? "  mutual" : "")" }
+                .joined(separator: "\n")
         }
     }
 }
@@ -532,15 +531,15 @@ struct IdentityCommand: ParsableCommand {
         commandName: "identity", abstract: "Manage identities (admin socket).",
         subcommands: [Create.self, List.self, Show.self, Delete.self, SetOwner.self])
 
-    static func describe(_ data: JSON) -> String {
-        let groups = data["groups"]?.arrayValue?.compactMap(\.integerValue).map(String.init).joined(separator: ",") ?? ""
-        let tags = data["tags"]?.arrayValue?.compactMap(\.stringValue).joined(separator: ",") ?? ""
+    static func describe(_ identity: IdentityInfo) -> String {
+        let groups = identity.groups.map(String.init).joined(separator: ",")
+        let tags = identity.tags.joined(separator: ",")
         return """
-            \(data["name"]?.stringValue ?? "?")  \(data["address"]?.stringValue ?? "?")
-              owner     \(data["owner"]?.stringValue ?? "?") (uid \(data["owner_uid"]?.integerValue ?? -1))\(groups.isEmpty ? "" : ", groups \(groups)")
-              hostname  \(data["hostname"]?.stringValue ?? "-")
+            \(identity.name)  \(identity.address)
+              owner     \(identity.owner) (uid \(identity.ownerUID))\(groups.isEmpty ? "" : ", groups \(groups)")
+              hostname  \(identity.hostname ?? "-")
               tags      \(tags.isEmpty ? "-" : tags)
-              public    \(data["public"]?.boolValue == true ? "yes" : "no")\(data["ephemeral"]?.boolValue == true ? ", ephemeral" : "")\(data["auto_approve"]?.boolValue == true ? ", auto-approve" : "")
+              public    \(identity.isPublic ? "yes" : "no")\(identity.isEphemeral ? ", ephemeral" : "")\(identity.autoApprove ? ", auto-approve" : "")
             """
     }
 
@@ -557,13 +556,11 @@ struct IdentityCommand: ParsableCommand {
         @Flag(help: "Trust every node that asks (a service identity).") var autoApprove = false
 
         func run() throws {
-            var arguments: [String: JSON] = [
-                "name": .string(name), "owner": .string(owner ?? String(getuid())), "groups": .array(group.map(JSON.string)),
-                "public": .bool(self.public), "ephemeral": .bool(ephemeral), "auto_approve": .bool(autoApprove),
-            ]
-            if let hostname { arguments["hostname"] = .string(hostname) }
-            if let tags { arguments["tags"] = .array(tags.split(separator: ",").map { .string(String($0)) }) }
-            try global.run(ControlRequest("identity.create", arguments), on: global.runtime + "/admin.sock", text: IdentityCommand.describe)
+            let command = AdminControl.CreateIdentity(
+                identity: name, owner: owner ?? String(getuid()), groups: group, hostname: hostname,
+                tags: tags.map { $0.split(separator: ",").map(String.init) }, isPublic: self.public, isEphemeral: ephemeral,
+                autoApprove: autoApprove)
+            try global.run(command, on: global.runtime + "/admin.sock", text: IdentityCommand.describe)
         }
     }
 
@@ -572,12 +569,10 @@ struct IdentityCommand: ParsableCommand {
         @OptionGroup var global: GlobalOptions
 
         func run() throws {
-            try global.run(ControlRequest("identity.list"), on: global.runtime + "/admin.sock") { data in
-                let rows = data["identities"]?.arrayValue ?? []
-                guard !rows.isEmpty else { return "no identities" }
-                return rows.map { row in
-                    "\(row["name"]?.stringValue ?? "?")\t\(row["address"]?.stringValue ?? "?")\t\(row["owner"]?.stringValue ?? "?")\t\(row["hostname"]?.stringValue ?? "-")"
-                }.joined(separator: "\n")
+            try global.run(AdminControl.ListIdentities(), on: global.runtime + "/admin.sock") { data in
+                guard !data.identities.isEmpty else { return "no identities" }
+                return data.identities.map { row in "\(row.name)\t\(row.address)\t\(row.owner)\t\(row.hostname ?? "-")" }
+                    .joined(separator: "\n")
             }
         }
     }
@@ -588,7 +583,7 @@ struct IdentityCommand: ParsableCommand {
         @Argument var name: String
 
         func run() throws {
-            try global.run(ControlRequest("identity.show", ["name": .string(name)]), on: global.runtime + "/admin.sock", text: IdentityCommand.describe)
+            try global.run(AdminControl.ShowIdentity(identity: name), on: global.runtime + "/admin.sock", text: IdentityCommand.describe)
         }
     }
 
@@ -598,7 +593,7 @@ struct IdentityCommand: ParsableCommand {
         @Argument var name: String
 
         func run() throws {
-            try global.run(ControlRequest("identity.delete", ["name": .string(name)]), on: global.runtime + "/admin.sock") { _ in "deleted \(name)" }
+            try global.run(AdminControl.DeleteIdentity(identity: name), on: global.runtime + "/admin.sock") { _ in "deleted \(name)" }
         }
     }
 
@@ -610,7 +605,7 @@ struct IdentityCommand: ParsableCommand {
 
         func run() throws {
             try global.run(
-                ControlRequest("identity.set-owner", ["name": .string(name), "owner": .string(user)]), on: global.runtime + "/admin.sock",
+                AdminControl.SetOwner(identity: name, owner: user), on: global.runtime + "/admin.sock",
                 text: IdentityCommand.describe)
         }
     }

@@ -35,39 +35,8 @@ public struct ControlRequest: Hashable, Sendable {
             maxSize: ControlFrame.maxSize, field: "control request")
     }
 
-    public func string(_ key: String) throws(ControlFailure) -> String {
-        guard let value = arguments[key]?.stringValue else {
-            throw ControlFailure(.invalidArgument, "\(command): \(key) must be a string")
-        }
-        return value
-    }
-
-    public func optionalString(_ key: String) throws(ControlFailure) -> String? {
-        guard let value = arguments[key], value != .null else { return nil }
-        guard let text = value.stringValue else { throw ControlFailure(.invalidArgument, "\(command): \(key) must be a string") }
-        return text
-    }
-
-    public func bool(_ key: String, default fallback: Bool = false) throws(ControlFailure) -> Bool {
-        guard let value = arguments[key], value != .null else { return fallback }
-        guard let flag = value.boolValue else { throw ControlFailure(.invalidArgument, "\(command): \(key) must be true or false") }
-        return flag
-    }
-
-    public func integer(_ key: String) throws(ControlFailure) -> Int64 {
-        guard let value = arguments[key]?.integerValue else {
-            throw ControlFailure(.invalidArgument, "\(command): \(key) must be an integer")
-        }
-        return value
-    }
-
-    public func strings(_ key: String) throws(ControlFailure) -> [String] {
-        guard let value = arguments[key], value != .null else { return [] }
-        guard let items = value.arrayValue?.compactMap(\.stringValue), items.count == value.arrayValue?.count else {
-            throw ControlFailure(.invalidArgument, "\(command): \(key) must be a list of strings")
-        }
-        return items
-    }
+    /// The arguments, read with errors that name this command and the field.
+    public var fields: ControlFields { ControlFields(arguments, context: command) }
 }
 
 /// The error codes of the reference pilotctl's JSON envelope.

@@ -1,0 +1,356 @@
+/// The replies of `DataControl`'s commands, as the host sends them. A reply that names the
+/// target carries it as the caller named it (`target`) and as the address it resolved to (`to`).
+
+/// `send`'s reply: what went to the port, and the first answer if one came in time.
+public struct StreamSent: ControlReplyData {
+    /// The target as the caller named it.
+    public var target: String
+    /// The address it resolved to.
+    public var to: String
+    /// The port.
+    public var port: UInt16
+    /// Bytes sent.
+    public var bytes: Int
+    /// The first answer, as text; nil if none came.
+    public var reply: String?
+
+    /// A stream's report.
+    public init(target: String, to: String, port: UInt16, bytes: Int, reply: String?) {
+        self.target = target
+        self.to = to
+        self.port = port
+        self.bytes = bytes
+        self.reply = reply
+    }
+
+    public init(fields: ControlFields) throws(ControlFailure) {
+        self.init(
+            target: try fields.string("target"), to: try fields.string("to"), port: try fields.integer("port", as: UInt16.self),
+            bytes: try fields.integer("bytes", as: Int.self), reply: try fields.optionalString("reply"))
+    }
+
+    public var json: JSON {
+        var fields: [String: JSON] = [
+            "target": .string(target), "to": .string(to), "port": .integer(Int64(port)), "bytes": .integer(Int64(bytes)),
+        ]
+        if let reply { fields["reply"] = .string(reply) }
+        return .object(fields)
+    }
+}
+
+/// `send-datagram`'s reply: what went to the port.
+public struct DatagramSent: ControlReplyData {
+    /// The target as the caller named it.
+    public var target: String
+    /// The address it resolved to.
+    public var to: String
+    /// The port.
+    public var port: UInt16
+    /// Bytes sent.
+    public var bytes: Int
+
+    /// A datagram's report.
+    public init(target: String, to: String, port: UInt16, bytes: Int) {
+        self.target = target
+        self.to = to
+        self.port = port
+        self.bytes = bytes
+    }
+
+    public init(fields: ControlFields) throws(ControlFailure) {
+        self.init(
+            target: try fields.string("target"), to: try fields.string("to"), port: try fields.integer("port", as: UInt16.self),
+            bytes: try fields.integer("bytes", as: Int.self))
+    }
+
+    public var json: JSON {
+        ["target": .string(target), "to": .string(to), "port": .integer(Int64(port)), "bytes": .integer(Int64(bytes))]
+    }
+}
+
+/// `bench`'s reply: bytes through the echo port and back, verified, and how fast.
+public struct BenchReport: ControlReplyData {
+    /// The target as the caller named it.
+    public var target: String
+    /// The address it resolved to.
+    public var to: String
+    /// Bytes sent (and received back).
+    public var bytes: Int
+    /// Seconds from the first byte sent to the last byte back (to the millisecond).
+    public var seconds: Double
+    /// Decimal megabytes per second (to two places).
+    public var megabytesPerSecond: Double
+
+    /// A bench's report.
+    public init(target: String, to: String, bytes: Int, seconds: Double, megabytesPerSecond: Double) {
+        self.target = target
+        self.to = to
+        self.bytes = bytes
+        self.seconds = seconds
+        self.megabytesPerSecond = megabytesPerSecond
+    }
+
+    public init(fields: ControlFields) throws(ControlFailure) {
+        self.init(
+            target: try fields.string("target"), to: try fields.string("to"), bytes: try fields.integer("bytes", as: Int.self),
+            seconds: try fields.double("seconds"), megabytesPerSecond: try fields.double("mb_per_second"))
+    }
+
+    /// With `verified` true: the echo was compared byte for byte.
+    public var json: JSON {
+        [
+            "target": .string(target), "to": .string(to), "bytes": .integer(Int64(bytes)), "seconds": .double(seconds),
+            "mb_per_second": .double(megabytesPerSecond), "verified": true,
+        ]
+    }
+}
+
+/// `ping`'s reply: one result per probe.
+public struct PingReport: ControlReplyData {
+    /// One probe: its round trip, or why it failed.
+    public struct Probe: Hashable, Sendable {
+        /// Its number, from 0.
+        public var sequence: Int
+        /// Bytes echoed; nil if it failed.
+        public var bytes: Int?
+        /// The round trip in milliseconds; nil if it failed.
+        public var milliseconds: Double?
+        /// Why it failed; nil if it did not.
+        public var error: String?
+
+        /// A probe answered in `milliseconds`.
+        public init(sequence: Int, bytes: Int, milliseconds: Double) {
+            self.sequence = sequence
+            self.bytes = bytes
+            self.milliseconds = milliseconds
+        }
+
+        /// A probe that failed.
+        public init(sequence: Int, error: String) {
+            self.sequence = sequence
+            self.error = error
+        }
+
+        init(fields: ControlFields) throws(ControlFailure) {
+            sequence = try fields.integer("seq", as: Int.self)
+            bytes = try fields.optionalInteger("bytes", as: Int.self)
+            milliseconds = try fields.optionalDouble("rtt_ms")
+            error = try fields.optionalString("error")
+        }
+
+        var json: JSON {
+            var fields: [String: JSON] = ["seq": .integer(Int64(sequence))]
+            if let bytes { fields["bytes"] = .integer(Int64(bytes)) }
+            if let milliseconds { fields["rtt_ms"] = .double(milliseconds) }
+            if let error { fields["error"] = .string(error) }
+            return .object(fields)
+        }
+    }
+
+    /// The target as the caller named it.
+    public var target: String
+    /// The address it resolved to.
+    public var to: String
+    /// The probes, in order.
+    public var results: [Probe]
+    /// Whether a probe went unanswered within the timeout.
+    public var timeout: Bool
+
+    /// A ping's report.
+    public init(target: String, to: String, results: [Probe], timeout: Bool) {
+        self.target = target
+        self.to = to
+        self.results = results
+        self.timeout = timeout
+    }
+
+    public init(fields: ControlFields) throws(ControlFailure) {
+        self.init(
+            target: try fields.string("target"), to: try fields.string("to"),
+            results: try fields.objects("results") { probe throws(ControlFailure) in try Probe(fields: probe) },
+            timeout: try fields.bool("timeout"))
+    }
+
+    public var json: JSON {
+        ["target": .string(target), "to": .string(to), "results": .array(results.map(\.json)), "timeout": .bool(timeout)]
+    }
+}
+
+/// What arrived on a port: `recv`'s streams (their first bytes) or `listen`'s datagrams.
+public struct PortArrivals: ControlReplyData {
+    /// One stream or datagram.
+    public struct Arrival: Hashable, Sendable {
+        /// The sender's address.
+        public var from: String
+        /// The sender's port.
+        public var port: UInt16
+        /// Bytes received.
+        public var bytes: Int
+        /// They, as text.
+        public var data: String
+
+        /// An arrival from `from`'s `port`.
+        public init(from: String, port: UInt16, bytes: Int, data: String) {
+            self.from = from
+            self.port = port
+            self.bytes = bytes
+            self.data = data
+        }
+    }
+
+    /// Which list this is: `recv` lists `messages` with the sender's `port`, `listen` lists
+    /// `datagrams` with its `src_port`.
+    public enum Kind: Hashable, Sendable {
+        case streams, datagrams
+
+        var list: String { self == .streams ? "messages" : "datagrams" }
+        var senderPort: String { self == .streams ? "port" : "src_port" }
+    }
+
+    /// Streams or datagrams.
+    public var kind: Kind
+    /// The port they arrived on.
+    public var port: UInt16
+    /// What arrived, in order.
+    public var arrivals: [Arrival]
+    /// Whether fewer than asked for came before the timeout.
+    public var timeout: Bool
+
+    /// A report of `arrivals` on `port`.
+    public init(kind: Kind, port: UInt16, arrivals: [Arrival], timeout: Bool) {
+        self.kind = kind
+        self.port = port
+        self.arrivals = arrivals
+        self.timeout = timeout
+    }
+
+    public init(fields: ControlFields) throws(ControlFailure) {
+        let kind: Kind = fields.values[Kind.datagrams.list] != nil ? .datagrams : .streams
+        self.init(
+            kind: kind, port: try fields.integer("port", as: UInt16.self),
+            arrivals: try fields.objects(kind.list) { entry throws(ControlFailure) in
+                Arrival(
+                    from: try entry.string("from"), port: try entry.integer(kind.senderPort, as: UInt16.self),
+                    bytes: try entry.integer("bytes", as: Int.self), data: try entry.string("data"))
+            },
+            timeout: try fields.bool("timeout"))
+    }
+
+    public var json: JSON {
+        [
+            "port": .integer(Int64(port)), "timeout": .bool(timeout),
+            kind.list: .array(arrivals.map { arrival in
+                [
+                    "from": .string(arrival.from), kind.senderPort: .integer(Int64(arrival.port)), "bytes": .integer(Int64(arrival.bytes)),
+                    "data": .string(arrival.data),
+                ]
+            }),
+        ]
+    }
+}
+
+/// `connections`' reply: this identity's streams.
+public struct ConnectionList: ControlReplyData {
+    /// One stream.
+    public struct Connection: Hashable, Sendable {
+        /// This identity's port.
+        public var localPort: UInt16
+        /// The other end's address.
+        public var remoteAddress: String
+        /// The other end's port.
+        public var remotePort: UInt16
+        /// Its state, as the stream names it.
+        public var state: String
+        /// Bytes sent and not yet acknowledged.
+        public var unacknowledgedBytes: Int
+
+        /// A stream's description.
+        public init(localPort: UInt16, remoteAddress: String, remotePort: UInt16, state: String, unacknowledgedBytes: Int) {
+            self.localPort = localPort
+            self.remoteAddress = remoteAddress
+            self.remotePort = remotePort
+            self.state = state
+            self.unacknowledgedBytes = unacknowledgedBytes
+        }
+    }
+
+    /// The streams.
+    public var connections: [Connection]
+
+    /// A list of `connections`.
+    public init(connections: [Connection]) { self.connections = connections }
+
+    public init(fields: ControlFields) throws(ControlFailure) {
+        connections = try fields.objects("connections") { entry throws(ControlFailure) in
+            Connection(
+                localPort: try entry.integer("local_port", as: UInt16.self), remoteAddress: try entry.string("remote_addr"),
+                remotePort: try entry.integer("remote_port", as: UInt16.self), state: try entry.string("state"),
+                unacknowledgedBytes: try entry.integer("unacked_bytes", as: Int.self))
+        }
+    }
+
+    public var json: JSON {
+        ["total": .integer(Int64(connections.count)), "connections": .array(connections.map { connection in
+            [
+                "local_port": .integer(Int64(connection.localPort)), "remote_addr": .string(connection.remoteAddress),
+                "remote_port": .integer(Int64(connection.remotePort)), "state": .string(connection.state),
+                "unacked_bytes": .integer(Int64(connection.unacknowledgedBytes)),
+            ]
+        })]
+    }
+}
+
+/// `peers`' reply: the nodes this identity has a tunnel with.
+public struct PeerList: ControlReplyData {
+    /// One tunnel.
+    public struct Peer: Hashable, Sendable {
+        /// The node.
+        public var nodeID: UInt32
+        /// Its address.
+        public var address: String
+        /// Its UDP endpoint, `host:port`.
+        public var endpoint: String
+        /// Whether this identity trusts it.
+        public var trusted: Bool
+        /// Whether the tunnel goes through the beacon.
+        public var relayed: Bool
+        /// Seconds since it was last heard from (to a tenth).
+        public var lastHeardSeconds: Double
+
+        /// A tunnel's description.
+        public init(nodeID: UInt32, address: String, endpoint: String, trusted: Bool, relayed: Bool, lastHeardSeconds: Double) {
+            self.nodeID = nodeID
+            self.address = address
+            self.endpoint = endpoint
+            self.trusted = trusted
+            self.relayed = relayed
+            self.lastHeardSeconds = lastHeardSeconds
+        }
+    }
+
+    /// The tunnels.
+    public var peers: [Peer]
+
+    /// A list of `peers`.
+    public init(peers: [Peer]) { self.peers = peers }
+
+    public init(fields: ControlFields) throws(ControlFailure) {
+        peers = try fields.objects("peers") { entry throws(ControlFailure) in
+            Peer(
+                nodeID: try entry.integer("node_id", as: UInt32.self), address: try entry.string("address"),
+                endpoint: try entry.string("endpoint"), trusted: try entry.bool("trusted"), relayed: try entry.bool("relay"),
+                lastHeardSeconds: try entry.double("last_heard_seconds"))
+        }
+    }
+
+    /// Every tunnel is `encrypted` and `authenticated`, as 1.18 reports them.
+    public var json: JSON {
+        ["total": .integer(Int64(peers.count)), "peers": .array(peers.map { peer in
+            [
+                "node_id": .integer(Int64(peer.nodeID)), "address": .string(peer.address), "endpoint": .string(peer.endpoint),
+                "encrypted": true, "authenticated": true, "trusted": .bool(peer.trusted), "relay": .bool(peer.relayed),
+                "last_heard_seconds": .double(peer.lastHeardSeconds),
+            ]
+        })]
+    }
+}

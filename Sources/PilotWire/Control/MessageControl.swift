@@ -1,0 +1,290 @@
+/// Messages, files and events from an identity's own socket: the data-exchange port (1001) and
+/// the event stream (1002) of another node, and what arrived on this identity's.
+public enum MessageControl {
+    /// The kind of a message `send-message` sends.
+    public enum MessageType: String, Hashable, Sendable, CaseIterable {
+        case text, json, binary
+
+        /// The kind `text` names, as `send-message`'s `type` field.
+        public init(parsing text: String) throws(ControlFailure) {
+            guard let type = MessageType(rawValue: text) else {
+                throw ControlFailure(.invalidArgument, "\(SendMessage.name): type must be text, json or binary, not \(text.prefix(32))")
+            }
+            self = type
+        }
+    }
+
+    /// `send-message`: one message to `target`'s data-exchange port, and its ACK.
+    public struct SendMessage: ControlCommand {
+        public typealias Reply = MessageSent
+        public static let name = "send-message"
+        /// An address, a node id, or a hostname.
+        public var target: String
+        /// The message.
+        public var data: String
+        /// Its kind; nil means text.
+        public var type: MessageType?
+
+        /// The command sending `data` to `target`.
+        public init(target: String, data: String, type: MessageType? = nil) {
+            self.target = target
+            self.data = data
+            self.type = type
+        }
+
+        public init(fields: ControlFields) throws(ControlFailure) {
+            let type = try fields.optionalString("type").map { text throws(ControlFailure) in try MessageType(parsing: text) }
+            self.init(target: try fields.string("target"), data: try fields.string("data"), type: type)
+        }
+
+        public var arguments: [String: JSON] {
+            var arguments: [String: JSON] = ["target": .string(target), "data": .string(data)]
+            if let type { arguments["type"] = .string(type.rawValue) }
+            return arguments
+        }
+    }
+
+    /// `inbox`: the messages that arrived, optionally deleted after listing.
+    public struct Inbox: ClearingListCommand {
+        public typealias Reply = InboxListing
+        public static let name = "inbox"
+        public var clear: Bool
+        /// The command listing the inbox.
+        public init(clear: Bool = false) { self.clear = clear }
+    }
+
+    /// `upload`: one piece of a file for `send-file`, held by the host under `upload`.
+    public struct Upload: ControlCommand {
+        public typealias Reply = UploadReceived
+        public static let name = "upload"
+        /// The upload's id, chosen by the caller.
+        public var upload: String
+        /// The whole file's size.
+        public var size: Int
+        /// Where this piece starts.
+        public var offset: Int
+        /// The piece, in base64.
+        public var data: String
+
+        /// The piece `data` (base64) at `offset` of a `size`-byte file.
+        public init(upload: String, size: Int, offset: Int, data: String) {
+            self.upload = upload
+            self.size = size
+            self.offset = offset
+            self.data = data
+        }
+
+        public init(fields: ControlFields) throws(ControlFailure) {
+            self.init(
+                upload: try fields.string("upload"), size: try fields.integer("size", as: Int.self),
+                offset: try fields.integer("offset", as: Int.self), data: try fields.string("data"))
+        }
+
+        public var arguments: [String: JSON] {
+            ["upload": .string(upload), "size": .integer(Int64(size)), "offset": .integer(Int64(offset)), "data": .string(data)]
+        }
+    }
+
+    /// `send-file`: an uploaded file sent to `target`'s data-exchange port, and its ACK.
+    public struct SendFile: ControlCommand {
+        public typealias Reply = FileSent
+        public static let name = "send-file"
+        /// An address, a node id, or a hostname.
+        public var target: String
+        /// The file's name.
+        public var file: String
+        /// The upload that holds it.
+        public var upload: String
+
+        /// The command sending the upload `upload` as `file`.
+        public init(target: String, file: String, upload: String) {
+            self.target = target
+            self.file = file
+            self.upload = upload
+        }
+
+        public init(fields: ControlFields) throws(ControlFailure) {
+            self.init(target: try fields.string("target"), file: try fields.string("name"), upload: try fields.string("upload"))
+        }
+
+        public var arguments: [String: JSON] { ["target": .string(target), "name": .string(file), "upload": .string(upload)] }
+    }
+
+    /// `received`: the files that arrived, optionally deleted after listing.
+    public struct Received: ClearingListCommand {
+        public typealias Reply = ReceivedFiles
+        public static let name = "received"
+        public var clear: Bool
+        /// The command listing the received files.
+        public init(clear: Bool = false) { self.clear = clear }
+    }
+
+    /// `received-chunk`: a piece of a received file, from `offset`.
+    public struct ReceivedChunk: ControlCommand {
+        public typealias Reply = FileChunk
+        public static let name = "received-chunk"
+        /// The file's id in `received`'s listing.
+        public var id: Int64
+        /// Where the piece starts (not negative).
+        public var offset: Int
+
+        /// The piece of file `id` from `offset`.
+        public init(id: Int64, offset: Int) {
+            self.id = id
+            self.offset = offset
+        }
+
+        public init(fields: ControlFields) throws(ControlFailure) {
+            self.init(id: try fields.integer("id"), offset: try fields.integer("offset", as: Int.self))
+        }
+
+        public var arguments: [String: JSON] { ["id": .integer(id), "offset": .integer(Int64(offset))] }
+    }
+
+    /// `subscribe`: events on `topic` from `target`'s event stream, until `count` or `timeout`.
+    public struct Subscribe: ControlCommand {
+        public typealias Reply = EventsReceived
+        public static let name = "subscribe"
+        /// An address, a node id, or a hostname.
+        public var target: String
+        /// The topic (`*` for every topic).
+        public var topic: String
+        /// How many events (1 to 10000; nil: 1).
+        public var count: Int?
+        /// Seconds to wait (1 to 3600; nil: 30).
+        public var timeout: Int?
+
+        /// The command subscribing to `topic` on `target`.
+        public init(target: String, topic: String, count: Int? = nil, timeout: Int? = nil) {
+            self.target = target
+            self.topic = topic
+            self.count = count
+            self.timeout = timeout
+        }
+
+        public init(fields: ControlFields) throws(ControlFailure) {
+            self.init(
+                target: try fields.string("target"), topic: try fields.string("topic"),
+                count: try fields.optionalInteger("count", as: Int.self), timeout: try fields.optionalInteger("timeout", as: Int.self))
+        }
+
+        public var arguments: [String: JSON] {
+            ControlArguments(["target": .string(target), "topic": .string(topic)]).with(count: count, timeout: timeout)
+        }
+    }
+
+    /// `publish`: one event on `topic` to `target`'s event stream.
+    public struct Publish: ControlCommand {
+        public typealias Reply = EventPublished
+        public static let name = "publish"
+        /// An address, a node id, or a hostname.
+        public var target: String
+        /// The topic.
+        public var topic: String
+        /// The event.
+        public var data: String
+
+        /// The command publishing `data` on `topic`.
+        public init(target: String, topic: String, data: String) {
+            self.target = target
+            self.topic = topic
+            self.data = data
+        }
+
+        public init(fields: ControlFields) throws(ControlFailure) {
+            self.init(target: try fields.string("target"), topic: try fields.string("topic"), data: try fields.string("data"))
+        }
+
+        public var arguments: [String: JSON] { ["target": .string(target), "topic": .string(topic), "data": .string(data)] }
+    }
+}
+
+/// A command that lists what arrived and may delete it afterwards.
+public protocol ClearingListCommand: ControlCommand {
+    /// Whether to delete what was listed.
+    var clear: Bool { get }
+    /// The command.
+    init(clear: Bool)
+}
+
+extension ClearingListCommand {
+    /// The command; `clear` must be true or false if there.
+    public init(fields: ControlFields) throws(ControlFailure) { self.init(clear: try fields.bool("clear")) }
+    /// `{"clear": clear}`, always.
+    public var arguments: [String: JSON] { ["clear": .bool(clear)] }
+}
+
+/// `send-message`'s reply: the message as sent, and the receiver's ACK.
+public struct MessageSent: ControlReplyData {
+    /// The target as the caller named it.
+    public var target: String
+    /// The address it resolved to.
+    public var to: String
+    /// The message's kind: text, json or binary.
+    public var type: String
+    /// The message's size.
+    public var bytes: Int
+    /// The receiver's ACK text.
+    public var ack: String
+    /// The id the message was tagged with.
+    public var messageID: String
+
+    /// A sent message's report.
+    public init(target: String, to: String, type: String, bytes: Int, ack: String, messageID: String) {
+        self.target = target
+        self.to = to
+        self.type = type
+        self.bytes = bytes
+        self.ack = ack
+        self.messageID = messageID
+    }
+
+    public init(fields: ControlFields) throws(ControlFailure) {
+        self.init(
+            target: try fields.string("target"), to: try fields.string("to"), type: try fields.string("type"),
+            bytes: try fields.integer("bytes", as: Int.self), ack: try fields.string("ack"), messageID: try fields.string("message_id"))
+    }
+
+    /// With 1.18's constant fields: `tagged` true, `seq` 0, `reused` false.
+    public var json: JSON {
+        [
+            "target": .string(target), "to": .string(to), "type": .string(type), "bytes": .integer(Int64(bytes)),
+            "ack": .string(ack), "message_id": .string(messageID), "tagged": true, "seq": 0, "reused": false,
+        ]
+    }
+}
+
+/// `upload`'s reply: how many bytes of the upload the host holds.
+public struct UploadReceived: ControlReplyData {
+    /// Bytes held so far.
+    public var received: Int
+
+    /// The reply for `received` bytes.
+    public init(received: Int) { self.received = received }
+    public init(fields: ControlFields) throws(ControlFailure) { received = try fields.integer("received", as: Int.self) }
+    public var json: JSON { ["received": .integer(Int64(received))] }
+}
+
+/// `received-chunk`'s reply: a piece of a received file, in base64 (empty past its end).
+public struct FileChunk: ControlReplyData {
+    /// Bytes of a file per control frame, each way (`upload` and `received-chunk`): 512 KiB,
+    /// well inside a 1 MiB frame in base64.
+    public static let size = 512 << 10
+
+    /// Where the piece starts.
+    public var offset: Int
+    /// The piece, in base64.
+    public var data: String
+
+    /// The piece `data` at `offset`.
+    public init(offset: Int, data: String) {
+        self.offset = offset
+        self.data = data
+    }
+
+    public init(fields: ControlFields) throws(ControlFailure) {
+        self.init(offset: try fields.integer("offset", as: Int.self), data: try fields.string("data"))
+    }
+
+    public var json: JSON { ["offset": .integer(Int64(offset)), "data": .string(data)] }
+}
