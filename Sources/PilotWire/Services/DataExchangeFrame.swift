@@ -3,7 +3,7 @@
 /// ids: `u16 meta length ‖ meta JSON {"message_id", "reply_to"} ‖ u32 inner type ‖ inner payload`.
 public struct DataExchangeFrame: Hashable, Sendable {
     /// The data-exchange port.
-    public static let port: UInt16 = 1001
+    public static let port = Port.dataExchange
     /// The largest payload this side accepts: 1.18's limit (64 MiB; older daemons took 16 MiB).
     public static let maxPayload = 64 << 20
     /// The largest payload this side sends in one frame: what every daemon since the first takes.

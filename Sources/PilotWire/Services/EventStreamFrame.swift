@@ -3,7 +3,7 @@
 /// each later one publishes.
 public struct EventStreamFrame: Hashable, Sendable {
     /// The event-stream port.
-    public static let port: UInt16 = 1002
+    public static let port = Port.eventStream
     /// The longest topic, in UTF-8 bytes.
     public static let maxTopic = 1024
     /// The longest payload accepted or sent.

@@ -14,7 +14,7 @@ public struct HandshakeMessage: Hashable, Sendable {
     }
 
     /// The handshake port.
-    public static let port: UInt16 = 444
+    public static let port = Port.handshake
     /// The most a receiver reads as one message.
     public static let maxSize = 4096
 

@@ -23,7 +23,7 @@ public enum NameserverRequest: Hashable, Sendable {
     case registerService(name: String, address: Address, network: UInt16, port: UInt16)
 
     /// The nameserver's port.
-    public static let port: UInt16 = 53
+    public static let port = Port.nameserver
     /// The reference reads a request with one read of at most this many bytes.
     public static let maxSize = 65535
     /// Names are at most this long (a DNS name's limit) and printable ASCII without spaces.
