@@ -1,0 +1,84 @@
+import ArgumentParser
+import Foundation
+import PilotClient
+import PilotWire
+
+// The commands that read or change the identity's own record, and look others up.
+
+struct InfoCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "info", abstract: "Show this identity.")
+    @OptionGroup var global: GlobalOptions
+
+    func run() throws {
+        try global.run(IdentityControl.Info(), on: try global.identitySocket(), text: IdentityCommand.describe)
+    }
+}
+
+/// Runs `command` on the chosen identity's socket and prints the identity as it is afterwards.
+private func identityChange<Command: ControlCommand>(_ global: GlobalOptions, _ command: Command) throws where Command.Reply == IdentityInfo {
+    try global.run(command, on: try global.identitySocket(), text: IdentityCommand.describe)
+}
+
+struct SetHostname: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "set-hostname", abstract: "Set this identity's hostname.")
+    @OptionGroup var global: GlobalOptions
+    @Argument var hostname: String
+    func run() throws { try identityChange(global, IdentityControl.SetHostname(hostname: hostname)) }
+}
+
+struct ClearHostname: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "clear-hostname", abstract: "Remove this identity's hostname.")
+    @OptionGroup var global: GlobalOptions
+    func run() throws { try identityChange(global, IdentityControl.ClearHostname()) }
+}
+
+struct SetTags: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "set-tags", abstract: "Replace this identity's tags.")
+    @OptionGroup var global: GlobalOptions
+    @Argument var tags: [String]
+    func run() throws { try identityChange(global, IdentityControl.SetTags(tags: tags)) }
+}
+
+struct ClearTags: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "clear-tags", abstract: "Remove this identity's tags.")
+    @OptionGroup var global: GlobalOptions
+    func run() throws { try identityChange(global, IdentityControl.ClearTags()) }
+}
+
+struct SetPublic: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "set-public", abstract: "Let any node resolve this identity's endpoint.")
+    @OptionGroup var global: GlobalOptions
+    func run() throws { try identityChange(global, IdentityControl.SetPublic()) }
+}
+
+struct SetPrivate: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "set-private", abstract: "Show this identity's endpoint only to trusted peers.")
+    @OptionGroup var global: GlobalOptions
+    func run() throws { try identityChange(global, IdentityControl.SetPrivate()) }
+}
+
+/// Prints a registry answer as `key: value` lines.
+private func fields(_ data: ControlData) -> String {
+    data.values.keys.sorted().map { key in
+        let value = data[key] ?? .null
+        return "\(key): \(value.stringValue ?? value.encodedString())"
+    }.joined(separator: "\n")
+}
+
+struct Lookup: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Look a node up in the registry by node id or address.")
+    @OptionGroup var global: GlobalOptions
+    @Argument var target: String
+    func run() throws {
+        try global.run(IdentityControl.Lookup(target: target), on: try global.identitySocket(), text: fields)
+    }
+}
+
+struct Find: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Find a node's address by hostname.")
+    @OptionGroup var global: GlobalOptions
+    @Argument var hostname: String
+    func run() throws {
+        try global.run(IdentityControl.Find(hostname: hostname), on: try global.identitySocket(), text: fields)
+    }
+}
