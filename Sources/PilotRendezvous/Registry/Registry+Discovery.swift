@@ -1,0 +1,131 @@
+import Foundation
+import PilotCrypto
+import PilotWire
+
+/// Finding nodes and what they show of themselves: lookups, hostnames, tags, visibility, beacons.
+extension Registry {
+    func lookup(_ request: RegistryMessage) throws -> RegistryMessage {
+        let node = try existing(try request.nodeID("node_id"))
+        return RegistryMessage(type: "lookup_ok", describe(node, revealEndpoint: node.isPublic))
+    }
+
+    func resolve(_ request: RegistryMessage) throws -> RegistryMessage {
+        let target = try existing(try request.nodeID("node_id"))
+        let requester = try signedNode(request, "requester_id") { "resolve:\($0):\(target.id)" }
+        guard target.isPublic || target.id == requester.id || trust.contains(Self.pair(target.id, requester.id)) else {
+            throw RegistryFailure("resolve: node \(target.id) is private and does not trust \(requester.id)")
+        }
+        guard target.online, !target.realAddress.isEmpty else { throw RegistryFailure("resolve: node \(target.id) is offline") }
+        // A relay-only node's endpoint goes to nobody: it is reached through the beacon.
+        if target.relayOnly { return RegistryMessage(type: "resolve_ok", ["node_id": .integer(Int64(target.id)), "relay_only": true]) }
+        return RegistryMessage(type: "resolve_ok", ["node_id": .integer(Int64(target.id)), "real_addr": .string(target.realAddress)])
+    }
+
+    func resolveHostname(_ request: RegistryMessage) throws -> RegistryMessage {
+        let hostname = try request.string("hostname").lowercased()
+        guard let id = byHostname[hostname], let node = nodes[id], node.online else {
+            throw RegistryFailure("hostname not found: \(hostname.prefix(63))")
+        }
+        return RegistryMessage(
+            type: "resolve_hostname_ok",
+            [
+                "node_id": .integer(Int64(id)), "address": .string(Address(node: id).description),
+                "public": .bool(node.isPublic), "hostname": .string(hostname),
+            ])
+    }
+
+    /// Our extension: online nodes carrying `tag`, with what `lookup` would show of each.
+    func findByTag(_ request: RegistryMessage) throws -> RegistryMessage {
+        let tag = try Self.normalisedTag(try request.string("tag"))
+        let matches = nodes.values.filter { $0.online && $0.tags.contains(tag) }.sorted { $0.id < $1.id }.prefix(1000)
+        return RegistryMessage(
+            type: "find_by_tag_ok",
+            ["tag": .string(tag), "nodes": .array(matches.map { .object(describe($0, revealEndpoint: $0.isPublic)) })])
+    }
+
+    /// What `lookup` shows of `node`; its endpoint only with `revealEndpoint`.
+    func describe(_ node: NodeRecord, revealEndpoint: Bool) -> [String: JSON] {
+        let memberOf = [0] + networks.networks(of: node.id)
+        var fields: [String: JSON] = [
+            "node_id": .integer(Int64(node.id)), "address": .string(Address(node: node.id).description),
+            "networks": .array(memberOf.map { .integer(Int64($0)) }), "public_key": .string(Base64.encode(node.publicKey)),
+            "public": .bool(node.isPublic), "polo_score": 0, "online": .bool(node.online),
+        ]
+        if let hostname = node.hostname { fields["hostname"] = .string(hostname) }
+        if !node.tags.isEmpty { fields["tags"] = .array(node.tags.map(JSON.string)) }
+        if node.relayOnly {
+            fields["relay_only"] = true
+        } else if revealEndpoint, node.online, !node.realAddress.isEmpty {
+            fields["real_addr"] = .string(node.realAddress)
+        }
+        return fields
+    }
+
+    func setVisibility(_ request: RegistryMessage, peerIP: String) throws -> RegistryMessage {
+        let isPublic = try request.bool("public")
+        var node = try changedNode(request, peerIP: peerIP)
+        node.isPublic = isPublic
+        try store.save(node)
+        nodes[node.id] = node
+        return RegistryMessage(
+            type: "set_visibility_ok",
+            ["node_id": .integer(Int64(node.id)), "visibility": .string(node.isPublic ? "public" : "private")])
+    }
+
+    func setHostname(_ request: RegistryMessage, peerIP: String) throws -> RegistryMessage {
+        let hostname = try request.string("hostname").lowercased()
+        var node = try changedNode(request, peerIP: peerIP)
+        if hostname.isEmpty {
+            if let old = node.hostname { byHostname[old] = nil }
+            node.hostname = nil
+        } else {
+            try Self.validateHostname(hostname)
+            if let holder = byHostname[hostname], holder != node.id {
+                guard let other = nodes[holder], !other.online else {
+                    throw RegistryFailure("set_hostname: \(hostname) is taken by node \(holder)")
+                }
+                // An offline node's hostname is free to claim.
+                var released = other
+                released.hostname = nil
+                try store.clearHostname(of: holder)
+                nodes[holder] = released
+            }
+            // Taking a name the reaper freed ends its old holder's claim to it.
+            if let claimant = byReclaimable[hostname], claimant != node.id, var other = nodes[claimant] {
+                other.reclaimableHostname = nil
+                try store.save(other)
+                nodes[claimant] = other
+                byReclaimable[hostname] = nil
+            }
+            if let old = node.hostname { byHostname[old] = nil }
+            node.hostname = hostname
+            byHostname[hostname] = node.id
+        }
+        try store.save(node)
+        nodes[node.id] = node
+        return RegistryMessage(type: "set_hostname_ok", ["node_id": .integer(Int64(node.id)), "hostname": .string(hostname)])
+    }
+
+    func setTags(_ request: RegistryMessage, peerIP: String) throws -> RegistryMessage {
+        var node = try changedNode(request, peerIP: peerIP)
+        let values = request["tags"]?.arrayValue ?? []
+        guard values.count <= Self.maxTags else { throw RegistryFailure("set_tags: at most \(Self.maxTags) tags") }
+        var tags: [String] = []
+        for value in values {
+            guard let text = value.stringValue else { throw RegistryFailure("set_tags: tags must be strings") }
+            let tag = try Self.normalisedTag(text)
+            if !tags.contains(tag) { tags.append(tag) }
+        }
+        node.tags = tags
+        try store.save(node)
+        nodes[node.id] = node
+        return RegistryMessage(
+            type: "set_tags_ok", ["node_id": .integer(Int64(node.id)), "tags": tags.isEmpty ? nil : .array(tags.map(JSON.string))])
+    }
+
+    func beaconList() -> RegistryMessage {
+        RegistryMessage(
+            type: "beacon_list_ok",
+            ["beacons": .array(configuration.beaconAddresses.enumerated().map { ["id": .integer(Int64($0.offset + 1)), "addr": .string($0.element)] })])
+    }
+}

@@ -1,0 +1,108 @@
+import Foundation
+import PilotCrypto
+import PilotWire
+
+/// A node's own record: register, heartbeat, deregister, key rotation.
+extension Registry {
+    func register(_ request: RegistryMessage, peerIP: String, fromOperatorHost: Bool) throws -> RegistryMessage {
+        let keyText = try request.string("public_key")
+        let key = try Ed25519PublicKey(base64: keyText)
+        let listenAddress = request["listen_addr"]?.stringValue ?? ""
+        // 1.18 signs "register:<listen_addr>:<public_key>"; an unsigned register may only claim
+        // a key never seen, since it proves nothing about holding it.
+        let known = byKey[key.bytes]
+        // A key whose node was retired was seen too: it must prove itself to get its id back.
+        let retired = known == nil ? try store.retiredID(of: key.bytes) : nil
+        if let signature = request["signature"]?.stringValue {
+            try verify(key, signature, "register:\(listenAddress):\(keyText)")
+        } else if known != nil || retired != nil {
+            throw RegistryFailure("register: signature required for a known key")
+        }
+        let now = clock()
+        let id: UInt32
+        if let known {
+            id = known
+        } else {
+            if !fromOperatorHost { try admitNewKey(from: peerIP, now: now) }
+            if let retired {
+                try store.revive(retired)
+                id = retired
+            } else {
+                guard nextID != 0, nextID != Address.broadcastNode else { throw RegistryFailure("register: node ids exhausted") }
+                id = nextID
+            }
+        }
+        // 1.18 may leave the host out (`:4000`): only the port counts.
+        let port = (try? Endpoint(parsing: listenAddress, defaultHost: ""))?.port
+        var node = nodes[id] ?? NodeRecord(
+            id: id, publicKey: key.bytes, owner: "", realAddress: "", hostname: nil, tags: [], isPublic: false,
+            version: "", lastSeen: now, online: true)
+        node.owner = request["owner"]?.stringValue ?? node.owner
+        node.version = request["version"]?.stringValue ?? node.version
+        node.realAddress = port.map { Endpoint(host: peerIP, port: $0).description } ?? node.realAddress
+        node.registeredFrom = peerIP
+        // Each register says it again: a restart without -relay-only makes the node direct.
+        node.relayOnly = request["relay_only"]?.boolValue ?? false
+        node.lastSeen = now
+        comeBack(&node)
+        try store.save(node)
+        if known == nil {
+            if id == nextID { nextID = id &+ 1 }
+            byKey[key.bytes] = id
+        }
+        nodes[id] = node
+        var fields: [String: JSON] = [
+            "node_id": .integer(Int64(id)), "network_id": 0, "address": .string(Address(node: id).description),
+            "public_key": .string(keyText),
+        ]
+        // What the registry holds, so a node can tell what it must say again (our fields; 1.18
+        // reads only node_id, address and hostname).
+        if let hostname = node.hostname { fields["hostname"] = .string(hostname) }
+        if !node.tags.isEmpty { fields["tags"] = .array(node.tags.map(JSON.string)) }
+        fields["public"] = .bool(node.isPublic)
+        // Changes signed over their values and a nonce are taken (SignedChange).
+        fields["signed_values"] = 1
+        return RegistryMessage(type: "register_ok", fields)
+    }
+
+    func heartbeat(_ request: RegistryMessage) throws -> RegistryMessage {
+        var node = try signedNode(request, "node_id") { "heartbeat:\($0)" }
+        node.lastSeen = clock()
+        if !node.online {
+            // 1.18 keeps heartbeating a node the reaper took offline and never registers it again.
+            comeBack(&node)
+            try store.save(node)
+        }
+        nodes[node.id] = node
+        return RegistryMessage(type: "heartbeat_ok", ["time": .integer(Int64(Date().timeIntervalSince1970))])
+    }
+
+    /// An explicit goodbye: offline, and out of every custom network (a node that merely goes
+    /// silent keeps its memberships).
+    func deregister(_ request: RegistryMessage) throws -> RegistryMessage {
+        var node = try signedNode(request, "node_id") { "deregister:\($0)" }
+        goOffline(&node, keepingHostname: false)
+        try store.transaction {
+            try store.save(node)
+            try store.removeMemberships(of: node.id)
+        }
+        nodes[node.id] = node
+        networks.removeEverywhere(node.id)
+        return RegistryMessage(type: "deregister_ok", ["node_id": .integer(Int64(node.id))])
+    }
+
+    func rotateKey(_ request: RegistryMessage) throws -> RegistryMessage {
+        var node = try signedNode(request, "node_id") { "rotate:\($0)" }
+        let newKeyText = try request.string("new_public_key")
+        let newKey = try Ed25519PublicKey(base64: newKeyText)
+        guard byKey[newKey.bytes] == nil else { throw RegistryFailure("rotate_key: that key belongs to another node") }
+        byKey[node.publicKey] = nil
+        node.publicKey = newKey.bytes
+        try store.save(node)
+        byKey[newKey.bytes] = node.id
+        nodes[node.id] = node
+        return RegistryMessage(
+            type: "rotate_key_ok",
+            ["node_id": .integer(Int64(node.id)), "address": .string(Address(node: node.id).description), "public_key": .string(newKeyText)])
+    }
+}
