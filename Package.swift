@@ -73,8 +73,9 @@ let package = Package(
             name: "PilotNet",
             dependencies: ["PilotWire", "PilotCrypto", "CLinux"] + eventLoops,
             swiftSettings: strict),
-        // Built-in services on well-known ports, attached to a fabric: echo.
-        .target(name: "PilotServices", dependencies: ["PilotNet", "PilotWire"], swiftSettings: strict),
+        // Services on well-known ports, over any stream: echo, trust handshakes, data exchange,
+        // the event stream.
+        .target(name: "PilotServices", dependencies: ["PilotNet", "PilotWire"] + eventLoops, swiftSettings: strict),
         // Composition of the host: master key, identity pool, configuration, systemd.
         .target(
             name: "PilotHost",
