@@ -20,7 +20,15 @@ public final class Host: Sendable {
     /// The admin socket and every identity's socket, watched by one accept thread.
     private let listeners: ControlListeners
     /// The tunnel socket and the identities on it.
-    private let dataPlane: DataPlane
+    private let presence: Presence
+    /// Trust handshakes, relayed ones included.
+    private let trust: TrustService
+    /// How handshake messages travel (port 444).
+    private let handshakes: HandshakeTransport
+    /// The commands that use the network.
+    private let data: DataCommands
+    /// Messages and files peers sent.
+    private let mailbox: Mailbox
     private let heartbeat: NIOLockedValueBox<Task<Void, Never>?> = NIOLockedValueBox(nil)
     /// Polls the registry for relayed handshakes every `handshake-poll` seconds.
     private let handshakePolling: NIOLockedValueBox<Task<Void, Never>?> = NIOLockedValueBox(nil)
@@ -75,10 +83,24 @@ public final class Host: Sendable {
         let fabric = Fabric(
             group: group, directory: RegistryDirectory(registry: registry), busyPoll: .microseconds(Int64(configuration.busyPoll)), logger: logger)
         // Strangers may ask for trust; every identity answers echo.
-        try await fabric.setOpenPorts([Port.handshake])
+        try await fabric.setOpenPorts([HandshakeTransport.port])
         try await EchoService().attach(to: fabric)
         let adminToken = try AdminToken.load(configuration.adminTokenFile, logger: logger)
-        dataPlane = DataPlane(fabric: fabric, pool: pool, adminToken: adminToken, logger: logger)
+        mailbox = try Mailbox(path: configuration.stateDirectory + "/host.db")
+        handshakes = HandshakeTransport(logger: logger)
+        let dataExchange = DataExchangeService(inbox: mailbox, logger: logger)
+        let events = EventStreamService(logger: logger)
+        let datagrams = DatagramPorts()
+        presence = Presence(
+            fabric: fabric, pool: pool,
+            services: [
+                HandshakeTransport.port: { [handshakes] stream, name in handshakes.serve(stream, for: name) },
+                DataExchangeService.port: { stream, name in dataExchange.serve(stream, for: name) },
+                EventStreamService.port: { stream, name in events.serve(stream, for: name) },
+            ],
+            datagrams: datagrams, logger: logger)
+        trust = TrustService(pool: pool, presence: presence, transport: handshakes, logger: logger)
+        data = DataCommands(presence: presence, pool: pool, datagrams: datagrams, adminToken: adminToken, logger: logger)
     }
 
     /// Opens the admin socket and every identity's socket, then returns: the host serves. Its
@@ -92,17 +114,16 @@ public final class Host: Sendable {
             logger.warning("open-file limit below what the identities need; raise LimitNOFILE=", metadata: [
                 "limit": "\(limit)", "needed": "\(needed)"])
         }
-        await dataPlane.wireTrust()
-        await dataPlane.restPrivateIdentities()
+        await presence.restPrivateIdentities()
         if activated.tunnels.isEmpty {
-            do { try await dataPlane.start(listen: configuration.listen) } catch {
+            do { try await presence.start(listen: configuration.listen) } catch {
                 throw ConfigurationError.invalidValue(key: "listen", value: configuration.listen, reason: "cannot bind the tunnel socket: \(error)")
             }
         } else {
-            try await dataPlane.start(adopting: activated.tunnels)
+            try await presence.start(adopting: activated.tunnels)
         }
         let pollNow = pollTrigger.continuation
-        do { try await dataPlane.useBeacon(configuration.beacon) { pollNow.yield() } } catch {
+        do { try await presence.useBeacon(configuration.beacon) { pollNow.yield() } } catch {
             logger.warning("no beacon: relayed handshakes wait for the next poll", metadata: ["beacon": "\(configuration.beacon)", "error": "\(error)"])
         }
         let adminGroup = configuration.adminGroup.isEmpty ? nil : SystemAccounts.gid(configuration.adminGroup)
@@ -120,7 +141,7 @@ public final class Host: Sendable {
         let unserved = await openIdentitySockets()
         // Public identities serve their own sockets (the ports they had) from READY on, registry
         // or not: peers' tunnels to them go on, and the registration below carries the address.
-        await dataPlane.joinPublicIdentities(registering: false)
+        await presence.joinPublicIdentities(registering: false)
         startRegistryUpkeep()
         startHandshakePolling()
         logger.info("pilot-host serving", metadata: [
@@ -167,7 +188,7 @@ public final class Host: Sendable {
     private func startRegistryUpkeep() {
         let pool = pool
         let logger = logger
-        let dataPlane = dataPlane
+        let presence = presence
         let registryAddress = configuration.registry
         heartbeat.withLockedValue {
             $0 = Task {
@@ -176,7 +197,7 @@ public final class Host: Sendable {
                     let (changed, failed) = try await pool.registerAll()
                     if !changed.isEmpty { logger.warning("registry gave new addresses", metadata: ["identities": "\(changed)"]) }
                     // Joined under their old addresses: joined again (public ones just below).
-                    for name in changed { await dataPlane.leave(name) }
+                    for name in changed { await presence.leave(name) }
                     for (name, reason) in failed.sorted(by: { $0.key < $1.key }) {
                         logger.error("registration failed", metadata: ["identity": "\(name)", "reason": "\(reason)"])
                     }
@@ -184,8 +205,8 @@ public final class Host: Sendable {
                     logger.info("identities registered", metadata: [
                         "identities": "\(registered)", "failed": "\(failed.count)",
                         "seconds": "\(String(format: "%.3f", started.duration(to: .now).inSeconds))"])
-                    await dataPlane.joinPublicIdentities()
-                    await dataPlane.announce(await pool.privateNodes)
+                    await presence.joinPublicIdentities()
+                    await presence.announce(await pool.privateNodes)
                 } catch {
                     // The registry may be down: the control sockets serve regardless and the
                     // first heartbeat registers whoever the registry does not know.
@@ -196,7 +217,7 @@ public final class Host: Sendable {
                     do { try await Task.sleep(for: .seconds(30)) } catch { break }
                     do {
                         let lost = try await pool.heartbeatAll()
-                        await dataPlane.announce(await pool.privateNodes)
+                        await presence.announce(await pool.privateNodes)
                         if !lost.isEmpty { logger.warning("re-registered after the registry forgot them", metadata: ["identities": "\(lost)"]) }
                     } catch {
                         logger.error("heartbeat failed", metadata: ["error": "\(error)"])
@@ -210,7 +231,7 @@ public final class Host: Sendable {
     /// what it finds goes to the trust service.
     private func startHandshakePolling() {
         let pool = pool
-        let trust = dataPlane.trust
+        let trust = trust
         let logger = logger
         let interval = handshakeInterval
         let (triggers, trigger) = (pollTrigger.stream, pollTrigger.continuation)
@@ -261,22 +282,23 @@ public final class Host: Sendable {
         }
         listeners.shutdown()
         // Streams end with a FIN, not by silence: what was written is delivered first.
-        let unfinished = await dataPlane.fabric.closeStreams(within: .seconds(2))
+        let unfinished = await presence.fabric.closeStreams(within: .seconds(2))
         if unfinished > 0 { logger.warning("streams still open at shutdown", metadata: ["count": "\(unfinished)"]) }
-        await dataPlane.fabric.shutdown()
+        await presence.fabric.shutdown()
+        handshakes.finish()
         await registry.disconnect()
     }
 
     /// One line for `systemctl status`: identities, how many are on the network, tunnels, streams.
     public func statusLine() async -> String {
         let count = await pool.count
-        let (joined, tunnels, streams) = await dataPlane.load()
+        let (joined, tunnels, streams) = await presence.load()
         return "\(count) identities, \(joined) on the network, \(tunnels) tunnels, \(streams) streams"
     }
 
     /// Runs `body` every `interval` on the event loop that carries the traffic (the watchdog).
     public func onTrafficLoop(every interval: Duration, _ body: @escaping @Sendable () -> Void) -> RepeatedTask {
-        dataPlane.fabric.onLoop(every: max(TimeAmount(interval), .milliseconds(1)), body)
+        presence.fabric.onLoop(every: max(TimeAmount(interval), .milliseconds(1)), body)
     }
 
     /// Applies what can change while running (`handshake-poll`; the log level is the caller's),
@@ -325,10 +347,10 @@ public final class Host: Sendable {
             guard let record = await pool.identity(named: name) else { return }
             try openSocket(for: record, newGate: true)
             // The beacon learns at once where a new private identity is, so pokes reach it.
-            if !record.isPublic, record.nodeID != 0 { await dataPlane.announce([record.nodeID]) }
+            if !record.isPublic, record.nodeID != 0 { await presence.announce([record.nodeID]) }
             // A public identity must be reachable by strangers from the moment it exists.
             if record.isPublic {
-                do { try await dataPlane.join(name) } catch {
+                do { try await presence.join(name) } catch {
                     logger.error("cannot put identity on the network", metadata: ["identity": "\(name)", "error": "\(error)"])
                 }
             }
@@ -348,7 +370,7 @@ public final class Host: Sendable {
             listeners.close(path: socketPath(name))
             let closed = listeners.closeConnections(path: socketPath(name))
             await uploads.drop(identity: name)
-            await dataPlane.leave(name)
+            await presence.leave(name)
             logger.notice("identity deleted", metadata: ["identity": "\(name)", "connections-closed": "\(closed)"])
         }
     }
@@ -371,7 +393,7 @@ public final class Host: Sendable {
         }
         let name = record.name
         let path = socketPath(name)
-        let commands = IdentityCommands(pool: pool, dataPlane: dataPlane, uploads: uploads, name: name)
+        let commands = IdentityCommands(pool: pool, presence: presence, trust: trust, dataCommands: data, mailbox: mailbox, uploads: uploads, name: name)
         let groups = Set(record.allowedGIDs)
         let policy = AccessPolicy(.identity(name: name, owner: record.ownerUID, allowedGroups: groups))
         let (gate, replaced) = gates.withLockedValue { gates -> (AccessGate, AccessGate?) in

@@ -13,7 +13,10 @@ import PilotWire
 /// `network-join`, `network-leave`, `network-create`) and `broadcast`.
 struct IdentityCommands: Sendable {
     let pool: IdentityPool
-    let dataPlane: DataPlane
+    let presence: Presence
+    let trust: TrustService
+    let dataCommands: DataCommands
+    let mailbox: Mailbox
     let uploads: Uploads
     let name: String
 
@@ -48,14 +51,14 @@ struct IdentityCommands: Sendable {
         case .setPublic:
             let record = try await pool.setPublic(name: name, isPublic: true)
             // Public: strangers may start key exchanges, so it needs its own socket now.
-            await dataPlane.leave(name)
-            try await dataPlane.join(name)
+            await presence.leave(name)
+            try await presence.join(name)
             return AdminCommands.describe(record).json
         case .setPrivate:
             let record = try await pool.setPublic(name: name, isPublic: false)
             // Its public services close to nodes it does not trust; it goes back to the
             // shared socket (its own socket stays bound until the host restarts).
-            await dataPlane.leave(name)
+            await presence.leave(name)
             try await pool.useSharedSocket(name)
             return AdminCommands.describe(record).json
         case .lookup(let command):
@@ -87,54 +90,54 @@ struct IdentityCommands: Sendable {
             if let token = command.token { fields["token"] = .string(token) }
             return try networkAnswer(try await pool.query(RegistryMessage(type: "create_network", fields)))
         case .broadcast(let command):
-            return try await dataPlane.broadcast(
+            return try await dataCommands.broadcast(
                 from: name, network: command.networkID, port: command.port, data: Array(command.data.utf8), token: command.adminToken ?? ""
             ).json
         case .handshake(let command):
             let peer = try await resolve(command.peer).node
-            return try await dataPlane.trust.request(name, peer: peer, reason: command.reason ?? "").json
+            return try await trust.request(name, peer: peer, reason: command.reason ?? "").json
         case .approve(let command):
-            return try await dataPlane.trust.approve(name, peer: try await resolve(command.peer).node).json
+            return try await trust.approve(name, peer: try await resolve(command.peer).node).json
         case .reject(let command):
             let peer = try await resolve(command.peer).node
-            return try await dataPlane.trust.reject(name, peer: peer, reason: command.reason ?? "").json
+            return try await trust.reject(name, peer: peer, reason: command.reason ?? "").json
         case .untrust(let command):
-            return try await dataPlane.trust.revoke(name, peer: try await resolve(command.peer).node).json
+            return try await trust.revoke(name, peer: try await resolve(command.peer).node).json
         case .pending:
-            return await dataPlane.trust.pending(name).json
+            return await trust.pending(name).json
         case .trusted:
-            return await dataPlane.trust.trusted(name).json
+            return await trust.trusted(name).json
         case .send(let command):
-            var sent = try await dataPlane.send(
+            var sent = try await dataCommands.send(
                 from: name, to: try await resolve(command.target), port: command.port, data: Array(command.data.utf8),
                 wait: .seconds(Int64(try Self.seconds(command.timeout, default: 5, DataControl.Send.self))))
             sent.target = command.target
             return sent.json
         case .receive(let command):
             let count = try Self.count(command.count, default: 1, limit: 1000, DataControl.Receive.self)
-            return try await dataPlane.receive(
+            return try await dataCommands.receive(
                 on: name, port: command.port, count: count,
                 timeout: .seconds(Int64(try Self.seconds(command.timeout, default: 30, DataControl.Receive.self)))
             ).json
         case .listen(let command):
             let count = try Self.count(command.count, default: 1, limit: 1000, DataControl.Listen.self)
-            return try await dataPlane.listenDatagrams(
+            return try await dataCommands.listenDatagrams(
                 on: name, port: command.port, count: count,
                 timeout: .seconds(Int64(try Self.seconds(command.timeout, default: 30, DataControl.Listen.self)))
             ).json
         case .sendDatagram(let command):
-            var sent = try await dataPlane.sendDatagram(
+            var sent = try await dataCommands.sendDatagram(
                 from: name, to: try await resolve(command.target), port: command.port, data: Array(command.data.utf8))
             sent.target = command.target
             return sent.json
         case .connections:
-            return try await dataPlane.connections(of: name).json
+            return try await dataCommands.connections(of: name).json
         case .peers:
-            return try await dataPlane.peers(of: name).json
+            return try await dataCommands.peers(of: name).json
         case .bench(let command):
             let megabytes = command.megabytes ?? 1
             guard (1...1024).contains(megabytes) else { throw ControlFailure(.invalidArgument, "bench: 1 to 1024 MB") }
-            var report = try await dataPlane.bench(from: name, to: try await resolve(command.target), megabytes: megabytes, timeout: .seconds(120))
+            var report = try await dataCommands.bench(from: name, to: try await resolve(command.target), megabytes: megabytes, timeout: .seconds(120))
             report.target = command.target
             return report.json
         case .sendMessage(let command):
@@ -148,21 +151,21 @@ struct IdentityCommands: Sendable {
             if kind == .json, (try? JSON(parsing: data)) == nil {
                 throw ControlFailure(.invalidArgument, "send-message: --type json needs valid JSON")
             }
-            var sent = try await dataPlane.sendMessage(from: name, to: try await resolve(command.target), kind: kind, data: data, timeout: .seconds(15))
+            var sent = try await dataCommands.sendMessage(from: name, to: try await resolve(command.target), kind: kind, data: data, timeout: .seconds(15))
             sent.target = command.target
             return sent.json
         case .inbox(let command):
-            let messages = try await pool.messages(of: name)
-            if command.clear { try await pool.clearMessages(of: name) }
+            let messages = try await mailbox.messages(of: name)
+            if command.clear { try await mailbox.clearMessages(of: name) }
             return InboxListing(messages: messages.map(Self.describe)).json
         case .subscribe(let command):
             let count = try Self.count(command.count, default: 1, limit: 10_000, MessageControl.Subscribe.self)
-            return try await dataPlane.subscribe(
+            return try await dataCommands.subscribe(
                 from: name, to: try await resolve(command.target), topic: try Self.topic(command.topic, MessageControl.Subscribe.self),
                 count: count, timeout: .seconds(try Self.seconds(command.timeout, default: 30, MessageControl.Subscribe.self))
             ).json
         case .publish(let command):
-            return try await dataPlane.publish(
+            return try await dataCommands.publish(
                 from: name, to: try await resolve(command.target), topic: try Self.topic(command.topic, MessageControl.Publish.self),
                 data: Array(command.data.utf8)
             ).json
@@ -178,17 +181,17 @@ struct IdentityCommands: Sendable {
                 throw ControlFailure(.invalidArgument, "send-file: the file needs a name")
             }
             let contents = try await uploads.take(identity: name, id: command.upload)
-            var sent = try await dataPlane.sendFile(
+            var sent = try await dataCommands.sendFile(
                 from: name, to: try await resolve(command.target), fileName: fileName, contents: contents, timeout: .seconds(120))
             sent.target = command.target
             return sent.json
         case .received(let command):
-            let files = try await pool.files(of: name)
-            if command.clear { try await pool.clearFiles(of: name) }
+            let files = try await mailbox.files(of: name)
+            if command.clear { try await mailbox.clearFiles(of: name) }
             return ReceivedFiles(files: files.map(Self.describe)).json
         case .receivedChunk(let command):
             guard command.offset >= 0 else { throw ControlFailure(.invalidArgument, "received-chunk: offset must not be negative") }
-            guard let bytes = try await pool.fileContents(of: name, id: command.id, offset: command.offset, length: FileChunk.size) else {
+            guard let bytes = try await mailbox.fileContents(of: name, id: command.id, offset: command.offset, length: FileChunk.size) else {
                 throw ControlFailure(.notFound, "no received file \(command.id)")
             }
             return FileChunk(offset: command.offset, data: Base64.encode(bytes)).json
@@ -224,7 +227,7 @@ struct IdentityCommands: Sendable {
         let count = try Self.count(command.count, default: 4, limit: 100, DataControl.Ping.self)
         let seconds = try Self.seconds(command.timeout, default: 10, limit: 300, DataControl.Ping.self)
         let address = try await resolve(command.target)
-        let results = try await dataPlane.ping(from: name, target: address, count: count, timeout: .seconds(seconds))
+        let results = try await dataCommands.ping(from: name, target: address, count: count, timeout: .seconds(seconds))
         return PingReport(
             target: command.target, to: address.description, results: results,
             timeout: results.contains { $0.error?.contains("no answer within") == true }

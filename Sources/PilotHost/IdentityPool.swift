@@ -73,41 +73,11 @@ public actor IdentityPool {
         if let first = loaded.keys.min() { _ = try key(first) }
     }
 
-    // MARK: Inbox
-
-    public func addMessage(_ message: InboxMessage, for name: String) throws {
-        guard records[name] != nil else { throw PoolError.notFound(name) }
-        try store.addMessage(message, identity: name)
-    }
-
-    public func messages(of name: String) throws -> [InboxMessage] { try store.messages(identity: name) }
-
-    @discardableResult
-    public func clearMessages(of name: String) throws -> Int { try store.clearMessages(identity: name) }
-
     /// The node ids of the registered identities without a socket of their own: those the
     /// beacon should know to be behind the shared socket.
     public var privateNodes: [UInt32] {
         records.values.filter { $0.nodeID != 0 && ownListenAddresses[$0.name] == nil }.map(\.nodeID).sorted()
     }
-
-    /// What one identity's received files may hold in all.
-    public static let receivedFilesQuota = 256 << 20
-
-    @discardableResult
-    public func addFile(_ file: ReceivedFile, contents: some Collection<UInt8>, for name: String) throws -> Int64 {
-        guard records[name] != nil else { throw PoolError.notFound(name) }
-        return try store.addFile(file, contents: contents, identity: name, quota: Self.receivedFilesQuota)
-    }
-
-    public func files(of name: String) throws -> [ReceivedFile] { try store.files(identity: name) }
-
-    public func fileContents(of name: String, id: Int64, offset: Int, length: Int) throws -> [UInt8]? {
-        try store.fileContents(identity: name, id: id, offset: offset, length: length)
-    }
-
-    @discardableResult
-    public func clearFiles(of name: String) throws -> Int { try store.clearFiles(identity: name) }
 
     // MARK: Trust
 

@@ -3,6 +3,7 @@ import Logging
 import PilotControl
 import PilotCrypto
 import PilotNet
+import PilotServices
 import PilotStore
 import PilotWire
 
@@ -11,28 +12,40 @@ import PilotWire
 /// identity asked, and a message must come from the node its tunnel authenticated.
 actor TrustService {
     private let pool: IdentityPool
+    private let presence: Presence
+    private let transport: HandshakeTransport
     private let logger: Logger
     /// SHA-256 of messages seen in the last 10 minutes: a replayed message is ignored.
     private var seen: [[UInt8]: Date] = [:]
     private(set) var ignored = 0
-    /// Sends a message from an identity to a node (dial port 444, write, close).
-    var send: (@Sendable (_ name: String, _ peer: UInt32, _ message: HandshakeMessage) async throws -> Void)?
-    /// Tells the data plane `name` has business with `peer` (or no longer has).
-    var relate: (@Sendable (_ name: String, _ peer: UInt32, _ related: Bool) async -> Void)?
 
     static let maxReason = 512
 
-    init(pool: IdentityPool, logger: Logger) {
+    /// The trust of `pool`'s identities: messages go through `transport` on streams `presence`
+    /// dials, and what arrives on `transport` is judged here until the transport finishes.
+    init(pool: IdentityPool, presence: Presence, transport: HandshakeTransport, logger: Logger) {
         self.pool = pool
+        self.presence = presence
+        self.transport = transport
         self.logger = logger
+        Task { [weak self, arrivals = transport.arrivals] in
+            for await arrival in arrivals {
+                guard let self else { return }
+                await self.received(arrival.bytes, for: arrival.identity, from: arrival.node)
+            }
+        }
     }
 
-    func wire(
-        send: @escaping @Sendable (String, UInt32, HandshakeMessage) async throws -> Void,
-        relate: @escaping @Sendable (String, UInt32, Bool) async -> Void
-    ) {
-        self.send = send
-        self.relate = relate
+    /// Sends `message` from `name` to `peer`'s port 444 (see `HandshakeTransport.send`).
+    private func send(_ name: String, _ peer: UInt32, _ message: HandshakeMessage) async throws {
+        try await transport.send(message, from: name, to: peer) { [presence] in
+            try await presence.dial(from: name, to: Address(node: peer), port: HandshakeTransport.port)
+        }
+    }
+
+    /// `name` has business with `peer`, or no longer has.
+    private func relate(_ name: String, _ peer: UInt32, _ related: Bool) async {
+        await presence.relate(name, peer: peer, related)
     }
 
     // MARK: Commands of the identity's owner
@@ -52,9 +65,9 @@ actor TrustService {
             return try await approve(name, peer: peer)
         }
         try await pool.setTrust(TrustRecord(peerNode: peer, state: .pendingOut, reason: reason, updatedAt: Self.now), for: name)
-        await relate?(name, peer, true)
+        await relate(name, peer, true)
         do {
-            try await send?(name, peer, try await message(.request, from: name, to: peer, justification: reason))
+            try await send(name, peer, try await message(.request, from: name, to: peer, justification: reason))
         } catch {
             // Not reachable directly (a private node that does not trust us yet, or offline):
             // the registry keeps the request until the peer polls for it.
@@ -75,7 +88,7 @@ actor TrustService {
         entry.state = .trusted
         entry.updatedAt = Self.now
         try await pool.setTrust(entry, for: name)
-        await relate?(name, peer, true)
+        await relate(name, peer, true)
         await report(name, peer: peer, trusted: true)
         await answer(name, peer: peer, accept: true)
         return TrustChange(status: "approved", nodeID: peer)
@@ -86,7 +99,7 @@ actor TrustService {
             throw ControlFailure(.notFound, "no pending handshake from node \(peer)")
         }
         try await pool.removeTrust(peer: entry.peerNode, for: name)
-        await relate?(name, peer, false)
+        await relate(name, peer, false)
         await answer(name, peer: peer, accept: false, reason: reason)
         return TrustChange(status: "rejected", nodeID: peer)
     }
@@ -98,10 +111,10 @@ actor TrustService {
         }
         try await pool.removeTrust(peer: entry.peerNode, for: name)
         // Told over the tunnel while it is still there, then the tunnel is let go.
-        do { try await send?(name, peer, try await message(.revoke, from: name, to: peer)) } catch {
+        do { try await send(name, peer, try await message(.revoke, from: name, to: peer)) } catch {
             logger.info("revoke not delivered directly; the registry tells the peer", metadata: ["identity": "\(name)", "peer": "\(peer)", "error": "\(error)"])
         }
-        await relate?(name, peer, false)
+        await relate(name, peer, false)
         await report(name, peer: peer, trusted: false)
         return TrustChange(status: "revoked", nodeID: peer)
     }
@@ -130,7 +143,7 @@ actor TrustService {
     private func answer(_ name: String, peer: UInt32, accept: Bool, reason: String = "") async {
         async let relayed: Void = respondThroughRegistry(name, peer: peer, accept: accept)
         let kind: HandshakeMessage.Kind = accept ? .accept : .reject
-        try? await send?(name, peer, try await message(kind, from: name, to: peer, reason: String(reason.prefix(Self.maxReason))))
+        try? await send(name, peer, try await message(kind, from: name, to: peer, reason: String(reason.prefix(Self.maxReason))))
         await relayed
     }
 
@@ -156,12 +169,12 @@ actor TrustService {
                 } else if state == .pendingOut || record.autoApprove {
                     try await pool.setTrust(
                         TrustRecord(peerNode: peer, state: .trusted, reason: justification, updatedAt: Self.now, mutual: state == .pendingOut), for: name)
-                    await relate?(name, peer, true)
+                    await relate(name, peer, true)
                     await report(name, peer: peer, trusted: true)
                     await answer(name, peer: peer, accept: true)
                 } else {
                     try await pool.setTrust(TrustRecord(peerNode: peer, state: .pendingIn, reason: justification, updatedAt: Self.now), for: name)
-                    await relate?(name, peer, true)
+                    await relate(name, peer, true)
                     logger.notice("handshake request (relayed)", metadata: ["PILOT_IDENTITY": "\(name)", "PILOT_PEER": "\(peer)"])
                 }
             } catch {
@@ -176,7 +189,7 @@ actor TrustService {
             do {
                 try await pool.setTrust(
                     TrustRecord(peerNode: peer, state: accepted ? .trusted : .rejected, updatedAt: Self.now, mutual: accepted), for: name)
-                await relate?(name, peer, accepted)
+                await relate(name, peer, accepted)
                 if accepted { await report(name, peer: peer, trusted: true) }
             } catch {
                 logger.error("cannot store a trust change", metadata: ["PILOT_IDENTITY": "\(name)", "PILOT_PEER": "\(peer)", "error": "\(error)"])
@@ -213,20 +226,20 @@ actor TrustService {
             case .request:
                 switch entry?.state {
                 case .trusted:
-                    try? await send?(name, peer, try await self.message(.accept, from: name, to: peer))
+                    try? await send(name, peer, try await self.message(.accept, from: name, to: peer))
                 case .pendingOut:
                     // Both asked: mutual trust.
                     try await pool.setTrust(TrustRecord(peerNode: peer, peerKey: key, state: .trusted, updatedAt: Self.now, mutual: true), for: name)
-                    await relate?(name, peer, true)
+                    await relate(name, peer, true)
                     await report(name, peer: peer, trusted: true)
-                    try? await send?(name, peer, try await self.message(.accept, from: name, to: peer))
+                    try? await send(name, peer, try await self.message(.accept, from: name, to: peer))
                 case .none where record.autoApprove, .pendingIn where record.autoApprove, .rejected where record.autoApprove,
                     .revoked where record.autoApprove:
                     // A service identity: whoever asks is trusted at once.
                     try await pool.setTrust(
                         TrustRecord(peerNode: peer, peerKey: key, state: .trusted, reason: String(message.justification.prefix(Self.maxReason)), updatedAt: Self.now),
                         for: name)
-                    await relate?(name, peer, true)
+                    await relate(name, peer, true)
                     // The asker reached us over a tunnel, so the answer needs no resolve (which,
                     // for a private asker, the report would have to precede): the registry
                     // learns of the trust while the answer is under way.
@@ -238,13 +251,13 @@ actor TrustService {
                     try await pool.setTrust(
                         TrustRecord(peerNode: peer, peerKey: key, state: .pendingIn, reason: String(message.justification.prefix(Self.maxReason)), updatedAt: Self.now),
                         for: name)
-                    await relate?(name, peer, true)
+                    await relate(name, peer, true)
                     logger.notice("handshake request", metadata: ["PILOT_IDENTITY": "\(name)", "PILOT_PEER": "\(peer)"])
                 }
             case .accept:
                 guard entry?.state == .pendingOut else { return ignore("accept nobody asked for", name) }
                 try await pool.setTrust(TrustRecord(peerNode: peer, peerKey: key, state: .trusted, updatedAt: Self.now, mutual: true), for: name)
-                await relate?(name, peer, true)
+                await relate(name, peer, true)
                 await report(name, peer: peer, trusted: true)
                 logger.notice("trusted", metadata: ["PILOT_IDENTITY": "\(name)", "PILOT_PEER": "\(peer)"])
             case .reject:
@@ -252,11 +265,11 @@ actor TrustService {
                 try await pool.setTrust(
                     TrustRecord(peerNode: peer, peerKey: key, state: .rejected, reason: String(message.reason.prefix(Self.maxReason)), updatedAt: Self.now),
                     for: name)
-                await relate?(name, peer, false)
+                await relate(name, peer, false)
             case .revoke:
                 guard let entry else { return }
                 try await pool.removeTrust(peer: peer, for: name)
-                await relate?(name, peer, false)
+                await relate(name, peer, false)
                 if entry.state == .trusted { await report(name, peer: peer, trusted: false) }
             }
         } catch {

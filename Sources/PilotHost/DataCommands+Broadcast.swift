@@ -1,27 +1,9 @@
-import Foundation
 import Logging
-import PilotCrypto
 import PilotNet
+import PilotServices
 import PilotWire
 
-/// The admin token of the host, as 1.18's `-admin-token`: what a broadcast must carry.
-enum AdminToken {
-    /// The first line of the file at `path` (nil when `path` is empty), set by config `key`. A
-    /// file that cannot be read, or whose first line is blank, stops the host: a setting that
-    /// silently did nothing would be worse. A file every user may read is allowed, with a warning.
-    static func load(_ path: String, key: String = "admin-token-file", logger: Logger) throws(ConfigurationError) -> String? {
-        guard !path.isEmpty else { return nil }
-        let token: String
-        do { token = try TokenFile.read(path) } catch { throw .invalidValue(key: key, value: path, reason: "\(error)") }
-        var info = stat()
-        if stat(path, &info) == 0, info.st_mode & 0o004 != 0 {
-            logger.warning("a token file is readable by every user; chmod 600 it", metadata: ["path": "\(path)", "setting": "\(key)"])
-        }
-        return token
-    }
-}
-
-extension DataPlane {
+extension DataCommands {
     /// Members a broadcast sends to at once (each may need a registry resolve first).
     static let broadcastFanOut = 16
     /// How long one member may take (resolve, then the datagram queued on its tunnel).
@@ -38,7 +20,7 @@ extension DataPlane {
         guard !token.isEmpty, adminToken.matches(token) else { throw denied("broadcast denied: invalid admin token") }
         guard network != 0 else { throw denied("broadcast not permitted on backbone network") }
         guard !data.isEmpty, data.count <= 65_000 else { throw ControlFailure(.invalidArgument, "broadcast: 1 to 65000 bytes of data") }
-        let identity = try await join(name)
+        let identity = try await presence.join(name)
         // The member list needs no token here; the host's token stays the host's (the
         // registry's may be another).
         let reply = try await pool.query(RegistryMessage(type: "list_nodes", ["network_id": .integer(Int64(network))]))
@@ -71,7 +53,7 @@ extension DataPlane {
                         destinationPort: port, payload: data)
                     do {
                         try await withTimeout(Self.broadcastMemberLimit) { [self] in
-                            try await fabric.send(packet, to: member, endpoint: try await endpoint(of: packet.destination, for: name))
+                            try await presence.fabric.send(packet, to: member, endpoint: try await presence.endpoint(of: packet.destination, for: name))
                         }
                         return true
                     } catch {
