@@ -33,6 +33,15 @@ public struct DataExchangeService: Sendable {
         public let messageID: String?
         /// The id of the message it answers, if any.
         public let replyTo: String?
+
+        /// A message from `sender`.
+        public init(sender: Address, kind: DataExchangeFrame.Kind, payload: [UInt8], messageID: String?, replyTo: String?) {
+            self.sender = sender
+            self.kind = kind
+            self.payload = payload
+            self.messageID = messageID
+            self.replyTo = replyTo
+        }
     }
 
     /// A file that arrived.
@@ -43,6 +52,13 @@ public struct DataExchangeService: Sendable {
         public let name: String
         /// Its bytes.
         public let contents: [UInt8]
+
+        /// A file from `sender`.
+        public init(sender: Address, name: String, contents: [UInt8]) {
+            self.sender = sender
+            self.name = name
+            self.contents = contents
+        }
     }
 
     private let inbox: any DataExchangeInbox

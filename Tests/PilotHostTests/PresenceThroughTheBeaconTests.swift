@@ -6,7 +6,7 @@ import XCTest
 /// Hosts that cannot reach each other, only the rendezvous: each in a network namespace of its
 /// own with a route to the rendezvous and none to the other (as behind two firewalls). What they
 /// say to each other goes through the beacon. Needs root; skipped with the reason otherwise.
-final class NATTraversalTests: HostProcessTestCase {
+final class PresenceThroughTheBeaconTests: HostProcessTestCase {
     private var namespaces: IsolatedNamespaces?
 
     override func tearDown() {

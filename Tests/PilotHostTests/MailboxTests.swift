@@ -1,0 +1,84 @@
+import PilotServices
+import PilotStore
+import PilotTestSupport
+import PilotWire
+import XCTest
+
+@testable import PilotHost
+
+/// The mailbox keeps what the data-exchange service hands it in `host.db`, for existing
+/// identities only, within each identity's quota of received files.
+final class MailboxTests: XCTestCase {
+    private var directory: TemporaryDirectory!
+
+    override func setUpWithError() throws {
+        directory = try TemporaryDirectory(prefix: "pilot-mailbox")
+        let store = try HostStore(path: directory.path("host.db"))
+        for name in ["alice", "bob"] {
+            try store.create(IdentityRecord(name: name, sealedKey: [1], ownerUID: 1000, createdAt: 0))
+        }
+    }
+
+    private let sender = Address(node: 0x2A)
+
+    func testAMessageIsKeptWithItsKindTagsAndSenderAndReadBackThroughAnotherConnection() async throws {
+        let mailbox = try Mailbox(path: directory.path("host.db"))
+        try await mailbox.keep(
+            DataExchangeService.Message(sender: sender, kind: .json, payload: Array(#"{"a":1}"#.utf8), messageID: "m1", replyTo: "m0"),
+            for: "alice")
+        // Another connection (the pool's, say) sees the row: it is in host.db, not in memory.
+        let rows = try HostStore(path: directory.path("host.db")).messages(identity: "alice")
+        XCTAssertEqual(rows.count, 1)
+        XCTAssertEqual(rows.first?.sender, sender.description)
+        XCTAssertEqual(rows.first?.type, "JSON")
+        XCTAssertEqual(rows.first?.data, Array(#"{"a":1}"#.utf8))
+        XCTAssertEqual(rows.first?.messageID, "m1")
+        XCTAssertEqual(rows.first?.replyTo, "m0")
+        let bobs = try await mailbox.messages(of: "bob")
+        XCTAssertEqual(bobs, [], "a message went to the wrong identity")
+        let cleared = try await mailbox.clearMessages(of: "alice")
+        XCTAssertEqual(cleared, 1)
+        let left = try await mailbox.messages(of: "alice")
+        XCTAssertEqual(left, [])
+    }
+
+    func testNothingIsKeptForAnIdentityThatDoesNotExist() async throws {
+        let mailbox = try Mailbox(path: directory.path("host.db"))
+        do {
+            try await mailbox.keep(DataExchangeService.Message(sender: sender, kind: .text, payload: [1], messageID: nil, replyTo: nil), for: "carol")
+            XCTFail("a message for an unknown identity was kept")
+        } catch {}
+        do {
+            try await mailbox.keep(DataExchangeService.File(sender: sender, name: "a", contents: [1]), for: "carol")
+            XCTFail("a file for an unknown identity was kept")
+        } catch {}
+    }
+
+    func testAFileIsKeptAndReadInPiecesAndTheQuotaRefusesWhatWouldPassIt() async throws {
+        let mailbox = try Mailbox(path: directory.path("host.db"))
+        let contents = (0..<10_000).map { UInt8(truncatingIfNeeded: $0 &* 31) }
+        try await mailbox.keep(DataExchangeService.File(sender: sender, name: "report.bin", contents: contents), for: "alice")
+        let files = try await mailbox.files(of: "alice")
+        XCTAssertEqual(files.map(\.name), ["report.bin"])
+        XCTAssertEqual(files.first?.size, contents.count)
+        let id = try XCTUnwrap(files.first?.id)
+        let piece = try await mailbox.fileContents(of: "alice", id: id, offset: 4000, length: 3000)
+        XCTAssertEqual(piece, Array(contents[4000..<7000]))
+        let missing = try await mailbox.fileContents(of: "bob", id: id, offset: 0, length: 10)
+        XCTAssertNil(missing, "bob read alice's file")
+
+        // Up to the quota, then refused; what was held stays.
+        let big = [UInt8](repeating: 7, count: Mailbox.receivedFilesQuota - contents.count)
+        try await mailbox.keep(DataExchangeService.File(sender: sender, name: "big", contents: big), for: "alice")
+        do {
+            try await mailbox.keep(DataExchangeService.File(sender: sender, name: "one-more", contents: [1]), for: "alice")
+            XCTFail("a file past the quota was kept")
+        } catch {}
+        let held = try await mailbox.files(of: "alice")
+        XCTAssertEqual(held.map(\.name), ["report.bin", "big"])
+        // Bob's quota is his own.
+        try await mailbox.keep(DataExchangeService.File(sender: sender, name: "b", contents: [1, 2, 3]), for: "bob")
+        let cleared = try await mailbox.clearFiles(of: "alice")
+        XCTAssertEqual(cleared, 2)
+    }
+}
