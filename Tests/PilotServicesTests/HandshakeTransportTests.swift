@@ -126,6 +126,26 @@ final class HandshakeTransportTests: XCTestCase {
         XCTAssertEqual(arrival?.bytes, garbage)
     }
 
+    /// An `Arrival` holds at most `HandshakeMessage.maxSize` bytes, even when the write that
+    /// reached the limit carried more.
+    func testWhatArrivesIsCutAtTheLargestMessage() async throws {
+        let transport = transport()
+        let flood = (0..<HandshakeMessage.maxSize + 500).map { UInt8(truncatingIfNeeded: $0) }
+        try await arrive(flood, at: transport, for: "alice")
+        let arrival = try await nextArrival(of: transport)
+        XCTAssertEqual(arrival?.bytes.count, HandshakeMessage.maxSize)
+        XCTAssertTrue(arrival?.bytes == Array(flood.prefix(HandshakeMessage.maxSize)), "not the first bytes that arrived")
+
+        let (served, sender) = FakeStream.pair(local: here, remote: peer)
+        transport.serve(served, for: "bob")
+        try await sender.write([UInt8](repeating: UInt8(ascii: "x"), count: HandshakeMessage.maxSize - 1))
+        try await sender.write([UInt8](repeating: UInt8(ascii: "y"), count: 100))
+        let limited = try await nextArrival(of: transport)
+        XCTAssertEqual(limited?.identity, "bob")
+        XCTAssertEqual(limited?.bytes.count, HandshakeMessage.maxSize)
+        XCTAssertEqual(limited?.bytes.last, UInt8(ascii: "y"))
+    }
+
     // MARK: The bounded queue
 
     func testOneIdentitysSixtyFifthWaitingMessageIsDroppedWhileAnothersGetsThrough() async throws {
