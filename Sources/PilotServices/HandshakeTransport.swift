@@ -74,7 +74,9 @@ public final class HandshakeTransport: Sendable {
             }
             try? await stream.close()
             guard !bytes.isEmpty else { return }
-            enqueue(Arrival(identity: identity, node: stream.remote.node, bytes: bytes))
+            // The read stops at the chunk that reaches the limit, which can carry it past (a
+            // stream's segments are up to 1152 bytes): an arrival holds at most `maxSize`.
+            enqueue(Arrival(identity: identity, node: stream.remote.node, bytes: Array(bytes.prefix(HandshakeMessage.maxSize))))
         }
     }
 
