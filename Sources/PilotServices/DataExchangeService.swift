@@ -98,8 +98,11 @@ public struct DataExchangeService: Sendable {
 
     /// Keeps one frame and says how it went, in 1.18's words.
     private func answer(_ frame: DataExchangeFrame, from sender: Address, for identity: String) async -> String {
+        // The ERR names the kind the ACK would have named: a tagged frame's inner one.
+        let untagged = try? frame.untagged()
+        let kind = untagged?.frame.kind ?? frame.kind
         do {
-            let (inner, messageID, replyTo) = try frame.untagged()
+            let (inner, messageID, replyTo) = try untagged ?? frame.untagged()
             switch inner.kind {
             case .text, .json, .binary:
                 try await inbox.keep(Message(sender: sender, kind: inner.kind, payload: inner.payload, messageID: messageID, replyTo: replyTo), for: identity)
@@ -112,26 +115,36 @@ public struct DataExchangeService: Sendable {
                 return "ERR \(inner.kind) unsupported frame type"
             }
         } catch {
-            return "ERR \(frame.kind) save failed: \(error)"
+            return "ERR \(kind) save failed: \(error)"
         }
     }
 
     /// Sends `frame` on `stream` (open to a peer's port 1001) and returns the peer's answer, which
-    /// must be an ACK; closes the stream once answered. Throws `ControlFailure(.connectionFailed)`
-    /// when the peer refuses it or closes without an answer.
+    /// must be an ACK; closes the stream once answered (resets it when there is no answer).
+    /// Throws `ControlFailure(.connectionFailed)` when the peer refuses it, closes without an
+    /// answer, or answers with something that is not a frame.
     public static func exchange(_ frame: DataExchangeFrame, over stream: some ServiceStream) async throws -> String {
         try await stream.write(frame.encoded())
         var decoder = DataExchangeFrame.Decoder()
         var answer: String?
-        for await event in stream.events {
-            guard case .data(let bytes) = event else { break }
-            decoder.append(bytes)
-            if let reply = try decoder.next() {
-                answer = String(decoding: reply.payload, as: UTF8.self)
-                break
+        do {
+            for await event in stream.events {
+                guard case .data(let bytes) = event else { break }
+                decoder.append(bytes)
+                if let reply = try decoder.next() {
+                    answer = String(decoding: reply.payload, as: UTF8.self)
+                    break
+                }
             }
+        } catch {
+            // Not a frame: nothing more on this stream is worth reading.
+            await stream.abort()
+            throw ControlFailure(.connectionFailed, "the peer answered with something that is not a frame: \(error)")
         }
-        guard let answer else { throw ControlFailure(.connectionFailed, "the peer closed the stream without an answer") }
+        guard let answer else {
+            await stream.abort()
+            throw ControlFailure(.connectionFailed, "the peer closed the stream without an answer")
+        }
         try? await stream.close()
         guard answer.hasPrefix("ACK") else { throw ControlFailure(.connectionFailed, "the peer refused it: \(answer.prefix(200))") }
         return answer

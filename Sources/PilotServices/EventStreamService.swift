@@ -1,4 +1,5 @@
 public import Logging
+import NIOConcurrencyHelpers
 import PilotNet
 public import PilotWire
 
@@ -7,17 +8,54 @@ public import PilotWire
 /// event is published to the subscribers of its topic and of `*`, never back to its sender (an
 /// event published to `*` reaches only `*` subscribers). The broker sends nothing else.
 ///
-/// A subscriber's stream that fails a write is dropped. Each identity's broker holds at most
-/// `subscriberLimit` subscribers; a stream beyond is closed.
+/// A publisher never waits for a subscriber: each subscriber has an outbox of its own, written
+/// to its stream in order by a task of its own. A subscriber that falls `outboxLimit` events or
+/// `outboxBytes` bytes behind, or whose stream fails a write, is dropped and its stream reset,
+/// so one slow reader holds up neither the publishers nor the other subscribers. Each
+/// identity's broker holds at most `subscriberLimit` subscribers; a stream beyond is closed.
 public actor EventStreamService {
     /// The port it serves.
     public static let port = Port.eventStream
     /// Subscribers one identity's broker holds.
     public static let subscriberLimit = 1024
+    /// Events waiting in one subscriber's outbox.
+    public static let outboxLimit = 256
+    /// Bytes waiting in one subscriber's outbox (at least one event is always taken).
+    public static let outboxBytes = 4 << 20
 
     private struct Subscriber {
         let stream: any ServiceStream
         let topic: String
+        let outbox: Outbox
+    }
+
+    /// What waits to be written to one subscriber, and how many bytes that is.
+    private final class Outbox: Sendable {
+        let events: AsyncStream<[UInt8]>
+        private let continuation: AsyncStream<[UInt8]>.Continuation
+        private let waiting = NIOLockedValueBox(0)
+
+        init() {
+            (events, continuation) = AsyncStream.makeStream(of: [UInt8].self, bufferingPolicy: .bufferingOldest(EventStreamService.outboxLimit))
+        }
+
+        /// Queues `bytes`; false when the subscriber is too far behind to take them.
+        func add(_ bytes: [UInt8]) -> Bool {
+            let fits = waiting.withLockedValue { waiting -> Bool in
+                guard waiting == 0 || waiting + bytes.count <= EventStreamService.outboxBytes else { return false }
+                waiting += bytes.count
+                return true
+            }
+            guard fits else { return false }
+            if case .enqueued = continuation.yield(bytes) { return true }
+            taken(bytes.count)
+            return false
+        }
+
+        /// `count` bytes were written (or will never be).
+        func taken(_ count: Int) { waiting.withLockedValue { $0 -= count } }
+
+        func finish() { continuation.finish() }
     }
 
     /// Each identity's subscribers, by stream.
@@ -68,26 +106,45 @@ public actor EventStreamService {
             logger.info("event stream refused: too many subscribers", metadata: ["PILOT_IDENTITY": "\(identity)", "PILOT_PEER": "\(stream.remote)"])
             return false
         }
-        subscribers[identity, default: [:]][ObjectIdentifier(stream)] = Subscriber(stream: stream, topic: topic)
+        let outbox = Outbox()
+        subscribers[identity, default: [:]][ObjectIdentifier(stream)] = Subscriber(stream: stream, topic: topic, outbox: outbox)
+        Task { [weak self] in
+            for await bytes in outbox.events {
+                outbox.taken(bytes.count)
+                do { try await stream.write(bytes) } catch {
+                    await self?.drop(stream, on: identity, because: "a write failed: \(error)")
+                    return
+                }
+            }
+        }
         logger.debug("subscribed", metadata: ["PILOT_IDENTITY": "\(identity)", "PILOT_PEER": "\(stream.remote)", "topic": "\(topic.prefix(64))"])
         return true
     }
 
     private func unsubscribe(_ stream: some ServiceStream, on identity: String) {
-        subscribers[identity]?[ObjectIdentifier(stream)] = nil
+        subscribers[identity]?.removeValue(forKey: ObjectIdentifier(stream))?.outbox.finish()
         if subscribers[identity]?.isEmpty == true { subscribers[identity] = nil }
     }
 
-    /// Forwards `event` to `identity`'s subscribers of its topic and of `*`, in the order this
-    /// sender published them.
-    private func publish(_ event: EventStreamFrame, from sender: some ServiceStream, on identity: String) async {
+    /// Unsubscribes `stream` and resets it: its reader is gone or too slow. Its serving task then
+    /// ends, so nothing it sends is published after.
+    private func drop(_ stream: some ServiceStream, on identity: String, because reason: String) {
+        guard subscribers[identity]?[ObjectIdentifier(stream)] != nil else { return }
+        unsubscribe(stream, on: identity)
+        logger.info("event subscriber dropped", metadata: ["PILOT_IDENTITY": "\(identity)", "PILOT_PEER": "\(stream.remote)", "reason": "\(reason)"])
+        Task { await stream.abort() }
+    }
+
+    /// Queues `event` for `identity`'s subscribers of its topic and of `*` (each gets this
+    /// sender's events in the order published).
+    private func publish(_ event: EventStreamFrame, from sender: some ServiceStream, on identity: String) {
         let targets = (subscribers[identity] ?? [:]).values.filter { subscriber in
             subscriber.stream !== sender
                 && (subscriber.topic == EventStreamFrame.everything || (event.topic != EventStreamFrame.everything && subscriber.topic == event.topic))
         }
         guard !targets.isEmpty, let bytes = try? event.encoded() else { return }
-        for target in targets {
-            do { try await target.stream.write(bytes) } catch { unsubscribe(target.stream, on: identity) }
+        for target in targets where !target.outbox.add(bytes) {
+            drop(target.stream, on: identity, because: "too far behind")
         }
     }
 

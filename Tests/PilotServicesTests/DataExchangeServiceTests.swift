@@ -138,10 +138,13 @@ final class DataExchangeServiceTests: XCTestCase {
         let (served, peerEnd) = served(by: inbox)
         try await peerEnd.write(DataExchangeFrame(kind: .text, payload: Array("hello".utf8)).encoded())
         try await peerEnd.write(DataExchangeFrame.file(name: "a.txt", contents: [1]).encoded())
-        let answers = try await answers(2, from: served)
-        XCTAssertEqual(answers.count, 2)
+        try await peerEnd.write(DataExchangeFrame.tagged(DataExchangeFrame(kind: .json, payload: Array("{}".utf8)), messageID: "m-9").encoded())
+        let answers = try await answers(3, from: served)
+        XCTAssertEqual(answers.count, 3)
         XCTAssertTrue(answers[0].hasPrefix("ERR TEXT save failed"), answers[0])
         XCTAssertTrue(answers[1].hasPrefix("ERR FILE save failed"), answers[1])
+        // A tagged frame's ERR names its message's kind, as its ACK would.
+        XCTAssertTrue(answers[2].hasPrefix("ERR JSON save failed"), answers[2])
     }
 
     func testTwoFramesInOneWriteGetTwoAnswersInOrder() async throws {
@@ -265,5 +268,28 @@ final class DataExchangeServiceTests: XCTestCase {
             XCTAssertEqual(failure.code, .connectionFailed)
             XCTAssertTrue(failure.message.contains("without an answer"), failure.message)
         }
+        XCTAssertTrue(client.isAborted, "the stream with no answer was left open")
+    }
+
+    func testExchangeResetsTheStreamWhenTheAnswerIsNotAFrame() async throws {
+        let (client, server) = FakeStream.pair(local: peer, remote: here)
+        Task {
+            for await event in server.events {
+                guard case .data = event else { break }
+                // A length far past what a frame may carry.
+                try? await server.write([0, 0, 0, 1, 0xFF, 0xFF, 0xFF, 0xFF] + [UInt8](repeating: 0, count: 8))
+                break
+            }
+        }
+        do {
+            let ack = try await withTimeout(.seconds(5)) {
+                try await DataExchangeService.exchange(DataExchangeFrame(kind: .text, payload: [1]), over: client)
+            }
+            XCTFail("garbage was taken for an answer: \(ack)")
+        } catch let failure as ControlFailure {
+            XCTAssertEqual(failure.code, .connectionFailed)
+            XCTAssertTrue(failure.message.contains("not a frame"), failure.message)
+        }
+        XCTAssertTrue(client.isAborted, "the stream that answered garbage was left open")
     }
 }

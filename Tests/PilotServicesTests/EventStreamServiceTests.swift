@@ -151,6 +151,25 @@ final class EventStreamServiceTests: XCTestCase {
         XCTAssertEqual(failing.served.written, [], "a dropped subscriber still got events")
     }
 
+    func testASlowSubscriberHoldsUpNobodyAndIsDroppedOnceTooFarBehind() async throws {
+        let broker = broker()
+        let slow = try await subscribe(broker, to: "weather", node: 10)
+        let healthy = try await subscribe(broker, to: "weather", node: 11)
+        let publisher = try await subscribe(broker, to: "publishing", node: 12)
+        slow.served.hangsWrites = true
+        // The publisher's stream is served while the slow subscriber reads nothing: every event
+        // reaches the healthy one.
+        let count = EventStreamService.outboxLimit + 10
+        for index in 0..<count { try await publisher.publish("weather", "\(index)") }
+        let received = await healthy.receives(count)
+        XCTAssertTrue(received, "a slow subscriber held up the others")
+        XCTAssertEqual(try healthy.received.last.map { String(decoding: $0.payload, as: UTF8.self) }, "\(count - 1)")
+        let dropped = await eventually { await broker.subscriberCount(of: "alice") == 2 }
+        XCTAssertTrue(dropped, "a subscriber too far behind is still counted")
+        let reset = await eventually { slow.served.isAborted }
+        XCTAssertTrue(reset, "the dropped subscriber's stream was not reset")
+    }
+
     func testAClosedOrResetSubscriberIsUnsubscribedAndItsStreamClosed() async throws {
         let broker = broker()
         let closing = try await subscribe(broker, to: "weather", node: 10)

@@ -35,6 +35,7 @@ final class FakeStream: ServiceStream {
         var flushes = 0
         var flushing = Flush.succeeds
         var failsWrites = false
+        var hangsWrites = false
         var readTimeoutCap: Duration?
         var readTimeouts: [Duration] = []
     }
@@ -95,6 +96,13 @@ final class FakeStream: ServiceStream {
         set { state.withLockedValue { $0.failsWrites = newValue } }
     }
 
+    /// Whether `write` waits (a reader that does not read) until this is false again or the
+    /// writer is cancelled.
+    var hangsWrites: Bool {
+        get { state.withLockedValue { $0.hangsWrites } }
+        set { state.withLockedValue { $0.hangsWrites = newValue } }
+    }
+
     /// The longest `readMessage` waits, whatever timeout it is asked for.
     var readTimeoutCap: Duration? {
         get { state.withLockedValue { $0.readTimeoutCap } }
@@ -119,6 +127,7 @@ final class FakeStream: ServiceStream {
     // MARK: ServiceStream
 
     func write(_ bytes: [UInt8]) async throws {
+        while state.withLockedValue({ $0.hangsWrites }) { try await Task.sleep(for: .milliseconds(5)) }
         let refusal = state.withLockedValue { state -> String? in
             if state.failsWrites { return "the test made writes fail" }
             if state.closed || state.aborted { return "this end is closed" }
