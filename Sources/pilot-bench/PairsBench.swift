@@ -22,7 +22,12 @@ struct PairsBench {
     }
 
     private func measure() throws {
-        let overlay = try TwoHosts(name: "pairs", ports: [37200, 37201], extra: ["--log-level", "error"])
+        // All the pairs are driven by this one process, hence one uid: `lanes` sender connections
+        // at once on host A, beside the admin connection, and a closed connection is only counted
+        // out once the host has seen it close. The hosts' default of 64 control connections per
+        // user is a tenant's share, so these hosts are given twice the lanes.
+        let overlay = try TwoHosts(
+            name: "pairs", ports: [37200, 37201], extra: ["--log-level", "error", "--control-connections-per-user", "\(2 * lanes)"])
         defer { overlay.stop() }
         let work = overlay.work
         let adminA = try ControlConnection(path: work.path + "/run0/admin.sock")
