@@ -62,8 +62,9 @@ struct HostBench {
             do {
                 let client = try ControlConnection(path: runtime + "/admin.sock")
                 for index in stride(from: lane, to: count, by: connections) {
-                    let reply = try client.request(ControlRequest("identity.create", ["name": .string("agent\(index)"), "owner": "0"]))
-                    guard case .ok = reply else { throw BenchError("create \(index) failed: \(reply.json.encodedString())") }
+                    do {
+                        _ = try client.send(AdminControl.CreateIdentity(identity: "agent\(index)", owner: "0"))
+                    } catch let failure as ControlFailure { throw BenchError("create \(index) failed: \(failure)") }
                 }
             } catch {
                 failure.set(error)

@@ -22,19 +22,23 @@ struct PairsBench {
     }
 
     private func measure() throws {
-        let overlay = try TwoHosts(name: "pairs", ports: [37200, 37201], extra: ["--log-level", "error"])
+        // All the pairs are driven by this one process, hence one uid: `lanes` sender connections
+        // at once on host A, beside the admin connection, and a closed connection is only counted
+        // out once the host has seen it close. The hosts' default of 64 control connections per
+        // user is a tenant's share, so these hosts are given twice the lanes.
+        let overlay = try TwoHosts(
+            name: "pairs", ports: [37200, 37201], extra: ["--log-level", "error", "--control-connections-per-user", "\(2 * lanes)"])
         defer { overlay.stop() }
         let work = overlay.work
         let adminA = try ControlConnection(path: work.path + "/run0/admin.sock")
         let adminB = try ControlConnection(path: work.path + "/run1/admin.sock")
-        var receivers: [Int64] = []
+        var receivers: [UInt32] = []
         for index in 0..<pairs {
-            guard case .ok = try adminA.request(ControlRequest("identity.create", ["name": .string("s\(index)"), "owner": "0"])),
-                case .ok(let receiver) = try adminB.request(ControlRequest(
-                    "identity.create", ["name": .string("r\(index)"), "owner": "0", "public": true, "auto_approve": true])),
-                let node = receiver["node_id"]?.integerValue
-            else { throw BenchError("cannot create pair \(index)") }
-            receivers.append(node)
+            do {
+                _ = try adminA.send(AdminControl.CreateIdentity(identity: "s\(index)", owner: "0"))
+                let receiver = try adminB.send(AdminControl.CreateIdentity(identity: "r\(index)", owner: "0", isPublic: true, autoApprove: true))
+                receivers.append(receiver.nodeID)
+            } catch { throw BenchError("cannot create pair \(index): \(error)") }
         }
         let rss = residentKiB(overlay.hostPID(1))
 
@@ -64,11 +68,11 @@ struct PairsBench {
         let receiverIDs = receivers
         let trust = try allPairs { index, sender in
             let started = Date()
-            guard case .ok = try sender.request(ControlRequest("handshake", ["peer": .string("\(receiverIDs[index])"), "reason": "bench"])) else {
-                throw BenchError("handshake refused")
-            }
+            do {
+                _ = try sender.send(TrustControl.Handshake(peer: "\(receiverIDs[index])", reason: "bench"))
+            } catch let failure as ControlFailure { throw BenchError("handshake refused: \(failure)") }
             while true {
-                if case .ok(let trust) = try sender.request(ControlRequest("trust")), trust["total"]?.integerValue == 1 { break }
+                if try sender.send(TrustControl.Trusted()).trusted.count == 1 { break }
                 guard Date().timeIntervalSince(started) < 60 else { throw BenchError("no trust after 60 s") }
                 Thread.sleep(forTimeInterval: 0.005)
             }
@@ -82,9 +86,10 @@ struct PairsBench {
         let exchange = try allPairs { index, sender in
             try (0..<messages).map { sequence in
                 let started = Date()
-                let reply = try sender.request(ControlRequest(
-                    "send-message", ["target": .string("\(receiverIDs[index])"), "data": .string("message \(sequence) of pair \(index)")]))
-                guard case .ok(let data) = reply, data["ack"]?.stringValue?.hasPrefix("ACK TEXT") == true else { throw BenchError("send-message: \(reply)") }
+                let message = MessageControl.SendMessage(target: "\(receiverIDs[index])", data: "message \(sequence) of pair \(index)")
+                let sent: MessageSent
+                do { sent = try sender.send(message) } catch let failure as ControlFailure { throw BenchError("send-message: \(failure)") }
+                guard sent.ack.hasPrefix("ACK TEXT") else { throw BenchError("send-message: \(sent.json.encodedString())") }
                 return Date().timeIntervalSince(started) * 1000
             }
         }
@@ -96,9 +101,7 @@ struct PairsBench {
         // Every message is in its receiver's inbox.
         var stored = 0
         for index in 0..<pairs {
-            if case .ok(let inbox) = try ControlConnection(path: work.path + "/run1/id/r\(index).sock").request(ControlRequest("inbox")) {
-                stored += Int(inbox["total"]?.integerValue ?? 0)
-            }
+            stored += try ControlConnection(path: work.path + "/run1/id/r\(index).sock").send(MessageControl.Inbox()).messages.count
         }
         print("inboxes hold \(stored) of \(total) messages")
     }

@@ -28,18 +28,18 @@ struct TrustBench {
         let adminB = try ControlConnection(path: work.path + "/run1/admin.sock")
         var samples: [Double] = []
         for index in 0..<pairs {
-            guard case .ok = try adminA.request(ControlRequest("identity.create", ["name": .string("asker\(index)"), "owner": "0"])),
-                case .ok(let service) = try adminB.request(ControlRequest(
-                    "identity.create", ["name": .string("service\(index)"), "owner": "0", "public": true, "auto_approve": true])),
-                let node = service["node_id"]?.integerValue
-            else { throw BenchError("cannot create the identities of pair \(index)") }
+            let node: UInt32
+            do {
+                _ = try adminA.send(AdminControl.CreateIdentity(identity: "asker\(index)", owner: "0"))
+                node = try adminB.send(AdminControl.CreateIdentity(identity: "service\(index)", owner: "0", isPublic: true, autoApprove: true)).nodeID
+            } catch { throw BenchError("cannot create the identities of pair \(index): \(error)") }
             let asker = try ControlConnection(path: work.path + "/run0/id/asker\(index).sock")
             let started = Date()
-            guard case .ok = try asker.request(ControlRequest("handshake", ["peer": .string("\(node)"), "reason": "bench"])) else {
-                throw BenchError("handshake \(index) refused")
-            }
+            do {
+                _ = try asker.send(TrustControl.Handshake(peer: "\(node)", reason: "bench"))
+            } catch let failure as ControlFailure { throw BenchError("handshake \(index) refused: \(failure)") }
             while true {
-                if case .ok(let trust) = try asker.request(ControlRequest("trust")), trust["total"]?.integerValue == 1 { break }
+                if try asker.send(TrustControl.Trusted()).trusted.count == 1 { break }
                 guard Date().timeIntervalSince(started) < 10 else { throw BenchError("pair \(index): no trust after 10 s") }
             }
             samples.append(Date().timeIntervalSince(started) * 1000)
@@ -48,20 +48,19 @@ struct TrustBench {
 
         var relayed: [Double] = []
         for index in 0..<pairs {
-            guard case .ok(let asking) = try adminA.request(ControlRequest("identity.create", ["name": .string("private\(index)"), "owner": "0"])),
-                case .ok(let target) = try adminB.request(ControlRequest("identity.create", ["name": .string("target\(index)"), "owner": "0"])),
-                let askingNode = asking["node_id"]?.integerValue, let node = target["node_id"]?.integerValue
-            else { throw BenchError("cannot create the private identities of pair \(index)") }
+            let askingNode: UInt32, node: UInt32
+            do {
+                askingNode = try adminA.send(AdminControl.CreateIdentity(identity: "private\(index)", owner: "0")).nodeID
+                node = try adminB.send(AdminControl.CreateIdentity(identity: "target\(index)", owner: "0")).nodeID
+            } catch { throw BenchError("cannot create the private identities of pair \(index): \(error)") }
             let asker = try ControlConnection(path: work.path + "/run0/id/private\(index).sock")
             let receiver = try ControlConnection(path: work.path + "/run1/id/target\(index).sock")
             let started = Date()
-            guard case .ok = try asker.request(ControlRequest("handshake", ["peer": .string("\(node)"), "reason": "bench"])) else {
-                throw BenchError("relayed handshake \(index) refused")
-            }
+            do {
+                _ = try asker.send(TrustControl.Handshake(peer: "\(node)", reason: "bench"))
+            } catch let failure as ControlFailure { throw BenchError("relayed handshake \(index) refused: \(failure)") }
             while true {
-                if case .ok(let pending) = try receiver.request(ControlRequest("pending")),
-                    pending["pending"]?.arrayValue?.contains(where: { $0["node_id"]?.integerValue == askingNode }) == true
-                { break }
+                if try receiver.send(TrustControl.Pending()).pending.contains(where: { $0.nodeID == askingNode }) { break }
                 guard Date().timeIntervalSince(started) < 10 else { throw BenchError("pair \(index): the relayed request did not arrive in 10 s") }
             }
             relayed.append(Date().timeIntervalSince(started) * 1000)
