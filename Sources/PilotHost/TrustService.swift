@@ -29,12 +29,28 @@ actor TrustService {
         self.transport = transport
         self.logger = logger
         Task { [weak self, arrivals = transport.arrivals] in
-            for await arrival in arrivals {
-                guard let self else { return }
-                await self.received(arrival.bytes, for: arrival.identity, from: arrival.node)
+            // Up to `concurrentMessages` messages are judged at once: each may wait on the
+            // registry and on a stream to the peer, and one slow peer must not hold up the
+            // rest. An arrival is taken only when there is room, so what waits beyond stays in
+            // the transport's bounded queue.
+            await withTaskGroup(of: Void.self) { group in
+                var running = 0
+                var waiting = arrivals.makeAsyncIterator()
+                while true {
+                    if running == Self.concurrentMessages {
+                        await group.next()
+                        running -= 1
+                    }
+                    guard let arrival = await waiting.next(), let self else { return }
+                    group.addTask { await self.received(arrival.bytes, for: arrival.identity, from: arrival.node) }
+                    running += 1
+                }
             }
         }
     }
+
+    /// Handshake messages judged at once.
+    static let concurrentMessages = 64
 
     /// Sends `message` from `name` to `peer`'s port 444 (see `HandshakeTransport.send`).
     private func send(_ name: String, _ peer: UInt32, _ message: HandshakeMessage) async throws {
