@@ -151,8 +151,9 @@ final class RegistryTests: XCTestCase {
     }
 
     /// A node registered `relay_only` (1.18's -relay-only) has its endpoint handed to nobody,
-    /// public or trusted, across a restart; it is reached through the beacon. Registering again
-    /// without the flag makes it direct.
+    /// public or trusted, across a restart; it is reached through the beacon, whose address a
+    /// resolve gives as `real_addr` (1.18 dials nothing without one). Registering again without
+    /// the flag makes it direct.
     func testARelayOnlyNodesEndpointGoesToNobody() throws {
         var a = try TestNode()
         var b = try TestNode()
@@ -172,8 +173,9 @@ final class RegistryTests: XCTestCase {
                     ["node_id": .integer(Int64(target.id)), "requester_id": .integer(Int64(requester.id))]),
                 peerIP: "127.0.0.1")
         }
+        let beacon = "198.51.100.7:9001"
         do {
-            let registry = try makeRegistry()
+            let registry = try makeRegistry { $0.beaconAddresses = [beacon] }
             a.id = try registry.handle(relayOnlyRegister(a, true), peerIP: "127.0.0.1").nodeID("node_id")
             try register(registry, &b)
             let visible = a.signed("set_visibility", "set_visibility:\(a.id)", ["node_id": .integer(Int64(a.id)), "public": true])
@@ -181,15 +183,15 @@ final class RegistryTests: XCTestCase {
             let resolved = resolve(registry, a, by: b)
             XCTAssertEqual(resolved.type, "resolve_ok")
             XCTAssertEqual(resolved["relay_only"], true)
-            XCTAssertNil(resolved["real_addr"], "\(resolved.json.encodedString())")
+            XCTAssertEqual(resolved["real_addr"], .string(beacon), "\(resolved.json.encodedString())")
             let lookup = registry.handle(RegistryMessage(type: "lookup", ["node_id": .integer(Int64(a.id))]), peerIP: "x")
             XCTAssertNil(lookup["real_addr"])
             XCTAssertEqual(lookup["relay_only"], true)
             let punch = b.signed("punch", "punch:\(b.id):\(a.id)", ["requester_id": .integer(Int64(b.id)), "node_a": .integer(Int64(b.id)), "node_b": .integer(Int64(a.id))])
             XCTAssertEqual(registry.handle(punch, peerIP: "x")["error"], .string("punch: node \(a.id) is relay-only"))
         }
-        let restarted = try makeRegistry()
-        XCTAssertNil(resolve(restarted, a, by: b)["real_addr"], "kept across a restart")
+        let restarted = try makeRegistry { $0.beaconAddresses = [beacon] }
+        XCTAssertEqual(resolve(restarted, a, by: b)["real_addr"], .string(beacon), "kept across a restart")
         XCTAssertEqual(restarted.handle(relayOnlyRegister(a, false), peerIP: "127.0.0.1").type, "register_ok")
         XCTAssertEqual(resolve(restarted, a, by: b)["real_addr"], "127.0.0.1:4000")
     }

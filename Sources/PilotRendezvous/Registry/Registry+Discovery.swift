@@ -16,8 +16,14 @@ extension Registry {
             throw RegistryFailure("resolve: node \(target.id) is private and does not trust \(requester.id)")
         }
         guard target.online, !target.realAddress.isEmpty else { throw RegistryFailure("resolve: node \(target.id) is offline") }
-        // A relay-only node's endpoint goes to nobody: it is reached through the beacon.
-        if target.relayOnly { return RegistryMessage(type: "resolve_ok", ["node_id": .integer(Int64(target.id)), "relay_only": true]) }
+        // A relay-only node's endpoint goes to nobody: it is reached through the beacon, whose
+        // address stands in `real_addr` (1.18 refuses to dial a node that has none, and then
+        // sees `relay_only` and goes through the beacon).
+        if target.relayOnly {
+            var fields: [String: JSON] = ["node_id": .integer(Int64(target.id)), "relay_only": true]
+            if let beacon = configuration.beaconAddresses.first { fields["real_addr"] = .string(beacon) }
+            return RegistryMessage(type: "resolve_ok", fields)
+        }
         return RegistryMessage(type: "resolve_ok", ["node_id": .integer(Int64(target.id)), "real_addr": .string(target.realAddress)])
     }
 
