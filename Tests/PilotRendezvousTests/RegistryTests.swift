@@ -196,6 +196,51 @@ final class RegistryTests: XCTestCase {
         XCTAssertEqual(resolve(restarted, a, by: b)["real_addr"], "127.0.0.1:4000")
     }
 
+    /// `lan_addrs` in a register (1.18 lists its private IPv4s with the tunnel port): kept,
+    /// filtered to private or link-local IPv4 endpoints, at most eight, given in `resolve_ok`
+    /// to those who may resolve the node, kept across a restart, replaced by the next register.
+    func testLANAddressesAreFilteredKeptAndResolved() throws {
+        var a = try TestNode()
+        var b = try TestNode()
+        func register(_ registry: Registry, _ node: TestNode, lan: [JSON]?) -> RegistryMessage {
+            let listen = ":4000"
+            var fields: [String: JSON] = [
+                "listen_addr": .string(listen), "public_key": .string(node.publicKey), "version": "1.18.0",
+                "signature": node.signature("register:\(listen):\(node.publicKey)"),
+            ]
+            if let lan { fields["lan_addrs"] = .array(lan) }
+            return registry.handle(RegistryMessage(type: "register", fields), peerIP: "203.0.113.9")
+        }
+        func resolve(_ registry: Registry) -> RegistryMessage {
+            registry.handle(
+                b.signed("resolve", "resolve:\(b.id):\(a.id)", ["node_id": .integer(Int64(a.id)), "requester_id": .integer(Int64(b.id))]),
+                peerIP: "127.0.0.1")
+        }
+        let sent: [JSON] = [
+            "192.168.1.20:4000", "10.0.0.7:4000", "172.16.5.1:4000", "172.32.0.1:4000", "169.254.3.3:4000", "203.0.113.9:4000",
+            "not an endpoint", "[fd00::1]:4000", .integer(5), "192.168.1.20:4000", "10.1.1.1:0",
+            "10.0.0.1:1", "10.0.0.2:1", "10.0.0.3:1", "10.0.0.4:1", "10.0.0.5:1",
+        ]
+        do {
+            let registry = try makeRegistry()
+            a.id = try register(registry, a, lan: sent).nodeID("node_id")
+            try self.register(registry, &b)
+            let visible = a.signed("set_visibility", "set_visibility:\(a.id)", ["node_id": .integer(Int64(a.id)), "public": true])
+            XCTAssertEqual(registry.handle(visible, peerIP: "203.0.113.9").type, "set_visibility_ok")
+            let resolved = resolve(registry)
+            XCTAssertEqual(resolved["real_addr"], "203.0.113.9:4000")
+            XCTAssertEqual(
+                resolved["lan_addrs"],
+                .array(["192.168.1.20:4000", "10.0.0.7:4000", "172.16.5.1:4000", "169.254.3.3:4000", "10.0.0.1:1", "10.0.0.2:1", "10.0.0.3:1", "10.0.0.4:1"]),
+                "\(resolved.json.encodedString())")
+        }
+        let restarted = try makeRegistry()
+        XCTAssertEqual(resolve(restarted)["lan_addrs"]?.arrayValue?.count, 8, "kept across a restart")
+        // The next register says it again: without the field, none.
+        XCTAssertEqual(register(restarted, a, lan: nil).type, "register_ok")
+        XCTAssertNil(resolve(restarted)["lan_addrs"])
+    }
+
     func testHostnamesAreValidatedUniqueAndFreedWhenANodeGoesSilent() throws {
         let registry = try makeRegistry()
         var a = try TestNode()

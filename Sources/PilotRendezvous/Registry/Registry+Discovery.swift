@@ -24,7 +24,10 @@ extension Registry {
             if let beacon = configuration.beaconAddresses.first { fields["real_addr"] = .string(beacon) }
             return RegistryMessage(type: "resolve_ok", fields)
         }
-        return RegistryMessage(type: "resolve_ok", ["node_id": .integer(Int64(target.id)), "real_addr": .string(target.realAddress)])
+        var fields: [String: JSON] = ["node_id": .integer(Int64(target.id)), "real_addr": .string(target.realAddress)]
+        // Where it is on its own LAN (1.18 goes there when it shares the /24).
+        if !target.lanAddresses.isEmpty { fields["lan_addrs"] = .array(target.lanAddresses.map(JSON.string)) }
+        return RegistryMessage(type: "resolve_ok", fields)
     }
 
     func resolveHostname(_ request: RegistryMessage) throws -> RegistryMessage {

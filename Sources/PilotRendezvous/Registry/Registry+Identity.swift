@@ -43,6 +43,7 @@ extension Registry {
         node.registeredFrom = peerIP
         // Each register says it again: a restart without -relay-only makes the node direct.
         node.relayOnly = request["relay_only"]?.boolValue ?? false
+        node.lanAddresses = Self.lanAddresses(request["lan_addrs"])
         node.lastSeen = now
         comeBack(&node)
         try store.save(node)
@@ -63,6 +64,28 @@ extension Registry {
         // Changes signed over their values and a nonce are taken (SignedChange).
         fields["signed_values"] = 1
         return RegistryMessage(type: "register_ok", fields)
+    }
+
+    /// The most LAN endpoints a node's record keeps.
+    static let maxLANAddresses = 8
+
+    /// What a register's `lan_addrs` may hold, as 1.18 fills it: `ip:port` of private or
+    /// link-local IPv4 addresses (10/8, 172.16/12, 192.168/16, 169.254/16). Anything else is
+    /// dropped, not refused (the register stands), and at most `maxLANAddresses` are kept.
+    static func lanAddresses(_ field: JSON?) -> [String] {
+        guard let items = field?.arrayValue else { return [] }
+        var kept: [String] = []
+        for item in items {
+            guard kept.count < maxLANAddresses, let text = item.stringValue, let endpoint = try? Endpoint(parsing: text), endpoint.port != 0
+            else { continue }
+            let octets = endpoint.host.split(separator: ".", omittingEmptySubsequences: false).compactMap { UInt8($0) }
+            guard octets.count == 4, endpoint.host.split(separator: ".").allSatisfy({ $0.count <= 3 }) else { continue }
+            let isPrivate = octets[0] == 10 || (octets[0] == 172 && (16...31).contains(octets[1])) || (octets[0] == 192 && octets[1] == 168)
+                || (octets[0] == 169 && octets[1] == 254)
+            let described = endpoint.description
+            if isPrivate, !kept.contains(described) { kept.append(described) }
+        }
+        return kept
     }
 
     func heartbeat(_ request: RegistryMessage) throws -> RegistryMessage {

@@ -32,6 +32,9 @@ struct NodeRecord: Sendable {
     var signsValues = false
     /// The highest nonce it signed a change with.
     var lastNonce: Int64 = 0
+    /// The private IPv4 endpoints its last `register` listed (`lan_addrs`, 1.18): a peer on
+    /// the same LAN reaches it there without going out through the NAT.
+    var lanAddresses: [String] = []
 }
 
 /// A relayed trust handshake waiting for its target to poll.
@@ -114,6 +117,7 @@ final class RegistryStore {
         ALTER TABLE node ADD COLUMN signs_values INTEGER NOT NULL DEFAULT 0;
         ALTER TABLE node ADD COLUMN last_nonce INTEGER NOT NULL DEFAULT 0;
         """,
+        "ALTER TABLE node ADD COLUMN lan_addrs TEXT NOT NULL DEFAULT '';",
     ]
 
     init(path: String) throws {
@@ -126,7 +130,7 @@ final class RegistryStore {
         nodes: [NodeRecord], trust: [(UInt32, UInt32)], requests: [UInt32: [PendingHandshake]],
         responses: [UInt32: [PendingResponse]], networks: [CustomNetwork]
     ) {
-        let nodes = try db.rows("SELECT id, public_key, owner, real_addr, hostname, tags, public, version, online, relay_only, reclaimable_hostname, offline_since, registered_from, signs_values, last_nonce FROM node")
+        let nodes = try db.rows("SELECT id, public_key, owner, real_addr, hostname, tags, public, version, online, relay_only, reclaimable_hostname, offline_since, registered_from, signs_values, last_nonce, lan_addrs FROM node")
             .map { row in
                 NodeRecord(
                     id: UInt32(truncatingIfNeeded: row[0].integer ?? 0), publicKey: row[1].blob ?? [],
@@ -134,7 +138,8 @@ final class RegistryStore {
                     tags: (row[5].text ?? "").split(separator: ",").map(String.init), isPublic: row[6].integer == 1,
                     version: row[7].text ?? "", lastSeen: now, online: row[8].integer == 1, relayOnly: row[9].integer == 1,
                     reclaimableHostname: row[10].text, offlineSince: row[11].integer, registeredFrom: row[12].text ?? "",
-                    signsValues: row[13].integer == 1, lastNonce: row[14].integer ?? 0)
+                    signsValues: row[13].integer == 1, lastNonce: row[14].integer ?? 0,
+                    lanAddresses: (row[15].text ?? "").split(separator: ",").map(String.init))
             }
         let trust = try db.rows("SELECT a, b FROM trust").map {
             (UInt32(truncatingIfNeeded: $0[0].integer ?? 0), UInt32(truncatingIfNeeded: $0[1].integer ?? 0))
@@ -173,14 +178,14 @@ final class RegistryStore {
         try db.run(
             """
             INSERT INTO node (id, public_key, owner, real_addr, hostname, tags, public, version, online, relay_only,
-                reclaimable_hostname, offline_since, registered_from, signs_values, last_nonce)
-            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                reclaimable_hostname, offline_since, registered_from, signs_values, last_nonce, lan_addrs)
+            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
             ON CONFLICT(id) DO UPDATE SET public_key = excluded.public_key, owner = excluded.owner,
                 real_addr = excluded.real_addr, hostname = excluded.hostname, tags = excluded.tags,
                 public = excluded.public, version = excluded.version, online = excluded.online,
                 relay_only = excluded.relay_only, reclaimable_hostname = excluded.reclaimable_hostname,
                 offline_since = excluded.offline_since, registered_from = excluded.registered_from,
-                signs_values = excluded.signs_values, last_nonce = excluded.last_nonce
+                signs_values = excluded.signs_values, last_nonce = excluded.last_nonce, lan_addrs = excluded.lan_addrs
             """,
             [
                 .integer(Int64(node.id)), .blob(node.publicKey), .text(node.owner), .text(node.realAddress),
@@ -188,7 +193,7 @@ final class RegistryStore {
                 .integer(node.isPublic ? 1 : 0), .text(node.version), .integer(node.online ? 1 : 0),
                 .integer(node.relayOnly ? 1 : 0), node.reclaimableHostname.map(SQLValue.text) ?? .null,
                 node.offlineSince.map(SQLValue.integer) ?? .null, .text(node.registeredFrom),
-                .integer(node.signsValues ? 1 : 0), .integer(node.lastNonce),
+                .integer(node.signsValues ? 1 : 0), .integer(node.lastNonce), .text(node.lanAddresses.joined(separator: ",")),
             ])
     }
 
