@@ -133,6 +133,9 @@ struct RendezvousCommand: AsyncParsableCommand {
         registryConfiguration.beaconAddresses = [advertised]
         registryConfiguration.registrationsPerSecond = newKeysPerSecond
         registryConfiguration.handshakeQueued = { node in beacon.notify(node: node) }
+        // A resolve gives where the beacon sees a node's tunnel socket, when it is from the IP the
+        // node registered from (see `Registry.endpoint(of:)`).
+        registryConfiguration.observedEndpoint = { node in beacon.observedEndpoint(of: node) }
         registryConfiguration.adminToken = try adminToken()
         registryConfiguration.hostCredential = registryConfiguration.adminToken.map { Registry.hostCredential(adminToken: $0) }
         registryConfiguration.newKeysPerSecond = allNewKeysPerSecond

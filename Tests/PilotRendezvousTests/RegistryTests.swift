@@ -4,6 +4,7 @@ import PilotRendezvous
 import PilotStore
 import PilotTestSupport
 import PilotWire
+import NIOConcurrencyHelpers
 import XCTest
 
 /// A node as a client: its key signs the registry's challenge strings.
@@ -239,6 +240,42 @@ final class RegistryTests: XCTestCase {
         // The next register says it again: without the field, none.
         XCTAssertEqual(register(restarted, a, lan: nil).type, "register_ok")
         XCTAssertNil(resolve(restarted)["lan_addrs"])
+    }
+
+    /// A resolve gives where the beacon sees a node's tunnel socket (the NAT's mapping of it)
+    /// in place of the port it registered, but only from the IP it registered from: a discover
+    /// proves nothing, so it may move a node to another port, never to another address.
+    func testResolveGivesTheBeaconsViewFromTheRegisteredIPOnly() throws {
+        var a = try TestNode()
+        var b = try TestNode()
+        let seen = NIOLockedValueBox<Endpoint?>(nil)
+        let registry = try makeRegistry { configuration in
+            configuration.observedEndpoint = { _ in seen.withLockedValue { $0 } }
+        }
+        let listen = ":4000"
+        let registered = registry.handle(
+            RegistryMessage(type: "register", [
+                "listen_addr": .string(listen), "public_key": .string(a.publicKey), "version": "1.18.0",
+                "signature": a.signature("register:\(listen):\(a.publicKey)"),
+            ]),
+            peerIP: "203.0.113.9")
+        a.id = try registered.nodeID("node_id")
+        try register(registry, &b)
+        let visible = a.signed("set_visibility", "set_visibility:\(a.id)", ["node_id": .integer(Int64(a.id)), "public": true])
+        XCTAssertEqual(registry.handle(visible, peerIP: "203.0.113.9").type, "set_visibility_ok")
+        func resolved() -> JSON? {
+            registry.handle(
+                b.signed("resolve", "resolve:\(b.id):\(a.id)", ["node_id": .integer(Int64(a.id)), "requester_id": .integer(Int64(b.id))]),
+                peerIP: "127.0.0.1")["real_addr"]
+        }
+        XCTAssertEqual(resolved(), "203.0.113.9:4000", "nothing seen: as registered")
+        seen.withLockedValue { $0 = Endpoint(host: "203.0.113.9", port: 52_280) }
+        XCTAssertEqual(resolved(), "203.0.113.9:52280", "the beacon's view of the same IP")
+        XCTAssertEqual(registry.handle(RegistryMessage(type: "lookup", ["node_id": .integer(Int64(a.id))]), peerIP: "x")["real_addr"], "203.0.113.9:52280")
+        seen.withLockedValue { $0 = Endpoint(host: "::ffff:203.0.113.9", port: 52_281) }
+        XCTAssertEqual(resolved(), "203.0.113.9:52281", "an IPv4-mapped view is the same IP, given as IPv4")
+        seen.withLockedValue { $0 = Endpoint(host: "198.51.100.66", port: 52_280) }
+        XCTAssertEqual(resolved(), "203.0.113.9:4000", "another IP is never taken from a discover")
     }
 
     func testHostnamesAreValidatedUniqueAndFreedWhenANodeGoesSilent() throws {

@@ -4,7 +4,7 @@ import NIOConcurrencyHelpers
 public import NIOCore
 import NIOPosix
 import PilotNet
-import PilotWire
+public import PilotWire
 
 /// The beacon (UDP): tells nodes their public endpoint, introduces nodes for hole punching, relays
 /// tunnel frames between nodes that cannot reach each other, and pokes nodes when a relayed
@@ -76,6 +76,13 @@ public final class BeaconServer: Sendable {
         channel.withLockedValue { $0 = bound }
         guard let address = bound.localAddress else { throw RegistryServerError("beacon socket has no address") }
         return address
+    }
+
+    /// Where the beacon last saw `node` (within its endpoint lifetime), from its discovers.
+    public func observedEndpoint(of node: UInt32) -> Endpoint? {
+        let seen = state.withLockedValue { $0.endpoint(of: node, now: Registry.uptime())?.endpoint }
+        guard let seen, let host = seen.ipAddress, let port = seen.port, let port = UInt16(exactly: port) else { return nil }
+        return Endpoint(host: host, port: port)
     }
 
     /// Sends `[0x0A][kind]` (kind 1: a relayed handshake waits) to `node` if the beacon knows where it is (at most 3 per 5 s per node).

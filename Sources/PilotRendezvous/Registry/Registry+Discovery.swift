@@ -24,10 +24,33 @@ extension Registry {
             if let beacon = configuration.beaconAddresses.first { fields["real_addr"] = .string(beacon) }
             return RegistryMessage(type: "resolve_ok", fields)
         }
-        var fields: [String: JSON] = ["node_id": .integer(Int64(target.id)), "real_addr": .string(target.realAddress)]
+        var fields: [String: JSON] = ["node_id": .integer(Int64(target.id)), "real_addr": .string(endpoint(of: target))]
         // Where it is on its own LAN (1.18 goes there when it shares the /24).
         if !target.lanAddresses.isEmpty { fields["lan_addrs"] = .array(target.lanAddresses.map(JSON.string)) }
         return RegistryMessage(type: "resolve_ok", fields)
+    }
+
+    /// Where `node` is reached: the endpoint the beacon saw its tunnel socket at, when that is
+    /// fresh and from the IP the node registered from, else `real_addr` as registered (the TCP
+    /// peer's IP with `listen_addr`'s port).
+    ///
+    /// Our extension. A daemon behind a NAT can only guess the port its tunnel socket is mapped
+    /// to; 1.18 registers the mapping of a throwaway socket, which under a NAT that does not
+    /// keep ports is another port. The beacon sees the tunnel socket itself (1.18 and pilot-host
+    /// send it discovers from there), so its view is the one a peer can reach. A discover names
+    /// its node without proof, hence the IP check: nobody can move a node to another address,
+    /// only to another port of the address it registered from.
+    func endpoint(of node: NodeRecord) -> String {
+        guard let observed = configuration.observedEndpoint?(node.id), observed.port != 0,
+            !observed.host.isEmpty, Self.plainIP(observed.host) == Self.plainIP(node.registeredFrom)
+        else { return node.realAddress }
+        return Endpoint(host: Self.plainIP(observed.host), port: observed.port).description
+    }
+
+    /// An IP as one form: an IPv4 that came IPv4-mapped from a dual-stack socket as IPv4.
+    static func plainIP(_ ip: String) -> String {
+        let lowered = ip.lowercased()
+        return lowered.hasPrefix("::ffff:") && lowered.contains(".") ? String(lowered.dropFirst(7)) : lowered
     }
 
     func resolveHostname(_ request: RegistryMessage) throws -> RegistryMessage {
@@ -65,7 +88,7 @@ extension Registry {
         if node.relayOnly {
             fields["relay_only"] = true
         } else if revealEndpoint, node.online, !node.realAddress.isEmpty {
-            fields["real_addr"] = .string(node.realAddress)
+            fields["real_addr"] = .string(endpoint(of: node))
         }
         return fields
     }

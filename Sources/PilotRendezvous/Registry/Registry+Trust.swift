@@ -101,8 +101,8 @@ extension Registry {
         return RegistryMessage(
             type: "punch_ok",
             [
-                "node_a": .integer(Int64(a.id)), "node_a_addr": .string(a.realAddress),
-                "node_b": .integer(Int64(b.id)), "node_b_addr": .string(b.realAddress),
+                "node_a": .integer(Int64(a.id)), "node_a_addr": .string(endpoint(of: a)),
+                "node_b": .integer(Int64(b.id)), "node_b_addr": .string(endpoint(of: b)),
             ])
     }
 }

@@ -41,6 +41,10 @@ public final class Registry: @unchecked Sendable {
         public var retention: Double = 30 * 86400
         /// Called (outside the lock) when a relayed handshake or answer waits for `node`.
         public var handshakeQueued: (@Sendable (UInt32) -> Void)?
+        /// Where the beacon last saw `node` (its tunnel socket as the NAT maps it), as
+        /// `host:port`; nil when it has not seen it lately. Called under the registry's lock: it
+        /// must only read (the beacon's table).
+        public var observedEndpoint: (@Sendable (UInt32) -> Endpoint?)?
         /// The registry's admin token: `create_network` needs it, and it may stand in for a node's
         /// signature on `join_network`/`leave_network`. Nil or empty: no networks can be created.
         public var adminToken: String?
