@@ -81,7 +81,7 @@ public final class Host: Sendable {
             throw error
         }
         let fabric = Fabric(
-            group: group, directory: RegistryDirectory(registry: registry), busyPoll: .microseconds(Int64(configuration.busyPoll)), logger: logger)
+            group: group, directory: RegistryDirectory(registry: registry, pool: pool), busyPoll: .microseconds(Int64(configuration.busyPoll)), logger: logger)
         // Strangers may ask for trust; every identity answers echo.
         try await fabric.setOpenPorts([HandshakeTransport.port])
         try await EchoService().attach(to: fabric)
