@@ -214,12 +214,23 @@ extension IdentityPool {
     func changeMessage(_ key: Ed25519PrivateKey, node: UInt32, _ type: String, _ fields: [String: JSON]) -> RegistryMessage {
         var all = fields
         all["node_id"] = .integer(Int64(node))
-        guard registrySignsValues, let values = SignedChange.values(type: type, { fields[$0] }) else {
+        guard registrySignsValues == true, let values = SignedChange.values(type: type, { fields[$0] }) else {
             return signedMessage(key, type, "\(type):\(node)", all)
         }
         lastNonce = max(lastNonce + 1, Int64(Date().timeIntervalSince1970 * 1_000_000))
         all["nonce"] = .integer(lastNonce)
         return signedMessage(key, type, SignedChange.text(type: type, node: node, nonce: lastNonce, values: values), all)
+    }
+
+    /// Learns which form of change the registry takes, if no `register_ok` has said it yet (a
+    /// change right after a restart, before the first registration, which runs after READY):
+    /// `name` registers again, as that registration would. A registry that took our form from
+    /// a key refuses it the 1.18 form, so guessing is no good.
+    func learnRegistryForm(as name: String) async throws {
+        guard registrySignsValues == nil else { return }
+        let replies = try await registry.send(batch: [registration(try key(name), listenAddress: ownListenAddresses[name] ?? listenAddress)])
+        guard let reply = replies.first, reply.type == "register_ok" else { return }
+        registrySignsValues = reply["signed_values"] == 1
     }
 
     func signed(_ key: Ed25519PrivateKey, _ type: String, _ challenge: String, _ fields: [String: JSON]) async throws {
