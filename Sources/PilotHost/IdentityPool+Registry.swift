@@ -16,6 +16,10 @@ extension IdentityPool {
         records.values.filter { $0.nodeID != 0 && ownListenAddresses[$0.name] == nil }.map(\.nodeID).sorted()
     }
 
+    /// The identities without a socket of their own: those registered with the shared socket's
+    /// address.
+    public var namesOnSharedSocket: [String] { names.filter { ownListenAddresses[$0] == nil } }
+
     /// Where `node`'s tunnel endpoint is (`host:port`), asked as identity `name`: the registry
     /// answers for a public node, or a private one that trusts `name`; nil for a node that
     /// registered relay-only (it is reached through the beacon).
@@ -80,15 +84,16 @@ extension IdentityPool {
         try await registry.send(request)
     }
 
-    /// Registers every identity again (at start, or after the registry lost us), a chunk at a
-    /// time (the actor serves other requests between chunks), and says again, batched, each
-    /// hostname, tag list and visibility the registry's `register_ok` shows it no longer holds
-    /// (a hostname the reaper freed and another took, a registry restored from nothing).
-    /// Returns the names whose node id changed (stored anew) and those that failed, with why.
-    public func registerAll() async throws -> (changed: [String], failed: [String: String]) {
+    /// Registers every identity again (at start, or after the registry lost us), or those of
+    /// `only` (a socket's mapping changed), a chunk at a time (the actor serves other requests
+    /// between chunks), and says again, batched, each hostname, tag list and visibility the
+    /// registry's `register_ok` shows it no longer holds (a hostname the reaper freed and
+    /// another took, a registry restored from nothing). Returns the names whose node id changed
+    /// (stored anew) and those that failed, with why.
+    public func registerAll(_ only: [String]? = nil) async throws -> (changed: [String], failed: [String: String]) {
         var changed: [String] = []
         var failed: [String: String] = [:]
-        for chunk in chunks(of: names) {
+        for chunk in chunks(of: only ?? names) {
             var requests: [RegistryMessage] = []
             var sent: [String] = []
             for name in chunk {
