@@ -244,7 +244,8 @@ struct DataCommands: Sendable {
         return PeerList(peers: try await presence.fabric.peers(of: identity.node).map { peer in
             PeerList.Peer(
                 nodeID: peer.node, address: Address(node: peer.node).description, endpoint: peer.endpoint, trusted: peer.trusted,
-                relayed: peer.relayed, lastHeardSeconds: (peer.secondsSinceHeard * 10).rounded() / 10)
+                relayed: peer.relayed, lastHeardSeconds: (peer.secondsSinceHeard * 10).rounded() / 10,
+                pathSeconds: (peer.secondsOnPath * 10).rounded() / 10)
         })
     }
 }

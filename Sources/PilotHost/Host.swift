@@ -81,7 +81,7 @@ public final class Host: Sendable {
             throw error
         }
         let fabric = Fabric(
-            group: group, directory: RegistryDirectory(registry: registry), busyPoll: .microseconds(Int64(configuration.busyPoll)), logger: logger)
+            group: group, directory: RegistryDirectory(registry: registry, pool: pool), busyPoll: .microseconds(Int64(configuration.busyPoll)), logger: logger)
         // Strangers may ask for trust; every identity answers echo.
         try await fabric.setOpenPorts([HandshakeTransport.port])
         try await EchoService().attach(to: fabric)
@@ -183,8 +183,9 @@ public final class Host: Sendable {
         return failed.count
     }
 
-    /// Registration at start, then a heartbeat every 30 s; identities the registry forgot are
-    /// registered again. Runs until `stop()`.
+    /// Registration at start, with the sockets' mappings (`Presence.learnMappings`), then a
+    /// heartbeat every 30 s; identities the registry forgot, and those behind a socket whose
+    /// mapping changed, are registered again. Runs until `stop()`.
     private func startRegistryUpkeep() {
         let pool = pool
         let logger = logger
@@ -193,6 +194,8 @@ public final class Host: Sendable {
         heartbeat.withLockedValue {
             $0 = Task {
                 do {
+                    // Registered with the mappings the beacon reports (5 s at most, after READY).
+                    await presence.learnMappings()
                     let started = ContinuousClock.now
                     let (changed, failed) = try await pool.registerAll()
                     if !changed.isEmpty { logger.warning("registry gave new addresses", metadata: ["identities": "\(changed)"]) }
@@ -218,6 +221,7 @@ public final class Host: Sendable {
                     do {
                         let lost = try await pool.heartbeatAll()
                         await presence.announce(await pool.privateNodes)
+                        await presence.followMappings()
                         if !lost.isEmpty { logger.warning("re-registered after the registry forgot them", metadata: ["identities": "\(lost)"]) }
                     } catch {
                         logger.error("heartbeat failed", metadata: ["error": "\(error)"])

@@ -16,6 +16,10 @@ extension IdentityPool {
         records.values.filter { $0.nodeID != 0 && ownListenAddresses[$0.name] == nil }.map(\.nodeID).sorted()
     }
 
+    /// The identities without a socket of their own: those registered with the shared socket's
+    /// address.
+    public var namesOnSharedSocket: [String] { names.filter { ownListenAddresses[$0] == nil } }
+
     /// Where `node`'s tunnel endpoint is (`host:port`), asked as identity `name`: the registry
     /// answers for a public node, or a private one that trusts `name`; nil for a node that
     /// registered relay-only (it is reached through the beacon).
@@ -80,15 +84,16 @@ extension IdentityPool {
         try await registry.send(request)
     }
 
-    /// Registers every identity again (at start, or after the registry lost us), a chunk at a
-    /// time (the actor serves other requests between chunks), and says again, batched, each
-    /// hostname, tag list and visibility the registry's `register_ok` shows it no longer holds
-    /// (a hostname the reaper freed and another took, a registry restored from nothing).
-    /// Returns the names whose node id changed (stored anew) and those that failed, with why.
-    public func registerAll() async throws -> (changed: [String], failed: [String: String]) {
+    /// Registers every identity again (at start, or after the registry lost us), or those of
+    /// `only` (a socket's mapping changed), a chunk at a time (the actor serves other requests
+    /// between chunks), and says again, batched, each hostname, tag list and visibility the
+    /// registry's `register_ok` shows it no longer holds (a hostname the reaper freed and
+    /// another took, a registry restored from nothing). Returns the names whose node id changed
+    /// (stored anew) and those that failed, with why.
+    public func registerAll(_ only: [String]? = nil) async throws -> (changed: [String], failed: [String: String]) {
         var changed: [String] = []
         var failed: [String: String] = [:]
-        for chunk in chunks(of: names) {
+        for chunk in chunks(of: only ?? names) {
             var requests: [RegistryMessage] = []
             var sent: [String] = []
             for name in chunk {
@@ -214,12 +219,23 @@ extension IdentityPool {
     func changeMessage(_ key: Ed25519PrivateKey, node: UInt32, _ type: String, _ fields: [String: JSON]) -> RegistryMessage {
         var all = fields
         all["node_id"] = .integer(Int64(node))
-        guard registrySignsValues, let values = SignedChange.values(type: type, { fields[$0] }) else {
+        guard registrySignsValues == true, let values = SignedChange.values(type: type, { fields[$0] }) else {
             return signedMessage(key, type, "\(type):\(node)", all)
         }
         lastNonce = max(lastNonce + 1, Int64(Date().timeIntervalSince1970 * 1_000_000))
         all["nonce"] = .integer(lastNonce)
         return signedMessage(key, type, SignedChange.text(type: type, node: node, nonce: lastNonce, values: values), all)
+    }
+
+    /// Learns which form of change the registry takes, if no `register_ok` has said it yet (a
+    /// change right after a restart, before the first registration, which runs after READY):
+    /// `name` registers again, as that registration would. A registry that took our form from
+    /// a key refuses it the 1.18 form, so guessing is no good.
+    func learnRegistryForm(as name: String) async throws {
+        guard registrySignsValues == nil else { return }
+        let replies = try await registry.send(batch: [registration(try key(name), listenAddress: ownListenAddresses[name] ?? listenAddress)])
+        guard let reply = replies.first, reply.type == "register_ok" else { return }
+        registrySignsValues = reply["signed_values"] == 1
     }
 
     func signed(_ key: Ed25519PrivateKey, _ type: String, _ challenge: String, _ fields: [String: JSON]) async throws {

@@ -44,8 +44,8 @@ public actor IdentityPool {
     var trusts: [String: [UInt32: TrustRecord]] = [:]
     var unsealed: [String: Ed25519PrivateKey] = [:]
     /// The registry said in `register_ok` that it takes changes signed over their values and a
-    /// nonce (`SignedChange`); the last reply decides.
-    var registrySignsValues = false
+    /// nonce (`SignedChange`); the last reply decides. Nil before the first reply.
+    var registrySignsValues: Bool?
     /// The last nonce a change was signed with: microseconds since 1970, or one more than the
     /// last, so it only goes up, across restarts too (while the clock does).
     var lastNonce: Int64 = 0
@@ -177,6 +177,7 @@ public actor IdentityPool {
         _ name: String, _ type: String, _ fields: [String: JSON], _ update: (inout IdentityRecord) -> Void
     ) async throws -> IdentityRecord {
         guard let record = records[name] else { throw PoolError.notFound(name) }
+        try await learnRegistryForm(as: name)
         let reply = try await registry.send(changeMessage(try key(name), node: record.nodeID, type, fields))
         guard reply.type == "\(type)_ok" else { throw PoolError.registry(reply["error"]?.stringValue ?? reply.type) }
         // The identity may have been changed while the request was out: re-read it.

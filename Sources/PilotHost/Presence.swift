@@ -1,5 +1,6 @@
 import Foundation
 import Logging
+import NIOConcurrencyHelpers
 import NIOCore
 import PilotNet
 import PilotServices
@@ -16,24 +17,44 @@ import PilotWire
 /// them joins it and is answered then. A public identity accepts key exchanges from strangers,
 /// so it gets a UDP socket of its own (on the listen host, any free port) and is registered
 /// with that address. An identity that joins listens on the ports of `services` from then on.
+/// What each identity registers follows its socket's mapping as the beacon reports it
+/// (`Presence+Mappings.swift`).
 actor Presence {
     /// What serves a port every identity listens on once it joins: it is handed each stream a
     /// peer opens there and the name of the identity.
     typealias Service = @Sendable (_ stream: StreamHandle, _ identity: String) -> Void
 
     let fabric: Fabric
-    private let pool: IdentityPool
+    let pool: IdentityPool
     private let services: [UInt16: Service]
     private let datagrams: DatagramPorts
-    private let logger: Logger
+    let logger: Logger
     private var listenHost = "0.0.0.0"
     private var joined: [String: TunnelIdentity] = [:]
     /// Joins under way, which a second caller waits for.
     private var joining: [String: Task<TunnelIdentity, any Error>] = [:]
     /// Public identities on the network: node → the number of its own socket.
-    private var ownSockets: [UInt32: Int] = [:]
+    var ownSockets: [UInt32: Int] = [:]
     /// The beacon, which pokes an endpoint when a relayed handshake waits for one of its nodes.
     private(set) var beacon: SocketAddress?
+
+    /// Each tunnel socket's own address, registered while the beacon has reported no mapping
+    /// for it (the shared socket's listen host and port, a public identity's advertised host
+    /// and port), by socket number.
+    var localAddresses: [Int: Endpoint] = [:]
+    /// Each tunnel socket's public mapping as the beacon last reported it (0x02), by socket
+    /// number. Written on the fabric's loop, where a reply to every identity announced arrives:
+    /// only a change leaves the loop (`mappingChanged`).
+    let mappings = NIOLockedValueBox<[Int: ObservedEndpoint]>([:])
+    /// What each socket's identities were last given to register, by socket number (nil: to
+    /// be given again, after a registration that failed).
+    var registeredAddresses: [Int: String] = [:]
+    /// Sockets whose identities may have to register again, and whether that is under way.
+    var staleSockets: Set<Int> = []
+    var following = false
+    /// Whether the first registration has begun: from then on a changed mapping is registered
+    /// at once; before, the first registration carries it.
+    var registrationBegun = false
 
     /// Identities of `pool` on `fabric`, serving `services` (port → service) and handing
     /// datagrams to `datagrams`.
@@ -53,19 +74,31 @@ actor Presence {
         self.beacon = beacon
         try await fabric.useBeacon(beacon)
         // The fabric hands on the beacon's own messages only: anyone could send a poke to make
-        // the host poll.
-        try await fabric.onBeaconMessage { message, _ in
-            guard case .notify(BeaconMessage.notifyHandshakePending) = message else { return }
-            poked()
+        // the host poll, or a discover reply to make it register elsewhere.
+        try await fabric.onBeaconMessage { [weak self, mappings] message, socket in
+            switch message {
+            case .notify(BeaconMessage.notifyHandshakePending):
+                poked()
+            case let .discoverReply(ip, port):
+                guard let observed = ObservedEndpoint(ip: ip, port: port),
+                    mappings.withLockedValue({ $0.updateValue(observed, forKey: socket) }) != observed, let self
+                else { return }
+                Task { await self.mappingChanged(socket: socket, to: observed) }
+            default:
+                return
+            }
         }
     }
 
     /// Tells the beacon that `nodes` are behind the shared socket (a discover each, asking for
     /// 0x09 relays that name their destination), and where each public identity on the
     /// network has its own socket (a discover from it): it can then poke them and relay frames
-    /// to them. Repeated with the heartbeats, within the beacon's 300 s memory.
+    /// to them. Repeated with the heartbeats, within the beacon's 300 s memory. Each discover is
+    /// answered with the socket's mapping (`mappingChanged`); with no identity behind the shared
+    /// socket, it discovers as node 0, to learn its mapping all the same.
     func announce(_ nodes: [UInt32]) async {
         guard let beacon else { return }
+        if nodes.isEmpty { try? await fabric.sendBeacon([.discover(node: 0)], to: beacon) }
         for start in stride(from: 0, to: nodes.count, by: 1000) {
             let chunk = nodes[start..<min(start + 1000, nodes.count)]
             do { try await fabric.sendBeacon(chunk.map { .discoverExtended(node: $0) }, to: beacon) } catch {
@@ -135,7 +168,7 @@ actor Presence {
         listenHost = host
         let bound = try await fabric.bind(host: host, port: port)
         // `listen` may leave the port to the kernel (0): registered is the port it gave.
-        if let boundPort = bound.address.port { await pool.useSharedAddress("\(host):\(boundPort)") }
+        if let boundPort = bound.address.port { await useLocalAddress(Endpoint(host: host, port: UInt16(boundPort)), ofSharedSocket: bound.socket) }
         logger.info("tunnel socket", metadata: ["address": "\(bound.address)"])
     }
 
@@ -146,7 +179,7 @@ actor Presence {
             let adopted = try await fabric.adopt(descriptor: descriptor)
             if adopted.socket == 0, let host = adopted.address.ipAddress, let port = adopted.address.port {
                 listenHost = host
-                await pool.useSharedAddress(host.contains(":") ? "[\(host)]:\(port)" : "\(host):\(port)")
+                await useLocalAddress(Endpoint(host: host, port: UInt16(port)), ofSharedSocket: adopted.socket)
             }
             logger.info("tunnel socket from systemd", metadata: ["address": "\(adopted.address)", "fd": "\(descriptor)"])
         }
@@ -188,13 +221,23 @@ actor Presence {
             let bound: (socket: Int, address: SocketAddress)
             if let earlier { bound = earlier } else { bound = try await bind(0) }
             ownSocket = bound.socket
-            let port = bound.address.port ?? 0
-            let address = "\(advertisedHost(bound: listenHost)):\(port)"
+            let port = UInt16(bound.address.port ?? 0)
+            let local = Endpoint(host: advertisedHost(bound: listenHost), port: port)
+            localAddresses[bound.socket] = local
+            // Registered with its mapping, if the beacon answers (at start, the registration
+            // that follows waits for the mappings of every socket at once). A beacon that has
+            // answered no socket yet is not waited for: a late answer registers it again.
             if registering {
-                try await pool.useOwnSocket(name, address: address, port: UInt16(port))
-            } else {
-                try await pool.noteOwnSocket(name, address: address, port: UInt16(port))
+                let beaconAnswers = !mappings.withLockedValue { $0.isEmpty }
+                await discoverMappings([bound.socket: identity.node], within: beaconAnswers ? Self.mappingWait : .zero)
             }
+            let address = address(of: bound.socket, local: local)
+            if registering {
+                try await pool.useOwnSocket(name, address: address, port: port)
+            } else {
+                try await pool.noteOwnSocket(name, address: address, port: port)
+            }
+            registeredAddresses[bound.socket] = address
         }
         try await fabric.add(identity, ownSocket: ownSocket) { [datagrams] packet in
             guard packet.proto == .datagram else { return }
@@ -211,6 +254,8 @@ actor Presence {
         if let ownSocket {
             ownSockets[identity.node] = ownSocket
             if let beacon { try? await fabric.sendBeacon([.discover(node: identity.node)], to: beacon, socket: ownSocket) }
+            // A mapping that came in while it joined, after its registration was sent.
+            await follow([ownSocket])
         }
         // Related now: it rests no more, and a peer that woke it is answered.
         try? await fabric.woke(identity.node)
@@ -236,7 +281,7 @@ actor Presence {
     func leave(_ name: String) async {
         if let inFlight = joining[name] { _ = try? await inFlight.value }
         guard let identity = joined.removeValue(forKey: name) else { return }
-        ownSockets[identity.node] = nil
+        if let socket = ownSockets.removeValue(forKey: identity.node) { forget(socket: socket) }
         try? await fabric.remove(identity.node)
         // Made private: it rests, so the peers it trusts still reach it before it is used.
         if let record = await pool.identity(named: name), !record.isPublic {

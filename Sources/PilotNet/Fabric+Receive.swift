@@ -26,6 +26,8 @@ extension Fabric {
                 deliver(packet, to: local)
             case .lookUpKey(let node):
                 lookUp(node)
+            case let .resolveEndpoint(local, remote):
+                resolveEndpoint(of: remote, asking: local)
             case let .exchangeFailed(local, remote, dropped):
                 logger.notice("key exchange gave up", metadata: [
                     "PILOT_NODE": "\(local)", "PILOT_PEER": "\(remote)", "dropped": "\(dropped)"])
@@ -51,6 +53,41 @@ extension Fabric {
             }
             loop.execute { [key] in self.perform(self.state.value.table.keyLookedUp(node, key: key, now: .now())) }
         }
+    }
+
+    /// A direct upgrade of relayed `remote`: where the registry says it is, as `local` asks; the
+    /// table sends the punch request, and the probe timer its probes.
+    func resolveEndpoint(of remote: UInt32, asking local: UInt32) {
+        let directory = directory
+        let logger = logger
+        let loop = loop
+        Task { [self] in
+            var endpoint: SocketAddress?
+            do { endpoint = try await directory.endpoint(of: remote, asking: local) } catch {
+                logger.debug("resolve for a direct upgrade failed", metadata: ["PILOT_NODE": "\(local)", "PILOT_PEER": "\(remote)", "error": "\(error)"])
+            }
+            loop.execute { [endpoint] in
+                self.perform(self.state.value.table.endpointResolved(remote, endpoint: endpoint, now: .now()))
+                self.armProbeTimer()
+            }
+        }
+    }
+
+    /// Sets the timer for the table's next upgrade probe, unless one is set for that time or
+    /// earlier: it fires every 200 ms while bursts of probes last, and not at all otherwise.
+    func armProbeTimer() {
+        let state = state.value
+        guard !state.stopped, let due = state.table.nextProbe else { return }
+        if let armed = state.probeTimer {
+            if armed.deadline <= due { return }
+            armed.task.cancel()
+        }
+        let task = loop.scheduleTask(deadline: due) { [self] in
+            self.state.value.probeTimer = nil
+            perform(self.state.value.table.probe(now: .now()))
+            armProbeTimer()
+        }
+        state.probeTimer = (due, task)
     }
 
     func deliver(_ packet: Packet, to local: UInt32) {

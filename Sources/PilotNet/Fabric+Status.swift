@@ -38,6 +38,9 @@ extension Fabric {
         public var trusted: Bool
         /// Frames go through the beacon.
         public var relayed: Bool
+        /// Seconds since frames to it last turned relayed or direct (or since it was first
+        /// reached).
+        public var secondsOnPath: Double
     }
 
     /// The open streams of identity `node`, by local port, remote and remote port.
@@ -60,7 +63,8 @@ extension Fabric {
                 PeerInfo(
                     node: session.remote, endpoint: session.endpoint.map { "\($0.ipAddress ?? "?"):\($0.port ?? 0)" } ?? "",
                     secondsSinceHeard: Double((now - session.lastReceived).nanoseconds) / 1e9,
-                    trusted: state.gate.trusts(local: node, remote: session.remote), relayed: session.relayed)
+                    trusted: state.gate.trusts(local: node, remote: session.remote), relayed: session.relayed,
+                    secondsOnPath: Double((now - session.pathSince).nanoseconds) / 1e9)
             }
         }.get()
     }

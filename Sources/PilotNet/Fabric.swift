@@ -4,10 +4,21 @@ import NIOPosix
 public import PilotCrypto
 public import PilotWire
 
-/// Where the data plane learns a remote node's Ed25519 key (the registry, in pilot-host).
+/// Where the data plane learns a remote node's Ed25519 key and its endpoint (the registry, in
+/// pilot-host).
 public protocol PeerDirectory: Sendable {
     /// The key the registry holds for `node`, or nil when it knows no such node.
     func signingKey(of node: UInt32) async throws -> Ed25519PublicKey?
+
+    /// Where `node`'s tunnel endpoint is, as the registry answers local identity `local` (a
+    /// signed `resolve`), or nil for a node registered relay-only. Asked every 15 s for each
+    /// relayed remote, to try it directly again (docs/PROTOCOL.md §5.7).
+    func endpoint(of node: UInt32, asking local: UInt32) async throws -> SocketAddress?
+}
+
+extension PeerDirectory {
+    /// No registry to ask: a relayed remote is tried at the endpoint it was last seen at, if any.
+    public func endpoint(of node: UInt32, asking local: UInt32) async throws -> SocketAddress? { nil }
 }
 
 /// The shared UDP sockets and the tunnel table behind them, on one event loop. Datagrams are
@@ -54,6 +65,8 @@ public final class Fabric: Sendable {
         var wakesAsked: [UInt32: NIODeadline] = [:]
         var ticker: RepeatedTask?
         var streamTicker: RepeatedTask?
+        /// The timer of the next direct-upgrade probe (`TunnelTable.nextProbe`), and its deadline.
+        var probeTimer: (deadline: NIODeadline, task: Scheduled<Void>)?
         let streams = PortTable()
         var gate = TrustGate()
         /// Each socket's descriptor, sent on by `sender` beside the NIO channel that reads it.
@@ -318,6 +331,8 @@ public final class Fabric: Sendable {
             state.ticker = nil
             state.streamTicker?.cancel()
             state.streamTicker = nil
+            state.probeTimer?.task.cancel()
+            state.probeTimer = nil
             for entry in state.streams.entries.values {
                 entry.handle?.markClosed()
                 entry.dialed?.fail(StreamError("the fabric is shut down"))

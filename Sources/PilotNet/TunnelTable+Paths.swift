@@ -1,4 +1,4 @@
-import NIOCore
+public import NIOCore
 import PilotWire
 
 extension TunnelTable {
@@ -49,7 +49,7 @@ extension TunnelTable {
 
     /// 1.18's blackhole rule: a remote that has had `blackholeWrites` frames straight to it and
     /// has said nothing directly for `blackholeSilence` since the first is reached through the
-    /// beacon from now on; `probeDirectPaths` tries the direct path again in `directProbe`.
+    /// beacon from now on; its next direct upgrade is `directProbe` later.
     func giveUpSilentDirectPaths(now: NIODeadline) -> [TunnelAction] {
         guard beacon != nil else { return [] }
         var actions: [TunnelAction] = []
@@ -58,29 +58,97 @@ extension TunnelTable {
             guard var path = paths[remote], !path.relayed else { continue }
             path.relayed = true
             paths[remote] = path
-            lastDirectProbe[remote] = now
+            pathSince[remote] = now
+            lastUpgrade[remote] = now
             counters.blackholes += 1
             actions.append(.pathChanged(remote: remote, relayed: true))
         }
         return actions
     }
 
-    /// An empty keepalive straight to each relayed remote whose direct endpoint is known, every
-    /// `directProbe`: if it gets through, the remote hears us directly and answers directly,
-    /// and so do we once we hear it.
-    func probeDirectPaths(now: NIODeadline) -> [TunnelAction] {
+    /// A punch request (0x03) from `local` for `remote`, to the beacon from the socket `local`
+    /// sends on along `path`: the beacon sends each side the other's endpoint (0x04), and their
+    /// PILPs open both NATs for the frames that follow.
+    func punchRequest(local: UInt32, remote: UInt32, along path: Path) -> [TunnelAction] {
+        guard let beacon, let request = try? BeaconMessage.punchRequest(requester: local, target: remote).encoded() else { return [] }
+        counters.punchRequests += 1
+        return [.send(request, to: beacon, socket: sendingSocket(local, path))]
+    }
+
+    /// Starts the direct upgrades that are due (1.18's `tryDirectUpgrade`): each relayed remote
+    /// with a session, every `directProbe`, is looked up at the registry (`resolveEndpoint`), as
+    /// the identity that holds the session; `endpointResolved` goes on from there. Bounded:
+    /// `upgradesPerTick` started per call and `upgradesAtOnce` under way; the remotes left
+    /// over are due still and go at the next ticks, so thousands of relayed remotes are spread
+    /// over seconds, never asked for at once. An answer that never comes frees its place after
+    /// `upgradeResolveWait`.
+    func startUpgrades(now: NIODeadline) -> [TunnelAction] {
+        for (remote, upgrade) in upgrades where upgrade.endpoint == nil && upgrade.due <= now { upgrades[remote] = nil }
+        guard beacon != nil else { return [] }
         var actions: [TunnelAction] = []
-        for (remote, path) in paths where path.relayed {
-            guard let endpoint = path.endpoint, now - (lastDirectProbe[remote] ?? .uptimeNanoseconds(0)) >= timing.directProbe,
-                let local = related[remote]?.sorted().first(where: { tunnels[NodePair(local: $0, remote: remote)] != nil }),
-                let tunnel = tunnels[NodePair(local: local, remote: remote)], let identity = identities[local]
+        for (remote, path) in paths where path.relayed && upgrades[remote] == nil {
+            guard actions.count < timing.upgradesPerTick, upgrades.count < timing.upgradesAtOnce else { break }
+            guard now - (lastUpgrade[remote] ?? .uptimeNanoseconds(0)) >= timing.directProbe,
+                let local = related[remote]?.sorted().first(where: { tunnels[NodePair(local: $0, remote: remote)] != nil })
             else { continue }
-            lastDirectProbe[remote] = now
-            guard let bytes = Self.keepalive(from: identity, to: remote) else { continue }
-            // A probe may be lost: it does not stand in for the keepalive on the relayed path.
+            lastUpgrade[remote] = now
+            upgrades[remote] = Upgrade(local: local, due: now + timing.upgradeResolveWait)
+            counters.upgrades += 1
+            actions.append(.resolveEndpoint(local: local, remote: remote))
+        }
+        return actions
+    }
+
+    /// The registry's answer to `resolveEndpoint` for `remote`: where it is, or nil (it is
+    /// relay-only, or the registry could not be asked), in which case the endpoint known from
+    /// before, if any, is tried. The endpoint becomes the path's (the next key exchange tries it
+    /// too), a punch request goes to the beacon, and `probe` sends the sealed probes from
+    /// `upgradeProbeSpacing` on (`nextProbe` says when).
+    public func endpointResolved(_ remote: UInt32, endpoint: SocketAddress?, now: NIODeadline) -> [TunnelAction] {
+        guard var upgrade = upgrades[remote], upgrade.endpoint == nil else { return [] }
+        // Heard directly meanwhile: the path it came by is better than the registry's word.
+        guard var path = paths[remote], path.relayed, let target = endpoint ?? path.endpoint,
+            tunnels[NodePair(local: upgrade.local, remote: remote)] != nil
+        else {
+            upgrades[remote] = nil
+            return []
+        }
+        path.endpoint = target
+        paths[remote] = path
+        upgrade.endpoint = target
+        upgrade.probesLeft = timing.upgradeProbes
+        upgrade.due = now + timing.upgradeProbeSpacing
+        upgrades[remote] = upgrade
+        return punchRequest(local: upgrade.local, remote: remote, along: path)
+    }
+
+    /// When the next upgrade probe is due (`probe`), nil when none is under way.
+    public var nextProbe: NIODeadline? {
+        upgrades.values.lazy.filter { $0.endpoint != nil }.map(\.due).min()
+    }
+
+    /// The upgrade probes that are due: an empty keepalive, sealed, straight to the endpoint
+    /// the registry gave. All of them go even once the path turned direct: a 1.18 peer moves
+    /// back to direct only after three frames heard directly. A probe may be lost: it does not
+    /// stand in for the keepalive on the relayed path.
+    public func probe(now: NIODeadline) -> [TunnelAction] {
+        var actions: [TunnelAction] = []
+        for (remote, var upgrade) in upgrades where upgrade.due <= now {
+            guard let endpoint = upgrade.endpoint else { continue }
+            let pair = NodePair(local: upgrade.local, remote: remote)
+            guard let tunnel = tunnels[pair], let identity = identities[upgrade.local], let socket = paths[remote]?.socket,
+                let bytes = Self.keepalive(from: identity, to: remote)
+            else {
+                upgrades[remote] = nil
+                continue
+            }
             let lastSent = tunnel.lastSent
-            actions += seal(bytes, on: tunnel, path: Path(endpoint: endpoint, socket: path.socket), now: now)
+            actions += seal(bytes, on: tunnel, path: Path(endpoint: endpoint, socket: socket), now: now)
             tunnel.lastSent = lastSent
+            counters.upgradeProbes += 1
+            upgrade.probesLeft -= 1
+            upgrade.due = now + timing.upgradeProbeSpacing
+            upgrades[remote] = upgrade.probesLeft > 0 ? upgrade : nil
         }
         return actions
     }

@@ -63,7 +63,9 @@ extension TunnelTable {
             unansweredDirect[remote] = nil
             paths[remote] = arrival
         }
-        return (old?.relayed ?? false) != arrival.relayed ? [.pathChanged(remote: remote, relayed: arrival.relayed)] : []
+        let turned = (old?.relayed ?? false) != arrival.relayed
+        if old == nil || turned { pathSince[remote] = now }
+        return turned ? [.pathChanged(remote: remote, relayed: arrival.relayed)] : []
     }
 
     /// The local identities a key exchange from `remote` on `socket` applies to.

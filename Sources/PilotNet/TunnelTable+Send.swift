@@ -4,8 +4,9 @@ import PilotCrypto
 
 extension TunnelTable {
     /// Sends `packet` from the local identity named by its source to `remote`: sealed at once
-    /// on a session, else queued while a key exchange runs (with `endpoint`, where the remote
-    /// was last seen, or, knowing neither, through the beacon: a node that hides its endpoint).
+    /// on a session, else queued while a key exchange runs (with `endpoint`, where the registry
+    /// says the remote is, and then with a punch request; or where the remote was last seen;
+    /// or, knowing neither, through the beacon: a node that hides its endpoint).
     public func send(_ packet: Packet, to remote: UInt32, endpoint: SocketAddress? = nil, now: NIODeadline) throws(TunnelError) -> [TunnelAction] {
         var actions: [TunnelAction] = []
         let local = packet.source.node
@@ -14,6 +15,7 @@ extension TunnelTable {
         guard let identity = identities[local] else { throw .unknownIdentity(local) }
         let plaintext: [UInt8]
         do { plaintext = try packet.encoded() } catch { throw .encoding("\(error)") }
+        if paths[remote] == nil, endpoint != nil || beacon != nil { pathSince[remote] = now }
         if let endpoint {
             // A relayed path stays relayed (until the remote is heard directly); the endpoint is
             // what the next key exchange tries besides.
@@ -37,10 +39,13 @@ extension TunnelTable {
         if exchange.attempts == 0 {
             exchange.attempts = 1
             exchange.nextAttempt = now + timing.retransmit
-            // As 1.18: straight to the endpoint and a copy through the beacon at once, so a
-            // remote that cannot be reached directly gets the exchange without waiting for the
-            // retries to give up on it, and one that can again is tried directly again (a path
-            // once relayed is not relayed for good).
+            // As 1.18 (`ensureTunnel`): with an endpoint the registry gave, a punch request
+            // first, so both NATs are open by the time the remote answers; then the exchange
+            // straight to the endpoint and a copy through the beacon at once, so a remote that
+            // cannot be reached directly gets it without waiting for the retries to give up on
+            // it, and one that can again is tried directly again (a path once relayed is not
+            // relayed for good).
+            if endpoint != nil { actions += punchRequest(local: local, remote: remote, along: path) }
             if path.endpoint != nil {
                 actions += emit(identity.authenticatedExchange, Path(endpoint: path.endpoint, socket: path.socket), local: local, remote: remote)
             }

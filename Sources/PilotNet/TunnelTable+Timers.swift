@@ -1,10 +1,10 @@
 public import NIOCore
-import PilotWire
 
 extension TunnelTable {
     /// Retransmits key exchanges (through the beacon from the `relayFromAttempt`th, with a
-    /// punch request), gives up on dead ones, sends keepalives, forgets idle sessions. Call
-    /// about once a second.
+    /// punch request), gives up on dead ones, turns silent direct paths relayed and starts the
+    /// direct upgrades of relayed ones, sends keepalives, forgets idle sessions. Call about once
+    /// a second (and `probe` when `nextProbe` says).
     public func tick(now: NIODeadline) -> [TunnelAction] {
         var actions: [TunnelAction] = []
         for (pair, var exchange) in pending where exchange.nextAttempt <= now {
@@ -20,22 +20,22 @@ extension TunnelTable {
             // To the beacon, unless the remote was heard directly of late (by another of our
             // identities: the path is the remote's, and that one works).
             let heardOfLate = heardDirectly[pair.remote].map { now - $0 < timing.directPreference } ?? false
-            if exchange.attempts >= timing.relayFromAttempt, !path.relayed, !heardOfLate, let beacon {
+            if exchange.attempts >= timing.relayFromAttempt, !path.relayed, !heardOfLate, beacon != nil {
                 path.relayed = true
                 paths[pair.remote] = path
+                pathSince[pair.remote] = now
                 actions.append(.pathChanged(remote: pair.remote, relayed: true))
                 // The beacon tells both sides where the other is; their PILPs may open a
                 // direct path, which the first frame heard directly switches back to.
-                if let request = try? BeaconMessage.punchRequest(requester: pair.local, target: pair.remote).encoded() {
-                    actions.append(.send(request, to: beacon, socket: sendingSocket(pair.local, path)))
-                }
+                actions += punchRequest(local: pair.local, remote: pair.remote, along: path)
             }
             // As 1.18: the PILA again, and a key request since we hold no session.
             actions += emit(identity.authenticatedExchange, path, local: pair.local, remote: pair.remote)
             actions += emit(identity.keyRequest, path, local: pair.local, remote: pair.remote)
         }
         actions += giveUpSilentDirectPaths(now: now)
-        actions += probeDirectPaths(now: now)
+        actions += startUpgrades(now: now)
+        actions += probe(now: now)
         // A join that did not come back within the wait: its frames are dropped (the remote
         // sends again), and the next frame asks again.
         for (remote, frames) in held {

@@ -15,6 +15,9 @@ public enum TunnelAction: Sendable, Equatable {
     case exchangeFailed(local: UInt32, remote: UInt32, dropped: Int)
     /// Frames to `remote` now go through the beacon (`relayed`), or straight to it again.
     case pathChanged(remote: UInt32, relayed: Bool)
+    /// Ask the registry, as identity `local`, where relayed remote `remote` is (a signed
+    /// `resolve`), and call `endpointResolved`: the start of a direct upgrade.
+    case resolveEndpoint(local: UInt32, remote: UInt32)
     /// A message from the beacon that is not for the table (a poke, a discover reply), which
     /// came in on socket `socket`.
     case fromBeacon(BeaconMessage, socket: Int)
@@ -93,6 +96,13 @@ public struct TunnelCounters: Sendable, Equatable {
     public var relayUnavailable = 0
     /// Punch commands (0x04) obeyed with three PILPs.
     public var punchCommands = 0
+    /// Punch requests (0x03) sent: with a first key exchange, and at each direct upgrade.
+    public var punchRequests = 0
+    /// Direct upgrades of relayed remotes started (a resolve asked for), and the sealed probes
+    /// they sent straight to the remote.
+    public var upgrades = 0
+    /// See `upgrades`.
+    public var upgradeProbes = 0
     /// Direct paths given up for the beacon because the remote fell silent on them (1.18's
     /// blackhole rule).
     public var blackholes = 0
@@ -121,6 +131,17 @@ public final class TunnelTable {
         var queue: [[UInt8]] = []
         var attempts = 0
         var nextAttempt: NIODeadline
+    }
+
+    /// A relayed remote being tried directly again (1.18's direct upgrade): its endpoint asked
+    /// of the registry as `local`, then, once `endpoint` is known, `probesLeft` sealed probes
+    /// straight to it, the next at `due`. While the registry is asked, `due` is when its answer
+    /// is given up on.
+    struct Upgrade {
+        let local: UInt32
+        var endpoint: SocketAddress?
+        var probesLeft = 0
+        var due: NIODeadline
     }
 
     /// How frames reach a remote node: straight to `endpoint` from `socket`, or, when
@@ -158,9 +179,25 @@ public final class TunnelTable {
         /// A remote heard directly this recently is answered directly even when a relayed copy
         /// of its frame arrives too (1.18 sends each PILA both ways).
         public var directPreference: TimeAmount = .seconds(10)
-        /// How often a relayed path with a known direct endpoint is tried directly (an empty
-        /// keepalive, sealed): once one gets through, both sides answer directly (1.18: 15 s).
+        /// How often a relayed remote with a session is tried directly (1.18's direct upgrade):
+        /// its endpoint is asked of the registry, a punch request goes to the beacon, then
+        /// `upgradeProbes` sealed probes go straight to the endpoint, `upgradeProbeSpacing`
+        /// apart. Once one gets through, the remote answers directly, and the first frame heard
+        /// directly turns the path direct (1.18: 15 s).
         public var directProbe: TimeAmount = .seconds(15)
+        /// See `directProbe` (1.18: 5, the first 200 ms after the punch request).
+        public var upgradeProbes = 5
+        /// See `directProbe`.
+        public var upgradeProbeSpacing: TimeAmount = .milliseconds(200)
+        /// Direct upgrades started per tick (a second) at most, and under way at most (asking
+        /// the registry, or probing): a host with thousands of relayed remotes asks the
+        /// registry for 32 a second, not for all of them at once, and its 15 s round stretches
+        /// to a remote's turn (thousands of remotes: a few minutes).
+        public var upgradesPerTick = 32
+        /// See `upgradesPerTick`.
+        public var upgradesAtOnce = 256
+        /// How long the registry's answer for an upgrade is waited for.
+        public var upgradeResolveWait: TimeAmount = .seconds(10)
         /// 1.18's blackhole rule: a remote sent this many sealed frames directly, and heard
         /// nothing directly for `blackholeSilence` since the first, is reached through the
         /// beacon (and tried directly again every `directProbe`). This also catches a stream
@@ -192,9 +229,14 @@ public final class TunnelTable {
     var related: [UInt32: Set<UInt32>] = [:]
     var relations: Set<NodePair> = []
     var paths: [UInt32: Path] = [:]
+    /// When each remote node's path last turned relayed or direct (or was first set).
+    var pathSince: [UInt32: NIODeadline] = [:]
     /// When each remote node was last heard directly (an authenticated frame not relayed).
     var heardDirectly: [UInt32: NIODeadline] = [:]
-    var lastDirectProbe: [UInt32: NIODeadline] = [:]
+    /// When each relayed remote's last direct upgrade started (or its path turned relayed), and
+    /// the upgrades under way (at most `upgradesAtOnce`).
+    var lastUpgrade: [UInt32: NIODeadline] = [:]
+    var upgrades: [UInt32: Upgrade] = [:]
     /// Sealed frames sent straight to each remote since it was last heard directly: how many,
     /// and when the first went (the blackhole rule reads them).
     var unansweredDirect: [UInt32: (count: Int, since: NIODeadline)] = [:]
@@ -331,11 +373,12 @@ public final class TunnelTable {
     /// Sessions held, over every identity.
     public var sessionCount: Int { tunnels.count }
 
-    /// The remote nodes `local` has a session with, where each was last seen, and when it last
-    /// sent something.
-    public func sessions(of local: UInt32) -> [(remote: UInt32, endpoint: SocketAddress?, relayed: Bool, lastReceived: NIODeadline)] {
+    /// The remote nodes `local` has a session with, where each was last seen, whether frames
+    /// to it go through the beacon and since when its path is what it is, and when it last sent
+    /// something.
+    public func sessions(of local: UInt32) -> [(remote: UInt32, endpoint: SocketAddress?, relayed: Bool, pathSince: NIODeadline, lastReceived: NIODeadline)] {
         tunnels.values.filter { $0.local == local }.sorted { $0.remote < $1.remote }.map {
-            ($0.remote, paths[$0.remote]?.endpoint, paths[$0.remote]?.relayed ?? false, $0.lastReceived)
+            ($0.remote, paths[$0.remote]?.endpoint, paths[$0.remote]?.relayed ?? false, pathSince[$0.remote] ?? $0.established, $0.lastReceived)
         }
     }
 
@@ -344,5 +387,13 @@ public final class TunnelTable {
         unansweredDirect[pair.remote] = nil
         for prefix in tunnel.prefixes { epochs[Epoch(remote: pair.remote, prefix: prefix)] = nil }
         unrelate(local: pair.local, remote: pair.remote, keepExplicit: true)
+        // An upgrade probes on its session; with the last session, the round is forgotten.
+        if upgrades[pair.remote]?.local == pair.local { upgrades[pair.remote] = nil }
+        if !hasAnySession(with: pair.remote) { lastUpgrade[pair.remote] = nil }
+    }
+
+    /// Whether some identity of the table holds a session with `remote`.
+    func hasAnySession(with remote: UInt32) -> Bool {
+        (related[remote] ?? []).contains { tunnels[NodePair(local: $0, remote: remote)] != nil }
     }
 }

@@ -153,8 +153,10 @@ struct Peers: ParsableCommand {
     func run() throws {
         try global.run(DataControl.Peers(), on: try global.identitySocket()) { list in
             guard !list.peers.isEmpty else { return "no peers" }
-            return list.peers.map { row in "\(row.address)  \(row.endpoint)  \(row.trusted ? "trusted" : "not trusted")" }
-                .joined(separator: "\n")
+            return list.peers.map { row in
+                let endpoint = row.endpoint.isEmpty ? "-" : row.endpoint
+                return "\(row.address)  \(endpoint)  \(row.trusted ? "trusted" : "not trusted")  \(row.path) for \(Int(row.pathSeconds)) s"
+            }.joined(separator: "\n")
         }
     }
 }

@@ -301,7 +301,8 @@ extension HostExecutableTests {
         }
         XCTAssertEqual(bound, -1, "port \(port) of the public identity was free at READY\n\(host.output.suffix(2000))")
         XCTAssertEqual(errno, EADDRINUSE)
-        XCTAssertTrue(host.output.contains("registry unreachable at start"), "the registry was down")
+        // The registration follows READY, after a second of waiting for the (absent) beacon.
+        XCTAssertTrue(ChildProcess.waitUntil(timeout: 10) { host.output.contains("registry unreachable at start") }, "the registry was down")
     }
 
     /// `asker` (private, on the host with runtime `asker.runtime`) asks private `target` for

@@ -76,6 +76,8 @@ final class PresenceThroughTheBeaconTests: HostProcessTestCase {
         for (runtime, identity, peer) in [(east, "alice", bob), (west, "bob", alice)] {
             let entry = ctl(runtime, ["peers", "--identity", identity])?["data"]?["peers"]?.arrayValue?.first { $0["node_id"]?.integerValue == peer }
             XCTAssertEqual(entry?["relay"], true, "\(identity): \(String(describing: entry))")
+            XCTAssertEqual(entry?["path"], "relay", "\(identity): \(String(describing: entry))")
+            XCTAssertNotNil(entry?["path_seconds"]?.doubleValue, "\(identity): \(String(describing: entry))")
         }
 
         // 3 MB from alice to bob's port 1001, byte for byte.

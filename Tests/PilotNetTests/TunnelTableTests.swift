@@ -60,7 +60,7 @@ final class TunnelTableTests: XCTestCase {
                     if side == 0 { delivered.0.append(packet) } else { delivered.1.append(packet) }
                 case .lookUpKey(let node):
                     queue.append((me.keyLookedUp(node, key: registry[node], now: now), side))
-                case .exchangeFailed, .pathChanged, .fromBeacon, .wake:
+                case .exchangeFailed, .pathChanged, .fromBeacon, .wake, .resolveEndpoint:
                     break
                 }
             }
@@ -285,11 +285,31 @@ extension TunnelTableTests {
                         delivered[local, default: []].append(packet)
                     case .lookUpKey(let node):
                         queue.append((me.table.keyLookedUp(node, key: registry[node], now: now), at))
+                    case let .resolveEndpoint(_, remote):
+                        // The registry knows every node of the world where its table is.
+                        queue.append((me.table.endpointResolved(remote, endpoint: tables[remote]?.endpoint, now: now), at))
                     case .exchangeFailed, .pathChanged, .fromBeacon, .wake:
                         break
                     }
                 }
             }
+        }
+
+        /// Node `node`'s table ticks; a direct upgrade it starts is resolved from the world's
+        /// endpoints and its probes go as they fall due (the clock moves on with them). Returns
+        /// where the probes went.
+        @discardableResult
+        func tickAndProbe(_ node: UInt32) -> [SocketAddress] {
+            guard let table = tables[node]?.table else { return [] }
+            run(table.tick(now: now), of: node)
+            var probed: [SocketAddress] = []
+            while let due = table.nextProbe {
+                now = due
+                let probes = table.probe(now: now)
+                probed += probes.compactMap { action in if case let .send(_, to, _) = action { to } else { nil } }
+                run(probes, of: node)
+            }
+            return probed
         }
     }
 
@@ -314,8 +334,9 @@ extension TunnelTableTests {
         let (nodes, world, a, b) = try relayPair()
 
         let first = try a.send(datagram(nodes[0], to: nodes[1], "hello"), to: 2, endpoint: endpointB, now: now)
-        // The PILA straight to the endpoint the registry gave, and a copy through the beacon.
-        XCTAssertEqual(first.map { action -> SocketAddress? in if case let .send(_, to, _) = action { to } else { nil } }, [endpointB, world.beacon])
+        // A punch request, the PILA straight to the endpoint the registry gave, and a copy
+        // through the beacon.
+        XCTAssertEqual(first.map { action -> SocketAddress? in if case let .send(_, to, _) = action { to } else { nil } }, [world.beacon, endpointB, world.beacon])
         world.run(first, of: 1)
         XCTAssertEqual(world.delivered[2]?.map(\.payload), [Array("hello".utf8)])
         XCTAssertTrue(a.hasSession(local: 1, remote: 2) && b.hasSession(local: 2, remote: 1))
@@ -368,14 +389,11 @@ extension TunnelTableTests {
         XCTAssertEqual(world.punchRequests.map { [$0.0, $0.1] }, [[1, 2]])
         XCTAssertEqual(world.delivered[2]?.map(\.payload), [Array("late".utf8)])
 
-        // The NAT opens: a's next direct probe gets through, b answers directly from then on,
+        // The NAT opens: a's next direct upgrade gets through, b answers directly from then on,
         // and so does a once it hears b directly.
         world.directWorks = true
         world.now = world.now + .seconds(15)
-        let probe = a.tick(now: world.now)
-        guard case let .send(_, probed, _)? = probe.first(where: { if case .send = $0 { true } else { false } }) else { return XCTFail("\(probe)") }
-        XCTAssertEqual(probed, endpointB)
-        world.run(probe, of: 1)
+        XCTAssertEqual(world.tickAndProbe(1), Array(repeating: endpointB, count: 5))
         XCTAssertEqual(b.sessions(of: 2).first?.relayed, false)
         let direct = try b.send(datagram(nodes[1], to: nodes[0], "direct now"), to: 1, now: world.now)
         guard case let .send(_, to: straight, _)? = direct.first else { return XCTFail("\(direct)") }
@@ -426,13 +444,11 @@ extension TunnelTableTests {
         world.run(relayed, of: 1)
         XCTAssertEqual(world.delivered[2]?.map { String(decoding: $0.payload, as: UTF8.self) }, ["hi", "via beacon"])
 
-        // The path heals: a's direct probe, 15 s on, reaches b, which answers directly from
+        // The path heals: a's direct upgrade, 15 s on, reaches b, which answers directly from
         // then on, and so does a once it hears b directly.
         world.directWorks = true
         world.now = world.now + .seconds(15)
-        let probe = a.tick(now: world.now)
-        XCTAssertTrue(probe.contains { if case let .send(_, to, _) = $0 { to == endpointB } else { false } }, "\(probe)")
-        world.run(probe, of: 1)
+        XCTAssertEqual(world.tickAndProbe(1), Array(repeating: endpointB, count: 5))
         world.run(try b.send(datagram(nodes[1], to: nodes[0], "direct again"), to: 1, now: world.now), of: 2)
         XCTAssertEqual(a.sessions(of: 1).first?.relayed, false)
         let straight = try a.send(datagram(nodes[0], to: nodes[1], "straight"), to: 2, now: world.now)
@@ -474,6 +490,145 @@ extension TunnelTableTests {
         XCTAssertEqual(table.receive(poke, from: beacon, socket: 2, now: now), [.fromBeacon(.notify(kind: BeaconMessage.notifyHandshakePending), socket: 2)])
         XCTAssertEqual(table.receive(poke, from: endpointA, socket: 2, now: now), [])
         XCTAssertEqual(table.counters.beacon, 1)
+    }
+}
+
+/// 1.18's direct upgrade (docs/PROTOCOL.md §5.7): a relayed remote is resolved at the registry,
+/// punched through the beacon and probed straight at its endpoint, every 15 s, on both sides;
+/// the first frame heard directly turns the path direct.
+extension TunnelTableTests {
+    func destinations(_ actions: some Sequence<TunnelAction>) -> [SocketAddress] {
+        actions.compactMap { action in if case let .send(_, to, _) = action { to } else { nil } }
+    }
+
+    /// Both sides of a relayed session (b heard a only through the beacon, so it has no
+    /// endpoint for a) start an upgrade at their next tick: a resolve, then, with the answer, a
+    /// punch request to the beacon and five sealed probes straight to the endpoint, 200 ms
+    /// apart. The first probe heard directly turns the path direct; the next round is 15 s on.
+    func testARelayedRemoteIsResolvedPunchedAndProbedFiveTimesEvery15Seconds() throws {
+        let (nodes, world, a, b) = try relayPair()
+        world.run(try a.send(datagram(nodes[0], to: nodes[1], "hello"), to: 2, endpoint: endpointB, now: now), of: 1)
+        XCTAssertEqual(a.sessions(of: 1).first?.relayed, true)
+        XCTAssertEqual(b.sessions(of: 2).first?.relayed, true)
+        XCTAssertNil(b.sessions(of: 2).first?.endpoint, "b heard a only through the beacon")
+
+        let start = now + .seconds(1)
+        XCTAssertEqual(a.tick(now: start), [.resolveEndpoint(local: 1, remote: 2)])
+        XCTAssertEqual(b.tick(now: start), [.resolveEndpoint(local: 2, remote: 1)])
+        // The registry's answer: a punch request now, the probes from 200 ms on.
+        let punch = try BeaconMessage.punchRequest(requester: 2, target: 1).encoded()
+        XCTAssertEqual(b.endpointResolved(1, endpoint: endpointA, now: start), [.send(punch, to: world.beacon, socket: 0)])
+        XCTAssertEqual(b.sessions(of: 2).first?.endpoint, endpointA)
+        XCTAssertEqual(b.probe(now: start + .milliseconds(199)), [])
+        var probes: [[UInt8]] = []
+        for step in 1...5 {
+            let due = start + .milliseconds(200 * Int64(step))
+            XCTAssertEqual(b.nextProbe, due)
+            let sent = b.probe(now: due)
+            guard sent.count == 1, case let .send(bytes, to, socket) = sent[0] else { return XCTFail("probe \(step): \(sent)") }
+            XCTAssertEqual([to], [endpointA])
+            XCTAssertEqual(socket, 0)
+            XCTAssertEqual(Array(bytes.prefix(4)), Array("PILS".utf8), "sealed")
+            probes.append(bytes)
+        }
+        XCTAssertNil(b.nextProbe)
+        XCTAssertEqual(b.probe(now: start + .seconds(2)), [])
+        XCTAssertEqual(b.counters.upgrades, 1)
+        XCTAssertEqual(b.counters.upgradeProbes, 5)
+        XCTAssertEqual(b.counters.punchRequests, 1)
+
+        // At a, the first probe opens as an empty keepalive, heard directly: the path is direct.
+        let heardAt = start + .milliseconds(200)
+        let heard = a.receive(probes[0], from: endpointB, socket: 0, now: heardAt)
+        XCTAssertEqual(heard.count, 2)
+        guard case let .deliver(local, keepalive)? = heard.first else { return XCTFail("\(heard)") }
+        XCTAssertEqual(local, 1)
+        XCTAssertEqual([keepalive.proto], [.control])
+        XCTAssertEqual(keepalive.payload, [])
+        XCTAssertEqual(heard.last, .pathChanged(remote: 2, relayed: false))
+        XCTAssertEqual(a.sessions(of: 1).first?.relayed, false)
+        XCTAssertEqual(a.sessions(of: 1).first?.pathSince, heardAt)
+        for probe in probes.dropFirst() {
+            XCTAssertFalse(a.receive(probe, from: endpointB, socket: 0, now: heardAt).contains(.pathChanged(remote: 2, relayed: false)))
+        }
+        // a's own answer comes too late to matter: the path it heard b by is better.
+        XCTAssertEqual(a.endpointResolved(2, endpoint: endpointB, now: start + .seconds(1)), [])
+        XCTAssertNil(a.nextProbe)
+        XCTAssertEqual(destinations(try a.send(datagram(nodes[0], to: nodes[1], "direct"), to: 2, now: heardAt)), [endpointB])
+
+        // b is still relayed (it has not heard a directly): its next round is 15 s on.
+        XCTAssertEqual(b.tick(now: start + .seconds(14)), [])
+        XCTAssertEqual(b.tick(now: start + .seconds(15)), [.resolveEndpoint(local: 2, remote: 1)])
+    }
+
+    /// A first key exchange to an endpoint the registry gave goes with a punch request (1.18's
+    /// `ensureTunnel`), once; one to a node with no endpoint (relay-only) goes without.
+    func testTheFirstKeyExchangeToAResolvedEndpointGoesWithAPunchRequest() throws {
+        let (nodes, world, a, _) = try relayPair()
+        let first = try a.send(datagram(nodes[0], to: nodes[1], "hello"), to: 2, endpoint: endpointB, now: now)
+        XCTAssertEqual(first.first, .send(try BeaconMessage.punchRequest(requester: 1, target: 2).encoded(), to: world.beacon, socket: 0))
+        let pilas = first.dropFirst().compactMap { action -> [UInt8]? in if case let .send(bytes, _, _) = action { bytes } else { nil } }
+        XCTAssertEqual(destinations(first.dropFirst()), [endpointB, world.beacon])
+        XCTAssertEqual(Array(pilas[0].prefix(4)), Array("PILA".utf8))
+        XCTAssertEqual(a.counters.punchRequests, 1)
+        // Queued behind the exchange under way: no second punch.
+        XCTAssertEqual(try a.send(datagram(nodes[0], to: nodes[1], "more"), to: 2, endpoint: endpointB, now: now), [])
+
+        let hidden = try make(3)[0]
+        let toHidden = try a.send(datagram(nodes[0], to: hidden, "psst"), to: 3, now: now)
+        XCTAssertEqual(toHidden.first, .pathChanged(remote: 3, relayed: true))
+        XCTAssertEqual(destinations(toHidden), [world.beacon])
+        guard case let .send(bytes, _, _)? = toHidden.last, case .relay? = try? BeaconMessage(decoding: bytes[...]) else { return XCTFail("\(toHidden)") }
+        XCTAssertEqual(a.counters.punchRequests, 1)
+    }
+
+    /// Upgrades are bounded: at most `upgradesPerTick` started per tick and `upgradesAtOnce`
+    /// under way; the others wait their turn, an unanswered resolve frees its place after
+    /// `upgradeResolveWait`, and a relay-only answer (no endpoint, none known) sends nothing.
+    func testUpgradesAreStartedAFewPerTickAndAFewAtOnce() throws {
+        var timing = TunnelTable.Timing()
+        timing.upgradesPerTick = 2
+        timing.upgradesAtOnce = 3
+        let nodes = try make(1, 2, 3, 4, 5)
+        let world = RelayWorld(registry: registry, directWorks: false, now: now)
+        let a = TunnelTable(timing: timing)
+        a.add(nodes[0].identity)
+        a.useBeacon(world.beacon)
+        world.tables[1] = (a, endpointA)
+        for node in nodes.dropFirst() {
+            let table = TunnelTable()
+            table.add(node.identity, ownSocket: 0)
+            table.useBeacon(world.beacon)
+            let endpoint = try SocketAddress(ipAddress: "127.0.0.1", port: 40000 + Int(node.address.node))
+            world.tables[node.address.node] = (table, endpoint)
+            // No endpoint given: relayed from the start, with none known.
+            world.run(try a.send(datagram(nodes[0], to: node, "hi"), to: node.address.node, now: now), of: 1)
+        }
+        XCTAssertEqual(a.sessions(of: 1).map(\.relayed), [true, true, true, true])
+        func resolves(_ actions: [TunnelAction]) -> [UInt32] {
+            actions.compactMap { action in if case let .resolveEndpoint(_, remote) = action { remote } else { nil } }
+        }
+        let first = resolves(a.tick(now: now + .seconds(1)))
+        XCTAssertEqual(first.count, 2, "two per tick")
+        let second = resolves(a.tick(now: now + .seconds(2)))
+        XCTAssertEqual(second.count, 1, "three at once")
+        XCTAssertEqual(resolves(a.tick(now: now + .seconds(3))), [])
+        // One answers with its endpoint: while it probes, it still counts.
+        let answered = first[0]
+        XCTAssertEqual(destinations(a.endpointResolved(answered, endpoint: world.tables[answered]?.endpoint, now: now + .seconds(3))), [world.beacon])
+        XCTAssertEqual(resolves(a.tick(now: now + .milliseconds(3500))), [])
+        while let due = a.nextProbe { _ = a.probe(now: due) }
+        XCTAssertEqual(a.counters.upgradeProbes, 5)
+        // One is relay-only: nothing to try, its place is free.
+        XCTAssertEqual(a.endpointResolved(first[1], endpoint: nil, now: now + .seconds(3)), [])
+        let last = resolves(a.tick(now: now + .milliseconds(4500)))
+        XCTAssertEqual(last.count, 1)
+        XCTAssertEqual(Set(first + second + last), [2, 3, 4, 5])
+        // The others never answer: their places come free after the wait, and the remotes come
+        // round again 15 s after their last upgrade started.
+        XCTAssertEqual(resolves(a.tick(now: now + .seconds(12))), [])
+        XCTAssertEqual(a.counters.upgrades, 4)
+        XCTAssertEqual(Set(resolves(a.tick(now: now + .seconds(16)))), Set(first))
     }
 }
 

@@ -48,8 +48,12 @@ final class DataRepliesTests: XCTestCase {
         try assertReply(DataControl.Connections.self, ConnectionList(connections: []), #"{"connections":[],"total":0}"#)
         try assertReply(
             DataControl.Peers.self,
-            PeerList(peers: [.init(nodeID: 7, address: "0:0000.0000.0007", endpoint: "127.0.0.1:37000", trusted: true, relayed: false, lastHeardSeconds: 1.5)]),
-            #"{"peers":[{"address":"0:0000.0000.0007","authenticated":true,"encrypted":true,"endpoint":"127.0.0.1:37000","last_heard_seconds":1.5,"node_id":7,"relay":false,"trusted":true}],"total":1}"#)
+            PeerList(peers: [
+                .init(nodeID: 7, address: "0:0000.0000.0007", endpoint: "127.0.0.1:37000", trusted: true, relayed: false, lastHeardSeconds: 1.5, pathSeconds: 42.5),
+                .init(nodeID: 8, address: "0:0000.0000.0008", endpoint: "", trusted: true, relayed: true, lastHeardSeconds: 0.2, pathSeconds: 3),
+            ]),
+            #"{"peers":[{"address":"0:0000.0000.0007","authenticated":true,"encrypted":true,"endpoint":"127.0.0.1:37000","last_heard_seconds":1.5,"node_id":7,"path":"direct","path_seconds":42.5,"relay":false,"trusted":true},"#
+                + #"{"address":"0:0000.0000.0008","authenticated":true,"encrypted":true,"endpoint":"","last_heard_seconds":0.2,"node_id":8,"path":"relay","path_seconds":3,"relay":true,"trusted":true}],"total":2}"#)
         try assertReply(DataControl.Peers.self, PeerList(peers: []), #"{"peers":[],"total":0}"#)
     }
 

@@ -316,15 +316,22 @@ public struct PeerList: ControlReplyData {
         public var relayed: Bool
         /// Seconds since it was last heard from (to a tenth).
         public var lastHeardSeconds: Double
+        /// Seconds since the tunnel last turned relayed or direct, or since it was first set
+        /// up (to a tenth).
+        public var pathSeconds: Double
+
+        /// The path the tunnel takes, as `path` says it: `"relay"` or `"direct"`.
+        public var path: String { relayed ? "relay" : "direct" }
 
         /// A tunnel's description.
-        public init(nodeID: UInt32, address: String, endpoint: String, trusted: Bool, relayed: Bool, lastHeardSeconds: Double) {
+        public init(nodeID: UInt32, address: String, endpoint: String, trusted: Bool, relayed: Bool, lastHeardSeconds: Double, pathSeconds: Double) {
             self.nodeID = nodeID
             self.address = address
             self.endpoint = endpoint
             self.trusted = trusted
             self.relayed = relayed
             self.lastHeardSeconds = lastHeardSeconds
+            self.pathSeconds = pathSeconds
         }
     }
 
@@ -339,17 +346,18 @@ public struct PeerList: ControlReplyData {
             Peer(
                 nodeID: try entry.integer("node_id", as: UInt32.self), address: try entry.string("address"),
                 endpoint: try entry.string("endpoint"), trusted: try entry.bool("trusted"), relayed: try entry.bool("relay"),
-                lastHeardSeconds: try entry.double("last_heard_seconds"))
+                lastHeardSeconds: try entry.double("last_heard_seconds"), pathSeconds: try entry.double("path_seconds"))
         }
     }
 
-    /// Every tunnel is `encrypted` and `authenticated`, as 1.18 reports them.
+    /// Every tunnel is `encrypted` and `authenticated`, as 1.18 reports them; `relay` is 1.18's
+    /// field, `path` and `path_seconds` (the time since it last changed) are ours.
     public var json: JSON {
         ["total": .integer(Int64(peers.count)), "peers": .array(peers.map { peer in
             [
                 "node_id": .integer(Int64(peer.nodeID)), "address": .string(peer.address), "endpoint": .string(peer.endpoint),
                 "encrypted": true, "authenticated": true, "trusted": .bool(peer.trusted), "relay": .bool(peer.relayed),
-                "last_heard_seconds": .double(peer.lastHeardSeconds),
+                "path": .string(peer.path), "path_seconds": .double(peer.pathSeconds), "last_heard_seconds": .double(peer.lastHeardSeconds),
             ]
         })]
     }
