@@ -314,7 +314,27 @@ public final class TunnelTable {
         let pair = NodePair(local: local, remote: remote)
         guard tunnels[pair] == nil, pending[pair] == nil, !(keepExplicit && relations.contains(pair)) else { return }
         related[remote]?.remove(local)
-        if related[remote]?.isEmpty == true { related[remote] = nil }
+        if related[remote]?.isEmpty == true {
+            related[remote] = nil
+            forget(remote: remote)
+        }
+    }
+
+    /// Remote nodes whose path the table keeps: those some identity has business with.
+    public var remotesKnown: Int { paths.count }
+
+    /// No identity of the table has business with `remote` any more: what the table knew of
+    /// its path goes too, so the per-remote state is bounded by the remotes in use, not by
+    /// every remote ever seen (a public identity hears from strangers without end). A later
+    /// dial or key exchange learns the path again.
+    func forget(remote: UInt32) {
+        guard related[remote] == nil, resting[remote] == nil else { return }
+        paths[remote] = nil
+        pathSince[remote] = nil
+        heardDirectly[remote] = nil
+        lastUpgrade[remote] = nil
+        upgrades[remote] = nil
+        unansweredDirect[remote] = nil
     }
 
     /// `local` is an identity of the host not added (it has not joined), with business (trust,

@@ -185,6 +185,7 @@ final class TunnelTableTests: XCTestCase {
         let a = TunnelTable()
         a.add(nodes[0].identity)
         XCTAssertEqual(try a.send(datagram(nodes[0], to: nodes[1], "lost"), to: 2, endpoint: endpointB, now: now).count, 1)
+        XCTAssertEqual(a.remotesKnown, 1)
         var sent: [String] = []
         var failed: [TunnelAction] = []
         for second in 1...30 {
@@ -198,6 +199,8 @@ final class TunnelTableTests: XCTestCase {
         }
         XCTAssertEqual(sent, Array(repeating: ["PILA", "PILK"], count: 5).flatMap { $0 })
         XCTAssertEqual(failed, [.exchangeFailed(local: 1, remote: 2, dropped: 1)])
+        // Nobody has business with node 2 any more: its path is forgotten, not kept for ever.
+        XCTAssertEqual(a.remotesKnown, 0)
         XCTAssertThrowsError(try a.send(datagram(nodes[1], to: nodes[0], "not mine"), to: 1, now: now)) {
             XCTAssertEqual($0 as? TunnelError, .unknownIdentity(2))
         }
