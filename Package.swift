@@ -128,8 +128,8 @@ let package = Package(
             swiftSettings: strict),
 
         // Helpers for tests that run real processes: the official 1.18 binaries, child processes,
-        // loopback sockets. Linked by test targets and pilot-bench, never by what is installed.
-        .target(name: "PilotTestSupport", dependencies: ["PilotWire"], swiftSettings: strict),
+        // loopback sockets, the NAT lab. Linked by test targets and pilot-bench, never by what is installed.
+        .target(name: "PilotTestSupport", dependencies: ["PilotWire", "PilotClient"], swiftSettings: strict),
 
         .testTarget(name: "PilotWireTests", dependencies: ["PilotWire", "PilotTestSupport"]),
         .testTarget(name: "PilotCryptoTests", dependencies: ["PilotCrypto", "PilotWire", "PilotTestSupport"]),

@@ -13,6 +13,8 @@
 //                                        that many identity pairs on two pilot-hosts, trusting and messaging at once
 //   pilot-bench pool [--identities 100000]
 //                                        the identity pool alone (no sockets): creation, load, re-registration, RSS
+//   pilot-bench nat [--cases 1a,3] [--megabytes 10] [--files 1] [--idle-timeout S] [--details]
+//                                        the NAT lab's cases (root): path, time to direct, MB/s each way
 
 import Foundation
 
@@ -27,6 +29,8 @@ func usage() -> Never {
                pilot-bench net [--megabytes 200] [--echoes 2000]
                pilot-bench trust [--pairs 50]                     (pilot-host and pilot-rendezvous beside it)
                pilot-bench pairs [--pairs 1000] [--messages 10]   (pilot-host and pilot-rendezvous beside it)
+               pilot-bench nat [--cases 1a,3] [--megabytes 10] [--files 1] [--idle-timeout S] [--details] [--artifacts DIR]
+                                                                  (root; pilot-host, pilotctl and pilot-rendezvous beside it)
         """)
     exit(2)
 }
@@ -51,6 +55,14 @@ case "host":
 case "net": NetBench(megabytes: Int(option("--megabytes", default: 200)), echoes: Int(option("--echoes", default: 2000))).run()
 case "trust": TrustBench(pairs: Int(option("--pairs", default: 50))).run()
 case "pairs": PairsBench(pairs: Int(option("--pairs", default: 1000)), messages: Int(option("--messages", default: 10))).run()
+case "nat":
+    let value = { (name: String) in arguments.firstIndex(of: name).flatMap { $0 + 1 < arguments.count ? arguments[$0 + 1] : nil } }
+    NATBench(
+        names: value("--cases")?.split(separator: ",").map(String.init) ?? [], megabytes: Int(option("--megabytes", default: 10)),
+        files: Int(option("--files", default: ProcessInfo.processInfo.environment["PILOT_LONG"] == "1" ? 10 : 1)),
+        idleTimeout: value("--idle-timeout").flatMap { Int($0) }, details: arguments.contains("--details"),
+        artifacts: URL(fileURLWithPath: value("--artifacts") ?? FileManager.default.temporaryDirectory.appendingPathComponent("pilot-nat-artifacts").path)
+    ).run()
 case "pool": PoolBench(count: Int(option("--identities", default: 100_000))).run()
 case "pool-load" where arguments.count == 3: PoolBench.load(state: arguments[1], registry: arguments[2])
 default: usage()
