@@ -8,10 +8,13 @@ import XCTest
 ///
 /// What must hold whatever the traversal does is asserted always: every file arrives whole,
 /// fully-random NATs on both sides stay on the relay, a transfer survives its NAT's rebinding,
-/// and a path idle past the conntrack timeouts carries the next message within 2 s. Where
-/// traversal should find a direct path (cases 1, 2 and 4, and case 5 after the rebinding), the
-/// path is printed, and asserted (direct within 5 s of mutual trust) with
-/// `PILOT_NAT_EXPECT_DIRECT=1`. `PILOT_LONG=1` sends ten files each way instead of one.
+/// and a path idle past the conntrack timeouts carries the next message within 2 s. Between two
+/// pilot-hosts the direct path is asserted always: within 5 s of mutual trust behind two
+/// port-preserving NATs (1a), within one upgrade round (20 s) between a fully-random NAT and a
+/// full-cone one (4), and back after a rebinding (5). Where the official daemon is an end (1b,
+/// 1c, 2) the path is printed, and asserted (direct within 5 s) only with
+/// `PILOT_NAT_EXPECT_DIRECT=1`: 1.18's own path choices do not get there yet (see issue 15's
+/// notes). `PILOT_LONG=1` sends ten files each way instead of one.
 ///
 /// Skipped, saying why, without root, nft, conntrack or network namespaces; the cases with the
 /// official daemon also without its 1.18 binaries. Case 2's capture is kept in
@@ -21,7 +24,7 @@ final class NATTraversalLabTests: XCTestCase {
 
     func testPortPreservingNATsBetweenPilotHosts() throws {
         let outcome = try run("1a")
-        expectDirectWithinFiveSeconds(outcome)
+        expectDirect(outcome, within: 5, always: true)
     }
 
     func testPortPreservingNATsFromPilotHostToTheOfficialDaemon() throws {
@@ -64,7 +67,7 @@ final class NATTraversalLabTests: XCTestCase {
 
     func testAFullyRandomNATAndAFullConeOne() throws {
         let outcome = try run("4")
-        expectDirectWithinFiveSeconds(outcome)
+        expectDirect(outcome, within: 20, always: true)
     }
 
     /// Router 0 changes every mapping of its host 0.2 s into the first file: the file still
@@ -77,9 +80,7 @@ final class NATTraversalLabTests: XCTestCase {
         let transfer = try XCTUnwrap(outcome.transfers.first?.seconds, "the first transfer failed\n\(outcome.details)")
         XCTAssertLessThan(into, transfer, "the rebinding came after the transfer: it proves nothing")
         XCTAssertEqual(outcome.messagesAfterEvent, [true, true], outcome.details)
-        if expectsDirect {
-            XCTAssertEqual(outcome.seen.map(\.last), [.direct, .direct], "the direct path did not come back\n\(outcome.details)")
-        }
+        XCTAssertEqual(outcome.seen.map(\.last), [.direct, .direct], "the direct path did not come back\n\(outcome.details)")
     }
 
     /// Conntrack timeouts of 30 s on both routers (stream ones included) and 35 s without a
@@ -120,11 +121,17 @@ final class NATTraversalLabTests: XCTestCase {
     /// With PILOT_NAT_EXPECT_DIRECT=1: both ends report a direct path within 5 s of mutual
     /// trust. Otherwise the path is only printed (by `run`).
     private func expectDirectWithinFiveSeconds(_ outcome: NATLabOutcome) {
-        guard expectsDirect else { return }
+        expectDirect(outcome, within: 5, always: false)
+    }
+
+    /// Both ends report a direct path within `seconds` of mutual trust: asserted when `always`,
+    /// else only with PILOT_NAT_EXPECT_DIRECT=1.
+    private func expectDirect(_ outcome: NATLabOutcome, within limit: Double, always: Bool) {
+        guard always || expectsDirect else { return }
         guard let seconds = outcome.timeToDirect else {
             return XCTFail("no direct path (\(outcome.seen.map { $0.last?.rawValue ?? "none" }))\n\(outcome.details)")
         }
-        XCTAssertLessThanOrEqual(seconds, 5, "direct only after \(seconds) s\n\(outcome.details)")
+        XCTAssertLessThanOrEqual(seconds, limit, "direct only after \(seconds) s\n\(outcome.details)")
     }
 
     private static var artifacts: URL {
