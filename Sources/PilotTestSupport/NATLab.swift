@@ -202,8 +202,16 @@ public final class NATLab: @unchecked Sendable {
         }
     }
 
-    /// Replaces `router`'s ruleset in one nft transaction.
-    private func loadRules(_ router: Router, portRange: ClosedRange<Int>?) throws {
+    /// A rebinding, as a NAT that restarts does it: `router` masquerades UDP into `range` and
+    /// forgets every flow, in one command run (two would leave a loaded machine's traffic
+    /// between them for a while).
+    public func rebind(_ router: Router, to range: ClosedRange<Int>) throws {
+        try loadRules(router, portRange: range, thenFlush: true)
+    }
+
+    /// Replaces `router`'s ruleset in one nft transaction, and with `thenFlush` empties its
+    /// conntrack table in the same command run.
+    private func loadRules(_ router: Router, portRange: ClosedRange<Int>?, thenFlush: Bool = false) throws {
         let random = router.kind == .fullyRandom ? " fully-random" : ""
         let ports = portRange.map { " to :\($0.lowerBound)-\($0.upperBound)" } ?? ""
         let fullCone = router.kind == .fullCone
@@ -235,7 +243,11 @@ public final class NATLab: @unchecked Sendable {
         let file = FileManager.default.temporaryDirectory.appendingPathComponent("\(router.namespace).nft")
         try rules.write(to: file, atomically: true, encoding: .utf8)
         defer { try? FileManager.default.removeItem(at: file) }
-        try inside(router.namespace, Self.nft, ["-f", file.path])
+        if thenFlush {
+            try inside(router.namespace, "/bin/sh", ["-c", "\(Self.nft) -f \(file.path) && \(Self.conntrack) -F"])
+        } else {
+            try inside(router.namespace, Self.nft, ["-f", file.path])
+        }
     }
 
     private func inside(_ namespace: String, _ executable: String, _ arguments: [String]) throws {
