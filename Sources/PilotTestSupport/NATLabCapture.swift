@@ -13,6 +13,9 @@ public struct NATLabCapture: Sendable {
         public let source: String
         public let destination: String
         public var datagrams: Int
+        /// When the first one passed (seconds since 1970, as tcpdump stamps it) and its length.
+        public let first: Double
+        public let firstLength: Int
         public var description: String { "\(source) > \(destination): \(datagrams)" }
     }
 
@@ -40,19 +43,20 @@ public struct NATLabCapture: Sendable {
     /// Reads `file` with tcpdump and keeps the datagrams between WAN addresses `a` and `b`, and
     /// those each sent to `rendezvous`.
     public init(reading file: URL, between a: String, and b: String, rendezvous: String) throws {
-        let read = ChildProcess.run("/usr/bin/tcpdump", ["-r", file.path, "-n", "-q", "udp"], timeout: 30)
+        let read = ChildProcess.run("/usr/bin/tcpdump", ["-r", file.path, "-n", "-q", "-tt", "udp"], timeout: 30)
         guard read.status == 0 else { throw HarnessError("tcpdump -r \(file.path): \(read.output.suffix(300))") }
         var counted: [String: Flow] = [:]
         var toRendezvous = [a: 0, b: 0]
         for line in read.stdout.split(separator: "\n") {
-            // "12:00:00.000000 IP 203.0.113.2.37000 > 203.0.113.3.37000: UDP, length 125"
+            // "1796405444.087517 IP 203.0.113.2.37000 > 203.0.113.3.37000: UDP, length 125"
             let words = line.split(separator: " ")
-            guard let at = words.firstIndex(of: "IP"), at + 3 < words.count, words[at + 2] == ">" else { continue }
+            guard let at = words.firstIndex(of: "IP"), at + 3 < words.count, words[at + 2] == ">", let time = Double(words[0]) else { continue }
             let source = Self.endpoint(words[at + 1]), destination = Self.endpoint(words[at + 3].dropLast())
             if destination.address == rendezvous, toRendezvous[source.address] != nil { toRendezvous[source.address, default: 0] += 1 }
             guard Set([source.address, destination.address]) == Set([a, b]) else { continue }
             let key = "\(source.text) \(destination.text)"
-            counted[key, default: Flow(source: source.text, destination: destination.text, datagrams: 0)].datagrams += 1
+            let length = words.last.flatMap { Int($0) } ?? 0
+            counted[key, default: Flow(source: source.text, destination: destination.text, datagrams: 0, first: time, firstLength: length)].datagrams += 1
         }
         self.file = file
         self.toRendezvous = toRendezvous
@@ -74,7 +78,18 @@ public struct NATLabCapture: Sendable {
     public var reason: String {
         let seen = flows.isEmpty ? "" : " (\(flows.map(\.description).joined(separator: ", ")))"
         let beacon = toRendezvous.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", ")
-        return sentence(seen) + "; datagrams to the rendezvous: \(beacon)"
+        return sentence(seen) + order + "; datagrams to the rendezvous: \(beacon)"
+    }
+
+    /// Which router sent the other its first datagram, and how long before the other's first:
+    /// a NAT drops what reaches it before its host has sent the other way.
+    private var order: String {
+        let firsts = Dictionary(grouping: flows) { $0.source.split(separator: ":")[0] }.compactMapValues { $0.min { $0.first < $1.first } }
+            .values.sorted { $0.first < $1.first }
+        guard let earliest = firsts.first else { return "" }
+        let lead = "; \(earliest.source) sent first (\(earliest.firstLength) bytes)"
+        guard firsts.count == 2 else { return lead }
+        return lead + String(format: ", %.2f ms before ", (firsts[1].first - earliest.first) * 1000) + "\(firsts[1].source) (\(firsts[1].firstLength) bytes)"
     }
 
     private func sentence(_ seen: String) -> String {

@@ -13,8 +13,10 @@ public struct NATLabCase: Sendable, CustomStringConvertible {
     /// What happens to the path besides the files.
     public enum Event: Sendable, Equatable {
         case none
-        /// 0.2 s into the first file from end 0, router 0 starts masquerading into other ports
-        /// (40000-49999) and forgets every flow: each mapping of its host changes mid-transfer.
+        /// As the first file from end 0 starts on its way, router 0 starts masquerading into
+        /// other ports (40000-49999) and forgets every flow (`NATLab.rebind`): each mapping of its
+        /// host changes mid-transfer. The outcome says when the rebinding was done, so a transfer
+        /// that finished first (10 MB take a quarter of a second on a fast path) is seen as such.
         case rebinding
         /// After the files, both routers' UDP conntrack timeouts go down to `timeout` seconds (both
         /// unreplied and stream), a message goes each way (so every flow runs on them), and the
@@ -161,14 +163,16 @@ public struct NATLabCase: Sendable, CustomStringConvertible {
         do {
             try bytes.write(to: file)
             var whenSending: (@Sendable () -> Void)?
-            if let rebinding { whenSending = { rebinding.start(after: 0.2) } }
+            if let rebinding { whenSending = { rebinding.start() } }
             record.seconds = try from.sendFile(file, to: to.node, whenSending: whenSending)
-            let arrived = try to.receivedFile(named: name, savingInto: directory.url.appendingPathComponent("saved-\(to.name)"))
-            record.exact = arrived == bytes
-            if !record.exact { record.error = "arrived \(arrived.map { "\($0.count) bytes, not the same" } ?? "nothing")" }
         } catch {
             record.error = "\(error)"
         }
+        // Looked for even when the send failed: a file can arrive whole while its ACK is lost.
+        let arrived = try? to.receivedFile(named: name, savingInto: directory.url.appendingPathComponent("saved-\(to.name)"))
+        record.exact = record.error == nil && arrived == bytes
+        let what = arrived.flatMap { $0 }.map { $0 == bytes ? "the file arrived whole" : "\($0.count) bytes arrived, not the same" } ?? "nothing arrived"
+        if record.error != nil || !record.exact { record.error = [record.error, what].compactMap { $0 }.joined(separator: "; ") }
         try? FileManager.default.removeItem(at: file)
         return record
     }
@@ -243,13 +247,13 @@ public struct NATLabCase: Sendable, CustomStringConvertible {
 /// way, on a thread of its own; `finish` waits for it.
 private final class Rebinding: @unchecked Sendable {
     // @unchecked: `sending` is written once by the transfer before its send, which returns
-    // before `finish` reads it; `started` and `failure` are written once on the rebinding's
+    // before `finish` reads it; `rebound` and `failure` are written once on the rebinding's
     // thread before `done` is signalled, and read only after waiting for it.
     private let lab: NATLab
     private let router: NATLab.Router
     private let done = DispatchSemaphore(value: 0)
-    private var started: Date?
     private var sending: Date?
+    private var rebound: Date?
     private var failure: String?
 
     init(lab: NATLab, router: NATLab.Router) {
@@ -257,13 +261,12 @@ private final class Rebinding: @unchecked Sendable {
         self.router = router
     }
 
-    func start(after seconds: TimeInterval) {
+    func start() {
         sending = Date()
-        DispatchQueue.global().asyncAfter(deadline: .now() + seconds) { [self] in
-            started = Date()
+        DispatchQueue.global().async { [self] in
             do {
-                try lab.setPortRange(router, 40000...49999)
-                try lab.flushConntrack(router)
+                try lab.rebind(router, to: 40000...49999)
+                rebound = Date()
             } catch {
                 failure = "\(error)"
             }
@@ -271,10 +274,10 @@ private final class Rebinding: @unchecked Sendable {
         }
     }
 
-    /// Waits for the rebinding (if the transfer started it) and says when it came.
+    /// Waits for the rebinding (if the transfer started it) and says when it was done.
     func finish() -> NATLabOutcome.RebindingReport {
         guard let sending else { return NATLabOutcome.RebindingReport(secondsIntoTransfer: nil, error: "the transfer never started sending") }
         done.wait()
-        return NATLabOutcome.RebindingReport(secondsIntoTransfer: started.map { $0.timeIntervalSince(sending) }, error: failure)
+        return NATLabOutcome.RebindingReport(secondsIntoTransfer: rebound.map { $0.timeIntervalSince(sending) }, error: failure)
     }
 }

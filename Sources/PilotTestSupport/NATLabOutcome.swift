@@ -24,9 +24,10 @@ public struct NATLabOutcome: Sendable {
         public var megabytesPerSecond: Double? { seconds.map { Double(bytes) / 1e6 / max($0, 1e-6) } }
     }
 
-    /// When the rebinding of `NATLabCase.Event.rebinding` came.
+    /// When the rebinding of `NATLabCase.Event.rebinding` was done.
     public struct RebindingReport: Sendable {
-        /// Seconds after the transfer began sending (nil: it did not happen).
+        /// Seconds after the transfer began sending when the router had its new rules and an
+        /// empty conntrack table (nil: it did not happen).
         public let secondsIntoTransfer: TimeInterval?
         public let error: String?
     }
@@ -107,7 +108,10 @@ public struct NATLabOutcome: Sendable {
         }
         if let rebinding {
             let during = transfers.first?.seconds.map { String(format: " of %.1f s", $0) } ?? ""
-            notes.append(rebinding.secondsIntoTransfer.map { String(format: "rebound %.1f s into the transfer", $0) + during } ?? "no rebinding")
+            notes.append(rebinding.secondsIntoTransfer.map { String(format: "rebound %.2f s into the transfer", $0) + during } ?? "no rebinding")
+            if let into = rebinding.secondsIntoTransfer, let seconds = transfers.first?.seconds, into >= seconds {
+                notes.append("the transfer had finished before the rebinding: it proves nothing")
+            }
             if let error = rebinding.error { notes.append("rebinding failed: \(error)") }
             notes.append("message after: \(messagesAfterEvent.map { $0 ? "ok" : "lost" }.joined(separator: " / "))")
         }

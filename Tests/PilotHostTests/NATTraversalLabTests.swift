@@ -70,15 +70,15 @@ final class NATTraversalLabTests: XCTestCase {
         expectDirect(outcome, within: 20, always: true)
     }
 
-    /// Router 0 changes every mapping of its host 0.2 s into the first file: the file still
-    /// arrives whole, and a message goes each way after.
+    /// Router 0 changes every mapping of its host as the first file starts on its way: the file
+    /// still arrives whole, and a message goes each way after.
     func testATransferSurvivesItsNATRebinding() throws {
         let outcome = try run("5")
         let rebinding = try XCTUnwrap(outcome.rebinding)
         XCTAssertNil(rebinding.error)
         let into = try XCTUnwrap(rebinding.secondsIntoTransfer, "the rebinding did not happen")
         let transfer = try XCTUnwrap(outcome.transfers.first?.seconds, "the first transfer failed\n\(outcome.details)")
-        XCTAssertLessThan(into, transfer, "the rebinding came after the transfer: it proves nothing")
+        XCTAssertLessThan(into, transfer, "the rebinding was done after the transfer: it proves nothing")
         XCTAssertEqual(outcome.messagesAfterEvent, [true, true], outcome.details)
         XCTAssertEqual(outcome.seen.map(\.last), [.direct, .direct], "the direct path did not come back\n\(outcome.details)")
     }
