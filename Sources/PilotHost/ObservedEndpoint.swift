@@ -39,10 +39,7 @@ struct ObservedEndpoint: Hashable, Sendable {
     /// fc00::/7), loopback, link-local or unspecified. Go's `IsPrivate` and its neighbours, as
     /// 1.18 judges a STUN answer.
     var isPublic: Bool {
-        if ip.count == 4 {
-            let (a, b) = (ip[0], ip[1])
-            return !(a == 0 || a == 10 || a == 127 || (a == 172 && b & 0xF0 == 16) || (a == 192 && b == 168) || (a == 169 && b == 254))
-        }
+        if ip.count == 4 { return !(ip[0] == 0 || ip[0] == 127 || Endpoint.isPrivateOrLinkLocal(ipv4: ip)) }
         let unspecifiedOrLoopback = ip.prefix(15).allSatisfy { $0 == 0 } && ip[15] <= 1
         let uniqueLocal = ip[0] & 0xFE == 0xFC
         let linkLocal = ip[0] == 0xFE && ip[1] & 0xC0 == 0x80

@@ -153,3 +153,22 @@ public enum EndpointError: Error, Hashable, Sendable, CustomStringConvertible {
         }
     }
 }
+
+extension Endpoint {
+    /// The host's four bytes when it is a dotted IPv4 address (each part 0 to 255, at most three
+    /// digits); nil for anything else.
+    public var ipv4Octets: [UInt8]? {
+        let parts = host.split(separator: ".", omittingEmptySubsequences: false)
+        guard parts.count == 4, parts.allSatisfy({ (1...3).contains($0.count) }) else { return nil }
+        let octets = parts.compactMap { UInt8($0) }
+        return octets.count == 4 ? octets : nil
+    }
+
+    /// Whether IPv4 `octets` are private (10/8, 172.16/12, 192.168/16) or link-local
+    /// (169.254/16): the addresses 1.18 lists as its LAN and will not take from a STUN answer.
+    public static func isPrivateOrLinkLocal(ipv4 octets: [UInt8]) -> Bool {
+        guard octets.count == 4 else { return false }
+        let (a, b) = (octets[0], octets[1])
+        return a == 10 || (a == 172 && b & 0xF0 == 16) || (a == 192 && b == 168) || (a == 169 && b == 254)
+    }
+}

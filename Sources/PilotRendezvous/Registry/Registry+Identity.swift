@@ -76,14 +76,11 @@ extension Registry {
         guard let items = field?.arrayValue else { return [] }
         var kept: [String] = []
         for item in items {
-            guard kept.count < maxLANAddresses, let text = item.stringValue, let endpoint = try? Endpoint(parsing: text), endpoint.port != 0
+            guard kept.count < maxLANAddresses, let text = item.stringValue, let endpoint = try? Endpoint(parsing: text), endpoint.port != 0,
+                let octets = endpoint.ipv4Octets, Endpoint.isPrivateOrLinkLocal(ipv4: octets)
             else { continue }
-            let octets = endpoint.host.split(separator: ".", omittingEmptySubsequences: false).compactMap { UInt8($0) }
-            guard octets.count == 4, endpoint.host.split(separator: ".").allSatisfy({ $0.count <= 3 }) else { continue }
-            let isPrivate = octets[0] == 10 || (octets[0] == 172 && (16...31).contains(octets[1])) || (octets[0] == 192 && octets[1] == 168)
-                || (octets[0] == 169 && octets[1] == 254)
             let described = endpoint.description
-            if isPrivate, !kept.contains(described) { kept.append(described) }
+            if !kept.contains(described) { kept.append(described) }
         }
         return kept
     }
