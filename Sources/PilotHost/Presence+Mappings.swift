@@ -118,6 +118,10 @@ extension Presence {
                 }
                 logger.notice("registered again with the socket's mapping", metadata: [
                     "PILOT_SOCKET": "\(socket)", "address": "\(address)", "identities": "\(names.count)", "failed": "\(failed.count)"])
+                // The beacon, too, relays to the identities behind the shared socket at the old
+                // mapping until it hears them from the new one: tell it now, not at the next
+                // heartbeat. (An own socket's discover, which brought the mapping, did already.)
+                if socket == Self.sharedSocket { await announce(await pool.privateNodes) }
             } catch {
                 // The registry is out of reach: the next heartbeat tries again.
                 registeredAddresses[socket] = nil

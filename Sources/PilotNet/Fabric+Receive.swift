@@ -38,6 +38,8 @@ extension Fabric {
             case .wake(let local):
                 state.wakesAsked[local] = .now()
                 state.wakeReceiver?(local)
+            case .timerDue:
+                armDueTimer()
             }
         }
     }
@@ -68,26 +70,27 @@ extension Fabric {
             }
             loop.execute { [endpoint] in
                 self.perform(self.state.value.table.endpointResolved(remote, endpoint: endpoint, now: .now()))
-                self.armProbeTimer()
+                self.armDueTimer()
             }
         }
     }
 
-    /// Sets the timer for the table's next upgrade probe, unless one is set for that time or
+    /// Sets the timer for what the table has due next (`TunnelTable.nextDue`: upgrade probes,
+    /// first exchanges that waited for their punch), unless one is set for that time or
     /// earlier: it fires every 200 ms while bursts of probes last, and not at all otherwise.
-    func armProbeTimer() {
+    func armDueTimer() {
         let state = state.value
-        guard !state.stopped, let due = state.table.nextProbe else { return }
-        if let armed = state.probeTimer {
+        guard !state.stopped, let due = state.table.nextDue else { return }
+        if let armed = state.dueTimer {
             if armed.deadline <= due { return }
             armed.task.cancel()
         }
         let task = loop.scheduleTask(deadline: due) { [self] in
-            self.state.value.probeTimer = nil
-            perform(self.state.value.table.probe(now: .now()))
-            armProbeTimer()
+            self.state.value.dueTimer = nil
+            perform(self.state.value.table.sendDue(now: .now()))
+            armDueTimer()
         }
-        state.probeTimer = (due, task)
+        state.dueTimer = (due, task)
     }
 
     func deliver(_ packet: Packet, to local: UInt32) {

@@ -65,8 +65,8 @@ public final class Fabric: Sendable {
         var wakesAsked: [UInt32: NIODeadline] = [:]
         var ticker: RepeatedTask?
         var streamTicker: RepeatedTask?
-        /// The timer of the next direct-upgrade probe (`TunnelTable.nextProbe`), and its deadline.
-        var probeTimer: (deadline: NIODeadline, task: Scheduled<Void>)?
+        /// The timer of what the table has due next (`TunnelTable.nextDue`), and its deadline.
+        var dueTimer: (deadline: NIODeadline, task: Scheduled<Void>)?
         let streams = PortTable()
         var gate = TrustGate()
         /// Each socket's descriptor, sent on by `sender` beside the NIO channel that reads it.
@@ -310,6 +310,21 @@ public final class Fabric: Sendable {
         }.get()
     }
 
+    /// Closes socket `socket` (one bound for an identity of its own, after the identity left);
+    /// datagrams still queued for it are dropped. The shared socket (0) is closed only by
+    /// `shutdown`.
+    public func closeSocket(_ socket: Int) async {
+        guard socket != 0 else { return }
+        let channel = try? await loop.submit { [state] () -> (any Channel)? in
+            let state = state.value
+            state.descriptors[socket] = nil
+            state.outgoing[socket] = nil
+            return state.channels.removeValue(forKey: socket)
+        }.get()
+        // Closing the descriptor takes it out of the busy-poll set too.
+        if let channel { try? await channel.close() }
+    }
+
     /// `local` has business with `remote` (trust, a handshake): key exchanges from it apply.
     public func relate(local: UInt32, remote: UInt32, _ related: Bool = true) async throws {
         try await loop.submit { [state] in
@@ -331,8 +346,8 @@ public final class Fabric: Sendable {
             state.ticker = nil
             state.streamTicker?.cancel()
             state.streamTicker = nil
-            state.probeTimer?.task.cancel()
-            state.probeTimer = nil
+            state.dueTimer?.task.cancel()
+            state.dueTimer = nil
             for entry in state.streams.entries.values {
                 entry.handle?.markClosed()
                 entry.dialed?.fail(StreamError("the fabric is shut down"))

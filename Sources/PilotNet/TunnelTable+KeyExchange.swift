@@ -92,6 +92,7 @@ extension TunnelTable {
             tunnel.lastAnswered = now
             actions += emit(identity.authenticatedExchange, reply, local: local, remote: remote)
             // What waited for the key goes out now, in order.
+            punchWaits[pair] = nil
             for packet in pending.removeValue(forKey: pair)?.queue ?? [] {
                 actions += seal(packet, on: tunnel, path: reply, now: now)
             }

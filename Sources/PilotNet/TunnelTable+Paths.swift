@@ -31,7 +31,7 @@ extension TunnelTable {
             counters.punchCommands += 1
             let punch = TunnelFrame.punch.encoded()
             counters.framesOut += 3
-            return Array(repeating: .send(punch, to: target, socket: socket), count: 3)
+            return Array(repeating: .send(punch, to: target, socket: socket), count: 3) + punchCommanded(on: socket, now: now)
         default:
             return [.fromBeacon(message, socket: socket)]
         }
@@ -62,6 +62,26 @@ extension TunnelTable {
             lastUpgrade[remote] = now
             counters.blackholes += 1
             actions.append(.pathChanged(remote: remote, relayed: true))
+            actions += rediscover(behind: remote, along: path)
+        }
+        return actions
+    }
+
+    /// A direct path to `remote` went silent: perhaps our own NAT gave our socket a new
+    /// mapping, and the beacon would relay to us at the old one until our next announcement
+    /// (up to 30 s). So each identity with a session with `remote` tells the beacon where it is
+    /// now, from the socket it sends on (a discover, as the announcements: 0x08 from a shared
+    /// socket, 0x01 from one of its own). The beacon's answer, the socket's mapping, goes up
+    /// (`fromBeacon`), and a new mapping is registered.
+    func rediscover(behind remote: UInt32, along path: Path) -> [TunnelAction] {
+        guard let beacon else { return [] }
+        var actions: [TunnelAction] = []
+        for local in (related[remote] ?? []).sorted() where tunnels[NodePair(local: local, remote: remote)] != nil {
+            let ownSocket = identitySockets[local]
+            let message: BeaconMessage = ownSocket == nil ? .discoverExtended(node: local) : .discover(node: local)
+            guard let bytes = try? message.encoded() else { continue }
+            counters.rediscovers += 1
+            actions.append(.send(bytes, to: beacon, socket: ownSocket ?? path.socket))
         }
         return actions
     }
@@ -103,7 +123,7 @@ extension TunnelTable {
     /// relay-only, or the registry could not be asked), in which case the endpoint known from
     /// before, if any, is tried. The endpoint becomes the path's (the next key exchange tries it
     /// too), a punch request goes to the beacon, and `probe` sends the sealed probes from
-    /// `upgradeProbeSpacing` on (`nextProbe` says when).
+    /// `upgradeProbeSpacing` on (`nextDue` says when).
     public func endpointResolved(_ remote: UInt32, endpoint: SocketAddress?, now: NIODeadline) -> [TunnelAction] {
         guard var upgrade = upgrades[remote], upgrade.endpoint == nil else { return [] }
         // Heard directly meanwhile: the path it came by is better than the registry's word.
@@ -122,16 +142,24 @@ extension TunnelTable {
         return punchRequest(local: upgrade.local, remote: remote, along: path)
     }
 
-    /// When the next upgrade probe is due (`probe`), nil when none is under way.
-    public var nextProbe: NIODeadline? {
-        upgrades.values.lazy.filter { $0.endpoint != nil }.map(\.due).min()
+    /// When `sendDue` has something to send next (an upgrade probe, or a first exchange that
+    /// waited for its punch), nil when nothing waits.
+    public var nextDue: NIODeadline? {
+        let probe = upgrades.values.lazy.filter { $0.endpoint != nil }.map(\.due).min()
+        let exchange = punchWaits.values.lazy.map(\.until).min()
+        return [probe, exchange].compactMap { $0 }.min()
+    }
+
+    /// What is due: first exchanges whose punch wait is over, and upgrade probes.
+    public func sendDue(now: NIODeadline) -> [TunnelAction] {
+        releasePunched(now: now) + probe(now: now)
     }
 
     /// The upgrade probes that are due: an empty keepalive, sealed, straight to the endpoint
     /// the registry gave. All of them go even once the path turned direct: a 1.18 peer moves
     /// back to direct only after three frames heard directly. A probe may be lost: it does not
     /// stand in for the keepalive on the relayed path.
-    public func probe(now: NIODeadline) -> [TunnelAction] {
+    func probe(now: NIODeadline) -> [TunnelAction] {
         var actions: [TunnelAction] = []
         for (remote, var upgrade) in upgrades where upgrade.due <= now {
             guard let endpoint = upgrade.endpoint else { continue }

@@ -40,20 +40,60 @@ extension TunnelTable {
             exchange.attempts = 1
             exchange.nextAttempt = now + timing.retransmit
             // As 1.18 (`ensureTunnel`): with an endpoint the registry gave, a punch request
-            // first, so both NATs are open by the time the remote answers; then the exchange
-            // straight to the endpoint and a copy through the beacon at once, so a remote that
-            // cannot be reached directly gets it without waiting for the retries to give up on
-            // it, and one that can again is tried directly again (a path once relayed is not
-            // relayed for good).
-            if endpoint != nil { actions += punchRequest(local: local, remote: remote, along: path) }
-            if path.endpoint != nil {
-                actions += emit(identity.authenticatedExchange, Path(endpoint: path.endpoint, socket: path.socket), local: local, remote: remote)
+            // first. Unlike 1.18, the exchange then waits for the punch (`releasePunched`):
+            // sent at once, it reaches the remote's NAT before the remote's PILPs have opened
+            // it, is dropped there, and the remote hears only the relayed copy, which makes
+            // 1.18 keep that peer on the relay until its own next upgrade round.
+            pending[pair] = exchange
+            if endpoint != nil, beacon != nil {
+                actions += punchRequest(local: local, remote: remote, along: path)
+                punchWaits[pair] = PunchWait(socket: sendingSocket(local, path), until: now + timing.punchWaitLimit)
+                return actions + [.timerDue]
             }
-            if beacon != nil {
-                actions += emit(identity.authenticatedExchange, Path(endpoint: path.endpoint, socket: path.socket, relayed: true), local: local, remote: remote)
-            }
+            return actions + sendFirstExchange(pair, identity: identity, path: path)
         }
         pending[pair] = exchange
+        return actions
+    }
+
+    /// The first exchange of `pair`: straight to the remote's endpoint, if one is known, and a
+    /// copy through the beacon right after, so a remote that cannot be reached directly gets
+    /// it without waiting for the retries to give up on it, and one that can again is tried
+    /// directly again (a path once relayed is not relayed for good). The direct one goes
+    /// first: arriving first, it gives the remote our endpoint before the relayed copy counts.
+    func sendFirstExchange(_ pair: NodePair, identity: TunnelIdentity, path: Path) -> [TunnelAction] {
+        var actions: [TunnelAction] = []
+        if path.endpoint != nil {
+            actions += emit(identity.authenticatedExchange, Path(endpoint: path.endpoint, socket: path.socket), local: pair.local, remote: pair.remote)
+        }
+        if beacon != nil {
+            actions += emit(
+                identity.authenticatedExchange, Path(endpoint: path.endpoint, socket: path.socket, relayed: true), local: pair.local, remote: pair.remote)
+        }
+        return actions
+    }
+
+    /// The beacon's punch command arrived on `socket`: the first exchanges waiting for a punch
+    /// on that socket go `punchLead` from now, once the remote, which got its command at the
+    /// same moment, has had time to send its PILPs and so open its NAT to us.
+    func punchCommanded(on socket: Int, now: NIODeadline) -> [TunnelAction] {
+        var moved = false
+        for (pair, wait) in punchWaits where wait.socket == socket && wait.until > now + timing.punchLead {
+            punchWaits[pair]?.until = now + timing.punchLead
+            moved = true
+        }
+        return moved ? [.timerDue] : []
+    }
+
+    /// The first exchanges whose punch wait is over (`punchCommanded`, or `punchWaitLimit`
+    /// without a command: the beacon does not know the remote).
+    func releasePunched(now: NIODeadline) -> [TunnelAction] {
+        var actions: [TunnelAction] = []
+        for (pair, wait) in punchWaits where wait.until <= now {
+            punchWaits[pair] = nil
+            guard pending[pair] != nil, let identity = identities[pair.local], let path = paths[pair.remote] else { continue }
+            actions += sendFirstExchange(pair, identity: identity, path: path)
+        }
         return actions
     }
 

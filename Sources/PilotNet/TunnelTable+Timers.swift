@@ -4,7 +4,7 @@ extension TunnelTable {
     /// Retransmits key exchanges (through the beacon from the `relayFromAttempt`th, with a
     /// punch request), gives up on dead ones, turns silent direct paths relayed and starts the
     /// direct upgrades of relayed ones, sends keepalives, forgets idle sessions. Call about once
-    /// a second (and `probe` when `nextProbe` says).
+    /// a second (and `sendDue` when `nextDue` says).
     public func tick(now: NIODeadline) -> [TunnelAction] {
         var actions: [TunnelAction] = []
         for (pair, var exchange) in pending where exchange.nextAttempt <= now {
@@ -35,7 +35,7 @@ extension TunnelTable {
         }
         actions += giveUpSilentDirectPaths(now: now)
         actions += startUpgrades(now: now)
-        actions += probe(now: now)
+        actions += sendDue(now: now)
         // A join that did not come back within the wait: its frames are dropped (the remote
         // sends again), and the next frame asks again.
         for (remote, frames) in held {

@@ -15,6 +15,8 @@ public enum TunnelAction: Sendable, Equatable {
     case exchangeFailed(local: UInt32, remote: UInt32, dropped: Int)
     /// Frames to `remote` now go through the beacon (`relayed`), or straight to it again.
     case pathChanged(remote: UInt32, relayed: Bool)
+    /// Something timed is due before the next tick: call `sendDue` at `nextDue`.
+    case timerDue
     /// Ask the registry, as identity `local`, where relayed remote `remote` is (a signed
     /// `resolve`), and call `endpointResolved`: the start of a direct upgrade.
     case resolveEndpoint(local: UInt32, remote: UInt32)
@@ -98,6 +100,8 @@ public struct TunnelCounters: Sendable, Equatable {
     public var punchCommands = 0
     /// Punch requests (0x03) sent: with a first key exchange, and at each direct upgrade.
     public var punchRequests = 0
+    /// Discovers sent to the beacon when a direct path went silent (`rediscover`).
+    public var rediscovers = 0
     /// Direct upgrades of relayed remotes started (a resolve asked for), and the sealed probes
     /// they sent straight to the remote.
     public var upgrades = 0
@@ -131,6 +135,13 @@ public final class TunnelTable {
         var queue: [[UInt8]] = []
         var attempts = 0
         var nextAttempt: NIODeadline
+    }
+
+    /// A first key exchange held back for its punch (`punchCommanded`): the socket the punch
+    /// request went from, and when the exchange goes.
+    struct PunchWait {
+        let socket: Int
+        var until: NIODeadline
     }
 
     /// A relayed remote being tried directly again (1.18's direct upgrade): its endpoint asked
@@ -179,6 +190,13 @@ public final class TunnelTable {
         /// A remote heard directly this recently is answered directly even when a relayed copy
         /// of its frame arrives too (1.18 sends each PILA both ways).
         public var directPreference: TimeAmount = .seconds(10)
+        /// A first key exchange to an endpoint the registry gave waits for the beacon's punch
+        /// command (0x04) that answers its punch request, and goes `punchLead` after it, by
+        /// which time the remote has sent its PILPs (1.18 sends them about 1 ms after its own
+        /// command); with no command, it goes `punchWaitLimit` after the request.
+        public var punchLead: TimeAmount = .milliseconds(50)
+        /// See `punchLead`.
+        public var punchWaitLimit: TimeAmount = .milliseconds(300)
         /// How often a relayed remote with a session is tried directly (1.18's direct upgrade):
         /// its endpoint is asked of the registry, a punch request goes to the beacon, then
         /// `upgradeProbes` sealed probes go straight to the endpoint, `upgradeProbeSpacing`
@@ -224,6 +242,8 @@ public final class TunnelTable {
     var tunnels: [NodePair: Tunnel] = [:]
     var epochs: [Epoch: UInt32] = [:]
     var pending: [NodePair: Pending] = [:]
+    /// First exchanges of `pending` held back for their punch (at most one per pending pair).
+    var punchWaits: [NodePair: PunchWait] = [:]
     /// Remote node → local identities with a tunnel, a pending exchange or a relation (trust,
     /// a handshake under way) with it: those a key exchange from it applies to.
     var related: [UInt32: Set<UInt32>] = [:]
@@ -292,7 +312,10 @@ public final class TunnelTable {
         identities[node] = nil
         if let socket = identitySockets.removeValue(forKey: node) { socketOwners[socket] = nil }
         for pair in tunnels.keys where pair.local == node { dropTunnel(pair) }
-        for pair in pending.keys where pair.local == node { pending[pair] = nil }
+        for pair in pending.keys where pair.local == node {
+            pending[pair] = nil
+            punchWaits[pair] = nil
+        }
         for pair in relations where pair.local == node { relations.remove(pair) }
         for remote in Array(related.keys) { unrelate(local: node, remote: remote, keepExplicit: false) }
     }

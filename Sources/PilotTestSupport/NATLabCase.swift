@@ -55,8 +55,8 @@ public struct NATLabCase: Sendable, CustomStringConvertible {
     /// The cases of the issue, in its order.
     public static let all: [NATLabCase] = [
         NATLabCase("1a", [.portPreserving, .portPreserving], [.pilotHost, .pilotHost], traversal: .direct),
-        NATLabCase("1b", [.portPreserving, .portPreserving], [.pilotHost, .official], asker: 0, traversal: .direct),
-        NATLabCase("1c", [.portPreserving, .portPreserving], [.pilotHost, .official], asker: 1, traversal: .direct),
+        NATLabCase("1b", [.portPreserving, .portPreserving], [.pilotHost, .official], asker: 0, traversal: .direct, capture: true),
+        NATLabCase("1c", [.portPreserving, .portPreserving], [.pilotHost, .official], asker: 1, traversal: .direct, capture: true),
         NATLabCase("2", [.portPreserving, .portPreserving], [.official, .official], traversal: .direct, capture: true),
         NATLabCase("3", [.fullyRandom, .fullyRandom], [.pilotHost, .pilotHost], traversal: .relay),
         NATLabCase("4", [.fullyRandom, .fullCone], [.pilotHost, .pilotHost], traversal: .direct),

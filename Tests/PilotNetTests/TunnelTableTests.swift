@@ -60,7 +60,7 @@ final class TunnelTableTests: XCTestCase {
                     if side == 0 { delivered.0.append(packet) } else { delivered.1.append(packet) }
                 case .lookUpKey(let node):
                     queue.append((me.keyLookedUp(node, key: registry[node], now: now), side))
-                case .exchangeFailed, .pathChanged, .fromBeacon, .wake, .resolveEndpoint:
+                case .exchangeFailed, .pathChanged, .fromBeacon, .wake, .resolveEndpoint, .timerDue:
                     break
                 }
             }
@@ -275,7 +275,13 @@ extension TunnelTableTests {
                             else { continue }
                             queue.append((target.table.receive(delivery, from: beacon, socket: 0, now: now), destination))
                         case let .punchRequest(requester, target):
+                            // As the beacon: each side is told where the other is.
                             punchRequests.append((requester, target))
+                            guard let other = tables[target] else { continue }
+                            for (node, endpoint) in [(requester, other.endpoint), (target, me.endpoint)] {
+                                guard let table = tables[node]?.table, let command = punchCommand(to: endpoint) else { continue }
+                                queue.append((table.receive(command, from: beacon, socket: 0, now: now), node))
+                            }
                         default: break
                         }
                     case let .send(bytes, to, _):
@@ -291,11 +297,23 @@ extension TunnelTableTests {
                     case let .resolveEndpoint(_, remote):
                         // The registry knows every node of the world where its table is.
                         queue.append((me.table.endpointResolved(remote, endpoint: tables[remote]?.endpoint, now: now), at))
+                    case .timerDue:
+                        // The clock moves on to what is due.
+                        guard let due = me.table.nextDue else { continue }
+                        now = max(now, due)
+                        queue.append((me.table.sendDue(now: now), at))
                     case .exchangeFailed, .pathChanged, .fromBeacon, .wake:
                         break
                     }
                 }
             }
+        }
+
+        /// A punch command (0x04) naming `endpoint`, as the beacon sends it.
+        func punchCommand(to endpoint: SocketAddress) -> [UInt8]? {
+            guard case let .v4(address) = endpoint, let port = endpoint.port else { return nil }
+            let ip = withUnsafeBytes(of: address.address.sin_addr.s_addr) { Array($0) }
+            return try? BeaconMessage.punchCommand(ip: ip, port: UInt16(port)).encoded()
         }
 
         /// Node `node`'s table ticks; a direct upgrade it starts is resolved from the world's
@@ -306,9 +324,9 @@ extension TunnelTableTests {
             guard let table = tables[node]?.table else { return [] }
             run(table.tick(now: now), of: node)
             var probed: [SocketAddress] = []
-            while let due = table.nextProbe {
+            while let due = table.nextDue {
                 now = due
-                let probes = table.probe(now: now)
+                let probes = table.sendDue(now: now)
                 probed += probes.compactMap { action in if case let .send(_, to, _) = action { to } else { nil } }
                 run(probes, of: node)
             }
@@ -337,9 +355,9 @@ extension TunnelTableTests {
         let (nodes, world, a, b) = try relayPair()
 
         let first = try a.send(datagram(nodes[0], to: nodes[1], "hello"), to: 2, endpoint: endpointB, now: now)
-        // A punch request, the PILA straight to the endpoint the registry gave, and a copy
-        // through the beacon.
-        XCTAssertEqual(first.map { action -> SocketAddress? in if case let .send(_, to, _) = action { to } else { nil } }, [world.beacon, endpointB, world.beacon])
+        // A punch request; the PILA straight to the endpoint the registry gave, and a copy
+        // through the beacon, once the punch is done.
+        XCTAssertEqual(first, [.send(try BeaconMessage.punchRequest(requester: 1, target: 2).encoded(), to: world.beacon, socket: 0), .timerDue])
         world.run(first, of: 1)
         XCTAssertEqual(world.delivered[2]?.map(\.payload), [Array("hello".utf8)])
         XCTAssertTrue(a.hasSession(local: 1, remote: 2) && b.hasSession(local: 2, remote: 1))
@@ -439,6 +457,9 @@ extension TunnelTableTests {
         XCTAssertTrue(tick.contains(.pathChanged(remote: 2, relayed: true)), "\(tick)")
         XCTAssertEqual(a.counters.blackholes, 1)
         XCTAssertEqual(a.sessions(of: 1).first?.relayed, true)
+        // Perhaps our NAT moved us: node 1 tells the beacon where it is now, from its socket.
+        XCTAssertTrue(tick.contains(.send(try BeaconMessage.discoverExtended(node: 1).encoded(), to: world.beacon, socket: 0)), "\(tick)")
+        XCTAssertEqual(a.counters.rediscovers, 1)
         world.run(tick, of: 1)
         // The same session goes on through the beacon.
         let relayed = try a.send(datagram(nodes[0], to: nodes[1], "via beacon"), to: 2, now: world.now)
@@ -522,20 +543,20 @@ extension TunnelTableTests {
         let punch = try BeaconMessage.punchRequest(requester: 2, target: 1).encoded()
         XCTAssertEqual(b.endpointResolved(1, endpoint: endpointA, now: start), [.send(punch, to: world.beacon, socket: 0)])
         XCTAssertEqual(b.sessions(of: 2).first?.endpoint, endpointA)
-        XCTAssertEqual(b.probe(now: start + .milliseconds(199)), [])
+        XCTAssertEqual(b.sendDue(now: start + .milliseconds(199)), [])
         var probes: [[UInt8]] = []
         for step in 1...5 {
             let due = start + .milliseconds(200 * Int64(step))
-            XCTAssertEqual(b.nextProbe, due)
-            let sent = b.probe(now: due)
+            XCTAssertEqual(b.nextDue, due)
+            let sent = b.sendDue(now: due)
             guard sent.count == 1, case let .send(bytes, to, socket) = sent[0] else { return XCTFail("probe \(step): \(sent)") }
             XCTAssertEqual([to], [endpointA])
             XCTAssertEqual(socket, 0)
             XCTAssertEqual(Array(bytes.prefix(4)), Array("PILS".utf8), "sealed")
             probes.append(bytes)
         }
-        XCTAssertNil(b.nextProbe)
-        XCTAssertEqual(b.probe(now: start + .seconds(2)), [])
+        XCTAssertNil(b.nextDue)
+        XCTAssertEqual(b.sendDue(now: start + .seconds(2)), [])
         XCTAssertEqual(b.counters.upgrades, 1)
         XCTAssertEqual(b.counters.upgradeProbes, 5)
         XCTAssertEqual(b.counters.punchRequests, 1)
@@ -556,7 +577,7 @@ extension TunnelTableTests {
         }
         // a's own answer comes too late to matter: the path it heard b by is better.
         XCTAssertEqual(a.endpointResolved(2, endpoint: endpointB, now: start + .seconds(1)), [])
-        XCTAssertNil(a.nextProbe)
+        XCTAssertNil(a.nextDue)
         XCTAssertEqual(destinations(try a.send(datagram(nodes[0], to: nodes[1], "direct"), to: 2, now: heardAt)), [endpointB])
 
         // b is still relayed (it has not heard a directly): its next round is 15 s on.
@@ -565,24 +586,45 @@ extension TunnelTableTests {
     }
 
     /// A first key exchange to an endpoint the registry gave goes with a punch request (1.18's
-    /// `ensureTunnel`), once; one to a node with no endpoint (relay-only) goes without.
-    func testTheFirstKeyExchangeToAResolvedEndpointGoesWithAPunchRequest() throws {
+    /// `ensureTunnel`), once, and waits for the punch: it goes `punchLead` after the beacon's
+    /// punch command (by then the remote's PILPs have opened its NAT), straight first, then
+    /// through the beacon; without a command, `punchWaitLimit` after the request. One to a node
+    /// with no endpoint (relay-only) goes without a punch, at once.
+    func testTheFirstKeyExchangeToAResolvedEndpointWaitsForItsPunch() throws {
         let (nodes, world, a, _) = try relayPair()
         let first = try a.send(datagram(nodes[0], to: nodes[1], "hello"), to: 2, endpoint: endpointB, now: now)
-        XCTAssertEqual(first.first, .send(try BeaconMessage.punchRequest(requester: 1, target: 2).encoded(), to: world.beacon, socket: 0))
-        let pilas = first.dropFirst().compactMap { action -> [UInt8]? in if case let .send(bytes, _, _) = action { bytes } else { nil } }
-        XCTAssertEqual(destinations(first.dropFirst()), [endpointB, world.beacon])
-        XCTAssertEqual(Array(pilas[0].prefix(4)), Array("PILA".utf8))
+        XCTAssertEqual(first, [.send(try BeaconMessage.punchRequest(requester: 1, target: 2).encoded(), to: world.beacon, socket: 0), .timerDue])
+        XCTAssertEqual(a.nextDue, now + .milliseconds(300))
         XCTAssertEqual(a.counters.punchRequests, 1)
         // Queued behind the exchange under way: no second punch.
         XCTAssertEqual(try a.send(datagram(nodes[0], to: nodes[1], "more"), to: 2, endpoint: endpointB, now: now), [])
+
+        // The beacon's command, 20 ms on: three PILPs to the endpoint it names, and the PILA 50 ms later.
+        let commandAt = now + .milliseconds(20)
+        let command = try XCTUnwrap(world.punchCommand(to: endpointB))
+        let punched = a.receive(command, from: world.beacon, socket: 0, now: commandAt)
+        XCTAssertEqual(punched, Array(repeating: .send(TunnelFrame.punch.encoded(), to: endpointB, socket: 0), count: 3) + [.timerDue])
+        XCTAssertEqual(a.nextDue, commandAt + .milliseconds(50))
+        XCTAssertEqual(a.sendDue(now: commandAt + .milliseconds(49)), [])
+        let exchange = a.sendDue(now: commandAt + .milliseconds(50))
+        XCTAssertEqual(destinations(exchange), [endpointB, world.beacon])
+        guard case let .send(pila, _, _)? = exchange.first else { return XCTFail("\(exchange)") }
+        XCTAssertEqual(Array(pila.prefix(4)), Array("PILA".utf8))
+        XCTAssertNil(a.nextDue)
+
+        // No command at all (the beacon does not know the remote): the exchange goes after 300 ms.
+        let other = try make(4)[0]
+        let unanswered = try a.send(datagram(nodes[0], to: other, "anyone?"), to: 4, endpoint: endpointB, now: now)
+        XCTAssertEqual(unanswered.last, .timerDue)
+        XCTAssertEqual(a.sendDue(now: now + .milliseconds(299)), [])
+        XCTAssertEqual(destinations(a.sendDue(now: now + .milliseconds(300))), [endpointB, world.beacon])
 
         let hidden = try make(3)[0]
         let toHidden = try a.send(datagram(nodes[0], to: hidden, "psst"), to: 3, now: now)
         XCTAssertEqual(toHidden.first, .pathChanged(remote: 3, relayed: true))
         XCTAssertEqual(destinations(toHidden), [world.beacon])
         guard case let .send(bytes, _, _)? = toHidden.last, case .relay? = try? BeaconMessage(decoding: bytes[...]) else { return XCTFail("\(toHidden)") }
-        XCTAssertEqual(a.counters.punchRequests, 1)
+        XCTAssertEqual(a.counters.punchRequests, 2, "none for a node with no endpoint")
     }
 
     /// Upgrades are bounded: at most `upgradesPerTick` started per tick and `upgradesAtOnce`
@@ -620,7 +662,7 @@ extension TunnelTableTests {
         let answered = first[0]
         XCTAssertEqual(destinations(a.endpointResolved(answered, endpoint: world.tables[answered]?.endpoint, now: now + .seconds(3))), [world.beacon])
         XCTAssertEqual(resolves(a.tick(now: now + .milliseconds(3500))), [])
-        while let due = a.nextProbe { _ = a.probe(now: due) }
+        while let due = a.nextDue { _ = a.sendDue(now: due) }
         XCTAssertEqual(a.counters.upgradeProbes, 5)
         // One is relay-only: nothing to try, its place is free.
         XCTAssertEqual(a.endpointResolved(first[1], endpoint: nil, now: now + .seconds(3)), [])
