@@ -95,6 +95,13 @@ class FabricTestCase: XCTestCase {
         (try? FileManager.default.contentsOfDirectory(atPath: "/proc/self/fd").count) ?? -1
     }
 
+    /// Each open descriptor as "number=what it is" (a socket, a pipe, an epoll set), for messages.
+    static func descriptorTargets() -> [String] {
+        ((try? FileManager.default.contentsOfDirectory(atPath: "/proc/self/fd")) ?? []).sorted().map { fd in
+            fd + "=" + ((try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/fd/" + fd)) ?? "?")
+        }
+    }
+
     /// The kernel's count of UDP datagrams dropped for a full receive buffer (all sockets), from
     /// /proc/net/snmp; nil if it cannot be read.
     static func udpReceiveBufferErrors() -> Int? {
