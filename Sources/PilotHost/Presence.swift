@@ -281,8 +281,12 @@ actor Presence {
     func leave(_ name: String) async {
         if let inFlight = joining[name] { _ = try? await inFlight.value }
         guard let identity = joined.removeValue(forKey: name) else { return }
-        if let socket = ownSockets.removeValue(forKey: identity.node) { forget(socket: socket) }
+        let socket = ownSockets.removeValue(forKey: identity.node)
         try? await fabric.remove(identity.node)
+        if let socket {
+            forget(socket: socket)
+            await fabric.closeSocket(socket)
+        }
         // Made private: it rests, so the peers it trusts still reach it before it is used.
         if let record = await pool.identity(named: name), !record.isPublic {
             try? await fabric.rest([(identity.node, await pool.relatedPeers(of: name))])

@@ -305,6 +305,41 @@ extension HostExecutableTests {
         XCTAssertTrue(ChildProcess.waitUntil(timeout: 10) { host.output.contains("registry unreachable at start") }, "the registry was down")
     }
 
+    /// A public identity made private leaves its socket of its own: the port is closed at once
+    /// (before, the socket stayed open, read and unused, until the host stopped); made public
+    /// again, it binds the same port anew.
+    func testAPublicIdentityMadePrivateClosesItsOwnSocket() throws {
+        let registryPort = try startRendezvous()
+        let (host, runtime) = try startHost(0, registryPort: registryPort, listen: "127.0.0.1:\(try LoopbackSocket.freePort())")
+        XCTAssertEqual(ctl(runtime, ["identity", "create", "service", "--public"])?["status"], "ok")
+        let store = try HostStore(path: directory.path("state0") + "/host.db")
+        var port: UInt16 = 0
+        XCTAssertTrue(ChildProcess.waitUntil(timeout: 10) {
+            port = (try? store.all())?.first { $0.name == "service" }?.ownPort ?? 0
+            return port != 0
+        }, "the public identity never got a socket of its own")
+        XCTAssertEqual(Self.bindError(port), EADDRINUSE, "the public identity's port \(port) is held")
+
+        XCTAssertEqual(ctl(runtime, ["set-private", "--identity", "service"])?["status"], "ok")
+        XCTAssertTrue(ChildProcess.waitUntil(timeout: 5) { Self.bindError(port) == 0 }, "port \(port) stayed open\n\(host.output.suffix(2000))")
+        XCTAssertEqual(ctl(runtime, ["set-public", "--identity", "service"])?["status"], "ok")
+        XCTAssertTrue(ChildProcess.waitUntil(timeout: 5) { Self.bindError(port) == EADDRINUSE }, "port \(port) was not bound again")
+    }
+
+    /// 0 if a UDP socket can be bound to 127.0.0.1:`port` now (it is closed at once), else errno.
+    static func bindError(_ port: UInt16) -> Int32 {
+        let probe = socket(AF_INET, Int32(SOCK_DGRAM.rawValue), 0)
+        defer { close(probe) }
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_port = port.bigEndian
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        let bound = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(probe, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        }
+        return bound == 0 ? 0 : errno
+    }
+
     /// `asker` (private, on the host with runtime `asker.runtime`) asks private `target` for
     /// trust: neither can resolve the other, so it goes through the registry (the hosts poll
     /// it); the target approves; returns when the asker trusts the target.
