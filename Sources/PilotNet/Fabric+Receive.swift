@@ -33,6 +33,7 @@ extension Fabric {
                     "PILOT_NODE": "\(local)", "PILOT_PEER": "\(remote)", "dropped": "\(dropped)"])
             case let .pathChanged(remote, relayed):
                 logger.info(relayed ? "relaying through the beacon" : "direct path", metadata: ["PILOT_PEER": "\(remote)"])
+                resumeStreams(to: remote)
             case let .fromBeacon(message, socket):
                 state.beaconReceiver?(message, socket)
             case .wake(let local):
@@ -41,6 +42,16 @@ extension Fabric {
             case .timerDue:
                 armDueTimer()
             }
+        }
+    }
+
+    /// Streams to `remote`, whose path just changed, send what they lost on the old path now
+    /// (`StreamConnection.pathChanged`) instead of when their backed-off timers say.
+    func resumeStreams(to remote: UInt32) {
+        let now = NIODeadline.now()
+        for (key, entry) in state.value.streams.entries where key.remote.node == remote {
+            let outputs = entry.connection.pathChanged(now: now)
+            if !outputs.isEmpty { handle(outputs, for: key) }
         }
     }
 

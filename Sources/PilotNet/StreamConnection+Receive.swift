@@ -107,7 +107,7 @@ extension StreamConnection {
         timeWaitUntil = now + Self.timeWait
         unacknowledgedAtPeerFin += queuedBytes
         segments = []
-        (head, firstUnsent, sackedCount, queuedBytes) = (0, 0, 0, 0)
+        (head, firstUnsent, sackedCount, lostCount, queuedBytes) = (0, 0, 0, 0, 0)
         return outputs
     }
 

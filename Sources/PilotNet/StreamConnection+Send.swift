@@ -32,7 +32,7 @@ extension StreamConnection {
         }
     }
 
-    var inFlight: Int { firstUnsent - head - sackedCount }
+    var inFlight: Int { firstUnsent - head - sackedCount - lostCount }
 
     /// The first sent segment the peer does not hold.
     var oldestUnsacked: Int? {
@@ -45,6 +45,12 @@ extension StreamConnection {
         // "unlimited", and 1.18 wins). With a full peer one segment goes out as a probe.
         let limit = min(congestionWindow, max(peerWindow, 1))
         var outputs: [Output] = []
+        // What the timer took for lost goes first, oldest first.
+        var index = head
+        while lostCount > 0 && inFlight < limit && index < firstUnsent {
+            if segments[index].lost { outputs.append(send(index, now: now)) }
+            index += 1
+        }
         while firstUnsent < segments.count && inFlight < limit {
             outputs.append(send(firstUnsent, now: now))
             firstUnsent += 1
@@ -58,6 +64,10 @@ extension StreamConnection {
     }
 
     func send(_ index: Int, now: NIODeadline) -> Output {
+        if segments[index].lost {
+            segments[index].lost = false
+            lostCount -= 1
+        }
         segments[index].sentAt = now
         lastDataSentAt = now
         if segments[index].transmissions > 0 { retransmitted += 1 }
@@ -77,6 +87,7 @@ extension StreamConnection {
                 if segment.transmissions == 1, !segment.sacked, let sentAt = segment.sentAt { sampleRTT(now - sentAt) }
                 noteDelivered(segment.sentAt)
                 if segment.sacked { sackedCount -= 1 }
+                if segment.lost { lostCount -= 1 }
                 queuedBytes -= segment.payload.count
                 head += 1
                 acked += 1
@@ -147,6 +158,10 @@ extension StreamConnection {
             if blocks.contains(where: { !Self.isAfter($0.left, segment.sequence) && !Self.isAfter(segment.end, $0.right) }) {
                 segments[index].sacked = true
                 sackedCount += 1
+                if segment.lost {
+                    segments[index].lost = false
+                    lostCount -= 1
+                }
                 probing = false
                 noteDelivered(segment.sentAt)
             }

@@ -60,10 +60,32 @@ extension StreamConnection {
                     slowStartThreshold = max(inFlight / 2, 2)
                     congestionWindow = Self.initialWindow
                     retransmissionTimeout = min(retransmissionTimeout * 2, .seconds(10))
+                    // Whatever was in flight with it is taken for lost too: the window sends it
+                    // again as the ACKs come back (slow start from the oldest), instead of one
+                    // segment per timeout; a whole window lost (a NAT that forgot the path, a
+                    // receiver that dropped what it could not hold) comes back in round trips.
+                    for later in index + 1..<firstUnsent where !segments[later].sacked && !segments[later].lost {
+                        segments[later].lost = true
+                        lostCount += 1
+                    }
                 }
                 outputs.append(send(index, now: now))
             }
             return outputs
         }
+    }
+
+    /// The tunnel to the peer took another path (direct to relayed, or back): what was lost
+    /// on the old one is sent again now on the new one, with the measured timeout instead of
+    /// the backoff the dead path had built up (up to 10 s, so a stream would otherwise sit idle
+    /// that long after its path came back). The new path gets the whole budget of
+    /// retransmissions before the stream gives up: losses on the old one no longer count. The
+    /// congestion state stays: the timer already cut it for those losses.
+    public func pathChanged(now: NIODeadline) -> [Output] {
+        guard state == .established, peerWindow > 0, let index = oldestUnsacked else { return [] }
+        for unacknowledged in head..<firstUnsent { segments[unacknowledged].probes = segments[unacknowledged].transmissions }
+        retransmissionTimeout = measuredTimeout
+        guard let sentAt = segments[index].sentAt, now - sentAt >= measuredTimeout else { return [] }
+        return [send(index, now: now)]
     }
 }

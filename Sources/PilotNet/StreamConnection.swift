@@ -79,7 +79,11 @@ public final class StreamConnection {
         let payload: [UInt8]
         var sentAt: NIODeadline?
         var transmissions = 0
-        /// Of those, probes of a shut window: not losses, so not counted toward giving up.
+        /// Taken for lost when the retransmission timer fired: to be sent again as the window
+        /// allows (`transmit`), as TCP starts again from the oldest after a timeout.
+        var lost = false
+        /// Of those, the ones not counted toward giving up: probes of a shut window (not
+        /// losses), and the ones lost on a path the tunnel has since left (`pathChanged`).
         var probes = 0
         var sacked = false
         var end: UInt32 { sequence &+ UInt32(payload.count) }
@@ -99,6 +103,9 @@ public final class StreamConnection {
     var firstUnsent = 0
     /// How many of the sent, unacknowledged segments the peer holds (SACK).
     var sackedCount = 0
+    /// How many of them the retransmission timer took for lost (`Segment.lost`): not in flight
+    /// any more, so the window sends them again, oldest first, before anything new.
+    var lostCount = 0
     var queuedBytes = 0
     var peerWindow = StreamConnection.receiveSlots
     var congestionWindow = StreamConnection.initialWindow

@@ -14,13 +14,15 @@ final class StreamConnectionTests: XCTestCase {
         var dropRate = 0.0
         var reorderRate = 0.0
         var duplicateRate = 0.0
+        /// Everything sent in this span is lost (a NAT that forgot the path, say).
+        var blackout: Range<NIODeadline>?
         var inFlight: [(at: NIODeadline, toDialer: Bool, packet: Packet)] = []
         var dropped = 0
         var reordered = 0
         var duplicated = 0
 
         mutating func carry(_ packet: Packet, toDialer: Bool, now: NIODeadline) {
-            if Double.random(in: 0..<1, using: &random) < dropRate {
+            if blackout?.contains(now) == true || Double.random(in: 0..<1, using: &random) < dropRate {
                 dropped += 1
                 return
             }
@@ -42,8 +44,10 @@ final class StreamConnectionTests: XCTestCase {
 
     /// Runs a transfer of `bytes` from dialer to listener, then a close by the dialer. Returns
     /// what the listener received, the events of each side, and the link.
-    func transfer(_ bytes: [UInt8], link: inout Link, maxSeconds: Int64 = 600) -> (received: [UInt8], dialerEvents: [String], listenerEvents: [String]) {
-        var now = NIODeadline.uptimeNanoseconds(1_000_000_000)
+    func transfer(
+        _ bytes: [UInt8], link: inout Link, maxSeconds: Int64 = 600
+    ) -> (received: [UInt8], dialerEvents: [String], listenerEvents: [String], seconds: Double) {
+        var now = Self.start
         let key = StreamConnection.Key(local: dialer, localPort: 49152, remote: listener, remotePort: 1001)
         var (client, outputs) = StreamConnection.dial(key, now: now)
         var server: StreamConnection?
@@ -94,7 +98,25 @@ final class StreamConnectionTests: XCTestCase {
         }
         _ = outputs
         outputs = []
-        return (received, events.0, events.1)
+        return (received, events.0, events.1, Double((now - Self.start).nanoseconds) / 1e9)
+    }
+
+    static let start = NIODeadline.uptimeNanoseconds(1_000_000_000)
+
+    /// A link that loses everything for two seconds in the middle of a full window: when it
+    /// comes back, what was lost is sent again in round trips (slow start from the oldest), not
+    /// one segment per retransmission timeout (0.2 s a segment: 17 s more for the 84 lost here).
+    func testAWholeWindowLostComesBackInRoundTripsNotOneSegmentPerTimeout() {
+        let bytes = (0..<1_000_000).map { UInt8(truncatingIfNeeded: $0 &* 31) }
+        var clean = Link(random: SplitMix64(seed: 7))
+        let baseline = transfer(bytes, link: &clean, maxSeconds: 120).seconds
+        var link = Link(random: SplitMix64(seed: 7))
+        link.blackout = Self.start + .milliseconds(40)..<Self.start + .seconds(2)
+        let result = transfer(bytes, link: &link, maxSeconds: 120)
+        XCTAssertTrue(result.received == bytes)
+        XCTAssertGreaterThan(link.dropped, 50, "the blackout caught a window in flight")
+        // The blackout's 2 s, and the timer's backoff (the retransmission due at 3 s): no more.
+        XCTAssertLessThan(result.seconds - baseline, 3.5, "\(result.seconds) s against \(baseline) s on a clean link")
     }
 
     func testACleanLinkDeliversEverythingAndClosesWithOneFinEachWay() {
@@ -158,6 +180,46 @@ final class StreamConnectionTests: XCTestCase {
         let sent = dataPackets(client.receive(opened, now: now))
         XCTAssertEqual(sent.count, 4)
         XCTAssertEqual(sent.first?.sequence, 1 + 1152)
+    }
+
+    /// A path that died and came back (`pathChanged`): the oldest lost segment goes again at
+    /// once, and the timer is the measured one again, not the backoff the dead path built up.
+    func testAChangedPathSendsTheLostSegmentAtOnceWithoutTheBackoff() {
+        var now = NIODeadline.uptimeNanoseconds(1_000_000_000)
+        let key = StreamConnection.Key(local: dialer, localPort: 49152, remote: listener, remotePort: 7)
+        let (client, _) = StreamConnection.dial(key, now: now)
+        let synAck = Packet(flags: [.syn, .ack], proto: .stream, source: listener, destination: dialer, sourcePort: 7, destinationPort: 49152, acknowledgment: 1, window: 64)
+        _ = client.receive(synAck, now: now)
+        func dataSequences(_ outputs: [StreamConnection.Output]) -> [UInt32] {
+            outputs.compactMap { if case .packet(let packet) = $0, !packet.payload.isEmpty { packet.sequence } else { nil } }
+        }
+        XCTAssertEqual(dataSequences(client.write(Array(repeating: 1, count: 2 * 1152), now: now)).count, 2)
+        // Every copy is lost for 12 s: the timer backs off (the next one would be at 15 s).
+        var retransmissions: [Int64] = []
+        let start = now
+        for _ in 0..<1200 {
+            now = now + .milliseconds(10)
+            if !dataSequences(client.tick(now: now)).isEmpty { retransmissions.append((now - start).nanoseconds / 1_000_000_000) }
+            if now - start >= .seconds(12) { break }
+        }
+        XCTAssertEqual(retransmissions.last, 7, "backed off: \(retransmissions)")
+        // The path changes: the oldest segment goes now.
+        XCTAssertEqual(dataSequences(client.pathChanged(now: now)), [1])
+        // Straight after, nothing more is due: it was just sent.
+        XCTAssertEqual(dataSequences(client.pathChanged(now: now)), [])
+        XCTAssertEqual(dataSequences(client.tick(now: now + .milliseconds(990))), [])
+        XCTAssertEqual(dataSequences(client.tick(now: now + .seconds(1))), [1], "the measured timeout (1 s: no sample yet), not the backoff")
+
+        // The new path is dead too: it gets the whole budget of retransmissions of its own, not
+        // what the old one left (before, this stream was reset a few seconds after the change).
+        now = now + .seconds(1)
+        var afterChange = 2
+        for _ in 0..<12_000 where !client.isClosed {
+            now = now + .milliseconds(10)
+            afterChange += dataSequences(client.tick(now: now)).count
+        }
+        XCTAssertTrue(client.isClosed)
+        XCTAssertGreaterThanOrEqual(afterChange, 9, "the change's own retransmission and the 8 the timer allows")
     }
 
     /// A shut window is probed for as long as it stays shut, and those probes are not losses:
