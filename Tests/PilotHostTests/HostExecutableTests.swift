@@ -290,17 +290,7 @@ extension HostExecutableTests {
         processes.first { $0.name == "rendezvous" }?.stop()
         (host, runtime) = try startHost(0, registryPort: registryPort, listen: listen, extra: ["--beacon", "127.0.0.1:1"], generation: 2)
         // READY ("pilot-host serving") has been logged: the port must be held already.
-        let probe = socket(AF_INET, Int32(SOCK_DGRAM.rawValue), 0)
-        defer { close(probe) }
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_port = port.bigEndian
-        address.sin_addr.s_addr = inet_addr("127.0.0.1")
-        let bound = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(probe, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
-        }
-        XCTAssertEqual(bound, -1, "port \(port) of the public identity was free at READY\n\(host.output.suffix(2000))")
-        XCTAssertEqual(errno, EADDRINUSE)
+        XCTAssertEqual(Self.bindError(port), EADDRINUSE, "port \(port) of the public identity was free at READY\n\(host.output.suffix(2000))")
         // The registration follows READY, after a second of waiting for the (absent) beacon.
         XCTAssertTrue(ChildProcess.waitUntil(timeout: 10) { host.output.contains("registry unreachable at start") }, "the registry was down")
     }
