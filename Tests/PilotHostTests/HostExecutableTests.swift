@@ -278,13 +278,7 @@ extension HostExecutableTests {
         let registryPort = try startRendezvous()
         let listen = "127.0.0.1:\(try LoopbackSocket.freePort())"
         var (host, runtime) = try startHost(0, registryPort: registryPort, listen: listen, extra: ["--beacon", "127.0.0.1:1"])
-        XCTAssertEqual(ctl(runtime, ["identity", "create", "service", "--public"])?["status"], "ok")
-        let store = try HostStore(path: directory.path("state0") + "/host.db")
-        var port: UInt16 = 0
-        XCTAssertTrue(ChildProcess.waitUntil(timeout: 10) {
-            port = (try? store.all())?.first { $0.name == "service" }?.ownPort ?? 0
-            return port != 0
-        }, "the public identity never got a socket of its own")
+        let port = try publicIdentityWithItsOwnPort(runtime)
 
         host.stop()
         processes.first { $0.name == "rendezvous" }?.stop()
@@ -301,19 +295,26 @@ extension HostExecutableTests {
     func testAPublicIdentityMadePrivateClosesItsOwnSocket() throws {
         let registryPort = try startRendezvous()
         let (host, runtime) = try startHost(0, registryPort: registryPort, listen: "127.0.0.1:\(try LoopbackSocket.freePort())")
-        XCTAssertEqual(ctl(runtime, ["identity", "create", "service", "--public"])?["status"], "ok")
-        let store = try HostStore(path: directory.path("state0") + "/host.db")
-        var port: UInt16 = 0
-        XCTAssertTrue(ChildProcess.waitUntil(timeout: 10) {
-            port = (try? store.all())?.first { $0.name == "service" }?.ownPort ?? 0
-            return port != 0
-        }, "the public identity never got a socket of its own")
+        let port = try publicIdentityWithItsOwnPort(runtime)
         XCTAssertEqual(Self.bindError(port), EADDRINUSE, "the public identity's port \(port) is held")
 
         XCTAssertEqual(ctl(runtime, ["set-private", "--identity", "service"])?["status"], "ok")
         XCTAssertTrue(ChildProcess.waitUntil(timeout: 5) { Self.bindError(port) == 0 }, "port \(port) stayed open\n\(host.output.suffix(2000))")
         XCTAssertEqual(ctl(runtime, ["set-public", "--identity", "service"])?["status"], "ok")
         XCTAssertTrue(ChildProcess.waitUntil(timeout: 5) { Self.bindError(port) == EADDRINUSE }, "port \(port) was not bound again")
+    }
+
+    /// Creates public identity "service" on the host with runtime `runtime` (state0) and returns
+    /// the port of its own socket, once host.db has it.
+    func publicIdentityWithItsOwnPort(_ runtime: String) throws -> UInt16 {
+        XCTAssertEqual(ctl(runtime, ["identity", "create", "service", "--public"])?["status"], "ok")
+        let store = try HostStore(path: directory.path("state0") + "/host.db")
+        var port: UInt16 = 0
+        guard ChildProcess.waitUntil(timeout: 10, {
+            port = (try? store.all())?.first { $0.name == "service" }?.ownPort ?? 0
+            return port != 0
+        }) else { throw HostTestError("the public identity never got a socket of its own") }
+        return port
     }
 
     /// 0 if a UDP socket can be bound to 127.0.0.1:`port` now (it is closed at once), else errno.
