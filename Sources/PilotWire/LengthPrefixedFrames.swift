@@ -40,14 +40,23 @@ public enum LengthPrefixedFrames {
         /// The next complete frame's body, `nil` if more bytes are needed. After a throw the
         /// stream's framing is lost: close it.
         public mutating func next() throws(WireError) -> [UInt8]? {
+            try next { body in Array(body) }
+        }
+
+        /// The next complete frame, made by `build` from its body while the body is still in the
+        /// buffer (a format with a header inside the body then copies the rest only once); `nil`
+        /// if more bytes are needed. When `build` throws, the frame is left in the buffer.
+        public mutating func next<Frame>(
+            _ build: (ArraySlice<UInt8>) throws(WireError) -> Frame
+        ) throws(WireError) -> Frame? {
             guard queue.count >= 4 else { return nil }
             var reader = ByteReader(queue.peek(0, 4))
             let length = Int(try reader.readUInt32("\(field) length"))
             guard length <= maxSize else { throw .oversized(field: field, limit: maxSize, actual: length) }
             guard queue.count >= 4 + length else { return nil }
-            let body = Array(queue.peek(4, length))
+            let frame = try build(queue.peek(4, length))
             queue.skip(4 + length)
-            return body
+            return frame
         }
     }
 }

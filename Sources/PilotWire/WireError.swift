@@ -16,6 +16,9 @@ public enum WireError: Error, Hashable, Sendable {
     case trailingBytes(field: String, count: Int)
     /// A field holds a value the format does not allow; `reason` says which and why.
     case invalidValue(field: String, reason: String)
+    /// A driver frame's command byte is not a request the daemon serves. The description is the
+    /// 1.18 daemon's own error text, which clients match (`docs/PROTOCOL.md §12.1`).
+    case unknownCommand(UInt8)
 }
 
 extension WireError: CustomStringConvertible {
@@ -37,6 +40,9 @@ extension WireError: CustomStringConvertible {
             return "\(count) trailing bytes after \(field)"
         case let .invalidValue(field, reason):
             return "invalid \(field): \(reason)"
+        case let .unknownCommand(command):
+            let digits = String(command, radix: 16, uppercase: true)
+            return "unknown command: 0x\(command < 0x10 ? "0" : "")\(digits)"
         }
     }
 }
