@@ -35,6 +35,9 @@ public final class ControlListeners: @unchecked Sendable {
         let path: String
         let policy: @Sendable () -> AccessPolicy
         let handler: ControlServer.Handler
+        /// The session of each connection that speaks the 1.18 driver protocol; nil where only
+        /// the JSON protocol is served (the admin socket).
+        let driver: DriverSessionFactory?
         let idleTimeout: TimeAmount
         /// False for a socket passed by systemd: its file is the socket unit's, left in place.
         var ownsFile = true
@@ -70,8 +73,19 @@ public final class ControlListeners: @unchecked Sendable {
     private var ledger: ConnectionLedger
     private var connections: [UInt64: Connection] = [:]
     private var nextConnection: UInt64 = 0
-    /// Refused connections with their error frame sent, closed when their second is up.
-    private var refused: [(descriptor: Int32, until: ContinuousClock.Instant)] = []
+    /// Refused connections: waiting for the first bytes of their first frame (to answer in the
+    /// protocol the client speaks), then, with the error frame sent, closed when their second
+    /// is up. At most 256.
+    private var refused: [Refused] = []
+
+    private struct Refused {
+        let descriptor: Int32
+        /// Until the answer: why it is refused. Nil once answered.
+        var failure: ControlFailure?
+        /// The answer goes by then at the latest (in JSON, if the client has not said which
+        /// protocol it speaks); once answered, the descriptor is closed then.
+        var until: ContinuousClock.Instant
+    }
     private var lastLimitWarning: [UInt32: ContinuousClock.Instant] = [:]
     private let finished = DispatchSemaphore(value: 0)
 
@@ -123,7 +137,8 @@ public final class ControlListeners: @unchecked Sendable {
     /// (default: `limits.reservedPerIdentity`).
     public func listen(
         path: String, mode: Glibc.mode_t, owner: Glibc.uid_t? = nil, group: Glibc.gid_t? = nil, reserved: Int? = nil,
-        idleTimeout: TimeAmount = .minutes(10), policy: @escaping @Sendable () -> AccessPolicy, handler: @escaping ControlServer.Handler
+        idleTimeout: TimeAmount = .minutes(10), policy: @escaping @Sendable () -> AccessPolicy, handler: @escaping ControlServer.Handler,
+        driver: DriverSessionFactory? = nil
     ) throws {
         let token = try lock.withLock { () throws -> UInt64 in
             guard !stopped else { throw ControlListenerError.stopped }
@@ -132,7 +147,7 @@ public final class ControlListeners: @unchecked Sendable {
         }
         let descriptor = try Self.bind(path: path, token: token, mode: mode, owner: owner, group: group)
         let listener = Listener(
-            descriptor: descriptor, path: path, policy: policy, handler: handler, idleTimeout: idleTimeout,
+            descriptor: descriptor, path: path, policy: policy, handler: handler, driver: driver, idleTimeout: idleTimeout,
             reserved: reserved ?? limits.reservedPerIdentity)
         try serve(listener, token: token)
     }
@@ -142,7 +157,7 @@ public final class ControlListeners: @unchecked Sendable {
     /// set shuts down: it belongs to the socket unit and outlives restarts.
     public func adopt(
         descriptor: Int32, reserved: Int? = nil, idleTimeout: TimeAmount = .minutes(10), policy: @escaping @Sendable () -> AccessPolicy,
-        handler: @escaping ControlServer.Handler
+        handler: @escaping ControlServer.Handler, driver: DriverSessionFactory? = nil
     ) throws {
         let token = try lock.withLock { () throws -> UInt64 in
             guard !stopped else { throw ControlListenerError.stopped }
@@ -152,7 +167,7 @@ public final class ControlListeners: @unchecked Sendable {
         let flags = fcntl(descriptor, F_GETFL)
         guard flags >= 0, fcntl(descriptor, F_SETFL, flags | O_NONBLOCK) == 0 else { throw ControlListenerError.system("fcntl", errno) }
         var listener = Listener(
-            descriptor: descriptor, path: "fd:\(descriptor)", policy: policy, handler: handler, idleTimeout: idleTimeout,
+            descriptor: descriptor, path: "fd:\(descriptor)", policy: policy, handler: handler, driver: driver, idleTimeout: idleTimeout,
             reserved: reserved ?? limits.reservedPerIdentity)
         listener.ownsFile = false
         try serve(listener, token: token)
@@ -280,14 +295,16 @@ public final class ControlListeners: @unchecked Sendable {
 
     private func acceptLoop() {
         defer {
-            for (descriptor, _) in refused { Glibc.close(descriptor) }
+            for refusal in refused { Glibc.close(refusal.descriptor) }
             refused = []
             finished.signal()
         }
         var events = [epoll_event](repeating: epoll_event(), count: 64)
         while true {
-            let timeout: Int32 = refused.isEmpty ? -1 : 250
+            // Refused clients waiting for their answer are looked at every 20 ms.
+            let timeout: Int32 = refused.isEmpty ? -1 : refused.contains { $0.failure != nil } ? 20 : 250
             let ready = events.withUnsafeMutableBufferPointer { epoll_wait(epoll, $0.baseAddress, Int32($0.count), timeout) }
+            answerRefused()
             closeRefused(all: false)
             if ready < 0 {
                 if errno == EINTR { continue }
@@ -376,22 +393,52 @@ public final class ControlListeners: @unchecked Sendable {
         }
     }
 
-    /// Sends `failure` as the one reply, shuts the write side and keeps the descriptor for a
-    /// second, so the client's request can still be written and the reply read; at most 256
-    /// wait (a flood closes the oldest at once).
+    /// Refuses a connection with `failure` as its one reply, in the protocol its first frame
+    /// speaks (`answerRefused`); the descriptor is kept a second after, so the client can still
+    /// write its request and read the answer instead of a reset. At most 256 wait (a flood closes
+    /// the oldest at once).
     private func turnAway(_ descriptor: Int32, _ failure: ControlFailure) {
-        let bytes = (try? ControlReply.error(failure).encoded()) ?? []
-        _ = bytes.withUnsafeBytes { Glibc.write(descriptor, $0.baseAddress, $0.count) }
-        Glibc.shutdown(descriptor, Int32(SHUT_WR))
         if refused.count >= 256 { Glibc.close(refused.removeFirst().descriptor) }
-        refused.append((descriptor, .now + .seconds(1)))
+        refused.append(Refused(descriptor: descriptor, failure: failure, until: .now + .seconds(1)))
+        answerRefused()
+    }
+
+    /// Answers each refused connection whose client has sent the first five bytes of a frame
+    /// (or ended, or let its second pass): pilot-host's JSON error frame when the fifth byte is
+    /// `{`, else the driver protocol's error reply, which the official clients can read. Then
+    /// the write side is shut.
+    private func answerRefused() {
+        let now = ContinuousClock.now
+        for index in refused.indices {
+            guard let failure = refused[index].failure else { continue }
+            let descriptor = refused[index].descriptor
+            var head = [UInt8](repeating: 0, count: 5)
+            let peeked = recv(descriptor, &head, 5, Int32(MSG_PEEK) | Int32(MSG_DONTWAIT))
+            let waiting = peeked < 0 ? errno == EAGAIN || errno == EWOULDBLOCK : peeked > 0 && peeked < 5
+            if waiting && now < refused[index].until { continue }
+            let bytes: [UInt8]
+            if peeked == 5, head[4] != ControlProtocolSniffer.jsonMarker {
+                bytes = DriverReply.error("\(failure.code.rawValue): \(failure.message)").encoded()
+            } else {
+                bytes = (try? ControlReply.error(failure).encoded()) ?? []
+            }
+            _ = bytes.withUnsafeBytes { Glibc.write(descriptor, $0.baseAddress, $0.count) }
+            Glibc.shutdown(descriptor, Int32(SHUT_WR))
+            refused[index].failure = nil
+            refused[index].until = now + .seconds(1)
+        }
     }
 
     private func closeRefused(all: Bool) {
         let now = ContinuousClock.now
-        while let first = refused.first, all || first.until <= now {
-            Glibc.close(first.descriptor)
-            refused.removeFirst()
+        refused.removeAll { refusal in
+            guard all || (refusal.failure == nil && refusal.until <= now) else { return false }
+            // Closing with unread input would have the kernel report a reset to the client, which
+            // could then lose the answer: what it sent is read and dropped first.
+            var scratch = [UInt8](repeating: 0, count: 4096)
+            for _ in 0..<16 where recv(refusal.descriptor, &scratch, scratch.count, Int32(MSG_DONTWAIT)) > 0 {}
+            Glibc.close(refusal.descriptor)
+            return true
         }
     }
 
@@ -404,7 +451,15 @@ public final class ControlListeners: @unchecked Sendable {
                 channel.eventLoop.makeCompletedFuture {
                     try channel.pipeline.syncOperations.addHandler(IdleStateHandler(readTimeout: listener.idleTimeout))
                     try channel.pipeline.syncOperations.addHandler(
-                        ControlConnectionHandler(peer: peer, policy: listener.policy, handler: listener.handler, limits: limits, logger: logger))
+                        ControlProtocolSniffer(
+                            json: {
+                                ControlConnectionHandler(peer: peer, policy: listener.policy, handler: listener.handler, limits: limits, logger: logger)
+                            },
+                            driver: {
+                                DriverConnectionHandler(
+                                    peer: peer, policy: listener.policy, factory: listener.driver, refusal: Self.noDriverHere(path), limits: limits,
+                                    logger: logger)
+                            }))
                 }
             }
             .withConnectedSocket(descriptor)
@@ -422,6 +477,12 @@ public final class ControlListeners: @unchecked Sendable {
                     logger.error("control connection could not be served", metadata: ["path": "\(path)", "error": "\(error)"])
                 }
             }
+    }
+
+    /// The driver error reply on a socket that serves no driver sessions.
+    static func noDriverHere(_ path: String) -> String {
+        "\(path) speaks only pilot-host's JSON control protocol (it is the admin socket); point official Pilot clients "
+            + "(pilotctl with PILOT_SOCKET, the SDKs) at an identity's socket, id/NAME.sock beside it"
     }
 
     private func release(_ id: UInt64) {

@@ -84,18 +84,14 @@ final class ControlConnectionHandler: ChannelDuplexHandler, @unchecked Sendable 
     private let peer: PeerCredentials
     private let policy: @Sendable () -> AccessPolicy
     private let handler: ControlServer.Handler
-    private let limits: ConnectionLimits
     private let logger: Logger
     private var decoder = LengthPrefixedFrames.Decoder(maxSize: ControlFrame.maxSize, field: "control request")
-    private var queue: [[UInt8]] = []
-    private var queuedBytes = 0
+    private var queue: RequestQueue<[UInt8]>
     /// The request being answered, cancelled if the client goes.
     private var inFlight: Task<Void, Never>?
     private var closing = false
     /// The client shut its write side: answer what it sent, then close.
     private var inputEnded = false
-    /// A read the pipeline asked for while the queue was full, made once it drains.
-    private var readHeld = false
 
     init(
         peer: PeerCredentials, policy: @escaping @Sendable () -> AccessPolicy, handler: @escaping ControlServer.Handler,
@@ -104,21 +100,12 @@ final class ControlConnectionHandler: ChannelDuplexHandler, @unchecked Sendable 
         self.peer = peer
         self.policy = policy
         self.handler = handler
-        self.limits = limits
         self.logger = logger
-    }
-
-    private var isFull: Bool {
-        queue.count >= limits.queuedRequests || queuedBytes + decoder.bufferedCount >= limits.queuedBytes
+        queue = RequestQueue(limits: limits)
     }
 
     func read(context: ChannelHandlerContext) {
-        // A refused connection is read to its end (and dropped), so that closing sends no reset.
-        if isFull, !closing {
-            readHeld = true
-        } else {
-            context.read()
-        }
+        queue.read(context, buffered: decoder.bufferedCount, closing: closing)
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
@@ -126,8 +113,7 @@ final class ControlConnectionHandler: ChannelDuplexHandler, @unchecked Sendable 
         decoder.append(unwrapInboundIn(data).readableBytesView)
         do {
             while let body = try decoder.next() {
-                queue.append(body)
-                queuedBytes += body.count
+                queue.append(body, size: body.count)
             }
         } catch {
             refuse(context, ControlFailure(.invalidArgument, "malformed frame: \(error)"))
@@ -138,14 +124,12 @@ final class ControlConnectionHandler: ChannelDuplexHandler, @unchecked Sendable 
 
     private func serveNext(_ context: ChannelHandlerContext) {
         guard inFlight == nil, !closing else { return }
-        guard !queue.isEmpty else {
+        guard let body = queue.next() else {
             if inputEnded { context.close(promise: nil) }
-            resumeReading(context)
+            queue.resume(context, buffered: decoder.bufferedCount)
             return
         }
-        let body = queue.removeFirst()
-        queuedBytes -= body.count
-        resumeReading(context)
+        queue.resume(context, buffered: decoder.bufferedCount)
         // Rights are judged at every request, not only at accept.
         if case .failure(let denied) = policy().decide(peer) {
             logger.warning(
@@ -176,43 +160,23 @@ final class ControlConnectionHandler: ChannelDuplexHandler, @unchecked Sendable 
         }
     }
 
-    private func resumeReading(_ context: ChannelHandlerContext) {
-        guard readHeld, !isFull else { return }
-        readHeld = false
-        context.read()
-    }
-
     private func write(_ context: ChannelHandlerContext, _ reply: ControlReply) {
         let bytes = (try? reply.encoded())
             ?? (try? ControlReply.error(ControlFailure(.internalError, "reply too large")).encoded()) ?? []
-        var buffer = context.channel.allocator.buffer(capacity: bytes.count)
-        buffer.writeBytes(bytes)
-        context.writeAndFlush(wrapOutboundOut(buffer), promise: nil)
+        ConnectionEnd.write(bytes, on: context)
     }
 
-    /// One error frame, then close. The write side is shut first and whatever the client still
-    /// sends is read and dropped for a moment: closing with unread input would make the kernel
-    /// answer with a reset, and the client could lose the error frame.
+    /// One error frame, then close (`ConnectionEnd.sendLast`).
     private func refuse(_ context: ChannelHandlerContext, _ failure: ControlFailure) {
         closing = true
         dropQueue()
-        let bytes = (try? ControlReply.error(failure).encoded()) ?? []
-        var buffer = context.channel.allocator.buffer(capacity: bytes.count)
-        buffer.writeBytes(bytes)
-        let bound = NIOLoopBound(context, eventLoop: context.eventLoop)
-        context.writeAndFlush(wrapOutboundOut(buffer)).whenComplete { _ in
-            let context = bound.value
-            context.close(mode: .output, promise: nil)
-            context.read()
-            context.eventLoop.scheduleTask(in: .seconds(2)) { bound.value.close(promise: nil) }
-        }
+        ConnectionEnd.sendLast((try? ControlReply.error(failure).encoded()) ?? [], on: context)
     }
 
     /// Queued requests go, and the one being answered is cancelled: nothing is held for a
     /// client that cannot read the answers.
     private func dropQueue() {
         queue.removeAll()
-        queuedBytes = 0
         inFlight?.cancel()
         inFlight = nil
     }

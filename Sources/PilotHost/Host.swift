@@ -40,6 +40,8 @@ public final class Host: Sendable {
 
     /// Files pilotctl is sending, in chunks.
     private let uploads = Uploads()
+    /// When this host was made: the uptime the driver protocol's `info` and `health` report.
+    private let started = Date()
     /// Who may use each identity's socket, asked at every accept and every request.
     private let gates: NIOLockedValueBox<[String: AccessGate]> = NIOLockedValueBox([:])
     /// Sockets passed by systemd, served in place of binding `listen` and `admin.sock`.
@@ -413,7 +415,8 @@ public final class Host: Sendable {
             // Owner-only unless groups may use it too; the peer check decides either way.
             try listeners.listen(
                 path: path, mode: groups.isEmpty ? 0o600 : 0o666, owner: record.ownerUID,
-                policy: { gate.policy }, handler: { peer, request in await commands.handle(peer, request) })
+                policy: { gate.policy }, handler: { peer, request in await commands.handle(peer, request) },
+                driver: { [started] peer, connection in IdentityDriverSession(commands: commands, peer: peer, connection: connection, started: started) })
         } catch {
             logger.error("cannot open identity socket", metadata: ["identity": "\(name)", "path": "\(path)", "error": "\(error)"])
             throw ControlFailure(.unavailable, "cannot open \(path): \(error)")

@@ -23,7 +23,7 @@ struct IdentityCommands: Sendable {
     /// Answers `request`, sent by `peer` (whose rights the control socket has just checked).
     func handle(_ peer: PeerCredentials, _ request: ControlRequest) async -> ControlReply {
         do {
-            return .ok(try await answer(IdentitySocketCommand(request), from: peer))
+            return .ok(try await answer(from: peer, IdentitySocketCommand(request)))
         } catch let failure as ControlFailure {
             return .error(failure)
         } catch let error as PoolError {
@@ -34,7 +34,7 @@ struct IdentityCommands: Sendable {
     }
 
     /// The data of `command`'s reply.
-    private func answer(_ command: IdentitySocketCommand, from peer: PeerCredentials) async throws -> JSON {
+    func answer(from peer: PeerCredentials, _ command: IdentitySocketCommand) async throws -> JSON {
         switch command {
         case .info:
             guard let identity = await pool.identity(named: name) else { throw PoolError.notFound(name) }

@@ -72,6 +72,11 @@ extension IdentityPool {
         ownListenAddresses[name] = address
     }
 
+    /// The `listen_addr` `name` registers with: its own socket's, else the shared socket's.
+    public func registeredAddress(of name: String) -> String {
+        ownListenAddresses[name] ?? listenAddress
+    }
+
     /// `name` is back on the shared socket (made private): registered again with its address.
     public func useSharedSocket(_ name: String) async throws {
         guard records[name] != nil, ownListenAddresses.removeValue(forKey: name) != nil else { return }

@@ -27,6 +27,8 @@ actor Presence {
     let fabric: Fabric
     let pool: IdentityPool
     private let services: [UInt16: Service]
+    /// The ports every identity serves itself (echo, handshake, data exchange, event stream).
+    var servicePorts: [UInt16] { services.keys.sorted() }
     private let datagrams: DatagramPorts
     let logger: Logger
     private var listenHost = "0.0.0.0"

@@ -6,7 +6,8 @@ import Foundation
 public enum ControlProbe {
     /// What one probe saw.
     public struct Outcome: CustomStringConvertible, Sendable {
-        /// Each reply frame's body, as text.
+        /// Each reply frame's body, as text; a driver-protocol frame (one not starting with `{`)
+        /// as "DRIVER <command in hex> <message>".
         public var replies: [String]
         /// "CLOSED" (the server closed), "OPEN" (still open a second after the last reply),
         /// "MORE" (unexpected bytes), or what went wrong.
@@ -36,7 +37,9 @@ public enum ControlProbe {
                 if not chunk: break
                 buf += chunk
                 while len(buf) >= 4 and len(buf) >= 4 + struct.unpack('>I', buf[:4])[0]:
-                    n = struct.unpack('>I', buf[:4])[0]; print(buf[4:4+n].decode(), flush=True); buf = buf[4+n:]; got += 1
+                    n = struct.unpack('>I', buf[:4])[0]; body = buf[4:4+n]; buf = buf[4+n:]; got += 1
+                    if body[:1] == b'{': print(body.decode(), flush=True)
+                    else: print('DRIVER %02x %s' % (body[0], body[3:].decode(errors='replace').replace('\\n', ' ')), flush=True)
             s.settimeout(1)
             try:
                 print('END ' + ('CLOSED' if not s.recv(65536) else 'MORE'), flush=True)

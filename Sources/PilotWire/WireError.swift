@@ -17,7 +17,7 @@ public enum WireError: Error, Hashable, Sendable {
     /// A field holds a value the format does not allow; `reason` says which and why.
     case invalidValue(field: String, reason: String)
     /// A driver frame's command byte is not a request the daemon serves. The description is the
-    /// 1.18 daemon's own error text, which clients match (`docs/PROTOCOL.md §12.1`).
+    /// 1.18 daemon's own error text, which clients match (`docs/PROTOCOL.md §12.3`).
     case unknownCommand(UInt8)
 }
 

@@ -1,5 +1,5 @@
 /// The command byte of a driver frame: what the official daemon's Unix socket carries between
-/// an SDK (or `pilotctl`) and the daemon (`docs/PROTOCOL.md §12.1`).
+/// an SDK (or `pilotctl`) and the daemon (`docs/PROTOCOL.md §12.3`).
 ///
 /// Replies are matched to requests by this byte alone, as the protocol has no request id. Codes
 /// 0x1D/0x1E (SetTaskExec) were removed in 1.18 and 0x27, 0x28 and 0x2C are not used, so they

@@ -1,5 +1,5 @@
 /// One message on the daemon's Unix socket, either way: `[u32 BE length][command][payload]`,
-/// where the length counts the command byte and the payload (`docs/PROTOCOL.md §12.1`).
+/// where the length counts the command byte and the payload (`docs/PROTOCOL.md §12.3`).
 public struct DriverFrame: Sendable, Equatable {
     /// The longest frame, as counted by its length field; a longer one closes the connection.
     public static let maxSize = 1 << 20

@@ -1,5 +1,5 @@
 /// The payload of a `handshake` (0x0F) request: a sub-command byte and its arguments
-/// (`docs/PROTOCOL.md §12.1`). Node ids are u32 big-endian; text runs to the end of the payload.
+/// (`docs/PROTOCOL.md §12.3`). Node ids are u32 big-endian; text runs to the end of the payload.
 public enum DriverHandshake: Sendable, Equatable {
     /// 0x01 `[node][justification]`: ask `node` for trust.
     case send(node: UInt32, justification: String)

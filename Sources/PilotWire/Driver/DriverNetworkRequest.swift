@@ -1,5 +1,5 @@
 /// The payload of a `network` (0x1F) request: a sub-command byte and its arguments
-/// (`docs/PROTOCOL.md §12.1`). Network ids are u16 and node ids u32, big-endian.
+/// (`docs/PROTOCOL.md §12.3`). Network ids are u16 and node ids u32, big-endian.
 public enum DriverNetworkRequest: Sendable, Equatable {
     /// 0x01: the networks the registry knows.
     case list

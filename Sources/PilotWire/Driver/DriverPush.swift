@@ -1,4 +1,4 @@
-/// A frame the daemon sends without being asked (`docs/PROTOCOL.md §12.1`); clients route these
+/// A frame the daemon sends without being asked (`docs/PROTOCOL.md §12.3`); clients route these
 /// by command byte, apart from the replies they wait for.
 public enum DriverPush: Equatable, Sendable {
     /// 0x05 `[local port][connection u32][remote address][remote port]`: a bound port accepted

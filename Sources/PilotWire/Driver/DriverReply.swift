@@ -1,5 +1,5 @@
 /// The frames the daemon side of the Unix socket sends: replies to requests and the pushes
-/// (`docs/PROTOCOL.md §12.1`). Data over what one frame carries is the caller's to split.
+/// (`docs/PROTOCOL.md §12.3`). Data over what one frame carries is the caller's to split.
 public enum DriverReply {
     /// The code every 1.18 error reply carries.
     public static let errorCode: UInt16 = 1

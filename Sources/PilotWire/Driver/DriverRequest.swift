@@ -1,5 +1,5 @@
 /// A request from a client of the daemon's Unix socket, typed per command
-/// (`docs/PROTOCOL.md §12.1`).
+/// (`docs/PROTOCOL.md §12.3`).
 ///
 /// Integers are big-endian; an address is its 6 bytes (network u16, node u32). Data and text
 /// without a length run to the end of the payload, and text must be UTF-8. Decoding checks every

@@ -1,0 +1,241 @@
+import Foundation
+import PilotTestSupport
+import PilotWire
+import XCTest
+
+/// The official 1.18 `pilotctl`, unchanged, on pilot-host identity sockets: it speaks the 1.18
+/// driver protocol (docs/PROTOCOL.md §12.2), which each identity socket serves beside
+/// pilot-host's JSON protocol, chosen per connection from its first frame. Every reply is parsed
+/// and checked. Skipped, saying why, without the official binaries (PyPI out of reach).
+final class OfficialClientsTests: HostProcessTestCase {
+    /// The keys the official pilotctl prints for `info` on an official 1.18 daemon (its 33
+    /// keys but `endpoint`, which pilotctl leaves out).
+    static let referenceInfoKeys: Set<String> = [
+        "node_id", "address", "hostname", "uptime_secs", "connections", "ports", "peers", "encrypted_peers",
+        "authenticated_peers", "encrypt", "identity", "public_key", "email", "bytes_sent", "bytes_recv", "pkts_sent", "pkts_recv",
+        "tunnel_encryption_success", "tunnel_encryption_failure", "handshake_pending_count", "version", "networks", "peer_list",
+        "conn_list", "accept_queue_drops", "webhook_queue_dropped", "webhook_circuit_skips", "relay_peer_count", "beacon_addr", "motd",
+        "features", "transport",
+    ]
+
+    private var official: OfficialPilot!
+    private var home: String { directory.path("home") }
+
+    override func setUpWithError() throws {
+        try super.setUpWithError()
+        do { official = try OfficialPilot.binaries() } catch { throw XCTSkip("official pilotctl unavailable: \(error)") }
+        try FileManager.default.createDirectory(atPath: home, withIntermediateDirectories: true)
+    }
+
+    /// The official pilotctl with `--json` on identity `name`'s socket of the host with runtime
+    /// `runtime`: its exit status and the envelope it printed. Bounded: a client left waiting
+    /// for a reply it cannot read is a failure, not a hang.
+    private func officialCtl(_ runtime: String, _ name: String, _ arguments: [String], user: String? = nil) throws -> (status: Int32, json: JSON) {
+        var command = [official.pilotctl.path, "--json"] + arguments
+        if let user { command = ["/usr/bin/setpriv", "--reuid=\(user)", "--regid=\(user)", "--init-groups"] + command }
+        let started = Date()
+        let result = ChildProcess.run(
+            command[0], Array(command.dropFirst()), environment: ["HOME": home, "PILOT_SOCKET": "\(runtime)/id/\(name).sock"], timeout: 20)
+        XCTAssertLessThan(Date().timeIntervalSince(started), 15, "official pilotctl \(arguments) did not finish: \(result.output)")
+        // The envelope goes to stdout, an error's to stderr.
+        let printed = result.stdout.trimmingCharacters(in: .whitespacesAndNewlines)
+        let text = printed.isEmpty ? result.output.trimmingCharacters(in: .whitespacesAndNewlines) : printed
+        guard let json = try? JSON(parsing: text) else { throw HostTestError("official pilotctl \(arguments): not JSON: \(result.output.prefix(400))") }
+        return (result.status, json)
+    }
+
+    func testTheOfficialPilotctlRunsOnIdentitySockets() throws {
+        let registryPort = try startRendezvous()
+        let runtime = try startHosts(1, registryPort: registryPort)[0]
+        let alice = try XCTUnwrap(ctl(runtime, ["identity", "create", "alice"])?["data"]?["node_id"]?.integerValue)
+        let bob = try XCTUnwrap(ctl(runtime, ["identity", "create", "bob"])?["data"]?["node_id"]?.integerValue)
+
+        // info: every key of the reference, with this identity's figures.
+        let info = try officialCtl(runtime, "alice", ["info"])
+        XCTAssertEqual(info.status, 0)
+        XCTAssertEqual(info.json["status"], "ok")
+        let data = try XCTUnwrap(info.json["data"]?.objectValue)
+        XCTAssertTrue(Self.referenceInfoKeys.isSubset(of: Set(data.keys)), "missing: \(Self.referenceInfoKeys.subtracting(data.keys).sorted())")
+        XCTAssertEqual(data["node_id"]?.integerValue, alice)
+        XCTAssertEqual(data["address"]?.stringValue, Address(node: UInt32(alice)).description)
+        XCTAssertEqual(data["identity"], true, "a boolean in 1.18")
+        XCTAssertEqual(data["name"]?.stringValue, "alice")
+        XCTAssertEqual(data["public_key"]?.stringValue?.count, 44, "an Ed25519 key in base64")
+
+        let health = try officialCtl(runtime, "alice", ["health"])
+        XCTAssertEqual(health.json["data"]?["status"], "ok")
+        let healthKeys: Set<String> = [
+            "accept_queue_drops", "authenticated_peers", "beacon_addr", "bytes_recv", "bytes_sent", "connections", "encrypted_peers",
+            "handshake_pending_count", "peers", "relay_peer_count", "status", "uptime_seconds", "webhook_circuit_skips", "webhook_queue_dropped",
+        ]
+        XCTAssertTrue(healthKeys.isSubset(of: Set(health.json["data"]?.objectValue?.keys ?? [:].keys)), "\(health.json)")
+
+        // set-hostname, seen by the JSON protocol on the same socket too.
+        XCTAssertEqual(try officialCtl(runtime, "alice", ["set-hostname", "alice-h"]).json["data"]?["hostname"], "alice-h")
+        XCTAssertEqual(ctl(runtime, ["info", "--identity", "alice"])?["data"]?["hostname"], "alice-h")
+
+        // The handshake between two identities, entirely with the official pilotctl.
+        let sent = try officialCtl(runtime, "alice", ["handshake", "\(bob)", "hello bob"])
+        XCTAssertEqual(sent.json["data"]?["status"], "sent", "\(sent.json)")
+        var pending: [JSON] = []
+        XCTAssertTrue(ChildProcess.waitUntil(timeout: 10) {
+            pending = (try? self.officialCtl(runtime, "bob", ["pending"]).json["data"]?["pending"]?.arrayValue) ?? []
+            return !pending.isEmpty
+        })
+        XCTAssertEqual(pending.first?["node_id"]?.integerValue, alice)
+        XCTAssertEqual(pending.first?["justification"], "hello bob")
+        XCTAssertEqual(try officialCtl(runtime, "bob", ["approve", "\(alice)"]).json["data"]?["status"], "approved")
+        var trusted: [JSON] = []
+        XCTAssertTrue(ChildProcess.waitUntil(timeout: 10) {
+            trusted = (try? self.officialCtl(runtime, "alice", ["trust"]).json["data"]?["trusted"]?.arrayValue) ?? []
+            return !trusted.isEmpty
+        })
+        XCTAssertEqual(trusted.first?["node_id"]?.integerValue, bob)
+        let revoked = try officialCtl(runtime, "alice", ["untrust", "\(bob)"])
+        XCTAssertEqual(revoked.json["status"], "ok", "\(revoked.json)")
+        XCTAssertEqual(revoked.json["data"]?["node_id"]?.integerValue, bob)
+        XCTAssertEqual(try officialCtl(runtime, "alice", ["trust"]).json["data"]?["total"], 0)
+    }
+
+    /// What the driver protocol cannot have gets its error reply: a readable error from the
+    /// official client, at once, and the socket goes on serving.
+    func testWhatIsNotServedGetsTheDriversErrorReplyNotSilence() throws {
+        let registryPort = try startRendezvous()
+        let runtime = try startHosts(1, registryPort: registryPort)[0]
+        XCTAssertEqual(ctl(runtime, ["identity", "create", "alice"])?["status"], "ok")
+        let refused = try officialCtl(runtime, "alice", ["deregister"])
+        XCTAssertNotEqual(refused.status, 0)
+        XCTAssertEqual(refused.json["status"], "error")
+        XCTAssertTrue(refused.json["message"]?.stringValue?.contains("not available on a pilot-host identity socket") == true, "\(refused.json)")
+        XCTAssertEqual(try officialCtl(runtime, "alice", ["info"]).json["status"], "ok")
+    }
+
+    /// A user who may open the socket file (a group-shared identity) but is not allowed gets the
+    /// driver's error reply, not a JSON frame the official client cannot read (it used to wait
+    /// forever). Needs root and throwaway accounts.
+    func testARefusedOfficialClientGetsTheDriversErrorReply() throws {
+        if let reason = ThrowawayAccounts.unavailableReason { throw XCTSkip(reason) }
+        let accounts = ThrowawayAccounts()
+        defer { accounts.removeAll() }
+        let team = try accounts.group("ptdrv")
+        let stranger = try accounts.user("ptdrvx")
+        chmod(home, 0o777)
+        let registryPort = try startRendezvous()
+        let runtime = try startHosts(1, registryPort: registryPort)[0]
+        XCTAssertEqual(ctl(runtime, ["identity", "create", "shared", "--group", team])?["status"], "ok", "a socket others can open")
+        let refused = try officialCtl(runtime, "shared", ["info"], user: stranger)
+        XCTAssertNotEqual(refused.status, 0)
+        XCTAssertTrue(refused.json["message"]?.stringValue?.contains("permission_denied") == true, "\(refused.json)")
+        XCTAssertEqual(try officialCtl(runtime, "shared", ["info"]).json["status"], "ok", "root may")
+    }
+    /// Hostile driver frames: an unknown command and a short payload get the error reply and the
+    /// connection goes on; a frame over 1 MiB gets it and the connection is closed; a storm of
+    /// dials is held to 16 under way; the admin socket answers a driver frame in kind; and the
+    /// identity keeps serving everyone else throughout.
+    func testHostileDriverFramesGetErrorRepliesAndTheSocketGoesOn() throws {
+        let registryPort = try startRendezvous()
+        let runtimes = try startHosts(2, registryPort: registryPort)
+        let runtime = runtimes[0]
+        XCTAssertEqual(ctl(runtime, ["identity", "create", "alice"])?["status"], "ok")
+        let path = "\(runtime)/id/alice.sock"
+        // A public node whose host then stops: registered, reachable by no one, so a dial to it
+        // waits its whole 15 s.
+        let gone = try XCTUnwrap(ctl(runtimes[1], ["identity", "create", "gone", "--public"])?["data"]?["node_id"]?.integerValue)
+        processes[2].stop()
+
+        let client = try RawDriverClient(path: path)
+        try client.send(DriverFrame(command: 0x1D, payload: []))
+        XCTAssertEqual(try client.errorMessage(), "unknown command: 0x1D")
+        try client.send(DriverFrame(.handshake, payload: [0x01, 0x00]))
+        XCTAssertNotNil(try client.errorMessage(), "a handshake request cut short")
+        try client.send(DriverFrame(.info))
+        XCTAssertEqual(try client.reply().command, DriverCommand.infoOK.rawValue, "the same connection goes on")
+
+        // A dial storm toward a node nobody can reach: no more than 16 under way, the rest refused at once.
+        let storm = try RawDriverClient(path: path)
+        for _ in 0..<40 { try storm.send(DriverRequest.dial(Address(node: UInt32(gone)), port: 7).frame()) }
+        var refusedAtOnce = 0
+        for _ in 0..<24 where (try? storm.errorMessage())?.contains("more than 16 requests under way") == true { refusedAtOnce += 1 }
+        XCTAssertEqual(refusedAtOnce, 24)
+        let other = try RawDriverClient(path: path)
+        try other.send(DriverFrame(.health))
+        XCTAssertEqual(try other.reply().command, DriverCommand.healthOK.rawValue, "served beside the storm")
+
+        // Over 1 MiB on a driver connection: the error reply, then the end of the connection. (As
+        // the very first frame its length alone says it is no frame of either protocol, and the
+        // JSON protocol refuses it, as it always did.)
+        let big = try RawDriverClient(path: path)
+        try big.send(DriverFrame(.health))
+        XCTAssertEqual(try big.reply().command, DriverCommand.healthOK.rawValue)
+        try big.write([0x00, 0x20, 0x00, 0x00, DriverCommand.send.rawValue])
+        XCTAssertNotNil(try big.errorMessage())
+        XCTAssertTrue(big.isClosed(), "a connection that sent a frame too long is closed")
+
+        // The admin socket speaks only JSON, and says so in the driver's own words.
+        let admin = try RawDriverClient(path: "\(runtime)/admin.sock")
+        try admin.send(DriverFrame(.info))
+        XCTAssertTrue(try admin.errorMessage()?.contains("admin socket") == true)
+        XCTAssertEqual(ctl(runtime, ["info", "--identity", "alice"])?["status"], "ok", "the JSON protocol on the same socket")
+    }
+}
+
+/// A bare driver-protocol client on a Unix socket, for frames no real client would send.
+final class RawDriverClient {
+    private let descriptor: Int32
+    private var decoder = DriverFrameDecoder()
+
+    init(path: String) throws {
+        descriptor = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
+        var address = sockaddr_un()
+        address.sun_family = sa_family_t(AF_UNIX)
+        withUnsafeMutableBytes(of: &address.sun_path) { raw in
+            for (index, byte) in path.utf8.prefix(raw.count - 1).enumerated() { raw[index] = byte }
+        }
+        let connected = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(descriptor, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
+        }
+        guard connected == 0 else { throw HostTestError("connect \(path): errno \(errno)") }
+        var timeout = timeval(tv_sec: 10, tv_usec: 0)
+        setsockopt(descriptor, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+    }
+
+    deinit { close(descriptor) }
+
+    func write(_ bytes: [UInt8]) throws {
+        guard bytes.withUnsafeBytes({ Glibc.write(descriptor, $0.baseAddress, $0.count) }) == bytes.count else {
+            throw HostTestError("write: errno \(errno)")
+        }
+    }
+
+    func send(_ frame: DriverFrame) throws { try write(frame.encoded()) }
+
+    /// The next frame (10 s at most).
+    func reply() throws -> DriverFrame {
+        while true {
+            if let frame = try decoder.next() { return frame }
+            var buffer = [UInt8](repeating: 0, count: 65536)
+            let count = read(descriptor, &buffer, buffer.count)
+            guard count > 0 else { throw HostTestError("no reply (read \(count), errno \(errno))") }
+            decoder.append(buffer[0..<count])
+        }
+    }
+
+    /// The next frame's message if it is the error reply, nil if it is another frame.
+    func errorMessage() throws -> String? {
+        let frame = try reply()
+        guard frame.command == DriverCommand.error.rawValue, frame.payload.count >= 2 else { return nil }
+        return String(decoding: frame.payload.dropFirst(2), as: UTF8.self)
+    }
+
+    /// Whether the server closed the connection (within 5 s).
+    func isClosed() -> Bool {
+        var buffer = [UInt8](repeating: 0, count: 4096)
+        let deadline = Date().addingTimeInterval(5)
+        while Date() < deadline {
+            let count = read(descriptor, &buffer, buffer.count)
+            if count == 0 { return true }
+            if count < 0 && errno != EAGAIN && errno != EINTR { return true }
+        }
+        return false
+    }
+}
