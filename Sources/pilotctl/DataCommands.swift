@@ -105,7 +105,8 @@ struct Listen: ParsableCommand {
 }
 
 struct SendDatagram: ParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "send-datagram", abstract: "Send one datagram to a node's port.")
+    static let configuration = CommandConfiguration(
+        commandName: "send-datagram", abstract: "Send one datagram to a node's port.", aliases: ["dgram"])
     @OptionGroup var global: GlobalOptions
     @Argument(help: "An address, a node id, or a hostname.") var target: String
     @Argument var port: Int

@@ -14,17 +14,9 @@ func adminToken(json: Bool) throws -> String {
     {
         return token
     }
-    let message = "admin token required for this operation"
-    let hint = "set PILOT_ADMIN_TOKEN env var or admin_token in ~/.pilot/config.json"
-    let text: String
-    if json {
-        let envelope: JSON = ["status": "error", "code": .string(ControlErrorCode.authRequired.rawValue), "error": .string(message), "message": .string(message), "hint": .string(hint)]
-        text = envelope.encodedString()
-    } else {
-        text = "error: \(message)\nhint:  \(hint)"
-    }
-    FileHandle.standardError.write(Data((text + "\n").utf8))
-    throw ExitCode(1)
+    try exitWithError(
+        code: ControlErrorCode.authRequired.rawValue, "admin token required for this operation",
+        hint: "set PILOT_ADMIN_TOKEN env var or admin_token in ~/.pilot/config.json", json: json)
 }
 
 struct Broadcast: ParsableCommand {

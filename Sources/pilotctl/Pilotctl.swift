@@ -8,29 +8,64 @@ import PilotWire
 struct Pilotctl: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "pilotctl", abstract: "Control pilot-host and its identities.",
+        discussion: """
+            Global flags (--json, --identity NAME, --runtime-dir DIR) may stand anywhere: before the \
+            subcommand, after it, or between the words of a nested one (pilotctl --json info, \
+            pilotctl info --json, pilotctl identity --json list). Nothing after a literal -- moves.
+
+            The identity a command acts as, first found: --identity NAME (the socket \
+            RUNTIME/id/NAME.sock); $PILOT_SOCKET (the path of an identity socket, used as it is); \
+            $PILOT_IDENTITY (a name, as --identity); else the only identity socket under RUNTIME/id \
+            that you may open. RUNTIME: --runtime-dir, else $PILOT_RUNTIME_DIR, else /run/pilot-host. \
+            The identity commands use RUNTIME/admin.sock.
+
+            The reference pilotctl's names work too: dgram (send-datagram), lookup HOSTNAME, \
+            extras SUBCOMMAND (set-tags, clear-tags, set-hostname, clear-hostname, connect, send, \
+            recv, dgram, listen, broadcast, connections, peers, bench), version. Not available on \
+            pilot-host yet (they fail with code unsupported): \(Unavailable.names.joined(separator: ", ")).
+            """,
+        version: pilotHostVersion,
         subcommands: [
             IdentityCommand.self, InfoCommand.self, SetHostname.self, ClearHostname.self, SetTags.self, ClearTags.self,
             SetPublic.self, SetPrivate.self, Lookup.self, Find.self, Ping.self,
             Handshake.self, Pending.self, Approve.self, Reject.self, Untrust.self, TrustList.self, SendMessage.self, Inbox.self, SendFile.self, Received.self, Subscribe.self, Publish.self, Bench.self, Connections.self, Peers.self, Send.self, Connect.self, Recv.self, Listen.self, SendDatagram.self,
-            NetworkCommand.self, Broadcast.self,
-        ])
+            NetworkCommand.self, Broadcast.self, Extras.self, Version.self,
+        ] + Unavailable.commands)
+
+    /// Parses the command line with the global flags put where the subcommand reads them
+    /// (`GlobalFlags`), and runs the command.
+    static func main() {
+        main(GlobalFlags.placed(Array(CommandLine.arguments.dropFirst()), commands: commandTree(of: Pilotctl.self)))
+    }
+
+    /// `command`'s subcommands, under their names and aliases, down to the last level.
+    static func commandTree(of command: any ParsableCommand.Type) -> GlobalFlags.CommandTree {
+        var tree = GlobalFlags.CommandTree()
+        for subcommand in command.configuration.subcommands {
+            let names = [subcommand._commandName] + subcommand.configuration.aliases
+            for name in names { tree.subcommands[name] = commandTree(of: subcommand) }
+        }
+        return tree
+    }
 }
 
 struct GlobalOptions: ParsableArguments {
     @Flag(help: "Print the reference pilotctl's JSON envelope.") var json = false
-    @Option(help: "Identity to act as (or $PILOT_IDENTITY).") var identity: String?
+    @Option(help: "Identity to act as (else $PILOT_SOCKET, else $PILOT_IDENTITY).") var identity: String?
     @Option(help: "pilot-host's runtime directory (or $PILOT_RUNTIME_DIR).") var runtimeDir: String?
 
     var runtime: String {
         runtimeDir ?? ProcessInfo.processInfo.environment["PILOT_RUNTIME_DIR"] ?? "/run/pilot-host"
     }
 
-    /// The identity named on the command line or in the environment, else the only identity
-    /// socket this caller may open.
+    /// The socket of the identity to act as: the one `--identity` names, else `$PILOT_SOCKET`
+    /// as it is, else the one `$PILOT_IDENTITY` names, else the only identity socket this
+    /// caller may open. An empty variable counts as unset.
     func identitySocket() throws -> String {
-        if let name = identity ?? ProcessInfo.processInfo.environment["PILOT_IDENTITY"] {
-            return runtime + "/id/\(name).sock"
-        }
+        let environment = ProcessInfo.processInfo.environment.filter { !$0.value.isEmpty }
+        if let identity { return runtime + "/id/\(identity).sock" }
+        if let socket = environment["PILOT_SOCKET"] { return socket }
+        if let name = environment["PILOT_IDENTITY"] { return runtime + "/id/\(name).sock" }
         let names = ((try? FileManager.default.contentsOfDirectory(atPath: runtime + "/id")) ?? [])
             .filter { $0.hasSuffix(".sock") }.map { String($0.dropLast(5)) }.sorted()
         let usable = names.filter { access(runtime + "/id/\($0).sock", R_OK | W_OK) == 0 }
@@ -109,4 +144,19 @@ struct GlobalOptions: ParsableArguments {
             return .error(ControlFailure(.notRunning, "\(error)"))
         }
     }
+}
+
+/// Prints an error that no host replied with (a code of the reference pilotctl's own, such as
+/// `auth_required` or `unsupported`, and a hint), in its JSON envelope with `json`, and exits 1.
+func exitWithError(code: String, _ message: String, hint: String?, json: Bool) throws -> Never {
+    let text: String
+    if json {
+        var envelope: [String: JSON] = ["status": "error", "code": .string(code), "error": .string(message), "message": .string(message)]
+        envelope["hint"] = hint.map(JSON.string)
+        text = JSON.object(envelope).encodedString()
+    } else {
+        text = "error: \(message)" + (hint.map { "\nhint:  \($0)" } ?? "")
+    }
+    FileHandle.standardError.write(Data((text + "\n").utf8))
+    throw ExitCode(1)
 }

@@ -66,11 +66,21 @@ private func fields(_ data: ControlData) -> String {
 }
 
 struct Lookup: ParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Look a node up in the registry by node id or address.")
+    static let configuration = CommandConfiguration(abstract: "Look a node up in the registry by node id, address or hostname.")
     @OptionGroup var global: GlobalOptions
-    @Argument var target: String
+    @Argument(help: "A node id, an address N:XXXX.YYYY.YYYY, or a hostname.") var target: String
     func run() throws {
-        try global.run(IdentityControl.Lookup(target: target), on: try global.identitySocket(), text: fields)
+        let socket = try global.identitySocket()
+        var node = target
+        // The host's lookup takes a node id; a hostname is found first, as 1.18's pilotctl does.
+        if case .hostname(let hostname) = NodeTarget(target) {
+            let found = try global.call(IdentityControl.Find(hostname: hostname), on: socket)
+            guard let id = found["node_id"]?.integerValue.map(String.init) ?? found["address"]?.stringValue else {
+                try global.fail(.error(ControlFailure(.notFound, "the registry gave no node for hostname \(hostname)")))
+            }
+            node = id
+        }
+        try global.run(IdentityControl.Lookup(target: node), on: socket, text: fields)
     }
 }
 
