@@ -67,6 +67,7 @@ struct IdentityCommands: Sendable {
             }
             return try await registryAnswer(RegistryMessage(type: "lookup", ["node_id": .integer(Int64(address.node))]))
         case .find(let command):
+            if let tag = command.tag { return try await findByTag(tag) }
             return try await registryAnswer(RegistryMessage(type: "resolve_hostname", ["hostname": .string(command.hostname)]))
         case .ping(let command):
             return try await ping(command)
@@ -284,6 +285,20 @@ struct IdentityCommands: Sendable {
         guard reply.type != "error", let fields = reply.json.objectValue else {
             throw ControlFailure(.invalidArgument, "registry: \(reply["error"]?.stringValue ?? "unexpected reply \(reply.type)")")
         }
+        return .object(fields)
+    }
+
+    /// The online nodes tagged `tag`, from the registry's `find_by_tag` (our extension); a
+    /// registry without it (the official one) is said to be one.
+    private func findByTag(_ tag: String) async throws -> JSON {
+        guard (1...64).contains(tag.utf8.count) else { throw ControlFailure(.invalidArgument, "find --tag: a tag has 1 to 64 bytes") }
+        let reply = try await pool.query(RegistryMessage(type: "find_by_tag", ["tag": .string(tag)]))
+        guard reply.type == "find_by_tag_ok", var fields = reply.json.objectValue else {
+            let said = reply["error"]?.stringValue ?? reply.type
+            if said.contains("unknown") { throw ControlFailure(.unavailable, "this registry cannot search tags (it said: \(said.prefix(200)))") }
+            throw ControlFailure(.notFound, said)
+        }
+        fields["type"] = nil
         return .object(fields)
     }
 

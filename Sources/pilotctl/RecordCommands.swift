@@ -85,10 +85,16 @@ struct Lookup: ParsableCommand {
 }
 
 struct Find: ParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Find a node's address by hostname.")
+    static let configuration = CommandConfiguration(
+        abstract: "Find a node's address by hostname, or the online nodes with a tag (--tag).")
     @OptionGroup var global: GlobalOptions
-    @Argument var hostname: String
+    @Argument var hostname: String?
+    @Option(help: "Find the online nodes with this tag (pilot-rendezvous's registry can; the official one cannot).") var tag: String?
+    func validate() throws {
+        guard (hostname == nil) != (tag == nil) else { throw ValidationError("find takes a hostname or --tag TAG, one of them") }
+    }
     func run() throws {
-        try global.run(IdentityControl.Find(hostname: hostname), on: try global.identitySocket(), text: fields)
+        let command = tag.map(IdentityControl.Find.init(tag:)) ?? IdentityControl.Find(hostname: hostname ?? "")
+        try global.run(command, on: try global.identitySocket(), text: fields)
     }
 }

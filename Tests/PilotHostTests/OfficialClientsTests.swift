@@ -97,6 +97,20 @@ final class OfficialClientsTests: HostProcessTestCase {
         XCTAssertEqual(try officialCtl(runtime, "alice", ["trust"]).json["data"]?["total"], 0)
     }
 
+    /// `pilotctl find --tag` (ours) over the registry's `find_by_tag`: the online nodes with the
+    /// tag, and nothing for a tag nobody has; a hostname and --tag together are refused.
+    func testFindByTagFromAClient() throws {
+        let registryPort = try startRendezvous()
+        let runtime = try startHosts(1, registryPort: registryPort)[0]
+        let alice = try XCTUnwrap(ctl(runtime, ["identity", "create", "alice", "--tags", "gpu,eu"])?["data"]?["node_id"]?.integerValue)
+        XCTAssertEqual(ctl(runtime, ["identity", "create", "bob", "--tags", "cpu"])?["status"], "ok")
+        let found = try XCTUnwrap(ctl(runtime, ["find", "--tag", "gpu", "--identity", "bob"]))
+        XCTAssertEqual(found["status"], "ok", "\(found)")
+        XCTAssertEqual(found["data"]?["nodes"]?.arrayValue?.compactMap { $0["node_id"]?.integerValue }, [alice], "\(found)")
+        XCTAssertEqual(ctl(runtime, ["find", "--tag", "tpu", "--identity", "bob"])?["data"]?["nodes"]?.arrayValue?.count, 0)
+        XCTAssertNotEqual(ctl(runtime, ["find", "alice", "--tag", "gpu", "--identity", "bob"])?["status"], "ok")
+    }
+
     /// What the driver protocol cannot have gets its error reply: a readable error from the
     /// official client, at once, and the socket goes on serving.
     func testWhatIsNotServedGetsTheDriversErrorReplyNotSilence() throws {

@@ -81,18 +81,31 @@ public enum IdentityControl {
         public var arguments: [String: JSON] { ["target": .string(target)] }
     }
 
-    /// `find`: a node's address by hostname. The reply is the registry's answer without its
-    /// `type`.
+    /// `find`: a node's address by hostname, or the online nodes with a tag (our registry's
+    /// `find_by_tag`). The reply is the registry's answer without its `type`.
     public struct Find: ControlCommand {
         public typealias Reply = ControlData
         public static let name = "find"
-        /// The hostname.
+        /// The hostname; empty when finding by `tag`.
         public var hostname: String
+        /// The tag, when finding by tag.
+        public var tag: String?
 
         /// The command finding `hostname`.
         public init(hostname: String) { self.hostname = hostname }
-        public init(fields: ControlFields) throws(ControlFailure) { hostname = try fields.string("hostname") }
-        public var arguments: [String: JSON] { ["hostname": .string(hostname)] }
+        /// The command finding the nodes tagged `tag`.
+        public init(tag: String) {
+            hostname = ""
+            self.tag = tag
+        }
+        public init(fields: ControlFields) throws(ControlFailure) {
+            tag = try fields.optionalString("tag")
+            hostname = tag == nil ? try fields.string("hostname") : (try fields.optionalString("hostname") ?? "")
+        }
+        public var arguments: [String: JSON] {
+            if let tag { return ["tag": .string(tag)] }
+            return ["hostname": .string(hostname)]
+        }
     }
 }
 
