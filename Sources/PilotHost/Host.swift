@@ -399,7 +399,7 @@ public final class Host: Sendable {
         }
         let name = record.name
         let path = socketPath(name)
-        let commands = IdentityCommands(pool: pool, presence: presence, trust: trust, dataCommands: data, mailbox: mailbox, uploads: uploads, name: name)
+        let commands = IdentityCommands(pool: pool, presence: presence, trust: trust, dataCommands: data, mailbox: mailbox, uploads: uploads, name: name, started: started)
         let groups = Set(record.allowedGIDs)
         let policy = AccessPolicy(.identity(name: name, owner: record.ownerUID, allowedGroups: groups))
         let (gate, replaced) = gates.withLockedValue { gates -> (AccessGate, AccessGate?) in
@@ -416,7 +416,7 @@ public final class Host: Sendable {
             try listeners.listen(
                 path: path, mode: groups.isEmpty ? 0o600 : 0o666, owner: record.ownerUID,
                 policy: { gate.policy }, handler: { peer, request in await commands.handle(peer, request) },
-                driver: { [started] peer, connection in IdentityDriverSession(commands: commands, peer: peer, connection: connection, started: started) })
+                driver: { peer, connection in IdentityDriverSession(commands: commands, peer: peer, connection: connection) })
         } catch {
             logger.error("cannot open identity socket", metadata: ["identity": "\(name)", "path": "\(path)", "error": "\(error)"])
             throw ControlFailure(.unavailable, "cannot open \(path): \(error)")

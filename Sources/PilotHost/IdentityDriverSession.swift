@@ -24,7 +24,6 @@ final class IdentityDriverSession: DriverSession {
     private let commands: IdentityCommands
     private let peer: PeerCredentials
     private let connection: DriverConnection
-    private let started: Date
     private let state = NIOLockedValueBox(State())
 
     private struct State {
@@ -38,11 +37,10 @@ final class IdentityDriverSession: DriverSession {
         var closed = false
     }
 
-    init(commands: IdentityCommands, peer: PeerCredentials, connection: DriverConnection, started: Date) {
+    init(commands: IdentityCommands, peer: PeerCredentials, connection: DriverConnection) {
         self.commands = commands
         self.peer = peer
         self.connection = connection
-        self.started = started
     }
 
     private var name: String { commands.name }
@@ -54,7 +52,7 @@ final class IdentityDriverSession: DriverSession {
         case .info:
             await reply(.infoOK) { try await self.info() }
         case .health:
-            await reply(.healthOK) { try await self.health() }
+            await reply(.healthOK) { await self.commands.health(connections: self.state.withLockedValue { $0.streams.count }) }
         case .handshake(let handshake):
             await handshakeRequest(handshake)
         case .resolveHostname(let hostname):
@@ -179,7 +177,7 @@ final class IdentityDriverSession: DriverSession {
         let servicePorts = await commands.presence.servicePorts.count
         return [
             "node_id": .integer(Int64(record.nodeID)), "address": .string(address.description), "endpoint": .string(await commands.pool.registeredAddress(of: name)),
-            "hostname": .string(record.hostname ?? ""), "uptime_secs": .integer(Int64(Date().timeIntervalSince(started))),
+            "hostname": .string(record.hostname ?? ""), "uptime_secs": .integer(Int64(Date().timeIntervalSince(commands.started))),
             "connections": .integer(Int64(streams)), "ports": .integer(Int64(servicePorts + bound)),
             "peers": .integer(Int64(trusted.count)), "encrypted_peers": .integer(Int64(trusted.count)),
             "authenticated_peers": .integer(Int64(trusted.count)), "encrypt": .bool(true), "identity": .bool(true), "name": .string(name),
@@ -191,21 +189,6 @@ final class IdentityDriverSession: DriverSession {
             "relay_peer_count": .integer(0), "beacon_addr": .string(beacon), "motd": .string(""),
             "features": .array(["reply_window", "dial_awaits_key", "key_request", "dgram_confirm"].map(JSON.string)),
             "transport": .string("udp"), "tags": .array(record.tags.map(JSON.string)), "public": .bool(record.isPublic),
-        ]
-    }
-
-    /// 1.18's health keys, with this identity's figures where it has them.
-    private func health() async throws -> JSON {
-        let pending = await commands.trust.pending(name).pending.count
-        let trusted = await commands.trust.trusted(name).trusted.count
-        let beacon = await commands.presence.beacon.map { Self.hostPort($0) } ?? ""
-        return [
-            "status": .string("ok"), "uptime_seconds": .integer(Int64(Date().timeIntervalSince(started))),
-            "connections": .integer(Int64(state.withLockedValue { $0.streams.count })), "peers": .integer(Int64(trusted)),
-            "encrypted_peers": .integer(Int64(trusted)), "authenticated_peers": .integer(Int64(trusted)),
-            "handshake_pending_count": .integer(Int64(pending)), "beacon_addr": .string(beacon), "relay_peer_count": .integer(0),
-            "bytes_sent": .integer(0), "bytes_recv": .integer(0), "accept_queue_drops": .integer(0), "webhook_queue_dropped": .integer(0),
-            "webhook_circuit_skips": .integer(0), "version": .string(Self.version), "name": .string(name),
         ]
     }
 

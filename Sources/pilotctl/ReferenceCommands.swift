@@ -9,6 +9,18 @@ import PilotWire
 /// packages from (a package adds `~git<commits>.<hash>`; `dpkg -s pilot-host` shows it).
 let pilotHostVersion = "0.1.0"
 
+/// 1.18's `health`: the identity's figures, as the official daemon's keys.
+struct HealthCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "health", abstract: "How this identity is doing (1.18's health keys).")
+    @OptionGroup var global: GlobalOptions
+
+    func run() throws {
+        try global.run(IdentityControl.Health(), on: try global.identitySocket()) { data in
+            data.values.keys.sorted().map { key in "\(key): \(data[key].map { $0.stringValue ?? $0.encodedString() } ?? "")" }.joined(separator: "\n")
+        }
+    }
+}
+
 struct Version: ParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Print pilot-host's version.")
     @OptionGroup var global: GlobalOptions
@@ -56,7 +68,6 @@ struct NotAvailable<Name: UnavailableName>: ParsableCommand {
 
 /// The reference commands that nothing on an identity's socket does today.
 enum Unavailable {
-    enum Health: UnavailableName { static let name = "health" }
     enum RotateKey: UnavailableName { static let name = "rotate-key" }
     enum Deregister: UnavailableName {
         static let name = "deregister"
@@ -77,13 +88,13 @@ enum Unavailable {
 
     /// At the top level.
     static let commands: [any ParsableCommand.Type] = [
-        NotAvailable<Health>.self, NotAvailable<RotateKey>.self, NotAvailable<Deregister>.self, NotAvailable<Traceroute>.self,
+        NotAvailable<RotateKey>.self, NotAvailable<Deregister>.self, NotAvailable<Traceroute>.self,
         NotAvailable<PreferDirect>.self, NotAvailable<Disconnect>.self, NotAvailable<Trusted>.self,
     ]
 
     /// Under `extras`.
     static let extras: [any ParsableCommand.Type] = [
-        NotAvailable<Health>.self, NotAvailable<Traceroute>.self, NotAvailable<Disconnect>.self,
+        HealthCommand.self, NotAvailable<Traceroute>.self, NotAvailable<Disconnect>.self,
         NotAvailable<SetWebhook>.self, NotAvailable<ClearWebhook>.self,
     ]
 

@@ -108,9 +108,17 @@ final class PilotctlHabitsTests: HostProcessTestCase {
         XCTAssertEqual(version.status, 0)
         XCTAssertNotNil(version.json?["data"]?["version"]?.stringValue)
 
+        // health, top level and under extras: 1.18's keys.
+        for words in [["health"], ["extras", "health"]] {
+            let health = run(["--json"] + words + ["--identity", "alice", "--runtime-dir", runtime])
+            XCTAssertEqual(health.json?["data"]?["status"], "ok", "\(words): \(String(describing: health.json))")
+            XCTAssertNotNil(health.json?["data"]?["uptime_seconds"]?.integerValue, "\(words)")
+            XCTAssertEqual(health.json?["data"]?["name"], "alice", "\(words)")
+        }
+
         // What pilot-host cannot do yet says so, with a code a script can test.
-        for command in [["health"], ["rotate-key"], ["deregister"], ["traceroute", "alice", "--timeout", "5s"], ["prefer-direct", "bob"],
-                        ["disconnect", "3"], ["trusted", "list"], ["extras", "health"], ["extras", "set-webhook", "http://x"]] {
+        for command in [["rotate-key"], ["deregister"], ["traceroute", "alice", "--timeout", "5s"], ["prefer-direct", "bob"],
+                        ["disconnect", "3"], ["trusted", "list"], ["extras", "set-webhook", "http://x"]] {
             let refused = run(["--json"] + command + ["--identity", "alice", "--runtime-dir", runtime])
             XCTAssertEqual(refused.status, 1, "\(command)")
             XCTAssertEqual(refused.json?["status"], "error", "\(command)")

@@ -9,6 +9,14 @@ public enum IdentityControl {
         public init() {}
     }
 
+    /// `health`: how this identity is doing, with 1.18's keys (docs/PROTOCOL.md §12.2).
+    public struct Health: ArgumentlessControlCommand {
+        public typealias Reply = ControlData
+        public static let name = "health"
+        /// The command.
+        public init() {}
+    }
+
     /// `set-hostname`: this identity's hostname, set.
     public struct SetHostname: ControlCommand {
         public typealias Reply = IdentityInfo

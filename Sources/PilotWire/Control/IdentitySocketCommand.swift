@@ -1,6 +1,7 @@
 /// A command of an identity's own socket, read from a request, for the host to act on.
 public enum IdentitySocketCommand: Hashable, Sendable {
     case info(IdentityControl.Info)
+    case health(IdentityControl.Health)
     case setHostname(IdentityControl.SetHostname)
     case clearHostname(IdentityControl.ClearHostname)
     case setTags(IdentityControl.SetTags)
@@ -44,6 +45,7 @@ public enum IdentitySocketCommand: Hashable, Sendable {
         let f = request.fields
         switch request.command {
         case IdentityControl.Info.name: self = .info(.init())
+        case IdentityControl.Health.name: self = .health(.init())
         case IdentityControl.SetHostname.name: self = .setHostname(try .init(fields: f))
         case IdentityControl.ClearHostname.name: self = .clearHostname(.init())
         case IdentityControl.SetTags.name: self = .setTags(try .init(fields: f))
