@@ -215,18 +215,16 @@ final class IdentityDriverSession: DriverSession {
         case .revoke(let node):
             slow(.handshakeOK) { try await self.commands.answer(from: self.peer, .untrust(.init(peer: "\(node)"))) }
         case let .wait(node, milliseconds):
-            // At most 30 s, as 1.18: trusted (mutually or not) once the peer approved.
+            // 1.18's reply: whether `node` is trusted, once it is or the wait (at most 30 s) is
+            // over; the official pilotctl asks with 0 ms before every ping, send or dial, as a
+            // check.
             let limit = Duration.milliseconds(min(Int64(milliseconds), 30_000))
             slow(.handshakeOK) {
                 let deadline = ContinuousClock.now + limit
                 while true {
-                    if await self.commands.trust.trusted(self.name).trusted.contains(where: { $0.nodeID == node }) {
-                        return ["status": .string("trusted"), "node_id": .integer(Int64(node))]
-                    }
-                    guard ContinuousClock.now < deadline else {
-                        throw ControlFailure(.timeout, "handshake wait: node \(node) did not approve within \(limit)")
-                    }
-                    try await Task.sleep(for: .milliseconds(100))
+                    let trusted = await self.commands.trust.trusted(self.name).trusted.contains { $0.nodeID == node }
+                    if trusted || ContinuousClock.now >= deadline { return ["node_id": .integer(Int64(node)), "trusted": .bool(trusted)] }
+                    try await Task.sleep(for: .milliseconds(50))
                 }
             }
         }

@@ -20,6 +20,8 @@ final class OfficialClientsTests: HostProcessTestCase {
 
     private var official: OfficialPilot!
     private var home: String { directory.path("home") }
+    /// The registry the official pilotctl asks itself (`lookup`, and for a peer not trusted yet).
+    private var registry = ""
 
     override func setUpWithError() throws {
         try super.setUpWithError()
@@ -35,7 +37,8 @@ final class OfficialClientsTests: HostProcessTestCase {
         if let user { command = ["/usr/bin/setpriv", "--reuid=\(user)", "--regid=\(user)", "--init-groups"] + command }
         let started = Date()
         let result = ChildProcess.run(
-            command[0], Array(command.dropFirst()), environment: ["HOME": home, "PILOT_SOCKET": "\(runtime)/id/\(name).sock"], timeout: 20)
+            command[0], Array(command.dropFirst()),
+            environment: ["HOME": home, "PILOT_SOCKET": "\(runtime)/id/\(name).sock", "PILOT_REGISTRY": registry], timeout: 20)
         XCTAssertLessThan(Date().timeIntervalSince(started), 15, "official pilotctl \(arguments) did not finish: \(result.output)")
         // The envelope goes to stdout, an error's to stderr.
         let printed = result.stdout.trimmingCharacters(in: .whitespacesAndNewlines)
@@ -46,6 +49,7 @@ final class OfficialClientsTests: HostProcessTestCase {
 
     func testTheOfficialPilotctlRunsOnIdentitySockets() throws {
         let registryPort = try startRendezvous()
+        registry = "127.0.0.1:\(registryPort)"
         let runtime = try startHosts(1, registryPort: registryPort)[0]
         let alice = try XCTUnwrap(ctl(runtime, ["identity", "create", "alice"])?["data"]?["node_id"]?.integerValue)
         let bob = try XCTUnwrap(ctl(runtime, ["identity", "create", "bob"])?["data"]?["node_id"]?.integerValue)
@@ -91,6 +95,26 @@ final class OfficialClientsTests: HostProcessTestCase {
             return !trusted.isEmpty
         })
         XCTAssertEqual(trusted.first?["node_id"]?.integerValue, bob)
+
+        // Through the driver's streams and datagrams, from the official pilotctl (it checks trust
+        // first with a handshake wait of 0 ms).
+        let ping = try officialCtl(runtime, "alice", ["ping", "\(bob)", "--count", "2"])
+        XCTAssertEqual(ping.json["data"]?["results"]?.arrayValue?.count, 2, "\(ping.json)")
+        XCTAssertEqual(ping.json["data"]?["timeout"], false)
+        let message = try officialCtl(runtime, "alice", ["send-message", "\(bob)", "--data", "hi bob"])
+        XCTAssertEqual(message.json["data"]?["ack"], "ACK TEXT 6 bytes", "\(message.json)")
+        let inbox = ctl(runtime, ["inbox", "--identity", "bob"])?["data"]?["messages"]?.arrayValue ?? []
+        XCTAssertTrue(inbox.contains { $0["data"] == "hi bob" }, "\(inbox)")
+        let bench = try officialCtl(runtime, "alice", ["bench", "\(bob)", "1"])
+        XCTAssertEqual(bench.json["data"]?["complete"], true, "\(bench.json)")
+        XCTAssertEqual(bench.json["data"]?["recv_bytes"]?.integerValue, 1 << 20)
+        let connect = try officialCtl(runtime, "alice", ["connect", "\(bob)", "7", "--message", "hello"])
+        XCTAssertEqual(connect.json["data"]?["response"], "hello", "\(connect.json)")
+        let datagram = try officialCtl(runtime, "alice", ["dgram", "\(bob)", "6000", "--data", "dg"])
+        XCTAssertEqual(datagram.json["data"]?["confirmed"], true, "\(datagram.json)")
+        let lookup = try officialCtl(runtime, "alice", ["lookup", "\(bob)"])
+        XCTAssertEqual(lookup.json["data"]?["node_id"]?.integerValue, bob, "\(lookup.json)")
+
         let revoked = try officialCtl(runtime, "alice", ["untrust", "\(bob)"])
         XCTAssertEqual(revoked.json["status"], "ok", "\(revoked.json)")
         XCTAssertEqual(revoked.json["data"]?["node_id"]?.integerValue, bob)

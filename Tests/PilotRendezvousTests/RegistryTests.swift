@@ -86,6 +86,25 @@ final class RegistryTests: XCTestCase {
         node.id = try reply.nodeID("node_id")
     }
 
+    /// A key rotation is signed by the old key over the id and the new key (1.18's form, which
+    /// the official daemon's `pilotctl rotate-key` sends); the id alone (the old form) is refused,
+    /// and so is a signature over another key. The node keeps its id under the new key.
+    func testAKeyRotationIsSignedOverTheNewKey() throws {
+        let registry = try makeRegistry()
+        var a = try TestNode()
+        try register(registry, &a)
+        let next = try TestNode()
+        let fields: [String: JSON] = ["node_id": .integer(Int64(a.id)), "new_public_key": .string(next.publicKey)]
+        XCTAssertEqual(registry.handle(a.signed("rotate_key", "rotate:\(a.id)", fields), peerIP: "127.0.0.1").type, "error")
+        let other = try TestNode()
+        XCTAssertEqual(registry.handle(a.signed("rotate_key", "rotate:\(a.id):\(other.publicKey)", fields), peerIP: "127.0.0.1").type, "error")
+        let rotated = registry.handle(a.signed("rotate_key", "rotate:\(a.id):\(next.publicKey)", fields), peerIP: "127.0.0.1")
+        XCTAssertEqual(rotated.type, "rotate_key_ok", rotated.json.encodedString())
+        var again = next
+        try register(registry, &again)
+        XCTAssertEqual(again.id, a.id, "the new key holds the same id")
+    }
+
     func testNodeIDsAreHandedOutInOrderAndKeptAcrossRestarts() throws {
         var a = try TestNode()
         var b = try TestNode()

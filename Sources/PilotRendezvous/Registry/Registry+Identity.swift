@@ -111,9 +111,11 @@ extension Registry {
         return RegistryMessage(type: "deregister_ok", ["node_id": .integer(Int64(node.id))])
     }
 
+    /// A node's new key, signed by its old one over `rotate:<id>:<new key as sent>` (1.18's form:
+    /// the signature covers the key it installs, so it cannot be replayed for another).
     func rotateKey(_ request: RegistryMessage) throws -> RegistryMessage {
-        var node = try signedNode(request, "node_id") { "rotate:\($0)" }
         let newKeyText = try request.string("new_public_key")
+        var node = try signedNode(request, "node_id") { "rotate:\($0):\(newKeyText)" }
         let newKey = try Ed25519PublicKey(base64: newKeyText)
         guard byKey[newKey.bytes] == nil else { throw RegistryFailure("rotate_key: that key belongs to another node") }
         byKey[node.publicKey] = nil
