@@ -118,6 +118,12 @@ let package = Package(
             name: "pilotctl",
             dependencies: ["PilotClient", "PilotWire", .product(name: "ArgumentParser", package: "swift-argument-parser")],
             swiftSettings: strict),
+        // The Swift SDK's example: a stream to an echo port, or a port that echoes every stream.
+        .executableTarget(
+            name: "pilot-example",
+            dependencies: ["PilotClient", "PilotWire"],
+            path: "Examples/pilot-example",
+            swiftSettings: strict),
         .executableTarget(
             name: "pilot-bench",
             dependencies: [
@@ -134,6 +140,7 @@ let package = Package(
         .testTarget(name: "PilotWireTests", dependencies: ["PilotWire", "PilotTestSupport"]),
         .testTarget(name: "PilotCryptoTests", dependencies: ["PilotCrypto", "PilotWire", "PilotTestSupport"]),
         .testTarget(name: "PilotStoreTests", dependencies: ["PilotStore"]),
+        .testTarget(name: "PilotClientTests", dependencies: ["PilotClient", "PilotWire"]),
         .testTarget(
             name: "PilotNetTests",
             dependencies: ["PilotNet", "PilotHost", "PilotStore", "PilotCrypto", "PilotWire", "PilotTestSupport"] + eventLoops),

@@ -10,24 +10,10 @@ public final class ControlConnection {
 
     public init(path: String) throws(ControlClientError) {
         self.path = path
-        fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
-        guard fd >= 0 else { throw ControlClientError("socket: \(String(cString: strerror(errno)))") }
-        var address = sockaddr_un()
-        address.sun_family = sa_family_t(AF_UNIX)
-        let bytes = Array(path.utf8)
-        guard bytes.count < MemoryLayout.size(ofValue: address.sun_path) else {
-            close(fd)
-            throw ControlClientError("socket path too long: \(path)")
-        }
-        withUnsafeMutableBytes(of: &address.sun_path) { $0.copyBytes(from: bytes) }
-        let connected = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
-        }
-        guard connected == 0 else {
-            let code = errno
-            close(fd)
-            let hint = code == ENOENT || code == ECONNREFUSED ? " (is pilot-host running, and is the identity name right?)" : ""
-            throw ControlClientError("cannot connect to \(path): \(String(cString: strerror(code)))\(hint)", permission: code == EACCES)
+        do {
+            fd = try connectUnixSocket(to: path)
+        } catch {
+            throw ControlClientError("\(error.reason)\(error.hint)", permission: error.code == EACCES)
         }
     }
 
