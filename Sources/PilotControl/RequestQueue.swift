@@ -35,9 +35,12 @@ struct RequestQueue<Request> {
         bytes = 0
     }
 
-    /// Whether the queue, with `buffered` bytes of a frame not yet whole, is at its bound.
+    /// Whether the queue, with `buffered` bytes of a frame not yet whole, is at its bound. A frame
+    /// being read with nothing queued never is: reading must go on until it is whole (the
+    /// decoder's own limit, 1 MiB, bounds it), or a frame near that size would stop the reading
+    /// with nothing left to answer that could start it again.
     func isFull(buffered: Int) -> Bool {
-        requests.count >= limits.queuedRequests || bytes + buffered >= limits.queuedBytes
+        requests.count >= limits.queuedRequests || (!requests.isEmpty && bytes + buffered >= limits.queuedBytes)
     }
 
     /// The pipeline asks for a read: made now, or held while the queue is full. A connection

@@ -135,6 +135,35 @@ final class OfficialClientsTests: HostProcessTestCase {
         XCTAssertNotEqual(ctl(runtime, ["find", "alice", "--tag", "gpu", "--identity", "bob"])?["status"], "ok")
     }
 
+    /// A Send frame of the largest size a frame has (1 MiB) is read whole and its data echoed:
+    /// before, the connection stopped reading while such a frame was half in, with nothing
+    /// queued that could start it again (a client's writes then hung).
+    func testASendFrameOfTheLargestSizeIsReadWhole() throws {
+        let registryPort = try startRendezvous()
+        let runtime = try startHosts(1, registryPort: registryPort)[0]
+        XCTAssertEqual(ctl(runtime, ["identity", "create", "alice"])?["status"], "ok")
+        let bob = try XCTUnwrap(ctl(runtime, ["identity", "create", "bob", "--public"])?["data"]?["node_id"]?.integerValue)
+        let client = try RawDriverClient(path: "\(runtime)/id/alice.sock")
+        try client.send(DriverRequest.dial(Address(node: UInt32(bob)), port: 7).frame())
+        let dialed = try client.reply()
+        XCTAssertEqual(dialed.command, DriverCommand.dialOK.rawValue, "\(dialed)")
+        let id = dialed.payload.prefix(4).reduce(UInt32(0)) { $0 << 8 | UInt32($1) }
+        let data = (0..<(DriverFrame.maxSize - 5)).map { UInt8(truncatingIfNeeded: $0 &* 7) }
+        // All but its last two bytes, a pause, then those: the host holds over 1 MiB of a frame
+        // not yet whole.
+        let bytes = DriverRequest.send(connection: id, data: data).frame().encoded()
+        try client.write(Array(bytes.dropLast(2)))
+        Thread.sleep(forTimeInterval: 0.3)
+        try client.write(Array(bytes.suffix(2)))
+        var echoed: [UInt8] = []
+        while echoed.count < data.count {
+            let frame = try client.reply()
+            guard frame.command == DriverCommand.recv.rawValue else { continue }
+            echoed += frame.payload.dropFirst(4)
+        }
+        XCTAssertTrue(echoed == data, "\(echoed.count) bytes came back")
+    }
+
     /// What the driver protocol cannot have gets its error reply: a readable error from the
     /// official client, at once, and the socket goes on serving.
     func testWhatIsNotServedGetsTheDriversErrorReplyNotSilence() throws {
