@@ -5,19 +5,86 @@ import PilotWire
 
 // What arrived for the identity: its inbox, events, files.
 
+/// `inbox`: the messages that arrived, filtered as the reference's `pilotctl inbox` filters
+/// them (`--from`, `--since`, `--limit`), or one of them (`inbox read ID` / `--latest`). The
+/// host lists the whole inbox; the filters are applied here.
 struct Inbox: ParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Messages that arrived on this identity's data-exchange port.")
+    static let configuration = CommandConfiguration(
+        abstract: "Messages that arrived on this identity's data-exchange port.",
+        discussion: "inbox [--from NODE] [--since TIME] [--limit N] [--clear] lists them; inbox read ID | --latest shows one.")
     @OptionGroup var global: GlobalOptions
-    @Flag(help: "Delete them after listing.") var clear = false
+    @Argument(help: "read, to show one message (by ID, or the newest with --latest).") var action: String?
+    @Argument(help: "The message's id (as the list shows it).") var id: String?
+    @Flag(help: "Delete them all after listing.") var clear = false
+    @Option(help: "Only messages from this node (an address or a node id).") var from: String?
+    @Option(help: "Only messages received since then: an RFC 3339 time, or a duration back from now (90s, 10m, 2h).") var since: String?
+    @Option(help: "Only the newest N.") var limit: Int?
+    @Flag(help: "With read: the newest message.") var latest = false
+
+    func validate() throws {
+        if let action, action != "read" { throw ValidationError("inbox takes no argument but read ID | read --latest, got \(action)") }
+        if action == "read" {
+            guard (id == nil) != !latest else { throw ValidationError("inbox read takes a message id or --latest, one of them") }
+            guard !clear, from == nil, since == nil, limit == nil else { throw ValidationError("inbox read takes no filters") }
+        }
+        if clear, from != nil || since != nil || limit != nil {
+            throw ValidationError("--clear deletes the whole inbox: it cannot be combined with --from, --since or --limit")
+        }
+        if let limit, limit < 1 { throw ValidationError("--limit must be at least 1") }
+        if let since, Self.instant(since) == nil { throw ValidationError("--since: an RFC 3339 time or a duration like 90s, 10m, 2h, got \(since)") }
+        if let from, Self.sender(from) == nil { throw ValidationError("--from: an address or a node id, got \(from)") }
+    }
 
     func run() throws {
-        try global.run(MessageControl.Inbox(clear: clear), on: try global.identitySocket()) { inbox in
-            guard !inbox.messages.isEmpty else { return "inbox is empty" }
-            return inbox.messages.map { message in
-                let body = message.text ?? "(\(message.bytes) bytes, base64 in --json)"
-                return "\(message.receivedAt)  \(message.from)  \(message.type)  \(body)"
-            }.joined(separator: "\n")
+        let inbox = try global.call(MessageControl.Inbox(clear: clear), on: try global.identitySocket())
+        if action == "read" { return try read(inbox) }
+        let sender = from.flatMap(Self.sender)
+        let after = since.flatMap(Self.instant)
+        var shown = inbox.messages.filter { message in
+            (sender == nil || message.from == sender) && (after == nil || (Self.instant(message.receivedAt).map { $0 >= after! } ?? false))
         }
+        if let limit, shown.count > limit { shown = Array(shown.suffix(limit)) }
+        if global.json {
+            let listing = InboxListing(messages: shown).json.objectValue ?? [:]
+            var data = listing
+            data["total"] = .integer(Int64(inbox.messages.count))
+            print(ControlReply.ok(.object(data)).json.encodedString())
+            return
+        }
+        guard !shown.isEmpty else { return print(inbox.messages.isEmpty ? "inbox is empty" : "no message matches") }
+        print(shown.map(Self.line).joined(separator: "\n"))
+    }
+
+    /// `inbox read ID` / `--latest`: the message, whole.
+    private func read(_ inbox: InboxListing) throws {
+        guard let message = latest ? inbox.messages.last : inbox.messages.first(where: { $0.id == id }) else {
+            try global.fail(.error(ControlFailure(.notFound, latest ? "inbox is empty" : "no message \(id ?? "") in the inbox")))
+        }
+        let listed = InboxListing(messages: [message]).json["messages"]?.arrayValue?.first ?? .null
+        print(global.json ? ControlReply.ok(listed).json.encodedString() : (message.text ?? message.base64 ?? ""))
+    }
+
+    private static func line(_ message: InboxListing.Message) -> String {
+        let body = message.text ?? "(\(message.bytes) bytes, base64 in --json)"
+        return "\(message.id)  \(message.receivedAt)  \(message.from)  \(message.type)  \(body)"
+    }
+
+    /// `text` as a sender's address, as the inbox writes it: an address or a node id.
+    static func sender(_ text: String) -> String? {
+        guard case .address(let address) = NodeTarget(text) else { return nil }
+        return address.description
+    }
+
+    /// An RFC 3339 time (with or without fractional seconds), or a duration back from now.
+    static func instant(_ text: String) -> Date? {
+        for options: ISO8601DateFormatter.Options in [[.withInternetDateTime, .withFractionalSeconds], [.withInternetDateTime]] {
+            let formatter = ISO8601DateFormatter()
+            formatter.formatOptions = options
+            if let date = formatter.date(from: text) { return date }
+        }
+        let units: [Character: Double] = ["s": 1, "m": 60, "h": 3600, "d": 86400]
+        guard let unit = text.last.flatMap({ units[$0] }), let amount = Double(text.dropLast()), amount >= 0 else { return nil }
+        return Date().addingTimeInterval(-amount * unit)
     }
 }
 
