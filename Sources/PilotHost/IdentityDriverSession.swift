@@ -194,8 +194,8 @@ final class IdentityDriverSession: DriverSession {
 
     /// "host:port" of a socket address (IPv6 in brackets).
     static func hostPort(_ address: SocketAddress) -> String {
-        guard let ip = address.ipAddress, let port = address.port else { return "\(address)" }
-        return ip.contains(":") ? "[\(ip)]:\(port)" : "\(ip):\(port)"
+        guard let ip = address.ipAddress, let port = address.port, let port = UInt16(exactly: port) else { return "\(address)" }
+        return Endpoint(host: ip, port: port).description
     }
 
     // MARK: Trust
