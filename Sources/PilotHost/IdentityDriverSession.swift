@@ -123,25 +123,25 @@ final class IdentityDriverSession: DriverSession {
     }
 
     private func startSlow(_ command: DriverCommand, _ work: @escaping @Sendable () async -> Void) {
-        let id = state.withLockedValue { state -> UInt64? in
-            guard !state.closed, state.slow < Self.slowLimit else { return nil }
+        // The task is made and recorded under the lock, so its own end (which takes the lock)
+        // always comes after the record and removes it: a task that finished at once is not
+        // left behind in `tasks`.
+        let started = state.withLockedValue { state -> Bool in
+            guard !state.closed, state.slow < Self.slowLimit else { return false }
             state.slow += 1
             state.nextTask += 1
-            return state.nextTask
-        }
-        guard let id else {
-            _ = connection.offer(DriverReply.error("\(command.name): more than \(Self.slowLimit) requests under way on this connection"))
-            return
-        }
-        let task = Task {
-            await work()
-            self.state.withLockedValue { state in
-                state.slow -= 1
-                state.tasks[id] = nil
+            let id = state.nextTask
+            state.tasks[id] = Task {
+                await work()
+                self.state.withLockedValue { state in
+                    state.slow -= 1
+                    state.tasks[id] = nil
+                }
             }
+            return true
         }
-        state.withLockedValue { state in
-            if state.slow > 0, !task.isCancelled { state.tasks[id] = task }
+        if !started {
+            _ = connection.offer(DriverReply.error("\(command.name): more than \(Self.slowLimit) requests under way on this connection"))
         }
     }
 
