@@ -107,12 +107,15 @@ struct DataCommands: Sendable {
 
     /// `send-message`: one tagged frame to `target`'s port 1001, and its ACK.
     /// The reply's `target` is the address; the command puts back the target as it was named.
-    func sendMessage(from name: String, to target: Address, kind: DataExchangeFrame.Kind, data: [UInt8], timeout: Duration) async throws -> MessageSent {
+    func sendMessage(
+        from name: String, to target: Address, kind: DataExchangeFrame.Kind, data: [UInt8], replyTo: String? = nil, timeout: Duration
+    ) async throws -> MessageSent {
         let messageID = (0..<16).map { _ in String(format: "%02x", UInt8.random(in: 0...255)) }.joined()
-        let ack = try await exchange(from: name, to: target, DataExchangeFrame.tagged(DataExchangeFrame(kind: kind, payload: data), messageID: messageID), timeout: timeout)
+        let frame = DataExchangeFrame.tagged(DataExchangeFrame(kind: kind, payload: data), messageID: messageID, replyTo: replyTo)
+        let ack = try await exchange(from: name, to: target, frame, timeout: timeout)
         return MessageSent(
             target: target.description, to: target.description, type: kind.description.lowercased(), bytes: data.count, ack: ack,
-            messageID: messageID)
+            messageID: messageID, replyTo: replyTo)
     }
 
     /// `send-file`: one FILE frame to `target`'s port 1001, and its ACK.

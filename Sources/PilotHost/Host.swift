@@ -88,7 +88,13 @@ public final class Host: Sendable {
         try await fabric.setOpenPorts([HandshakeTransport.port])
         try await EchoService().attach(to: fabric)
         let adminToken = try AdminToken.load(configuration.adminTokenFile, logger: logger)
-        mailbox = try Mailbox(path: configuration.stateDirectory + "/host.db")
+        let spool = InboxSpool(directory: configuration.spoolDirectory, logger: logger)
+        do { try spool.prepareRoot() } catch {
+            throw ConfigurationError.invalidValue(key: "spool-dir", value: configuration.spoolDirectory, reason: "\(error)")
+        }
+        mailbox = try Mailbox(path: configuration.stateDirectory + "/host.db", spool: spool) { [pool] name in
+            await pool.identity(named: name)?.ownerUID
+        }
         handshakes = HandshakeTransport(logger: logger)
         let dataExchange = DataExchangeService(inbox: mailbox, logger: logger)
         let events = EventStreamService(logger: logger)
@@ -141,6 +147,7 @@ public final class Host: Sendable {
                 group: adminGroup, reserved: listeners.limits.reservedForAdmin, policy: adminPolicy, handler: adminHandler)
         }
         let unserved = await openIdentitySockets()
+        if !configuration.spoolDirectory.isEmpty { Task { [self] in await prepareSpools() } }
         // Public identities serve their own sockets (the ports they had) from READY on, registry
         // or not: peers' tunnels to them go on, and the registration below carries the address.
         await presence.joinPublicIdentities(registering: false)
@@ -183,6 +190,22 @@ public final class Host: Sendable {
             logger.error("identities not served", metadata: ["count": "\(failed.count)", "logged": "20"])
         }
         return failed.count
+    }
+
+    /// Makes every identity's spool (writing one that is new whole), and removes those of
+    /// identities deleted while the host was down.
+    private func prepareSpools() async {
+        let records = await pool.all
+        let current = Set(records.map(\.name))
+        let directory = configuration.spoolDirectory
+        for entry in (try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? [] where !entry.hasPrefix(".") && !current.contains(entry) {
+            await mailbox.removeSpool(of: entry)
+        }
+        for record in records {
+            do { try await mailbox.prepareSpool(of: record.name, owner: record.ownerUID) } catch {
+                logger.warning("identity spool not written", metadata: ["identity": "\(record.name)", "error": "\(error)"])
+            }
+        }
     }
 
     /// Registration at start, with the sockets' mappings (`Presence.learnMappings`), then a
@@ -352,6 +375,7 @@ public final class Host: Sendable {
         case .created(let name):
             guard let record = await pool.identity(named: name) else { return }
             try openSocket(for: record, newGate: true)
+            await spool(of: record, replacing: true)
             // The beacon learns at once where a new private identity is, so pokes reach it.
             if !record.isPublic, record.nodeID != 0 { await presence.announce([record.nodeID]) }
             // A public identity must be reachable by strangers from the moment it exists.
@@ -365,6 +389,7 @@ public final class Host: Sendable {
             try openSocket(for: record)
             let closed = listeners.closeConnections(path: socketPath(name))
             await uploads.drop(identity: name)
+            await spool(of: record, replacing: true)
             logger.notice("identity given to another owner", metadata: [
                 "identity": "\(name)", "owner": "\(record.ownerUID)", "connections-closed": "\(closed)"])
         case .deleted(let name):
@@ -377,7 +402,18 @@ public final class Host: Sendable {
             let closed = listeners.closeConnections(path: socketPath(name))
             await uploads.drop(identity: name)
             await presence.leave(name)
+            await mailbox.removeSpool(of: name)
             logger.notice("identity deleted", metadata: ["identity": "\(name)", "connections-closed": "\(closed)"])
+        }
+    }
+
+    /// Makes `record`'s spool for its owner; with `replacing`, what was there (an identity of the
+    /// same name, or the previous owner's) goes first.
+    private func spool(of record: IdentityRecord, replacing: Bool) async {
+        guard !configuration.spoolDirectory.isEmpty else { return }
+        if replacing { await mailbox.removeSpool(of: record.name) }
+        do { try await mailbox.prepareSpool(of: record.name, owner: record.ownerUID) } catch {
+            logger.warning("identity spool not written", metadata: ["identity": "\(record.name)", "error": "\(error)"])
         }
     }
 

@@ -39,6 +39,9 @@ public struct HostConfiguration: Equatable, Sendable {
     /// The registry certificate's SHA-256 (hex, of its DER), pinned; empty: the system's trust
     /// roots and the registry's host name. Needs `registry-tls`. Read at start only.
     public var registryFingerprint = ""
+    /// Where each identity's inbox is copied in the official daemon's file format, for the
+    /// official pilotctl (`InboxSpool`); empty: no copy. Read at start only.
+    public var spoolDirectory = ""
 
     public init() {}
 
@@ -53,6 +56,7 @@ public struct HostConfiguration: Equatable, Sendable {
     public static let keys = [
         "state-dir", "runtime-dir", "registry", "beacon", "listen", "admin-group", "log-level", "handshake-poll", "busy-poll",
         "admin-token-file", "control-connections-per-user", "registry-credential-file", "registry-tls", "registry-fingerprint",
+        "spool-dir",
     ]
 
     static let logLevels = ["trace", "debug", "info", "notice", "warning", "error", "critical"]
@@ -62,6 +66,7 @@ public struct HostConfiguration: Equatable, Sendable {
         switch key {
         case "state-dir": stateDirectory = try Self.absolutePath(key, value)
         case "runtime-dir": runtimeDirectory = try Self.absolutePath(key, value)
+        case "spool-dir": spoolDirectory = value.isEmpty ? "" : try Self.absolutePath(key, value)
         case "registry": registry = try Self.endpoint(key, value)
         case "beacon": beacon = try Self.endpoint(key, value)
         case "listen": listen = try Self.endpoint(key, value)

@@ -152,12 +152,24 @@ struct IdentityCommands: Sendable {
             case .json: kind = .json
             case .binary: kind = .binary
             }
-            let data = Array(command.data.utf8)
+            let data = try command.bytes
             if kind == .json, (try? JSON(parsing: data)) == nil {
                 throw ControlFailure(.invalidArgument, "send-message: --type json needs valid JSON")
             }
-            var sent = try await dataCommands.sendMessage(from: name, to: try await resolve(command.target), kind: kind, data: data, timeout: .seconds(15))
+            var replyTo: String?
+            if let id = command.replyTo { replyTo = try await answered(id) }
+            let target = try await resolve(command.target)
+            let before = try await mailbox.lastMessageID(of: name)
+            var sent = try await dataCommands.sendMessage(from: name, to: target, kind: kind, data: data, replyTo: replyTo, timeout: .seconds(15))
             sent.target = command.target
+            if let wait = command.wait {
+                guard let reply = try await mailbox.reply(
+                    to: sent.messageID, from: target.description, for: name, after: before, within: .milliseconds(wait))
+                else {
+                    throw ControlFailure(.timeout, "no reply from \"\(target)\" within \(Self.seconds(milliseconds: wait))")
+                }
+                sent.reply = Self.describe(reply)
+            }
             return sent.json
         case .inbox(let command):
             let messages = try await mailbox.messages(of: name)
@@ -254,12 +266,28 @@ struct IdentityCommands: Sendable {
         }
     }
 
+    /// The `message_id` a reply answers: `id` itself, or the one of this identity's inbox record
+    /// named `id` (as both pilotctls list it). 1.18's id rule: 1 to 128 of `A-Za-z0-9._:-`.
+    private func answered(_ id: String) async throws(ControlFailure) -> String {
+        if let messageID = try await mailbox.messageID(ofRecord: id, of: name) { return messageID }
+        let allowed = Set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._:-")
+        guard (1...128).contains(id.count), id.allSatisfy(allowed.contains) else {
+            throw ControlFailure(.invalidArgument, "send-message: reply_to must be 1 to 128 letters, digits or ._:- (a message_id or an inbox id)")
+        }
+        return id
+    }
+
+    /// `milliseconds` as 1.18 prints a duration: `3s`, `1.5s`, `250ms`.
+    private static func seconds(milliseconds: Int) -> String {
+        milliseconds < 1000 ? "\(milliseconds)ms" : milliseconds % 1000 == 0 ? "\(milliseconds / 1000)s" : "\(Double(milliseconds) / 1000)s"
+    }
+
     /// An inbox record as the reference's `pilotctl inbox` lists it (id, type, from, bytes,
     /// preview, received_at in RFC 3339), plus the whole message: text as `data`, other bytes
     /// as `data_b64` (there are no inbox files to read here).
     static func describe(_ message: InboxMessage) -> InboxListing.Message {
         var described = InboxListing.Message(
-            id: "\(message.type)-\(message.id)", type: message.type, from: message.sender, bytes: message.data.count,
+            id: InboxSpool.recordName(message), type: message.type, from: message.sender, bytes: message.data.count,
             receivedAt: rfc3339(milliseconds: message.receivedAt), messageID: message.messageID, replyTo: message.replyTo)
         if message.type != "BINARY", message.type != "FILE", let text = String(validating: message.data, as: UTF8.self) {
             described.text = text
@@ -277,11 +305,7 @@ struct IdentityCommands: Sendable {
     }
 
     /// Unix milliseconds as RFC 3339 with fractional seconds.
-    private static func rfc3339(milliseconds: Int64) -> String {
-        let formatter = ISO8601DateFormatter()
-        formatter.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
-        return formatter.string(from: Date(timeIntervalSince1970: Double(milliseconds) / 1000))
-    }
+    private static func rfc3339(milliseconds: Int64) -> String { UTCStamp(milliseconds: milliseconds).rfc3339 }
 
     /// A network command's registry reply as command data, whole (1.18's pilotctl prints it
     /// with its `type`), or its error.

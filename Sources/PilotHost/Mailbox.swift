@@ -1,4 +1,5 @@
 import Foundation
+import Glibc
 import PilotServices
 import PilotStore
 import PilotWire
@@ -8,31 +9,108 @@ import PilotWire
 /// `host.db` (WAL: the pool's writes and these do not wait for each other's actor), and what it
 /// keeps goes away with the identity (the rows cascade).
 actor Mailbox: DataExchangeInbox {
-    /// What one identity's received files may hold in all; a file beyond is refused (its
-    /// sender gets an ERR) and nothing is lost of what is held.
+    /// What one identity's received files may hold in all; a file beyond is refused (its sender
+    /// gets an ERR) and nothing is lost of what is held.
     static let receivedFilesQuota = 256 << 20
+    /// What one identity's inbox may hold; a message beyond is refused the same way.
+    static let inboxQuota = InboxQuota(messages: 10_000, bytes: 256 << 20)
+    /// How long a reply without `reply_to`, from a peer that names what its replies answer, is
+    /// held back in case the one naming the message follows (1.18's rule).
+    static let namedReplyGrace: Duration = .milliseconds(750)
 
     private let store: HostStore
+    private let spool: InboxSpool?
+    /// The uid that owns an identity (nil: no such identity), for its spool.
+    private let owner: @Sendable (String) async -> uid_t?
+    /// Messages kept per identity since start: a reply's waiter looks at `host.db` only when
+    /// this moved.
+    private var arrivals: [String: UInt64] = [:]
 
-    /// The mailbox in the `host.db` at `path` (opened, not created: the pool made it).
-    init(path: String) throws {
+    /// The mailbox in the `host.db` at `path` (opened, not created: the pool made it), copying
+    /// what it keeps into `spool` for the identity's owner (`owner`).
+    init(path: String, spool: InboxSpool? = nil, owner: @escaping @Sendable (String) async -> uid_t? = { _ in nil }) throws {
         store = try HostStore(path: path)
+        self.spool = spool
+        self.owner = owner
     }
 
-    /// Keeps a message that arrived for `identity`; throws if `identity` does not exist.
-    func keep(_ message: DataExchangeService.Message, for identity: String) throws {
-        try store.addMessage(
+    /// Keeps a message that arrived for `identity`; throws if `identity` does not exist or its
+    /// inbox is full. A message its sender sent before with the same id (a re-send after a lost
+    /// ACK) is acknowledged and not kept twice.
+    func keep(_ message: DataExchangeService.Message, for identity: String) async throws {
+        let (stored, added) = try store.addMessage(
             InboxMessage(
                 sender: message.sender.description, type: message.kind.description, data: message.payload, messageID: message.messageID,
                 replyTo: message.replyTo, receivedAt: Self.now),
-            identity: identity)
+            identity: identity, quota: Self.inboxQuota)
+        guard added else { return }
+        arrivals[identity, default: 0] &+= 1
+        if let spool, let uid = await owner(identity) { spool.write(stored, of: identity, owner: uid) }
+    }
+
+    /// Writes `identity`'s spool (made if needed, `owner`'s): whole when its inbox directory is
+    /// new, so an owner sees what arrived before the spool was there (or after it was removed).
+    func prepareSpool(of identity: String, owner uid: uid_t) throws {
+        guard let spool, spool.prepare(identity, owner: uid) else { return }
+        for message in try store.messages(identity: identity) { spool.write(message, of: identity, owner: uid) }
+        for file in try store.files(identity: identity) {
+            if let contents = try store.fileContents(identity: identity, id: file.id, offset: 0, length: file.size) {
+                spool.write(file: file, contents: contents, of: identity, owner: uid)
+            }
+        }
+    }
+
+    /// Removes `identity`'s spool (deleted, or given to another owner).
+    func removeSpool(of identity: String) { spool?.remove(identity) }
+
+    /// The id of `identity`'s newest message: what a reply must come after.
+    func lastMessageID(of identity: String) throws -> Int64 { try store.lastMessageID(identity: identity) }
+
+    /// The `message_id` of `identity`'s inbox record `name` (`TYPE-YYYYMMDD-HHMMSS.mmm-NNNNNN`),
+    /// nil when `name` is not a record's name.
+    func messageID(ofRecord name: String, of identity: String) throws(ControlFailure) -> String? {
+        guard let id = InboxSpool.inboxID(ofRecord: name) else { return nil }
+        let found: InboxMessage?
+        do { found = try store.messages(identity: identity, after: id - 1).first } catch {
+            throw ControlFailure(.unavailable, "inbox: \(error)")
+        }
+        guard let found, found.id == id, InboxSpool.recordName(found) == name else { throw ControlFailure(.notFound, "no inbox message \(name)") }
+        guard let messageID = found.messageID else { throw ControlFailure(.invalidArgument, "inbox message \(name) carries no message id to answer") }
+        return messageID
+    }
+
+    /// The reply from `sender` to `messageID` that reaches `identity`'s inbox after message
+    /// `after`, within `limit`; nil if none came. 1.18's matching: a message naming `messageID`
+    /// in `reply_to` wins; one naming another message is never taken; else the oldest new one
+    /// from `sender` without `reply_to`, held back `namedReplyGrace` after it arrived when
+    /// `sender` is known to name what its replies answer.
+    func reply(to messageID: String, from sender: String, for identity: String, after: Int64, within limit: Duration) async throws -> InboxMessage? {
+        let clock = ContinuousClock()
+        let deadline = clock.now + limit
+        var seen: UInt64?
+        var unnamed: (message: InboxMessage, since: ContinuousClock.Instant)?
+        while true {
+            let count = arrivals[identity, default: 0]
+            if seen != count {
+                seen = count
+                let new = try store.messages(identity: identity, after: after).filter { $0.sender == sender }
+                if let named = new.first(where: { $0.replyTo == messageID }) { return named }
+                if unnamed == nil, let first = new.first(where: { $0.replyTo == nil }) {
+                    if !(try store.senderNamesReplies(identity: identity, sender: sender)) { return first }
+                    unnamed = (first, clock.now)
+                }
+            }
+            if let (message, since) = unnamed, clock.now >= since + Self.namedReplyGrace { return message }
+            guard clock.now < deadline else { return unnamed?.message }
+            try await Task.sleep(for: .milliseconds(50))
+        }
     }
 
     /// Keeps a file that arrived for `identity`, within its quota.
-    func keep(_ file: DataExchangeService.File, for identity: String) throws {
-        _ = try store.addFile(
-            ReceivedFile(sender: file.sender.description, name: file.name, size: file.contents.count, receivedAt: Self.now),
-            contents: file.contents, identity: identity, quota: Self.receivedFilesQuota)
+    func keep(_ file: DataExchangeService.File, for identity: String) async throws {
+        var received = ReceivedFile(sender: file.sender.description, name: file.name, size: file.contents.count, receivedAt: Self.now)
+        received.id = try store.addFile(received, contents: file.contents, identity: identity, quota: Self.receivedFilesQuota)
+        if let spool, let uid = await owner(identity) { spool.write(file: received, contents: file.contents, of: identity, owner: uid) }
     }
 
     /// `identity`'s messages, oldest first.
@@ -40,7 +118,11 @@ actor Mailbox: DataExchangeInbox {
 
     /// Deletes `identity`'s messages; returns how many there were.
     @discardableResult
-    func clearMessages(of identity: String) throws -> Int { try store.clearMessages(identity: identity) }
+    func clearMessages(of identity: String) throws -> Int {
+        let cleared = try store.clearMessages(identity: identity)
+        spool?.clearInbox(of: identity)
+        return cleared
+    }
 
     /// `identity`'s received files, oldest first, without their contents.
     func files(of identity: String) throws -> [ReceivedFile] { try store.files(identity: identity) }
@@ -52,7 +134,11 @@ actor Mailbox: DataExchangeInbox {
 
     /// Deletes `identity`'s received files; returns how many there were.
     @discardableResult
-    func clearFiles(of identity: String) throws -> Int { try store.clearFiles(identity: identity) }
+    func clearFiles(of identity: String) throws -> Int {
+        let cleared = try store.clearFiles(identity: identity)
+        spool?.clearReceived(of: identity)
+        return cleared
+    }
 
     /// Unix milliseconds.
     private static var now: Int64 { Int64(Date().timeIntervalSince1970 * 1000) }

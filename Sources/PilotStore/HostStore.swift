@@ -96,6 +96,20 @@ public struct ReceivedFile: Hashable, Sendable {
     }
 }
 
+/// What one identity's inbox may hold: a message beyond either bound is refused (its sender
+/// gets an ERR) and nothing held is lost.
+public struct InboxQuota: Sendable {
+    public var messages: Int
+    public var bytes: Int
+
+    public init(messages: Int, bytes: Int) {
+        self.messages = messages
+        self.bytes = bytes
+    }
+
+    public static let unlimited = InboxQuota(messages: .max, bytes: .max)
+}
+
 public struct InboxMessage: Hashable, Sendable {
     public var id: Int64
     /// The sender's address.
@@ -193,6 +207,11 @@ public final class HostStore {
         // 6: the port of a public identity's own UDP socket, kept across restarts.
         """
         ALTER TABLE identity ADD COLUMN own_port INTEGER NOT NULL DEFAULT 0;
+        """,
+        // 7: a message sent again with the same id (a sender re-sending after a lost ACK) is
+        // found without a scan.
+        """
+        CREATE INDEX inbox_by_message_id ON inbox (identity_id, sender, message_id) WHERE message_id IS NOT NULL;
         """,
     ]
 
@@ -344,37 +363,79 @@ public final class HostStore {
 
     // MARK: Inbox
 
-    /// Stores a message for `identity`; returns its id.
-    @discardableResult
-    public func addMessage(_ message: InboxMessage, identity: String) throws -> Int64 {
+    /// Stores a message for `identity`, unless the same sender's message with the same id is
+    /// there already (a sender re-sending after its ACK was lost): then nothing is stored. Refused
+    /// with `StoreError` when `identity` holds `quota.messages` messages or `quota.bytes` bytes
+    /// already. Returns the message as stored, or the copy that was there.
+    public func addMessage(_ message: InboxMessage, identity: String, quota: InboxQuota = .unlimited) throws -> (message: InboxMessage, added: Bool) {
         try db.transaction {
+            guard let owner = try db.rows("SELECT id FROM identity WHERE name = ?", [.text(identity)]).first?.first?.integer else {
+                throw StoreError(code: 12, message: "no identity named \(identity)")
+            }
+            if let messageID = message.messageID,
+                let row = try db.rows(
+                    "\(Self.messageColumns) WHERE identity_id = ? AND sender = ? AND message_id = ? LIMIT 1",
+                    [.integer(owner), .text(message.sender), .text(messageID)]
+                ).first
+            {
+                return (Self.message(row), false)
+            }
+            let held = try db.rows("SELECT count(*), coalesce(sum(length(data)), 0) FROM inbox WHERE identity_id = ?", [.integer(owner)])[0]
+            let (count, bytes) = (Int(held[0].integer ?? 0), Int(held[1].integer ?? 0))
+            guard count < quota.messages, bytes + message.data.count <= quota.bytes else {
+                throw StoreError(code: 13, message: "inbox full: \(count) messages, \(bytes) bytes (at most \(quota.messages), \(quota.bytes) bytes)")
+            }
             try db.run(
                 """
                 INSERT INTO inbox (identity_id, sender, type, data, message_id, reply_to, received_at)
-                SELECT id, ?, ?, ?, ?, ?, ? FROM identity WHERE name = ?
+                VALUES (?, ?, ?, ?, ?, ?, ?)
                 """,
                 [
-                    .text(message.sender), .text(message.type), .blob(message.data), message.messageID.map(SQLValue.text) ?? .null,
-                    message.replyTo.map(SQLValue.text) ?? .null, .integer(message.receivedAt), .text(identity),
+                    .integer(owner), .text(message.sender), .text(message.type), .blob(message.data),
+                    message.messageID.map(SQLValue.text) ?? .null, message.replyTo.map(SQLValue.text) ?? .null,
+                    .integer(message.receivedAt),
                 ])
-            guard db.changes == 1 else { throw StoreError(code: 12, message: "no identity named \(identity)") }
-            return db.lastInsertRowID
+            var stored = message
+            stored.id = db.lastInsertRowID
+            return (stored, true)
         }
     }
 
-    /// `identity`'s messages, oldest first.
-    public func messages(identity: String) throws -> [InboxMessage] {
+    /// `identity`'s messages with an id above `after`, oldest first.
+    public func messages(identity: String, after: Int64) throws -> [InboxMessage] {
         try db.rows(
             """
-            SELECT inbox.id, sender, type, data, message_id, reply_to, received_at FROM inbox
-            JOIN identity ON identity.id = inbox.identity_id WHERE identity.name = ? ORDER BY inbox.id
-            """, [.text(identity)]
-        ).map { row in
-            InboxMessage(
-                id: row[0].integer ?? 0, sender: row[1].text ?? "", type: row[2].text ?? "", data: row[3].blob ?? [],
-                messageID: row[4].text, replyTo: row[5].text, receivedAt: row[6].integer ?? 0)
-        }
+            \(Self.messageColumns) WHERE identity_id = (SELECT id FROM identity WHERE name = ?) AND inbox.id > ? ORDER BY inbox.id
+            """, [.text(identity), .integer(after)]
+        ).map(Self.message)
     }
+
+    /// The id of `identity`'s newest message (0: none).
+    public func lastMessageID(identity: String) throws -> Int64 {
+        try db.rows(
+            "SELECT coalesce(max(inbox.id), 0) FROM inbox WHERE identity_id = (SELECT id FROM identity WHERE name = ?)", [.text(identity)]
+        ).first?.first?.integer ?? 0
+    }
+
+    /// Whether one of `sender`'s messages to `identity` answers another (names it in `reply_to`).
+    public func senderNamesReplies(identity: String, sender: String) throws -> Bool {
+        try !db.rows(
+            """
+            SELECT 1 FROM inbox WHERE identity_id = (SELECT id FROM identity WHERE name = ?) AND sender = ? AND reply_to IS NOT NULL LIMIT 1
+            """, [.text(identity), .text(sender)]
+        ).isEmpty
+    }
+
+    private static let messageColumns = "SELECT inbox.id, sender, type, data, message_id, reply_to, received_at FROM inbox"
+
+    private static func message(_ row: [SQLValue]) -> InboxMessage {
+        InboxMessage(
+            id: row[0].integer ?? 0, sender: row[1].text ?? "", type: row[2].text ?? "", data: row[3].blob ?? [],
+            messageID: row[4].text, replyTo: row[5].text, receivedAt: row[6].integer ?? 0)
+    }
+
+    /// `identity`'s messages, oldest first.
+    public func messages(identity: String) throws -> [InboxMessage] { try messages(identity: identity, after: 0) }
 
     /// Deletes `identity`'s messages; returns how many there were.
     @discardableResult

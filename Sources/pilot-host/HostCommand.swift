@@ -30,6 +30,7 @@ struct HostCommand: AsyncParsableCommand {
     var registryCredentialFile: String?
     @Option(help: "yes: the registry connection is TLS.") var registryTls: String?
     @Option(help: "SHA-256 (hex) of the registry certificate's DER, pinned (needs --registry-tls yes).") var registryFingerprint: String?
+    @Option(help: "Where each identity's inbox is copied for the official pilotctl (HOME=DIR/NAME); empty: none.") var spoolDir: String?
 
     func run() async throws {
         let file = config ?? "/etc/pilot-host/pilot-host.conf"
@@ -91,6 +92,7 @@ struct HostCommand: AsyncParsableCommand {
             ("handshake-poll", handshakePoll), ("busy-poll", busyPoll),
             ("admin-token-file", adminTokenFile), ("control-connections-per-user", controlConnectionsPerUser),
             ("registry-credential-file", registryCredentialFile), ("registry-tls", registryTls), ("registry-fingerprint", registryFingerprint),
+            ("spool-dir", spoolDir),
         ] {
             if let value { try settings.set(key, value) }
         }

@@ -27,17 +27,101 @@ struct Ping: ParsableCommand {
 }
 
 struct SendMessage: ParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "send-message", abstract: "Send a message to a node's data-exchange port (1001).")
+    static let configuration = CommandConfiguration(
+        commandName: "send-message", abstract: "Send a message to a node's data-exchange port (1001), and wait for its reply if asked.",
+        discussion: """
+            Every message carries a new message id (message_id in --json). --wait takes the reply             from that node whose reply_to is that id, never one naming another message; a reply             without reply_to is matched by sender and arrival (held 0.75 s when the node is known             to name what its replies answer). --wait alone waits 30s, counted from the receiver's             acknowledgement.
+            """)
     @OptionGroup var global: GlobalOptions
     @Argument(help: "An address, a node id, or a hostname.") var target: String
-    @Option(help: "The message (- reads standard input).") var data: String
-    @Option(help: "text, json or binary.") var type = MessageControl.MessageType.text.rawValue
+    @Option(help: "The message (- reads standard input).") var data: String?
+    @Option(help: "Read the message from this file (with your rights).") var dataFile: String?
+    @Option(help: "text, json or binary.") var type = MessageType.text.rawValue
+    @Option(help: "Send it this many times, each with its own id.") var count = 1
+    @Option(help: "Answer this message: its message_id, or its inbox id.") var replyTo: String?
+    @Option(help: "Wait this long for the reply (30s, 500ms, 2m; --wait alone: 30s).") var wait: String?
+
+    typealias MessageType = MessageControl.MessageType
+
+    /// What `--wait` alone means.
+    static let defaultWait = "30s"
+
+    func validate() throws {
+        guard (data == nil) != (dataFile == nil) else { throw ValidationError("give --data or --data-file, one of them") }
+        guard (1...10_000).contains(count) else { throw ValidationError("--count must be 1 to 10000") }
+        if let wait {
+            guard let milliseconds = Self.milliseconds(wait), (1...MessageControl.SendMessage.longestWait).contains(milliseconds) else {
+                throw ValidationError("--wait takes a duration from 1ms to 10m, such as 30s or 500ms, not \(wait)")
+            }
+        }
+    }
 
     func run() throws {
-        let body = data == "-" ? String(decoding: FileHandle.standardInput.readDataToEndOfFile(), as: UTF8.self) : data
-        let kind = try global.checked { () throws(ControlFailure) in try MessageControl.MessageType(parsing: type) }
-        let request = MessageControl.SendMessage(target: target, data: body, type: kind)
-        try global.run(request, on: try global.identitySocket()) { sent in "sent \(sent.bytes) bytes to \(sent.to): \(sent.ack)" }
+        let body = try global.checked { () throws(ControlFailure) in try message() }
+        let kind = try global.checked { () throws(ControlFailure) in try MessageType(parsing: type) }
+        let socket = try global.identitySocket()
+        for sequence in 0..<count {
+            let last = sequence == count - 1
+            let request = MessageControl.SendMessage(
+                target: target, bytes: body, type: kind, replyTo: replyTo, wait: last ? wait.flatMap(Self.milliseconds) : nil)
+            var sent = try global.call(request, on: socket)
+            sent.sequence = sequence
+            // One JSON document: the last send's (its seq tells how many went before).
+            if global.json {
+                if last { print(ControlReply.ok(sent.json).json.encodedString()) }
+                continue
+            }
+            print("sent \(sent.bytes) bytes to \(sent.to) (message \(sent.messageID)): \(sent.ack)")
+            if let reply = sent.reply {
+                print("reply from \(reply.from) (\(reply.type), \(reply.bytes) bytes): \(reply.text ?? reply.base64 ?? "")")
+            }
+        }
+    }
+
+    /// The message's bytes: `--data`, standard input, or `--data-file`.
+    private func message() throws(ControlFailure) -> [UInt8] {
+        if let dataFile {
+            guard let contents = FileManager.default.contents(atPath: dataFile) else {
+                throw ControlFailure(.notFound, "cannot read \(dataFile)")
+            }
+            return Array(contents)
+        }
+        if data == "-" { return Array(FileHandle.standardInput.readDataToEndOfFile()) }
+        return Array((data ?? "").utf8)
+    }
+
+    /// `arguments` with `--wait` given its value when it stands alone (at the end, or before
+    /// another option), as the reference's `--wait [<dur>]`.
+    static func filledWait(_ arguments: [String]) -> [String] {
+        guard arguments.first == "send-message" || arguments.contains("send-message") else { return arguments }
+        var filled: [String] = []
+        let end = arguments.firstIndex(of: "--") ?? arguments.endIndex
+        for (index, word) in arguments.enumerated() {
+            filled.append(word)
+            guard index < end, word == "--wait" else { continue }
+            let next = index + 1 < end ? arguments[index + 1] : nil
+            if next.map({ milliseconds($0) == nil }) ?? true { filled.append(defaultWait) }
+        }
+        return filled
+    }
+
+    /// A duration as Go writes it (`1m30s`, `500ms`, `2h`), or a bare number of seconds, in
+    /// milliseconds; nil if it is neither.
+    static func milliseconds(_ text: String) -> Int? {
+        if let seconds = Double(text), seconds >= 0 { return Int(seconds * 1000) }
+        let units: [(String, Double)] = [("ms", 1), ("us", 0.001), ("µs", 0.001), ("ns", 0.000_001), ("h", 3_600_000), ("m", 60_000), ("s", 1000)]
+        var rest = Substring(text)
+        var total = 0.0
+        guard !rest.isEmpty else { return nil }
+        while !rest.isEmpty {
+            let number = rest.prefix { $0.isNumber || $0 == "." }
+            guard let value = Double(number) else { return nil }
+            rest = rest.dropFirst(number.count)
+            guard let (unit, scale) = units.first(where: { rest.hasPrefix($0.0) }) else { return nil }
+            rest = rest.dropFirst(unit.count)
+            total += value * scale
+        }
+        return total > Double(Int.max / 2) ? nil : Int(total.rounded())
     }
 }
 

@@ -35,7 +35,8 @@ struct Pilotctl: ParsableCommand {
     /// Parses the command line with the global flags put where the subcommand reads them
     /// (`GlobalFlags`), and runs the command.
     static func main() {
-        main(GlobalFlags.placed(Array(CommandLine.arguments.dropFirst()), commands: commandTree(of: Pilotctl.self)))
+        let arguments = SendMessage.filledWait(Array(CommandLine.arguments.dropFirst()))
+        main(GlobalFlags.placed(arguments, commands: commandTree(of: Pilotctl.self)))
     }
 
     /// `command`'s subcommands, under their names and aliases, down to the last level.

@@ -81,4 +81,67 @@ final class MailboxTests: XCTestCase {
         let cleared = try await mailbox.clearFiles(of: "alice")
         XCTAssertEqual(cleared, 2)
     }
+
+    private func message(_ text: String, from sender: Address? = nil, id: String? = nil, replyTo: String? = nil) -> DataExchangeService.Message {
+        DataExchangeService.Message(sender: sender ?? self.sender, kind: .text, payload: Array(text.utf8), messageID: id, replyTo: replyTo)
+    }
+
+    func testAMessageSentAgainWithItsIdIsKeptOnceAndAFullInboxRefusesMore() async throws {
+        let mailbox = try Mailbox(path: directory.path("host.db"))
+        try await mailbox.keep(message("once", id: "m1"), for: "alice")
+        try await mailbox.keep(message("once", id: "m1"), for: "alice")
+        // Another sender may use the same id; no id is never a repeat.
+        try await mailbox.keep(message("other", from: Address(node: 0x2B), id: "m1"), for: "alice")
+        try await mailbox.keep(message("plain"), for: "alice")
+        try await mailbox.keep(message("plain"), for: "alice")
+        let kept = try await mailbox.messages(of: "alice").map { String(decoding: $0.data, as: UTF8.self) }
+        XCTAssertEqual(kept, ["once", "other", "plain", "plain"])
+
+        let store = try HostStore(path: directory.path("host.db"))
+        let quota = InboxQuota(messages: 3, bytes: 1 << 20)
+        for index in 0..<3 { _ = try store.addMessage(InboxMessage(sender: "s", type: "TEXT", data: [UInt8(index)], receivedAt: 0), identity: "bob", quota: quota) }
+        XCTAssertThrowsError(try store.addMessage(InboxMessage(sender: "s", type: "TEXT", data: [9], receivedAt: 0), identity: "bob", quota: quota))
+        XCTAssertThrowsError(
+            try store.addMessage(InboxMessage(sender: "s", type: "TEXT", data: [UInt8](repeating: 1, count: 2 << 20), receivedAt: 0), identity: "alice", quota: quota),
+            "a message past the byte quota was kept")
+        XCTAssertEqual(try store.messages(identity: "bob").count, 3, "a refused message removed others")
+    }
+
+    func testAReplyNamingTheMessageWinsAndOneNamingAnotherIsNeverTaken() async throws {
+        let mailbox = try Mailbox(path: directory.path("host.db"))
+        try await mailbox.keep(message("before"), for: "alice")
+        let after = try await mailbox.lastMessageID(of: "alice")
+        try await mailbox.keep(message("for another", id: "r1", replyTo: "other"), for: "alice")
+        try await mailbox.keep(message("from a stranger", from: Address(node: 0x99), id: "r2", replyTo: "q1"), for: "alice")
+        // The sender names what its replies answer, so its unnamed message is held back, and the
+        // named one that follows within 0.75 s wins.
+        try await mailbox.keep(message("unnamed", id: "r3"), for: "alice")
+        let named = message("named", id: "r4", replyTo: "q1")
+        Task {
+            try await Task.sleep(for: .milliseconds(200))
+            try await mailbox.keep(named, for: "alice")
+        }
+        let reply = try await mailbox.reply(to: "q1", from: sender.description, for: "alice", after: after, within: .seconds(5))
+        XCTAssertEqual(reply.map { String(decoding: $0.data, as: UTF8.self) }, "named")
+
+        // Nothing from the sender after `after` that fits: nil at the limit.
+        let last = try await mailbox.lastMessageID(of: "alice")
+        try await mailbox.keep(message("for another again", replyTo: "zzz"), for: "alice")
+        let none = try await mailbox.reply(to: "q2", from: sender.description, for: "alice", after: last, within: .milliseconds(300))
+        XCTAssertNil(none)
+    }
+
+    func testAnUnnamedReplyIsTakenAtOnceFromASenderThatNeverNamesReplies() async throws {
+        let mailbox = try Mailbox(path: directory.path("host.db"))
+        let clock = ContinuousClock()
+        let started = clock.now
+        let sure = message("sure")
+        Task {
+            try await Task.sleep(for: .milliseconds(100))
+            try await mailbox.keep(sure, for: "alice")
+        }
+        let reply = try await mailbox.reply(to: "q1", from: sender.description, for: "alice", after: 0, within: .seconds(5))
+        XCTAssertEqual(reply.map { String(decoding: $0.data, as: UTF8.self) }, "sure")
+        XCTAssertLessThan(clock.now - started, .seconds(4), "held back as if the sender named its replies")
+    }
 }

@@ -24,7 +24,7 @@ final class MessageRepliesTests: XCTestCase {
             replyTo: "ab")
         try assertReply(
             MessageControl.Inbox.self, InboxListing(messages: [text, binary]),
-            #"{"messages":[{"bytes":2,"data":"hi","from":"0:0000.0000.0007","id":"TEXT-1","message_id":"ab","preview":"hi","received_at":"2026-12-04T13:00:00.000Z","type":"TEXT"},{"bytes":1,"data_b64":"AA==","from":"0:0000.0000.0007","id":"BINARY-2","received_at":"2026-12-04T13:00:01.000Z","reply_to":"ab","type":"BINARY"}],"shown":2,"total":2}"#)
+            #"{"messages":[{"bytes":2,"data":"hi","data_encoding":"utf8","from":"0:0000.0000.0007","id":"TEXT-1","message_id":"ab","preview":"hi","received_at":"2026-12-04T13:00:00.000Z","type":"TEXT"},{"bytes":1,"data_b64":"AA==","data_encoding":"base64","from":"0:0000.0000.0007","id":"BINARY-2","received_at":"2026-12-04T13:00:01.000Z","reply_to":"ab","type":"BINARY"}],"shown":2,"total":2}"#)
         try assertReply(MessageControl.Inbox.self, InboxListing(messages: []), #"{"messages":[],"shown":0,"total":0}"#)
     }
 

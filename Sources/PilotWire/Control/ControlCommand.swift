@@ -199,6 +199,13 @@ public struct ControlFields: Sendable {
         return numbers
     }
 
+    /// An object field that may be absent, as fields.
+    public func optionalObject(_ key: String) throws(ControlFailure) -> ControlFields? {
+        guard let value = present(key) else { return nil }
+        guard let object = value.objectValue else { throw failure(key, "an object") }
+        return ControlFields(object, context: "\(context) \(key)", code: code)
+    }
+
     /// A list of objects (empty when absent), each read with `read`.
     public func objects<T>(_ key: String, _ read: (ControlFields) throws(ControlFailure) -> T) throws(ControlFailure) -> [T] {
         guard let value = present(key) else { return [] }

@@ -14,32 +14,73 @@ public enum MessageControl {
         }
     }
 
-    /// `send-message`: one message to `target`'s data-exchange port, and its ACK.
+    /// `send-message`: one message to `target`'s data-exchange port, and its ACK; with `wait`,
+    /// also the reply (`docs/PROTOCOL.md` §12.1).
     public struct SendMessage: ControlCommand {
         public typealias Reply = MessageSent
         public static let name = "send-message"
+        /// Longest a reply is waited for: 10 minutes.
+        public static let longestWait = 600_000
         /// An address, a node id, or a hostname.
         public var target: String
-        /// The message.
+        /// The message, when it is UTF-8 text.
         public var data: String
+        /// The message in base64, when it is not UTF-8 (nil: `data` is the message).
+        public var base64: String?
         /// Its kind; nil means text.
         public var type: MessageType?
+        /// The message this one answers: its `message_id`, or its id in this identity's inbox.
+        public var replyTo: String?
+        /// Milliseconds to wait for the reply once the receiver has acknowledged; nil: no wait.
+        public var wait: Int?
 
         /// The command sending `data` to `target`.
-        public init(target: String, data: String, type: MessageType? = nil) {
-            self.target = target
+        public init(target: String, data: String, type: MessageType? = nil, replyTo: String? = nil, wait: Int? = nil) {
+            self.init(target: target, bytes: Array(data.utf8), type: type, replyTo: replyTo, wait: wait)
             self.data = data
+        }
+
+        /// The command sending `bytes` (which need not be UTF-8: sent as `data_b64`) to `target`.
+        public init(target: String, bytes: [UInt8], type: MessageType? = nil, replyTo: String? = nil, wait: Int? = nil) {
+            self.target = target
+            self.data = String(validating: bytes, as: UTF8.self) ?? ""
+            self.base64 = String(validating: bytes, as: UTF8.self) == nil ? Base64.encode(bytes) : nil
             self.type = type
+            self.replyTo = replyTo
+            self.wait = wait
+        }
+
+        /// The message's bytes.
+        public var bytes: [UInt8] {
+            get throws(ControlFailure) {
+                guard let base64 else { return Array(data.utf8) }
+                guard let bytes = try? Base64.decode(base64) else { throw ControlFailure(.invalidArgument, "\(Self.name): data_b64 must be base64") }
+                return bytes
+            }
         }
 
         public init(fields: ControlFields) throws(ControlFailure) {
             let type = try fields.optionalString("type").map { text throws(ControlFailure) in try MessageType(parsing: text) }
-            self.init(target: try fields.string("target"), data: try fields.string("data"), type: type)
+            let wait = try fields.optionalInteger("wait", as: Int.self)
+            if let wait, !(1...Self.longestWait).contains(wait) {
+                throw ControlFailure(.invalidArgument, "\(Self.name): wait must be 1 to \(Self.longestWait) milliseconds")
+            }
+            let (text, base64) = (try fields.optionalString("data"), try fields.optionalString("data_b64"))
+            guard (text == nil) != (base64 == nil) else { throw ControlFailure(.invalidArgument, "\(Self.name): give data or data_b64, one of them") }
+            self.target = try fields.string("target")
+            self.data = text ?? ""
+            self.base64 = base64
+            self.type = type
+            self.replyTo = try fields.optionalString("reply_to")
+            self.wait = wait
         }
 
         public var arguments: [String: JSON] {
-            var arguments: [String: JSON] = ["target": .string(target), "data": .string(data)]
+            var arguments: [String: JSON] = ["target": .string(target)]
+            if let base64 { arguments["data_b64"] = .string(base64) } else { arguments["data"] = .string(data) }
             if let type { arguments["type"] = .string(type.rawValue) }
+            if let replyTo { arguments["reply_to"] = .string(replyTo) }
+            if let wait { arguments["wait"] = .integer(Int64(wait)) }
             return arguments
         }
     }
@@ -214,7 +255,7 @@ extension ClearingListCommand {
     public var arguments: [String: JSON] { ["clear": .bool(clear)] }
 }
 
-/// `send-message`'s reply: the message as sent, and the receiver's ACK.
+/// `send-message`'s reply: the message as sent, the receiver's ACK, and the reply when waited for.
 public struct MessageSent: ControlReplyData {
     /// The target as the caller named it.
     public var target: String
@@ -228,29 +269,46 @@ public struct MessageSent: ControlReplyData {
     public var ack: String
     /// The id the message was tagged with.
     public var messageID: String
+    /// The `message_id` it answered, if it was a reply.
+    public var replyTo: String?
+    /// The reply that arrived (with `wait`).
+    public var reply: InboxListing.Message?
+    /// Which of several sends this was (`pilotctl send-message --count`), from 0.
+    public var sequence = 0
 
     /// A sent message's report.
-    public init(target: String, to: String, type: String, bytes: Int, ack: String, messageID: String) {
+    public init(
+        target: String, to: String, type: String, bytes: Int, ack: String, messageID: String, replyTo: String? = nil,
+        reply: InboxListing.Message? = nil
+    ) {
         self.target = target
         self.to = to
         self.type = type
         self.bytes = bytes
         self.ack = ack
         self.messageID = messageID
+        self.replyTo = replyTo
+        self.reply = reply
     }
 
     public init(fields: ControlFields) throws(ControlFailure) {
         self.init(
             target: try fields.string("target"), to: try fields.string("to"), type: try fields.string("type"),
-            bytes: try fields.integer("bytes", as: Int.self), ack: try fields.string("ack"), messageID: try fields.string("message_id"))
+            bytes: try fields.integer("bytes", as: Int.self), ack: try fields.string("ack"), messageID: try fields.string("message_id"),
+            replyTo: try fields.optionalString("reply_to"),
+            reply: try fields.optionalObject("reply").map { reply throws(ControlFailure) in try InboxListing.Message(fields: reply) })
+        sequence = try fields.optionalInteger("seq", as: Int.self) ?? 0
     }
 
-    /// With 1.18's constant fields: `tagged` true, `seq` 0, `reused` false.
+    /// With 1.18's constant fields: `tagged` true, `reused` false.
     public var json: JSON {
-        [
+        var fields: [String: JSON] = [
             "target": .string(target), "to": .string(to), "type": .string(type), "bytes": .integer(Int64(bytes)),
-            "ack": .string(ack), "message_id": .string(messageID), "tagged": true, "seq": 0, "reused": false,
+            "ack": .string(ack), "message_id": .string(messageID), "tagged": true, "seq": .integer(Int64(sequence)), "reused": false,
         ]
+        if let replyTo { fields["reply_to"] = .string(replyTo) }
+        if let reply { fields["reply"] = reply.json }
+        return .object(fields)
     }
 }
 

@@ -114,7 +114,7 @@ public struct EventsReceived: ControlReplyData {
 public struct InboxListing: ControlReplyData {
     /// One message.
     public struct Message: Hashable, Sendable {
-        /// `TYPE-N`.
+        /// The record's name, `TYPE-YYYYMMDD-HHMMSS.mmm-NNNNNN` (as 1.18 names its inbox files).
         public var id: String
         /// TEXT, JSON, BINARY or FILE.
         public var type: String
@@ -152,7 +152,7 @@ public struct InboxListing: ControlReplyData {
             self.replyTo = replyTo
         }
 
-        init(fields: ControlFields) throws(ControlFailure) {
+        public init(fields: ControlFields) throws(ControlFailure) {
             self.init(
                 id: try fields.string("id"), type: try fields.string("type"), from: try fields.string("from"),
                 bytes: try fields.integer("bytes", as: Int.self), receivedAt: try fields.string("received_at"),
@@ -161,7 +161,7 @@ public struct InboxListing: ControlReplyData {
                 replyTo: try fields.optionalString("reply_to"))
         }
 
-        var json: JSON {
+        public var json: JSON {
             var fields: [String: JSON] = [
                 "id": .string(id), "type": .string(type), "from": .string(from), "bytes": .integer(Int64(bytes)),
                 "received_at": .string(receivedAt),
@@ -169,6 +169,7 @@ public struct InboxListing: ControlReplyData {
             for (key, value) in [("data", text), ("preview", preview), ("data_b64", base64), ("message_id", messageID), ("reply_to", replyTo)] {
                 if let value { fields[key] = .string(value) }
             }
+            fields["data_encoding"] = text == nil ? "base64" : "utf8"
             return .object(fields)
         }
     }
