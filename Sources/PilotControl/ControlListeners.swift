@@ -405,8 +405,9 @@ public final class ControlListeners: @unchecked Sendable {
 
     /// Answers each refused connection whose client has sent the first five bytes of a frame
     /// (or ended, or let its second pass): pilot-host's JSON error frame when the fifth byte is
-    /// `{`, else the driver protocol's error reply, which the official clients can read. Then
-    /// the write side is shut.
+    /// `{` (or the client sent part of a frame and ended), else the driver protocol's error reply,
+    /// which the official clients can read (a client silent for its whole second is one of them).
+    /// Then the write side is shut.
     private func answerRefused() {
         let now = ContinuousClock.now
         for index in refused.indices {
@@ -417,7 +418,8 @@ public final class ControlListeners: @unchecked Sendable {
             let waiting = peeked < 0 ? errno == EAGAIN || errno == EWOULDBLOCK : peeked > 0 && peeked < 5
             if waiting && now < refused[index].until { continue }
             let bytes: [UInt8]
-            if peeked == 5, head[4] != ControlProtocolSniffer.jsonMarker {
+            // Silent: a driver client waiting for pushes (JSON clients ask at once).
+            if (peeked == 5 && head[4] != ControlProtocolSniffer.jsonMarker) || (peeked < 0 && waiting) {
                 bytes = DriverReply.error("\(failure.code.rawValue): \(failure.message)").encoded()
             } else {
                 bytes = (try? ControlReply.error(failure).encoded()) ?? []

@@ -110,7 +110,7 @@ public final class DriverConnection: Sendable {
 /// be a frame (length 0 or over 1 MiB) gets the driver's error reply and the connection is
 /// closed; a request that cannot be decoded (an unknown command, a short payload) gets the
 /// error reply and the connection goes on, as 1.18 does.
-final class DriverConnectionHandler: ChannelDuplexHandler, @unchecked Sendable {
+final class DriverConnectionHandler: ChannelDuplexHandler, RemovableChannelHandler, @unchecked Sendable {
     // @unchecked: state is touched only on the channel's event loop.
     typealias InboundIn = ByteBuffer
     typealias OutboundIn = ByteBuffer
@@ -233,19 +233,28 @@ final class DriverConnectionHandler: ChannelDuplexHandler, @unchecked Sendable {
     }
 
     func channelInactive(context: ChannelHandlerContext) {
+        end()
+        context.fireChannelInactive()
+    }
+
+    /// Taken out of a connection that turned out to speak JSON (`ControlProtocolSniffer`).
+    func handlerRemoved(context: ChannelHandlerContext) { end() }
+
+    /// The session's connection is gone: what it holds goes.
+    private func end() {
         closing = true
         queue.removeAll()
         connection?.wake(closed: true)
         if let session { Task { await session.closed() } }
         session = nil
-        context.fireChannelInactive()
     }
 
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
         if event is IdleStateHandler.IdleStateEvent {
-            // The driver protocol is full duplex: a client that only reads pushes is not idle
-            // while the session still has work; it is closed only with nothing being served.
-            if !serving, queue.isEmpty { context.close(promise: nil) }
+            // The driver protocol is full duplex: a client that only reads pushes (datagrams,
+            // as 1.18's `pilotctl listen`) is not idle. A connection without a session (a socket
+            // that serves no driver) is closed when nothing is being answered.
+            if session == nil, !serving, queue.isEmpty { context.close(promise: nil) }
             return
         }
         if let event = event as? ChannelEvent, event == .inputClosed {
@@ -265,8 +274,11 @@ final class DriverConnectionHandler: ChannelDuplexHandler, @unchecked Sendable {
 /// JSON, anything else the 1.18 driver protocol (no whitespace is skipped: 0x09, 0x0A, 0x0D and
 /// 0x20 are driver commands). It then puts the chosen handler in its place and hands it what it
 /// read. A connection that ends before five bytes is the JSON handler's (which says the frame was
-/// cut short), and so is a first length no frame of either protocol has (0, or over 1 MiB);
-/// one that stays silent is closed when the idle timeout says so.
+/// cut short), and so is a first length no frame of either protocol has (0, or over 1 MiB).
+/// One that sends nothing for `silence` gets a driver session at once, provisionally: 1.18's
+/// `pilotctl listen` sends nothing and reads the datagrams pushed to every client. Its first
+/// frame still decides: a JSON one (a client that waited before asking) ends that session and
+/// goes to the JSON handler.
 final class ControlProtocolSniffer: ChannelInboundHandler, RemovableChannelHandler, @unchecked Sendable {
     // @unchecked: state is touched only on the channel's event loop.
     typealias InboundIn = ByteBuffer
@@ -278,10 +290,29 @@ final class ControlProtocolSniffer: ChannelInboundHandler, RemovableChannelHandl
     private let driver: () -> any ChannelHandler
     private var buffered: ByteBuffer?
     private var decided = false
+    /// The driver handler a silent connection was given, until its first frame decides.
+    private var provisional: (any RemovableChannelHandler)?
+    private let silence: TimeAmount
+    private var silenceTimer: Scheduled<Void>?
 
-    init(json: @escaping () -> any ChannelHandler, driver: @escaping () -> any ChannelHandler) {
+    init(json: @escaping () -> any ChannelHandler, driver: @escaping () -> any ChannelHandler, silence: TimeAmount = .milliseconds(500)) {
         self.json = json
         self.driver = driver
+        self.silence = silence
+    }
+
+    func handlerAdded(context: ChannelHandlerContext) {
+        let bound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
+        silenceTimer = context.eventLoop.scheduleTask(in: silence) {
+            let (sniffer, context) = bound.value
+            guard !sniffer.decided, sniffer.buffered == nil, let handler = sniffer.driver() as? any RemovableChannelHandler else { return }
+            do {
+                try context.pipeline.syncOperations.addHandler(handler, position: .after(sniffer))
+                sniffer.provisional = handler
+            } catch {
+                context.close(promise: nil)
+            }
+        }
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
@@ -297,33 +328,42 @@ final class ControlProtocolSniffer: ChannelInboundHandler, RemovableChannelHandl
         // refuse, as it always was: no fifth byte is waited for.
         if length == 0 || length > UInt32(DriverFrame.maxSize) { return decide(context, json()) }
         guard let marker = first.getInteger(at: first.readerIndex + 4, as: UInt8.self) else { return }
+        if let provisional {
+            self.provisional = nil
+            if marker != Self.jsonMarker { return decide(context, nil) }
+            context.pipeline.syncOperations.removeHandler(provisional, promise: nil)
+        }
         decide(context, marker == Self.jsonMarker ? json() : driver())
     }
 
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
-        if !decided, event is IdleStateHandler.IdleStateEvent {
-            // Silent since it connected: nothing to answer.
+        if !decided, provisional == nil, event is IdleStateHandler.IdleStateEvent {
+            // Part of a first frame, and nothing more since: nothing to answer.
             context.close(promise: nil)
             return
         }
         if !decided, let event = event as? ChannelEvent, event == .inputClosed {
-            decide(context, json())
+            decide(context, provisional == nil ? json() : nil)
         }
         context.fireUserInboundEventTriggered(event)
     }
 
     func channelInactive(context: ChannelHandlerContext) {
-        if !decided { decide(context, json()) }
+        if !decided { decide(context, provisional == nil ? json() : nil) }
         context.fireChannelInactive()
     }
 
-    private func decide(_ context: ChannelHandlerContext, _ handler: any ChannelHandler) {
+    /// Hands the connection to `handler` (nil: to the provisional one already after this).
+    private func decide(_ context: ChannelHandlerContext, _ handler: (any ChannelHandler)?) {
         decided = true
-        do {
-            try context.pipeline.syncOperations.addHandler(handler, position: .after(self))
-        } catch {
-            context.close(promise: nil)
-            return
+        silenceTimer?.cancel()
+        if let handler {
+            do {
+                try context.pipeline.syncOperations.addHandler(handler, position: .after(self))
+            } catch {
+                context.close(promise: nil)
+                return
+            }
         }
         if let buffered {
             self.buffered = nil

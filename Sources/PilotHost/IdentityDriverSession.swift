@@ -41,13 +41,14 @@ final class IdentityDriverSession: DriverSession {
         self.commands = commands
         self.peer = peer
         self.connection = connection
+        // Datagrams no listen takes are pushed to every driver connection from its start (1.18's
+        // RecvFrom): its `pilotctl listen` asks nothing and only reads them.
+        listenForDatagrams()
     }
 
     private var name: String { commands.name }
 
     func handle(_ request: DriverRequest) async {
-        // Datagrams no listen takes are pushed to every driver connection (1.18's RecvFrom).
-        listenForDatagrams()
         switch request {
         case .info:
             await reply(.infoOK) { try await self.info() }
@@ -324,8 +325,8 @@ final class IdentityDriverSession: DriverSession {
         }
     }
 
-    /// From the first request on, datagrams to this identity that no `listen` takes are pushed
-    /// to this connection (RecvFrom), dropped when the client is behind.
+    /// Datagrams to this identity that no `listen` takes are pushed to this connection
+    /// (RecvFrom), dropped when the client is behind.
     private func listenForDatagrams() {
         guard state.withLockedValue({ $0.datagrams == nil && !$0.closed }) else { return }
         let (id, packets) = commands.dataCommands.datagrams.listenAll(name)
