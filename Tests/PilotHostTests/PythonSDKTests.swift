@@ -7,7 +7,8 @@ import XCTest
 /// makes) on pilot-host identity sockets, unchanged: its `Driver` loads the wheel's libpilot,
 /// which speaks the 1.18 driver protocol (docs/PROTOCOL.md §12.2). Two identities of one host:
 /// info, resolve, the whole handshake, a stream to the echo port, a listener that accepts, a
-/// datagram each way of send_to / recv_from, and send_message, each result checked. Skipped,
+/// datagram each way of send_to / recv_from, send_message, and publish_event / subscribe_event
+/// on the event stream, each result checked. Skipped,
 /// saying why, without the wheel or python3's venv.
 final class PythonSDKTests: HostProcessTestCase {
     /// The steps, each printed as one JSON line `{"step": ..., "result": ...}`.
@@ -42,6 +43,16 @@ final class PythonSDKTests: HostProcessTestCase {
         a.send_to(ib["address"] + ":6000", b"datagram!")
         got = b.recv_from(); got["data"] = base64.b64decode(got["data"]).decode(); out("recv_from", got)
         out("send_message", a.send_message(ib["address"], b"hi via the sdk"))
+        import threading
+        events = []
+        def subscribe():
+            for topic, data in a.subscribe_event(ib["address"], "alerts", timeout=10):
+                events.append([topic, data.decode()]); break
+        subscriber = threading.Thread(target=subscribe); subscriber.start()
+        time.sleep(1)
+        out("publish_event", a.publish_event(ib["address"], "alerts", b"disk full"))
+        subscriber.join(15)
+        out("subscribe_event", events)
         """#
 
     func testThePythonSDKDrivesIdentitySockets() throws {
@@ -81,6 +92,9 @@ final class PythonSDKTests: HostProcessTestCase {
         XCTAssertEqual(steps["recv_from"]?["src_addr"]?.stringValue, aliceAddress, run.output)
         XCTAssertEqual(steps["recv_from"]?["dst_port"]?.integerValue, 6000, run.output)
         XCTAssertEqual(steps["send_message"]?["ack"], "ACK TEXT 14 bytes", run.output)
+        // An event published to bob's broker reaches a subscriber on another stream.
+        XCTAssertEqual(steps["publish_event"]?["status"], "published", run.output)
+        XCTAssertEqual(steps["subscribe_event"], [["alerts", "disk full"]], run.output)
         // And it arrived: bob's inbox, through the JSON protocol.
         let inbox = ctl(runtime, ["inbox", "--identity", "bob"])?["data"]?["messages"]?.arrayValue ?? []
         XCTAssertTrue(inbox.contains { $0["data"] == "hi via the sdk" }, "\(inbox)")
