@@ -69,7 +69,8 @@ struct IdentityCommands: Sendable {
             guard case .address(let address) = NodeTarget(command.target) else {
                 throw ControlFailure(.invalidArgument, "lookup needs a node id or an address N:XXXX.YYYY.YYYY, got \(command.target.prefix(64))")
             }
-            return try await registryAnswer(RegistryMessage(type: "lookup", ["node_id": .integer(Int64(address.node))]))
+            // Whole, `type` (`lookup_ok`) too, as 1.18's pilotctl prints it.
+            return try await registryAnswer(RegistryMessage(type: "lookup", ["node_id": .integer(Int64(address.node))]), keepingType: true)
         case .find(let command):
             if let tag = command.tag { return try await findByTag(tag) }
             return try await registryAnswer(RegistryMessage(type: "resolve_hostname", ["hostname": .string(command.hostname)]))
@@ -323,13 +324,14 @@ struct IdentityCommands: Sendable {
         return .object(fields)
     }
 
-    /// A registry reply as command data: its fields without `type`, or its error as not_found.
-    private func registryAnswer(_ request: RegistryMessage) async throws -> JSON {
+    /// A registry reply as command data: its fields without `type` (unless `keepingType`), or
+    /// its error as not_found.
+    private func registryAnswer(_ request: RegistryMessage, keepingType: Bool = false) async throws -> JSON {
         let reply = try await pool.query(request)
         guard reply.type != "error", var fields = reply.json.objectValue else {
             throw ControlFailure(.notFound, reply["error"]?.stringValue ?? "registry error")
         }
-        fields["type"] = nil
+        if !keepingType { fields["type"] = nil }
         return .object(fields)
     }
 }

@@ -74,34 +74,53 @@ public struct BenchReport: ControlReplyData {
     public var target: String
     /// The address it resolved to.
     public var to: String
-    /// Bytes sent (and received back).
+    /// Bytes sent.
     public var bytes: Int
+    /// Bytes that came back (all of them: a bench whose echo stops short is an error).
+    public var receivedBytes: Int
     /// Seconds from the first byte sent to the last byte back (to the millisecond).
     public var seconds: Double
+    /// Milliseconds from the first byte sent to the last handed to the stream.
+    public var sendMilliseconds: Int
     /// Decimal megabytes per second (to two places).
     public var megabytesPerSecond: Double
 
     /// A bench's report.
-    public init(target: String, to: String, bytes: Int, seconds: Double, megabytesPerSecond: Double) {
+    public init(target: String, to: String, bytes: Int, receivedBytes: Int, seconds: Double, sendMilliseconds: Int, megabytesPerSecond: Double) {
         self.target = target
         self.to = to
         self.bytes = bytes
+        self.receivedBytes = receivedBytes
         self.seconds = seconds
+        self.sendMilliseconds = sendMilliseconds
         self.megabytesPerSecond = megabytesPerSecond
     }
 
     public init(fields: ControlFields) throws(ControlFailure) {
         self.init(
             target: try fields.string("target"), to: try fields.string("to"), bytes: try fields.integer("bytes", as: Int.self),
-            seconds: try fields.double("seconds"), megabytesPerSecond: try fields.double("mb_per_second"))
+            receivedBytes: try fields.integer("recv_bytes", as: Int.self), seconds: try fields.double("seconds"),
+            sendMilliseconds: try fields.integer("send_duration_ms", as: Int.self), megabytesPerSecond: try fields.double("mb_per_second"))
     }
 
-    /// With `verified` true: the echo was compared byte for byte.
+    /// Ours (`bytes`, `seconds`, `mb_per_second` in decimal MB, `verified`: the echo was compared
+    /// byte for byte) and 1.18's: `sent_bytes`, `recv_bytes`, the durations in whole
+    /// milliseconds, and `send_mbps`/`total_mbps` in MiB per second, as 1.18 counts them.
     public var json: JSON {
-        [
+        let totalMilliseconds = Int((seconds * 1000).rounded())
+        return [
             "target": .string(target), "to": .string(to), "bytes": .integer(Int64(bytes)), "seconds": .double(seconds),
-            "mb_per_second": .double(megabytesPerSecond), "verified": true,
+            "mb_per_second": .double(megabytesPerSecond), "verified": true, "complete": .bool(receivedBytes >= bytes),
+            "sent_bytes": .integer(Int64(bytes)), "recv_bytes": .integer(Int64(receivedBytes)),
+            "send_duration_ms": .integer(Int64(sendMilliseconds)), "total_duration_ms": .integer(Int64(totalMilliseconds)),
+            "send_mbps": .double(Self.mebibytesPerSecond(bytes, milliseconds: sendMilliseconds)),
+            "total_mbps": .double(Self.mebibytesPerSecond(bytes, milliseconds: totalMilliseconds)),
         ]
+    }
+
+    /// `bytes` in MiB per second over `milliseconds` (at least 1), to two places.
+    private static func mebibytesPerSecond(_ bytes: Int, milliseconds: Int) -> Double {
+        (Double(bytes) / Double(1 << 20) / (Double(max(milliseconds, 1)) / 1000) * 100).rounded() / 100
     }
 }
 
@@ -350,10 +369,11 @@ public struct PeerList: ControlReplyData {
         }
     }
 
-    /// Every tunnel is `encrypted` and `authenticated`, as 1.18 reports them; `relay` is 1.18's
-    /// field, `path` and `path_seconds` (the time since it last changed) are ours.
+    /// Every tunnel is `encrypted` and `authenticated`, as 1.18 reports them (so the top-level
+    /// `encrypted`, 1.18's count of encrypted peers, is `total`); `relay` is 1.18's field, `path`
+    /// and `path_seconds` (the time since it last changed) are ours.
     public var json: JSON {
-        ["total": .integer(Int64(peers.count)), "peers": .array(peers.map { peer in
+        ["total": .integer(Int64(peers.count)), "encrypted": .integer(Int64(peers.count)), "peers": .array(peers.map { peer in
             [
                 "node_id": .integer(Int64(peer.nodeID)), "address": .string(peer.address), "endpoint": .string(peer.endpoint),
                 "encrypted": true, "authenticated": true, "trusted": .bool(peer.trusted), "relay": .bool(peer.relayed),
