@@ -233,9 +233,20 @@ struct DataCommands: Sendable {
     func connections(of name: String) async throws -> ConnectionList {
         guard let identity = await presence.joinedIdentity(name) else { return ConnectionList(connections: []) }
         return ConnectionList(connections: try await presence.fabric.connections(of: identity.node).map { connection in
-            ConnectionList.Connection(
+            let figures = connection.figures, traffic = figures.traffic
+            let counted: [String: Int] = [
+                "id": figures.id, "bytes_sent": traffic.bytesSent, "bytes_recv": traffic.bytesReceived, "segs_sent": traffic.segmentsSent,
+                "segs_recv": traffic.segmentsReceived, "sack_sent": traffic.sacksSent, "sack_recv": traffic.sacksReceived,
+                "fast_retx": traffic.fastRetransmits, "retransmits": figures.retransmitted, "dup_acks": figures.duplicateAcks,
+                "cong_win": figures.congestionWindow, "ssthresh": figures.slowStartThreshold, "peer_recv_win": figures.peerWindow,
+                "recv_win": figures.receiveWindow, "unacked": figures.sentUnacknowledged, "in_flight": figures.inFlight,
+                "ooo_buf": figures.outOfOrder, "srtt_ms": Int((figures.smoothedRTT * 1000).rounded()),
+                "rttvar_ms": Int((figures.rttVariance * 1000).rounded()),
+            ]
+            return ConnectionList.Connection(
                 localPort: connection.localPort, remoteAddress: connection.remote.description, remotePort: connection.remotePort,
-                state: connection.state, unacknowledgedBytes: connection.unacknowledgedBytes)
+                state: connection.state, unacknowledgedBytes: connection.unacknowledgedBytes, figures: counted.mapValues(Int64.init),
+                inRecovery: figures.inRecovery)
         })
     }
 

@@ -50,6 +50,15 @@ final class DataRepliesTests: XCTestCase {
             ConnectionList(connections: [.init(localPort: 49152, remoteAddress: "0:0000.0000.0007", remotePort: 7, state: "ESTABLISHED", unacknowledgedBytes: 0)]),
             #"{"connections":[{"local_port":49152,"remote_addr":"0:0000.0000.0007","remote_port":7,"state":"ESTABLISHED","unacked_bytes":0}],"total":1}"#)
         try assertReply(DataControl.Connections.self, ConnectionList(connections: []), #"{"connections":[],"total":0}"#)
+        // With 1.18's figures of the stream (its conn_list row), each that the host gave.
+        let figures = Dictionary(uniqueKeysWithValues: ConnectionList.figureKeys.enumerated().map { ($1, Int64($0)) })
+        let counted = ConnectionList(connections: [
+            .init(localPort: 7, remoteAddress: "0:0000.0000.0007", remotePort: 49152, state: "timeWait", unacknowledgedBytes: 0, figures: figures, inRecovery: false),
+        ])
+        let row = try XCTUnwrap(counted.json["connections"]?.arrayValue?.first?.objectValue)
+        XCTAssertEqual(Set(row.keys), Set(ConnectionList.figureKeys + ["local_port", "remote_addr", "remote_port", "state", "unacked_bytes", "in_recovery"]))
+        XCTAssertEqual(row["srtt_ms"], .integer(Int64(ConnectionList.figureKeys.firstIndex(of: "srtt_ms") ?? -1)))
+        XCTAssertEqual(try DataControl.Connections.data(of: .ok(counted.json)), counted)
         try assertReply(
             DataControl.Peers.self,
             PeerList(peers: [

@@ -282,16 +282,32 @@ public struct ConnectionList: ControlReplyData {
         public var state: String
         /// Bytes sent and not yet acknowledged.
         public var unacknowledgedBytes: Int
+        /// 1.18's figures of the stream, by their keys (`figureKeys`); empty when not known.
+        public var figures: [String: Int64]
+        /// Whether it is recovering from a loss (1.18's `in_recovery`); nil when not known.
+        public var inRecovery: Bool?
 
         /// A stream's description.
-        public init(localPort: UInt16, remoteAddress: String, remotePort: UInt16, state: String, unacknowledgedBytes: Int) {
+        public init(
+            localPort: UInt16, remoteAddress: String, remotePort: UInt16, state: String, unacknowledgedBytes: Int,
+            figures: [String: Int64] = [:], inRecovery: Bool? = nil
+        ) {
             self.localPort = localPort
             self.remoteAddress = remoteAddress
             self.remotePort = remotePort
             self.state = state
             self.unacknowledgedBytes = unacknowledgedBytes
+            self.figures = figures
+            self.inRecovery = inRecovery
         }
     }
+
+    /// The counters and windows 1.18 lists for a stream (`conn_list`, `connections`), by key:
+    /// windows and what is in flight in bytes, round trips in whole milliseconds.
+    public static let figureKeys = [
+        "id", "bytes_sent", "bytes_recv", "segs_sent", "segs_recv", "sack_sent", "sack_recv", "fast_retx", "retransmits", "dup_acks",
+        "cong_win", "ssthresh", "peer_recv_win", "recv_win", "unacked", "in_flight", "ooo_buf", "srtt_ms", "rttvar_ms",
+    ]
 
     /// The streams.
     public var connections: [Connection]
@@ -304,19 +320,33 @@ public struct ConnectionList: ControlReplyData {
             Connection(
                 localPort: try entry.integer("local_port", as: UInt16.self), remoteAddress: try entry.string("remote_addr"),
                 remotePort: try entry.integer("remote_port", as: UInt16.self), state: try entry.string("state"),
-                unacknowledgedBytes: try entry.integer("unacked_bytes", as: Int.self))
+                unacknowledgedBytes: try entry.integer("unacked_bytes", as: Int.self),
+                figures: try Self.figures(of: entry), inRecovery: try entry.optionalBool("in_recovery"))
         }
     }
 
-    public var json: JSON {
-        ["total": .integer(Int64(connections.count)), "connections": .array(connections.map { connection in
-            [
+    /// The `figureKeys` a row has.
+    private static func figures(of row: ControlFields) throws(ControlFailure) -> [String: Int64] {
+        var figures: [String: Int64] = [:]
+        for key in figureKeys { figures[key] = try row.optionalInteger(key) }
+        return figures
+    }
+
+    /// The rows as `connections` and 1.18's `conn_list` have them.
+    public var rows: [JSON] {
+        connections.map { connection in
+            var fields: [String: JSON] = [
                 "local_port": .integer(Int64(connection.localPort)), "remote_addr": .string(connection.remoteAddress),
                 "remote_port": .integer(Int64(connection.remotePort)), "state": .string(connection.state),
                 "unacked_bytes": .integer(Int64(connection.unacknowledgedBytes)),
             ]
-        })]
+            for (key, value) in connection.figures { fields[key] = .integer(value) }
+            if let inRecovery = connection.inRecovery { fields["in_recovery"] = .bool(inRecovery) }
+            return .object(fields)
+        }
     }
+
+    public var json: JSON { ["total": .integer(Int64(connections.count)), "connections": .array(rows)] }
 }
 
 /// `peers`' reply: the nodes this identity has a tunnel with.
