@@ -39,10 +39,11 @@ struct IdentityCommands: Sendable {
     func answer(from peer: PeerCredentials, _ command: IdentitySocketCommand) async throws -> JSON {
         switch command {
         case .health:
-            return await health(connections: 0)
+            return try await health()
         case .info:
+            // The identity's record, over 1.18's Info keys with its figures.
             guard let identity = await pool.identity(named: name) else { throw PoolError.notFound(name) }
-            return AdminCommands.describe(identity).json
+            return .object(try await referenceInfo().merging(AdminCommands.describe(identity).json.objectValue ?? [:]) { $1 })
         case .setHostname(let command):
             return AdminCommands.describe(try await pool.setHostname(name: name, hostname: command.hostname)).json
         case .clearHostname:
@@ -291,23 +292,6 @@ struct IdentityCommands: Sendable {
             throw ControlFailure(.invalidArgument, "registry: \(reply["error"]?.stringValue ?? "unexpected reply \(reply.type)")")
         }
         return .object(fields)
-    }
-
-    /// 1.18's health keys, with this identity's figures where it has them (`connections`: the
-    /// asking connection's streams). Counters the host keeps for all identities together
-    /// (bytes) are 0.
-    func health(connections: Int) async -> JSON {
-        let pending = await trust.pending(name).pending.count
-        let trusted = await trust.trusted(name).trusted.count
-        let beacon = await presence.beacon.map { IdentityDriverSession.hostPort($0) } ?? ""
-        return [
-            "status": .string("ok"), "uptime_seconds": .integer(Int64(Date().timeIntervalSince(started))),
-            "connections": .integer(Int64(connections)), "peers": .integer(Int64(trusted)),
-            "encrypted_peers": .integer(Int64(trusted)), "authenticated_peers": .integer(Int64(trusted)),
-            "handshake_pending_count": .integer(Int64(pending)), "beacon_addr": .string(beacon), "relay_peer_count": .integer(0),
-            "bytes_sent": .integer(0), "bytes_recv": .integer(0), "accept_queue_drops": .integer(0), "webhook_queue_dropped": .integer(0),
-            "webhook_circuit_skips": .integer(0), "version": .string(IdentityDriverSession.version), "name": .string(name),
-        ]
     }
 
     /// The online nodes tagged `tag`, from the registry's `find_by_tag` (our extension); a

@@ -85,7 +85,7 @@ final class PilotctlKeysTests: OfficialOverlayTestCase {
         // Each command on both sides, info last (after the bench, with its tunnel and streams).
         let commands: [[String]] = [
             ["trust"], ["pending"], ["inbox"], ["received"], ["find", "beta"], ["lookup", "\(beta)"], ["bench", "\(beta)", "1"],
-            ["peers"],
+            ["peers"], ["info"],
         ]
         for command in commands {
             let official = try overlay.ctl("alpha", command)
