@@ -200,7 +200,7 @@ struct DataCommands: Sendable {
         let identity = try await presence.join(name)
         let endpoint = try await presence.endpoint(of: target, for: name)
         let total = megabytes << 20
-        let seconds = try await withTimeout(timeout) { [fabric = presence.fabric] () async throws -> Double in
+        let (seconds, sendSeconds, received) = try await withTimeout(timeout) { [fabric = presence.fabric] () async throws -> (Double, Double, Int) in
             let stream = try await fabric.dial(from: identity.node, to: target, port: Port.echo, endpoint: endpoint)
             let started = ContinuousClock.now
             // The echo is compared with what was sent, byte for byte, as it arrives.
@@ -220,24 +220,36 @@ struct DataCommands: Sendable {
                 try await stream.write(BenchPattern.bytes(at: offset, count: count))
                 offset += count
             }
+            let sent = started.duration(to: .now).inSeconds
             let (received, mismatch) = await reader.value
             try? await stream.close()
             if let mismatch { throw StreamError("the echo differs from what was sent within bytes \(mismatch)..<\(mismatch + BenchPattern.chunk * 4)") }
             guard received >= total else { throw StreamError("the echo stopped after \(received) of \(total) bytes") }
-            return started.duration(to: .now).inSeconds
+            return (started.duration(to: .now).inSeconds, sent, received)
         }
         return BenchReport(
-            target: target.description, to: target.description, bytes: total, seconds: (seconds * 1000).rounded() / 1000,
-            megabytesPerSecond: (Double(total) / 1e6 / seconds * 100).rounded() / 100)
+            target: target.description, to: target.description, bytes: total, receivedBytes: received, seconds: (seconds * 1000).rounded() / 1000,
+            sendMilliseconds: Int((sendSeconds * 1000).rounded()), megabytesPerSecond: (Double(total) / 1e6 / seconds * 100).rounded() / 100)
     }
 
     /// `connections`: `name`'s streams (none if it never joined the network).
     func connections(of name: String) async throws -> ConnectionList {
         guard let identity = await presence.joinedIdentity(name) else { return ConnectionList(connections: []) }
         return ConnectionList(connections: try await presence.fabric.connections(of: identity.node).map { connection in
-            ConnectionList.Connection(
+            let figures = connection.figures, traffic = figures.traffic
+            let counted: [String: Int] = [
+                "id": figures.id, "bytes_sent": traffic.bytesSent, "bytes_recv": traffic.bytesReceived, "segs_sent": traffic.segmentsSent,
+                "segs_recv": traffic.segmentsReceived, "sack_sent": traffic.sacksSent, "sack_recv": traffic.sacksReceived,
+                "fast_retx": traffic.fastRetransmits, "retransmits": figures.retransmitted, "dup_acks": figures.duplicateAcks,
+                "cong_win": figures.congestionWindow, "ssthresh": figures.slowStartThreshold, "peer_recv_win": figures.peerWindow,
+                "recv_win": figures.receiveWindow, "unacked": figures.sentUnacknowledged, "in_flight": figures.inFlight,
+                "ooo_buf": figures.outOfOrder, "srtt_ms": Int((figures.smoothedRTT * 1000).rounded()),
+                "rttvar_ms": Int((figures.rttVariance * 1000).rounded()),
+            ]
+            return ConnectionList.Connection(
                 localPort: connection.localPort, remoteAddress: connection.remote.description, remotePort: connection.remotePort,
-                state: connection.state, unacknowledgedBytes: connection.unacknowledgedBytes)
+                state: connection.state, unacknowledgedBytes: connection.unacknowledgedBytes, figures: counted.mapValues(Int64.init),
+                inRecovery: figures.inRecovery)
         })
     }
 

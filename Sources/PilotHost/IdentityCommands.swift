@@ -39,10 +39,11 @@ struct IdentityCommands: Sendable {
     func answer(from peer: PeerCredentials, _ command: IdentitySocketCommand) async throws -> JSON {
         switch command {
         case .health:
-            return await health(connections: 0)
+            return try await health()
         case .info:
+            // The identity's record, over 1.18's Info keys with its figures.
             guard let identity = await pool.identity(named: name) else { throw PoolError.notFound(name) }
-            return AdminCommands.describe(identity).json
+            return .object(try await referenceInfo().merging(AdminCommands.describe(identity).json.objectValue ?? [:]) { $1 })
         case .setHostname(let command):
             return AdminCommands.describe(try await pool.setHostname(name: name, hostname: command.hostname)).json
         case .clearHostname:
@@ -69,7 +70,8 @@ struct IdentityCommands: Sendable {
             guard case .address(let address) = NodeTarget(command.target) else {
                 throw ControlFailure(.invalidArgument, "lookup needs a node id or an address N:XXXX.YYYY.YYYY, got \(command.target.prefix(64))")
             }
-            return try await registryAnswer(RegistryMessage(type: "lookup", ["node_id": .integer(Int64(address.node))]))
+            // Whole, `type` (`lookup_ok`) too, as 1.18's pilotctl prints it.
+            return try await registryAnswer(RegistryMessage(type: "lookup", ["node_id": .integer(Int64(address.node))]), keepingType: true)
         case .find(let command):
             if let tag = command.tag { return try await findByTag(tag) }
             return try await registryAnswer(RegistryMessage(type: "resolve_hostname", ["hostname": .string(command.hostname)]))
@@ -174,7 +176,7 @@ struct IdentityCommands: Sendable {
         case .inbox(let command):
             let messages = try await mailbox.messages(of: name)
             if command.clear { try await mailbox.clearMessages(of: name) }
-            return InboxListing(messages: messages.map(Self.describe)).json
+            return InboxListing(messages: messages.map(Self.describe), directory: mailbox.spoolInbox(of: name)).json
         case .subscribe(let command):
             let count = try Self.count(command.count, default: 1, limit: 10_000, MessageControl.Subscribe.self)
             return try await dataCommands.subscribe(
@@ -316,23 +318,6 @@ struct IdentityCommands: Sendable {
         return .object(fields)
     }
 
-    /// 1.18's health keys, with this identity's figures where it has them (`connections`: the
-    /// asking connection's streams). Counters the host keeps for all identities together
-    /// (bytes) are 0.
-    func health(connections: Int) async -> JSON {
-        let pending = await trust.pending(name).pending.count
-        let trusted = await trust.trusted(name).trusted.count
-        let beacon = await presence.beacon.map { IdentityDriverSession.hostPort($0) } ?? ""
-        return [
-            "status": .string("ok"), "uptime_seconds": .integer(Int64(Date().timeIntervalSince(started))),
-            "connections": .integer(Int64(connections)), "peers": .integer(Int64(trusted)),
-            "encrypted_peers": .integer(Int64(trusted)), "authenticated_peers": .integer(Int64(trusted)),
-            "handshake_pending_count": .integer(Int64(pending)), "beacon_addr": .string(beacon), "relay_peer_count": .integer(0),
-            "bytes_sent": .integer(0), "bytes_recv": .integer(0), "accept_queue_drops": .integer(0), "webhook_queue_dropped": .integer(0),
-            "webhook_circuit_skips": .integer(0), "version": .string(IdentityDriverSession.version), "name": .string(name),
-        ]
-    }
-
     /// The online nodes tagged `tag`, from the registry's `find_by_tag` (our extension); a
     /// registry without it (the official one) is said to be one.
     private func findByTag(_ tag: String) async throws -> JSON {
@@ -347,13 +332,14 @@ struct IdentityCommands: Sendable {
         return .object(fields)
     }
 
-    /// A registry reply as command data: its fields without `type`, or its error as not_found.
-    private func registryAnswer(_ request: RegistryMessage) async throws -> JSON {
+    /// A registry reply as command data: its fields without `type` (unless `keepingType`), or
+    /// its error as not_found.
+    private func registryAnswer(_ request: RegistryMessage, keepingType: Bool = false) async throws -> JSON {
         let reply = try await pool.query(request)
         guard reply.type != "error", var fields = reply.json.objectValue else {
             throw ControlFailure(.notFound, reply["error"]?.stringValue ?? "registry error")
         }
-        fields["type"] = nil
+        if !keepingType { fields["type"] = nil }
         return .object(fields)
     }
 }

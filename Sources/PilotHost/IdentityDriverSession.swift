@@ -53,7 +53,7 @@ final class IdentityDriverSession: DriverSession {
         case .info:
             await reply(.infoOK) { try await self.info() }
         case .health:
-            await reply(.healthOK) { await self.commands.health(connections: self.state.withLockedValue { $0.streams.count }) }
+            await reply(.healthOK) { try await self.commands.health(connections: self.state.withLockedValue { $0.streams.count }) }
         case .handshake(let handshake):
             await handshakeRequest(handshake)
         case .resolveHostname(let hostname):
@@ -168,29 +168,11 @@ final class IdentityDriverSession: DriverSession {
 
     // MARK: Record and health
 
+    /// Info: the identity's, with this connection's streams and bound ports (and the
+    /// identity's services) as `connections` and `ports`.
     private func info() async throws -> JSON {
-        guard let record = await commands.pool.identity(named: name) else { throw PoolError.notFound(name) }
-        let address = Address(network: record.network, node: record.nodeID)
-        let trusted = await commands.trust.trusted(name).trusted
-        let pending = await commands.trust.pending(name).pending
         let (streams, bound) = state.withLockedValue { ($0.streams.count, $0.ports.count) }
-        let beacon = await commands.presence.beacon.map { Self.hostPort($0) } ?? ""
-        let servicePorts = await commands.presence.servicePorts.count
-        return [
-            "node_id": .integer(Int64(record.nodeID)), "address": .string(address.description), "endpoint": .string(await commands.pool.registeredAddress(of: name)),
-            "hostname": .string(record.hostname ?? ""), "uptime_secs": .integer(Int64(Date().timeIntervalSince(commands.started))),
-            "connections": .integer(Int64(streams)), "ports": .integer(Int64(servicePorts + bound)),
-            "peers": .integer(Int64(trusted.count)), "encrypted_peers": .integer(Int64(trusted.count)),
-            "authenticated_peers": .integer(Int64(trusted.count)), "encrypt": .bool(true), "identity": .bool(true), "name": .string(name),
-            "public_key": .string((try? await commands.pool.signingKey(of: name).publicKey.base64) ?? ""), "email": .string(""), "bytes_sent": .integer(0), "bytes_recv": .integer(0),
-            "pkts_sent": .integer(0), "pkts_recv": .integer(0), "tunnel_encryption_success": .integer(0),
-            "tunnel_encryption_failure": .integer(0), "handshake_pending_count": .integer(Int64(pending.count)),
-            "version": .string(Self.version), "networks": .array([]), "peer_list": .array([]), "conn_list": .array([]),
-            "accept_queue_drops": .integer(0), "webhook_queue_dropped": .integer(0), "webhook_circuit_skips": .integer(0),
-            "relay_peer_count": .integer(0), "beacon_addr": .string(beacon), "motd": .string(""),
-            "features": .array(["reply_window", "dial_awaits_key", "key_request", "dgram_confirm"].map(JSON.string)),
-            "transport": .string("udp"), "tags": .array(record.tags.map(JSON.string)), "public": .bool(record.isPublic),
-        ]
+        return .object(try await commands.referenceInfo(connections: streams, ports: await commands.presence.servicePorts.count + bound))
     }
 
     /// "host:port" of a socket address (IPv6 in brackets).

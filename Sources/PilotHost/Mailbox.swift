@@ -60,6 +60,9 @@ actor Mailbox: DataExchangeInbox {
         }
     }
 
+    /// Where `identity`'s inbox is copied for the official pilotctl, if it is.
+    nonisolated func spoolInbox(of identity: String) -> String? { spool?.home(of: identity).map { $0 + "/.pilot/inbox" } }
+
     /// Removes `identity`'s spool (deleted, or given to another owner).
     func removeSpool(of identity: String) { spool?.remove(identity) }
 

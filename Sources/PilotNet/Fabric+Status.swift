@@ -12,6 +12,11 @@ extension Fabric {
         try await loop.submit { [state] in state.value.table.counters }.get()
     }
 
+    /// What identity `node`'s tunnels carried (`TunnelTraffic`).
+    public func traffic(of node: UInt32) async throws -> TunnelTraffic {
+        try await loop.submit { [state] in state.value.table.traffic(of: node) }.get()
+    }
+
     /// One of an identity's streams, as `pilotctl connections` lists it.
     public struct ConnectionInfo: Sendable, Equatable {
         /// The identity's port.
@@ -24,6 +29,60 @@ extension Fabric {
         public var state: String
         /// Bytes written and not yet acknowledged by the peer.
         public var unacknowledgedBytes: Int
+        /// The figures 1.18 lists for a stream (its `conn_list`).
+        public var figures: StreamFigures
+    }
+
+    /// A stream's figures as 1.18's `conn_list` has them. The stream counts windows in
+    /// segments; here they are bytes (segments × 1152), as 1.18 gives them.
+    public struct StreamFigures: Sendable, Equatable {
+        /// Its number among the fabric's streams (`StreamConnection.id`).
+        public var id: Int
+        /// What it carried.
+        public var traffic: StreamTraffic
+        /// Segments sent again.
+        public var retransmitted: Int
+        /// Duplicate ACKs in a row.
+        public var duplicateAcks: Int
+        /// Whether it is recovering from a loss.
+        public var inRecovery: Bool
+        /// The congestion window, the slow-start threshold, the peer's window and ours.
+        public var congestionWindow: Int
+        /// See `congestionWindow`.
+        public var slowStartThreshold: Int
+        /// See `congestionWindow`.
+        public var peerWindow: Int
+        /// See `congestionWindow`.
+        public var receiveWindow: Int
+        /// Bytes sent and not acknowledged, and of those the ones in flight.
+        public var sentUnacknowledged: Int
+        /// See `sentUnacknowledged`.
+        public var inFlight: Int
+        /// Segments held out of order.
+        public var outOfOrder: Int
+        /// The smoothed round trip and its variation, in seconds (0 before a sample).
+        public var smoothedRTT: Double
+        /// See `smoothedRTT`.
+        public var rttVariance: Double
+
+        init(_ connection: StreamConnection) {
+            let size = StreamConnection.segmentSize
+            let sent = connection.sentUnacknowledged
+            id = connection.id
+            traffic = connection.traffic
+            retransmitted = connection.retransmitted
+            duplicateAcks = connection.duplicateAcks
+            inRecovery = connection.recoveryPoint != nil
+            congestionWindow = connection.congestionWindow * size
+            slowStartThreshold = connection.slowStartThreshold * size
+            peerWindow = connection.peerWindow * size
+            receiveWindow = Int(connection.advertisedWindow) * size
+            sentUnacknowledged = sent.bytes
+            inFlight = sent.inFlight
+            outOfOrder = connection.outOfOrder.count
+            smoothedRTT = connection.smoothedRTT ?? 0
+            rttVariance = connection.rttVariance
+        }
     }
 
     /// One of an identity's tunnel peers, as `pilotctl peers` lists it.
@@ -49,7 +108,8 @@ extension Fabric {
             state.value.streams.entries.filter { $0.key.local.node == node }.map { key, entry in
                 ConnectionInfo(
                     localPort: key.localPort, remote: key.remote, remotePort: key.remotePort, state: "\(entry.connection.state)",
-                    unacknowledgedBytes: entry.connection.unacknowledgedBytes)
+                    unacknowledgedBytes: entry.connection.unacknowledgedBytes,
+                    figures: StreamFigures(entry.connection))
             }.sorted { ($0.localPort, $0.remote.node, $0.remotePort) < ($1.localPort, $1.remote.node, $1.remotePort) }
         }.get()
     }

@@ -18,6 +18,11 @@ extension Fabric {
         try await loop.submit { [state] in state.value.streams.listeners[node]?[port] != nil }.get()
     }
 
+    /// The ports identity `node` listens on (its services' and any bound), in order.
+    public func listeningPorts(of node: UInt32) async throws -> [UInt16] {
+        try await loop.submit { [state] in (state.value.streams.listeners[node] ?? [:]).keys.sorted() }.get()
+    }
+
     /// Opens a stream from identity `node` to `port` of `remote` (reached at `endpoint`, or where
     /// it was last seen); returns once the remote accepted it.
     public func dial(from node: UInt32, to remote: Address, port: UInt16, endpoint: SocketAddress? = nil) async throws -> StreamHandle {

@@ -87,8 +87,13 @@ final class PortTable {
         return room
     }
 
+    /// The `id` the next new stream gets.
+    private var nextStreamID = 1
+
     func insert(_ entry: Entry, for key: StreamConnection.Key) {
         if entries.updateValue(entry, forKey: key) == nil {
+            entry.connection.id = nextStreamID
+            nextStreamID += 1
             perIdentity[key.local.node, default: 0] += 1
             perPort[PortKey(node: key.local.node, port: key.localPort), default: 0] += 1
         }

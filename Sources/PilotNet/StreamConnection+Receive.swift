@@ -40,6 +40,7 @@ extension StreamConnection {
             let windowMoved = (peerWindow == 0) != (packet.window == 0)
             peerWindow = Int(packet.window)
             if let selective = try? SelectiveAck(decoding: packet.payload) {
+                traffic.sacksReceived += 1
                 markSacked(selective.blocks)
                 outputs += acknowledge(packet.acknowledgment, pure: false, now: now)
                 outputs += retransmitHoles(now: now)
@@ -49,6 +50,7 @@ extension StreamConnection {
             outputs += acknowledge(packet.acknowledgment, pure: packet.payload.isEmpty && !windowMoved, now: now)
         }
         if !packet.payload.isEmpty && !packet.flags.contains(.fin) {
+            traffic.segmentsReceived += 1
             outputs += accept(data: packet.payload, at: packet.sequence, now: now)
         }
         if packet.flags.contains(.fin) {
@@ -75,6 +77,7 @@ extension StreamConnection {
                 receiveNext &+= UInt32(next.count)
             }
             unacknowledgedSegments += 1
+            traffic.bytesReceived += delivered.count
             var outputs: [Output] = [.data(delivered)]
             if !outOfOrder.isEmpty || unacknowledgedSegments >= 2 {
                 outputs.append(sendAck())
@@ -115,7 +118,10 @@ extension StreamConnection {
         unacknowledgedSegments = 0
         ackDeadline = nil
         var payload: [UInt8] = []
-        if let selective = selectiveAck() { payload = selective.encoded() }
+        if let selective = selectiveAck() {
+            payload = selective.encoded()
+            traffic.sacksSent += 1
+        }
         return .packet(packet(flags: .ack, sequence: sendNext, acknowledgment: receiveNext, payload: payload))
     }
 

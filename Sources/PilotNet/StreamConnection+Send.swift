@@ -34,6 +34,15 @@ extension StreamConnection {
 
     var inFlight: Int { firstUnsent - head - sackedCount - lostCount }
 
+    /// Bytes sent and not acknowledged, and of those the ones in flight (not SACKed, not
+    /// taken for lost): for a status listing, not the packet path.
+    public var sentUnacknowledged: (bytes: Int, inFlight: Int) {
+        segments[head..<firstUnsent].reduce(into: (0, 0)) { sum, segment in
+            sum.0 += segment.payload.count
+            if !segment.sacked && !segment.lost { sum.1 += segment.payload.count }
+        }
+    }
+
     /// The first sent segment the peer does not hold.
     var oldestUnsacked: Int? {
         (head..<firstUnsent).first { !segments[$0].sacked }
@@ -70,7 +79,8 @@ extension StreamConnection {
         }
         segments[index].sentAt = now
         lastDataSentAt = now
-        if segments[index].transmissions > 0 { retransmitted += 1 }
+        if segments[index].transmissions > 0 { retransmitted += 1 } else { traffic.bytesSent += segments[index].payload.count }
+        traffic.segmentsSent += 1
         segments[index].transmissions += 1
         // The data carries the ACK: a pending delayed ACK is no longer needed.
         unacknowledgedSegments = 0
@@ -116,6 +126,7 @@ extension StreamConnection {
         guard duplicateAcks == 3, let index = oldestUnsacked else { return [] }
         slowStartThreshold = max(inFlight / 2, 2)
         congestionWindow = slowStartThreshold + 3
+        traffic.fastRetransmits += 1
         return [send(index, now: now)]
     }
 
@@ -146,6 +157,7 @@ extension StreamConnection {
                 slowStartThreshold = max(inFlight / 2, 2)
                 congestionWindow = slowStartThreshold
             }
+            traffic.fastRetransmits += 1
             outputs.append(send(index, now: now))
             if outputs.count >= congestionWindow { break }
         }

@@ -145,6 +145,11 @@ public final class StreamConnection {
     public internal(set) var retransmitted = 0
     /// Times this side advertised a shut window (a reader `receiveBufferLimit` behind).
     public internal(set) var shutWindowsAdvertised = 0
+    /// What it carried (`StreamTraffic`).
+    public internal(set) var traffic = StreamTraffic()
+    /// Its number among the fabric's streams, from 1 in the order they opened (1.18's `id`;
+    /// 0 until the fabric lists it).
+    public internal(set) var id = 0
     /// Bytes written that were still unacknowledged when the peer finished: a flush of them
     /// cannot succeed.
     public internal(set) var unacknowledgedAtPeerFin = 0

@@ -19,6 +19,8 @@ final class Tunnel {
     var lastSent: NIODeadline
     /// When this side last answered a same-key `PILA` or a `PILK` (at most once a second).
     var lastAnswered: NIODeadline = .uptimeNanoseconds(0)
+    /// What this session carried.
+    var traffic = TunnelTraffic()
 
     init(local: UInt32, remote: UInt32, remoteExchangeKey: [UInt8], key: SecretBytes, now: NIODeadline) throws {
         self.local = local

@@ -123,6 +123,8 @@ extension TunnelTable {
             return []
         }
         tunnel.lastReceived = now
+        tunnel.traffic.packetsReceived += 1
+        tunnel.traffic.bytesReceived += plaintext.count
         // The remote may have moved (NAT rebinding), or lost or found a direct path: reply
         // the way it now comes.
         let changed = learn(arrival, for: remote, now: now)

@@ -103,8 +103,13 @@ extension TunnelTable {
         guard let frame = try? EncryptedFrame.datagram(
             sender: sender, noncePrefix: cipher.noncePrefix, sealedCount: plaintext.count + TunnelCipher.tagSize,
             seal: { output in try plaintext.withUnsafeBytes { try cipher.seal($0, sender: sender, into: output).counter } })
-        else { return [] }
+        else {
+            tunnel.traffic.sealFailures += 1
+            return []
+        }
         tunnel.lastSent = now
+        tunnel.traffic.packetsSent += 1
+        tunnel.traffic.bytesSent += plaintext.count
         if beacon != nil, !path.relayed, paths[tunnel.remote]?.relayed == false {
             // On the remote's direct path (not a probe of a relayed one): does it still answer?
             // A record too old to have reached the count starts again: a keepalive long ago

@@ -240,6 +240,8 @@ public final class TunnelTable {
     var socketOwners: [Int: UInt32] = [:]
     var identitySockets: [UInt32: Int] = [:]
     var tunnels: [NodePair: Tunnel] = [:]
+    /// What the sessions dropped so far carried, per local identity (`traffic(of:)`).
+    var droppedTraffic: [UInt32: TunnelTraffic] = [:]
     var epochs: [Epoch: UInt32] = [:]
     var pending: [NodePair: Pending] = [:]
     /// First exchanges of `pending` held back for their punch (at most one per pending pair).
@@ -312,6 +314,7 @@ public final class TunnelTable {
         identities[node] = nil
         if let socket = identitySockets.removeValue(forKey: node) { socketOwners[socket] = nil }
         for pair in tunnels.keys where pair.local == node { dropTunnel(pair) }
+        droppedTraffic[node] = nil
         for pair in pending.keys where pair.local == node {
             pending[pair] = nil
             punchWaits[pair] = nil
@@ -425,8 +428,14 @@ public final class TunnelTable {
         }
     }
 
+    /// What `local`'s tunnels carried, those it holds and those it had.
+    public func traffic(of local: UInt32) -> TunnelTraffic {
+        tunnels.values.filter { $0.local == local }.reduce(droppedTraffic[local] ?? TunnelTraffic()) { $0 + $1.traffic }
+    }
+
     func dropTunnel(_ pair: NodePair) {
         guard let tunnel = tunnels.removeValue(forKey: pair) else { return }
+        if identities[pair.local] != nil { droppedTraffic[pair.local] = (droppedTraffic[pair.local] ?? TunnelTraffic()) + tunnel.traffic }
         unansweredDirect[pair.remote] = nil
         for prefix in tunnel.prefixes { epochs[Epoch(remote: pair.remote, prefix: prefix)] = nil }
         unrelate(local: pair.local, remote: pair.remote, keepExplicit: true)

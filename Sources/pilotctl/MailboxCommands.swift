@@ -172,7 +172,7 @@ struct Received: ParsableCommand {
                 file.savedTo = path
                 files.append(file)
             }
-            listing = ReceivedFiles(files: files)
+            listing = ReceivedFiles(files: files, directory: save)
             if clear { _ = try global.call(MessageControl.Received(clear: true), on: socket) }
         }
         let reply = ControlReply.ok(listing.json)

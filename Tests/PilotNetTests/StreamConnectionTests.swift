@@ -43,10 +43,10 @@ final class StreamConnectionTests: XCTestCase {
     let listener = Address(node: 2)
 
     /// Runs a transfer of `bytes` from dialer to listener, then a close by the dialer. Returns
-    /// what the listener received, the events of each side, and the link.
+    /// what the listener received, the events of each side, the time it took, and both ends.
     func transfer(
         _ bytes: [UInt8], link: inout Link, maxSeconds: Int64 = 600
-    ) -> (received: [UInt8], dialerEvents: [String], listenerEvents: [String], seconds: Double) {
+    ) -> (received: [UInt8], dialerEvents: [String], listenerEvents: [String], seconds: Double, ends: (StreamConnection, StreamConnection?)) {
         var now = Self.start
         let key = StreamConnection.Key(local: dialer, localPort: 49152, remote: listener, remotePort: 1001)
         var (client, outputs) = StreamConnection.dial(key, now: now)
@@ -98,7 +98,7 @@ final class StreamConnectionTests: XCTestCase {
         }
         _ = outputs
         outputs = []
-        return (received, events.0, events.1, Double((now - Self.start).nanoseconds) / 1e9)
+        return (received, events.0, events.1, Double((now - Self.start).nanoseconds) / 1e9, (client, server))
     }
 
     static let start = NIODeadline.uptimeNanoseconds(1_000_000_000)
@@ -127,6 +127,31 @@ final class StreamConnectionTests: XCTestCase {
         XCTAssertEqual(result.received, bytes)
         XCTAssertEqual(result.dialerEvents, ["connected", "closed "])
         XCTAssertEqual(result.listenerEvents, ["finished", "closed "])
+    }
+
+    /// What each end counts (1.18's `conn_list` figures): on a clean link every segment once;
+    /// on a lossy one, segments sent again counted again but their bytes once, and the SACKs and
+    /// fast retransmissions that repaired it.
+    func testEachEndCountsWhatItCarried() throws {
+        let bytes = (0..<100_000).map { UInt8(truncatingIfNeeded: $0 &* 31) }
+        let segments = (bytes.count + StreamConnection.segmentSize - 1) / StreamConnection.segmentSize
+        var clean = Link(random: SplitMix64(seed: 1))
+        let (dialer, listener) = transfer(bytes, link: &clean).ends
+        let sent = dialer.traffic, received = try XCTUnwrap(listener?.traffic)
+        XCTAssertEqual([sent.segmentsSent, sent.bytesSent, received.segmentsReceived, received.bytesReceived], [segments, bytes.count, segments, bytes.count])
+        XCTAssertEqual([sent.sacksReceived, sent.fastRetransmits, received.sacksSent, sent.segmentsReceived, received.bytesSent], [0, 0, 0, 0, 0])
+        XCTAssertEqual([dialer.id, listener?.id], [0, 0], "numbered only when a fabric lists them")
+
+        var lossy = Link(random: SplitMix64(seed: 2), dropRate: 0.10, reorderRate: 0.05, duplicateRate: 0.01)
+        let repaired = transfer(bytes, link: &lossy).ends
+        let resent = repaired.0.traffic, holding = try XCTUnwrap(repaired.1?.traffic)
+        XCTAssertEqual(resent.bytesSent, bytes.count, "each byte once")
+        XCTAssertEqual(resent.segmentsSent, segments + repaired.0.retransmitted, "each transmission")
+        XCTAssertEqual(holding.bytesReceived, bytes.count)
+        XCTAssertGreaterThan(holding.segmentsReceived, segments - 1, "duplicates and resent segments too")
+        XCTAssertGreaterThan(holding.sacksSent, 0)
+        XCTAssertGreaterThan(resent.sacksReceived, 0)
+        XCTAssertGreaterThan(resent.fastRetransmits, 0)
     }
 
     /// The lossy link: 10% dropped, 5% reordered, 1% duplicated, seeded.

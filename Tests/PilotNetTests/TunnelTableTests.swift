@@ -98,6 +98,14 @@ final class TunnelTableTests: XCTestCase {
         XCTAssertEqual(a.receive(sealed, from: endpointB, socket: 0, now: now), [])
         XCTAssertEqual(a.counters.replayed, 1)
         XCTAssertEqual(a.counters.delivered, 1)
+
+        // Each identity's traffic: the packets sealed and opened, header included; the replay is not in it.
+        var expected = TunnelTraffic()
+        (expected.packetsSent, expected.bytesSent, expected.packetsReceived, expected.bytesReceived) = (1, Packet.headerSize + 5, 1, Packet.headerSize + 4)
+        XCTAssertEqual(a.traffic(of: 1), expected)
+        (expected.bytesSent, expected.bytesReceived) = (Packet.headerSize + 4, Packet.headerSize + 5)
+        XCTAssertEqual(b.traffic(of: 2), expected)
+        XCTAssertEqual(a.traffic(of: 2), TunnelTraffic(), "not a's identity")
     }
 
     func testAPILAWithAKeyTheRegistryDoesNotHoldIsRejected() throws {

@@ -16,8 +16,12 @@ final class DataRepliesTests: XCTestCase {
 
     func testBenchAndPingReports() throws {
         try assertReply(
-            DataControl.Bench.self, BenchReport(target: "bob", to: "0:0000.0000.0007", bytes: 1_048_576, seconds: 0.125, megabytesPerSecond: 8.39),
-            #"{"bytes":1048576,"mb_per_second":8.39,"seconds":0.125,"target":"bob","to":"0:0000.0000.0007","verified":true}"#)
+            DataControl.Bench.self,
+            BenchReport(
+                target: "bob", to: "0:0000.0000.0007", bytes: 1_048_576, receivedBytes: 1_048_576, seconds: 0.125, sendMilliseconds: 50,
+                megabytesPerSecond: 8.39),
+            #"{"bytes":1048576,"complete":true,"mb_per_second":8.39,"recv_bytes":1048576,"seconds":0.125,"send_duration_ms":50,"send_mbps":20,"#
+                + #""sent_bytes":1048576,"target":"bob","to":"0:0000.0000.0007","total_duration_ms":125,"total_mbps":8,"verified":true}"#)
         try assertReply(
             DataControl.Ping.self,
             PingReport(
@@ -46,15 +50,24 @@ final class DataRepliesTests: XCTestCase {
             ConnectionList(connections: [.init(localPort: 49152, remoteAddress: "0:0000.0000.0007", remotePort: 7, state: "ESTABLISHED", unacknowledgedBytes: 0)]),
             #"{"connections":[{"local_port":49152,"remote_addr":"0:0000.0000.0007","remote_port":7,"state":"ESTABLISHED","unacked_bytes":0}],"total":1}"#)
         try assertReply(DataControl.Connections.self, ConnectionList(connections: []), #"{"connections":[],"total":0}"#)
+        // With 1.18's figures of the stream (its conn_list row), each that the host gave.
+        let figures = Dictionary(uniqueKeysWithValues: ConnectionList.figureKeys.enumerated().map { ($1, Int64($0)) })
+        let counted = ConnectionList(connections: [
+            .init(localPort: 7, remoteAddress: "0:0000.0000.0007", remotePort: 49152, state: "timeWait", unacknowledgedBytes: 0, figures: figures, inRecovery: false),
+        ])
+        let row = try XCTUnwrap(counted.json["connections"]?.arrayValue?.first?.objectValue)
+        XCTAssertEqual(Set(row.keys), Set(ConnectionList.figureKeys + ["local_port", "remote_addr", "remote_port", "state", "unacked_bytes", "in_recovery"]))
+        XCTAssertEqual(row["srtt_ms"], .integer(Int64(ConnectionList.figureKeys.firstIndex(of: "srtt_ms") ?? -1)))
+        XCTAssertEqual(try DataControl.Connections.data(of: .ok(counted.json)), counted)
         try assertReply(
             DataControl.Peers.self,
             PeerList(peers: [
                 .init(nodeID: 7, address: "0:0000.0000.0007", endpoint: "127.0.0.1:37000", trusted: true, relayed: false, lastHeardSeconds: 1.5, pathSeconds: 42.5),
                 .init(nodeID: 8, address: "0:0000.0000.0008", endpoint: "", trusted: true, relayed: true, lastHeardSeconds: 0.2, pathSeconds: 3),
             ]),
-            #"{"peers":[{"address":"0:0000.0000.0007","authenticated":true,"encrypted":true,"endpoint":"127.0.0.1:37000","last_heard_seconds":1.5,"node_id":7,"path":"direct","path_seconds":42.5,"relay":false,"trusted":true},"#
+            #"{"encrypted":2,"peers":[{"address":"0:0000.0000.0007","authenticated":true,"encrypted":true,"endpoint":"127.0.0.1:37000","last_heard_seconds":1.5,"node_id":7,"path":"direct","path_seconds":42.5,"relay":false,"trusted":true},"#
                 + #"{"address":"0:0000.0000.0008","authenticated":true,"encrypted":true,"endpoint":"","last_heard_seconds":0.2,"node_id":8,"path":"relay","path_seconds":3,"relay":true,"trusted":true}],"total":2}"#)
-        try assertReply(DataControl.Peers.self, PeerList(peers: []), #"{"peers":[],"total":0}"#)
+        try assertReply(DataControl.Peers.self, PeerList(peers: []), #"{"encrypted":0,"peers":[],"total":0}"#)
     }
 
     func testAMistypedProbeNamesItsPlace() {

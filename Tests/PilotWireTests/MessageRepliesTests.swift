@@ -24,19 +24,21 @@ final class MessageRepliesTests: XCTestCase {
             replyTo: "ab")
         try assertReply(
             MessageControl.Inbox.self, InboxListing(messages: [text, binary]),
-            #"{"messages":[{"bytes":2,"data":"hi","data_encoding":"utf8","from":"0:0000.0000.0007","id":"TEXT-1","message_id":"ab","preview":"hi","received_at":"2026-12-04T13:00:00.000Z","type":"TEXT"},{"bytes":1,"data_b64":"AA==","data_encoding":"base64","from":"0:0000.0000.0007","id":"BINARY-2","received_at":"2026-12-04T13:00:01.000Z","reply_to":"ab","type":"BINARY"}],"shown":2,"total":2}"#)
-        try assertReply(MessageControl.Inbox.self, InboxListing(messages: []), #"{"messages":[],"shown":0,"total":0}"#)
+            #"{"dir":null,"messages":[{"bytes":2,"data":"hi","data_encoding":"utf8","from":"0:0000.0000.0007","id":"TEXT-1","message_id":"ab","preview":"hi","received_at":"2026-12-04T13:00:00.000Z","type":"TEXT"},{"bytes":1,"data_b64":"AA==","data_encoding":"base64","from":"0:0000.0000.0007","id":"BINARY-2","received_at":"2026-12-04T13:00:01.000Z","reply_to":"ab","type":"BINARY"}],"shown":2,"total":2}"#)
+        try assertReply(MessageControl.Inbox.self, InboxListing(messages: []), #"{"dir":null,"messages":[],"shown":0,"total":0}"#)
     }
 
     func testReceivedFilesAndWherePilotctlSavedThem() throws {
         let file = ReceivedFiles.File(id: 4, name: "a.txt", from: "0:0000.0000.0007", bytes: 3, receivedAt: "2026-12-04T13:00:00.000Z")
         try assertReply(
             MessageControl.Received.self, ReceivedFiles(files: [file]),
-            #"{"files":[{"bytes":3,"from":"0:0000.0000.0007","id":4,"name":"a.txt","received_at":"2026-12-04T13:00:00.000Z"}],"total":1}"#)
+            #"{"dir":null,"files":[{"bytes":3,"from":"0:0000.0000.0007","id":4,"modified":"2026-12-04T13:00:00.000Z","name":"a.txt","path":null,"#
+                + #""received_at":"2026-12-04T13:00:00.000Z"}],"shown":1,"total":1}"#)
         var saved = file
         saved.savedTo = "/tmp/a.txt"
         try assertReply(
-            MessageControl.Received.self, ReceivedFiles(files: [saved]),
-            #"{"files":[{"bytes":3,"from":"0:0000.0000.0007","id":4,"name":"a.txt","received_at":"2026-12-04T13:00:00.000Z","saved_to":"/tmp/a.txt"}],"total":1}"#)
+            MessageControl.Received.self, ReceivedFiles(files: [saved], directory: "/tmp"),
+            #"{"dir":"/tmp","files":[{"bytes":3,"from":"0:0000.0000.0007","id":4,"modified":"2026-12-04T13:00:00.000Z","name":"a.txt","#
+                + #""path":"/tmp/a.txt","received_at":"2026-12-04T13:00:00.000Z","saved_to":"/tmp/a.txt"}],"shown":1,"total":1}"#)
     }
 }

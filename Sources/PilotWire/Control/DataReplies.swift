@@ -74,34 +74,53 @@ public struct BenchReport: ControlReplyData {
     public var target: String
     /// The address it resolved to.
     public var to: String
-    /// Bytes sent (and received back).
+    /// Bytes sent.
     public var bytes: Int
+    /// Bytes that came back (all of them: a bench whose echo stops short is an error).
+    public var receivedBytes: Int
     /// Seconds from the first byte sent to the last byte back (to the millisecond).
     public var seconds: Double
+    /// Milliseconds from the first byte sent to the last handed to the stream.
+    public var sendMilliseconds: Int
     /// Decimal megabytes per second (to two places).
     public var megabytesPerSecond: Double
 
     /// A bench's report.
-    public init(target: String, to: String, bytes: Int, seconds: Double, megabytesPerSecond: Double) {
+    public init(target: String, to: String, bytes: Int, receivedBytes: Int, seconds: Double, sendMilliseconds: Int, megabytesPerSecond: Double) {
         self.target = target
         self.to = to
         self.bytes = bytes
+        self.receivedBytes = receivedBytes
         self.seconds = seconds
+        self.sendMilliseconds = sendMilliseconds
         self.megabytesPerSecond = megabytesPerSecond
     }
 
     public init(fields: ControlFields) throws(ControlFailure) {
         self.init(
             target: try fields.string("target"), to: try fields.string("to"), bytes: try fields.integer("bytes", as: Int.self),
-            seconds: try fields.double("seconds"), megabytesPerSecond: try fields.double("mb_per_second"))
+            receivedBytes: try fields.integer("recv_bytes", as: Int.self), seconds: try fields.double("seconds"),
+            sendMilliseconds: try fields.integer("send_duration_ms", as: Int.self), megabytesPerSecond: try fields.double("mb_per_second"))
     }
 
-    /// With `verified` true: the echo was compared byte for byte.
+    /// Ours (`bytes`, `seconds`, `mb_per_second` in decimal MB, `verified`: the echo was compared
+    /// byte for byte) and 1.18's: `sent_bytes`, `recv_bytes`, the durations in whole
+    /// milliseconds, and `send_mbps`/`total_mbps` in MiB per second, as 1.18 counts them.
     public var json: JSON {
-        [
+        let totalMilliseconds = Int((seconds * 1000).rounded())
+        return [
             "target": .string(target), "to": .string(to), "bytes": .integer(Int64(bytes)), "seconds": .double(seconds),
-            "mb_per_second": .double(megabytesPerSecond), "verified": true,
+            "mb_per_second": .double(megabytesPerSecond), "verified": true, "complete": .bool(receivedBytes >= bytes),
+            "sent_bytes": .integer(Int64(bytes)), "recv_bytes": .integer(Int64(receivedBytes)),
+            "send_duration_ms": .integer(Int64(sendMilliseconds)), "total_duration_ms": .integer(Int64(totalMilliseconds)),
+            "send_mbps": .double(Self.mebibytesPerSecond(bytes, milliseconds: sendMilliseconds)),
+            "total_mbps": .double(Self.mebibytesPerSecond(bytes, milliseconds: totalMilliseconds)),
         ]
+    }
+
+    /// `bytes` in MiB per second over `milliseconds` (at least 1), to two places.
+    private static func mebibytesPerSecond(_ bytes: Int, milliseconds: Int) -> Double {
+        (Double(bytes) / Double(1 << 20) / (Double(max(milliseconds, 1)) / 1000) * 100).rounded() / 100
     }
 }
 
@@ -263,16 +282,32 @@ public struct ConnectionList: ControlReplyData {
         public var state: String
         /// Bytes sent and not yet acknowledged.
         public var unacknowledgedBytes: Int
+        /// 1.18's figures of the stream, by their keys (`figureKeys`); empty when not known.
+        public var figures: [String: Int64]
+        /// Whether it is recovering from a loss (1.18's `in_recovery`); nil when not known.
+        public var inRecovery: Bool?
 
         /// A stream's description.
-        public init(localPort: UInt16, remoteAddress: String, remotePort: UInt16, state: String, unacknowledgedBytes: Int) {
+        public init(
+            localPort: UInt16, remoteAddress: String, remotePort: UInt16, state: String, unacknowledgedBytes: Int,
+            figures: [String: Int64] = [:], inRecovery: Bool? = nil
+        ) {
             self.localPort = localPort
             self.remoteAddress = remoteAddress
             self.remotePort = remotePort
             self.state = state
             self.unacknowledgedBytes = unacknowledgedBytes
+            self.figures = figures
+            self.inRecovery = inRecovery
         }
     }
+
+    /// The counters and windows 1.18 lists for a stream (`conn_list`, `connections`), by key:
+    /// windows and what is in flight in bytes, round trips in whole milliseconds.
+    public static let figureKeys = [
+        "id", "bytes_sent", "bytes_recv", "segs_sent", "segs_recv", "sack_sent", "sack_recv", "fast_retx", "retransmits", "dup_acks",
+        "cong_win", "ssthresh", "peer_recv_win", "recv_win", "unacked", "in_flight", "ooo_buf", "srtt_ms", "rttvar_ms",
+    ]
 
     /// The streams.
     public var connections: [Connection]
@@ -285,19 +320,33 @@ public struct ConnectionList: ControlReplyData {
             Connection(
                 localPort: try entry.integer("local_port", as: UInt16.self), remoteAddress: try entry.string("remote_addr"),
                 remotePort: try entry.integer("remote_port", as: UInt16.self), state: try entry.string("state"),
-                unacknowledgedBytes: try entry.integer("unacked_bytes", as: Int.self))
+                unacknowledgedBytes: try entry.integer("unacked_bytes", as: Int.self),
+                figures: try Self.figures(of: entry), inRecovery: try entry.optionalBool("in_recovery"))
         }
     }
 
-    public var json: JSON {
-        ["total": .integer(Int64(connections.count)), "connections": .array(connections.map { connection in
-            [
+    /// The `figureKeys` a row has.
+    private static func figures(of row: ControlFields) throws(ControlFailure) -> [String: Int64] {
+        var figures: [String: Int64] = [:]
+        for key in figureKeys { figures[key] = try row.optionalInteger(key) }
+        return figures
+    }
+
+    /// The rows as `connections` and 1.18's `conn_list` have them.
+    public var rows: [JSON] {
+        connections.map { connection in
+            var fields: [String: JSON] = [
                 "local_port": .integer(Int64(connection.localPort)), "remote_addr": .string(connection.remoteAddress),
                 "remote_port": .integer(Int64(connection.remotePort)), "state": .string(connection.state),
                 "unacked_bytes": .integer(Int64(connection.unacknowledgedBytes)),
             ]
-        })]
+            for (key, value) in connection.figures { fields[key] = .integer(value) }
+            if let inRecovery = connection.inRecovery { fields["in_recovery"] = .bool(inRecovery) }
+            return .object(fields)
+        }
     }
+
+    public var json: JSON { ["total": .integer(Int64(connections.count)), "connections": .array(rows)] }
 }
 
 /// `peers`' reply: the nodes this identity has a tunnel with.
@@ -350,10 +399,11 @@ public struct PeerList: ControlReplyData {
         }
     }
 
-    /// Every tunnel is `encrypted` and `authenticated`, as 1.18 reports them; `relay` is 1.18's
-    /// field, `path` and `path_seconds` (the time since it last changed) are ours.
+    /// Every tunnel is `encrypted` and `authenticated`, as 1.18 reports them (so the top-level
+    /// `encrypted`, 1.18's count of encrypted peers, is `total`); `relay` is 1.18's field, `path`
+    /// and `path_seconds` (the time since it last changed) are ours.
     public var json: JSON {
-        ["total": .integer(Int64(peers.count)), "peers": .array(peers.map { peer in
+        ["total": .integer(Int64(peers.count)), "encrypted": .integer(Int64(peers.count)), "peers": .array(peers.map { peer in
             [
                 "node_id": .integer(Int64(peer.nodeID)), "address": .string(peer.address), "endpoint": .string(peer.endpoint),
                 "encrypted": true, "authenticated": true, "trusted": .bool(peer.trusted), "relay": .bool(peer.relayed),

@@ -176,16 +176,26 @@ public struct InboxListing: ControlReplyData {
 
     /// The messages.
     public var messages: [Message]
+    /// The directory they are files in too, the reference's `dir`: the identity's spool inbox
+    /// (`spool-dir`), or nil (`null`) when pilot-host keeps them in `host.db` only.
+    public var directory: String?
 
     /// A listing of `messages` (all of them shown).
-    public init(messages: [Message]) { self.messages = messages }
+    public init(messages: [Message], directory: String? = nil) {
+        self.messages = messages
+        self.directory = directory
+    }
 
     public init(fields: ControlFields) throws(ControlFailure) {
         messages = try fields.objects("messages") { message throws(ControlFailure) in try Message(fields: message) }
+        directory = try fields.optionalString("dir")
     }
 
     public var json: JSON {
-        ["total": .integer(Int64(messages.count)), "shown": .integer(Int64(messages.count)), "messages": .array(messages.map(\.json))]
+        [
+            "total": .integer(Int64(messages.count)), "shown": .integer(Int64(messages.count)), "messages": .array(messages.map(\.json)),
+            "dir": directory.map(JSON.string) ?? .null,
+        ]
     }
 }
 
@@ -219,9 +229,15 @@ public struct ReceivedFiles: ControlReplyData {
 
     /// The files.
     public var files: [File]
+    /// The directory `pilotctl received --save` wrote them into, the reference's `dir` (nil:
+    /// not saved, they are in the host's `host.db` only).
+    public var directory: String?
 
     /// A listing of `files`.
-    public init(files: [File]) { self.files = files }
+    public init(files: [File], directory: String? = nil) {
+        self.files = files
+        self.directory = directory
+    }
 
     public init(fields: ControlFields) throws(ControlFailure) {
         files = try fields.objects("files") { file throws(ControlFailure) in
@@ -230,16 +246,24 @@ public struct ReceivedFiles: ControlReplyData {
                 bytes: try file.integer("bytes", as: Int.self), receivedAt: try file.string("received_at"),
                 savedTo: try file.optionalString("saved_to"))
         }
+        directory = try fields.optionalString("dir")
     }
 
+    /// The reference's keys (`dir`, `shown`, `total`; a file's `name`, `bytes`, `path`,
+    /// `modified`) and ours: a file's `path` is where `--save` wrote it (`null` unsaved), and
+    /// `modified` is when it arrived, which is when the host wrote it.
     public var json: JSON {
-        ["total": .integer(Int64(files.count)), "files": .array(files.map { file in
-            var fields: [String: JSON] = [
-                "id": .integer(file.id), "name": .string(file.name), "from": .string(file.from), "bytes": .integer(Int64(file.bytes)),
-                "received_at": .string(file.receivedAt),
-            ]
-            if let savedTo = file.savedTo { fields["saved_to"] = .string(savedTo) }
-            return .object(fields)
-        })]
+        [
+            "total": .integer(Int64(files.count)), "shown": .integer(Int64(files.count)), "dir": directory.map(JSON.string) ?? .null,
+            "files": .array(files.map { file in
+                var fields: [String: JSON] = [
+                    "id": .integer(file.id), "name": .string(file.name), "from": .string(file.from), "bytes": .integer(Int64(file.bytes)),
+                    "received_at": .string(file.receivedAt), "modified": .string(file.receivedAt),
+                    "path": file.savedTo.map(JSON.string) ?? .null,
+                ]
+                if let savedTo = file.savedTo { fields["saved_to"] = .string(savedTo) }
+                return .object(fields)
+            }),
+        ]
     }
 }
