@@ -43,6 +43,7 @@ final class PortTable {
     private(set) var perPort: [PortKey: Int] = [:]
     private var synBuckets: [UInt32: TokenBucket] = [:]
     private var synBucketsBySource: [SourceKey: TokenBucket] = [:]
+    private var trustedSynBuckets: [SourceKey: TokenBucket] = [:]
     var synsRateLimited = 0
     var refusedAtLimit = 0
 
@@ -56,20 +57,35 @@ final class PortTable {
         let source: UInt32
     }
 
-    /// 1.18's limits, per identity (one 1.18 daemon is one identity): new streams at most
-    /// 100 a second, 10 a second from one source node (more are dropped silently); at most
-    /// 1024 streams on one port and 4096 in all (more are refused with RST).
+    /// 1.18's limits for strangers, per identity (one 1.18 daemon is one identity): new
+    /// streams at most 100 a second, 10 a second from one source node (more are dropped
+    /// silently); at most 1024 streams on one port and 4096 in all (more are refused with RST).
     static let synsPerSecond = 100.0
     static let synsPerSecondPerSource = 10.0
     static let streamsPerPort = 1024
     static let streamsPerIdentity = 4096
+    /// A node the identity trusts has an allowance of its own, outside the strangers' limits
+    /// above: bursts of up to 256 new streams, 100 a second after that. (1.18 holds a friend
+    /// to the stranger's 10 a second: `pilotctl ping` waited a second for its 11th probe.)
+    static let trustedSynBurst = 256.0
+    static let trustedSynsPerSecond = 100.0
 
-    /// Whether a SYN from `source` to `node` may open a stream now.
-    func admitSyn(to node: UInt32, from source: UInt32, now: NIODeadline) -> Bool {
+    /// Whether a SYN from `source` to `node` may open a stream now; `trusted`: `node` trusts
+    /// `source` (its allowance, not the strangers' limits).
+    func admitSyn(to node: UInt32, from source: UInt32, trusted: Bool = false, now: NIODeadline) -> Bool {
         let seconds = Double(now.uptimeNanoseconds) / 1e9
+        let sourceKey = SourceKey(node: node, source: source)
+        if trusted {
+            var allowance = trustedSynBuckets[sourceKey]
+                ?? TokenBucket(capacity: Self.trustedSynBurst, ratePerSecond: Self.trustedSynsPerSecond, now: seconds)
+            let admitted = allowance.take(now: seconds)
+            trustedSynBuckets[sourceKey] = allowance
+            if trustedSynBuckets.count > 65536 { trustedSynBuckets = trustedSynBuckets.filter { !$0.value.isFull(now: seconds) } }
+            if !admitted { synsRateLimited += 1 }
+            return admitted
+        }
         // One second of burst.
         var global = synBuckets[node] ?? TokenBucket(capacity: Self.synsPerSecond, ratePerSecond: Self.synsPerSecond, now: seconds)
-        let sourceKey = SourceKey(node: node, source: source)
         var bySource = synBucketsBySource[sourceKey]
             ?? TokenBucket(capacity: Self.synsPerSecondPerSource, ratePerSecond: Self.synsPerSecondPerSource, now: seconds)
         let admitted = bySource.canTake(now: seconds) && global.take(now: seconds) && bySource.take(now: seconds)

@@ -206,6 +206,54 @@ final class FabricStreamsTests: FabricTestCase {
         try await group.shutdownGracefully()
     }
 
+    /// A node the identity trusts opens 100 streams back to back and then 100 at once: no SYN
+    /// is dropped (so none waits a second for its retransmission), while the same burst from a
+    /// stranger is held to the strangers' 10 a second.
+    func testATrustedPeersBurstOfStreamsIsNeverHeldBack() async throws {
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: 2)
+        let directory = Directory()
+        let (hostA, hostB, socketB) = try await twoHosts(group, directory)
+        let friend = try identity(1, directory), stranger = try identity(2, directory), target = try identity(3, directory)
+        try await hostA.add(friend) { _ in }
+        try await hostA.add(stranger) { _ in }
+        try await hostB.add(target, ownSocket: socketB.socket) { _ in }
+        try await hostB.setTrusted(local: 3, remote: 1, true)
+        try await hostB.setPublicPorts(local: 3, [7])  // the stranger passes the trust gate, to meet the limits
+        for index in 0..<100 {
+            let stream = try await hostA.dial(from: 1, to: target.address, port: 7, endpoint: socketB.address)
+            let echoed = try await Self.roundTrip(stream, [UInt8(index)])
+            XCTAssertEqual(echoed, [UInt8(index)])
+        }
+        try await withThrowingTaskGroup(of: Void.self) { streams in
+            for _ in 0..<100 {
+                streams.addTask {
+                    let stream = try await hostA.dial(from: 1, to: target.address, port: 7, endpoint: socketB.address)
+                    _ = try await Self.roundTrip(stream, [7])
+                }
+            }
+            try await streams.waitForAll()
+        }
+        var counters = try await hostB.streamCounters()
+        XCTAssertEqual(counters.synsRateLimited, 0, "a trusted peer's SYN was dropped: \(counters)")
+
+        // The stranger's 30 SYNs in one go: 10 pass, the rest are dropped.
+        for port in 0..<30 {
+            let syn = Packet(
+                flags: .syn, proto: .stream, source: stranger.address, destination: target.address, sourcePort: UInt16(30000 + port),
+                destinationPort: 7, window: 512)
+            try await hostA.send(syn, to: 3, endpoint: socketB.address)
+        }
+        let deadline = ContinuousClock.now + .seconds(5)
+        while counters.synsRateLimited < 15, ContinuousClock.now < deadline {
+            try await Task.sleep(for: .milliseconds(20))
+            counters = try await hostB.streamCounters()
+        }
+        XCTAssertGreaterThanOrEqual(counters.synsRateLimited, 15, "the stranger was not limited: \(counters)")
+        await hostA.shutdown()
+        await hostB.shutdown()
+        try await group.shutdownGracefully()
+    }
+
     func testADialToAPortNobodyListensOnIsRefused() async throws {
         let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
         let directory = Directory()
