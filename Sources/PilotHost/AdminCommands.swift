@@ -97,6 +97,8 @@ public struct AdminCommands: Sendable {
         case .notFound: ControlFailure(.notFound, error.description)
         case .registry: ControlFailure(.invalidArgument, error.description)
         case .unreadableKey: ControlFailure(.internalError, error.description)
+        case .deregistered: ControlFailure(.unavailable, error.description)
+        case .busy: ControlFailure(.unavailable, error.description)
         }
     }
 
