@@ -83,8 +83,14 @@ enum Unavailable {
         static let name = "trusted"
         static let hint: String? = "pilot-host has no directory of trusted service agents; the nodes this identity trusts: pilotctl trust"
     }
-    enum SetWebhook: UnavailableName { static let name = "set-webhook" }
-    enum ClearWebhook: UnavailableName { static let name = "clear-webhook" }
+    enum SetWebhook: UnavailableName {
+        static let name = "set-webhook"
+        static let hint: String? = "pilot-host posts no events to a URL; webhooks are not available on it"
+    }
+    enum ClearWebhook: UnavailableName {
+        static let name = "clear-webhook"
+        static let hint: String? = SetWebhook.hint
+    }
 
     /// At the top level.
     static let commands: [any ParsableCommand.Type] = [

@@ -170,11 +170,80 @@ final class OfficialClientsTests: HostProcessTestCase {
         let registryPort = try startRendezvous()
         let runtime = try startHosts(1, registryPort: registryPort)[0]
         XCTAssertEqual(ctl(runtime, ["identity", "create", "alice"])?["status"], "ok")
-        let refused = try officialCtl(runtime, "alice", ["deregister"])
-        XCTAssertNotEqual(refused.status, 0)
-        XCTAssertEqual(refused.json["status"], "error")
-        XCTAssertTrue(refused.json["message"]?.stringValue?.contains("not available on a pilot-host identity socket") == true, "\(refused.json)")
+        // The official pilotctl keeps the webhook in its own config and says it was not applied.
+        let webhook = try officialCtl(runtime, "alice", ["extras", "set-webhook", "http://127.0.0.1:9/x"])
+        XCTAssertEqual(webhook.json["data"]?["applied"], false, "\(webhook.json)")
+        let client = try RawDriverClient(path: "\(runtime)/id/alice.sock")
+        try client.send(DriverRequest.setWebhook("http://127.0.0.1:9/x").frame())
+        XCTAssertEqual(try client.errorMessage(), "set_webhook: webhooks are not available on pilot-host")
+        try client.send(DriverFrame(.managed, payload: [0x01]))
+        XCTAssertEqual(try client.errorMessage(), "Managed is not available on a pilot-host identity socket")
+        try client.send(DriverRequest.network(.pollInvites).frame())
+        XCTAssertTrue(try client.errorMessage()?.hasPrefix("network: invitations are not available on pilot-host") == true)
         XCTAssertEqual(try officialCtl(runtime, "alice", ["info"]).json["status"], "ok")
+    }
+
+    /// The driver's network and broadcast requests, each as the identity: join with the
+    /// network's token, members, leave, visible in the registry's lookup; a broadcast with the
+    /// host's admin token reaches a member, and one without gets 1.18's words.
+    func testIdentitiesJoinNetworksAndBroadcastOverTheDriver() throws {
+        let token = "tok-\(UInt32.random(in: 0...UInt32.max))"
+        let tokenFile = directory.path("admin-token")
+        try (token + "\n").write(toFile: tokenFile, atomically: true, encoding: .utf8)
+        chmod(tokenFile, 0o600)
+        let registryPort = try startRendezvous(extra: ["--admin-token-file", tokenFile])
+        let runtime = try startHosts(1, registryPort: registryPort, extra: ["--admin-token-file", tokenFile])[0]
+        let alice = try XCTUnwrap(ctl(runtime, ["identity", "create", "alice"])?["data"]?["node_id"]?.integerValue)
+        let bob = try XCTUnwrap(ctl(runtime, ["identity", "create", "bob"])?["data"]?["node_id"]?.integerValue)
+        func networks(_ node: Int64) -> [JSON] { ctl(runtime, ["lookup", "\(node)", "--identity", "alice"])?["data"]?["networks"]?.arrayValue ?? [] }
+        let created = runPilotctl(
+            ["network", "create", "--name", "crew", "--join-rule", "token", "--token", "tk1", "--identity", "alice"], runtime: runtime,
+            timeout: 30, environment: ["PILOT_ADMIN_TOKEN": token])
+        let network = try XCTUnwrap(created?["data"]?["network_id"]?.integerValue.flatMap(UInt16.init(exactly:)), "\(String(describing: created))")
+        let driver = try RawDriverClient(path: "\(runtime)/id/bob.sock")
+        func networkRequest(_ request: DriverNetworkRequest) throws -> JSON? {
+            try driver.send(DriverRequest.network(request).frame())
+            let reply = try driver.reply()
+            guard reply.command == DriverCommand.networkOK.rawValue else { return .string(String(decoding: reply.payload.dropFirst(2), as: UTF8.self)) }
+            return try JSON(parsing: reply.payload)
+        }
+        XCTAssertEqual(try networkRequest(.join(network: network, token: "nope")), .string("registry: invalid token for network \(network)"))
+        XCTAssertEqual(try networkRequest(.join(network: network, token: "tk1"))?["type"], "join_network_ok")
+        XCTAssertTrue(networks(bob).contains(.integer(Int64(network))))
+        let members = try networkRequest(.members(network: network))?["nodes"]?.arrayValue?.compactMap { $0["node_id"]?.integerValue }
+        XCTAssertEqual(Set(members ?? []), [alice, bob])
+        XCTAssertEqual(try networkRequest(.list)?["networks"]?.arrayValue?.contains { $0["name"] == "crew" }, true)
+
+        // alice broadcasts to the crew with the host's admin token; without it, 1.18's words.
+        // (A member takes a datagram from a node it trusts: bob trusts alice.)
+        XCTAssertEqual(ctl(runtime, ["handshake", "\(alice)", "crew", "--identity", "bob"])?["data"]?["status"], "sent")
+        XCTAssertTrue(ChildProcess.waitUntil(timeout: 10) {
+            self.ctl(runtime, ["pending", "--identity", "alice"])?["data"]?["pending"]?.arrayValue?.isEmpty == false
+        })
+        XCTAssertEqual(ctl(runtime, ["approve", "\(bob)", "--identity", "alice"])?["data"]?["status"], "approved")
+        XCTAssertTrue(ChildProcess.waitUntil(timeout: 10) {
+            self.ctl(runtime, ["trust", "--identity", "bob"])?["data"]?["trusted"]?.arrayValue?.isEmpty == false
+        })
+        let caster = try RawDriverClient(path: "\(runtime)/id/alice.sock")
+        try caster.send(DriverRequest.broadcast(network: network, port: 1000, token: Array("wrong".utf8), data: Array("hi".utf8)).frame())
+        XCTAssertEqual(try caster.errorMessage(), "broadcast: broadcast denied: invalid admin token")
+        try caster.send(DriverRequest.broadcast(network: 0, port: 1000, token: Array(token.utf8), data: Array("hi".utf8)).frame())
+        XCTAssertEqual(try caster.errorMessage(), "broadcast: broadcast not permitted on backbone network")
+        try caster.send(DriverRequest.broadcast(network: network, port: 1000, token: Array(token.utf8), data: Array("hi".utf8)).frame())
+        XCTAssertEqual(try caster.reply().command, DriverCommand.broadcastOK.rawValue)
+        // bob, a member, gets it: pushed to his driver connection as 1.18's RecvFrom.
+        let pushed = try driver.reply()
+        XCTAssertEqual(pushed.command, DriverCommand.recvFrom.rawValue)
+        XCTAssertEqual(Array(pushed.payload.suffix(2)), Array("hi".utf8))
+        var source = ByteWriter(capacity: 6)
+        Address(network: network, node: UInt32(alice)).encode(into: &source)
+        XCTAssertEqual(Array(pushed.payload.prefix(6)), source.bytes, "from alice's address in the network")
+
+        XCTAssertEqual(try networkRequest(.leave(network: network))?["type"], "leave_network_ok")
+        XCTAssertFalse(networks(bob).contains(.integer(Int64(network))))
+        XCTAssertEqual(try networkRequest(.leave(network: network)), .string("registry: node \(bob) is not in network \(network)"))
+        try driver.send(DriverRequest.network(.invite(network: network, node: UInt32(alice))).frame())
+        XCTAssertTrue(try driver.errorMessage()?.hasPrefix("network: invitations are not available on pilot-host") == true)
     }
 
     /// A user who may open the socket file (a group-shared identity) but is not allowed gets the
