@@ -27,12 +27,14 @@ public struct AdminCommands: Sendable {
         do {
             switch try AdminControl.Command(request) {
             case .create(let command): return .ok(try await create(command).json)
-            case .list: return .ok(IdentityList(identities: await pool.all.map(Self.describe)).json)
+            case .list:
+                let gone = await pool.deregisteredNames
+                return .ok(IdentityList(identities: await pool.all.map { Self.describe($0, deregistered: gone.contains($0.name)) }).json)
             case .show(let command):
                 guard let identity = await pool.identity(named: command.identity) else {
                     throw ControlFailure(.notFound, "no identity named \(command.identity)")
                 }
-                return .ok(Self.describe(identity).json)
+                return .ok(Self.describe(identity, deregistered: await pool.isDeregistered(identity.name)).json)
             case .delete(let command):
                 try await pool.delete(name: command.identity)
                 try await identitiesChanged(.deleted(command.identity))
@@ -103,11 +105,11 @@ public struct AdminCommands: Sendable {
     }
 
     /// An identity as `identity show` prints it.
-    public static func describe(_ record: IdentityRecord) -> IdentityInfo {
+    public static func describe(_ record: IdentityRecord, deregistered: Bool = false) -> IdentityInfo {
         IdentityInfo(
             name: record.name, nodeID: record.nodeID, address: Address(network: record.network, node: record.nodeID).description,
             ownerUID: record.ownerUID, owner: SystemAccounts.userName(record.ownerUID), groups: record.allowedGIDs, tags: record.tags,
             isPublic: record.isPublic, isEphemeral: record.isEphemeral, autoApprove: record.autoApprove, createdAt: record.createdAt,
-            hostname: record.hostname)
+            hostname: record.hostname, isDeregistered: deregistered)
     }
 }

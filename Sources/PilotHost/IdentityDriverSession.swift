@@ -91,7 +91,13 @@ final class IdentityDriverSession: DriverSession {
             await sendTo(address, port: port, data: data, confirm: confirm)
         case .cancel:
             cancelSlow()
-        case .deregister, .rotateKey, .preferDirect, .other:
+        case .deregister:
+            slow(.deregisterOK) { try await self.commands.answer(from: self.peer, .deregister(.init())) }
+        case .rotateKey:
+            slow(.rotateKeyOK) { try await self.commands.answer(from: self.peer, .rotateKey(.init())) }
+        case .preferDirect(let node):
+            slow(.preferDirectOK) { try await self.commands.answer(from: self.peer, .preferDirect(.init(peer: "\(node)"))) }
+        case .other:
             await connection.send(DriverReply.error(Self.unsupported(request)))
         }
     }
@@ -195,6 +201,7 @@ final class IdentityDriverSession: DriverSession {
             "relay_peer_count": .integer(0), "beacon_addr": .string(beacon), "motd": .string(""),
             "features": .array(["reply_window", "dial_awaits_key", "key_request", "dgram_confirm"].map(JSON.string)),
             "transport": .string("udp"), "tags": .array(record.tags.map(JSON.string)), "public": .bool(record.isPublic),
+            "deregistered": .bool(await commands.pool.isDeregistered(name)),
         ]
     }
 

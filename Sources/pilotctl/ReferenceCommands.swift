@@ -68,16 +68,10 @@ struct NotAvailable<Name: UnavailableName>: ParsableCommand {
 
 /// The reference commands that nothing on an identity's socket does today.
 enum Unavailable {
-    enum RotateKey: UnavailableName { static let name = "rotate-key" }
-    enum Deregister: UnavailableName {
-        static let name = "deregister"
-        static let hint: String? = "sudo pilotctl identity delete NAME deregisters and deletes an identity"
-    }
     enum Traceroute: UnavailableName {
         static let name = "traceroute"
         static let hint: String? = "pilotctl ping and pilotctl peers show the round trip and the path (direct or relay)"
     }
-    enum PreferDirect: UnavailableName { static let name = "prefer-direct" }
     enum Disconnect: UnavailableName { static let name = "disconnect" }
     enum Trusted: UnavailableName {
         static let name = "trusted"
@@ -94,8 +88,7 @@ enum Unavailable {
 
     /// At the top level.
     static let commands: [any ParsableCommand.Type] = [
-        NotAvailable<RotateKey>.self, NotAvailable<Deregister>.self, NotAvailable<Traceroute>.self,
-        NotAvailable<PreferDirect>.self, NotAvailable<Disconnect>.self, NotAvailable<Trusted>.self,
+        NotAvailable<Traceroute>.self, NotAvailable<Disconnect>.self, NotAvailable<Trusted>.self,
     ]
 
     /// Under `extras`.

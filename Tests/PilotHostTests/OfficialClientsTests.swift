@@ -246,6 +246,87 @@ final class OfficialClientsTests: HostProcessTestCase {
         XCTAssertTrue(try driver.errorMessage()?.hasPrefix("network: invitations are not available on pilot-host") == true)
     }
 
+    /// The official pilotctl's rotate-key, prefer-direct and deregister on an identity socket,
+    /// with what the registry and host.db show afterwards; the identity's tunnels work across
+    /// the rotation and a restart with the new key.
+    func testIdentitiesRotateKeysPreferDirectAndDeregister() throws {
+        let registryPort = try startRendezvous()
+        registry = "127.0.0.1:\(registryPort)"
+        let listen = "127.0.0.1:\(try LoopbackSocket.freePort())"
+        let runtime = try startHost(0, registryPort: registryPort, listen: listen).runtime
+        let other = try startHost(1, registryPort: registryPort, listen: "127.0.0.1:\(try LoopbackSocket.freePort())").runtime
+        let alice = try XCTUnwrap(ctl(runtime, ["identity", "create", "alice", "--hostname", "alice"])?["data"]?["node_id"]?.integerValue)
+        let bob = try XCTUnwrap(ctl(other, ["identity", "create", "bob", "--public"])?["data"]?["node_id"]?.integerValue)
+        func lookup(_ node: Int64) -> JSON? { ctl(other, ["lookup", "\(node)", "--identity", "bob"])?["data"] }
+
+        // Trust between the two hosts, then a tunnel.
+        XCTAssertEqual(ctl(runtime, ["handshake", "\(bob)", "rotate test", "--identity", "alice"])?["data"]?["status"], "sent")
+        XCTAssertTrue(ChildProcess.waitUntil(timeout: 10) {
+            self.ctl(other, ["pending", "--identity", "bob"])?["data"]?["pending"]?.arrayValue?.isEmpty == false
+        })
+        XCTAssertEqual(ctl(other, ["approve", "\(alice)", "--identity", "bob"])?["data"]?["status"], "approved")
+        XCTAssertTrue(ChildProcess.waitUntil(timeout: 10) {
+            self.ctl(runtime, ["trust", "--identity", "alice"])?["data"]?["trusted"]?.arrayValue?.isEmpty == false
+        })
+        func pings(_ host: String, _ name: String, _ target: Int64) -> Bool {
+            (try? officialCtl(host, name, ["ping", "\(target)", "--count", "1"]).json["data"]?["results"]?.arrayValue?.first?["rtt_ms"]) != nil
+        }
+        XCTAssertTrue(pings(runtime, "alice", bob))
+
+        // prefer-direct: 1.18's keys, with what the tunnel table holds (a direct session).
+        let preferred = try officialCtl(runtime, "alice", ["prefer-direct", "\(bob)"])
+        XCTAssertEqual(preferred.status, 0, "\(preferred.json)")
+        let report = try XCTUnwrap(preferred.json["data"]?.objectValue)
+        XCTAssertTrue(Set(["had_tunnel", "node_id", "pila_pushed", "resolve_error", "was_relay_active", "was_relay_pinned"]).isSubset(of: Set(report.keys)))
+        XCTAssertEqual(report["node_id"]?.integerValue, bob)
+        XCTAssertEqual(report["had_tunnel"], true)
+        XCTAssertEqual(report["was_relay_active"], false, "no beacon: the path is direct")
+        XCTAssertEqual(report["was_relay_pinned"], false)
+        XCTAssertEqual(report["resolve_error"], "")
+        let unknown = ctl(runtime, ["prefer-direct", "999", "--identity", "alice"])?["data"]
+        XCTAssertEqual(unknown?["had_tunnel"], false)
+        XCTAssertNotEqual(unknown?["resolve_error"], "", "node 999 is not registered")
+
+        // rotate-key: a new key at the registry, the same address, the tunnel still carries.
+        let oldKey = try XCTUnwrap(try officialCtl(runtime, "alice", ["info"]).json["data"]?["public_key"]?.stringValue)
+        let rotated = try officialCtl(runtime, "alice", ["rotate-key"])
+        XCTAssertEqual(rotated.status, 0, "\(rotated.json)")
+        let newKey = try XCTUnwrap(rotated.json["data"]?["public_key"]?.stringValue)
+        XCTAssertNotEqual(newKey, oldKey)
+        XCTAssertEqual(rotated.json["data"]?["node_id"]?.integerValue, alice)
+        XCTAssertEqual(lookup(alice)?["public_key"]?.stringValue, newKey)
+        XCTAssertEqual(try officialCtl(runtime, "alice", ["info"]).json["data"]?["public_key"]?.stringValue, newKey)
+        XCTAssertTrue(pings(runtime, "alice", bob), "the session from before the rotation goes on")
+        // Ours, on bob, over the JSON protocol.
+        let bobRotated = ctl(other, ["rotate-key", "--identity", "bob"])
+        XCTAssertEqual(bobRotated?["data"]?["type"], "rotate_key_ok", "\(String(describing: bobRotated))")
+
+        // A restart: host.db gave alice the new key, fresh key exchanges carry it, and bob takes it.
+        processes[1].stop()
+        _ = try startHost(0, registryPort: registryPort, listen: listen, generation: 2)
+        let restarted = try officialCtl(runtime, "alice", ["info"]).json["data"]
+        XCTAssertEqual(restarted?["public_key"]?.stringValue, newKey)
+        XCTAssertEqual(restarted?["node_id"]?.integerValue, alice)
+        XCTAssertTrue(ChildProcess.waitUntil(timeout: 15) { pings(runtime, "alice", bob) }, "a new session, alice signing with her new key")
+        XCTAssertTrue(pings(other, "bob", alice))
+
+        // deregister: 1.18's reply, offline at the registry, and said so by info; not deleted.
+        let gone = try officialCtl(runtime, "alice", ["deregister"])
+        XCTAssertEqual(gone.status, 0, "\(gone.json)")
+        XCTAssertEqual(gone.json["data"], ["node_id": .integer(alice), "type": "deregister_ok"])
+        XCTAssertEqual(lookup(alice)?["online"], false)
+        XCTAssertNotEqual(ctl(other, ["find", "alice", "--identity", "bob"])?["status"], "ok", "her hostname is free")
+        XCTAssertEqual(ctl(runtime, ["info", "--identity", "alice"])?["data"]?["deregistered"], true)
+        XCTAssertEqual(try officialCtl(runtime, "alice", ["info"]).json["data"]?["deregistered"], true)
+        let refused = try officialCtl(runtime, "alice", ["set-hostname", "alice-2"])
+        XCTAssertTrue(refused.json["message"]?.stringValue?.contains("deregistered itself") == true, "\(refused.json)")
+        // The next start registers her again.
+        processes[3].stop()
+        _ = try startHost(0, registryPort: registryPort, listen: listen, generation: 3)
+        XCTAssertTrue(ChildProcess.waitUntil(timeout: 15) { lookup(alice)?["online"] == true })
+        XCTAssertNotEqual(ctl(runtime, ["info", "--identity", "alice"])?["data"]?["deregistered"], true)
+    }
+
     /// A user who may open the socket file (a group-shared identity) but is not allowed gets the
     /// driver's error reply, not a JSON frame the official client cannot read (it used to wait
     /// forever). Needs root and throwaway accounts.
