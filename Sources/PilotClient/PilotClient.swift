@@ -88,6 +88,18 @@ public struct PilotClient: Sendable {
     /// A node's address by hostname, as the registry gives it.
     public func find(hostname: String) async throws -> ControlData { try await send(IdentityControl.Find(hostname: hostname)) }
 
+    /// Takes this identity out of the registry until pilot-host restarts (it is not deleted);
+    /// the registry's `deregister_ok`.
+    public func deregister() async throws -> ControlData { try await send(IdentityControl.Deregister()) }
+
+    /// Gives this identity a new key, same address; the registry's `rotate_key_ok`.
+    public func rotateKey() async throws -> ControlData { try await send(IdentityControl.RotateKey()) }
+
+    /// Tries a session with `peer` relayed through the beacon directly, now.
+    public func preferDirect(_ peer: String) async throws -> DirectPreferenceReport {
+        try await send(IdentityControl.PreferDirect(peer: peer))
+    }
+
     // MARK: Trust
 
     /// Asks `peer` (an address, a node id or a hostname) for trust.

@@ -27,12 +27,14 @@ public struct AdminCommands: Sendable {
         do {
             switch try AdminControl.Command(request) {
             case .create(let command): return .ok(try await create(command).json)
-            case .list: return .ok(IdentityList(identities: await pool.all.map(Self.describe)).json)
+            case .list:
+                let gone = await pool.deregisteredNames
+                return .ok(IdentityList(identities: await pool.all.map { Self.describe($0, deregistered: gone.contains($0.name)) }).json)
             case .show(let command):
                 guard let identity = await pool.identity(named: command.identity) else {
                     throw ControlFailure(.notFound, "no identity named \(command.identity)")
                 }
-                return .ok(Self.describe(identity).json)
+                return .ok(Self.describe(identity, deregistered: await pool.isDeregistered(identity.name)).json)
             case .delete(let command):
                 try await pool.delete(name: command.identity)
                 try await identitiesChanged(.deleted(command.identity))
@@ -97,15 +99,17 @@ public struct AdminCommands: Sendable {
         case .notFound: ControlFailure(.notFound, error.description)
         case .registry: ControlFailure(.invalidArgument, error.description)
         case .unreadableKey: ControlFailure(.internalError, error.description)
+        case .deregistered: ControlFailure(.unavailable, error.description)
+        case .busy: ControlFailure(.unavailable, error.description)
         }
     }
 
     /// An identity as `identity show` prints it.
-    public static func describe(_ record: IdentityRecord) -> IdentityInfo {
+    public static func describe(_ record: IdentityRecord, deregistered: Bool = false) -> IdentityInfo {
         IdentityInfo(
             name: record.name, nodeID: record.nodeID, address: Address(network: record.network, node: record.nodeID).description,
             ownerUID: record.ownerUID, owner: SystemAccounts.userName(record.ownerUID), groups: record.allowedGIDs, tags: record.tags,
             isPublic: record.isPublic, isEphemeral: record.isEphemeral, autoApprove: record.autoApprove, createdAt: record.createdAt,
-            hostname: record.hostname)
+            hostname: record.hostname, isDeregistered: deregistered)
     }
 }

@@ -61,6 +61,7 @@ extension IdentityCommands {
             "relay_peer_count": .integer(Int64(figures.relayed)), "beacon_addr": .string(figures.beacon), "motd": .string(""),
             "features": .array(["reply_window", "dial_awaits_key", "key_request", "dgram_confirm"].map(JSON.string)),
             "transport": .string("udp"), "tags": .array(record.tags.map(JSON.string)), "public": .bool(record.isPublic),
+            "deregistered": .bool(await pool.isDeregistered(name)),
         ]
     }
 

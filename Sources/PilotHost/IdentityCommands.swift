@@ -5,9 +5,10 @@ import PilotWire
 
 /// The commands of an identity's own socket: its record (`info`, `set-hostname`,
 /// `clear-hostname`, `set-tags`, `clear-tags`, `set-public`, `set-private`), the registry
-/// (`lookup`, `find`), the trust handshake (`handshake`, `pending`, `approve`, `reject`,
+/// (`lookup`, `find`), its standing there (`deregister`, `rotate-key`), the trust handshake (`handshake`, `pending`, `approve`, `reject`,
 /// `untrust`, `trust`), streams and datagrams (`ping`, `bench`, `send`, which pilotctl's
-/// `connect` uses too, `recv`, `listen`, `send-datagram`, `connections`, `peers`), messages and
+/// `connect` uses too, `recv`, `listen`, `send-datagram`, `connections`, `peers`,
+/// `prefer-direct`), messages and
 /// files (`send-message`, `inbox`, `upload` then `send-file`, `received`, `received-chunk`) and
 /// events (`subscribe`, `publish`), custom networks (`network-list`, `network-members`,
 /// `network-join`, `network-leave`, `network-create`) and `broadcast`.
@@ -43,7 +44,8 @@ struct IdentityCommands: Sendable {
         case .info:
             // The identity's record, over 1.18's Info keys with its figures.
             guard let identity = await pool.identity(named: name) else { throw PoolError.notFound(name) }
-            return .object(try await referenceInfo().merging(AdminCommands.describe(identity).json.objectValue ?? [:]) { $1 })
+            return .object(
+                try await referenceInfo().merging(AdminCommands.describe(identity, deregistered: await pool.isDeregistered(name)).json.objectValue ?? [:]) { $1 })
         case .setHostname(let command):
             return AdminCommands.describe(try await pool.setHostname(name: name, hostname: command.hostname)).json
         case .clearHostname:
@@ -75,18 +77,24 @@ struct IdentityCommands: Sendable {
         case .find(let command):
             if let tag = command.tag { return try await findByTag(tag) }
             return try await registryAnswer(RegistryMessage(type: "resolve_hostname", ["hostname": .string(command.hostname)]))
+        case .deregister:
+            return try wholeAnswer(try await pool.deregister(name: name))
+        case .rotateKey:
+            return try wholeAnswer(try await presence.rotateKey(name))
+        case .preferDirect(let command):
+            return try await presence.preferDirect(from: name, to: try await resolve(command.peer).node).json
         case .ping(let command):
             return try await ping(command)
         case .networkList:
-            return try networkAnswer(try await pool.query(RegistryMessage(type: "list_networks", [:])))
+            return try wholeAnswer(try await pool.query(RegistryMessage(type: "list_networks", [:])))
         case .networkMembers(let command):
             var fields: [String: JSON] = ["network_id": .integer(Int64(command.networkID))]
             if let token = command.adminToken { fields["admin_token"] = .string(token) }
-            return try networkAnswer(try await pool.query(RegistryMessage(type: "list_nodes", fields)))
+            return try wholeAnswer(try await pool.query(RegistryMessage(type: "list_nodes", fields)))
         case .networkJoin(let command):
-            return try networkAnswer(try await pool.network(name, join: true, network: command.networkID, token: command.token ?? ""))
+            return try wholeAnswer(try await pool.network(name, join: true, network: command.networkID, token: command.token ?? ""))
         case .networkLeave(let command):
-            return try networkAnswer(try await pool.network(name, join: false, network: command.networkID))
+            return try wholeAnswer(try await pool.network(name, join: false, network: command.networkID))
         case .networkCreate(let command):
             // The registry checks the admin token; this identity becomes the first member.
             guard let identity = await pool.identity(named: name) else { throw PoolError.notFound(name) }
@@ -95,7 +103,7 @@ struct IdentityCommands: Sendable {
                 "join_rule": .string(command.joinRule ?? "open"), "admin_token": .string(command.adminToken),
             ]
             if let token = command.token { fields["token"] = .string(token) }
-            return try networkAnswer(try await pool.query(RegistryMessage(type: "create_network", fields)))
+            return try wholeAnswer(try await pool.query(RegistryMessage(type: "create_network", fields)))
         case .broadcast(let command):
             return try await dataCommands.broadcast(
                 from: name, network: command.networkID, port: command.port, data: Array(command.data.utf8), token: command.adminToken ?? ""
@@ -309,9 +317,9 @@ struct IdentityCommands: Sendable {
     /// Unix milliseconds as RFC 3339 with fractional seconds.
     private static func rfc3339(milliseconds: Int64) -> String { UTCStamp(milliseconds: milliseconds).rfc3339 }
 
-    /// A network command's registry reply as command data, whole (1.18's pilotctl prints it
-    /// with its `type`), or its error.
-    private func networkAnswer(_ reply: RegistryMessage) throws -> JSON {
+    /// A registry reply as command data, whole (1.18 passes the registry's replies to network
+    /// commands, deregister and rotate-key on with their `type`), or its error.
+    private func wholeAnswer(_ reply: RegistryMessage) throws -> JSON {
         guard reply.type != "error", let fields = reply.json.objectValue else {
             throw ControlFailure(.invalidArgument, "registry: \(reply["error"]?.stringValue ?? "unexpected reply \(reply.type)")")
         }

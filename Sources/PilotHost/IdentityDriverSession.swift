@@ -66,8 +66,14 @@ final class IdentityDriverSession: DriverSession {
             await reply(.setTagsOK) { try await self.commands.answer(from: self.peer, tags.isEmpty ? .clearTags(.init()) : .setTags(.init(tags: tags))) }
         case .setVisibility(let isPublic):
             await reply(.setVisibilityOK) { try await self.commands.answer(from: self.peer, isPublic ? .setPublic(.init()) : .setPrivate(.init())) }
-        case .network(.list):
-            slow(.networkOK) { try await self.commands.answer(from: self.peer, .networkList(.init())) }
+        case .network(let request):
+            await networkRequest(request)
+        case let .broadcast(network, port, token, data):
+            broadcast(network: network, port: port, token: token, data: data)
+        case .setWebhook:
+            // Nothing on pilot-host posts events to a URL: saying so beats taking a URL and
+            // never calling it.
+            await connection.send(DriverReply.error("set_webhook: webhooks are not available on pilot-host"))
         case .bind(let port):
             await bind(port)
         case .unbind(let port):
@@ -86,7 +92,13 @@ final class IdentityDriverSession: DriverSession {
             await sendTo(address, port: port, data: data, confirm: confirm)
         case .cancel:
             cancelSlow()
-        case .deregister, .rotateKey, .setWebhook, .broadcast, .preferDirect, .network, .other:
+        case .deregister:
+            slow(.deregisterOK) { try await self.commands.answer(from: self.peer, .deregister(.init())) }
+        case .rotateKey:
+            slow(.rotateKeyOK) { try await self.commands.answer(from: self.peer, .rotateKey(.init())) }
+        case .preferDirect(let node):
+            slow(.preferDirectOK) { try await self.commands.answer(from: self.peer, .preferDirect(.init(peer: "\(node)"))) }
+        case .other:
             await connection.send(DriverReply.error(Self.unsupported(request)))
         }
     }
@@ -209,6 +221,45 @@ final class IdentityDriverSession: DriverSession {
                     if trusted || ContinuousClock.now >= deadline { return ["node_id": .integer(Int64(node)), "trusted": .bool(trusted)] }
                     try await Task.sleep(for: .milliseconds(50))
                 }
+            }
+        }
+    }
+
+    // MARK: Networks
+
+    /// The registry's custom networks, as this identity: list, members, join (with the
+    /// network's token) and leave are the JSON protocol's `network-*` commands; the registry's
+    /// reply is passed on whole, as 1.18 passes it. Invitations are not served (pilot-rendezvous
+    /// has open and token networks only), and say so.
+    private func networkRequest(_ request: DriverNetworkRequest) async {
+        let command: IdentitySocketCommand
+        switch request {
+        case .list: command = .networkList(.init())
+        case .members(let network): command = .networkMembers(.init(networkID: network))
+        case let .join(network, token): command = .networkJoin(.init(networkID: network, token: token))
+        case .leave(let network): command = .networkLeave(.init(networkID: network))
+        case .invite, .pollInvites, .respond:
+            await connection.send(DriverReply.error(
+                "network: invitations are not available on pilot-host: its networks are joined openly or with their token (network join)"))
+            return
+        }
+        slow(.networkOK) { try await self.commands.answer(from: self.peer, command) }
+    }
+
+    /// 1.18's broadcast: with the host's admin token, a datagram to every other member of a
+    /// custom network this identity belongs to; the empty 0x2A once sent, else the error reply
+    /// starting `broadcast: ` as 1.18 words it.
+    private func broadcast(network: UInt16, port: UInt16, token: [UInt8], data: [UInt8]) {
+        startSlow(.broadcastOK) {
+            do {
+                guard let token = String(validating: token, as: UTF8.self) else {
+                    throw ControlFailure(.invalidArgument, "broadcast: the admin token is not UTF-8")
+                }
+                _ = try await self.commands.dataCommands.broadcast(from: self.name, network: network, port: port, data: data, token: token)
+                await self.connection.send(DriverFrame(.broadcastOK))
+            } catch {
+                let message = Self.message(error)
+                await self.connection.send(DriverReply.error(message.hasPrefix("broadcast: ") ? message : "broadcast: \(message)"))
             }
         }
     }

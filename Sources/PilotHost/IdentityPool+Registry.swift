@@ -43,6 +43,7 @@ extension IdentityPool {
     /// (`join_network:<node>:<net>`, `leave_network:<node>:<net>`). The reply as given.
     public func network(_ name: String, join: Bool, network: UInt16, token: String = "") async throws -> RegistryMessage {
         guard let record = records[name] else { throw PoolError.notFound(name) }
+        try requireRegistered(name)
         let type = join ? "join_network" : "leave_network"
         var fields: [String: JSON] = ["node_id": .integer(Int64(record.nodeID)), "network_id": .integer(Int64(network))]
         if join {
@@ -56,6 +57,7 @@ extension IdentityPool {
     /// exchanges from anyone reach it there.
     public func useOwnSocket(_ name: String, address: String, port: UInt16) async throws {
         try noteOwnSocket(name, address: address, port: port)
+        guard !deregistered.contains(name) else { return }
         let reply = try await registry.send(registration(try key(name), listenAddress: address))
         guard reply.type == "register_ok" else { throw PoolError.registry(reply["error"]?.stringValue ?? reply.type) }
     }
@@ -79,7 +81,7 @@ extension IdentityPool {
 
     /// `name` is back on the shared socket (made private): registered again with its address.
     public func useSharedSocket(_ name: String) async throws {
-        guard records[name] != nil, ownListenAddresses.removeValue(forKey: name) != nil else { return }
+        guard records[name] != nil, ownListenAddresses.removeValue(forKey: name) != nil, !deregistered.contains(name) else { return }
         let reply = try await registry.send(registration(try key(name), listenAddress: listenAddress))
         guard reply.type == "register_ok" else { throw PoolError.registry(reply["error"]?.stringValue ?? reply.type) }
     }
@@ -97,8 +99,11 @@ extension IdentityPool {
     /// (stored anew) and those that failed, with why.
     public func registerAll(_ only: [String]? = nil) async throws -> (changed: [String], failed: [String: String]) {
         var changed: [String] = []
-        var failed: [String: String] = [:]
-        for chunk in chunks(of: only ?? names) {
+        // Not as an identity that deregistered itself, nor with a key the registry may no
+        // longer hold (a rotation under way, or one a crash left unsettled).
+        let wanted = (only ?? names).filter { !deregistered.contains($0) && !rotating.contains($0) }
+        var failed = await settlePendingKeys(of: wanted)
+        for chunk in chunks(of: wanted.filter { failed[$0] == nil }) {
             var requests: [RegistryMessage] = []
             var sent: [String] = []
             for name in chunk {
@@ -172,10 +177,11 @@ extension IdentityPool {
     }
 
     /// `{"type": type, "node_id": N}` signed as `type:N` by every identity, sent in batches of
-    /// `chunkSize`; the replies by name. An identity whose key cannot be opened is left out.
+    /// `chunkSize`; the replies by name. An identity whose key cannot be opened is left out, and
+    /// so is one that deregistered itself or whose key is being rotated.
     func signedForEach(_ type: String) async throws -> [(name: String, reply: RegistryMessage)] {
         var replies: [(String, RegistryMessage)] = []
-        for chunk in chunks(of: names) {
+        for chunk in chunks(of: names.filter { !deregistered.contains($0) && !rotating.contains($0) }) {
             var requests: [RegistryMessage] = []
             var sent: [String] = []
             for name in chunk {
@@ -201,6 +207,39 @@ extension IdentityPool {
         }
         registrySignsValues = reply["signed_values"] == 1
         return try reply.nodeID("node_id")
+    }
+
+    /// `name` leaves the registry (1.18's deregister: offline, its hostname freed, out of its
+    /// custom networks) and stays out until the host restarts: no heartbeat, handshake poll or
+    /// registration goes out as it meanwhile (`requireRegistered` refuses what would). It is
+    /// marked before the request goes out, so a heartbeat sent after cannot bring it back.
+    /// Returns the registry's `deregister_ok`.
+    public func deregister(name: String) async throws -> RegistryMessage {
+        guard let record = records[name] else { throw PoolError.notFound(name) }
+        try requireRegistered(name)
+        guard !rotating.contains(name) else { throw PoolError.busy(name: name, reason: "a key rotation is under way") }
+        deregistered.insert(name)
+        do {
+            let reply = try await registry.send(signedMessage(
+                try key(name), "deregister", "deregister:\(record.nodeID)", ["node_id": .integer(Int64(record.nodeID))]))
+            guard reply.type == "deregister_ok" else { throw PoolError.registry(reply["error"]?.stringValue ?? reply.type) }
+            return reply
+        } catch {
+            deregistered.remove(name)
+            throw error
+        }
+    }
+
+    /// Whether `name` deregistered itself since the host started.
+    public func isDeregistered(_ name: String) -> Bool { deregistered.contains(name) }
+
+    /// The identities that deregistered themselves since the host started.
+    public var deregisteredNames: Set<String> { deregistered }
+
+    /// Throws if `name` deregistered itself: what would speak to the registry as it waits for
+    /// the restart that registers it again.
+    func requireRegistered(_ name: String) throws {
+        if deregistered.contains(name) { throw PoolError.deregistered(name) }
     }
 
     /// Best effort: an unreachable registry reaps the node anyway.

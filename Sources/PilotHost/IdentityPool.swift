@@ -49,6 +49,11 @@ public actor IdentityPool {
     /// The last nonce a change was signed with: microseconds since 1970, or one more than the
     /// last, so it only goes up, across restarts too (while the clock does).
     var lastNonce: Int64 = 0
+    /// Identities that deregistered themselves since the host started: offline in the
+    /// registry, neither heartbeated, polled nor registered again until the host restarts.
+    var deregistered: Set<String> = []
+    /// Identities whose key is being rotated (`IdentityPool+Rotation.swift`).
+    var rotating: Set<String> = []
 
     public init(store: sending HostStore, keys: IdentityKeys, registry: RegistryClient, listenAddress: String) {
         self.store = store
@@ -143,6 +148,7 @@ public actor IdentityPool {
         if namesByNode[node] == name { namesByNode[node] = nil }
         records[name] = nil
         unsealed[name] = nil
+        deregistered.remove(name)
         ownListenAddresses[name] = nil
         trusts[name] = nil
     }
@@ -177,6 +183,7 @@ public actor IdentityPool {
         _ name: String, _ type: String, _ fields: [String: JSON], _ update: (inout IdentityRecord) -> Void
     ) async throws -> IdentityRecord {
         guard let record = records[name] else { throw PoolError.notFound(name) }
+        try requireRegistered(name)
         try await learnRegistryForm(as: name)
         let reply = try await registry.send(changeMessage(try key(name), node: record.nodeID, type, fields))
         guard reply.type == "\(type)_ok" else { throw PoolError.registry(reply["error"]?.stringValue ?? reply.type) }
@@ -208,6 +215,10 @@ public enum PoolError: Error, Equatable, CustomStringConvertible {
     case notFound(String)
     case registry(String)
     case unreadableKey(name: String, reason: String)
+    /// It deregistered itself: nothing is said to the registry as it until the host restarts.
+    case deregistered(String)
+    /// Something else is being done to it that this must not overlap.
+    case busy(name: String, reason: String)
 
     public var description: String {
         switch self {
@@ -217,6 +228,8 @@ public enum PoolError: Error, Equatable, CustomStringConvertible {
         case .notFound(let name): "no identity named \(name)"
         case .registry(let reason): "registry refused: \(reason)"
         case let .unreadableKey(name, reason): "the key of identity \(name) does not open with this master key: \(reason)"
+        case .deregistered(let name): "identity \(name) deregistered itself: it is offline in the registry until pilot-host restarts"
+        case let .busy(name, reason): "identity \(name): \(reason)"
         }
     }
 }

@@ -306,6 +306,43 @@ actor Presence {
         }
     }
 
+    /// Rotates `name`'s key (`IdentityPool.rotateKey`); on the fabric it keeps its X25519 key,
+    /// sessions, streams and ports, and its key exchanges are signed by the new key from now
+    /// on. Returns the registry's `rotate_key_ok`.
+    func rotateKey(_ name: String) async throws -> RegistryMessage {
+        let (reply, key) = try await pool.rotateKey(name: name)
+        if let inFlight = joining[name] { _ = try? await inFlight.value }
+        if let identity = joined[name] {
+            let resigned = try identity.resigned(by: key)
+            try await fabric.resign(resigned)
+            joined[name] = resigned
+        }
+        logger.info("identity key rotated", metadata: ["PILOT_IDENTITY": "\(name)", "public_key": "\(key.publicKey.base64)"])
+        return reply
+    }
+
+    /// prefer-direct from `name` to `node`: where the registry says `node` is, and a relayed
+    /// session with it tried directly at once (`Fabric.preferDirect`). Nothing is pinned to
+    /// the beacon on pilot-host, and no key exchange is pushed: the report says so.
+    func preferDirect(from name: String, to node: UInt32) async throws -> DirectPreferenceReport {
+        var resolveError = ""
+        var endpoint: SocketAddress?
+        do {
+            if let text = try await pool.resolve(node: node, as: name) {
+                let parsed = try Endpoint(parsing: text)
+                endpoint = try SocketAddress(ipAddress: parsed.host, port: Int(parsed.port))
+            }
+        } catch {
+            resolveError = "\(error)"
+        }
+        guard let identity = joined[name] else {
+            return DirectPreferenceReport(nodeID: node, hadTunnel: false, wasRelayActive: false, resolveError: resolveError, directAttempt: false)
+        }
+        let found = try await fabric.preferDirect(local: identity.node, remote: node, endpoint: endpoint)
+        return DirectPreferenceReport(
+            nodeID: node, hadTunnel: found.hadTunnel, wasRelayActive: found.wasRelayed, resolveError: resolveError, directAttempt: found.upgrading)
+    }
+
     /// `name` as it is on the fabric, if it joined (nothing is joined by asking).
     func joinedIdentity(_ name: String) -> TunnelIdentity? { joined[name] }
 

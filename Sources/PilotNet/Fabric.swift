@@ -336,6 +336,27 @@ public final class Fabric: Sendable {
         }.get()
     }
 
+    /// `identity` replaces the one of its node (`TunnelIdentity.resigned`): its sessions,
+    /// streams and ports stay; exchanges from now on are its.
+    public func resign(_ identity: TunnelIdentity) async throws {
+        try await loop.submit { [state] in state.value.table.replace(identity) }.get()
+    }
+
+    /// prefer-direct for identity `local` and node `remote` (`TunnelTable.preferDirect`): a
+    /// relayed session is tried directly at once, at `endpoint` (where the registry says
+    /// `remote` is; nil: where it was last seen directly).
+    public func preferDirect(local: UInt32, remote: UInt32, endpoint: SocketAddress?) async throws -> TunnelTable.DirectPreference {
+        try await loop.submit { [self] in
+            let now = NIODeadline.now()
+            let found = state.value.table.preferDirect(local: local, remote: remote, now: now)
+            if found.upgrading {
+                perform(state.value.table.endpointResolved(remote, endpoint: endpoint, now: now))
+                armDueTimer()
+            }
+            return found
+        }.get()
+    }
+
     /// Closes every socket and stops the timer.
     public func shutdown() async {
         let channels = try? await loop.submit { [state] () -> [any Channel] in

@@ -17,9 +17,20 @@ public final class TunnelIdentity: Sendable {
 
     /// A fresh X25519 key for `address`, its `PILA` signed by `signingKey` (the identity's
     /// registered Ed25519 key: the receiver checks the two against the registry).
-    public init(address: Address, signingKey: Ed25519PrivateKey) throws {
+    public convenience init(address: Address, signingKey: Ed25519PrivateKey) throws {
+        try self.init(address: address, exchangeKey: try X25519KeyPair(), signingKey: signingKey)
+    }
+
+    /// The same address and X25519 key, its `PILA` signed by `signingKey` instead (a key
+    /// rotation): sessions keyed with the X25519 key go on, and the next exchanges carry the
+    /// new key.
+    public func resigned(by signingKey: Ed25519PrivateKey) throws -> TunnelIdentity {
+        try TunnelIdentity(address: address, exchangeKey: exchangeKey, signingKey: signingKey)
+    }
+
+    private init(address: Address, exchangeKey: X25519KeyPair, signingKey: Ed25519PrivateKey) throws {
         self.address = address
-        exchangeKey = try X25519KeyPair()
+        self.exchangeKey = exchangeKey
         let signature = signingKey.sign(AuthenticatedKeyExchange.signedMessage(node: address.node, x25519: exchangeKey.publicKey))
         authenticatedExchange = TunnelFrame.authenticatedKeyExchange(
             try AuthenticatedKeyExchange(

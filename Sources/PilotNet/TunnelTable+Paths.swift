@@ -119,6 +119,40 @@ extension TunnelTable {
         return actions
     }
 
+    /// What prefer-direct (1.18's 0x2D) found of `local`'s session with `remote`, and whether
+    /// it started a direct upgrade.
+    public struct DirectPreference: Sendable, Equatable {
+        /// `local` held a session with `remote`.
+        public var hadTunnel: Bool
+        /// Frames to `remote` went through the beacon.
+        public var wasRelayed: Bool
+        /// A direct upgrade is under way: started now, or already (its probes then go on).
+        public var upgrading: Bool
+
+        /// A report of what was found.
+        public init(hadTunnel: Bool, wasRelayed: Bool, upgrading: Bool) {
+            self.hadTunnel = hadTunnel
+            self.wasRelayed = wasRelayed
+            self.upgrading = upgrading
+        }
+    }
+
+    /// prefer-direct for `local` and `remote`: a relayed path is tried directly now, not at its
+    /// next `directProbe`, as `startUpgrades` would (the caller hands the registry's answer to
+    /// `endpointResolved`). Nothing is pinned to the beacon here, so a direct path or no session
+    /// leaves nothing to do.
+    public func preferDirect(local: UInt32, remote: UInt32, now: NIODeadline) -> DirectPreference {
+        let hadTunnel = tunnels[NodePair(local: local, remote: remote)] != nil
+        let relayed = paths[remote]?.relayed ?? false
+        guard hadTunnel, relayed else { return DirectPreference(hadTunnel: hadTunnel, wasRelayed: relayed, upgrading: false) }
+        if upgrades[remote] == nil {
+            lastUpgrade[remote] = now
+            upgrades[remote] = Upgrade(local: local, due: now + timing.upgradeResolveWait)
+            counters.upgrades += 1
+        }
+        return DirectPreference(hadTunnel: true, wasRelayed: true, upgrading: true)
+    }
+
     /// The registry's answer to `resolveEndpoint` for `remote`: where it is, or nil (it is
     /// relay-only, or the registry could not be asked), in which case the endpoint known from
     /// before, if any, is tried. The endpoint becomes the path's (the next key exchange tries it

@@ -309,6 +309,12 @@ public final class TunnelTable {
         }
     }
 
+    /// `identity` replaces the identity of its node, if the table has one; the rest stays.
+    public func replace(_ identity: TunnelIdentity) {
+        guard identities[identity.node] != nil else { return }
+        identities[identity.node] = identity
+    }
+
     /// Forgets `node` and every tunnel it has.
     public func remove(_ node: UInt32) {
         identities[node] = nil

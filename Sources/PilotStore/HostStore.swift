@@ -20,12 +20,17 @@ public struct IdentityRecord: Hashable, Sendable {
     /// The UDP port of a public identity's own socket, bound again after a restart so that
     /// peers' tunnels keep working (0: none yet).
     public var ownPort: UInt16
+    /// A new key being rotated in, sealed as `sealedKey` is: stored before the registry is
+    /// asked, so that whichever key the registry ends up holding is on disk. Nil when no
+    /// rotation is unsettled.
+    public var pendingSealedKey: [UInt8]?
 
     public init(
         name: String, nodeID: UInt32 = 0, network: UInt16 = 0, sealedKey: [UInt8], hostname: String? = nil,
         tags: [String] = [], isPublic: Bool = false, ownerUID: UInt32, allowedGIDs: [UInt32] = [],
-        createdAt: Int64, isEphemeral: Bool = false, autoApprove: Bool = false, ownPort: UInt16 = 0
+        createdAt: Int64, isEphemeral: Bool = false, autoApprove: Bool = false, ownPort: UInt16 = 0, pendingSealedKey: [UInt8]? = nil
     ) {
+        self.pendingSealedKey = pendingSealedKey
         self.autoApprove = autoApprove
         self.ownPort = ownPort
         self.name = name
@@ -213,6 +218,10 @@ public final class HostStore {
         """
         CREATE INDEX inbox_by_message_id ON inbox (identity_id, sender, message_id) WHERE message_id IS NOT NULL;
         """,
+        // 8: a key being rotated in, until the registry's answer settles it.
+        """
+        ALTER TABLE identity ADD COLUMN pending_key BLOB;
+        """,
     ]
 
     /// Opens (creating and migrating) `host.db` at `path`.
@@ -226,15 +235,15 @@ public final class HostStore {
         try db.transaction {
             try db.run(
                 """
-                INSERT INTO identity (name, node_id, network, sealed_key, hostname, tags, public, owner_uid, created_at, ephemeral, auto_approve, own_port)
-                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                INSERT INTO identity (name, node_id, network, sealed_key, hostname, tags, public, owner_uid, created_at, ephemeral, auto_approve, own_port, pending_key)
+                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
                 """,
                 [
                     .text(identity.name), .integer(Int64(identity.nodeID)), .integer(Int64(identity.network)),
                     .blob(identity.sealedKey), identity.hostname.map(SQLValue.text) ?? .null,
                     .text(identity.tags.joined(separator: ",")), .integer(identity.isPublic ? 1 : 0),
                     .integer(Int64(identity.ownerUID)), .integer(identity.createdAt), .integer(identity.isEphemeral ? 1 : 0),
-                    .integer(identity.autoApprove ? 1 : 0), .integer(Int64(identity.ownPort)),
+                    .integer(identity.autoApprove ? 1 : 0), .integer(Int64(identity.ownPort)), identity.pendingSealedKey.map(SQLValue.blob) ?? .null,
                 ])
             let rowID = db.lastInsertRowID
             for gid in Set(identity.allowedGIDs) {
@@ -249,14 +258,14 @@ public final class HostStore {
             try db.run(
                 """
                 UPDATE identity SET node_id = ?, network = ?, sealed_key = ?, hostname = ?, tags = ?, public = ?,
-                    owner_uid = ?, ephemeral = ?, auto_approve = ?, own_port = ? WHERE name = ?
+                    owner_uid = ?, ephemeral = ?, auto_approve = ?, own_port = ?, pending_key = ? WHERE name = ?
                 """,
                 [
                     .integer(Int64(identity.nodeID)), .integer(Int64(identity.network)), .blob(identity.sealedKey),
                     identity.hostname.map(SQLValue.text) ?? .null, .text(identity.tags.joined(separator: ",")),
                     .integer(identity.isPublic ? 1 : 0), .integer(Int64(identity.ownerUID)),
                     .integer(identity.isEphemeral ? 1 : 0), .integer(identity.autoApprove ? 1 : 0), .integer(Int64(identity.ownPort)),
-                    .text(identity.name),
+                    identity.pendingSealedKey.map(SQLValue.blob) ?? .null, .text(identity.name),
                 ])
             guard db.changes == 1 else { throw StoreError(code: 12, message: "no identity named \(identity.name)") }
             try db.run(
@@ -298,7 +307,8 @@ public final class HostStore {
         }
         return try db.rows(
             """
-            SELECT id, name, node_id, network, sealed_key, hostname, tags, public, owner_uid, created_at, ephemeral, auto_approve, own_port
+            SELECT id, name, node_id, network, sealed_key, hostname, tags, public, owner_uid, created_at, ephemeral, auto_approve, own_port,
+                pending_key
             FROM identity WHERE \(condition) ORDER BY name
             """, bindings
         ).map { row in
@@ -308,7 +318,7 @@ public final class HostStore {
                 hostname: row[5].text, tags: (row[6].text ?? "").split(separator: ",").map(String.init),
                 isPublic: row[7].integer == 1, ownerUID: UInt32(truncatingIfNeeded: row[8].integer ?? 0),
                 allowedGIDs: groups[row[0].integer ?? 0] ?? [], createdAt: row[9].integer ?? 0, isEphemeral: row[10].integer == 1,
-                autoApprove: row[11].integer == 1, ownPort: UInt16(truncatingIfNeeded: row[12].integer ?? 0))
+                autoApprove: row[11].integer == 1, ownPort: UInt16(truncatingIfNeeded: row[12].integer ?? 0), pendingSealedKey: row[13].blob)
         }
     }
 

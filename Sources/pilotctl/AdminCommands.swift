@@ -18,7 +18,7 @@ struct IdentityCommand: ParsableCommand {
               owner     \(identity.owner) (uid \(identity.ownerUID))\(groups.isEmpty ? "" : ", groups \(groups)")
               hostname  \(identity.hostname ?? "-")
               tags      \(tags.isEmpty ? "-" : tags)
-              public    \(identity.isPublic ? "yes" : "no")\(identity.isEphemeral ? ", ephemeral" : "")\(identity.autoApprove ? ", auto-approve" : "")
+              public    \(identity.isPublic ? "yes" : "no")\(identity.isEphemeral ? ", ephemeral" : "")\(identity.autoApprove ? ", auto-approve" : "")\(identity.isDeregistered ? "\n  registry  deregistered: offline until pilot-host restarts" : "")
             """
     }
 

@@ -245,3 +245,19 @@ struct Peers: ParsableCommand {
         }
     }
 }
+
+/// 1.18's `prefer-direct`: a session relayed through the beacon is tried directly at once.
+struct PreferDirect: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "prefer-direct", abstract: "Try a peer relayed through the beacon directly again, now.")
+    @OptionGroup var global: GlobalOptions
+    @Argument(help: "A node id, an address or a hostname.") var peer: String
+    func run() throws {
+        try global.run(IdentityControl.PreferDirect(peer: peer), on: try global.identitySocket()) { report in
+            let path = !report.hadTunnel ? "no tunnel" : report.wasRelayActive ? "relayed" : "direct"
+            let attempt = report.directAttempt ? ", trying direct now" : ""
+            let resolve = report.resolveError.isEmpty ? "" : "\nregistry: \(report.resolveError)"
+            return "node \(report.nodeID): \(path)\(attempt)\(resolve)"
+        }
+    }
+}

@@ -21,7 +21,8 @@ struct Pilotctl: ParsableCommand {
 
             The reference pilotctl's names work too: dgram (send-datagram), lookup HOSTNAME, \
             extras SUBCOMMAND (set-tags, clear-tags, set-hostname, clear-hostname, connect, send, \
-            recv, dgram, listen, broadcast, connections, peers, bench), version. Not available on \
+            recv, dgram, listen, broadcast, connections, peers, bench), version, deregister, rotate-key, \
+            prefer-direct. Not available on \
             pilot-host yet (they fail with code unsupported): \(Unavailable.names.joined(separator: ", ")).
             """,
         version: pilotHostVersion,
@@ -29,7 +30,8 @@ struct Pilotctl: ParsableCommand {
             IdentityCommand.self, InfoCommand.self, SetHostname.self, ClearHostname.self, SetTags.self, ClearTags.self,
             SetPublic.self, SetPrivate.self, Lookup.self, Find.self, Ping.self,
             Handshake.self, Pending.self, Approve.self, Reject.self, Untrust.self, TrustList.self, SendMessage.self, Inbox.self, SendFile.self, Received.self, Subscribe.self, Publish.self, Bench.self, Connections.self, Peers.self, Send.self, Connect.self, Recv.self, Listen.self, SendDatagram.self,
-            NetworkCommand.self, Broadcast.self, Extras.self, Version.self, HealthCommand.self,
+            NetworkCommand.self, Broadcast.self, Extras.self, Version.self, HealthCommand.self, Deregister.self, RotateKey.self,
+            PreferDirect.self,
         ] + Unavailable.commands)
 
     /// Parses the command line with the global flags put where the subcommand reads them

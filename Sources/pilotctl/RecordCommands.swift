@@ -58,7 +58,7 @@ struct SetPrivate: ParsableCommand {
 }
 
 /// Prints a registry answer as `key: value` lines.
-private func fields(_ data: ControlData) -> String {
+func fields(_ data: ControlData) -> String {
     data.values.keys.sorted().map { key in
         let value = data[key] ?? .null
         return "\(key): \(value.stringValue ?? value.encodedString())"
@@ -97,4 +97,20 @@ struct Find: ParsableCommand {
         let command = tag.map(IdentityControl.Find.init(tag:)) ?? IdentityControl.Find(hostname: hostname ?? "")
         try global.run(command, on: try global.identitySocket(), text: fields)
     }
+}
+
+/// 1.18's `deregister`: this identity leaves the registry and stays offline until pilot-host
+/// restarts; it is not deleted.
+struct Deregister: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Take this identity out of the registry until pilot-host restarts (it is not deleted).")
+    @OptionGroup var global: GlobalOptions
+    func run() throws { try global.run(IdentityControl.Deregister(), on: try global.identitySocket(), text: fields) }
+}
+
+/// 1.18's `rotate-key`: a new Ed25519 key, the same address.
+struct RotateKey: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "rotate-key", abstract: "Give this identity a new key; its address stays.")
+    @OptionGroup var global: GlobalOptions
+    func run() throws { try global.run(IdentityControl.RotateKey(), on: try global.identitySocket(), text: fields) }
 }

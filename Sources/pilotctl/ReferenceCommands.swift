@@ -68,28 +68,27 @@ struct NotAvailable<Name: UnavailableName>: ParsableCommand {
 
 /// The reference commands that nothing on an identity's socket does today.
 enum Unavailable {
-    enum RotateKey: UnavailableName { static let name = "rotate-key" }
-    enum Deregister: UnavailableName {
-        static let name = "deregister"
-        static let hint: String? = "sudo pilotctl identity delete NAME deregisters and deletes an identity"
-    }
     enum Traceroute: UnavailableName {
         static let name = "traceroute"
         static let hint: String? = "pilotctl ping and pilotctl peers show the round trip and the path (direct or relay)"
     }
-    enum PreferDirect: UnavailableName { static let name = "prefer-direct" }
     enum Disconnect: UnavailableName { static let name = "disconnect" }
     enum Trusted: UnavailableName {
         static let name = "trusted"
         static let hint: String? = "pilot-host has no directory of trusted service agents; the nodes this identity trusts: pilotctl trust"
     }
-    enum SetWebhook: UnavailableName { static let name = "set-webhook" }
-    enum ClearWebhook: UnavailableName { static let name = "clear-webhook" }
+    enum SetWebhook: UnavailableName {
+        static let name = "set-webhook"
+        static let hint: String? = "pilot-host posts no events to a URL; webhooks are not available on it"
+    }
+    enum ClearWebhook: UnavailableName {
+        static let name = "clear-webhook"
+        static let hint: String? = SetWebhook.hint
+    }
 
     /// At the top level.
     static let commands: [any ParsableCommand.Type] = [
-        NotAvailable<RotateKey>.self, NotAvailable<Deregister>.self, NotAvailable<Traceroute>.self,
-        NotAvailable<PreferDirect>.self, NotAvailable<Disconnect>.self, NotAvailable<Trusted>.self,
+        NotAvailable<Traceroute>.self, NotAvailable<Disconnect>.self, NotAvailable<Trusted>.self,
     ]
 
     /// Under `extras`.

@@ -37,16 +37,17 @@ class HostProcessTestCase: XCTestCase {
     }
 
     /// Starts pilot-rendezvous on a free port; returns the registry port.
-    func startRendezvous() throws -> UInt16 {
-        try startRendezvousAndBeacon().registry
+    func startRendezvous(extra: [String] = []) throws -> UInt16 {
+        try startRendezvousAndBeacon(extra: extra).registry
     }
 
-    /// Starts pilot-rendezvous on free ports; returns the registry's and the beacon's.
-    func startRendezvousAndBeacon() throws -> (registry: UInt16, beacon: UInt16) {
+    /// Starts pilot-rendezvous on free ports (with `extra` arguments); returns the registry's and
+    /// the beacon's.
+    func startRendezvousAndBeacon(extra: [String] = []) throws -> (registry: UInt16, beacon: UInt16) {
         let registryPort = try LoopbackSocket.freePort()
         let process = try start(
             "rendezvous", "pilot-rendezvous",
-            ["--registry-addr", "127.0.0.1:\(registryPort)", "--beacon-addr", "127.0.0.1:0", "--state-dir", directory.path("rendezvous")],
+            ["--registry-addr", "127.0.0.1:\(registryPort)", "--beacon-addr", "127.0.0.1:0", "--state-dir", directory.path("rendezvous")] + extra,
             ready: "beacon 127.0.0.1:")
         let line = process.output.split(separator: "\n").first { $0.hasPrefix("beacon 127.0.0.1:") }
         guard let beaconPort = line.flatMap({ try? Endpoint(parsing: String($0.dropFirst("beacon ".count))).port }) else {

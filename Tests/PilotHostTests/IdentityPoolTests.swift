@@ -10,7 +10,7 @@ import PilotWire
 import XCTest
 
 final class IdentityPoolTests: XCTestCase {
-    private func withRendezvous(
+    func withRendezvous(
         clock: @escaping @Sendable () -> Double = Registry.uptime,
         _ body: (RegistryClient, Registry, TemporaryDirectory) async throws -> Void
     ) async throws {
@@ -35,7 +35,7 @@ final class IdentityPoolTests: XCTestCase {
         directory.remove()
     }
 
-    private func makePool(_ directory: TemporaryDirectory, _ client: RegistryClient) throws -> IdentityPool {
+    func makePool(_ directory: TemporaryDirectory, _ client: RegistryClient) throws -> IdentityPool {
         let (master, _) = try MasterKey.load(stateDirectory: directory.url.path, environment: [:])
         return IdentityPool(
             store: try HostStore(path: directory.path("host.db")), keys: try IdentityKeys(masterKey: master),

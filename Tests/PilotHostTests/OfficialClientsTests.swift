@@ -170,11 +170,161 @@ final class OfficialClientsTests: HostProcessTestCase {
         let registryPort = try startRendezvous()
         let runtime = try startHosts(1, registryPort: registryPort)[0]
         XCTAssertEqual(ctl(runtime, ["identity", "create", "alice"])?["status"], "ok")
-        let refused = try officialCtl(runtime, "alice", ["deregister"])
-        XCTAssertNotEqual(refused.status, 0)
-        XCTAssertEqual(refused.json["status"], "error")
-        XCTAssertTrue(refused.json["message"]?.stringValue?.contains("not available on a pilot-host identity socket") == true, "\(refused.json)")
+        // The official pilotctl keeps the webhook in its own config and says it was not applied.
+        let webhook = try officialCtl(runtime, "alice", ["extras", "set-webhook", "http://127.0.0.1:9/x"])
+        XCTAssertEqual(webhook.json["data"]?["applied"], false, "\(webhook.json)")
+        let client = try RawDriverClient(path: "\(runtime)/id/alice.sock")
+        try client.send(DriverRequest.setWebhook("http://127.0.0.1:9/x").frame())
+        XCTAssertEqual(try client.errorMessage(), "set_webhook: webhooks are not available on pilot-host")
+        try client.send(DriverFrame(.managed, payload: [0x01]))
+        XCTAssertEqual(try client.errorMessage(), "Managed is not available on a pilot-host identity socket")
+        try client.send(DriverRequest.network(.pollInvites).frame())
+        XCTAssertTrue(try client.errorMessage()?.hasPrefix("network: invitations are not available on pilot-host") == true)
         XCTAssertEqual(try officialCtl(runtime, "alice", ["info"]).json["status"], "ok")
+    }
+
+    /// The driver's network and broadcast requests, each as the identity: join with the
+    /// network's token, members, leave, visible in the registry's lookup; a broadcast with the
+    /// host's admin token reaches a member, and one without gets 1.18's words.
+    func testIdentitiesJoinNetworksAndBroadcastOverTheDriver() throws {
+        let token = "tok-\(UInt32.random(in: 0...UInt32.max))"
+        let tokenFile = directory.path("admin-token")
+        try (token + "\n").write(toFile: tokenFile, atomically: true, encoding: .utf8)
+        chmod(tokenFile, 0o600)
+        let registryPort = try startRendezvous(extra: ["--admin-token-file", tokenFile])
+        let runtime = try startHosts(1, registryPort: registryPort, extra: ["--admin-token-file", tokenFile])[0]
+        let alice = try XCTUnwrap(ctl(runtime, ["identity", "create", "alice"])?["data"]?["node_id"]?.integerValue)
+        let bob = try XCTUnwrap(ctl(runtime, ["identity", "create", "bob"])?["data"]?["node_id"]?.integerValue)
+        func networks(_ node: Int64) -> [JSON] { ctl(runtime, ["lookup", "\(node)", "--identity", "alice"])?["data"]?["networks"]?.arrayValue ?? [] }
+        let created = runPilotctl(
+            ["network", "create", "--name", "crew", "--join-rule", "token", "--token", "tk1", "--identity", "alice"], runtime: runtime,
+            timeout: 30, environment: ["PILOT_ADMIN_TOKEN": token])
+        let network = try XCTUnwrap(created?["data"]?["network_id"]?.integerValue.flatMap(UInt16.init(exactly:)), "\(String(describing: created))")
+        let driver = try RawDriverClient(path: "\(runtime)/id/bob.sock")
+        func networkRequest(_ request: DriverNetworkRequest) throws -> JSON? {
+            try driver.send(DriverRequest.network(request).frame())
+            let reply = try driver.reply()
+            guard reply.command == DriverCommand.networkOK.rawValue else { return .string(String(decoding: reply.payload.dropFirst(2), as: UTF8.self)) }
+            return try JSON(parsing: reply.payload)
+        }
+        XCTAssertEqual(try networkRequest(.join(network: network, token: "nope")), .string("registry: invalid token for network \(network)"))
+        XCTAssertEqual(try networkRequest(.join(network: network, token: "tk1"))?["type"], "join_network_ok")
+        XCTAssertTrue(networks(bob).contains(.integer(Int64(network))))
+        let members = try networkRequest(.members(network: network))?["nodes"]?.arrayValue?.compactMap { $0["node_id"]?.integerValue }
+        XCTAssertEqual(Set(members ?? []), [alice, bob])
+        XCTAssertEqual(try networkRequest(.list)?["networks"]?.arrayValue?.contains { $0["name"] == "crew" }, true)
+
+        // alice broadcasts to the crew with the host's admin token; without it, 1.18's words.
+        // (A member takes a datagram from a node it trusts: bob trusts alice.)
+        XCTAssertEqual(ctl(runtime, ["handshake", "\(alice)", "crew", "--identity", "bob"])?["data"]?["status"], "sent")
+        XCTAssertTrue(ChildProcess.waitUntil(timeout: 10) {
+            self.ctl(runtime, ["pending", "--identity", "alice"])?["data"]?["pending"]?.arrayValue?.isEmpty == false
+        })
+        XCTAssertEqual(ctl(runtime, ["approve", "\(bob)", "--identity", "alice"])?["data"]?["status"], "approved")
+        XCTAssertTrue(ChildProcess.waitUntil(timeout: 10) {
+            self.ctl(runtime, ["trust", "--identity", "bob"])?["data"]?["trusted"]?.arrayValue?.isEmpty == false
+        })
+        let caster = try RawDriverClient(path: "\(runtime)/id/alice.sock")
+        try caster.send(DriverRequest.broadcast(network: network, port: 1000, token: Array("wrong".utf8), data: Array("hi".utf8)).frame())
+        XCTAssertEqual(try caster.errorMessage(), "broadcast: broadcast denied: invalid admin token")
+        try caster.send(DriverRequest.broadcast(network: 0, port: 1000, token: Array(token.utf8), data: Array("hi".utf8)).frame())
+        XCTAssertEqual(try caster.errorMessage(), "broadcast: broadcast not permitted on backbone network")
+        try caster.send(DriverRequest.broadcast(network: network, port: 1000, token: Array(token.utf8), data: Array("hi".utf8)).frame())
+        XCTAssertEqual(try caster.reply().command, DriverCommand.broadcastOK.rawValue)
+        // bob, a member, gets it: pushed to his driver connection as 1.18's RecvFrom.
+        let pushed = try driver.reply()
+        XCTAssertEqual(pushed.command, DriverCommand.recvFrom.rawValue)
+        XCTAssertEqual(Array(pushed.payload.suffix(2)), Array("hi".utf8))
+        var source = ByteWriter(capacity: 6)
+        Address(network: network, node: UInt32(alice)).encode(into: &source)
+        XCTAssertEqual(Array(pushed.payload.prefix(6)), source.bytes, "from alice's address in the network")
+
+        XCTAssertEqual(try networkRequest(.leave(network: network))?["type"], "leave_network_ok")
+        XCTAssertFalse(networks(bob).contains(.integer(Int64(network))))
+        XCTAssertEqual(try networkRequest(.leave(network: network)), .string("registry: node \(bob) is not in network \(network)"))
+        try driver.send(DriverRequest.network(.invite(network: network, node: UInt32(alice))).frame())
+        XCTAssertTrue(try driver.errorMessage()?.hasPrefix("network: invitations are not available on pilot-host") == true)
+    }
+
+    /// The official pilotctl's rotate-key, prefer-direct and deregister on an identity socket,
+    /// with what the registry and host.db show afterwards; the identity's tunnels work across
+    /// the rotation and a restart with the new key.
+    func testIdentitiesRotateKeysPreferDirectAndDeregister() throws {
+        let registryPort = try startRendezvous()
+        registry = "127.0.0.1:\(registryPort)"
+        let listen = "127.0.0.1:\(try LoopbackSocket.freePort())"
+        let runtime = try startHost(0, registryPort: registryPort, listen: listen).runtime
+        let other = try startHost(1, registryPort: registryPort, listen: "127.0.0.1:\(try LoopbackSocket.freePort())").runtime
+        let alice = try XCTUnwrap(ctl(runtime, ["identity", "create", "alice", "--hostname", "alice"])?["data"]?["node_id"]?.integerValue)
+        let bob = try XCTUnwrap(ctl(other, ["identity", "create", "bob", "--public"])?["data"]?["node_id"]?.integerValue)
+        func lookup(_ node: Int64) -> JSON? { ctl(other, ["lookup", "\(node)", "--identity", "bob"])?["data"] }
+
+        // Trust between the two hosts, then a tunnel.
+        XCTAssertEqual(ctl(runtime, ["handshake", "\(bob)", "rotate test", "--identity", "alice"])?["data"]?["status"], "sent")
+        XCTAssertTrue(ChildProcess.waitUntil(timeout: 10) {
+            self.ctl(other, ["pending", "--identity", "bob"])?["data"]?["pending"]?.arrayValue?.isEmpty == false
+        })
+        XCTAssertEqual(ctl(other, ["approve", "\(alice)", "--identity", "bob"])?["data"]?["status"], "approved")
+        XCTAssertTrue(ChildProcess.waitUntil(timeout: 10) {
+            self.ctl(runtime, ["trust", "--identity", "alice"])?["data"]?["trusted"]?.arrayValue?.isEmpty == false
+        })
+        func pings(_ host: String, _ name: String, _ target: Int64) -> Bool {
+            (try? officialCtl(host, name, ["ping", "\(target)", "--count", "1"]).json["data"]?["results"]?.arrayValue?.first?["rtt_ms"]) != nil
+        }
+        XCTAssertTrue(pings(runtime, "alice", bob))
+
+        // prefer-direct: 1.18's keys, with what the tunnel table holds (a direct session).
+        let preferred = try officialCtl(runtime, "alice", ["prefer-direct", "\(bob)"])
+        XCTAssertEqual(preferred.status, 0, "\(preferred.json)")
+        let report = try XCTUnwrap(preferred.json["data"]?.objectValue)
+        XCTAssertTrue(Set(["had_tunnel", "node_id", "pila_pushed", "resolve_error", "was_relay_active", "was_relay_pinned"]).isSubset(of: Set(report.keys)))
+        XCTAssertEqual(report["node_id"]?.integerValue, bob)
+        XCTAssertEqual(report["had_tunnel"], true)
+        XCTAssertEqual(report["was_relay_active"], false, "no beacon: the path is direct")
+        XCTAssertEqual(report["was_relay_pinned"], false)
+        XCTAssertEqual(report["resolve_error"], "")
+        let unknown = ctl(runtime, ["prefer-direct", "999", "--identity", "alice"])?["data"]
+        XCTAssertEqual(unknown?["had_tunnel"], false)
+        XCTAssertNotEqual(unknown?["resolve_error"], "", "node 999 is not registered")
+
+        // rotate-key: a new key at the registry, the same address, the tunnel still carries.
+        let oldKey = try XCTUnwrap(try officialCtl(runtime, "alice", ["info"]).json["data"]?["public_key"]?.stringValue)
+        let rotated = try officialCtl(runtime, "alice", ["rotate-key"])
+        XCTAssertEqual(rotated.status, 0, "\(rotated.json)")
+        let newKey = try XCTUnwrap(rotated.json["data"]?["public_key"]?.stringValue)
+        XCTAssertNotEqual(newKey, oldKey)
+        XCTAssertEqual(rotated.json["data"]?["node_id"]?.integerValue, alice)
+        XCTAssertEqual(lookup(alice)?["public_key"]?.stringValue, newKey)
+        XCTAssertEqual(try officialCtl(runtime, "alice", ["info"]).json["data"]?["public_key"]?.stringValue, newKey)
+        XCTAssertTrue(pings(runtime, "alice", bob), "the session from before the rotation goes on")
+        // Ours, on bob, over the JSON protocol.
+        let bobRotated = ctl(other, ["rotate-key", "--identity", "bob"])
+        XCTAssertEqual(bobRotated?["data"]?["type"], "rotate_key_ok", "\(String(describing: bobRotated))")
+
+        // A restart: host.db gave alice the new key, fresh key exchanges carry it, and bob takes it.
+        processes[1].stop()
+        _ = try startHost(0, registryPort: registryPort, listen: listen, generation: 2)
+        let restarted = try officialCtl(runtime, "alice", ["info"]).json["data"]
+        XCTAssertEqual(restarted?["public_key"]?.stringValue, newKey)
+        XCTAssertEqual(restarted?["node_id"]?.integerValue, alice)
+        XCTAssertTrue(ChildProcess.waitUntil(timeout: 15) { pings(runtime, "alice", bob) }, "a new session, alice signing with her new key")
+        XCTAssertTrue(pings(other, "bob", alice))
+
+        // deregister: 1.18's reply, offline at the registry, and said so by info; not deleted.
+        let gone = try officialCtl(runtime, "alice", ["deregister"])
+        XCTAssertEqual(gone.status, 0, "\(gone.json)")
+        XCTAssertEqual(gone.json["data"], ["node_id": .integer(alice), "type": "deregister_ok"])
+        XCTAssertEqual(lookup(alice)?["online"], false)
+        XCTAssertNotEqual(ctl(other, ["find", "alice", "--identity", "bob"])?["status"], "ok", "her hostname is free")
+        XCTAssertEqual(ctl(runtime, ["info", "--identity", "alice"])?["data"]?["deregistered"], true)
+        XCTAssertEqual(try officialCtl(runtime, "alice", ["info"]).json["data"]?["deregistered"], true)
+        let refused = try officialCtl(runtime, "alice", ["set-hostname", "alice-2"])
+        XCTAssertTrue(refused.json["message"]?.stringValue?.contains("deregistered itself") == true, "\(refused.json)")
+        // The next start registers her again.
+        processes[3].stop()
+        _ = try startHost(0, registryPort: registryPort, listen: listen, generation: 3)
+        XCTAssertTrue(ChildProcess.waitUntil(timeout: 15) { lookup(alice)?["online"] == true })
+        XCTAssertNotEqual(ctl(runtime, ["info", "--identity", "alice"])?["data"]?["deregistered"], true)
     }
 
     /// A user who may open the socket file (a group-shared identity) but is not allowed gets the

@@ -28,7 +28,6 @@ final class PilotClientTests: HostProcessTestCase {
         XCTAssertEqual(trusted, [])
         let pending = try await client.pendingTrust()
         XCTAssertEqual(pending, [])
-
         do {
             _ = try await admin.identity(named: "carol")
             XCTFail("carol does not exist")
@@ -41,6 +40,26 @@ final class PilotClientTests: HostProcessTestCase {
         } catch let failure as ControlFailure {
             XCTAssertEqual(failure, ControlFailure(.invalidArgument, "handshake: an identity cannot trust itself"))
         }
+        // Its standing at the registry: prefer-direct, a new key, then out until a restart.
+        let preferred = try await client.preferDirect("alice")
+        XCTAssertEqual(preferred.nodeID, 1)
+        XCTAssertFalse(preferred.hadTunnel, "itself: in-process, no tunnel")
+        let rotated = try await client.rotateKey()
+        XCTAssertEqual(rotated["type"], "rotate_key_ok")
+        let registered = try await client.lookup("1")
+        XCTAssertEqual(registered["public_key"], rotated["public_key"], "the registry holds the new key")
+        let gone = try await client.deregister()
+        XCTAssertEqual(gone["type"], "deregister_ok")
+        let described = try await client.info()
+        XCTAssertTrue(described.isDeregistered)
+        do {
+            _ = try await client.deregister()
+            XCTFail("deregistered already")
+        } catch let failure as ControlFailure {
+            XCTAssertEqual(failure.code, .unavailable)
+            XCTAssertTrue(failure.message.contains("deregistered itself"), failure.message)
+        }
+
         do {
             _ = try await PilotClient(identity: "carol", runtimeDirectory: runtime).info()
             XCTFail("carol has no socket")

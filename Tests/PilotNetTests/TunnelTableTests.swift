@@ -805,3 +805,40 @@ enum TunnelFrameBytes {
         return bytes
     }
 }
+
+/// prefer-direct: what it finds of a session, and a relayed one tried directly at once rather
+/// than at its next upgrade round.
+extension TunnelTableTests {
+    func testPreferDirectTriesARelayedSessionDirectlyAtOnceAndReportsWhatItFound() throws {
+        let nodes = try make(1, 2)
+        let world = RelayWorld(registry: registry, directWorks: false, now: now)
+        let a = TunnelTable()
+        a.add(nodes[0].identity)
+        a.useBeacon(world.beacon)
+        world.tables[1] = (a, endpointA)
+        let b = TunnelTable()
+        b.add(nodes[1].identity, ownSocket: 0)
+        b.useBeacon(world.beacon)
+        world.tables[2] = (b, endpointB)
+
+        // No session yet: nothing found, nothing done.
+        XCTAssertEqual(a.preferDirect(local: 1, remote: 2, now: now), .init(hadTunnel: false, wasRelayed: false, upgrading: false))
+        world.run(try a.send(datagram(nodes[0], to: nodes[1], "hi"), to: 2, now: now), of: 1)
+        XCTAssertEqual(a.sessions(of: 1).map(\.relayed), [true])
+
+        // Relayed: an upgrade starts now (the round would wait for `directProbe`), and the
+        // registry's answer sends the punch request, then the probes.
+        let found = a.preferDirect(local: 1, remote: 2, now: now + .milliseconds(10))
+        XCTAssertEqual(found, .init(hadTunnel: true, wasRelayed: true, upgrading: true))
+        XCTAssertEqual(a.counters.upgrades, 1)
+        XCTAssertEqual(destinations(a.endpointResolved(2, endpoint: endpointB, now: now + .milliseconds(10))), [world.beacon])
+        var probes = 0
+        while let due = a.nextDue { probes += a.sendDue(now: due).count }
+        XCTAssertEqual(a.counters.upgradeProbes, 5)
+        XCTAssertEqual(probes, 5)
+        // The tick does not start a second round meanwhile.
+        XCTAssertFalse(a.tick(now: now + .seconds(1)).contains(.resolveEndpoint(local: 1, remote: 2)))
+        // Another identity asking about a node it has no session with finds none.
+        XCTAssertEqual(a.preferDirect(local: 3, remote: 2, now: now).hadTunnel, false)
+    }
+}

@@ -91,4 +91,23 @@ final class HostStoreTests: XCTestCase {
         try store.create(alice())
         XCTAssertEqual(try store.identity(named: "alice")?.allowedGIDs, [27, 100])
     }
+
+    /// A key being rotated in is kept beside the key, across reopening, until cleared.
+    func testAPendingKeyIsStoredBesideTheKeyUntilCleared() throws {
+        do {
+            let store = try HostStore(path: path)
+            try store.create(alice())
+            var rotating = alice()
+            rotating.pendingSealedKey = [4, 5, 6]
+            try store.update(rotating)
+        }
+        let store = try HostStore(path: path)
+        var loaded = try XCTUnwrap(try store.identity(named: "alice"))
+        XCTAssertEqual(loaded.pendingSealedKey, [4, 5, 6])
+        XCTAssertEqual(loaded.sealedKey, [1, 2, 3])
+        loaded.sealedKey = [4, 5, 6]
+        loaded.pendingSealedKey = nil
+        try store.update(loaded)
+        XCTAssertEqual(try store.identity(named: "alice"), loaded)
+    }
 }

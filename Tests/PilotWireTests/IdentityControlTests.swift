@@ -27,6 +27,23 @@ final class IdentityControlTests: XCTestCase {
             IdentityControl.Find.self, ControlData(["hostname": "alice", "node_id": 7]), #"{"hostname":"alice","node_id":7}"#)
     }
 
+    func testStandingRequestsAndTheirAnswers() throws {
+        try assertRequest(IdentityControl.Deregister(), #"{"args":{},"command":"deregister"}"#)
+        try assertRequest(IdentityControl.RotateKey(), #"{"args":{},"command":"rotate-key"}"#)
+        try assertRequest(IdentityControl.PreferDirect(peer: "bob"), #"{"args":{"peer":"bob"},"command":"prefer-direct"}"#)
+        try assertRequestFails(IdentityControl.PreferDirect.self, #"{"command":"prefer-direct","args":{}}"#, naming: "peer")
+        // 1.18's keys, and ours.
+        try assertReply(
+            IdentityControl.PreferDirect.self,
+            DirectPreferenceReport(nodeID: 5, hadTunnel: true, wasRelayActive: true, resolveError: "", directAttempt: true),
+            #"{"direct_attempt":true,"had_tunnel":true,"node_id":5,"pila_pushed":false,"resolve_error":"","was_relay_active":true,"was_relay_pinned":false}"#)
+        // Deregistered shows in the identity's description, only when it is.
+        var gone = AdminControlTests.alice
+        gone.isDeregistered = true
+        try assertReply(
+            IdentityControl.Info.self, gone, AdminControlTests.aliceJSON.replacingOccurrences(of: #""ephemeral""#, with: #""deregistered":true,"ephemeral""#))
+    }
+
     func testATargetIsAnAddressANodeIdOrAHostname() {
         XCTAssertEqual(NodeTarget("1:0001.0000.0007"), .address(Address(network: 1, node: 7)))
         XCTAssertEqual(NodeTarget("7"), .address(Address(node: 7)))

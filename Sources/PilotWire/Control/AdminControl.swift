@@ -168,12 +168,16 @@ public struct IdentityInfo: ControlReplyData {
     public var createdAt: Int64
     /// Its hostname in the registry, if any.
     public var hostname: String?
+    /// It deregistered itself: offline in the registry until the host restarts (in JSON only
+    /// when true).
+    public var isDeregistered: Bool
 
     /// An identity's description.
     public init(
         name: String, nodeID: UInt32, address: String, ownerUID: UInt32, owner: String, groups: [UInt32], tags: [String],
-        isPublic: Bool, isEphemeral: Bool, autoApprove: Bool, createdAt: Int64, hostname: String?
+        isPublic: Bool, isEphemeral: Bool, autoApprove: Bool, createdAt: Int64, hostname: String?, isDeregistered: Bool = false
     ) {
+        self.isDeregistered = isDeregistered
         self.name = name
         self.nodeID = nodeID
         self.address = address
@@ -195,16 +199,18 @@ public struct IdentityInfo: ControlReplyData {
             groups: try fields.integers("groups", as: UInt32.self),
             tags: try fields.strings("tags"), isPublic: try fields.bool("public"), isEphemeral: try fields.bool("ephemeral"),
             autoApprove: try fields.bool("auto_approve"), createdAt: try fields.integer("created_at"),
-            hostname: try fields.optionalString("hostname"))
+            hostname: try fields.optionalString("hostname"), isDeregistered: try fields.bool("deregistered"))
     }
 
     public var json: JSON {
-        [
+        var fields: [String: JSON] = [
             "name": .string(name), "node_id": .integer(Int64(nodeID)), "address": .string(address),
             "owner_uid": .integer(Int64(ownerUID)), "owner": .string(owner), "groups": .array(groups.map { .integer(Int64($0)) }),
             "tags": .array(tags.map(JSON.string)), "public": .bool(isPublic), "ephemeral": .bool(isEphemeral),
             "auto_approve": .bool(autoApprove), "created_at": .integer(createdAt), "hostname": hostname.map(JSON.string) ?? .null,
         ]
+        if isDeregistered { fields["deregistered"] = true }
+        return .object(fields)
     }
 }
 

@@ -115,6 +115,90 @@ public enum IdentityControl {
             return ["hostname": .string(hostname)]
         }
     }
+
+    /// `deregister`: this identity leaves the registry (offline, out of its custom networks)
+    /// and stays offline until the host restarts; it is not deleted (`identity delete` is the
+    /// admin's). The reply is the registry's, `node_id` and `type` (`deregister_ok`), as 1.18
+    /// passes it on.
+    public struct Deregister: ArgumentlessControlCommand {
+        public typealias Reply = ControlData
+        public static let name = "deregister"
+        /// The command.
+        public init() {}
+    }
+
+    /// `rotate-key`: a new Ed25519 key for this identity, same node id and address. The reply
+    /// is the registry's: `node_id`, `address`, `public_key` (the new key) and `type`
+    /// (`rotate_key_ok`).
+    public struct RotateKey: ArgumentlessControlCommand {
+        public typealias Reply = ControlData
+        public static let name = "rotate-key"
+        /// The command.
+        public init() {}
+    }
+
+    /// `prefer-direct`: the session with a peer, if relayed through the beacon, is tried
+    /// directly at once.
+    public struct PreferDirect: ControlCommand {
+        public typealias Reply = DirectPreferenceReport
+        public static let name = "prefer-direct"
+        /// A node id, an address or a hostname.
+        public var peer: String
+
+        /// The command for `peer`.
+        public init(peer: String) { self.peer = peer }
+        public init(fields: ControlFields) throws(ControlFailure) { peer = try fields.string("peer") }
+        public var arguments: [String: JSON] { ["peer": .string(peer)] }
+    }
+}
+
+/// What prefer-direct found and did, with 1.18's keys (docs/PROTOCOL.md §12.2) and ours.
+public struct DirectPreferenceReport: ControlReplyData {
+    /// The peer.
+    public var nodeID: UInt32
+    /// The identity held a tunnel session with it.
+    public var hadTunnel: Bool
+    /// Frames to it went through the beacon.
+    public var wasRelayActive: Bool
+    /// Always false: pilot-host pins no peer to the beacon.
+    public var wasRelayPinned: Bool
+    /// Always false: no key exchange is pushed; a relayed session is tried directly with
+    /// sealed probes instead (`directAttempt`).
+    public var pilaPushed: Bool
+    /// Why the registry could not say where the peer is; empty when it could.
+    public var resolveError: String
+    /// Ours: a direct attempt (punch and probes) is under way.
+    public var directAttempt: Bool
+
+    /// A report of what was found.
+    public init(
+        nodeID: UInt32, hadTunnel: Bool, wasRelayActive: Bool, wasRelayPinned: Bool = false, pilaPushed: Bool = false,
+        resolveError: String, directAttempt: Bool
+    ) {
+        self.nodeID = nodeID
+        self.hadTunnel = hadTunnel
+        self.wasRelayActive = wasRelayActive
+        self.wasRelayPinned = wasRelayPinned
+        self.pilaPushed = pilaPushed
+        self.resolveError = resolveError
+        self.directAttempt = directAttempt
+    }
+
+    public init(fields: ControlFields) throws(ControlFailure) {
+        self.init(
+            nodeID: try fields.integer("node_id", as: UInt32.self), hadTunnel: try fields.bool("had_tunnel"),
+            wasRelayActive: try fields.bool("was_relay_active"), wasRelayPinned: try fields.bool("was_relay_pinned"),
+            pilaPushed: try fields.bool("pila_pushed"), resolveError: try fields.optionalString("resolve_error") ?? "",
+            directAttempt: try fields.bool("direct_attempt"))
+    }
+
+    public var json: JSON {
+        [
+            "node_id": .integer(Int64(nodeID)), "had_tunnel": .bool(hadTunnel), "was_relay_active": .bool(wasRelayActive),
+            "was_relay_pinned": .bool(wasRelayPinned), "pila_pushed": .bool(pilaPushed), "resolve_error": .string(resolveError),
+            "direct_attempt": .bool(directAttempt),
+        ]
+    }
 }
 
 /// A node named the way a command's `target` or `peer` names it: an address, a node id (an
