@@ -232,6 +232,13 @@ struct DataCommands: Sendable {
             sendMilliseconds: Int((sendSeconds * 1000).rounded()), megabytesPerSecond: (Double(total) / 1e6 / seconds * 100).rounded() / 100)
     }
 
+    /// `disconnect`: closes `name`'s stream `connection` (its `id` in `connections`).
+    func disconnect(_ name: String, connection: Int) async throws {
+        guard let identity = await presence.joinedIdentity(name), await presence.fabric.closeStream(of: identity.node, id: connection) else {
+            throw ControlFailure(.notFound, "disconnect: \(name) has no stream \(connection) (see pilotctl connections)")
+        }
+    }
+
     /// `connections`: `name`'s streams (none if it never joined the network).
     func connections(of name: String) async throws -> ConnectionList {
         guard let identity = await presence.joinedIdentity(name) else { return ConnectionList(connections: []) }

@@ -147,6 +147,9 @@ struct IdentityCommands: Sendable {
             return sent.json
         case .connections:
             return try await dataCommands.connections(of: name).json
+        case .disconnect(let command):
+            try await dataCommands.disconnect(name, connection: command.connection)
+            return ["conn_id": .integer(Int64(command.connection))]
         case .peers:
             return try await dataCommands.peers(of: name).json
         case .bench(let command):

@@ -28,7 +28,6 @@ final class IdentityDriverSession: DriverSession {
 
     private struct State {
         var streams: [UInt32: StreamHandle] = [:]
-        var nextStream: UInt32 = 1
         var ports: Set<UInt16> = []
         var slow = 0
         var tasks: [UInt64: Task<Void, Never>] = [:]
@@ -86,7 +85,13 @@ final class IdentityDriverSession: DriverSession {
             guard let stream = state.withLockedValue({ $0.streams[id] }) else { return }
             do { try await stream.write(data) } catch { forget(id, notify: true) }
         case .close(let id):
-            if let stream = state.withLockedValue({ $0.streams.removeValue(forKey: id) }) { try? await stream.close() }
+            if let stream = state.withLockedValue({ $0.streams.removeValue(forKey: id) }) {
+                try? await stream.close()
+            } else if let identity = await commands.presence.joinedIdentity(name) {
+                // Another client's stream of this identity, or one its services hold: 1.18's
+                // `pilotctl disconnect ID` closes any of the daemon's connections.
+                _ = await commands.presence.fabric.closeStream(of: identity.node, id: Int(id))
+            }
             await connection.send(DriverReply.connection(.closeOK, id))
         case let .sendTo(address, port, data, confirm):
             await sendTo(address, port: port, data: data, confirm: confirm)
@@ -323,10 +328,9 @@ final class IdentityDriverSession: DriverSession {
 
     private func register(_ stream: StreamHandle) -> UInt32? {
         state.withLockedValue { state in
-            guard !state.closed, state.streams.count < Self.streamLimit else { return nil }
-            while state.streams[state.nextStream] != nil || state.nextStream == 0 { state.nextStream &+= 1 }
-            let id = state.nextStream
-            state.nextStream &+= 1
+            // The fabric's number of the stream, as `connections` lists it (1.18's connection
+            // ids are the daemon's, not the client's).
+            guard !state.closed, state.streams.count < Self.streamLimit, let id = UInt32(exactly: stream.id), id != 0 else { return nil }
             state.streams[id] = stream
             return id
         }

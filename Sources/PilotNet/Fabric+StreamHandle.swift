@@ -104,6 +104,19 @@ extension Fabric {
         }
     }
 
+    /// Closes identity `node`'s stream whose `id` is `id` (a FIN, as its owner's close would);
+    /// false if it has none.
+    public func closeStream(of node: UInt32, id: Int) async -> Bool {
+        (try? await loop.submit { [self] () -> Bool in
+            guard let (key, entry) = state.value.streams.entries.first(where: { $0.key.local.node == node && $0.value.connection.id == id }) else {
+                return false
+            }
+            entry.handle?.markClosed()
+            handle(entry.connection.close(now: .now()), for: key)
+            return true
+        }.get()) ?? false
+    }
+
     func streamClose(_ key: StreamConnection.Key) async throws {
         try await loop.submit { [self] in
             guard let entry = state.value.streams.entries[key] else { return }

@@ -36,7 +36,8 @@ extension Fabric {
             let key = StreamConnection.Key(
                 local: identity.address, localPort: state.streams.ephemeralPort(for: node), remote: remote, remotePort: port)
             let (connection, outputs) = StreamConnection.dial(key, now: .now())
-            let handle = StreamHandle(key: key, fabric: self)
+            connection.id = state.streams.takeID()
+            let handle = StreamHandle(key: key, id: connection.id, fabric: self)
             state.streams.insert(PortTable.Entry(connection: connection, handle: handle, dialed: promise), for: key)
             // The SYN goes out through the tunnel (after a key exchange if there is no session).
             for case .packet(let syn) in outputs {
@@ -104,7 +105,8 @@ extension Fabric {
         // handshake port and the ports the identity has made public; otherwise silence, as
         // for a port behind a firewall.
         guard admits(packet.source.node, to: local.node, port: packet.destinationPort) else { return }
-        guard streams.admitSyn(to: local.node, from: packet.source.node, now: .now()) else { return }
+        let trusted = state.value.gate.trusts(local: local.node, remote: packet.source.node)
+        guard streams.admitSyn(to: local.node, from: packet.source.node, trusted: trusted, now: .now()) else { return }
         guard let listener = streams.listeners[local.node]?[packet.destinationPort],
             streams.hasRoom(node: local.node, port: packet.destinationPort)
         else {
@@ -119,7 +121,8 @@ extension Fabric {
             streams.insert(PortTable.Entry(connection: connection, handle: nil), for: key)
             handle(outputs, for: key)
         case .accept(let acceptor):
-            let handle = StreamHandle(key: key, fabric: self)
+            connection.id = streams.takeID()
+            let handle = StreamHandle(key: key, id: connection.id, fabric: self)
             streams.insert(PortTable.Entry(connection: connection, handle: handle), for: key)
             self.handle(outputs, for: key)
             acceptor(handle)

@@ -106,10 +106,15 @@ final class PortTable {
     /// The `id` the next new stream gets.
     private var nextStreamID = 1
 
+    /// A new stream's `id` (its handle is made with it before the stream is inserted).
+    func takeID() -> Int {
+        defer { nextStreamID += 1 }
+        return nextStreamID
+    }
+
     func insert(_ entry: Entry, for key: StreamConnection.Key) {
         if entries.updateValue(entry, forKey: key) == nil {
-            entry.connection.id = nextStreamID
-            nextStreamID += 1
+            if entry.connection.id == 0 { entry.connection.id = takeID() }
             perIdentity[key.local.node, default: 0] += 1
             perPort[PortKey(node: key.local.node, port: key.localPort), default: 0] += 1
         }

@@ -104,6 +104,9 @@ final class ReadBacklog: Sendable {
 public final class StreamHandle: Sendable {
     /// Both ends of the stream.
     public let key: StreamConnection.Key
+    /// Its number among the fabric's streams (`StreamConnection.id`: 1.18's connection id, as
+    /// `connections` lists it and the driver protocol names it).
+    public let id: Int
     /// What arrives, in order; taking data reopens the window the reader filled.
     public let events: StreamEvents
     private let continuation: AsyncStream<StreamEvent>.Continuation
@@ -125,8 +128,9 @@ public final class StreamHandle: Sendable {
 
     private let writeState = NIOLockedValueBox(WriteState())
 
-    init(key: StreamConnection.Key, fabric: Fabric) {
+    init(key: StreamConnection.Key, id: Int, fabric: Fabric) {
         self.key = key
+        self.id = id
         self.fabric = fabric
         let (stream, continuation) = AsyncStream.makeStream(of: StreamEvent.self)
         self.continuation = continuation

@@ -226,9 +226,23 @@ struct Connections: ParsableCommand {
     func run() throws {
         try global.run(DataControl.Connections(), on: try global.identitySocket()) { list in
             guard !list.connections.isEmpty else { return "no connections" }
-            return list.connections.map { row in ":\(row.localPort) ↔ \(row.remoteAddress):\(row.remotePort)  \(row.state)" }
-                .joined(separator: "\n")
+            return list.connections.map { row in
+                "\(row.figures["id"].map { "#\($0)  " } ?? ""):\(row.localPort) ↔ \(row.remoteAddress):\(row.remotePort)  \(row.state)"
+            }.joined(separator: "\n")
         }
+    }
+}
+
+/// 1.18's `disconnect`: closes one of this identity's streams, by its id in `connections`.
+struct Disconnect: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Close one of this identity's streams (its id in connections); the peer gets a FIN.")
+    @OptionGroup var global: GlobalOptions
+    @Argument(help: "The stream's id, as pilotctl connections shows it.") var id: Int
+    func run() throws {
+        let request = try global.checked { () throws(ControlFailure) in
+            try DataControl.Disconnect(fields: ControlFields(["conn_id": .integer(Int64(id))], context: DataControl.Disconnect.name))
+        }
+        try global.run(request, on: try global.identitySocket()) { _ in "closed stream \(id)" }
     }
 }
 

@@ -72,7 +72,6 @@ enum Unavailable {
         static let name = "traceroute"
         static let hint: String? = "pilotctl ping and pilotctl peers show the round trip and the path (direct or relay)"
     }
-    enum Disconnect: UnavailableName { static let name = "disconnect" }
     enum Trusted: UnavailableName {
         static let name = "trusted"
         static let hint: String? = "pilot-host has no directory of trusted service agents; the nodes this identity trusts: pilotctl trust"
@@ -88,18 +87,17 @@ enum Unavailable {
 
     /// At the top level.
     static let commands: [any ParsableCommand.Type] = [
-        NotAvailable<Traceroute>.self, NotAvailable<Disconnect>.self, NotAvailable<Trusted>.self,
+        NotAvailable<Traceroute>.self, NotAvailable<Trusted>.self,
     ]
 
     /// Under `extras`.
     static let extras: [any ParsableCommand.Type] = [
-        HealthCommand.self, NotAvailable<Traceroute>.self, NotAvailable<Disconnect>.self,
+        HealthCommand.self, NotAvailable<Traceroute>.self, Disconnect.self,
         NotAvailable<SetWebhook>.self, NotAvailable<ClearWebhook>.self,
     ]
 
-    /// The names of both lists, for the help text.
+    /// The names of the commands that are not available, for the help text.
     static var names: [String] {
-        var seen = Set<String>()
-        return (commands + extras).map { $0._commandName }.filter { seen.insert($0).inserted }
+        [Traceroute.name, Trusted.name, SetWebhook.name, ClearWebhook.name]
     }
 }

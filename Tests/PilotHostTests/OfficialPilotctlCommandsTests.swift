@@ -89,6 +89,30 @@ final class OfficialPilotctlCommandsTests: HostProcessTestCase {
         let messages = received["data"]?["messages"]?.arrayValue ?? []
         XCTAssertEqual(messages.first?["data"], "over the stream", "\(received)")
 
+        // disconnect, ours (JSON) and then the official one (the driver's Close with the id
+        // `connections` lists): bob's official recv holds a stream from alice's send; closing
+        // it by its id ends alice's send with the close, not its timeout.
+        for (round, official) in [false, true].enumerated() {
+            let port = 5001 + round
+            let holding = try startOfficial(runtime, "bob", ["recv", "\(port)", "--count", "2", "--timeout", "20s"], label: "official-recv-\(port)")
+            Thread.sleep(forTimeInterval: 1)
+            let asking = try startOfficial(runtime, "alice", ["send", "\(bob)", "\(port)", "--data", "hold on", "--timeout", "15s"], label: "official-send-\(port)")
+            var stream: Int64?
+            XCTAssertTrue(ChildProcess.waitUntil(timeout: 10) {
+                let rows = self.ctl(runtime, ["connections", "--identity", "bob"])?["data"]?["connections"]?.arrayValue ?? []
+                stream = rows.first { $0["local_port"]?.integerValue == Int64(port) }?["id"]?.integerValue
+                return stream != nil
+            }, "bob's stream on \(port) never showed")
+            let started = Date()
+            let closed = official
+                ? try officialCtl(runtime, "bob", ["disconnect", "\(stream ?? 0)"])
+                : try XCTUnwrap(ctl(runtime, ["disconnect", "\(stream ?? 0)", "--identity", "bob"]))
+            XCTAssertEqual(closed["data"]?["conn_id"]?.integerValue, stream, "\(closed)")
+            XCTAssertTrue(ChildProcess.waitUntil(timeout: 10) { !asking.isRunning }, "alice's send did not see the close: \(asking.output)")
+            XCTAssertLessThan(Date().timeIntervalSince(started), 10, "alice's send ran to its timeout (official disconnect: \(official))")
+            holding.stop()
+        }
+
         // A datagram: bob's official listen on port 6000, alice's official dgram.
         let listening = try startOfficial(runtime, "bob", ["listen", "6000", "--count", "1", "--timeout", "20s"], label: "official-listen")
         Thread.sleep(forTimeInterval: 0.5)

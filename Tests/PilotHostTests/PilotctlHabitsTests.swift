@@ -117,7 +117,7 @@ final class PilotctlHabitsTests: HostProcessTestCase {
         }
 
         // What pilot-host cannot do yet says so, with a code a script can test.
-        for command in [["traceroute", "alice", "--timeout", "5s"], ["disconnect", "3"], ["trusted", "list"], ["extras", "set-webhook", "http://x"]] {
+        for command in [["traceroute", "alice", "--timeout", "5s"], ["trusted", "list"], ["extras", "set-webhook", "http://x"]] {
             let refused = run(["--json"] + command + ["--identity", "alice", "--runtime-dir", runtime])
             XCTAssertEqual(refused.status, 1, "\(command)")
             XCTAssertEqual(refused.json?["status"], "error", "\(command)")
@@ -125,7 +125,10 @@ final class PilotctlHabitsTests: HostProcessTestCase {
             let name = command[0] == "extras" ? command[1] : command[0]
             XCTAssertEqual(refused.json?["message"], .string("pilotctl \(name): not available on pilot-host yet"))
         }
-        // 1.18's names that are served now: prefer-direct (alice has no session with bob).
+        // 1.18's names that are served now: disconnect (alice has no stream 3), prefer-direct
+        // (alice has no session with bob).
+        let disconnect = run(["--json", "disconnect", "3", "--identity", "alice", "--runtime-dir", runtime])
+        XCTAssertEqual(disconnect.json?["code"], "not_found", "\(String(describing: disconnect.json))")
         let preferred = run(["--json", "prefer-direct", "bob", "--identity", "alice", "--runtime-dir", runtime])
         XCTAssertEqual(preferred.status, 0, "\(String(describing: preferred.json))")
         XCTAssertEqual(preferred.json?["data"]?["had_tunnel"], false)

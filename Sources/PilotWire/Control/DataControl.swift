@@ -155,6 +155,23 @@ public enum DataControl {
         public init() {}
     }
 
+    /// `disconnect`: closes one of this identity's streams by its `id` in `connections` (a FIN
+    /// to the peer), as 1.18's.
+    public struct Disconnect: ControlCommand {
+        public typealias Reply = ControlData
+        public static let name = "disconnect"
+        /// The stream's `id`.
+        public var connection: Int
+
+        /// The command closing stream `connection`.
+        public init(connection: Int) { self.connection = connection }
+        public init(fields: ControlFields) throws(ControlFailure) {
+            connection = try fields.integer("conn_id", as: Int.self)
+            guard connection > 0 else { throw fields.failure("conn_id", "a stream's id from connections (1 or more)") }
+        }
+        public var arguments: [String: JSON] { ["conn_id": .integer(Int64(connection))] }
+    }
+
     /// `peers`: the nodes this identity has a tunnel with.
     public struct Peers: ArgumentlessControlCommand {
         public typealias Reply = PeerList
