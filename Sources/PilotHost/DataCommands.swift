@@ -194,6 +194,42 @@ struct DataCommands: Sendable {
         return results
     }
 
+    /// `traceroute TARGET`, as 1.18's: a stream to the target's echo port, timed until it is
+    /// set up, then three round trips of 7 bytes on it; and the path frames take (`direct`,
+    /// `relay`, or `local`: another identity of this host).
+    func traceroute(from name: String, to target: Address, timeout: Duration) async throws -> TracerouteReport {
+        let identity = try await presence.join(name)
+        let endpoint = try await presence.endpoint(of: target, for: name)
+        let (setup, samples) = try await withTimeout(timeout) { [fabric = presence.fabric] () async throws -> (Duration, [Duration]) in
+            try await withTaskExecutorPreference(fabric.taskExecutor) {
+                let started = ContinuousClock.now
+                let stream = try await fabric.dial(from: identity.node, to: target, port: Port.echo, endpoint: endpoint)
+                let setup = started.duration(to: .now)
+                var samples: [Duration] = []
+                var events = stream.events.makeAsyncIterator()
+                for index in 0..<3 {
+                    let probe = Array("trace-\(index)".utf8)
+                    let sent = ContinuousClock.now
+                    try await stream.write(probe)
+                    var received = 0
+                    while received < probe.count {
+                        guard case .data(let bytes) = await events.next() else { throw StreamError("the echo stream ended") }
+                        received += bytes.count
+                    }
+                    samples.append(sent.duration(to: .now))
+                }
+                try? await stream.close()
+                return (setup, samples)
+            }
+        }
+        let peer = try await presence.fabric.peers(of: identity.node).first { $0.node == target.node }
+        let path = peer.map { $0.relayed ? "relay" : "direct" } ?? "local"
+        func milliseconds(_ duration: Duration) -> Double { (duration.inSeconds * 1_000_000).rounded() / 1000 }
+        return TracerouteReport(
+            target: target.description, to: target.description, setupMilliseconds: milliseconds(setup),
+            samples: samples.map { TracerouteReport.Sample(bytes: 7, milliseconds: milliseconds($0)) }, path: path)
+    }
+
     /// `bench TARGET [MB]`, as 1.18's: MB mebibytes to the target's echo port in 4096-byte
     /// writes, timed until every byte has come back.
     func bench(from name: String, to target: Address, megabytes: Int, timeout: Duration) async throws -> BenchReport {

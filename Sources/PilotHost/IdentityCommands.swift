@@ -85,6 +85,11 @@ struct IdentityCommands: Sendable {
             return try await presence.preferDirect(from: name, to: try await resolve(command.peer).node).json
         case .ping(let command):
             return try await ping(command)
+        case .traceroute(let command):
+            var report = try await dataCommands.traceroute(
+                from: name, to: try await resolve(command.target), timeout: .milliseconds(command.timeout ?? 30_000))
+            report.to = command.target
+            return report.json
         case .networkList:
             return try wholeAnswer(try await pool.query(RegistryMessage(type: "list_networks", [:])))
         case .networkMembers(let command):

@@ -233,6 +233,28 @@ struct Connections: ParsableCommand {
     }
 }
 
+/// 1.18's `traceroute`: a stream to the node's echo port, its setup time and three round trips.
+struct Traceroute: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Time the setup of a stream to a node and three round trips on it; say the path.")
+    @OptionGroup var global: GlobalOptions
+    @Argument(help: "An address, a node id, or a hostname.") var target: String
+    @Option(help: "Deadline for all of it (30s, 500ms, 2m).") var timeout = "30s"
+
+    func validate() throws {
+        guard let milliseconds = SendMessage.milliseconds(timeout), (1...300_000).contains(milliseconds) else {
+            throw ValidationError("--timeout takes a duration from 1ms to 5m, such as 30s, not \(timeout)")
+        }
+    }
+
+    func run() throws {
+        let request = DataControl.Traceroute(target: target, timeout: SendMessage.milliseconds(timeout))
+        try global.run(request, on: try global.identitySocket()) { report in
+            let samples = report.samples.map { String(format: "%.3f ms", $0.milliseconds) }.joined(separator: "  ")
+            return "traceroute to \(report.to) (\(report.target)), \(report.path): setup \(String(format: "%.3f", report.setupMilliseconds)) ms, round trips \(samples)"
+        }
+    }
+}
+
 /// 1.18's `disconnect`: closes one of this identity's streams, by its id in `connections`.
 struct Disconnect: ParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Close one of this identity's streams (its id in connections); the peer gets a FIN.")

@@ -68,10 +68,6 @@ struct NotAvailable<Name: UnavailableName>: ParsableCommand {
 
 /// The reference commands that nothing on an identity's socket does today.
 enum Unavailable {
-    enum Traceroute: UnavailableName {
-        static let name = "traceroute"
-        static let hint: String? = "pilotctl ping and pilotctl peers show the round trip and the path (direct or relay)"
-    }
     enum Trusted: UnavailableName {
         static let name = "trusted"
         static let hint: String? = "pilot-host has no directory of trusted service agents; the nodes this identity trusts: pilotctl trust"
@@ -87,17 +83,17 @@ enum Unavailable {
 
     /// At the top level.
     static let commands: [any ParsableCommand.Type] = [
-        NotAvailable<Traceroute>.self, NotAvailable<Trusted>.self,
+        NotAvailable<Trusted>.self,
     ]
 
     /// Under `extras`.
     static let extras: [any ParsableCommand.Type] = [
-        HealthCommand.self, NotAvailable<Traceroute>.self, Disconnect.self,
+        HealthCommand.self, Traceroute.self, Disconnect.self,
         NotAvailable<SetWebhook>.self, NotAvailable<ClearWebhook>.self,
     ]
 
     /// The names of the commands that are not available, for the help text.
     static var names: [String] {
-        [Traceroute.name, Trusted.name, SetWebhook.name, ClearWebhook.name]
+        [Trusted.name, SetWebhook.name, ClearWebhook.name]
     }
 }

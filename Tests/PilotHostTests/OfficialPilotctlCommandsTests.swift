@@ -4,7 +4,8 @@ import PilotWire
 import XCTest
 
 /// More of the official 1.18 `pilotctl`, unchanged, on pilot-host identity sockets (beside
-/// `OfficialClientsTests`): `find`, `extras set-tags`, `network list`, `bench 10`, and a stream
+/// `OfficialClientsTests`): `find`, `extras set-tags`, `network list`, `traceroute`, `bench 10`,
+/// `disconnect`, and a stream
 /// and a datagram between two official pilotctls (`recv`/`send`, `listen`/`dgram`; `listen`
 /// sends nothing at all and only reads what is pushed). Each reply is parsed and checked.
 /// Skipped, saying why, without the official binaries.
@@ -70,6 +71,17 @@ final class OfficialPilotctlCommandsTests: HostProcessTestCase {
         let found = try officialCtl(runtime, "alice", ["find", "bob-o"])
         XCTAssertEqual(found["data"]?["node_id"]?.integerValue, bob, "\(found)")
         XCTAssertEqual(found["data"]?["address"]?.stringValue, Address(node: UInt32(bob)).description)
+
+        // traceroute: ours (the JSON command) and the official one (its own dial and echoes).
+        let ours = try XCTUnwrap(ctl(runtime, ["traceroute", "bob-o", "--identity", "alice"]))
+        XCTAssertEqual(ours["data"]?["target"]?.stringValue, Address(node: UInt32(bob)).description, "\(ours)")
+        XCTAssertEqual(ours["data"]?["rtt_samples"]?.arrayValue?.compactMap { $0["bytes"]?.integerValue }, [7, 7, 7], "\(ours)")
+        XCTAssertNotNil(ours["data"]?["setup_ms"]?.doubleValue)
+        XCTAssertEqual(ours["data"]?["path"], "local", "alice and bob share a host: \(ours)")
+        let theirs = try officialCtl(runtime, "alice", ["traceroute", Address(node: UInt32(bob)).description, "--timeout", "10s"])
+        XCTAssertEqual(theirs["data"]?["rtt_samples"]?.arrayValue?.count, 3, "\(theirs)")
+        XCTAssertTrue(Set(theirs["data"]?.objectValue?.keys ?? [:].keys).isSubset(of: Set(ours["data"]?.objectValue?.keys ?? [:].keys)),
+                      "ours lacks keys of 1.18's: \(theirs) vs \(ours)")
 
         // bench 10 MB through bob's echo port, every byte back.
         let bench = try officialCtl(runtime, "alice", ["bench", "bob-o", "10"])

@@ -155,6 +155,34 @@ public enum DataControl {
         public init() {}
     }
 
+    /// `traceroute`: the path to a node, as 1.18 measures it: a stream to its echo port (the
+    /// time to set it up), then three round trips of 7 bytes on it.
+    public struct Traceroute: ControlCommand {
+        public typealias Reply = TracerouteReport
+        public static let name = "traceroute"
+        /// The node.
+        public var target: String
+        /// Milliseconds for all of it (1 to 300000; nil: 30000).
+        public var timeout: Int?
+
+        /// The command tracing `target`.
+        public init(target: String, timeout: Int? = nil) {
+            self.target = target
+            self.timeout = timeout
+        }
+
+        public init(fields: ControlFields) throws(ControlFailure) {
+            self.init(target: try fields.string("target"), timeout: try fields.optionalInteger("timeout", as: Int.self))
+            if let timeout, !(1...300_000).contains(timeout) { throw fields.failure("timeout", "1 to 300000 milliseconds") }
+        }
+
+        public var arguments: [String: JSON] {
+            var arguments: [String: JSON] = ["target": .string(target)]
+            if let timeout { arguments["timeout"] = .integer(Int64(timeout)) }
+            return arguments
+        }
+    }
+
     /// `disconnect`: closes one of this identity's streams by its `id` in `connections` (a FIN
     /// to the peer), as 1.18's.
     public struct Disconnect: ControlCommand {

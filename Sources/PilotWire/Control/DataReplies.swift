@@ -124,6 +124,56 @@ public struct BenchReport: ControlReplyData {
     }
 }
 
+/// `traceroute`'s reply: 1.18's keys (`target`, `setup_ms`, `rtt_samples` of `bytes` and
+/// `rtt_ms`), and ours: `to`, and `path` (`direct`, `relay` through the beacon, or `local` for
+/// an identity of the same host).
+public struct TracerouteReport: ControlReplyData {
+    /// One round trip.
+    public struct Sample: Hashable, Sendable {
+        public var bytes: Int
+        public var milliseconds: Double
+
+        public init(bytes: Int, milliseconds: Double) {
+            self.bytes = bytes
+            self.milliseconds = milliseconds
+        }
+    }
+
+    /// The target's address.
+    public var target: String
+    /// The target as the caller named it.
+    public var to: String
+    /// Milliseconds to set up the stream (a key exchange first, if there was no session).
+    public var setupMilliseconds: Double
+    public var samples: [Sample]
+    /// How frames to the target travel.
+    public var path: String
+
+    public init(target: String, to: String, setupMilliseconds: Double, samples: [Sample], path: String) {
+        self.target = target
+        self.to = to
+        self.setupMilliseconds = setupMilliseconds
+        self.samples = samples
+        self.path = path
+    }
+
+    public init(fields: ControlFields) throws(ControlFailure) {
+        self.init(
+            target: try fields.string("target"), to: try fields.string("to"), setupMilliseconds: try fields.double("setup_ms"),
+            samples: try fields.objects("rtt_samples") { sample throws(ControlFailure) in
+                Sample(bytes: try sample.integer("bytes", as: Int.self), milliseconds: try sample.double("rtt_ms"))
+            },
+            path: try fields.string("path"))
+    }
+
+    public var json: JSON {
+        [
+            "target": .string(target), "to": .string(to), "setup_ms": .double(setupMilliseconds), "path": .string(path),
+            "rtt_samples": .array(samples.map { ["bytes": .integer(Int64($0.bytes)), "rtt_ms": .double($0.milliseconds)] }),
+        ]
+    }
+}
+
 /// `ping`'s reply: one result per probe.
 public struct PingReport: ControlReplyData {
     /// One probe: its round trip, or why it failed.
