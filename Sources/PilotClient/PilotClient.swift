@@ -47,8 +47,22 @@ public struct PilotClient: Sendable {
     /// Creates an identity, registers it, and returns it.
     public func createIdentity(_ command: AdminControl.CreateIdentity) async throws -> IdentityInfo { try await send(command) }
 
-    /// Every identity on the host.
-    public func identities() async throws -> [IdentityInfo] { try await send(AdminControl.ListIdentities()).identities }
+    /// Every identity on the host, page after page (`identity.list`).
+    public func identities() async throws -> [IdentityInfo] {
+        var identities: [IdentityInfo] = []
+        var after: String?
+        repeat {
+            let page = try await send(AdminControl.ListIdentities(after: after))
+            identities += page.identities
+            after = page.next
+        } while after != nil
+        return identities
+    }
+
+    /// One page of identities: up to `limit` after `after`, and the `next` to ask for.
+    public func identities(limit: Int?, after: String?) async throws -> IdentityList {
+        try await send(AdminControl.ListIdentities(limit: limit, after: after))
+    }
 
     /// The identity named `name`.
     public func identity(named name: String) async throws -> IdentityInfo { try await send(AdminControl.ShowIdentity(identity: name)) }

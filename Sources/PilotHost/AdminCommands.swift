@@ -27,9 +27,8 @@ public struct AdminCommands: Sendable {
         do {
             switch try AdminControl.Command(request) {
             case .create(let command): return .ok(try await create(command).json)
-            case .list:
-                let gone = await pool.deregisteredNames
-                return .ok(IdentityList(identities: await pool.all.map { Self.describe($0, deregistered: gone.contains($0.name)) }).json)
+            case .list(let command):
+                return .ok(try await list(command).json)
             case .show(let command):
                 guard let identity = await pool.identity(named: command.identity) else {
                     throw ControlFailure(.notFound, "no identity named \(command.identity)")
@@ -105,10 +104,32 @@ public struct AdminCommands: Sendable {
     }
 
     /// An identity as `identity show` prints it.
-    public static func describe(_ record: IdentityRecord, deregistered: Bool = false) -> IdentityInfo {
+    /// A page of `identity.list`: up to its `limit` rows after its `after`, fewer if the reply
+    /// could pass `IdentityList.pageBytes`. Owners' names are looked up once per page.
+    private func list(_ command: AdminControl.ListIdentities) async throws -> IdentityList {
+        let limit = command.limit ?? AdminControl.ListIdentities.longestPage
+        let (records, more) = await pool.page(after: command.after, limit: limit)
+        let gone = await pool.deregisteredNames
+        var owners: [UInt32: String] = [:]
+        var rows: [IdentityInfo] = []
+        rows.reserveCapacity(records.count)
+        var bytes = 64
+        for record in records {
+            let owner = owners[record.ownerUID] ?? SystemAccounts.userName(record.ownerUID)
+            owners[record.ownerUID] = owner
+            let row = Self.describe(record, owner: owner, deregistered: gone.contains(record.name))
+            bytes += row.jsonBytesBound + 1
+            if bytes > IdentityList.pageBytes, !rows.isEmpty { break }
+            rows.append(row)
+        }
+        let next = rows.count < records.count || more ? rows.last?.name : nil
+        return IdentityList(identities: rows, total: await pool.count, next: next)
+    }
+
+    public static func describe(_ record: IdentityRecord, owner: String? = nil, deregistered: Bool = false) -> IdentityInfo {
         IdentityInfo(
             name: record.name, nodeID: record.nodeID, address: Address(network: record.network, node: record.nodeID).description,
-            ownerUID: record.ownerUID, owner: SystemAccounts.userName(record.ownerUID), groups: record.allowedGIDs, tags: record.tags,
+            ownerUID: record.ownerUID, owner: owner ?? SystemAccounts.userName(record.ownerUID), groups: record.allowedGIDs, tags: record.tags,
             isPublic: record.isPublic, isEphemeral: record.isEphemeral, autoApprove: record.autoApprove, createdAt: record.createdAt,
             hostname: record.hostname, isDeregistered: deregistered)
     }

@@ -44,14 +44,47 @@ struct IdentityCommand: ParsableCommand {
     }
 
     struct List: ParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "List identities.")
+        static let configuration = CommandConfiguration(
+            abstract: "List identities, in name order.",
+            discussion: """
+                The host answers in pages (at most 5000 rows, or 512 KiB, each); pilotctl asks \
+                for them one after another on one connection and prints each as it comes, so a \
+                host of 100,000 identities lists whole. With --json: one document, its next the \
+                name to give --after for more (null: none).
+                """)
         @OptionGroup var global: GlobalOptions
+        @Option(help: "At most this many.") var limit: Int?
+        @Option(help: "Start after this name.") var after: String?
+
+        func validate() throws {
+            if let limit, limit < 1 { throw ValidationError("--limit must be 1 or more") }
+        }
 
         func run() throws {
-            try global.run(AdminControl.ListIdentities(), on: global.runtime + "/admin.sock") { data in
-                guard !data.identities.isEmpty else { return "no identities" }
-                return data.identities.map { row in "\(row.name)\t\(row.address)\t\(row.owner)\t\(row.hostname ?? "-")" }
-                    .joined(separator: "\n")
+            let socket = global.runtime + "/admin.sock"
+            let connection: ControlConnection
+            do { connection = try ControlConnection(path: socket) } catch {
+                try global.fail(global.reply(AdminControl.ListIdentities(limit: 1).request, on: socket))
+            }
+            var rows: [IdentityInfo] = []
+            var (shown, total, cursor, next) = (0, 0, after, String?.none)
+            repeat {
+                let page = AdminControl.ListIdentities(limit: min(AdminControl.ListIdentities.longestPage, (limit ?? .max) - shown), after: cursor)
+                let reply: ControlReply
+                do { reply = try connection.request(page.request) } catch { reply = global.reply(page.request, on: socket) }
+                let list = try global.checked { () throws(ControlFailure) in try AdminControl.ListIdentities.data(of: reply) }
+                (total, next, cursor) = (list.total, list.next, list.next)
+                shown += list.identities.count
+                if global.json {
+                    rows += list.identities
+                } else {
+                    for row in list.identities { print("\(row.name)\t\(row.address)\t\(row.owner)\t\(row.hostname ?? "-")") }
+                }
+            } while next != nil && shown < (limit ?? .max)
+            if global.json {
+                print(ControlReply.ok(IdentityList(identities: rows, total: total, next: next).json).json.encodedString())
+            } else if shown == 0 {
+                print("no identities")
             }
         }
     }

@@ -42,8 +42,10 @@ final class AdminControlTests: XCTestCase {
         var named = Self.alice
         named.hostname = "alice.example"
         try assertReply(AdminControl.SetOwner.self, named, Self.aliceJSON.replacingOccurrences(of: #""hostname":null"#, with: #""hostname":"alice.example""#))
-        try assertReply(AdminControl.ListIdentities.self, IdentityList(identities: [Self.alice]), #"{"identities":[\#(Self.aliceJSON)]}"#)
-        try assertReply(AdminControl.ListIdentities.self, IdentityList(identities: []), #"{"identities":[]}"#)
+        try assertReply(
+            AdminControl.ListIdentities.self, IdentityList(identities: [Self.alice], total: 3, next: "alice"),
+            #"{"identities":[\#(Self.aliceJSON)],"next":"alice","total":3}"#)
+        try assertReply(AdminControl.ListIdentities.self, IdentityList(identities: []), #"{"identities":[],"next":null,"total":0}"#)
         try assertReply(AdminControl.DeleteIdentity.self, IdentityDeleted(deleted: "alice"), #"{"deleted":"alice"}"#)
     }
 
@@ -55,6 +57,11 @@ final class AdminControlTests: XCTestCase {
 
     func testTheAdminSocketReadsEveryCommandAndRefusesOthers() throws {
         XCTAssertEqual(try AdminControl.Command(AdminControl.ListIdentities().request), .list(AdminControl.ListIdentities()))
+        XCTAssertEqual(
+            try AdminControl.Command(AdminControl.ListIdentities(limit: 10, after: "m").request), .list(AdminControl.ListIdentities(limit: 10, after: "m")))
+        XCTAssertThrowsError(try AdminControl.Command(ControlRequest("identity.list", ["limit": 0]))) {
+            XCTAssertEqual(($0 as? ControlFailure)?.message, "identity.list: limit must be 1 to 5000")
+        }
         XCTAssertEqual(
             try AdminControl.Command(AdminControl.SetOwner(identity: "a", owner: "b").request), .setOwner(AdminControl.SetOwner(identity: "a", owner: "b")))
         XCTAssertThrowsError(try AdminControl.Command(IdentityControl.Info().request)) {

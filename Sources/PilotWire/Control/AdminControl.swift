@@ -57,11 +57,36 @@ public enum AdminControl {
     }
 
     /// `identity.list`: every identity on the host.
-    public struct ListIdentities: ArgumentlessControlCommand {
+    /// `identity.list`: a page of identities in name order. A page stops at `limit` rows or
+    /// when its reply would pass `IdentityList.pageBytes`, whichever comes first; its `next`
+    /// is the `after` of the page that follows (null: none follows).
+    public struct ListIdentities: ControlCommand {
         public typealias Reply = IdentityList
         public static let name = "identity.list"
-        /// The command.
-        public init() {}
+        /// Most rows in a page, and the default.
+        public static let longestPage = 5000
+        /// Rows at most (1 to `longestPage`; nil: `longestPage`).
+        public var limit: Int?
+        /// The name the page starts after (nil: from the first).
+        public var after: String?
+
+        /// The command for the page of up to `limit` identities after `after`.
+        public init(limit: Int? = nil, after: String? = nil) {
+            self.limit = limit
+            self.after = after
+        }
+
+        public init(fields: ControlFields) throws(ControlFailure) {
+            self.init(limit: try fields.optionalInteger("limit", as: Int.self), after: try fields.optionalString("after"))
+            if let limit, !(1...Self.longestPage).contains(limit) { throw fields.failure("limit", "1 to \(Self.longestPage)") }
+        }
+
+        public var arguments: [String: JSON] {
+            var arguments: [String: JSON] = [:]
+            if let limit { arguments["limit"] = .integer(Int64(limit)) }
+            if let after { arguments["after"] = .string(after) }
+            return arguments
+        }
     }
 
     /// `identity.show`: one identity.
@@ -117,7 +142,7 @@ public enum AdminControl {
             let fields = request.fields
             switch request.command {
             case CreateIdentity.name: self = .create(try CreateIdentity(fields: fields))
-            case ListIdentities.name: self = .list(ListIdentities())
+            case ListIdentities.name: self = .list(try ListIdentities(fields: fields))
             case ShowIdentity.name: self = .show(try ShowIdentity(fields: fields))
             case DeleteIdentity.name: self = .delete(try DeleteIdentity(fields: fields))
             case SetOwner.name: self = .setOwner(try SetOwner(fields: fields))
@@ -212,21 +237,43 @@ public struct IdentityInfo: ControlReplyData {
         if isDeregistered { fields["deregistered"] = true }
         return .object(fields)
     }
+
+    /// At least as many bytes as `json` encodes to, found without encoding it: the keys and
+    /// numbers at their longest, every text as if each character were escaped (`\u00XX`).
+    public var jsonBytesBound: Int {
+        let texts = name.utf8.count + address.utf8.count + owner.utf8.count + (hostname?.utf8.count ?? 0) + tags.reduce(0) { $0 + $1.utf8.count }
+        return 320 + 6 * texts + 12 * (groups.count + tags.count)
+    }
 }
 
 /// `identity.list`'s reply: every identity.
 public struct IdentityList: ControlReplyData {
+    /// A page's reply stays under this many bytes of JSON (the frame limit is 1 MiB), by the
+    /// rows' `jsonBytesBound`.
+    public static let pageBytes = 896 << 10
     /// The identities.
     public var identities: [IdentityInfo]
+    /// How many identities the host has.
+    public var total: Int
+    /// The name the next page starts after; nil: this page is the last.
+    public var next: String?
 
-    /// A list of `identities`.
-    public init(identities: [IdentityInfo]) { self.identities = identities }
+    /// A page of `identities` of `total`.
+    public init(identities: [IdentityInfo], total: Int? = nil, next: String? = nil) {
+        self.identities = identities
+        self.total = total ?? identities.count
+        self.next = next
+    }
 
     public init(fields: ControlFields) throws(ControlFailure) {
         identities = try fields.objects("identities") { fields throws(ControlFailure) in try IdentityInfo(fields: fields) }
+        total = try fields.optionalInteger("total", as: Int.self) ?? identities.count
+        next = try fields.optionalString("next")
     }
 
-    public var json: JSON { ["identities": .array(identities.map(\.json))] }
+    public var json: JSON {
+        ["identities": .array(identities.map(\.json)), "total": .integer(Int64(total)), "next": next.map(JSON.string) ?? .null]
+    }
 }
 
 /// `identity.delete`'s reply: the name of the identity that went.
