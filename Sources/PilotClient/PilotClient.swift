@@ -181,7 +181,31 @@ public struct PilotClient: Sendable {
     }
 
     /// The messages that arrived, deleted afterwards if `clear`.
-    public func inbox(clear: Bool = false) async throws -> [InboxListing.Message] { try await send(MessageControl.Inbox(clear: clear)).messages }
+    public func inbox(clear: Bool = false) async throws -> [InboxListing.Message] {
+        var messages: [InboxListing.Message] = []
+        var after: Int64?
+        repeat {
+            // With clear, each page deletes what it listed, and the next starts after it.
+            let page = try await send(MessageControl.Inbox(clear: clear, after: after))
+            messages += page.messages
+            after = page.next
+        } while after != nil
+        return messages
+    }
+
+    /// The whole of inbox message `message` (one listed `truncated` too), read in pieces.
+    public func contents(of message: InboxListing.Message) async throws -> [UInt8] {
+        guard message.truncated, let number = message.number else {
+            return message.text.map { Array($0.utf8) } ?? message.base64.flatMap { try? Base64.decode($0) } ?? []
+        }
+        var bytes: [UInt8] = []
+        while bytes.count < message.bytes {
+            let chunk = try await send(MessageControl.InboxChunk(id: number, offset: bytes.count))
+            guard let piece = try? Base64.decode(chunk.data), !piece.isEmpty else { break }
+            bytes += piece
+        }
+        return bytes
+    }
 
     /// The files that arrived, deleted afterwards if `clear`.
     public func receivedFiles(clear: Bool = false) async throws -> [ReceivedFiles.File] {

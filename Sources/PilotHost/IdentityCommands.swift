@@ -190,9 +190,17 @@ struct IdentityCommands: Sendable {
             }
             return sent.json
         case .inbox(let command):
-            let messages = try await mailbox.messages(of: name)
-            if command.clear { try await mailbox.clearMessages(of: name) }
-            return InboxListing(messages: messages.map(Self.describe), directory: mailbox.spoolInbox(of: name)).json
+            let (messages, total, more) = try await mailbox.page(
+                of: name, after: command.after ?? 0, limit: command.limit ?? MessageControl.Inbox.longestPage, clear: command.clear)
+            return InboxListing(
+                messages: messages.map(Self.describe), directory: mailbox.spoolInbox(of: name), total: total,
+                next: more ? messages.last?.id : nil
+            ).json
+        case .inboxChunk(let command):
+            guard let bytes = try await mailbox.messageContents(of: name, id: command.id, offset: command.offset, length: FileChunk.size) else {
+                throw ControlFailure(.notFound, "no inbox message \(command.id)")
+            }
+            return FileChunk(offset: command.offset, data: Base64.encode(bytes)).json
         case .subscribe(let command):
             let count = try Self.count(command.count, default: 1, limit: 10_000, MessageControl.Subscribe.self)
             return try await dataCommands.subscribe(
@@ -305,9 +313,15 @@ struct IdentityCommands: Sendable {
     /// as `data_b64` (there are no inbox files to read here).
     static func describe(_ message: InboxMessage) -> InboxListing.Message {
         var described = InboxListing.Message(
-            id: InboxSpool.recordName(message), type: message.type, from: message.sender, bytes: message.data.count,
+            id: InboxSpool.recordName(message), type: message.type, from: message.sender, bytes: message.size,
             receivedAt: rfc3339(milliseconds: message.receivedAt), messageID: message.messageID, replyTo: message.replyTo)
-        if message.type != "BINARY", message.type != "FILE", let text = String(validating: message.data, as: UTF8.self) {
+        if message.size > message.data.count {
+            // Listed without its data, which inbox-chunk reads; the preview from its start.
+            described.truncated = true
+            if message.type != "BINARY", message.type != "FILE" {
+                described.preview = String(String(decoding: message.data.prefix(480), as: UTF8.self).prefix(120))
+            }
+        } else if message.type != "BINARY", message.type != "FILE", let text = String(validating: message.data, as: UTF8.self) {
             described.text = text
             described.preview = String(text.prefix(120))
         } else {

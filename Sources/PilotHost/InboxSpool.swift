@@ -71,6 +71,15 @@ struct InboxSpool: Sendable {
         write(contents, to: home + "/.pilot/received", name: "\(base)-\(stamp.compact)-\(Self.sequence(file.id))\(ext)", of: name, owner: owner)
     }
 
+    /// Deletes `message`'s file from `name`'s spool (its owner cleared it with our pilotctl).
+    func remove(_ message: InboxMessage, of name: String) {
+        guard let home = home(of: name) else { return }
+        let path = "\(home)/.pilot/inbox/\(Self.recordName(message)).json"
+        if unlink(path) != 0, errno != ENOENT {
+            logger.warning("identity spool file not deleted", metadata: ["identity": "\(name)", "file": "\(path)", "error": "\(String(cString: strerror(errno)))"])
+        }
+    }
+
     /// Deletes the inbox files the host wrote for `name` (its owner cleared the inbox).
     func clearInbox(of name: String) { clear(home(of: name).map { $0 + "/.pilot/inbox" }, of: name) }
 

@@ -116,6 +116,35 @@ actor Mailbox: DataExchangeInbox {
         if let spool, let uid = await owner(identity) { spool.write(file: received, contents: file.contents, of: identity, owner: uid) }
     }
 
+    /// A page of `identity`'s inbox (`MessageControl.Inbox`): up to `limit` messages after
+    /// number `after`, whole when small, a message over `inlineBytes` without its data
+    /// (`truncated`), and fewer messages when their data would pass `pageBytes`. With `clear`,
+    /// what the page lists is deleted (from the spool too). Returns the page, how many the inbox
+    /// held, and whether more follow.
+    func page(of identity: String, after: Int64, limit: Int, clear: Bool) throws -> (messages: [InboxMessage], total: Int, more: Bool) {
+        let total = try store.messageCount(identity: identity)
+        let inline = MessageControl.Inbox.inlineBytes
+        let rows = try store.messagePage(identity: identity, after: after, limit: limit + 1, inline: inline + 1)
+        var page: [InboxMessage] = []
+        var bytes = 0
+        for row in rows.prefix(limit) {
+            let shown = row.size > inline ? 0 : row.size
+            if !page.isEmpty, bytes + shown > MessageControl.Inbox.pageBytes { break }
+            bytes += shown
+            page.append(row)
+        }
+        if clear, let last = page.last {
+            try store.clearMessages(identity: identity, after: after, through: last.id)
+            if let spool { for message in page { spool.remove(message, of: identity) } }
+        }
+        return (page, total, page.count < rows.count)
+    }
+
+    /// `length` bytes from `offset` of `identity`'s message `id` (nil: no such message).
+    func messageContents(of identity: String, id: Int64, offset: Int, length: Int) throws -> [UInt8]? {
+        try store.messageContents(identity: identity, id: id, offset: offset, length: length)
+    }
+
     /// `identity`'s messages, oldest first.
     func messages(of identity: String) throws -> [InboxMessage] { try store.messages(identity: identity) }
 

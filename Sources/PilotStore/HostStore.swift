@@ -126,12 +126,19 @@ public struct InboxMessage: Hashable, Sendable {
     public var replyTo: String?
     /// Unix milliseconds.
     public var receivedAt: Int64
+    /// The message's whole size: more than `data` holds when `data` is only its start (a page
+    /// of the inbox, `messagePage`).
+    public var size: Int
 
-    public init(id: Int64 = 0, sender: String, type: String, data: [UInt8], messageID: String? = nil, replyTo: String? = nil, receivedAt: Int64) {
+    public init(
+        id: Int64 = 0, sender: String, type: String, data: [UInt8], messageID: String? = nil, replyTo: String? = nil, receivedAt: Int64,
+        size: Int? = nil
+    ) {
         self.id = id
         self.sender = sender
         self.type = type
         self.data = data
+        self.size = size ?? data.count
         self.messageID = messageID
         self.replyTo = replyTo
         self.receivedAt = receivedAt
@@ -411,13 +418,53 @@ public final class HostStore {
         }
     }
 
-    /// `identity`'s messages with an id above `after`, oldest first.
-    public func messages(identity: String, after: Int64) throws -> [InboxMessage] {
+    /// `identity`'s messages with an id above `after`, oldest first, at most `limit`.
+    public func messages(identity: String, after: Int64, limit: Int = .max) throws -> [InboxMessage] {
         try db.rows(
             """
-            \(Self.messageColumns) WHERE identity_id = (SELECT id FROM identity WHERE name = ?) AND inbox.id > ? ORDER BY inbox.id
-            """, [.text(identity), .integer(after)]
+            \(Self.messageColumns) WHERE identity_id = (SELECT id FROM identity WHERE name = ?) AND inbox.id > ? ORDER BY inbox.id LIMIT ?
+            """, [.text(identity), .integer(after), .integer(Int64(min(limit, Int(Int64.max))))]
         ).map(Self.message)
+    }
+
+    /// A page of `identity`'s messages: at most `limit` with ids above `after`, oldest first,
+    /// each with at most its first `inline` bytes read (`size` says how many it has).
+    public func messagePage(identity: String, after: Int64, limit: Int, inline: Int) throws -> [InboxMessage] {
+        try db.rows(
+            """
+            SELECT inbox.id, sender, type, substr(data, 1, ?), message_id, reply_to, received_at, length(data) FROM inbox
+            WHERE identity_id = (SELECT id FROM identity WHERE name = ?) AND inbox.id > ? ORDER BY inbox.id LIMIT ?
+            """, [.integer(Int64(inline)), .text(identity), .integer(after), .integer(Int64(limit))]
+        ).map { row in
+            InboxMessage(
+                id: row[0].integer ?? 0, sender: row[1].text ?? "", type: row[2].text ?? "", data: row[3].blob ?? [],
+                messageID: row[4].text, replyTo: row[5].text, receivedAt: row[6].integer ?? 0, size: Int(row[7].integer ?? 0))
+        }
+    }
+
+    /// How many messages `identity` holds.
+    public func messageCount(identity: String) throws -> Int {
+        Int(try db.rows("SELECT count(*) FROM inbox WHERE identity_id = (SELECT id FROM identity WHERE name = ?)", [.text(identity)])
+            .first?.first?.integer ?? 0)
+    }
+
+    /// `length` bytes from `offset` of `identity`'s message `id` (nil: no such message).
+    public func messageContents(identity: String, id: Int64, offset: Int, length: Int) throws -> [UInt8]? {
+        try db.rows(
+            "SELECT substr(data, ?, ?) FROM inbox WHERE identity_id = (SELECT id FROM identity WHERE name = ?) AND inbox.id = ?",
+            [.integer(Int64(offset) + 1), .integer(Int64(length)), .text(identity), .integer(id)]
+        ).first.map { $0[0].blob ?? [] }
+    }
+
+    /// Deletes `identity`'s messages with ids above `after` up to `through`; returns how many.
+    @discardableResult
+    public func clearMessages(identity: String, after: Int64, through: Int64) throws -> Int {
+        try db.transaction {
+            try db.run(
+                "DELETE FROM inbox WHERE identity_id = (SELECT id FROM identity WHERE name = ?) AND id > ? AND id <= ?",
+                [.text(identity), .integer(after), .integer(through)])
+            return db.changes
+        }
     }
 
     /// The id of `identity`'s newest message (0: none).

@@ -36,8 +36,9 @@ struct Inbox: ParsableCommand {
     }
 
     func run() throws {
-        let inbox = try global.call(MessageControl.Inbox(clear: clear), on: try global.identitySocket())
-        if action == "read" { return try read(inbox) }
+        let socket = try global.identitySocket()
+        let inbox = try pages(on: socket)
+        if action == "read" { return try read(inbox, on: socket) }
         let sender = from.flatMap(Self.sender)
         let after = since.flatMap(Self.instant)
         var shown = inbox.messages.filter { message in
@@ -55,17 +56,43 @@ struct Inbox: ParsableCommand {
         print(shown.map(Self.line).joined(separator: "\n"))
     }
 
-    /// `inbox read ID` / `--latest`: the message, whole.
-    private func read(_ inbox: InboxListing) throws {
-        guard let message = latest ? inbox.messages.last : inbox.messages.first(where: { $0.id == id }) else {
+    /// The whole inbox, page after page (with --clear each page deletes what it listed).
+    private func pages(on socket: String) throws -> InboxListing {
+        var whole = InboxListing(messages: [])
+        var after: Int64?
+        repeat {
+            let page = try global.call(MessageControl.Inbox(clear: clear, after: after), on: socket)
+            whole.messages += page.messages
+            whole.directory = page.directory
+            after = page.next
+        } while after != nil
+        whole.total = whole.messages.count
+        return whole
+    }
+
+    /// `inbox read ID` / `--latest`: the message, whole (a large one read in pieces).
+    private func read(_ inbox: InboxListing, on socket: String) throws {
+        guard var message = latest ? inbox.messages.last : inbox.messages.first(where: { $0.id == id }) else {
             try global.fail(.error(ControlFailure(.notFound, latest ? "inbox is empty" : "no message \(id ?? "") in the inbox")))
+        }
+        if message.truncated, let number = message.number {
+            var bytes: [UInt8] = []
+            while bytes.count < message.bytes {
+                let chunk = try global.call(MessageControl.InboxChunk(id: number, offset: bytes.count), on: socket)
+                guard let piece = try? Base64.decode(chunk.data), !piece.isEmpty else { break }
+                bytes += piece
+            }
+            message.truncated = false
+            if message.type != "BINARY", let text = String(validating: bytes, as: UTF8.self) { message.text = text } else { message.base64 = Base64.encode(bytes) }
         }
         let listed = InboxListing(messages: [message]).json["messages"]?.arrayValue?.first ?? .null
         print(global.json ? ControlReply.ok(listed).json.encodedString() : (message.text ?? message.base64 ?? ""))
     }
 
     private static func line(_ message: InboxListing.Message) -> String {
-        let body = message.text ?? "(\(message.bytes) bytes, base64 in --json)"
+        let body = message.truncated
+            ? "\(message.preview ?? "")… (\(message.bytes) bytes: inbox read \(message.id))"
+            : message.text ?? "(\(message.bytes) bytes, base64 in --json)"
         return "\(message.id)  \(message.receivedAt)  \(message.from)  \(message.type)  \(body)"
     }
 

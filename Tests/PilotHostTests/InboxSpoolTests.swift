@@ -187,5 +187,17 @@ final class InboxSpoolTests: HostProcessTestCase {
         XCTAssertEqual(ctl(runtime, ["send-file", "bob", file, "--identity", "alice"])?["status"], "ok")
         let received = try finished(try startOfficial(official, runtime, "bob", ["received"], label: "official-received"))
         XCTAssertEqual(received["data"]?["total"]?.integerValue, 1, "\(received)")
+
+        // A 2 MiB message: our inbox lists it (without its data) and reads it whole.
+        let big = String(repeating: "0123456789abcdef", count: 1 << 17)
+        let bigFile = directory.path("big.txt")
+        try Data(big.utf8).write(to: URL(fileURLWithPath: bigFile))
+        let sentBig = try finished(try startOfficial(official, runtime, "alice", ["send-message", "\(bob)", "--data-file", bigFile], label: "official-big"))
+        XCTAssertEqual(sentBig["status"], "ok", "\(sentBig)")
+        let listing = ctl(runtime, ["inbox", "--identity", "bob"])
+        let listed = try XCTUnwrap(listing?["data"]?["messages"]?.arrayValue?.first { $0["bytes"]?.integerValue == Int64(big.utf8.count) }, "\(String(describing: listing))")
+        XCTAssertEqual(listed["truncated"], true)
+        let read = runPilotctl(["inbox", "read", try XCTUnwrap(listed["id"]?.stringValue), "--identity", "bob"], runtime: runtime, timeout: 30)
+        XCTAssertEqual(read?["data"]?["data"]?.stringValue, big, "the large message did not come back whole")
     }
 }

@@ -144,4 +144,49 @@ final class MailboxTests: XCTestCase {
         XCTAssertEqual(reply.map { String(decoding: $0.data, as: UTF8.self) }, "sure")
         XCTAssertLessThan(clock.now - started, .seconds(4), "held back as if the sender named its replies")
     }
+
+    func testTheInboxIsListedInPagesWithLargeMessagesLeftToBeReadInPieces() async throws {
+        let mailbox = try Mailbox(path: directory.path("host.db"))
+        let large = (0..<100_000).map { UInt8(truncatingIfNeeded: $0 &* 7) }
+        try await mailbox.keep(message("small one"), for: "alice")
+        try await mailbox.keep(DataExchangeService.Message(sender: sender, kind: .binary, payload: large, messageID: nil, replyTo: nil), for: "alice")
+        try await mailbox.keep(message("small two"), for: "alice")
+        let (page, total, more) = try await mailbox.page(of: "alice", after: 0, limit: 5000, clear: false)
+        XCTAssertEqual(total, 3)
+        XCTAssertFalse(more)
+        XCTAssertEqual(page.map(\.size), [9, 100_000, 9])
+        XCTAssertLessThanOrEqual(page[1].data.count, MessageControl.Inbox.inlineBytes + 1, "a large message's data was read whole into the page")
+        var whole: [UInt8] = []
+        while whole.count < large.count {
+            let piece = try await mailbox.messageContents(of: "alice", id: page[1].id, offset: whole.count, length: FileChunk.size)
+            guard let piece, !piece.isEmpty else { break }
+            whole += piece
+        }
+        XCTAssertEqual(whole, large)
+
+        // Twenty messages of 60 KiB: a page stops before 640 KiB of data; the pages cover all, once.
+        for index in 0..<20 {
+            try await mailbox.keep(DataExchangeService.Message(sender: sender, kind: .binary, payload: [UInt8](repeating: UInt8(index), count: 60 << 10), messageID: nil, replyTo: nil), for: "bob")
+        }
+        var seen: [Int64] = []
+        var after: Int64 = 0
+        var pages = 0
+        while pages < 10 {
+            let (messages, _, more) = try await mailbox.page(of: "bob", after: after, limit: 5000, clear: false)
+            pages += 1
+            XCTAssertLessThanOrEqual(messages.reduce(0) { $0 + $1.data.count }, MessageControl.Inbox.pageBytes)
+            seen += messages.map(\.id)
+            guard more, let last = messages.last else { break }
+            after = last.id
+        }
+        XCTAssertEqual(seen.count, 20)
+        XCTAssertEqual(Set(seen).count, 20)
+        XCTAssertGreaterThan(pages, 1)
+
+        // clear deletes what the page listed, not what came after it.
+        let (first, _, _) = try await mailbox.page(of: "bob", after: 0, limit: 5, clear: true)
+        XCTAssertEqual(first.count, 5)
+        let left = try await mailbox.messages(of: "bob").map(\.id)
+        XCTAssertEqual(left, Array(seen.dropFirst(5)))
+    }
 }

@@ -41,6 +41,7 @@ public enum IdentitySocketCommand: Hashable, Sendable {
     case sendFile(MessageControl.SendFile)
     case received(MessageControl.Received)
     case receivedChunk(MessageControl.ReceivedChunk)
+    case inboxChunk(MessageControl.InboxChunk)
     case subscribe(MessageControl.Subscribe)
     case publish(MessageControl.Publish)
 
@@ -90,6 +91,7 @@ public enum IdentitySocketCommand: Hashable, Sendable {
         case MessageControl.SendFile.name: self = .sendFile(try .init(fields: f))
         case MessageControl.Received.name: self = .received(try .init(fields: f))
         case MessageControl.ReceivedChunk.name: self = .receivedChunk(try .init(fields: f))
+        case MessageControl.InboxChunk.name: self = .inboxChunk(try .init(fields: f))
         case MessageControl.Subscribe.name: self = .subscribe(try .init(fields: f))
         case MessageControl.Publish.name: self = .publish(try .init(fields: f))
         default: throw ControlFailure(.invalidArgument, "unknown command: \(request.command.prefix(64))")

@@ -85,13 +85,57 @@ public enum MessageControl {
         }
     }
 
-    /// `inbox`: the messages that arrived, optionally deleted after listing.
-    public struct Inbox: ClearingListCommand {
+    /// `inbox`: a page of the messages that arrived, oldest first; with `clear`, the messages
+    /// the page lists are deleted after listing (none that came meanwhile).
+    public struct Inbox: ControlCommand {
         public typealias Reply = InboxListing
         public static let name = "inbox"
+        /// Most messages in a page, and the default.
+        public static let longestPage = 5000
+        /// A message larger than this is listed without its data (`truncated`).
+        public static let inlineBytes = 64 << 10
+        /// A page stops before its messages' data passes this.
+        public static let pageBytes = 640 << 10
         public var clear: Bool
+        /// The number of the message the page starts after (`next` of the page before); nil:
+        /// from the first.
+        public var after: Int64?
+        /// Messages at most (1 to `longestPage`; nil: `longestPage`).
+        public var limit: Int?
+
         /// The command listing the inbox.
-        public init(clear: Bool = false) { self.clear = clear }
+        public init(clear: Bool = false, after: Int64? = nil, limit: Int? = nil) {
+            self.clear = clear
+            self.after = after
+            self.limit = limit
+        }
+
+        public init(fields: ControlFields) throws(ControlFailure) {
+            self.init(clear: try fields.bool("clear"), after: try fields.optionalInteger("after"), limit: try fields.optionalInteger("limit", as: Int.self))
+            if let limit, !(1...Self.longestPage).contains(limit) { throw fields.failure("limit", "1 to \(Self.longestPage)") }
+            if let after, after < 0 { throw fields.failure("after", "a message number (0 or more)") }
+        }
+
+        public var arguments: [String: JSON] {
+            var arguments: [String: JSON] = ["clear": .bool(clear)]
+            if let after { arguments["after"] = .integer(after) }
+            if let limit { arguments["limit"] = .integer(Int64(limit)) }
+            return arguments
+        }
+    }
+
+    /// `inbox-chunk`: a piece of one message, from `offset` (for one listed `truncated`).
+    public struct InboxChunk: PieceCommand {
+        public static let name = "inbox-chunk"
+        /// The message's number (`InboxListing.Message.number`).
+        public var id: Int64
+        public var offset: Int
+
+        /// The piece of message `id` from `offset`.
+        public init(id: Int64, offset: Int) {
+            self.id = id
+            self.offset = offset
+        }
     }
 
     /// `upload`: one piece of a file for `send-file`, held by the host under `upload`.
@@ -161,12 +205,10 @@ public enum MessageControl {
     }
 
     /// `received-chunk`: a piece of a received file, from `offset`.
-    public struct ReceivedChunk: ControlCommand {
-        public typealias Reply = FileChunk
+    public struct ReceivedChunk: PieceCommand {
         public static let name = "received-chunk"
         /// The file's id in `received`'s listing.
         public var id: Int64
-        /// Where the piece starts (not negative).
         public var offset: Int
 
         /// The piece of file `id` from `offset`.
@@ -174,12 +216,6 @@ public enum MessageControl {
             self.id = id
             self.offset = offset
         }
-
-        public init(fields: ControlFields) throws(ControlFailure) {
-            self.init(id: try fields.integer("id"), offset: try fields.integer("offset", as: Int.self))
-        }
-
-        public var arguments: [String: JSON] { ["id": .integer(id), "offset": .integer(Int64(offset))] }
     }
 
     /// `subscribe`: events on `topic` from `target`'s event stream, until `count` or `timeout`.
@@ -345,4 +381,22 @@ public struct FileChunk: ControlReplyData {
     }
 
     public var json: JSON { ["offset": .integer(Int64(offset)), "data": .string(data)] }
+}
+
+/// A command reading one piece (`FileChunk.size` bytes at most) of something the host keeps,
+/// `id`, from `offset`: `received-chunk` and `inbox-chunk`.
+public protocol PieceCommand: ControlCommand where Reply == FileChunk {
+    var id: Int64 { get }
+    /// Where the piece starts (not negative).
+    var offset: Int { get }
+    init(id: Int64, offset: Int)
+}
+
+extension PieceCommand {
+    public init(fields: ControlFields) throws(ControlFailure) {
+        self.init(id: try fields.integer("id"), offset: try fields.integer("offset", as: Int.self))
+        guard offset >= 0 else { throw fields.failure("offset", "0 or more") }
+    }
+
+    public var arguments: [String: JSON] { ["id": .integer(id), "offset": .integer(Int64(offset))] }
 }

@@ -159,7 +159,15 @@ public struct InboxListing: ControlReplyData {
                 text: try fields.optionalString("data"), preview: try fields.optionalString("preview"),
                 base64: try fields.optionalString("data_b64"), messageID: try fields.optionalString("message_id"),
                 replyTo: try fields.optionalString("reply_to"))
+            truncated = try fields.bool("truncated")
         }
+
+        /// Too large for a listing: `data`/`data_b64` are left out (`preview` stays); `inbox-chunk`
+        /// reads it whole.
+        public var truncated = false
+
+        /// The message's number in the inbox: the last part of `id` (nil if `id` has none).
+        public var number: Int64? { id.split(separator: "-").last.flatMap { Int64($0) } }
 
         public var json: JSON {
             var fields: [String: JSON] = [
@@ -169,7 +177,8 @@ public struct InboxListing: ControlReplyData {
             for (key, value) in [("data", text), ("preview", preview), ("data_b64", base64), ("message_id", messageID), ("reply_to", replyTo)] {
                 if let value { fields[key] = .string(value) }
             }
-            fields["data_encoding"] = text == nil ? "base64" : "utf8"
+            fields["data_encoding"] = text == nil && (base64 != nil || type == "BINARY") ? "base64" : "utf8"
+            if truncated { fields["truncated"] = true }
             return .object(fields)
         }
     }
@@ -180,22 +189,34 @@ public struct InboxListing: ControlReplyData {
     /// (`spool-dir`), or nil (`null`) when pilot-host keeps them in `host.db` only.
     public var directory: String?
 
-    /// A listing of `messages` (all of them shown).
-    public init(messages: [Message], directory: String? = nil) {
+    /// How many messages the inbox holds (more than `messages` when this is one page of it).
+    public var total: Int
+    /// The `after` of the next page: the number of this page's last message; nil when none
+    /// follows.
+    public var next: Int64?
+
+    /// A listing of `messages`, a page of `total` (nil: all of them).
+    public init(messages: [Message], directory: String? = nil, total: Int? = nil, next: Int64? = nil) {
         self.messages = messages
         self.directory = directory
+        self.total = total ?? messages.count
+        self.next = next
     }
 
     public init(fields: ControlFields) throws(ControlFailure) {
         messages = try fields.objects("messages") { message throws(ControlFailure) in try Message(fields: message) }
         directory = try fields.optionalString("dir")
+        total = try fields.optionalInteger("total", as: Int.self) ?? messages.count
+        next = try fields.optionalInteger("next")
     }
 
     public var json: JSON {
-        [
-            "total": .integer(Int64(messages.count)), "shown": .integer(Int64(messages.count)), "messages": .array(messages.map(\.json)),
+        var fields: [String: JSON] = [
+            "total": .integer(Int64(total)), "shown": .integer(Int64(messages.count)), "messages": .array(messages.map(\.json)),
             "dir": directory.map(JSON.string) ?? .null,
         ]
+        if let next { fields["next"] = .integer(next) }
+        return .object(fields)
     }
 }
 
