@@ -194,7 +194,10 @@ struct InboxSpool: Sendable {
     }
 
     /// Makes `path` a directory with `mode`, `owner` and `group` (nil: left as made), or sets them
-    /// on the one there; says whether it was made. Refuses a link or a file in its place.
+    /// on the one there; says whether it was made. Refuses a link or a file in its place. The
+    /// mode is set while the host still owns the directory: once it is handed to its owner, only
+    /// that owner may change it (pilot-host keeps CAP_CHOWN, not CAP_FOWNER); a mode an owner set
+    /// on their own directory is left alone.
     @discardableResult
     private static func makeDirectory(_ path: String, mode: mode_t, owner: uid_t?, group: gid_t?) throws(SpoolError) -> Bool {
         let made = mkdir(path, mode) == 0
@@ -202,12 +205,12 @@ struct InboxSpool: Sendable {
         var status = stat()
         guard lstat(path, &status) == 0 else { throw .system("stat \(path)") }
         guard status.st_mode & S_IFMT == S_IFDIR else { throw .notADirectory(path) }
-        if made || status.st_uid != (owner ?? status.st_uid) || status.st_gid != (group ?? status.st_gid) {
-            guard chown(path, owner ?? UInt32.max, group ?? UInt32.max) == 0 else { throw .system("chown \(path)") }
-        }
-        // The umask narrowed mkdir's mode; an owner may have widened it since.
-        if made || status.st_mode & 0o7777 != mode {
+        // The umask narrowed mkdir's mode.
+        if status.st_mode & 0o7777 != mode, status.st_uid == geteuid() || geteuid() == 0 {
             guard chmod(path, mode) == 0 else { throw .system("chmod \(path)") }
+        }
+        if status.st_uid != (owner ?? status.st_uid) || status.st_gid != (group ?? status.st_gid) {
+            guard chown(path, owner ?? UInt32.max, group ?? UInt32.max) == 0 else { throw .system("chown \(path)") }
         }
         return made
     }
