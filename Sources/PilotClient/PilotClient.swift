@@ -133,10 +133,28 @@ public struct PilotClient: Sendable {
     public func untrust(_ peer: String) async throws -> TrustChange { try await send(TrustControl.Untrust(peer: peer)) }
 
     /// The trust requests waiting for an answer.
-    public func pendingTrust() async throws -> [PendingTrust.Request] { try await send(TrustControl.Pending()).pending }
+    public func pendingTrust() async throws -> [PendingTrust.Request] {
+        try await allPages(TrustControl.Pending.self, rows: \.pending, next: \.next)
+    }
 
     /// The nodes this identity trusts.
-    public func trustedPeers() async throws -> [TrustedPeers.Peer] { try await send(TrustControl.Trusted()).trusted }
+    public func trustedPeers() async throws -> [TrustedPeers.Peer] {
+        try await allPages(TrustControl.Trusted.self, rows: \.trusted, next: \.next)
+    }
+
+    /// The rows of every page of a paged list, asked for one after another.
+    private func allPages<Command: PagedListCommand, Row>(
+        _ command: Command.Type, rows: KeyPath<Command.Reply, [Row]>, next: KeyPath<Command.Reply, Int64?>
+    ) async throws -> [Row] {
+        var all: [Row] = []
+        var page = ListPage()
+        while true {
+            let reply = try await send(Command(page: page))
+            all += reply[keyPath: rows]
+            guard let after = reply[keyPath: next] else { return all }
+            page = ListPage(after: after)
+        }
+    }
 
     // MARK: Networks
 

@@ -123,10 +123,10 @@ struct IdentityCommands: Sendable {
             return try await trust.reject(name, peer: peer, reason: command.reason ?? "").json
         case .untrust(let command):
             return try await trust.revoke(name, peer: try await resolve(command.peer).node).json
-        case .pending:
-            return await trust.pending(name).json
-        case .trusted:
-            return await trust.trusted(name).json
+        case .pending(let command):
+            return await trust.pending(name, page: command.page).json
+        case .trusted(let command):
+            return await trust.trusted(name, page: command.page).json
         case .send(let command):
             var sent = try await dataCommands.send(
                 from: name, to: try await resolve(command.target), port: command.port, data: Array(command.data.utf8),

@@ -20,6 +20,8 @@ actor TrustService {
     private(set) var ignored = 0
 
     static let maxReason = 512
+    /// Requests waiting for an identity's answer at most; more from new askers are dropped.
+    static let maxPending = 1024
 
     /// The trust of `pool`'s identities: messages go through `transport` on streams `presence`
     /// dials, and what arrives on `transport` is judged here until the transport finishes.
@@ -144,6 +146,25 @@ actor TrustService {
         })
     }
 
+    /// Whether `maxPending` requests wait for `name`'s answer already.
+    private func tooManyWaiting(_ name: String) async -> Bool {
+        await pool.trust(of: name).lazy.filter { $0.state == .pendingIn }.count >= Self.maxPending
+    }
+
+    /// A page of `pending`, by node id.
+    func pending(_ name: String, page: ListPage) async -> PendingTrust {
+        let all = await pending(name).pending.sorted { $0.nodeID < $1.nodeID }
+        let (rows, next) = Paging.page(all, key: { Int64($0.nodeID) }, json: PendingTrust.row, page: page)
+        return PendingTrust(pending: rows, next: next)
+    }
+
+    /// A page of `trusted`, by node id.
+    func trusted(_ name: String, page: ListPage) async -> TrustedPeers {
+        let all = await trusted(name).trusted.sorted { $0.nodeID < $1.nodeID }
+        let (rows, next) = Paging.page(all, key: { Int64($0.nodeID) }, json: TrustedPeers.row, page: page)
+        return TrustedPeers(trusted: rows, total: all.count, next: next)
+    }
+
     func trusted(_ name: String) async -> TrustedPeers {
         let entries = await pool.trust(of: name).filter { $0.state == .trusted }
         return TrustedPeers(trusted: entries.map { entry in
@@ -188,6 +209,9 @@ actor TrustService {
                     await relate(name, peer, true)
                     await report(name, peer: peer, trusted: true)
                     await answer(name, peer: peer, accept: true)
+                } else if state != .pendingIn, await tooManyWaiting(name) {
+                    logger.warning("handshake request dropped: too many waiting", metadata: [
+                        "PILOT_IDENTITY": "\(name)", "PILOT_PEER": "\(peer)", "waiting": "\(Self.maxPending)"])
                 } else {
                     try await pool.setTrust(TrustRecord(peerNode: peer, state: .pendingIn, reason: justification, updatedAt: Self.now), for: name)
                     await relate(name, peer, true)
@@ -264,6 +288,13 @@ actor TrustService {
                     await reported
                     logger.notice("trusted (auto-approve)", metadata: ["PILOT_IDENTITY": "\(name)", "PILOT_PEER": "\(peer)"])
                 default:
+                    // A flood of strangers' requests is bounded: past `maxPending` waiting, a
+                    // new asker's request is dropped (one already waiting may ask again).
+                    if entry?.state != .pendingIn, await tooManyWaiting(name) {
+                        logger.warning("handshake request dropped: too many waiting", metadata: [
+                            "PILOT_IDENTITY": "\(name)", "PILOT_PEER": "\(peer)", "waiting": "\(Self.maxPending)"])
+                        return
+                    }
                     try await pool.setTrust(
                         TrustRecord(peerNode: peer, peerKey: key, state: .pendingIn, reason: String(message.justification.prefix(Self.maxReason)), updatedAt: Self.now),
                         for: name)

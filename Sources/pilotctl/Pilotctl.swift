@@ -89,6 +89,22 @@ struct GlobalOptions: ParsableArguments {
         print(json ? reply.json.encodedString() : text(data))
     }
 
+    /// Every page of a paged list (`ListPage`), asked for one after another, joined with
+    /// `join` (which also takes the later page's `next`), printed as one reply.
+    func runPages<Command: PagedListCommand>(
+        _ command: Command.Type, on socket: String, next: (Command.Reply) -> Int64?, join: (inout Command.Reply, Command.Reply) -> Void,
+        text: (Command.Reply) -> String
+    ) throws {
+        var whole = try call(Command(page: ListPage()), on: socket)
+        var after = next(whole)
+        while let page = after {
+            let more = try call(Command(page: ListPage(after: page)), on: socket)
+            join(&whole, more)
+            after = next(more)
+        }
+        print(json ? ControlReply.ok(whole.json).json.encodedString() : text(whole))
+    }
+
     /// The data of `command`'s reply; an error reply is printed and exits 1.
     func call<Command: ControlCommand>(_ command: Command, on socket: String) throws -> Command.Reply {
         try decode(self.reply(command.request, on: socket), of: Command.self)

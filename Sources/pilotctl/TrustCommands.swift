@@ -29,7 +29,8 @@ struct Pending: ParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Handshake requests waiting for approval.")
     @OptionGroup var global: GlobalOptions
     func run() throws {
-        try global.run(TrustControl.Pending(), on: try global.identitySocket()) { data in
+        let socket = try global.identitySocket()
+        try global.runPages(TrustControl.Pending.self, on: socket, next: \.next, join: { $0.pending += $1.pending; $0.next = $1.next }) { data in
             guard !data.pending.isEmpty else { return "no pending requests" }
             return data.pending.map { entry in "node \(entry.nodeID)  \(time(entry.receivedAt))  \(entry.justification)" }
                 .joined(separator: "\n")
@@ -69,7 +70,8 @@ struct TrustList: ParsableCommand {
     static let configuration = CommandConfiguration(commandName: "trust", abstract: "The nodes this identity trusts.")
     @OptionGroup var global: GlobalOptions
     func run() throws {
-        try global.run(TrustControl.Trusted(), on: try global.identitySocket()) { data in
+        let socket = try global.identitySocket()
+        try global.runPages(TrustControl.Trusted.self, on: socket, next: \.next, join: { $0.trusted += $1.trusted; $0.next = $1.next }) { data in
             guard !data.trusted.isEmpty else { return "no trusted nodes" }
             return data.trusted.map { entry in "node \(entry.nodeID)  since \(time(entry.approvedAt))\(entry.mutual ? "  mutual" : "")" }
                 .joined(separator: "\n")

@@ -50,6 +50,51 @@ extension ArgumentlessControlCommand {
     public var arguments: [String: JSON] { [:] }
 }
 
+/// Which page of a long list a command asks for: the rows whose key is above `after` (nil:
+/// from the first), at most `limit` (1 to `longest`; nil: `longest`). The host also ends a page
+/// before its reply's rows pass `bytes`, and its reply's `next` is the `after` of the page
+/// that follows (none: the last page).
+public struct ListPage: Hashable, Sendable {
+    /// The most rows in a page, and the default.
+    public static let longest = 5000
+    /// A page's rows stay under this much JSON (the frame limit is 1 MiB).
+    public static let bytes = 768 << 10
+    public var after: Int64?
+    public var limit: Int?
+
+    /// The page of up to `limit` rows after `after`.
+    public init(after: Int64? = nil, limit: Int? = nil) {
+        self.after = after
+        self.limit = limit
+    }
+
+    /// The page `fields` ask for (`after`, `limit`), checked.
+    public init(fields: ControlFields) throws(ControlFailure) {
+        self.init(after: try fields.optionalInteger("after"), limit: try fields.optionalInteger("limit", as: Int.self))
+        if let limit, !(1...Self.longest).contains(limit) { throw fields.failure("limit", "1 to \(Self.longest)") }
+    }
+
+    /// Its arguments (none for the first page of the longest size).
+    public var arguments: [String: JSON] {
+        var arguments: [String: JSON] = [:]
+        if let after { arguments["after"] = .integer(after) }
+        if let limit { arguments["limit"] = .integer(Int64(limit)) }
+        return arguments
+    }
+}
+
+/// A command listing something long, a page at a time (`ListPage`).
+public protocol PagedListCommand: ControlCommand {
+    var page: ListPage { get }
+    /// The command for `page`.
+    init(page: ListPage)
+}
+
+extension PagedListCommand {
+    public init(fields: ControlFields) throws(ControlFailure) { self.init(page: try ListPage(fields: fields)) }
+    public var arguments: [String: JSON] { page.arguments }
+}
+
 /// The `data` of a command's ok reply, typed. Decoding it again from `json` gives it back.
 public protocol ControlReplyData: Hashable, Sendable {
     /// The reply read from its `data` object; a missing or mistyped field names the command and

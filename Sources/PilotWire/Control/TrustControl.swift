@@ -47,20 +47,22 @@ public enum TrustControl {
         public init(peer: String) { self.peer = peer }
     }
 
-    /// `pending`: the requests waiting for an answer.
-    public struct Pending: ArgumentlessControlCommand {
+    /// `pending`: the requests waiting for an answer, by node id, a page at a time.
+    public struct Pending: PagedListCommand {
         public typealias Reply = PendingTrust
         public static let name = "pending"
-        /// The command.
-        public init() {}
+        public var page: ListPage
+        /// The command for `page` (the first, by default).
+        public init(page: ListPage = ListPage()) { self.page = page }
     }
 
-    /// `trust`: the nodes this identity trusts.
-    public struct Trusted: ArgumentlessControlCommand {
+    /// `trust`: the nodes this identity trusts, by node id, a page at a time.
+    public struct Trusted: PagedListCommand {
         public typealias Reply = TrustedPeers
         public static let name = "trust"
-        /// The command.
-        public init() {}
+        public var page: ListPage
+        /// The command for `page` (the first, by default).
+        public init(page: ListPage = ListPage()) { self.page = page }
     }
 }
 
@@ -156,9 +158,14 @@ public struct PendingTrust: ControlReplyData {
 
     /// The requests.
     public var pending: [Request]
+    /// The `after` of the next page (`ListPage`); nil: this is the last.
+    public var next: Int64?
 
     /// A reply listing `pending`.
-    public init(pending: [Request]) { self.pending = pending }
+    public init(pending: [Request], next: Int64? = nil) {
+        self.pending = pending
+        self.next = next
+    }
 
     public init(fields: ControlFields) throws(ControlFailure) {
         pending = try fields.objects("pending") { entry throws(ControlFailure) in
@@ -166,15 +173,21 @@ public struct PendingTrust: ControlReplyData {
                 nodeID: try entry.integer("node_id", as: UInt32.self), publicKey: try entry.string("public_key"),
                 justification: try entry.string("justification"), receivedAt: try entry.integer("received_at"))
         }
+        next = try fields.optionalInteger("next")
+    }
+
+    /// One request as the reply lists it.
+    public static func row(_ entry: Request) -> JSON {
+        [
+            "node_id": .integer(Int64(entry.nodeID)), "public_key": .string(entry.publicKey),
+            "justification": .string(entry.justification), "received_at": .integer(entry.receivedAt),
+        ]
     }
 
     public var json: JSON {
-        ["pending": .array(pending.map { entry in
-            [
-                "node_id": .integer(Int64(entry.nodeID)), "public_key": .string(entry.publicKey),
-                "justification": .string(entry.justification), "received_at": .integer(entry.receivedAt),
-            ]
-        })]
+        var fields: [String: JSON] = ["pending": .array(pending.map(Self.row))]
+        if let next { fields["next"] = .integer(next) }
+        return .object(fields)
     }
 }
 
@@ -203,11 +216,19 @@ public struct TrustedPeers: ControlReplyData {
         }
     }
 
-    /// The trusted nodes.
+    /// The trusted nodes (this page of them).
     public var trusted: [Peer]
+    /// How many nodes this identity trusts in all.
+    public var total: Int
+    /// The `after` of the next page (`ListPage`); nil: this is the last.
+    public var next: Int64?
 
-    /// A reply listing `trusted`.
-    public init(trusted: [Peer]) { self.trusted = trusted }
+    /// A reply listing `trusted`, a page of `total` (nil: all of them).
+    public init(trusted: [Peer], total: Int? = nil, next: Int64? = nil) {
+        self.trusted = trusted
+        self.total = total ?? trusted.count
+        self.next = next
+    }
 
     public init(fields: ControlFields) throws(ControlFailure) {
         trusted = try fields.objects("trusted") { entry throws(ControlFailure) in
@@ -216,14 +237,21 @@ public struct TrustedPeers: ControlReplyData {
                 approvedAt: try entry.integer("approved_at"), mutual: try entry.bool("mutual"),
                 network: try entry.optionalInteger("network", as: UInt16.self) ?? 0)
         }
+        total = try fields.optionalInteger("total", as: Int.self) ?? trusted.count
+        next = try fields.optionalInteger("next")
+    }
+
+    /// One trusted node as the reply lists it.
+    public static func row(_ entry: Peer) -> JSON {
+        [
+            "node_id": .integer(Int64(entry.nodeID)), "public_key": .string(entry.publicKey),
+            "approved_at": .integer(entry.approvedAt), "mutual": .bool(entry.mutual), "network": .integer(Int64(entry.network)),
+        ]
     }
 
     public var json: JSON {
-        ["total": .integer(Int64(trusted.count)), "trusted": .array(trusted.map { entry in
-            [
-                "node_id": .integer(Int64(entry.nodeID)), "public_key": .string(entry.publicKey),
-                "approved_at": .integer(entry.approvedAt), "mutual": .bool(entry.mutual), "network": .integer(Int64(entry.network)),
-            ]
-        })]
+        var fields: [String: JSON] = ["total": .integer(Int64(total)), "trusted": .array(trusted.map(Self.row))]
+        if let next { fields["next"] = .integer(next) }
+        return .object(fields)
     }
 }
