@@ -227,7 +227,15 @@ public struct PilotClient: Sendable {
 
     /// The files that arrived, deleted afterwards if `clear`.
     public func receivedFiles(clear: Bool = false) async throws -> [ReceivedFiles.File] {
-        try await send(MessageControl.Received(clear: clear)).files
+        var files: [ReceivedFiles.File] = []
+        var page = ListPage()
+        while true {
+            // With clear, each page deletes what it listed, and the next starts after it.
+            let reply = try await send(MessageControl.Received(clear: clear, page: page))
+            files += reply.files
+            guard let next = reply.next else { return files }
+            page = ListPage(after: next)
+        }
     }
 
     /// A piece of received file `id` from `offset` (empty past its end).
@@ -278,8 +286,10 @@ public struct PilotClient: Sendable {
     }
 
     /// This identity's streams.
-    public func connections() async throws -> [ConnectionList.Connection] { try await send(DataControl.Connections()).connections }
+    public func connections() async throws -> [ConnectionList.Connection] {
+        try await allPages(DataControl.Connections.self, rows: \.connections, next: \.next)
+    }
 
     /// The nodes this identity has a tunnel with.
-    public func peers() async throws -> [PeerList.Peer] { try await send(DataControl.Peers()).peers }
+    public func peers() async throws -> [PeerList.Peer] { try await allPages(DataControl.Peers.self, rows: \.peers, next: \.next) }
 }

@@ -150,13 +150,17 @@ struct IdentityCommands: Sendable {
                 from: name, to: try await resolve(command.target), port: command.port, data: Array(command.data.utf8))
             sent.target = command.target
             return sent.json
-        case .connections:
-            return try await dataCommands.connections(of: name).json
+        case .connections(let command):
+            let all = try await dataCommands.connections(of: name).connections.sorted { ($0.figures["id"] ?? 0) < ($1.figures["id"] ?? 0) }
+            let (rows, next) = Paging.page(all, key: { $0.figures["id"] ?? 0 }, json: ConnectionList.row, page: command.page)
+            return ConnectionList(connections: rows, total: all.count, next: next).json
         case .disconnect(let command):
             try await dataCommands.disconnect(name, connection: command.connection)
             return ["conn_id": .integer(Int64(command.connection))]
-        case .peers:
-            return try await dataCommands.peers(of: name).json
+        case .peers(let command):
+            let all = try await dataCommands.peers(of: name).peers.sorted { $0.nodeID < $1.nodeID }
+            let (rows, next) = Paging.page(all, key: { Int64($0.nodeID) }, json: PeerList.row, page: command.page)
+            return PeerList(peers: rows, total: all.count, next: next).json
         case .bench(let command):
             let megabytes = command.megabytes ?? 1
             guard (1...1024).contains(megabytes) else { throw ControlFailure(.invalidArgument, "bench: 1 to 1024 MB") }
@@ -229,9 +233,8 @@ struct IdentityCommands: Sendable {
             sent.target = command.target
             return sent.json
         case .received(let command):
-            let files = try await mailbox.files(of: name)
-            if command.clear { try await mailbox.clearFiles(of: name) }
-            return ReceivedFiles(files: files.map(Self.describe)).json
+            let (files, total, next) = try await mailbox.filePage(of: name, page: command.page, clear: command.clear, describe: Self.describe)
+            return ReceivedFiles(files: files.map(Self.describe), total: total, next: next).json
         case .receivedChunk(let command):
             guard command.offset >= 0 else { throw ControlFailure(.invalidArgument, "received-chunk: offset must not be negative") }
             guard let bytes = try await mailbox.fileContents(of: name, id: command.id, offset: command.offset, length: FileChunk.size) else {

@@ -66,9 +66,19 @@ struct InboxSpool: Sendable {
     /// Writes a received file into `name`'s spool, as `BASE-YYYYMMDD-HHMMSS.mmm-ID.EXT`.
     func write(file: ReceivedFile, contents: [UInt8], of name: String, owner: uid_t) {
         guard let home = home(of: name) else { return }
-        let (base, ext) = Self.split(file.name)
-        let stamp = UTCStamp(milliseconds: file.receivedAt)
-        write(contents, to: home + "/.pilot/received", name: "\(base)-\(stamp.compact)-\(Self.sequence(file.id))\(ext)", of: name, owner: owner)
+        write(contents, to: home + "/.pilot/received", name: Self.fileName(file), of: name, owner: owner)
+    }
+
+    /// Deletes `file`'s copy from `name`'s spool (its owner cleared it with our pilotctl).
+    func remove(file: ReceivedFile, of name: String) {
+        guard let home = home(of: name) else { return }
+        unlink("\(home)/.pilot/received/\(Self.fileName(file))")
+    }
+
+    /// A received file's name in the spool: `BASE-YYYYMMDD-HHMMSS.mmm-ID.EXT`.
+    static func fileName(_ file: ReceivedFile) -> String {
+        let (base, ext) = split(file.name)
+        return "\(base)-\(UTCStamp(milliseconds: file.receivedAt).compact)-\(sequence(file.id))\(ext)"
     }
 
     /// Deletes `message`'s file from `name`'s spool (its owner cleared it with our pilotctl).

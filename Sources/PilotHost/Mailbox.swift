@@ -112,7 +112,8 @@ actor Mailbox: DataExchangeInbox {
     /// Keeps a file that arrived for `identity`, within its quota.
     func keep(_ file: DataExchangeService.File, for identity: String) async throws {
         var received = ReceivedFile(sender: file.sender.description, name: file.name, size: file.contents.count, receivedAt: Self.now)
-        received.id = try store.addFile(received, contents: file.contents, identity: identity, quota: Self.receivedFilesQuota)
+        received.id = try store.addFile(
+            received, contents: file.contents, identity: identity, quota: Self.receivedFilesQuota, files: Self.inboxQuota.messages)
         if let spool, let uid = await owner(identity) { spool.write(file: received, contents: file.contents, of: identity, owner: uid) }
     }
 
@@ -154,6 +155,21 @@ actor Mailbox: DataExchangeInbox {
         let cleared = try store.clearMessages(identity: identity)
         spool?.clearInbox(of: identity)
         return cleared
+    }
+
+    /// A page of `identity`'s received files (by id, `ListPage`), and with `clear` those it
+    /// lists deleted (from the spool too). Returns the page, how many files there were, and the
+    /// next page's `after`.
+    func filePage(of identity: String, page: ListPage, clear: Bool, describe: (ReceivedFile) -> ReceivedFiles.File) throws
+        -> (files: [ReceivedFile], total: Int, next: Int64?)
+    {
+        let all = try store.files(identity: identity)
+        let (rows, next) = Paging.page(all, key: \.id, json: { ReceivedFiles.row(describe($0)) }, page: page)
+        if clear, let last = rows.last {
+            try store.clearFiles(identity: identity, after: page.after ?? 0, through: last.id)
+            if let spool { for file in rows { spool.remove(file: file, of: identity) } }
+        }
+        return (rows, all.count, next)
     }
 
     /// `identity`'s received files, oldest first, without their contents.

@@ -504,16 +504,18 @@ public final class HostStore {
     }
 
     /// Stores a file that arrived for `identity`, unless its files would then pass `quota` bytes
-    /// (then nothing is stored and `StoreError` says so); returns the file's id.
-    public func addFile(_ file: ReceivedFile, contents: some Collection<UInt8>, identity: String, quota: Int) throws -> Int64 {
+    /// or `files` files (then nothing is stored and `StoreError` says so); returns the file's id.
+    public func addFile(_ file: ReceivedFile, contents: some Collection<UInt8>, identity: String, quota: Int, files: Int = .max) throws -> Int64 {
         try db.transaction {
-            let held = try db.rows(
-                "SELECT coalesce(sum(length(data)), 0) FROM received_file JOIN identity ON identity.id = identity_id WHERE identity.name = ?",
+            let row = try db.rows(
+                "SELECT coalesce(sum(length(data)), 0), count(*) FROM received_file JOIN identity ON identity.id = identity_id WHERE identity.name = ?",
                 [.text(identity)]
-            ).first?.first?.integer ?? 0
+            ).first
+            let held = row?[0].integer ?? 0
             guard Int(held) + contents.count <= quota else {
                 throw StoreError(code: 13, message: "received-files quota: \(held) + \(contents.count) bytes > \(quota)")
             }
+            guard Int(row?[1].integer ?? 0) < files else { throw StoreError(code: 13, message: "received-files quota: \(files) files held") }
             try db.run(
                 """
                 INSERT INTO received_file (identity_id, sender, name, data, received_at)
@@ -547,6 +549,17 @@ public final class HostStore {
             WHERE identity.name = ? AND received_file.id = ?
             """, [.integer(Int64(offset) + 1), .integer(Int64(length)), .text(identity), .integer(id)]
         ).first.map { $0[0].blob ?? [] }
+    }
+
+    /// Deletes `identity`'s received files with ids above `after` up to `through`; returns how many.
+    @discardableResult
+    public func clearFiles(identity: String, after: Int64, through: Int64) throws -> Int {
+        try db.transaction {
+            try db.run(
+                "DELETE FROM received_file WHERE identity_id = (SELECT id FROM identity WHERE name = ?) AND id > ? AND id <= ?",
+                [.text(identity), .integer(after), .integer(through)])
+            return db.changes
+        }
     }
 
     /// Deletes `identity`'s received files; returns how many there were.

@@ -224,7 +224,8 @@ struct Connections: ParsableCommand {
     static let configuration = CommandConfiguration(abstract: "This identity's streams.")
     @OptionGroup var global: GlobalOptions
     func run() throws {
-        try global.run(DataControl.Connections(), on: try global.identitySocket()) { list in
+        let socket = try global.identitySocket()
+        try global.runPages(DataControl.Connections.self, on: socket, next: \.next, join: { $0.connections += $1.connections; $0.next = $1.next }) { list in
             guard !list.connections.isEmpty else { return "no connections" }
             return list.connections.map { row in
                 "\(row.figures["id"].map { "#\($0)  " } ?? ""):\(row.localPort) ↔ \(row.remoteAddress):\(row.remotePort)  \(row.state)"
@@ -272,7 +273,8 @@ struct Peers: ParsableCommand {
     static let configuration = CommandConfiguration(abstract: "The nodes this identity has an encrypted tunnel with.")
     @OptionGroup var global: GlobalOptions
     func run() throws {
-        try global.run(DataControl.Peers(), on: try global.identitySocket()) { list in
+        let socket = try global.identitySocket()
+        try global.runPages(DataControl.Peers.self, on: socket, next: \.next, join: { $0.peers += $1.peers; $0.next = $1.next }) { list in
             guard !list.peers.isEmpty else { return "no peers" }
             return list.peers.map { row in
                 let endpoint = row.endpoint.isEmpty ? "-" : row.endpoint

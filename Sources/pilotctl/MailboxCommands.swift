@@ -181,31 +181,46 @@ struct Received: ParsableCommand {
 
     func run() throws {
         let socket = try global.identitySocket()
-        var listing = try global.call(MessageControl.Received(clear: clear && save == nil), on: socket)
-        if let save {
-            var files: [ReceivedFiles.File] = []
-            for var file in listing.files {
-                var contents = Data()
-                while contents.count < file.bytes {
-                    let chunk = try global.call(MessageControl.ReceivedChunk(id: file.id, offset: contents.count), on: socket)
-                    guard let bytes = try? Base64.decode(chunk.data), !bytes.isEmpty else { break }
-                    contents += bytes
-                }
-                var path = (save as NSString).appendingPathComponent(file.name)
-                if FileManager.default.fileExists(atPath: path) { path += "-\(file.id)" }
-                guard FileManager.default.createFile(atPath: path, contents: contents) else {
-                    try global.fail(.error(ControlFailure(.invalidArgument, "cannot write \(path)")))
-                }
-                file.savedTo = path
-                files.append(file)
+        var listing = ReceivedFiles(files: [], directory: save)
+        var page = ListPage()
+        while true {
+            // Without --save, --clear deletes each page as it is listed; with it, once the
+            // page's files are written (the same page asked for again with clear: the files
+            // that came meanwhile are not in it).
+            let part = try global.call(MessageControl.Received(clear: clear && save == nil, page: page), on: socket)
+            listing.files += try save.map { try saved(part.files, into: $0, on: socket) } ?? part.files
+            listing.total = clear ? listing.files.count : part.total
+            if clear, save != nil, !part.files.isEmpty {
+                _ = try global.call(MessageControl.Received(clear: true, page: ListPage(after: page.after, limit: part.files.count)), on: socket)
             }
-            listing = ReceivedFiles(files: files, directory: save)
-            if clear { _ = try global.call(MessageControl.Received(clear: true), on: socket) }
+            guard let next = part.next else { break }
+            page = ListPage(after: next)
         }
         let reply = ControlReply.ok(listing.json)
         guard !global.json else { return print(reply.json.encodedString()) }
         print(listing.files.isEmpty ? "no files received" : listing.files.map { file in
             "\(file.receivedAt)  \(file.from)  \(file.name)  \(file.bytes) bytes\(file.savedTo.map { "  -> \($0)" } ?? "")"
         }.joined(separator: "\n"))
+    }
+
+    /// `files` written into `save`, read from the host in pieces.
+    private func saved(_ files: [ReceivedFiles.File], into save: String, on socket: String) throws -> [ReceivedFiles.File] {
+        var written: [ReceivedFiles.File] = []
+        for var file in files {
+            var contents = Data()
+            while contents.count < file.bytes {
+                let chunk = try global.call(MessageControl.ReceivedChunk(id: file.id, offset: contents.count), on: socket)
+                guard let bytes = try? Base64.decode(chunk.data), !bytes.isEmpty else { break }
+                contents += bytes
+            }
+            var path = (save as NSString).appendingPathComponent(file.name)
+            if FileManager.default.fileExists(atPath: path) { path += "-\(file.id)" }
+            guard FileManager.default.createFile(atPath: path, contents: contents) else {
+                try global.fail(.error(ControlFailure(.invalidArgument, "cannot write \(path)")))
+            }
+            file.savedTo = path
+            written.append(file)
+        }
+        return written
     }
 }

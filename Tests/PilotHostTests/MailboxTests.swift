@@ -189,4 +189,18 @@ final class MailboxTests: XCTestCase {
         let left = try await mailbox.messages(of: "bob").map(\.id)
         XCTAssertEqual(left, Array(seen.dropFirst(5)))
     }
+
+    func testReceivedFilesAreListedInPagesAndClearedOnlyAsListed() async throws {
+        let mailbox = try Mailbox(path: directory.path("host.db"))
+        for index in 0..<3 { try await mailbox.keep(DataExchangeService.File(sender: sender, name: "f\(index)", contents: [UInt8(index)]), for: "alice") }
+        let describe: (ReceivedFile) -> ReceivedFiles.File = { ReceivedFiles.File(id: $0.id, name: $0.name, from: $0.sender, bytes: $0.size, receivedAt: "") }
+        let first = try await mailbox.filePage(of: "alice", page: ListPage(limit: 2), clear: true, describe: describe)
+        XCTAssertEqual(first.files.map(\.name), ["f0", "f1"])
+        XCTAssertEqual(first.total, 3)
+        XCTAssertEqual(first.next, first.files.last?.id)
+        // Cleared: the two listed; a file that came meanwhile stays with the one not listed.
+        try await mailbox.keep(DataExchangeService.File(sender: sender, name: "late", contents: [9]), for: "alice")
+        let left = try await mailbox.files(of: "alice").map(\.name)
+        XCTAssertEqual(left, ["f2", "late"])
+    }
 }

@@ -147,12 +147,13 @@ public enum DataControl {
         public var arguments: [String: JSON] { ["target": .string(target), "port": .integer(Int64(port)), "data": .string(data)] }
     }
 
-    /// `connections`: this identity's streams.
-    public struct Connections: ArgumentlessControlCommand {
+    /// `connections`: this identity's streams, by `id`, a page at a time.
+    public struct Connections: PagedListCommand {
         public typealias Reply = ConnectionList
         public static let name = "connections"
-        /// The command.
-        public init() {}
+        public var page: ListPage
+        /// The command for `page` (the first, by default).
+        public init(page: ListPage = ListPage()) { self.page = page }
     }
 
     /// `traceroute`: the path to a node, as 1.18 measures it: a stream to its echo port (the
@@ -200,12 +201,13 @@ public enum DataControl {
         public var arguments: [String: JSON] { ["conn_id": .integer(Int64(connection))] }
     }
 
-    /// `peers`: the nodes this identity has a tunnel with.
-    public struct Peers: ArgumentlessControlCommand {
+    /// `peers`: the nodes this identity has a tunnel with, by node id, a page at a time.
+    public struct Peers: PagedListCommand {
         public typealias Reply = PeerList
         public static let name = "peers"
-        /// The command.
-        public init() {}
+        public var page: ListPage
+        /// The command for `page` (the first, by default).
+        public init(page: ListPage = ListPage()) { self.page = page }
     }
 }
 

@@ -359,11 +359,19 @@ public struct ConnectionList: ControlReplyData {
         "cong_win", "ssthresh", "peer_recv_win", "recv_win", "unacked", "in_flight", "ooo_buf", "srtt_ms", "rttvar_ms",
     ]
 
-    /// The streams.
+    /// The streams (this page of them).
     public var connections: [Connection]
+    /// How many streams the identity has.
+    public var total: Int
+    /// The `after` of the next page (`ListPage`, by stream `id`); nil: this is the last.
+    public var next: Int64?
 
-    /// A list of `connections`.
-    public init(connections: [Connection]) { self.connections = connections }
+    /// A list of `connections`, a page of `total` (nil: all of them).
+    public init(connections: [Connection], total: Int? = nil, next: Int64? = nil) {
+        self.connections = connections
+        self.total = total ?? connections.count
+        self.next = next
+    }
 
     public init(fields: ControlFields) throws(ControlFailure) {
         connections = try fields.objects("connections") { entry throws(ControlFailure) in
@@ -373,6 +381,8 @@ public struct ConnectionList: ControlReplyData {
                 unacknowledgedBytes: try entry.integer("unacked_bytes", as: Int.self),
                 figures: try Self.figures(of: entry), inRecovery: try entry.optionalBool("in_recovery"))
         }
+        total = try fields.optionalInteger("total", as: Int.self) ?? connections.count
+        next = try fields.optionalInteger("next")
     }
 
     /// The `figureKeys` a row has.
@@ -383,20 +393,25 @@ public struct ConnectionList: ControlReplyData {
     }
 
     /// The rows as `connections` and 1.18's `conn_list` have them.
-    public var rows: [JSON] {
-        connections.map { connection in
-            var fields: [String: JSON] = [
-                "local_port": .integer(Int64(connection.localPort)), "remote_addr": .string(connection.remoteAddress),
-                "remote_port": .integer(Int64(connection.remotePort)), "state": .string(connection.state),
-                "unacked_bytes": .integer(Int64(connection.unacknowledgedBytes)),
-            ]
-            for (key, value) in connection.figures { fields[key] = .integer(value) }
-            if let inRecovery = connection.inRecovery { fields["in_recovery"] = .bool(inRecovery) }
-            return .object(fields)
-        }
+    public var rows: [JSON] { connections.map(Self.row) }
+
+    /// One stream as `connections` and 1.18's `conn_list` have it.
+    public static func row(_ connection: Connection) -> JSON {
+        var fields: [String: JSON] = [
+            "local_port": .integer(Int64(connection.localPort)), "remote_addr": .string(connection.remoteAddress),
+            "remote_port": .integer(Int64(connection.remotePort)), "state": .string(connection.state),
+            "unacked_bytes": .integer(Int64(connection.unacknowledgedBytes)),
+        ]
+        for (key, value) in connection.figures { fields[key] = .integer(value) }
+        if let inRecovery = connection.inRecovery { fields["in_recovery"] = .bool(inRecovery) }
+        return .object(fields)
     }
 
-    public var json: JSON { ["total": .integer(Int64(connections.count)), "connections": .array(rows)] }
+    public var json: JSON {
+        var fields: [String: JSON] = ["total": .integer(Int64(total)), "connections": .array(rows)]
+        if let next { fields["next"] = .integer(next) }
+        return .object(fields)
+    }
 }
 
 /// `peers`' reply: the nodes this identity has a tunnel with.
@@ -434,11 +449,19 @@ public struct PeerList: ControlReplyData {
         }
     }
 
-    /// The tunnels.
+    /// The tunnels (this page of them).
     public var peers: [Peer]
+    /// How many tunnels the identity has.
+    public var total: Int
+    /// The `after` of the next page (`ListPage`, by node id); nil: this is the last.
+    public var next: Int64?
 
-    /// A list of `peers`.
-    public init(peers: [Peer]) { self.peers = peers }
+    /// A list of `peers`, a page of `total` (nil: all of them).
+    public init(peers: [Peer], total: Int? = nil, next: Int64? = nil) {
+        self.peers = peers
+        self.total = total ?? peers.count
+        self.next = next
+    }
 
     public init(fields: ControlFields) throws(ControlFailure) {
         peers = try fields.objects("peers") { entry throws(ControlFailure) in
@@ -447,18 +470,24 @@ public struct PeerList: ControlReplyData {
                 endpoint: try entry.string("endpoint"), trusted: try entry.bool("trusted"), relayed: try entry.bool("relay"),
                 lastHeardSeconds: try entry.double("last_heard_seconds"), pathSeconds: try entry.double("path_seconds"))
         }
+        total = try fields.optionalInteger("total", as: Int.self) ?? peers.count
+        next = try fields.optionalInteger("next")
     }
 
-    /// Every tunnel is `encrypted` and `authenticated`, as 1.18 reports them (so the top-level
-    /// `encrypted`, 1.18's count of encrypted peers, is `total`); `relay` is 1.18's field, `path`
-    /// and `path_seconds` (the time since it last changed) are ours.
+    /// One tunnel: `encrypted` and `authenticated`, as 1.18 reports every one; `relay` is 1.18's
+    /// field, `path` and `path_seconds` (the time since it last changed) are ours.
+    public static func row(_ peer: Peer) -> JSON {
+        [
+            "node_id": .integer(Int64(peer.nodeID)), "address": .string(peer.address), "endpoint": .string(peer.endpoint),
+            "encrypted": true, "authenticated": true, "trusted": .bool(peer.trusted), "relay": .bool(peer.relayed),
+            "path": .string(peer.path), "path_seconds": .double(peer.pathSeconds), "last_heard_seconds": .double(peer.lastHeardSeconds),
+        ]
+    }
+
+    /// The top-level `encrypted`, 1.18's count of encrypted peers, is `total`.
     public var json: JSON {
-        ["total": .integer(Int64(peers.count)), "encrypted": .integer(Int64(peers.count)), "peers": .array(peers.map { peer in
-            [
-                "node_id": .integer(Int64(peer.nodeID)), "address": .string(peer.address), "endpoint": .string(peer.endpoint),
-                "encrypted": true, "authenticated": true, "trusted": .bool(peer.trusted), "relay": .bool(peer.relayed),
-                "path": .string(peer.path), "path_seconds": .double(peer.pathSeconds), "last_heard_seconds": .double(peer.lastHeardSeconds),
-            ]
-        })]
+        var fields: [String: JSON] = ["total": .integer(Int64(total)), "encrypted": .integer(Int64(total)), "peers": .array(peers.map(Self.row))]
+        if let next { fields["next"] = .integer(next) }
+        return .object(fields)
     }
 }

@@ -196,12 +196,24 @@ public enum MessageControl {
     }
 
     /// `received`: the files that arrived, optionally deleted after listing.
-    public struct Received: ClearingListCommand {
+    /// `received`: a page of the files that arrived (by id, `ListPage`); with `clear`, the
+    /// files the page lists are deleted after listing (none that came meanwhile).
+    public struct Received: ControlCommand {
         public typealias Reply = ReceivedFiles
         public static let name = "received"
         public var clear: Bool
+        public var page: ListPage
         /// The command listing the received files.
-        public init(clear: Bool = false) { self.clear = clear }
+        public init(clear: Bool = false, page: ListPage = ListPage()) {
+            self.clear = clear
+            self.page = page
+        }
+
+        public init(fields: ControlFields) throws(ControlFailure) {
+            self.init(clear: try fields.bool("clear"), page: try ListPage(fields: fields))
+        }
+
+        public var arguments: [String: JSON] { page.arguments.merging(["clear": .bool(clear)]) { $1 } }
     }
 
     /// `received-chunk`: a piece of a received file, from `offset`.
@@ -274,21 +286,6 @@ public enum MessageControl {
 
         public var arguments: [String: JSON] { ["target": .string(target), "topic": .string(topic), "data": .string(data)] }
     }
-}
-
-/// A command that lists what arrived and may delete it afterwards.
-public protocol ClearingListCommand: ControlCommand {
-    /// Whether to delete what was listed.
-    var clear: Bool { get }
-    /// The command.
-    init(clear: Bool)
-}
-
-extension ClearingListCommand {
-    /// The command; `clear` must be true or false if there.
-    public init(fields: ControlFields) throws(ControlFailure) { self.init(clear: try fields.bool("clear")) }
-    /// `{"clear": clear}`, always.
-    public var arguments: [String: JSON] { ["clear": .bool(clear)] }
 }
 
 /// `send-message`'s reply: the message as sent, the receiver's ACK, and the reply when waited for.

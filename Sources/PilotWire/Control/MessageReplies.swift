@@ -254,9 +254,16 @@ public struct ReceivedFiles: ControlReplyData {
     /// not saved, they are in the host's `host.db` only).
     public var directory: String?
 
-    /// A listing of `files`.
-    public init(files: [File], directory: String? = nil) {
+    /// How many files the identity holds (more than `files` when this is one page of them).
+    public var total: Int
+    /// The `after` of the next page (`ListPage`); nil: this is the last.
+    public var next: Int64?
+
+    /// A listing of `files`, a page of `total` (nil: all of them).
+    public init(files: [File], directory: String? = nil, total: Int? = nil, next: Int64? = nil) {
         self.files = files
+        self.total = total ?? files.count
+        self.next = next
         self.directory = directory
     }
 
@@ -268,23 +275,30 @@ public struct ReceivedFiles: ControlReplyData {
                 savedTo: try file.optionalString("saved_to"))
         }
         directory = try fields.optionalString("dir")
+        total = try fields.optionalInteger("total", as: Int.self) ?? files.count
+        next = try fields.optionalInteger("next")
+    }
+
+    /// One file as the reply lists it.
+    public static func row(_ file: File) -> JSON {
+        var fields: [String: JSON] = [
+            "id": .integer(file.id), "name": .string(file.name), "from": .string(file.from), "bytes": .integer(Int64(file.bytes)),
+            "received_at": .string(file.receivedAt), "modified": .string(file.receivedAt),
+            "path": file.savedTo.map(JSON.string) ?? .null,
+        ]
+        if let savedTo = file.savedTo { fields["saved_to"] = .string(savedTo) }
+        return .object(fields)
     }
 
     /// The reference's keys (`dir`, `shown`, `total`; a file's `name`, `bytes`, `path`,
     /// `modified`) and ours: a file's `path` is where `--save` wrote it (`null` unsaved), and
     /// `modified` is when it arrived, which is when the host wrote it.
     public var json: JSON {
-        [
-            "total": .integer(Int64(files.count)), "shown": .integer(Int64(files.count)), "dir": directory.map(JSON.string) ?? .null,
-            "files": .array(files.map { file in
-                var fields: [String: JSON] = [
-                    "id": .integer(file.id), "name": .string(file.name), "from": .string(file.from), "bytes": .integer(Int64(file.bytes)),
-                    "received_at": .string(file.receivedAt), "modified": .string(file.receivedAt),
-                    "path": file.savedTo.map(JSON.string) ?? .null,
-                ]
-                if let savedTo = file.savedTo { fields["saved_to"] = .string(savedTo) }
-                return .object(fields)
-            }),
+        var fields: [String: JSON] = [
+            "total": .integer(Int64(total)), "shown": .integer(Int64(files.count)), "dir": directory.map(JSON.string) ?? .null,
+            "files": .array(files.map(Self.row)),
         ]
+        if let next { fields["next"] = .integer(next) }
+        return .object(fields)
     }
 }
