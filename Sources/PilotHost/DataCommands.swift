@@ -110,7 +110,11 @@ struct DataCommands: Sendable {
     func sendMessage(
         from name: String, to target: Address, kind: DataExchangeFrame.Kind, data: [UInt8], replyTo: String? = nil, timeout: Duration
     ) async throws -> MessageSent {
-        let messageID = (0..<16).map { _ in String(format: "%02x", UInt8.random(in: 0...255)) }.joined()
+        // 32 lower-case hex digits, as 1.18's message ids.
+        let messageID = (0..<16).map { _ in
+            let byte = UInt8.random(in: 0...255)
+            return String(byte >> 4, radix: 16) + String(byte & 0xF, radix: 16)
+        }.joined()
         let frame = DataExchangeFrame.tagged(DataExchangeFrame(kind: kind, payload: data), messageID: messageID, replyTo: replyTo)
         let ack = try await exchange(from: name, to: target, frame, timeout: timeout)
         return MessageSent(

@@ -232,7 +232,7 @@ public final class Host: Sendable {
                     let registered = await pool.count - failed.count
                     logger.info("identities registered", metadata: [
                         "identities": "\(registered)", "failed": "\(failed.count)",
-                        "seconds": "\(String(format: "%.3f", started.duration(to: .now).inSeconds))"])
+                        "seconds": "\((started.duration(to: .now).inSeconds * 1000).rounded() / 1000)"])
                     await presence.joinPublicIdentities()
                     await presence.announce(await pool.privateNodes)
                 } catch {

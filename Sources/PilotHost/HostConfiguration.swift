@@ -42,6 +42,10 @@ public struct HostConfiguration: Equatable, Sendable {
     /// Where each identity's inbox is copied in the official daemon's file format, for the
     /// official pilotctl (`InboxSpool`); empty: no copy. Read at start only.
     public var spoolDirectory = ""
+    /// Threads of the event loops (tunnels, control sockets, registry); 0: one per core. Each
+    /// costs a stack and a few hundred KiB of memory; a host of a few identities needs one or
+    /// two. Read at start only.
+    public var eventLoopThreads = 0
 
     public init() {}
 
@@ -56,7 +60,7 @@ public struct HostConfiguration: Equatable, Sendable {
     public static let keys = [
         "state-dir", "runtime-dir", "registry", "beacon", "listen", "admin-group", "log-level", "handshake-poll", "busy-poll",
         "admin-token-file", "control-connections-per-user", "registry-credential-file", "registry-tls", "registry-fingerprint",
-        "spool-dir",
+        "spool-dir", "event-loop-threads",
     ]
 
     static let logLevels = ["trace", "debug", "info", "notice", "warning", "error", "critical"]
@@ -85,6 +89,11 @@ public struct HostConfiguration: Equatable, Sendable {
                 throw .invalidValue(key: key, value: value, reason: "seconds, 1 to 3600")
             }
             handshakePoll = seconds
+        case "event-loop-threads":
+            guard let threads = Int(value), (0...256).contains(threads) else {
+                throw .invalidValue(key: key, value: value, reason: "threads, 1 to 256 (0: one per core)")
+            }
+            eventLoopThreads = threads
         case "busy-poll":
             guard let microseconds = Int(value), (0...1000).contains(microseconds) else {
                 throw .invalidValue(key: key, value: value, reason: "microseconds, 0 (off) to 1000")

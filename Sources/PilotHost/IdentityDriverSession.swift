@@ -179,7 +179,7 @@ final class IdentityDriverSession: DriverSession {
 
     static func unsupported(_ request: DriverRequest) -> String {
         let command = request.frame().command
-        let name = DriverCommand(rawValue: command)?.name ?? String(format: "0x%02X", command)
+        let name = DriverCommand(rawValue: command)?.name ?? "0x" + (command < 16 ? "0" : "") + String(command, radix: 16, uppercase: true)
         return "\(name) is not available on a pilot-host identity socket"
     }
 

@@ -31,6 +31,7 @@ struct HostCommand: AsyncParsableCommand {
     @Option(help: "yes: the registry connection is TLS.") var registryTls: String?
     @Option(help: "SHA-256 (hex) of the registry certificate's DER, pinned (needs --registry-tls yes).") var registryFingerprint: String?
     @Option(help: "Where each identity's inbox is copied for the official pilotctl (HOME=DIR/NAME); empty: none.") var spoolDir: String?
+    @Option(help: "Event-loop threads (0: one per core).") var eventLoopThreads: String?
 
     func run() async throws {
         let file = config ?? "/etc/pilot-host/pilot-host.conf"
@@ -42,7 +43,7 @@ struct HostCommand: AsyncParsableCommand {
         let incoming = signals([SIGTERM, SIGINT, SIGHUP])
         // Taken first: the variables are unset so that no child process inherits them.
         let activated = try ActivatedSockets(Systemd.listenedSockets())
-        let group = MultiThreadedEventLoopGroup(numberOfThreads: System.coreCount)
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: settings.eventLoopThreads == 0 ? System.coreCount : settings.eventLoopThreads)
         let host = try await Host(configuration: settings, group: group, logger: logger, activated: activated)
         try await host.start()
         // Every identity is loaded and its socket open: ready.
@@ -92,7 +93,7 @@ struct HostCommand: AsyncParsableCommand {
             ("handshake-poll", handshakePoll), ("busy-poll", busyPoll),
             ("admin-token-file", adminTokenFile), ("control-connections-per-user", controlConnectionsPerUser),
             ("registry-credential-file", registryCredentialFile), ("registry-tls", registryTls), ("registry-fingerprint", registryFingerprint),
-            ("spool-dir", spoolDir),
+            ("spool-dir", spoolDir), ("event-loop-threads", eventLoopThreads),
         ] {
             if let value { try settings.set(key, value) }
         }
