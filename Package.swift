@@ -127,7 +127,7 @@ let package = Package(
         .executableTarget(
             name: "pilot-bench",
             dependencies: [
-                "PilotWire", "PilotCrypto", "PilotClient", "PilotHost", "PilotStore", "PilotNet", "PilotServices", "CSodium",
+                "PilotWire", "PilotCrypto", "PilotClient", "PilotControl", "PilotHost", "PilotStore", "PilotNet", "PilotServices", "CSodium",
                 // The official daemons, for `net`'s figure of their own `pilotctl bench`.
                 "PilotTestSupport",
             ] + eventLoops,

@@ -61,7 +61,7 @@ struct PoolBench {
         return rate
     }
 
-    private static func open(state: String, registry: String, group: MultiThreadedEventLoopGroup) throws -> (IdentityPool, RegistryClient) {
+    static func open(state: String, registry: String, group: MultiThreadedEventLoopGroup) throws -> (IdentityPool, RegistryClient) {
         let (master, _) = try MasterKey.load(stateDirectory: state, environment: [:])
         let endpoint: Endpoint
         do { endpoint = try Endpoint(parsing: registry) } catch { throw BenchError("bad registry address: \(error)") }

@@ -26,6 +26,7 @@ func usage() -> Never {
                pilot-bench registry [--nodes N] [--connections C]   (pilot-rendezvous must sit beside pilot-bench)
                pilot-bench host [--identities 1000,10000]           (pilot-host and pilot-rendezvous beside it)
                pilot-bench pool [--identities 100000]               (pilot-rendezvous beside it)
+               pilot-bench list [--identities 100000]               (pilot-rendezvous beside it)
                pilot-bench net [--megabytes 200] [--echoes 2000]
                pilot-bench trust [--pairs 50]                     (pilot-host and pilot-rendezvous beside it)
                pilot-bench pairs [--pairs 1000] [--messages 10]   (pilot-host and pilot-rendezvous beside it)
@@ -64,6 +65,7 @@ case "nat":
         artifacts: URL(fileURLWithPath: value("--artifacts") ?? FileManager.default.temporaryDirectory.appendingPathComponent("pilot-nat-artifacts").path)
     ).run()
 case "pool": PoolBench(count: Int(option("--identities", default: 100_000))).run()
+case "list": ListBench(count: Int(option("--identities", default: 100_000))).run()
 case "pool-load" where arguments.count == 3: PoolBench.load(state: arguments[1], registry: arguments[2])
 default: usage()
 }
