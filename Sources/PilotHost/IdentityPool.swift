@@ -37,8 +37,8 @@ public actor IdentityPool {
     /// The shared tunnel socket's address, registered for every identity without its own.
     var listenAddress: String
     var records: [String: IdentityRecord] = [:]
-    /// The names of `records` in order, for `page`; nil once a name came or went.
-    private var sortedNames: [String]?
+    /// The names of `records` in order, for `page`.
+    private var sortedNames: [String] = []
     /// Node id → name, kept with `records` wherever a node id appears, changes or goes.
     var namesByNode: [UInt32: String] = [:]
     /// Identities with a UDP socket of their own register its address instead of the shared one.
@@ -71,7 +71,7 @@ public actor IdentityPool {
         var loaded: [String: IdentityRecord] = [:]
         for record in try store.all() { loaded[record.name] = record }
         records = loaded
-        sortedNames = nil
+        sortedNames = loaded.keys.sorted()
         namesByNode = Dictionary(loaded.values.map { ($0.nodeID, $0.name) }, uniquingKeysWith: { first, _ in first })
         unsealed = [:]
         trusts = try store.allTrust().mapValues { entries in Dictionary(entries.map { ($0.peerNode, $0) }, uniquingKeysWith: { $1 }) }
@@ -90,26 +90,26 @@ public actor IdentityPool {
     public var all: [IdentityRecord] { records.values.sorted { $0.name < $1.name } }
 
     /// Up to `limit` identities in name order after `after` (nil: from the first), and whether
-    /// more follow. The names are sorted once after a name came or went, not per page.
+    /// more follow: a binary search in the names, kept in order as they come and go.
     public func page(after: String?, limit: Int) -> (records: [IdentityRecord], more: Bool) {
-        let names: [String]
-        if let sortedNames {
-            names = sortedNames
-        } else {
-            names = records.keys.sorted()
-            sortedNames = names
-        }
+        // The first name above `after`.
         var start = 0
         if let after {
-            // The first name above `after`.
-            var high = names.count
-            while start < high {
-                let middle = (start + high) / 2
-                if names[middle] <= after { start = middle + 1 } else { high = middle }
-            }
+            start = Self.insertionIndex(of: after, in: sortedNames)
+            if start < sortedNames.count, sortedNames[start] == after { start += 1 }
         }
-        let end = min(names.count, start + max(0, limit))
-        return (names[start..<end].compactMap { records[$0] }, end < names.count)
+        let end = min(sortedNames.count, start + max(0, limit))
+        return (sortedNames[start..<end].compactMap { records[$0] }, end < sortedNames.count)
+    }
+
+    /// Where `name` is in `names` (sorted), or would be.
+    private static func insertionIndex(of name: String, in names: [String]) -> Int {
+        var (low, high) = (0, names.count)
+        while low < high {
+            let middle = (low + high) / 2
+            if names[middle] < name { low = middle + 1 } else { high = middle }
+        }
+        return low
     }
 
     /// `name`'s signing key, unsealed now if it was not yet.
@@ -160,7 +160,7 @@ public actor IdentityPool {
             throw error
         }
         records[name] = record
-        sortedNames = nil
+        sortedNames.insert(name, at: Self.insertionIndex(of: name, in: sortedNames))
         namesByNode[record.nodeID] = name
         unsealed[name] = key
         return record
@@ -174,7 +174,9 @@ public actor IdentityPool {
         try store.delete(name: name)
         if namesByNode[node] == name { namesByNode[node] = nil }
         records[name] = nil
-        sortedNames = nil
+        if case let index = Self.insertionIndex(of: name, in: sortedNames), index < sortedNames.count, sortedNames[index] == name {
+            sortedNames.remove(at: index)
+        }
         unsealed[name] = nil
         deregistered.remove(name)
         ownListenAddresses[name] = nil
