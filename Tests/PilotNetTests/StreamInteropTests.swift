@@ -60,6 +60,26 @@ final class StreamInteropTests: XCTestCase {
             daemonEndpoint = LoopbackEndpoint(ip: [127, 0, 0, 1], port: try XCTUnwrap(UInt16(parts.last ?? "")))
         }
 
+        /// A public identity with a socket of its own, registered at the front of a relay that
+        /// drops `drop` of the datagrams (and reorders 2%): the daemon reaches it through the relay.
+        func relayedListener(drop: Double, seed: UInt64) async throws -> (TunnelIdentity, LossyRelay) {
+            let own = try await fabric.bind(host: "127.0.0.1", port: 0)
+            let relay = try LossyRelay(
+                to: LoopbackEndpoint(ip: [127, 0, 0, 1], port: UInt16(own.address.port ?? 0)), drop: drop, reorder: 0.02, duplicate: drop / 5, seed: seed)
+            let (master, _) = try MasterKey.load(stateDirectory: overlay.directory.url.path, environment: [:])
+            let pool = IdentityPool(
+                store: try HostStore(path: overlay.directory.path("listener.db")), keys: try IdentityKeys(masterKey: master),
+                registry: registry, listenAddress: "127.0.0.1:\(relay.endpoint.port)")
+            var request = IdentityPool.Request(owner: 0)
+            request.isPublic = true
+            let record = try await pool.create(name: "listener", request)
+            let listener = try TunnelIdentity(
+                address: Address(network: record.network, node: record.nodeID), signingKey: try await pool.signingKey(of: "listener"))
+            try await fabric.add(listener, ownSocket: own.socket) { _ in }
+            try await fabric.setPublicPorts(local: listener.node, [7])
+            return (listener, relay)
+        }
+
         func stop() async {
             await fabric.shutdown()
             await registry.disconnect()
@@ -159,6 +179,22 @@ final class StreamInteropTests: XCTestCase {
         }
         let counters = try await setup.fabric.counters()
         XCTAssertEqual(counters.authenticationFailed, 0, "\(counters)")
+        await setup.stop()
+    }
+
+    /// The daemon dials: 1.18's own `pilotctl bench` (10 MiB to our echo port and back) to an
+    /// identity it reaches through a relay that drops 1%, complete and without a reset.
+    func testTheOfficialDaemonsBenchToUsThroughALossyRelayCompletes() async throws {
+        let setup = try await Setup()
+        let (listener, relay) = try await setup.relayedListener(drop: 0.01, seed: 9)
+        defer { relay.stop() }
+        let bench = try setup.overlay.ctl("alpha", ["bench", listener.address.description, "10", "--timeout", "120s"], timeout: 150)
+        print("stream interop, official bench to us at 1% loss: \(bench), relay \(relay.counters)")
+        XCTAssertEqual(bench["complete"], true, "\(bench)")
+        XCTAssertEqual(bench["recv_bytes"]?.integerValue, 10 << 20, "\(bench)")
+        XCTAssertGreaterThan(relay.counters.dropped, 0, "the daemon's stream went through the relay")
+        let streams = try await setup.fabric.connections(of: listener.node)
+        XCTAssertEqual(streams.map(\.figures.traffic.bytesReceived), [10 << 20], "\(streams)")
         await setup.stop()
     }
 
