@@ -199,7 +199,7 @@ public final class StreamConnection {
         let connection = StreamConnection(key: key, state: .synSent, now: now)
         connection.synSentAt = now
         connection.synAttemptsMade = 1
-        return (connection, [.packet(connection.packet(flags: .syn, sequence: 0, acknowledgment: 0, window: Self.pilotHostSynWindow))])
+        return (connection, [.packet(connection.syn())])
     }
 
     /// Accepts a SYN on a listening port: established at once (as 1.18), the SYN|ACK to send.
@@ -210,6 +210,11 @@ public final class StreamConnection {
         connection.peerWindow = min(Int(syn.window), Self.receiveSlots)
         connection.peerIsPilotHost = syn.window == Self.pilotHostSynWindow
         return (connection, [.packet(connection.synAck())])
+    }
+
+    /// The SYN, marked as pilot-host's (`pilotHostSynWindow`).
+    func syn() -> Packet {
+        packet(flags: .syn, sequence: 0, acknowledgment: 0, window: Self.pilotHostSynWindow)
     }
 
     /// The SYN|ACK, marked as pilot-host's (`pilotHostSynWindow`).

@@ -158,6 +158,9 @@ extension StreamConnectionTests {
             var now = Self.start
             let (client, syn) = dialed(synAckWindow: window, now: now)
             XCTAssertEqual(syn?.window, 513)
+            let key = StreamConnection.Key(local: dialer, localPort: 49153, remote: listener, remotePort: 7)
+            let unanswered = StreamConnection.dial(key, now: now).0.tick(now: now + .seconds(1))
+            XCTAssertEqual(unanswered.compactMap { if case .packet(let packet) = $0 { packet.window } else { nil } }, [StreamConnection.pilotHostSynWindow], "a SYN sent again says it too")
             var sent = dataSequences(client.write(Array(repeating: 7, count: 600 * Int(size)), now: now))
             // The first segment is lost; the peer SACKs everything after it, round after round.
             for _ in 0..<200 {
