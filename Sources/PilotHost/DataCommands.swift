@@ -292,11 +292,15 @@ struct DataCommands: Sendable {
                 "recv_win": figures.receiveWindow, "unacked": figures.sentUnacknowledged, "in_flight": figures.inFlight,
                 "ooo_buf": figures.outOfOrder, "srtt_ms": Int((figures.smoothedRTT * 1000).rounded()),
                 "rttvar_ms": Int((figures.rttVariance * 1000).rounded()),
+                "snd_una": Int(figures.sendUnacknowledged), "snd_nxt": Int(figures.sendNext), "rcv_nxt": Int(figures.receiveNext),
+                "sacked_segs": figures.sackedSegments, "lost_segs": figures.lostSegments, "reneged": figures.reneged,
+                "outstanding_limit": figures.outstandingLimit ?? 0, "since_progress_ms": Int((figures.secondsSinceProgress * 1000).rounded()),
             ]
             return ConnectionList.Connection(
                 localPort: connection.localPort, remoteAddress: connection.remote.description, remotePort: connection.remotePort,
                 state: connection.state, unacknowledgedBytes: connection.unacknowledgedBytes, figures: counted.mapValues(Int64.init),
-                inRecovery: figures.inRecovery)
+                inRecovery: figures.inRecovery, sacked: figures.sackedRanges.map { "\($0.first)-\($0.end)" },
+                peerIsPilotHost: figures.peerIsPilotHost)
         })
     }
 

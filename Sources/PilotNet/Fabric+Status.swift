@@ -64,8 +64,29 @@ extension Fabric {
         public var smoothedRTT: Double
         /// See `smoothedRTT`.
         public var rttVariance: Double
+        /// The oldest byte not acknowledged, the next byte to send for the first time, and the
+        /// next byte expected from the peer (sequence numbers: what a stall is compared by).
+        public var sendUnacknowledged: UInt32
+        /// See `sendUnacknowledged`.
+        public var sendNext: UInt32
+        /// See `sendUnacknowledged`.
+        public var receiveNext: UInt32
+        /// Sent segments the peer SACKed, and those the retransmission timer took for lost.
+        public var sackedSegments: Int
+        /// See `sackedSegments`.
+        public var lostSegments: Int
+        /// What the peer SACKed, merged, lowest first.
+        public var sackedRanges: [StreamConnection.SequenceRange]
+        /// Times the peer's ACK stopped at a segment it had SACKed (`StreamConnection.reneged`).
+        public var reneged: Int
+        /// The most segments left unacknowledged toward this peer (nil: pilot-host, no cap).
+        public var outstandingLimit: Int?
+        /// The peer said it is pilot-host in its SYN or SYN|ACK.
+        public var peerIsPilotHost: Bool
+        /// Seconds since the cumulative ACK last moved (or the stream opened).
+        public var secondsSinceProgress: Double
 
-        init(_ connection: StreamConnection) {
+        init(_ connection: StreamConnection, now: NIODeadline) {
             let size = StreamConnection.segmentSize
             let sent = connection.sentUnacknowledged
             id = connection.id
@@ -82,6 +103,13 @@ extension Fabric {
             outOfOrder = connection.outOfOrder.count
             smoothedRTT = connection.smoothedRTT ?? 0
             rttVariance = connection.rttVariance
+            let sending = connection.sendingPosition
+            (sendUnacknowledged, sendNext, receiveNext) = (sending.unacknowledged, sending.next, connection.receiveNext)
+            (sackedSegments, lostSegments, sackedRanges) = (connection.sackedCount, connection.lostCount, connection.sackedRanges)
+            reneged = connection.reneged
+            outstandingLimit = connection.peerIsPilotHost ? nil : connection.outstandingLimit
+            peerIsPilotHost = connection.peerIsPilotHost
+            secondsSinceProgress = Double((now - connection.lastProgress).nanoseconds) / 1e9
         }
     }
 
@@ -105,11 +133,12 @@ extension Fabric {
     /// The open streams of identity `node`, by local port, remote and remote port.
     public func connections(of node: UInt32) async throws -> [ConnectionInfo] {
         try await loop.submit { [state] in
-            state.value.streams.entries.filter { $0.key.local.node == node }.map { key, entry in
+            let now = NIODeadline.now()
+            return state.value.streams.entries.filter { $0.key.local.node == node }.map { key, entry in
                 ConnectionInfo(
                     localPort: key.localPort, remote: key.remote, remotePort: key.remotePort, state: "\(entry.connection.state)",
                     unacknowledgedBytes: entry.connection.unacknowledgedBytes,
-                    figures: StreamFigures(entry.connection))
+                    figures: StreamFigures(entry.connection, now: now))
             }.sorted { ($0.localPort, $0.remote.node, $0.remotePort) < ($1.localPort, $1.remote.node, $1.remotePort) }
         }.get()
     }

@@ -16,7 +16,8 @@ extension StreamConnection {
             state = .established
             synSentAt = nil
             receiveNext = packet.sequence &+ 1
-            peerWindow = Int(packet.window)
+            peerWindow = min(Int(packet.window), Self.receiveSlots)
+            peerIsPilotHost = packet.window == Self.pilotHostSynWindow
             outputs.append(.connected)
             outputs.append(.packet(self.packet(flags: .ack, sequence: sendNext, acknowledgment: receiveNext)))
             outputs += transmit(now: now)
@@ -25,7 +26,7 @@ extension StreamConnection {
         if packet.flags.contains(.syn) {
             // Our SYN|ACK was lost: send it again.
             if !packet.flags.contains(.ack), state == .established, sendNext == 1 {
-                outputs.append(.packet(self.packet(flags: [.syn, .ack], sequence: 0, acknowledgment: receiveNext)))
+                outputs.append(.packet(synAck()))
             }
             return outputs
         }
@@ -41,13 +42,15 @@ extension StreamConnection {
             peerWindow = Int(packet.window)
             if let selective = try? SelectiveAck(decoding: packet.payload) {
                 traffic.sacksReceived += 1
-                markSacked(selective.blocks)
+                markSacked(selective.blocks, above: packet.acknowledgment)
                 outputs += acknowledge(packet.acknowledgment, pure: false, now: now)
+                noteReneging(packet.acknowledgment)
                 outputs += retransmitHoles(now: now)
                 outputs += transmit(now: now)
                 return outputs
             }
             outputs += acknowledge(packet.acknowledgment, pure: packet.payload.isEmpty && !windowMoved, now: now)
+            noteReneging(packet.acknowledgment)
         }
         if !packet.payload.isEmpty && !packet.flags.contains(.fin) {
             traffic.segmentsReceived += 1

@@ -43,9 +43,43 @@ extension StreamConnection {
         }
     }
 
+    /// The oldest byte not acknowledged and the next byte to send for the first time: for a
+    /// status listing.
+    public var sendingPosition: (unacknowledged: UInt32, next: UInt32) {
+        (head < segments.count ? segments[head].sequence : sendNext, firstUnsent < segments.count ? segments[firstUnsent].sequence : sendNext)
+    }
+
+    /// Bytes from `first` up to, not including, `end` (sequence numbers, so `end` may wrap).
+    public struct SequenceRange: Sendable, Equatable {
+        /// The first byte.
+        public var first: UInt32
+        /// The first byte after.
+        public var end: UInt32
+    }
+
+    /// What the peer SACKed, merged, lowest first: for a status listing, not the packet path.
+    public var sackedRanges: [SequenceRange] {
+        var ranges: [SequenceRange] = []
+        for segment in segments[head..<firstUnsent] where segment.sacked {
+            if let last = ranges.last, last.end == segment.sequence {
+                ranges[ranges.count - 1].end = segment.end
+            } else {
+                ranges.append(SequenceRange(first: segment.sequence, end: segment.end))
+            }
+        }
+        return ranges
+    }
+
     /// The first sent segment the peer does not hold.
     var oldestUnsacked: Int? {
         (head..<firstUnsent).first { !segments[$0].sacked }
+    }
+
+    /// The most segments that may be unacknowledged, SACKed ones included: toward 1.18, what
+    /// it can hold past a hole (`officialOutOfOrderLimit`) and what its reader's queue has
+    /// room for when the hole fills (its window); toward pilot-host, no cap but the windows.
+    var outstandingLimit: Int {
+        peerIsPilotHost ? Int.max : min(Self.officialOutOfOrderLimit, max(peerWindow, 1))
     }
 
     func transmit(now: NIODeadline) -> [Output] {
@@ -53,6 +87,7 @@ extension StreamConnection {
         // 1.18 advertises its free receive slots; 0 means full (the old Go daemon read 0 as
         // "unlimited", and 1.18 wins). With a full peer one segment goes out as a probe.
         let limit = min(congestionWindow, max(peerWindow, 1))
+        let outstanding = outstandingLimit
         var outputs: [Output] = []
         // What the timer took for lost goes first, oldest first.
         var index = head
@@ -60,7 +95,7 @@ extension StreamConnection {
             if segments[index].lost { outputs.append(send(index, now: now)) }
             index += 1
         }
-        while firstUnsent < segments.count && inFlight < limit {
+        while firstUnsent < segments.count && inFlight < limit && firstUnsent - head < outstanding {
             outputs.append(send(firstUnsent, now: now))
             firstUnsent += 1
         }
@@ -110,6 +145,7 @@ extension StreamConnection {
             duplicateAcks = 0
             probing = false
             lastAck = ack
+            lastProgress = now
             // New data acknowledged: the path works, so the backoff ends (RFC 6298 §5.7), even
             // when only retransmitted segments were acknowledged and Karn's rule gives no sample.
             retransmissionTimeout = measuredTimeout
@@ -164,10 +200,12 @@ extension StreamConnection {
         return outputs
     }
 
-    func markSacked(_ blocks: [SelectiveAck.Block]) {
+    /// Marks the segments inside `blocks` as held by the peer; only those after its cumulative
+    /// ACK `ack`: the segment the peer expects next is not held, whatever a block says.
+    func markSacked(_ blocks: [SelectiveAck.Block], above ack: UInt32) {
         for index in head..<firstUnsent where !segments[index].sacked {
             let segment = segments[index]
-            if blocks.contains(where: { !Self.isAfter($0.left, segment.sequence) && !Self.isAfter(segment.end, $0.right) }) {
+            if Self.isAfter(segment.sequence, ack), blocks.contains(where: { !Self.isAfter($0.left, segment.sequence) && !Self.isAfter(segment.end, $0.right) }) {
                 segments[index].sacked = true
                 sackedCount += 1
                 if segment.lost {
@@ -178,6 +216,20 @@ extension StreamConnection {
                 noteDelivered(segment.sentAt)
             }
         }
+    }
+
+    /// The peer's cumulative ACK `ack` stops at a segment it SACKed: it holds it no more (1.18,
+    /// when its reader's queue cannot take what a filled hole releases, keeps the rest out of
+    /// order and waits for the segment it expects, which it will not take from there). The
+    /// segment is taken for lost and sent again at once; left marked, it would never be
+    /// retransmitted and the stream would stall until it gave up.
+    func noteReneging(_ ack: UInt32) {
+        guard head < firstUnsent, segments[head].sacked, segments[head].sequence == ack else { return }
+        segments[head].sacked = false
+        sackedCount -= 1
+        segments[head].lost = true
+        lostCount += 1
+        reneged += 1
     }
 
     func sampleRTT(_ sample: TimeAmount) {

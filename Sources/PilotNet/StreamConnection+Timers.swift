@@ -25,7 +25,7 @@ extension StreamConnection {
             synAttemptsMade += 1
             synSentAt = now
             retransmissionTimeout = min(retransmissionTimeout * 2, .seconds(8))
-            return [.packet(packet(flags: .syn, sequence: 0, acknowledgment: 0))]
+            return [.packet(syn())]
         case .established:
             if now - lastReceived >= Self.idleTimeout {
                 state = .closed

@@ -62,7 +62,18 @@ public final class StreamConnection {
     /// 2 MiB: at 250 MB/s, 8 ms of a reader's task waiting for a CPU (1 MiB shut the window of a
     /// reader that kept up, on a 2-vCPU machine whose loops were busy).
     public static let receiveBufferLimit = 2 << 20
-    static let outOfOrderLimit = 128
+    /// Segments held out of order: a whole window's worth, so a pilot-host sender never loses
+    /// a segment it was allowed to send (1.18 holds 128 and drops the rest).
+    static let outOfOrderLimit = receiveSlots
+    /// What 1.18 holds out of order: past a hole, segments beyond these are dropped, and its
+    /// reader's queue has room for no more than its window when the hole fills. A sender never
+    /// has more than this many segments unacknowledged (SACKed ones included) toward a peer
+    /// not known to be pilot-host.
+    public static let officialOutOfOrderLimit = 128
+    /// The window pilot-host advertises in its SYN and SYN|ACK: one more than 1.18 ever can
+    /// (its queue has 512 slots), so each end of a stream knows whether the other is
+    /// pilot-host. Later packets advertise the free slots, as 1.18 does.
+    public static let pilotHostSynWindow = UInt16(receiveSlots + 1)
     static let initialWindow = 10
     static let maxRetransmissions = 8
     static let synAttempts = 7
@@ -111,6 +122,14 @@ public final class StreamConnection {
     var congestionWindow = StreamConnection.initialWindow
     var slowStartThreshold = StreamConnection.receiveSlots
     var duplicateAcks = 0
+    /// The peer's SYN or SYN|ACK said it is pilot-host (`pilotHostSynWindow`): it holds a whole
+    /// window out of order, so nothing caps what is unacknowledged but the windows.
+    public internal(set) var peerIsPilotHost = false
+    /// Times the peer's cumulative ACK stopped at a segment it had SACKed: it no longer holds
+    /// it (1.18 puts back what its reader's queue could not take), so it was sent again.
+    public internal(set) var reneged = 0
+    /// When the cumulative ACK last moved (or the stream opened): how long a stall has lasted.
+    public internal(set) var lastProgress: NIODeadline
     /// While recovering from a loss: the sequence that, once acknowledged, ends the episode.
     var recoveryPoint: UInt32?
     var lastAck: UInt32 = 0
@@ -172,6 +191,7 @@ public final class StreamConnection {
         self.state = state
         lastReceived = now
         lastSent = now
+        lastProgress = now
     }
 
     /// Opens a stream: the SYN to send.
@@ -179,7 +199,7 @@ public final class StreamConnection {
         let connection = StreamConnection(key: key, state: .synSent, now: now)
         connection.synSentAt = now
         connection.synAttemptsMade = 1
-        return (connection, [.packet(connection.packet(flags: .syn, sequence: 0, acknowledgment: 0))])
+        return (connection, [.packet(connection.syn())])
     }
 
     /// Accepts a SYN on a listening port: established at once (as 1.18), the SYN|ACK to send.
@@ -187,8 +207,19 @@ public final class StreamConnection {
         let key = Key(local: local, localPort: syn.destinationPort, remote: syn.source, remotePort: syn.sourcePort)
         let connection = StreamConnection(key: key, state: .established, now: now)
         connection.receiveNext = syn.sequence &+ 1
-        connection.peerWindow = Int(syn.window)
-        return (connection, [.packet(connection.packet(flags: [.syn, .ack], sequence: 0, acknowledgment: connection.receiveNext))])
+        connection.peerWindow = min(Int(syn.window), Self.receiveSlots)
+        connection.peerIsPilotHost = syn.window == Self.pilotHostSynWindow
+        return (connection, [.packet(connection.synAck())])
+    }
+
+    /// The SYN, marked as pilot-host's (`pilotHostSynWindow`).
+    func syn() -> Packet {
+        packet(flags: .syn, sequence: 0, acknowledgment: 0, window: Self.pilotHostSynWindow)
+    }
+
+    /// The SYN|ACK, marked as pilot-host's (`pilotHostSynWindow`).
+    func synAck() -> Packet {
+        packet(flags: [.syn, .ack], sequence: 0, acknowledgment: receiveNext, window: Self.pilotHostSynWindow)
     }
 
     /// Aborts with a RST.

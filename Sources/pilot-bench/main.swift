@@ -13,6 +13,8 @@
 //                                        that many identity pairs on two pilot-hosts, trusting and messaging at once
 //   pilot-bench pool [--identities 100000]
 //                                        the identity pool alone (no sockets): creation, load, re-registration, RSS
+//   pilot-bench interop [--megabytes 50] [--runs 10]
+//                                        bulk streams with the official 1.18 daemon both ways, failures counted
 //   pilot-bench nat [--cases 1a,3] [--megabytes 10] [--files 1] [--idle-timeout S] [--details]
 //                                        the NAT lab's cases (root): path, time to direct, MB/s each way
 
@@ -30,6 +32,7 @@ func usage() -> Never {
                pilot-bench net [--megabytes 200] [--echoes 2000]
                pilot-bench trust [--pairs 50]                     (pilot-host and pilot-rendezvous beside it)
                pilot-bench pairs [--pairs 1000] [--messages 10]   (pilot-host and pilot-rendezvous beside it)
+               pilot-bench interop [--megabytes 50] [--runs 10]       (pilot-rendezvous beside it; the official wheel)
                pilot-bench nat [--cases 1a,3] [--megabytes 10] [--files 1] [--idle-timeout S] [--details] [--artifacts DIR]
                                                                   (root; pilot-host, pilotctl and pilot-rendezvous beside it)
         """)
@@ -54,6 +57,7 @@ case "host":
     } ?? [1000, 10_000]
     HostBench(sizes: sizes).run()
 case "net": NetBench(megabytes: Int(option("--megabytes", default: 200)), echoes: Int(option("--echoes", default: 2000))).run()
+case "interop": InteropBench(megabytes: Int(option("--megabytes", default: 50)), runs: Int(option("--runs", default: 10))).run()
 case "trust": TrustBench(pairs: Int(option("--pairs", default: 50))).run()
 case "pairs": PairsBench(pairs: Int(option("--pairs", default: 1000)), messages: Int(option("--messages", default: 10))).run()
 case "nat":

@@ -228,7 +228,10 @@ struct Connections: ParsableCommand {
         try global.runPages(DataControl.Connections.self, on: socket, next: \.next, join: { $0.connections += $1.connections; $0.next = $1.next }) { list in
             guard !list.connections.isEmpty else { return "no connections" }
             return list.connections.map { row in
-                "\(row.figures["id"].map { "#\($0)  " } ?? ""):\(row.localPort) ↔ \(row.remoteAddress):\(row.remotePort)  \(row.state)"
+                let stream = "\(row.figures["id"].map { "#\($0)  " } ?? ""):\(row.localPort) ↔ \(row.remoteAddress):\(row.remotePort)  \(row.state)"
+                let shown = ["snd_una", "snd_nxt", "rcv_nxt", "in_flight", "retransmits", "since_progress_ms"].compactMap { key in row.figures[key].map { "\(key) \($0)" } }
+                let sacked = row.sacked.map { $0.isEmpty ? [] : ["sacked \($0.joined(separator: ","))"] } ?? []
+                return ([stream] + shown + sacked).joined(separator: "  ")
             }.joined(separator: "\n")
         }
     }

@@ -21,6 +21,13 @@ final class StreamConnectionTests: XCTestCase {
         var reordered = 0
         var duplicated = 0
 
+        /// Takes the packets that have arrived by `now`.
+        mutating func arrivals(by now: NIODeadline) -> [(at: NIODeadline, toDialer: Bool, packet: Packet)] {
+            let due = inFlight.filter { $0.at <= now }
+            inFlight.removeAll { $0.at <= now }
+            return due
+        }
+
         mutating func carry(_ packet: Packet, toDialer: Bool, now: NIODeadline) {
             if blackout?.contains(now) == true || Double.random(in: 0..<1, using: &random) < dropRate {
                 dropped += 1
@@ -71,9 +78,7 @@ final class StreamConnectionTests: XCTestCase {
         let end = now + .seconds(maxSeconds)
         while now < end {
             now = now + .milliseconds(5)
-            let due = link.inFlight.filter { $0.at <= now }
-            link.inFlight.removeAll { $0.at <= now }
-            for (_, toDialer, packet) in due {
+            for (_, toDialer, packet) in link.arrivals(by: now) {
                 if toDialer {
                     route(client.receive(packet, now: now), fromDialer: true)
                 } else if let server {

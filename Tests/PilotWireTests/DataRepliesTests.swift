@@ -59,6 +59,16 @@ final class DataRepliesTests: XCTestCase {
         XCTAssertEqual(Set(row.keys), Set(ConnectionList.figureKeys + ["local_port", "remote_addr", "remote_port", "state", "unacked_bytes", "in_recovery"]))
         XCTAssertEqual(row["srtt_ms"], .integer(Int64(ConnectionList.figureKeys.firstIndex(of: "srtt_ms") ?? -1)))
         XCTAssertEqual(try DataControl.Connections.data(of: .ok(counted.json)), counted)
+        // pilot-host's own figures for a stall, beside 1.18's: they go over the wire too.
+        let diagnosed = ConnectionList(connections: [
+            .init(
+                localPort: 49152, remoteAddress: "0:0000.0000.0007", remotePort: 7, state: "established", unacknowledgedBytes: 2304,
+                figures: ["snd_una": 1, "snd_nxt": 3457, "rcv_nxt": 1, "sacked_segs": 1, "lost_segs": 0, "reneged": 0, "outstanding_limit": 128, "since_progress_ms": 2500],
+                inRecovery: true, sacked: ["2305-3457"], peerIsPilotHost: false),
+        ])
+        let diagnosedRow = try XCTUnwrap(diagnosed.json["connections"]?.arrayValue?.first?.objectValue)
+        XCTAssertTrue(Set(ConnectionList.diagnosticKeys + ["sacked", "peer_pilot_host"]).isSubset(of: Set(diagnosedRow.keys)))
+        XCTAssertEqual(try DataControl.Connections.data(of: .ok(diagnosed.json)), diagnosed)
         try assertReply(
             DataControl.Peers.self,
             PeerList(peers: [

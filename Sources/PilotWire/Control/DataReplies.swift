@@ -336,11 +336,15 @@ public struct ConnectionList: ControlReplyData {
         public var figures: [String: Int64]
         /// Whether it is recovering from a loss (1.18's `in_recovery`); nil when not known.
         public var inRecovery: Bool?
+        /// What the peer SACKed, as `first-end` byte ranges (`sacked`); nil when not known.
+        public var sacked: [String]?
+        /// Whether the peer said it is pilot-host (`peer_pilot_host`); nil when not known.
+        public var peerIsPilotHost: Bool?
 
         /// A stream's description.
         public init(
             localPort: UInt16, remoteAddress: String, remotePort: UInt16, state: String, unacknowledgedBytes: Int,
-            figures: [String: Int64] = [:], inRecovery: Bool? = nil
+            figures: [String: Int64] = [:], inRecovery: Bool? = nil, sacked: [String]? = nil, peerIsPilotHost: Bool? = nil
         ) {
             self.localPort = localPort
             self.remoteAddress = remoteAddress
@@ -349,6 +353,8 @@ public struct ConnectionList: ControlReplyData {
             self.unacknowledgedBytes = unacknowledgedBytes
             self.figures = figures
             self.inRecovery = inRecovery
+            self.sacked = sacked
+            self.peerIsPilotHost = peerIsPilotHost
         }
     }
 
@@ -357,6 +363,14 @@ public struct ConnectionList: ControlReplyData {
     public static let figureKeys = [
         "id", "bytes_sent", "bytes_recv", "segs_sent", "segs_recv", "sack_sent", "sack_recv", "fast_retx", "retransmits", "dup_acks",
         "cong_win", "ssthresh", "peer_recv_win", "recv_win", "unacked", "in_flight", "ooo_buf", "srtt_ms", "rttvar_ms",
+    ]
+
+    /// pilot-host's own figures beside 1.18's, for a stall: the oldest byte unacknowledged,
+    /// the next byte to send and to receive (sequence numbers), SACKed and lost segments, ACKs
+    /// that stopped at a SACKed segment, the cap on segments unacknowledged toward 1.18 (0
+    /// toward pilot-host: none), milliseconds since the cumulative ACK last moved.
+    public static let diagnosticKeys = [
+        "snd_una", "snd_nxt", "rcv_nxt", "sacked_segs", "lost_segs", "reneged", "outstanding_limit", "since_progress_ms",
     ]
 
     /// The streams (this page of them).
@@ -379,7 +393,8 @@ public struct ConnectionList: ControlReplyData {
                 localPort: try entry.integer("local_port", as: UInt16.self), remoteAddress: try entry.string("remote_addr"),
                 remotePort: try entry.integer("remote_port", as: UInt16.self), state: try entry.string("state"),
                 unacknowledgedBytes: try entry.integer("unacked_bytes", as: Int.self),
-                figures: try Self.figures(of: entry), inRecovery: try entry.optionalBool("in_recovery"))
+                figures: try Self.figures(of: entry), inRecovery: try entry.optionalBool("in_recovery"),
+                sacked: try entry.optionalStrings("sacked"), peerIsPilotHost: try entry.optionalBool("peer_pilot_host"))
         }
         total = try fields.optionalInteger("total", as: Int.self) ?? connections.count
         next = try fields.optionalInteger("next")
@@ -388,7 +403,7 @@ public struct ConnectionList: ControlReplyData {
     /// The `figureKeys` a row has.
     private static func figures(of row: ControlFields) throws(ControlFailure) -> [String: Int64] {
         var figures: [String: Int64] = [:]
-        for key in figureKeys { figures[key] = try row.optionalInteger(key) }
+        for key in figureKeys + diagnosticKeys { figures[key] = try row.optionalInteger(key) }
         return figures
     }
 
@@ -404,6 +419,8 @@ public struct ConnectionList: ControlReplyData {
         ]
         for (key, value) in connection.figures { fields[key] = .integer(value) }
         if let inRecovery = connection.inRecovery { fields["in_recovery"] = .bool(inRecovery) }
+        if let sacked = connection.sacked { fields["sacked"] = .array(sacked.map { .string($0) }) }
+        if let pilotHost = connection.peerIsPilotHost { fields["peer_pilot_host"] = .bool(pilotHost) }
         return .object(fields)
     }
 
