@@ -42,7 +42,7 @@ extension IdentityCommands {
     func referenceInfo(connections: Int? = nil, ports: Int? = nil) async throws -> [String: JSON] {
         guard let record = await pool.identity(named: name) else { throw PoolError.notFound(name) }
         let figures = try await referenceFigures()
-        let open = figures.streams.connections.filter { $0.state == "established" }.count
+        let open = figures.streams.connections.filter { $0.state == "ESTABLISHED" }.count
         let tunnels = Int64(figures.peers.peers.count)
         return [
             "node_id": .integer(Int64(record.nodeID)), "address": .string(Address(network: record.network, node: record.nodeID).description),

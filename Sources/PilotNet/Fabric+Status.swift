@@ -25,7 +25,7 @@ extension Fabric {
         public var remote: Address
         /// The peer's port.
         public var remotePort: UInt16
-        /// The connection's state (`StreamConnection.State`), as text.
+        /// The connection's state as 1.18 names it (`StreamConnection.State.referenceName`: ESTABLISHED, TIME_WAIT, ...).
         public var state: String
         /// Bytes written and not yet acknowledged by the peer.
         public var unacknowledgedBytes: Int
@@ -136,7 +136,7 @@ extension Fabric {
             let now = NIODeadline.now()
             return state.value.streams.entries.filter { $0.key.local.node == node }.map { key, entry in
                 ConnectionInfo(
-                    localPort: key.localPort, remote: key.remote, remotePort: key.remotePort, state: "\(entry.connection.state)",
+                    localPort: key.localPort, remote: key.remote, remotePort: key.remotePort, state: entry.connection.state.referenceName,
                     unacknowledgedBytes: entry.connection.unacknowledgedBytes,
                     figures: StreamFigures(entry.connection, now: now))
             }.sorted { ($0.localPort, $0.remote.node, $0.remotePort) < ($1.localPort, $1.remote.node, $1.remotePort) }

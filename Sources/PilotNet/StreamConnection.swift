@@ -12,6 +12,16 @@ public final class StreamConnection {
     /// Where a connection is in its life (1.18 has no listen or half-closed states of its own).
     public enum State: Sendable, Equatable {
         case synSent, established, timeWait, closed
+
+        /// The name 1.18 lists a connection's state by (`conn_list`, `connections`).
+        public var referenceName: String {
+            switch self {
+            case .synSent: "SYN_SENT"
+            case .established: "ESTABLISHED"
+            case .timeWait: "TIME_WAIT"
+            case .closed: "CLOSED"
+            }
+        }
     }
 
     /// What the connection asks for after an event.

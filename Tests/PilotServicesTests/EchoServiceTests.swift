@@ -45,11 +45,11 @@ final class EchoServiceTests: XCTestCase {
         try await stream.close()
         let deadline = ContinuousClock.now + .seconds(5)
         var served = try await fabric.connections(of: server.node)
-        while served.contains(where: { $0.state == "established" }) && ContinuousClock.now < deadline {
+        while served.contains(where: { $0.state == "ESTABLISHED" }) && ContinuousClock.now < deadline {
             try await Task.sleep(for: .milliseconds(10))
             served = try await fabric.connections(of: server.node)
         }
-        XCTAssertEqual(served.map(\.state), ["timeWait"], "the echo's end is still open")
+        XCTAssertEqual(served.map(\.state), ["TIME_WAIT"], "the echo's end is still open")
         await fabric.shutdown()
         try await group.shutdownGracefully()
     }

@@ -53,7 +53,7 @@ final class DataRepliesTests: XCTestCase {
         // With 1.18's figures of the stream (its conn_list row), each that the host gave.
         let figures = Dictionary(uniqueKeysWithValues: ConnectionList.figureKeys.enumerated().map { ($1, Int64($0)) })
         let counted = ConnectionList(connections: [
-            .init(localPort: 7, remoteAddress: "0:0000.0000.0007", remotePort: 49152, state: "timeWait", unacknowledgedBytes: 0, figures: figures, inRecovery: false),
+            .init(localPort: 7, remoteAddress: "0:0000.0000.0007", remotePort: 49152, state: "TIME_WAIT", unacknowledgedBytes: 0, figures: figures, inRecovery: false),
         ])
         let row = try XCTUnwrap(counted.json["connections"]?.arrayValue?.first?.objectValue)
         XCTAssertEqual(Set(row.keys), Set(ConnectionList.figureKeys + ["local_port", "remote_addr", "remote_port", "state", "unacked_bytes", "in_recovery"]))
@@ -62,7 +62,7 @@ final class DataRepliesTests: XCTestCase {
         // pilot-host's own figures for a stall, beside 1.18's: they go over the wire too.
         let diagnosed = ConnectionList(connections: [
             .init(
-                localPort: 49152, remoteAddress: "0:0000.0000.0007", remotePort: 7, state: "established", unacknowledgedBytes: 2304,
+                localPort: 49152, remoteAddress: "0:0000.0000.0007", remotePort: 7, state: "ESTABLISHED", unacknowledgedBytes: 2304,
                 figures: ["snd_una": 1, "snd_nxt": 3457, "rcv_nxt": 1, "sacked_segs": 1, "lost_segs": 0, "reneged": 0, "outstanding_limit": 128, "since_progress_ms": 2500],
                 inRecovery: true, sacked: ["2305-3457"], peerIsPilotHost: false),
         ])
