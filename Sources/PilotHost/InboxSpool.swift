@@ -70,10 +70,7 @@ struct InboxSpool: Sendable {
     }
 
     /// Deletes `file`'s copy from `name`'s spool (its owner cleared it with our pilotctl).
-    func remove(file: ReceivedFile, of name: String) {
-        guard let home = home(of: name) else { return }
-        unlink("\(home)/.pilot/received/\(Self.fileName(file))")
-    }
+    func remove(file: ReceivedFile, of name: String) { removeCopy("received/\(Self.fileName(file))", of: name) }
 
     /// A received file's name in the spool: `BASE-YYYYMMDD-HHMMSS.mmm-ID.EXT`.
     static func fileName(_ file: ReceivedFile) -> String {
@@ -82,19 +79,16 @@ struct InboxSpool: Sendable {
     }
 
     /// Deletes `message`'s file from `name`'s spool (its owner cleared it with our pilotctl).
-    func remove(_ message: InboxMessage, of name: String) {
+    func remove(_ message: InboxMessage, of name: String) { removeCopy("inbox/\(Self.recordName(message)).json", of: name) }
+
+    /// Deletes `path` (under `.pilot`) of `name`'s spool; one already gone is no failure.
+    private func removeCopy(_ path: String, of name: String) {
         guard let home = home(of: name) else { return }
-        let path = "\(home)/.pilot/inbox/\(Self.recordName(message)).json"
-        if unlink(path) != 0, errno != ENOENT {
-            logger.warning("identity spool file not deleted", metadata: ["identity": "\(name)", "file": "\(path)", "error": "\(String(cString: strerror(errno)))"])
+        let full = "\(home)/.pilot/\(path)"
+        if unlink(full) != 0, errno != ENOENT {
+            logger.warning("identity spool file not deleted", metadata: ["identity": "\(name)", "file": "\(full)", "error": "\(String(cString: strerror(errno)))"])
         }
     }
-
-    /// Deletes the inbox files the host wrote for `name` (its owner cleared the inbox).
-    func clearInbox(of name: String) { clear(home(of: name).map { $0 + "/.pilot/inbox" }, of: name) }
-
-    /// Deletes the received files the host wrote for `name`.
-    func clearReceived(of name: String) { clear(home(of: name).map { $0 + "/.pilot/received" }, of: name) }
 
     /// Moves `name`'s spool out of its place and deletes what the host may of it.
     func remove(_ name: String) {
@@ -187,19 +181,6 @@ struct InboxSpool: Sendable {
         } catch {
             logger.warning("identity spool not written; the message is kept in host.db", metadata: [
                 "identity": "\(identity)", "file": "\(name)", "error": "\(error)"])
-        }
-    }
-
-    /// Deletes the regular files in `directory` (not what its owner made in subdirectories).
-    private func clear(_ directory: String?, of name: String) {
-        guard let directory, let entries = opendir(directory) else { return }
-        defer { closedir(entries) }
-        while let entry = readdir(entries) {
-            let file = withUnsafeBytes(of: entry.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
-            guard entry.pointee.d_type == UInt8(DT_REG) else { continue }
-            if unlink("\(directory)/\(file)") != 0, errno != ENOENT {
-                logger.warning("identity spool file not deleted", metadata: ["identity": "\(name)", "file": "\(file)", "error": "\(String(cString: strerror(errno)))"])
-            }
         }
     }
 

@@ -149,14 +149,6 @@ actor Mailbox: DataExchangeInbox {
     /// `identity`'s messages, oldest first.
     func messages(of identity: String) throws -> [InboxMessage] { try store.messages(identity: identity) }
 
-    /// Deletes `identity`'s messages; returns how many there were.
-    @discardableResult
-    func clearMessages(of identity: String) throws -> Int {
-        let cleared = try store.clearMessages(identity: identity)
-        spool?.clearInbox(of: identity)
-        return cleared
-    }
-
     /// A page of `identity`'s received files (by id, `ListPage`), and with `clear` those it
     /// lists deleted (from the spool too). Returns the page, how many files there were, and the
     /// next page's `after`.
@@ -178,14 +170,6 @@ actor Mailbox: DataExchangeInbox {
     /// `length` bytes from `offset` of `identity`'s file `id` (nil: no such file).
     func fileContents(of identity: String, id: Int64, offset: Int, length: Int) throws -> [UInt8]? {
         try store.fileContents(identity: identity, id: id, offset: offset, length: length)
-    }
-
-    /// Deletes `identity`'s received files; returns how many there were.
-    @discardableResult
-    func clearFiles(of identity: String) throws -> Int {
-        let cleared = try store.clearFiles(identity: identity)
-        spool?.clearReceived(of: identity)
-        return cleared
     }
 
     /// Unix milliseconds.

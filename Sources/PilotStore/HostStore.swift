@@ -494,15 +494,6 @@ public final class HostStore {
     /// `identity`'s messages, oldest first.
     public func messages(identity: String) throws -> [InboxMessage] { try messages(identity: identity, after: 0) }
 
-    /// Deletes `identity`'s messages; returns how many there were.
-    @discardableResult
-    public func clearMessages(identity: String) throws -> Int {
-        try db.transaction {
-            try db.run("DELETE FROM inbox WHERE identity_id = (SELECT id FROM identity WHERE name = ?)", [.text(identity)])
-            return db.changes
-        }
-    }
-
     /// Stores a file that arrived for `identity`, unless its files would then pass `quota` bytes
     /// or `files` files (then nothing is stored and `StoreError` says so); returns the file's id.
     public func addFile(_ file: ReceivedFile, contents: some Collection<UInt8>, identity: String, quota: Int, files: Int = .max) throws -> Int64 {
@@ -558,15 +549,6 @@ public final class HostStore {
             try db.run(
                 "DELETE FROM received_file WHERE identity_id = (SELECT id FROM identity WHERE name = ?) AND id > ? AND id <= ?",
                 [.text(identity), .integer(after), .integer(through)])
-            return db.changes
-        }
-    }
-
-    /// Deletes `identity`'s received files; returns how many there were.
-    @discardableResult
-    public func clearFiles(identity: String) throws -> Int {
-        try db.transaction {
-            try db.run("DELETE FROM received_file WHERE identity_id = (SELECT id FROM identity WHERE name = ?)", [.text(identity)])
             return db.changes
         }
     }

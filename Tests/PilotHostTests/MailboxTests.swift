@@ -36,7 +36,7 @@ final class MailboxTests: XCTestCase {
         XCTAssertEqual(rows.first?.replyTo, "m0")
         let bobs = try await mailbox.messages(of: "bob")
         XCTAssertEqual(bobs, [], "a message went to the wrong identity")
-        let cleared = try await mailbox.clearMessages(of: "alice")
+        let cleared = try await mailbox.page(of: "alice", after: 0, limit: 5000, clear: true).messages.count
         XCTAssertEqual(cleared, 1)
         let left = try await mailbox.messages(of: "alice")
         XCTAssertEqual(left, [])
@@ -78,8 +78,11 @@ final class MailboxTests: XCTestCase {
         XCTAssertEqual(held.map(\.name), ["report.bin", "big"])
         // Bob's quota is his own.
         try await mailbox.keep(DataExchangeService.File(sender: sender, name: "b", contents: [1, 2, 3]), for: "bob")
-        let cleared = try await mailbox.clearFiles(of: "alice")
+        let describe: (ReceivedFile) -> ReceivedFiles.File = { ReceivedFiles.File(id: $0.id, name: $0.name, from: $0.sender, bytes: $0.size, receivedAt: "") }
+        let cleared = try await mailbox.filePage(of: "alice", page: ListPage(), clear: true, describe: describe).files.count
         XCTAssertEqual(cleared, 2)
+        let kept = try await mailbox.files(of: "bob")
+        XCTAssertEqual(kept.map(\.name), ["b"], "clearing alice's files took bob's")
     }
 
     private func message(_ text: String, from sender: Address? = nil, id: String? = nil, replyTo: String? = nil) -> DataExchangeService.Message {
