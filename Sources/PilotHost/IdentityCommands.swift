@@ -151,14 +151,14 @@ struct IdentityCommands: Sendable {
             sent.target = command.target
             return sent.json
         case .connections(let command):
-            let all = try await dataCommands.connections(of: name).connections.sorted { ($0.figures["id"] ?? 0) < ($1.figures["id"] ?? 0) }
+            let all = try await dataCommands.connections(of: name).connections
             let (rows, next) = Paging.page(all, key: { $0.figures["id"] ?? 0 }, json: ConnectionList.row, page: command.page)
             return ConnectionList(connections: rows, total: all.count, next: next).json
         case .disconnect(let command):
             try await dataCommands.disconnect(name, connection: command.connection)
             return ["conn_id": .integer(Int64(command.connection))]
         case .peers(let command):
-            let all = try await dataCommands.peers(of: name).peers.sorted { $0.nodeID < $1.nodeID }
+            let all = try await dataCommands.peers(of: name).peers
             let (rows, next) = Paging.page(all, key: { Int64($0.nodeID) }, json: PeerList.row, page: command.page)
             return PeerList(peers: rows, total: all.count, next: next).json
         case .bench(let command):

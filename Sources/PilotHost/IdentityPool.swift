@@ -92,24 +92,9 @@ public actor IdentityPool {
     /// Up to `limit` identities in name order after `after` (nil: from the first), and whether
     /// more follow: a binary search in the names, kept in order as they come and go.
     public func page(after: String?, limit: Int) -> (records: [IdentityRecord], more: Bool) {
-        // The first name above `after`.
-        var start = 0
-        if let after {
-            start = Self.insertionIndex(of: after, in: sortedNames)
-            if start < sortedNames.count, sortedNames[start] == after { start += 1 }
-        }
+        let start = after.map { after in sortedNames.partitionPoint { $0 > after } } ?? 0
         let end = min(sortedNames.count, start + max(0, limit))
         return (sortedNames[start..<end].compactMap { records[$0] }, end < sortedNames.count)
-    }
-
-    /// Where `name` is in `names` (sorted), or would be.
-    private static func insertionIndex(of name: String, in names: [String]) -> Int {
-        var (low, high) = (0, names.count)
-        while low < high {
-            let middle = (low + high) / 2
-            if names[middle] < name { low = middle + 1 } else { high = middle }
-        }
-        return low
     }
 
     /// `name`'s signing key, unsealed now if it was not yet.
@@ -160,7 +145,7 @@ public actor IdentityPool {
             throw error
         }
         records[name] = record
-        sortedNames.insert(name, at: Self.insertionIndex(of: name, in: sortedNames))
+        sortedNames.insert(name, at: sortedNames.partitionPoint { $0 >= name })
         namesByNode[record.nodeID] = name
         unsealed[name] = key
         return record
@@ -174,7 +159,7 @@ public actor IdentityPool {
         try store.delete(name: name)
         if namesByNode[node] == name { namesByNode[node] = nil }
         records[name] = nil
-        if case let index = Self.insertionIndex(of: name, in: sortedNames), index < sortedNames.count, sortedNames[index] == name {
+        if case let index = sortedNames.partitionPoint({ $0 >= name }), index < sortedNames.count, sortedNames[index] == name {
             sortedNames.remove(at: index)
         }
         unsealed[name] = nil

@@ -153,14 +153,14 @@ actor TrustService {
 
     /// A page of `pending`, by node id.
     func pending(_ name: String, page: ListPage) async -> PendingTrust {
-        let all = await pending(name).pending.sorted { $0.nodeID < $1.nodeID }
+        let all = await pending(name).pending
         let (rows, next) = Paging.page(all, key: { Int64($0.nodeID) }, json: PendingTrust.row, page: page)
         return PendingTrust(pending: rows, next: next)
     }
 
     /// A page of `trusted`, by node id.
     func trusted(_ name: String, page: ListPage) async -> TrustedPeers {
-        let all = await trusted(name).trusted.sorted { $0.nodeID < $1.nodeID }
+        let all = await trusted(name).trusted
         let (rows, next) = Paging.page(all, key: { Int64($0.nodeID) }, json: TrustedPeers.row, page: page)
         return TrustedPeers(trusted: rows, total: all.count, next: next)
     }
