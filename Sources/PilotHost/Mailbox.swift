@@ -74,7 +74,7 @@ actor Mailbox: DataExchangeInbox {
     func messageID(ofRecord name: String, of identity: String) throws(ControlFailure) -> String? {
         guard let id = InboxSpool.inboxID(ofRecord: name) else { return nil }
         let found: InboxMessage?
-        do { found = try store.messages(identity: identity, after: id - 1).first } catch {
+        do { found = try store.messages(identity: identity, after: id - 1, limit: 1).first } catch {
             throw ControlFailure(.unavailable, "inbox: \(error)")
         }
         guard let found, found.id == id, InboxSpool.recordName(found) == name else { throw ControlFailure(.notFound, "no inbox message \(name)") }

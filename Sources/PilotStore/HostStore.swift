@@ -432,14 +432,10 @@ public final class HostStore {
     public func messagePage(identity: String, after: Int64, limit: Int, inline: Int) throws -> [InboxMessage] {
         try db.rows(
             """
-            SELECT inbox.id, sender, type, substr(data, 1, ?), message_id, reply_to, received_at, length(data) FROM inbox
+            \(Self.messageColumns(data: "substr(data, 1, ?)"))
             WHERE identity_id = (SELECT id FROM identity WHERE name = ?) AND inbox.id > ? ORDER BY inbox.id LIMIT ?
             """, [.integer(Int64(inline)), .text(identity), .integer(after), .integer(Int64(limit))]
-        ).map { row in
-            InboxMessage(
-                id: row[0].integer ?? 0, sender: row[1].text ?? "", type: row[2].text ?? "", data: row[3].blob ?? [],
-                messageID: row[4].text, replyTo: row[5].text, receivedAt: row[6].integer ?? 0, size: Int(row[7].integer ?? 0))
-        }
+        ).map(Self.message)
     }
 
     /// How many messages `identity` holds.
@@ -483,12 +479,17 @@ public final class HostStore {
         ).isEmpty
     }
 
-    private static let messageColumns = "SELECT inbox.id, sender, type, data, message_id, reply_to, received_at FROM inbox"
+    /// The columns `message` reads, with `data` (an expression on it) as the message's bytes.
+    private static func messageColumns(data: String = "data") -> String {
+        "SELECT inbox.id, sender, type, \(data), message_id, reply_to, received_at, length(data) FROM inbox"
+    }
+
+    private static var messageColumns: String { messageColumns() }
 
     private static func message(_ row: [SQLValue]) -> InboxMessage {
         InboxMessage(
             id: row[0].integer ?? 0, sender: row[1].text ?? "", type: row[2].text ?? "", data: row[3].blob ?? [],
-            messageID: row[4].text, replyTo: row[5].text, receivedAt: row[6].integer ?? 0)
+            messageID: row[4].text, replyTo: row[5].text, receivedAt: row[6].integer ?? 0, size: Int(row[7].integer ?? 0))
     }
 
     /// `identity`'s messages, oldest first.
