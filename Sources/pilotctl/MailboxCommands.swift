@@ -76,12 +76,7 @@ struct Inbox: ParsableCommand {
             try global.fail(.error(ControlFailure(.notFound, latest ? "inbox is empty" : "no message \(id ?? "") in the inbox")))
         }
         if message.truncated, let number = message.number {
-            var bytes: [UInt8] = []
-            while bytes.count < message.bytes {
-                let chunk = try global.call(MessageControl.InboxChunk(id: number, offset: bytes.count), on: socket)
-                guard let piece = try? Base64.decode(chunk.data), !piece.isEmpty else { break }
-                bytes += piece
-            }
+            let bytes = try global.pieces(MessageControl.InboxChunk.self, id: number, bytes: message.bytes, on: socket)
             message.truncated = false
             if message.type != "BINARY", let text = String(validating: bytes, as: UTF8.self) { message.text = text } else { message.base64 = Base64.encode(bytes) }
         }
@@ -207,12 +202,7 @@ struct Received: ParsableCommand {
     private func saved(_ files: [ReceivedFiles.File], into save: String, on socket: String) throws -> [ReceivedFiles.File] {
         var written: [ReceivedFiles.File] = []
         for var file in files {
-            var contents = Data()
-            while contents.count < file.bytes {
-                let chunk = try global.call(MessageControl.ReceivedChunk(id: file.id, offset: contents.count), on: socket)
-                guard let bytes = try? Base64.decode(chunk.data), !bytes.isEmpty else { break }
-                contents += bytes
-            }
+            let contents = Data(try global.pieces(MessageControl.ReceivedChunk.self, id: file.id, bytes: file.bytes, on: socket))
             var path = (save as NSString).appendingPathComponent(file.name)
             if FileManager.default.fileExists(atPath: path) { path += "-\(file.id)" }
             guard FileManager.default.createFile(atPath: path, contents: contents) else {

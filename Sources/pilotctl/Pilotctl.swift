@@ -105,6 +105,18 @@ struct GlobalOptions: ParsableArguments {
         print(json ? ControlReply.ok(whole.json).json.encodedString() : text(whole))
     }
 
+    /// The whole of something the host keeps, `bytes` long, read in pieces with `Command`
+    /// (`received-chunk`, `inbox-chunk`); short if the host has less.
+    func pieces<Command: PieceCommand>(_ command: Command.Type, id: Int64, bytes: Int, on socket: String) throws -> [UInt8] {
+        var whole: [UInt8] = []
+        while whole.count < bytes {
+            let chunk = try call(Command(id: id, offset: whole.count), on: socket)
+            guard let piece = try? Base64.decode(chunk.data), !piece.isEmpty else { break }
+            whole += piece
+        }
+        return whole
+    }
+
     /// The data of `command`'s reply; an error reply is printed and exits 1.
     func call<Command: ControlCommand>(_ command: Command, on socket: String) throws -> Command.Reply {
         try decode(self.reply(command.request, on: socket), of: Command.self)
