@@ -85,7 +85,12 @@ extension Fabric {
             // before), or for the echo service what it has not yet sent back.
             let connection = entry.connection
             if let handle = entry.handle { connection.readerBacklog = readerBacklog(key, handle) }
+            // An echo stream's share of the budget is reckoned from what the others hold now,
+            // not at the last tick: streams filling at once cannot each take the whole rest.
+            let heldBefore = entry.echoes ? connection.unacknowledgedBytes : 0
+            if entry.echoes { connection.holdLimit = echoLimit(others: state.value.echoHeld - heldBefore) }
             handle(connection.receive(packet, now: .now()), for: key)
+            if entry.echoes { state.value.echoHeld += connection.unacknowledgedBytes - heldBefore }
             // The reader is far behind: it says when it has caught up (or, if it caught up
             // meanwhile, the window is said to be open now).
             if connection.readerBacklog > ReadBacklog.farBehind, let handle = entry.handle, handle.windowNarrowed() {

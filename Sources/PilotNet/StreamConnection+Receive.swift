@@ -47,11 +47,13 @@ extension StreamConnection {
                 noteReneging(packet.acknowledgment)
                 outputs += retransmitHoles(now: now)
                 outputs += transmit(now: now)
+                outputs += deliverHeldSegments()
                 return outputs
             }
             outputs += acknowledge(packet.acknowledgment, pure: packet.payload.isEmpty && !windowMoved, now: now)
             noteReneging(packet.acknowledgment)
         }
+        outputs += deliverHeldSegments()
         if !packet.payload.isEmpty && !packet.flags.contains(.fin) {
             traffic.segmentsReceived += 1
             outputs += accept(data: packet.payload, at: packet.sequence, now: now)
@@ -75,10 +77,7 @@ extension StreamConnection {
             }
             var delivered = data
             receiveNext &+= UInt32(data.count)
-            while let next = outOfOrder.removeValue(forKey: receiveNext) {
-                delivered += next
-                receiveNext &+= UInt32(next.count)
-            }
+            takeHeldSegments(into: &delivered)
             unacknowledgedSegments += 1
             traffic.bytesReceived += delivered.count
             var outputs: [Output] = [.data(delivered)]
@@ -94,6 +93,26 @@ extension StreamConnection {
         }
         // Out of order or a duplicate: tell the sender at once what we hold.
         return [sendAck()]
+    }
+
+    /// Segments held out of order that now follow `receiveNext`, appended to `delivered` while
+    /// the backlog stays under `holdLimit`: a gap filled late does not deliver the whole reorder
+    /// buffer past the limit at once. What stays waits for `deliverHeldSegments`.
+    func takeHeldSegments(into delivered: inout [UInt8]) {
+        while backlog + delivered.count < holdLimit, let next = outOfOrder.removeValue(forKey: receiveNext) {
+            delivered += next
+            receiveNext &+= UInt32(next.count)
+        }
+    }
+
+    /// Held segments that the reader (or the echo's peer) has since made room for: delivered,
+    /// and acknowledged at once. Called on every packet and tick of an established stream.
+    func deliverHeldSegments() -> [Output] {
+        guard !peerFinished, backlog < holdLimit, outOfOrder[receiveNext] != nil else { return [] }
+        var delivered: [UInt8] = []
+        takeHeldSegments(into: &delivered)
+        traffic.bytesReceived += delivered.count
+        return [.data(delivered), sendAck()]
     }
 
     func receiveFin(_ packet: Packet, now: NIODeadline) -> [Output] {

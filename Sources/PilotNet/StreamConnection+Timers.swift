@@ -31,8 +31,8 @@ extension StreamConnection {
                 state = .closed
                 return [.closed(reason: "idle timeout")]
             }
-            var outputs: [Output] = []
-            if let deadline = ackDeadline, now >= deadline { outputs.append(sendAck()) }
+            var outputs = deliverHeldSegments()
+            if let deadline = ackDeadline, now >= deadline, outputs.isEmpty { outputs.append(sendAck()) }
             if now - lastSent >= Self.keepalive { outputs.append(sendAck()) }
             if lastAdvertisedWindow == 0, !peerFinished, advertisedWindow > 0, outputs.isEmpty { outputs.append(sendAck()) }
             // A tail-loss probe (RFC 8985 §7): when the flight has gone quiet for two round

@@ -100,6 +100,7 @@ final class FabricStreamsTests: FabricTestCase {
             try await Task.sleep(for: .milliseconds(200))
             held = max(held, try await hostB.streamCounters().echoHeld)
         }
+        print("echo held at most \(held) bytes of a \(budget)-byte budget")
         XCTAssertGreaterThan(held, budget / 2, "the echoes were held at all")
         XCTAssertLessThanOrEqual(held, budget + 6 * 64 * 1024 + 512 * 1024, "the echo streams held past their budget")
         for stream in streams { await stream.abort() }

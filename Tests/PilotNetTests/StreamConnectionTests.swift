@@ -197,6 +197,34 @@ final class StreamConnectionTests: XCTestCase {
         return client
     }
 
+    /// A gap filled late delivers what it held out of order only up to the hold limit (an
+    /// echo stream's share of its budget, a reader's backlog); the rest follows as room opens,
+    /// in order, on the next tick.
+    func testAFilledGapDeliversNoMoreThanTheHoldLimit() {
+        let now = NIODeadline.uptimeNanoseconds(1_000_000_000)
+        let syn = Packet(flags: .syn, proto: .stream, source: dialer, destination: listener, sourcePort: 49152, destinationPort: 1001, sequence: 0)
+        let (server, _) = StreamConnection.accept(syn, local: listener, now: now)
+        server.holdLimit = 8 * 1152
+        func segment(_ index: Int) -> Packet {
+            Packet(
+                flags: .ack, proto: .stream, source: dialer, destination: listener, sourcePort: 49152, destinationPort: 1001,
+                sequence: UInt32(1 + index * 1152), acknowledgment: 1, payload: Array(repeating: UInt8(index), count: 1152))
+        }
+        func delivered(_ outputs: [StreamConnection.Output]) -> [UInt8] {
+            outputs.reduce(into: []) { if case .data(let chunk) = $1 { $0 += chunk } }
+        }
+        for index in 1..<20 { XCTAssertEqual(delivered(server.receive(segment(index), now: now)), []) }
+        var received = delivered(server.receive(segment(0), now: now))
+        XCTAssertEqual(received.count, 8 * 1152, "the gap released the whole reorder buffer")
+        server.readerBacklog = received.count
+        XCTAssertEqual(delivered(server.tick(now: now + .milliseconds(10))), [], "delivered past a full backlog")
+        server.readerBacklog = 0
+        received += delivered(server.tick(now: now + .milliseconds(20)))
+        server.readerBacklog = 0
+        received += delivered(server.tick(now: now + .milliseconds(30)))
+        XCTAssertEqual(received, (0..<20).flatMap { Array(repeating: UInt8($0), count: 1152) })
+    }
+
     /// The peer's window counts free slots (1.18): 0 means full, so one probe segment goes out
     /// and no more until the window opens.
     func testAFullPeerWindowHoldsTheSenderToOneSegment() {
