@@ -13,3 +13,7 @@ struct pilot_mmsghdr {
     unsigned int msg_len;
 };
 extern int pilot_sendmmsg(int fd, struct pilot_mmsghdr *messages, unsigned int count, int flags) __asm__("sendmmsg");
+
+// Names a thread (at most 15 bytes and the NUL); also declared only under _GNU_SOURCE.
+#include <pthread.h>
+extern int pthread_setname_np(pthread_t thread, const char *name);

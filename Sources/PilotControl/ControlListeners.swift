@@ -1,4 +1,5 @@
-import Foundation
+import Dispatch
+import FoundationEssentials
 public import Glibc
 public import Logging
 import NIOConcurrencyHelpers
@@ -114,9 +115,7 @@ public final class ControlListeners: @unchecked Sendable {
             Glibc.close(epoll)
             throw ControlListenerError.system("epoll_ctl", code)
         }
-        let thread = Thread { [self] in acceptLoop() }
-        thread.name = "control-accept"
-        thread.start()
+        try startThread(named: "control-accept") { [self] in acceptLoop() }
     }
 
     /// How many sockets listen.

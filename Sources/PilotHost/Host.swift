@@ -1,4 +1,6 @@
-import Foundation
+import Dispatch
+import FoundationEssentials
+import Glibc
 public import Logging
 import NIOConcurrencyHelpers
 public import NIOCore

@@ -1,4 +1,5 @@
-import Foundation
+import FoundationEssentials
+import Glibc
 public import PilotCrypto
 public import PilotStore
 import PilotWire

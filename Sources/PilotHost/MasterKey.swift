@@ -1,4 +1,5 @@
-public import Foundation
+public import FoundationEssentials
+import Glibc
 public import PilotCrypto
 
 /// The host master key that seals identity keys at rest in `host.db`.
@@ -15,18 +16,23 @@ public enum MasterKey {
         case created(String)
     }
 
+    /// `directory` and `name` joined by one slash.
+    private static func joined(_ directory: String, _ name: String) -> String {
+        directory.hasSuffix("/") ? directory + name : directory + "/" + name
+    }
+
     /// Loads (or creates) the master key; returns it and where it came from.
     public static func load(
         stateDirectory: String, environment: [String: String] = ProcessInfo.processInfo.environment
     ) throws(KeyFileError) -> (key: SecretBytes, source: Source) {
         if let credentials = environment["CREDENTIALS_DIRECTORY"], !credentials.isEmpty {
-            let path = (credentials as NSString).appendingPathComponent(fileName)
+            let path = joined(credentials, fileName)
             if FileManager.default.fileExists(atPath: path) {
                 // systemd owns the credential's permissions; don't second-guess them.
                 return (try KeyFile.read(path, what: "master key", checkMode: false), .credential(path))
             }
         }
-        let path = (stateDirectory as NSString).appendingPathComponent(fileName)
+        let path = joined(stateDirectory, fileName)
         if FileManager.default.fileExists(atPath: path) {
             return (try KeyFile.read(path, what: "master key"), .stateFile(path))
         }

@@ -1,4 +1,5 @@
-import Foundation
+import FoundationEssentials
+import Glibc
 import PilotWire
 
 /// Each tunnel socket's public mapping (docs/PROTOCOL.md §8.5, §9): the beacon answers every

@@ -1,4 +1,5 @@
-import Foundation
+import FoundationEssentials
+import Glibc
 
 /// The process's resource limits that the identity count drives.
 enum ResourceLimits {
