@@ -124,10 +124,13 @@ let package = Package(
             dependencies: ["PilotClient", "PilotWire"],
             path: "Examples/pilot-example",
             swiftSettings: strict),
+        // Counts heap allocations by defining malloc and its kin: pilot-bench's alone.
+        .target(name: "CAllocationCounter"),
         .executableTarget(
             name: "pilot-bench",
             dependencies: [
                 "PilotWire", "PilotCrypto", "PilotClient", "PilotControl", "PilotHost", "PilotStore", "PilotNet", "PilotServices", "CSodium",
+                "CAllocationCounter",
                 // The official daemons, for `net`'s figure of their own `pilotctl bench`.
                 "PilotTestSupport",
             ] + eventLoops,

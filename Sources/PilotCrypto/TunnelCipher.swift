@@ -112,18 +112,24 @@ public final class TunnelCipher {
         return (try result.get().counter, output)
     }
 
-    /// Convenience: opens into a new array.
+    /// Convenience: opens into a new array (decrypted straight into its storage: one
+    /// allocation per packet).
     public func open(_ sealed: some Collection<UInt8>, prefix: UInt32, counter: UInt64, sender: UInt32) throws(CryptoError) -> [UInt8] {
-        var output = [UInt8](repeating: 0, count: max(0, sealed.count - Self.tagSize))
-        func openInto(_ input: UnsafeRawBufferPointer) -> Result<Int, CryptoError> {
-            output.withUnsafeMutableBytes { out in
-                Result { () throws(CryptoError) in try open(input, prefix: prefix, counter: counter, sender: sender, into: out) }
+        var failure: CryptoError?
+        let output = [UInt8](unsafeUninitializedCapacity: max(0, sealed.count - Self.tagSize)) { buffer, initialized in
+            func openInto(_ input: UnsafeRawBufferPointer) -> Int {
+                do {
+                    return try open(input, prefix: prefix, counter: counter, sender: sender, into: UnsafeMutableRawBufferPointer(buffer))
+                } catch {
+                    failure = error
+                    return 0
+                }
             }
+            // Contiguous input (an array or a slice of one, as frames are) is read in place.
+            initialized = sealed.withContiguousStorageIfAvailable { openInto(UnsafeRawBufferPointer($0)) }
+                ?? Array(sealed).withUnsafeBytes { openInto($0) }
         }
-        // Contiguous input (an array or a slice of one, as frames are) is read in place.
-        let count = try (sealed.withContiguousStorageIfAvailable { openInto(UnsafeRawBufferPointer($0)) }
-            ?? Array(sealed).withUnsafeBytes { openInto($0) }).get()
-        if count < output.count { output.removeLast(output.count - count) }
+        if let failure { throw failure }
         return output
     }
 

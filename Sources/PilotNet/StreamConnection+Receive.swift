@@ -20,7 +20,7 @@ extension StreamConnection {
             peerIsPilotHost = packet.window == Self.pilotHostSynWindow
             outputs.append(.connected)
             outputs.append(.packet(self.packet(flags: .ack, sequence: sendNext, acknowledgment: receiveNext)))
-            outputs += transmit(now: now)
+            outputs.add(transmit(now: now))
             return outputs
         }
         if packet.flags.contains(.syn) {
@@ -43,27 +43,27 @@ extension StreamConnection {
             if let selective = try? SelectiveAck(decoding: packet.payload) {
                 traffic.sacksReceived += 1
                 markSacked(selective.blocks, above: packet.acknowledgment)
-                outputs += acknowledge(packet.acknowledgment, pure: false, now: now)
+                outputs.add(acknowledge(packet.acknowledgment, pure: false, now: now))
                 noteReneging(packet.acknowledgment)
-                outputs += retransmitHoles(now: now)
-                outputs += transmit(now: now)
-                outputs += deliverHeldSegments()
+                outputs.add(retransmitHoles(now: now))
+                outputs.add(transmit(now: now))
+                outputs.add(deliverHeldSegments())
                 return outputs
             }
-            outputs += acknowledge(packet.acknowledgment, pure: packet.payload.isEmpty && !windowMoved, now: now)
+            outputs.add(acknowledge(packet.acknowledgment, pure: packet.payload.isEmpty && !windowMoved, now: now))
             noteReneging(packet.acknowledgment)
         }
-        outputs += deliverHeldSegments()
+        outputs.add(deliverHeldSegments())
         if !packet.payload.isEmpty && !packet.flags.contains(.fin) {
             traffic.segmentsReceived += 1
-            outputs += accept(data: packet.payload, at: packet.sequence, now: now)
+            outputs.add(accept(data: packet.payload, at: packet.sequence, now: now))
         }
         if packet.flags.contains(.fin) {
-            outputs += receiveFin(packet, now: now)
+            outputs.add(receiveFin(packet, now: now))
             return outputs
         }
-        outputs += transmit(now: now)
-        outputs += finishIfDone(now: now)
+        outputs.add(transmit(now: now))
+        outputs.add(finishIfDone(now: now))
         return outputs
     }
 
@@ -80,13 +80,9 @@ extension StreamConnection {
             takeHeldSegments(into: &delivered)
             unacknowledgedSegments += 1
             traffic.bytesReceived += delivered.count
-            var outputs: [Output] = [.data(delivered)]
-            if !outOfOrder.isEmpty || unacknowledgedSegments >= 2 {
-                outputs.append(sendAck())
-            } else if ackDeadline == nil {
-                ackDeadline = now + Self.delayedAck
-            }
-            return outputs
+            if !outOfOrder.isEmpty || unacknowledgedSegments >= 2 { return [.data(delivered), sendAck()] }
+            if ackDeadline == nil { ackDeadline = now + Self.delayedAck }
+            return [.data(delivered)]
         }
         if Self.isAfter(sequence, receiveNext) {
             if outOfOrder.count < Self.outOfOrderLimit { outOfOrder[sequence] = data }

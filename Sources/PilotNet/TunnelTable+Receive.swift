@@ -129,7 +129,7 @@ extension TunnelTable {
         // the way it now comes.
         let changed = learn(arrival, for: remote, now: now)
         counters.delivered += 1
-        return [.deliver(local: tunnel.local, packet)] + changed
+        return [.deliver(local: tunnel.local, packet)].adding(changed)
     }
 
     /// A PILS no session opens: the remote thinks it has a session we do not. Those of our

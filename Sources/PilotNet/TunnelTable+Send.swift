@@ -27,7 +27,7 @@ extension TunnelTable {
         guard let path = paths[remote] else { throw .noEndpoint(remote) }
         let pair = NodePair(local: local, remote: remote)
         if let tunnel = tunnels[pair] {
-            return actions + seal(plaintext, on: tunnel, path: path, now: now)
+            return actions.adding(seal(plaintext, on: tunnel, path: path, now: now))
         }
         var exchange = pending[pair] ?? Pending(nextAttempt: now)
         if exchange.queue.count >= timing.queueLimit {

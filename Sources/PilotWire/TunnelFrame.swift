@@ -199,14 +199,16 @@ public struct EncryptedFrame: Hashable, Sendable {
     public static func datagram(
         sender: UInt32, noncePrefix: UInt32, sealedCount: Int, seal: (UnsafeMutableRawBufferPointer) throws -> UInt64
     ) rethrows -> [UInt8] {
-        var bytes = [UInt8](repeating: 0, count: sealedOffset + sealedCount)
-        let counter = try bytes.withUnsafeMutableBytes { buffer in
-            try seal(UnsafeMutableRawBufferPointer(rebasing: buffer[sealedOffset...]))
+        try [UInt8](unsafeUninitializedCapacity: sealedOffset + sealedCount) { buffer, initialized in
+            let raw = UnsafeMutableRawBufferPointer(buffer)
+            let counter = try seal(UnsafeMutableRawBufferPointer(rebasing: raw[sealedOffset...]))
+            // The header, big-endian as the frame's own encoding writes it: magic, sender, nonce.
+            raw.storeBytes(of: TunnelFrame.Magic.encrypted.rawValue.bigEndian, toByteOffset: 0, as: UInt32.self)
+            raw.storeBytes(of: sender.bigEndian, toByteOffset: 4, as: UInt32.self)
+            raw.storeBytes(of: noncePrefix.bigEndian, toByteOffset: 8, as: UInt32.self)
+            raw.storeBytes(of: counter.bigEndian, toByteOffset: 12, as: UInt64.self)
+            initialized = sealedOffset + sealedCount
         }
-        // The header is a PILS with nothing sealed: the frame's own encoding writes it.
-        let header = TunnelFrame.encrypted(EncryptedFrame(sender: sender, nonce: TunnelNonce(prefix: noncePrefix, counter: counter), sealed: [])).encoded()
-        bytes.replaceSubrange(0..<sealedOffset, with: header)
-        return bytes
     }
 
     /// The AEAD additional data of 1.18: the sender's node id, 4 bytes big-endian.

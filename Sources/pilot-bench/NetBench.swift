@@ -1,3 +1,4 @@
+import CAllocationCounter
 import Foundation
 import Logging
 import NIOConcurrencyHelpers
@@ -197,15 +198,21 @@ struct NetBench {
         let chunk = [UInt8](repeating: 0xA5, count: 1 << 20)
         let start = ContinuousClock.now
         let cpuBefore = processCPUSeconds()
+        let allocationsBefore = pilot_allocation_count()
         try await withTaskExecutorPreference(onLoops ? pair.hostA.taskExecutor : nil) {
             for _ in 0..<megabytes { try await stream.write(chunk) }
         }
         for await _ in finished.stream { break }
         let elapsed = start.duration(to: .now)
         let cpu = processCPUSeconds() - cpuBefore
+        // Every heap allocation of the process while the data moved (both fabrics, the writer
+        // and the sink), per data segment carried.
+        let allocations = Double(pilot_allocation_count() - allocationsBefore) / Double(total / StreamConnection.segmentSize)
         let seconds = elapsed.inSeconds
         let sender = try await pair.hostA.streamCounters(), receiver = try await pair.hostB.streamCounters()
-        let note = String(format: "; %d segments sent again, window shut %d times", sender.retransmitted, receiver.shutWindows)
+        let note = String(
+            format: "; %.2f allocations per segment; %d segments sent again, window shut %d times", allocations, sender.retransmitted,
+            receiver.shutWindows)
         try await stream.close()
         try await pair.shutdown()
         return (Double(total) / seconds / 1e6, cpu * 1000 / (Double(total) / 1e6), note)
