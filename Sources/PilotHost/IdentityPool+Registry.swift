@@ -1,5 +1,4 @@
 import FoundationEssentials
-import Glibc
 import PilotCrypto
 import PilotStore
 public import PilotWire

@@ -1,5 +1,4 @@
 import FoundationEssentials
-import Glibc
 public import PilotCrypto
 public import PilotStore
 import PilotWire

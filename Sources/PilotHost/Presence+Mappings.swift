@@ -1,5 +1,4 @@
 import FoundationEssentials
-import Glibc
 import PilotWire
 
 /// Each tunnel socket's public mapping (docs/PROTOCOL.md §8.5, §9): the beacon answers every

@@ -1,5 +1,4 @@
 import FoundationEssentials
-import Glibc
 import PilotWire
 
 /// Files on their way from pilotctl to the network. A control frame holds at most 1 MiB, so

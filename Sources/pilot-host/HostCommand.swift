@@ -1,7 +1,6 @@
 import ArgumentParser
 import Dispatch
 import FoundationEssentials
-import Glibc
 import Logging
 import NIOCore
 import NIOPosix
