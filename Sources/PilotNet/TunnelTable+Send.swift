@@ -13,8 +13,7 @@ extension TunnelTable {
         // The source's node names the sending identity; its network part is the network the
         // packet is sent within (a broadcast's is the custom network's).
         guard let identity = identities[local] else { throw .unknownIdentity(local) }
-        let plaintext: [UInt8]
-        do { plaintext = try packet.encoded() } catch { throw .encoding("\(error)") }
+        do { try packet.validate() } catch { throw .encoding("\(error)") }
         if paths[remote] == nil, endpoint != nil || beacon != nil { pathSince[remote] = now }
         if let endpoint {
             // A relayed path stays relayed (until the remote is heard directly); the endpoint is
@@ -27,8 +26,10 @@ extension TunnelTable {
         guard let path = paths[remote] else { throw .noEndpoint(remote) }
         let pair = NodePair(local: local, remote: remote)
         if let tunnel = tunnels[pair] {
-            return actions.adding(seal(plaintext, on: tunnel, path: path, now: now))
+            return actions.adding(seal(packet, on: tunnel, path: path, now: now))
         }
+        let plaintext: [UInt8]
+        do { plaintext = try packet.encoded() } catch { throw .encoding("\(error)") }
         var exchange = pending[pair] ?? Pending(nextAttempt: now)
         if exchange.queue.count >= timing.queueLimit {
             exchange.queue.removeFirst()
@@ -98,18 +99,37 @@ extension TunnelTable {
     }
 
     func seal(_ plaintext: [UInt8], on tunnel: Tunnel, path: Path, now: NIODeadline) -> [TunnelAction] {
-        // Sealed straight into the datagram: no copy of the ciphertext.
+        seal(count: plaintext.count, on: tunnel, path: path, now: now) { output in
+            plaintext.withUnsafeBytes { output.copyMemory(from: $0) }
+        }
+    }
+
+    /// `packet` sealed on `tunnel`: encoded straight into the datagram, where it is sealed.
+    func seal(_ packet: Packet, on tunnel: Tunnel, path: Path, now: NIODeadline) -> [TunnelAction] {
+        seal(count: packet.encodedCount, on: tunnel, path: path, now: now) { output in try packet.encode(into: output) }
+    }
+
+    /// A datagram built in one buffer: `write` puts the `count` plaintext bytes where the
+    /// ciphertext goes, and they are sealed there, in place (AES-GCM in libsodium reads each
+    /// block before it writes it; `TunnelCipherTests` holds it to that).
+    private func seal(
+        count: Int, on tunnel: Tunnel, path: Path, now: NIODeadline, write: (UnsafeMutableRawBufferPointer) throws -> Void
+    ) -> [TunnelAction] {
         let cipher = tunnel.cipher, sender = tunnel.local
         guard let frame = try? EncryptedFrame.datagram(
-            sender: sender, noncePrefix: cipher.noncePrefix, sealedCount: plaintext.count + TunnelCipher.tagSize,
-            seal: { output in try plaintext.withUnsafeBytes { try cipher.seal($0, sender: sender, into: output).counter } })
+            sender: sender, noncePrefix: cipher.noncePrefix, sealedCount: count + TunnelCipher.tagSize,
+            seal: { output in
+                let plaintext = UnsafeMutableRawBufferPointer(rebasing: output[0..<count])
+                try write(plaintext)
+                return try cipher.seal(UnsafeRawBufferPointer(plaintext), sender: sender, into: output).counter
+            })
         else {
             tunnel.traffic.sealFailures += 1
             return []
         }
         tunnel.lastSent = now
         tunnel.traffic.packetsSent += 1
-        tunnel.traffic.bytesSent += plaintext.count
+        tunnel.traffic.bytesSent += count
         if beacon != nil, !path.relayed, paths[tunnel.remote]?.relayed == false {
             // On the remote's direct path (not a probe of a relayed one): does it still answer?
             // A record too old to have reached the count starts again: a keepalive long ago

@@ -86,35 +86,52 @@ public struct Packet: Hashable, Sendable {
         try self.init(decoding: bytes[...])
     }
 
-    /// Appends the packet, checksum included.
-    public func encode(into writer: inout ByteWriter) throws(WireError) {
+    /// The bytes the packet takes on the wire: the header and the payload.
+    public var encodedCount: Int { Self.headerSize + payload.count }
+
+    /// Throws when the packet cannot be encoded: a payload longer than the length field holds.
+    public func validate() throws(WireError) {
         guard payload.count <= Self.maxPayload else {
             throw .oversized(field: "packet payload", limit: Self.maxPayload, actual: payload.count)
         }
-        // Written in place with the checksum zeroed, which is what the checksum covers: one pass
-        // over contiguous bytes, then the checksum goes in.
-        let start = writer.count
-        writer.writeUInt8(Self.version << 4 | flags.rawValue & 0x0F)
-        writer.writeUInt8(proto.rawValue)
-        writer.writeUInt16(UInt16(payload.count))
-        source.encode(into: &writer)
-        destination.encode(into: &writer)
-        writer.writeUInt16(sourcePort)
-        writer.writeUInt16(destinationPort)
-        writer.writeUInt32(sequence)
-        writer.writeUInt32(acknowledgment)
-        writer.writeUInt16(window)
-        let checksumOffset = writer.count
-        writer.writeUInt32(0)
-        writer.writeBytes(payload)
-        writer.overwriteUInt32(CRC32.checksum(writer.bytes[start...]), at: checksumOffset)
+    }
+
+    /// Writes the packet, checksum included, at the start of `buffer` (at least `encodedCount`
+    /// bytes): first with the checksum zeroed, which is what the checksum covers, then the
+    /// checksum. Lets a sender build the packet where it will be sealed, without a copy.
+    public func encode(into buffer: UnsafeMutableRawBufferPointer) throws(WireError) {
+        try validate()
+        precondition(buffer.count >= encodedCount, "a packet of \(encodedCount) bytes in \(buffer.count)")
+        buffer.storeBytes(of: Self.version << 4 | flags.rawValue & 0x0F, toByteOffset: 0, as: UInt8.self)
+        buffer.storeBytes(of: proto.rawValue, toByteOffset: 1, as: UInt8.self)
+        buffer.storeBytes(of: UInt16(payload.count).bigEndian, toByteOffset: 2, as: UInt16.self)
+        func store(_ address: Address, at offset: Int) {
+            buffer.storeBytes(of: address.network.bigEndian, toByteOffset: offset, as: UInt16.self)
+            buffer.storeBytes(of: address.node.bigEndian, toByteOffset: offset + 2, as: UInt32.self)
+        }
+        store(source, at: 4)
+        store(destination, at: 10)
+        buffer.storeBytes(of: sourcePort.bigEndian, toByteOffset: 16, as: UInt16.self)
+        buffer.storeBytes(of: destinationPort.bigEndian, toByteOffset: 18, as: UInt16.self)
+        buffer.storeBytes(of: sequence.bigEndian, toByteOffset: 20, as: UInt32.self)
+        buffer.storeBytes(of: acknowledgment.bigEndian, toByteOffset: 24, as: UInt32.self)
+        buffer.storeBytes(of: window.bigEndian, toByteOffset: 28, as: UInt16.self)
+        buffer.storeBytes(of: UInt32(0), toByteOffset: 30, as: UInt32.self)
+        payload.withUnsafeBytes { bytes in
+            UnsafeMutableRawBufferPointer(rebasing: buffer[Self.headerSize..<encodedCount]).copyMemory(from: bytes)
+        }
+        var checksum = CRC32.Accumulator()
+        checksum.update(UnsafeRawBufferPointer(rebasing: buffer[0..<encodedCount]))
+        buffer.storeBytes(of: checksum.value.bigEndian, toByteOffset: 30, as: UInt32.self)
     }
 
     /// The packet's bytes.
     public func encoded() throws(WireError) -> [UInt8] {
-        var writer = ByteWriter(capacity: Self.headerSize + payload.count)
-        try encode(into: &writer)
-        return writer.bytes
+        try validate()
+        return [UInt8](unsafeUninitializedCapacity: encodedCount) { buffer, initialized in
+            try? encode(into: UnsafeMutableRawBufferPointer(buffer))
+            initialized = encodedCount
+        }
     }
 }
 

@@ -83,6 +83,24 @@ final class TunnelKeyTests: XCTestCase {
         XCTAssertEqual(try cipher.open(sealed, prefix: cipher.noncePrefix, counter: counter, sender: 7), Array("hello".utf8))
     }
 
+    /// The send path seals a packet where it was encoded (`TunnelTable.seal`): in place, the
+    /// ciphertext and tag must be what sealing into another buffer gives, at every length
+    /// around libsodium's block and batch sizes.
+    func testSealingInPlaceMatchesSealingIntoAnotherBuffer() throws {
+        let key = SecretBytes(copying: (0..<32).map { UInt8($0) })
+        for length in [0, 1, 15, 16, 17, 127, 128, 129, 1152, 1186, 4096, 65_535] {
+            let plaintext = (0..<length).map { UInt8(truncatingIfNeeded: $0 &* 31 &+ 7) }
+            let apart = try TunnelCipher(key: key, noncePrefix: 7).seal(plaintext, sender: 42).sealed
+            var buffer = plaintext + [UInt8](repeating: 0, count: TunnelCipher.tagSize)
+            let inPlace = try TunnelCipher(key: key, noncePrefix: 7)
+            let result = try buffer.withUnsafeMutableBytes { output in
+                try inPlace.seal(UnsafeRawBufferPointer(rebasing: output[0..<length]), sender: 42, into: output)
+            }
+            XCTAssertEqual(result.count, length + TunnelCipher.tagSize)
+            XCTAssertEqual(buffer, apart, "sealed in place, \(length) bytes")
+        }
+    }
+
     func testCountersStartAtOneAndIncrease() throws {
         let cipher = try TunnelCipher(key: SecretBytes(copying: [UInt8](repeating: 9, count: 32)))
         XCTAssertEqual(try (1...5).map { _ in try cipher.seal([], sender: 1).counter }, [1, 2, 3, 4, 5])
