@@ -104,7 +104,7 @@ extension StreamConnection {
     /// Held segments that the reader (or the echo's peer) has since made room for: delivered,
     /// and acknowledged at once. Called on every packet and tick of an established stream.
     func deliverHeldSegments() -> [Output] {
-        guard !peerFinished, backlog < holdLimit, outOfOrder[receiveNext] != nil else { return [] }
+        guard !outOfOrder.isEmpty, !peerFinished, backlog < holdLimit, outOfOrder[receiveNext] != nil else { return [] }
         var delivered: [UInt8] = []
         takeHeldSegments(into: &delivered)
         traffic.bytesReceived += delivered.count
