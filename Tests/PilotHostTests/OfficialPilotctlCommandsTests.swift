@@ -126,8 +126,11 @@ final class OfficialPilotctlCommandsTests: HostProcessTestCase {
         }
 
         // A datagram: bob's official listen on port 6000, alice's official dgram.
+        // The datagram goes only once the listen is bound: its driver session starts after half
+        // a second of silence (the host's wait for a 1.18 client that speaks first), and a busy
+        // machine takes longer; half a second here lost the race once in a CI-like run.
         let listening = try startOfficial(runtime, "bob", ["listen", "6000", "--count", "1", "--timeout", "20s"], label: "official-listen")
-        Thread.sleep(forTimeInterval: 0.5)
+        Thread.sleep(forTimeInterval: 2)
         let datagram = try officialCtl(runtime, "alice", ["dgram", "\(bob)", "6000", "--data", "a datagram"])
         XCTAssertEqual(datagram["data"]?["confirmed"], true, "\(datagram)")
         XCTAssertTrue(ChildProcess.waitUntil(timeout: 20) { !listening.isRunning }, "listen did not end: \(listening.output)")
