@@ -111,7 +111,7 @@ extension TunnelTable {
 
     /// A datagram built in one buffer: `write` puts the `count` plaintext bytes where the
     /// ciphertext goes, and they are sealed there, in place (AES-GCM in libsodium reads each
-    /// block before it writes it; `TunnelCipherTests` holds it to that).
+    /// block before it writes it; `TunnelKeyTests` holds it to that).
     private func seal(
         count: Int, on tunnel: Tunnel, path: Path, now: NIODeadline, write: (UnsafeMutableRawBufferPointer) throws -> Void
     ) -> [TunnelAction] {

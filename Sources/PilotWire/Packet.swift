@@ -101,6 +101,11 @@ public struct Packet: Hashable, Sendable {
     /// checksum. Lets a sender build the packet where it will be sealed, without a copy.
     public func encode(into buffer: UnsafeMutableRawBufferPointer) throws(WireError) {
         try validate()
+        write(into: buffer)
+    }
+
+    /// `encode(into:)` of a validated packet.
+    private func write(into buffer: UnsafeMutableRawBufferPointer) {
         precondition(buffer.count >= encodedCount, "a packet of \(encodedCount) bytes in \(buffer.count)")
         buffer.storeBytes(of: Self.version << 4 | flags.rawValue & 0x0F, toByteOffset: 0, as: UInt8.self)
         buffer.storeBytes(of: proto.rawValue, toByteOffset: 1, as: UInt8.self)
@@ -129,7 +134,7 @@ public struct Packet: Hashable, Sendable {
     public func encoded() throws(WireError) -> [UInt8] {
         try validate()
         return [UInt8](unsafeUninitializedCapacity: encodedCount) { buffer, initialized in
-            try? encode(into: UnsafeMutableRawBufferPointer(buffer))
+            write(into: UnsafeMutableRawBufferPointer(buffer))
             initialized = encodedCount
         }
     }

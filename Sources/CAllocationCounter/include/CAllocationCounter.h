@@ -4,7 +4,5 @@
 #pragma once
 #include <stdint.h>
 
-/// Allocations (malloc, calloc, realloc of a null pointer, the aligned ones) since start.
+/// Allocations since start: every malloc, calloc, realloc and aligned allocation.
 uint64_t pilot_allocation_count(void);
-/// Bytes those allocations asked for.
-uint64_t pilot_allocated_bytes(void);
