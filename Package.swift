@@ -61,6 +61,8 @@ let package = Package(
         .target(name: "PilotCrypto", dependencies: ["CSodium", "PilotWire"], swiftSettings: strict),
         // SQLite through a thin wrapper of our own.
         .target(name: "PilotStore", dependencies: ["CSQLite"], swiftSettings: strict),
+        // The app store's documents: manifests, their signatures, catalogues, the IPC envelope.
+        .target(name: "PilotAppStore", dependencies: ["PilotWire", "PilotCrypto"], swiftSettings: strict),
         // The SDK an agent links to talk to its identity's control socket; pilotctl is built on it.
         .target(name: "PilotClient", dependencies: ["PilotWire"], swiftSettings: strict),
         // Control sockets: peer credentials and the access policy.
@@ -116,7 +118,10 @@ let package = Package(
             swiftSettings: strict),
         .executableTarget(
             name: "pilotctl",
-            dependencies: ["PilotClient", "PilotWire", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+            dependencies: [
+                "PilotClient", "PilotWire", "PilotAppStore", "PilotCrypto",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ],
             swiftSettings: strict),
         // The Swift SDK's example: a stream to an echo port, or a port that echoes every stream.
         .executableTarget(
@@ -143,6 +148,7 @@ let package = Package(
         .testTarget(name: "PilotWireTests", dependencies: ["PilotWire", "PilotTestSupport"]),
         .testTarget(name: "PilotCryptoTests", dependencies: ["PilotCrypto", "PilotWire", "PilotTestSupport"]),
         .testTarget(name: "PilotStoreTests", dependencies: ["PilotStore"]),
+        .testTarget(name: "PilotAppStoreTests", dependencies: ["PilotAppStore", "PilotCrypto", "PilotWire"]),
         .testTarget(name: "PilotClientTests", dependencies: ["PilotClient", "PilotWire"]),
         .testTarget(
             name: "PilotNetTests",

@@ -155,6 +155,45 @@ public enum JSON: Hashable, Sendable {
         String(decoding: encoded(escapeHTML: escapeHTML), as: UTF8.self)
     }
 
+    /// Indented JSON (two spaces a level, keys sorted), for files people read and edit:
+    /// manifests signed by `pilotctl appstore sign`.
+    public func prettyEncoded(escapeHTML: Bool = false) -> String {
+        var out: [UInt8] = []
+        writePretty(into: &out, level: 0, escapeHTML: escapeHTML)
+        out.append(UInt8(ascii: "\n"))
+        return String(decoding: out, as: UTF8.self)
+    }
+
+    private func writePretty(into out: inout [UInt8], level: Int, escapeHTML: Bool) {
+        let inner = [UInt8](repeating: UInt8(ascii: " "), count: 2 * (level + 1))
+        switch self {
+        case .array(let values) where !values.isEmpty:
+            out.append(UInt8(ascii: "["))
+            for (index, value) in values.enumerated() {
+                out.append(contentsOf: (index > 0 ? ",\n" : "\n").utf8)
+                out.append(contentsOf: inner)
+                value.writePretty(into: &out, level: level + 1, escapeHTML: escapeHTML)
+            }
+            out.append(UInt8(ascii: "\n"))
+            out.append(contentsOf: inner.dropLast(2))
+            out.append(UInt8(ascii: "]"))
+        case .object(let members) where !members.isEmpty:
+            out.append(UInt8(ascii: "{"))
+            for (index, key) in members.keys.sorted().enumerated() {
+                out.append(contentsOf: (index > 0 ? ",\n" : "\n").utf8)
+                out.append(contentsOf: inner)
+                Self.writeString(key, into: &out, escapeHTML: escapeHTML)
+                out.append(contentsOf: ": ".utf8)
+                members[key]?.writePretty(into: &out, level: level + 1, escapeHTML: escapeHTML)
+            }
+            out.append(UInt8(ascii: "\n"))
+            out.append(contentsOf: inner.dropLast(2))
+            out.append(UInt8(ascii: "}"))
+        default:
+            write(into: &out, escapeHTML: escapeHTML)
+        }
+    }
+
     private func write(into out: inout [UInt8], escapeHTML: Bool) {
         switch self {
         case .null: out.append(contentsOf: "null".utf8)
