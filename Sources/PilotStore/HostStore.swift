@@ -150,7 +150,7 @@ public struct InboxMessage: Hashable, Sendable {
 ///
 /// Not thread-safe: one owner (the host's store actor).
 public final class HostStore {
-    private let db: Database
+    let db: Database
 
     static let migrations = [
         """
@@ -228,6 +228,35 @@ public final class HostStore {
         // 8: a key being rotated in, until the registry's answer settles it.
         """
         ALTER TABLE identity ADD COLUMN pending_key BLOB;
+        """,
+        // 9: the apps each identity installed, and the grants its owner approved for each.
+        """
+        CREATE TABLE app_install (
+            identity_id INTEGER NOT NULL REFERENCES identity(id) ON DELETE CASCADE,
+            app_id TEXT NOT NULL,
+            version TEXT NOT NULL,
+            manifest_version INTEGER NOT NULL,
+            bundle_sha256 TEXT NOT NULL CHECK (length(bundle_sha256) = 64),
+            publisher TEXT NOT NULL,
+            source TEXT NOT NULL CHECK (source IN ('catalogue', 'sideload')),
+            exposes TEXT NOT NULL,
+            state_dir TEXT NOT NULL,
+            installed_at INTEGER NOT NULL,
+            approved_by INTEGER NOT NULL,
+            approved_at INTEGER NOT NULL,
+            PRIMARY KEY (identity_id, app_id)
+        );
+        CREATE TABLE app_grant (
+            identity_id INTEGER NOT NULL,
+            app_id TEXT NOT NULL,
+            position INTEGER NOT NULL,
+            cap TEXT NOT NULL,
+            target TEXT NOT NULL,
+            condition TEXT,
+            PRIMARY KEY (identity_id, app_id, position),
+            FOREIGN KEY (identity_id, app_id) REFERENCES app_install (identity_id, app_id) ON DELETE CASCADE
+        );
+        CREATE INDEX app_install_by_bundle ON app_install (bundle_sha256);
         """,
     ]
 
