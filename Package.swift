@@ -82,7 +82,7 @@ let package = Package(
         .target(
             name: "PilotHost",
             dependencies: [
-                "PilotSystemd", "PilotWire", "PilotStore", "PilotCrypto", "PilotControl", "PilotNet", "PilotServices",
+                "PilotSystemd", "PilotWire", "PilotStore", "PilotCrypto", "PilotControl", "PilotNet", "PilotServices", "PilotAppStore",
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
             ] + eventLoops,
             swiftSettings: strict),

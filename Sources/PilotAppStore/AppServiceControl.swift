@@ -173,6 +173,17 @@ public enum AppServiceControl {
         }
     }
 
+    /// `forget`: stop every app of a deleted identity and delete all their state.
+    public struct Forget: ControlCommand {
+        public typealias Reply = ControlData
+        public static let name = "forget"
+        public var identity: String
+
+        public init(identity: String) { self.identity = identity }
+        public init(fields: ControlFields) throws(ControlFailure) { self.init(identity: try fields.string("identity")) }
+        public var arguments: [String: JSON] { ["identity": .string(identity)] }
+    }
+
     /// `collect`: delete the store's bundles that no installation uses any more.
     public struct Collect: ControlCommand {
         public typealias Reply = ControlData

@@ -31,6 +31,8 @@ public final class Host: Sendable {
     private let data: DataCommands
     /// Messages and files peers sent.
     private let mailbox: Mailbox
+    /// The app store's commands, and the app service they use.
+    private let apps: AppStoreCommands
     private let heartbeat: NIOLockedValueBox<Task<Void, Never>?> = NIOLockedValueBox(nil)
     /// Polls the registry for relayed handshakes every `handshake-poll` seconds.
     private let handshakePolling: NIOLockedValueBox<Task<Void, Never>?> = NIOLockedValueBox(nil)
@@ -97,6 +99,9 @@ public final class Host: Sendable {
         mailbox = try Mailbox(path: configuration.stateDirectory + "/host.db", spool: spool) { [pool] name in
             await pool.identity(named: name)?.ownerUID
         }
+        apps = AppStoreCommands(
+            service: AppServiceClient(path: configuration.appsSocket, group: group),
+            installs: try AppInstalls(path: configuration.stateDirectory + "/host.db"), source: configuration.catalogueSource, logger: logger)
         handshakes = HandshakeTransport(logger: logger)
         let dataExchange = DataExchangeService(inbox: mailbox, logger: logger)
         let events = EventStreamService(logger: logger)
@@ -310,6 +315,7 @@ public final class Host: Sendable {
         }
         for record in await pool.all where record.isEphemeral {
             try? await pool.delete(name: record.name)
+            await apps.forget(identity: record.name)
         }
         listeners.shutdown()
         // Streams end with a FIN, not by silence: what was written is delivered first.
@@ -351,6 +357,8 @@ public final class Host: Sendable {
         if new.registryCredentialFile != configuration.registryCredentialFile { restart.append("registry-credential-file") }
         if new.registryTLS != configuration.registryTLS { restart.append("registry-tls") }
         if new.registryFingerprint != configuration.registryFingerprint { restart.append("registry-fingerprint") }
+        if new.appsSocket != configuration.appsSocket { restart.append("apps-socket") }
+        apps.setSource(new.catalogueSource)
         var reopened: [String] = []
         for record in await pool.all where !FileManager.default.fileExists(atPath: socketPath(record.name)) {
             do throws(ControlFailure) {
@@ -405,6 +413,7 @@ public final class Host: Sendable {
             await uploads.drop(identity: name)
             await presence.leave(name)
             await mailbox.removeSpool(of: name)
+            await apps.forget(identity: name)
             logger.notice("identity deleted", metadata: ["identity": "\(name)", "connections-closed": "\(closed)"])
         }
     }
@@ -437,7 +446,9 @@ public final class Host: Sendable {
         }
         let name = record.name
         let path = socketPath(name)
-        let commands = IdentityCommands(pool: pool, presence: presence, trust: trust, dataCommands: data, mailbox: mailbox, uploads: uploads, name: name, started: started)
+        let commands = IdentityCommands(
+            pool: pool, presence: presence, trust: trust, dataCommands: data, mailbox: mailbox, uploads: uploads, apps: apps, name: name,
+            started: started)
         let groups = Set(record.allowedGIDs)
         let policy = AccessPolicy(.identity(name: name, owner: record.ownerUID, allowedGroups: groups))
         let (gate, replaced) = gates.withLockedValue { gates -> (AccessGate, AccessGate?) in

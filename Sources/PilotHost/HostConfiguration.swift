@@ -1,4 +1,5 @@
 public import PilotControl
+public import PilotAppStore
 import PilotWire
 
 /// pilot-host's settings: defaults, then the config file, then command-line flags (each later
@@ -46,6 +47,20 @@ public struct HostConfiguration: Equatable, Sendable {
     /// costs a stack and a few hundred KiB of memory; a host of a few identities needs one or
     /// two. Read at start only.
     public var eventLoopThreads = 0
+    /// The app service's socket (pilot-host-apps); empty: `runtime-dir`/apps.sock.
+    public var appsSocketPath = ""
+    /// Where the app catalogue is (https://, http:// on loopback, file://), first first.
+    public var appCatalogues: [String] = []
+    /// The Ed25519 keys (base64) one of which must sign the catalogue.
+    public var appCatalogueKeys: [String] = []
+
+    /// The app service's socket.
+    public var appsSocket: String { appsSocketPath.isEmpty ? runtimeDirectory + "/apps.sock" : appsSocketPath }
+
+    /// The catalogue settings the app service is sent.
+    public var catalogueSource: AppServiceControl.CatalogueSource {
+        AppServiceControl.CatalogueSource(urls: appCatalogues, keys: appCatalogueKeys)
+    }
 
     public init() {}
 
@@ -60,7 +75,7 @@ public struct HostConfiguration: Equatable, Sendable {
     public static let keys = [
         "state-dir", "runtime-dir", "registry", "beacon", "listen", "admin-group", "log-level", "handshake-poll", "busy-poll",
         "admin-token-file", "control-connections-per-user", "registry-credential-file", "registry-tls", "registry-fingerprint",
-        "spool-dir", "event-loop-threads",
+        "spool-dir", "event-loop-threads", "apps-socket", "app-catalogue", "app-catalogue-keys",
     ]
 
     static let logLevels = ["trace", "debug", "info", "notice", "warning", "error", "critical"]
@@ -118,6 +133,19 @@ public struct HostConfiguration: Equatable, Sendable {
                 throw .invalidValue(key: key, value: value, reason: "the SHA-256 of the certificate's DER, 64 hex digits")
             }
             registryFingerprint = hex
+        case "apps-socket": appsSocketPath = value.isEmpty ? "" : try Self.absolutePath(key, value)
+        case "app-catalogue":
+            let urls = Self.list(value)
+            for url in urls where !(url.hasPrefix("https://") || url.hasPrefix("http://") || url.hasPrefix("file:///")) {
+                throw .invalidValue(key: key, value: url, reason: "must be an https://, http:// (loopback only) or file:/// URL")
+            }
+            appCatalogues = urls
+        case "app-catalogue-keys":
+            let keys = Self.list(value)
+            for key64 in keys where (try? Base64.decode(key64))?.count != 32 {
+                throw .invalidValue(key: key, value: key64, reason: "must be a base64 Ed25519 public key (32 bytes)")
+            }
+            appCatalogueKeys = keys
         default:
             throw .unknownKey(key)
         }
@@ -166,6 +194,11 @@ public struct HostConfiguration: Equatable, Sendable {
             index = next
         }
         return RegistryClient.TLS(fingerprint: bytes)
+    }
+
+    /// A list of words separated by commas or spaces.
+    private static func list(_ value: String) -> [String] {
+        value.split(whereSeparator: { $0 == "," || $0 == " " || $0 == "\t" }).map(String.init)
     }
 
     private static func absolutePath(_ key: String, _ value: String) throws(ConfigurationError) -> String {

@@ -19,6 +19,7 @@ struct IdentityCommands: Sendable {
     let dataCommands: DataCommands
     let mailbox: Mailbox
     let uploads: Uploads
+    let apps: AppStoreCommands
     let name: String
     /// When the host started (the uptime `health` reports).
     let started: Date
@@ -41,6 +42,10 @@ struct IdentityCommands: Sendable {
         switch command {
         case .health:
             return try await health()
+        case .appCatalogue, .appPlan, .appInstall, .appList, .appStatus, .appUninstall, .appRestart, .appOutdated, .appCall:
+            guard let identity = await pool.identity(named: name) else { throw PoolError.notFound(name) }
+            let address = Address(network: identity.network, node: identity.nodeID).description
+            return try await apps.answer(command, identity: name, address: address, peer: peer) ?? .null
         case .info:
             // The identity's record, over 1.18's Info keys with its figures.
             guard let identity = await pool.identity(named: name) else { throw PoolError.notFound(name) }

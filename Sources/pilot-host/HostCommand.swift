@@ -32,6 +32,9 @@ struct HostCommand: AsyncParsableCommand {
     @Option(help: "SHA-256 (hex) of the registry certificate's DER, pinned (needs --registry-tls yes).") var registryFingerprint: String?
     @Option(help: "Where each identity's inbox is copied for the official pilotctl (HOME=DIR/NAME); empty: none.") var spoolDir: String?
     @Option(help: "Event-loop threads (0: one per core).") var eventLoopThreads: String?
+    @Option(help: "The app service's socket (default RUNTIME/apps.sock).") var appsSocket: String?
+    @Option(help: "The app catalogue's URL(s), comma-separated: https://, http:// on loopback, file:///.") var appCatalogue: String?
+    @Option(help: "The Ed25519 key(s), base64 and comma-separated, one of which must sign the catalogue.") var appCatalogueKeys: String?
 
     func run() async throws {
         let file = config ?? "/etc/pilot-host/pilot-host.conf"
@@ -93,7 +96,8 @@ struct HostCommand: AsyncParsableCommand {
             ("handshake-poll", handshakePoll), ("busy-poll", busyPoll),
             ("admin-token-file", adminTokenFile), ("control-connections-per-user", controlConnectionsPerUser),
             ("registry-credential-file", registryCredentialFile), ("registry-tls", registryTls), ("registry-fingerprint", registryFingerprint),
-            ("spool-dir", spoolDir), ("event-loop-threads", eventLoopThreads),
+            ("spool-dir", spoolDir), ("event-loop-threads", eventLoopThreads), ("apps-socket", appsSocket),
+            ("app-catalogue", appCatalogue), ("app-catalogue-keys", appCatalogueKeys),
         ] {
             if let value { try settings.set(key, value) }
         }

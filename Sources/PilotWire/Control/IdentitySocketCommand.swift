@@ -44,6 +44,15 @@ public enum IdentitySocketCommand: Hashable, Sendable {
     case inboxChunk(MessageControl.InboxChunk)
     case subscribe(MessageControl.Subscribe)
     case publish(MessageControl.Publish)
+    case appCatalogue(AppStoreControl.Catalogue)
+    case appPlan(AppStoreControl.Plan)
+    case appInstall(AppStoreControl.Install)
+    case appList(AppStoreControl.List)
+    case appStatus(AppStoreControl.Status)
+    case appUninstall(AppStoreControl.Uninstall)
+    case appRestart(AppStoreControl.Restart)
+    case appOutdated(AppStoreControl.Outdated)
+    case appCall(AppStoreControl.Call)
 
     /// The command `request` carries; an unknown command, or a missing or mistyped field, is an
     /// `invalid_argument` failure.
@@ -94,6 +103,15 @@ public enum IdentitySocketCommand: Hashable, Sendable {
         case MessageControl.InboxChunk.name: self = .inboxChunk(try .init(fields: f))
         case MessageControl.Subscribe.name: self = .subscribe(try .init(fields: f))
         case MessageControl.Publish.name: self = .publish(try .init(fields: f))
+        case AppStoreControl.Catalogue.name: self = .appCatalogue(try .init(fields: f))
+        case AppStoreControl.Plan.name: self = .appPlan(try .init(fields: f))
+        case AppStoreControl.Install.name: self = .appInstall(try .init(fields: f))
+        case AppStoreControl.List.name: self = .appList(.init())
+        case AppStoreControl.Status.name: self = .appStatus(try .init(fields: f))
+        case AppStoreControl.Uninstall.name: self = .appUninstall(try .init(fields: f))
+        case AppStoreControl.Restart.name: self = .appRestart(try .init(fields: f))
+        case AppStoreControl.Outdated.name: self = .appOutdated(.init())
+        case AppStoreControl.Call.name: self = .appCall(try .init(fields: f))
         default: throw ControlFailure(.invalidArgument, "unknown command: \(request.command.prefix(64))")
         }
     }
