@@ -14,7 +14,7 @@ private final class ThreadStart {
 /// Runs `body` on a detached thread of its own, named `name` (`ps` shows its first 15 bytes).
 /// For loops that block in the kernel and so must not run on an event loop. A pthread rather
 /// than Foundation's `Thread`, which would link Foundation, CoreFoundation and ICU into the host.
-func startThread(named name: String, _ body: @escaping () -> Void) throws(ControlListenerError) {
+public func startThread(named name: String, _ body: @escaping () -> Void) throws(ControlListenerError) {
     let start = Unmanaged.passRetained(ThreadStart(name: name, body: body))
     var attributes = pthread_attr_t()
     pthread_attr_init(&attributes)

@@ -1,7 +1,6 @@
-import Logging
 import NIOConcurrencyHelpers
 import NIOCore
-import NIOPosix
+import PilotControl
 import PilotWire
 
 /// The host's side of the app service's socket: one connection per request (control frames,
@@ -28,68 +27,23 @@ final class AppServiceClient: Sendable {
         }
         guard admitted else { throw ControlFailure(.unavailable, "the app service has \(concurrency) requests in flight: try again") }
         defer { inFlight.withLockedValue { $0 -= 1 } }
-        let reply = try await exchange(command.request, timeout: timeout)
+        let body: [UInt8]
+        do {
+            body = try await FrameExchange.exchange(
+                path: path, body: JSON.object(["command": .string(Command.name), "args": .object(command.arguments)]).encoded(),
+                maxReply: ControlFrame.maxSize, timeout: timeout, group: group)
+        } catch {
+            switch error {
+            case .unreachable:
+                throw ControlFailure(.unavailable, "the app service is not running (\(error)); start it: systemctl start pilot-host-apps.socket")
+            case .timedOut: throw ControlFailure(.timeout, "the app service did not answer \(Command.name) within \(timeout)")
+            case .broken: throw ControlFailure(.unavailable, "the app service failed during \(Command.name): \(error)")
+            }
+        }
+        let reply: ControlReply
+        do { reply = try ControlReply(decoding: body) } catch {
+            throw ControlFailure(.internalError, "the app service sent a bad reply to \(Command.name): \(error)")
+        }
         return try Command.data(of: reply)
-    }
-
-    private func exchange(_ request: ControlRequest, timeout: Duration) async throws(ControlFailure) -> ControlReply {
-        let frame: [UInt8]
-        do { frame = try request.encoded() } catch { throw ControlFailure(.invalidArgument, "\(error)") }
-        let channel: any Channel
-        do {
-            channel = try await ClientBootstrap(group: group)
-                .channelInitializer { channel in
-                    channel.eventLoop.makeCompletedFuture { try channel.pipeline.syncOperations.addHandler(AppServiceReplyHandler()) }
-                }
-                .connect(unixDomainSocketPath: path).get()
-        } catch {
-            throw ControlFailure(
-                .unavailable, "the app service is not running (\(path): \(error)); start it: systemctl start pilot-host-apps.socket")
-        }
-        defer { channel.close(promise: nil) }
-        let promise = channel.eventLoop.makePromise(of: ControlReply.self)
-        let deadline = channel.eventLoop.scheduleTask(in: TimeAmount(timeout)) {
-            promise.fail(ControlFailure(.timeout, "the app service did not answer \(request.command) within \(timeout)"))
-        }
-        defer { deadline.cancel() }
-        do {
-            try await channel.pipeline.handler(type: AppServiceReplyHandler.self).map { $0.reply = promise }.get()
-            var buffer = channel.allocator.buffer(capacity: frame.count)
-            buffer.writeBytes(frame)
-            try await channel.writeAndFlush(buffer).get()
-            return try await promise.futureResult.get()
-        } catch let failure as ControlFailure {
-            throw failure
-        } catch {
-            promise.fail(error)
-            throw ControlFailure(.unavailable, "the app service's connection failed during \(request.command): \(error)")
-        }
-    }
-}
-
-/// Reads one reply frame and fulfils `reply` with it; a connection that ends first fails it.
-private final class AppServiceReplyHandler: ChannelInboundHandler, @unchecked Sendable {
-    typealias InboundIn = ByteBuffer
-    /// Set once, on the channel's event loop, before the request is written; every use below
-    /// runs on that loop too.
-    var reply: EventLoopPromise<ControlReply>?
-    private var decoder = LengthPrefixedFrames.Decoder(maxSize: ControlFrame.maxSize, field: "app service reply")
-
-    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        var buffer = unwrapInboundIn(data)
-        decoder.append(buffer.readBytes(length: buffer.readableBytes) ?? [])
-        do {
-            guard let body = try decoder.next() else { return }
-            reply?.succeed(try ControlReply(decoding: body))
-        } catch {
-            reply?.fail(ControlFailure(.internalError, "the app service sent a bad reply: \(error)"))
-        }
-        reply = nil
-        context.close(promise: nil)
-    }
-
-    func channelInactive(context: ChannelHandlerContext) {
-        reply?.fail(ControlFailure(.unavailable, "the app service closed the connection without a reply"))
-        reply = nil
     }
 }

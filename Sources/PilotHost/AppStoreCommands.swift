@@ -71,14 +71,14 @@ final class AppStoreCommands: Sendable {
         case .appRestart(let command):
             let record = try await installed(command.app, identity: name)
             _ = try await service.send(AppServiceControl.Restart(identity: name, app: record.appID), timeout: .seconds(30))
-            logger.notice("app restarted", metadata: ["PILOT_IDENTITY": "\(name)", "PILOT_APP": "\(record.appID)", "uid": "\(peer.uid)"])
+            logger.notice("app restarted", metadata: ["identity": "\(name)", "app": "\(record.appID)", "uid": "\(peer.uid)"])
             return await describe(record, identity: name).json
         case .appUninstall(let command):
             let record = try await installed(command.app, identity: name)
             _ = try await service.send(AppServiceControl.Remove(identity: name, app: record.appID), timeout: .seconds(30))
             do { try await installs.remove(record.appID, of: name) } catch { throw Self.storeFailure(error) }
             await collectBundles()
-            logger.notice("app uninstalled", metadata: ["PILOT_IDENTITY": "\(name)", "PILOT_APP": "\(record.appID)", "uid": "\(peer.uid)"])
+            logger.notice("app uninstalled", metadata: ["identity": "\(name)", "app": "\(record.appID)", "uid": "\(peer.uid)"])
             var app = await describe(record, identity: name)
             app.state = "removed"
             return app.json
@@ -130,7 +130,7 @@ final class AppStoreCommands: Sendable {
         logger.notice(
             "app installed",
             metadata: [
-                "PILOT_IDENTITY": "\(identity)", "PILOT_APP": "\(plan.app)", "version": "\(plan.version)",
+                "identity": "\(identity)", "app": "\(plan.app)", "version": "\(plan.version)",
                 "bundle": "\(plan.bundleSHA256)", "grants": "\(plan.grants.count)", "approved_by": "\(approval.0)",
             ])
         return await describe(record, identity: identity)
@@ -168,7 +168,7 @@ final class AppStoreCommands: Sendable {
             _ = try await service.send(AppServiceControl.Forget(identity: identity), timeout: .seconds(5))
             await collectBundles()
         } catch {
-            logger.warning("apps of a deleted identity not removed", metadata: ["PILOT_IDENTITY": "\(identity)", "error": "\(error.message)"])
+            logger.warning("apps of a deleted identity not removed", metadata: ["identity": "\(identity)", "error": "\(error.message)"])
         }
     }
 
