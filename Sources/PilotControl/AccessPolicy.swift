@@ -12,6 +12,9 @@ public struct AccessPolicy: Hashable, Sendable {
         case admin(adminGroup: UInt32?)
         /// An identity that was deleted: nobody, root included, may act as it any more.
         case removed(name: String)
+        /// A service's socket that one program uses (the app service, used by pilot-host): root
+        /// and the uid `client` only.
+        case service(name: String, client: UInt32)
     }
 
     public var subject: Subject
@@ -38,6 +41,9 @@ public struct AccessPolicy: Hashable, Sendable {
             if peer.uid == owner { return .success(.owner) }
             if let group = peer.allGroups.intersection(allowedGroups).min() { return .success(.group(group)) }
             return .failure(AccessDenied(peer: peer, target: "identity \(name)"))
+        case let .service(name, client):
+            if peer.uid == client { return .success(.owner) }
+            return .failure(AccessDenied(peer: peer, target: name))
         case .admin(let adminGroup):
             if let adminGroup, peer.allGroups.contains(adminGroup) { return .success(.group(adminGroup)) }
             return .failure(AccessDenied(peer: peer, target: "the admin socket"))

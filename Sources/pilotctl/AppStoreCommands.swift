@@ -8,8 +8,18 @@ import PilotWire
 /// verify) work on local files and need no host.
 struct AppStore: ParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "appstore", abstract: "Installable apps: the publisher's tools.",
-        subcommands: [GenKey.self, Sign.self, SignCatalogue.self, VerifyBundle.self])
+        commandName: "appstore", abstract: "Installable apps: catalogue, install, call; and the publisher's tools.",
+        discussion: """
+            An identity's apps: catalogue [--search WORD], view ID, install ID [--yes], list, status ID, \
+            call ID METHOD [JSON] [--timeout S], restart ID, outdated, upgrade ID|--all [--yes], uninstall ID --yes. \
+            Installing shows the grants the app asks for and needs your approval (--yes, or y at a terminal); \
+            an upgrade asks again when they change. The publisher's tools work on local files: gen-key, sign, \
+            sign-catalogue, verify.
+            """,
+        subcommands: [
+            Catalogue.self, View.self, Install.self, List.self, Status.self, Call.self, Restart.self, Outdated.self, Upgrade.self,
+            Uninstall.self, GenKey.self, Sign.self, SignCatalogue.self, VerifyBundle.self,
+        ])
 }
 
 extension AppStore {
@@ -110,8 +120,8 @@ extension AppStore {
         func run() throws {
             let signingKey = try AppStore.key(at: key, json: global.json)
             let bytes = try AppStore.read(catalogue, json: global.json)
-            let parsed: Catalogue
-            do { parsed = try Catalogue(parsing: bytes) } catch {
+            let parsed: PilotAppStore.Catalogue
+            do { parsed = try PilotAppStore.Catalogue(parsing: bytes) } catch {
                 try exitWithError(code: "invalid_argument", error.description, hint: nil, json: global.json)
             }
             let signature = Base64.encode(signingKey.sign(bytes))
