@@ -25,6 +25,8 @@ let package = Package(
         .executable(name: "pilot-bench", targets: ["pilot-bench"]),
         .executable(name: "pilot-host", targets: ["pilot-host"]),
         .executable(name: "pilotctl", targets: ["pilotctl"]),
+        .executable(name: "pilot-host-apps", targets: ["pilot-host-apps"]),
+        .executable(name: "pilot-app-launch", targets: ["pilot-app-launch"]),
         .library(name: "PilotWire", targets: ["PilotWire"]),
         .library(name: "PilotCrypto", targets: ["PilotCrypto"]),
         .library(name: "PilotClient", targets: ["PilotClient"]),
@@ -34,6 +36,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-nio-ssl.git", from: "2.37.6"),
         .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
         .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
+        .package(url: "https://github.com/swift-server/async-http-client.git", from: "1.37.0"),
     ],
     targets: [
         // C libraries from Debian's -dev packages.
@@ -46,6 +49,9 @@ let package = Package(
         .systemLibrary(
             name: "CSystemd", pkgConfig: "libsystemd",
             providers: [.apt(["libsystemd-dev"])]),
+        .systemLibrary(
+            name: "CArchive", pkgConfig: "libarchive",
+            providers: [.apt(["libarchive-dev"])]),
         // Linux headers the Glibc module leaves out (epoll, eventfd, sendmmsg).
         .systemLibrary(name: "CLinux"),
 
@@ -86,6 +92,15 @@ let package = Package(
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
             ] + eventLoops,
             swiftSettings: strict),
+        // The app service: bundles into the store, apps run sandboxed and supervised.
+        .target(
+            name: "PilotApps",
+            dependencies: [
+                "PilotAppStore", "PilotControl", "PilotCrypto", "PilotWire", "PilotSystemd", "CArchive", "CLinux",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+            ] + eventLoops,
+            swiftSettings: strict),
         // Registry, beacon and nameserver servers.
         .target(
             name: "PilotRendezvous",
@@ -116,6 +131,20 @@ let package = Package(
                 .product(name: "NIOPosix", package: "swift-nio"),
             ],
             swiftSettings: strict),
+        // The app sandbox's last step, in C: Landlock, seccomp (libseccomp), rlimits, then the
+        // verified binary; and the drop from root to the apps' user before bubblewrap.
+        // The Swift driver links it, and would make it need libswiftCore.so, which a sandbox
+        // does not see: -static-stdlib (it uses none of it).
+        .executableTarget(name: "pilot-app-launch", linkerSettings: [.linkedLibrary("seccomp"), .unsafeFlags(["-static-stdlib"])]),
+        .executableTarget(
+            name: "pilot-host-apps",
+            dependencies: [
+                "PilotApps", "PilotControl", "PilotSystemd",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+            ],
+            swiftSettings: strict),
         .executableTarget(
             name: "pilotctl",
             dependencies: [
@@ -129,6 +158,15 @@ let package = Package(
             dependencies: ["PilotClient", "PilotWire"],
             path: "Examples/pilot-example",
             swiftSettings: strict),
+        // The app store's example app: a notebook kept in the app's state. Its standard library is
+        // linked in, since a sandboxed app sees /usr but not the toolchain's libraries.
+        .executableTarget(
+            name: "pilot-app-notes",
+            dependencies: ["PilotAppStore", "PilotWire"],
+            path: "Examples/pilot-app-notes",
+            exclude: ["manifest.template.json"],
+            swiftSettings: strict,
+            linkerSettings: [.unsafeFlags(["-static-stdlib", "-Xlinker", "--gc-sections", "-Xlinker", "--as-needed"])]),
         // Counts heap allocations by defining malloc and its kin: pilot-bench's alone.
         .target(name: "CAllocationCounter"),
         .executableTarget(
