@@ -181,12 +181,15 @@ let package = Package(
 
         // Helpers for tests that run real processes: the official 1.18 binaries, child processes,
         // loopback sockets, the NAT lab. Linked by test targets and pilot-bench, never by what is installed.
-        .target(name: "PilotTestSupport", dependencies: ["PilotWire", "PilotClient"], swiftSettings: strict),
+        .target(name: "PilotTestSupport", dependencies: ["PilotWire", "PilotClient", "PilotAppStore", "PilotCrypto"], swiftSettings: strict),
 
         .testTarget(name: "PilotWireTests", dependencies: ["PilotWire", "PilotTestSupport"]),
         .testTarget(name: "PilotCryptoTests", dependencies: ["PilotCrypto", "PilotWire", "PilotTestSupport"]),
         .testTarget(name: "PilotStoreTests", dependencies: ["PilotStore"]),
         .testTarget(name: "PilotAppStoreTests", dependencies: ["PilotAppStore", "PilotCrypto", "PilotWire"]),
+        .testTarget(
+            name: "PilotAppsTests",
+            dependencies: ["PilotApps", "PilotAppStore", "PilotCrypto", "PilotWire", "PilotTestSupport"] + eventLoops),
         .testTarget(name: "PilotClientTests", dependencies: ["PilotClient", "PilotWire"]),
         .testTarget(
             name: "PilotNetTests",

@@ -33,7 +33,7 @@ public struct SocketError: Error, CustomStringConvertible {
 
     public init(description: String) { self.description = description }
 
-    static func posix(_ call: String) -> SocketError {
+    public static func posix(_ call: String) -> SocketError {
         SocketError(description: "\(call): \(String(cString: strerror(errno)))")
     }
 }
