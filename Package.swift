@@ -204,6 +204,7 @@ let package = Package(
             name: "PilotHostTests",
             dependencies: [
                 "PilotHost", "PilotStore", "PilotCrypto", "PilotWire", "PilotRendezvous", "PilotTestSupport", "PilotSystemd", "PilotClient",
+                "PilotAppStore",
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
             ]),

@@ -194,7 +194,7 @@ actor AppSupervisor {
         }
     }
 
-    /// Returns once the app runs and answers on its socket, starting it if needed.
+    /// Returns once the app runs and has made its socket, starting it if needed.
     private func started(_ instance: AppInstance) async throws(ControlFailure) {
         switch instance.state {
         case .running: return
@@ -215,7 +215,7 @@ actor AppSupervisor {
         }
     }
 
-    /// Verifies and spawns the app, then waits until its socket answers.
+    /// Verifies and spawns the app, then waits until it has made its socket.
     private func launch(named name: String) async throws {
         guard let instance = instances[name] else { throw ControlFailure(.notFound, "\(name) was removed") }
         defer { instance.starting = nil }
@@ -243,7 +243,7 @@ actor AppSupervisor {
             }
         } catch let failure as ControlFailure {
             suspend(instance, "verification failed: \(failure.message)")
-            throw failure
+            throw ControlFailure(.unavailable, "\(instance.app) is suspended: verification failed: \(failure.message)")
         }
         try prepareStateDirectory(instance)
         let policy = SandboxPolicy(
@@ -275,7 +275,7 @@ actor AppSupervisor {
             guard instance.process != nil else {
                 throw ControlFailure(.unavailable, "\(instance.app) ended as it started (\(instance.lastExit ?? "no status"))")
             }
-            if Self.answers(socketPath(of: instance)) {
+            if Self.socketExists(socketPath(of: instance)) {
                 instance.state = .running
                 return
             }
@@ -362,21 +362,11 @@ actor AppSupervisor {
         instance.stateDirectory + "/app.sock"
     }
 
-    /// Whether something accepts connections at `path`.
-    static func answers(_ path: String) -> Bool {
-        let descriptor = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
-        guard descriptor >= 0 else { return false }
-        defer { close(descriptor) }
-        var address = sockaddr_un()
-        address.sun_family = sa_family_t(AF_UNIX)
-        let bytes = Array(path.utf8)
-        guard bytes.count < MemoryLayout.size(ofValue: address.sun_path) else { return false }
-        withUnsafeMutableBytes(of: &address.sun_path) { buffer in
-            buffer.copyBytes(from: bytes)
-        }
-        return withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(descriptor, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) == 0 }
-        }
+    /// Whether the app has made its socket: its readiness, as the official supervisor judges it
+    /// (a connection to find out would reach the app as an empty request).
+    static func socketExists(_ path: String) -> Bool {
+        var status = stat()
+        return lstat(path, &status) == 0 && (status.st_mode & S_IFMT) == S_IFSOCK
     }
 
     private static func logger(_ base: Logger, _ instance: AppInstance) -> Logger {

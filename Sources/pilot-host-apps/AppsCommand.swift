@@ -45,15 +45,26 @@ struct AppsCommand: AsyncParsableCommand {
                 idleTimeout: .seconds(max(idleSeconds, 1))),
             group: group, logger: logger)
         await service.start()
-        let listeners = try ControlListeners(group: group, logger: logger)
-        let policy = AccessPolicy(.service(name: "the app service", client: hostUID))
-        if let socket = passed.first(where: { $0.isStream && $0.family == AF_UNIX }) {
-            try listeners.adopt(descriptor: socket.descriptor, policy: { policy }, handler: service.handle)
-        } else {
-            // Root hands the socket to the host's user; otherwise it is open to all and the
-            // policy (the peer's uid, at accept and before every request) decides.
-            let root = getuid() == 0
-            try listeners.listen(path: socket, mode: root ? 0o600 : 0o666, owner: root ? hostUID : nil, policy: { policy }, handler: service.handle)
+        let listeners: ControlListeners
+        do {
+            listeners = try ControlListeners(group: group, logger: logger)
+            let policy = AccessPolicy(.service(name: "the app service", client: hostUID))
+            if let socket = passed.first(where: { $0.isStream && $0.family == AF_UNIX }) {
+                try listeners.adopt(descriptor: socket.descriptor, policy: { policy }, handler: service.handle)
+            } else {
+                let directory = String(socket[..<(socket.lastIndex(of: "/") ?? socket.endIndex)])
+                guard AppStoreLayout.makeDirectories(directory, mode: 0o755) else {
+                    throw ValidationError("cannot make \(directory): \(String(cString: strerror(errno)))")
+                }
+                // Root hands the socket to the host's user; otherwise it is open to all and the
+                // policy (the peer's uid, at accept and before every request) decides.
+                let root = getuid() == 0
+                try listeners.listen(
+                    path: socket, mode: root ? 0o600 : 0o666, owner: root ? hostUID : nil, policy: { policy }, handler: service.handle)
+            }
+        } catch {
+            await service.stop()
+            throw error
         }
         logger.notice("serving", metadata: ["socket": "\(socket)", "host_uid": "\(hostUID)", "apps_run_as": "\(runAs.map { "\($0.uid)" } ?? "\(getuid())")"])
         Systemd.notify("READY=1\nSTATUS=serving apps")

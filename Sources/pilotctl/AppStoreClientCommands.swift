@@ -33,7 +33,8 @@ extension AppStore {
                 ?? "\(plan.app) \(plan.version) asks for:"
             let lines = [heading] + plan.grants.map { "  " + grantText($0) }
                 + ["methods: \(plan.exposes.joined(separator: ", "))", "publisher: \(plan.publisher)", "bundle sha256: \(plan.bundleSHA256)"]
-            FileHandle.standardError.write(Data((lines.joined(separator: "\n") + "\n").utf8))
+            // With --json only the reply is printed (its data lists the grants installed).
+            if !global.json { FileHandle.standardError.write(Data((lines.joined(separator: "\n") + "\n").utf8)) }
             if !yes {
                 guard isatty(STDIN_FILENO) == 1, !global.json else {
                     try exitWithError(
