@@ -21,7 +21,7 @@ struct AppsCommand: AsyncParsableCommand {
     @Option(help: "The user (name or uid) whose pilot-host may use the socket; root always may.") var hostUser = "pilot-host"
     @Option(help: "When run as root: the user (name or uid) apps run as.") var appUser = "pilot-apps"
     @Option(help: "Seconds an app may stay idle before it is stopped.") var idleSeconds = 300
-    @Option(help: "The pilot-app-launch executable (default: beside this one).") var launcher: String?
+    @Option(help: "The pilot-app-launch executable (default: beside this one, else PREFIX/libexec/pilot-host/).") var launcher: String?
     @Option(help: "The bubblewrap executable.") var bwrap = "/usr/bin/bwrap"
     @Option(help: "trace, debug, info, notice, warning, error, critical.") var logLevel = "info"
 
@@ -41,7 +41,7 @@ struct AppsCommand: AsyncParsableCommand {
         let group = MultiThreadedEventLoopGroup(numberOfThreads: 2)
         let service = try AppService(
             settings: AppService.Settings(
-                root: stateDir, launcher: launcher ?? Self.besideMe("pilot-app-launch"), bwrap: bwrap, appUser: runAs,
+                root: stateDir, launcher: launcher ?? Self.launcherPath(), bwrap: bwrap, appUser: runAs,
                 idleTimeout: .seconds(max(idleSeconds, 1))),
             group: group, logger: logger)
         await service.start()
@@ -93,12 +93,16 @@ struct AppsCommand: AsyncParsableCommand {
         throw ValidationError("\(role) \(name): no such user")
     }
 
-    /// A file next to this executable.
-    static func besideMe(_ name: String) -> String {
+    /// pilot-app-launch beside this executable (a build directory), else where the install
+    /// puts it: PREFIX/libexec/pilot-host/ for PREFIX/bin/pilot-host-apps.
+    static func launcherPath() -> String {
         var buffer = [CChar](repeating: 0, count: 4096)
         let count = readlink("/proc/self/exe", &buffer, buffer.count - 1)
-        guard count > 0 else { return "/usr/lib/pilot-host/" + name }
+        guard count > 0 else { return "/usr/libexec/pilot-host/pilot-app-launch" }
         let path = String(decoding: buffer[..<count].map { UInt8(bitPattern: $0) }, as: UTF8.self)
-        return String(path[..<(path.lastIndex(of: "/") ?? path.endIndex)]) + "/" + name
+        let directory = String(path[..<(path.lastIndex(of: "/") ?? path.endIndex)])
+        if access(directory + "/pilot-app-launch", X_OK) == 0 { return directory + "/pilot-app-launch" }
+        let prefix = String(directory[..<(directory.lastIndex(of: "/") ?? directory.endIndex)])
+        return prefix + "/libexec/pilot-host/pilot-app-launch"
     }
 }
