@@ -31,6 +31,8 @@ actor AppSupervisor {
         var maxBinaryBytes = 256 << 20
     }
 
+    /// O_PATH (<fcntl.h>, declared only under _GNU_SOURCE).
+    private static let pathOnly: Int32 = 0o10000000
     private let layout: AppStoreLayout
     private let bundles: BundleStore
     private let settings: Settings
@@ -68,10 +70,18 @@ actor AppSupervisor {
         try await started(instance)
         let request = AppEnvelope.request(method: command.method, payload: command.payload)
         let body: [UInt8]
+        // A socket address holds 107 bytes: a longer path is reached through the state
+        // directory's descriptor.
+        var path = socketPath(of: instance)
+        var directory: Int32 = -1
+        if path.utf8.count > 100 {
+            directory = open(instance.stateDirectory, Self.pathOnly | O_DIRECTORY | O_CLOEXEC)
+            path = "/proc/self/fd/\(directory)/app.sock"
+        }
+        defer { if directory >= 0 { close(directory) } }
         do {
             body = try await FrameExchange.exchange(
-                path: socketPath(of: instance), body: request.encoded(), maxReply: AppEnvelope.maxFrameSize,
-                timeout: .milliseconds(command.timeout), group: group)
+                path: path, body: request.encoded(), maxReply: AppEnvelope.maxFrameSize, timeout: .milliseconds(command.timeout), group: group)
         } catch {
             if case .timedOut = error {
                 throw ControlFailure(.timeout, "\(instance.app) did not answer \(command.method) within \(command.timeout) ms")
@@ -356,8 +366,7 @@ actor AppSupervisor {
         return instance
     }
 
-    /// The app's socket as the service reaches it: a path too long for a socket address goes
-    /// through the state directory's descriptor (`/proc/self/fd/N/app.sock`).
+    /// The app's socket (its `/app/app.sock`).
     private func socketPath(of instance: AppInstance) -> String {
         instance.stateDirectory + "/app.sock"
     }

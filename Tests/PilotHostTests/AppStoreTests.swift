@@ -107,6 +107,17 @@ final class AppStoreTests: HostProcessTestCase {
         XCTAssertEqual(storeEntries(), [], "no identity uses the bundle any more")
     }
 
+    func testAnIdentityWhoseAppSocketPathIsTooLongForAnAddressStillCallsIt() throws {
+        try publishNotes()
+        try catalogue.writeCatalogue()
+        try startAll()
+        let name = "agent-with-a-name-long-enough-to-overflow-sun-path-" + String(repeating: "x", count: 10)
+        XCTAssertEqual(pilotctl(["identity", "create", name]).json?["status"], "ok")
+        XCTAssertEqual(app(name, ["install", Self.notes, "--yes"]).json?["status"], "ok")
+        XCTAssertGreaterThan((appsRoot + "/state/\(name)/\(Self.notes)/app.sock").utf8.count, 107)
+        XCTAssertEqual(app(name, ["call", Self.notes, "notes.add", #"{"text":"long"}"#]).json?["data"]?["reply"]?["count"], 1)
+    }
+
     func testAnotherUserCannotCallAlicesApps() throws {
         if let reason = ThrowawayAccounts.unavailableReason { throw XCTSkip(reason) }
         try publishNotes()
