@@ -148,7 +148,7 @@ let package = Package(
         .executableTarget(
             name: "pilotctl",
             dependencies: [
-                "PilotClient", "PilotWire", "PilotAppStore", "PilotCrypto",
+                "PilotClient", "PilotWire", "PilotAppStore", "PilotCrypto", "CArchive",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: strict),

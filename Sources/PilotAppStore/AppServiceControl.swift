@@ -63,6 +63,41 @@ public enum AppServiceControl {
         }
     }
 
+    /// `stage`: a piece of a sideloaded bundle, which pilot-host passes on from its upload.
+    public struct Stage: ControlCommand {
+        public typealias Reply = ControlData
+        public static let name = "stage"
+        /// Names the staged bundle (random, chosen by the host).
+        public var token: String
+        public var offset: Int
+        /// The piece, base64.
+        public var data: String
+
+        public init(token: String, offset: Int, data: String) {
+            self.token = token
+            self.offset = offset
+            self.data = data
+        }
+
+        public init(fields: ControlFields) throws(ControlFailure) {
+            self.init(token: try fields.string("token"), offset: try fields.integer("offset", as: Int.self), data: try fields.string("data"))
+        }
+
+        public var arguments: [String: JSON] { ["token": .string(token), "offset": .integer(Int64(offset)), "data": .string(data)] }
+    }
+
+    /// `prepare-local`: the staged bundle into the store, checked under the sideload policy (no
+    /// signature: the grants are held to audit.log and files under $APP, unconditionally).
+    public struct PrepareLocal: ControlCommand {
+        public typealias Reply = AppPlan
+        public static let name = "prepare-local"
+        public var token: String
+
+        public init(token: String) { self.token = token }
+        public init(fields: ControlFields) throws(ControlFailure) { self.init(token: try fields.string("token")) }
+        public var arguments: [String: JSON] { ["token": .string(token)] }
+    }
+
     /// What the service needs to run one identity's installed app: the bundle, the publisher
     /// pinned at install, and the grants its owner approved.
     public struct Installation: Hashable, Sendable {
@@ -73,14 +108,19 @@ public enum AppServiceControl {
         public var bundleSHA256: String
         public var publisher: String
         public var grants: [AppGrant]
+        /// Installed from a local directory: checked under the sideload policy, not signed.
+        public var sideloaded: Bool
 
-        public init(identity: String, address: String, app: String, bundleSHA256: String, publisher: String, grants: [AppGrant]) {
+        public init(
+            identity: String, address: String, app: String, bundleSHA256: String, publisher: String, grants: [AppGrant], sideloaded: Bool = false
+        ) {
             self.identity = identity
             self.address = address
             self.app = app
             self.bundleSHA256 = bundleSHA256
             self.publisher = publisher
             self.grants = grants
+            self.sideloaded = sideloaded
         }
 
         init(fields: ControlFields) throws(ControlFailure) {
@@ -89,13 +129,13 @@ public enum AppServiceControl {
                 bundleSHA256: try fields.string("bundle_sha256"), publisher: try fields.string("publisher"),
                 grants: try fields.objects("grants") { (grant: ControlFields) throws(ControlFailure) in
                     AppGrant(cap: try grant.string("cap"), target: try grant.string("target"), condition: grant.values["if"])
-                })
+                }, sideloaded: try fields.bool("sideloaded"))
         }
 
         var arguments: [String: JSON] {
             [
                 "identity": .string(identity), "address": .string(address), "app": .string(app), "bundle_sha256": .string(bundleSHA256),
-                "publisher": .string(publisher), "grants": .array(grants.map(\.json)),
+                "publisher": .string(publisher), "grants": .array(grants.map(\.json)), "sideloaded": .bool(sideloaded),
             ]
         }
     }

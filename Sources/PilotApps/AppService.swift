@@ -83,6 +83,11 @@ public final class AppService: Sendable {
             return AppCatalogue(apps: fetched.catalogue.search(nil).map(Self.describe), updatedAt: fetched.catalogue.updatedAt).json
         case AppServiceControl.Prepare.name:
             return try await preparer.prepare(AppServiceControl.Prepare(fields: fields)).json
+        case AppServiceControl.Stage.name:
+            try preparer.stage(AppServiceControl.Stage(fields: fields))
+            return [:]
+        case AppServiceControl.PrepareLocal.name:
+            return try preparer.prepareLocal(AppServiceControl.PrepareLocal(fields: fields)).json
         case AppServiceControl.Call.name:
             return try await supervisor.call(AppServiceControl.Call(fields: fields)).json
         case AppServiceControl.Status.name:

@@ -240,7 +240,8 @@ actor AppSupervisor {
                 throw ControlFailure(.notFound, "bundle \(installation.bundleSHA256) is not in the store: install the app again")
             }
             manifest = try BundlePreparer.verifiedManifest(
-                in: directory, app: installation.app, pinnedPublisher: installation.publisher, requireHelp: false)
+                in: directory, app: installation.app, pinnedPublisher: installation.publisher, requireHelp: false,
+                sideloaded: installation.sideloaded)
             guard manifest.grants.map(BundlePreparer.grant) == installation.grants else {
                 throw ControlFailure(.permissionDenied, "the manifest's grants are not the ones its owner approved")
             }
@@ -260,7 +261,8 @@ actor AppSupervisor {
             storeDirectory: bundles.directory(for: installation.bundleSHA256) ?? "", stateDirectory: instance.stateDirectory,
             network: installation.grants.contains { $0.cap == "net.dial" },
             execAllowList: installation.grants.filter { $0.cap == "proc.exec" }.map { $0.target.hasPrefix("/") ? $0.target : "/usr/bin/" + $0.target },
-            environment: ["PILOT_APP_ID": manifest.id, "PILOT_IDENTITY": instance.identity, "PILOT_ADDR": installation.address])
+            environment: ["PILOT_APP_ID": manifest.id, "PILOT_IDENTITY": instance.identity, "PILOT_ADDR": installation.address]
+                .merging(installation.sideloaded ? ["PILOT_SIDELOAD": "1"] : [:]) { $1 })
         let argv = [
             "/app/" + manifest.binary.path, "--addr", installation.address, "--db", "/app/data.db", "--socket", "/app/app.sock",
             "--identity", "/app/identity.json", "--manifest", "/app/manifest.json", "--cap-state", "/app/cap-state.jsonl",

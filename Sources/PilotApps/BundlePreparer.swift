@@ -72,9 +72,79 @@ struct BundlePreparer: Sendable {
         }
     }
 
+    /// Bundles staged for a sideload, at most this many at once, each at most this large.
+    static let maxStaged = 8
+    static let maxSideloadBytes = 128 << 20
+
+    /// Adds a piece to the staged sideload bundle `token` (`downloads/<token>.sideload`); pieces
+    /// come in order.
+    func stage(_ command: AppServiceControl.Stage) throws(ControlFailure) {
+        guard AppStoreLayout.isSafeName(command.token), command.token.utf8.count >= 16 else {
+            throw ControlFailure(.invalidArgument, "stage: a token of 16 to 128 letters and digits")
+        }
+        guard let piece = try? Base64.decode(command.data) else { throw ControlFailure(.invalidArgument, "stage: data must be base64") }
+        guard AppStoreLayout.makeDirectories(layout.downloads, mode: 0o700) else {
+            throw ControlFailure(.internalError, "cannot make \(layout.downloads): \(String(cString: strerror(errno)))")
+        }
+        let path = layout.downloads + "/\(command.token).sideload"
+        if command.offset == 0 {
+            let staged = (AppStoreLayout.names(in: layout.downloads) ?? []).filter { $0.hasSuffix(".sideload") }
+            guard staged.count < Self.maxStaged else { throw ControlFailure(.unavailable, "\(Self.maxStaged) sideloads are being staged: try again") }
+        }
+        let file = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC | O_NOFOLLOW, 0o600)
+        guard file >= 0 else { throw ControlFailure(.internalError, "cannot stage \(path): \(String(cString: strerror(errno)))") }
+        defer { close(file) }
+        var status = stat()
+        guard fstat(file, &status) == 0, Int(status.st_size) == command.offset else {
+            unlink(path)
+            throw ControlFailure(.invalidArgument, "stage: pieces out of order; the staged bundle was dropped")
+        }
+        guard command.offset + piece.count <= Self.maxSideloadBytes else {
+            unlink(path)
+            throw ControlFailure(.invalidArgument, "a sideloaded bundle may hold at most \(Self.maxSideloadBytes) bytes")
+        }
+        let written = piece.withUnsafeBytes { write(file, $0.baseAddress, $0.count) }
+        guard written == piece.count else {
+            unlink(path)
+            throw ControlFailure(.internalError, "cannot stage \(path): \(String(cString: strerror(errno)))")
+        }
+    }
+
+    /// The staged bundle into the store, checked under the sideload policy.
+    func prepareLocal(_ command: AppServiceControl.PrepareLocal) throws(ControlFailure) -> AppPlan {
+        guard AppStoreLayout.isSafeName(command.token) else { throw ControlFailure(.invalidArgument, "prepare-local: a bad token") }
+        let path = layout.downloads + "/\(command.token).sideload"
+        defer { unlink(path) }
+        guard let bytes = AppStoreLayout.readRegularFile(path, limit: Self.maxSideloadBytes) else {
+            throw ControlFailure(.notFound, "no staged bundle \(command.token)")
+        }
+        let hash = Hex.lowercase(Sodium.sha256(bytes))
+        let directory: String
+        do { directory = try bundles.unpack(bundleAt: path, expectedSHA256: hash) } catch {
+            throw ControlFailure(.invalidArgument, "the sideloaded bundle was refused: \(error)")
+        }
+        let manifest: Manifest
+        do throws(ControlFailure) {
+            guard let text = AppStoreLayout.readRegularFile(directory + "/manifest.json", limit: Self.maxManifestBytes) else {
+                throw ControlFailure(.invalidArgument, "the bundle has no readable manifest.json")
+            }
+            manifest = try Self.verifiedManifest(in: directory, app: (try? Manifest(parsing: text))?.id ?? "", pinnedPublisher: "", requireHelp: false, sideloaded: true)
+        } catch {
+            try? bundles.remove(sha256: hash)
+            throw error
+        }
+        return AppPlan(
+            app: manifest.id, version: manifest.appVersion, manifestVersion: manifest.manifestVersion, bundleSHA256: hash,
+            publisher: manifest.store.publisher, description: "sideloaded", runtime: manifest.binary.runtime, exposes: manifest.exposes,
+            grants: manifest.grants.map(Self.grant), installedVersion: nil, needsApproval: true)
+    }
+
     /// The manifest in `directory`, checked: schema, the id asked for, the publisher's
     /// signature, the pinned publisher, and the binary's hash (read from the store, links refused).
-    static func verifiedManifest(in directory: String, app: String, pinnedPublisher: String, requireHelp: Bool) throws(ControlFailure) -> Manifest {
+    /// A sideloaded app has no signature to check: the sideload policy bounds its grants instead.
+    static func verifiedManifest(
+        in directory: String, app: String, pinnedPublisher: String, requireHelp: Bool, sideloaded: Bool = false
+    ) throws(ControlFailure) -> Manifest {
         guard let bytes = AppStoreLayout.readRegularFile(directory + "/manifest.json", limit: maxManifestBytes) else {
             throw ControlFailure(.invalidArgument, "\(app): the bundle has no readable manifest.json (a regular file of at most 1 MiB)")
         }
@@ -85,8 +155,12 @@ struct BundlePreparer: Sendable {
             guard manifest.id == app else {
                 throw AppStoreError.malformed(document: "manifest.json", reason: "its id is \(manifest.id), the catalogue entry is \(app)")
             }
-            try ManifestSignature.verify(manifest)
-            try ManifestSignature.verifyPin(manifest, pinnedPublisher: pinnedPublisher)
+            if sideloaded {
+                try manifest.checkSideloadPolicy()
+            } else {
+                try ManifestSignature.verify(manifest)
+                try ManifestSignature.verifyPin(manifest, pinnedPublisher: pinnedPublisher)
+            }
         } catch {
             throw ControlFailure(.invalidArgument, "\(error)")
         }

@@ -14,21 +14,31 @@ final class AppStoreCommands: Sendable {
     private let service: AppServiceClient
     private let installs: AppInstalls
     private let source: NIOLockedValueBox<AppServiceControl.CatalogueSource>
+    private let sideload: NIOLockedValueBox<Bool>
+    private let uploads: Uploads
     private let logger: Logger
     /// Calls waiting on apps, per identity: one tenant's slow app cannot take every slot.
     private let calls = NIOLockedValueBox<[String: Int]>([:])
     /// The most calls one identity may have waiting.
     static let callsPerIdentity = 16
 
-    init(service: AppServiceClient, installs: AppInstalls, source: AppServiceControl.CatalogueSource, logger: Logger) {
+    init(
+        service: AppServiceClient, installs: AppInstalls, source: AppServiceControl.CatalogueSource, sideload: Bool, uploads: Uploads,
+        logger: Logger
+    ) {
         self.service = service
         self.installs = installs
         self.source = NIOLockedValueBox(source)
+        self.sideload = NIOLockedValueBox(sideload)
+        self.uploads = uploads
         self.logger = logger
     }
 
-    /// A reload's catalogue settings.
-    func setSource(_ new: AppServiceControl.CatalogueSource) { source.withLockedValue { $0 = new } }
+    /// A reload's settings.
+    func reload(source new: AppServiceControl.CatalogueSource, sideload allowed: Bool) {
+        source.withLockedValue { $0 = new }
+        sideload.withLockedValue { $0 = allowed }
+    }
 
     /// Answers `command` for identity `name` (at `address`), asked by `peer`.
     func answer(_ command: IdentitySocketCommand, identity name: String, address: String, peer: PeerCredentials) async throws(ControlFailure) -> JSON? {
@@ -51,6 +61,8 @@ final class AppStoreCommands: Sendable {
             return try await plan(command.app, version: command.version, identity: name).json
         case .appInstall(let command):
             return try await install(command, identity: name, peer: peer).json
+        case .appSideload(let command):
+            return try await sideload(command, identity: name, peer: peer).json
         case .appList:
             var apps: [InstalledApp] = []
             for record in try await records(of: name) { apps.append(await describe(record, identity: name)) }
@@ -116,11 +128,7 @@ final class AppStoreCommands: Sendable {
         }
         let now = Int64(Date().timeIntervalSince1970)
         let approval = plan.needsApproval || current == nil ? (peer.uid, now) : (current?.approvedBy ?? peer.uid, current?.approvedAt ?? now)
-        let record = AppInstallRecord(
-            appID: plan.app, version: plan.version, manifestVersion: plan.manifestVersion, bundleSHA256: plan.bundleSHA256,
-            publisher: plan.publisher, source: "catalogue", exposes: plan.exposes, stateDirectory: "state/\(identity)/\(plan.app)",
-            installedAt: now, approvedBy: approval.0, approvedAt: approval.1,
-            grants: plan.grants.map { AppInstallRecord.Grant(cap: $0.cap, target: $0.target, condition: $0.condition?.encodedString()) })
+        let record = Self.record(of: plan, source: "catalogue", identity: identity, approval: approval)
         do { try await installs.install(record, identity: identity) } catch { throw Self.storeFailure(error) }
         if current != nil {
             // The running process is the old version: the next call starts the new one, verified.
@@ -134,6 +142,47 @@ final class AppStoreCommands: Sendable {
                 "bundle": "\(plan.bundleSHA256)", "grants": "\(plan.grants.count)", "approved_by": "\(approval.0)",
             ])
         return await describe(record, identity: identity)
+    }
+
+    /// A bundle pilotctl packed from a local directory: staged at the service in pieces, checked
+    /// under the sideload policy, recorded with source `sideload`.
+    private func sideload(_ command: AppStoreControl.Sideload, identity: String, peer: PeerCredentials) async throws(ControlFailure) -> InstalledApp {
+        guard sideload.withLockedValue({ $0 }) else {
+            throw ControlFailure(.permissionDenied, "sideloading is off on this host (app-sideload = yes in pilot-host.conf allows it)")
+        }
+        guard command.approve else { throw ControlFailure(.permissionDenied, "a sideloaded app's grants need your approval (--yes)") }
+        let bytes = try await uploads.take(identity: identity, id: command.upload)
+        let token = Hex.lowercase((0..<16).map { _ in UInt8.random(in: 0...255) })
+        var offset = 0
+        repeat {
+            let piece = bytes[offset..<min(bytes.count, offset + (512 << 10))]
+            _ = try await service.send(AppServiceControl.Stage(token: token, offset: offset, data: Base64.encode(piece)), timeout: .seconds(30))
+            offset += piece.count
+        } while offset < bytes.count
+        let plan = try await service.send(AppServiceControl.PrepareLocal(token: token), timeout: .seconds(120))
+        let current = try await records(of: identity).first { $0.appID == plan.app }
+        if let current, current.source != "sideload" {
+            throw ControlFailure(.alreadyExists, "\(plan.app) is installed from the catalogue: uninstall it before sideloading another")
+        }
+        let record = Self.record(of: plan, source: "sideload", identity: identity, approval: (peer.uid, Int64(Date().timeIntervalSince1970)))
+        do { try await installs.install(record, identity: identity) } catch { throw Self.storeFailure(error) }
+        if current != nil {
+            _ = try? await service.send(AppServiceControl.Restart(identity: identity, app: plan.app), timeout: .seconds(30))
+            await collectBundles()
+        }
+        logger.notice(
+            "app sideloaded",
+            metadata: ["identity": "\(identity)", "app": "\(plan.app)", "version": "\(plan.version)", "bundle": "\(plan.bundleSHA256)", "approved_by": "\(peer.uid)"])
+        return await describe(record, identity: identity)
+    }
+
+    /// The row of `plan` installed for `identity`, approved by `approval` (uid, Unix seconds).
+    static func record(of plan: AppPlan, source: String, identity: String, approval: (UInt32, Int64)) -> AppInstallRecord {
+        AppInstallRecord(
+            appID: plan.app, version: plan.version, manifestVersion: plan.manifestVersion, bundleSHA256: plan.bundleSHA256,
+            publisher: plan.publisher, source: source, exposes: plan.exposes, stateDirectory: "state/\(identity)/\(plan.app)",
+            installedAt: Int64(Date().timeIntervalSince1970), approvedBy: approval.0, approvedAt: approval.1,
+            grants: plan.grants.map { AppInstallRecord.Grant(cap: $0.cap, target: $0.target, condition: $0.condition?.encodedString()) })
     }
 
     /// Whether installing `plan` over `current` needs the owner again: a higher manifest
@@ -197,7 +246,7 @@ final class AppStoreCommands: Sendable {
         let timeout = command.timeout ?? AppStoreControl.Call.defaultTimeout
         let installation = AppServiceControl.Installation(
             identity: identity, address: address, app: record.appID, bundleSHA256: record.bundleSHA256, publisher: record.publisher,
-            grants: Self.grants(of: record))
+            grants: Self.grants(of: record), sideloaded: record.source == "sideload")
         return try await service.send(
             AppServiceControl.Call(installation: installation, method: command.method, payload: command.payload, timeout: timeout),
             timeout: .milliseconds(timeout) + .seconds(15))

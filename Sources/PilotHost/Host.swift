@@ -101,7 +101,8 @@ public final class Host: Sendable {
         }
         apps = AppStoreCommands(
             service: AppServiceClient(path: configuration.appsSocket, group: group),
-            installs: try AppInstalls(path: configuration.stateDirectory + "/host.db"), source: configuration.catalogueSource, logger: logger)
+            installs: try AppInstalls(path: configuration.stateDirectory + "/host.db"), source: configuration.catalogueSource,
+            sideload: configuration.appSideload, uploads: uploads, logger: logger)
         handshakes = HandshakeTransport(logger: logger)
         let dataExchange = DataExchangeService(inbox: mailbox, logger: logger)
         let events = EventStreamService(logger: logger)
@@ -358,7 +359,7 @@ public final class Host: Sendable {
         if new.registryTLS != configuration.registryTLS { restart.append("registry-tls") }
         if new.registryFingerprint != configuration.registryFingerprint { restart.append("registry-fingerprint") }
         if new.appsSocket != configuration.appsSocket { restart.append("apps-socket") }
-        apps.setSource(new.catalogueSource)
+        apps.reload(source: new.catalogueSource, sideload: new.appSideload)
         var reopened: [String] = []
         for record in await pool.all where !FileManager.default.fileExists(atPath: socketPath(record.name)) {
             do throws(ControlFailure) {

@@ -53,6 +53,9 @@ public struct HostConfiguration: Equatable, Sendable {
     public var appCatalogues: [String] = []
     /// The Ed25519 keys (base64) one of which must sign the catalogue.
     public var appCatalogueKeys: [String] = []
+    /// Whether owners may install apps from local directories (unsigned, under the sideload
+    /// policy).
+    public var appSideload = false
 
     /// The app service's socket.
     public var appsSocket: String { appsSocketPath.isEmpty ? runtimeDirectory + "/apps.sock" : appsSocketPath }
@@ -75,7 +78,7 @@ public struct HostConfiguration: Equatable, Sendable {
     public static let keys = [
         "state-dir", "runtime-dir", "registry", "beacon", "listen", "admin-group", "log-level", "handshake-poll", "busy-poll",
         "admin-token-file", "control-connections-per-user", "registry-credential-file", "registry-tls", "registry-fingerprint",
-        "spool-dir", "event-loop-threads", "apps-socket", "app-catalogue", "app-catalogue-keys",
+        "spool-dir", "event-loop-threads", "apps-socket", "app-catalogue", "app-catalogue-keys", "app-sideload",
     ]
 
     static let logLevels = ["trace", "debug", "info", "notice", "warning", "error", "critical"]
@@ -133,6 +136,12 @@ public struct HostConfiguration: Equatable, Sendable {
                 throw .invalidValue(key: key, value: value, reason: "the SHA-256 of the certificate's DER, 64 hex digits")
             }
             registryFingerprint = hex
+        case "app-sideload":
+            switch value.lowercased() {
+            case "yes", "true", "1": appSideload = true
+            case "no", "false", "0", "": appSideload = false
+            default: throw .invalidValue(key: key, value: value, reason: "yes or no")
+            }
         case "apps-socket": appsSocketPath = value.isEmpty ? "" : try Self.absolutePath(key, value)
         case "app-catalogue":
             let urls = Self.list(value)

@@ -42,7 +42,7 @@ struct IdentityCommands: Sendable {
         switch command {
         case .health:
             return try await health()
-        case .appCatalogue, .appPlan, .appInstall, .appList, .appStatus, .appUninstall, .appRestart, .appOutdated, .appCall:
+        case .appCatalogue, .appPlan, .appInstall, .appSideload, .appList, .appStatus, .appUninstall, .appRestart, .appOutdated, .appCall:
             guard let identity = await pool.identity(named: name) else { throw PoolError.notFound(name) }
             let address = Address(network: identity.network, node: identity.nodeID).description
             return try await apps.answer(command, identity: name, address: address, peer: peer) ?? .null

@@ -35,6 +35,7 @@ struct HostCommand: AsyncParsableCommand {
     @Option(help: "The app service's socket (default RUNTIME/apps.sock).") var appsSocket: String?
     @Option(help: "The app catalogue's URL(s), comma-separated: https://, http:// on loopback, file:///.") var appCatalogue: String?
     @Option(help: "The Ed25519 key(s), base64 and comma-separated, one of which must sign the catalogue.") var appCatalogueKeys: String?
+    @Option(help: "yes: owners may install apps from local directories (unsigned, under the sideload policy).") var appSideload: String?
 
     func run() async throws {
         let file = config ?? "/etc/pilot-host/pilot-host.conf"
@@ -97,7 +98,7 @@ struct HostCommand: AsyncParsableCommand {
             ("admin-token-file", adminTokenFile), ("control-connections-per-user", controlConnectionsPerUser),
             ("registry-credential-file", registryCredentialFile), ("registry-tls", registryTls), ("registry-fingerprint", registryFingerprint),
             ("spool-dir", spoolDir), ("event-loop-threads", eventLoopThreads), ("apps-socket", appsSocket),
-            ("app-catalogue", appCatalogue), ("app-catalogue-keys", appCatalogueKeys),
+            ("app-catalogue", appCatalogue), ("app-catalogue-keys", appCatalogueKeys), ("app-sideload", appSideload),
         ] {
             if let value { try settings.set(key, value) }
         }

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import PilotAppStore
 import PilotClient
 import PilotWire
 
@@ -33,23 +34,47 @@ extension AppStore {
                 ?? "\(plan.app) \(plan.version) asks for:"
             let lines = [heading] + plan.grants.map { "  " + grantText($0) }
                 + ["methods: \(plan.exposes.joined(separator: ", "))", "publisher: \(plan.publisher)", "bundle sha256: \(plan.bundleSHA256)"]
-            // With --json only the reply is printed (its data lists the grants installed).
-            if !global.json { FileHandle.standardError.write(Data((lines.joined(separator: "\n") + "\n").utf8)) }
-            if !yes {
-                guard isatty(STDIN_FILENO) == 1, !global.json else {
-                    try exitWithError(
-                        code: "invalid_argument", "\(plan.app): its grants need your approval", hint: "read them above, then add --yes",
-                        json: global.json)
-                }
-                FileHandle.standardError.write(Data("Grant these and install? [y/N] ".utf8))
-                guard let answer = readLine(), ["y", "yes"].contains(answer.lowercased()) else {
-                    try exitWithError(code: "invalid_argument", "not installed", hint: nil, json: global.json)
-                }
-            }
+            try approve(plan.app, lines: lines, yes: yes, global: global)
         }
         try global.run(AppStoreControl.Install(app: plan.app, bundleSHA256: plan.bundleSHA256, approve: true), on: socket) { app in
             "installed " + text(app)
         }
+    }
+
+    /// Shows what `app` asks for (`lines`, not with --json: only the reply is printed then) and
+    /// returns once the owner approved: --yes, or y at a terminal; otherwise exits 1.
+    static func approve(_ app: String, lines: [String], yes: Bool, global: GlobalOptions) throws {
+        if !global.json { FileHandle.standardError.write(Data((lines.joined(separator: "\n") + "\n").utf8)) }
+        guard !yes else { return }
+        guard isatty(STDIN_FILENO) == 1, !global.json else {
+            try exitWithError(code: "invalid_argument", "\(app): its grants need your approval", hint: "read them, then add --yes", json: global.json)
+        }
+        FileHandle.standardError.write(Data("Grant these and install? [y/N] ".utf8))
+        guard let answer = readLine(), ["y", "yes"].contains(answer.lowercased()) else {
+            try exitWithError(code: "invalid_argument", "not installed", hint: nil, json: global.json)
+        }
+    }
+
+    /// `install DIR --local`: the manifest checked here first (the host checks it again), its
+    /// grants shown and approved, the directory packed and uploaded with the caller's rights.
+    static func sideload(directory: String, yes: Bool, global: GlobalOptions, socket: String) throws {
+        let manifest: Manifest
+        do {
+            manifest = try Manifest(parsing: try read(directory + "/manifest.json", json: global.json))
+            try manifest.validate(requireHelp: false)
+            try manifest.checkSideloadPolicy()
+        } catch let error as AppStoreError {
+            try exitWithError(code: "invalid_argument", error.description, hint: nil, json: global.json)
+        }
+        let lines = ["\(manifest.id) \(manifest.appVersion) (sideloaded, unsigned) asks for:"] + manifest.grants.map { "  \($0.cap) \($0.target)" }
+            + ["methods: \(manifest.exposes.joined(separator: ", "))"]
+        try approve(manifest.id, lines: lines, yes: yes, global: global)
+        let bundle: [UInt8]
+        do { bundle = try BundlePacker.pack(directory: directory, limit: 16 << 20 - 257) } catch {
+            try exitWithError(code: "invalid_argument", "\(error)", hint: nil, json: global.json)
+        }
+        let upload = try global.upload(bundle, on: socket)
+        try global.run(AppStoreControl.Sideload(upload: upload, approve: true), on: socket) { app in "installed " + text(app) }
     }
 
     struct Catalogue: ParsableCommand {
@@ -94,13 +119,18 @@ extension AppStore {
 
     struct Install: ParsableCommand {
         static let configuration = CommandConfiguration(
-            abstract: "Install an app from the catalogue: shows the grants it asks for, installs with your approval.")
+            abstract: "Install an app from the catalogue (or, with --local, from a directory): shows the grants it asks for, installs with your approval.")
         @OptionGroup var global: GlobalOptions
-        @Argument(help: "The app's id.") var app: String
+        @Argument(help: "The app's id; with --local, its bundle directory (manifest.json, bin/...).") var app: String
         @Option(help: "The version expected (the catalogue offers one).") var version: String?
         @Flag(help: "Approve the grants shown.") var yes = false
+        @Flag(help: "Sideload: the app is a local directory, unsigned, held to the sideload policy (if the host allows it).") var local = false
 
-        func run() throws { try AppStore.install(app, version: version, yes: yes, global: global, socket: try global.identitySocket()) }
+        func run() throws {
+            let socket = try global.identitySocket()
+            guard local else { return try AppStore.install(app, version: version, yes: yes, global: global, socket: socket) }
+            try AppStore.sideload(directory: app, yes: yes, global: global, socket: socket)
+        }
     }
 
     struct List: ParsableCommand {

@@ -155,14 +155,7 @@ struct SendFile: ParsableCommand {
             try global.fail(.error(ControlFailure(.invalidArgument, "cannot read \(path)")))
         }
         let name = (path as NSString).lastPathComponent
-        let upload = (0..<8).map { _ in String(format: "%02x", UInt8.random(in: 0...255)) }.joined()
-        var offset = 0
-        repeat {
-            let piece = contents[offset..<min(offset + FileChunk.size, contents.count)]
-            _ = try global.call(
-                MessageControl.Upload(upload: upload, size: contents.count, offset: offset, data: Base64.encode(piece)), on: socket)
-            offset += piece.count
-        } while offset < contents.count
+        let upload = try global.upload(Array(contents), on: socket)
         let request = MessageControl.SendFile(target: target, file: name, upload: upload)
         try global.run(request, on: socket) { sent in "sent \(name) (\(sent.bytes) bytes) to \(sent.to): \(sent.ack)" }
     }

@@ -117,6 +117,19 @@ struct GlobalOptions: ParsableArguments {
         return whole
     }
 
+    /// Sends `contents` to the host in pieces (`upload`), for a command that takes it by the
+    /// returned upload id (`send-file`, `appstore-sideload`).
+    func upload(_ contents: [UInt8], on socket: String) throws -> String {
+        let upload = (0..<8).map { _ in String(format: "%02x", UInt8.random(in: 0...255)) }.joined()
+        var offset = 0
+        repeat {
+            let piece = contents[offset..<min(offset + FileChunk.size, contents.count)]
+            _ = try call(MessageControl.Upload(upload: upload, size: contents.count, offset: offset, data: Base64.encode(piece)), on: socket)
+            offset += piece.count
+        } while offset < contents.count
+        return upload
+    }
+
     /// The data of `command`'s reply; an error reply is printed and exits 1.
     func call<Command: ControlCommand>(_ command: Command, on socket: String) throws -> Command.Reply {
         try decode(self.reply(command.request, on: socket), of: Command.self)

@@ -33,7 +33,7 @@ final class AppStoreTests: HostProcessTestCase {
     }
 
     /// pilot-rendezvous, pilot-host with the catalogue, the app service; alice and bob.
-    private func startAll(catalogueURL: String? = nil) throws {
+    private func startAll(catalogueURL: String? = nil, hostArguments: [String] = []) throws {
         let registry = try startRendezvous()
         _ = try start(
             "apps", "pilot-host-apps",
@@ -42,7 +42,8 @@ final class AppStoreTests: HostProcessTestCase {
         _ = try start(
             "pilot-host", "pilot-host",
             ["--state-dir", directory.path("state"), "--runtime-dir", runtime, "--registry", "127.0.0.1:\(registry)", "--beacon", "127.0.0.1:1",
-             "--listen", "127.0.0.1:0", "--app-catalogue", catalogueURL ?? catalogue.catalogueURL, "--app-catalogue-keys", catalogue.catalogueKeyText],
+             "--listen", "127.0.0.1:0", "--app-catalogue", catalogueURL ?? catalogue.catalogueURL, "--app-catalogue-keys", catalogue.catalogueKeyText]
+                + hostArguments,
             ready: "pilot-host serving")
         for name in ["alice", "bob"] { XCTAssertEqual(pilotctl(["identity", "create", name]).json?["status"], "ok") }
     }
@@ -116,6 +117,45 @@ final class AppStoreTests: HostProcessTestCase {
         XCTAssertEqual(app(name, ["install", Self.notes, "--yes"]).json?["status"], "ok")
         XCTAssertGreaterThan((appsRoot + "/state/\(name)/\(Self.notes)/app.sock").utf8.count, 107)
         XCTAssertEqual(app(name, ["call", Self.notes, "notes.add", #"{"text":"long"}"#]).json?["data"]?["reply"]?["count"], 1)
+    }
+
+    /// A bundle directory as a developer has it.
+    private func bundleDirectory(_ manifest: Manifest, binary: [UInt8]) throws -> String {
+        let root = directory.path("dev-\(manifest.id)")
+        try FileManager.default.createDirectory(atPath: root + "/bin", withIntermediateDirectories: true)
+        try Data(AppCatalogueFixture.json(of: manifest)).write(to: URL(fileURLWithPath: root + "/manifest.json"))
+        try Data(binary).write(to: URL(fileURLWithPath: root + "/" + manifest.binary.path))
+        chmod(root + "/" + manifest.binary.path, 0o755)
+        return root
+    }
+
+    func testSideloadingOnlyWhereAllowedAndOnlyUnderItsPolicy() throws {
+        try catalogue.writeCatalogue()
+        let binary = Array(try Data(contentsOf: bin.appendingPathComponent("pilot-app-notes")))
+        let manifest = catalogue.manifest(
+            id: Self.notes, binaryPath: "bin/pilot-app-notes", binary: binary, exposes: ["notes.help", "notes.add", "notes.list"],
+            grants: [.init(cap: "fs.write", target: "$APP/notes.jsonl"), .init(cap: "audit.log", target: "*")])
+        let local = try bundleDirectory(manifest, binary: binary)
+        try startAll()
+        let off = app("alice", ["install", local, "--local", "--yes"])
+        XCTAssertEqual(off.json?["code"], "permission_denied", "\(String(describing: off.json))")
+        XCTAssertTrue(off.json?["message"]?.stringValue?.contains("app-sideload") == true)
+        for process in processes where process.name == "pilot-host" { process.stop() }
+        processes.removeAll { $0.name == "pilot-host" }
+        _ = try start(
+            "pilot-host-2", "pilot-host",
+            ["--state-dir", directory.path("state"), "--runtime-dir", runtime, "--registry", "127.0.0.1:1", "--beacon", "127.0.0.1:1",
+             "--listen", "127.0.0.1:0", "--app-sideload", "yes"],
+            ready: "pilot-host serving")
+        let installed = app("alice", ["install", local, "--local", "--yes"])
+        XCTAssertEqual(installed.json?["data"]?["source"], "sideload", "\(String(describing: installed.json))")
+        XCTAssertEqual(app("alice", ["call", Self.notes, "notes.add", #"{"text":"sideloaded"}"#]).json?["data"]?["reply"]?["count"], 1)
+        // More than the policy allows: refused.
+        var greedy = catalogue.manifest(id: "io.test.greedy", binary: binary, exposes: ["greedy.help"], grants: [.init(cap: "net.dial", target: "*")])
+        greedy.binary.path = "bin/pilot-app-notes"
+        let refused = app("alice", ["install", try bundleDirectory(greedy, binary: binary), "--local", "--yes"])
+        XCTAssertEqual(refused.status, 1)
+        XCTAssertTrue(refused.json?["message"]?.stringValue?.contains("sideload") == true, "\(String(describing: refused.json))")
     }
 
     func testAnotherUserCannotCallAlicesApps() throws {

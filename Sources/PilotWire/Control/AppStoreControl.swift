@@ -62,6 +62,28 @@ public enum AppStoreControl {
         public var arguments: [String: JSON] { ["app": .string(app), "bundle_sha256": .string(bundleSHA256), "approve": .bool(approve)] }
     }
 
+    /// `appstore-sideload`: install the bundle pilotctl packed from a local directory and
+    /// uploaded (`upload`), under the sideload policy, when the host allows sideloading.
+    public struct Sideload: ControlCommand {
+        public typealias Reply = InstalledApp
+        public static let name = "appstore-sideload"
+        /// The upload that holds the bundle (tar.gz).
+        public var upload: String
+        /// The owner approves the grants pilotctl showed: required.
+        public var approve: Bool
+
+        public init(upload: String, approve: Bool) {
+            self.upload = upload
+            self.approve = approve
+        }
+
+        public init(fields: ControlFields) throws(ControlFailure) {
+            self.init(upload: try fields.string("upload"), approve: try fields.bool("approve"))
+        }
+
+        public var arguments: [String: JSON] { ["upload": .string(upload), "approve": .bool(approve)] }
+    }
+
     /// `appstore-list`: the apps this identity installed, with their state.
     public struct List: ArgumentlessControlCommand {
         public typealias Reply = InstalledApps
