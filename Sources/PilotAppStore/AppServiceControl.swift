@@ -110,9 +110,12 @@ public enum AppServiceControl {
         public var grants: [AppGrant]
         /// Installed from a local directory: checked under the sideload policy, not signed.
         public var sideloaded: Bool
+        /// The methods its installed manifest exposes.
+        public var exposes: [String]
 
         public init(
-            identity: String, address: String, app: String, bundleSHA256: String, publisher: String, grants: [AppGrant], sideloaded: Bool = false
+            identity: String, address: String, app: String, bundleSHA256: String, publisher: String, grants: [AppGrant], sideloaded: Bool = false,
+            exposes: [String] = []
         ) {
             self.identity = identity
             self.address = address
@@ -121,6 +124,7 @@ public enum AppServiceControl {
             self.publisher = publisher
             self.grants = grants
             self.sideloaded = sideloaded
+            self.exposes = exposes
         }
 
         init(fields: ControlFields) throws(ControlFailure) {
@@ -129,13 +133,14 @@ public enum AppServiceControl {
                 bundleSHA256: try fields.string("bundle_sha256"), publisher: try fields.string("publisher"),
                 grants: try fields.objects("grants") { (grant: ControlFields) throws(ControlFailure) in
                     AppGrant(cap: try grant.string("cap"), target: try grant.string("target"), condition: grant.values["if"])
-                }, sideloaded: try fields.bool("sideloaded"))
+                }, sideloaded: try fields.bool("sideloaded"), exposes: try fields.strings("exposes"))
         }
 
         var arguments: [String: JSON] {
             [
                 "identity": .string(identity), "address": .string(address), "app": .string(app), "bundle_sha256": .string(bundleSHA256),
                 "publisher": .string(publisher), "grants": .array(grants.map(\.json)), "sideloaded": .bool(sideloaded),
+                "exposes": .array(exposes.map(JSON.string)),
             ]
         }
     }
@@ -150,18 +155,23 @@ public enum AppServiceControl {
         public var payload: JSON
         /// Milliseconds.
         public var timeout: Int
+        /// The identity's other installed apps: those its apps may call through their broker
+        /// (with an `ipc.call` grant), refreshed with every call.
+        public var neighbours: [Installation]
 
-        public init(installation: Installation, method: String, payload: JSON, timeout: Int) {
+        public init(installation: Installation, method: String, payload: JSON, timeout: Int, neighbours: [Installation] = []) {
             self.installation = installation
             self.method = method
             self.payload = payload
             self.timeout = timeout
+            self.neighbours = neighbours
         }
 
         public init(fields: ControlFields) throws(ControlFailure) {
             self.init(
                 installation: try Installation(fields: fields), method: try fields.string("method"),
-                payload: fields.values["payload"] ?? .object([:]), timeout: try fields.integer("timeout", as: Int.self))
+                payload: fields.values["payload"] ?? .object([:]), timeout: try fields.integer("timeout", as: Int.self),
+                neighbours: try fields.objects("neighbours", Installation.init(fields:)))
         }
 
         public var arguments: [String: JSON] {
@@ -169,6 +179,7 @@ public enum AppServiceControl {
             arguments["method"] = .string(method)
             arguments["payload"] = payload
             arguments["timeout"] = .integer(Int64(timeout))
+            arguments["neighbours"] = .array(neighbours.map { .object($0.arguments) })
             return arguments
         }
     }

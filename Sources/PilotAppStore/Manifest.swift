@@ -171,7 +171,8 @@ public struct Manifest: Hashable, Sendable {
         grants.contains { $0.cap == cap && Self.pattern($0.target, covers: target) }
     }
 
-    static func pattern(_ pattern: String, covers target: String) -> Bool {
+    /// Whether a grant target `pattern` covers `target`: `*`, the exact target, or `prefix.*`.
+    public static func pattern(_ pattern: String, covers target: String) -> Bool {
         if pattern == "*" || pattern == target { return true }
         guard pattern.hasSuffix(".*") else { return false }
         return target.hasPrefix(pattern.dropLast())

@@ -29,6 +29,8 @@ final class AppInstance {
     var installation: AppServiceControl.Installation?
     var state: State = .stopped
     var process: SandboxedProcess?
+    /// Its broker while it runs.
+    var broker: AppBroker?
     /// The start in progress, which callers that arrive meanwhile wait for.
     var starting: Task<Void, any Error>?
     /// The supervisor asked this process to end: its exit is no crash.

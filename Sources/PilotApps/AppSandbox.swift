@@ -10,6 +10,8 @@ import Glibc
 public enum AppSandbox {
     /// Where the launcher appears inside the sandbox.
     static let launcherInside = "/.pilot/launch"
+    /// Where an app finds its broker (`$PILOT_BROKER_SOCKET`).
+    public static let brokerInside = "/run/pilot/broker.sock"
     /// The verified binary's descriptor number in the sandbox.
     static let binaryDescriptor: Int32 = 3
 
@@ -22,6 +24,7 @@ public enum AppSandbox {
         let full = runAs.map { user in [launcherPath, "drop", "--uid", "\(user.uid)", "--gid", "\(user.gid)", "--"] + command } ?? command
         var environment = ["PATH=/usr/bin:/bin", "HOME=/app", "LANG=C.UTF-8"]
         environment += policy.environment.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }
+        if policy.brokerSocket != nil { environment.append("PILOT_BROKER_SOCKET=" + brokerInside) }
         return try launch(full, environment: environment, binary: binary.descriptor)
     }
 
@@ -40,6 +43,7 @@ public enum AppSandbox {
             bwrap += ["--ro-bind", policy.storeDirectory + "/" + entry, "/app/" + entry]
         }
         bwrap += ["--ro-bind", launcherPath, launcherInside]
+        if let broker = policy.brokerSocket { bwrap += ["--bind", broker, brokerInside] }
         var launcher = [
             launcherInside, "exec", "--fd", "\(binaryDescriptor)", "--rlimit-as", "\(policy.addressSpace)",
             "--rlimit-nofile", "\(policy.openFiles)", "--rlimit-nproc", "\(policy.processes)", "--rlimit-fsize", "\(policy.fileSize)",

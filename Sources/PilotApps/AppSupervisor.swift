@@ -39,6 +39,9 @@ actor AppSupervisor {
     private let group: any EventLoopGroup
     private let logger: Logger
     private var instances: [String: AppInstance] = [:]
+    /// Each identity's installed apps, as its last call listed them: what its apps' brokers
+    /// may reach.
+    private var neighbours: [String: [String: AppServiceControl.Installation]] = [:]
     private var byPID: [Int32: AppInstance] = [:]
     private var sweeper: Task<Void, Never>?
 
@@ -64,11 +67,43 @@ actor AppSupervisor {
 
     /// Sends `command`'s request to the app (starting it first if needed) and returns its reply.
     func call(_ command: AppServiceControl.Call) async throws(ControlFailure) -> AppCallReply {
-        let instance = try instance(command.installation.identity, command.installation.app)
-        instance.installation = command.installation
+        let identity = command.installation.identity
+        neighbours[identity] = Dictionary((command.neighbours + [command.installation]).map { ($0.app, $0) }) { _, last in last }
+        return try await send(to: command.installation, method: command.method, payload: command.payload, timeout: command.timeout, from: nil)
+    }
+
+    /// An app's request on its broker: another app of the same identity, checked, then called
+    /// with the caller named in `app_id`.
+    func bridge(from name: String, _ request: AppEnvelope) async -> AppEnvelope {
+        func refuse(_ reason: String) -> AppEnvelope { AppEnvelope(kind: .error, requestID: request.requestID, error: reason) }
+        guard let caller = instances[name], let callerInstallation = caller.installation else { return refuse("the calling app is not running") }
+        let target = request.appID
+        guard let installation = neighbours[caller.identity]?[target] else {
+            return refuse("app not installed: \(target.prefix(128)) (for \(caller.identity))")
+        }
+        guard installation.exposes.contains(request.method) else { return refuse("method not found: \(request.method.prefix(128))") }
+        let wanted = target + "." + request.method
+        guard callerInstallation.grants.contains(where: { $0.cap == "ipc.call" && Manifest.pattern($0.target, covers: wanted) }) else {
+            logger.warning("app call refused", metadata: ["identity": "\(caller.identity)", "app": "\(caller.app)", "target": "\(wanted)"])
+            return refuse("permission denied: \(caller.app) holds no ipc.call grant for \(wanted)")
+        }
+        do {
+            let reply = try await send(to: installation, method: request.method, payload: request.payload ?? .object([:]), timeout: 30_000, from: caller.app)
+            return AppEnvelope(kind: .reply, requestID: request.requestID, payload: reply.reply)
+        } catch {
+            return refuse(error.message)
+        }
+    }
+
+    private func send(
+        to installation: AppServiceControl.Installation, method: String, payload: JSON, timeout: Int, from caller: String?
+    ) async throws(ControlFailure) -> AppCallReply {
+        let instance = try instance(installation.identity, installation.app)
+        instance.installation = installation
         instance.lastUsed = .now
         try await started(instance)
-        let request = AppEnvelope.request(method: command.method, payload: command.payload)
+        var request = AppEnvelope.request(method: method, payload: payload)
+        if let caller { request.appID = caller }
         let body: [UInt8]
         // A socket address holds 107 bytes: a longer path is reached through the state
         // directory's descriptor.
@@ -81,10 +116,10 @@ actor AppSupervisor {
         defer { if directory >= 0 { close(directory) } }
         do {
             body = try await FrameExchange.exchange(
-                path: path, body: request.encoded(), maxReply: AppEnvelope.maxFrameSize, timeout: .milliseconds(command.timeout), group: group)
+                path: path, body: request.encoded(), maxReply: AppEnvelope.maxFrameSize, timeout: .milliseconds(timeout), group: group)
         } catch {
             if case .timedOut = error {
-                throw ControlFailure(.timeout, "\(instance.app) did not answer \(command.method) within \(command.timeout) ms")
+                throw ControlFailure(.timeout, "\(instance.app) did not answer \(method) within \(timeout) ms")
             }
             throw ControlFailure(.connectionFailed, "\(instance.app): \(error)")
         }
@@ -97,7 +132,7 @@ actor AppSupervisor {
             throw ControlFailure(.connectionFailed, "\(instance.app) answered request \(reply.requestID.prefix(16)), not \(request.requestID)")
         }
         switch reply.kind {
-        case .reply: return AppCallReply(app: instance.app, method: command.method, reply: reply.payload ?? .null)
+        case .reply: return AppCallReply(app: instance.app, method: method, reply: reply.payload ?? .null)
         case .error:
             let code: ControlErrorCode = reply.error.hasPrefix("method not found") ? .notFound : .invalidArgument
             throw ControlFailure(code, "\(instance.app): \(reply.error.prefix(4096))")
@@ -165,6 +200,8 @@ actor AppSupervisor {
     func exited(pid: Int32, status: Int32) {
         guard let instance = byPID.removeValue(forKey: pid) else { return }
         instance.process = nil
+        instance.broker?.close()
+        instance.broker = nil
         let how = ChildReaper.describe(status)
         instance.lastExit = how
         let metadata: Logger.Metadata = ["identity": "\(instance.identity)", "app": "\(instance.app)", "pid": "\(pid)", "status": "\(how)"]
@@ -257,12 +294,26 @@ actor AppSupervisor {
             throw ControlFailure(.unavailable, "\(instance.app) is suspended: verification failed: \(failure.message)")
         }
         try prepareStateDirectory(instance)
-        let policy = SandboxPolicy(
+        let broker: AppBroker
+        do {
+            guard AppStoreLayout.makeDirectories(layout.root + "/broker", mode: 0o711) else {
+                throw ControlFailure(.internalError, "cannot make \(layout.root)/broker")
+            }
+            let brokerPath = layout.root + "/broker/\(Hex.lowercase((0..<8).map { _ in UInt8.random(in: 0...255) })).sock"
+            broker = try await AppBroker.open(path: brokerPath, group: group) { [weak self] request in
+                await self?.bridge(from: name, request) ?? AppEnvelope(kind: .error, requestID: request.requestID, error: "the app service is stopping")
+            }
+        } catch {
+            instance.state = .stopped
+            throw ControlFailure(.internalError, "\(instance.app): its broker could not open: \(error)")
+        }
+        var policy = SandboxPolicy(
             storeDirectory: bundles.directory(for: installation.bundleSHA256) ?? "", stateDirectory: instance.stateDirectory,
             network: installation.grants.contains { $0.cap == "net.dial" },
             execAllowList: installation.grants.filter { $0.cap == "proc.exec" }.map { $0.target.hasPrefix("/") ? $0.target : "/usr/bin/" + $0.target },
             environment: ["PILOT_APP_ID": manifest.id, "PILOT_IDENTITY": instance.identity, "PILOT_ADDR": installation.address]
                 .merging(installation.sideloaded ? ["PILOT_SIDELOAD": "1"] : [:]) { $1 })
+        policy.brokerSocket = broker.path
         let argv = [
             "/app/" + manifest.binary.path, "--addr", installation.address, "--db", "/app/data.db", "--socket", "/app/app.sock",
             "--identity", "/app/identity.json", "--manifest", "/app/manifest.json", "--cap-state", "/app/cap-state.jsonl",
@@ -272,10 +323,12 @@ actor AppSupervisor {
             process = try AppSandbox.spawn(
                 binary: binary, argv: argv, policy: policy, runAs: settings.appUser, launcherPath: settings.launcher, bwrapPath: settings.bwrap)
         } catch {
+            broker.close()
             instance.state = .stopped
             throw ControlFailure(.internalError, "\(instance.app) could not be started: \(error)")
         }
         instance.process = process
+        instance.broker = broker
         instance.stopping = false
         byPID[process.pid] = instance
         let appLogger = Self.logger(logger, instance)

@@ -14,6 +14,8 @@ public struct SandboxPolicy: Sendable {
     public var fileSize: UInt64 = 1 << 30
     /// Variables set for the app, besides PATH and HOME.
     public var environment: [String: String]
+    /// The app's broker socket, bound into the sandbox at /run/pilot/broker.sock.
+    public var brokerSocket: String?
 
     public init(storeDirectory: String, stateDirectory: String, network: Bool, execAllowList: [String], environment: [String: String]) {
         self.storeDirectory = storeDirectory

@@ -244,15 +244,23 @@ final class AppStoreCommands: Sendable {
         }
         defer { calls.withLockedValue { $0[identity, default: 1] -= 1 } }
         let timeout = command.timeout ?? AppStoreControl.Call.defaultTimeout
-        let installation = AppServiceControl.Installation(
-            identity: identity, address: address, app: record.appID, bundleSHA256: record.bundleSHA256, publisher: record.publisher,
-            grants: Self.grants(of: record), sideloaded: record.source == "sideload")
-        return try await service.send(
-            AppServiceControl.Call(installation: installation, method: command.method, payload: command.payload, timeout: timeout),
-            timeout: .milliseconds(timeout) + .seconds(15))
+        let neighbours = try await records(of: identity).filter { $0.appID != record.appID }.map {
+            Self.installation(of: $0, identity: identity, address: address)
+        }
+        let call = AppServiceControl.Call(
+            installation: Self.installation(of: record, identity: identity, address: address), method: command.method,
+            payload: command.payload, timeout: timeout, neighbours: neighbours)
+        return try await service.send(call, timeout: .milliseconds(timeout) + .seconds(15))
     }
 
     // MARK: Records
+
+    /// What the service needs of an install to run it, or to let another app call it.
+    static func installation(of record: AppInstallRecord, identity: String, address: String) -> AppServiceControl.Installation {
+        AppServiceControl.Installation(
+            identity: identity, address: address, app: record.appID, bundleSHA256: record.bundleSHA256, publisher: record.publisher,
+            grants: grants(of: record), sideloaded: record.source == "sideload", exposes: record.exposes)
+    }
 
     private func configuredSource() throws(ControlFailure) -> AppServiceControl.CatalogueSource {
         let source = source.withLockedValue { $0 }

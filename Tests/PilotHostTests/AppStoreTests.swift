@@ -284,6 +284,78 @@ final class AppStoreTests: HostProcessTestCase {
             connection.close()
         """
 
+    /// Python apps that serve the envelope: the callee echoes what it got and who sent it; the
+    /// caller relays a request through its broker and returns the broker's answer.
+    static func pythonApp(_ body: String) -> String {
+        """
+        #!/usr/bin/python3
+        import json, os, socket, struct, sys
+        def frame(sock, obj):
+            data = json.dumps(obj).encode()
+            sock.sendall(struct.pack(">I", len(data)) + data)
+        def unframe(sock):
+            head = sock.recv(4, socket.MSG_WAITALL)
+            return json.loads(sock.recv(struct.unpack(">I", head)[0], socket.MSG_WAITALL))
+        \(body)
+        path = sys.argv[sys.argv.index("--socket") + 1]
+        server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        server.bind(path)
+        server.listen(8)
+        while True:
+            connection, _ = server.accept()
+            request = unframe(connection)
+            frame(connection, {"type": "reply", "req_id": request["req_id"], "payload": handle(request)})
+            connection.close()
+        """
+    }
+
+    func testAnAppCallsAnotherThroughItsBrokerOnlyWithAnIPCCallGrant() throws {
+        let callee = Array(Self.pythonApp("""
+            def handle(request):
+                return {"echo": request.get("payload"), "from": request.get("app_id", "")}
+            """).utf8)
+        let caller = Array(Self.pythonApp("""
+            def handle(request):
+                ask = request["payload"]
+                broker = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+                broker.connect(os.environ["PILOT_BROKER_SOCKET"])
+                frame(broker, {"type": "req", "req_id": "00112233aabbccdd", "app_id": ask["app"], "method": ask["method"], "payload": ask.get("payload", {})})
+                return unframe(broker)
+            """).utf8)
+        var calleeManifest = catalogue.manifest(
+            id: "io.test.callee", binary: callee, exposes: ["callee.help", "callee.echo"], grants: [.init(cap: "audit.log", target: "*")])
+        calleeManifest.binary.runtime = "python"
+        ManifestSignature.sign(&calleeManifest, with: catalogue.publisher)
+        var callerManifest = catalogue.manifest(
+            id: "io.test.caller", binary: caller, exposes: ["caller.help", "caller.relay"],
+            grants: [.init(cap: "ipc.call", target: "io.test.callee.callee.echo")])
+        callerManifest.binary.runtime = "python"
+        ManifestSignature.sign(&callerManifest, with: catalogue.publisher)
+        try catalogue.addBundle(id: "io.test.callee", members: AppCatalogueFixture.members(calleeManifest, binary: callee))
+        try catalogue.addBundle(id: "io.test.caller", members: AppCatalogueFixture.members(callerManifest, binary: caller))
+        try catalogue.writeCatalogue()
+        try startAll()
+        for id in ["io.test.callee", "io.test.caller"] { XCTAssertEqual(app("alice", ["install", id, "--yes"]).json?["status"], "ok") }
+        XCTAssertEqual(app("bob", ["install", "io.test.caller", "--yes"]).json?["status"], "ok")
+        func relay(_ who: String, _ method: String) -> JSON? {
+            app(who, ["call", "io.test.caller", "caller.relay", #"{"app":"io.test.callee","method":"\#(method)","payload":{"n":7}}"#])
+                .json?["data"]?["reply"]
+        }
+        // Granted: reaches the callee, which sees who called.
+        let granted = relay("alice", "callee.echo")
+        XCTAssertEqual(granted?["type"], "reply", "\(String(describing: granted))")
+        XCTAssertEqual(granted?["payload"]?["echo"]?["n"], 7)
+        XCTAssertEqual(granted?["payload"]?["from"], "io.test.caller")
+        // Exposed by the callee, but not granted to the caller.
+        let ungranted = relay("alice", "callee.help")
+        XCTAssertEqual(ungranted?["type"], "err")
+        XCTAssertTrue(ungranted?["error"]?.stringValue?.contains("no ipc.call grant") == true, "\(String(describing: ungranted))")
+        // Not exposed at all.
+        XCTAssertTrue(relay("alice", "callee.secret")?["error"]?.stringValue?.contains("method not found") == true)
+        // bob's caller cannot reach alice's callee: another identity's apps are not its neighbours.
+        XCTAssertTrue(relay("bob", "callee.echo")?["error"]?.stringValue?.contains("not installed") == true)
+    }
+
     func testACrashLoopSuspendsTheAppAndRestartBringsItBack() throws {
         let binary = Array(Self.fragileApp.utf8)
         var manifest = catalogue.manifest(id: "io.test.fragile", binary: binary, exposes: ["fragile.help"], grants: [.init(cap: "audit.log", target: "*")])
