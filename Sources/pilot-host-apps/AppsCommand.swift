@@ -47,7 +47,8 @@ struct AppsCommand: AsyncParsableCommand {
         await service.start()
         let listeners: ControlListeners
         do {
-            listeners = try ControlListeners(group: group, logger: logger)
+            // pilot-host is one user with up to 256 requests in flight (AppServiceClient).
+            listeners = try ControlListeners(group: group, limits: ConnectionLimits(perUser: 512), logger: logger)
             let policy = AccessPolicy(.service(name: "the app service", client: hostUID))
             if let socket = passed.first(where: { $0.isStream && $0.family == AF_UNIX }) {
                 try listeners.adopt(descriptor: socket.descriptor, policy: { policy }, handler: service.handle)
