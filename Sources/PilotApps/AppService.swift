@@ -79,7 +79,7 @@ public final class AppService: Sendable {
         switch request.command {
         case AppServiceControl.Catalogue.name:
             let command = try AppServiceControl.Catalogue(fields: fields)
-            let fetched = try await preparer.catalogues.catalogue(command.source, fresh: true)
+            let fetched = try await preparer.catalogues.catalogue(command.source)
             return AppCatalogue(apps: fetched.catalogue.search(nil).map(Self.describe), updatedAt: fetched.catalogue.updatedAt).json
         case AppServiceControl.Prepare.name:
             return try await preparer.prepare(AppServiceControl.Prepare(fields: fields)).json
