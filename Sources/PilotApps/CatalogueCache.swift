@@ -28,8 +28,8 @@ actor CatalogueCache {
     }
 
     /// The catalogue `source` names, verified with its keys.
-    func catalogue(_ source: AppServiceControl.CatalogueSource, fresh: Bool = false) async throws(ControlFailure) -> Fetched {
-        if !fresh, let kept = cached[source], ContinuousClock.now - kept.fetchedAt < Self.lifetime { return kept }
+    func catalogue(_ source: AppServiceControl.CatalogueSource) async throws(ControlFailure) -> Fetched {
+        if let kept = cached[source], ContinuousClock.now - kept.fetchedAt < Self.lifetime { return kept }
         var keys: [Ed25519PublicKey] = []
         for text in source.keys {
             do { keys.append(try Ed25519PublicKey(base64: text)) } catch {
