@@ -1,4 +1,5 @@
 import FoundationEssentials
+import Glibc
 import Logging
 import NIOConcurrencyHelpers
 import PilotAppStore
@@ -210,9 +211,13 @@ final class AppStoreCommands: Sendable {
     }
 
     /// After `identity` was deleted (its rows went with it): its apps stop and their state goes.
-    /// Best effort: a service that is down is told nothing, and its next start finds state of an
-    /// identity host.db does not know, which `forget` then removes when asked again.
+    /// Where no app service is set up (no socket), there is nothing to remove. A service that is
+    /// set up but does not answer keeps that state: the warning names the identity.
     func forget(identity: String) async {
+        guard access(service.path, F_OK) == 0 else {
+            logger.debug("no app service: no apps to remove", metadata: ["identity": "\(identity)"])
+            return
+        }
         do {
             _ = try await service.send(AppServiceControl.Forget(identity: identity), timeout: .seconds(5))
             await collectBundles()
