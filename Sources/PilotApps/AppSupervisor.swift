@@ -199,6 +199,7 @@ actor AppSupervisor {
     /// A child ended (from the reaper).
     func exited(pid: Int32, status: Int32) {
         guard let instance = byPID.removeValue(forKey: pid) else { return }
+        instance.process?.markEnded()
         instance.process = nil
         instance.broker?.close()
         instance.broker = nil

@@ -8,6 +8,8 @@ public final class SandboxedProcess: Sendable {
     public let pid: Int32
     private let pidfd: Int32
     private let outputs: NIOLockedValueBox<(stdout: Int32, stderr: Int32)>
+    /// Reaped: its pid may name another process now (matters only without a pidfd).
+    private let ended = NIOLockedValueBox(false)
 
     init(pid: Int32, stdout: Int32, stderr: Int32) {
         self.pid = pid
@@ -37,8 +39,16 @@ public final class SandboxedProcess: Sendable {
         }
     }
 
-    /// Sends `signo` unless the process has ended.
+    /// Sends `signo` unless the process has ended. Without a pidfd (a filter that refuses
+    /// pidfd_open), by pid, and only until the process is reaped.
     public func signal(_ signo: Int32) {
-        if pidfd >= 0 { _ = pilot_pidfd_send_signal(pidfd, signo) }
+        if pidfd >= 0 {
+            _ = pilot_pidfd_send_signal(pidfd, signo)
+        } else {
+            ended.withLockedValue { ended in if !ended { _ = kill(pid, signo) } }
+        }
     }
+
+    /// The process was reaped: no signal goes to its pid any more.
+    public func markEnded() { ended.withLockedValue { $0 = true } }
 }

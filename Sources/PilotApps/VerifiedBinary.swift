@@ -40,8 +40,13 @@ public final class VerifiedBinary: Sendable {
         let directory = Glibc.open(storeDirectory, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
         guard directory >= 0 else { throw .badBinary(path: storeDirectory, reason: "the bundle directory: \(String(cString: strerror(errno)))") }
         defer { close(directory) }
-        let source = pilot_openat2(
+        var source = pilot_openat2(
             directory, relativePath, UInt64(O_RDONLY | O_CLOEXEC | O_NOFOLLOW), resolveBeneath | resolveNoSymlinks | resolveNoMagicLinks)
+        if source < 0, errno == ENOSYS {
+            // No openat2 (a kernel before 5.6, or a seccomp filter that does not know it): the
+            // same walk by hand, one component at a time, never following a link.
+            source = try openBeneath(directory, relativePath)
+        }
         guard source >= 0 else {
             let reason = errno == ELOOP ? "a link on its path (refused)" : errno == EXDEV ? "outside the bundle" : String(cString: strerror(errno))
             throw .badBinary(path: relativePath, reason: reason)
@@ -65,6 +70,28 @@ public final class VerifiedBinary: Sendable {
             close(memfd)
             throw error
         }
+    }
+
+    /// Opens `path` beneath `directory` component by component with `O_NOFOLLOW`: no link is
+    /// followed and no `.`/`..` accepted, so the file is inside the directory.
+    private static func openBeneath(_ directory: Int32, _ path: String) throws(SandboxError) -> Int32 {
+        let components = path.split(separator: "/", omittingEmptySubsequences: false).map(String.init)
+        guard !path.hasPrefix("/"), !components.isEmpty, components.allSatisfy({ !$0.isEmpty && $0 != "." && $0 != ".." }) else {
+            throw .badBinary(path: path, reason: "outside the bundle")
+        }
+        var current = directory
+        for (index, component) in components.enumerated() {
+            let last = index == components.count - 1
+            let next = openat(current, component, (last ? O_RDONLY : O_RDONLY | O_DIRECTORY) | O_NOFOLLOW | O_CLOEXEC)
+            let code = errno
+            if current != directory { close(current) }
+            guard next >= 0 else {
+                errno = code
+                return -1
+            }
+            current = next
+        }
+        return current
     }
 
     private static func copy(from source: Int32, to target: Int32, limit: Int, path: String) throws(SandboxError) {
