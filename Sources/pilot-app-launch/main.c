@@ -109,7 +109,13 @@ static void add_rule(int ruleset, const char *path, uint64_t rights_for_director
 
 static void confine_files(int argc, char **argv, int first, int last, int network) {
     int abi = (int)syscall(SYS_landlock_create_ruleset, NULL, 0, LANDLOCK_CREATE_RULESET_VERSION);
-    if (abi < 3) refuse("Landlock ABI 3 or later is needed to run apps (is it enabled? lsm=landlock,...)");
+    if (abi < 3) {
+        // Refused outright: the kernel lacks it (CONFIG_SECURITY_LANDLOCK, lsm=landlock,...), or a
+        // seccomp filter older than Landlock (a container manager's, a unit's allow list) stops it.
+        fprintf(stderr, "pilot-app-launch: Landlock ABI 3 or later is needed to run apps; here: %s\n",
+                abi < 0 ? strerror(errno) : "an older ABI");
+        exit(126);
+    }
     uint64_t read = LANDLOCK_ACCESS_FS_READ_FILE | LANDLOCK_ACCESS_FS_READ_DIR;
     uint64_t write = read | LANDLOCK_ACCESS_FS_WRITE_FILE | LANDLOCK_ACCESS_FS_REMOVE_DIR | LANDLOCK_ACCESS_FS_REMOVE_FILE |
                      LANDLOCK_ACCESS_FS_MAKE_DIR | LANDLOCK_ACCESS_FS_MAKE_REG | LANDLOCK_ACCESS_FS_MAKE_SOCK |
