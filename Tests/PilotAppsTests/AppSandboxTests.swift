@@ -29,7 +29,7 @@ final class AppSandboxTests: XCTestCase {
         if getuid() != 0 { return "needs root (to run apps as another uid, and the plain run's probes)" }
         if !FileManager.default.isExecutableFile(atPath: "/usr/bin/bwrap") { return "bubblewrap is not installed (apt-get install bubblewrap)" }
         if !FileManager.default.isExecutableFile(atPath: "/usr/bin/python3") { return "python3 is not installed" }
-        return nil
+        return LandlockProbe.unavailableReason
     }
 
     private var bin: URL { URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent() }

@@ -386,6 +386,6 @@ enum AppSandboxReason {
     static var unavailable: String? {
         if getuid() != 0 { return "the app store's tests run apps as another user: they need root" }
         if !FileManager.default.isExecutableFile(atPath: "/usr/bin/bwrap") { return "bubblewrap is not installed (apt-get install bubblewrap)" }
-        return nil
+        return LandlockProbe.unavailableReason
     }
 }
