@@ -28,12 +28,14 @@ public enum AppSandbox {
         return try launch(full, environment: environment, binary: binary.descriptor)
     }
 
-    /// bubblewrap's command line for `policy`.
+    /// bubblewrap's command line for `policy`. Not `--disable-userns`: it writes the sandbox's
+    /// `max_user_namespaces` through a /proc that is read-only in containers, and the launcher's
+    /// seccomp filter already refuses new namespaces (unshare, setns, clone with CLONE_NEW*).
     static func arguments(
         binary: VerifiedBinary, argv: [String], policy: SandboxPolicy, launcherPath: String, bwrapPath: String
     ) throws(SandboxError) -> [String] {
         var bwrap = [
-            bwrapPath, "--unshare-all", "--unshare-user", "--disable-userns", "--die-with-parent", "--new-session",
+            bwrapPath, "--unshare-all", "--unshare-user", "--die-with-parent", "--new-session",
             "--ro-bind", "/usr", "/usr", "--symlink", "usr/bin", "/bin", "--symlink", "usr/sbin", "/sbin",
             "--symlink", "usr/lib", "/lib", "--symlink", "usr/lib64", "/lib64",
             "--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp",
