@@ -190,7 +190,11 @@ let package = Package(
         .testTarget(name: "PilotAppStoreTests", dependencies: ["PilotAppStore", "PilotCrypto", "PilotWire"]),
         .testTarget(
             name: "PilotAppsTests",
-            dependencies: ["PilotApps", "PilotAppStore", "PilotCrypto", "PilotWire", "PilotTestSupport"] + eventLoops),
+            dependencies: [
+                "PilotApps", "PilotAppStore", "PilotCrypto", "PilotWire", "PilotTestSupport",
+                // LoopbackHTTPServer, the downloader's tests' server.
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+            ] + eventLoops),
         .testTarget(name: "PilotClientTests", dependencies: ["PilotClient", "PilotWire"]),
         .testTarget(
             name: "PilotNetTests",

@@ -2,13 +2,18 @@
 /// (`127.x.y.z` written as four decimal numbers, `[::1]`, or `localhost`), or `file:///` (an
 /// absolute local path). Anything else is refused before any I/O.
 public struct DownloadSource: Hashable, Sendable, CustomStringConvertible {
+    /// What is fetched, and how.
     public enum Kind: Hashable, Sendable {
+        /// A local file, by its absolute path (percent-decoded).
         case file(path: String)
+        /// An http(s) URL as given; `secure` for https://.
         case http(url: String, secure: Bool)
     }
 
+    /// What this source is.
     public let kind: Kind
 
+    /// The URL, as a user would write it again.
     public var description: String {
         switch kind {
         case .file(let path): "file://" + path
@@ -42,16 +47,19 @@ public struct DownloadSource: Hashable, Sendable, CustomStringConvertible {
         let authority = rest.prefix { $0 != "/" && $0 != "?" && $0 != "#" }
         guard !authority.isEmpty else { throw refuse("no host") }
         guard !authority.contains("@") else { throw refuse("user names and passwords in URLs are refused") }
-        let host = Self.host(of: authority)
+        guard let host = Self.host(of: authority) else { throw refuse("a host, then at most :port, is expected before the path") }
         guard !host.isEmpty else { throw refuse("no host") }
         if !secure, !Self.isLoopback(host) { throw refuse("http:// is fetched only from loopback (127.0.0.1, [::1], localhost): use https://") }
         kind = .http(url: url, secure: secure)
     }
 
-    /// `reference` read against this source: an absolute URL as it is, else a path relative to
-    /// this source's directory (a catalogue's bundle_url, its .sig).
+    /// `reference` read against this source: an absolute URL (one that starts with a scheme) as
+    /// it is, `//host/...` with this source's scheme, else a path relative to this source's
+    /// directory, or to its root when it starts with `/` (a catalogue's bundle_url, its .sig).
+    /// The result is held to the same rule as any URL. A catalogue may name a bundle under any
+    /// scheme the rule allows: it is signed, and each bundle is checked against its hash.
     public func resolving(_ reference: String) throws(DownloadError) -> DownloadSource {
-        if reference.contains("://") { return try DownloadSource(parsing: reference) }
+        if Self.hasScheme(reference) { return try DownloadSource(parsing: reference) }
         switch kind {
         case .file(let path):
             let base = reference.hasPrefix("/") ? "" : String(path[..<(path.lastIndex(of: "/") ?? path.endIndex)]) + "/"
@@ -60,6 +68,7 @@ public struct DownloadSource: Hashable, Sendable, CustomStringConvertible {
             let withoutQuery = String(url.prefix { $0 != "?" && $0 != "#" })
             // scheme "://" authority, then the path from the next "/".
             let scheme = withoutQuery.prefix { $0 != ":" }
+            if reference.hasPrefix("//") { return try DownloadSource(parsing: scheme + ":" + reference) }
             let afterScheme = withoutQuery.dropFirst(scheme.count + 3)
             let authority = afterScheme.prefix { $0 != "/" }
             let origin = scheme + "://" + authority
@@ -70,12 +79,58 @@ public struct DownloadSource: Hashable, Sendable, CustomStringConvertible {
         }
     }
 
-    /// The host of an authority, without port or brackets, lowercased.
-    static func host(of authority: Substring) -> String {
-        if authority.hasPrefix("[") {
-            return String(authority.dropFirst().prefix { $0 != "]" }).lowercased()
+    /// Where a redirect from this source to `location` leads, if it may: resolved as
+    /// `resolving(_:)` does, held to the rule, and never a step down: https:// leads only to
+    /// https://, loopback http:// to https:// or loopback http://, and no redirect to a file.
+    public func redirected(to location: String) throws(DownloadError) -> DownloadSource {
+        let next: DownloadSource
+        do throws(DownloadError) {
+            next = try resolving(location)
+        } catch {
+            guard case .refused(let url, let reason) = error else { throw error }
+            throw .refused(url: url, reason: "redirected from \(description): \(reason)")
         }
-        return String(authority.prefix { $0 != ":" }).lowercased()
+        switch (kind, next.kind) {
+        case (.http, .file):
+            throw .refused(url: next.description, reason: "redirected from \(description): a redirect may not lead to a local file")
+        case (.http(_, secure: true), .http(_, secure: false)):
+            throw .refused(url: next.description, reason: "redirected from \(description): https:// may not lead to http://")
+        case (.file, _):
+            throw .refused(url: location, reason: "\(description) is a local file: it does not redirect")
+        case (.http, .http):
+            return next
+        }
+    }
+
+    /// Whether `reference` starts with a scheme (RFC 3986: a letter, then letters, digits, `+`,
+    /// `-` or `.`, then `:`), which makes it an absolute URL.
+    static func hasScheme(_ reference: String) -> Bool {
+        guard let colon = reference.firstIndex(of: ":"), let first = reference.first, first.isASCII, first.isLetter else { return false }
+        return reference[..<colon].allSatisfy { $0.isASCII && ($0.isLetter || $0.isNumber || $0 == "+" || $0 == "-" || $0 == ".") }
+    }
+
+    /// The host of an authority, without port or brackets, lowercased; nil where what follows
+    /// the host is not nothing or `:` and a port number.
+    static func host(of authority: Substring) -> String? {
+        let host: Substring
+        let rest: Substring
+        if authority.hasPrefix("[") {
+            host = authority.dropFirst().prefix { $0 != "]" }
+            rest = authority.dropFirst(host.count + 1)
+            guard rest.hasPrefix("]") else { return nil }
+            return isPort(rest.dropFirst()) ? host.lowercased() : nil
+        }
+        host = authority.prefix { $0 != ":" }
+        rest = authority.dropFirst(host.count)
+        return isPort(rest) ? host.lowercased() : nil
+    }
+
+    /// Nothing, or `:` and a port number (digits only, at most 65535; `:` alone is the default).
+    private static func isPort(_ text: Substring) -> Bool {
+        if text.isEmpty { return true }
+        guard text.first == ":" else { return false }
+        let digits = text.dropFirst()
+        return digits.count <= 5 && digits.allSatisfy { $0.isASCII && $0.isNumber } && (Int(digits) ?? 0) <= 65535
     }
 
     /// Loopback, strictly: `localhost`, `::1`, or 127.x.y.z as four plain decimal numbers.
@@ -103,27 +158,5 @@ public struct DownloadSource: Hashable, Sendable, CustomStringConvertible {
             bytes.append(value)
         }
         return String(validating: bytes, as: UTF8.self)
-    }
-}
-
-/// Why a download failed.
-public enum DownloadError: Error, Hashable, Sendable, CustomStringConvertible {
-    /// The URL (or a redirect's target) is not one the rule allows.
-    case refused(url: String, reason: String)
-    case httpStatus(code: Int, url: String)
-    case tooLarge(url: String, limit: Int)
-    case tooManyRedirects(url: String)
-    case timedOut(url: String)
-    case failed(url: String, reason: String)
-
-    public var description: String {
-        switch self {
-        case let .refused(url, reason): "\(url): refused: \(reason)"
-        case let .httpStatus(code, url): "\(url): HTTP \(code)"
-        case let .tooLarge(url, limit): "\(url): larger than \(limit) bytes"
-        case let .tooManyRedirects(url): "\(url): more than 5 redirects"
-        case let .timedOut(url): "\(url): timed out"
-        case let .failed(url, reason): "\(url): \(reason)"
-        }
     }
 }
