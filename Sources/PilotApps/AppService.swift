@@ -39,6 +39,8 @@ public final class AppService: Sendable {
             throw ControlFailure(.internalError, "cannot make \(layout.store)")
         }
         let bundles = BundleStore(root: layout.store)
+        // The service is the store's only writer, and nothing unpacks yet: what a crash left goes.
+        bundles.sweepStaging()
         let downloader = Downloader(group: group)
         self.downloader = downloader
         self.logger = logger

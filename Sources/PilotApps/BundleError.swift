@@ -2,8 +2,12 @@
 public enum BundleError: Error, Hashable, Sendable, CustomStringConvertible {
     /// The downloaded file cannot be read, or is not a regular file.
     case unreadable(path: String, reason: String)
-    /// The bundle or one of its entries passes a limit.
+    /// The bundle, one of its files or all of them together pass a limit of `limit` bytes.
     case tooLarge(what: String, limit: Int)
+    /// The bundle holds more than `limit` entries.
+    case tooManyEntries(limit: Int)
+    /// The hash the bundle was to be checked against is not 64 hex digits (a broken catalogue entry).
+    case invalidExpectedHash(String)
     /// The bundle's SHA-256 is not the catalogue's.
     case hashMismatch(expected: String, actual: String)
     /// An entry that must not be unpacked: its path and why.
@@ -13,29 +17,17 @@ public enum BundleError: Error, Hashable, Sendable, CustomStringConvertible {
     /// The store itself failed (disk full, permissions).
     case store(reason: String)
 
+    /// The reason in words, with the path or the hashes involved.
     public var description: String {
         switch self {
         case let .unreadable(path, reason): "bundle \(path): \(reason)"
         case let .tooLarge(what, limit): "\(what) is over the limit of \(limit) bytes"
+        case let .tooManyEntries(limit): "the bundle holds more than \(limit) entries"
+        case let .invalidExpectedHash(hash): "the expected bundle sha256 \(hash.debugDescription) is not 64 hex digits"
         case let .hashMismatch(expected, actual): "the bundle's sha256 is \(actual), the catalogue says \(expected)"
         case let .unsafeEntry(path, reason): "bundle entry \(path.debugDescription): \(reason)"
         case let .malformed(reason): "the bundle is not a gzip-compressed tar archive: \(reason)"
         case let .store(reason): "the app store: \(reason)"
         }
     }
-}
-
-/// How much a bundle may hold.
-public struct BundleLimits: Hashable, Sendable {
-    /// The compressed bundle (the official store's limit).
-    public var compressed = 128 << 20
-    /// One file (the official store's limit).
-    public var perFile = 64 << 20
-    /// Every file together.
-    public var total = 512 << 20
-    public var entries = 20_000
-    public var pathLength = 1024
-    public var depth = 32
-
-    public init() {}
 }

@@ -11,7 +11,7 @@ import PilotWire
 public final class AppCatalogueFixture {
     /// One tar member.
     public struct Member {
-        public enum Kind: String { case file, directory, symlink, hardlink, fifo }
+        public enum Kind: String { case file, directory, symlink, hardlink, fifo, characterDevice, blockDevice }
         public var name: String
         public var kind: Kind
         public var data: [UInt8]
@@ -108,7 +108,8 @@ public final class AppCatalogueFixture {
                 info.mtime = 0
                 data = base64.b64decode(m["data"])
                 kinds = {"file": tarfile.REGTYPE, "directory": tarfile.DIRTYPE, "symlink": tarfile.SYMTYPE,
-                         "hardlink": tarfile.LNKTYPE, "fifo": tarfile.FIFOTYPE}
+                         "hardlink": tarfile.LNKTYPE, "fifo": tarfile.FIFOTYPE,
+                         "characterDevice": tarfile.CHRTYPE, "blockDevice": tarfile.BLKTYPE}
                 info.type = kinds[m["kind"]]
                 info.linkname = m["link"]
                 if m["kind"] == "file":
