@@ -40,8 +40,10 @@ public final class VerifiedBinary: Sendable {
         let directory = Glibc.open(storeDirectory, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
         guard directory >= 0 else { throw .badBinary(path: storeDirectory, reason: "the bundle directory: \(String(cString: strerror(errno)))") }
         defer { close(directory) }
+        // O_NONBLOCK: a FIFO (or a device) planted at the path must not block the open; it is
+        // refused below as not a regular file. On a regular file the flag changes nothing.
         var source = pilot_openat2(
-            directory, relativePath, UInt64(O_RDONLY | O_CLOEXEC | O_NOFOLLOW), resolveBeneath | resolveNoSymlinks | resolveNoMagicLinks)
+            directory, relativePath, UInt64(O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK), resolveBeneath | resolveNoSymlinks | resolveNoMagicLinks)
         if source < 0, errno == ENOSYS {
             // No openat2 (a kernel before 5.6, or a seccomp filter that does not know it): the
             // same walk by hand, one component at a time, never following a link.
@@ -82,7 +84,7 @@ public final class VerifiedBinary: Sendable {
         var current = directory
         for (index, component) in components.enumerated() {
             let last = index == components.count - 1
-            let next = openat(current, component, (last ? O_RDONLY : O_RDONLY | O_DIRECTORY) | O_NOFOLLOW | O_CLOEXEC)
+            let next = openat(current, component, (last ? O_RDONLY | O_NONBLOCK : O_RDONLY | O_DIRECTORY) | O_NOFOLLOW | O_CLOEXEC)
             let code = errno
             if current != directory { close(current) }
             guard next >= 0 else {

@@ -13,7 +13,9 @@
 //       keyrings, BPF, module or clock changes...), then execveat(N) of the verified binary
 //       (a sealed memfd the app service hashed). Landlock never checks execution of a memfd (it
 //       lives on an internal filesystem), while every file on disk needs an --landlock-exec rule:
-//       so the app runs, and it can run nothing else (no /bin/sh) unless a proc.exec grant named it.
+//       so the app runs, and it cannot exec the host's tools (no /bin/sh) unless a proc.exec grant
+//       named them. (Not a wall: code it copies into a memfd of its own, or maps through the ELF
+//       loader, runs too, under the same Landlock domain, seccomp filter and limits; docs/APPS.md.)
 //       Fails closed: without Landlock ABI 3 or later, nothing runs.
 #define _GNU_SOURCE
 #include <errno.h>
@@ -165,7 +167,7 @@ static void confine_syscalls(void) {
         "kexec_load", "kexec_file_load", "init_module", "finit_module", "delete_module", "reboot", "swapon", "swapoff",
         "acct", "open_by_handle_at", "name_to_handle_at", "iopl", "ioperm", "syslog", "quotactl", "quotactl_fd",
         "io_uring_setup", "io_uring_enter", "io_uring_register", "settimeofday", "clock_settime", "clock_adjtime",
-        "adjtimex", "sethostname", "setdomainname", "vhangup", "lookup_dcookie", "uselib", "personality",
+        "adjtimex", "sethostname", "setdomainname", "vhangup", "lookup_dcookie", "uselib",
     };
     for (size_t i = 0; i < sizeof(denied) / sizeof(denied[0]); i++) deny(ctx, denied[i], EPERM);
     // clone3 cannot be filtered by its flags (they are behind a pointer): ENOSYS makes libc
@@ -177,6 +179,16 @@ static void confine_syscalls(void) {
         if (seccomp_rule_add(ctx, SCMP_ACT_ERRNO(EPERM), SCMP_SYS(clone), 1,
                              SCMP_A0(SCMP_CMP_MASKED_EQ, namespaces[i], namespaces[i])) != 0)
             refuse("seccomp_rule_add clone");
+    }
+    // personality: only the query (0xffffffff) and the default (PER_LINUX, 0), which runtimes
+    // ask for; never ADDR_NO_RANDOMIZE, READ_IMPLIES_EXEC and the like. The kernel reads the low
+    // 32 bits. libseccomp takes one comparison per argument and rule, and its rules are ORed: a
+    // 32-bit word is neither all zeros nor all ones exactly when, going round it, some set bit is
+    // followed by a clear one, so one rule per bit position: bit i set and bit i+1 (mod 32) clear.
+    for (int bit = 0; bit < 32; bit++) {
+        uint64_t set = 1ULL << bit, clear = 1ULL << ((bit + 1) % 32);
+        if (seccomp_rule_add(ctx, SCMP_ACT_ERRNO(EPERM), SCMP_SYS(personality), 1, SCMP_A0(SCMP_CMP_MASKED_EQ, set | clear, set)) != 0)
+            refuse("seccomp_rule_add personality");
     }
     if (seccomp_load(ctx) != 0) refuse("seccomp_load");
     seccomp_release(ctx);
