@@ -173,7 +173,7 @@ let package = Package(
             name: "pilot-bench",
             dependencies: [
                 "PilotWire", "PilotCrypto", "PilotClient", "PilotControl", "PilotHost", "PilotStore", "PilotNet", "PilotServices", "CSodium",
-                "PilotAppStore",
+                "PilotAppStore", "PilotRendezvous",
                 "CAllocationCounter",
                 // The official daemons, for `net`'s figure of their own `pilotctl bench`.
                 "PilotTestSupport",

@@ -60,6 +60,10 @@ struct IdentityCommands: Sendable {
             return AdminCommands.describe(try await pool.setTags(name: name, tags: command.tags)).json
         case .clearTags:
             return AdminCommands.describe(try await pool.setTags(name: name, tags: [])).json
+        case .setListing(let command):
+            let listing: DirectoryListing
+            do { listing = try command.listing.validated() } catch { throw ControlFailure(.invalidArgument, "\(error)") }
+            return try wholeAnswer(try await pool.setListing(name: name, listing))
         case .setPublic:
             let record = try await pool.setPublic(name: name, isPublic: true)
             // Public: strangers may start key exchanges, so it needs its own socket now.

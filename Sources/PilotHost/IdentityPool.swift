@@ -192,6 +192,24 @@ public actor IdentityPool {
         try await change(name, "set_visibility", ["public": .bool(isPublic)]) { $0.isPublic = isPublic }
     }
 
+    /// Tells the registry what the directory lists of identity `name` (`set_listing`, our
+    /// extension, signed over its values); the registry's reply. Not kept in host.db: the
+    /// registry keeps it, as the directory reads it there.
+    func setListing(name: String, _ listing: DirectoryListing) async throws -> RegistryMessage {
+        guard let record = records[name] else { throw PoolError.notFound(name) }
+        try requireRegistered(name)
+        try await learnRegistryForm(as: name)
+        guard registrySignsValues == true else {
+            throw PoolError.registry("this registry takes no set_listing (a pilot-rendezvous does): nothing to publish to")
+        }
+        let fields: [String: JSON] = [
+            "listing": .string(listing.choice.rawValue), "description": .string(listing.description), "category": .string(listing.category),
+        ]
+        let reply = try await registry.send(changeMessage(try key(name), node: record.nodeID, "set_listing", fields))
+        guard reply.type == "set_listing_ok" else { throw PoolError.registry(reply["error"]?.stringValue ?? reply.type) }
+        return reply
+    }
+
     /// Sends the change `<type>` for identity `name` (`changeMessage`); on success applies
     /// `update` to its record and stores it.
     func change(

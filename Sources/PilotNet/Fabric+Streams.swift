@@ -39,6 +39,7 @@ extension Fabric {
             connection.id = state.streams.takeID()
             let handle = StreamHandle(key: key, id: connection.id, fabric: self)
             state.streams.insert(PortTable.Entry(connection: connection, handle: handle, dialed: promise), for: key)
+            state.gate.dialled(remote.node, from: node, now: .now())
             // The SYN goes out through the tunnel (after a key exchange if there is no session).
             for case .packet(let syn) in outputs {
                 do { try route(syn, to: remote.node, endpoint: endpoint) } catch {
@@ -107,9 +108,10 @@ extension Fabric {
             return
         }
         // The trust gate: a node this identity does not trust may open streams only to the
-        // handshake port and the ports the identity has made public; otherwise silence, as
-        // for a port behind a firewall.
-        guard admits(packet.source.node, to: local.node, port: packet.destinationPort) else { return }
+        // handshake port and the ports the identity has made public (or, for a while after this
+        // identity dialled it, to its data-exchange port: the reply window); otherwise silence,
+        // as for a port behind a firewall.
+        guard state.value.gate.admitsStream(packet.source.node, to: local.node, port: packet.destinationPort, now: .now()) else { return }
         let trusted = state.value.gate.trusts(local: local.node, remote: packet.source.node)
         guard streams.admitSyn(to: local.node, from: packet.source.node, trusted: trusted, now: .now()) else { return }
         guard let listener = streams.listeners[local.node]?[packet.destinationPort],

@@ -225,7 +225,9 @@ public final class Fabric: Sendable {
             state.busyPoll?.watch(descriptor)
             if state.ticker == nil {
                 state.ticker = loop.scheduleRepeatedTask(initialDelay: .seconds(1), delay: .seconds(1)) { [self] _ in
-                    self.perform(self.state.value.table.tick(now: .now()))
+                    let now = NIODeadline.now()
+                    self.perform(self.state.value.table.tick(now: now))
+                    self.state.value.gate.closeReplyWindows(now: now)
                 }
                 state.streamTicker = loop.scheduleRepeatedTask(initialDelay: .milliseconds(20), delay: .milliseconds(20)) { [self] _ in
                     self.tickStreams()

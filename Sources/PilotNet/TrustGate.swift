@@ -1,10 +1,25 @@
+import NIOCore
+import PilotWire
+
 /// Which nodes may reach which ports of a fabric's identities. Loop-confined (`Fabric.State`).
 ///
 /// Invariant: a node an identity does not trust reaches only the fabric's open ports (the trust
 /// handshake's, so that trust can be asked for) and the ports the identity made public; any
 /// other SYN or datagram from it is counted and dropped, silently, as behind a firewall. The
 /// gate holds no policy of its own: the host tells it who is trusted and what is open.
+///
+/// One exception, 1.18's "reply window": for `replyWindow` after an identity dials a node, that
+/// node's SYNs to the identity's ports 1001 and 444 pass, so a service asked a question (a
+/// directory, say) can dial back its answer to a node that does not trust it. Datagrams never
+/// pass by it. Each identity keeps at most `replyWindowsPerIdentity` windows; past that, the
+/// oldest is closed, so one identity dialling many nodes fills only its own share.
 struct TrustGate {
+    /// How long a dial opens the reply window (1.18: 5 minutes).
+    static let replyWindow = TimeAmount.minutes(5)
+    /// The ports a reply window opens.
+    static let replyPorts: Set<UInt16> = [Port.dataExchange, Port.handshake]
+    /// Open reply windows one identity keeps.
+    static let replyWindowsPerIdentity = 1024
     /// Pairs (local identity, remote node) that are trusted.
     private var trusted: Set<NodePair> = []
     /// Each identity's public ports.
@@ -13,6 +28,10 @@ struct TrustGate {
     var openPorts: Set<UInt16> = []
     /// SYNs and datagrams dropped by the gate.
     private(set) var dropped = 0
+    /// Open reply windows: (identity, node it dialled) → when the window closes.
+    private var replyWindows: [NodePair: NIODeadline] = [:]
+    /// Each identity's reply windows, oldest first (a window dialled again moves to the end).
+    private var replyWindowOrder: [UInt32: [UInt32]] = [:]
 
     /// Whether `remote` may open a stream or send a datagram to `port` of `local`.
     mutating func admits(_ remote: UInt32, to local: UInt32, port: UInt16) -> Bool {
@@ -24,6 +43,44 @@ struct TrustGate {
         dropped += 1
         return false
     }
+
+    /// Whether `remote` may open a stream to `port` of `local`: as `admits`, or through a reply
+    /// window `local` opened by dialling `remote`.
+    mutating func admitsStream(_ remote: UInt32, to local: UInt32, port: UInt16, now: NIODeadline) -> Bool {
+        if Self.replyPorts.contains(port), let closes = replyWindows[NodePair(local: local, remote: remote)], closes > now {
+            return true
+        }
+        return admits(remote, to: local, port: port)
+    }
+
+    /// `local` dialled `remote`: its reply window opens (or stays open) until `now + replyWindow`.
+    mutating func dialled(_ remote: UInt32, from local: UInt32, now: NIODeadline) {
+        guard remote != local else { return }
+        let pair = NodePair(local: local, remote: remote)
+        var order = replyWindowOrder[local, default: []]
+        if replyWindows.updateValue(now + Self.replyWindow, forKey: pair) != nil {
+            order.removeAll { $0 == remote }
+        } else if order.count >= Self.replyWindowsPerIdentity {
+            replyWindows[NodePair(local: local, remote: order.removeFirst())] = nil
+        }
+        order.append(remote)
+        replyWindowOrder[local] = order
+    }
+
+    /// Closes the reply windows whose time is up.
+    mutating func closeReplyWindows(now: NIODeadline) {
+        guard !replyWindows.isEmpty else { return }
+        for (local, order) in replyWindowOrder {
+            // Oldest first, and a window's time only grows when it moves to the end: the open
+            // ones are a suffix.
+            let open = order.drop { replyWindows[NodePair(local: local, remote: $0)].map { $0 <= now } ?? true }
+            for remote in order.prefix(order.count - open.count) { replyWindows[NodePair(local: local, remote: remote)] = nil }
+            replyWindowOrder[local] = open.isEmpty ? nil : Array(open)
+        }
+    }
+
+    /// Open reply windows, all identities together.
+    var openReplyWindows: Int { replyWindows.count }
 
     func trusts(local: UInt32, remote: UInt32) -> Bool { trusted.contains(NodePair(local: local, remote: remote)) }
 
@@ -38,6 +95,7 @@ struct TrustGate {
     /// `local` is gone: its trust and public ports with it.
     mutating func forget(_ local: UInt32) {
         publicPorts[local] = nil
+        for remote in replyWindowOrder.removeValue(forKey: local) ?? [] { replyWindows[NodePair(local: local, remote: remote)] = nil }
         trusted = trusted.filter { $0.local != local }
     }
 }

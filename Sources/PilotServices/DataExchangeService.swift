@@ -63,11 +63,14 @@ public struct DataExchangeService: Sendable {
 
     private let inbox: any DataExchangeInbox
     private let logger: Logger
+    private let maxPayload: Int
 
-    /// The service, keeping what arrives in `inbox`.
-    public init(inbox: any DataExchangeInbox, logger: Logger) {
+    /// The service, keeping what arrives in `inbox`; a frame over `maxPayload` bytes ends its
+    /// stream.
+    public init(inbox: any DataExchangeInbox, maxPayload: Int = DataExchangeFrame.maxPayload, logger: Logger) {
         self.inbox = inbox
         self.logger = logger
+        self.maxPayload = maxPayload
     }
 
     /// Serves `stream`, which a peer opened to `identity`'s port 1001, until the peer finishes or
@@ -78,7 +81,7 @@ public struct DataExchangeService: Sendable {
 
     /// Serves `stream` until it ends, then closes it.
     func serveNow(_ stream: some ServiceStream, for identity: String) async {
-        var decoder = DataExchangeFrame.Decoder()
+        var decoder = DataExchangeFrame.Decoder(maxPayload: maxPayload)
         let sender = stream.remote
         reading: for await event in stream.events {
             guard case .data(let bytes) = event else { break }

@@ -69,6 +69,20 @@ public struct NATLabOutcome: Sendable {
         return times.count == 2 && seen.count == 2 ? times.max() : nil
     }
 
+    /// Seconds from each end's first report of the other (the tunnel's first frame) until it
+    /// reported a direct path, the larger of the two (nil: not both did): the traversal itself,
+    /// without what came before the first frame (such as an SDK uploading the file it sends,
+    /// which takes seconds of CPU on a loaded machine).
+    public var timeToDirectFromFirstFrame: TimeInterval? {
+        guard seen.count == 2 else { return nil }
+        var times: [TimeInterval] = []
+        for end in 0..<2 {
+            guard let direct = seen[end].firstDirect, let first = timeline.first(where: { $0.end == end })?.seconds else { return nil }
+            times.append(max(0, direct - first))
+        }
+        return times.max()
+    }
+
     /// Whether every file arrived byte for byte (and there was at least one each way).
     public var everyFileExact: Bool {
         transfers.allSatisfy(\.exact) && Set(transfers.map(\.from)).count == 2

@@ -17,6 +17,8 @@
 //                                        bulk streams with the official 1.18 daemon both ways, failures counted
 //   pilot-bench apps [--identities 20] [--calls 1000]
 //                                        the app store (root): spawn to ready, call round trip, app service RSS per app
+//   pilot-bench directory [--nodes 100000] [--queries 200]
+//                                        the directory's search (FTS5 in registry.db): query latency by kind
 //   pilot-bench nat [--cases 1a,3] [--megabytes 10] [--files 1] [--idle-timeout S] [--details]
 //                                        the NAT lab's cases (root): path, time to direct, MB/s each way
 
@@ -36,6 +38,7 @@ func usage() -> Never {
                pilot-bench pairs [--pairs 1000] [--messages 10]   (pilot-host and pilot-rendezvous beside it)
                pilot-bench interop [--megabytes 50] [--runs 10]       (pilot-rendezvous beside it; the official wheel)
                pilot-bench apps [--identities 20] [--calls 1000]  (root; pilot-host, pilot-host-apps, pilot-rendezvous, pilot-app-notes beside it)
+               pilot-bench directory [--nodes 100000] [--queries 200]
                pilot-bench nat [--cases 1a,3] [--megabytes 10] [--files 1] [--idle-timeout S] [--details] [--artifacts DIR]
                                                                   (root; pilot-host, pilotctl and pilot-rendezvous beside it)
         """)
@@ -72,6 +75,7 @@ case "nat":
         artifacts: URL(fileURLWithPath: value("--artifacts") ?? FileManager.default.temporaryDirectory.appendingPathComponent("pilot-nat-artifacts").path)
     ).run()
 case "apps": AppsBench(identities: Int(option("--identities", default: 20)), calls: Int(option("--calls", default: 1000))).run()
+case "directory": DirectoryBench(nodes: Int(option("--nodes", default: 100_000)), queries: Int(option("--queries", default: 200))).run()
 case "pool": PoolBench(count: Int(option("--identities", default: 100_000))).run()
 case "list": ListBench(count: Int(option("--identities", default: 100_000))).run()
 case "pool-load" where arguments.count == 3: PoolBench.load(state: arguments[1], registry: arguments[2])

@@ -11,12 +11,12 @@ import PilotSystemd
 import PilotWire
 
 /// pilot-rendezvous: the registry (TCP, optional TLS), the beacon (UDP) and optionally the
-/// nameserver (a node of the overlay) of a Pilot overlay, state under --state-dir.
+/// nameserver and directory (nodes of the overlay) of a Pilot overlay, state under --state-dir.
 @main
 struct RendezvousCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "pilot-rendezvous",
-        abstract: "Registry, beacon and nameserver for a Pilot Protocol overlay, wire-compatible with the official 1.18 daemon.")
+        abstract: "Registry, beacon, nameserver and directory for a Pilot Protocol overlay, wire-compatible with the official 1.18 daemon.")
 
     @Option(help: "Registry TCP address (host:port).")
     var registryAddr = "0.0.0.0:9000"
@@ -36,7 +36,22 @@ struct RendezvousCommand: AsyncParsableCommand {
     @Option(help: "Registry hostname of the nameserver node.")
     var nameserverHostname = "nameserver"
 
-    @Option(help: "Directory for registry.db (and nameserver.key).")
+    @Flag(help: "Run the directory agent (hostname list-agents), a node of the overlay answering /help and /data on port 1001.")
+    var directory = false
+
+    @Option(help: "UDP address (host:port) of the directory agent's node; giving it runs the directory (default with --directory: 0.0.0.0:9003).")
+    var directoryAddr: String?
+
+    @Option(help: "Host registered as the directory node's endpoint; default: the host of --directory-addr, with 0.0.0.0 replaced by 127.0.0.1.")
+    var advertiseDirectory: String?
+
+    @Option(help: "Registry hostname of the directory node, and the source named in its answers.")
+    var directoryHostname = "list-agents"
+
+    @Option(help: "Questions one node may ask the directory per second (burst: five seconds' worth).")
+    var directoryQuestionsPerSecond: Double = 2
+
+    @Option(help: "Directory for registry.db (and nameserver.key, directory.key).")
     var stateDir = "/var/lib/pilot-rendezvous"
 
     @Flag(help: "Serve the registry over TLS (needs --tls-cert and --tls-key).")
@@ -91,6 +106,9 @@ struct RendezvousCommand: AsyncParsableCommand {
         _ = try Self.split(registryAddr)
         _ = try Self.split(beaconAddr)
         if let nameserverAddr { _ = try Self.split(nameserverAddr) }
+        if let directoryAddr { _ = try Self.split(directoryAddr) }
+        if !(directoryQuestionsPerSecond > 0) { throw ValidationError("--directory-questions-per-second must be positive") }
+        if directoryHostname.isEmpty { throw ValidationError("--directory-hostname must not be empty: askers find the directory by it") }
     }
 
     /// The admin token: the first line of --admin-token-file, else `PILOT_ADMIN_TOKEN`, else none.
@@ -166,6 +184,20 @@ struct RendezvousCommand: AsyncParsableCommand {
             nameserverLine = "nameserver \(socket.ipAddress ?? host):\(socket.port ?? port) \(address)\n"
         }
 
+        var directoryAgent: DirectoryAgent?
+        var directoryLine = ""
+        if directory || directoryAddr != nil {
+            let (host, port) = try Self.split(directoryAddr ?? "0.0.0.0:9003")
+            var configuration = DirectoryAgent.Configuration(host: host, port: port, stateDirectory: stateDir)
+            configuration.advertiseHost = advertiseDirectory
+            configuration.hostname = directoryHostname
+            configuration.questionsPerSecond = directoryQuestionsPerSecond
+            let agent = try DirectoryAgent(registry: registry, configuration: configuration, logger: logger)
+            let (socket, address) = try await agent.start(on: group)
+            directoryAgent = agent
+            directoryLine = "directory \(socket.ipAddress ?? host):\(socket.port ?? port) \(address)\n"
+        }
+
         logger.info(
             "pilot-rendezvous serving",
             metadata: [
@@ -176,7 +208,7 @@ struct RendezvousCommand: AsyncParsableCommand {
         let registryLine = "registry \(registryAddress.ipAddress ?? registryHost):\(registryAddress.port ?? registryPort)"
         let beaconLine = "beacon \(beaconAddress.ipAddress ?? beaconHost):\(beaconAddress.port ?? beaconPort)"
         let fingerprintLine = fingerprint.map { "registry-fingerprint \($0)\n" } ?? ""
-        FileHandle.standardOutput.write(Data((registryLine + "\n" + beaconLine + "\n" + nameserverLine + fingerprintLine).utf8))
+        FileHandle.standardOutput.write(Data((registryLine + "\n" + beaconLine + "\n" + nameserverLine + directoryLine + fingerprintLine).utf8))
 
         Systemd.notify("READY=1\nSTATUS=\(registry.nodeCount) nodes")
         let watchdog = Systemd.watchdogInterval.map { interval in
@@ -189,6 +221,7 @@ struct RendezvousCommand: AsyncParsableCommand {
         watchdog?.cancel()
         logger.info("shutting down")
         await nameserver?.shutdown()
+        await directoryAgent?.shutdown()
         try await server.shutdown()
         try await beacon.shutdown()
         try await group.shutdownGracefully()

@@ -119,20 +119,22 @@ final class NATTraversalLabTests: XCTestCase {
         return outcome
     }
 
-    /// With PILOT_NAT_EXPECT_DIRECT=1: both ends report a direct path within 5 s of mutual
-    /// trust. Otherwise the path is only printed (by `run`).
+    /// With PILOT_NAT_EXPECT_DIRECT=1: both ends report a direct path within 5 s of their
+    /// tunnel's first frame. Otherwise the path is only printed (by `run`).
     private func expectDirectWithinFiveSeconds(_ outcome: NATLabOutcome) {
         expectDirect(outcome, within: 5, always: false)
     }
 
-    /// Both ends report a direct path within `seconds` of mutual trust: asserted when `always`,
-    /// else only with PILOT_NAT_EXPECT_DIRECT=1.
+    /// Both ends report a direct path within `seconds` of their tunnel's first frame: asserted
+    /// when `always`, else only with PILOT_NAT_EXPECT_DIRECT=1. (Counted from the first frame, not
+    /// from mutual trust: where the official SDK sends, it uploads the whole file to its daemon
+    /// before the first frame, seconds of CPU that say nothing of the traversal.)
     private func expectDirect(_ outcome: NATLabOutcome, within limit: Double, always: Bool) {
         guard always || expectsDirect else { return }
-        guard let seconds = outcome.timeToDirect else {
+        guard let seconds = outcome.timeToDirectFromFirstFrame else {
             return XCTFail("no direct path (\(outcome.seen.map { $0.last?.rawValue ?? "none" }))\n\(outcome.details)")
         }
-        XCTAssertLessThanOrEqual(seconds, limit, "direct only after \(seconds) s\n\(outcome.details)")
+        XCTAssertLessThanOrEqual(seconds, limit, "direct only \(seconds) s after the first frame\n\(outcome.details)")
     }
 
     private static var artifacts: URL {

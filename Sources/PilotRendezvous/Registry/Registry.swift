@@ -4,7 +4,7 @@ public import PilotWire
 
 /// The registry's request handling: every message the official 1.18 daemon and pilotctl send,
 /// with their semantics (docs/PROTOCOL.md §8), custom networks
-/// (`Registry+Networks.swift`), plus our own `find_by_tag` and `batch` extensions.
+/// (`Registry+Networks.swift`), plus our own `find_by_tag`, `set_listing` and `batch` extensions.
 /// Transport-free: `RegistryServer` feeds it decoded messages.
 ///
 /// Thread-safe: one lock serialises every request; SQLite writes happen inside it, before the
@@ -149,6 +149,9 @@ public final class Registry: @unchecked Sendable {
     /// Seconds since 1970: the clock of what must count across reboots (retention).
     public static let unixTime: @Sendable () -> Double = { Date().timeIntervalSince1970 }
 
+    /// `registry.db`, for readers with connections of their own (the directory's index).
+    public var databasePath: String { store.path }
+
     /// Registered nodes (online or not).
     public var nodeCount: Int { lock.withLock { nodes.count } }
 
@@ -230,6 +233,7 @@ public final class Registry: @unchecked Sendable {
         case "list_nodes": return try listNodes(request)
         case "beacon_list": return beaconList()
         case "find_by_tag": return try findByTag(request)
+        case "set_listing": return try setListing(request, peerIP: peerIP)
         case "batch": return try batch(request, peerIP: peerIP, notify: &notify)
         default:
             throw RegistryFailure(

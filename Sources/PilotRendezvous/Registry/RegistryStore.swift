@@ -1,5 +1,6 @@
 import PilotCrypto
 import PilotStore
+import PilotWire
 
 /// What the registry knows of one node. Lives in memory; every field but liveness is also in
 /// `registry.db`, written before the request that changed it is answered.
@@ -35,6 +36,13 @@ struct NodeRecord: Sendable {
     /// The private IPv4 endpoints its last `register` listed (`lan_addrs`, 1.18): a peer on
     /// the same LAN reaches it there without going out through the NAT.
     var lanAddresses: [String] = []
+    /// What it told the directory of itself (`set_listing`).
+    var listing = DirectoryListing(choice: .automatic)
+
+    /// Whether the directory shows it: online, and public (unless it withdrew) or published.
+    var isListed: Bool {
+        online && (listing.choice == .published || (isPublic && listing.choice == .automatic))
+    }
 }
 
 /// A relayed trust handshake waiting for its target to poll.
@@ -118,7 +126,49 @@ final class RegistryStore {
         ALTER TABLE node ADD COLUMN last_nonce INTEGER NOT NULL DEFAULT 0;
         """,
         "ALTER TABLE node ADD COLUMN lan_addrs TEXT NOT NULL DEFAULT '';",
+        // The directory: what each node says of itself, whether it is listed now (online, and
+        // public and not withdrawn, or published: `NodeRecord.isListed`, written by `save`), and
+        // a full-text index of the listed nodes only (FTS5, its content read from `node`, kept
+        // in step by triggers), so a search never touches the others.
+        """
+        ALTER TABLE node ADD COLUMN listing TEXT NOT NULL DEFAULT '';
+        ALTER TABLE node ADD COLUMN description TEXT NOT NULL DEFAULT '';
+        ALTER TABLE node ADD COLUMN category TEXT NOT NULL DEFAULT '';
+        ALTER TABLE node ADD COLUMN listed INTEGER NOT NULL DEFAULT 0;
+        UPDATE node SET listed = 1 WHERE online = 1 AND public = 1;
+        CREATE INDEX node_listed_hostname ON node (listed, hostname);
+        CREATE INDEX node_listed_category ON node (listed, category, hostname);
+        CREATE VIRTUAL TABLE node_search USING fts5(
+            hostname, tags, description, category, content = 'node', content_rowid = 'id',
+            tokenize = 'unicode61 remove_diacritics 2'
+        );
+        CREATE TRIGGER node_search_insert AFTER INSERT ON node WHEN new.listed = 1 BEGIN
+            INSERT INTO node_search (rowid, hostname, tags, description, category)
+            VALUES (new.id, new.hostname, new.tags, new.description, new.category);
+        END;
+        CREATE TRIGGER node_search_delete AFTER DELETE ON node WHEN old.listed = 1 BEGIN
+            INSERT INTO node_search (node_search, rowid, hostname, tags, description, category)
+            VALUES ('delete', old.id, old.hostname, old.tags, old.description, old.category);
+        END;
+        CREATE TRIGGER node_search_update AFTER UPDATE ON node
+        WHEN old.listed = 1 OR new.listed = 1
+        BEGIN
+            INSERT INTO node_search (node_search, rowid, hostname, tags, description, category)
+            SELECT 'delete', old.id, old.hostname, old.tags, old.description, old.category
+            WHERE old.listed = 1 AND (new.listed = 0 OR old.hostname IS NOT new.hostname OR old.tags IS NOT new.tags
+                OR old.description IS NOT new.description OR old.category IS NOT new.category);
+            INSERT INTO node_search (rowid, hostname, tags, description, category)
+            SELECT new.id, new.hostname, new.tags, new.description, new.category
+            WHERE new.listed = 1 AND (old.listed = 0 OR old.hostname IS NOT new.hostname OR old.tags IS NOT new.tags
+                OR old.description IS NOT new.description OR old.category IS NOT new.category);
+        END;
+        INSERT INTO node_search (rowid, hostname, tags, description, category)
+            SELECT id, hostname, tags, description, category FROM node WHERE listed = 1;
+        """,
     ]
+
+    /// The database file.
+    var path: String { db.path }
 
     init(path: String) throws {
         db = try Database(path: path)
@@ -130,7 +180,7 @@ final class RegistryStore {
         nodes: [NodeRecord], trust: [(UInt32, UInt32)], requests: [UInt32: [PendingHandshake]],
         responses: [UInt32: [PendingResponse]], networks: [CustomNetwork]
     ) {
-        let nodes = try db.rows("SELECT id, public_key, owner, real_addr, hostname, tags, public, version, online, relay_only, reclaimable_hostname, offline_since, registered_from, signs_values, last_nonce, lan_addrs FROM node")
+        let nodes = try db.rows("SELECT id, public_key, owner, real_addr, hostname, tags, public, version, online, relay_only, reclaimable_hostname, offline_since, registered_from, signs_values, last_nonce, lan_addrs, listing, description, category FROM node")
             .map { row in
                 NodeRecord(
                     id: UInt32(truncatingIfNeeded: row[0].integer ?? 0), publicKey: row[1].blob ?? [],
@@ -139,7 +189,10 @@ final class RegistryStore {
                     version: row[7].text ?? "", lastSeen: now, online: row[8].integer == 1, relayOnly: row[9].integer == 1,
                     reclaimableHostname: row[10].text, offlineSince: row[11].integer, registeredFrom: row[12].text ?? "",
                     signsValues: row[13].integer == 1, lastNonce: row[14].integer ?? 0,
-                    lanAddresses: (row[15].text ?? "").split(separator: ",").map(String.init))
+                    lanAddresses: (row[15].text ?? "").split(separator: ",").map(String.init),
+                    listing: DirectoryListing(
+                        choice: DirectoryListing.Choice(rawValue: row[16].text ?? "") ?? .automatic, description: row[17].text ?? "",
+                        category: row[18].text ?? ""))
             }
         let trust = try db.rows("SELECT a, b FROM trust").map {
             (UInt32(truncatingIfNeeded: $0[0].integer ?? 0), UInt32(truncatingIfNeeded: $0[1].integer ?? 0))
@@ -178,14 +231,17 @@ final class RegistryStore {
         try db.run(
             """
             INSERT INTO node (id, public_key, owner, real_addr, hostname, tags, public, version, online, relay_only,
-                reclaimable_hostname, offline_since, registered_from, signs_values, last_nonce, lan_addrs)
-            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                reclaimable_hostname, offline_since, registered_from, signs_values, last_nonce, lan_addrs, listing,
+                description, category, listed)
+            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
             ON CONFLICT(id) DO UPDATE SET public_key = excluded.public_key, owner = excluded.owner,
                 real_addr = excluded.real_addr, hostname = excluded.hostname, tags = excluded.tags,
                 public = excluded.public, version = excluded.version, online = excluded.online,
                 relay_only = excluded.relay_only, reclaimable_hostname = excluded.reclaimable_hostname,
                 offline_since = excluded.offline_since, registered_from = excluded.registered_from,
-                signs_values = excluded.signs_values, last_nonce = excluded.last_nonce, lan_addrs = excluded.lan_addrs
+                signs_values = excluded.signs_values, last_nonce = excluded.last_nonce, lan_addrs = excluded.lan_addrs,
+                listing = excluded.listing, description = excluded.description, category = excluded.category,
+                listed = excluded.listed
             """,
             [
                 .integer(Int64(node.id)), .blob(node.publicKey), .text(node.owner), .text(node.realAddress),
@@ -194,6 +250,8 @@ final class RegistryStore {
                 .integer(node.relayOnly ? 1 : 0), node.reclaimableHostname.map(SQLValue.text) ?? .null,
                 node.offlineSince.map(SQLValue.integer) ?? .null, .text(node.registeredFrom),
                 .integer(node.signsValues ? 1 : 0), .integer(node.lastNonce), .text(node.lanAddresses.joined(separator: ",")),
+                .text(node.listing.choice.rawValue), .text(node.listing.description), .text(node.listing.category),
+                .integer(node.isListed ? 1 : 0),
             ])
     }
 

@@ -51,6 +51,29 @@ public enum IdentityControl {
         public var arguments: [String: JSON] { ["tags": .array(tags.map(JSON.string))] }
     }
 
+    /// `set-listing`: what this identity tells the directory of itself (`DirectoryListing`):
+    /// listed (`published`), never listed (`withdrawn`), or listed while public (`""`), with the
+    /// description and category it is found by. The reply is the registry's.
+    public struct SetListing: ControlCommand {
+        public typealias Reply = ControlData
+        public static let name = "set-listing"
+        public var listing: DirectoryListing
+
+        /// The command setting `listing`.
+        public init(_ listing: DirectoryListing) { self.listing = listing }
+        public init(fields: ControlFields) throws(ControlFailure) {
+            let raw = try fields.optionalString("listing") ?? ""
+            guard let choice = DirectoryListing.Choice(rawValue: raw) else {
+                throw ControlFailure(.invalidArgument, "listing must be published, withdrawn or empty, not \(raw.prefix(32))")
+            }
+            listing = DirectoryListing(
+                choice: choice, description: try fields.optionalString("description") ?? "", category: try fields.optionalString("category") ?? "")
+        }
+        public var arguments: [String: JSON] {
+            ["listing": .string(listing.choice.rawValue), "description": .string(listing.description), "category": .string(listing.category)]
+        }
+    }
+
     /// `clear-tags`: this identity's tags, removed.
     public struct ClearTags: ArgumentlessControlCommand {
         public typealias Reply = IdentityInfo

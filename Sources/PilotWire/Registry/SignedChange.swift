@@ -1,5 +1,6 @@
 /// pilot-rendezvous's extension to 1.18's registry wire: `set_hostname`, `set_tags` and
-/// `set_visibility` signed over the values they set and a nonce.
+/// `set_visibility` signed over the values they set and a nonce; `set_listing` (ours alone)
+/// only in this form.
 ///
 /// 1.18 signs only `<type>:<node>`, so a captured signature fits any values and can be replayed
 /// (README, "pilot-rendezvous"). In this form the request carries `nonce` (an integer above any
@@ -8,7 +9,7 @@
 /// form for the key.
 public enum SignedChange {
     /// The types the form covers.
-    public static let types: Set<String> = ["set_hostname", "set_tags", "set_visibility"]
+    public static let types: Set<String> = ["set_hostname", "set_tags", "set_visibility", "set_listing"]
 
     /// `<type>:<node>:<nonce>:<values>`; the values come last, so nothing in them can shift a
     /// field before them.
@@ -27,6 +28,13 @@ public enum SignedChange {
             let texts = tags.compactMap(\.stringValue)
             return texts.count == tags.count ? texts.joined(separator: ",") : nil
         case "set_visibility": return fields("public")?.boolValue.map { $0 ? "public" : "private" }
+        case "set_listing":
+            // `<listing>:<category>:<description>`: the first two are labels (no colon), the
+            // free text comes last.
+            guard let listing = fields("listing")?.stringValue, let category = fields("category")?.stringValue,
+                let description = fields("description")?.stringValue
+            else { return nil }
+            return "\(listing):\(category):\(description)"
         default: return nil
         }
     }
