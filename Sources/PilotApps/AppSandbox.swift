@@ -35,7 +35,7 @@ public enum AppSandbox {
         binary: VerifiedBinary, argv: [String], policy: SandboxPolicy, launcherPath: String, bwrapPath: String
     ) throws(SandboxError) -> [String] {
         var bwrap = [
-            bwrapPath, "--unshare-all", "--unshare-user", "--die-with-parent", "--new-session", "--hostname", "pilot-app",
+            bwrapPath, "--unshare-all", "--unshare-user", "--die-with-parent", "--new-session",
             "--ro-bind", "/usr", "/usr", "--symlink", "usr/bin", "/bin", "--symlink", "usr/sbin", "/sbin",
             "--symlink", "usr/lib", "/lib", "--symlink", "usr/lib64", "/lib64",
             "--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp",

@@ -114,6 +114,34 @@ final class DirectoryIndexTests: XCTestCase {
         XCTAssertNoThrow(try Database(path: registry.databasePath).execute("INSERT INTO node_search (node_search) VALUES ('integrity-check')"))
     }
 
+    /// A word in more listings than are ranked: the count stays exact, the exact hostname and the
+    /// exact tag still come first wherever they sit, and a filter says it counted the ranked only.
+    func testAWordInTooManyListingsIsRankedWithinItsBound() throws {
+        let registry = try Registry(stateDirectory: directory.path("state"))
+        let database = try Database(path: registry.databasePath)
+        let count = DirectoryIndex.rankedMatches + 1000
+        try database.transaction {
+            for id in 1...count {
+                // The last two carry the search as their hostname and as a tag: beyond the bound by id.
+                let hostname = id == count ? "common" : "agent-\(id)"
+                let tags = id == count - 1 ? "common" : "misc"
+                try database.run(
+                    "INSERT INTO node (id, public_key, hostname, tags, public, online, description, category, listed) VALUES (?, ?, ?, ?, 1, 1, 'a common word', 'data', 1)",
+                    [.integer(Int64(id)), .blob(Array(repeating: UInt8(id % 256), count: 31) + [UInt8(id / 256)]), .text(hostname), .text(tags)])
+            }
+        }
+        let index = try DirectoryIndex(path: registry.databasePath)
+        let page = try index.search(DirectoryQuery(search: "common", limit: 3), source: "d")
+        XCTAssertEqual(page.total, count, "the count is the index's, exact")
+        XCTAssertEqual(page.items.map(\.address.node), [UInt32(count), UInt32(count - 1), 1])
+        XCTAssertEqual(page.next, 2)
+        XCTAssertFalse(page.truncated)
+        let filtered = try index.search(DirectoryQuery(search: "common", category: "data", limit: 3), source: "d")
+        XCTAssertTrue(filtered.truncated)
+        XCTAssertEqual(filtered.items.first?.address.node, UInt32(count))
+        XCTAssertNil(try index.search(DirectoryQuery(search: "common", limit: 25, page: 201), source: "d").next, "no page past the ranked")
+    }
+
     func testQuestionsAreReadAsTheOfficialDirectoryReadsThem() {
         XCTAssertEqual(DirectoryRequest(text: "/help"), .help(unknownVerb: nil))
         XCTAssertEqual(DirectoryRequest(text: "what can you do?"), .help(unknownVerb: nil), "free text gets the help")

@@ -129,7 +129,8 @@ final class RegistryStore {
         // The directory: what each node says of itself, whether it is listed now (online, and
         // public and not withdrawn, or published: `NodeRecord.isListed`, written by `save`), and
         // a full-text index of the listed nodes only (FTS5, its content read from `node`, kept
-        // in step by triggers), so a search never touches the others.
+        // in step by triggers), so a search never touches the others; with prefix indexes of 2
+        // to 4 characters, since every search word matches by prefix.
         """
         ALTER TABLE node ADD COLUMN listing TEXT NOT NULL DEFAULT '';
         ALTER TABLE node ADD COLUMN description TEXT NOT NULL DEFAULT '';
@@ -140,7 +141,7 @@ final class RegistryStore {
         CREATE INDEX node_listed_category ON node (listed, category, hostname);
         CREATE VIRTUAL TABLE node_search USING fts5(
             hostname, tags, description, category, content = 'node', content_rowid = 'id',
-            tokenize = 'unicode61 remove_diacritics 2'
+            tokenize = 'unicode61 remove_diacritics 2', prefix = '2 3 4'
         );
         CREATE TRIGGER node_search_insert AFTER INSERT ON node WHEN new.listed = 1 BEGIN
             INSERT INTO node_search (rowid, hostname, tags, description, category)

@@ -161,20 +161,26 @@ public struct DirectoryPage: Hashable, Sendable {
     public var page: Int
     /// The next page's number, if there are more.
     public var next: Int?
+    /// `total` counts only the matches that were ranked (`DirectoryIndex.rankedMatches`): a word
+    /// in too many listings, with a filter.
+    public var truncated: Bool
 
-    public init(source: String, items: [DirectoryItem], total: Int, page: Int, next: Int?) {
+    public init(source: String, items: [DirectoryItem], total: Int, page: Int, next: Int?, truncated: Bool = false) {
         self.source = source
         self.items = items
         self.total = total
         self.page = page
         self.next = next
+        self.truncated = truncated
     }
 
     public var json: JSON {
-        .object([
+        var fields: [String: JSON] = [
             "source": .string(source), "items": .array(items.map(\.json)), "count": .integer(Int64(items.count)),
             "total": .integer(Int64(total)), "page": .integer(Int64(page)), "next": next.map { .integer(Int64($0)) } ?? .null,
-        ])
+        ]
+        if truncated { fields["truncated"] = true }
+        return .object(fields)
     }
 
     /// The most bytes a page can take once encoded: `maxLimit` items of the longest fields, each
