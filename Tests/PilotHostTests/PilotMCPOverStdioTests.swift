@@ -1,0 +1,155 @@
+import Foundation
+import MCP
+import PilotClient
+import PilotMCP
+import PilotTestSupport
+import PilotWire
+import XCTest
+
+/// `pilot-mcp` against a real pilot-host, driven over its standard input and output by the MCP
+/// SDK's client: alice's and bob's servers carry trust, messages, a reply waited for and a file
+/// between the two identities; failures are tool errors the server outlives; the socket's peer
+/// check refuses another user.
+final class PilotMCPOverStdioTests: HostProcessTestCase {
+    /// The host with alice (tagged worker) and bob (tagged gpu); returns its runtime directory.
+    func hostWithAliceAndBob() async throws -> String {
+        let registryPort = try startRendezvous()
+        let runtime = try startHost(0, registryPort: registryPort, listen: "127.0.0.1:\(try LoopbackSocket.freePort())").runtime
+        let admin = PilotClient.admin(runtimeDirectory: runtime)
+        for (name, tag) in [("alice", "worker"), ("bob", "gpu")] {
+            _ = try await admin.createIdentity(AdminControl.CreateIdentity(identity: name, owner: "0", hostname: name, tags: [tag]))
+        }
+        return runtime
+    }
+
+    /// Waits up to `seconds` for `condition`.
+    func eventually(_ what: String, seconds: Double = 20, _ condition: () async throws -> Bool) async throws {
+        let deadline = Date().addingTimeInterval(seconds)
+        while Date() < deadline {
+            if try await condition() { return }
+            try await Task.sleep(for: .milliseconds(200))
+        }
+        XCTFail("never: \(what)")
+    }
+
+    func testTwoIdentitiesTrustEachOtherAndTalkThroughTheirServers() async throws {
+        let runtime = try await hostWithAliceAndBob()
+        let alice = try await mcp("alice", runtime: runtime)
+        let bob = try await mcp("bob", runtime: runtime)
+
+        // Every tool, each with its schema.
+        let (tools, _) = try await alice.client.listTools()
+        XCTAssertEqual(tools.map(\.name), PilotTools.all.map(\.name))
+        for tool in tools { XCTAssertEqual(tool.inputSchema.objectValue?["type"], "object", tool.name) }
+        let send = tools.first { $0.name == "pilot_send" }?.inputSchema.objectValue
+        XCTAssertEqual(send?["required"], ["peer", "message"])
+        XCTAssertEqual(send?["properties"]?.objectValue?["wait_seconds"]?.objectValue?["type"], "integer")
+
+        // Who they are, as resources.
+        let me = try await alice.read("pilot://identity")
+        XCTAssertEqual(me["name"], "alice")
+        let bobInfo = try await bob.read("pilot://identity")
+        guard let bobNode = bobInfo["node_id"]?.integerValue, let bobAddress = bobInfo["address"]?.stringValue,
+            let aliceAddress = me["address"]?.stringValue
+        else { return XCTFail("no node ids: \(me) \(bobInfo)") }
+
+        // Not trusted yet: a tool error, and the server answers the next call.
+        let refused = try await alice.call("pilot_send", ["peer": "bob", "message": "too early", "wait_seconds": 0])
+        XCTAssertTrue(refused.isError, refused.text)
+        XCTAssertTrue(refused.text.hasPrefix("timeout: ") && refused.text.hasSuffix("never answers: pilot_trust_check)"), refused.text)
+        let before = try await alice.json("pilot_trust_check", ["target": "bob"])
+        XCTAssertEqual(before["state"], "untrusted")
+        XCTAssertEqual(before["node_id"]?.integerValue, bobNode)
+
+        // Found by tag.
+        let tagged = try await alice.json("pilot_find_by_tag", ["tag": "gpu"])
+        XCTAssertEqual(tagged["nodes"]?.arrayValue?.compactMap { $0["node_id"]?.integerValue }, [bobNode])
+
+        // alice asks, bob sees the request and approves it.
+        _ = try await alice.json("pilot_handshake", ["target": "bob", "reason": "let us talk"])
+        try await eventually("bob sees alice's request") {
+            let pending = try await bob.json("pilot_pending")
+            return pending["pending"]?.arrayValue?.contains { $0["justification"] == "let us talk" } ?? false
+        }
+        _ = try await bob.json("pilot_approve", ["target": "alice"])
+        try await eventually("alice and bob trust each other") {
+            try await alice.json("pilot_trust_check", ["target": "bob"])["state"] == "trusted"
+        }
+        let trust = try await alice.read("pilot://trust")
+        XCTAssertEqual(trust["trusted"]?.arrayValue?.compactMap { $0["node_id"]?.integerValue }, [bobNode])
+
+        // A message from alice lands in bob's inbox.
+        let sent = try await alice.json("pilot_send", ["peer": "bob", "message": "hello bob", "wait_seconds": 0])
+        XCTAssertEqual(sent["to"]?.stringValue, bobAddress)
+        let inbox = try await bob.json("pilot_inbox", ["limit": 5])
+        let hello = inbox["messages"]?.arrayValue?.last
+        XCTAssertEqual(hello?["data"], "hello bob")
+        XCTAssertEqual(hello?["from"]?.stringValue, aliceAddress)
+        let inboxResource = try await bob.read("pilot://inbox")
+        XCTAssertEqual(inboxResource["messages"]?.arrayValue?.last?["data"], "hello bob")
+
+        // alice asks and waits; bob's answer comes back in her call's result.
+        let asking = alice.client
+        async let question = asking.callTool(name: "pilot_send", arguments: ["peer": "bob", "message": "what is 6 times 7?", "wait_seconds": 30])
+        try await eventually("bob has the question") {
+            try await bob.json("pilot_inbox")["messages"]?.arrayValue?.last?["data"] == "what is 6 times 7?"
+        }
+        _ = try await bob.json("pilot_send", ["peer": "alice", "message": "42", "wait_seconds": 0])
+        let answered = try await question
+        let answer = MCPServerProcess.text(of: answered.content)
+        XCTAssertNotEqual(answered.isError, true, answer)
+        let reply = try JSON(parsing: answer)["reply"]
+        XCTAssertEqual(reply?["data"], "42")
+        XCTAssertEqual(reply?["from"]?.stringValue, bobAddress)
+
+        // A file, listed where it arrived.
+        let file = directory.url.appendingPathComponent("notes.txt")
+        try Data("file for bob".utf8).write(to: file)
+        let fileSent = try await alice.json("pilot_send_file", ["peer": "bob", "path": .string(file.path)])
+        XCTAssertEqual(fileSent["bytes"]?.integerValue, 12)
+        let received = try await bob.json("pilot_received")
+        XCTAssertEqual(received["files"]?.arrayValue?.compactMap { $0["name"]?.stringValue }, ["notes.txt"])
+
+        // The peers resource reads; lookup finds bob by hostname.
+        _ = try await alice.read("pilot://peers")
+        let looked = try await alice.json("pilot_lookup", ["target": "bob"])
+        XCTAssertEqual(looked["node_id"]?.integerValue, bobNode)
+
+        // Bad arguments and a host error: tool errors, and the server goes on.
+        let bad = try await alice.call("pilot_ping", ["target": "bob", "count": "many"])
+        XCTAssertTrue(bad.isError)
+        XCTAssertEqual(bad.text, "invalid argument: pilot_ping: count must be a whole number")
+        let nobody = try await alice.call("pilot_find", ["hostname": "no-such-host"])
+        XCTAssertTrue(nobody.isError)
+        XCTAssertTrue(nobody.text.hasPrefix("not_found: "), nobody.text)
+        let still = try await alice.json("pilot_trust_check", ["target": .string(bobAddress)])
+        XCTAssertEqual(still["state"], "trusted")
+
+        await alice.stop()
+        await bob.stop()
+        if testRun?.hasSucceeded == false { print(alice.errors, bob.errors) }
+    }
+
+    func testAnotherUsersServerIsRefusedAtStartSayingWhy() async throws {
+        guard getuid() == 0, FileManager.default.isExecutableFile(atPath: "/usr/bin/setpriv") else {
+            throw XCTSkip("needs root and setpriv to run pilot-mcp as uid 65534 (uid \(getuid()))")
+        }
+        let runtime = try await hostWithAliceAndBob()
+        let pilotMCP = bin.appendingPathComponent("pilot-mcp").path
+        let result = ChildProcess.run(
+            "/usr/bin/setpriv", ["--reuid=65534", "--regid=65534", "--clear-groups", pilotMCP, "--identity", "alice", "--runtime-dir", runtime],
+            timeout: 20)
+        XCTAssertEqual(result.status, 1, result.output)
+        XCTAssertEqual(result.stdout, "", "nothing on the protocol's stream")
+        // Refused by the socket's file mode, or by the host's peer check: the kernel's word either way.
+        XCTAssertTrue(result.output.hasPrefix("pilot-mcp: cannot use the identity socket \(runtime)/id/alice.sock: "), result.output)
+        XCTAssertTrue(result.output.contains("Permission denied") || result.output.contains("permission_denied"), result.output)
+        XCTAssertTrue(result.output.contains("not uid 65534: run pilot-mcp as the identity's owner"), result.output)
+
+        // Its owner (root here) is served.
+        let alice = try await mcp("alice", runtime: runtime)
+        let me = try await alice.read("pilot://identity")
+        XCTAssertEqual(me["name"], "alice")
+        await alice.stop()
+    }
+}
