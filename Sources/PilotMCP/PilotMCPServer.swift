@@ -7,8 +7,9 @@ import PilotWire
 /// a tool (bad arguments, the host's error reply, a socket that cannot be reached) is returned
 /// as a tool error (`isError`) carrying its message, and the server goes on serving.
 public struct PilotMCPServer: Sendable {
-    /// The server's name and version, as `initialize` gives them.
+    /// The server's name, as `initialize` gives it.
     public static let name = "pilot-mcp"
+    /// The server's version (pilot-host's), as `initialize` and `pilot-mcp --version` give it.
     public static let version = "0.1.0"
 
     /// The identity's client.

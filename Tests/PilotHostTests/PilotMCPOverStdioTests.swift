@@ -135,16 +135,27 @@ final class PilotMCPOverStdioTests: HostProcessTestCase {
             throw XCTSkip("needs root and setpriv to run pilot-mcp as uid 65534 (uid \(getuid()))")
         }
         let runtime = try await hostWithAliceAndBob()
+        // carol lets in a group too: her socket is open to all (0666), and the host's peer check decides.
+        _ = try await PilotClient.admin(runtimeDirectory: runtime).createIdentity(AdminControl.CreateIdentity(identity: "carol", owner: "0", groups: ["root"]))
         let pilotMCP = bin.appendingPathComponent("pilot-mcp").path
-        let result = ChildProcess.run(
-            "/usr/bin/setpriv", ["--reuid=65534", "--regid=65534", "--clear-groups", pilotMCP, "--identity", "alice", "--runtime-dir", runtime],
-            timeout: 20)
-        XCTAssertEqual(result.status, 1, result.output)
-        XCTAssertEqual(result.stdout, "", "nothing on the protocol's stream")
-        // Refused by the socket's file mode, or by the host's peer check: the kernel's word either way.
-        XCTAssertTrue(result.output.hasPrefix("pilot-mcp: cannot use the identity socket \(runtime)/id/alice.sock: "), result.output)
-        XCTAssertTrue(result.output.contains("Permission denied") || result.output.contains("permission_denied"), result.output)
-        XCTAssertTrue(result.output.contains("not uid 65534: run pilot-mcp as the identity's owner"), result.output)
+        func asNobody(_ identity: String) -> ChildProcess.Result {
+            ChildProcess.run(
+                "/usr/bin/setpriv", ["--reuid=65534", "--regid=65534", "--clear-groups", pilotMCP, "--identity", identity, "--runtime-dir", runtime],
+                timeout: 20)
+        }
+        // alice's socket is her owner's alone (0600): the kernel refuses the connection.
+        let refused = asNobody("alice")
+        XCTAssertEqual(refused.status, 1, refused.output)
+        XCTAssertEqual(refused.stdout, "", "nothing on the protocol's stream")
+        XCTAssertTrue(refused.output.hasPrefix("pilot-mcp: cannot use the identity socket \(runtime)/id/alice.sock: "), refused.output)
+        XCTAssertTrue(refused.output.contains("Permission denied"), refused.output)
+        XCTAssertTrue(refused.output.contains("not uid 65534: run pilot-mcp as the identity's owner"), refused.output)
+        // carol's: the host's peer check (SO_PEERCRED) answers, naming the uid.
+        let denied = asNobody("carol")
+        XCTAssertEqual(denied.status, 1, denied.output)
+        XCTAssertEqual(denied.stdout, "")
+        XCTAssertTrue(
+            denied.output.contains("carol.sock: permission_denied: permission denied: uid 65534"), denied.output)
 
         // Its owner (root here) is served.
         let alice = try await mcp("alice", runtime: runtime)
