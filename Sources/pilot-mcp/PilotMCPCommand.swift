@@ -61,7 +61,7 @@ struct PilotMCPCommand: AsyncParsableCommand {
         }
     }
 
-    /// What to do about a socket that refused or is not there.
+    /// What to do about a socket that refused us (one that is not there says it itself).
     static func hint(for error: any Error) -> String {
         let refused: Bool
         switch error {
@@ -69,11 +69,9 @@ struct PilotMCPCommand: AsyncParsableCommand {
         case let trouble as ControlClientError: refused = trouble.permission
         default: refused = false
         }
-        if refused {
-            return "\nthe socket lets in the identity's owner, the groups it allows and root, not uid \(getuid()): "
-                + "run pilot-mcp as the identity's owner, or ask the host's admin (sudo pilotctl identity set-owner)"
-        }
-        return error is ControlClientError ? "\nis pilot-host running, and is the identity's name right? (sudo pilotctl identity list)" : ""
+        guard refused else { return "" }
+        return "\nthe socket lets in the identity's owner, the groups it allows and root, not uid \(getuid()): "
+            + "run pilot-mcp as the identity's owner, or ask the host's admin (sudo pilotctl identity set-owner)"
     }
 
     static func log(_ line: String) {
