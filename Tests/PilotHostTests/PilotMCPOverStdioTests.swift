@@ -8,8 +8,9 @@ import XCTest
 
 /// `pilot-mcp` against a real pilot-host, driven over its standard input and output by the MCP
 /// SDK's client: alice's and bob's servers carry trust, messages, a reply waited for and a file
-/// between the two identities; failures are tool errors the server outlives; the socket's peer
-/// check refuses another user.
+/// between the two identities, and bob stands in for the directory agent that pilot_search
+/// asks; failures are tool errors the server outlives; the socket's peer check refuses another
+/// user.
 final class PilotMCPOverStdioTests: HostProcessTestCase {
     /// The host with alice (tagged worker) and bob (tagged gpu); returns its runtime directory.
     func hostWithAliceAndBob() async throws -> String {
@@ -102,17 +103,29 @@ final class PilotMCPOverStdioTests: HostProcessTestCase {
         XCTAssertEqual(reply?["data"], "42")
         XCTAssertEqual(reply?["from"]?.stringValue, bobAddress)
 
+        // The directory's pattern, with bob standing in for the directory agent (hostname
+        // list-agents): what pilot_search sends, and the reply it returns.
+        _ = try await PilotClient(identity: "bob", runtimeDirectory: runtime).setHostname(PilotTools.directoryAgent)
+        async let search = asking.callTool(name: "pilot_search", arguments: ["keyword": "weather", "limit": 3])
+        try await eventually("the directory has the search") {
+            try await bob.json("pilot_inbox")["messages"]?.arrayValue?.last?["data"] == #"/data {"limit":3,"search":"weather"}"#
+        }
+        _ = try await bob.json("pilot_send", ["peer": "alice", "message": #"{"matches":[{"hostname":"noaa"}]}"#, "wait_seconds": 0])
+        let found = try await search
+        XCTAssertNotEqual(found.isError, true)
+        XCTAssertEqual(MCPServerProcess.text(of: found.content), #"{"matches":[{"hostname":"noaa"}]}"#, "the reply's data, as it came")
+
         // A file, listed where it arrived.
         let file = directory.url.appendingPathComponent("notes.txt")
         try Data("file for bob".utf8).write(to: file)
-        let fileSent = try await alice.json("pilot_send_file", ["peer": "bob", "path": .string(file.path)])
+        let fileSent = try await alice.json("pilot_send_file", ["peer": .string(bobAddress), "path": .string(file.path)])
         XCTAssertEqual(fileSent["bytes"]?.integerValue, 12)
         let received = try await bob.json("pilot_received")
         XCTAssertEqual(received["files"]?.arrayValue?.compactMap { $0["name"]?.stringValue }, ["notes.txt"])
 
         // The peers resource reads; lookup finds bob by hostname.
         _ = try await alice.read("pilot://peers")
-        let looked = try await alice.json("pilot_lookup", ["target": "bob"])
+        let looked = try await alice.json("pilot_lookup", ["target": .string(PilotTools.directoryAgent)])
         XCTAssertEqual(looked["node_id"]?.integerValue, bobNode)
 
         // Bad arguments and a host error: tool errors, and the server goes on.
