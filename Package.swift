@@ -25,6 +25,7 @@ let package = Package(
         .executable(name: "pilot-bench", targets: ["pilot-bench"]),
         .executable(name: "pilot-host", targets: ["pilot-host"]),
         .executable(name: "pilotctl", targets: ["pilotctl"]),
+        .executable(name: "pilot-mcp", targets: ["pilot-mcp"]),
         .executable(name: "pilot-host-apps", targets: ["pilot-host-apps"]),
         .executable(name: "pilot-app-launch", targets: ["pilot-app-launch"]),
         .library(name: "PilotWire", targets: ["PilotWire"]),
@@ -37,6 +38,9 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
         .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
         .package(url: "https://github.com/swift-server/async-http-client.git", from: "1.37.0"),
+        .package(url: "https://github.com/modelcontextprotocol/swift-sdk", exact: "0.12.1"),
+        // The MCP SDK's stdio transport takes its file descriptors (the tests' client of pilot-mcp).
+        .package(url: "https://github.com/apple/swift-system.git", from: "1.8.1"),
     ],
     targets: [
         // C libraries from Debian's -dev packages.
@@ -71,6 +75,11 @@ let package = Package(
         .target(name: "PilotAppStore", dependencies: ["PilotWire", "PilotCrypto"], swiftSettings: strict),
         // The SDK an agent links to talk to its identity's control socket; pilotctl is built on it.
         .target(name: "PilotClient", dependencies: ["PilotWire"], swiftSettings: strict),
+        // pilot-mcp's tools and resources: one identity's socket served as an MCP server.
+        .target(
+            name: "PilotMCP",
+            dependencies: ["PilotClient", "PilotWire", .product(name: "MCP", package: "swift-sdk")],
+            swiftSettings: strict),
         // Control sockets: peer credentials and the access policy.
         .target(
             name: "PilotControl",
@@ -152,6 +161,16 @@ let package = Package(
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: strict),
+        // The MCP server (stdio) of one identity.
+        .executableTarget(
+            name: "pilot-mcp",
+            dependencies: [
+                "PilotMCP", "PilotClient", "PilotWire",
+                .product(name: "MCP", package: "swift-sdk"),
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: strict),
         // The Swift SDK's example: a stream to an echo port, or a port that echoes every stream.
         .executableTarget(
             name: "pilot-example",
@@ -196,6 +215,7 @@ let package = Package(
                 .product(name: "NIOHTTP1", package: "swift-nio"),
             ] + eventLoops),
         .testTarget(name: "PilotClientTests", dependencies: ["PilotClient", "PilotWire"]),
+        .testTarget(name: "PilotMCPTests", dependencies: ["PilotMCP", "PilotClient", "PilotWire", .product(name: "MCP", package: "swift-sdk")]),
         .testTarget(
             name: "PilotNetTests",
             dependencies: ["PilotNet", "PilotHost", "PilotStore", "PilotCrypto", "PilotWire", "PilotTestSupport"] + eventLoops),
@@ -212,6 +232,9 @@ let package = Package(
                 "PilotAppStore",
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
+                // pilot-mcp driven by the MCP SDK's client over its standard input and output.
+                .product(name: "MCP", package: "swift-sdk"),
+                .product(name: "SystemPackage", package: "swift-system"),
             ]),
         .testTarget(
             name: "PilotRendezvousTests",

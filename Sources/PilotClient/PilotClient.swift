@@ -102,6 +102,10 @@ public struct PilotClient: Sendable {
     /// A node's address by hostname, as the registry gives it.
     public func find(hostname: String) async throws -> ControlData { try await send(IdentityControl.Find(hostname: hostname)) }
 
+    /// The online nodes tagged `tag` (`tag` and `nodes`, each as `lookup` shows it), from a
+    /// registry that can search tags (pilot-rendezvous's).
+    public func find(tag: String) async throws -> ControlData { try await send(IdentityControl.Find(tag: tag)) }
+
     /// Takes this identity out of the registry until pilot-host restarts (it is not deleted);
     /// the registry's `deregister_ok`.
     public func deregister() async throws -> ControlData { try await send(IdentityControl.Deregister()) }
@@ -196,6 +200,14 @@ public struct PilotClient: Sendable {
     /// Sends the file held by upload `upload` as `name` to `target`'s data-exchange port (1001).
     public func sendFile(to target: String, name: String, upload: String) async throws -> FileSent {
         try await send(MessageControl.SendFile(target: target, file: name, upload: upload))
+    }
+
+    /// Uploads `contents` in pieces, then sends them as file `name` to `target`'s data-exchange
+    /// port (1001).
+    public func sendFile(to target: String, name: String, contents: [UInt8]) async throws -> FileSent {
+        let upload = MessageControl.Upload.newID()
+        for piece in MessageControl.Upload.pieces(of: contents, upload: upload) { _ = try await self.upload(piece) }
+        return try await sendFile(to: target, name: name, upload: upload)
     }
 
     /// The messages that arrived, deleted afterwards if `clear`.

@@ -57,28 +57,11 @@ struct GlobalOptions: ParsableArguments {
     @Option(help: "Identity to act as (else $PILOT_SOCKET, else $PILOT_IDENTITY).") var identity: String?
     @Option(help: "pilot-host's runtime directory (or $PILOT_RUNTIME_DIR).") var runtimeDir: String?
 
-    var runtime: String {
-        runtimeDir ?? ProcessInfo.processInfo.environment["PILOT_RUNTIME_DIR"] ?? "/run/pilot-host"
-    }
+    var runtime: String { IdentitySocket.runtimeDirectory(runtimeDir, environment: ProcessInfo.processInfo.environment) }
 
-    /// The socket of the identity to act as: the one `--identity` names, else `$PILOT_SOCKET`
-    /// as it is, else the one `$PILOT_IDENTITY` names, else the only identity socket this
-    /// caller may open. An empty variable counts as unset.
+    /// The socket of the identity to act as (`IdentitySocket`'s rule).
     func identitySocket() throws -> String {
-        let environment = ProcessInfo.processInfo.environment.filter { !$0.value.isEmpty }
-        if let identity { return runtime + "/id/\(identity).sock" }
-        if let socket = environment["PILOT_SOCKET"] { return socket }
-        if let name = environment["PILOT_IDENTITY"] { return runtime + "/id/\(name).sock" }
-        let names = ((try? FileManager.default.contentsOfDirectory(atPath: runtime + "/id")) ?? [])
-            .filter { $0.hasSuffix(".sock") }.map { String($0.dropLast(5)) }.sorted()
-        let usable = names.filter { access(runtime + "/id/\($0).sock", R_OK | W_OK) == 0 }
-        guard usable.count == 1, let only = usable.first else {
-            throw ControlClientError(
-                usable.isEmpty
-                    ? "no identity socket you may use under \(runtime)/id; name one with --identity"
-                    : "several identities are yours (\(usable.joined(separator: ", "))): pick one with --identity")
-        }
-        return runtime + "/id/\(only).sock"
+        try IdentitySocket.path(identity: identity, runtimeDirectory: runtime, environment: ProcessInfo.processInfo.environment)
     }
 
     /// Sends `command` to `socket`, prints the reply (with --json, as it came), and exits 1 on
@@ -120,13 +103,8 @@ struct GlobalOptions: ParsableArguments {
     /// Sends `contents` to the host in pieces (`upload`), for a command that takes it by the
     /// returned upload id (`send-file`, `appstore-sideload`).
     func upload(_ contents: [UInt8], on socket: String) throws -> String {
-        let upload = (0..<8).map { _ in String(format: "%02x", UInt8.random(in: 0...255)) }.joined()
-        var offset = 0
-        repeat {
-            let piece = contents[offset..<min(offset + FileChunk.size, contents.count)]
-            _ = try call(MessageControl.Upload(upload: upload, size: contents.count, offset: offset, data: Base64.encode(piece)), on: socket)
-            offset += piece.count
-        } while offset < contents.count
+        let upload = MessageControl.Upload.newID()
+        for piece in MessageControl.Upload.pieces(of: contents, upload: upload) { _ = try call(piece, on: socket) }
         return upload
     }
 

@@ -108,6 +108,42 @@ final class AppStoreTests: HostProcessTestCase {
         XCTAssertEqual(storeEntries(), [], "no identity uses the bundle any more")
     }
 
+    func testPilotMCPShowsThePlanInstallsOnlyTheApprovedBundleAndCallsIt() async throws {
+        try publishNotes()
+        try catalogue.writeCatalogue()
+        try startAll()
+        let alice = try await mcp("alice", runtime: runtime)
+        let offered = try await alice.json("pilot_appstore_catalogue", ["search": "notes"])
+        XCTAssertEqual(offered["apps"]?.arrayValue?.first?["id"], .string(Self.notes))
+
+        // Without approve: the plan, the grants for the user to read, and nothing installed.
+        let plan = try await alice.json("pilot_appstore_install", ["app_id": .string(Self.notes)])
+        XCTAssertEqual(plan["installed"], false)
+        XCTAssertEqual(plan["grants"]?.arrayValue?.compactMap { $0["cap"]?.stringValue }, ["fs.write", "audit.log"])
+        guard let bundle = plan["bundle_sha256"]?.stringValue else { return XCTFail("no bundle hash: \(plan)") }
+        XCTAssertTrue(plan["next"]?.stringValue?.contains("approve: true and bundle_sha256: \(bundle)") == true, "\(plan)")
+        XCTAssertEqual(try rows("SELECT count(*) FROM app_install").first?.first?.integer, 0)
+
+        // Approval names the bundle: another one is refused.
+        let other = try await alice.call(
+            "pilot_appstore_install", ["app_id": .string(Self.notes), "approve": true, "bundle_sha256": .string(String(repeating: "0", count: 64))])
+        XCTAssertTrue(other.isError, other.text)
+        XCTAssertEqual(try rows("SELECT count(*) FROM app_install").first?.first?.integer, 0)
+
+        let installed = try await alice.json("pilot_appstore_install", ["app_id": .string(Self.notes), "approve": true, "bundle_sha256": .string(bundle)])
+        XCTAssertEqual(installed["bundle_sha256"]?.stringValue, bundle)
+        XCTAssertEqual(try rows("SELECT count(*) FROM app_install").first?.first?.integer, 1)
+
+        let added = try await alice.json(
+            "pilot_appstore_call", ["app_id": .string(Self.notes), "method": "notes.add", "payload_json": #"{"text":"tide at 6"}"#])
+        XCTAssertEqual(added["reply"]?["count"], 1, "\(added)")
+        let listed = try await alice.json("pilot_appstore_call", ["app_id": .string(Self.notes), "method": "notes.list"])
+        XCTAssertEqual(listed["reply"]?["notes"]?.arrayValue?.first?["text"], "tide at 6")
+        let apps = try await alice.json("pilot_appstore_list")
+        XCTAssertEqual(apps["apps"]?.arrayValue?.first?["state"], "running")
+        await alice.stop()
+    }
+
     func testAnIdentityWhoseAppSocketPathIsTooLongForAnAddressStillCallsIt() throws {
         try publishNotes()
         try catalogue.writeCatalogue()

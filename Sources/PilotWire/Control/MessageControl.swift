@@ -168,6 +168,20 @@ public enum MessageControl {
         public var arguments: [String: JSON] {
             ["upload": .string(upload), "size": .integer(Int64(size)), "offset": .integer(Int64(offset)), "data": .string(data)]
         }
+
+        /// A new upload id: 16 random hex digits.
+        public static func newID() -> String {
+            Hex.lowercase((0..<8).map { _ in UInt8.random(in: 0...255) })
+        }
+
+        /// `contents` as the pieces of upload `upload`, in order, each at most `FileChunk.size`
+        /// bytes (one empty piece for an empty file).
+        public static func pieces(of contents: [UInt8], upload: String) -> [Upload] {
+            stride(from: 0, to: max(contents.count, 1), by: FileChunk.size).map { offset in
+                let piece = contents[offset..<min(offset + FileChunk.size, contents.count)]
+                return Upload(upload: upload, size: contents.count, offset: offset, data: Base64.encode(piece))
+            }
+        }
     }
 
     /// `send-file`: an uploaded file sent to `target`'s data-exchange port, and its ACK.
