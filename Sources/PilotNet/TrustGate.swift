@@ -79,9 +79,6 @@ struct TrustGate {
         }
     }
 
-    /// Open reply windows, all identities together.
-    var openReplyWindows: Int { replyWindows.count }
-
     func trusts(local: UInt32, remote: UInt32) -> Bool { trusted.contains(NodePair(local: local, remote: remote)) }
 
     mutating func setTrusted(local: UInt32, remote: UInt32, _ trusts: Bool) {

@@ -60,8 +60,10 @@ struct DirectoryCommand: ParsableCommand {
             if let tag { filters["tag"] = .string(tag) }
             if let category { filters["category"] = .string(category) }
             let question = MessageControl.SendMessage(target: agent, data: "/data " + JSON.object(filters).encodedString(), wait: timeout * 1000)
-            let sent = try global.call(question, on: try global.identitySocket())
-            guard let reply = sent.reply, let text = reply.text else {
+            let socket = try global.identitySocket()
+            let sent = try global.call(question, on: socket)
+            // A large page is listed without its data: read whole.
+            guard let reply = try sent.reply.map({ try global.whole($0, on: socket) }), let text = reply.text else {
                 try global.fail(.error(ControlFailure(.timeout, "\(agent) did not answer within \(timeout) s")))
             }
             guard let answer = try? JSON(parsing: Array(text.utf8)), let items = answer["items"]?.arrayValue else {

@@ -72,14 +72,10 @@ struct Inbox: ParsableCommand {
 
     /// `inbox read ID` / `--latest`: the message, whole (a large one read in pieces).
     private func read(_ inbox: InboxListing, on socket: String) throws {
-        guard var message = latest ? inbox.messages.last : inbox.messages.first(where: { $0.id == id }) else {
+        guard let found = latest ? inbox.messages.last : inbox.messages.first(where: { $0.id == id }) else {
             try global.fail(.error(ControlFailure(.notFound, latest ? "inbox is empty" : "no message \(id ?? "") in the inbox")))
         }
-        if message.truncated, let number = message.number {
-            let bytes = try global.pieces(MessageControl.InboxChunk.self, id: number, bytes: message.bytes, on: socket)
-            message.truncated = false
-            if message.type != "BINARY", let text = String(validating: bytes, as: UTF8.self) { message.text = text } else { message.base64 = Base64.encode(bytes) }
-        }
+        let message = try global.whole(found, on: socket)
         let listed = InboxListing(messages: [message]).json["messages"]?.arrayValue?.first ?? .null
         print(global.json ? ControlReply.ok(listed).json.encodedString() : (message.text ?? message.base64 ?? ""))
     }

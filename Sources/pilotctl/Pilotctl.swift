@@ -100,6 +100,17 @@ struct GlobalOptions: ParsableArguments {
         return whole
     }
 
+    /// `message` with its data whole: one listed without it (too large for a listing) is read in
+    /// pieces (`inbox-chunk`); its text when it is UTF-8 (and not binary), else base64.
+    func whole(_ message: InboxListing.Message, on socket: String) throws -> InboxListing.Message {
+        guard message.truncated, let number = message.number else { return message }
+        let bytes = try pieces(MessageControl.InboxChunk.self, id: number, bytes: message.bytes, on: socket)
+        var whole = message
+        whole.truncated = false
+        if message.type != "BINARY", let text = String(validating: bytes, as: UTF8.self) { whole.text = text } else { whole.base64 = Base64.encode(bytes) }
+        return whole
+    }
+
     /// Sends `contents` to the host in pieces (`upload`), for a command that takes it by the
     /// returned upload id (`send-file`, `appstore-sideload`).
     func upload(_ contents: [UInt8], on socket: String) throws -> String {

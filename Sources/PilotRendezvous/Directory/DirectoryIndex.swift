@@ -33,7 +33,7 @@ public final class DirectoryIndex: @unchecked Sendable {
         let none = DirectoryPage(source: source, items: [], total: 0, page: query.page, next: nil)
         // Words asked for but none a word, or a tag that no node can carry: nothing matches.
         if query.words.isEmpty, !query.search.isEmpty { return none }
-        if let tag = query.tag, !DirectoryQuery.isLabel(tag) { return none }
+        if let tag = query.tag, !RegistryMessage.isLabel(tag, maxLength: 32) { return none }
         var bindings: [SQLValue] = []
         func parameter(_ value: SQLValue) -> String {
             bindings.append(value)
@@ -65,7 +65,7 @@ public final class DirectoryIndex: @unchecked Sendable {
             let named = try db.rows("SELECT id FROM node WHERE listed = 1 AND hostname = ?", [.text(query.search)]).first?.first?.integer
             if let named { candidates += "\nUNION ALL SELECT \(ranked) \(matched) AND rowid = \(parameter(.integer(named)))" }
             let searchTag = RegistryMessage.storedTag(query.search)
-            if DirectoryQuery.isLabel(searchTag) {
+            if RegistryMessage.isLabel(searchTag, maxLength: 32) {
                 let tagged = parameter(.text(match + " tags : \"\(searchTag)\""))
                 candidates += "\nUNION ALL SELECT * FROM (SELECT \(ranked) \(tagged) LIMIT \(cap))"
             }

@@ -29,7 +29,7 @@ extension Registry {
     func createNetwork(_ request: RegistryMessage) throws -> RegistryMessage {
         try requireAdminToken(request)
         let name = try request.string("name")
-        guard Self.isLabel(name, maxLength: 63) else {
+        guard RegistryMessage.isLabel(name, maxLength: 63) else {
             throw RegistryFailure("create_network: invalid name \(name.prefix(63)): lowercase letters, digits and inner hyphens, at most 63")
         }
         guard name != Self.backbone else { throw RegistryFailure("create_network: the name backbone is reserved for network 0") }

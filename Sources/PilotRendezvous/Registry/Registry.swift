@@ -268,17 +268,8 @@ public final class Registry: @unchecked Sendable {
         UInt64(min(a, b)) << 32 | UInt64(max(a, b))
     }
 
-    /// Whether `text` is 1 to `maxLength` lowercase letters, digits and inner hyphens: the rule
-    /// for hostnames, tags and network names.
-    static func isLabel(_ text: String, maxLength: Int) -> Bool {
-        let bytes = Array(text.utf8)
-        let allowed = { (byte: UInt8) in (0x61...0x7A).contains(byte) || (0x30...0x39).contains(byte) }
-        guard (1...maxLength).contains(bytes.count), let first = bytes.first, let last = bytes.last else { return false }
-        return allowed(first) && allowed(last) && bytes.allSatisfy { allowed($0) || $0 == 0x2D }
-    }
-
     static func validateHostname(_ hostname: String) throws {
-        guard isLabel(hostname, maxLength: 63), !["localhost", "backbone", "broadcast"].contains(hostname) else {
+        guard RegistryMessage.isLabel(hostname, maxLength: 63), !["localhost", "backbone", "broadcast"].contains(hostname) else {
             throw RegistryFailure("invalid hostname \(hostname.prefix(63)): lowercase letters, digits and inner hyphens, at most 63")
         }
     }
@@ -286,7 +277,7 @@ public final class Registry: @unchecked Sendable {
     /// Tags: a leading `#` dropped, lower-case letters, digits and inner hyphens, at most 32.
     static func normalisedTag(_ text: String) throws -> String {
         let tag = RegistryMessage.storedTag(text)
-        guard isLabel(tag, maxLength: 32) else { throw RegistryFailure("invalid tag \(tag.prefix(32)): lowercase letters, digits and inner hyphens, at most 32") }
+        guard RegistryMessage.isLabel(tag, maxLength: 32) else { throw RegistryFailure("invalid tag \(tag.prefix(32)): lowercase letters, digits and inner hyphens, at most 32") }
         return tag
     }
 }

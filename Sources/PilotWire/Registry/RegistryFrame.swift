@@ -138,4 +138,13 @@ extension RegistryMessage {
     public static func storedTag(_ text: String) -> String {
         text.hasPrefix("#") ? String(text.dropFirst()) : text
     }
+
+    /// Whether `text` is 1 to `maxLength` lowercase letters, digits and inner hyphens: the rule
+    /// for hostnames (63), network names (63), tags and directory categories (32).
+    public static func isLabel(_ text: String, maxLength: Int) -> Bool {
+        let bytes = Array(text.utf8)
+        let allowed = { (byte: UInt8) in (0x61...0x7A).contains(byte) || (0x30...0x39).contains(byte) }
+        guard (1...maxLength).contains(bytes.count), let first = bytes.first, let last = bytes.last else { return false }
+        return allowed(first) && allowed(last) && bytes.allSatisfy { allowed($0) || $0 == 0x2D }
+    }
 }

@@ -42,7 +42,7 @@ public struct DirectoryListing: Hashable, Sendable {
         guard !listing.description.unicodeScalars.contains(where: { $0.properties.generalCategory == .control }) else {
             throw .invalidValue(field: "description", reason: "must not hold control characters (newlines, tabs...)")
         }
-        guard listing.category.isEmpty || DirectoryQuery.isLabel(listing.category) else {
+        guard listing.category.isEmpty || RegistryMessage.isLabel(listing.category, maxLength: 32) else {
             throw .invalidValue(field: "category", reason: "lower-case letters, digits and inner hyphens, at most 32")
         }
         return listing
@@ -115,14 +115,6 @@ public struct DirectoryQuery: Hashable, Sendable {
         }
         if !current.isEmpty { words.append(String(current.prefix(maxWordLength))) }
         return words
-    }
-
-    /// Lower-case letters, digits and inner hyphens, 1 to 32: the rule for tags and categories.
-    public static func isLabel(_ text: String) -> Bool {
-        let bytes = Array(text.utf8)
-        let allowed = { (byte: UInt8) in (0x61...0x7A).contains(byte) || (0x30...0x39).contains(byte) }
-        guard (1...32).contains(bytes.count), let first = bytes.first, let last = bytes.last else { return false }
-        return allowed(first) && allowed(last) && bytes.allSatisfy { allowed($0) || $0 == 0x2D }
     }
 }
 
