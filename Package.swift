@@ -70,7 +70,7 @@ let package = Package(
         // libsodium behind small types.
         .target(name: "PilotCrypto", dependencies: ["CSodium", "PilotWire"], swiftSettings: strict),
         // SQLite through a thin wrapper of our own.
-        .target(name: "PilotStore", dependencies: ["CSQLite"], swiftSettings: strict),
+        .target(name: "PilotStore", dependencies: ["CSQLite", "PilotWire"], swiftSettings: strict),
         // The app store's documents: manifests, their signatures, catalogues, the IPC envelope.
         .target(name: "PilotAppStore", dependencies: ["PilotWire", "PilotCrypto"], swiftSettings: strict),
         // The SDK an agent links to talk to its identity's control socket; pilotctl is built on it.

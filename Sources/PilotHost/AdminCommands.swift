@@ -13,12 +13,18 @@ public struct AdminCommands: Sendable {
     }
 
     let pool: IdentityPool
+    /// Where identity `name`'s control socket is.
+    let socketPath: @Sendable (String) -> String
     /// Called after an identity appears, changes owner or goes, so its socket follows. When it
     /// throws (no socket can be opened), the change is undone and the error is the reply.
     let identitiesChanged: @Sendable (Change) async throws -> Void
 
-    public init(pool: IdentityPool, identitiesChanged: @escaping @Sendable (Change) async throws -> Void) {
+    public init(
+        pool: IdentityPool, socketPath: @escaping @Sendable (String) -> String,
+        identitiesChanged: @escaping @Sendable (Change) async throws -> Void
+    ) {
         self.pool = pool
+        self.socketPath = socketPath
         self.identitiesChanged = identitiesChanged
     }
 
@@ -26,14 +32,16 @@ public struct AdminCommands: Sendable {
     public func handle(_ peer: PeerCredentials, _ request: ControlRequest) async -> ControlReply {
         do {
             switch try AdminControl.Command(request) {
-            case .create(let command): return .ok(try await create(command).json)
+            case .create(let command): return .ok(try await create(command, for: peer).json)
             case .list(let command):
                 return .ok(try await list(command).json)
             case .show(let command):
                 guard let identity = await pool.identity(named: command.identity) else {
                     throw ControlFailure(.notFound, "no identity named \(command.identity)")
                 }
-                return .ok(Self.describe(identity, deregistered: await pool.isDeregistered(identity.name)).json)
+                var info = Self.describe(identity, deregistered: await pool.isDeregistered(identity.name))
+                info.socket = socketPath(identity.name)
+                return .ok(info.json)
             case .delete(let command):
                 try await pool.delete(name: command.identity)
                 try await identitiesChanged(.deleted(command.identity))
@@ -61,9 +69,10 @@ public struct AdminCommands: Sendable {
         }
     }
 
-    private func create(_ command: AdminControl.CreateIdentity) async throws -> IdentityInfo {
+    private func create(_ command: AdminControl.CreateIdentity, for peer: PeerCredentials) async throws -> IdentityInfo {
         let name = command.identity
         var create = IdentityPool.Request(owner: try Self.user(command.owner))
+        if let lease = command.lease { create.lease = try Self.holder(of: lease, askedBy: peer) }
         create.groups = try command.groups.map(Self.group)
         create.hostname = command.hostname
         create.tags = command.tags ?? []
@@ -78,7 +87,23 @@ public struct AdminCommands: Sendable {
             try? await pool.delete(name: name)
             throw error
         }
-        return Self.describe(record)
+        var info = Self.describe(record)
+        info.socket = socketPath(name)
+        return info
+    }
+
+    /// The process a lease names, as it is now: the caller (its connection's peer credentials)
+    /// or the pid given, which must be running.
+    static func holder(of lease: AdminControl.Lease, askedBy peer: PeerCredentials) throws(ControlFailure) -> ProcessStamp {
+        let pid: Int32
+        switch lease {
+        case .caller: pid = peer.pid
+        case .process(let given): pid = given
+        }
+        guard let stamp = ProcessStamp.current(pid: pid) else {
+            throw ControlFailure(.notFound, "cannot lease to process \(pid): it is not running")
+        }
+        return stamp
     }
 
     static func user(_ text: String) throws(ControlFailure) -> UInt32 {
@@ -131,6 +156,6 @@ public struct AdminCommands: Sendable {
             name: record.name, nodeID: record.nodeID, address: Address(network: record.network, node: record.nodeID).description,
             ownerUID: record.ownerUID, owner: owner ?? SystemAccounts.userName(record.ownerUID), groups: record.allowedGIDs, tags: record.tags,
             isPublic: record.isPublic, isEphemeral: record.isEphemeral, autoApprove: record.autoApprove, createdAt: record.createdAt,
-            hostname: record.hostname, isDeregistered: deregistered)
+            hostname: record.hostname, isDeregistered: deregistered, leasePID: record.lease?.pid)
     }
 }

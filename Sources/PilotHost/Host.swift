@@ -15,9 +15,9 @@ import PilotWire
 /// registry client, the admin socket and one control socket per identity, heartbeats.
 public final class Host: Sendable {
     public let configuration: HostConfiguration
-    private let logger: Logger
+    let logger: Logger
     private let group: any EventLoopGroup
-    private let pool: IdentityPool
+    let pool: IdentityPool
     private let registry: RegistryClient
     /// The admin socket and every identity's socket, watched by one accept thread.
     private let listeners: ControlListeners
@@ -50,6 +50,11 @@ public final class Host: Sendable {
     private let gates: NIOLockedValueBox<[String: AccessGate]> = NIOLockedValueBox([:])
     /// Sockets passed by systemd, served in place of binding `listen` and `admin.sock`.
     private let activated: ActivatedSockets
+    /// The processes leased identities last as long as (`Host+Leases.swift`).
+    let leases: ProcessExits
+    /// The names of leased identities whose holder ended, for `endLeases` to delete.
+    let leaseEnds = AsyncStream.makeStream(of: String.self)
+    let leaseTask: NIOLockedValueBox<Task<Void, Never>?> = NIOLockedValueBox(nil)
 
     /// Opens the state (creating it on first start) and loads every identity.
     public init(
@@ -60,6 +65,10 @@ public final class Host: Sendable {
         handshakeInterval = NIOLockedValueBox(configuration.handshakePoll)
         self.group = group
         self.logger = logger
+        let ended = leaseEnds.continuation
+        do { leases = try ProcessExits { ended.yield($0) } } catch {
+            throw ConfigurationError.invalidValue(key: "lease", value: "", reason: "cannot watch lease holders: \(error)")
+        }
         for directory in [configuration.stateDirectory, configuration.runtimeDirectory, configuration.runtimeDirectory + "/id"] {
             try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
         }
@@ -143,7 +152,11 @@ public final class Host: Sendable {
             logger.warning("no beacon: relayed handshakes wait for the next poll", metadata: ["beacon": "\(configuration.beacon)", "error": "\(error)"])
         }
         let adminGroup = configuration.adminGroup.isEmpty ? nil : SystemAccounts.gid(configuration.adminGroup)
-        let commands = AdminCommands(pool: pool) { [self] change in try await identityChanged(change) }
+        await endLeasesOfGoneHolders()
+        let socketDirectory = configuration.runtimeDirectory + "/id"
+        let commands = AdminCommands(pool: pool, socketPath: { socketDirectory + "/\($0).sock" }) { [self] change in
+            try await identityChanged(change)
+        }
         let adminPolicy: @Sendable () -> AccessPolicy = { AccessPolicy(.admin(adminGroup: adminGroup)) }
         let adminHandler: ControlServer.Handler = { peer, request in await commands.handle(peer, request) }
         if let admin = activated.admin {
@@ -161,6 +174,7 @@ public final class Host: Sendable {
         await presence.joinPublicIdentities(registering: false)
         startRegistryUpkeep()
         startHandshakePolling()
+        startEndingLeases()
         logger.info("pilot-host serving", metadata: [
             "identities": "\(count - unserved)", "unserved": "\(unserved)", "runtime": "\(configuration.runtimeDirectory)"])
     }
@@ -314,6 +328,9 @@ public final class Host: Sendable {
             task.cancel()
             await task.value
         }
+        leases.stop()
+        leaseEnds.continuation.finish()
+        if let task = leaseTask.withLockedValue({ $0 }) { await task.value }
         for record in await pool.all where record.isEphemeral {
             try? await pool.delete(name: record.name)
             await apps.forget(identity: record.name)
@@ -385,6 +402,7 @@ public final class Host: Sendable {
         switch change {
         case .created(let name):
             guard let record = await pool.identity(named: name) else { return }
+            try watchLease(of: record)
             try openSocket(for: record, newGate: true)
             await spool(of: record, replacing: true)
             // The beacon learns at once where a new private identity is, so pokes reach it.
@@ -406,6 +424,7 @@ public final class Host: Sendable {
         case .deleted(let name):
             // Created again meanwhile (another admin connection): that shut the old gate already.
             guard await pool.identity(named: name) == nil else { return }
+            leases.unwatch(name)
             if let gate = gates.withLockedValue({ $0.removeValue(forKey: name) }) {
                 gate.policy = AccessPolicy(.removed(name: name))
             }

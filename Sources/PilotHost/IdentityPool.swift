@@ -1,7 +1,7 @@
 import FoundationEssentials
 public import PilotCrypto
 public import PilotStore
-import PilotWire
+public import PilotWire
 
 /// The identities of the host: their rows in `host.db`, their keys (unsealed when first needed
 /// and kept), and their registration with the registry (one shared `RegistryClient`).
@@ -23,6 +23,8 @@ public actor IdentityPool {
         public var isPublic = false
         public var isEphemeral = false
         public var autoApprove = false
+        /// The process whose life the identity lasts, if any.
+        public var lease: ProcessStamp?
 
         public init(owner: UInt32) { self.owner = owner }
     }
@@ -133,7 +135,7 @@ public actor IdentityPool {
                 name: name, nodeID: node, sealedKey: keys.seal(key), hostname: request.hostname, tags: request.tags,
                 isPublic: request.isPublic, ownerUID: request.owner, allowedGIDs: request.groups,
                 createdAt: Int64(Date().timeIntervalSince1970), isEphemeral: request.isEphemeral,
-                autoApprove: request.autoApprove)
+                autoApprove: request.autoApprove, lease: request.lease)
             // A name taken by a concurrent create shows up here as a constraint error.
             do { try store.create(record) } catch let error as StoreError where error.isConstraintViolation {
                 throw PoolError.exists(name)

@@ -1,3 +1,5 @@
+public import PilotWire
+
 /// One identity as `host.db` keeps it. The Ed25519 key is stored sealed (the caller seals it
 /// under the host master key; this module never sees it in clear).
 public struct IdentityRecord: Hashable, Sendable {
@@ -24,12 +26,17 @@ public struct IdentityRecord: Hashable, Sendable {
     /// asked, so that whichever key the registry ends up holding is on disk. Nil when no
     /// rotation is unsettled.
     public var pendingSealedKey: [UInt8]?
+    /// The process whose life this identity's lasts (`identity create --lease`): when it ends,
+    /// the identity is deregistered and deleted, host running or not (checked again at start).
+    public var lease: ProcessStamp?
 
     public init(
         name: String, nodeID: UInt32 = 0, network: UInt16 = 0, sealedKey: [UInt8], hostname: String? = nil,
         tags: [String] = [], isPublic: Bool = false, ownerUID: UInt32, allowedGIDs: [UInt32] = [],
-        createdAt: Int64, isEphemeral: Bool = false, autoApprove: Bool = false, ownPort: UInt16 = 0, pendingSealedKey: [UInt8]? = nil
+        createdAt: Int64, isEphemeral: Bool = false, autoApprove: Bool = false, ownPort: UInt16 = 0, pendingSealedKey: [UInt8]? = nil,
+        lease: ProcessStamp? = nil
     ) {
+        self.lease = lease
         self.pendingSealedKey = pendingSealedKey
         self.autoApprove = autoApprove
         self.ownPort = ownPort
@@ -258,6 +265,12 @@ public final class HostStore {
         );
         CREATE INDEX app_install_by_bundle ON app_install (bundle_sha256);
         """,
+        // 10: the process an identity's life is leased to (both null: no lease).
+        """
+        ALTER TABLE identity ADD COLUMN lease_pid INTEGER;
+        ALTER TABLE identity ADD COLUMN lease_start INTEGER;
+        ALTER TABLE identity ADD COLUMN lease_boot TEXT;
+        """,
     ]
 
     /// Opens (creating and migrating) `host.db` at `path`.
@@ -271,8 +284,9 @@ public final class HostStore {
         try db.transaction {
             try db.run(
                 """
-                INSERT INTO identity (name, node_id, network, sealed_key, hostname, tags, public, owner_uid, created_at, ephemeral, auto_approve, own_port, pending_key)
-                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                INSERT INTO identity (name, node_id, network, sealed_key, hostname, tags, public, owner_uid, created_at, ephemeral, auto_approve, own_port, pending_key,
+                    lease_pid, lease_start, lease_boot)
+                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
                 """,
                 [
                     .text(identity.name), .integer(Int64(identity.nodeID)), .integer(Int64(identity.network)),
@@ -280,7 +294,7 @@ public final class HostStore {
                     .text(identity.tags.joined(separator: ",")), .integer(identity.isPublic ? 1 : 0),
                     .integer(Int64(identity.ownerUID)), .integer(identity.createdAt), .integer(identity.isEphemeral ? 1 : 0),
                     .integer(identity.autoApprove ? 1 : 0), .integer(Int64(identity.ownPort)), identity.pendingSealedKey.map(SQLValue.blob) ?? .null,
-                ])
+                ] + Self.leaseValues(identity.lease))
             let rowID = db.lastInsertRowID
             for gid in Set(identity.allowedGIDs) {
                 try db.run("INSERT INTO identity_group (identity_id, gid) VALUES (?, ?)", [.integer(rowID), .integer(Int64(gid))])
@@ -294,15 +308,15 @@ public final class HostStore {
             try db.run(
                 """
                 UPDATE identity SET node_id = ?, network = ?, sealed_key = ?, hostname = ?, tags = ?, public = ?,
-                    owner_uid = ?, ephemeral = ?, auto_approve = ?, own_port = ?, pending_key = ? WHERE name = ?
+                    owner_uid = ?, ephemeral = ?, auto_approve = ?, own_port = ?, pending_key = ?, lease_pid = ?, lease_start = ?, lease_boot = ? WHERE name = ?
                 """,
                 [
                     .integer(Int64(identity.nodeID)), .integer(Int64(identity.network)), .blob(identity.sealedKey),
                     identity.hostname.map(SQLValue.text) ?? .null, .text(identity.tags.joined(separator: ",")),
                     .integer(identity.isPublic ? 1 : 0), .integer(Int64(identity.ownerUID)),
                     .integer(identity.isEphemeral ? 1 : 0), .integer(identity.autoApprove ? 1 : 0), .integer(Int64(identity.ownPort)),
-                    identity.pendingSealedKey.map(SQLValue.blob) ?? .null, .text(identity.name),
-                ])
+                    identity.pendingSealedKey.map(SQLValue.blob) ?? .null,
+                ] + Self.leaseValues(identity.lease) + [.text(identity.name)])
             guard db.changes == 1 else { throw StoreError(code: 12, message: "no identity named \(identity.name)") }
             try db.run(
                 "DELETE FROM identity_group WHERE identity_id = (SELECT id FROM identity WHERE name = ?)", [.text(identity.name)])
@@ -344,7 +358,7 @@ public final class HostStore {
         return try db.rows(
             """
             SELECT id, name, node_id, network, sealed_key, hostname, tags, public, owner_uid, created_at, ephemeral, auto_approve, own_port,
-                pending_key
+                pending_key, lease_pid, lease_start, lease_boot
             FROM identity WHERE \(condition) ORDER BY name
             """, bindings
         ).map { row in
@@ -354,8 +368,19 @@ public final class HostStore {
                 hostname: row[5].text, tags: (row[6].text ?? "").split(separator: ",").map(String.init),
                 isPublic: row[7].integer == 1, ownerUID: UInt32(truncatingIfNeeded: row[8].integer ?? 0),
                 allowedGIDs: groups[row[0].integer ?? 0] ?? [], createdAt: row[9].integer ?? 0, isEphemeral: row[10].integer == 1,
-                autoApprove: row[11].integer == 1, ownPort: UInt16(truncatingIfNeeded: row[12].integer ?? 0), pendingSealedKey: row[13].blob)
+                autoApprove: row[11].integer == 1, ownPort: UInt16(truncatingIfNeeded: row[12].integer ?? 0), pendingSealedKey: row[13].blob,
+                lease: Self.lease(pid: row[14], start: row[15], boot: row[16]))
         }
+    }
+
+    private static func leaseValues(_ lease: ProcessStamp?) -> [SQLValue] {
+        guard let lease else { return [.null, .null, .null] }
+        return [.integer(Int64(lease.pid)), .integer(Int64(truncatingIfNeeded: lease.startTime)), .text(lease.boot)]
+    }
+
+    private static func lease(pid: SQLValue, start: SQLValue, boot: SQLValue) -> ProcessStamp? {
+        guard let pid = pid.integer, let start = start.integer, let boot = boot.text else { return nil }
+        return ProcessStamp(pid: Int32(truncatingIfNeeded: pid), startTime: UInt64(truncatingIfNeeded: start), boot: boot)
     }
 
     // MARK: Trust

@@ -43,7 +43,7 @@ struct ListBench {
             }
             let (pool, _) = try PoolBench.open(state: state, registry: registry, group: group)
             try await pool.load()
-            let admin = AdminCommands(pool: pool) { _ in }
+            let admin = AdminCommands(pool: pool, socketPath: { "/run/pilot-host/id/\($0).sock" }) { _ in }
             let peer = PeerCredentials(pid: getpid(), uid: 0, gid: 0)
             let clock = ContinuousClock()
             var after: String?

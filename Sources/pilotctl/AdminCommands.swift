@@ -8,7 +8,7 @@ import PilotWire
 struct IdentityCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "identity", abstract: "Manage identities (admin socket).",
-        subcommands: [Create.self, List.self, Show.self, Delete.self, SetOwner.self])
+        subcommands: [Create.self, List.self, Show.self, Delete.self, SetOwner.self, SocketPath.self])
 
     static func describe(_ identity: IdentityInfo) -> String {
         let groups = identity.groups.map(String.init).joined(separator: ",")
@@ -18,28 +18,69 @@ struct IdentityCommand: ParsableCommand {
               owner     \(identity.owner) (uid \(identity.ownerUID))\(groups.isEmpty ? "" : ", groups \(groups)")
               hostname  \(identity.hostname ?? "-")
               tags      \(tags.isEmpty ? "-" : tags)
-              public    \(identity.isPublic ? "yes" : "no")\(identity.isEphemeral ? ", ephemeral" : "")\(identity.autoApprove ? ", auto-approve" : "")\(identity.isDeregistered ? "\n  registry  deregistered: offline until pilot-host restarts" : "")
+              public    \(identity.isPublic ? "yes" : "no")\(identity.isEphemeral ? ", ephemeral" : "")\(identity.autoApprove ? ", auto-approve" : "")\(identity.isDeregistered ? "\n  registry  deregistered: offline until pilot-host restarts" : "")\(identity.leasePID.map { "\n  lease     while process \($0) runs" } ?? "")\(identity.socket.map { "\n  socket    \($0)" } ?? "")
             """
     }
 
     struct Create: ParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Create an identity, register it, and print its address.")
+        static let configuration = CommandConfiguration(
+            abstract: "Create an identity, register it, and print its address.",
+            discussion: """
+                A leased identity lasts as long as one process: when it ends (exits, crashes, is \
+                killed), pilot-host deregisters and deletes the identity, running or not at the \
+                time. --lease -- COMMAND...: pilotctl creates it leased to itself, runs COMMAND \
+                with PILOT_SOCKET and PILOT_IDENTITY set, and exits with its status; the identity \
+                ends with it. --lease-pid PID: leased to a process that runs already.
+                """)
         @OptionGroup var global: GlobalOptions
         @Argument var name: String
         @Option(help: "Owner (user name or uid); default: the caller.") var owner: String?
+        @Option(help: "Owner by uid as the host sees it (a user-namespaced container's root, say).") var ownerUid: UInt32?
         @Option(help: "A group whose members may also use it (repeatable).") var group: [String] = []
         @Option var hostname: String?
         @Option(help: "Comma-separated tags.") var tags: String?
         @Flag var `public` = false
         @Flag(help: "Deregister and delete it when pilot-host stops.") var ephemeral = false
         @Flag(help: "Trust every node that asks (a service identity).") var autoApprove = false
+        @Flag(help: "Lease it to the command after --: deleted when that command ends.") var lease = false
+        @Option(help: "Lease it to this running process: deleted when it ends.") var leasePid: Int32?
+        @Argument(parsing: .postTerminator, help: "With --lease: the command to run as the identity.") var command: [String] = []
+
+        func validate() throws {
+            if owner != nil, ownerUid != nil { throw ValidationError("give --owner or --owner-uid, not both") }
+            if lease, leasePid != nil { throw ValidationError("give --lease or --lease-pid, not both") }
+            if lease, command.isEmpty {
+                throw ValidationError("--lease needs the command to run after --, which holds the lease (or use --lease-pid)")
+            }
+            if !lease, !command.isEmpty { throw ValidationError("a command after -- is run only with --lease") }
+            if let leasePid, leasePid < 1 { throw ValidationError("--lease-pid must be a process id") }
+        }
 
         func run() throws {
-            let command = AdminControl.CreateIdentity(
-                identity: name, owner: owner ?? String(getuid()), groups: group, hostname: hostname,
+            let leaseAsked: AdminControl.Lease? = lease ? .caller : leasePid.map { .process($0) }
+            let create = AdminControl.CreateIdentity(
+                identity: name, owner: owner ?? ownerUid.map(String.init) ?? String(getuid()), groups: group, hostname: hostname,
                 tags: tags.map { $0.split(separator: ",").map(String.init) }, isPublic: self.public, isEphemeral: ephemeral,
-                autoApprove: autoApprove)
-            try global.run(command, on: global.runtime + "/admin.sock", text: IdentityCommand.describe)
+                autoApprove: autoApprove, lease: leaseAsked)
+            guard lease else {
+                try global.run(create, on: global.runtime + "/admin.sock", text: IdentityCommand.describe)
+                return
+            }
+            let identity = try global.call(create, on: global.runtime + "/admin.sock")
+            throw ExitCode(try LeaseHolder.run(command, as: identity, socket: identity.socket ?? global.runtime + "/id/\(name).sock"))
+        }
+    }
+
+    struct SocketPath: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "socket-path", abstract: "Print the path of an identity's control socket (to bind-mount it).")
+        @OptionGroup var global: GlobalOptions
+        @Argument var name: String
+
+        func run() throws {
+            try global.run(AdminControl.ShowIdentity(identity: name), on: global.runtime + "/admin.sock") { identity in
+                identity.socket ?? global.runtime + "/id/\(identity.name).sock"
+            }
         }
     }
 

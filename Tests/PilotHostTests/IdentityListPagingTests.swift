@@ -28,7 +28,7 @@ extension IdentityPoolTests {
             print("identity list paging: \(count) rows stored in \(String(format: "%.2f", Date().timeIntervalSince(started))) s")
             let pool = try self.makePool(directory, client)
             try await pool.load()
-            let admin = AdminCommands(pool: pool) { _ in }
+            let admin = AdminCommands(pool: pool, socketPath: { "/run/pilot-host/id/\($0).sock" }) { _ in }
             let peer = PeerCredentials(pid: getpid(), uid: 0, gid: 0)
 
             // The host's part of each page (answering) is timed; checking and decoding is not.

@@ -22,12 +22,15 @@ public enum AdminControl {
         public var isEphemeral: Bool
         /// Whether it trusts every node that asks.
         public var autoApprove: Bool
+        /// The process whose life it lasts, if any.
+        public var lease: Lease?
 
         /// The command, as `pilotctl identity create` sends it.
         public init(
             identity: String, owner: String, groups: [String] = [], hostname: String? = nil, tags: [String]? = nil,
-            isPublic: Bool = false, isEphemeral: Bool = false, autoApprove: Bool = false
+            isPublic: Bool = false, isEphemeral: Bool = false, autoApprove: Bool = false, lease: Lease? = nil
         ) {
+            self.lease = lease
             self.identity = identity
             self.owner = owner
             self.groups = groups
@@ -42,7 +45,8 @@ public enum AdminControl {
             self.init(
                 identity: try fields.string("name"), owner: try fields.string("owner"), groups: try fields.strings("groups"),
                 hostname: try fields.optionalString("hostname"), tags: try fields.optionalStrings("tags"),
-                isPublic: try fields.bool("public"), isEphemeral: try fields.bool("ephemeral"), autoApprove: try fields.bool("auto_approve"))
+                isPublic: try fields.bool("public"), isEphemeral: try fields.bool("ephemeral"), autoApprove: try fields.bool("auto_approve"),
+                lease: try Lease(fields: fields))
         }
 
         public var arguments: [String: JSON] {
@@ -50,13 +54,44 @@ public enum AdminControl {
                 "name": .string(identity), "owner": .string(owner), "groups": .array(groups.map(JSON.string)),
                 "public": .bool(isPublic), "ephemeral": .bool(isEphemeral), "auto_approve": .bool(autoApprove),
             ]
+            if let lease { arguments["lease"] = lease.json }
             if let hostname { arguments["hostname"] = .string(hostname) }
             if let tags { arguments["tags"] = .array(tags.map(JSON.string)) }
             return arguments
         }
     }
 
-    /// `identity.list`: every identity on the host.
+    /// Whose life a leased identity lasts: when that process ends, the host deregisters and
+    /// deletes the identity. In JSON, `"lease": "caller"` or `"lease": PID`.
+    public enum Lease: Hashable, Sendable {
+        /// The process that sends `identity.create` (its connection's peer credentials).
+        case caller
+        /// The process with this pid.
+        case process(Int32)
+
+        /// The lease `fields` asks for, if any.
+        init?(fields: ControlFields) throws(ControlFailure) {
+            switch fields.values["lease"] {
+            case nil, .null?: return nil
+            case let value?:
+                if value.stringValue == "caller" {
+                    self = .caller
+                } else if let pid = value.integerValue, (1...Int64(Int32.max)).contains(pid) {
+                    self = .process(Int32(pid))
+                } else {
+                    throw fields.failure("lease", "\"caller\" or a process id")
+                }
+            }
+        }
+
+        var json: JSON {
+            switch self {
+            case .caller: .string("caller")
+            case .process(let pid): .integer(Int64(pid))
+            }
+        }
+    }
+
     /// `identity.list`: a page of identities in name order. A page stops at `limit` rows or
     /// when its reply would pass `IdentityList.pageBytes`, whichever comes first; its `next`
     /// is the `after` of the page that follows (null: none follows).
@@ -196,12 +231,19 @@ public struct IdentityInfo: ControlReplyData {
     /// It deregistered itself: offline in the registry until the host restarts (in JSON only
     /// when true).
     public var isDeregistered: Bool
+    /// The process whose life it lasts, if it is leased.
+    public var leasePID: Int32?
+    /// Its control socket's path, where the admin socket says it (`identity show`, `create`).
+    public var socket: String?
 
     /// An identity's description.
     public init(
         name: String, nodeID: UInt32, address: String, ownerUID: UInt32, owner: String, groups: [UInt32], tags: [String],
-        isPublic: Bool, isEphemeral: Bool, autoApprove: Bool, createdAt: Int64, hostname: String?, isDeregistered: Bool = false
+        isPublic: Bool, isEphemeral: Bool, autoApprove: Bool, createdAt: Int64, hostname: String?, isDeregistered: Bool = false,
+        leasePID: Int32? = nil, socket: String? = nil
     ) {
+        self.leasePID = leasePID
+        self.socket = socket
         self.isDeregistered = isDeregistered
         self.name = name
         self.nodeID = nodeID
@@ -224,7 +266,8 @@ public struct IdentityInfo: ControlReplyData {
             groups: try fields.integers("groups", as: UInt32.self),
             tags: try fields.strings("tags"), isPublic: try fields.bool("public"), isEphemeral: try fields.bool("ephemeral"),
             autoApprove: try fields.bool("auto_approve"), createdAt: try fields.integer("created_at"),
-            hostname: try fields.optionalString("hostname"), isDeregistered: try fields.bool("deregistered"))
+            hostname: try fields.optionalString("hostname"), isDeregistered: try fields.bool("deregistered"),
+            leasePID: try fields.optionalInteger("lease_pid", as: Int32.self), socket: try fields.optionalString("socket"))
     }
 
     public var json: JSON {
@@ -235,14 +278,17 @@ public struct IdentityInfo: ControlReplyData {
             "auto_approve": .bool(autoApprove), "created_at": .integer(createdAt), "hostname": hostname.map(JSON.string) ?? .null,
         ]
         if isDeregistered { fields["deregistered"] = true }
+        if let leasePID { fields["lease_pid"] = .integer(Int64(leasePID)) }
+        if let socket { fields["socket"] = .string(socket) }
         return .object(fields)
     }
 
     /// At least as many bytes as `json` encodes to, found without encoding it: the keys and
     /// numbers at their longest, every text as if each character were escaped (`\u00XX`).
     public var jsonBytesBound: Int {
-        let texts = name.utf8.count + address.utf8.count + owner.utf8.count + (hostname?.utf8.count ?? 0) + tags.reduce(0) { $0 + $1.utf8.count }
-        return 320 + 6 * texts + 12 * (groups.count + tags.count)
+        let texts = name.utf8.count + address.utf8.count + owner.utf8.count + (hostname?.utf8.count ?? 0) + (socket?.utf8.count ?? 0)
+            + tags.reduce(0) { $0 + $1.utf8.count }
+        return 360 + 6 * texts + 12 * (groups.count + tags.count)
     }
 }
 
