@@ -244,7 +244,17 @@ extension IdentityPool {
 
     /// Best effort: an unreachable registry reaps the node anyway.
     func deregister(_ key: Ed25519PrivateKey, node: UInt32) async {
-        _ = try? await registry.send(signedMessage(key, "deregister", "deregister:\(node)", ["node_id": .integer(Int64(node))]))
+        // Deleted for good: a pilot-rendezvous keeps only the node's tombstone (`forget`); other
+        // registries ignore the field and keep it offline.
+        let goodbye = signedMessage(
+            key, "deregister", "deregister:\(node)",
+            ["node_id": .integer(Int64(node)), "forget_signature": .string(Base64.encode(key.sign("forget:\(node)")))])
+        // Batched with other deletes where the registry takes it (a pilot-rendezvous); alone
+        // where it does not batch, or does not batch this (an older one).
+        if let reply = try? await registry.send(batch: [goodbye]).first, reply.type != "error" || reply["error"]?.stringValue?.contains("cannot be batched") != true {
+            return
+        }
+        _ = try? await registry.send(goodbye)
     }
 
     func registration(_ key: Ed25519PrivateKey, listenAddress: String) -> RegistryMessage {

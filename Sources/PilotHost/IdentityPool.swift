@@ -158,7 +158,7 @@ public actor IdentityPool {
         guard let record = records[name] else { throw PoolError.notFound(name) }
         let node = record.nodeID
         if let key = try? key(name) { await deregister(key, node: node) }
-        try store.delete(name: name)
+        try store.delete(name: name, durably: record.lease == nil)
         if namesByNode[node] == name { namesByNode[node] = nil }
         records[name] = nil
         if case let index = sortedNames.partitionPoint({ $0 >= name }), index < sortedNames.count, sortedNames[index] == name {

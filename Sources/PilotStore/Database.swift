@@ -29,6 +29,14 @@ public final class Database {
         try execute("PRAGMA foreign_keys=ON")
     }
 
+    /// Whether a commit waits for the disk (`synchronous=FULL`, the default) or only for the
+    /// operating system (`NORMAL`: in WAL mode, a process crash loses nothing, a power loss may
+    /// lose the last commits but never corrupts). For what a reboot ends anyway (leased
+    /// identities), where an fsync per commit would be the only limit.
+    public func setDurable(_ durable: Bool) throws(StoreError) {
+        try execute(durable ? "PRAGMA synchronous=FULL" : "PRAGMA synchronous=NORMAL")
+    }
+
     deinit {
         cache.removeAll()
         sqlite3_close_v2(handle)
@@ -78,7 +86,21 @@ public final class Database {
     }
 
     /// Runs `body` in one transaction: committed when it returns, rolled back when it throws.
+    /// Inside another transaction it is a savepoint of that one: undone alone when it throws,
+    /// committed with the outer one (a registry batch holds many changes that each take one).
     public func transaction<R>(_ body: () throws -> R) throws -> R {
+        if sqlite3_get_autocommit(handle) == 0 {
+            try execute("SAVEPOINT nested")
+            do {
+                let result = try body()
+                try execute("RELEASE nested")
+                return result
+            } catch {
+                try? execute("ROLLBACK TO nested")
+                try? execute("RELEASE nested")
+                throw error
+            }
+        }
         try execute("BEGIN IMMEDIATE")
         do {
             let result = try body()

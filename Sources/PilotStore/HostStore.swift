@@ -279,8 +279,15 @@ public final class HostStore {
         try db.migrate(Self.migrations)
     }
 
-    /// Adds an identity; throws a constraint error if the name is taken.
+    /// Adds an identity; throws a constraint error if the name is taken. A leased identity's row
+    /// is committed without waiting for the disk (`Database.setDurable`): its holder does not
+    /// outlive a reboot, and a row a power loss took back names a key nobody holds, which the
+    /// registry reaps.
     public func create(_ identity: IdentityRecord) throws {
+        try committed(durably: identity.lease == nil) { try insert(identity) }
+    }
+
+    private func insert(_ identity: IdentityRecord) throws {
         try db.transaction {
             try db.run(
                 """
@@ -328,13 +335,25 @@ public final class HostStore {
         }
     }
 
-    /// Removes an identity and everything it owns; returns whether it existed.
+    /// Removes an identity and everything it owns; returns whether it existed. With `durably`
+    /// false (a leased identity: see `create`), the commit does not wait for the disk; a delete
+    /// a power loss took back leaves a lease whose holder is gone, ended at the next start.
     @discardableResult
-    public func delete(name: String) throws -> Bool {
-        try db.transaction {
-            try db.run("DELETE FROM identity WHERE name = ?", [.text(name)])
-            return db.changes == 1
+    public func delete(name: String, durably: Bool = true) throws -> Bool {
+        try committed(durably: durably) {
+            try db.transaction {
+                try db.run("DELETE FROM identity WHERE name = ?", [.text(name)])
+                return db.changes == 1
+            }
         }
+    }
+
+    /// `body`'s commits, waiting for the disk or not.
+    private func committed<R>(durably: Bool, _ body: () throws -> R) throws -> R {
+        if durably { return try body() }
+        try db.setDurable(false)
+        defer { try? db.setDurable(true) }
+        return try body()
     }
 
     /// Every identity, by name.

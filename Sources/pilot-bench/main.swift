@@ -11,6 +11,8 @@
 //   pilot-bench trust [--pairs 50]        handshake to mutual trust with auto-approve, two pilot-hosts
 //   pilot-bench pairs [--pairs 1000] [--messages 10]
 //                                        that many identity pairs on two pilot-hosts, trusting and messaging at once
+//   pilot-bench fleet [--cycles 100000] [--lanes 8]
+//                                        leased identities created and deleted: rate, host.db and registry.db sizes
 //   pilot-bench pool [--identities 100000]
 //                                        the identity pool alone (no sockets): creation, load, re-registration, RSS
 //   pilot-bench interop [--megabytes 50] [--runs 10]
@@ -33,6 +35,7 @@ func usage() -> Never {
                pilot-bench host [--identities 1000,10000]           (pilot-host and pilot-rendezvous beside it)
                pilot-bench pool [--identities 100000]               (pilot-rendezvous beside it)
                pilot-bench list [--identities 100000]               (pilot-rendezvous beside it)
+               pilot-bench fleet [--cycles 100000] [--lanes 8]      (pilot-host and pilot-rendezvous beside it)
                pilot-bench net [--megabytes 200] [--echoes 2000]
                pilot-bench trust [--pairs 50]                     (pilot-host and pilot-rendezvous beside it)
                pilot-bench pairs [--pairs 1000] [--messages 10]   (pilot-host and pilot-rendezvous beside it)
@@ -78,6 +81,7 @@ case "apps": AppsBench(identities: Int(option("--identities", default: 20)), cal
 case "directory": DirectoryBench(nodes: Int(option("--nodes", default: 100_000)), queries: Int(option("--queries", default: 200))).run()
 case "pool": PoolBench(count: Int(option("--identities", default: 100_000))).run()
 case "list": ListBench(count: Int(option("--identities", default: 100_000))).run()
+case "fleet": FleetBench(cycles: Int(option("--cycles", default: 100_000)), lanes: Int(option("--lanes", default: 8))).run()
 case "pool-load" where arguments.count == 3: PoolBench.load(state: arguments[1], registry: arguments[2])
 default: usage()
 }

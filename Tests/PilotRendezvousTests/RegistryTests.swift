@@ -539,6 +539,37 @@ final class RegistryTests: XCTestCase {
         XCTAssertEqual(d.id, 4)
     }
 
+    /// A host deleting identities for good says so (`forget_signature`), batched: each node is
+    /// retired at once, leaving only its tombstone row; a plain deregister (1.18's) keeps the node
+    /// offline, and a forget signed over another id is refused with nothing changed.
+    func testABatchOfForgettingDeregistrationsLeavesOnlyTombstones() throws {
+        let registry = try makeRegistry()
+        var nodes = try (0..<4).map { _ in try TestNode() }
+        for index in nodes.indices { try register(registry, &nodes[index]) }
+        func goodbye(_ node: TestNode, forget: String?) -> JSON {
+            var fields: [String: JSON] = ["node_id": .integer(Int64(node.id))]
+            if let forget { fields["forget_signature"] = node.signature(forget) }
+            return node.signed("deregister", "deregister:\(node.id)", fields).json
+        }
+        let requests: [JSON] = [
+            goodbye(nodes[0], forget: "forget:\(nodes[0].id)"), goodbye(nodes[1], forget: "forget:\(nodes[1].id)"),
+            goodbye(nodes[2], forget: nil), goodbye(nodes[3], forget: "forget:\(nodes[0].id)"),
+        ]
+        let replies = registry.handle(RegistryMessage(type: "batch", ["requests": .array(requests)]), peerIP: "127.0.0.1")["replies"]?.arrayValue
+        XCTAssertEqual(replies?.map { $0["type"]?.stringValue ?? "" }, ["deregister_ok", "deregister_ok", "deregister_ok", "error"])
+        XCTAssertEqual(replies?.first?["forgotten"], true)
+        XCTAssertEqual(registry.nodeCount, 2, "the two forgotten are retired; the plain goodbye and the refused one stay")
+        let lookup = { (node: TestNode) in registry.handle(RegistryMessage(type: "lookup", ["node_id": .integer(Int64(node.id))]), peerIP: "x") }
+        XCTAssertEqual(lookup(nodes[0]).type, "error")
+        XCTAssertEqual(lookup(nodes[2])["online"], false)
+        XCTAssertEqual(lookup(nodes[3])["online"], true, "a forget signed over another node's id changes nothing")
+        let database = try Database(path: directory.path("state") + "/registry.db")
+        XCTAssertEqual(try database.rows("SELECT count(*) FROM node").first?[0].integer, 2)
+        XCTAssertEqual(try database.rows("SELECT count(*) FROM tombstone").first?[0].integer, 2)
+        // The key still gets its id back, signing.
+        XCTAssertEqual(try registry.handle(nodes[0].register(), peerIP: "127.0.0.1").nodeID("node_id"), nodes[0].id)
+    }
+
     /// 1.18 signs `set_hostname:<node>`, not the hostname: a captured signature fits any name.
     func testAChangeSignedThe118WayIsTakenOnlyFromTheAddressTheNodeRegisteredFrom() throws {
         let registry = try makeRegistry()

@@ -38,6 +38,14 @@ public actor RegistryClient {
     private let credential: String?
     /// Nil: plain TCP.
     private let tls: TLS?
+    /// Whether a small batch is out; those asked for meanwhile wait in `joining` and go
+    /// together when it is back: the registry commits each batch once, so identities created
+    /// and deleted at once share its fsyncs instead of queueing for one each.
+    private var smallBatchOut = false
+    private var joining: [(requests: [RegistryMessage], reply: CheckedContinuation<[RegistryMessage], any Error>)] = []
+    /// Batches of up to this many requests go together (heartbeats of a whole host are larger,
+    /// and go at once).
+    static let joinable = 64
 
     public init(host: String, port: Int, group: any EventLoopGroup, credential: String? = nil, tls: TLS? = nil) {
         self.host = host
@@ -62,10 +70,45 @@ public actor RegistryClient {
         }
     }
 
-    /// Sends many register / heartbeat / poll_handshakes / set_* requests, in one round trip per
-    /// 1000 where the registry supports batches (with the host credential, if any); replies in
-    /// request order.
+    /// Sends many register / heartbeat / poll_handshakes / set_* / deregister requests, in one
+    /// round trip per 1000 where the registry supports batches (with the host credential, if
+    /// any); replies in request order. A small batch asked for while another is out waits for
+    /// it and goes with the others that waited (`joining`).
     public func send(batch requests: [RegistryMessage]) async throws -> [RegistryMessage] {
+        guard supportsBatch == true, !requests.isEmpty, requests.count <= Self.joinable else { return try await sendNow(batch: requests) }
+        if smallBatchOut {
+            return try await withCheckedThrowingContinuation { joining.append((requests, $0)) }
+        }
+        smallBatchOut = true
+        defer { sendJoining() }
+        return try await sendNow(batch: requests)
+    }
+
+    /// Sends what waited in `joining` as one batch, and gives each waiter its replies; then
+    /// again for what waited meanwhile, until nothing did.
+    private func sendJoining() {
+        guard !joining.isEmpty else {
+            smallBatchOut = false
+            return
+        }
+        let waiting = joining
+        joining = []
+        Task {
+            do {
+                let replies = try await sendNow(batch: waiting.flatMap(\.requests))
+                var start = 0
+                for waiter in waiting {
+                    waiter.reply.resume(returning: Array(replies[start..<start + waiter.requests.count]))
+                    start += waiter.requests.count
+                }
+            } catch {
+                for waiter in waiting { waiter.reply.resume(throwing: error) }
+            }
+            sendJoining()
+        }
+    }
+
+    private func sendNow(batch requests: [RegistryMessage]) async throws -> [RegistryMessage] {
         if supportsBatch != false, !requests.isEmpty {
             var replies: [RegistryMessage] = []
             for start in stride(from: 0, to: requests.count, by: 1000) {

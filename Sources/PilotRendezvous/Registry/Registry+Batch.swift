@@ -21,8 +21,8 @@ extension Registry {
         }
         var replies: [JSON] = []
         replies.reserveCapacity(items.count)
-        // One transaction for the batch: one fsync instead of one per item. Items never open
-        // transactions of their own (none of the batchable types does).
+        // One transaction for the batch: one fsync instead of one per item. An item's own
+        // transaction (deregister's) is a savepoint of it.
         do {
             try store.transaction {
                 for item in items {
@@ -38,8 +38,9 @@ extension Registry {
         return RegistryMessage(type: "batch_ok", ["replies": .array(replies)])
     }
 
-    /// What a batch may carry: what a host says for each of its identities at once.
-    static let batchable: Set<String> = ["register", "heartbeat", "poll_handshakes", "set_hostname", "set_tags", "set_visibility"]
+    /// What a batch may carry: what a host says for each of its identities at once, and the
+    /// goodbye of identities it deletes (a fleet of disposable agents turns over by thousands).
+    static let batchable: Set<String> = ["register", "heartbeat", "poll_handshakes", "set_hostname", "set_tags", "set_visibility", "deregister"]
 
     func batchItem(_ item: JSON, peerIP: String, fromOperatorHost: Bool, notify: inout [UInt32]) -> RegistryMessage {
         do {

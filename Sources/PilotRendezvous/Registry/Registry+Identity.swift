@@ -98,9 +98,21 @@ extension Registry {
     }
 
     /// An explicit goodbye: offline, and out of every custom network (a node that merely goes
-    /// silent keeps its memberships).
+    /// silent keeps its memberships). With `forget_signature` (our extension: the node's key over
+    /// `forget:<id>`, sent by a host deleting the identity for good), the node is retired at
+    /// once, as retention would retire it later: only its tombstone stays (id and key hash), so a
+    /// fleet that makes and deletes identities by the thousand leaves no rows behind.
     func deregister(_ request: RegistryMessage) throws -> RegistryMessage {
         var node = try signedNode(request, "node_id") { "deregister:\($0)" }
+        if let forgetSignature = request["forget_signature"]?.stringValue {
+            try verify(try Ed25519PublicKey(bytes: node.publicKey), forgetSignature, "forget:\(node.id)")
+            try store.transaction {
+                try store.retire(node)
+                try store.removeMemberships(of: node.id)
+            }
+            forget([node])
+            return RegistryMessage(type: "deregister_ok", ["node_id": .integer(Int64(node.id)), "forgotten": true])
+        }
         goOffline(&node, keepingHostname: false)
         try store.transaction {
             try store.save(node)

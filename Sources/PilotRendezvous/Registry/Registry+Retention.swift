@@ -16,18 +16,25 @@ extension Registry {
         } catch {
             return  // the disk refused: keep them all, try again at the next reap
         }
-        let gone = Set(expired.map(\.id))
-        for node in expired {
-            nodes[node.id] = nil
+        forget(expired)
+    }
+
+    /// Takes retired `nodes` out of memory, with what hangs on them. Called with `lock` held.
+    func forget(_ nodes: [NodeRecord]) {
+        let gone = Set(nodes.map(\.id))
+        for node in nodes {
             byKey[node.publicKey] = nil
+            if let hostname = node.hostname, byHostname[hostname] == node.id { byHostname[hostname] = nil }
+            legacyChangeBuckets[node.id] = nil
             if let hostname = node.reclaimableHostname, byReclaimable[hostname] == node.id { byReclaimable[hostname] = nil }
             requests[node.id] = nil
             responses[node.id] = nil
+            self.nodes[node.id] = nil
             networks.removeEverywhere(node.id)
         }
-        trust = trust.filter { !gone.contains(UInt32(truncatingIfNeeded: $0 >> 32)) && !gone.contains(UInt32(truncatingIfNeeded: $0)) }
+        if !trust.isEmpty { trust = trust.filter { !gone.contains(UInt32(truncatingIfNeeded: $0 >> 32)) && !gone.contains(UInt32(truncatingIfNeeded: $0)) } }
         for (id, waiting) in requests { requests[id] = waiting.filter { !gone.contains($0.from) } }
         for (id, answered) in responses { responses[id] = answered.filter { !gone.contains($0.from) } }
-        retired += expired.count
+        retired += nodes.count
     }
 }
