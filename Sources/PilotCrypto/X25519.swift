@@ -6,7 +6,8 @@ public final class X25519KeyPair: Sendable {
     /// The size of a key and of a shared secret.
     public static let size = 32
 
-    private let secret: SecretBytes
+    /// The private scalar; read only in this module (`SealedBox` opens with it).
+    let secret: SecretBytes
     /// The 32-byte public key, sent in `PILK` and `PILA`.
     public let publicKey: [UInt8]
 

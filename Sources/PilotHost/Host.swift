@@ -18,6 +18,8 @@ public final class Host: Sendable {
     let logger: Logger
     private let group: any EventLoopGroup
     let pool: IdentityPool
+    /// The key identity files for this host are sealed to (`HostKey`, from the master key).
+    let hostKey: HostKey
     private let registry: RegistryClient
     /// The admin socket and every identity's socket, watched by one accept thread.
     private let listeners: ControlListeners
@@ -77,6 +79,7 @@ public final class Host: Sendable {
         chmod(configuration.runtimeDirectory + "/id", 0o755)
         let (master, source) = try MasterKey.load(stateDirectory: configuration.stateDirectory)
         logger.info("master key", metadata: ["source": "\(source)"])
+        hostKey = try HostKey(masterKey: master)
         let store = try HostStore(path: configuration.stateDirectory + "/host.db")
         let (registryHost, registryPort) = try Self.split(configuration.registry, key: "registry")
         let credential = try AdminToken.load(configuration.registryCredentialFile, key: "registry-credential-file", logger: logger)
@@ -158,7 +161,12 @@ public final class Host: Sendable {
             try await identityChanged(change)
         }
         let adminPolicy: @Sendable () -> AccessPolicy = { AccessPolicy(.admin(adminGroup: adminGroup)) }
-        let adminHandler: ControlServer.Handler = { peer, request in await commands.handle(peer, request) }
+        let moves = MoveCommands(
+            pool: pool, hostKey: hostKey, presence: presence, socketPath: { socketDirectory + "/\($0).sock" },
+            identitiesChanged: { [self] change in try await identityChanged(change) }, logger: logger)
+        let adminHandler: ControlServer.Handler = { peer, request in
+            MoveControl.Command.names.contains(request.command) ? await moves.handle(request) : await commands.handle(peer, request)
+        }
         if let admin = activated.admin {
             // Its path, mode and group are the socket unit's.
             try listeners.adopt(descriptor: admin, reserved: listeners.limits.reservedForAdmin, policy: adminPolicy, handler: adminHandler)

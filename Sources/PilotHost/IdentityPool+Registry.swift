@@ -257,14 +257,16 @@ extension IdentityPool {
         _ = try? await registry.send(goodbye)
     }
 
+    /// A `register` for `key` at `listenAddress`, signed as 1.18 signs it, and with a signed
+    /// sequence (`RegisterSequence`) unless the registry said it takes none.
     func registration(_ key: Ed25519PrivateKey, listenAddress: String) -> RegistryMessage {
         let text = key.publicKey.base64
-        return RegistryMessage(
-            type: "register",
-            [
-                "listen_addr": .string(listenAddress), "public_key": .string(text), "version": "pilot-host",
-                "signature": .string(Base64.encode(key.sign("register:\(listenAddress):\(text)"))),
-            ])
+        var fields: [String: JSON] = [
+            "listen_addr": .string(listenAddress), "public_key": .string(text), "version": "pilot-host",
+            "signature": .string(Base64.encode(key.sign("register:\(listenAddress):\(text)"))),
+        ]
+        if registrySignsValues != false { fields.merge(sequenceFields(key, listenAddress: listenAddress)) { $1 } }
+        return RegistryMessage(type: "register", fields)
     }
 
     /// A `set_hostname`, `set_tags` or `set_visibility` for `node`: signed over its values and
@@ -276,8 +278,7 @@ extension IdentityPool {
         guard registrySignsValues == true, let values = SignedChange.values(type: type, { fields[$0] }) else {
             return signedMessage(key, type, "\(type):\(node)", all)
         }
-        lastNonce = max(lastNonce + 1, Int64(Date().timeIntervalSince1970 * 1_000_000))
-        all["nonce"] = .integer(lastNonce)
+        all["nonce"] = .integer(nextNonce())
         return signedMessage(key, type, SignedChange.text(type: type, node: node, nonce: lastNonce, values: values), all)
     }
 

@@ -40,7 +40,7 @@ public actor IdentityPool {
     var listenAddress: String
     var records: [String: IdentityRecord] = [:]
     /// The names of `records` in order, for `page`.
-    private var sortedNames: [String] = []
+    var sortedNames: [String] = []
     /// Node id → name, kept with `records` wherever a node id appears, changes or goes.
     var namesByNode: [UInt32: String] = [:]
     /// Identities with a UDP socket of their own register its address instead of the shared one.

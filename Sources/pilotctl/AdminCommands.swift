@@ -8,7 +8,7 @@ import PilotWire
 struct IdentityCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "identity", abstract: "Manage identities (admin socket).",
-        subcommands: [Create.self, List.self, Show.self, Delete.self, SetOwner.self, SocketPath.self])
+        subcommands: [Create.self, List.self, Show.self, Delete.self, SetOwner.self, SocketPath.self, Export.self, Import.self])
 
     static func describe(_ identity: IdentityInfo) -> String {
         let groups = identity.groups.map(String.init).joined(separator: ",")

@@ -31,7 +31,7 @@ struct Pilotctl: ParsableCommand {
             SetPublic.self, SetPrivate.self, Lookup.self, Find.self, Ping.self,
             Handshake.self, Pending.self, Approve.self, Reject.self, Untrust.self, TrustList.self, SendMessage.self, Inbox.self, SendFile.self, Received.self, Subscribe.self, Publish.self, Bench.self, Connections.self, Peers.self, Send.self, Connect.self, Recv.self, Listen.self, SendDatagram.self,
             NetworkCommand.self, Broadcast.self, Extras.self, Version.self, HealthCommand.self, Deregister.self, RotateKey.self,
-            PreferDirect.self, Disconnect.self, Traceroute.self, AppStore.self, DirectoryCommand.self,
+            PreferDirect.self, Disconnect.self, Traceroute.self, AppStore.self, DirectoryCommand.self, HostKeyCommand.self,
         ] + Unavailable.commands)
 
     /// Parses the command line with the global flags put where the subcommand reads them

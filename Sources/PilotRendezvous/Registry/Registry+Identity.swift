@@ -18,6 +18,9 @@ extension Registry {
         } else if known != nil || retired != nil {
             throw RegistryFailure("register: signature required for a known key")
         }
+        let sequence = try registerSequence(
+            request, key: key, keyText: keyText, listenAddress: listenAddress, node: known,
+            stored: known.flatMap { nodes[$0]?.registerSequence } ?? 0)
         let now = clock()
         let id: UInt32
         if let known {
@@ -45,6 +48,7 @@ extension Registry {
         node.relayOnly = request["relay_only"]?.boolValue ?? false
         node.lanAddresses = Self.lanAddresses(request["lan_addrs"])
         node.lastSeen = now
+        if let sequence { node.registerSequence = sequence }
         comeBack(&node)
         try store.save(node)
         if known == nil {

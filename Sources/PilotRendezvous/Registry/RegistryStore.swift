@@ -38,6 +38,9 @@ struct NodeRecord: Sendable {
     var lanAddresses: [String] = []
     /// What it told the directory of itself (`set_listing`).
     var listing = DirectoryListing(choice: .automatic)
+    /// The highest sequence it registered with (`RegisterSequence`; 0: none yet): a register
+    /// with none, or with one not above it, is a stale copy and refused.
+    var registerSequence: Int64 = 0
 
     /// Whether the directory shows it: online, and public (unless it withdrew) or published.
     var isListed: Bool {
@@ -166,6 +169,8 @@ final class RegistryStore {
         INSERT INTO node_search (rowid, hostname, tags, description, category)
             SELECT id, hostname, tags, description, category FROM node WHERE listed = 1;
         """,
+        // The highest signed registration sequence of each node (`RegisterSequence`).
+        "ALTER TABLE node ADD COLUMN register_sequence INTEGER NOT NULL DEFAULT 0;",
     ]
 
     /// The database file.
@@ -181,7 +186,7 @@ final class RegistryStore {
         nodes: [NodeRecord], trust: [(UInt32, UInt32)], requests: [UInt32: [PendingHandshake]],
         responses: [UInt32: [PendingResponse]], networks: [CustomNetwork]
     ) {
-        let nodes = try db.rows("SELECT id, public_key, owner, real_addr, hostname, tags, public, version, online, relay_only, reclaimable_hostname, offline_since, registered_from, signs_values, last_nonce, lan_addrs, listing, description, category FROM node")
+        let nodes = try db.rows("SELECT id, public_key, owner, real_addr, hostname, tags, public, version, online, relay_only, reclaimable_hostname, offline_since, registered_from, signs_values, last_nonce, lan_addrs, listing, description, category, register_sequence FROM node")
             .map { row in
                 NodeRecord(
                     id: UInt32(truncatingIfNeeded: row[0].integer ?? 0), publicKey: row[1].blob ?? [],
@@ -193,7 +198,7 @@ final class RegistryStore {
                     lanAddresses: (row[15].text ?? "").split(separator: ",").map(String.init),
                     listing: DirectoryListing(
                         choice: DirectoryListing.Choice(rawValue: row[16].text ?? "") ?? .automatic, description: row[17].text ?? "",
-                        category: row[18].text ?? ""))
+                        category: row[18].text ?? ""), registerSequence: row[19].integer ?? 0)
             }
         let trust = try db.rows("SELECT a, b FROM trust").map {
             (UInt32(truncatingIfNeeded: $0[0].integer ?? 0), UInt32(truncatingIfNeeded: $0[1].integer ?? 0))
@@ -233,8 +238,8 @@ final class RegistryStore {
             """
             INSERT INTO node (id, public_key, owner, real_addr, hostname, tags, public, version, online, relay_only,
                 reclaimable_hostname, offline_since, registered_from, signs_values, last_nonce, lan_addrs, listing,
-                description, category, listed)
-            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                description, category, listed, register_sequence)
+            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
             ON CONFLICT(id) DO UPDATE SET public_key = excluded.public_key, owner = excluded.owner,
                 real_addr = excluded.real_addr, hostname = excluded.hostname, tags = excluded.tags,
                 public = excluded.public, version = excluded.version, online = excluded.online,
@@ -242,7 +247,7 @@ final class RegistryStore {
                 offline_since = excluded.offline_since, registered_from = excluded.registered_from,
                 signs_values = excluded.signs_values, last_nonce = excluded.last_nonce, lan_addrs = excluded.lan_addrs,
                 listing = excluded.listing, description = excluded.description, category = excluded.category,
-                listed = excluded.listed
+                listed = excluded.listed, register_sequence = excluded.register_sequence
             """,
             [
                 .integer(Int64(node.id)), .blob(node.publicKey), .text(node.owner), .text(node.realAddress),
@@ -252,7 +257,7 @@ final class RegistryStore {
                 node.offlineSince.map(SQLValue.integer) ?? .null, .text(node.registeredFrom),
                 .integer(node.signsValues ? 1 : 0), .integer(node.lastNonce), .text(node.lanAddresses.joined(separator: ",")),
                 .text(node.listing.choice.rawValue), .text(node.listing.description), .text(node.listing.category),
-                .integer(node.isListed ? 1 : 0),
+                .integer(node.isListed ? 1 : 0), .integer(node.registerSequence),
             ])
     }
 
