@@ -242,13 +242,14 @@ extension IdentityPool {
         if deregistered.contains(name) { throw PoolError.deregistered(name) }
     }
 
-    /// Best effort: an unreachable registry reaps the node anyway.
-    func deregister(_ key: Ed25519PrivateKey, node: UInt32) async {
-        // Deleted for good: a pilot-rendezvous keeps only the node's tombstone (`forget`); other
-        // registries ignore the field and keep it offline.
-        let goodbye = signedMessage(
-            key, "deregister", "deregister:\(node)",
-            ["node_id": .integer(Int64(node)), "forget_signature": .string(Base64.encode(key.sign("forget:\(node)")))])
+    /// Best effort: an unreachable registry reaps the node anyway. With `forget` (the identity is
+    /// deleted for good), a pilot-rendezvous keeps only the node's tombstone; other registries
+    /// ignore the field and keep it offline. An identity that lives on elsewhere (exported, or an
+    /// import undone) is not forgotten: its record keeps its registration sequence.
+    func deregister(_ key: Ed25519PrivateKey, node: UInt32, forget: Bool = false) async {
+        var fields: [String: JSON] = ["node_id": .integer(Int64(node))]
+        if forget { fields["forget_signature"] = .string(Base64.encode(key.sign("forget:\(node)"))) }
+        let goodbye = signedMessage(key, "deregister", "deregister:\(node)", fields)
         // Batched with other deletes where the registry takes it (a pilot-rendezvous); alone
         // where it does not batch, or does not batch this (an older one).
         if let reply = try? await registry.send(batch: [goodbye]).first, reply.type != "error" || reply["error"]?.stringValue?.contains("cannot be batched") != true {

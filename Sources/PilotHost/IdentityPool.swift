@@ -143,7 +143,7 @@ public actor IdentityPool {
         } catch {
             // Registered but not stored (a full disk, a name taken underneath): nobody will hold
             // this key, and the registry would keep its hostname claimed until it reaps the node.
-            await deregister(key, node: node)
+            await deregister(key, node: node, forget: true)
             throw error
         }
         records[name] = record
@@ -153,11 +153,13 @@ public actor IdentityPool {
         return record
     }
 
-    /// Deregisters (best effort: an unreachable registry reaps it anyway) and deletes.
-    public func delete(name: String) async throws {
+    /// Deregisters (best effort: an unreachable registry reaps it anyway) and deletes. With
+    /// `forget` (the default: deleted for good), the registry keeps only the node's tombstone;
+    /// an export passes false, so the registry keeps the node's sequence against a stale copy.
+    public func delete(name: String, forget: Bool = true) async throws {
         guard let record = records[name] else { throw PoolError.notFound(name) }
         let node = record.nodeID
-        if let key = try? key(name) { await deregister(key, node: node) }
+        if let key = try? key(name) { await deregister(key, node: node, forget: forget) }
         try store.delete(name: name, durably: record.lease == nil)
         if namesByNode[node] == name { namesByNode[node] = nil }
         records[name] = nil

@@ -48,7 +48,9 @@ struct MoveCommands: Sendable {
         let name = command.identity
         let (file, record, messages) = try await pool.exportFile(name: name, to: recipient, withInbox: command.withInbox)
         // The file exists: from here on this host holds no copy.
-        try await pool.delete(name: name)
+        // Not forgotten at the registry: its record keeps the sequence that refuses this host's
+        // old registration, should it come back.
+        try await pool.delete(name: name, forget: false)
         try await identitiesChanged(.deleted(name))
         logger.notice("identity exported", metadata: [
             "identity": "\(name)", "node": "\(record.nodeID)", "to_host_key": "\(Base64.encode(recipient))", "messages": "\(messages)"])
@@ -67,8 +69,9 @@ struct MoveCommands: Sendable {
         do {
             try await identitiesChanged(.created(name))
         } catch {
-            // Not reachable here: taken back (the file can be imported again).
-            try? await pool.delete(name: name)
+            // Not reachable here: taken back (the file can be imported again, so the registry
+            // keeps the node and its sequence).
+            try? await pool.delete(name: name, forget: false)
             throw error
         }
         logger.notice("identity imported", metadata: [
