@@ -56,7 +56,13 @@ struct FleetBench {
         let done = Counter()
         let failure = FailureBox()
         let start = Date()
-        DispatchQueue.concurrentPerform(iterations: lanes) { lane in
+        // A thread per lane: concurrentPerform would run only as many lanes as there are cores,
+        // and each lane mostly waits for its replies.
+        let finished = DispatchGroup()
+        for lane in 0..<lanes {
+            finished.enter()
+            Thread {
+            defer { finished.leave() }
             do {
                 let admin = try ControlConnection(path: runtime + "/admin.sock")
                 for index in stride(from: lane, to: cycles, by: lanes) {
@@ -71,7 +77,9 @@ struct FleetBench {
             } catch {
                 failure.set(error)
             }
+            }.start()
         }
+        finished.wait()
         if let error = failure.error { throw BenchError("\(error)\npilot-host's last lines:\n\(host.tail())") }
         let seconds = Date().timeIntervalSince(start)
         print(String(format: "  %.0f create+delete cycles /s (%d in %.2f s)", Double(cycles) / seconds, cycles, seconds))
