@@ -226,23 +226,30 @@ public enum JSON: Hashable, Sendable {
         }
     }
 
+    /// Byte by byte over the UTF-8: what needs no escape (nearly everything) is copied as it is.
     private static func writeString(_ value: String, into out: inout [UInt8], escapeHTML: Bool) {
         out.append(UInt8(ascii: "\""))
-        for scalar in value.unicodeScalars {
-            switch scalar {
-            case "\"": out.append(contentsOf: "\\\"".utf8)
-            case "\\": out.append(contentsOf: "\\\\".utf8)
-            case "\n": out.append(contentsOf: "\\n".utf8)
-            case "\r": out.append(contentsOf: "\\r".utf8)
-            case "\t": out.append(contentsOf: "\\t".utf8)
-            case "<", ">", "&", "\u{2028}", "\u{2029}":
-                out.append(contentsOf: (escapeHTML ? unicodeEscape(scalar.value) : String(scalar)).utf8)
-            default:
-                if scalar.value < 0x20 {
-                    out.append(contentsOf: unicodeEscape(scalar.value).utf8)
-                } else {
-                    out.append(contentsOf: String(scalar).utf8)
+        var value = value
+        value.withUTF8 { bytes in
+            var index = 0
+            while index < bytes.count {
+                let byte = bytes[index]
+                switch byte {
+                case UInt8(ascii: "\""): out.append(contentsOf: "\\\"".utf8)
+                case UInt8(ascii: "\\"): out.append(contentsOf: "\\\\".utf8)
+                case UInt8(ascii: "\n"): out.append(contentsOf: "\\n".utf8)
+                case UInt8(ascii: "\r"): out.append(contentsOf: "\\r".utf8)
+                case UInt8(ascii: "\t"): out.append(contentsOf: "\\t".utf8)
+                case 0..<0x20: out.append(contentsOf: unicodeEscape(UInt32(byte)).utf8)
+                case UInt8(ascii: "<"), UInt8(ascii: ">"), UInt8(ascii: "&"):
+                    if escapeHTML { out.append(contentsOf: unicodeEscape(UInt32(byte)).utf8) } else { out.append(byte) }
+                case 0xE2 where escapeHTML && index + 2 < bytes.count && bytes[index + 1] == 0x80 && (bytes[index + 2] | 1) == 0xA9:
+                    // U+2028 and U+2029 (E2 80 A8, E2 80 A9), escaped as Go's encoding/json does.
+                    out.append(contentsOf: unicodeEscape(bytes[index + 2] == 0xA8 ? 0x2028 : 0x2029).utf8)
+                    index += 2
+                default: out.append(byte)
                 }
+                index += 1
             }
         }
         out.append(UInt8(ascii: "\""))
@@ -355,6 +362,16 @@ private struct Parser {
 
     mutating func string() throws(WireError) -> String {
         index += 1  // opening quote
+        // Most strings hold no escape: read up to the closing quote and take the bytes whole.
+        var end = index
+        while end < bytes.count, bytes[end] != UInt8(ascii: "\""), bytes[end] != UInt8(ascii: "\\"), bytes[end] >= 0x20 { end += 1 }
+        if end < bytes.count, bytes[end] == UInt8(ascii: "\"") {
+            guard let text = String(validating: bytes[index..<end], as: UTF8.self) else {
+                throw .invalidValue(field: "JSON string", reason: "not UTF-8")
+            }
+            index = end + 1
+            return text
+        }
         var scalars = String.UnicodeScalarView()
         var run: [UInt8] = []
         func flush(_ run: inout [UInt8], _ scalars: inout String.UnicodeScalarView) throws(WireError) {

@@ -24,6 +24,12 @@ final class JSONTests: XCTestCase {
         let json: JSON = ["t": "<a&b>\u{2028}"]
         XCTAssertEqual(json.encodedString(escapeHTML: true), #"{"t":"\u003ca\u0026b\u003e\u2028"}"#)
         XCTAssertEqual(json.encodedString(), "{\"t\":\"<a&b>\u{2028}\"}")
+        // Byte by byte: other three-byte characters starting E2 80 (…) stay as they are, and
+        // so do longer ones; control characters are escaped; each string reads back whole.
+        let mixed: JSON = ["t": "\u{2029}…é€😀\u{01}\u{1F}q\"\\/\n"]
+        XCTAssertEqual(mixed.encodedString(escapeHTML: true), #"{"t":"\u2029…é€😀\u0001\u001fq\"\\/\n"}"#)
+        XCTAssertEqual(try JSON(parsing: mixed.encoded(escapeHTML: true)), mixed)
+        XCTAssertEqual(try JSON(parsing: mixed.encoded()), mixed)
     }
 
     func testControlCharactersAreEscaped() {

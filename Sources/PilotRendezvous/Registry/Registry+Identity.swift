@@ -13,14 +13,17 @@ extension Registry {
         let known = byKey[key.bytes]
         // A key whose node was retired was seen too: it must prove itself to get its id back.
         let retired = known == nil ? try store.retiredID(of: key.bytes) : nil
-        if let signature = request["signature"]?.stringValue {
+        let sequence = try registerSequence(
+            request, key: key, keyText: keyText, listenAddress: listenAddress, node: known,
+            stored: known.flatMap { nodes[$0]?.registerSequence } ?? 0)
+        if sequence != nil {
+            // The sequence's signature covers the key and the listen address too: the proof
+            // 1.18's signature gives, and more. One verification per register, not two.
+        } else if let signature = request["signature"]?.stringValue {
             try verify(key, signature, "register:\(listenAddress):\(keyText)")
         } else if known != nil || retired != nil {
             throw RegistryFailure("register: signature required for a known key")
         }
-        let sequence = try registerSequence(
-            request, key: key, keyText: keyText, listenAddress: listenAddress, node: known,
-            stored: known.flatMap { nodes[$0]?.registerSequence } ?? 0)
         let now = clock()
         let id: UInt32
         if let known {
@@ -107,8 +110,10 @@ extension Registry {
     /// once, as retention would retire it later: only its tombstone stays (id and key hash), so a
     /// fleet that makes and deletes identities by the thousand leaves no rows behind.
     func deregister(_ request: RegistryMessage) throws -> RegistryMessage {
-        var node = try signedNode(request, "node_id") { "deregister:\($0)" }
         if let forgetSignature = request["forget_signature"]?.stringValue {
+            // `forget:<id>` proves the key and the intent, more than 1.18's `deregister:<id>`:
+            // that one is not checked too.
+            let node = try existing(try request.nodeID("node_id"))
             try verify(try Ed25519PublicKey(bytes: node.publicKey), forgetSignature, "forget:\(node.id)")
             try store.transaction {
                 try store.retire(node)
@@ -117,6 +122,7 @@ extension Registry {
             forget([node])
             return RegistryMessage(type: "deregister_ok", ["node_id": .integer(Int64(node.id)), "forgotten": true])
         }
+        var node = try signedNode(request, "node_id") { "deregister:\($0)" }
         goOffline(&node, keepingHostname: false)
         try store.transaction {
             try store.save(node)
