@@ -96,6 +96,21 @@ final class IdentityLeaseTests: HostProcessTestCase {
         XCTAssertEqual(try identityRows("worker-3"), 0)
     }
 
+    func testSIGTERMToPilotctlStopsItsCommandAndEndsTheLease() throws {
+        let pilotctl = try ChildProcess(
+            name: "lease-holder", executable: bin.appendingPathComponent("pilotctl"),
+            arguments: ["identity", "create", "worker-5", "--runtime-dir", runtime, "--lease", "--", "/bin/sh", "-c", "echo started; exec sleep 60"],
+            logDirectory: directory.url)
+        processes.append(pilotctl)
+        XCTAssertNotNil(within(10) { pilotctl.output.contains("started") }, pilotctl.output)
+        XCTAssertEqual(try identityRows("worker-5"), 1)
+        kill(pilotctl.pid, SIGTERM)
+        XCTAssertNotNil(within(5) { !pilotctl.isRunning }, "pilotctl did not end after SIGTERM")
+        pilotctl.process.waitUntilExit()
+        XCTAssertEqual(pilotctl.process.terminationStatus, 128 + SIGTERM, "the command's end by SIGTERM, as the shell reports it")
+        XCTAssertNotNil(try within(2) { try identityRows("worker-5") == 0 }, "the identity outlived its lease")
+    }
+
     func testALeaseToAProcessThatIsNotRunningIsRefused() throws {
         let sleeper = try holder()
         let pid = sleeper.pid
