@@ -381,14 +381,15 @@ extension HostExecutableTests {
         XCTAssertEqual(refusal?["code"], "unavailable")
         XCTAssertTrue(refusal?["message"]?.stringValue?.contains("LimitNOFILE=") == true, "\(String(describing: refusal))")
 
-        // The refused identity left nothing: not listed, no socket, deregistered (the registry
-        // keeps the node id it gave, offline).
+        // The refused identity left nothing: not listed, no socket, and forgotten at the registry
+        // (only its tombstone keeps the node id it gave).
         let refused = "agent\(created.count)"
         let names = pilotctl(["identity", "list"]).json?["data"]?["identities"]?.arrayValue?.compactMap { $0["name"]?.stringValue }
         XCTAssertEqual(names?.sorted(), created.sorted())
         XCTAssertFalse(FileManager.default.fileExists(atPath: runtime + "/id/\(refused).sock"))
         let lookup = pilotctl(["lookup", "0:0000.0000.\(String(format: "%04X", created.count + 1))", "--identity", "agent0"]).json
-        XCTAssertEqual(lookup?["data"]?["online"], false, "\(String(describing: lookup))")
+        XCTAssertEqual(lookup?["code"], "not_found", "\(String(describing: lookup))")
+        XCTAssertTrue(lookup?["message"]?.stringValue?.contains("is not registered") == true, "\(String(describing: lookup))")
 
         // Everyone else is still served, and a deletion makes room again.
         XCTAssertTrue(host.isRunning)
