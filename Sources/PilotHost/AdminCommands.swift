@@ -39,9 +39,7 @@ public struct AdminCommands: Sendable {
                 guard let identity = await pool.identity(named: command.identity) else {
                     throw ControlFailure(.notFound, "no identity named \(command.identity)")
                 }
-                var info = Self.describe(identity, deregistered: await pool.isDeregistered(identity.name))
-                info.socket = socketPath(identity.name)
-                return .ok(info.json)
+                return .ok(Self.describe(identity, deregistered: await pool.isDeregistered(identity.name), socket: socketPath(identity.name)).json)
             case .delete(let command):
                 try await pool.delete(name: command.identity)
                 try await identitiesChanged(.deleted(command.identity))
@@ -87,9 +85,7 @@ public struct AdminCommands: Sendable {
             try? await pool.delete(name: name)
             throw error
         }
-        var info = Self.describe(record)
-        info.socket = socketPath(name)
-        return info
+        return Self.describe(record, socket: socketPath(name))
     }
 
     /// The process a lease names, as it is now: the caller (its connection's peer credentials)
@@ -151,11 +147,11 @@ public struct AdminCommands: Sendable {
         return IdentityList(identities: rows, total: await pool.count, next: next)
     }
 
-    public static func describe(_ record: IdentityRecord, owner: String? = nil, deregistered: Bool = false) -> IdentityInfo {
+    public static func describe(_ record: IdentityRecord, owner: String? = nil, deregistered: Bool = false, socket: String? = nil) -> IdentityInfo {
         IdentityInfo(
             name: record.name, nodeID: record.nodeID, address: Address(network: record.network, node: record.nodeID).description,
             ownerUID: record.ownerUID, owner: owner ?? SystemAccounts.userName(record.ownerUID), groups: record.allowedGIDs, tags: record.tags,
             isPublic: record.isPublic, isEphemeral: record.isEphemeral, autoApprove: record.autoApprove, createdAt: record.createdAt,
-            hostname: record.hostname, isDeregistered: deregistered, leasePID: record.lease?.pid)
+            hostname: record.hostname, isDeregistered: deregistered, leasePID: record.lease?.pid, socket: socket)
     }
 }

@@ -54,7 +54,7 @@ public final class Host: Sendable {
     private let activated: ActivatedSockets
     /// The processes leased identities last as long as (`Host+Leases.swift`).
     let leases: ProcessExits
-    /// The names of leased identities whose holder ended, for `endLeases` to delete.
+    /// The names of leased identities whose holder ended, for `startEndingLeases`' task to delete.
     let leaseEnds = AsyncStream.makeStream(of: String.self)
     let leaseTask: NIOLockedValueBox<Task<Void, Never>?> = NIOLockedValueBox(nil)
 
@@ -156,13 +156,12 @@ public final class Host: Sendable {
         }
         let adminGroup = configuration.adminGroup.isEmpty ? nil : SystemAccounts.gid(configuration.adminGroup)
         await endLeasesOfGoneHolders()
-        let socketDirectory = configuration.runtimeDirectory + "/id"
-        let commands = AdminCommands(pool: pool, socketPath: { socketDirectory + "/\($0).sock" }) { [self] change in
-            try await identityChanged(change)
-        }
+        let runtimeDirectory = configuration.runtimeDirectory
+        let socketPath: @Sendable (String) -> String = { Self.socketPath(of: $0, in: runtimeDirectory) }
+        let commands = AdminCommands(pool: pool, socketPath: socketPath) { [self] change in try await identityChanged(change) }
         let adminPolicy: @Sendable () -> AccessPolicy = { AccessPolicy(.admin(adminGroup: adminGroup)) }
         let moves = MoveCommands(
-            pool: pool, hostKey: hostKey, presence: presence, socketPath: { socketDirectory + "/\($0).sock" },
+            pool: pool, hostKey: hostKey, presence: presence, socketPath: socketPath,
             identitiesChanged: { [self] change in try await identityChanged(change) }, logger: logger)
         let adminHandler: ControlServer.Handler = { peer, request in
             MoveControl.Command.names.contains(request.command) ? await moves.handle(request) : await commands.handle(peer, request)
@@ -456,7 +455,10 @@ public final class Host: Sendable {
         }
     }
 
-    private func socketPath(_ name: String) -> String { configuration.runtimeDirectory + "/id/\(name).sock" }
+    private func socketPath(_ name: String) -> String { Self.socketPath(of: name, in: configuration.runtimeDirectory) }
+
+    /// Where identity `name`'s control socket is, under the runtime directory `runtime`.
+    static func socketPath(of name: String, in runtime: String) -> String { runtime + "/id/\(name).sock" }
 
     /// Serves `record`'s socket, in place of the one it had, and sets its gate to the record's
     /// owner and groups. A gate is made for an identity that has none, and with `newGate` (a

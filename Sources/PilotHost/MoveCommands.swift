@@ -84,8 +84,6 @@ struct MoveCommands: Sendable {
                 logger.warning("moved identity's peer not reached", metadata: ["identity": "\(name)", "peer": "\(peer)", "error": "\(reason)"])
             }
         }
-        var info = AdminCommands.describe(record)
-        info.socket = socketPath(name)
-        return info
+        return AdminCommands.describe(record, socket: socketPath(name))
     }
 }
