@@ -12,12 +12,12 @@ import PilotWire
 /// identity at all: the socket's gate, asked before every request); the app service does the
 /// work that needs the network, the store or a running app.
 final class AppStoreCommands: Sendable {
-    private let service: AppServiceClient
-    private let installs: AppInstalls
+    let service: AppServiceClient
+    let installs: AppInstalls
     private let source: NIOLockedValueBox<AppServiceControl.CatalogueSource>
     private let sideload: NIOLockedValueBox<Bool>
     private let uploads: Uploads
-    private let logger: Logger
+    let logger: Logger
     /// Calls waiting on apps, per identity: one tenant's slow app cannot take every slot.
     private let calls = NIOLockedValueBox<[String: Int]>([:])
     /// The most calls one identity may have waiting.
@@ -181,10 +181,13 @@ final class AppStoreCommands: Sendable {
     static func record(of plan: AppPlan, source: String, identity: String, approval: (UInt32, Int64)) -> AppInstallRecord {
         AppInstallRecord(
             appID: plan.app, version: plan.version, manifestVersion: plan.manifestVersion, bundleSHA256: plan.bundleSHA256,
-            publisher: plan.publisher, source: source, exposes: plan.exposes, stateDirectory: "state/\(identity)/\(plan.app)",
+            publisher: plan.publisher, source: source, exposes: plan.exposes, stateDirectory: stateDirectory(of: plan.app, identity: identity),
             installedAt: Int64(Date().timeIntervalSince1970), approvedBy: approval.0, approvedAt: approval.1,
             grants: plan.grants.map { AppInstallRecord.Grant(cap: $0.cap, target: $0.target, condition: $0.condition?.encodedString()) })
     }
+
+    /// Where `app`'s state lives for `identity`, under the app service's root.
+    static func stateDirectory(of app: String, identity: String) -> String { "state/\(identity)/\(app)" }
 
     /// Whether installing `plan` over `current` needs the owner again: a higher manifest
     /// version, or grants other than those approved.
@@ -227,7 +230,7 @@ final class AppStoreCommands: Sendable {
     }
 
     /// Deletes the bundles no identity uses any more.
-    private func collectBundles() async {
+    func collectBundles() async {
         guard let keep = try? await installs.bundles() else { return }
         _ = try? await service.send(AppServiceControl.Collect(keep: keep.sorted()), timeout: .seconds(60))
     }
@@ -267,7 +270,7 @@ final class AppStoreCommands: Sendable {
             grants: grants(of: record), sideloaded: record.source == "sideload", exposes: record.exposes)
     }
 
-    private func configuredSource() throws(ControlFailure) -> AppServiceControl.CatalogueSource {
+    func configuredSource() throws(ControlFailure) -> AppServiceControl.CatalogueSource {
         let source = source.withLockedValue { $0 }
         guard !source.urls.isEmpty, !source.keys.isEmpty else {
             throw ControlFailure(.unavailable, "no app catalogue is configured: set app-catalogue and app-catalogue-keys in pilot-host.conf")

@@ -161,7 +161,8 @@ public final class Host: Sendable {
         let commands = AdminCommands(pool: pool, socketPath: socketPath) { [self] change in try await identityChanged(change) }
         let adminPolicy: @Sendable () -> AccessPolicy = { AccessPolicy(.admin(adminGroup: adminGroup)) }
         let moves = MoveCommands(
-            pool: pool, hostKey: hostKey, presence: presence, socketPath: socketPath,
+            pool: pool, hostKey: hostKey, presence: presence, exported: ExportedFiles(directory: configuration.stateDirectory + "/exported"),
+            apps: apps, socketPath: socketPath,
             identitiesChanged: { [self] change in try await identityChanged(change) }, logger: logger)
         let adminHandler: ControlServer.Handler = { peer, request in
             MoveControl.Command.names.contains(request.command) ? await moves.handle(request) : await commands.handle(peer, request)

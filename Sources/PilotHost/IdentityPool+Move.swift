@@ -8,10 +8,12 @@ public import PilotWire
 /// registered with the same key (so the registry gives back its node id) and a sequence newer
 /// than any its old host used (`RegisterSequence`), then stored with its trust table.
 extension IdentityPool {
-    /// `name` sealed for the host whose key is `recipient` (`IdentityFile`), with its inbox if
-    /// `withInbox`, and its record. Nothing changes here: the caller deletes it once it has
-    /// the file.
-    public func exportFile(name: String, to recipient: [UInt8], withInbox: Bool) throws -> (file: [UInt8], record: IdentityRecord, messages: Int) {
+    /// `name` sealed for the host whose key is `recipient` (`IdentityFile`), with its apps and,
+    /// if `withInbox`, its inbox; its record, and how many messages and apps went. Nothing
+    /// changes here: the caller deletes it once it has the file.
+    public func exportFile(
+        name: String, to recipient: [UInt8], withInbox: Bool
+    ) throws -> (file: [UInt8], record: IdentityRecord, messages: Int, apps: Int) {
         guard let record = records[name] else { throw PoolError.notFound(name) }
         guard !rotating.contains(name), record.pendingSealedKey == nil else {
             throw PoolError.busy(name: name, reason: "a key rotation is unsettled: export it once the rotation is done")
@@ -29,9 +31,10 @@ extension IdentityPool {
             messages: messages.map {
                 IdentityParcel.Message(
                     sender: $0.sender, type: $0.type, data: $0.data, messageID: $0.messageID, replyTo: $0.replyTo, receivedAt: $0.receivedAt)
-            })
+            },
+            apps: try store.apps(identity: name).map(Self.parcelApp))
         defer { Sodium.zero(&parcel.seed) }
-        return (try IdentityFile.seal(parcel, signedBy: key), record, messages.count)
+        return (try IdentityFile.seal(parcel, signedBy: key), record, messages.count, parcel.apps.count)
     }
 
     /// Takes in the identity of `parcel` as `name`, owned by `owner`: registered with its key
@@ -79,6 +82,16 @@ extension IdentityPool {
         unsealed[name] = key
         trusts[name] = trusted
         return record
+    }
+
+    /// `record` as a parcel carries it: what the app is and what was approved, not where its
+    /// state lives here.
+    static func parcelApp(_ record: AppInstallRecord) -> IdentityParcel.App {
+        IdentityParcel.App(
+            appID: record.appID, version: record.version, manifestVersion: record.manifestVersion, bundleSHA256: record.bundleSHA256,
+            publisher: record.publisher, source: record.source, exposes: record.exposes, installedAt: record.installedAt,
+            approvedBy: record.approvedBy, approvedAt: record.approvedAt,
+            grants: record.grants.map { IdentityParcel.App.Grant(cap: $0.cap, target: $0.target, condition: $0.condition) })
     }
 
     /// Stores an imported identity with its trust and messages, or nothing of it.

@@ -22,11 +22,13 @@ extension IdentityCommand {
         static let configuration = CommandConfiguration(
             abstract: "Seal an identity to another host's key and write the file to stdout; it leaves this host.",
             discussion: """
-                The file carries its key, address, hostname, tags, visibility, auto-approve and \
-                trust table (with --with-inbox, its inbox too), signed by its key and sealed to \
-                KEY (the other host's `pilotctl host-key`): only that host opens it. Once the \
-                file is made, this host deregisters and deletes the identity, so redirect \
-                stdout to a file: NAME.pilot. Then, there: pilotctl identity import NAME.pilot.
+                The file carries its key, address, hostname, tags, visibility, auto-approve, \
+                trust table and installed apps with their approved grants (with --with-inbox, \
+                its inbox too), signed by its key and sealed to KEY (the other host's `pilotctl \
+                host-key`): only that host opens it. Once the file is made, this host keeps a \
+                copy under its state directory (exported/, root's only), then deregisters and \
+                deletes the identity, so redirect stdout to a file: NAME.pilot. Then, there: \
+                pilotctl identity import NAME.pilot.
                 """)
         @OptionGroup var global: GlobalOptions
         @Argument var name: String
@@ -55,7 +57,7 @@ extension IdentityCommand {
                 // The identity has left this host: its file must not be lost with the write.
                 FileHandle.standardError.write(Data("""
                     error: writing the identity file failed (\(error)); \(name) has already left this host. \
-                    Its file, base64 (decode it with base64 -d > \(name).pilot):
+                    The host keeps a copy at \(exported.kept). The file, base64 (decode it with base64 -d > \(name).pilot):
                     \(exported.file)
 
                     """.utf8))
@@ -72,7 +74,9 @@ extension IdentityCommand {
                 host, or changed in any byte, is refused and nothing is made). The identity is \
                 registered with its key, so it keeps its node id and address, its hostname, tags \
                 and trust table come with it, and the peers it trusts are told where it is now: \
-                their tunnels follow it within seconds, with no new handshake.
+                their tunnels follow it within seconds, with no new handshake. Its apps are \
+                installed again with the grants approved before, where this host can have the \
+                very bundles that were approved; the others are named with the reason.
                 """)
         @OptionGroup var global: GlobalOptions
         @Argument(help: "The identity file; read with your rights, not the host's.") var file: String
@@ -84,7 +88,11 @@ extension IdentityCommand {
                 try global.fail(.error(ControlFailure(.invalidArgument, "cannot read \(file)")))
             }
             let request = MoveControl.ImportIdentity(file: Base64.encode(Array(contents)), owner: owner ?? String(getuid()), rename: name)
-            try global.run(request, on: global.runtime + "/admin.sock", text: IdentityCommand.describe)
+            try global.run(request, on: global.runtime + "/admin.sock") { imported in
+                let apps = imported.appsNotRestored.map { "\n  not installed  \($0.app) \($0.version): \($0.reason)" }.joined()
+                let restored = imported.appsRestored.isEmpty ? "" : "\n  apps      \(imported.appsRestored.joined(separator: ", "))"
+                return IdentityCommand.describe(imported.identity) + restored + apps
+            }
         }
     }
 }

@@ -32,8 +32,10 @@ final class AppStoreTests: HostProcessTestCase {
         return binary
     }
 
-    /// pilot-rendezvous, pilot-host with the catalogue, the app service; alice and bob.
-    private func startAll(catalogueURL: String? = nil, hostArguments: [String] = []) throws {
+    /// pilot-rendezvous, pilot-host with the catalogue, the app service; alice and bob. Returns
+    /// the registry's port.
+    @discardableResult
+    private func startAll(catalogueURL: String? = nil, hostArguments: [String] = []) throws -> UInt16 {
         let registry = try startRendezvous()
         _ = try start(
             "apps", "pilot-host-apps",
@@ -46,6 +48,7 @@ final class AppStoreTests: HostProcessTestCase {
                 + hostArguments,
             ready: "pilot-host serving")
         for name in ["alice", "bob"] { XCTAssertEqual(pilotctl(["identity", "create", name]).json?["status"], "ok") }
+        return registry
     }
 
     private func app(_ identity: String, _ arguments: [String]) -> (status: Int32, json: JSON?) {
@@ -192,6 +195,73 @@ final class AppStoreTests: HostProcessTestCase {
         let refused = app("alice", ["install", try bundleDirectory(greedy, binary: binary), "--local", "--yes"])
         XCTAssertEqual(refused.status, 1)
         XCTAssertTrue(refused.json?["message"]?.stringValue?.contains("sideload") == true, "\(String(describing: refused.json))")
+    }
+
+    /// alice moves from host A to host C, which has an app service and the same catalogue, and
+    /// then to host D, which has no app service: on C her app is installed again with the
+    /// grants approved on A (the same bundle, no new approval) and answers; D names it as not
+    /// installed, with the reason. A keeps its copy of each file it exported.
+    func testAMovedIdentityTakesItsAppsWhereTheApprovedBundleIsHad() throws {
+        try publishNotes()
+        try catalogue.writeCatalogue()
+        let registry = try startAll()
+        XCTAssertEqual(app("alice", ["install", Self.notes, "--yes"]).json?["status"], "ok")
+        let approvedAt = try rows("SELECT approved_at FROM app_install").first?.first?.integer
+        XCTAssertEqual(app("alice", ["call", Self.notes, "notes.add", #"{"text":"on A"}"#]).json?["data"]?["reply"]?["count"], 1)
+
+        let (runC, runD) = (directory.path("run-c"), directory.path("run-d"))
+        _ = try start(
+            "apps-c", "pilot-host-apps",
+            ["--state-dir", directory.path("apps-c"), "--socket", runC + "/apps.sock", "--host-user", "0", "--app-user", "nobody", "--idle-seconds", "60"],
+            ready: "serving")
+        for (label, run) in [("c", runC), ("d", runD)] {
+            _ = try start(
+                "pilot-host-\(label)", "pilot-host",
+                ["--state-dir", directory.path("state-\(label)"), "--runtime-dir", run, "--beacon", "127.0.0.1:1", "--listen", "127.0.0.1:0",
+                 "--app-catalogue", catalogue.catalogueURL, "--app-catalogue-keys", catalogue.catalogueKeyText, "--registry", "127.0.0.1:\(registry)"],
+                ready: "pilot-host serving")
+        }
+        func move(_ name: String, from: String, to: String) throws -> (exported: JSON?, imported: JSON?) {
+            let key = try XCTUnwrap(ctl(to, ["host-key"])?["data"]?["public_key"]?.stringValue)
+            let exported = ctl(from, ["identity", "export", name, "--to-host-key", key])?["data"]
+            let file = directory.path("\(name)-\(UUID().uuidString).pilot")
+            try Data(try Base64.decode(try XCTUnwrap(exported?["file"]?.stringValue))).write(to: URL(fileURLWithPath: file))
+            return (exported, ctl(to, ["identity", "import", file])?["data"])
+        }
+
+        // To C: the same bundle from the same catalogue, installed again without asking.
+        let (toC, onC) = try move("alice", from: runtime, to: runC)
+        XCTAssertEqual(toC?["apps"], 1)
+        let kept = try XCTUnwrap(toC?["kept"]?.stringValue)
+        XCTAssertTrue(kept.hasPrefix(directory.path("state") + "/exported/alice-"), kept)
+        XCTAssertEqual(Array(try Data(contentsOf: URL(fileURLWithPath: kept))), try Base64.decode(try XCTUnwrap(toC?["file"]?.stringValue)))
+        var info = stat()
+        XCTAssertEqual(stat(kept, &info), 0)
+        XCTAssertEqual(info.st_mode & 0o777, 0o600)
+        XCTAssertEqual(stat(directory.path("state") + "/exported", &info), 0)
+        XCTAssertEqual(info.st_mode & 0o777, 0o700)
+        XCTAssertEqual(try rows("SELECT count(*) FROM app_install").first?.first?.integer, 0, "nothing of alice's left on A")
+
+        XCTAssertEqual(onC?["apps_restored"], [.string(Self.notes)], "\(String(describing: onC))")
+        XCTAssertEqual(onC?["apps_not_restored"], [])
+        let rowsC = try Database(path: directory.path("state-c") + "/host.db").rows(
+            "SELECT a.approved_by, a.approved_at, g.cap, g.target FROM app_install a JOIN app_grant g ON g.app_id = a.app_id ORDER BY g.position")
+        XCTAssertEqual(rowsC.map { $0[2].text ?? "" }, ["fs.write", "audit.log"])
+        XCTAssertEqual(rowsC.map { $0[3].text ?? "" }, ["$APP/notes.jsonl", "*"])
+        XCTAssertEqual(rowsC.first?[0].integer, 0)
+        XCTAssertEqual(rowsC.first?[1].integer, approvedAt, "the approval given on A")
+        // It answers on C; its state stayed on A (a new notes file).
+        let added = runPilotctl(["--identity", "alice", "appstore", "call", Self.notes, "notes.add", #"{"text":"on C"}"#], runtime: runC, timeout: 30)
+        XCTAssertEqual(added?["data"]?["reply"]?["count"], 1, "\(String(describing: added))")
+
+        // To D, which runs no app service: named, with the reason, and nothing installed.
+        let (_, onD) = try move("alice", from: runC, to: runD)
+        XCTAssertEqual(onD?["apps_restored"], [])
+        let missing = onD?["apps_not_restored"]?.arrayValue?.first
+        XCTAssertEqual(missing?["app"], .string(Self.notes), "\(String(describing: onD))")
+        XCTAssertEqual(missing?["reason"], "this host runs no app service (pilot-host-apps)")
+        XCTAssertEqual(try Database(path: directory.path("state-d") + "/host.db").rows("SELECT count(*) FROM app_install").first?.first?.integer, 0)
+        XCTAssertEqual(ctl(runD, ["identity", "show", "alice"])?["data"]?["name"], "alice")
     }
 
     func testAnotherUserCannotCallAlicesApps() throws {

@@ -77,6 +77,12 @@ final class IdentityMoveTests: OfficialOverlayTestCase {
         XCTAssertEqual(exported.status, 0, exported.output)
         let bytes = try Data(contentsOf: URL(fileURLWithPath: file))
         XCTAssertEqual(Array(bytes.prefix(8)), Array("PILOT-ID".utf8))
+        // A keeps its own copy, written before alice was deleted.
+        let keptDirectory = overlay.directory.path("state-a") + "/exported"
+        let kept = try FileManager.default.contentsOfDirectory(atPath: keptDirectory)
+        XCTAssertEqual(kept.count, 1, "\(kept)")
+        XCTAssertTrue(kept.first?.hasPrefix("alice-\(alice)-") == true, "\(kept)")
+        XCTAssertEqual(try Data(contentsOf: URL(fileURLWithPath: keptDirectory + "/" + (kept.first ?? ""))), bytes)
         XCTAssertEqual(ctl(hostA, ["identity", "show", "alice"])?["code"], "not_found")
         XCTAssertFalse(FileManager.default.fileExists(atPath: hostA + "/id/alice.sock"), "alice's socket on A is gone")
         XCTAssertEqual(ctl(hostA, ["info", "--identity", "alice"])?["code"], "not_found")
@@ -101,6 +107,7 @@ final class IdentityMoveTests: OfficialOverlayTestCase {
         XCTAssertEqual(imported?["data"]?["address"]?.stringValue, address)
         XCTAssertEqual(imported?["data"]?["hostname"], "alice")
         XCTAssertEqual(imported?["data"]?["tags"], ["worker"])
+        XCTAssertEqual(imported?["data"]?["apps_restored"], [], "she had no apps")
         let moved = Date()
         XCTAssertEqual(ctl(hostC, ["identity", "import", file])?["code"], "already_exists", "not twice")
         XCTAssertEqual(inbox(hostC).sorted(), ["before from alpha", "before from bob"])

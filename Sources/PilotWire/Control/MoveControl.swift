@@ -38,9 +38,10 @@ public enum MoveControl {
     }
 
     /// `identity.import`: the identity in an identity file, given to `owner`, under its own
-    /// name or `rename`; registered with its key (same node, same address), its socket opened.
+    /// name or `rename`; registered with its key (same node, same address), its socket opened,
+    /// its apps installed again where this host has the approved bundles.
     public struct ImportIdentity: ControlCommand {
-        public typealias Reply = IdentityInfo
+        public typealias Reply = ImportedIdentity
         public static let name = "identity.import"
         /// The file's bytes, base64 (pilotctl reads the file; the host opens no user's path).
         public var file: String
@@ -113,26 +114,84 @@ public struct ExportedIdentity: ControlReplyData {
     public var file: String
     /// Inbox messages the file carries.
     public var messages: Int
+    /// Apps the file carries.
+    public var apps: Int
+    /// Where the host keeps its own copy of the file (root's only), written before the
+    /// identity was deleted: the file is never lost with the reply.
+    public var kept: String
 
     /// The reply for an exported identity.
-    public init(name: String, nodeID: UInt32, address: String, file: String, messages: Int) {
+    public init(name: String, nodeID: UInt32, address: String, file: String, messages: Int, apps: Int, kept: String) {
         self.name = name
         self.nodeID = nodeID
         self.address = address
         self.file = file
         self.messages = messages
+        self.apps = apps
+        self.kept = kept
     }
 
     public init(fields: ControlFields) throws(ControlFailure) {
         self.init(
             name: try fields.string("name"), nodeID: try fields.integer("node_id", as: UInt32.self), address: try fields.string("address"),
-            file: try fields.string("file"), messages: try fields.integer("messages", as: Int.self))
+            file: try fields.string("file"), messages: try fields.integer("messages", as: Int.self), apps: try fields.integer("apps", as: Int.self),
+            kept: try fields.string("kept"))
     }
 
     public var json: JSON {
         [
             "name": .string(name), "node_id": .integer(Int64(nodeID)), "address": .string(address), "file": .string(file),
-            "messages": .integer(Int64(messages)),
+            "messages": .integer(Int64(messages)), "apps": .integer(Int64(apps)), "kept": .string(kept),
         ]
     }
+}
+
+/// `identity.import`'s reply: the identity as `identity show` describes it, and which of its
+/// apps were installed again here.
+public struct ImportedIdentity: ControlReplyData {
+    public var identity: IdentityInfo
+    /// The apps installed again, with the grants approved on the old host.
+    public var appsRestored: [String]
+    /// The apps not installed, each with the reason: its owner installs it again.
+    public var appsNotRestored: [AppNotRestored]
+
+    /// The reply for an imported identity.
+    public init(identity: IdentityInfo, appsRestored: [String], appsNotRestored: [AppNotRestored]) {
+        self.identity = identity
+        self.appsRestored = appsRestored
+        self.appsNotRestored = appsNotRestored
+    }
+
+    public init(fields: ControlFields) throws(ControlFailure) {
+        self.init(
+            identity: try IdentityInfo(fields: fields), appsRestored: try fields.strings("apps_restored"),
+            appsNotRestored: try fields.objects("apps_not_restored", AppNotRestored.init(fields:)))
+    }
+
+    /// The identity's fields, and `apps_restored` and `apps_not_restored` beside them.
+    public var json: JSON {
+        guard case .object(var fields) = identity.json else { return identity.json }
+        fields["apps_restored"] = .array(appsRestored.map(JSON.string))
+        fields["apps_not_restored"] = .array(appsNotRestored.map(\.json))
+        return .object(fields)
+    }
+}
+
+/// An app a moved identity had that was not installed again on its new host, and why.
+public struct AppNotRestored: Hashable, Sendable {
+    public var app: String
+    public var version: String
+    public var reason: String
+
+    public init(app: String, version: String, reason: String) {
+        self.app = app
+        self.version = version
+        self.reason = reason
+    }
+
+    public init(fields: ControlFields) throws(ControlFailure) {
+        self.init(app: try fields.string("app"), version: try fields.string("version"), reason: try fields.string("reason"))
+    }
+
+    public var json: JSON { ["app": .string(app), "version": .string(version), "reason": .string(reason)] }
 }

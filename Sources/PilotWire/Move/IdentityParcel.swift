@@ -6,8 +6,8 @@
 /// u32 length and bytes. Decoding is strict: every byte is read, a wrong length or an unknown
 /// flag is an error.
 public struct IdentityParcel: Hashable, Sendable {
-    /// The only version this code writes and reads.
-    public static let version: UInt8 = 1
+    /// The version this code writes. It reads 1 too (no apps).
+    public static let version: UInt8 = 2
     /// The most trust entries and messages a parcel carries; a decoder refuses more before it
     /// allocates anything for them.
     public static let maxEntries = 100_000
@@ -35,6 +35,9 @@ public struct IdentityParcel: Hashable, Sendable {
     public var trust: [Trust]
     /// Its inbox, when the export asked for it (else empty).
     public var messages: [Message]
+    /// The apps it installed and the grants approved for each (version 2; the bundles and the
+    /// apps' state stay behind).
+    public var apps: [App]
 
     /// One entry of its trust table, as `TrustRecord` holds it.
     public struct Trust: Hashable, Sendable {
@@ -78,9 +81,61 @@ public struct IdentityParcel: Hashable, Sendable {
         }
     }
 
+    /// One app it installed, as `AppInstallRecord` holds it, less what is the old host's own
+    /// (the state directory).
+    public struct App: Hashable, Sendable {
+        public var appID: String
+        public var version: String
+        public var manifestVersion: Int
+        /// Lower-case hex SHA-256 of the bundle: the new host installs that bundle or none.
+        public var bundleSHA256: String
+        public var publisher: String
+        /// `catalogue` or `sideload`.
+        public var source: String
+        public var exposes: [String]
+        /// Unix seconds.
+        public var installedAt: Int64
+        /// The uid that approved the grants, on the old host.
+        public var approvedBy: UInt32
+        /// Unix seconds.
+        public var approvedAt: Int64
+        public var grants: [Grant]
+
+        /// One approved grant; `condition` is the grant's `if` as JSON text.
+        public struct Grant: Hashable, Sendable {
+            public var cap: String
+            public var target: String
+            public var condition: String?
+
+            public init(cap: String, target: String, condition: String?) {
+                self.cap = cap
+                self.target = target
+                self.condition = condition
+            }
+        }
+
+        public init(
+            appID: String, version: String, manifestVersion: Int, bundleSHA256: String, publisher: String, source: String, exposes: [String],
+            installedAt: Int64, approvedBy: UInt32, approvedAt: Int64, grants: [Grant]
+        ) {
+            self.appID = appID
+            self.version = version
+            self.manifestVersion = manifestVersion
+            self.bundleSHA256 = bundleSHA256
+            self.publisher = publisher
+            self.source = source
+            self.exposes = exposes
+            self.installedAt = installedAt
+            self.approvedBy = approvedBy
+            self.approvedAt = approvedAt
+            self.grants = grants
+        }
+    }
+
     public init(
         recipient: [UInt8], exportedAt: Int64, lastSequence: Int64, seed: [UInt8], publicKey: [UInt8], node: UInt32, network: UInt16,
-        name: String, hostname: String?, tags: [String], isPublic: Bool, autoApprove: Bool, trust: [Trust], messages: [Message]
+        name: String, hostname: String?, tags: [String], isPublic: Bool, autoApprove: Bool, trust: [Trust], messages: [Message],
+        apps: [App] = []
     ) {
         self.recipient = recipient
         self.exportedAt = exportedAt
@@ -96,6 +151,7 @@ public struct IdentityParcel: Hashable, Sendable {
         self.autoApprove = autoApprove
         self.trust = trust
         self.messages = messages
+        self.apps = apps
     }
 }
 
@@ -108,6 +164,7 @@ extension IdentityParcel {
         static let peerKey: UInt8 = 2
         static let messageID: UInt8 = 1
         static let replyTo: UInt8 = 2
+        static let condition: UInt8 = 1
     }
 
     /// The parcel's bytes. Texts longer than their length field holds are cut (names, tags and
@@ -147,15 +204,36 @@ extension IdentityParcel {
             writer.writeUInt32(UInt32(message.data.count))
             writer.writeBytes(message.data)
         }
+        writer.writeUInt16(UInt16(min(apps.count, Int(UInt16.max))))
+        for app in apps.prefix(Int(UInt16.max)) {
+            writer.writeText8(app.appID)
+            writer.writeText8(app.version)
+            writer.writeUInt32(UInt32(clamping: app.manifestVersion))
+            writer.writeText8(app.bundleSHA256)
+            writer.writeText8(app.publisher)
+            writer.writeText8(app.source)
+            writer.writeUInt16(UInt16(min(app.exposes.count, Int(UInt16.max))))
+            for method in app.exposes.prefix(Int(UInt16.max)) { writer.writeText8(method) }
+            writer.writeUInt64(UInt64(bitPattern: app.installedAt))
+            writer.writeUInt32(app.approvedBy)
+            writer.writeUInt64(UInt64(bitPattern: app.approvedAt))
+            writer.writeUInt16(UInt16(min(app.grants.count, Int(UInt16.max))))
+            for grant in app.grants.prefix(Int(UInt16.max)) {
+                writer.writeText8(grant.cap)
+                writer.writeText16(grant.target)
+                writer.writeUInt8(grant.condition == nil ? 0 : Flag.condition)
+                if let condition = grant.condition { writer.writeText16(condition) }
+            }
+        }
         return writer.bytes
     }
 
-    /// Decodes a parcel that fills `bytes` exactly; throws `unsupportedVersion` for another
-    /// version, and a typed error naming the field for anything malformed.
+    /// Decodes a parcel that fills `bytes` exactly; throws `unsupportedVersion` for a version
+    /// other than 1 and 2, and a typed error naming the field for anything malformed.
     public init(decoding bytes: [UInt8]) throws(WireError) {
         var reader = ByteReader(bytes)
         let version = try reader.readUInt8("identity parcel version")
-        guard version == Self.version else { throw .unsupportedVersion(version) }
+        guard version == 1 || version == Self.version else { throw .unsupportedVersion(version) }
         recipient = Array(try reader.readBytes(32, "identity parcel recipient"))
         exportedAt = Int64(bitPattern: try reader.readUInt64("identity parcel exported_at"))
         lastSequence = Int64(bitPattern: try reader.readUInt64("identity parcel last_sequence"))
@@ -195,7 +273,37 @@ extension IdentityParcel {
             let data = Array(try reader.readBytes(length, "identity parcel message data"))
             messages.append(Message(sender: sender, type: type, data: data, messageID: id, replyTo: replyTo, receivedAt: receivedAt))
         }
+        apps = []
+        if version >= 2 {
+            let appCount = Int(try reader.readUInt16("identity parcel app count"))
+            for _ in 0..<appCount { apps.append(try Self.app(&reader)) }
+        }
         try reader.expectEnd("identity parcel")
+    }
+
+    private static func app(_ reader: inout ByteReader) throws(WireError) -> App {
+        let appID = try reader.readText8("identity parcel app id")
+        let version = try reader.readText8("identity parcel app version")
+        let manifestVersion = Int(try reader.readUInt32("identity parcel app manifest_version"))
+        let bundle = try reader.readText8("identity parcel app bundle")
+        let publisher = try reader.readText8("identity parcel app publisher")
+        let source = try reader.readText8("identity parcel app source")
+        var exposes: [String] = []
+        for _ in 0..<Int(try reader.readUInt16("identity parcel app method count")) { exposes.append(try reader.readText8("identity parcel app method")) }
+        let installedAt = Int64(bitPattern: try reader.readUInt64("identity parcel app installed_at"))
+        let approvedBy = try reader.readUInt32("identity parcel app approved_by")
+        let approvedAt = Int64(bitPattern: try reader.readUInt64("identity parcel app approved_at"))
+        var grants: [App.Grant] = []
+        for _ in 0..<Int(try reader.readUInt16("identity parcel grant count")) {
+            let cap = try reader.readText8("identity parcel grant cap")
+            let target = try reader.readText16("identity parcel grant target")
+            let flags = try Self.flags(&reader, "identity parcel grant flags", allowed: Flag.condition)
+            let condition = flags & Flag.condition != 0 ? try reader.readText16("identity parcel grant condition") : nil
+            grants.append(App.Grant(cap: cap, target: target, condition: condition))
+        }
+        return App(
+            appID: appID, version: version, manifestVersion: manifestVersion, bundleSHA256: bundle, publisher: publisher, source: source,
+            exposes: exposes, installedAt: installedAt, approvedBy: approvedBy, approvedAt: approvedAt, grants: grants)
     }
 
     /// A flags byte; a flag outside `allowed` is refused (a later version's, which this one
