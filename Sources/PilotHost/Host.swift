@@ -81,10 +81,11 @@ public final class Host: Sendable {
         logger.info("master key", metadata: ["source": "\(source)"])
         hostKey = try HostKey(masterKey: master)
         let store = try HostStore(path: configuration.stateDirectory + "/host.db")
-        let (registryHost, registryPort) = try Self.split(configuration.registry, key: "registry")
+        let registries = try configuration.registries.map { address in
+            do { return try Endpoint(parsing: address) } catch { throw ConfigurationError.invalidValue(key: "registry", value: address, reason: "\(error)") }
+        }
         let credential = try AdminToken.load(configuration.registryCredentialFile, key: "registry-credential-file", logger: logger)
-        registry = RegistryClient(
-            host: registryHost, port: registryPort, group: group, credential: credential, tls: try configuration.registryTLSSettings())
+        registry = RegistryClient(targets: registries, group: group, credential: credential, tls: try configuration.registryTLSSettings())
         listeners = try ControlListeners(group: group, limits: configuration.connectionLimits, logger: logger)
         pool = IdentityPool(store: store, keys: try IdentityKeys(masterKey: master), registry: registry, listenAddress: configuration.listen)
         do {
@@ -246,6 +247,24 @@ public final class Host: Sendable {
         let logger = logger
         let presence = presence
         let registryAddress = configuration.registry
+        let registry = registry
+        // Another instance of the overlay's registry: the identities register there at once
+        // (same keys, same addresses), rather than at the next heartbeat.
+        Task {
+            await registry.whenSwitched { target in
+                logger.notice("registry switched", metadata: ["registry": "\(target)"])
+                do {
+                    let (changed, failed) = try await pool.registerAll()
+                    if !changed.isEmpty { logger.warning("registry gave new addresses", metadata: ["identities": "\(changed)"]) }
+                    for name in changed { await presence.leave(name) }
+                    let registered = await pool.count - failed.count
+                    logger.notice("identities registered again", metadata: [
+                        "registry": "\(target)", "identities": "\(registered)", "failed": "\(failed.count)"])
+                } catch {
+                    logger.error("registration after a registry switch failed", metadata: ["registry": "\(target)", "error": "\(error)"])
+                }
+            }
+        }
         heartbeat.withLockedValue {
             $0 = Task {
                 do {

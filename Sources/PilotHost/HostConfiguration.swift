@@ -11,7 +11,8 @@ import PilotWire
 public struct HostConfiguration: Equatable, Sendable {
     public var stateDirectory = "/var/lib/pilot-host"
     public var runtimeDirectory = "/run/pilot-host"
-    /// Registry address, `host:port`.
+    /// Registry address, `host:port`; or several, comma-separated: instances of one overlay
+    /// (pilot-rendezvous on one database), tried in turn (`registries`).
     public var registry = "127.0.0.1:9000"
     /// Beacon address, `host:port`.
     public var beacon = "127.0.0.1:9001"
@@ -89,7 +90,7 @@ public struct HostConfiguration: Equatable, Sendable {
         case "state-dir": stateDirectory = try Self.absolutePath(key, value)
         case "runtime-dir": runtimeDirectory = try Self.absolutePath(key, value)
         case "spool-dir": spoolDirectory = value.isEmpty ? "" : try Self.absolutePath(key, value)
-        case "registry": registry = try Self.endpoint(key, value)
+        case "registry": registry = try Self.endpoints(key, value)
         case "beacon": beacon = try Self.endpoint(key, value)
         case "listen": listen = try Self.endpoint(key, value)
         case "admin-group":
@@ -215,6 +216,17 @@ public struct HostConfiguration: Equatable, Sendable {
             throw .invalidValue(key: key, value: value, reason: "must be an absolute path")
         }
         return value
+    }
+
+    /// The registries of `registry`, in the order they are tried.
+    public var registries: [String] { Self.list(registry) }
+
+    /// A list (`list`) of at least one `host:port`, each checked.
+    private static func endpoints(_ key: String, _ value: String) throws(ConfigurationError) -> String {
+        let items = list(value)
+        guard !items.isEmpty else { throw .invalidValue(key: key, value: value, reason: "no address") }
+        for item in items { _ = try endpoint(key, item) }
+        return items.joined(separator: ", ")
     }
 
     private static func endpoint(_ key: String, _ value: String) throws(ConfigurationError) -> String {

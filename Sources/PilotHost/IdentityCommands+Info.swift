@@ -38,7 +38,7 @@ extension IdentityCommands {
     /// 1.18's Info keys with this identity's figures. `connections` and `ports` are the
     /// caller's count when it gives one (a driver connection counts its own), else the
     /// identity's (its open streams, the ports it listens on). Plus ours: `name`, `tags`,
-    /// `public`.
+    /// `public`, `deregistered`, `registry` (the registry in use, of those configured).
     func referenceInfo(connections: Int? = nil, ports: Int? = nil) async throws -> [String: JSON] {
         guard let record = await pool.identity(named: name) else { throw PoolError.notFound(name) }
         let figures = try await referenceFigures()
@@ -62,6 +62,7 @@ extension IdentityCommands {
             "features": .array(["reply_window", "dial_awaits_key", "key_request", "dgram_confirm"].map(JSON.string)),
             "transport": .string("udp"), "tags": .array(record.tags.map(JSON.string)), "public": .bool(record.isPublic),
             "deregistered": .bool(await pool.isDeregistered(name)),
+            "registry": .string(await pool.registry.inUse.description),
         ]
     }
 

@@ -35,6 +35,17 @@ final class HostConfigurationTests: XCTestCase {
         XCTAssertEqual(configuration.registry, "127.0.0.1:19000")
     }
 
+    func testSeveralRegistriesAreAListEachChecked() throws {
+        var configuration = HostConfiguration()
+        try configuration.set("registry", "10.0.0.1:9000, 10.0.0.2:9000 [::1]:9000")
+        XCTAssertEqual(configuration.registries, ["10.0.0.1:9000", "10.0.0.2:9000", "[::1]:9000"])
+        XCTAssertThrowsError(try configuration.set("registry", "10.0.0.1:9000, nowhere")) {
+            XCTAssertTrue("\($0)".hasPrefix("registry = nowhere: "), "\($0)")
+        }
+        XCTAssertThrowsError(try configuration.set("registry", " , "))
+        XCTAssertEqual(configuration.registries.count, 3, "a refused value changes nothing")
+    }
+
     func testARegistryFingerprintIsHexOfSHA256AndNeedsTLS() throws {
         var configuration = HostConfiguration()
         XCTAssertThrowsError(try configuration.set("registry-fingerprint", "abc"))

@@ -53,6 +53,65 @@ final class RegistryClientTests: XCTestCase {
         try await group.shutdownGracefully()
     }
 
+    /// Several registries: the client takes the first that answers, moves to the next when the
+    /// one in use goes away or holds a request without answering, and says so (`inUse`,
+    /// `whenSwitched`); a request asked at the moment of the move is answered by the next.
+    func testSeveralRegistriesTheClientMovesOnWhenOneDiesOrGoesSilent() async throws {
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+        let directory = try TemporaryDirectory(prefix: "pilot-client-failover")
+        defer { directory.remove() }
+        func startServer(_ name: String) async throws -> (RegistryServer, Int) {
+            let server = RegistryServer(
+                registry: try Registry(stateDirectory: directory.path(name)), configuration: .init(host: "127.0.0.1", port: 0),
+                logger: Logger(label: "test"))
+            return (server, try await server.start(on: group).port ?? 0)
+        }
+        // One that listens and never answers: the kernel accepts the connection for it.
+        let silent = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        withUnsafePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { _ = bind(silent, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
+        XCTAssertEqual(listen(silent, 16), 0)
+        defer { close(silent) }
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        withUnsafeMutablePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { _ = getsockname(silent, $0, &length) } }
+        let silentPort = Int(UInt16(bigEndian: address.sin_port))
+        let deadPort = Int(try LoopbackSocket.freePort())
+
+        let (a, portA) = try await startServer("a")
+        let (b, portB) = try await startServer("b")
+        let targets = [deadPort, portA, silentPort, portB].map { Endpoint(host: "127.0.0.1", port: UInt16($0)) }
+        let client = RegistryClient(targets: targets, group: group, replyTimeout: .seconds(1))
+        let moves = NIOLockedValueBox<[Int]>([])
+        await client.whenSwitched { target in moves.withLockedValue { $0.append(Int(target.port)) } }
+
+        // Nobody listens on the first: the second answers, and that is no move.
+        let key = try Ed25519PrivateKey()
+        let first = try await client.send(register(key))
+        XCTAssertEqual(first["node_id"], 1)
+        var inUse = await client.inUse
+        XCTAssertEqual(Int(inUse.port), portA)
+        XCTAssertEqual(moves.withLockedValue { $0 }, [])
+
+        // A goes: the silent one takes the connection but never answers; after 1 s, B answers.
+        try await a.shutdown()
+        let started = Date()
+        let reply = try await client.send(RegistryMessage(type: "lookup", ["node_id": 1]))
+        XCTAssertEqual(reply.type, "error", "B has never seen node 1: \(reply.json.encodedString())")
+        XCTAssertLessThan(Date().timeIntervalSince(started), 5)
+        inUse = await client.inUse
+        XCTAssertEqual(Int(inUse.port), portB)
+        try await Task.sleep(for: .milliseconds(100))
+        XCTAssertEqual(moves.withLockedValue { $0 }.last, portB, "told of the move to B")
+        let atB = try await client.send(register(key))
+        XCTAssertEqual(atB["node_id"], 1, "registered at B")
+
+        await client.disconnect()
+        try await b.shutdown()
+        try await group.shutdownGracefully()
+    }
+
     /// pilot-rendezvous over TLS with a self-signed certificate: the client that pins its
     /// SHA-256 registers; a wrong pin, no pin (no trust root vouches for it) and plain TCP fail.
     func testTLSWithAPinnedCertificateConnectsAndAWrongPinDoesNot() async throws {

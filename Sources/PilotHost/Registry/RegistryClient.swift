@@ -12,6 +12,11 @@ public import PilotWire
 /// (the official one), remembering the answer. A broken connection is re-dialled once per request.
 /// With `tls`, the connection is TLS, the certificate pinned by its SHA-256 or checked against
 /// the system's trust roots.
+///
+/// Several registries (instances of one overlay, on one database) are tried in turn: the
+/// connection goes to the first that answers, and when it breaks or a reply is late
+/// (`replyTimeout`), to the next. `whenSwitched` hears of each move, so the identities can
+/// register again there.
 public actor RegistryClient {
     /// How the registry's TLS certificate is checked.
     public struct TLS: Sendable, Equatable {
@@ -22,14 +27,23 @@ public actor RegistryClient {
         public init(fingerprint: [UInt8]? = nil) { self.fingerprint = fingerprint }
     }
 
-    public let host: String
-    public let port: Int
+    /// The registries, in the order they are tried.
+    public let targets: [Endpoint]
+    /// The one in use, or tried first next.
+    private var current = 0
+    /// Which of `targets` `channel` goes to, or the last connection went to.
+    private var channelTarget = 0
+    /// Whether a connection was ever made: a move before the first is no switch.
+    private var everConnected = false
+    private var switched: (@Sendable (Endpoint) async -> Void)?
+    /// A request whose reply takes longer than this fails, and its connection is dropped.
+    private let replyTimeout: TimeAmount
     private let group: any EventLoopGroup
     private var channel: (any Channel)?
     /// The connect under way: concurrent requests wait for this one instead of each dialling
     /// (and all but the last connection leaking). Numbered, so that whichever of its waiters
     /// resumes first clears it, and only it.
-    private var connecting: (number: Int, task: Task<any Channel, any Error>)?
+    private var connecting: (number: Int, task: Task<(any Channel, Int), any Error>)?
     private var connects = 0
     /// nil until a batch was tried; then whether the registry understood it.
     public private(set) var supportsBatch: Bool?
@@ -48,25 +62,44 @@ public actor RegistryClient {
     static let joinable = 64
 
     public init(host: String, port: Int, group: any EventLoopGroup, credential: String? = nil, tls: TLS? = nil) {
-        self.host = host
-        self.port = port
+        self.init(targets: [Endpoint(host: host, port: UInt16(clamping: port))], group: group, credential: credential, tls: tls)
+    }
+
+    /// A client of the registries `targets` (at least one), tried in that order.
+    public init(
+        targets: [Endpoint], group: any EventLoopGroup, credential: String? = nil, tls: TLS? = nil, replyTimeout: TimeAmount = .seconds(15)
+    ) {
+        precondition(!targets.isEmpty, "a registry client needs a registry")
+        self.targets = targets
         self.group = group
         self.credential = credential
         self.tls = tls
+        self.replyTimeout = replyTimeout
     }
+
+    /// The registry in use (or to be tried first).
+    public var inUse: Endpoint { targets[current] }
+
+    /// `handler` runs after each move to another registry than the one used before.
+    public func whenSwitched(_ handler: @escaping @Sendable (Endpoint) async -> Void) { switched = handler }
 
     /// Sends one request and returns its reply (which may be `{"type":"error",...}`).
     public func send(_ request: RegistryMessage) async throws -> RegistryMessage {
-        var used: (any Channel)?
-        do {
-            let channel = try await connected()
-            used = channel
-            return try await exchange(request, on: channel)
-        } catch {
-            // One retry on a fresh connection: the registry may have restarted. Only the
-            // connection this request used is dropped, not one a concurrent request has just made.
-            if let used { await drop(used) }
-            return try await exchange(request, on: try await connected())
+        // One retry on a fresh connection: the registry may have restarted; with several, one
+        // try at each. Only the connection this request used is dropped, not one a concurrent
+        // request has just made. A connect that failed has tried every registry already.
+        var attempt = 1
+        while true {
+            var used: (any Channel)?
+            do {
+                let channel = try await connected()
+                used = channel
+                return try await exchange(request, on: channel)
+            } catch {
+                if let used { await drop(used) }
+                guard attempt < max(2, targets.count), used != nil || attempt == 1 else { throw error }
+                attempt += 1
+            }
         }
     }
 
@@ -138,14 +171,18 @@ public actor RegistryClient {
 
     public func disconnect() async {
         // A connect under way would otherwise leave its connection open behind us.
-        if let connecting, let pending = try? await connecting.task.value { try? await pending.close() }
+        if let connecting, let pending = try? await connecting.task.value { try? await pending.0.close() }
         if let channel { try? await channel.close() }
         channel = nil
     }
 
-    /// Closes `failed`, and forgets it if it is still the connection in use.
+    /// Closes `failed`, and forgets it if it is still the connection in use; the next connect
+    /// tries the next registry first (requests that failed together move once).
     private func drop(_ failed: any Channel) async {
-        if channel === failed { channel = nil }
+        if channel === failed {
+            channel = nil
+            current = (channelTarget + 1) % targets.count
+        }
         try? await failed.close()
     }
 
@@ -157,29 +194,60 @@ public actor RegistryClient {
         // A write to a connection already gone never reaches the handler: its failure is the answer.
         let written = channel.eventLoop.makePromise(of: Void.self)
         written.futureResult.whenFailure { promise.fail($0) }
+        // A registry that holds the connection but does not answer (stopped, overloaded) is
+        // left like one that closed it.
+        let timeout = channel.eventLoop.scheduleTask(in: replyTimeout) { [replyTimeout] in
+            promise.fail(RegistryClientError("no reply from the registry within \(replyTimeout.nanoseconds / 1_000_000_000) s"))
+            channel.close(promise: nil)
+        }
+        promise.futureResult.whenComplete { _ in timeout.cancel() }
         channel.writeAndFlush(RegistryClientHandler.Outbound(frame: buffer, reply: promise), promise: written)
         return try await promise.futureResult.get()
     }
 
     private func connected() async throws -> any Channel {
         if let channel, channel.isActive { return channel }
-        let (number, task): (Int, Task<any Channel, any Error>)
+        let (number, task): (Int, Task<(any Channel, Int), any Error>)
         if let connecting {
             (number, task) = connecting
         } else {
             connects += 1
-            (number, task) = (connects, Task { [group, host, port, tls] in try await Self.connect(group: group, host: host, port: port, tls: tls) })
+            (number, task) = (connects, Task { [group, targets, current, tls] in try await Self.connect(group: group, targets: targets, from: current, tls: tls) })
             connecting = (number, task)
         }
         // The first waiter to resume, the dialler or not, ends this connect: a failed one is not
         // handed to the next request's retry.
         defer { if connecting?.number == number { connecting = nil } }
-        let channel = try await task.value
-        if self.channel !== channel, connecting?.number == number { self.channel = channel }
+        let (channel, index) = try await task.value
+        if self.channel !== channel, connecting?.number == number {
+            self.channel = channel
+            let moved = everConnected && index != channelTarget
+            channelTarget = index
+            current = index
+            everConnected = true
+            if moved, let switched { Task { await switched(targets[index]) } }
+        }
         return channel
     }
 
-    private static func connect(group: any EventLoopGroup, host: String, port: Int, tls: TLS?) async throws -> any Channel {
+    /// A connection to the first of `targets`, from `from` on and around, that accepts one, and
+    /// its index; with several, each has 2 s to answer, not 5.
+    private static func connect(group: any EventLoopGroup, targets: [Endpoint], from: Int, tls: TLS?) async throws -> (any Channel, Int) {
+        var failures: [String] = []
+        for step in 0..<targets.count {
+            let index = (from + step) % targets.count
+            do {
+                return (try await connect(group: group, host: targets[index].host, port: Int(targets[index].port), tls: tls,
+                                          timeout: .seconds(targets.count > 1 ? 2 : 5)), index)
+            } catch {
+                if targets.count == 1 { throw error }
+                failures.append("\(targets[index]): \(error)")
+            }
+        }
+        throw RegistryClientError("no registry answers: \(failures.joined(separator: "; "))")
+    }
+
+    private static func connect(group: any EventLoopGroup, host: String, port: Int, tls: TLS?, timeout: TimeAmount) async throws -> any Channel {
         let context = try tls.map { tls in
             var configuration = TLSConfiguration.makeClientConfiguration()
             // A pinned certificate names no host: the pin is the whole check.
@@ -188,7 +256,7 @@ public actor RegistryClient {
         }
         return try await ClientBootstrap(group: group)
             .channelOption(.tcpOption(.tcp_nodelay), value: 1)
-            .connectTimeout(.seconds(5))
+            .connectTimeout(timeout)
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
                     if let context {
