@@ -152,7 +152,7 @@ public final class Host: Sendable {
             try await presence.start(adopting: activated.tunnels)
         }
         let pollNow = pollTrigger.continuation
-        do { try await presence.useBeacon(configuration.beacon) { pollNow.yield() } } catch {
+        do { try await presence.useBeacons(configuration.beacons) { pollNow.yield() } } catch {
             logger.warning("no beacon: relayed handshakes wait for the next poll", metadata: ["beacon": "\(configuration.beacon)", "error": "\(error)"])
         }
         let adminGroup = configuration.adminGroup.isEmpty ? nil : SystemAccounts.gid(configuration.adminGroup)
@@ -363,6 +363,7 @@ public final class Host: Sendable {
             await apps.forget(identity: record.name)
         }
         listeners.shutdown()
+        await presence.stopBeaconWatch()
         // Streams end with a FIN, not by silence: what was written is delivered first.
         let unfinished = await presence.fabric.closeStreams(within: .seconds(2))
         if unfinished > 0 { logger.warning("streams still open at shutdown", metadata: ["count": "\(unfinished)"]) }

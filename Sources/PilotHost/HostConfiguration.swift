@@ -14,7 +14,7 @@ public struct HostConfiguration: Equatable, Sendable {
     /// Registry address, `host:port`; or several, comma-separated: instances of one overlay
     /// (pilot-rendezvous on one database), tried in turn (`registries`).
     public var registry = "127.0.0.1:9000"
-    /// Beacon address, `host:port`.
+    /// Beacon address, `host:port`; or several, tried in turn (`beacons`).
     public var beacon = "127.0.0.1:9001"
     /// The shared tunnel UDP socket, `host:port`.
     public var listen = "0.0.0.0:37000"
@@ -91,7 +91,7 @@ public struct HostConfiguration: Equatable, Sendable {
         case "runtime-dir": runtimeDirectory = try Self.absolutePath(key, value)
         case "spool-dir": spoolDirectory = value.isEmpty ? "" : try Self.absolutePath(key, value)
         case "registry": registry = try Self.endpoints(key, value)
-        case "beacon": beacon = try Self.endpoint(key, value)
+        case "beacon": beacon = try Self.endpoints(key, value)
         case "listen": listen = try Self.endpoint(key, value)
         case "admin-group":
             guard value.isEmpty || value.allSatisfy({ $0.isLetter || $0.isNumber || "-_.".contains($0) }) else {
@@ -220,6 +220,9 @@ public struct HostConfiguration: Equatable, Sendable {
 
     /// The registries of `registry`, in the order they are tried.
     public var registries: [String] { Self.list(registry) }
+
+    /// The beacons of `beacon`, in the order they are tried.
+    public var beacons: [String] { Self.list(beacon) }
 
     /// A list (`list`) of at least one `host:port`, each checked.
     private static func endpoints(_ key: String, _ value: String) throws(ConfigurationError) -> String {

@@ -39,6 +39,12 @@ actor Presence {
     var ownSockets: [UInt32: Int] = [:]
     /// The beacon, which pokes an endpoint when a relayed handshake waits for one of its nodes.
     private(set) var beacon: SocketAddress?
+    /// The beacons configured, in the order they are tried (`Presence+Beacons.swift`).
+    var beacons: [SocketAddress] = []
+    /// When the beacon in use last said anything: written on the fabric's loop.
+    let beaconHeard = NIOLockedValueBox<ContinuousClock.Instant>(.now)
+    /// The watch that moves to the next beacon when this one falls silent.
+    var beaconWatch: Task<Void, Never>?
 
     /// Each tunnel socket's own address, registered while the beacon has reported no mapping
     /// for it (the shared socket's listen host and port, a public identity's advertised host
@@ -68,16 +74,16 @@ actor Presence {
         self.logger = logger
     }
 
-    /// Listens for the beacon at `address` (host:port): `poked` runs (on the fabric's loop: it
-    /// must return at once) when it says a relayed handshake waits at the registry.
-    func useBeacon(_ address: String, poked: @escaping @Sendable () -> Void) async throws {
-        let (host, port) = try Host.split(address, key: "beacon")
-        let beacon = try SocketAddress.makeAddressResolvingHost(host, port: port)
+    /// Listens for the beacon at `beacon`: `poked` runs (on the fabric's loop: it must return
+    /// at once) when it says a relayed handshake waits at the registry.
+    func useBeacon(_ beacon: SocketAddress, poked: @escaping @Sendable () -> Void) async throws {
         self.beacon = beacon
+        beaconHeard.withLockedValue { $0 = .now }
         try await fabric.useBeacon(beacon)
         // The fabric hands on the beacon's own messages only: anyone could send a poke to make
         // the host poll, or a discover reply to make it register elsewhere.
-        try await fabric.onBeaconMessage { [weak self, mappings] message, socket in
+        try await fabric.onBeaconMessage { [weak self, mappings, beaconHeard] message, socket in
+            beaconHeard.withLockedValue { $0 = .now }
             switch message {
             case .notify(BeaconMessage.notifyHandshakePending):
                 poked()

@@ -6,29 +6,33 @@ import XCTest
 
 /// pilot-host with two registries (`--registry A,B`): it uses A; when A is killed, it moves to
 /// B within seconds and all its identities register there at once (not at the next heartbeat,
-/// 30 s on), and `info` names the registry in use. The two pilot-rendezvous here keep separate
+/// 30 s on), and `info` names the registry in use. A's beacon goes with it: silent for 6 s, it
+/// is left for B's, which the host then keeps. The two pilot-rendezvous here keep separate
 /// state, so B gives alice a node of its own; instances on one database give the same.
 final class RegistryFailoverTests: HostProcessTestCase {
-    func testTheHostMovesToTheNextRegistryWhenItsRegistryDies() throws {
-        func rendezvous(_ name: String) throws -> (ChildProcess, UInt16) {
+    func testTheHostMovesToTheNextRegistryAndBeaconWhenTheirRendezvousDies() throws {
+        func rendezvous(_ name: String) throws -> (ChildProcess, UInt16, UInt16) {
             let port = try LoopbackSocket.freePort()
             let process = try start(
                 name, "pilot-rendezvous",
                 ["--registry-addr", "127.0.0.1:\(port)", "--beacon-addr", "127.0.0.1:0", "--state-dir", directory.path(name)],
                 ready: "beacon 127.0.0.1:")
-            return (process, port)
+            let line = process.output.split(separator: "\n").first { $0.hasPrefix("beacon 127.0.0.1:") }
+            let beacon = try XCTUnwrap(line.flatMap { try? Endpoint(parsing: String($0.dropFirst("beacon ".count))).port })
+            return (process, port, beacon)
         }
-        let (a, portA) = try rendezvous("rendezvous-a")
-        let (_, portB) = try rendezvous("rendezvous-b")
+        let (a, portA, beaconA) = try rendezvous("rendezvous-a")
+        let (_, portB, beaconB) = try rendezvous("rendezvous-b")
         let host = try start(
             "pilot-host", "pilot-host",
             ["--state-dir", directory.path("state"), "--runtime-dir", runtime, "--registry", "127.0.0.1:\(portA), 127.0.0.1:\(portB)",
-             "--beacon", "127.0.0.1:1", "--listen", "127.0.0.1:0"],
+             "--beacon", "127.0.0.1:\(beaconA),127.0.0.1:\(beaconB)", "--listen", "127.0.0.1:0"],
             ready: "pilot-host serving")
         XCTAssertEqual(pilotctl(["identity", "create", "alice", "--hostname", "alice"]).json?["status"], "ok")
         XCTAssertEqual(pilotctl(["identity", "create", "carol", "--hostname", "carol"]).json?["status"], "ok")
         func info() -> JSON? { pilotctl(["--identity", "alice", "info"]).json?["data"] }
         XCTAssertEqual(info()?["registry"], .string("127.0.0.1:\(portA)"))
+        XCTAssertEqual(info()?["beacon_addr"], .string("127.0.0.1:\(beaconA)"))
         // The registration at start is over (it waits up to 5 s for the beacon, which is not
         // there): what registers carol at B below is the move.
         XCTAssertTrue(ChildProcess.waitUntil(timeout: 10) { host.output.contains("identities registered") }, host.output)
@@ -48,5 +52,12 @@ final class RegistryFailoverTests: HostProcessTestCase {
                 ((try? Database(path: atB).rows("SELECT count(*) FROM node WHERE hostname IN ('alice', 'carol') AND online = 1"))?.first?.first?.integer ?? 0) == 2
             }, "alice and carol registered at B")
         XCTAssertLessThan(Date().timeIntervalSince(killed), 15, "well before the next heartbeat would have registered her")
+        // A's beacon went with it: silent for 6 s, it is left for B's, which answers, and stays.
+        XCTAssertTrue(
+            ChildProcess.waitUntil(timeout: 15) { info()?["beacon_addr"] == .string("127.0.0.1:\(beaconB)") },
+            "info names B's beacon: \(String(describing: info()))")
+        XCTAssertTrue(host.output.contains("beacon silent: moving to the next"), host.output)
+        Thread.sleep(forTimeInterval: 8)
+        XCTAssertEqual(info()?["beacon_addr"], .string("127.0.0.1:\(beaconB)"), "B's beacon answers the probes: no move back")
     }
 }
