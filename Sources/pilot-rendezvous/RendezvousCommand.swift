@@ -27,6 +27,15 @@ struct RendezvousCommand: AsyncParsableCommand {
     @Option(help: "Beacon address handed to nodes by beacon_list (host:port); default: --beacon-addr, with 0.0.0.0 replaced by 127.0.0.1.")
     var advertiseBeacon: String?
 
+    @Option(
+        help: """
+            The overlay's other beacons (host:port, comma-separated), as they send from: each is told every 10 s which             nodes this one knows, and relays and punch requests for their nodes go to them; only their syncs are heeded.
+            """)
+    var beaconPeers: String?
+
+    @Option(help: "This beacon's id in its syncs to peers; default: a random one.")
+    var beaconID: UInt32?
+
     @Option(help: "UDP address (host:port) of the nameserver, a node of the overlay answering port 53; default: no nameserver.")
     var nameserverAddr: String?
 
@@ -105,6 +114,7 @@ struct RendezvousCommand: AsyncParsableCommand {
         _ = try adminToken()
         _ = try Self.split(registryAddr)
         _ = try Self.split(beaconAddr)
+        _ = try beaconPeerAddresses()
         if let nameserverAddr { _ = try Self.split(nameserverAddr) }
         if let directoryAddr { _ = try Self.split(directoryAddr) }
         if !(directoryQuestionsPerSecond > 0) { throw ValidationError("--directory-questions-per-second must be positive") }
@@ -119,6 +129,16 @@ struct RendezvousCommand: AsyncParsableCommand {
         }
         do { return try TokenFile.read(adminTokenFile) } catch {
             throw ValidationError("--admin-token-file \(adminTokenFile): \(error)")
+        }
+    }
+
+    /// The peers of `--beacon-peers`, resolved.
+    func beaconPeerAddresses() throws -> [SocketAddress] {
+        try (beaconPeers ?? "").split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }.map { text in
+            do {
+                let endpoint = try Endpoint(parsing: text)
+                return try SocketAddress.makeAddressResolvingHost(endpoint.host, port: Int(endpoint.port))
+            } catch { throw ValidationError("--beacon-peers \(text): \(error)") }
         }
     }
 
@@ -142,7 +162,10 @@ struct RendezvousCommand: AsyncParsableCommand {
         let (beaconHost, beaconPort) = try Self.split(beaconAddr)
         let group = MultiThreadedEventLoopGroup(numberOfThreads: System.coreCount)
 
-        let beacon = BeaconServer(configuration: .init(host: beaconHost, port: beaconPort), logger: logger)
+        var beaconConfiguration = BeaconServer.Configuration(host: beaconHost, port: beaconPort)
+        beaconConfiguration.peers = try beaconPeerAddresses()
+        if let beaconID { beaconConfiguration.beaconID = beaconID }
+        let beacon = BeaconServer(configuration: beaconConfiguration, logger: logger)
         let beaconAddress = try await beacon.start(on: group)
         let advertised = advertiseBeacon
             ?? "\(advertisedHost(bound: beaconHost)):\(beaconAddress.port ?? beaconPort)"

@@ -11,6 +11,11 @@ final class BeaconMessageTests: XCTestCase {
         XCTAssertEqual(try BeaconMessage.relayDeliver(source: 5, frame: Array("PILP".utf8)[...]).encoded().hex, "060000000550494c50")
         XCTAssertEqual(try BeaconMessage.notify(kind: 1).encoded().hex, "0a01")
         XCTAssertEqual(try BeaconMessage.sync(beacon: 9, nodes: [1, 2]).encoded().hex, "07000000090002" + "0000000100000002")
+        // pilot-rendezvous's own, between peer beacons.
+        XCTAssertEqual(
+            try BeaconMessage.punchForward(requester: 1, target: 2, ip: [127, 0, 0, 1], port: 54249).encoded().hex,
+            "0b" + "00000001" + "00000002" + "047f000001d3e9")
+        XCTAssertEqual(try BeaconMessage.punchAnswer(requester: 1, ip: [127, 0, 0, 1], port: 54249).encoded().hex, "0c" + "00000001" + "047f000001d3e9")
     }
 
     func testNotifyIgnoresTrailingBytes() throws {
@@ -29,8 +34,8 @@ final class BeaconMessageTests: XCTestCase {
     }
 
     func testUnknownTypeIsTyped() {
-        XCTAssertThrowsError(try BeaconMessage(decoding: [0x0B])) { error in
-            XCTAssertEqual(error as? WireError, .unknownType(field: "beacon type", value: 0x0B))
+        XCTAssertThrowsError(try BeaconMessage(decoding: [0x0D])) { error in
+            XCTAssertEqual(error as? WireError, .unknownType(field: "beacon type", value: 0x0D))
         }
     }
 
@@ -49,6 +54,7 @@ final class BeaconMessageTests: XCTestCase {
                 .relayDeliverTo(source: node, destination: other, frame: frame),
                 .sync(beacon: node, nodes: (0..<Int.random(in: 0...5, using: &random)).map { UInt32($0) }),
                 .notify(kind: UInt8(truncatingIfNeeded: node)),
+                .punchForward(requester: node, target: other, ip: ip, port: port), .punchAnswer(requester: node, ip: ip, port: port),
             ].randomElement(using: &random) ?? .notify(kind: 1)
             let bytes = try message.encoded()
             XCTAssertEqual(try BeaconMessage(decoding: bytes), message)

@@ -10,16 +10,28 @@ public import PilotWire
 /// tunnel frames between nodes that cannot reach each other, and pokes nodes when a relayed
 /// handshake waits at the registry (docs/PROTOCOL.md §9).
 ///
-/// A single beacon: beacon-to-beacon sync (0x07) is decoded and ignored.
+/// With peers (other beacons of the overlay), each tells the others every `syncInterval` which
+/// nodes it knows (0x07 sync); a relay or a punch request for a node that another beacon knows
+/// goes there (the relay as it came, the punch as 0x0B, answered with 0x0C). What comes from a
+/// peer is never passed on again.
 public final class BeaconServer: Sendable {
     public struct Configuration: Sendable {
         public var host: String
         public var port: Int
         /// A node that sent no discover for this long is forgotten.
         public var endpointLifetime: Double = 300
-        /// Relayed and punch datagrams per source IP: burst and per-second refill.
+        /// Relayed and punch datagrams per source IP: burst and per-second refill. Peers are
+        /// not held to it (their senders were, at their own beacon).
         public var relayBurst: Double = 20_000
         public var relaysPerSecond: Double = 10_000
+        /// This beacon's id in its syncs.
+        public var beaconID: UInt32 = .random(in: 1...UInt32.max)
+        /// The other beacons of the overlay: syncs go to them, and only theirs are heeded.
+        public var peers: [SocketAddress] = []
+        /// Seconds between syncs to each peer.
+        public var syncInterval: Double = 10
+        /// A node a peer named is forgotten when no sync names it for this long.
+        public var peerNodeLifetime: Double = 35
 
         public init(host: String, port: Int) {
             self.host = host
@@ -38,12 +50,23 @@ public final class BeaconServer: Sendable {
         public var rateLimited = 0
         /// Punch requests refused because one side hides its endpoint (relay-only).
         public var punchesRefused = 0
+        /// Relays sent on to the peer that knows the destination.
+        public var relaysForwarded = 0
+        /// Punch requests sent on to a peer (0x0B), and answered for a peer (0x0C sent).
+        public var punchesForwarded = 0
+        public var punchesAnsweredForPeers = 0
+        /// Syncs sent to peers, and heeded from them.
+        public var syncsSent = 0
+        public var syncsReceived = 0
+        /// Beacon-to-beacon messages from an address that is no peer: dropped.
+        public var notFromPeer = 0
     }
 
     private let configuration: Configuration
     private let logger: Logger
     private let state: NIOLockedValueBox<BeaconState>
     private let channel: NIOLockedValueBox<(any Channel)?> = NIOLockedValueBox(nil)
+    private let syncs: NIOLockedValueBox<RepeatedTask?> = NIOLockedValueBox(nil)
     private let hidden: NIOLockedValueBox<(@Sendable (UInt32) -> Bool)?> = NIOLockedValueBox(nil)
 
     /// Nodes whose endpoint must go to nobody (registered relay-only): a punch request naming
@@ -74,6 +97,13 @@ public final class BeaconServer: Sendable {
             .bind(host: configuration.host, port: configuration.port).get()
         await UDPBuffers.ensure(on: bound, logger: logger, metadata: ["PILOT_SOCKET": "beacon"])
         channel.withLockedValue { $0 = bound }
+        if !configuration.peers.isEmpty {
+            let interval = TimeAmount.nanoseconds(Int64(configuration.syncInterval * 1_000_000_000))
+            let task = bound.eventLoop.scheduleRepeatedTask(initialDelay: .zero, delay: interval) { [state, configuration] _ in
+                Self.sync(state: state, configuration: configuration, on: bound)
+            }
+            syncs.withLockedValue { $0 = task }
+        }
         guard let address = bound.localAddress else { throw RegistryServerError("beacon socket has no address") }
         return address
     }
@@ -96,7 +126,30 @@ public final class BeaconServer: Sendable {
     }
 
     public func shutdown() async throws {
+        syncs.withLockedValue { $0?.cancel() }
         if let channel = channel.withLockedValue({ $0 }) { try? await channel.close() }
+    }
+
+    /// Tells each peer which nodes this beacon knows (0x07), in datagrams of at most 16375 ids.
+    private static func sync(state: NIOLockedValueBox<BeaconState>, configuration: Configuration, on channel: any Channel) {
+        let nodes: [UInt32] = state.withLockedValue { state in
+            let now = Registry.uptime()
+            state.counters.syncsSent += configuration.peers.count
+            return state.nodes.compactMap { now - $0.value.lastSeen <= configuration.endpointLifetime ? $0.key : nil }
+        }
+        let perDatagram = (65_507 - 7) / 4
+        var start = 0
+        repeat {
+            let chunk = Array(nodes[start..<min(nodes.count, start + perDatagram)])
+            guard let bytes = try? BeaconMessage.sync(beacon: configuration.beaconID, nodes: chunk).encoded() else { return }
+            for peer in configuration.peers {
+                var buffer = channel.allocator.buffer(capacity: bytes.count)
+                buffer.writeBytes(bytes)
+                channel.write(AddressedEnvelope(remoteAddress: peer, data: buffer), promise: nil)
+            }
+            start += perDatagram
+        } while start < nodes.count
+        channel.flush()
     }
 }
 
@@ -111,6 +164,8 @@ struct BeaconState: Sendable {
 
     let configuration: BeaconServer.Configuration
     var nodes: [UInt32: Entry] = [:]
+    /// Nodes the peers know: which peer, and when its last sync named the node.
+    var remote: [UInt32: (peer: SocketAddress, lastSeen: Double)] = [:]
     var buckets: [String: TokenBucket] = [:]
     var counters = BeaconServer.Counters()
 
@@ -136,6 +191,7 @@ struct BeaconState: Sendable {
     }
 
     mutating func allow(_ source: SocketAddress, now: Double) -> Bool {
+        if isPeer(source) { return true }
         let key = source.ipAddress ?? "?"
         var bucket = buckets[key] ?? TokenBucket(capacity: configuration.relayBurst, ratePerSecond: configuration.relaysPerSecond, now: now)
         let allowed = bucket.take(now: now)
@@ -149,6 +205,25 @@ struct BeaconState: Sendable {
         nodes[node] = entry
         counters.notifies += 1
         return entry.endpoint
+    }
+
+    /// Whether `address` is one of the peers (by IP and port).
+    func isPeer(_ address: SocketAddress) -> Bool {
+        configuration.peers.contains { $0.ipAddress == address.ipAddress && $0.port == address.port }
+    }
+
+    /// The peer that last named `node`, while its sync is fresh.
+    func peer(knowing node: UInt32, now: Double) -> SocketAddress? {
+        guard let entry = remote[node], now - entry.lastSeen <= configuration.peerNodeLifetime else { return nil }
+        return entry.peer
+    }
+
+    mutating func learn(_ nodes: [UInt32], from peer: SocketAddress, now: Double) {
+        counters.syncsReceived += 1
+        for node in nodes where node != 0 { remote[node] = (peer, now) }
+        if remote.count > 4096, counters.syncsReceived % 64 == 0 {
+            remote = remote.filter { now - $0.value.lastSeen <= configuration.peerNodeLifetime }
+        }
     }
 
     mutating func expire(now: Double) {
@@ -195,45 +270,108 @@ final class BeaconHandler: ChannelInboundHandler, Sendable {
                 send(context, .discoverReply(ip: ip, port: port), to: source)
             }
         case let .punchRequest(requester, target):
-            if let isHidden = hidden.withLockedValue({ $0 }), isHidden(requester) || isHidden(target) {
+            if isHidden(requester) || isHidden(target) {
                 state.withLockedValue { $0.counters.punchesRefused += 1 }
                 return
             }
-            let peers: (SocketAddress, SocketAddress)? = state.withLockedValue { state in
+            enum Punch { case local(SocketAddress), peer(SocketAddress) }
+            let punch: Punch? = state.withLockedValue { state in
                 guard state.allow(source, now: now) else { return nil }
                 state.record(requester, at: source, extended: state.nodes[requester]?.wantsDestination ?? false, now: now)
-                guard let other = state.endpoint(of: target, now: now) else { return nil }
-                state.counters.punches += 1
-                return (source, other.endpoint)
+                if let other = state.endpoint(of: target, now: now) {
+                    state.counters.punches += 1
+                    return .local(other.endpoint)
+                }
+                guard !state.isPeer(source), let peer = state.peer(knowing: target, now: now) else { return nil }
+                state.counters.punchesForwarded += 1
+                return .peer(peer)
             }
-            guard let (requesterEndpoint, targetEndpoint) = peers,
-                let (targetIP, targetPort) = Self.endpointBytes(targetEndpoint),
-                let (requesterIP, requesterPort) = Self.endpointBytes(requesterEndpoint)
-            else { return }
-            send(context, .punchCommand(ip: targetIP, port: targetPort), to: requesterEndpoint)
-            send(context, .punchCommand(ip: requesterIP, port: requesterPort), to: targetEndpoint)
-        case let .relay(sender, destination, frame):
-            let target: BeaconState.Entry? = state.withLockedValue { state in
-                guard state.allow(source, now: now) else { return nil }
-                guard let entry = state.endpoint(of: destination, now: now) else {
-                    state.counters.relayDropped += 1
+            guard let (requesterIP, requesterPort) = Self.endpointBytes(source) else { return }
+            switch punch {
+            case .local(let targetEndpoint):
+                guard let (targetIP, targetPort) = Self.endpointBytes(targetEndpoint) else { return }
+                send(context, .punchCommand(ip: targetIP, port: targetPort), to: source)
+                send(context, .punchCommand(ip: requesterIP, port: requesterPort), to: targetEndpoint)
+            case .peer(let peer):
+                send(context, .punchForward(requester: requester, target: target, ip: requesterIP, port: requesterPort), to: peer)
+            case nil:
+                return
+            }
+        case let .punchForward(requester, target, ip, port):
+            // A peer's node asks to punch toward one of ours: ours is told where the requester
+            // is, and the peer where ours is, for its node.
+            guard !isHidden(requester), !isHidden(target) else {
+                state.withLockedValue { $0.counters.punchesRefused += 1 }
+                return
+            }
+            let targetEndpoint: SocketAddress? = state.withLockedValue { state in
+                guard state.isPeer(source) else {
+                    state.counters.notFromPeer += 1
                     return nil
                 }
-                state.counters.relayed += 1
-                return entry
+                guard let entry = state.endpoint(of: target, now: now) else { return nil }
+                state.counters.punchesAnsweredForPeers += 1
+                return entry.endpoint
             }
-            guard let target else { return }
-            let delivery: BeaconMessage =
-                target.wantsDestination
-                ? .relayDeliverTo(source: sender, destination: destination, frame: frame)
-                : .relayDeliver(source: sender, frame: frame)
-            send(context, delivery, to: target.endpoint)
-        case .sync:
-            break  // a single beacon: nothing to merge
+            guard let targetEndpoint, let (targetIP, targetPort) = Self.endpointBytes(targetEndpoint) else { return }
+            send(context, .punchCommand(ip: ip, port: port), to: targetEndpoint)
+            send(context, .punchAnswer(requester: requester, ip: targetIP, port: targetPort), to: source)
+        case let .punchAnswer(requester, ip, port):
+            let requesterEndpoint: SocketAddress? = state.withLockedValue { state in
+                guard state.isPeer(source) else {
+                    state.counters.notFromPeer += 1
+                    return nil
+                }
+                return state.endpoint(of: requester, now: now)?.endpoint
+            }
+            guard let requesterEndpoint else { return }
+            send(context, .punchCommand(ip: ip, port: port), to: requesterEndpoint)
+        case let .relay(sender, destination, frame):
+            enum Relay { case local(BeaconState.Entry), peer(SocketAddress) }
+            let relay: Relay? = state.withLockedValue { state in
+                guard state.allow(source, now: now) else { return nil }
+                if let entry = state.endpoint(of: destination, now: now) {
+                    state.counters.relayed += 1
+                    return .local(entry)
+                }
+                // A relay a peer sent on is delivered here or nowhere: never back and forth.
+                if !state.isPeer(source), let peer = state.peer(knowing: destination, now: now) {
+                    state.counters.relaysForwarded += 1
+                    return .peer(peer)
+                }
+                state.counters.relayDropped += 1
+                return nil
+            }
+            switch relay {
+            case .local(let target):
+                let delivery: BeaconMessage =
+                    target.wantsDestination
+                    ? .relayDeliverTo(source: sender, destination: destination, frame: frame)
+                    : .relayDeliver(source: sender, frame: frame)
+                send(context, delivery, to: target.endpoint)
+            case .peer(let peer):
+                // As it came: the peer relays it as its own node's.
+                context.writeAndFlush(wrapOutboundOut(AddressedEnvelope(remoteAddress: peer, data: envelope.data)), promise: nil)
+            case nil:
+                return
+            }
+        case let .sync(_, nodes):
+            state.withLockedValue { state in
+                guard state.isPeer(source) else {
+                    state.counters.notFromPeer += 1
+                    return
+                }
+                state.learn(nodes, from: source, now: now)
+            }
         case .discoverReply, .punchCommand, .relayDeliver, .relayDeliverTo, .notify:
             // Beacon-to-node messages arriving at the beacon: someone is confused or probing.
             state.withLockedValue { $0.counters.malformed += 1 }
         }
+    }
+
+    /// Whether `node` registered relay-only (its endpoint goes to nobody).
+    private func isHidden(_ node: UInt32) -> Bool {
+        hidden.withLockedValue { $0 }?(node) ?? false
     }
 
     private func send(_ context: ChannelHandlerContext, _ message: BeaconMessage, to address: SocketAddress) {

@@ -23,6 +23,12 @@ public enum BeaconMessage: Hashable, Sendable {
     case relayDeliverTo(source: UInt32, destination: UInt32, frame: ArraySlice<UInt8>)
     /// 0x0A: the beacon pokes a node; kind 1 = "a relayed handshake waits: poll the registry".
     case notify(kind: UInt8)
+    /// 0x0B, pilot-rendezvous's own, beacon to peer beacon: `target` is one of yours; have it
+    /// punch toward `requester`'s endpoint (`ip`, `port`) and answer with its own (0x0C).
+    case punchForward(requester: UInt32, target: UInt32, ip: [UInt8], port: UInt16)
+    /// 0x0C, pilot-rendezvous's own, peer beacon to beacon: tell `requester` to punch toward
+    /// this endpoint, its target's.
+    case punchAnswer(requester: UInt32, ip: [UInt8], port: UInt16)
 
     /// The type byte of each message.
     public enum Kind: UInt8, Sendable, CaseIterable {
@@ -46,6 +52,10 @@ public enum BeaconMessage: Hashable, Sendable {
         case relayDeliverTo = 0x09
         /// `notify`.
         case notify = 0x0A
+        /// `punchForward`.
+        case punchForward = 0x0B
+        /// `punchAnswer`.
+        case punchAnswer = 0x0C
     }
 
     /// `notify` kind: a relayed handshake is waiting at the registry.
@@ -66,6 +76,8 @@ public enum BeaconMessage: Hashable, Sendable {
         case .discoverExtended: .discoverExtended
         case .relayDeliverTo: .relayDeliverTo
         case .notify: .notify
+        case .punchForward: .punchForward
+        case .punchAnswer: .punchAnswer
         }
     }
 
@@ -120,6 +132,15 @@ public enum BeaconMessage: Hashable, Sendable {
         case .notify:
             // Trailing bytes are ignored: later kinds may carry more.
             self = .notify(kind: try reader.readUInt8("notify kind"))
+        case .punchForward:
+            let requester = try reader.readUInt32("punch forward requester")
+            let target = try reader.readUInt32("punch forward target")
+            let (ip, port) = try Self.readEndpoint(&reader, "punch forward")
+            self = .punchForward(requester: requester, target: target, ip: ip, port: port)
+        case .punchAnswer:
+            let requester = try reader.readUInt32("punch answer requester")
+            let (ip, port) = try Self.readEndpoint(&reader, "punch answer")
+            self = .punchAnswer(requester: requester, ip: ip, port: port)
         }
     }
 
@@ -148,12 +169,14 @@ public enum BeaconMessage: Hashable, Sendable {
         case .discover(let node), .discoverExtended(let node):
             writer.writeUInt32(node)
         case .discoverReply(let ip, let port), .punchCommand(let ip, let port):
-            guard ip.count == 4 || ip.count == 16 else {
-                throw .invalidValue(field: "beacon endpoint ip", reason: "\(ip.count) bytes, must be 4 or 16")
-            }
-            writer.writeUInt8(UInt8(ip.count))
-            writer.writeBytes(ip)
-            writer.writeUInt16(port)
+            try Self.writeEndpoint(ip, port, into: &writer)
+        case let .punchForward(requester, target, ip, port):
+            writer.writeUInt32(requester)
+            writer.writeUInt32(target)
+            try Self.writeEndpoint(ip, port, into: &writer)
+        case let .punchAnswer(requester, ip, port):
+            writer.writeUInt32(requester)
+            try Self.writeEndpoint(ip, port, into: &writer)
         case let .punchRequest(requester, target):
             writer.writeUInt32(requester)
             writer.writeUInt32(target)
@@ -174,6 +197,16 @@ public enum BeaconMessage: Hashable, Sendable {
         case .notify(let kind):
             writer.writeUInt8(kind)
         }
+    }
+
+    /// `[ip length 4|16][ip][port u16]`.
+    private static func writeEndpoint(_ ip: [UInt8], _ port: UInt16, into writer: inout ByteWriter) throws(WireError) {
+        guard ip.count == 4 || ip.count == 16 else {
+            throw .invalidValue(field: "beacon endpoint ip", reason: "\(ip.count) bytes, must be 4 or 16")
+        }
+        writer.writeUInt8(UInt8(ip.count))
+        writer.writeBytes(ip)
+        writer.writeUInt16(port)
     }
 
     /// The message's bytes, as sent in one UDP datagram; throws as `encode(into:)` does.
