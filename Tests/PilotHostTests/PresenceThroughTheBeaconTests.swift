@@ -14,20 +14,35 @@ final class PresenceThroughTheBeaconTests: HostProcessTestCase {
         namespaces?.remove()
     }
 
-    /// The namespaces and pilot-rendezvous on every address of this one (or a skip).
-    private func isolatedOverlay() throws -> (IsolatedNamespaces, registry: UInt16, beacon: UInt16) {
+    /// The second beacon's port, with `isolatedOverlay(peerBeacon: true)`.
+    private var secondBeacon: UInt16?
+
+    /// The namespaces and pilot-rendezvous on every address of this one (or a skip); with
+    /// `peerBeacon`, a second pilot-rendezvous whose beacon is the first's peer (its registry
+    /// unused), its port in `secondBeacon`.
+    private func isolatedOverlay(peerBeacon: Bool = false) throws -> (IsolatedNamespaces, registry: UInt16, beacon: UInt16) {
         let namespaces: IsolatedNamespaces
         do { namespaces = try IsolatedNamespaces(count: 2) } catch let error as IsolatedNamespaces.Unavailable {
             throw XCTSkip("cannot isolate hosts: \(error)")
         }
         self.namespaces = namespaces
         let registry = try LoopbackSocket.freePort(), beacon = try LoopbackSocket.freePort()
+        let second = try LoopbackSocket.freePort()
         // The official daemon asks beacon_list for its beacon: the address its side reaches.
         _ = try start(
             "rendezvous", "pilot-rendezvous",
             ["--registry-addr", "0.0.0.0:\(registry)", "--beacon-addr", "0.0.0.0:\(beacon)",
-             "--advertise-beacon", "\(namespaces.sides[1].gateway):\(beacon)", "--state-dir", directory.path("rendezvous")],
+             "--advertise-beacon", "\(namespaces.sides[1].gateway):\(beacon)", "--state-dir", directory.path("rendezvous")]
+                + (peerBeacon ? ["--beacon-peers", "127.0.0.1:\(second)"] : []),
             ready: "beacon 0.0.0.0:")
+        if peerBeacon {
+            _ = try start(
+                "rendezvous-2", "pilot-rendezvous",
+                ["--registry-addr", "127.0.0.1:\(try LoopbackSocket.freePort())", "--beacon-addr", "0.0.0.0:\(second)",
+                 "--beacon-peers", "127.0.0.1:\(beacon)", "--state-dir", directory.path("rendezvous-2")],
+                ready: "beacon 0.0.0.0:")
+            secondBeacon = second
+        }
         return (namespaces, registry, beacon)
     }
 
@@ -92,6 +107,30 @@ final class PresenceThroughTheBeaconTests: HostProcessTestCase {
         try FileManager.default.createDirectory(atPath: saved, withIntermediateDirectories: true)
         _ = ctl(west, ["received", "--identity", "bob", "--save", saved])
         XCTAssertEqual(try? Data(contentsOf: URL(fileURLWithPath: saved + "/wall.bin")), Data(file))
+    }
+
+    /// As above, but each host uses a beacon of its own (two pilot-rendezvous beacons that are
+    /// each other's peers, one registry): the key exchange and the messages cross both beacons.
+    func testIdentitiesBehindDifferentPeerBeaconsTalkThroughBoth() throws {
+        let (namespaces, registry, beacon) = try isolatedOverlay(peerBeacon: true)
+        let second = try XCTUnwrap(secondBeacon)
+        let east = try startHost("east", in: namespaces.sides[0], registry: registry, beacon: beacon)
+        let west = try startHost("west", in: namespaces.sides[1], registry: registry, beacon: second)
+        let alice = try XCTUnwrap(ctl(east, ["identity", "create", "alice"])?["data"]?["node_id"]?.integerValue)
+        let bob = try XCTUnwrap(ctl(west, ["identity", "create", "bob", "--auto-approve"])?["data"]?["node_id"]?.integerValue)
+        // Each beacon hears of the other's nodes at its next sync (every 10 s).
+        Thread.sleep(forTimeInterval: 11)
+
+        XCTAssertNotNil(ctl(east, ["handshake", "\(bob)", "across", "--identity", "alice"])?["data"])
+        XCTAssertTrue(trustsMutually(east, "alice", bob, within: 30), "alice never came to trust bob")
+        let sent = ctl(east, ["send-message", "\(bob)", "--data", "two beacons", "--identity", "alice"])
+        XCTAssertEqual(sent?["data"]?["ack"], "ACK TEXT 11 bytes", "\(String(describing: sent))")
+        let back = ctl(west, ["send-message", "\(alice)", "--data", "and back", "--identity", "bob"])
+        XCTAssertEqual(back?["data"]?["ack"], "ACK TEXT 8 bytes", "\(String(describing: back))")
+        for (runtime, identity, peer) in [(east, "alice", bob), (west, "bob", alice)] {
+            let entry = ctl(runtime, ["peers", "--identity", identity])?["data"]?["peers"]?.arrayValue?.first { $0["node_id"]?.integerValue == peer }
+            XCTAssertEqual(entry?["path"], "relay", "\(identity): \(String(describing: entry))")
+        }
     }
 
     /// Two hosts that reach each other directly until the path between them goes silent mid-
