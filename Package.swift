@@ -97,7 +97,8 @@ let package = Package(
         // the event stream.
         .target(name: "PilotServices", dependencies: ["PilotNet", "PilotWire"] + eventLoops, swiftSettings: strict),
         // Prometheus metrics: swift-metrics over a swift-prometheus registry, filled at scrape time,
-        // and the GET /metrics listener (NIOHTTP1). Knows no series of its own.
+        // and the GET /metrics listener (NIOHTTP1). Knows no series of its own: the host's and the
+        // rendezvous's are theirs.
         .target(
             name: "PilotMetrics",
             dependencies: [
@@ -112,6 +113,7 @@ let package = Package(
             name: "PilotHost",
             dependencies: [
                 "PilotSystemd", "PilotWire", "PilotStore", "PilotCrypto", "PilotControl", "PilotNet", "PilotServices", "PilotAppStore",
+                "PilotMetrics",
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
             ] + eventLoops,
             swiftSettings: strict),
@@ -128,7 +130,7 @@ let package = Package(
         .target(
             name: "PilotRendezvous",
             dependencies: [
-                "PilotWire", "PilotCrypto", "PilotStore", "PilotNet", "PilotServices",
+                "PilotWire", "PilotCrypto", "PilotStore", "PilotNet", "PilotServices", "PilotMetrics",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),

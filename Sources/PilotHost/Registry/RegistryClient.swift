@@ -2,6 +2,7 @@ public import NIOCore
 import NIOPosix
 import NIOSSL
 import PilotCrypto
+public import PilotMetrics
 public import PilotWire
 
 /// One registry connection shared by every identity of the host.
@@ -38,6 +39,8 @@ public actor RegistryClient {
     private let credential: String?
     /// Nil: plain TCP.
     private let tls: TLS?
+    /// Where each request is counted and timed; nil: nowhere.
+    private let metrics: RegistryRequestMetrics?
     /// Whether a small batch is out; those asked for meanwhile wait in `joining` and go
     /// together when it is back: the registry commits each batch once, so identities created
     /// and deleted at once share its fsyncs instead of queueing for one each.
@@ -47,16 +50,32 @@ public actor RegistryClient {
     /// and go at once).
     static let joinable = 64
 
-    public init(host: String, port: Int, group: any EventLoopGroup, credential: String? = nil, tls: TLS? = nil) {
+    public init(
+        host: String, port: Int, group: any EventLoopGroup, credential: String? = nil, tls: TLS? = nil, metrics: RegistryRequestMetrics? = nil
+    ) {
         self.host = host
         self.port = port
         self.group = group
         self.credential = credential
         self.tls = tls
+        self.metrics = metrics
     }
 
-    /// Sends one request and returns its reply (which may be `{"type":"error",...}`).
+    /// Sends one request and returns its reply (which may be `{"type":"error",...}`). A batch
+    /// is counted once, as `batch`.
     public func send(_ request: RegistryMessage) async throws -> RegistryMessage {
+        let start = NIODeadline.now()
+        do {
+            let reply = try await sendRetrying(request)
+            metrics?.record(request, RegistryRequestMetrics.outcome(of: reply), nanoseconds: (NIODeadline.now() - start).nanoseconds)
+            return reply
+        } catch {
+            metrics?.record(request, .failed, nanoseconds: (NIODeadline.now() - start).nanoseconds)
+            throw error
+        }
+    }
+
+    private func sendRetrying(_ request: RegistryMessage) async throws -> RegistryMessage {
         var used: (any Channel)?
         do {
             let channel = try await connected()

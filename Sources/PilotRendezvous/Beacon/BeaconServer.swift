@@ -32,6 +32,8 @@ public final class BeaconServer: Sendable {
         public var discovers = 0
         public var punches = 0
         public var relayed = 0
+        /// Bytes of the frames relayed (the tunnel frames, without the beacon's header).
+        public var relayedBytes = 0
         public var relayDropped = 0
         public var notifies = 0
         public var malformed = 0
@@ -220,6 +222,7 @@ final class BeaconHandler: ChannelInboundHandler, Sendable {
                     return nil
                 }
                 state.counters.relayed += 1
+                state.counters.relayedBytes += frame.count
                 return entry
             }
             guard let target else { return }
