@@ -72,7 +72,7 @@ public final class Host: Sendable {
         self.logger = logger
         // Checked before anything is bound: a refused metrics address stops the start.
         let metricsListener = try configuration.metricsListener()
-        let series = metricsListener.map { _ in HostMetrics() }
+        let series = metricsListener.map { _ in HostMetrics(perIdentity: configuration.metricsPerIdentity) }
         let ended = leaseEnds.continuation
         do { leases = try ProcessExits { ended.yield($0) } } catch {
             throw ConfigurationError.invalidValue(key: "lease", value: "", reason: "cannot watch lease holders: \(error)")
@@ -405,6 +405,7 @@ public final class Host: Sendable {
         if new.appsSocket != configuration.appsSocket { restart.append("apps-socket") }
         if new.metricsListen != configuration.metricsListen { restart.append("metrics-listen") }
         if new.metricsAllowRemote != configuration.metricsAllowRemote { restart.append("metrics-allow-remote") }
+        if new.metricsPerIdentity != configuration.metricsPerIdentity { restart.append("metrics-per-identity") }
         apps.reload(source: new.catalogueSource, sideload: new.appSideload)
         var reopened: [String] = []
         for record in await pool.all where !FileManager.default.fileExists(atPath: socketPath(record.name)) {

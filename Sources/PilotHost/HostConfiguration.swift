@@ -63,6 +63,9 @@ public struct HostConfiguration: Equatable, Sendable {
     /// Whether `metrics-listen` may be an address other than loopback: the endpoint shows every
     /// identity's traffic to whoever reaches it. Read at start only.
     public var metricsAllowRemote = false
+    /// Identities given series of their own (`pilot_host_identity_*{identity}`): those whose
+    /// tunnels carried the most bytes, at most this many (up to 1000); 0: none. Read at start only.
+    public var metricsPerIdentity = 0
 
     /// The app service's socket.
     public var appsSocket: String { appsSocketPath.isEmpty ? runtimeDirectory + "/apps.sock" : appsSocketPath }
@@ -86,7 +89,7 @@ public struct HostConfiguration: Equatable, Sendable {
         "state-dir", "runtime-dir", "registry", "beacon", "listen", "admin-group", "log-level", "handshake-poll", "busy-poll",
         "admin-token-file", "control-connections-per-user", "registry-credential-file", "registry-tls", "registry-fingerprint",
         "spool-dir", "event-loop-threads", "apps-socket", "app-catalogue", "app-catalogue-keys", "app-sideload",
-        "metrics-listen", "metrics-allow-remote",
+        "metrics-listen", "metrics-allow-remote", "metrics-per-identity",
     ]
 
     static let logLevels = ["trace", "debug", "info", "notice", "warning", "error", "critical"]
@@ -149,6 +152,11 @@ public struct HostConfiguration: Equatable, Sendable {
             if !value.isEmpty { _ = try Self.endpoint(key, value) }
             metricsListen = value
         case "metrics-allow-remote": metricsAllowRemote = try Self.yesOrNo(key, value)
+        case "metrics-per-identity":
+            guard let count = Int(value), (0...1000).contains(count) else {
+                throw .invalidValue(key: key, value: value, reason: "identities, 0 (none) to 1000")
+            }
+            metricsPerIdentity = count
         case "apps-socket": appsSocketPath = value.isEmpty ? "" : try Self.absolutePath(key, value)
         case "app-catalogue":
             let urls = Self.list(value)

@@ -4,7 +4,8 @@ import PilotNet
 
 /// pilot-host's Prometheus series (README, "Metrics"). Every one is host-wide, with labels
 /// from fixed sets (path, direction, reason, outcome, registry request type): 100,000
-/// identities make no more series than one.
+/// identities make no more series than one. Per-identity series are there only when asked
+/// for, for at most `metrics-per-identity` identities (`IdentitySeries`).
 ///
 /// The data plane is read, not instrumented: at each scrape the collector asks the fabric's
 /// loop once for what it already counts in plain integers (`TunnelCounters`, `TunnelTraffic`,
@@ -13,9 +14,13 @@ import PilotNet
 final class HostMetrics: Sendable {
     let registry = MetricsRegistry()
     let registryRequests: RegistryRequestMetrics
+    /// Nil: no per-identity series.
+    private let identitySeries: IdentitySeries?
 
-    init() {
+    /// `perIdentity`: how many identities get series of their own (0: none).
+    init(perIdentity: Int = 0) {
         registryRequests = RegistryRequestMetrics(prefix: "pilot_host", factory: registry.factory)
+        identitySeries = perIdentity > 0 ? IdentitySeries(limit: perIdentity, factory: registry.factory) : nil
     }
 
     /// Frames and packets dropped, by reason: each reason a figure the fabric keeps.
@@ -86,7 +91,9 @@ final class HostMetrics: Sendable {
         let retransmitted = counter("stream_retransmitted_segments_total")
         let drops = Self.drops.map { (counter("drops_total", [("reason", $0.reason)]), $0.figure) }
         let handshakes = HandshakeOutcome.allCases.map { ($0, counter("trust_handshakes_total", [("outcome", $0.rawValue)])) }
+        let identitySeries = identitySeries
         registry.onScrape {
+            if let identitySeries { await identitySeries.publish(from: presence.fabric, names: pool) }
             identities.record(await pool.count)
             let (joined, _, _) = await presence.load()
             online.record(joined)

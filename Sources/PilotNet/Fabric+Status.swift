@@ -17,6 +17,11 @@ extension Fabric {
         try await loop.submit { [state] in state.value.table.totalTraffic }.get()
     }
 
+    /// What each identity's tunnels carried so far, by node (`TunnelTable.trafficByIdentity`).
+    public func trafficByIdentity() async throws -> [UInt32: TunnelTraffic] {
+        try await loop.submit { [state] in state.value.table.trafficByIdentity }.get()
+    }
+
     /// Tunnels (sessions) by path: straight to the remote, or relayed through the beacon.
     public func tunnelPaths() async throws -> (direct: Int, relayed: Int) {
         try await loop.submit { [state] in state.value.table.tunnelPaths }.get()

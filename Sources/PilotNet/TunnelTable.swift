@@ -448,6 +448,14 @@ public final class TunnelTable {
         tunnels.values.reduce(droppedTraffic.values.reduce(removedTraffic, +)) { $0 + $1.traffic }
     }
 
+    /// What each identity's tunnels carried, those it holds and those it had: `traffic(of:)` of
+    /// every identity, in one pass.
+    public var trafficByIdentity: [UInt32: TunnelTraffic] {
+        var traffic = droppedTraffic
+        for tunnel in tunnels.values { traffic[tunnel.local] = (traffic[tunnel.local] ?? TunnelTraffic()) + tunnel.traffic }
+        return traffic
+    }
+
     /// Sessions whose frames go straight to the remote, and those that go through the beacon.
     public var tunnelPaths: (direct: Int, relayed: Int) {
         let relayed = tunnels.keys.reduce(0) { $0 + (paths[$1.remote]?.relayed == true ? 1 : 0) }

@@ -61,6 +61,11 @@ final class HostConfigurationTests: XCTestCase {
         XCTAssertEqual(try configuration.metricsListener()?.description, "192.0.2.1:9464")
         XCTAssertThrowsError(try configuration.set("metrics-listen", "9464"))
         XCTAssertThrowsError(try configuration.set("metrics-allow-remote", "perhaps"))
+        XCTAssertEqual(configuration.metricsPerIdentity, 0, "no per-identity series unless asked for")
+        try configuration.set("metrics-per-identity", "1000")
+        XCTAssertEqual(configuration.metricsPerIdentity, 1000)
+        XCTAssertThrowsError(try configuration.set("metrics-per-identity", "1001"), "the bound holds")
+        XCTAssertThrowsError(try configuration.set("metrics-per-identity", "all"))
     }
 
     func testMistakesNameTheFileLineAndProblem() {

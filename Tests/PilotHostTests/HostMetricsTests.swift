@@ -30,14 +30,15 @@ final class HostMetricsTests: HostProcessTestCase {
     /// Two hosts, each scraped: a private identity asks an auto-approving service on the other
     /// host for trust, then 20 MB go through the service's echo. The scrape during the transfer
     /// parses; the one after shows the bytes both ways, a direct tunnel, the handshake, the key
-    /// exchange and the registry requests.
+    /// exchange and the registry requests; per-identity series only on the host that asked for
+    /// them.
     func testAScrapeDuringATransferShowsItsBytesTunnelsAndHandshakes() throws {
         let registryPort = try startRendezvous()
         let metricsPorts = [try LoopbackSocket.freePort(), try LoopbackSocket.freePort()]
         let runtimes = try (0..<2).map { index in
             try startHost(
                 index, registryPort: registryPort, listen: "127.0.0.1:\(try LoopbackSocket.freePort())",
-                extra: ["--metrics-listen", "127.0.0.1:\(metricsPorts[index])"]
+                extra: ["--metrics-listen", "127.0.0.1:\(metricsPorts[index])"] + (index == 0 ? ["--metrics-per-identity", "1"] : [])
             ).runtime
         }
         func ctl(_ host: Int, _ arguments: [String]) -> JSON? { self.ctl(runtimes[host], arguments) }
@@ -50,9 +51,11 @@ final class HostMetricsTests: HostProcessTestCase {
             return exposition
         }
         _ = try XCTUnwrap(ctl(0, ["identity", "create", "asker"])?["data"]?["node_id"]?.integerValue)
+        _ = try XCTUnwrap(ctl(0, ["identity", "create", "idle"])?["data"]?["node_id"]?.integerValue)
         let service = try XCTUnwrap(ctl(1, ["identity", "create", "service", "--public", "--auto-approve"])?["data"]?["node_id"]?.integerValue)
         let before = try scrape(0)
-        XCTAssertEqual(before.value("pilot_host_identities"), 1)
+        XCTAssertEqual(before.value("pilot_host_identities"), 2)
+        XCTAssertNil(before.value("pilot_host_identity_bytes_total"), "no identity has carried anything yet")
         XCTAssertEqual(before.types["pilot_host_bytes_total"], "counter")
         let bytesOutBefore = try XCTUnwrap(before.value("pilot_host_bytes_total", ["direction": "out"]))
         let bytesInBefore = try XCTUnwrap(before.value("pilot_host_bytes_total", ["direction": "in"]))
@@ -88,9 +91,15 @@ final class HostMetricsTests: HostProcessTestCase {
         XCTAssertGreaterThanOrEqual(try XCTUnwrap(after.value("pilot_host_registry_request_duration_seconds_count")), 1)
         XCTAssertEqual(after.types["pilot_host_registry_request_duration_seconds"], "histogram")
 
+        // One identity's series, asked for on host 0: the one that carried the bytes.
+        XCTAssertGreaterThanOrEqual(try XCTUnwrap(after.value("pilot_host_identity_bytes_total", ["identity": "asker", "direction": "out"])), transferred)
+        XCTAssertGreaterThanOrEqual(try XCTUnwrap(after.value("pilot_host_identity_bytes_total", ["identity": "asker", "direction": "in"])), transferred)
+        XCTAssertEqual(Set(after.samples.filter { $0.name.hasPrefix("pilot_host_identity_") }.compactMap { $0.labels["identity"] }), ["asker"])
+
         // The service's host counted its side: an auto-approved request, and the echo's bytes.
         let service1 = try scrape(1)
         XCTAssertEqual(service1.value("pilot_host_trust_handshakes_total", ["outcome": "auto_approved"]), 1)
         XCTAssertGreaterThanOrEqual(try XCTUnwrap(service1.value("pilot_host_bytes_total", ["direction": "in"])), transferred)
+        XCTAssertNil(service1.value("pilot_host_identity_bytes_total"), "no per-identity series unless asked for")
     }
 }
