@@ -28,7 +28,7 @@ final class HostMetricsTests: HostProcessTestCase {
     }
 
     /// Two hosts, each scraped: a private identity asks an auto-approving service on the other
-    /// host for trust, then 20 MB go through the service's echo. The scrape during the transfer
+    /// host for trust, then 8 MB go through the service's echo. The scrape during the transfer
     /// parses; the one after shows the bytes both ways, a direct tunnel, the handshake, the key
     /// exchange and the registry requests; per-identity series only on the host that asked for
     /// them.
@@ -64,7 +64,7 @@ final class HostMetricsTests: HostProcessTestCase {
         XCTAssertTrue(ChildProcess.waitUntil(timeout: 10) {
             ctl(0, ["trust", "--identity", "asker"])?["data"]?["trusted"]?.arrayValue?.first?["mutual"] == true
         })
-        let megabytes = 20
+        let megabytes = 8
         let bench = try ChildProcess(
             name: "bench", executable: bin.appendingPathComponent("pilotctl"),
             arguments: ["bench", "\(service)", "\(megabytes)", "--identity", "asker", "--json", "--runtime-dir", runtimes[0]],
