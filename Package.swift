@@ -41,6 +41,9 @@ let package = Package(
         .package(url: "https://github.com/modelcontextprotocol/swift-sdk", exact: "0.12.1"),
         // The MCP SDK's stdio transport takes its file descriptors (the tests' client of pilot-mcp).
         .package(url: "https://github.com/apple/swift-system.git", from: "1.8.1"),
+        // Prometheus metrics of pilot-host and pilot-rendezvous (PilotMetrics).
+        .package(url: "https://github.com/apple/swift-metrics.git", from: "2.13.0"),
+        .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.4.1"),
     ],
     targets: [
         // C libraries from Debian's -dev packages.
@@ -93,11 +96,24 @@ let package = Package(
         // Services on well-known ports, over any stream: echo, trust handshakes, data exchange,
         // the event stream.
         .target(name: "PilotServices", dependencies: ["PilotNet", "PilotWire"] + eventLoops, swiftSettings: strict),
+        // Prometheus metrics: swift-metrics over a swift-prometheus registry, filled at scrape time,
+        // and the GET /metrics listener (NIOHTTP1). Knows no series of its own: the host's and the
+        // rendezvous's are theirs.
+        .target(
+            name: "PilotMetrics",
+            dependencies: [
+                "PilotWire",
+                .product(name: "CoreMetrics", package: "swift-metrics"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+            ] + eventLoops,
+            swiftSettings: strict),
         // Composition of the host: master key, identity pool, configuration, systemd.
         .target(
             name: "PilotHost",
             dependencies: [
                 "PilotSystemd", "PilotWire", "PilotStore", "PilotCrypto", "PilotControl", "PilotNet", "PilotServices", "PilotAppStore",
+                "PilotMetrics",
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
             ] + eventLoops,
             swiftSettings: strict),
@@ -114,7 +130,7 @@ let package = Package(
         .target(
             name: "PilotRendezvous",
             dependencies: [
-                "PilotWire", "PilotCrypto", "PilotStore", "PilotNet", "PilotServices",
+                "PilotWire", "PilotCrypto", "PilotStore", "PilotNet", "PilotServices", "PilotMetrics",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
@@ -206,6 +222,7 @@ let package = Package(
         .testTarget(name: "PilotWireTests", dependencies: ["PilotWire", "PilotTestSupport"]),
         .testTarget(name: "PilotCryptoTests", dependencies: ["PilotCrypto", "PilotWire", "PilotTestSupport"]),
         .testTarget(name: "PilotStoreTests", dependencies: ["PilotStore"]),
+        .testTarget(name: "PilotMetricsTests", dependencies: ["PilotMetrics", "PilotWire", "PilotTestSupport", .product(name: "CoreMetrics", package: "swift-metrics")] + eventLoops),
         .testTarget(name: "PilotAppStoreTests", dependencies: ["PilotAppStore", "PilotCrypto", "PilotWire"]),
         .testTarget(
             name: "PilotAppsTests",

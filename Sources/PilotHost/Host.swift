@@ -6,6 +6,7 @@ import NIOConcurrencyHelpers
 public import NIOCore
 import PilotControl
 import PilotCrypto
+import PilotMetrics
 import PilotNet
 import PilotServices
 import PilotStore
@@ -57,6 +58,8 @@ public final class Host: Sendable {
     /// The names of leased identities whose holder ended, for `startEndingLeases`' task to delete.
     let leaseEnds = AsyncStream.makeStream(of: String.self)
     let leaseTask: NIOLockedValueBox<Task<Void, Never>?> = NIOLockedValueBox(nil)
+    /// The Prometheus endpoint and its series; nil when `metrics-listen` is empty.
+    private let metrics: (server: MetricsServer, series: HostMetrics)?
 
     /// Opens the state (creating it on first start) and loads every identity.
     public init(
@@ -67,6 +70,9 @@ public final class Host: Sendable {
         handshakeInterval = NIOLockedValueBox(configuration.handshakePoll)
         self.group = group
         self.logger = logger
+        // Checked before anything is bound: a refused metrics address stops the start.
+        let metricsListener = try configuration.metricsListener()
+        let series = metricsListener.map { _ in HostMetrics(perIdentity: configuration.metricsPerIdentity) }
         let ended = leaseEnds.continuation
         do { leases = try ProcessExits { ended.yield($0) } } catch {
             throw ConfigurationError.invalidValue(key: "lease", value: "", reason: "cannot watch lease holders: \(error)")
@@ -85,7 +91,9 @@ public final class Host: Sendable {
             do { return try Endpoint(parsing: address) } catch { throw ConfigurationError.invalidValue(key: "registry", value: address, reason: "\(error)") }
         }
         let credential = try AdminToken.load(configuration.registryCredentialFile, key: "registry-credential-file", logger: logger)
-        registry = RegistryClient(targets: registries, group: group, credential: credential, tls: try configuration.registryTLSSettings())
+        registry = RegistryClient(
+            targets: registries, group: group, credential: credential, tls: try configuration.registryTLSSettings(),
+            metrics: series?.registryRequests)
         listeners = try ControlListeners(group: group, limits: configuration.connectionLimits, logger: logger)
         pool = IdentityPool(store: store, keys: try IdentityKeys(masterKey: master), registry: registry, listenAddress: configuration.listen)
         do {
@@ -130,6 +138,12 @@ public final class Host: Sendable {
             datagrams: datagrams, logger: logger)
         trust = TrustService(pool: pool, presence: presence, transport: handshakes, logger: logger)
         data = DataCommands(presence: presence, pool: pool, datagrams: datagrams, adminToken: adminToken, logger: logger)
+        if let metricsListener, let series {
+            series.watch(pool: pool, presence: presence, trust: trust)
+            metrics = (MetricsServer(listener: metricsListener, registry: series.registry, logger: logger), series)
+        } else {
+            metrics = nil
+        }
     }
 
     /// Opens the admin socket and every identity's socket, then returns: the host serves. Its
@@ -181,6 +195,12 @@ public final class Host: Sendable {
         // Public identities serve their own sockets (the ports they had) from READY on, registry
         // or not: peers' tunnels to them go on, and the registration below carries the address.
         await presence.joinPublicIdentities(registering: false)
+        if let metrics {
+            do { _ = try await metrics.server.start(on: group) } catch {
+                throw ConfigurationError.invalidValue(
+                    key: "metrics-listen", value: configuration.metricsListen, reason: "cannot bind the metrics endpoint: \(error)")
+            }
+        }
         startRegistryUpkeep()
         startHandshakePolling()
         startEndingLeases()
@@ -364,6 +384,7 @@ public final class Host: Sendable {
         }
         listeners.shutdown()
         await presence.stopBeaconWatch()
+        await metrics?.server.shutdown()
         // Streams end with a FIN, not by silence: what was written is delivered first.
         let unfinished = await presence.fabric.closeStreams(within: .seconds(2))
         if unfinished > 0 { logger.warning("streams still open at shutdown", metadata: ["count": "\(unfinished)"]) }
@@ -404,6 +425,9 @@ public final class Host: Sendable {
         if new.registryTLS != configuration.registryTLS { restart.append("registry-tls") }
         if new.registryFingerprint != configuration.registryFingerprint { restart.append("registry-fingerprint") }
         if new.appsSocket != configuration.appsSocket { restart.append("apps-socket") }
+        if new.metricsListen != configuration.metricsListen { restart.append("metrics-listen") }
+        if new.metricsAllowRemote != configuration.metricsAllowRemote { restart.append("metrics-allow-remote") }
+        if new.metricsPerIdentity != configuration.metricsPerIdentity { restart.append("metrics-per-identity") }
         apps.reload(source: new.catalogueSource, sideload: new.appSideload)
         var reopened: [String] = []
         for record in await pool.all where !FileManager.default.fileExists(atPath: socketPath(record.name)) {

@@ -1,5 +1,6 @@
 public import PilotControl
 public import PilotAppStore
+public import PilotMetrics
 import PilotWire
 
 /// pilot-host's settings: defaults, then the config file, then command-line flags (each later
@@ -57,6 +58,15 @@ public struct HostConfiguration: Equatable, Sendable {
     /// Whether owners may install apps from local directories (unsigned, under the sideload
     /// policy).
     public var appSideload = false
+    /// Where the Prometheus metrics endpoint listens (`GET /metrics`), `host:port` with an IP
+    /// address; empty: no endpoint (the default). Read at start only.
+    public var metricsListen = ""
+    /// Whether `metrics-listen` may be an address other than loopback: the endpoint shows every
+    /// identity's traffic to whoever reaches it. Read at start only.
+    public var metricsAllowRemote = false
+    /// Identities given series of their own (`pilot_host_identity_*{identity}`): those whose
+    /// tunnels carried the most bytes, at most this many (up to 1000); 0: none. Read at start only.
+    public var metricsPerIdentity = 0
 
     /// The app service's socket.
     public var appsSocket: String { appsSocketPath.isEmpty ? runtimeDirectory + "/apps.sock" : appsSocketPath }
@@ -80,6 +90,7 @@ public struct HostConfiguration: Equatable, Sendable {
         "state-dir", "runtime-dir", "registry", "beacon", "listen", "admin-group", "log-level", "handshake-poll", "busy-poll",
         "admin-token-file", "control-connections-per-user", "registry-credential-file", "registry-tls", "registry-fingerprint",
         "spool-dir", "event-loop-threads", "apps-socket", "app-catalogue", "app-catalogue-keys", "app-sideload",
+        "metrics-listen", "metrics-allow-remote", "metrics-per-identity",
     ]
 
     static let logLevels = ["trace", "debug", "info", "notice", "warning", "error", "critical"]
@@ -137,12 +148,16 @@ public struct HostConfiguration: Equatable, Sendable {
                 throw .invalidValue(key: key, value: value, reason: "the SHA-256 of the certificate's DER, 64 hex digits")
             }
             registryFingerprint = hex
-        case "app-sideload":
-            switch value.lowercased() {
-            case "yes", "true", "1": appSideload = true
-            case "no", "false", "0", "": appSideload = false
-            default: throw .invalidValue(key: key, value: value, reason: "yes or no")
+        case "app-sideload": appSideload = try Self.yesOrNo(key, value)
+        case "metrics-listen":
+            if !value.isEmpty { _ = try Self.endpoint(key, value) }
+            metricsListen = value
+        case "metrics-allow-remote": metricsAllowRemote = try Self.yesOrNo(key, value)
+        case "metrics-per-identity":
+            guard let count = Int(value), (0...1000).contains(count) else {
+                throw .invalidValue(key: key, value: value, reason: "identities, 0 (none) to 1000")
             }
+            metricsPerIdentity = count
         case "apps-socket": appsSocketPath = value.isEmpty ? "" : try Self.absolutePath(key, value)
         case "app-catalogue":
             let urls = Self.list(value)
@@ -204,6 +219,23 @@ public struct HostConfiguration: Equatable, Sendable {
             index = next
         }
         return RegistryClient.TLS(fingerprint: bytes)
+    }
+
+    /// Where the metrics endpoint listens, or nil for none; a non-loopback address without
+    /// `metrics-allow-remote` is refused here, before anything is bound.
+    public func metricsListener() throws(ConfigurationError) -> MetricsListener? {
+        guard !metricsListen.isEmpty else { return nil }
+        do { return try MetricsListener(parsing: metricsListen, allowRemote: metricsAllowRemote) } catch {
+            throw .invalidValue(key: "metrics-listen", value: metricsListen, reason: "\(error)")
+        }
+    }
+
+    private static func yesOrNo(_ key: String, _ value: String) throws(ConfigurationError) -> Bool {
+        switch value.lowercased() {
+        case "yes", "true", "1": true
+        case "no", "false", "0", "": false
+        default: throw .invalidValue(key: key, value: value, reason: "yes or no")
+        }
     }
 
     /// A list of words separated by commas or spaces.

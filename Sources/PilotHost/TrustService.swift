@@ -18,6 +18,8 @@ actor TrustService {
     /// SHA-256 of messages seen in the last 10 minutes: a replayed message is ignored.
     private var seen: [[UInt8]: Date] = [:]
     private(set) var ignored = 0
+    /// Handshake steps by how they went, for the metrics.
+    private(set) var outcomes: [HandshakeOutcome: Int] = [:]
 
     static let maxReason = 512
     /// Requests waiting for an identity's answer at most; more from new askers are dropped.
@@ -94,8 +96,10 @@ actor TrustService {
             } catch let relayError {
                 throw ControlFailure(.connectionFailed, "handshake: cannot reach node \(peer) (\(error)), nor through the registry (\(relayError))")
             }
+            count(.sentRelayed)
             return TrustChange(status: "sent", nodeID: peer, relayed: true)
         }
+        count(.sent)
         return TrustChange(status: "sent", nodeID: peer)
     }
 
@@ -109,6 +113,7 @@ actor TrustService {
         await relate(name, peer, true)
         await report(name, peer: peer, trusted: true)
         await answer(name, peer: peer, accept: true)
+        count(.approved)
         return TrustChange(status: "approved", nodeID: peer)
     }
 
@@ -119,6 +124,7 @@ actor TrustService {
         try await pool.removeTrust(peer: entry.peerNode, for: name)
         await relate(name, peer, false)
         await answer(name, peer: peer, accept: false, reason: reason)
+        count(.rejected)
         return TrustChange(status: "rejected", nodeID: peer)
     }
 
@@ -134,6 +140,7 @@ actor TrustService {
         }
         await relate(name, peer, false)
         await report(name, peer: peer, trusted: false)
+        count(.revoked)
         return TrustChange(status: "revoked", nodeID: peer)
     }
 
@@ -209,12 +216,15 @@ actor TrustService {
                     await relate(name, peer, true)
                     await report(name, peer: peer, trusted: true)
                     await answer(name, peer: peer, accept: true)
+                    count(state == .pendingOut ? .mutual : .autoApproved)
                 } else if state != .pendingIn, await tooManyWaiting(name) {
+                    count(.dropped)
                     logger.warning("handshake request dropped: too many waiting", metadata: [
                         "PILOT_IDENTITY": "\(name)", "PILOT_PEER": "\(peer)", "waiting": "\(Self.maxPending)"])
                 } else {
                     try await pool.setTrust(TrustRecord(peerNode: peer, state: .pendingIn, reason: justification, updatedAt: Self.now), for: name)
                     await relate(name, peer, true)
+                    count(.received)
                     logger.notice("handshake request (relayed)", metadata: ["PILOT_IDENTITY": "\(name)", "PILOT_PEER": "\(peer)"])
                 }
             } catch {
@@ -231,6 +241,7 @@ actor TrustService {
                     TrustRecord(peerNode: peer, state: accepted ? .trusted : .rejected, updatedAt: Self.now, mutual: accepted), for: name)
                 await relate(name, peer, accepted)
                 if accepted { await report(name, peer: peer, trusted: true) }
+                count(accepted ? .accepted : .refused)
             } catch {
                 logger.error("cannot store a trust change", metadata: ["PILOT_IDENTITY": "\(name)", "PILOT_PEER": "\(peer)", "error": "\(error)"])
             }
@@ -272,6 +283,7 @@ actor TrustService {
                     try await pool.setTrust(TrustRecord(peerNode: peer, peerKey: key, state: .trusted, updatedAt: Self.now, mutual: true), for: name)
                     await relate(name, peer, true)
                     await report(name, peer: peer, trusted: true)
+                    count(.mutual)
                     try? await send(name, peer, try await self.message(.accept, from: name, to: peer))
                 case .none where record.autoApprove, .pendingIn where record.autoApprove, .rejected where record.autoApprove,
                     .revoked where record.autoApprove:
@@ -286,11 +298,13 @@ actor TrustService {
                     async let reported: Void = report(name, peer: peer, trusted: true)
                     await answer(name, peer: peer, accept: true)
                     await reported
+                    count(.autoApproved)
                     logger.notice("trusted (auto-approve)", metadata: ["PILOT_IDENTITY": "\(name)", "PILOT_PEER": "\(peer)"])
                 default:
                     // A flood of strangers' requests is bounded: past `maxPending` waiting, a
                     // new asker's request is dropped (one already waiting may ask again).
                     if entry?.state != .pendingIn, await tooManyWaiting(name) {
+                        count(.dropped)
                         logger.warning("handshake request dropped: too many waiting", metadata: [
                             "PILOT_IDENTITY": "\(name)", "PILOT_PEER": "\(peer)", "waiting": "\(Self.maxPending)"])
                         return
@@ -299,6 +313,7 @@ actor TrustService {
                         TrustRecord(peerNode: peer, peerKey: key, state: .pendingIn, reason: String(message.justification.prefix(Self.maxReason)), updatedAt: Self.now),
                         for: name)
                     await relate(name, peer, true)
+                    count(.received)
                     logger.notice("handshake request", metadata: ["PILOT_IDENTITY": "\(name)", "PILOT_PEER": "\(peer)"])
                 }
             case .accept:
@@ -306,6 +321,7 @@ actor TrustService {
                 try await pool.setTrust(TrustRecord(peerNode: peer, peerKey: key, state: .trusted, updatedAt: Self.now, mutual: true), for: name)
                 await relate(name, peer, true)
                 await report(name, peer: peer, trusted: true)
+                count(.accepted)
                 logger.notice("trusted", metadata: ["PILOT_IDENTITY": "\(name)", "PILOT_PEER": "\(peer)"])
             case .reject:
                 guard entry?.state == .pendingOut else { return ignore("reject nobody asked for", name) }
@@ -313,11 +329,13 @@ actor TrustService {
                     TrustRecord(peerNode: peer, peerKey: key, state: .rejected, reason: String(message.reason.prefix(Self.maxReason)), updatedAt: Self.now),
                     for: name)
                 await relate(name, peer, false)
+                count(.refused)
             case .revoke:
                 guard let entry else { return }
                 try await pool.removeTrust(peer: peer, for: name)
                 await relate(name, peer, false)
                 if entry.state == .trusted { await report(name, peer: peer, trusted: false) }
+                count(.revokedByPeer)
             }
         } catch {
             logger.error("cannot store a trust change", metadata: ["PILOT_IDENTITY": "\(name)", "PILOT_PEER": "\(peer)", "error": "\(error)"])
@@ -328,7 +346,12 @@ actor TrustService {
 
     private func ignore(_ why: String, _ name: String) {
         ignored += 1
+        count(.ignored)
         logger.info("handshake message ignored", metadata: ["PILOT_IDENTITY": "\(name)", "reason": "\(why)"])
+    }
+
+    private func count(_ outcome: HandshakeOutcome) {
+        outcomes[outcome, default: 0] += 1
     }
 
     private func identity(_ name: String) async throws -> IdentityRecord {

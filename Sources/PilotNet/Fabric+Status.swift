@@ -12,6 +12,21 @@ extension Fabric {
         try await loop.submit { [state] in state.value.table.counters }.get()
     }
 
+    /// What every identity's tunnels carried so far (`TunnelTable.totalTraffic`).
+    public func totalTraffic() async throws -> TunnelTraffic {
+        try await loop.submit { [state] in state.value.table.totalTraffic }.get()
+    }
+
+    /// What each identity's tunnels carried so far, by node (`TunnelTable.trafficByIdentity`).
+    public func trafficByIdentity() async throws -> [UInt32: TunnelTraffic] {
+        try await loop.submit { [state] in state.value.table.trafficByIdentity }.get()
+    }
+
+    /// Tunnels (sessions) by path: straight to the remote, or relayed through the beacon.
+    public func tunnelPaths() async throws -> (direct: Int, relayed: Int) {
+        try await loop.submit { [state] in state.value.table.tunnelPaths }.get()
+    }
+
     /// What identity `node`'s tunnels carried (`TunnelTraffic`).
     public func traffic(of node: UInt32) async throws -> TunnelTraffic {
         try await loop.submit { [state] in state.value.table.traffic(of: node) }.get()

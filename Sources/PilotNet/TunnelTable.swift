@@ -242,6 +242,8 @@ public final class TunnelTable {
     var tunnels: [NodePair: Tunnel] = [:]
     /// What the sessions dropped so far carried, per local identity (`traffic(of:)`).
     var droppedTraffic: [UInt32: TunnelTraffic] = [:]
+    /// What the identities removed so far carried: kept so that `totalTraffic` never goes down.
+    var removedTraffic = TunnelTraffic()
     var epochs: [Epoch: UInt32] = [:]
     var pending: [NodePair: Pending] = [:]
     /// First exchanges of `pending` held back for their punch (at most one per pending pair).
@@ -317,6 +319,7 @@ public final class TunnelTable {
 
     /// Forgets `node` and every tunnel it has.
     public func remove(_ node: UInt32) {
+        if identities[node] != nil { removedTraffic = removedTraffic + traffic(of: node) }
         identities[node] = nil
         if let socket = identitySockets.removeValue(forKey: node) { socketOwners[socket] = nil }
         for pair in tunnels.keys where pair.local == node { dropTunnel(pair) }
@@ -437,6 +440,26 @@ public final class TunnelTable {
     /// What `local`'s tunnels carried, those it holds and those it had.
     public func traffic(of local: UInt32) -> TunnelTraffic {
         tunnels.values.filter { $0.local == local }.reduce(droppedTraffic[local] ?? TunnelTraffic()) { $0 + $1.traffic }
+    }
+
+    /// What every identity's tunnels carried, over the table's life (removed identities
+    /// included): the host's totals, read at each metrics scrape rather than counted twice.
+    public var totalTraffic: TunnelTraffic {
+        tunnels.values.reduce(droppedTraffic.values.reduce(removedTraffic, +)) { $0 + $1.traffic }
+    }
+
+    /// What each identity's tunnels carried, those it holds and those it had: `traffic(of:)` of
+    /// every identity, in one pass.
+    public var trafficByIdentity: [UInt32: TunnelTraffic] {
+        var traffic = droppedTraffic
+        for tunnel in tunnels.values { traffic[tunnel.local] = (traffic[tunnel.local] ?? TunnelTraffic()) + tunnel.traffic }
+        return traffic
+    }
+
+    /// Sessions whose frames go straight to the remote, and those that go through the beacon.
+    public var tunnelPaths: (direct: Int, relayed: Int) {
+        let relayed = tunnels.keys.reduce(0) { $0 + (paths[$1.remote]?.relayed == true ? 1 : 0) }
+        return (tunnels.count - relayed, relayed)
     }
 
     func dropTunnel(_ pair: NodePair) {

@@ -36,6 +36,9 @@ struct HostCommand: AsyncParsableCommand {
     @Option(help: "The app catalogue's URL(s), comma-separated: https://, http:// on loopback, file:///.") var appCatalogue: String?
     @Option(help: "The Ed25519 key(s), base64 and comma-separated, one of which must sign the catalogue.") var appCatalogueKeys: String?
     @Option(help: "yes: owners may install apps from local directories (unsigned, under the sideload policy).") var appSideload: String?
+    @Option(help: "Prometheus metrics endpoint (GET /metrics), host:port with an IP address; default: none.") var metricsListen: String?
+    @Option(help: "yes: metrics-listen may be an address other than loopback.") var metricsAllowRemote: String?
+    @Option(help: "Series of their own for the N identities that carried the most bytes (0 to 1000; default 0: none).") var metricsPerIdentity: String?
 
     func run() async throws {
         let file = config ?? "/etc/pilot-host/pilot-host.conf"
@@ -99,6 +102,8 @@ struct HostCommand: AsyncParsableCommand {
             ("registry-credential-file", registryCredentialFile), ("registry-tls", registryTls), ("registry-fingerprint", registryFingerprint),
             ("spool-dir", spoolDir), ("event-loop-threads", eventLoopThreads), ("apps-socket", appsSocket),
             ("app-catalogue", appCatalogue), ("app-catalogue-keys", appCatalogueKeys), ("app-sideload", appSideload),
+            ("metrics-listen", metricsListen), ("metrics-allow-remote", metricsAllowRemote),
+            ("metrics-per-identity", metricsPerIdentity),
         ] {
             if let value { try settings.set(key, value) }
         }

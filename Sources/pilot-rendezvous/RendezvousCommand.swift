@@ -5,6 +5,7 @@ public import Logging
 import NIOCore
 import NIOPosix
 import PilotCrypto
+import PilotMetrics
 import PilotNet
 import PilotRendezvous
 import PilotSystemd
@@ -98,6 +99,12 @@ struct RendezvousCommand: AsyncParsableCommand {
             """)
     var adminTokenFile: String?
 
+    @Option(help: "Prometheus metrics endpoint (GET /metrics), host:port with an IP address; default: none.")
+    var metricsListen: String?
+
+    @Flag(help: "Let --metrics-listen be an address other than loopback.")
+    var metricsAllowRemote = false
+
     @Option(help: "Log level: trace, debug, info, notice, warning, error, critical.")
     var logLevel: Logger.Level = .info
 
@@ -119,6 +126,15 @@ struct RendezvousCommand: AsyncParsableCommand {
         if let directoryAddr { _ = try Self.split(directoryAddr) }
         if !(directoryQuestionsPerSecond > 0) { throw ValidationError("--directory-questions-per-second must be positive") }
         if directoryHostname.isEmpty { throw ValidationError("--directory-hostname must not be empty: askers find the directory by it") }
+        _ = try metricsListener()
+    }
+
+    /// Where the metrics endpoint listens, or nil for none.
+    func metricsListener() throws -> MetricsListener? {
+        guard let metricsListen else { return nil }
+        do { return try MetricsListener(parsing: metricsListen, allowRemote: metricsAllowRemote) } catch {
+            throw ValidationError("--metrics-listen: \("\(error)".replacingOccurrences(of: "(metrics-allow-remote)", with: "(--metrics-allow-remote)"))")
+        }
     }
 
     /// The admin token: the first line of --admin-token-file, else `PILOT_ADMIN_TOKEN`, else none.
@@ -161,6 +177,8 @@ struct RendezvousCommand: AsyncParsableCommand {
         let (registryHost, registryPort) = try Self.split(registryAddr)
         let (beaconHost, beaconPort) = try Self.split(beaconAddr)
         let group = MultiThreadedEventLoopGroup(numberOfThreads: System.coreCount)
+        let metricsListener = try metricsListener()
+        let metrics = metricsListener.map { _ in RendezvousMetrics() }
 
         var beaconConfiguration = BeaconServer.Configuration(host: beaconHost, port: beaconPort)
         beaconConfiguration.peers = try beaconPeerAddresses()
@@ -186,12 +204,23 @@ struct RendezvousCommand: AsyncParsableCommand {
         var serverConfiguration = RegistryServer.Configuration(
             host: registryHost, port: registryPort, tlsCertificatePath: tlsCert, tlsKeyPath: tlsKey)
         serverConfiguration.requestsPerSecond = connectionRequestsPerSecond
+        serverConfiguration.metrics = metrics?.registryRequests
         let server = RegistryServer(registry: registry, configuration: serverConfiguration, logger: logger)
         let registryAddress = try await server.start(on: group)
         // What clients pin: logged (journal) and printed, so the operator need not compute it.
         let fingerprint = try tlsCert.map { try RegistryServer.fingerprint(ofCertificateAt: $0) }
         if let fingerprint {
             logger.notice("registry TLS certificate", metadata: ["fingerprint": "\(fingerprint)", "certificate": "\(tlsCert ?? "")"])
+        }
+
+        var metricsServer: MetricsServer?
+        var metricsLine = ""
+        if let metricsListener, let metrics {
+            metrics.watch(registry, beacon: beacon)
+            let server = MetricsServer(listener: metricsListener, registry: metrics.registry, logger: logger)
+            let address = try await server.start(on: group)
+            metricsServer = server
+            metricsLine = "metrics \(address.ipAddress ?? metricsListener.endpoint.host):\(address.port ?? 0)\n"
         }
 
         var nameserver: Nameserver?
@@ -231,7 +260,7 @@ struct RendezvousCommand: AsyncParsableCommand {
         let registryLine = "registry \(registryAddress.ipAddress ?? registryHost):\(registryAddress.port ?? registryPort)"
         let beaconLine = "beacon \(beaconAddress.ipAddress ?? beaconHost):\(beaconAddress.port ?? beaconPort)"
         let fingerprintLine = fingerprint.map { "registry-fingerprint \($0)\n" } ?? ""
-        FileHandle.standardOutput.write(Data((registryLine + "\n" + beaconLine + "\n" + nameserverLine + directoryLine + fingerprintLine).utf8))
+        FileHandle.standardOutput.write(Data((registryLine + "\n" + beaconLine + "\n" + nameserverLine + directoryLine + fingerprintLine + metricsLine).utf8))
 
         Systemd.notify("READY=1\nSTATUS=\(registry.nodeCount) nodes")
         let watchdog = Systemd.watchdogInterval.map { interval in
@@ -245,6 +274,7 @@ struct RendezvousCommand: AsyncParsableCommand {
         logger.info("shutting down")
         await nameserver?.shutdown()
         await directoryAgent?.shutdown()
+        await metricsServer?.shutdown()
         try await server.shutdown()
         try await beacon.shutdown()
         try await group.shutdownGracefully()

@@ -16,6 +16,8 @@ final class HostConfigurationTests: XCTestCase {
         XCTAssertEqual(configuration.busyPoll, 50, "the loop busy-polls 50 µs after traffic, while that pays")
         XCTAssertEqual(HostConfiguration().busyPoll, configuration.busyPoll, "the example shows the default")
         XCTAssertEqual(configuration.connectionLimits.perUser, 64, "the example shows the default")
+        XCTAssertNil(try configuration.metricsListener(), "no metrics endpoint unless asked for")
+        XCTAssertNil(try HostConfiguration().metricsListener(), "no metrics endpoint unless asked for")
         // Every key the program knows is documented in the example.
         for key in HostConfiguration.keys { XCTAssertTrue(text.contains("\n\(key) ="), "\(key) missing from the example") }
     }
@@ -56,6 +58,25 @@ final class HostConfigurationTests: XCTestCase {
         XCTAssertEqual(try configuration.registryTLSSettings()?.fingerprint, Array(repeating: 0xAB, count: 32))
         try configuration.set("registry-fingerprint", "")
         XCTAssertEqual(try configuration.registryTLSSettings(), RegistryClient.TLS(), "TLS checked against the trust roots")
+    }
+
+    func testAMetricsAddressIsLoopbackUnlessRemoteScrapersAreAllowed() throws {
+        var configuration = HostConfiguration()
+        try configuration.set("metrics-listen", "127.0.0.1:9464")
+        XCTAssertEqual(try configuration.metricsListener()?.description, "127.0.0.1:9464")
+        try configuration.set("metrics-listen", "192.0.2.1:9464")
+        XCTAssertThrowsError(try configuration.metricsListener()) { error in
+            XCTAssertTrue("\(error)".hasPrefix("metrics-listen = 192.0.2.1:9464: metrics address 192.0.2.1:9464 is not loopback"), "\(error)")
+        }
+        try configuration.set("metrics-allow-remote", "yes")
+        XCTAssertEqual(try configuration.metricsListener()?.description, "192.0.2.1:9464")
+        XCTAssertThrowsError(try configuration.set("metrics-listen", "9464"))
+        XCTAssertThrowsError(try configuration.set("metrics-allow-remote", "perhaps"))
+        XCTAssertEqual(configuration.metricsPerIdentity, 0, "no per-identity series unless asked for")
+        try configuration.set("metrics-per-identity", "1000")
+        XCTAssertEqual(configuration.metricsPerIdentity, 1000)
+        XCTAssertThrowsError(try configuration.set("metrics-per-identity", "1001"), "the bound holds")
+        XCTAssertThrowsError(try configuration.set("metrics-per-identity", "all"))
     }
 
     func testMistakesNameTheFileLineAndProblem() {

@@ -2,6 +2,7 @@ public import NIOCore
 import NIOPosix
 import NIOSSL
 import PilotCrypto
+public import PilotMetrics
 public import PilotWire
 
 /// One registry connection shared by every identity of the host.
@@ -52,6 +53,8 @@ public actor RegistryClient {
     private let credential: String?
     /// Nil: plain TCP.
     private let tls: TLS?
+    /// Where each request is counted and timed; nil: nowhere.
+    private let metrics: RegistryRequestMetrics?
     /// Whether a small batch is out; those asked for meanwhile wait in `joining` and go
     /// together when it is back: the registry commits each batch once, so identities created
     /// and deleted at once share its fsyncs instead of queueing for one each.
@@ -61,13 +64,16 @@ public actor RegistryClient {
     /// and go at once).
     static let joinable = 64
 
-    public init(host: String, port: Int, group: any EventLoopGroup, credential: String? = nil, tls: TLS? = nil) {
-        self.init(targets: [Endpoint(host: host, port: UInt16(clamping: port))], group: group, credential: credential, tls: tls)
+    public init(
+        host: String, port: Int, group: any EventLoopGroup, credential: String? = nil, tls: TLS? = nil, metrics: RegistryRequestMetrics? = nil
+    ) {
+        self.init(targets: [Endpoint(host: host, port: UInt16(clamping: port))], group: group, credential: credential, tls: tls, metrics: metrics)
     }
 
     /// A client of the registries `targets` (at least one), tried in that order.
     public init(
-        targets: [Endpoint], group: any EventLoopGroup, credential: String? = nil, tls: TLS? = nil, replyTimeout: TimeAmount = .seconds(15)
+        targets: [Endpoint], group: any EventLoopGroup, credential: String? = nil, tls: TLS? = nil,
+        replyTimeout: TimeAmount = .seconds(15), metrics: RegistryRequestMetrics? = nil
     ) {
         precondition(!targets.isEmpty, "a registry client needs a registry")
         self.targets = targets
@@ -75,6 +81,7 @@ public actor RegistryClient {
         self.credential = credential
         self.tls = tls
         self.replyTimeout = replyTimeout
+        self.metrics = metrics
     }
 
     /// The registry in use (or to be tried first).
@@ -83,8 +90,21 @@ public actor RegistryClient {
     /// `handler` runs after each move to another registry than the one used before.
     public func whenSwitched(_ handler: @escaping @Sendable (Endpoint) async -> Void) { switched = handler }
 
-    /// Sends one request and returns its reply (which may be `{"type":"error",...}`).
+    /// Sends one request and returns its reply (which may be `{"type":"error",...}`). A batch
+    /// is counted once, as `batch`.
     public func send(_ request: RegistryMessage) async throws -> RegistryMessage {
+        let start = NIODeadline.now()
+        do {
+            let reply = try await sendRetrying(request)
+            metrics?.record(request, RegistryRequestMetrics.outcome(of: reply), nanoseconds: (NIODeadline.now() - start).nanoseconds)
+            return reply
+        } catch {
+            metrics?.record(request, .failed, nanoseconds: (NIODeadline.now() - start).nanoseconds)
+            throw error
+        }
+    }
+
+    private func sendRetrying(_ request: RegistryMessage) async throws -> RegistryMessage {
         // One retry on a fresh connection: the registry may have restarted; with several, one
         // try at each. Only the connection this request used is dropped, not one a concurrent
         // request has just made. A connect that failed has tried every registry already.

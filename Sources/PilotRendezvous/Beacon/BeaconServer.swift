@@ -44,6 +44,8 @@ public final class BeaconServer: Sendable {
         public var discovers = 0
         public var punches = 0
         public var relayed = 0
+        /// Bytes of the frames relayed (the tunnel frames, without the beacon's header).
+        public var relayedBytes = 0
         public var relayDropped = 0
         public var notifies = 0
         public var malformed = 0
@@ -332,6 +334,7 @@ final class BeaconHandler: ChannelInboundHandler, Sendable {
                 guard state.allow(source, now: now) else { return nil }
                 if let entry = state.endpoint(of: destination, now: now) {
                     state.counters.relayed += 1
+                    state.counters.relayedBytes += frame.count
                     return .local(entry)
                 }
                 // A relay a peer sent on is delivered here or nowhere: never back and forth.

@@ -1,5 +1,6 @@
 import Foundation
 public import PilotCrypto
+import PilotStore
 public import PilotWire
 
 /// The registry's request handling: every message the official 1.18 daemon and pilotctl send,
@@ -63,6 +64,7 @@ public final class Registry: @unchecked Sendable {
     let lock = NSLock()
     /// Every node ever registered, by id, online or not.
     var nodes: [UInt32: NodeRecord] = [:]
+    var databaseErrorCount = 0
     var byKey: [[UInt8]: UInt32] = [:]
     var byHostname: [String: UInt32] = [:]
     /// Hostnames the reaper freed, by the node that may take each back.
@@ -155,6 +157,9 @@ public final class Registry: @unchecked Sendable {
     /// Registered nodes (online or not).
     public var nodeCount: Int { lock.withLock { nodes.count } }
 
+    /// Requests that failed because `registry.db` refused a read or a write, so far.
+    public var databaseErrors: Int { lock.withLock { databaseErrorCount } }
+
     /// The Ed25519 key `node` registered with, if it is known.
     public func signingKey(of node: UInt32) -> Ed25519PublicKey? {
         lock.withLock { nodes[node].flatMap { try? Ed25519PublicKey(bytes: $0.publicKey) } }
@@ -197,6 +202,7 @@ public final class Registry: @unchecked Sendable {
         } catch let error as WireError {
             reply = RegistryMessage(type: "error", ["error": .string("bad request: \(error)")])
         } catch {
+            if error is StoreError { lock.withLock { databaseErrorCount += 1 } }
             reply = RegistryMessage(type: "error", ["error": .string("internal error: \(error)")])
         }
         if let queued = configuration.handshakeQueued { notify.forEach(queued) }

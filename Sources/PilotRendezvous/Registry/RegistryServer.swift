@@ -5,6 +5,7 @@ public import NIOCore
 import NIOPosix
 import NIOSSL
 import PilotCrypto
+public import PilotMetrics
 import PilotWire
 
 /// The registry's TCP server (optionally TLS): length-prefixed JSON requests, one reply each,
@@ -25,6 +26,8 @@ public final class RegistryServer: Sendable {
         public var requestBurst: Double = 2000
         /// A connection that sends nothing for this long is closed.
         public var idleTimeout: TimeAmount = .minutes(5)
+        /// Where each request is counted and timed; nil: nowhere.
+        public var metrics: RegistryRequestMetrics?
 
         public init(host: String, port: Int, tlsCertificatePath: String? = nil, tlsKeyPath: String? = nil) {
             self.host = host
@@ -80,7 +83,7 @@ public final class RegistryServer: Sendable {
                     try channel.pipeline.syncOperations.addHandler(IdleStateHandler(readTimeout: configuration.idleTimeout))
                     try channel.pipeline.syncOperations.addHandler(
                         RegistryConnectionHandler(
-                            registry: registry, threadPool: threadPool, logger: logger,
+                            registry: registry, threadPool: threadPool, logger: logger, metrics: configuration.metrics,
                             peerIP: channel.remoteAddress?.ipAddress ?? "unknown",
                             budget: TokenBucket(
                                 capacity: configuration.requestBurst, ratePerSecond: configuration.requestsPerSecond,
@@ -134,6 +137,7 @@ final class RegistryConnectionHandler: ChannelInboundHandler, @unchecked Sendabl
     private let registry: Registry
     private let threadPool: NIOThreadPool
     private let logger: Logger
+    private let metrics: RegistryRequestMetrics?
     private let peerIP: String
     private var decoder = RegistryFrameDecoder()
     private var budget: TokenBucket
@@ -146,8 +150,9 @@ final class RegistryConnectionHandler: ChannelInboundHandler, @unchecked Sendabl
     private var busy = false
     private var closing = false
 
-    init(registry: Registry, threadPool: NIOThreadPool, logger: Logger, peerIP: String, budget: TokenBucket) {
+    init(registry: Registry, threadPool: NIOThreadPool, logger: Logger, metrics: RegistryRequestMetrics?, peerIP: String, budget: TokenBucket) {
         self.registry = registry
+        self.metrics = metrics
         self.threadPool = threadPool
         self.logger = logger
         self.peerIP = peerIP
@@ -191,6 +196,7 @@ final class RegistryConnectionHandler: ChannelInboundHandler, @unchecked Sendabl
         // One connection carries all of an operator's host's identities: its batches are exempt.
         guard registry.isFromOperatorHost(request) || budget.take(now: Registry.uptime()) else {
             write(context, RegistryMessage(type: "error", ["error": "rate limit: too many requests"]))
+            metrics?.record(request, .rateLimited, nanoseconds: 0)
             serveNext(context)
             return
         }
@@ -199,11 +205,15 @@ final class RegistryConnectionHandler: ChannelInboundHandler, @unchecked Sendabl
         let peerIP = peerIP
         let loop = context.eventLoop
         let bound = NIOLoopBound((self, context), eventLoop: loop)
+        let start = NIODeadline.now()
         threadPool.runIfActive(eventLoop: loop) {
             registry.handle(request, peerIP: peerIP)
         }.whenComplete { result in
             let (handler, context) = bound.value
             handler.busy = false
+            let outcome: RegistryRequestMetrics.Outcome
+            if case .success(let reply) = result { outcome = RegistryRequestMetrics.outcome(of: reply) } else { outcome = .failed }
+            handler.metrics?.record(request, outcome, nanoseconds: (NIODeadline.now() - start).nanoseconds)
             switch result {
             case .success(let reply):
                 if reply.type == "error" {
