@@ -41,6 +41,8 @@ let package = Package(
         .package(url: "https://github.com/modelcontextprotocol/swift-sdk", exact: "0.12.1"),
         // The MCP SDK's stdio transport takes its file descriptors (the tests' client of pilot-mcp).
         .package(url: "https://github.com/apple/swift-system.git", from: "1.8.1"),
+        // The registry's state on PostgreSQL (`pilot-rendezvous --database postgres://...`).
+        .package(url: "https://github.com/vapor/postgres-nio.git", from: "1.33.2"),
     ],
     targets: [
         // C libraries from Debian's -dev packages.
@@ -110,11 +112,12 @@ let package = Package(
                 .product(name: "NIOHTTP1", package: "swift-nio"),
             ] + eventLoops,
             swiftSettings: strict),
-        // Registry, beacon and nameserver servers.
+        // Registry, beacon and nameserver servers; the registry's state in SQLite or PostgreSQL.
         .target(
             name: "PilotRendezvous",
             dependencies: [
                 "PilotWire", "PilotCrypto", "PilotStore", "PilotNet", "PilotServices",
+                .product(name: "PostgresNIO", package: "postgres-nio"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
