@@ -39,6 +39,8 @@ final class PostgresSession {
     private var connections = 0
     /// Open transactions and savepoints: 0 outside a transaction.
     private var depth = 0
+    /// BEGIN, SAVEPOINT and RELEASE statements not sent yet: they go before the next statement.
+    private var owed: [String] = []
     /// No connect is tried before this (after one that timed out); the last connect's failure
     /// is the reason meanwhile.
     private var retryAt = NIODeadline.distantPast
@@ -68,11 +70,19 @@ final class PostgresSession {
     // MARK: Statements
 
     /// Runs `query` and returns its rows, within `timeout` (default: `timeouts.statement`).
+    /// What the transaction still owes (`owed`) goes first, sent together with it.
     @discardableResult
     func rows(_ query: PostgresQuery, timeout: TimeAmount? = nil) throws -> PostgresQueryResult {
         let connection = try connected()
+        let deadline = NIODeadline.now() + (timeout ?? timeouts.statement)
+        let first = owed
+        owed = []
         do {
-            return try wait(for: connection.query(query, logger: logger), within: timeout ?? timeouts.statement, what: "a statement")
+            // Queued on the connection at once and answered in order: one wait, not one each.
+            let sent = first.map { connection.query(PostgresQuery(unsafeSQL: $0), logger: logger) }
+            let result = connection.query(query, logger: logger)
+            for (sql, future) in zip(first, sent) { _ = try wait(for: future, within: deadline - .now(), what: sql) }
+            return try wait(for: result, within: deadline - .now(), what: "a statement")
         } catch let error as PSQLError {
             throw translated(error, sql: query.sql)
         }
@@ -87,28 +97,41 @@ final class PostgresSession {
     /// ROLLBACK when it throws. Inside another it is a savepoint of that one, undone alone when
     /// it throws (a registry batch holds many changes that each take one), as SQLite's
     /// `Database.transaction` does.
+    ///
+    /// BEGIN, SAVEPOINT and RELEASE are owed rather than sent: they go with the next statement
+    /// (`rows`), and a transaction or savepoint in which nothing was written costs nothing (a
+    /// batch of heartbeats). COMMIT releases what is still owed.
     func transaction<R>(_ body: () throws -> R) throws -> R {
         if depth > 0 {
-            let savepoint = "nested_\(depth)"
-            try execute("SAVEPOINT \(savepoint)")
+            let savepoint = "SAVEPOINT nested_\(depth)"
+            owed.append(savepoint)
             depth += 1
             defer { depth -= 1 }
             do {
                 let result = try body()
-                try execute("RELEASE SAVEPOINT \(savepoint)")
+                if owed.last == savepoint { owed.removeLast() } else { owed.append("RELEASE \(savepoint)") }
                 return result
             } catch {
-                // Undone alone; the transaction around it goes on (unless the connection is gone).
-                try? execute("ROLLBACK TO SAVEPOINT \(savepoint)")
-                try? execute("RELEASE SAVEPOINT \(savepoint)")
+                if owed.last == savepoint {
+                    owed.removeLast()
+                } else {
+                    // Undone alone; the transaction around it goes on (unless the connection is gone).
+                    try? execute("ROLLBACK TO \(savepoint)")
+                    try? execute("RELEASE \(savepoint)")
+                }
                 throw error
             }
         }
-        try execute("BEGIN")
+        owed = ["BEGIN"]
         depth = 1
-        defer { depth = 0 }
+        defer {
+            depth = 0
+            owed = []
+        }
         do {
             let result = try body()
+            guard owed.first != "BEGIN" else { return result }  // nothing was written
+            owed = []
             // A transaction a failed statement aborted answers COMMIT with ROLLBACK, no error.
             let committed = try rows(PostgresQuery(unsafeSQL: "COMMIT"))
             guard committed.metadata.command == "COMMIT" else {
@@ -116,7 +139,10 @@ final class PostgresSession {
             }
             return result
         } catch {
-            if connection != nil { try? execute("ROLLBACK") }
+            if owed.first != "BEGIN", connection != nil {
+                owed = []
+                try? execute("ROLLBACK")
+            }
             throw error
         }
     }
@@ -128,7 +154,10 @@ final class PostgresSession {
     private func connected() throws -> PostgresConnection {
         if let connection, !connection.isClosed { return connection }
         drop()
-        guard depth == 0 else { throw unavailable("the connection was lost inside a transaction, which was rolled back") }
+        // Inside a transaction only while nothing of it was sent (BEGIN still owed).
+        guard depth == 0 || owed.first == "BEGIN" else {
+            throw unavailable("the connection was lost inside a transaction, which was rolled back")
+        }
         guard NIODeadline.now() >= retryAt else { throw unavailable(lastFailure) }
         let loop = group.next()
         connections += 1
