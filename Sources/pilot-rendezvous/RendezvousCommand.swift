@@ -51,7 +51,7 @@ struct RendezvousCommand: AsyncParsableCommand {
     @Option(help: "Questions one node may ask the directory per second (burst: five seconds' worth).")
     var directoryQuestionsPerSecond: Double = 2
 
-    @Option(help: "Directory for registry.db (and nameserver.key, directory.key).")
+    @Option(help: "Directory for registry.db (unless --database) and nameserver.key, directory.key.")
     var stateDir = "/var/lib/pilot-rendezvous"
 
     @Option(

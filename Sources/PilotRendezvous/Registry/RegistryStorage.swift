@@ -41,9 +41,6 @@ protocol RegistryStorage: AnyObject {
     /// instances never give out the same id. Nil when ids are exhausted.
     func newNodeID(next: UInt32) throws -> UInt32?
 
-    /// Frees `node`'s hostname.
-    func clearHostname(of node: UInt32) throws
-
     func setTrust(_ a: UInt32, _ b: UInt32, _ trusted: Bool) throws
 
     func addRequest(to: UInt32, _ request: PendingHandshake) throws

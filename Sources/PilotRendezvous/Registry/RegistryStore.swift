@@ -282,11 +282,6 @@ final class RegistryStore: RegistryStorage {
         next == 0 || next == Address.broadcastNode ? nil : next
     }
 
-    /// Frees hostnames before a batch of saves that may move one to another node.
-    func clearHostname(of node: UInt32) throws(StoreError) {
-        try db.run("UPDATE node SET hostname = NULL WHERE id = ?", [.integer(Int64(node))])
-    }
-
     func setTrust(_ a: UInt32, _ b: UInt32, _ trusted: Bool) throws(StoreError) {
         let pair: [SQLValue] = [.integer(Int64(min(a, b))), .integer(Int64(max(a, b)))]
         if trusted {

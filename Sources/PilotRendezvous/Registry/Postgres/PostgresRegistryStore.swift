@@ -144,10 +144,6 @@ public final class PostgresRegistryStore: RegistryStorage {
         }
     }
 
-    func clearHostname(of node: UInt32) throws {
-        try session.rows("UPDATE node SET hostname = NULL WHERE id = \(Int64(node))")
-    }
-
     func setTrust(_ a: UInt32, _ b: UInt32, _ trusted: Bool) throws {
         let (low, high) = (Int64(min(a, b)), Int64(max(a, b)))
         if trusted {
