@@ -239,6 +239,35 @@ final class RegistryPostgresTests: XCTestCase {
         // Through the socket as well as TCP.
         XCTAssertNoThrow(try PostgresRegistryStore(location: PostgresLocation(parsing: try server.socketURL(database: database))))
     }
+
+    /// The executable: served from PostgreSQL (the schema made, a restart finding it), and at
+    /// start a bad URL (64), an unreachable database (1) and --directory with --database (64)
+    /// refused, each naming what is wrong.
+    func testPilotRendezvousServesFromPostgresAndRefusesWhatItCannotUse() throws {
+        let binary = OverlayHarness.rendezvousBinary.path
+        let state = try TemporaryDirectory(prefix: "pilot-rdv-pg")
+        defer { state.remove() }
+        let common = ["--registry-addr", "127.0.0.1:0", "--beacon-addr", "127.0.0.1:0", "--state-dir", state.path("state")]
+        let nobody = try LoopbackSocket.freePort()
+        let unreachable = ChildProcess.run(binary, common + ["--database", "postgres://postgres@127.0.0.1:\(nobody)/registry"], timeout: 30)
+        XCTAssertEqual(unreachable.status, 1, unreachable.output)
+        XCTAssertTrue(unreachable.output.contains("postgres://postgres@127.0.0.1:\(nobody)/registry unavailable"), unreachable.output)
+        let bad = ChildProcess.run(binary, common + ["--database", "postgres://u:secret@h/"], timeout: 30)
+        XCTAssertEqual(bad.status, 64, bad.output)
+        XCTAssertTrue(bad.output.contains("no database") && !bad.output.contains("secret"), bad.output)
+        let directory = ChildProcess.run(binary, common + ["--database", try server.url(database: database), "--directory"], timeout: 30)
+        XCTAssertEqual(directory.status, 64, directory.output)
+        XCTAssertTrue(directory.output.contains("--directory is not served with --database"), directory.output)
+
+        for run in 1...2 {
+            let process = try ChildProcess(
+                name: "rendezvous-\(run)", executable: OverlayHarness.rendezvousBinary,
+                arguments: common + ["--database", try server.socketURL(database: database)], logDirectory: state.url)
+            XCTAssertTrue(ChildProcess.waitUntil(timeout: 20) { process.output.contains("registry 127.0.0.1:") }, process.output)
+            process.stop()
+        }
+        XCTAssertEqual(try server.psql("SELECT COUNT(*) FROM schema_version", database: database).trimmingCharacters(in: .whitespacesAndNewlines), "1")
+    }
 }
 
 extension PostgresServerError {
