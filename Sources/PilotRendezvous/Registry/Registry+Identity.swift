@@ -52,8 +52,12 @@ extension Registry {
         node.lastSeen = now
         if let sequence { node.registerSequence = sequence }
         comeBack(&node)
-        try store.transaction {
-            if known == nil, let retired { try store.revive(retired) }
+        if known == nil, let retired {
+            try store.transaction {
+                try store.revive(retired)
+                try store.save(node)
+            }
+        } else {
             try store.save(node)
         }
         if known == nil, id >= nextID { nextID = id &+ 1 }
