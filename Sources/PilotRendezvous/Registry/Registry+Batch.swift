@@ -31,6 +31,7 @@ extension Registry {
                     replies.append(batchItem(item, peerIP: peerIP, fromOperatorHost: fromOperatorHost, notify: &notify).json)
                 }
             }
+            keep()
         } catch {
             // The commit failed (disk full, I/O error, the database gone): memory ran ahead of
             // the store, so it goes back to what it was, and the whole batch is reported failed.
@@ -61,14 +62,10 @@ extension Registry {
         }
     }
 
-    /// The in-memory state a batch may change, to put back when its commit fails. Copies are
-    /// shared until written (copy-on-write): taking one costs nothing, and a batch that then
-    /// changes a table copies it once.
+    /// The in-memory state a batch may change, to put back when its commit fails: the node
+    /// table and its indexes by their journals (what changed only), the rest as copies, shared
+    /// until written (copy-on-write: small tables, or ones a batch rarely changes).
     struct Snapshot {
-        var nodes: [UInt32: NodeRecord]
-        var byKey: [[UInt8]: UInt32]
-        var byHostname: [String: UInt32]
-        var byReclaimable: [String: UInt32]
         var trust: Set<UInt64>
         var networks: NetworkTable
         var requests: [UInt32: [PendingHandshake]]
@@ -78,16 +75,26 @@ extension Registry {
     }
 
     func snapshot() -> Snapshot {
-        Snapshot(
-            nodes: nodes, byKey: byKey, byHostname: byHostname, byReclaimable: byReclaimable, trust: trust, networks: networks,
-            requests: requests, responses: responses, nextID: nextID, retired: retired)
+        nodes.openJournal()
+        byKey.openJournal()
+        byHostname.openJournal()
+        byReclaimable.openJournal()
+        return Snapshot(trust: trust, networks: networks, requests: requests, responses: responses, nextID: nextID, retired: retired)
+    }
+
+    /// The batch is stored: its changes stay.
+    func keep() {
+        nodes.closeJournal()
+        byKey.closeJournal()
+        byHostname.closeJournal()
+        byReclaimable.closeJournal()
     }
 
     func restore(_ snapshot: Snapshot) {
-        nodes = snapshot.nodes
-        byKey = snapshot.byKey
-        byHostname = snapshot.byHostname
-        byReclaimable = snapshot.byReclaimable
+        nodes.rollBack()
+        byKey.rollBack()
+        byHostname.rollBack()
+        byReclaimable.rollBack()
         trust = snapshot.trust
         networks = snapshot.networks
         requests = snapshot.requests

@@ -63,11 +63,11 @@ public final class Registry: @unchecked Sendable {
     /// Held for every read and write of the state below (extensions in other files included).
     let lock = NSLock()
     /// Every node ever registered, by id, online or not.
-    var nodes: [UInt32: NodeRecord] = [:]
-    var byKey: [[UInt8]: UInt32] = [:]
-    var byHostname: [String: UInt32] = [:]
+    var nodes: JournaledDictionary<UInt32, NodeRecord> = [:]
+    var byKey: JournaledDictionary<[UInt8], UInt32> = [:]
+    var byHostname: JournaledDictionary<String, UInt32> = [:]
     /// Hostnames the reaper freed, by the node that may take each back.
-    var byReclaimable: [String: UInt32] = [:]
+    var byReclaimable: JournaledDictionary<String, UInt32> = [:]
     var trust: Set<UInt64> = []
     /// The custom networks and their members.
     var networks = NetworkTable()
@@ -287,9 +287,10 @@ public final class Registry: @unchecked Sendable {
                 byReclaimable[hostname] = nil
             }
         }
-        byKey[node.publicKey] = node.id
-        if let hostname = node.hostname { byHostname[hostname] = node.id }
-        if let hostname = node.reclaimableHostname { byReclaimable[hostname] = node.id }
+        // Written only when they change: an unchanged index is not copied into a batch's journal.
+        if byKey[node.publicKey] != node.id { byKey[node.publicKey] = node.id }
+        if let hostname = node.hostname, byHostname[hostname] != node.id { byHostname[hostname] = node.id }
+        if let hostname = node.reclaimableHostname, byReclaimable[hostname] != node.id { byReclaimable[hostname] = node.id }
         nodes[node.id] = node
     }
 
