@@ -150,7 +150,8 @@ public final class PostgresServer: @unchecked Sendable {
         let process = Process()
         if getuid() == 0 {
             process.executableURL = URL(fileURLWithPath: "/usr/bin/setpriv")
-            process.arguments = ["--reuid=postgres", "--regid=postgres", "--clear-groups", "--", path] + arguments
+            // A test process that crashes takes the server with it (SIGQUIT: immediate shutdown).
+            process.arguments = ["--reuid=postgres", "--regid=postgres", "--clear-groups", "--pdeathsig", "QUIT", "--", path] + arguments
         } else {
             process.executableURL = URL(fileURLWithPath: path)
             process.arguments = arguments
