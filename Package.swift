@@ -44,6 +44,8 @@ let package = Package(
         // Prometheus metrics of pilot-host and pilot-rendezvous (PilotMetrics).
         .package(url: "https://github.com/apple/swift-metrics.git", from: "2.13.0"),
         .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.4.1"),
+        // The registry's state on PostgreSQL (`pilot-rendezvous --database postgres://...`).
+        .package(url: "https://github.com/vapor/postgres-nio.git", from: "1.33.2"),
     ],
     targets: [
         // C libraries from Debian's -dev packages.
@@ -126,11 +128,12 @@ let package = Package(
                 .product(name: "NIOHTTP1", package: "swift-nio"),
             ] + eventLoops,
             swiftSettings: strict),
-        // Registry, beacon and nameserver servers.
+        // Registry, beacon and nameserver servers; the registry's state in SQLite or PostgreSQL.
         .target(
             name: "PilotRendezvous",
             dependencies: [
                 "PilotWire", "PilotCrypto", "PilotStore", "PilotNet", "PilotServices", "PilotMetrics",
+                .product(name: "PostgresNIO", package: "postgres-nio"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),

@@ -4,22 +4,25 @@ import PilotWire
 
 /// Registry figures against a real `pilot-rendezvous` process (the one built beside this
 /// binary): registrations per second (one request per node, as official daemons send them, and
-/// batched, as pilot-host sends them), heartbeats per second with every node registered, and the
-/// server's resident memory at that size.
+/// batched, as pilot-host sends them), lookups and heartbeats per second with every node
+/// registered, and the server's resident memory at that size. With `database` (a
+/// `postgres://` URL), the same again with the state in PostgreSQL, after SQLite's.
 struct RegistryBench {
     let nodes: Int
     let connections: Int
+    var database: String?
 
     func run() {
         do {
-            try measure()
+            try measure(database: nil)
+            if let database { try measure(database: database) }
         } catch {
             print("pilot-bench registry: \(error)")
             exit(1)
         }
     }
 
-    private func measure() throws {
+    private func measure(database: String?) throws {
         let binary = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
             .appendingPathComponent("pilot-rendezvous")
         let state = FileManager.default.temporaryDirectory.appendingPathComponent("pilot-bench-\(getpid())")
@@ -28,6 +31,7 @@ struct RegistryBench {
         server.executableURL = binary
         server.arguments = ["--registry-addr", "127.0.0.1:0", "--beacon-addr", "127.0.0.1:0", "--state-dir", state.path, "--log-level", "warning",
             "--new-keys-per-second", "1000000", "--all-new-keys-per-second", "1000000", "--connection-requests-per-second", "1000000"]
+            + (database.map { ["--database", $0] } ?? [])
         let output = Pipe()
         server.standardOutput = output
         try server.run()
@@ -37,6 +41,7 @@ struct RegistryBench {
         else { throw BenchError("pilot-rendezvous did not report its port") }
 
         print("pilot-bench registry: \(nodes) nodes, \(connections) connections, pilot-rendezvous pid \(server.processIdentifier)")
+        print("store: \(database.map { "PostgreSQL \($0.split(separator: "@").last ?? "")" } ?? "SQLite (registry.db)")")
         print("generating \(nodes) Ed25519 keys and signatures...")
         let keys = try (0..<nodes).map { _ in try Ed25519PrivateKey() }
         let registers: [RegistryMessage] = keys.enumerated().map { index, key in
@@ -81,7 +86,16 @@ struct RegistryBench {
         print(String(format: "register, batched by 500:    %8.0f /s  (%d nodes)", batched, nodes - singles))
         print("RSS with \(nodes) nodes: \(rss(server.processIdentifier)) KiB")
 
-        // 3. Heartbeats with every node registered, each signed by its node.
+        // 3. Lookups, answered from memory whatever the store.
+        let lookups = try timed(items: nodes) { connection, range in
+            for index in range {
+                let reply = try clients[connection].request(RegistryMessage(type: "lookup", ["node_id": .integer(Int64(ids.get(index)))]))
+                guard reply.type == "lookup_ok" else { throw BenchError("lookup failed: \(reply.json.encodedString().prefix(200))") }
+            }
+        }
+        print(String(format: "lookup, one per request:     %8.0f /s  (%d nodes)", lookups, nodes))
+
+        // 4. Heartbeats with every node registered, each signed by its node.
         let heartbeats = keys.enumerated().map { index, key in
             let id = ids.get(index)
             return RegistryMessage(

@@ -61,8 +61,15 @@ struct RendezvousCommand: AsyncParsableCommand {
     @Option(help: "Questions one node may ask the directory per second (burst: five seconds' worth).")
     var directoryQuestionsPerSecond: Double = 2
 
-    @Option(help: "Directory for registry.db (and nameserver.key, directory.key).")
+    @Option(help: "Directory for registry.db (unless --database) and nameserver.key, directory.key.")
     var stateDir = "/var/lib/pilot-rendezvous"
+
+    @Option(
+        help: """
+            The registry's state in PostgreSQL instead of registry.db: postgres://USER[:PASSWORD]@HOST[:PORT]/DATABASE, \
+            or postgres://USER@/DATABASE?host=/socket/dir (not with --directory yet).
+            """)
+    var database: String?
 
     @Flag(help: "Serve the registry over TLS (needs --tls-cert and --tls-key).")
     var tls = false
@@ -127,6 +134,10 @@ struct RendezvousCommand: AsyncParsableCommand {
         if !(directoryQuestionsPerSecond > 0) { throw ValidationError("--directory-questions-per-second must be positive") }
         if directoryHostname.isEmpty { throw ValidationError("--directory-hostname must not be empty: askers find the directory by it") }
         _ = try metricsListener()
+        if try postgres() != nil, directory || directoryAddr != nil {
+            throw ValidationError(
+                "--directory is not served with --database postgres:// yet: its search reads SQLite's registry.db (leave out --database to run it)")
+        }
     }
 
     /// Where the metrics endpoint listens, or nil for none.
@@ -135,6 +146,12 @@ struct RendezvousCommand: AsyncParsableCommand {
         do { return try MetricsListener(parsing: metricsListen, allowRemote: metricsAllowRemote) } catch {
             throw ValidationError("--metrics-listen: \("\(error)".replacingOccurrences(of: "(metrics-allow-remote)", with: "(--metrics-allow-remote)"))")
         }
+    }
+
+    /// Where --database says the state is; nil: registry.db in --state-dir.
+    func postgres() throws -> PostgresLocation? {
+        guard let database else { return nil }
+        do { return try PostgresLocation(parsing: database) } catch { throw ValidationError("--database \(error)") }
     }
 
     /// The admin token: the first line of --admin-token-file, else `PILOT_ADMIN_TOKEN`, else none.
@@ -199,7 +216,20 @@ struct RendezvousCommand: AsyncParsableCommand {
         registryConfiguration.hostCredential = registryConfiguration.adminToken.map { Registry.hostCredential(adminToken: $0) }
         registryConfiguration.newKeysPerSecond = allNewKeysPerSecond
         registryConfiguration.retention = retentionDays * 86400
-        let registry = try Registry(stateDirectory: stateDir, configuration: registryConfiguration)
+        let registry: Registry
+        if let location = try postgres() {
+            // The nameserver's and directory's keys are still kept in --state-dir.
+            try FileManager.default.createDirectory(atPath: stateDir, withIntermediateDirectories: true)
+            let store: PostgresRegistryStore
+            do {
+                store = try PostgresRegistryStore(location: location, logger: logger)
+            } catch {
+                throw StartFailure(description: "--database: cannot use \(location): \(error)")
+            }
+            registry = try Registry(postgres: store, configuration: registryConfiguration)
+        } else {
+            registry = try Registry(stateDirectory: stateDir, configuration: registryConfiguration)
+        }
         beacon.hideEndpoints { node in registry.isRelayOnly(node) }
         var serverConfiguration = RegistryServer.Configuration(
             host: registryHost, port: registryPort, tlsCertificatePath: tlsCert, tlsKeyPath: tlsKey)
@@ -254,7 +284,7 @@ struct RendezvousCommand: AsyncParsableCommand {
             "pilot-rendezvous serving",
             metadata: [
                 "registry": "\(registryAddress)", "beacon": "\(beaconAddress)", "tls": "\(tls)",
-                "state": "\(stateDir)", "nodes": "\(registry.nodeCount)", "admin-token": "\(registryConfiguration.adminToken != nil)",
+                "state": "\(registry.databasePath)", "nodes": "\(registry.nodeCount)", "admin-token": "\(registryConfiguration.adminToken != nil)",
             ])
         // One line each on stdout, for scripts that start us on port 0.
         let registryLine = "registry \(registryAddress.ipAddress ?? registryHost):\(registryAddress.port ?? registryPort)"
@@ -294,6 +324,11 @@ struct RendezvousCommand: AsyncParsableCommand {
             }
         }
     }
+}
+
+/// Why the rendezvous could not start, as printed before it exits 1.
+private struct StartFailure: Error, CustomStringConvertible {
+    let description: String
 }
 
 /// Resumes a continuation once, keeping the signal sources alive meanwhile.

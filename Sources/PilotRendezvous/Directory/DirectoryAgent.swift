@@ -59,10 +59,16 @@ public final class DirectoryAgent: Sendable {
     private let admission: NIOLockedValueBox<DirectoryAdmission>
     private let running = NIOLockedValueBox<(node: InProcessNode, tasks: [Task<Void, Never>])?>(nil)
 
-    /// The directory over `registry`'s nodes; `start` puts it on the overlay.
+    /// The directory over `registry`'s nodes; `start` puts it on the overlay. Its search reads
+    /// registry.db: a registry on PostgreSQL is refused, naming why.
     public init(registry: Registry, configuration: Configuration, logger: Logger) throws {
         self.registry = registry
-        index = try DirectoryIndex(path: registry.databasePath)
+        guard let path = registry.sqlitePath else {
+            throw InProcessNodeError(
+                "the directory's search reads SQLite's registry.db and is not served with the registry on PostgreSQL "
+                    + "(\(registry.databasePath)) yet")
+        }
+        index = try DirectoryIndex(path: path)
         self.configuration = configuration
         self.logger = logger
         admission = NIOLockedValueBox(DirectoryAdmission(limits: configuration.admission))

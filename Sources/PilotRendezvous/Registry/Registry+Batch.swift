@@ -21,19 +21,23 @@ extension Registry {
         }
         var replies: [JSON] = []
         replies.reserveCapacity(items.count)
-        // One transaction for the batch: one fsync instead of one per item. An item's own
-        // transaction (deregister's) is a savepoint of it.
+        // One transaction for the batch: one fsync instead of one per item. Each item is a
+        // savepoint of it, undone alone when the item fails (PostgreSQL goes on with a
+        // transaction after a failed statement only from a savepoint).
+        let before = snapshot()
         do {
             try store.transaction {
                 for item in items {
                     replies.append(batchItem(item, peerIP: peerIP, fromOperatorHost: fromOperatorHost, notify: &notify).json)
                 }
             }
+            keep()
         } catch {
-            // The commit failed (disk full, I/O error): memory ran ahead of the disk, so take the
-            // disk's word for everything and report the whole batch as failed.
-            try loadState()
-            throw RegistryFailure("batch: could not be stored: \(error)")
+            // The commit failed (disk full, I/O error, the database gone): memory ran ahead of
+            // the store, so it goes back to what it was, and the whole batch is reported failed.
+            restore(before)
+            notify = []
+            throw RegistryFailure("batch: not stored, nothing changed: \(error)")
         }
         return RegistryMessage(type: "batch_ok", ["replies": .array(replies)])
     }
@@ -48,11 +52,54 @@ extension Registry {
             guard Self.batchable.contains(inner.type) else {
                 throw RegistryFailure("batch: \(inner.type.prefix(64)) cannot be batched")
             }
-            return try dispatch(inner, peerIP: peerIP, fromOperatorHost: fromOperatorHost, notify: &notify)
+            return try store.transaction { try dispatch(inner, peerIP: peerIP, fromOperatorHost: fromOperatorHost, notify: &notify) }
         } catch let error as RegistryFailure {
             return RegistryMessage(type: "error", ["error": .string(error.message)])
+        } catch let error as RegistryStorageUnavailable {
+            return RegistryMessage(type: "error", ["error": .string("not done, \(error); try again")])
         } catch {
             return RegistryMessage(type: "error", ["error": .string("bad request: \(error)")])
         }
+    }
+
+    /// The in-memory state a batch may change, to put back when its commit fails: the node
+    /// table and its indexes by their journals (what changed only), the rest as copies, shared
+    /// until written (copy-on-write: small tables, or ones a batch rarely changes).
+    struct Snapshot {
+        var trust: Set<UInt64>
+        var networks: NetworkTable
+        var requests: [UInt32: [PendingHandshake]]
+        var responses: [UInt32: [PendingResponse]]
+        var nextID: UInt32
+        var retired: Int
+    }
+
+    func snapshot() -> Snapshot {
+        nodes.openJournal()
+        byKey.openJournal()
+        byHostname.openJournal()
+        byReclaimable.openJournal()
+        return Snapshot(trust: trust, networks: networks, requests: requests, responses: responses, nextID: nextID, retired: retired)
+    }
+
+    /// The batch is stored: its changes stay.
+    func keep() {
+        nodes.closeJournal()
+        byKey.closeJournal()
+        byHostname.closeJournal()
+        byReclaimable.closeJournal()
+    }
+
+    func restore(_ snapshot: Snapshot) {
+        nodes.rollBack()
+        byKey.rollBack()
+        byHostname.rollBack()
+        byReclaimable.rollBack()
+        trust = snapshot.trust
+        networks = snapshot.networks
+        requests = snapshot.requests
+        responses = snapshot.responses
+        nextID = snapshot.nextID
+        retired = snapshot.retired
     }
 }

@@ -107,34 +107,29 @@ extension Registry {
     func setHostname(_ request: RegistryMessage, peerIP: String) throws -> RegistryMessage {
         let hostname = try request.string("hostname").lowercased()
         var node = try changedNode(request, peerIP: peerIP)
-        if hostname.isEmpty {
-            if let old = node.hostname { byHostname[old] = nil }
-            node.hostname = nil
-        } else {
+        // Other nodes the change takes the name from, stored before `node` (the name is unique).
+        var others: [UInt32: NodeRecord] = [:]
+        if !hostname.isEmpty {
             try Self.validateHostname(hostname)
             if let holder = byHostname[hostname], holder != node.id {
                 guard let other = nodes[holder], !other.online else {
                     throw RegistryFailure("set_hostname: \(hostname) is taken by node \(holder)")
                 }
                 // An offline node's hostname is free to claim.
-                var released = other
-                released.hostname = nil
-                try store.clearHostname(of: holder)
-                nodes[holder] = released
+                others[holder, default: other].hostname = nil
             }
             // Taking a name the reaper freed ends its old holder's claim to it.
-            if let claimant = byReclaimable[hostname], claimant != node.id, var other = nodes[claimant] {
-                other.reclaimableHostname = nil
-                try store.save(other)
-                nodes[claimant] = other
-                byReclaimable[hostname] = nil
+            if let claimant = byReclaimable[hostname], claimant != node.id, let other = nodes[claimant] {
+                others[claimant, default: other].reclaimableHostname = nil
             }
-            if let old = node.hostname { byHostname[old] = nil }
-            node.hostname = hostname
-            byHostname[hostname] = node.id
         }
-        try store.save(node)
-        nodes[node.id] = node
+        node.hostname = hostname.isEmpty ? nil : hostname
+        try store.transaction {
+            for other in others.values { try store.save(other) }
+            try store.save(node)
+        }
+        others.values.forEach(remember)
+        remember(node)
         return RegistryMessage(type: "set_hostname_ok", ["node_id": .integer(Int64(node.id)), "hostname": .string(hostname)])
     }
 

@@ -31,11 +31,10 @@ extension Registry {
         } else {
             if !fromOperatorHost { try admitNewKey(from: peerIP, now: now) }
             if let retired {
-                try store.revive(retired)
                 id = retired
             } else {
-                guard nextID != 0, nextID != Address.broadcastNode else { throw RegistryFailure("register: node ids exhausted") }
-                id = nextID
+                guard let new = try store.newNodeID(next: nextID) else { throw RegistryFailure("register: node ids exhausted") }
+                id = new
             }
         }
         // 1.18 may leave the host out (`:4000`): only the port counts.
@@ -53,12 +52,16 @@ extension Registry {
         node.lastSeen = now
         if let sequence { node.registerSequence = sequence }
         comeBack(&node)
-        try store.save(node)
-        if known == nil {
-            if id == nextID { nextID = id &+ 1 }
-            byKey[key.bytes] = id
+        if known == nil, let retired {
+            try store.transaction {
+                try store.revive(retired)
+                try store.save(node)
+            }
+        } else {
+            try store.save(node)
         }
-        nodes[id] = node
+        if known == nil, id >= nextID { nextID = id &+ 1 }
+        remember(node)
         var fields: [String: JSON] = [
             "node_id": .integer(Int64(id)), "network_id": 0, "address": .string(Address(node: id).description),
             "public_key": .string(keyText),
@@ -100,7 +103,7 @@ extension Registry {
             comeBack(&node)
             try store.save(node)
         }
-        nodes[node.id] = node
+        remember(node)
         return RegistryMessage(type: "heartbeat_ok", ["time": .integer(Int64(Date().timeIntervalSince1970))])
     }
 
@@ -128,7 +131,7 @@ extension Registry {
             try store.save(node)
             try store.removeMemberships(of: node.id)
         }
-        nodes[node.id] = node
+        remember(node)
         networks.removeEverywhere(node.id)
         return RegistryMessage(type: "deregister_ok", ["node_id": .integer(Int64(node.id))])
     }
@@ -140,11 +143,9 @@ extension Registry {
         var node = try signedNode(request, "node_id") { "rotate:\($0):\(newKeyText)" }
         let newKey = try Ed25519PublicKey(base64: newKeyText)
         guard byKey[newKey.bytes] == nil else { throw RegistryFailure("rotate_key: that key belongs to another node") }
-        byKey[node.publicKey] = nil
         node.publicKey = newKey.bytes
         try store.save(node)
-        byKey[newKey.bytes] = node.id
-        nodes[node.id] = node
+        remember(node)
         return RegistryMessage(
             type: "rotate_key_ok",
             ["node_id": .integer(Int64(node.id)), "address": .string(Address(node: node.id).description), "public_key": .string(newKeyText)])

@@ -11,12 +11,20 @@ extension Registry {
     public func reap() -> Int {
         lock.withLock {
             let now = clock()
-            var count = 0
-            for (id, var node) in nodes where node.online && now - node.lastSeen > configuration.livenessTimeout {
+            var silent: [NodeRecord] = []
+            for var node in nodes.values where node.online && now - node.lastSeen > configuration.livenessTimeout {
                 goOffline(&node, keepingHostname: true)
-                try? store.save(node)
-                nodes[id] = node
-                count += 1
+                silent.append(node)
+            }
+            // All or none, in one transaction: when the store refuses, they stay online in
+            // memory as on disk, and the next reap tries again.
+            var count = 0
+            do {
+                if !silent.isEmpty { try store.transaction { for node in silent { try store.save(node) } } }
+                silent.forEach(remember)
+                count = silent.count
+            } catch {
+                // Kept online, as the store has them; the next reap tries again.
             }
             retireExpired()
             pruneRegistrationBuckets(now: now)
@@ -26,29 +34,22 @@ extension Registry {
     }
 
     /// Offline, its hostname free for others; with `keepingHostname` (the reaper, not a
-    /// goodbye) the node may take the name back when it returns, if nobody claimed it.
+    /// goodbye) the node may take the name back when it returns, if nobody claimed it. Changes
+    /// the record only: `remember` puts it in the indexes once it is stored.
     func goOffline(_ node: inout NodeRecord, keepingHostname: Bool) {
         node.online = false
         node.offlineSince = Int64(wallClock())
-        if let hostname = node.hostname, byHostname[hostname] == node.id { byHostname[hostname] = nil }
-        if keepingHostname, let hostname = node.hostname {
-            node.reclaimableHostname = hostname
-            byReclaimable[hostname] = node.id
-        }
+        if keepingHostname, let hostname = node.hostname { node.reclaimableHostname = hostname }
         node.hostname = nil
     }
 
-    /// Online again, with the hostname the reaper took if nobody claimed it meanwhile.
+    /// Online again, with the hostname the reaper took if nobody claimed it meanwhile. Changes
+    /// the record only: `remember` puts it in the indexes once it is stored.
     func comeBack(_ node: inout NodeRecord) {
         node.online = true
         node.offlineSince = nil
         guard let hostname = node.reclaimableHostname else { return }
         node.reclaimableHostname = nil
-        guard byReclaimable[hostname] == node.id else { return }
-        byReclaimable[hostname] = nil
-        if node.hostname == nil, byHostname[hostname] == nil {
-            node.hostname = hostname
-            byHostname[hostname] = node.id
-        }
+        if byReclaimable[hostname] == node.id, node.hostname == nil, byHostname[hostname] == nil { node.hostname = hostname }
     }
 }

@@ -8,8 +8,9 @@ public import PilotWire
 /// (`Registry+Networks.swift`), plus our own `find_by_tag`, `set_listing` and `batch` extensions.
 /// Transport-free: `RegistryServer` feeds it decoded messages.
 ///
-/// Thread-safe: one lock serialises every request; SQLite writes happen inside it, before the
-/// reply, so an answered change is durable.
+/// Thread-safe: one lock serialises every request; writes to the store (SQLite, or PostgreSQL)
+/// happen inside it, before the reply and before memory changes, so an answered change is
+/// durable and a change the store refused leaves nothing behind.
 public final class Registry: @unchecked Sendable {
     // @unchecked: all mutable state is accessed only with `lock` held.
     public struct Configuration: Sendable {
@@ -58,17 +59,17 @@ public final class Registry: @unchecked Sendable {
     let adminToken: SecretDigest?
     /// The digest of `configuration.hostCredential`, if one is set.
     let hostCredential: SecretDigest?
-    /// `registry.db`; written before a change is answered.
-    let store: RegistryStore
+    /// `registry.db`, or PostgreSQL; written before a change is answered.
+    let store: any RegistryStorage
     /// Held for every read and write of the state below (extensions in other files included).
     let lock = NSLock()
     /// Every node ever registered, by id, online or not.
-    var nodes: [UInt32: NodeRecord] = [:]
+    var nodes: JournaledDictionary<UInt32, NodeRecord> = [:]
     var databaseErrorCount = 0
-    var byKey: [[UInt8]: UInt32] = [:]
-    var byHostname: [String: UInt32] = [:]
+    var byKey: JournaledDictionary<[UInt8], UInt32> = [:]
+    var byHostname: JournaledDictionary<String, UInt32> = [:]
     /// Hostnames the reaper freed, by the node that may take each back.
-    var byReclaimable: [String: UInt32] = [:]
+    var byReclaimable: JournaledDictionary<String, UInt32> = [:]
     var trust: Set<UInt64> = []
     /// The custom networks and their members.
     var networks = NetworkTable()
@@ -95,23 +96,40 @@ public final class Registry: @unchecked Sendable {
     static let maxTags = 10
 
     /// Opens (or creates) `registry.db` in `stateDirectory` and loads it.
-    public init(
+    public convenience init(
         stateDirectory: String, configuration: Configuration = Configuration(),
         clock: @escaping @Sendable () -> Double = Registry.uptime,
         wallClock: @escaping @Sendable () -> Double = Registry.unixTime
     ) throws {
         try FileManager.default.createDirectory(atPath: stateDirectory, withIntermediateDirectories: true)
+        let store = try RegistryStore(path: (stateDirectory as NSString).appendingPathComponent("registry.db"))
+        try self.init(store: store, configuration: configuration, clock: clock, wallClock: wallClock)
+    }
+
+    /// Loads the state `postgres` holds (a database other instances may share).
+    public convenience init(
+        postgres: PostgresRegistryStore, configuration: Configuration = Configuration(),
+        clock: @escaping @Sendable () -> Double = Registry.uptime,
+        wallClock: @escaping @Sendable () -> Double = Registry.unixTime
+    ) throws {
+        try self.init(store: postgres, configuration: configuration, clock: clock, wallClock: wallClock)
+    }
+
+    init(
+        store: any RegistryStorage, configuration: Configuration, clock: @escaping @Sendable () -> Double,
+        wallClock: @escaping @Sendable () -> Double
+    ) throws {
+        self.store = store
         self.configuration = configuration
         adminToken = configuration.adminToken.flatMap { $0.isEmpty ? nil : SecretDigest(of: $0) }
         hostCredential = configuration.hostCredential.flatMap { $0.isEmpty ? nil : SecretDigest(of: $0) }
         newKeyBudget = TokenBucket(capacity: configuration.newKeysBurst, ratePerSecond: configuration.newKeysPerSecond, now: clock())
         self.clock = clock
         self.wallClock = wallClock
-        store = try RegistryStore(path: (stateDirectory as NSString).appendingPathComponent("registry.db"))
         try loadState()
     }
 
-    /// Replaces the in-memory state with what `registry.db` holds.
+    /// Replaces the in-memory state with what the store holds.
     func loadState() throws {
         let state = try store.load(now: clock())
         nextID = max(nextID, try store.highestRetiredID() &+ 1)
@@ -135,7 +153,7 @@ public final class Registry: @unchecked Sendable {
                 var dated = nodes[node.id] ?? node
                 dated.offlineSince = Int64(wallClock())
                 try store.save(dated)
-                nodes[node.id] = dated
+                remember(dated)
             }
             nextID = max(nextID, node.id &+ 1)
         }
@@ -151,8 +169,13 @@ public final class Registry: @unchecked Sendable {
     /// Seconds since 1970: the clock of what must count across reboots (retention).
     public static let unixTime: @Sendable () -> Double = { Date().timeIntervalSince1970 }
 
-    /// `registry.db`, for readers with connections of their own (the directory's index).
-    public var databasePath: String { store.path }
+    /// `registry.db`, for readers with connections of their own (the directory's index); for
+    /// PostgreSQL its URL without the password.
+    public var databasePath: String { store.location }
+
+    /// `registry.db`'s path; nil when the state is in PostgreSQL (which the directory's
+    /// search does not read yet).
+    public var sqlitePath: String? { (store as? RegistryStore)?.path }
 
     /// Registered nodes (online or not).
     public var nodeCount: Int { lock.withLock { nodes.count } }
@@ -201,6 +224,9 @@ public final class Registry: @unchecked Sendable {
             reply = RegistryMessage(type: "error", ["error": .string(error.message)])
         } catch let error as WireError {
             reply = RegistryMessage(type: "error", ["error": .string("bad request: \(error)")])
+        } catch let error as RegistryStorageUnavailable {
+            lock.withLock { databaseErrorCount += 1 }
+            reply = RegistryMessage(type: "error", ["error": .string("\(request.type.prefix(64)): not done, \(error); try again")])
         } catch {
             if error is StoreError { lock.withLock { databaseErrorCount += 1 } }
             reply = RegistryMessage(type: "error", ["error": .string("internal error: \(error)")])
@@ -256,6 +282,23 @@ public final class Registry: @unchecked Sendable {
         guard let signature = request["signature"]?.stringValue else { throw RegistryFailure("\(request.type): signature required") }
         try verify(try Ed25519PublicKey(bytes: node.publicKey), signature, challenge(node.id))
         return node
+    }
+
+    /// Puts `node` in memory once it is stored, its indexes (key, hostname, reclaimable
+    /// hostname) following what changed from the record it replaces.
+    func remember(_ node: NodeRecord) {
+        if let old = nodes[node.id] {
+            if old.publicKey != node.publicKey, byKey[old.publicKey] == node.id { byKey[old.publicKey] = nil }
+            if let hostname = old.hostname, hostname != node.hostname, byHostname[hostname] == node.id { byHostname[hostname] = nil }
+            if let hostname = old.reclaimableHostname, hostname != node.reclaimableHostname, byReclaimable[hostname] == node.id {
+                byReclaimable[hostname] = nil
+            }
+        }
+        // Written only when they change: an unchanged index is not copied into a batch's journal.
+        if byKey[node.publicKey] != node.id { byKey[node.publicKey] = node.id }
+        if let hostname = node.hostname, byHostname[hostname] != node.id { byHostname[hostname] = node.id }
+        if let hostname = node.reclaimableHostname, byReclaimable[hostname] != node.id { byReclaimable[hostname] = node.id }
+        nodes[node.id] = node
     }
 
     /// The registered node `id`.

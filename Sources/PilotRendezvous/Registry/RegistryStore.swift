@@ -62,8 +62,9 @@ struct PendingResponse: Hashable, Sendable {
     var timestamp: Int64
 }
 
-/// The registry's durable state in SQLite. Owned by `Registry`, which serialises all access.
-final class RegistryStore {
+/// The registry's durable state in SQLite, for one registry instance. Owned by `Registry`,
+/// which serialises all access.
+final class RegistryStore: RegistryStorage {
     private let db: Database
 
     static let migrations = [
@@ -176,16 +177,15 @@ final class RegistryStore {
     /// The database file.
     var path: String { db.path }
 
+    var location: String { db.path }
+
     init(path: String) throws {
         db = try Database(path: path)
         try db.migrate(Self.migrations)
     }
 
     /// Everything, for the in-memory state at start.
-    func load(now: Double) throws(StoreError) -> (
-        nodes: [NodeRecord], trust: [(UInt32, UInt32)], requests: [UInt32: [PendingHandshake]],
-        responses: [UInt32: [PendingResponse]], networks: [CustomNetwork]
-    ) {
+    func load(now: Double) throws -> RegistryState {
         let nodes = try db.rows("SELECT id, public_key, owner, real_addr, hostname, tags, public, version, online, relay_only, reclaimable_hostname, offline_since, registered_from, signs_values, last_nonce, lan_addrs, listing, description, category, register_sequence FROM node")
             .map { row in
                 NodeRecord(
@@ -230,25 +230,16 @@ final class RegistryStore {
         for row in try db.rows("SELECT network, node FROM network_member") {
             networks[UInt16(truncatingIfNeeded: row[0].integer ?? 0)]?.members.insert(UInt32(truncatingIfNeeded: row[1].integer ?? 0))
         }
-        return (nodes, trust, requests, responses, Array(networks.values))
+        return RegistryState(nodes: nodes, trust: trust, requests: requests, responses: responses, networks: Array(networks.values))
     }
+
+    /// `save`'s statement (prepared once: the cache is keyed by its text).
+    private static let upsert =
+        "INSERT INTO node (\(NodeColumns.list)) VALUES (\(NodeColumns.saved.map { _ in "?" }.joined(separator: ", "))) \(NodeColumns.updateOnConflict)"
 
     func save(_ node: NodeRecord) throws(StoreError) {
         try db.run(
-            """
-            INSERT INTO node (id, public_key, owner, real_addr, hostname, tags, public, version, online, relay_only,
-                reclaimable_hostname, offline_since, registered_from, signs_values, last_nonce, lan_addrs, listing,
-                description, category, listed, register_sequence)
-            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-            ON CONFLICT(id) DO UPDATE SET public_key = excluded.public_key, owner = excluded.owner,
-                real_addr = excluded.real_addr, hostname = excluded.hostname, tags = excluded.tags,
-                public = excluded.public, version = excluded.version, online = excluded.online,
-                relay_only = excluded.relay_only, reclaimable_hostname = excluded.reclaimable_hostname,
-                offline_since = excluded.offline_since, registered_from = excluded.registered_from,
-                signs_values = excluded.signs_values, last_nonce = excluded.last_nonce, lan_addrs = excluded.lan_addrs,
-                listing = excluded.listing, description = excluded.description, category = excluded.category,
-                listed = excluded.listed, register_sequence = excluded.register_sequence
-            """,
+            Self.upsert,
             [
                 .integer(Int64(node.id)), .blob(node.publicKey), .text(node.owner), .text(node.realAddress),
                 node.hostname.map(SQLValue.text) ?? .null, .text(node.tags.joined(separator: ",")),
@@ -286,9 +277,9 @@ final class RegistryStore {
         UInt32(truncatingIfNeeded: try db.rows("SELECT MAX(id) FROM tombstone").first?.first?.integer ?? 0)
     }
 
-    /// Frees hostnames before a batch of saves that may move one to another node.
-    func clearHostname(of node: UInt32) throws(StoreError) {
-        try db.run("UPDATE node SET hostname = NULL WHERE id = ?", [.integer(Int64(node))])
+    /// This process alone hands out ids: the next one.
+    func newNodeID(next: UInt32) throws -> UInt32? {
+        next == 0 || next == Address.broadcastNode ? nil : next
     }
 
     func setTrust(_ a: UInt32, _ b: UInt32, _ trusted: Bool) throws(StoreError) {

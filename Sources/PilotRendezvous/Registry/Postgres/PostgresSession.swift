@@ -1,0 +1,272 @@
+import Dispatch
+import Foundation
+import Logging
+import NIOConcurrencyHelpers
+import NIOCore
+import NIOPosix
+import NIOSSL
+import PilotStore
+import PostgresNIO
+
+/// One connection to PostgreSQL used as a blocking database: a statement is sent and its result
+/// waited for on the calling thread, within a deadline. Connects when first needed and again
+/// after the connection is lost, so the registry recovers by itself when the database returns.
+///
+/// Blocking is safe here: the connection runs on an event loop of its own (`group`, one thread
+/// that only this session uses), and it is called with `Registry.lock` held from the registry
+/// server's thread pool, a task or a test, never from an event loop; a call from the session's
+/// own loop, which would wait on itself, is refused instead. Not thread-safe: its owner
+/// serialises calls (the registry's lock).
+final class PostgresSession {
+    /// How long a session waits before it calls the database unavailable.
+    struct Timeouts: Sendable {
+        /// Connecting and authenticating, when no connection is open.
+        var connect: TimeAmount = .milliseconds(500)
+        /// One statement, its result included. Connect and statement together stay under the
+        /// 2 s in which a write the database cannot take is refused.
+        var statement: TimeAmount = .milliseconds(1400)
+        /// After a connect that timed out (a server that does not answer at all), statements
+        /// fail at once for this long rather than each waiting for its own connect under the
+        /// registry's lock. A refused connect costs nothing: the next statement tries again.
+        var retry: TimeAmount = .milliseconds(250)
+    }
+
+    let location: PostgresLocation
+    var timeouts: Timeouts
+    private let group: MultiThreadedEventLoopGroup
+    private let logger: Logger
+    private var connection: PostgresConnection?
+    private var connections = 0
+    /// Open transactions and savepoints: 0 outside a transaction.
+    private var depth = 0
+    /// BEGIN, SAVEPOINT and RELEASE statements not sent yet: they go before the next statement.
+    private var owed: [String] = []
+    /// No connect is tried before this (after one that timed out); the last connect's failure
+    /// is the reason meanwhile.
+    private var retryAt = NIODeadline.distantPast
+    private var lastFailure = ""
+
+    init(location: PostgresLocation, timeouts: Timeouts, logger: Logger) {
+        self.location = location
+        self.timeouts = timeouts
+        self.logger = logger
+        group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+    }
+
+    deinit {
+        let group = group
+        guard let connection else {
+            group.shutdownGracefully { _ in }
+            return
+        }
+        // Kept until closed (postgres-nio asserts that a connection is closed before it goes),
+        // then the loop it ran on goes too.
+        connection.close().whenComplete { _ in
+            withExtendedLifetime(connection) {}
+            group.shutdownGracefully { _ in }
+        }
+    }
+
+    // MARK: Statements
+
+    /// Runs `query` and returns its rows, within `timeout` (default: `timeouts.statement`).
+    /// What the transaction still owes (`owed`) goes first, sent together with it.
+    @discardableResult
+    func rows(_ query: PostgresQuery, timeout: TimeAmount? = nil) throws -> PostgresQueryResult {
+        let connection = try connected()
+        let deadline = NIODeadline.now() + (timeout ?? timeouts.statement)
+        let first = owed
+        owed = []
+        do {
+            // Queued on the connection at once and answered in order: one wait, not one each.
+            let sent = first.map { connection.query(PostgresQuery(unsafeSQL: $0), logger: logger) }
+            let result = connection.query(query, logger: logger)
+            for (sql, future) in zip(first, sent) { _ = try wait(for: future, within: deadline - .now(), what: sql) }
+            return try wait(for: result, within: deadline - .now(), what: "a statement")
+        } catch let error as PSQLError {
+            throw translated(error, sql: query.sql)
+        }
+    }
+
+    /// Runs `sql`, which has no parameters.
+    func execute(_ sql: String, timeout: TimeAmount? = nil) throws {
+        try rows(PostgresQuery(unsafeSQL: sql), timeout: timeout)
+    }
+
+    /// Runs `body` in a transaction on this one connection: BEGIN, then COMMIT when it returns,
+    /// ROLLBACK when it throws. Inside another it is a savepoint of that one, undone alone when
+    /// it throws (a registry batch holds many changes that each take one), as SQLite's
+    /// `Database.transaction` does.
+    ///
+    /// BEGIN, SAVEPOINT and RELEASE are owed rather than sent: they go with the next statement
+    /// (`rows`), and a transaction or savepoint in which nothing was written costs nothing (a
+    /// batch of heartbeats). COMMIT releases what is still owed.
+    func transaction<R>(_ body: () throws -> R) throws -> R {
+        if depth > 0 {
+            let savepoint = "SAVEPOINT nested_\(depth)"
+            owed.append(savepoint)
+            depth += 1
+            defer { depth -= 1 }
+            do {
+                let result = try body()
+                if owed.last == savepoint { owed.removeLast() } else { owed.append("RELEASE \(savepoint)") }
+                return result
+            } catch {
+                if owed.last == savepoint {
+                    owed.removeLast()
+                } else {
+                    // Undone alone; the transaction around it goes on (unless the connection is gone).
+                    try? execute("ROLLBACK TO \(savepoint)")
+                    try? execute("RELEASE \(savepoint)")
+                }
+                throw error
+            }
+        }
+        owed = ["BEGIN"]
+        depth = 1
+        defer {
+            depth = 0
+            owed = []
+        }
+        do {
+            let result = try body()
+            guard owed.first != "BEGIN" else { return result }  // nothing was written
+            owed = []
+            // A transaction a failed statement aborted answers COMMIT with ROLLBACK, no error.
+            let committed = try rows(PostgresQuery(unsafeSQL: "COMMIT"))
+            guard committed.metadata.command == "COMMIT" else {
+                throw StoreError(code: 1, message: "the transaction was rolled back by PostgreSQL (a statement in it failed)")
+            }
+            return result
+        } catch {
+            if owed.first != "BEGIN", connection != nil {
+                owed = []
+                try? execute("ROLLBACK")
+            }
+            throw error
+        }
+    }
+
+    // MARK: Connection
+
+    /// The open connection, or a new one. Inside a transaction a lost connection is not
+    /// replaced: what the transaction did went with it, and the rest must not run outside it.
+    private func connected() throws -> PostgresConnection {
+        if let connection, !connection.isClosed { return connection }
+        drop()
+        // Inside a transaction only while nothing of it was sent (BEGIN still owed).
+        guard depth == 0 || owed.first == "BEGIN" else {
+            throw unavailable("the connection was lost inside a transaction, which was rolled back")
+        }
+        guard NIODeadline.now() >= retryAt else { throw unavailable(lastFailure) }
+        let loop = group.next()
+        connections += 1
+        let began = NIODeadline.now()
+        // Whether a failure was the deadline's: only then are the next statements spared the wait.
+        func backOff() { retryAt = NIODeadline.now() - began >= timeouts.connect ? .now() + timeouts.retry : .distantPast }
+        do {
+            let configuration = try Self.configuration(of: location, connectTimeout: timeouts.connect)
+            let opened = try wait(
+                for: PostgresConnection.connect(on: loop, configuration: configuration, id: connections, logger: logger),
+                within: timeouts.connect, what: "connecting")
+            connection = opened
+            retryAt = .distantPast
+            logger.info("connected to the registry database", metadata: ["database": "\(location)"])
+            return opened
+        } catch let error as RegistryStorageUnavailable {
+            backOff()
+            lastFailure = error.reason
+            throw error
+        } catch {
+            backOff()
+            lastFailure = Self.reason(error)
+            // Refused credentials, a database that does not exist: a server's answer, not an outage.
+            if let psql = error as? PSQLError, psql.code == .server { throw translated(psql, sql: nil) }
+            throw unavailable(lastFailure)
+        }
+    }
+
+    /// postgres-nio's configuration for `location`.
+    private static func configuration(of location: PostgresLocation, connectTimeout: TimeAmount) throws -> PostgresConnection.Configuration {
+        var configuration: PostgresConnection.Configuration
+        switch location.endpoint {
+        case .tcp(let host, let port):
+            let tls: PostgresConnection.Configuration.TLS =
+                location.tls ? .require(try NIOSSLContext(configuration: .makeClientConfiguration())) : .disable
+            configuration = .init(host: host, port: port, username: location.user, password: location.password, database: location.database, tls: tls)
+        case .socket(let path):
+            configuration = .init(unixSocketPath: path, username: location.user, password: location.password, database: location.database)
+        }
+        configuration.options.connectTimeout = connectTimeout
+        return configuration
+    }
+
+    /// Waits on this thread for `future`, at most `timeout`. Past it the connection is closed
+    /// (what it was doing is unknown) and the database called unavailable.
+    private func wait<T: Sendable>(for future: EventLoopFuture<T>, within timeout: TimeAmount, what: String) throws -> T {
+        guard !future.eventLoop.inEventLoop else {
+            throw StoreError(code: 1, message: "the registry's database was called from its own event loop, which would wait on itself")
+        }
+        let done = DispatchSemaphore(value: 0)
+        let outcome = NIOLockedValueBox<Result<T, any Error>?>(nil)
+        future.whenComplete { result in
+            outcome.withLockedValue { $0 = result }
+            done.signal()
+        }
+        guard done.wait(timeout: .now() + .nanoseconds(Int(timeout.nanoseconds))) == .success,
+            let result = outcome.withLockedValue({ $0 })
+        else {
+            drop()
+            throw unavailable("no answer to \(what) within \(timeout.nanoseconds / 1_000_000) ms")
+        }
+        do {
+            return try result.get()
+        } catch let error as PSQLError where error.code != .server {
+            drop()
+            throw unavailable(Self.reason(error))
+        } catch let error as PSQLError where error.code == .server && Self.isOutage(error) {
+            drop()
+            throw unavailable(Self.reason(error))
+        }
+    }
+
+    /// Forgets the connection (closing it), so the next statement outside a transaction
+    /// connects again.
+    private func drop() {
+        guard let connection else { return }
+        connection.close().whenComplete { _ in withExtendedLifetime(connection) {} }
+        self.connection = nil
+    }
+
+    // MARK: Errors
+
+    private func unavailable(_ reason: String) -> RegistryStorageUnavailable {
+        RegistryStorageUnavailable(database: location.description, reason: reason)
+    }
+
+    /// A server's refusal as a `StoreError`; a refused constraint as SQLite's code for one, so
+    /// callers tell them apart the same way on both stores.
+    private func translated(_ error: PSQLError, sql: String?) -> StoreError {
+        let state = error.serverInfo?[.sqlState] ?? ""
+        // 19 is SQLITE_CONSTRAINT, 1 SQLITE_ERROR.
+        return StoreError(code: state.hasPrefix("23") ? 19 : 1, message: Self.reason(error), sql: sql)
+    }
+
+    /// Server errors that mean the server is going or gone: connection exceptions (08),
+    /// operator intervention such as a shutdown (57), insufficient resources (53).
+    private static func isOutage(_ error: PSQLError) -> Bool {
+        let state = error.serverInfo?[.sqlState] ?? ""
+        return state.hasPrefix("08") || state.hasPrefix("57") || state.hasPrefix("53")
+    }
+
+    /// What went wrong, readably: the server's SQLSTATE and message, or the connection's error.
+    /// (postgres-nio's own description is generic on purpose.)
+    static func reason(_ error: any Error) -> String {
+        guard let psql = error as? PSQLError else { return "\(error)" }
+        if let info = psql.serverInfo {
+            return "\(info[.message] ?? "server error") (SQLSTATE \(info[.sqlState] ?? "?"))"
+        }
+        if let underlying = psql.underlying { return "\(psql.code): \(underlying)" }
+        return "\(psql.code)"
+    }
+}
