@@ -59,6 +59,15 @@ final class ContainerAccessTests: HostProcessTestCase {
         } else {
             print("the official pilotctl is not here: checked with ours only")
         }
+        // The official Python SDK in the container, on the mounted socket.
+        if let venv = try? PythonSDKTests.sdkVenv(at: directory.path("venv")) {
+            script += """
+                echo "python: $(HOME='\(box)' timeout 30 '\(venv)/bin/python' -c 'import json; from pilotprotocol.client import Driver; print(json.dumps(Driver("\(box)/pilot.sock").info()))' 2>&1 | tail -1)"
+
+                """
+        } else {
+            print("the official Python SDK is not here: not checked in the container")
+        }
         let result = ChildProcess.run(
             "/usr/bin/setpriv",
             ["--reuid=\(containerRoot)", "--regid=\(containerRoot)", "--clear-groups", "unshare", "--user", "--map-root-user", "--mount", "sh", "-c", script],
@@ -76,6 +85,10 @@ final class ContainerAccessTests: HostProcessTestCase {
         let admin = try? JSON(parsing: line("admin: "))
         XCTAssertEqual(admin?["code"]?.stringValue, "permission_denied", "the container's root on the admin socket: \(line("admin: "))")
         XCTAssertTrue(line("admin: ").contains("uid \(containerRoot)"), "refused by the peer check, naming the host's uid: \(line("admin: "))")
+        if lines.contains(where: { $0.hasPrefix("python: ") }) {
+            let python = try? JSON(parsing: line("python: "))
+            XCTAssertEqual(python?["address"]?.stringValue, address, "the Python SDK in the container: \(line("python: "))")
+        }
         if lines.contains(where: { $0.hasPrefix("official: ") }) {
             let official = try? JSON(parsing: line("official: "))
             XCTAssertEqual(official?["data"]?["address"]?.stringValue, address, "the official pilotctl in the container: \(line("official: "))")

@@ -55,18 +55,23 @@ final class PythonSDKTests: HostProcessTestCase {
         out("subscribe_event", events)
         """#
 
-    func testThePythonSDKDrivesIdentitySockets() throws {
+    /// A venv at `path` with the official wheel installed, or a skip saying why not.
+    static func sdkVenv(at path: String) throws -> String {
         let official: OfficialPilot
         do { official = try OfficialPilot.binaries() } catch { throw XCTSkip("official pilotprotocol wheel unavailable: \(error)") }
         let wheels = try FileManager.default.contentsOfDirectory(atPath: OfficialPilot.cacheDirectory().appendingPathComponent("wheel").path)
         let wheel = try XCTUnwrap(wheels.first { $0.hasSuffix(".whl") }, "no wheel beside \(official.daemon.path)")
-        let venv = directory.path("venv")
-        let made = ChildProcess.run("/usr/bin/python3", ["-m", "venv", venv], timeout: 120)
+        let made = ChildProcess.run("/usr/bin/python3", ["-m", "venv", path], timeout: 120)
         guard made.status == 0 else { throw XCTSkip("python3 -m venv failed (python3-venv missing?): \(made.output.suffix(300))") }
         let installed = ChildProcess.run(
-            "\(venv)/bin/pip", ["install", "--no-index", "--quiet", OfficialPilot.cacheDirectory().appendingPathComponent("wheel/\(wheel)").path],
+            "\(path)/bin/pip", ["install", "--no-index", "--quiet", OfficialPilot.cacheDirectory().appendingPathComponent("wheel/\(wheel)").path],
             timeout: 300)
         XCTAssertEqual(installed.status, 0, installed.output)
+        return path
+    }
+
+    func testThePythonSDKDrivesIdentitySockets() throws {
+        let venv = try Self.sdkVenv(at: directory.path("venv"))
 
         let registryPort = try startRendezvous()
         let runtime = try startHosts(1, registryPort: registryPort)[0]
