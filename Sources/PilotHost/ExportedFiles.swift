@@ -20,25 +20,8 @@ struct ExportedFiles: Sendable {
         unlink(temporary)
         let descriptor = open(temporary, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0o600)
         guard descriptor >= 0 else { throw Self.failure("create \(temporary)") }
-        var failure: ExportFileError?
-        file.withUnsafeBytes { buffer in
-            var offset = 0
-            while offset < buffer.count {
-                let written = write(descriptor, buffer.baseAddress! + offset, buffer.count - offset)
-                if written < 0, errno == EINTR { continue }
-                guard written > 0 else {
-                    failure = Self.failure("write \(temporary)")
-                    return
-                }
-                offset += written
-            }
-        }
-        if failure == nil, fsync(descriptor) != 0 { failure = Self.failure("fsync \(temporary)") }
-        close(descriptor)
-        if failure == nil, rename(temporary, path) != 0 { failure = Self.failure("rename \(temporary)") }
-        if let failure {
-            unlink(temporary)
-            throw failure
+        if let failure = WholeFile.finish(descriptor, writing: file, temporary: temporary, to: path) {
+            throw ExportFileError(message: "cannot \(failure)")
         }
         let directoryDescriptor = open(directory, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
         if directoryDescriptor >= 0 {

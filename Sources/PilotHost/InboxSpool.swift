@@ -164,19 +164,11 @@ struct InboxSpool: Sendable {
                 descriptor = open(temporary, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0o600)
             }
             guard descriptor >= 0 else { throw .system("open \(temporary)") }
-            var written = 0
-            var failure: SpoolError?
-            while written < bytes.count, failure == nil {
-                let count = bytes.withUnsafeBytes { Glibc.write(descriptor, $0.baseAddress! + written, $0.count - written) }
-                if count > 0 { written += count } else if errno != EINTR { failure = .system("write \(temporary)") }
-            }
-            if failure == nil, fchown(descriptor, owner, group) != 0 { failure = .system("chown \(temporary)") }
-            if failure == nil, fsync(descriptor) != 0 { failure = .system("fsync \(temporary)") }
-            close(descriptor)
-            if failure == nil, rename(temporary, "\(directory)/\(name)") != 0 { failure = .system("rename \(temporary)") }
-            if let failure {
-                unlink(temporary)
-                throw failure
+            if let failure = WholeFile.finish(
+                descriptor, writing: bytes, temporary: temporary, to: "\(directory)/\(name)",
+                prepare: { fchown($0, owner, group) == 0 ? nil : "chown \(temporary)" })
+            {
+                throw .failed(failure)
             }
         } catch {
             logger.warning("identity spool not written; the message is kept in host.db", metadata: [
