@@ -262,6 +262,7 @@ let package = Package(
                 "PilotRendezvous", "PilotWire", "PilotCrypto", "PilotStore", "PilotTestSupport",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
             ]),
         .testTarget(name: "InteropTests", dependencies: ["PilotWire", "PilotCrypto", "PilotTestSupport"]),
         // A hostile local user against a real pilot-host: floods, stale connections, uploads.

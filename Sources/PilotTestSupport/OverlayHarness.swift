@@ -10,6 +10,8 @@ public final class OverlayHarness {
     public let beaconPort: UInt16
     public private(set) var rendezvous: ChildProcess?
     private var daemons: [String: ChildProcess] = [:]
+    /// The registry each daemon was started with, where it is not the harness's own.
+    private var daemonRegistries: [String: UInt16] = [:]
     private var restarts = 0
 
     /// Throws `OfficialPilot.Unavailable` where the official binaries cannot be had (tests skip).
@@ -65,19 +67,24 @@ public final class OverlayHarness {
     }
 
     /// Starts an official daemon named `name` (also its hostname) and waits until it answers.
+    /// `registry` and `beacon` are ports on 127.0.0.1 other than the harness's rendezvous (a
+    /// second instance's).
     @discardableResult
-    public func startDaemon(_ name: String, extra: [String] = [], timeout: TimeInterval = 30) throws -> UInt32 {
+    public func startDaemon(
+        _ name: String, extra: [String] = [], timeout: TimeInterval = 30, registry: UInt16? = nil, beacon: UInt16? = nil
+    ) throws -> UInt32 {
         let home = directory.url.appendingPathComponent(name)
         try FileManager.default.createDirectory(at: home, withIntermediateDirectories: true)
         let process = try ChildProcess(
             name: name, executable: official.daemon,
             arguments: [
-                "-registry", "127.0.0.1:\(registryPort)", "-beacon", "127.0.0.1:\(beaconPort)",
+                "-registry", "127.0.0.1:\(registry ?? registryPort)", "-beacon", "127.0.0.1:\(beacon ?? beaconPort)",
                 "-listen", "127.0.0.1:0", "-socket", socket(name), "-identity", home.appendingPathComponent("identity.json").path,
                 "-hostname", name, "-telemetry-url", "", "-motd-feed-url", "",
             ] + extra,
             environment: ["HOME": home.path], logDirectory: directory.url)
         daemons[name] = process
+        daemonRegistries[name] = registry
         var info: JSON?
         _ = ChildProcess.waitUntil(timeout: timeout, every: 0.2) {
             info = try? ctl(name, ["info"])
@@ -118,7 +125,7 @@ public final class OverlayHarness {
     private func ctlEnvironment(_ name: String) -> [String: String] {
         [
             "HOME": directory.url.appendingPathComponent(name).path, "PILOT_SOCKET": socket(name),
-            "PILOT_REGISTRY": "127.0.0.1:\(registryPort)",
+            "PILOT_REGISTRY": "127.0.0.1:\(daemonRegistries[name] ?? registryPort)",
         ]
     }
 

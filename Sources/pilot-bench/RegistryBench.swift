@@ -2,46 +2,66 @@ import Foundation
 import PilotCrypto
 import PilotWire
 
-/// Registry figures against a real `pilot-rendezvous` process (the one built beside this
+/// Registry figures against real `pilot-rendezvous` processes (the one built beside this
 /// binary): registrations per second (one request per node, as official daemons send them, and
 /// batched, as pilot-host sends them), lookups and heartbeats per second with every node
-/// registered, and the server's resident memory at that size. With `database` (a
-/// `postgres://` URL), the same again with the state in PostgreSQL, after SQLite's.
+/// registered, and the servers' resident memory at that size. With `database` (a
+/// `postgres://` URL), the same again with the state in PostgreSQL, after SQLite's; with
+/// `instances` 2 as well, on two instances sharing that database: the connections are spread
+/// over both, every lookup asks the instance that did not register the node, and the time
+/// until one instance sees what the other registered is printed.
 struct RegistryBench {
     let nodes: Int
     let connections: Int
     var database: String?
+    var instances = 1
 
     func run() {
         do {
-            try measure(database: nil)
-            if let database { try measure(database: database) }
+            try measure(database: nil, instances: 1)
+            if let database {
+                try measure(database: database, instances: 1)
+                if instances > 1 { try measure(database: database, instances: instances) }
+            }
         } catch {
             print("pilot-bench registry: \(error)")
             exit(1)
         }
     }
 
-    private func measure(database: String?) throws {
+    private func measure(database: String?, instances: Int) throws {
         let binary = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
             .appendingPathComponent("pilot-rendezvous")
         let state = FileManager.default.temporaryDirectory.appendingPathComponent("pilot-bench-\(getpid())")
         defer { try? FileManager.default.removeItem(at: state) }
-        let server = Process()
-        server.executableURL = binary
-        server.arguments = ["--registry-addr", "127.0.0.1:0", "--beacon-addr", "127.0.0.1:0", "--state-dir", state.path, "--log-level", "warning",
-            "--new-keys-per-second", "1000000", "--all-new-keys-per-second", "1000000", "--connection-requests-per-second", "1000000"]
-            + (database.map { ["--database", $0] } ?? [])
-        let output = Pipe()
-        server.standardOutput = output
-        try server.run()
-        defer { server.terminate(); server.waitUntilExit() }
-        guard let first = readLine(output), first.hasPrefix("registry "),
-            let port = (try? Endpoint(parsing: String(first.dropFirst("registry ".count))))?.port
-        else { throw BenchError("pilot-rendezvous did not report its port") }
+        var servers: [Process] = []
+        defer {
+            for server in servers { server.terminate() }
+            for server in servers { server.waitUntilExit() }
+        }
+        var ports: [UInt16] = []
+        for instance in 0..<instances {
+            let server = Process()
+            server.executableURL = binary
+            server.arguments = ["--registry-addr", "127.0.0.1:0", "--beacon-addr", "127.0.0.1:0", "--state-dir", state.path + "/\(instance)",
+                "--log-level", "warning", "--new-keys-per-second", "1000000", "--all-new-keys-per-second", "1000000",
+                "--connection-requests-per-second", "1000000"]
+                + (database.map { ["--database", $0] } ?? [])
+            let output = Pipe()
+            server.standardOutput = output
+            try server.run()
+            servers.append(server)
+            guard let first = readLine(output), first.hasPrefix("registry "),
+                let port = (try? Endpoint(parsing: String(first.dropFirst("registry ".count))))?.port
+            else { throw BenchError("pilot-rendezvous did not report its port") }
+            ports.append(port)
+        }
+        let pids = servers.map(\.processIdentifier)
+        func rss() -> String { pids.map { "\(self.rss($0))" }.joined(separator: " + ") }
 
-        print("pilot-bench registry: \(nodes) nodes, \(connections) connections, pilot-rendezvous pid \(server.processIdentifier)")
-        print("store: \(database.map { "PostgreSQL \($0.split(separator: "@").last ?? "")" } ?? "SQLite (registry.db)")")
+        print("pilot-bench registry: \(nodes) nodes, \(connections) connections, pilot-rendezvous pid \(pids.map(String.init).joined(separator: ", "))")
+        let store = database.map { "PostgreSQL \($0.split(separator: "@").last ?? "")" } ?? "SQLite (registry.db)"
+        print("store: \(store)" + (instances > 1 ? ", \(instances) instances sharing it" : ""))
         print("generating \(nodes) Ed25519 keys and signatures...")
         let keys = try (0..<nodes).map { _ in try Ed25519PrivateKey() }
         let registers: [RegistryMessage] = keys.enumerated().map { index, key in
@@ -52,8 +72,12 @@ struct RegistryBench {
                 ["listen_addr": .string(listen), "public_key": .string(text),
                  "signature": .string(Base64.encode(key.sign("register:\(listen):\(text)")))])
         }
-        let clients = try (0..<connections).map { _ in try BlockingClient(port: port) }
-        print("RSS before: \(rss(server.processIdentifier)) KiB")
+        // Connection c talks to instance c % instances; `others[c]` to the next instance, where
+        // it looks up what it did not register.
+        let clients = try (0..<connections).map { try BlockingClient(port: ports[$0 % instances]) }
+        let others = try (0..<connections).map { try BlockingClient(port: ports[($0 + 1) % instances]) }
+        let registeredBy = IDBox(count: nodes)
+        print("RSS before: \(rss()) KiB")
 
         // 1. One request per node, as official daemons register: the first 5% of the nodes.
         let singles = max(connections, nodes / 20)
@@ -63,6 +87,7 @@ struct RegistryBench {
                 let reply = try clients[connection].request(registers[index])
                 guard reply.type == "register_ok" else { throw BenchError("register failed: \(reply.json.encodedString().prefix(200))") }
                 ids.set(index, try reply.nodeID("node_id"))
+                registeredBy.set(index, UInt32(connection))
             }
         }
         print(String(format: "register, one per request:   %8.0f /s  (%d nodes)", single, singles))
@@ -80,20 +105,35 @@ struct RegistryBench {
                         throw BenchError("batched register failed: \(item.encodedString().prefix(200))")
                     }
                     ids.set(chunk + offset, UInt32(truncatingIfNeeded: id))
+                    registeredBy.set(chunk + offset, UInt32(connection))
                 }
             }
         }
         print(String(format: "register, batched by 500:    %8.0f /s  (%d nodes)", batched, nodes - singles))
-        print("RSS with \(nodes) nodes: \(rss(server.processIdentifier)) KiB")
+        print("RSS with \(nodes) nodes: \(rss()) KiB")
 
-        // 3. Lookups, answered from memory whatever the store.
+        // With several instances: how long until the last node registered is seen elsewhere.
+        if instances > 1 {
+            let last = nodes - 1
+            let lookUp = RegistryMessage(type: "lookup", ["node_id": .integer(Int64(ids.get(last)))])
+            let asked = Date()
+            while try others[Int(registeredBy.get(last))].request(lookUp).type != "lookup_ok" {
+                guard Date().timeIntervalSince(asked) < 30 else { throw BenchError("the last node never appeared at the other instance") }
+                usleep(1000)
+            }
+            print(String(format: "seen at the other instance:  %8.1f ms after its registration was answered", Date().timeIntervalSince(asked) * 1000))
+        }
+
+        // 3. Lookups, answered from memory whatever the store; with several instances, each at
+        // an instance that did not register the node.
         let lookups = try timed(items: nodes) { connection, range in
             for index in range {
-                let reply = try clients[connection].request(RegistryMessage(type: "lookup", ["node_id": .integer(Int64(ids.get(index)))]))
+                let at = instances > 1 && Int(registeredBy.get(index)) % instances == connection % instances ? others[connection] : clients[connection]
+                let reply = try at.request(RegistryMessage(type: "lookup", ["node_id": .integer(Int64(ids.get(index)))]))
                 guard reply.type == "lookup_ok" else { throw BenchError("lookup failed: \(reply.json.encodedString().prefix(200))") }
             }
         }
-        print(String(format: "lookup, one per request:     %8.0f /s  (%d nodes)", lookups, nodes))
+        print(String(format: "lookup, one per request:     %8.0f /s  (%d nodes", lookups, nodes) + (instances > 1 ? ", at the other instance)" : ")"))
 
         // 4. Heartbeats with every node registered, each signed by its node.
         let heartbeats = keys.enumerated().map { index, key in
@@ -119,7 +159,7 @@ struct RegistryBench {
             }
         }
         print(String(format: "heartbeat, batched by 500:   %8.0f /s", batchedBeats))
-        print("RSS after heartbeats: \(rss(server.processIdentifier)) KiB")
+        print("RSS after heartbeats: \(rss()) KiB")
     }
 
     /// Splits `items` over the connections, runs them in parallel, returns items per second.

@@ -2,7 +2,7 @@
 // by timed assertions in tests.
 //
 //   pilot-bench crypto [--seconds N]     tunnel seal+open beside raw libsodium, key agreement, signatures
-//   pilot-bench registry [--nodes N] [--connections C] [--database postgres://...]
+//   pilot-bench registry [--nodes N] [--connections C] [--database postgres://... [--instances 2]]
 //                                        registrations and heartbeats per second against pilot-rendezvous
 //   pilot-bench host [--identities 1000,10000]
 //                                        identity creation rate, cold start and RSS of pilot-host
@@ -31,7 +31,7 @@ let arguments = Array(CommandLine.arguments.dropFirst())
 func usage() -> Never {
     print("""
         usage: pilot-bench crypto [--seconds N]
-               pilot-bench registry [--nodes N] [--connections C] [--database postgres://...]   (pilot-rendezvous must sit beside pilot-bench)
+               pilot-bench registry [--nodes N] [--connections C] [--database postgres://... [--instances 2]]   (pilot-rendezvous must sit beside pilot-bench)
                pilot-bench host [--identities 1000,10000]           (pilot-host and pilot-rendezvous beside it)
                pilot-bench pool [--identities 100000]               (pilot-rendezvous beside it)
                pilot-bench list [--identities 100000]               (pilot-rendezvous beside it)
@@ -61,7 +61,10 @@ switch arguments.first {
 case "crypto": CryptoBench(seconds: option("--seconds", default: 2)).run()
 case "registry":
     let database = arguments.firstIndex(of: "--database").flatMap { $0 + 1 < arguments.count ? arguments[$0 + 1] : nil }
-    RegistryBench(nodes: Int(option("--nodes", default: 100_000)), connections: Int(option("--connections", default: 4)), database: database).run()
+    RegistryBench(
+        nodes: Int(option("--nodes", default: 100_000)), connections: Int(option("--connections", default: 4)), database: database,
+        instances: Int(option("--instances", default: 1))
+    ).run()
 case "host":
     let sizes = arguments.firstIndex(of: "--identities").flatMap { index in
         index + 1 < arguments.count ? arguments[index + 1].split(separator: ",").compactMap { Int($0) } : nil

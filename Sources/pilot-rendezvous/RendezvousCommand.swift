@@ -71,6 +71,9 @@ struct RendezvousCommand: AsyncParsableCommand {
             """)
     var database: String?
 
+    @Option(help: "Move the state in this registry.db (SQLite) into the empty --database, then exit (pilot-rendezvous stopped first).")
+    var importRegistryDb: String?
+
     @Flag(help: "Serve the registry over TLS (needs --tls-cert and --tls-key).")
     var tls = false
 
@@ -134,6 +137,7 @@ struct RendezvousCommand: AsyncParsableCommand {
         if !(directoryQuestionsPerSecond > 0) { throw ValidationError("--directory-questions-per-second must be positive") }
         if directoryHostname.isEmpty { throw ValidationError("--directory-hostname must not be empty: askers find the directory by it") }
         _ = try metricsListener()
+        if importRegistryDb != nil, database == nil { throw ValidationError("--import-registry-db needs --database: where to move the state") }
         if try postgres() != nil, directory || directoryAddr != nil {
             throw ValidationError(
                 "--directory is not served with --database postgres:// yet: its search reads SQLite's registry.db (leave out --database to run it)")
@@ -191,6 +195,15 @@ struct RendezvousCommand: AsyncParsableCommand {
         let level = SharedLogLevel(logLevel)
         LoggingSystem.bootstrap { label in level.handler(label: label) }
         let logger = Logger(label: "pilot-rendezvous")
+        if let importRegistryDb, let location = try postgres() {
+            do {
+                let summary = try RegistryImport.run(registryDB: importRegistryDb, into: location, logger: logger)
+                FileHandle.standardOutput.write(Data("imported \(importRegistryDb) into \(location): \(summary)\n".utf8))
+                return
+            } catch {
+                throw StartFailure(description: "--import-registry-db \(importRegistryDb): \(error)")
+            }
+        }
         let (registryHost, registryPort) = try Self.split(registryAddr)
         let (beaconHost, beaconPort) = try Self.split(beaconAddr)
         let group = MultiThreadedEventLoopGroup(numberOfThreads: System.coreCount)

@@ -21,13 +21,17 @@ class OfficialOverlayTestCase: XCTestCase {
         }
     }
 
-    /// pilot-host as a process on the overlay, its state and runtime in the overlay's directory.
-    func startHost(_ overlay: OverlayHarness, listen: String, generation: Int = 1, extra: [String] = []) throws -> ChildProcess {
+    /// pilot-host as a process on the overlay, its state and runtime in the overlay's directory;
+    /// `registry` and `beacon` replace the overlay's rendezvous (lists, `A, B`).
+    func startHost(
+        _ overlay: OverlayHarness, listen: String, generation: Int = 1, registry: String? = nil, beacon: String? = nil, extra: [String] = []
+    ) throws -> ChildProcess {
         let host = try ChildProcess(
             name: "pilot-host-\(generation)", executable: bin.appendingPathComponent("pilot-host"),
             arguments: [
                 "--state-dir", overlay.directory.path("state"), "--runtime-dir", overlay.directory.path("run"),
-                "--registry", "127.0.0.1:\(overlay.registryPort)", "--beacon", "127.0.0.1:\(overlay.beaconPort)", "--listen", listen,
+                "--registry", registry ?? "127.0.0.1:\(overlay.registryPort)", "--beacon", beacon ?? "127.0.0.1:\(overlay.beaconPort)",
+                "--listen", listen,
             ] + extra,
             logDirectory: overlay.directory.url)
         XCTAssertTrue(ChildProcess.waitUntil(timeout: 20) { host.output.contains("pilot-host serving") }, host.output)

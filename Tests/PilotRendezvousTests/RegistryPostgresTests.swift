@@ -1,5 +1,6 @@
 import Dispatch
 import Foundation
+import Logging
 import NIOConcurrencyHelpers
 import NIOCore
 import PilotCrypto
@@ -69,54 +70,58 @@ final class RegistryPostgresTests: XCTestCase {
                 ]), peerIP: "127.0.0.1")
     }
 
-    /// Registration, hostnames, trust, a relayed handshake, a network with members, a retired
-    /// node: a registry started again on the same database finds all of it, and a retired key
-    /// gets its id back.
-    func testEverythingARegistryStoresIsFoundAgainAfterARestart() throws {
-        var a = try TestNode()
-        var b = try TestNode()
-        var c = try TestNode()
-        var d = try TestNode()
+    /// The nodes and network `storeEverything` made.
+    private struct Stored {
+        var a: TestNode, b: TestNode, c: TestNode, d: TestNode
         var network: Int64 = 0
-        do {
-            let registry = try makeRegistry()
-            try register(registry, &a)
-            try register(registry, &b)
-            try register(registry, &c)
-            try register(registry, &d)
-            XCTAssertEqual(Set([a.id, b.id, c.id, d.id]).count, 4)
-            let named = registry.handle(
-                a.signed("set_hostname", "set_hostname:\(a.id)", ["node_id": .integer(Int64(a.id)), "hostname": "alpha"]), peerIP: "127.0.0.1")
-            XCTAssertEqual(named.type, "set_hostname_ok", named.json.encodedString())
-            XCTAssertEqual(setTags(registry, b, ["gpu"], nonce: 1).type, "set_tags_ok")
-            let trusted = registry.handle(
-                a.signed("report_trust", "report_trust:\(a.id):\(b.id)", ["node_id": .integer(Int64(a.id)), "peer_id": .integer(Int64(b.id))]),
-                peerIP: "x")
-            XCTAssertEqual(trusted.type, "report_trust_ok", trusted.json.encodedString())
-            let handshake = registry.handle(
-                d.signed(
-                    "request_handshake", "handshake:\(d.id):\(a.id)",
-                    ["from_node_id": .integer(Int64(d.id)), "to_node_id": .integer(Int64(a.id)), "justification": "hello"]), peerIP: "x")
-            XCTAssertEqual(handshake["status"], "delivered", handshake.json.encodedString())
-            let created = registry.handle(
-                RegistryMessage(type: "create_network", ["node_id": .integer(Int64(a.id)), "name": "crew", "admin_token": "s3cret"]),
-                peerIP: "127.0.0.1")
-            XCTAssertEqual(created.type, "create_network_ok", created.json.encodedString())
-            network = created["network_id"]?.integerValue ?? 0
-            let joined = registry.handle(
-                b.signed(
-                    "join_network", "join_network:\(b.id):\(network)", ["node_id": .integer(Int64(b.id)), "network_id": .integer(network)]),
-                peerIP: "x")
-            XCTAssertEqual(joined.type, "join_network_ok", joined.json.encodedString())
-            let forgotten = registry.handle(
-                RegistryMessage(
-                    type: "deregister",
-                    ["node_id": .integer(Int64(c.id)), "forget_signature": c.signature("forget:\(c.id)"), "signature": c.signature("deregister:\(c.id)")]),
-                peerIP: "x")
-            XCTAssertEqual(forgotten["forgotten"], true, forgotten.json.encodedString())
-        }
+    }
 
-        let registry = try makeRegistry()
+    /// Registration, hostnames, tags, trust, a relayed handshake, a network with members, a
+    /// retired node (c): everything a registry stores, made through `registry`'s requests.
+    private func storeEverything(in registry: Registry) throws -> Stored {
+        var stored = Stored(a: try TestNode(), b: try TestNode(), c: try TestNode(), d: try TestNode())
+        try register(registry, &stored.a)
+        try register(registry, &stored.b)
+        try register(registry, &stored.c)
+        try register(registry, &stored.d)
+        let (a, b, c, d) = (stored.a, stored.b, stored.c, stored.d)
+        XCTAssertEqual(Set([a.id, b.id, c.id, d.id]).count, 4)
+        let named = registry.handle(
+            a.signed("set_hostname", "set_hostname:\(a.id)", ["node_id": .integer(Int64(a.id)), "hostname": "alpha"]), peerIP: "127.0.0.1")
+        XCTAssertEqual(named.type, "set_hostname_ok", named.json.encodedString())
+        XCTAssertEqual(setTags(registry, b, ["gpu"], nonce: 1).type, "set_tags_ok")
+        let trusted = registry.handle(
+            a.signed("report_trust", "report_trust:\(a.id):\(b.id)", ["node_id": .integer(Int64(a.id)), "peer_id": .integer(Int64(b.id))]),
+            peerIP: "x")
+        XCTAssertEqual(trusted.type, "report_trust_ok", trusted.json.encodedString())
+        let handshake = registry.handle(
+            d.signed(
+                "request_handshake", "handshake:\(d.id):\(a.id)",
+                ["from_node_id": .integer(Int64(d.id)), "to_node_id": .integer(Int64(a.id)), "justification": "hello"]), peerIP: "x")
+        XCTAssertEqual(handshake["status"], "delivered", handshake.json.encodedString())
+        let created = registry.handle(
+            RegistryMessage(type: "create_network", ["node_id": .integer(Int64(a.id)), "name": "crew", "admin_token": "s3cret"]),
+            peerIP: "127.0.0.1")
+        XCTAssertEqual(created.type, "create_network_ok", created.json.encodedString())
+        stored.network = created["network_id"]?.integerValue ?? 0
+        let joined = registry.handle(
+            b.signed(
+                "join_network", "join_network:\(b.id):\(stored.network)", ["node_id": .integer(Int64(b.id)), "network_id": .integer(stored.network)]),
+            peerIP: "x")
+        XCTAssertEqual(joined.type, "join_network_ok", joined.json.encodedString())
+        let forgotten = registry.handle(
+            RegistryMessage(
+                type: "deregister",
+                ["node_id": .integer(Int64(c.id)), "forget_signature": c.signature("forget:\(c.id)"), "signature": c.signature("deregister:\(c.id)")]),
+            peerIP: "x")
+        XCTAssertEqual(forgotten["forgotten"], true, forgotten.json.encodedString())
+        return stored
+    }
+
+    /// `registry` holds what `storeEverything` made, and a retired key gets its id back while a
+    /// new key gets an id never handed out.
+    private func checkEverything(_ registry: Registry, _ stored: inout Stored) throws {
+        let (a, b, d) = (stored.a, stored.b, stored.d)
         XCTAssertEqual(registry.nodeCount, 3, "a, b and d; c is retired")
         XCTAssertEqual(registry.node(withHostname: "alpha"), a.id)
         XCTAssertEqual(lookup(registry, b)["tags"], ["gpu"])
@@ -126,21 +131,63 @@ final class RegistryPostgresTests: XCTestCase {
         let poll = registry.handle(a.signed("poll_handshakes", "poll_handshakes:\(a.id)", ["node_id": .integer(Int64(a.id))]), peerIP: "x")
         XCTAssertEqual(poll["requests"]?.arrayValue?.first?["from_node_id"], .integer(Int64(d.id)))
         XCTAssertEqual(poll["requests"]?.arrayValue?.first?["justification"], "hello")
-        XCTAssertEqual(registry.members(of: UInt16(network)), [a.id, b.id].sorted())
-        XCTAssertEqual(registry.network(named: "crew"), UInt16(network))
+        XCTAssertEqual(registry.members(of: UInt16(stored.network)), [a.id, b.id].sorted())
+        XCTAssertEqual(registry.network(named: "crew"), UInt16(stored.network))
 
-        let oldID = c.id
-        try register(registry, &c)
-        XCTAssertEqual(c.id, oldID, "a retired key gets its id back")
+        let oldID = stored.c.id
+        try register(registry, &stored.c)
+        XCTAssertEqual(stored.c.id, oldID, "a retired key gets its id back")
         var e = try TestNode()
         try register(registry, &e)
-        XCTAssertFalse([a.id, b.id, c.id, d.id].contains(e.id), "a new key gets an id never handed out")
+        XCTAssertFalse([a.id, b.id, stored.c.id, d.id].contains(e.id), "a new key gets an id never handed out")
+        XCTAssertGreaterThan(e.id, max(a.id, b.id, stored.c.id, d.id))
+    }
+
+    /// Everything a registry stores is found again by a registry started again on the same
+    /// database.
+    func testEverythingARegistryStoresIsFoundAgainAfterARestart() throws {
+        var stored = try storeEverything(in: try makeRegistry())
+        let registry = try makeRegistry()
+        try checkEverything(registry, &stored)
         // What is in PostgreSQL, read by psql: the types are PostgreSQL's own.
         XCTAssertEqual(
-            try server.psql("SELECT public, online, pg_typeof(public_key) FROM node WHERE id = \(a.id)", database: database)
+            try server.psql("SELECT public, online, pg_typeof(public_key) FROM node WHERE id = \(stored.a.id)", database: database)
                 .trimmingCharacters(in: .whitespacesAndNewlines),
             "f|t|bytea")
         XCTAssertEqual(try server.psql("SELECT version FROM schema_version", database: database).trimmingCharacters(in: .whitespacesAndNewlines), "1")
+    }
+
+    /// A registry.db moved into PostgreSQL (`--import-registry-db`) holds the same: a registry
+    /// on the database finds every node, trust pair, handshake, network and tombstone. A second
+    /// import into the now full database is refused and changes nothing; a missing file too.
+    func testARegistryDBMovedIntoPostgreSQLKeepsEverything() throws {
+        let directory = try TemporaryDirectory(prefix: "registry-import")
+        var stored: Stored
+        do {
+            let sqlite = try Registry(stateDirectory: directory.url.path, configuration: {
+                var configuration = Registry.Configuration()
+                configuration.adminToken = "s3cret"
+                return configuration
+            }())
+            stored = try storeEverything(in: sqlite)
+        }
+        let path = directory.path("registry.db")
+        let summary = try RegistryImport.run(registryDB: path, into: try location(), logger: Logger(label: "test"))
+        XCTAssertEqual(summary.nodes, 3)
+        XCTAssertEqual(summary.trustPairs, 1)
+        XCTAssertEqual(summary.handshakes, 1)
+        XCTAssertEqual(summary.networks, 1)
+        XCTAssertEqual(summary.tombstones, 1)
+        try checkEverything(try makeRegistry(), &stored)
+
+        XCTAssertThrowsError(try RegistryImport.run(registryDB: path, into: try location(), logger: Logger(label: "test"))) { error in
+            XCTAssertTrue("\(error)".contains("import only into an empty database"), "\(error)")
+        }
+        XCTAssertEqual(try server.psql("SELECT count(*) FROM node", database: database).trimmingCharacters(in: .whitespacesAndNewlines), "5")
+        XCTAssertThrowsError(try RegistryImport.run(registryDB: directory.path("none.db"), into: try location(), logger: Logger(label: "test"))) {
+            XCTAssertTrue("\($0)".contains("no such file"), "\($0)")
+        }
+        XCTAssertFalse(FileManager.default.fileExists(atPath: directory.path("none.db")), "a missing file is not made")
     }
 
     /// Two registries on one database (the next step's instances), 500 registrations each at

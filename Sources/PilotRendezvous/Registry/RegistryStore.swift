@@ -272,6 +272,12 @@ final class RegistryStore: RegistryStorage {
         try db.run("DELETE FROM tombstone WHERE id = ?", [.integer(Int64(id))])
     }
 
+    /// Every tombstone: a retired node's id and the SHA-256 of its key (for moving the state
+    /// into PostgreSQL, `RegistryImport`).
+    func tombstones() throws(StoreError) -> [(id: UInt32, keyHash: [UInt8])] {
+        try db.rows("SELECT id, key_hash FROM tombstone ORDER BY id").map { (UInt32(truncatingIfNeeded: $0[0].integer ?? 0), $0[1].blob ?? []) }
+    }
+
     /// The highest id ever handed out to a node now retired (0: none).
     func highestRetiredID() throws(StoreError) -> UInt32 {
         UInt32(truncatingIfNeeded: try db.rows("SELECT MAX(id) FROM tombstone").first?.first?.integer ?? 0)

@@ -11,7 +11,7 @@ import PostgresNIO
 /// database: node ids come from a sequence, so concurrent registrations at different instances
 /// never get the same one. Owned by `Registry`, which serialises all access.
 public final class PostgresRegistryStore: RegistryStorage {
-    private let session: PostgresSession
+    let session: PostgresSession
 
     /// How long start-up (connecting, migrating, loading every row) may take.
     public static let startTimeout: TimeAmount = .seconds(30)
