@@ -67,7 +67,7 @@ struct RendezvousCommand: AsyncParsableCommand {
     @Option(
         help: """
             The registry's state in PostgreSQL instead of registry.db: postgres://USER[:PASSWORD]@HOST[:PORT]/DATABASE, \
-            or postgres://USER@/DATABASE?host=/socket/dir (not with --directory yet).
+            or postgres://USER@/DATABASE?host=/socket/dir.
             """)
     var database: String?
 
@@ -138,10 +138,6 @@ struct RendezvousCommand: AsyncParsableCommand {
         if directoryHostname.isEmpty { throw ValidationError("--directory-hostname must not be empty: askers find the directory by it") }
         _ = try metricsListener()
         if importRegistryDb != nil, database == nil { throw ValidationError("--import-registry-db needs --database: where to move the state") }
-        if try postgres() != nil, directory || directoryAddr != nil {
-            throw ValidationError(
-                "--directory is not served with --database postgres:// yet: its search reads SQLite's registry.db (leave out --database to run it)")
-        }
     }
 
     /// Where the metrics endpoint listens, or nil for none.

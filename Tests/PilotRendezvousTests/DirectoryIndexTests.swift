@@ -45,17 +45,31 @@ final class DirectoryIndexTests: XCTestCase {
 
     private func hostnames(_ page: DirectoryPage) -> [String] { page.items.map { $0.hostname ?? "-" } }
 
-    func testOnlyListedNodesAreFoundRankedExactHostnameAndTagFirst() throws {
-        let registry = try Registry(stateDirectory: directory.path("state"))
-        let index = try DirectoryIndex(path: registry.databasePath)
+    /// The nodes both tests below list: some public, one published, one private, one withdrawn.
+    @discardableResult
+    private func listSome(in registry: Registry) throws -> (forecaster: TestNode, weather: TestNode, chaser: TestNode) {
         let forecaster = try registered(registry, hostname: "forecaster", tags: ["forecast"], isPublic: false)
         XCTAssertEqual(list(registry, forecaster, DirectoryListing(choice: .published, description: "Weather forecasts by region, hourly", category: "data"))["listed"], true)
-        _ = try registered(registry, hostname: "weather", tags: ["maps"], isPublic: true)
-        _ = try registered(registry, hostname: "storm-chaser", tags: ["weather", "gpu"], isPublic: true)
+        let weather = try registered(registry, hostname: "weather", tags: ["maps"], isPublic: true)
+        let chaser = try registered(registry, hostname: "storm-chaser", tags: ["weather", "gpu"], isPublic: true)
         _ = try registered(registry, hostname: "secret-weather", tags: ["weather"], isPublic: false)
         let hidden = try registered(registry, hostname: "hidden-weather", tags: ["weather"], isPublic: true)
         XCTAssertEqual(list(registry, hidden, DirectoryListing(choice: .withdrawn))["listed"], false)
         _ = try registered(registry, hostname: "unrelated", isPublic: true)
+        return (forecaster, weather, chaser)
+    }
+
+    /// Questions whose answers both stores must give alike.
+    private static let questions = [
+        DirectoryQuery(search: "weather"), DirectoryQuery(search: "forec"), DirectoryQuery(search: "hourly weather"), DirectoryQuery(tag: "#gpu"),
+        DirectoryQuery(search: "weather", category: "data"), DirectoryQuery(search: "!!!"), DirectoryQuery(), DirectoryQuery(limit: 3),
+        DirectoryQuery(limit: 3, page: 2),
+    ]
+
+    func testOnlyListedNodesAreFoundRankedExactHostnameAndTagFirst() throws {
+        let registry = try Registry(stateDirectory: directory.path("state"))
+        let index = try DirectoryIndex(path: registry.databasePath)
+        let forecaster = try listSome(in: registry).forecaster
 
         let found = try index.search(DirectoryQuery(search: "weather"), source: "list-agents")
         XCTAssertEqual(hostnames(found), ["weather", "storm-chaser", "forecaster"], "exact hostname, then exact tag, then text")
@@ -85,6 +99,43 @@ final class DirectoryIndexTests: XCTestCase {
         XCTAssertEqual(Set(json["items"]?.arrayValue?.first?.objectValue?.keys.map { $0 } ?? []), ["address", "hostname", "category", "description", "tags"])
         XCTAssertFalse(json.encodedString().contains("127.0.0.1"))
         XCTAssertNoThrow(try Database(path: registry.databasePath).execute("INSERT INTO node_search (node_search) VALUES ('integrity-check')"))
+    }
+
+    /// A registry on PostgreSQL keeps no registry.db: its directory searches a copy of the
+    /// listings (`DirectoryMirror`), which answers every question as registry.db does, and
+    /// follows listings that change, nodes withdrawn and nodes gone.
+    func testARegistryOnPostgreSQLIsSearchedThroughACopyThatAnswersAlikeAndFollowsItsChanges() throws {
+        if let reason = PostgresServer.unavailableReason { throw XCTSkip(reason) }
+        let postgres = try PostgresServer()
+        defer { postgres.remove() }
+        let sqlite = try Registry(stateDirectory: directory.path("state"))
+        let registry = try Registry(postgres: try PostgresRegistryStore(location: try PostgresLocation(parsing: postgres.url())))
+        try listSome(in: sqlite)
+        let (forecaster, weather, chaser) = try listSome(in: registry)
+        let mirror = try DirectoryMirror(path: directory.path("directory-index.db"), registry: registry)
+        let copy = try DirectoryIndex(path: mirror.path)
+        let original = try DirectoryIndex(path: sqlite.databasePath)
+        for question in Self.questions {
+            let (expected, found) = (try original.search(question, source: "d"), try copy.search(question, source: "d"))
+            XCTAssertEqual(hostnames(found), hostnames(expected), "\(question)")
+            XCTAssertEqual(found.total, expected.total, "\(question)")
+            XCTAssertEqual(found.next, expected.next, "\(question)")
+        }
+        XCTAssertEqual(hostnames(try copy.search(DirectoryQuery(search: "weather"), source: "d")), ["weather", "storm-chaser", "forecaster"])
+
+        // Changes reach the copy at its next catch-up: a new description, a withdrawal, a node
+        // gone offline, a new listing.
+        XCTAssertEqual(list(registry, forecaster, DirectoryListing(choice: .published, description: "Tide tables", category: "data")).type, "set_listing_ok")
+        XCTAssertEqual(list(registry, weather, DirectoryListing(choice: .withdrawn)).type, "set_listing_ok")
+        let gone = registry.handle(chaser.signed("deregister", "deregister:\(chaser.id)", ["node_id": .integer(Int64(chaser.id))]), peerIP: "127.0.0.1")
+        XCTAssertEqual(gone.type, "deregister_ok", gone.json.encodedString())
+        _ = try registered(registry, hostname: "tide-watcher", tags: ["weather"], isPublic: true)
+        XCTAssertEqual(hostnames(try copy.search(DirectoryQuery(search: "weather"), source: "d")), ["weather", "storm-chaser", "forecaster"], "not yet caught up")
+        try mirror.catchUp()
+        XCTAssertEqual(hostnames(try copy.search(DirectoryQuery(search: "weather"), source: "d")), ["tide-watcher"])
+        XCTAssertEqual(hostnames(try copy.search(DirectoryQuery(search: "tide"), source: "d")), ["tide-watcher", "forecaster"], "the hostname weighs more")
+        XCTAssertEqual(hostnames(try copy.search(DirectoryQuery(), source: "d")), ["forecaster", "tide-watcher", "unrelated"])
+        XCTAssertNoThrow(try Database(path: mirror.path).execute("INSERT INTO node_search (node_search) VALUES ('integrity-check')"))
     }
 
     func testAListingIsChangedWithdrawnAndKeptAcrossARestart() throws {

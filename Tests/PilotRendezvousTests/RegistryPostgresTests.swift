@@ -288,8 +288,8 @@ final class RegistryPostgresTests: XCTestCase {
     }
 
     /// The executable: served from PostgreSQL (the schema made, a restart finding it), and at
-    /// start a bad URL (64), an unreachable database (1) and --directory with --database (64)
-    /// refused, each naming what is wrong.
+    /// start a bad URL (64), an unreachable database (1) and --import-registry-db without
+    /// --database (64) refused, each naming what is wrong.
     func testPilotRendezvousServesFromPostgresAndRefusesWhatItCannotUse() throws {
         let binary = OverlayHarness.rendezvousBinary.path
         let state = try TemporaryDirectory(prefix: "pilot-rdv-pg")
@@ -302,9 +302,9 @@ final class RegistryPostgresTests: XCTestCase {
         let bad = ChildProcess.run(binary, common + ["--database", "postgres://u:secret@h/"], timeout: 30)
         XCTAssertEqual(bad.status, 64, bad.output)
         XCTAssertTrue(bad.output.contains("no database") && !bad.output.contains("secret"), bad.output)
-        let directory = ChildProcess.run(binary, common + ["--database", try server.url(database: database), "--directory"], timeout: 30)
-        XCTAssertEqual(directory.status, 64, directory.output)
-        XCTAssertTrue(directory.output.contains("--directory is not served with --database"), directory.output)
+        let importing = ChildProcess.run(binary, common + ["--import-registry-db", state.path("registry.db")], timeout: 30)
+        XCTAssertEqual(importing.status, 64, importing.output)
+        XCTAssertTrue(importing.output.contains("--import-registry-db needs --database"), importing.output)
 
         for run in 1...2 {
             let process = try ChildProcess(

@@ -16,7 +16,9 @@ public import PilotWire
 ///
 /// It lives beside the registry because the registry holds what it lists (every node's record,
 /// and what each said of itself with `set_listing`): a search reads `registry.db` directly, and
-/// no registry request can list nodes wholesale.
+/// no registry request can list nodes wholesale. With the registry on PostgreSQL it searches a
+/// copy of the listed nodes in a file of its own (`DirectoryMirror`), filled from the
+/// registry's memory at start and kept in step every `mirrorInterval`.
 public final class DirectoryAgent: Sendable {
     public struct Configuration: Sendable {
         /// UDP address of its tunnel socket.
@@ -27,6 +29,10 @@ public final class DirectoryAgent: Sendable {
         /// The hostname it takes, and the `source` of its answers.
         public var hostname = "list-agents"
         public var keyPath: String
+        /// The search's copy of the listings when the registry keeps no registry.db.
+        public var mirrorPath: String
+        /// How often that copy takes the registry's changes.
+        public var mirrorInterval: Duration = .milliseconds(250)
         public var heartbeatInterval: Duration = .seconds(60)
         /// How often it looks for handshakes relayed through the registry.
         public var handshakePollInterval: Duration = .seconds(1)
@@ -49,26 +55,31 @@ public final class DirectoryAgent: Sendable {
             self.host = host
             self.port = port
             keyPath = (stateDirectory as NSString).appendingPathComponent("directory.key")
+            mirrorPath = (stateDirectory as NSString).appendingPathComponent("directory-index.db")
         }
     }
 
     private let registry: Registry
     private let index: DirectoryIndex
+    /// The listings' copy that `index` reads, for a registry on PostgreSQL; nil: registry.db.
+    private let mirror: DirectoryMirror?
     private let configuration: Configuration
     private let logger: Logger
     private let admission: NIOLockedValueBox<DirectoryAdmission>
     private let running = NIOLockedValueBox<(node: InProcessNode, tasks: [Task<Void, Never>])?>(nil)
 
     /// The directory over `registry`'s nodes; `start` puts it on the overlay. Its search reads
-    /// registry.db: a registry on PostgreSQL is refused, naming why.
+    /// registry.db, or for a registry on PostgreSQL a copy made now at `mirrorPath`.
     public init(registry: Registry, configuration: Configuration, logger: Logger) throws {
         self.registry = registry
-        guard let path = registry.sqlitePath else {
-            throw InProcessNodeError(
-                "the directory's search reads SQLite's registry.db and is not served with the registry on PostgreSQL "
-                    + "(\(registry.databasePath)) yet")
+        if let path = registry.sqlitePath {
+            mirror = nil
+            index = try DirectoryIndex(path: path)
+        } else {
+            let mirror = try DirectoryMirror(path: configuration.mirrorPath, registry: registry)
+            self.mirror = mirror
+            index = try DirectoryIndex(path: mirror.path)
         }
-        index = try DirectoryIndex(path: path)
         self.configuration = configuration
         self.logger = logger
         admission = NIOLockedValueBox(DirectoryAdmission(limits: configuration.admission))
@@ -93,13 +104,31 @@ public final class DirectoryAgent: Sendable {
         try await fabric.listen(node: node.node, port: DataExchangeService.port) { stream in service.serve(stream, for: "directory") }
         let handshakes = DirectoryHandshakes(node: node, registry: registry, logger: logger)
         try await fabric.listen(node: node.node, port: HandshakeTransport.port) { stream in handshakes.transport.serve(stream, for: "directory") }
-        let tasks = [
+        var tasks = [
             Task { await handshakes.approveArrivals() },
             Task { [configuration] in await handshakes.approveRelayed(every: configuration.handshakePollInterval) },
         ]
+        if let mirror { tasks.append(Task { [configuration, logger] in await Self.keep(mirror, every: configuration.mirrorInterval, logger: logger) }) }
         running.withLockedValue { $0 = (node, tasks) }
         logger.info("directory serving", metadata: ["address": "\(node.address)", "socket": "\(node.socket)", "hostname": "\(configuration.hostname)"])
         return (node.socket, node.address)
+    }
+
+    /// Brings `mirror` up to the registry's changes every `interval` until cancelled. A write
+    /// that fails (a full disk) is logged once, and its changes written with a later one.
+    private static func keep(_ mirror: DirectoryMirror, every interval: Duration, logger: Logger) async {
+        var failing = false
+        while !Task.isCancelled {
+            try? await Task.sleep(for: interval)
+            do {
+                try mirror.catchUp()
+                if failing { logger.notice("directory index written again", metadata: ["path": "\(mirror.path)"]) }
+                failing = false
+            } catch {
+                if !failing { logger.error("directory index not written; its search is behind", metadata: ["path": "\(mirror.path)", "error": "\(error)"]) }
+                failing = true
+            }
+        }
     }
 
     public func shutdown() async {

@@ -7,6 +7,11 @@ struct JournaledDictionary<Key: Hashable, Value>: ExpressibleByDictionaryLiteral
     private var journaling = false
     /// Each changed key's value before its first change (nil: it had none).
     private var before: [Key: Value?] = [:]
+    /// When set, says whether a change (old value, new value) matters to someone watching: the
+    /// keys of those that do are collected for `takeChanged`.
+    var watch: ((Value?, Value?) -> Bool)?
+    /// Keys changed in a way `watch` said matters (and every key a rollback put back).
+    private var changed: Set<Key> = []
 
     init(dictionaryLiteral elements: (Key, Value)...) {
         entries = Dictionary(elements, uniquingKeysWith: { $1 })
@@ -16,6 +21,7 @@ struct JournaledDictionary<Key: Hashable, Value>: ExpressibleByDictionaryLiteral
         get { entries[key] }
         set {
             if journaling, before.index(forKey: key) == nil { before.updateValue(entries[key], forKey: key) }
+            if let watch, watch(entries[key], newValue) { changed.insert(key) }
             entries[key] = newValue
         }
     }
@@ -39,6 +45,13 @@ struct JournaledDictionary<Key: Hashable, Value>: ExpressibleByDictionaryLiteral
     mutating func rollBack() {
         journaling = false
         for (key, value) in before { entries[key] = value }
+        if watch != nil { changed.formUnion(before.keys) }
         before = [:]
+    }
+
+    /// The keys `watch` saw change since the last call.
+    mutating func takeChanged() -> Set<Key> {
+        defer { changed = [] }
+        return changed
     }
 }

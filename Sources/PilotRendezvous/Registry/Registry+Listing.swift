@@ -31,3 +31,40 @@ extension Registry {
             ])
     }
 }
+
+/// What the directory shows of a listed node, and searches.
+public struct DirectoryEntry: Equatable, Sendable {
+    public var id: UInt32
+    public var hostname: String?
+    public var tags: [String]
+    public var description: String
+    public var category: String
+}
+
+extension NodeRecord {
+    /// What the directory shows of it; nil when it is not listed.
+    var directoryEntry: DirectoryEntry? {
+        guard isListed else { return nil }
+        return DirectoryEntry(id: id, hostname: hostname, tags: tags, description: listing.description, category: listing.category)
+    }
+}
+
+/// For a directory whose search does not read registry.db (a registry on PostgreSQL keeps
+/// none): the listed nodes, then what changed of them (`DirectoryMirror`).
+extension Registry {
+    /// Every listed node now; from now on the nodes whose listing changes (listed, unlisted,
+    /// or what the directory shows of them) are collected for `takeListingChanges`.
+    public func watchListings() -> [DirectoryEntry] {
+        lock.withLock {
+            nodes.watch = { old, new in old?.directoryEntry != new?.directoryEntry }
+            _ = nodes.takeChanged()
+            return nodes.values.compactMap(\.directoryEntry)
+        }
+    }
+
+    /// The nodes whose listing changed since the last call (or `watchListings`): each with
+    /// what the directory shows of it now, nil for one no longer listed (or gone).
+    public func takeListingChanges() -> [(id: UInt32, entry: DirectoryEntry?)] {
+        lock.withLock { nodes.takeChanged().map { ($0, nodes[$0]?.directoryEntry) } }
+    }
+}
