@@ -6,6 +6,9 @@ public import PilotWire
 /// the registry protocol, `PREFIX_registry_requests_total{type,outcome}` and
 /// `PREFIX_registry_request_duration_seconds` (a histogram). Types outside
 /// `RegistryMessage.requestTypes` count as `other`, so there are at most 28 × `Outcome` series.
+/// The requests inside a `batch` are counted too, each by its own type and by what its own reply
+/// says, as `PREFIX_registry_batch_items_total{type,outcome}` (the batch itself is one request
+/// above).
 public final class RegistryRequestMetrics: Sendable {
     /// How a request ended.
     public enum Outcome: String, Sendable, CaseIterable {
@@ -31,19 +34,30 @@ public final class RegistryRequestMetrics: Sendable {
         duration = CoreMetrics.Timer(label: prefix + "_registry_request_duration_seconds", factory: factory)
     }
 
-    /// Counts `request` as ending in `outcome` after `nanoseconds`.
-    public func record(_ request: RegistryMessage, _ outcome: Outcome, nanoseconds: Int64) {
-        let type = request.typeLabel
-        let counter = counters.withLockedValue { counters in
-            let key = type + " " + outcome.rawValue
+    /// Counts `request` as ending in `outcome` after `nanoseconds`; for a batch answered with
+    /// `reply`, each of its requests as well.
+    public func record(_ request: RegistryMessage, _ outcome: Outcome, nanoseconds: Int64, reply: RegistryMessage? = nil) {
+        counter("_registry_requests_total", request.typeLabel, outcome).increment()
+        duration.recordNanoseconds(nanoseconds)
+        guard request.type == "batch", let items = request["requests"]?.arrayValue else { return }
+        let replies = reply?["replies"]?.arrayValue ?? []
+        for (index, item) in items.enumerated() {
+            let type = item["type"]?.stringValue.map { RegistryMessage.requestTypes.contains($0) ? $0 : "other" } ?? "other"
+            // An item without its reply (a batch refused whole, or unanswered) ends as the batch did.
+            let itemOutcome = index < replies.count ? (replies[index]["type"] == "error" ? .error : .ok) : outcome
+            counter("_registry_batch_items_total", type, itemOutcome).increment()
+        }
+    }
+
+    /// The counter `prefix``name`{type, outcome}, made at its first use.
+    private func counter(_ name: String, _ type: String, _ outcome: Outcome) -> CoreMetrics.Counter {
+        counters.withLockedValue { counters in
+            let key = name + " " + type + " " + outcome.rawValue
             if let counter = counters[key] { return counter }
-            let counter = CoreMetrics.Counter(
-                label: prefix + "_registry_requests_total", dimensions: [("type", type), ("outcome", outcome.rawValue)], factory: factory)
+            let counter = CoreMetrics.Counter(label: prefix + name, dimensions: [("type", type), ("outcome", outcome.rawValue)], factory: factory)
             counters[key] = counter
             return counter
         }
-        counter.increment()
-        duration.recordNanoseconds(nanoseconds)
     }
 
     /// The outcome a reply says.

@@ -77,6 +77,11 @@ final class RendezvousMetricsTests: XCTestCase {
         }
         XCTAssertEqual(try exchange(RegistryMessage(type: "lookup", ["node_id": .integer(999_999)])).type, "error")
         XCTAssertEqual(try exchange(RegistryMessage(type: "no such type")).type, "error")
+        // A batch: two registrations and a lookup of nobody, each counted by its own type.
+        let batch = RegistryMessage(type: "batch", ["requests": .array([
+            try TestNode().register().json, try TestNode().register().json, RegistryMessage(type: "lookup", ["node_id": .integer(999_998)]).json,
+        ])])
+        XCTAssertEqual(try exchange(batch).type, "batch_ok")
         // A relay to a node the beacon does not know is dropped, and counted.
         let beacon = try LoopbackSocket.udp()
         try beacon.send(
@@ -93,8 +98,11 @@ final class RendezvousMetricsTests: XCTestCase {
         XCTAssertEqual(exposition.value("pilot_rendezvous_registry_requests_total", ["type": "lookup", "outcome": "error"]), 1)
         XCTAssertEqual(exposition.value("pilot_rendezvous_registry_requests_total", ["type": "other", "outcome": "error"]), 1)
         XCTAssertNil(exposition.value("pilot_rendezvous_registry_requests_total", ["type": "no such type"]))
-        XCTAssertEqual(exposition.value("pilot_rendezvous_registry_request_duration_seconds_count"), 7)
-        XCTAssertEqual(exposition.value("pilot_rendezvous_registered_nodes"), 5)
+        XCTAssertEqual(exposition.value("pilot_rendezvous_registry_requests_total", ["type": "batch", "outcome": "ok"]), 1)
+        XCTAssertEqual(exposition.value("pilot_rendezvous_registry_batch_items_total", ["type": "register", "outcome": "ok"]), 2)
+        XCTAssertEqual(exposition.value("pilot_rendezvous_registry_batch_items_total", ["type": "lookup", "outcome": "error"]), 1)
+        XCTAssertEqual(exposition.value("pilot_rendezvous_registry_request_duration_seconds_count"), 8)
+        XCTAssertEqual(exposition.value("pilot_rendezvous_registered_nodes"), 7)
         XCTAssertEqual(exposition.value("pilot_rendezvous_database_errors_total"), 0)
         XCTAssertEqual(exposition.value("pilot_rendezvous_beacon_relayed_packets_total"), 0)
     }

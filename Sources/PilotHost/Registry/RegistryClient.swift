@@ -91,12 +91,12 @@ public actor RegistryClient {
     public func whenSwitched(_ handler: @escaping @Sendable (Endpoint) async -> Void) { switched = handler }
 
     /// Sends one request and returns its reply (which may be `{"type":"error",...}`). A batch
-    /// is counted once, as `batch`.
+    /// is counted once, as `batch`, and its requests each by type (`RegistryRequestMetrics`).
     public func send(_ request: RegistryMessage) async throws -> RegistryMessage {
         let start = NIODeadline.now()
         do {
             let reply = try await sendRetrying(request)
-            metrics?.record(request, RegistryRequestMetrics.outcome(of: reply), nanoseconds: (NIODeadline.now() - start).nanoseconds)
+            metrics?.record(request, RegistryRequestMetrics.outcome(of: reply), nanoseconds: (NIODeadline.now() - start).nanoseconds, reply: reply)
             return reply
         } catch {
             metrics?.record(request, .failed, nanoseconds: (NIODeadline.now() - start).nanoseconds)

@@ -212,8 +212,12 @@ final class RegistryConnectionHandler: ChannelInboundHandler, @unchecked Sendabl
             let (handler, context) = bound.value
             handler.busy = false
             let outcome: RegistryRequestMetrics.Outcome
-            if case .success(let reply) = result { outcome = RegistryRequestMetrics.outcome(of: reply) } else { outcome = .failed }
-            handler.metrics?.record(request, outcome, nanoseconds: (NIODeadline.now() - start).nanoseconds)
+            var answer: RegistryMessage?
+            if case .success(let reply) = result {
+                outcome = RegistryRequestMetrics.outcome(of: reply)
+                answer = reply
+            } else { outcome = .failed }
+            handler.metrics?.record(request, outcome, nanoseconds: (NIODeadline.now() - start).nanoseconds, reply: answer)
             switch result {
             case .success(let reply):
                 if reply.type == "error" {
