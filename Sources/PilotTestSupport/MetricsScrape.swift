@@ -75,6 +75,14 @@ public struct Exposition: Sendable {
         }
     }
 
+    /// The series `etc/grafana/pilot-host.json` queries whose names begin with `prefix`, as
+    /// `# TYPE` names them (a histogram's `_bucket` dropped).
+    public static func dashboardSeries(prefix: String) throws -> Set<String> {
+        let text = try String(contentsOf: OfficialPilot.packageRoot().appendingPathComponent("etc/grafana/pilot-host.json"), encoding: .utf8)
+        let names = text.matches(of: /pilot_[a-z_]+/).map { String($0.output) }.filter { $0.hasPrefix(prefix) }
+        return Set(names.map { $0.hasSuffix("_bucket") ? String($0.dropLast("_bucket".count)) : $0 })
+    }
+
     /// The value of the sample `name` whose labels include `labels`, summed over every such sample;
     /// nil when there is none.
     public func value(_ name: String, _ labels: [String: String] = [:]) -> Double? {

@@ -90,6 +90,11 @@ final class HostMetricsTests: HostProcessTestCase {
         XCTAssertGreaterThanOrEqual(try XCTUnwrap(after.value("pilot_host_registry_requests_total", ["outcome": "ok"])), 1)
         XCTAssertGreaterThanOrEqual(try XCTUnwrap(after.value("pilot_host_registry_request_duration_seconds_count")), 1)
         XCTAssertEqual(after.types["pilot_host_registry_request_duration_seconds"], "histogram")
+        XCTAssertGreaterThanOrEqual(try XCTUnwrap(after.value("pilot_host_registry_batch_items_total", ["type": "register", "outcome": "ok"])), 2)
+        // Every series the Grafana dashboard queries is one this host writes.
+        let queried = try Exposition.dashboardSeries(prefix: "pilot_host_")
+        XCTAssertFalse(queried.isEmpty)
+        XCTAssertEqual(queried.subtracting(after.types.keys), [], "the dashboard queries series the host does not write")
 
         // One identity's series, asked for on host 0: the one that carried the bytes.
         XCTAssertGreaterThanOrEqual(try XCTUnwrap(after.value("pilot_host_identity_bytes_total", ["identity": "asker", "direction": "out"])), transferred)

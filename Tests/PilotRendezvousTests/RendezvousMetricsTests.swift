@@ -103,6 +103,9 @@ final class RendezvousMetricsTests: XCTestCase {
         XCTAssertEqual(exposition.value("pilot_rendezvous_registry_batch_items_total", ["type": "lookup", "outcome": "error"]), 1)
         XCTAssertEqual(exposition.value("pilot_rendezvous_registry_request_duration_seconds_count"), 8)
         XCTAssertEqual(exposition.value("pilot_rendezvous_registered_nodes"), 7)
+        let queried = try Exposition.dashboardSeries(prefix: "pilot_rendezvous_")
+        XCTAssertFalse(queried.isEmpty)
+        XCTAssertEqual(queried.subtracting(exposition.types.keys), [], "the Grafana dashboard queries series pilot-rendezvous does not write")
         XCTAssertEqual(exposition.value("pilot_rendezvous_database_errors_total"), 0)
         XCTAssertEqual(exposition.value("pilot_rendezvous_beacon_relayed_packets_total"), 0)
     }
