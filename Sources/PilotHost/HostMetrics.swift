@@ -12,7 +12,7 @@ import PilotNet
 /// the stream counters) and publishes the totals; registry requests, which are few, are counted
 /// as they end (`RegistryRequestMetrics`).
 final class HostMetrics: Sendable {
-    let registry = MetricsRegistry()
+    let registry = MetricsRegistry(help: HostMetrics.help)
     let registryRequests: RegistryRequestMetrics
     /// Nil: no per-identity series.
     private let identitySeries: IdentitySeries?
@@ -22,6 +22,25 @@ final class HostMetrics: Sendable {
         registryRequests = RegistryRequestMetrics(prefix: "pilot_host", factory: registry.factory)
         identitySeries = perIdentity > 0 ? IdentitySeries(limit: perIdentity, factory: registry.factory) : nil
     }
+
+    /// What each series counts (its `# HELP` line; README, "Metrics", says more).
+    static let help: [String: String] = [
+        "pilot_host_identities": "Identities this host carries.",
+        "pilot_host_identities_online": "Identities on the network now.",
+        "pilot_host_tunnels": "Sessions with remote nodes, by path: direct or relay (through the beacon).",
+        "pilot_host_streams": "Open streams.",
+        "pilot_host_bytes_total": "Bytes of packets through the tunnels (before sealing, after opening), by direction.",
+        "pilot_host_packets_total": "Packets through the tunnels, by direction.",
+        "pilot_host_local_packets_total": "Packets between identities of this host (no tunnel).",
+        "pilot_host_relayed_frames_total": "Tunnel frames through the beacon, by direction.",
+        "pilot_host_key_exchange_frames_total": "Key exchange frames (PILK, PILA) received.",
+        "pilot_host_key_exchanges_total": "Key exchanges by outcome: installed (a session made) or rejected (a key not the registry's).",
+        "pilot_host_stream_retransmitted_segments_total": "Stream segments sent again.",
+        "pilot_host_drops_total": "Frames and packets dropped, by reason.",
+        "pilot_host_trust_handshakes_total": "Trust handshakes by outcome.",
+        "pilot_host_identity_bytes_total": "Bytes through the tunnels of one identity (those given series of their own), by direction.",
+        "pilot_host_identity_packets_total": "Packets through the tunnels of one identity (those given series of their own), by direction.",
+    ].merging(RegistryRequestMetrics.help(prefix: "pilot_host")) { $1 }
 
     /// Frames and packets dropped, by reason: each reason a figure the fabric keeps.
     private static let drops: [(reason: String, figure: @Sendable (Figures) -> Int)] = [

@@ -24,12 +24,10 @@ public final class MetricsRegistry: Sendable {
         .seconds(5), .seconds(10),
     ]
 
-    /// An empty registry.
-    public init() {
+    /// An empty registry; `help` says what each series (by name) counts, for its `# HELP` line.
+    public init(help: [String: String] = [:]) {
         prometheus = PrometheusCollectorRegistry()
-        var factory = PrometheusMetricsFactory(registry: prometheus)
-        factory.defaultDurationHistogramBuckets = Self.durationBuckets
-        self.factory = factory
+        factory = DescribedFactory(registry: prometheus, help: help, durationBuckets: Self.durationBuckets)
     }
 
     /// Runs `collect` before every exposition, in the order registered.

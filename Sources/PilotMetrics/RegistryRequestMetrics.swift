@@ -60,6 +60,15 @@ public final class RegistryRequestMetrics: Sendable {
         }
     }
 
+    /// The `# HELP` texts of these series, for `MetricsRegistry(help:)`.
+    public static func help(prefix: String) -> [String: String] {
+        [
+            prefix + "_registry_requests_total": "Registry requests by type (a batch once, as batch) and outcome: ok, error, rate_limited, failed.",
+            prefix + "_registry_request_duration_seconds": "Time from a registry request to its reply.",
+            prefix + "_registry_batch_items_total": "Requests inside registry batches, by their own type and their own reply's outcome.",
+        ]
+    }
+
     /// The outcome a reply says.
     public static func outcome(of reply: RegistryMessage) -> Outcome {
         reply.type == "error" ? .error : .ok

@@ -7,9 +7,24 @@ import CoreMetrics
 /// already keep. Labels come from fixed sets: the nodes' number never makes a series.
 public final class RendezvousMetrics: Sendable {
     /// The series, for the endpoint.
-    public let registry = MetricsRegistry()
+    public let registry = MetricsRegistry(help: RendezvousMetrics.help)
     /// For `RegistryServer.Configuration.metrics`.
     public let registryRequests: RegistryRequestMetrics
+
+    /// What each series counts (its `# HELP` line; README, "Metrics", says more).
+    static let help: [String: String] = [
+        "pilot_rendezvous_registered_nodes": "Nodes the registry knows, online or not.",
+        "pilot_rendezvous_database_errors_total": "Requests that failed because the registry's database refused a read or a write.",
+        "pilot_rendezvous_beacon_relayed_packets_total": "Frames the beacon relayed.",
+        "pilot_rendezvous_beacon_relayed_bytes_total": "Bytes of the frames the beacon relayed.",
+        "pilot_rendezvous_beacon_punch_requests_total": "Hole punches the beacon coordinated.",
+        "pilot_rendezvous_beacon_discovers_total": "Discover requests the beacon answered.",
+        "pilot_rendezvous_beacon_notifies_total": "Pokes the beacon sent to nodes a relayed handshake waits for.",
+        "pilot_rendezvous_beacon_drops_total": "Beacon messages dropped, by reason.",
+        "pilot_rendezvous_beacon_peer_relays_forwarded_total": "Relayed frames sent on to the peer beacon that knows their destination.",
+        "pilot_rendezvous_beacon_peer_punches_total": "Punch requests forwarded to a peer beacon, or answered for one.",
+        "pilot_rendezvous_beacon_peer_syncs_total": "Node lists exchanged with peer beacons, by direction.",
+    ].merging(RegistryRequestMetrics.help(prefix: "pilot_rendezvous")) { $1 }
 
     /// No series but the registry requests' yet (see `watch`).
     public init() {

@@ -58,12 +58,19 @@ public struct Exposition: Sendable {
     public var malformed: [String] = []
     /// `# TYPE` lines: name → counter, gauge, histogram...
     public var types: [String: String] = [:]
+    /// `# HELP` lines: name → text.
+    public var help: [String: String] = [:]
 
     public init(parsing text: String) {
         for line in text.split(separator: "\n") {
             if line.hasPrefix("# TYPE ") {
                 let words = line.split(separator: " ")
                 if words.count == 4 { types[String(words[2])] = String(words[3]) }
+                continue
+            }
+            if line.hasPrefix("# HELP ") {
+                let words = line.split(separator: " ", maxSplits: 3)
+                if words.count == 4 { help[String(words[2])] = String(words[3]) }
                 continue
             }
             if line.hasPrefix("#") { continue }

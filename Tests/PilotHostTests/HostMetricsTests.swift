@@ -95,6 +95,7 @@ final class HostMetricsTests: HostProcessTestCase {
         let queried = try Exposition.dashboardSeries(prefix: "pilot_host_")
         XCTAssertFalse(queried.isEmpty)
         XCTAssertEqual(queried.subtracting(after.types.keys), [], "the dashboard queries series the host does not write")
+        XCTAssertEqual(Set(after.types.keys).subtracting(after.help.keys), [], "every series says what it counts")
 
         // One identity's series, asked for on host 0: the one that carried the bytes.
         XCTAssertGreaterThanOrEqual(try XCTUnwrap(after.value("pilot_host_identity_bytes_total", ["identity": "asker", "direction": "out"])), transferred)

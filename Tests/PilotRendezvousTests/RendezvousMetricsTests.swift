@@ -106,6 +106,8 @@ final class RendezvousMetricsTests: XCTestCase {
         let queried = try Exposition.dashboardSeries(prefix: "pilot_rendezvous_")
         XCTAssertFalse(queried.isEmpty)
         XCTAssertEqual(queried.subtracting(exposition.types.keys), [], "the Grafana dashboard queries series pilot-rendezvous does not write")
+        XCTAssertEqual(Set(exposition.types.keys).subtracting(exposition.help.keys), [], "every series says what it counts")
+        XCTAssertEqual(exposition.help["pilot_rendezvous_registered_nodes"], "Nodes the registry knows, online or not.")
         XCTAssertEqual(exposition.value("pilot_rendezvous_database_errors_total"), 0)
         XCTAssertEqual(exposition.value("pilot_rendezvous_beacon_relayed_packets_total"), 0)
     }
