@@ -97,6 +97,18 @@ public final class PostgresServer: @unchecked Sendable {
         try run("psql", ["-h", directory.url.path, "-p", "\(port)", "-U", "postgres", "-d", database, "-v", "ON_ERROR_STOP=1", "-At", "-c", sql], timeout: 30)
     }
 
+    /// Makes role `role` with `password`, owner of a new `database`, and has the server ask it
+    /// for that password over TCP (SCRAM), where every other role is trusted as before.
+    public func addPasswordRole(_ role: String, password: String, database: String) throws {
+        try psql("CREATE ROLE \(role) LOGIN PASSWORD '\(password)'")
+        try psql("CREATE DATABASE \(database) OWNER \(role)")
+        let hba = directory.path("data/pg_hba.conf")
+        let rules = try String(contentsOfFile: hba, encoding: .utf8)
+        // Written in place: the file stays postgres's. The first matching line decides.
+        try ("host all \(role) 127.0.0.1/32 scram-sha-256\n" + rules).write(toFile: hba, atomically: false, encoding: .utf8)
+        try psql("SELECT pg_reload_conf()")
+    }
+
     /// Stops the server if it runs and deletes its directory.
     public func remove() {
         if let process = server, process.isRunning {

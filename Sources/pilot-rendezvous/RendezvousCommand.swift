@@ -71,6 +71,9 @@ struct RendezvousCommand: AsyncParsableCommand {
             """)
     var database: String?
 
+    @Option(help: "File whose first line is the database's password (a systemd credential, say): kept out of the command line, which every local user can read.")
+    var databasePasswordFile: String?
+
     @Option(help: "Move the state in this registry.db (SQLite) into the empty --database, then exit (pilot-rendezvous stopped first).")
     var importRegistryDb: String?
 
@@ -150,8 +153,21 @@ struct RendezvousCommand: AsyncParsableCommand {
 
     /// Where --database says the state is; nil: registry.db in --state-dir.
     func postgres() throws -> PostgresLocation? {
-        guard let database else { return nil }
-        do { return try PostgresLocation(parsing: database) } catch { throw ValidationError("--database \(error)") }
+        guard let database else {
+            if databasePasswordFile != nil { throw ValidationError("--database-password-file needs --database") }
+            return nil
+        }
+        var location: PostgresLocation
+        do { location = try PostgresLocation(parsing: database) } catch { throw ValidationError("--database \(error)") }
+        if let databasePasswordFile {
+            guard location.password == nil else {
+                throw ValidationError("--database names a password and --database-password-file gives one: keep the file, and the URL without it")
+            }
+            do { location.password = try TokenFile.read(databasePasswordFile) } catch {
+                throw ValidationError("--database-password-file \(databasePasswordFile): \(error)")
+            }
+        }
+        return location
     }
 
     /// The admin token: the first line of --admin-token-file, else `PILOT_ADMIN_TOKEN`, else none.

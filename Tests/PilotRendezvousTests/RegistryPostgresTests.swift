@@ -317,6 +317,42 @@ final class RegistryPostgresTests: XCTestCase {
     }
 }
 
+extension RegistryPostgresTests {
+    /// A role that needs its password: pilot-rendezvous without it is refused at start naming
+    /// the database; with `--database-password-file` it serves, and the password is in no
+    /// command line; a wrong one, or one in both places, is refused.
+    func testThePasswordComesFromAFileAndNeverTheCommandLine() throws {
+        try server.addPasswordRole("pilot", password: "pw-\(database)", database: "\(database)_pw")
+        let state = try TemporaryDirectory(prefix: "pilot-rdv-pw")
+        defer { state.remove() }
+        let url = "postgres://pilot@127.0.0.1:\(try server.port)/\(database)_pw"
+        let common = ["--registry-addr", "127.0.0.1:0", "--beacon-addr", "127.0.0.1:0", "--state-dir", state.path("state"), "--database", url]
+        let binary = OverlayHarness.rendezvousBinary
+        let without = ChildProcess.run(binary.path, common, timeout: 30)
+        XCTAssertEqual(without.status, 1, without.output)
+        XCTAssertTrue(without.output.contains("/\(database)_pw"), without.output)
+        print("without the password: \(without.output.trimmingCharacters(in: .whitespacesAndNewlines).suffix(400))")
+        let wrong = state.path("wrong")
+        try "not-it\n".write(toFile: wrong, atomically: true, encoding: .utf8)
+        XCTAssertEqual(ChildProcess.run(binary.path, common + ["--database-password-file", wrong], timeout: 30).status, 1)
+        let both = ChildProcess.run(
+            binary.path, common.dropLast() + [url.replacingOccurrences(of: "pilot@", with: "pilot:x@"), "--database-password-file", wrong], timeout: 30)
+        XCTAssertEqual(both.status, 64, both.output)
+        XCTAssertTrue(both.output.contains("keep the file"), both.output)
+
+        let file = state.path("password")
+        try "pw-\(database)\n".write(toFile: file, atomically: true, encoding: .utf8)
+        let process = try ChildProcess(
+            name: "rendezvous-pw", executable: binary, arguments: common + ["--database-password-file", file], logDirectory: state.url)
+        defer { process.stop() }
+        XCTAssertTrue(ChildProcess.waitUntil(timeout: 20) { process.output.contains("registry 127.0.0.1:") }, process.output)
+        let commandLine = try String(contentsOfFile: "/proc/\(process.pid)/cmdline", encoding: .utf8)
+        XCTAssertFalse(commandLine.contains("pw-\(database)"))
+        XCTAssertEqual(try server.psql("SELECT tableowner FROM pg_tables WHERE tablename = 'node'", database: "\(database)_pw")
+            .trimmingCharacters(in: .whitespacesAndNewlines), "pilot", "the schema made as the role")
+    }
+}
+
 extension PostgresServerError {
     static let notStarted = PostgresServerError("the class's PostgreSQL server did not start")
 }
