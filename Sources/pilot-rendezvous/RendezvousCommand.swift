@@ -217,6 +217,7 @@ struct RendezvousCommand: AsyncParsableCommand {
         registryConfiguration.newKeysPerSecond = allNewKeysPerSecond
         registryConfiguration.retention = retentionDays * 86400
         let registry: Registry
+        var postgresStore: PostgresRegistryStore?
         if let location = try postgres() {
             // The nameserver's and directory's keys are still kept in --state-dir.
             try FileManager.default.createDirectory(atPath: stateDir, withIntermediateDirectories: true)
@@ -227,6 +228,7 @@ struct RendezvousCommand: AsyncParsableCommand {
                 throw StartFailure(description: "--database: cannot use \(location): \(error)")
             }
             registry = try Registry(postgres: store, configuration: registryConfiguration)
+            postgresStore = store
         } else {
             registry = try Registry(stateDirectory: stateDir, configuration: registryConfiguration)
         }
@@ -306,6 +308,7 @@ struct RendezvousCommand: AsyncParsableCommand {
         await directoryAgent?.shutdown()
         await metricsServer?.shutdown()
         try await server.shutdown()
+        postgresStore?.stopListening()
         try await beacon.shutdown()
         try await group.shutdownGracefully()
     }
