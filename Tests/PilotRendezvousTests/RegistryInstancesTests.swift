@@ -7,63 +7,27 @@ import XCTest
 
 /// Two registries in one process on one PostgreSQL database (`PostgresServer`), as two
 /// `pilot-rendezvous --database` instances are: what one is told, the other answers.
-final class RegistryInstancesTests: XCTestCase {
-    nonisolated(unsafe) private static var server: PostgresServer?
-    nonisolated(unsafe) private static var databases = 0
-    private var database = ""
+final class RegistryInstancesTests: PostgresTestCase {
     private var stores: [PostgresRegistryStore] = []
 
     /// What "at once" means: another instance answers with the change within this.
     private static let promptly: TimeInterval = 1
 
-    override class func tearDown() {
-        server?.remove()
-        server = nil
-        super.tearDown()
-    }
-
-    override func setUpWithError() throws {
-        if let reason = PostgresServer.unavailableReason {
-            print("RegistryInstancesTests skipped: \(reason)")
-            throw XCTSkip(reason)
-        }
-        if Self.server == nil { Self.server = try PostgresServer() }
-        Self.databases += 1
-        database = "instances_\(Self.databases)"
-        try server.psql("CREATE DATABASE \(database)")
-    }
-
     override func tearDown() {
         stores.forEach { $0.stopListening() }
         stores = []
-    }
-
-    private var server: PostgresServer {
-        get throws {
-            guard let server = Self.server else { throw PostgresServerError.notStarted }
-            return server
-        }
+        super.tearDown()
     }
 
     /// An instance on the test's database, listening for the others once this returns.
     private func makeInstance(_ configure: (inout Registry.Configuration) -> Void = { _ in }) throws -> (Registry, PostgresRegistryStore) {
         var configuration = Registry.Configuration()
         configure(&configuration)
-        let store = try PostgresRegistryStore(location: try PostgresLocation(parsing: try server.url(database: database)))
+        let store = try PostgresRegistryStore(location: try location())
         stores.append(store)
         let registry = try Registry(postgres: store, configuration: configuration)
         XCTAssertTrue(ChildProcess.waitUntil(timeout: 5, every: 0.01) { store.listeningConnections >= 1 }, "listening")
         return (registry, store)
-    }
-
-    private func register(_ registry: Registry, _ node: inout TestNode) throws {
-        let reply = registry.handle(node.register(), peerIP: "127.0.0.1")
-        XCTAssertEqual(reply.type, "register_ok", reply.json.encodedString())
-        node.id = try reply.nodeID("node_id")
-    }
-
-    private func lookup(_ registry: Registry, _ node: TestNode) -> RegistryMessage {
-        registry.handle(RegistryMessage(type: "lookup", ["node_id": .integer(Int64(node.id))]), peerIP: "x")
     }
 
     private func setHostname(_ registry: Registry, _ node: TestNode, _ name: String) -> RegistryMessage {
