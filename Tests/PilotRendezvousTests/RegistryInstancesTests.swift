@@ -102,8 +102,9 @@ final class RegistryInstancesTests: PostgresTestCase {
     }
 
     /// B has not heard of A's changes (it stopped listening): a hostname A gave is refused at
-    /// B as taken, as the database's unique constraint decides, and the key A registered gets
-    /// its id back at B (a host failing over) rather than a new one.
+    /// B as taken, as the database's unique constraint decides, and so is a key A registered as
+    /// another node's new key; a key A registered gets its id back at B (a host failing over)
+    /// rather than a new one.
     func testWhatTheDatabaseHoldsDecidesWhenMemoryIsBehind() throws {
         let (a, _) = try makeInstance()
         let (b, bStore) = try makeInstance()
@@ -124,17 +125,27 @@ final class RegistryInstancesTests: PostgresTestCase {
         XCTAssertEqual(lookup(b, atA)["hostname"], "taken", "B read the row that holds the name")
         XCTAssertEqual(setHostname(b, atB, "free").type, "set_hostname_ok")
 
+        var keyHolder = try TestNode()
+        try register(a, &keyHolder)
+        let rotated = b.handle(
+            atB.signed(
+                "rotate_key", "rotate:\(atB.id):\(keyHolder.publicKey)",
+                ["node_id": .integer(Int64(atB.id)), "new_public_key": .string(keyHolder.publicKey)]),
+            peerIP: "127.0.0.1")
+        XCTAssertEqual(rotated["error"], "rotate_key: that key belongs to another node", rotated.json.encodedString())
+
         XCTAssertEqual(lookup(b, roaming).type, "error", "B has not heard of A's other node")
         var again = roaming
         try register(b, &again)
         XCTAssertEqual(again.id, roaming.id, "the same node, not a new one")
         XCTAssertEqual(
-            try server.psql("SELECT COUNT(*) FROM node", database: database).trimmingCharacters(in: .whitespacesAndNewlines), "3")
+            try server.psql("SELECT COUNT(*) FROM node", database: database).trimmingCharacters(in: .whitespacesAndNewlines), "4")
         XCTAssertEqual(b.databaseErrors, 0)
     }
 
     /// A node that heartbeats only at B stays online when A's reaper runs, though A has not
-    /// heard it since it loaded it; a node silent everywhere goes offline, and B learns it.
+    /// heard it since it loaded it; a node silent everywhere goes offline, and B learns it;
+    /// but not while the database is down.
     func testTheReaperTakesOfflineOnlyWhatNoInstanceHears() throws {
         let timeout = 1.0
         let (a, _) = try makeInstance { $0.livenessTimeout = timeout }
@@ -152,10 +163,19 @@ final class RegistryInstancesTests: PostgresTestCase {
             b.shareLiveness()
             Thread.sleep(forTimeInterval: 0.1)
         }
+        try server.stop()
+        var restarted = false
+        defer { if !restarted { try? server.start() } }
+        XCTAssertEqual(a.reap(), 0, "the database cannot say who is silent: nobody goes offline")
+        XCTAssertEqual(lookup(a, silent)["online"], true)
+        try server.start()
+        restarted = true
+
         XCTAssertEqual(a.reap(), 1, "only the node nobody hears")
         XCTAssertEqual(lookup(a, silent)["online"], false)
         XCTAssertEqual(lookup(a, heard)["online"], true, "B hears it, so A's reaper leaves it")
-        seconds(until: "A's reaping seen at B") { lookup(b, silent)["online"] == false }
+        // B listens again after the restart (at most 5 s of back-off), then hears it or reads it.
+        seconds(until: "A's reaping seen at B", within: 8) { lookup(b, silent)["online"] == false }
         XCTAssertEqual(lookup(b, heard)["online"], true)
     }
 

@@ -158,7 +158,13 @@ extension Registry {
         let newKey = try Ed25519PublicKey(base64: newKeyText)
         guard byKey[newKey.bytes] == nil else { throw RegistryFailure("rotate_key: that key belongs to another node") }
         node.publicKey = newKey.bytes
-        try store.save(node)
+        do {
+            try store.save(node)
+        } catch is RegistryStorageConflict {
+            // Another instance's node has it, which memory did not know yet.
+            try rememberStored(holding: newKey.bytes, or: nil)
+            throw RegistryFailure("rotate_key: that key belongs to another node")
+        }
         remember(node)
         return RegistryMessage(
             type: "rotate_key_ok",
