@@ -54,9 +54,10 @@ final class RegistryInstancesTests: PostgresTestCase {
     }
 
     /// A node registered at A is looked up and resolved at B at once; a relayed handshake
-    /// asked at A reaches B's poll (and B's beacon is told); trust reported at A is B's answer.
+    /// asked at A reaches B's poll (and B's beacon is told); trust reported at A is B's answer;
+    /// a hostname, a network and a node retired at A are B's too.
     func testAChangeAtOneInstanceIsAnsweredByTheOtherAtOnce() throws {
-        let (a, _) = try makeInstance()
+        let (a, _) = try makeInstance { $0.adminToken = "s3cret" }
         let queued = NIOLockedValueBox<[UInt32]>([])
         let (b, _) = try makeInstance { $0.handshakeQueued = { node in queued.withLockedValue { $0.append(node) } } }
 
@@ -99,6 +100,22 @@ final class RegistryInstancesTests: PostgresTestCase {
         XCTAssertEqual(setHostname(a, atA, "alpha").type, "set_hostname_ok")
         let byName = RegistryMessage(type: "resolve_hostname", ["hostname": "alpha"])
         seconds(until: "a hostname set at A resolved at B") { b.handle(byName, peerIP: "x")["node_id"]?.integerValue == Int64(atA.id) }
+
+        let created = a.handle(
+            RegistryMessage(type: "create_network", ["node_id": .integer(Int64(atA.id)), "name": "crew", "admin_token": "s3cret"]),
+            peerIP: "127.0.0.1")
+        XCTAssertEqual(created.type, "create_network_ok", created.json.encodedString())
+        let networks = RegistryMessage(type: "list_networks", [:])
+        seconds(until: "a network created at A listed at B") {
+            b.handle(networks, peerIP: "x")["networks"]?.arrayValue?.contains { $0["name"] == "crew" && $0["members"] == 1 } == true
+        }
+
+        let retired = a.handle(atA.signed("deregister", "deregister:\(atA.id)", [
+            "node_id": .integer(Int64(atA.id)), "forget_signature": atA.signature("forget:\(atA.id)"),
+        ]), peerIP: "127.0.0.1")
+        XCTAssertEqual(retired["forgotten"], true, retired.json.encodedString())
+        seconds(until: "a node retired at A gone at B") { lookup(b, atA).type == "error" }
+        XCTAssertEqual(b.handle(check, peerIP: "x")["trusted"], false, "its trust went with it")
     }
 
     /// B has not heard of A's changes (it stopped listening): a hostname A gave is refused at

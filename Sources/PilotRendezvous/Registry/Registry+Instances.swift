@@ -18,6 +18,15 @@ extension Registry {
         var notify: [UInt32] = []
         let applied = lock.withLock {
             do {
+                // Nodes first, in one query (a host's batch at another instance names hundreds),
+                // then what hangs on them.
+                let named = changes.compactMap { change -> UInt32? in
+                    switch change {
+                    case .node(let id), .retired(let id): id
+                    default: nil
+                    }
+                }
+                if !named.isEmpty { try applyNodes(named, from: postgres) }
                 for change in changes { try apply(change, from: postgres, notify: &notify) }
                 return true
             } catch {
@@ -29,15 +38,22 @@ extension Registry {
         return applied
     }
 
-    /// One change, with `lock` held; nodes with handshakes waiting now go in `notify`.
+    /// The rows of nodes `ids` in memory, and those without a row (retired) out of it. Called
+    /// with `lock` held.
+    private func applyNodes(_ ids: [UInt32], from postgres: PostgresRegistryStore) throws {
+        let stored = try postgres.storedNodes(ids, now: clock())
+        stored.forEach(rememberFromOtherInstance)
+        let kept = Set(stored.map(\.id))
+        let gone = ids.filter { !kept.contains($0) }.compactMap { nodes[$0] }
+        if !gone.isEmpty { forget(gone) }
+    }
+
+    /// One change but a node's, with `lock` held; nodes with handshakes waiting now go in
+    /// `notify`.
     private func apply(_ change: RegistryChange, from postgres: PostgresRegistryStore, notify: inout [UInt32]) throws {
         switch change {
-        case .node(let id), .retired(let id):
-            if let stored = try postgres.storedNode(id, now: clock()) {
-                rememberFromOtherInstance(stored)
-            } else if let gone = nodes[id] {
-                forget([gone])
-            }
+        case .node, .retired:
+            break  // applyNodes
         case .trust(let a, let b):
             if try postgres.isTrusted(a, b) { trust.insert(Self.pair(a, b)) } else { trust.remove(Self.pair(a, b)) }
         case .inbox(let id):

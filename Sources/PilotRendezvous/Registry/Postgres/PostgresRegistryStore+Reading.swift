@@ -19,9 +19,9 @@ extension PostgresRegistryStore {
             nodes: nodes, trust: trust, requests: requests, responses: responses, networks: try networks(nil, timeout: timeout))
     }
 
-    /// The node `id`'s row; nil when there is none (it was retired).
-    func storedNode(_ id: UInt32, now: Double) throws -> NodeRecord? {
-        try session.rows("SELECT \(unescaped: Self.nodeColumns) FROM node WHERE id = \(Int64(id))").rows.first
+    /// The rows of the nodes `ids` that have one (those without were retired), in one query.
+    func storedNodes(_ ids: [UInt32], now: Double) throws -> [NodeRecord] {
+        try session.rows("SELECT \(unescaped: Self.nodeColumns) FROM node WHERE id = ANY(\(ids.map(Int64.init)))")
             .map { try Self.node(from: $0, now: now) }
     }
 
