@@ -67,7 +67,8 @@ struct RendezvousCommand: AsyncParsableCommand {
     @Option(
         help: """
             The registry's state in PostgreSQL instead of registry.db: postgres://USER[:PASSWORD]@HOST[:PORT]/DATABASE, \
-            or postgres://USER@/DATABASE?host=/socket/dir (not with --directory yet).
+            or postgres://USER@/DATABASE?host=/socket/dir (not with --directory yet). Several instances may share one \
+            database and answer as one registry.
             """)
     var database: String?
 
