@@ -67,7 +67,8 @@ struct RendezvousCommand: AsyncParsableCommand {
     @Option(
         help: """
             The registry's state in PostgreSQL instead of registry.db: postgres://USER[:PASSWORD]@HOST[:PORT]/DATABASE, \
-            or postgres://USER@/DATABASE?host=/socket/dir.
+            or postgres://USER@/DATABASE?host=/socket/dir. Several instances may share one \
+            database and answer as one registry.
             """)
     var database: String?
 
@@ -242,6 +243,7 @@ struct RendezvousCommand: AsyncParsableCommand {
         registryConfiguration.newKeysPerSecond = allNewKeysPerSecond
         registryConfiguration.retention = retentionDays * 86400
         let registry: Registry
+        var postgresStore: PostgresRegistryStore?
         if let location = try postgres() {
             // The nameserver's and directory's keys are still kept in --state-dir.
             try FileManager.default.createDirectory(atPath: stateDir, withIntermediateDirectories: true)
@@ -252,6 +254,7 @@ struct RendezvousCommand: AsyncParsableCommand {
                 throw StartFailure(description: "--database: cannot use \(location): \(error)")
             }
             registry = try Registry(postgres: store, configuration: registryConfiguration)
+            postgresStore = store
         } else {
             registry = try Registry(stateDirectory: stateDir, configuration: registryConfiguration)
         }
@@ -331,6 +334,7 @@ struct RendezvousCommand: AsyncParsableCommand {
         await directoryAgent?.shutdown()
         await metricsServer?.shutdown()
         try await server.shutdown()
+        postgresStore?.stopListening()
         try await beacon.shutdown()
         try await group.shutdownGracefully()
     }

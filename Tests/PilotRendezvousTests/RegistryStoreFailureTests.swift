@@ -41,6 +41,10 @@ final class RegistryStoreFailureTests: XCTestCase {
         func add(_ network: CustomNetwork) throws { try write { try inner.add(network) } }
         func setMember(_ node: UInt32, of network: UInt16, _ member: Bool) throws { try write { try inner.setMember(node, of: network, member) } }
         func removeMemberships(of node: UInt32) throws { try write { try inner.removeMemberships(of: node) } }
+        var isShared: Bool { inner.isShared }
+        func storedNode(withKey key: [UInt8]) throws -> NodeRecord? { try inner.storedNode(withKey: key) }
+        func recordSeen(_ nodes: [UInt32]) throws { try write { try inner.recordSeen(nodes) } }
+        func stillSilent(_ nodes: [UInt32], timeout: Double) throws -> [UInt32]? { try inner.stillSilent(nodes, timeout: timeout) }
 
         func transaction<R>(_ body: () throws -> R) throws -> R {
             depth += 1

@@ -50,6 +50,12 @@ struct NetworkTable: Sendable {
         }
     }
 
+    /// Puts `network` as stored in place of what the table had of it, members and all.
+    mutating func replace(_ network: CustomNetwork) {
+        for node in byID[network.id]?.members.subtracting(network.members) ?? [] { remove(node, from: network.id) }
+        add(network)
+    }
+
     /// Records `node` as a member of `network`, which must exist.
     mutating func insert(_ node: UInt32, into network: UInt16) {
         byID[network]?.members.insert(node)

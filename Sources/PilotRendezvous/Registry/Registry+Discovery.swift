@@ -104,7 +104,8 @@ extension Registry {
             ["node_id": .integer(Int64(node.id)), "visibility": .string(node.isPublic ? "public" : "private")])
     }
 
-    func setHostname(_ request: RegistryMessage, peerIP: String) throws -> RegistryMessage {
+    /// `retrying`: as for `register`.
+    func setHostname(_ request: RegistryMessage, peerIP: String, retrying: Bool = false) throws -> RegistryMessage {
         let hostname = try request.string("hostname").lowercased()
         var node = try changedNode(request, peerIP: peerIP)
         // Other nodes the change takes the name from, stored before `node` (the name is unique).
@@ -124,9 +125,17 @@ extension Registry {
             }
         }
         node.hostname = hostname.isEmpty ? nil : hostname
-        try store.transaction {
-            for other in others.values { try store.save(other) }
-            try store.save(node)
+        do {
+            try store.transaction {
+                for other in others.values { try store.save(other) }
+                try store.save(node)
+            }
+        } catch let conflict as RegistryStorageConflict {
+            // Another instance gave the name to a node this one had not heard of yet: asked
+            // again with that node in memory, the answer is the one a name taken gets here.
+            guard !retrying else { throw conflict }
+            try rememberStored(holding: node.publicKey, or: node.hostname)
+            return try setHostname(request, peerIP: peerIP, retrying: true)
         }
         others.values.forEach(remember)
         remember(node)

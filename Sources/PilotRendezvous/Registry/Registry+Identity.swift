@@ -4,13 +4,18 @@ import PilotWire
 
 /// A node's own record: register, heartbeat, deregister, key rotation.
 extension Registry {
-    func register(_ request: RegistryMessage, peerIP: String, fromOperatorHost: Bool) throws -> RegistryMessage {
+    /// `retrying`: a first attempt was refused by the database as taken (another instance
+    /// registered the key, or holds the hostname, first); memory has its rows now.
+    func register(
+        _ request: RegistryMessage, peerIP: String, fromOperatorHost: Bool, retrying: Bool = false
+    ) throws -> RegistryMessage {
         let keyText = try request.string("public_key")
         let key = try Ed25519PublicKey(base64: keyText)
         let listenAddress = request["listen_addr"]?.stringValue ?? ""
         // 1.18 signs "register:<listen_addr>:<public_key>"; an unsigned register may only claim
-        // a key never seen, since it proves nothing about holding it.
-        let known = byKey[key.bytes]
+        // a key never seen, since it proves nothing about holding it. A key another instance
+        // registered (a host failing over from it) keeps its id.
+        let known = try byKey[key.bytes] ?? rememberStored(withKey: key.bytes)
         // A key whose node was retired was seen too: it must prove itself to get its id back.
         let retired = known == nil ? try store.retiredID(of: key.bytes) : nil
         let sequence = try registerSequence(
@@ -52,16 +57,23 @@ extension Registry {
         node.lastSeen = now
         if let sequence { node.registerSequence = sequence }
         comeBack(&node)
-        if known == nil, let retired {
-            try store.transaction {
-                try store.revive(retired)
+        do {
+            if known == nil, let retired {
+                try store.transaction {
+                    try store.revive(retired)
+                    try store.save(node)
+                }
+            } else {
                 try store.save(node)
             }
-        } else {
-            try store.save(node)
+        } catch let conflict as RegistryStorageConflict {
+            guard !retrying else { throw conflict }
+            try rememberStored(holding: key.bytes, or: node.hostname)
+            return try register(request, peerIP: peerIP, fromOperatorHost: fromOperatorHost, retrying: true)
         }
         if known == nil, id >= nextID { nextID = id &+ 1 }
         remember(node)
+        seen(id)
         var fields: [String: JSON] = [
             "node_id": .integer(Int64(id)), "network_id": 0, "address": .string(Address(node: id).description),
             "public_key": .string(keyText),
@@ -104,6 +116,7 @@ extension Registry {
             try store.save(node)
         }
         remember(node)
+        seen(node.id)
         return RegistryMessage(type: "heartbeat_ok", ["time": .integer(Int64(Date().timeIntervalSince1970))])
     }
 
@@ -123,6 +136,7 @@ extension Registry {
                 try store.removeMemberships(of: node.id)
             }
             forget([node])
+            retired += 1
             return RegistryMessage(type: "deregister_ok", ["node_id": .integer(Int64(node.id)), "forgotten": true])
         }
         var node = try signedNode(request, "node_id") { "deregister:\($0)" }
@@ -144,7 +158,13 @@ extension Registry {
         let newKey = try Ed25519PublicKey(base64: newKeyText)
         guard byKey[newKey.bytes] == nil else { throw RegistryFailure("rotate_key: that key belongs to another node") }
         node.publicKey = newKey.bytes
-        try store.save(node)
+        do {
+            try store.save(node)
+        } catch is RegistryStorageConflict {
+            // Another instance's node has it, which memory did not know yet.
+            try rememberStored(holding: newKey.bytes, or: nil)
+            throw RegistryFailure("rotate_key: that key belongs to another node")
+        }
         remember(node)
         return RegistryMessage(
             type: "rotate_key_ok",

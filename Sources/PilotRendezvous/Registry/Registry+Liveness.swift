@@ -17,14 +17,22 @@ extension Registry {
                 silent.append(node)
             }
             // All or none, in one transaction: when the store refuses, they stay online in
-            // memory as on disk, and the next reap tries again.
+            // memory as on disk, and the next reap tries again. A shared store keeps those
+            // another instance saw lately, and leaves the round to an instance reaping already.
             var count = 0
             do {
-                if !silent.isEmpty { try store.transaction { for node in silent { try store.save(node) } } }
+                if !silent.isEmpty {
+                    try store.transaction {
+                        let confirmed = Set(try store.stillSilent(silent.map(\.id), timeout: configuration.livenessTimeout) ?? [])
+                        silent.removeAll { !confirmed.contains($0.id) }
+                        for node in silent { try store.save(node) }
+                    }
+                }
                 silent.forEach(remember)
                 count = silent.count
             } catch {
-                // Kept online, as the store has them; the next reap tries again.
+                // Kept online, as the store has them (or the database could not say who is
+                // silent); the next reap tries again.
             }
             retireExpired()
             pruneRegistrationBuckets(now: now)

@@ -17,9 +17,11 @@ extension Registry {
             return  // the disk refused: keep them all, try again at the next reap
         }
         forget(expired)
+        retired += expired.count
     }
 
-    /// Takes retired `nodes` out of memory, with what hangs on them. Called with `lock` held.
+    /// Takes retired `nodes` out of memory, with what hangs on them (retired here, or by
+    /// another instance sharing the database). Called with `lock` held.
     func forget(_ nodes: [NodeRecord]) {
         let gone = Set(nodes.map(\.id))
         for node in nodes {
@@ -35,6 +37,5 @@ extension Registry {
         if !trust.isEmpty { trust = trust.filter { !gone.contains(UInt32(truncatingIfNeeded: $0 >> 32)) && !gone.contains(UInt32(truncatingIfNeeded: $0)) } }
         for (id, waiting) in requests { requests[id] = waiting.filter { !gone.contains($0.from) } }
         for (id, answered) in responses { responses[id] = answered.filter { !gone.contains($0.from) } }
-        retired += nodes.count
     }
 }

@@ -50,6 +50,10 @@ public final class Registry: @unchecked Sendable {
         /// The registry's admin token: `create_network` needs it, and it may stand in for a node's
         /// signature on `join_network`/`leave_network`. Nil or empty: no networks can be created.
         public var adminToken: String?
+        /// With PostgreSQL: seconds between writes of the nodes whose heartbeats this instance
+        /// saw, for the reapers of the others sharing the database. Well below
+        /// `livenessTimeout`, which counts from the last write.
+        public var livenessWriteInterval: Double = 10
 
         public init() {}
     }
@@ -83,6 +87,9 @@ public final class Registry: @unchecked Sendable {
     var newKeyBudget: TokenBucket
     /// Nodes retired by this process (`Registry+Retention.swift`).
     var retired = 0
+    /// Nodes heard from since liveness was last written for the other instances
+    /// (`Registry+Instances.swift`); kept only when the store is shared.
+    var seenLately: Set<UInt32> = []
     let clock: @Sendable () -> Double
     /// Unix seconds, for what must count across restarts and reboots (retention).
     let wallClock: @Sendable () -> Double
@@ -113,6 +120,7 @@ public final class Registry: @unchecked Sendable {
         wallClock: @escaping @Sendable () -> Double = Registry.unixTime
     ) throws {
         try self.init(store: postgres, configuration: configuration, clock: clock, wallClock: wallClock)
+        follow(postgres)
     }
 
     init(

@@ -43,6 +43,8 @@ public final class RegistryServer: Sendable {
     private let threadPool: NIOThreadPool
     private let channel: NIOLockedValueBox<(any Channel)?> = NIOLockedValueBox(nil)
     private let reaper: NIOLockedValueBox<RepeatedTask?> = NIOLockedValueBox(nil)
+    /// Writes the liveness this instance saw, for the others sharing its database.
+    private let livenessWriter: NIOLockedValueBox<RepeatedTask?> = NIOLockedValueBox(nil)
     /// Open client connections, closed on shutdown so no client waits on a stopped server.
     private let clients: NIOLockedValueBox<[ObjectIdentifier: any Channel]> = NIOLockedValueBox([:])
 
@@ -100,12 +102,19 @@ public final class RegistryServer: Sendable {
                 }
             }
         }
+        let interval = TimeAmount.nanoseconds(Int64(max(registry.configuration.livenessWriteInterval, 0.01) * 1e9))
+        livenessWriter.withLockedValue {
+            $0 = bound.eventLoop.scheduleRepeatedTask(initialDelay: interval, delay: interval) { _ in
+                threadPool.submit { _ in registry.shareLiveness() }
+            }
+        }
         guard let address = bound.localAddress else { throw RegistryServerError("registry socket has no address") }
         return address
     }
 
     public func shutdown() async throws {
         reaper.withLockedValue { $0?.cancel() }
+        livenessWriter.withLockedValue { $0?.cancel() }
         if let channel = channel.withLockedValue({ $0 }) { try? await channel.close() }
         for client in clients.withLockedValue({ Array($0.values) }) { try? await client.close() }
         try await threadPool.shutdownGracefully()

@@ -60,6 +60,25 @@ protocol RegistryStorage: AnyObject {
     /// Runs `body` in one transaction: committed when it returns, rolled back when it throws.
     /// Inside another it is a savepoint of that one: undone alone when it throws.
     func transaction<R>(_ body: () throws -> R) throws -> R
+
+    // MARK: Instances sharing the store
+
+    /// Whether other registry instances may share this store: then heartbeats are written
+    /// (`recordSeen`) and the reaper asks it (`stillSilent`). False for registry.db.
+    var isShared: Bool { get }
+
+    /// The stored node holding `key`, for a key memory does not know: another instance may
+    /// have registered it. Nil when none does (always, for a store nobody shares).
+    func storedNode(withKey key: [UInt8]) throws -> NodeRecord?
+
+    /// Heartbeats (and registrations) of `nodes` seen here lately, for the other instances'
+    /// reapers.
+    func recordSeen(_ nodes: [UInt32]) throws
+
+    /// Of `nodes`, silent for `timeout` seconds in this instance's memory, those no instance
+    /// has seen for that long either; nil when another instance is reaping at the same time
+    /// (this round is left to it). Called inside the transaction that takes them offline.
+    func stillSilent(_ nodes: [UInt32], timeout: Double) throws -> [UInt32]?
 }
 
 /// The `node` table's columns as both stores' `save` writes them, in order, and the clause that
@@ -82,4 +101,15 @@ public struct RegistryStorageUnavailable: Error, CustomStringConvertible {
     public let reason: String
 
     public var description: String { "registry database \(database) unavailable: \(reason)" }
+}
+
+/// A unique value (a key, a hostname) is already held by a row another instance sharing the
+/// database committed, which this instance's memory did not have yet: the change was not made.
+/// The registry reloads the rows that hold it and answers as it answers a value taken.
+public struct RegistryStorageConflict: Error, CustomStringConvertible {
+    /// The database, as `RegistryStorage.location` names it.
+    public let database: String
+    public let reason: String
+
+    public var description: String { "registry database \(database) refused a taken value: \(reason)" }
 }

@@ -339,6 +339,15 @@ final class RegistryStore: RegistryStorage {
         try db.run("DELETE FROM network_member WHERE node = ?", [.integer(Int64(node))])
     }
 
+    /// One instance alone: memory holds all there is, liveness included.
+    var isShared: Bool { false }
+
+    func storedNode(withKey key: [UInt8]) throws -> NodeRecord? { nil }
+
+    func recordSeen(_ nodes: [UInt32]) throws {}
+
+    func stillSilent(_ nodes: [UInt32], timeout: Double) throws -> [UInt32]? { nodes }
+
     func transaction<R>(_ body: () throws -> R) throws -> R {
         try db.transaction(body)
     }

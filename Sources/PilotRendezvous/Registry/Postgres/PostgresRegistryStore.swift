@@ -9,9 +9,20 @@ import PostgresNIO
 /// the tables of registry.db (`PostgresSchema`), written through one connection
 /// (`PostgresSession`) before a change is answered. Made for several instances sharing the
 /// database: node ids come from a sequence, so concurrent registrations at different instances
-/// never get the same one. Owned by `Registry`, which serialises all access.
+/// never get the same one; every transaction that writes tells the others what it changed
+/// (`NOTIFY`, `RegistryChange`), and `PostgresChangeFeed` hears theirs. Owned by `Registry`,
+/// which serialises all access.
 public final class PostgresRegistryStore: RegistryStorage {
     let session: PostgresSession
+    /// This instance among those sharing the database, in every notification it sends, so it
+    /// can tell its own from the others'.
+    let instance = String(UInt64.random(in: 1...UInt64.max), radix: 16)
+    /// Hears the other instances, once the registry follows them (`listen`).
+    private var feed: PostgresChangeFeed?
+    private let logger: Logger
+    /// What the open transaction changed, told to the others when it commits.
+    private var changes: [RegistryChange] = []
+    private var changeSet: Set<RegistryChange> = []
 
     /// How long start-up (connecting, migrating, loading every row) may take.
     public static let startTimeout: TimeAmount = .seconds(30)
@@ -28,70 +39,38 @@ public final class PostgresRegistryStore: RegistryStorage {
         // A first connect may be slow (a server starting, TLS): given more time than later ones.
         var starting = timeouts
         starting.connect = max(connectTimeout, .seconds(5))
+        self.logger = logger
         session = PostgresSession(location: location, timeouts: starting, logger: logger)
         try PostgresSchema.migrate(session, timeout: Self.startTimeout)
         session.timeouts = timeouts
     }
 
+    deinit {
+        feed?.stop()
+    }
+
     var location: String { session.location.description }
 
-    func load(now: Double) throws -> RegistryState {
-        let timeout = Self.startTimeout
-        let nodes = try session.rows(
-            """
-            SELECT id, public_key, owner, real_addr, hostname, tags, public, version, online, relay_only, reclaimable_hostname,
-                offline_since, registered_from, signs_values, last_nonce, lan_addrs, listing, description, category, register_sequence
-            FROM node
-            """, timeout: timeout
-        ).map { row in
-            let cells = row.makeRandomAccess()
-            func value<T: PostgresDecodable>(_ index: Int, _ type: T.Type) throws -> T { try cells[index].decode(T.self) }
-            return NodeRecord(
-                id: UInt32(truncatingIfNeeded: try value(0, Int64.self)), publicKey: Array(buffer: try value(1, ByteBuffer.self)),
-                owner: try value(2, String.self), realAddress: try value(3, String.self), hostname: try value(4, String?.self),
-                tags: try value(5, String.self).split(separator: ",").map(String.init), isPublic: try value(6, Bool.self),
-                version: try value(7, String.self), lastSeen: now, online: try value(8, Bool.self), relayOnly: try value(9, Bool.self),
-                reclaimableHostname: try value(10, String?.self), offlineSince: try value(11, Int64?.self),
-                registeredFrom: try value(12, String.self), signsValues: try value(13, Bool.self), lastNonce: try value(14, Int64.self),
-                lanAddresses: try value(15, String.self).split(separator: ",").map(String.init),
-                listing: DirectoryListing(
-                    choice: DirectoryListing.Choice(rawValue: try value(16, String.self)) ?? .automatic,
-                    description: try value(17, String.self), category: try value(18, String.self)),
-                registerSequence: try value(19, Int64.self))
-        }
-        let trust = try session.rows("SELECT a, b FROM trust", timeout: timeout).map { row in
-            let (a, b) = try row.decode((Int64, Int64).self)
-            return (UInt32(truncatingIfNeeded: a), UInt32(truncatingIfNeeded: b))
-        }
-        var requests: [UInt32: [PendingHandshake]] = [:]
-        for row in try session.rows(
-            "SELECT to_node, from_node, justification, timestamp FROM handshake_request ORDER BY timestamp", timeout: timeout)
-        {
-            let (to, from, justification, timestamp) = try row.decode((Int64, Int64, String, Int64).self)
-            requests[UInt32(truncatingIfNeeded: to), default: []].append(
-                PendingHandshake(from: UInt32(truncatingIfNeeded: from), justification: justification, timestamp: timestamp))
-        }
-        var responses: [UInt32: [PendingResponse]] = [:]
-        for row in try session.rows("SELECT to_node, from_node, accept, timestamp FROM handshake_response ORDER BY timestamp", timeout: timeout) {
-            let (to, from, accept, timestamp) = try row.decode((Int64, Int64, Bool, Int64).self)
-            responses[UInt32(truncatingIfNeeded: to), default: []].append(
-                PendingResponse(from: UInt32(truncatingIfNeeded: from), accept: accept, timestamp: timestamp))
-        }
-        var networks: [UInt16: CustomNetwork] = [:]
-        for row in try session.rows("SELECT id, name, join_rule, token_digest FROM network", timeout: timeout) {
-            let (id, name, ruleText, digest) = try row.decode((Int, String, String, ByteBuffer?).self)
-            guard let rule = JoinRule(rawValue: ruleText) else {
-                throw StoreError(code: 1, message: "network \(id) (\(name)) has join rule \(ruleText), which this registry does not serve")
-            }
-            networks[UInt16(truncatingIfNeeded: id)] = CustomNetwork(
-                id: UInt16(truncatingIfNeeded: id), name: name, joinRule: rule, token: digest.map { SecretDigest(stored: Array(buffer: $0)) })
-        }
-        for row in try session.rows("SELECT network, node FROM network_member", timeout: timeout) {
-            let (network, node) = try row.decode((Int, Int64).self)
-            networks[UInt16(truncatingIfNeeded: network)]?.members.insert(UInt32(truncatingIfNeeded: node))
-        }
-        return RegistryState(nodes: nodes, trust: trust, requests: requests, responses: responses, networks: Array(networks.values))
+    /// Listens on a connection of its own for what the other instances commit (see
+    /// `PostgresChangeFeed`). Called once, by the registry that owns the store.
+    func listen(
+        backOff: PostgresChangeFeed.BackOff, apply: @escaping @Sendable ([RegistryChange]) -> Bool,
+        resynchronise: @escaping @Sendable () -> Bool
+    ) {
+        let feed = PostgresChangeFeed(
+            location: session.location, instance: instance, backOff: backOff, logger: logger, apply: apply, resynchronise: resynchronise)
+        self.feed = feed
+        feed.start()
     }
+
+    /// Stops hearing the other instances (at shutdown): memory no longer follows the database.
+    public func stopListening() {
+        feed?.stop()
+    }
+
+    /// How often the connection that hears the other instances listened: more than once
+    /// means it was lost and made again, and everything was read again.
+    public var listeningConnections: Int { feed?.connections ?? 0 }
 
     func save(_ node: NodeRecord) throws {
         let id = Int64(node.id)
@@ -99,23 +78,27 @@ public final class PostgresRegistryStore: RegistryStorage {
         let tags = node.tags.joined(separator: ",")
         let lan = node.lanAddresses.joined(separator: ",")
         let listing = node.listing
-        try session.rows(
-            """
-            INSERT INTO node (\(unescaped: NodeColumns.list))
-            VALUES (\(id), \(key), \(node.owner), \(node.realAddress), \(node.hostname), \(tags), \(node.isPublic), \(node.version),
-                \(node.online), \(node.relayOnly), \(node.reclaimableHostname), \(node.offlineSince), \(node.registeredFrom),
-                \(node.signsValues), \(node.lastNonce), \(lan), \(listing.choice.rawValue), \(listing.description),
-                \(listing.category), \(node.isListed), \(node.registerSequence))
-            \(unescaped: NodeColumns.updateOnConflict)
-            """)
+        try write(.node(node.id)) {
+            try session.rows(
+                """
+                INSERT INTO node (\(unescaped: NodeColumns.list))
+                VALUES (\(id), \(key), \(node.owner), \(node.realAddress), \(node.hostname), \(tags), \(node.isPublic), \(node.version),
+                    \(node.online), \(node.relayOnly), \(node.reclaimableHostname), \(node.offlineSince), \(node.registeredFrom),
+                    \(node.signsValues), \(node.lastNonce), \(lan), \(listing.choice.rawValue), \(listing.description),
+                    \(listing.category), \(node.isListed), \(node.registerSequence))
+                \(unescaped: NodeColumns.updateOnConflict)
+                """)
+        }
     }
 
     func retire(_ node: NodeRecord) throws {
         let id = Int64(node.id)
         let hash = ByteBuffer(bytes: Sodium.sha256(node.publicKey))
-        try session.rows("DELETE FROM tombstone WHERE id = \(id) OR key_hash = \(hash)")
-        try session.rows("INSERT INTO tombstone (id, key_hash) VALUES (\(id), \(hash))")
-        try session.rows("DELETE FROM node WHERE id = \(id)")
+        try write(.retired(node.id)) {
+            try session.rows("DELETE FROM tombstone WHERE id = \(id) OR key_hash = \(hash)")
+            try session.rows("INSERT INTO tombstone (id, key_hash) VALUES (\(id), \(hash))")
+            try session.rows("DELETE FROM node WHERE id = \(id)")
+        }
     }
 
     func retiredID(of key: [UInt8]) throws -> UInt32? {
@@ -156,59 +139,135 @@ public final class PostgresRegistryStore: RegistryStorage {
 
     func setTrust(_ a: UInt32, _ b: UInt32, _ trusted: Bool) throws {
         let (low, high) = (Int64(min(a, b)), Int64(max(a, b)))
-        if trusted {
-            try session.rows("INSERT INTO trust (a, b) VALUES (\(low), \(high)) ON CONFLICT DO NOTHING")
-        } else {
-            try session.rows("DELETE FROM trust WHERE a = \(low) AND b = \(high)")
+        try write(.trust(min(a, b), max(a, b))) {
+            if trusted {
+                try session.rows("INSERT INTO trust (a, b) VALUES (\(low), \(high)) ON CONFLICT DO NOTHING")
+            } else {
+                try session.rows("DELETE FROM trust WHERE a = \(low) AND b = \(high)")
+            }
         }
     }
 
     func addRequest(to: UInt32, _ request: PendingHandshake) throws {
-        try session.rows(
-            """
-            INSERT INTO handshake_request (to_node, from_node, justification, timestamp)
-            VALUES (\(Int64(to)), \(Int64(request.from)), \(request.justification), \(request.timestamp))
-            ON CONFLICT (to_node, from_node) DO UPDATE SET justification = EXCLUDED.justification, timestamp = EXCLUDED.timestamp
-            """)
+        try write(.inbox(to)) {
+            try session.rows(
+                """
+                INSERT INTO handshake_request (to_node, from_node, justification, timestamp)
+                VALUES (\(Int64(to)), \(Int64(request.from)), \(request.justification), \(request.timestamp))
+                ON CONFLICT (to_node, from_node) DO UPDATE SET justification = EXCLUDED.justification, timestamp = EXCLUDED.timestamp
+                """)
+        }
     }
 
     func addResponse(to: UInt32, _ response: PendingResponse) throws {
-        try session.rows(
-            """
-            INSERT INTO handshake_response (to_node, from_node, accept, timestamp)
-            VALUES (\(Int64(to)), \(Int64(response.from)), \(response.accept), \(response.timestamp))
-            ON CONFLICT (to_node, from_node) DO UPDATE SET accept = EXCLUDED.accept, timestamp = EXCLUDED.timestamp
-            """)
+        try write(.inbox(to)) {
+            try session.rows(
+                """
+                INSERT INTO handshake_response (to_node, from_node, accept, timestamp)
+                VALUES (\(Int64(to)), \(Int64(response.from)), \(response.accept), \(response.timestamp))
+                ON CONFLICT (to_node, from_node) DO UPDATE SET accept = EXCLUDED.accept, timestamp = EXCLUDED.timestamp
+                """)
+        }
     }
 
     func clearInbox(of node: UInt32) throws {
-        try session.rows("DELETE FROM handshake_request WHERE to_node = \(Int64(node))")
-        try session.rows("DELETE FROM handshake_response WHERE to_node = \(Int64(node))")
+        try write(.inbox(node)) {
+            try session.rows("DELETE FROM handshake_request WHERE to_node = \(Int64(node))")
+            try session.rows("DELETE FROM handshake_response WHERE to_node = \(Int64(node))")
+        }
     }
 
     func add(_ network: CustomNetwork) throws {
         let digest = network.token.map { ByteBuffer(bytes: $0.bytes) }
-        try session.rows(
-            """
-            INSERT INTO network (id, name, join_rule, token_digest)
-            VALUES (\(Int(network.id)), \(network.name), \(network.joinRule.rawValue), \(digest))
-            """)
-        for node in network.members { try setMember(node, of: network.id, true) }
+        try write(.network(network.id)) {
+            try session.rows(
+                """
+                INSERT INTO network (id, name, join_rule, token_digest)
+                VALUES (\(Int(network.id)), \(network.name), \(network.joinRule.rawValue), \(digest))
+                """)
+            for node in network.members { try setMember(node, of: network.id, true) }
+        }
     }
 
     func setMember(_ node: UInt32, of network: UInt16, _ member: Bool) throws {
-        if member {
-            try session.rows("INSERT INTO network_member (network, node) VALUES (\(Int(network)), \(Int64(node))) ON CONFLICT DO NOTHING")
-        } else {
-            try session.rows("DELETE FROM network_member WHERE network = \(Int(network)) AND node = \(Int64(node))")
+        try write(.network(network)) {
+            if member {
+                try session.rows("INSERT INTO network_member (network, node) VALUES (\(Int(network)), \(Int64(node))) ON CONFLICT DO NOTHING")
+            } else {
+                try session.rows("DELETE FROM network_member WHERE network = \(Int(network)) AND node = \(Int64(node))")
+            }
         }
     }
 
     func removeMemberships(of node: UInt32) throws {
-        try session.rows("DELETE FROM network_member WHERE node = \(Int64(node))")
+        try transaction {
+            // The networks it left, so the others reload those.
+            for row in try session.rows("DELETE FROM network_member WHERE node = \(Int64(node)) RETURNING network") {
+                note(.network(UInt16(truncatingIfNeeded: try row.decode(Int.self))))
+            }
+        }
     }
 
+    /// Runs `body`, PostgreSQL's transaction or savepoint, and when the outermost transaction
+    /// commits, notifies the others of what it changed, in the same round trip as its COMMIT.
     func transaction<R>(_ body: () throws -> R) throws -> R {
-        try session.transaction(body)
+        let outermost = session.depth == 0
+        if outermost { forgetChanges() }
+        defer { if outermost { forgetChanges() } }
+        return try session.transaction {
+            let result = try body()
+            if outermost { session.sendWithCommit(RegistryChange.notifications(of: changes, from: instance)) }
+            return result
+        }
+    }
+
+    /// `body` in a transaction of its own (or of the caller), `change` told when it commits.
+    /// Changes of a savepoint rolled back are told too: the others reload the rows, and find
+    /// them as they were.
+    private func write(_ change: RegistryChange, _ body: () throws -> Void) throws {
+        try transaction {
+            note(change)
+            try body()
+        }
+    }
+
+    private func note(_ change: RegistryChange) {
+        if changeSet.insert(change).inserted { changes.append(change) }
+    }
+
+    private func forgetChanges() {
+        changes = []
+        changeSet = []
+    }
+
+    // MARK: Instances sharing the database
+
+    var isShared: Bool { true }
+
+    func storedNode(withKey key: [UInt8]) throws -> NodeRecord? {
+        try session.rows("SELECT \(unescaped: Self.nodeColumns) FROM node WHERE public_key = \(ByteBuffer(bytes: key))").rows.first
+            .map { try Self.node(from: $0, now: 0) }
+    }
+
+    func recordSeen(_ nodes: [UInt32]) throws {
+        guard !nodes.isEmpty else { return }
+        try session.rows("UPDATE node SET last_seen = now() WHERE id = ANY(\(nodes.map(Int64.init)))")
+    }
+
+    /// The reaper's advisory lock: "pilotrea" in ASCII. Held to the end of the transaction
+    /// that takes nodes offline, so two instances never reap at once.
+    static let reaperLockKey: Int64 = 0x7069_6C6F_7472_6561
+
+    func stillSilent(_ nodes: [UInt32], timeout: Double) throws -> [UInt32]? {
+        guard !nodes.isEmpty else { return [] }
+        guard try session.rows("SELECT pg_try_advisory_xact_lock(\(Self.reaperLockKey))").rows.first?.decode(Bool.self) == true else {
+            return nil
+        }
+        return try session.rows(
+            """
+            SELECT id FROM node
+            WHERE id = ANY(\(nodes.map(Int64.init))) AND online AND last_seen < now() - make_interval(secs => \(timeout))
+            """
+        ).map { UInt32(truncatingIfNeeded: try $0.decode(Int64.self)) }
     }
 }

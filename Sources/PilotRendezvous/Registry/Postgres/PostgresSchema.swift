@@ -97,7 +97,13 @@ enum PostgresSchema {
                 key_hash BYTEA NOT NULL UNIQUE
             )
             """,
-        ]
+        ],
+        [
+            // When an instance last saw the node (a heartbeat or a registration), written in
+            // batches, so the reaper of any instance leaves alone a node another one sees.
+            // Rows already there count as seen when the step runs.
+            "ALTER TABLE node ADD COLUMN last_seen TIMESTAMPTZ NOT NULL DEFAULT now()",
+        ],
     ]
 
     /// Brings the database to `migrations.count` through `session`; a database from a newer

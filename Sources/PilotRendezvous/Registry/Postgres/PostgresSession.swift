@@ -38,9 +38,12 @@ final class PostgresSession {
     private var connection: PostgresConnection?
     private var connections = 0
     /// Open transactions and savepoints: 0 outside a transaction.
-    private var depth = 0
+    private(set) var depth = 0
     /// BEGIN, SAVEPOINT and RELEASE statements not sent yet: they go before the next statement.
     private var owed: [String] = []
+    /// Statements of the open transaction sent together with its COMMIT (its NOTIFYs), so
+    /// they cost no round trip of their own and nothing of them is sent when it rolls back.
+    private var withCommit: [String] = []
     /// No connect is tried before this (after one that timed out); the last connect's failure
     /// is the reason meanwhile.
     private var retryAt = NIODeadline.distantPast
@@ -127,11 +130,12 @@ final class PostgresSession {
         defer {
             depth = 0
             owed = []
+            withCommit = []
         }
         do {
             let result = try body()
             guard owed.first != "BEGIN" else { return result }  // nothing was written
-            owed = []
+            owed = withCommit
             // A transaction a failed statement aborted answers COMMIT with ROLLBACK, no error.
             let committed = try rows(PostgresQuery(unsafeSQL: "COMMIT"))
             guard committed.metadata.command == "COMMIT" else {
@@ -145,6 +149,13 @@ final class PostgresSession {
             }
             throw error
         }
+    }
+
+    /// Sends `statements` just before the open transaction's COMMIT, and not at all when it
+    /// rolls back or writes nothing. Outside a transaction it does nothing.
+    func sendWithCommit(_ statements: [String]) {
+        guard depth > 0 else { return }
+        withCommit = statements
     }
 
     // MARK: Connection
@@ -187,7 +198,7 @@ final class PostgresSession {
     }
 
     /// postgres-nio's configuration for `location`.
-    private static func configuration(of location: PostgresLocation, connectTimeout: TimeAmount) throws -> PostgresConnection.Configuration {
+    static func configuration(of location: PostgresLocation, connectTimeout: TimeAmount) throws -> PostgresConnection.Configuration {
         var configuration: PostgresConnection.Configuration
         switch location.endpoint {
         case .tcp(let host, let port):
@@ -245,9 +256,14 @@ final class PostgresSession {
     }
 
     /// A server's refusal as a `StoreError`; a refused constraint as SQLite's code for one, so
-    /// callers tell them apart the same way on both stores.
-    private func translated(_ error: PSQLError, sql: String?) -> StoreError {
+    /// callers tell them apart the same way on both stores; a unique value taken as
+    /// `RegistryStorageConflict`.
+    private func translated(_ error: PSQLError, sql: String?) -> any Error {
         let state = error.serverInfo?[.sqlState] ?? ""
+        if state == "23505" {
+            // unique_violation: a row another instance committed holds the key or the hostname.
+            return RegistryStorageConflict(database: location.description, reason: Self.reason(error))
+        }
         // 19 is SQLITE_CONSTRAINT, 1 SQLITE_ERROR.
         return StoreError(code: state.hasPrefix("23") ? 19 : 1, message: Self.reason(error), sql: sql)
     }

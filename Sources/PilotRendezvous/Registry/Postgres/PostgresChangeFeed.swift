@@ -1,0 +1,171 @@
+import Dispatch
+import Logging
+import NIOConcurrencyHelpers
+import NIOCore
+import NIOPosix
+import PostgresNIO
+
+/// The second connection of an instance sharing the database: it `LISTEN`s on
+/// `RegistryChange.channel` and hands what the other instances commit to `apply`. When the
+/// connection is lost it connects again, backing off, and then asks for `resynchronise`:
+/// notifications sent meanwhile are lost, so everything is read again. The registry keeps
+/// answering from memory all the while.
+///
+/// `apply` and `resynchronise` read the database and take the registry's lock: they run on a
+/// serial queue of the feed's own, never on an event loop or in a task. Changes that arrive
+/// while one round runs are gathered and applied together in the next. Each returns whether it
+/// succeeded; after a failure (the database gone meanwhile) everything is read again later.
+final class PostgresChangeFeed: Sendable {
+    /// How long the feed waits before connecting again: `first`, doubled after each failure up
+    /// to `longest`.
+    struct BackOff: Sendable {
+        var first: TimeAmount = .milliseconds(250)
+        var longest: TimeAmount = .seconds(5)
+    }
+
+    private let location: PostgresLocation
+    private let instance: String
+    private let backOff: BackOff
+    private let logger: Logger
+    private let apply: @Sendable ([RegistryChange]) -> Bool
+    private let resynchronise: @Sendable () -> Bool
+    private let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+    private let queue = DispatchQueue(label: "pilot-registry.changes")
+    private let state = NIOLockedValueBox(State())
+
+    private struct State {
+        var task: Task<Void, Never>?
+        var connection: PostgresConnection?
+        /// Changes heard and not applied yet, in order, each once.
+        var pending: [RegistryChange] = []
+        var pendingSet: Set<RegistryChange> = []
+        var resynchronise = false
+        /// A round is queued or running on `queue`.
+        var draining = false
+        var stopped = false
+        /// Connections that listened, so far.
+        var connections = 0
+    }
+
+    init(
+        location: PostgresLocation, instance: String, backOff: BackOff, logger: Logger,
+        apply: @escaping @Sendable ([RegistryChange]) -> Bool, resynchronise: @escaping @Sendable () -> Bool
+    ) {
+        self.location = location
+        self.instance = instance
+        self.backOff = backOff
+        self.logger = logger
+        self.apply = apply
+        self.resynchronise = resynchronise
+    }
+
+    /// Connections that listened so far: more than one means it was lost and made again.
+    var connections: Int { state.withLockedValue { $0.connections } }
+
+    func start() {
+        let task = Task { await self.run() }
+        state.withLockedValue { $0.task = task }
+    }
+
+    /// Stops listening and applying; what is queued is dropped.
+    func stop() {
+        let (task, connection) = state.withLockedValue { state in
+            state.stopped = true
+            defer {
+                state.task = nil
+                state.connection = nil
+            }
+            return (state.task, state.connection)
+        }
+        task?.cancel()
+        connection?.close().whenComplete { _ in withExtendedLifetime(connection) {} }
+        group.shutdownGracefully { _ in }
+    }
+
+    // MARK: Listening
+
+    private func run() async {
+        var delay = backOff.first
+        while !Task.isCancelled {
+            let listened = connections
+            var opened: PostgresConnection?
+            do {
+                let configuration = try PostgresSession.configuration(of: location, connectTimeout: .seconds(5))
+                let connection = try await PostgresConnection.connect(
+                    on: group.next(), configuration: configuration, id: 1, logger: logger)
+                opened = connection
+                let stopped = state.withLockedValue { state in
+                    state.connection = connection
+                    return state.stopped
+                }
+                if stopped {
+                    try? await connection.close()
+                    return
+                }
+                try await connection.listen(on: RegistryChange.channel) { notifications in
+                    // Listening: from here nothing another instance commits is missed, and what
+                    // was committed before is read again.
+                    state.withLockedValue { $0.connections += 1 }
+                    enqueue([], resynchronise: true)
+                    for try await notification in notifications { heard(notification.payload) }
+                }
+            } catch where !Task.isCancelled {
+                logger.warning(
+                    "the registry database's notifications are lost; listening again",
+                    metadata: ["database": "\(location)", "error": "\(PostgresSession.reason(error))"])
+            } catch {
+                // Stopped.
+            }
+            // Closed before it goes, even when the server closed it (postgres-nio asserts so).
+            try? await opened?.close()
+            state.withLockedValue { $0.connection = nil }
+            if connections > listened { delay = backOff.first }
+            try? await Task.sleep(nanoseconds: UInt64(delay.nanoseconds))
+            delay = min(delay * 2, backOff.longest)
+        }
+    }
+
+    private func heard(_ payload: String) {
+        guard let (sender, changes) = RegistryChange.parse(payload), sender != instance, !changes.isEmpty else { return }
+        enqueue(changes, resynchronise: false)
+    }
+
+    // MARK: Applying
+
+    private func enqueue(_ changes: [RegistryChange], resynchronise: Bool) {
+        let start = state.withLockedValue { state in
+            for change in changes where state.pendingSet.insert(change).inserted { state.pending.append(change) }
+            if resynchronise { state.resynchronise = true }
+            defer { state.draining = true }
+            return !state.draining && !state.stopped
+        }
+        if start { queue.async { self.drain() } }
+    }
+
+    /// Applies what is pending, round after round, until nothing is; after a failure reads
+    /// everything again a second later.
+    private func drain() {
+        while true {
+            let round = state.withLockedValue { state -> (changes: [RegistryChange], resynchronise: Bool)? in
+                guard !state.stopped, state.resynchronise || !state.pending.isEmpty else {
+                    state.draining = false
+                    return nil
+                }
+                defer {
+                    state.pending = []
+                    state.pendingSet = []
+                    state.resynchronise = false
+                }
+                return (state.pending, state.resynchronise)
+            }
+            guard let round else { return }
+            // Reading everything covers any change named meanwhile.
+            let done = round.resynchronise ? resynchronise() : apply(round.changes)
+            if !done {
+                state.withLockedValue { $0.resynchronise = true }
+                queue.asyncAfter(deadline: .now() + 1) { self.drain() }
+                return
+            }
+        }
+    }
+}

@@ -1,0 +1,219 @@
+import Foundation
+import NIOConcurrencyHelpers
+import PilotRendezvous
+import PilotTestSupport
+import PilotWire
+import XCTest
+
+/// Two registries in one process on one PostgreSQL database (`PostgresServer`), as two
+/// `pilot-rendezvous --database` instances are: what one is told, the other answers.
+final class RegistryInstancesTests: PostgresTestCase {
+    private var stores: [PostgresRegistryStore] = []
+
+    /// What "at once" means: another instance answers with the change within this.
+    private static let promptly: TimeInterval = 1
+
+    override func tearDown() {
+        stores.forEach { $0.stopListening() }
+        stores = []
+        super.tearDown()
+    }
+
+    /// An instance on the test's database, listening for the others once this returns.
+    private func makeInstance(_ configure: (inout Registry.Configuration) -> Void = { _ in }) throws -> (Registry, PostgresRegistryStore) {
+        var configuration = Registry.Configuration()
+        configure(&configuration)
+        let store = try PostgresRegistryStore(location: try location())
+        stores.append(store)
+        let registry = try Registry(postgres: store, configuration: configuration)
+        XCTAssertTrue(ChildProcess.waitUntil(timeout: 5, every: 0.01) { store.listeningConnections >= 1 }, "listening")
+        return (registry, store)
+    }
+
+    private func setHostname(_ registry: Registry, _ node: TestNode, _ name: String) -> RegistryMessage {
+        registry.handle(
+            node.signed("set_hostname", "set_hostname:\(node.id)", ["node_id": .integer(Int64(node.id)), "hostname": .string(name)]),
+            peerIP: "127.0.0.1")
+    }
+
+    private func heartbeat(_ registry: Registry, _ node: TestNode) -> RegistryMessage {
+        registry.handle(node.signed("heartbeat", "heartbeat:\(node.id)", ["node_id": .integer(Int64(node.id))]), peerIP: "127.0.0.1")
+    }
+
+    /// Seconds until `condition` holds, printed with `what`; fails past `within`.
+    @discardableResult
+    private func seconds(
+        until what: String, within: TimeInterval = RegistryInstancesTests.promptly, _ condition: () throws -> Bool
+    ) rethrows -> TimeInterval {
+        let started = Date()
+        let held = try ChildProcess.waitUntil(timeout: within, every: 0.002, condition)
+        let took = Date().timeIntervalSince(started)
+        print("RegistryInstancesTests: \(what) after \(String(format: "%.3f", took)) s")
+        XCTAssertTrue(held, "\(what) within \(within) s")
+        return took
+    }
+
+    /// A node registered at A is looked up and resolved at B at once; a relayed handshake
+    /// asked at A reaches B's poll (and B's beacon is told); trust reported at A is B's answer;
+    /// a hostname, a network and a node retired at A are B's too.
+    func testAChangeAtOneInstanceIsAnsweredByTheOtherAtOnce() throws {
+        let (a, _) = try makeInstance { $0.adminToken = "s3cret" }
+        let queued = NIOLockedValueBox<[UInt32]>([])
+        let (b, _) = try makeInstance { $0.handshakeQueued = { node in queued.withLockedValue { $0.append(node) } } }
+
+        var atA = try TestNode()
+        try register(a, &atA)
+        seconds(until: "a node registered at A looked up at B") { lookup(b, atA).type == "lookup_ok" }
+        var atB = try TestNode()
+        try register(b, &atB)
+        seconds(until: "a node registered at B looked up at A") { lookup(a, atB).type == "lookup_ok" }
+        let resolve = atB.signed(
+            "resolve", "resolve:\(atB.id):\(atA.id)", ["node_id": .integer(Int64(atA.id)), "requester_id": .integer(Int64(atB.id))])
+        XCTAssertEqual(b.handle(resolve, peerIP: "x").type, "error", "A's node is private and trusts nobody yet")
+
+        let asked = a.handle(
+            atA.signed(
+                "request_handshake", "handshake:\(atA.id):\(atB.id)",
+                ["from_node_id": .integer(Int64(atA.id)), "to_node_id": .integer(Int64(atB.id)), "justification": "hello from A"]),
+            peerIP: "x")
+        XCTAssertEqual(asked["status"], "delivered", asked.json.encodedString())
+        var polled: [JSON] = []
+        seconds(until: "a handshake asked at A polled at B") {
+            let poll = b.handle(atB.signed("poll_handshakes", "poll_handshakes:\(atB.id)", ["node_id": .integer(Int64(atB.id))]), peerIP: "x")
+            polled = poll["requests"]?.arrayValue ?? []
+            return !polled.isEmpty
+        }
+        XCTAssertEqual(polled.first?["from_node_id"]?.integerValue, Int64(atA.id))
+        XCTAssertEqual(polled.first?["justification"], "hello from A")
+        XCTAssertTrue(queued.withLockedValue { $0.contains(atB.id) }, "B's beacon is told a handshake waits")
+
+        let trusted = a.handle(
+            atA.signed("report_trust", "report_trust:\(atA.id):\(atB.id)", ["node_id": .integer(Int64(atA.id)), "peer_id": .integer(Int64(atB.id))]),
+            peerIP: "x")
+        XCTAssertEqual(trusted.type, "report_trust_ok", trusted.json.encodedString())
+        let check = RegistryMessage(type: "check_trust", ["node_id": .integer(Int64(atB.id)), "peer_id": .integer(Int64(atA.id))])
+        seconds(until: "trust reported at A checked at B") { b.handle(check, peerIP: "x")["trusted"] == true }
+        let resolved = b.handle(resolve, peerIP: "x")
+        XCTAssertEqual(resolved.type, "resolve_ok", resolved.json.encodedString())
+        XCTAssertEqual(resolved["real_addr"], "127.0.0.1:4000")
+
+        XCTAssertEqual(setHostname(a, atA, "alpha").type, "set_hostname_ok")
+        let byName = RegistryMessage(type: "resolve_hostname", ["hostname": "alpha"])
+        seconds(until: "a hostname set at A resolved at B") { b.handle(byName, peerIP: "x")["node_id"]?.integerValue == Int64(atA.id) }
+
+        let created = a.handle(
+            RegistryMessage(type: "create_network", ["node_id": .integer(Int64(atA.id)), "name": "crew", "admin_token": "s3cret"]),
+            peerIP: "127.0.0.1")
+        XCTAssertEqual(created.type, "create_network_ok", created.json.encodedString())
+        let networks = RegistryMessage(type: "list_networks", [:])
+        seconds(until: "a network created at A listed at B") {
+            b.handle(networks, peerIP: "x")["networks"]?.arrayValue?.contains { $0["name"] == "crew" && $0["members"] == 1 } == true
+        }
+
+        let retired = a.handle(atA.signed("deregister", "deregister:\(atA.id)", [
+            "node_id": .integer(Int64(atA.id)), "forget_signature": atA.signature("forget:\(atA.id)"),
+        ]), peerIP: "127.0.0.1")
+        XCTAssertEqual(retired["forgotten"], true, retired.json.encodedString())
+        seconds(until: "a node retired at A gone at B") { lookup(b, atA).type == "error" }
+        XCTAssertEqual(b.handle(check, peerIP: "x")["trusted"], false, "its trust went with it")
+    }
+
+    /// B has not heard of A's changes (it stopped listening): a hostname A gave is refused at
+    /// B as taken, as the database's unique constraint decides, and so is a key A registered as
+    /// another node's new key; a key A registered gets its id back at B (a host failing over)
+    /// rather than a new one.
+    func testWhatTheDatabaseHoldsDecidesWhenMemoryIsBehind() throws {
+        let (a, _) = try makeInstance()
+        let (b, bStore) = try makeInstance()
+        var atB = try TestNode()
+        try register(b, &atB)
+        bStore.stopListening()
+
+        var atA = try TestNode()
+        try register(a, &atA)
+        var roaming = try TestNode()
+        try register(a, &roaming)
+        XCTAssertEqual(setHostname(a, atA, "taken").type, "set_hostname_ok")
+        XCTAssertEqual(lookup(b, atA).type, "error", "B has not heard of A's node")
+
+        let refused = setHostname(b, atB, "taken")
+        XCTAssertEqual(refused.type, "error", refused.json.encodedString())
+        XCTAssertEqual(refused["error"], .string("set_hostname: taken is taken by node \(atA.id)"))
+        XCTAssertEqual(lookup(b, atA)["hostname"], "taken", "B read the row that holds the name")
+        XCTAssertEqual(setHostname(b, atB, "free").type, "set_hostname_ok")
+
+        var keyHolder = try TestNode()
+        try register(a, &keyHolder)
+        let rotated = b.handle(
+            atB.signed(
+                "rotate_key", "rotate:\(atB.id):\(keyHolder.publicKey)",
+                ["node_id": .integer(Int64(atB.id)), "new_public_key": .string(keyHolder.publicKey)]),
+            peerIP: "127.0.0.1")
+        XCTAssertEqual(rotated["error"], "rotate_key: that key belongs to another node", rotated.json.encodedString())
+
+        XCTAssertEqual(lookup(b, roaming).type, "error", "B has not heard of A's other node")
+        var again = roaming
+        try register(b, &again)
+        XCTAssertEqual(again.id, roaming.id, "the same node, not a new one")
+        XCTAssertEqual(
+            try server.psql("SELECT COUNT(*) FROM node", database: database).trimmingCharacters(in: .whitespacesAndNewlines), "4")
+        XCTAssertEqual(b.databaseErrors, 0)
+    }
+
+    /// A node that heartbeats only at B stays online when A's reaper runs, though A has not
+    /// heard it since it loaded it; a node silent everywhere goes offline, and B learns it;
+    /// but not while the database is down.
+    func testTheReaperTakesOfflineOnlyWhatNoInstanceHears() throws {
+        let timeout = 1.0
+        let (a, _) = try makeInstance { $0.livenessTimeout = timeout }
+        let (b, _) = try makeInstance { $0.livenessTimeout = timeout }
+        var silent = try TestNode()
+        try register(a, &silent)
+        var heard = try TestNode()
+        try register(b, &heard)
+        seconds(until: "B's node known at A") { lookup(a, heard).type == "lookup_ok" }
+        b.shareLiveness()
+
+        let until = Date().addingTimeInterval(timeout * 1.3)
+        while Date() < until {
+            XCTAssertEqual(heartbeat(b, heard).type, "heartbeat_ok")
+            b.shareLiveness()
+            Thread.sleep(forTimeInterval: 0.1)
+        }
+        try server.stop()
+        var restarted = false
+        defer { if !restarted { try? server.start() } }
+        XCTAssertEqual(a.reap(), 0, "the database cannot say who is silent: nobody goes offline")
+        XCTAssertEqual(lookup(a, silent)["online"], true)
+        try server.start()
+        restarted = true
+
+        XCTAssertEqual(a.reap(), 1, "only the node nobody hears")
+        XCTAssertEqual(lookup(a, silent)["online"], false)
+        XCTAssertEqual(lookup(a, heard)["online"], true, "B hears it, so A's reaper leaves it")
+        // B listens again after the restart (at most 5 s of back-off), then hears it or reads it.
+        seconds(until: "A's reaping seen at B", within: 8) { lookup(b, silent)["online"] == false }
+        XCTAssertEqual(lookup(b, heard)["online"], true)
+    }
+
+    /// The connection B listens on is cut (`pg_terminate_backend`) and a change is made at A
+    /// before B listens again: B connects again, reads everything, and answers with it.
+    func testAfterItsListeningConnectionIsCutAnInstanceReadsWhatItMissed() throws {
+        let (a, _) = try makeInstance()
+        let (b, bStore) = try makeInstance()
+        let listeners = "SELECT COUNT(*) FROM pg_stat_activity WHERE datname = '\(database)' AND query LIKE 'LISTEN%'"
+        XCTAssertEqual(try server.psql(listeners).trimmingCharacters(in: .whitespacesAndNewlines), "2")
+
+        _ = try server.psql("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '\(database)' AND query LIKE 'LISTEN%'")
+        XCTAssertTrue(try ChildProcess.waitUntil(timeout: 2) { try server.psql(listeners).trimmingCharacters(in: .whitespacesAndNewlines) == "0" })
+        var missed = try TestNode()
+        try register(a, &missed)
+        XCTAssertEqual(bStore.listeningConnections, 1, "the change was made while B did not listen")
+
+        seconds(until: "a change made while B did not listen answered at B", within: 5) { lookup(b, missed).type == "lookup_ok" }
+        XCTAssertEqual(bStore.listeningConnections, 2)
+        var later = try TestNode()
+        try register(a, &later)
+        seconds(until: "a change after B listens again answered at B") { lookup(b, later).type == "lookup_ok" }
+    }
+}
