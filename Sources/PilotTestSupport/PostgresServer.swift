@@ -53,6 +53,33 @@ public final class PostgresServer: @unchecked Sendable {
         }
     }
 
+    /// A hot standby of `primary`: a cluster of its own copied with pg_basebackup, streaming the
+    /// primary's changes (`-R` writes where they come from), on a port of its own; read-only until
+    /// `promote()`.
+    public init(standbyOf primary: PostgresServer) throws {
+        guard let bin = Self.binaries else { throw PostgresServerError(Self.unavailableReason ?? "PostgreSQL is not installed") }
+        self.bin = bin
+        directory = try TemporaryDirectory(prefix: "pilot-pg-standby")
+        port = try LoopbackSocket.freePort()
+        do {
+            try handOver(directory.url.path)
+            try run(
+                "pg_basebackup",
+                ["-h", primary.directory.url.path, "-p", "\(primary.port)", "-U", "postgres", "-D", directory.path("data"), "-R", "-X", "stream", "--no-sync", "--checkpoint=fast"],
+                timeout: 60)
+            _ = FileManager.default.createFile(atPath: directory.path("log"), contents: nil)
+            try start()
+        } catch {
+            remove()
+            throw error
+        }
+    }
+
+    /// Makes a standby the primary (a failover manager's step), and returns once it takes writes.
+    public func promote() throws {
+        try psql("SELECT pg_promote(wait => true, wait_seconds => 30)")
+    }
+
     /// Starts the server (again) on the same port and waits until it takes connections. It is
     /// our child, not pg_ctl's: a daemon pg_ctl left behind would inherit what Foundation's
     /// `Process` watches to see pg_ctl end, and pg_ctl would never be seen to end.

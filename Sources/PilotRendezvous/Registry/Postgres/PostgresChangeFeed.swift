@@ -90,9 +90,8 @@ final class PostgresChangeFeed: Sendable {
             let listened = connections
             var opened: PostgresConnection?
             do {
-                let configuration = try PostgresSession.configuration(of: location, connectTimeout: .seconds(5))
-                let connection = try await PostgresConnection.connect(
-                    on: group.next(), configuration: configuration, id: 1, logger: logger)
+                // On the primary: standbys hear no notifications.
+                let (connection, _) = try await PostgresSession.primary(of: location, on: group.next(), within: .seconds(5), id: 1, logger: logger)
                 opened = connection
                 let stopped = state.withLockedValue { state in
                     state.connection = connection

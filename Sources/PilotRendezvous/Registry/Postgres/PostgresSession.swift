@@ -175,16 +175,18 @@ final class PostgresSession {
         let began = NIODeadline.now()
         // Whether a failure was the deadline's: only then are the next statements spared the wait.
         func backOff() { retryAt = NIODeadline.now() - began >= timeouts.connect ? .now() + timeouts.retry : .distantPast }
+        let connecting = loop.makeFutureWithTask { [location, timeouts, connections, logger] in
+            try await Self.primary(of: location, on: loop, within: timeouts.connect, id: connections, logger: logger)
+        }
         do {
-            let configuration = try Self.configuration(of: location, connectTimeout: timeouts.connect)
-            let opened = try wait(
-                for: PostgresConnection.connect(on: loop, configuration: configuration, id: connections, logger: logger),
-                within: timeouts.connect, what: "connecting")
+            let (opened, server) = try wait(for: connecting, within: timeouts.connect, what: "connecting")
             connection = opened
             retryAt = .distantPast
-            logger.info("connected to the registry database", metadata: ["database": "\(location)"])
+            logger.info("connected to the registry database", metadata: ["database": "\(location)", "server": "\(server)"])
             return opened
         } catch let error as RegistryStorageUnavailable {
+            // A connection made after the wait gave up is closed, not left open.
+            connecting.whenSuccess { late, _ in late.close().whenComplete { _ in withExtendedLifetime(late) {} } }
             backOff()
             lastFailure = error.reason
             throw error
@@ -197,10 +199,50 @@ final class PostgresSession {
         }
     }
 
-    /// postgres-nio's configuration for `location`.
-    static func configuration(of location: PostgresLocation, connectTimeout: TimeAmount) throws -> PostgresConnection.Configuration {
+    /// A connection to the first of `location`'s servers that takes writes (and which it is), each tried in
+    /// order with its share of `timeout`: one that is down or refuses is passed over, and so is
+    /// a standby (`pg_is_in_recovery()`), whose connection is closed. With one server, its own
+    /// error; with several, `NoPrimary`, naming what each said.
+    static func primary(
+        of location: PostgresLocation, on loop: any EventLoop, within timeout: TimeAmount, id: Int, logger: Logger
+    ) async throws -> (PostgresConnection, PostgresLocation.Endpoint) {
+        let share = TimeAmount.nanoseconds(max(timeout.nanoseconds / Int64(location.endpoints.count), TimeAmount.milliseconds(100).nanoseconds))
+        var failures: [String] = []
+        for endpoint in location.endpoints {
+            do {
+                let configuration = try Self.configuration(of: location, endpoint: endpoint, connectTimeout: share)
+                let connection = try await PostgresConnection.connect(on: loop, configuration: configuration, id: id, logger: logger)
+                do {
+                    var standby = false
+                    for try await inRecovery in try await connection.query("SELECT pg_is_in_recovery()", logger: logger).decode(Bool.self) {
+                        standby = inRecovery
+                    }
+                    if !standby { return (connection, endpoint) }
+                    failures.append("\(endpoint): a standby, read-only")
+                } catch {
+                    failures.append("\(endpoint): \(Self.reason(error))")
+                }
+                try? await connection.close()
+            } catch {
+                if location.endpoints.count == 1 { throw error }
+                failures.append("\(endpoint): \(Self.reason(error))")
+            }
+        }
+        throw NoPrimary(failures: failures)
+    }
+
+    /// None of the servers took writes; why, for each.
+    struct NoPrimary: Error, CustomStringConvertible {
+        let failures: [String]
+        var description: String { "no server takes writes (" + failures.joined(separator: "; ") + ")" }
+    }
+
+    /// postgres-nio's configuration for `endpoint`, one of `location`'s servers.
+    static func configuration(
+        of location: PostgresLocation, endpoint: PostgresLocation.Endpoint, connectTimeout: TimeAmount
+    ) throws -> PostgresConnection.Configuration {
         var configuration: PostgresConnection.Configuration
-        switch location.endpoint {
+        switch endpoint {
         case .tcp(let host, let port):
             let tls: PostgresConnection.Configuration.TLS =
                 location.tls ? .require(try NIOSSLContext(configuration: .makeClientConfiguration())) : .disable
