@@ -23,6 +23,7 @@ public final class RendezvousMetrics: Sendable {
             ScrapedCounter(label: "pilot_rendezvous_" + name, dimensions: dimensions, factory: factory)
         }
         let registered = CoreMetrics.Gauge(label: "pilot_rendezvous_registered_nodes", factory: factory)
+        let peerBeacons = CoreMetrics.Gauge(label: "pilot_rendezvous_beacon_peers", factory: factory)
         let databaseErrors = counter("database_errors_total")
         let relayedPackets = counter("beacon_relayed_packets_total")
         let relayedBytes = counter("beacon_relayed_bytes_total")
@@ -47,6 +48,7 @@ public final class RendezvousMetrics: Sendable {
         registry.onScrape {
             registered.record(nodes.nodeCount)
             databaseErrors.publish(total: nodes.databaseErrors)
+            peerBeacons.record(beacon.peers.count)
             let beaconCounters = beacon.counters
             relayedPackets.publish(total: beaconCounters.relayed)
             relayedBytes.publish(total: beaconCounters.relayedBytes)

@@ -25,7 +25,12 @@ struct RendezvousCommand: AsyncParsableCommand {
     @Option(help: "Beacon UDP address (host:port).")
     var beaconAddr = "0.0.0.0:9001"
 
-    @Option(help: "Beacon address handed to nodes by beacon_list (host:port); default: --beacon-addr, with 0.0.0.0 replaced by 127.0.0.1.")
+    @Option(
+        help: """
+            Beacon address handed to nodes by beacon_list (host:port); default: --beacon-addr, with 0.0.0.0 replaced by 127.0.0.1. \
+            With --database also the address announced to the other beacons in the database, which they send to and know \
+            this one's datagrams by (needed when --beacon-addr is a wildcard).
+            """)
     var advertiseBeacon: String?
 
     @Option(
@@ -34,7 +39,11 @@ struct RendezvousCommand: AsyncParsableCommand {
             """)
     var beaconPeers: String?
 
-    @Option(help: "This beacon's id in its syncs to peers; default: a random one.")
+    @Option(
+        help: """
+            This beacon's id in its syncs to peers; default: a random one (with --database, one no live beacon in the \
+            database holds; an id given that a live beacon at another address holds is refused at start).
+            """)
     var beaconID: UInt32?
 
     @Option(help: "UDP address (host:port) of the nameserver, a node of the overlay answering port 53; default: no nameserver.")
@@ -67,7 +76,8 @@ struct RendezvousCommand: AsyncParsableCommand {
     @Option(
         help: """
             The registry's state in PostgreSQL instead of registry.db: postgres://USER[:PASSWORD]@HOST[:PORT]/DATABASE, \
-            or postgres://USER@/DATABASE?host=/socket/dir (not with --directory yet).
+            or postgres://USER@/DATABASE?host=/socket/dir (not with --directory yet). The beacons of the instances sharing \
+            it find each other there and become peers (see --advertise-beacon).
             """)
     var database: String?
 
@@ -134,6 +144,13 @@ struct RendezvousCommand: AsyncParsableCommand {
         if !(directoryQuestionsPerSecond > 0) { throw ValidationError("--directory-questions-per-second must be positive") }
         if directoryHostname.isEmpty { throw ValidationError("--directory-hostname must not be empty: askers find the directory by it") }
         _ = try metricsListener()
+        if try postgres() != nil, advertiseBeacon == nil, try Self.isWildcard(Self.split(beaconAddr).0) {
+            throw ValidationError(
+                "--database with a wildcard --beacon-addr needs --advertise-beacon HOST:PORT: the address the other beacons in the database send to")
+        }
+        if let advertiseBeacon {
+            do { _ = try Endpoint(parsing: advertiseBeacon) } catch { throw ValidationError("--advertise-beacon \(advertiseBeacon): \(error)") }
+        }
         if try postgres() != nil, directory || directoryAddr != nil {
             throw ValidationError(
                 "--directory is not served with --database postgres:// yet: its search reads SQLite's registry.db (leave out --database to run it)")
@@ -175,6 +192,11 @@ struct RendezvousCommand: AsyncParsableCommand {
         }
     }
 
+    /// Whether `host` binds every address (0.0.0.0, ::), so it tells nobody where to send.
+    static func isWildcard(_ host: String) -> Bool {
+        ["0.0.0.0", "::", "[::]", ""].contains(host)
+    }
+
     /// A listen address: `host:port`, `[v6]:port`, or `:port` for every IPv4 address.
     static func split(_ text: String) throws -> (String, Int) {
         do {
@@ -204,6 +226,18 @@ struct RendezvousCommand: AsyncParsableCommand {
         let beaconAddress = try await beacon.start(on: group)
         let advertised = advertiseBeacon
             ?? "\(advertisedHost(bound: beaconHost)):\(beaconAddress.port ?? beaconPort)"
+        // With a database, the beacons of the instances sharing it are each other's peers.
+        var roster: BeaconRoster?
+        if let location = try postgres() {
+            let configuration = BeaconRoster.Configuration(
+                address: advertiseBeacon ?? "\(beaconAddress.ipAddress ?? beaconHost):\(beaconAddress.port ?? beaconPort)",
+                beaconID: beaconID)
+            let announced = BeaconRoster(location: location, configuration: configuration, beacon: beacon, logger: logger)
+            do { try announced.start() } catch {
+                throw StartFailure(description: "--database: cannot announce the beacon in \(location): \(error)")
+            }
+            roster = announced
+        }
 
         var registryConfiguration = Registry.Configuration()
         registryConfiguration.beaconAddresses = [advertised]
@@ -306,6 +340,7 @@ struct RendezvousCommand: AsyncParsableCommand {
         await directoryAgent?.shutdown()
         await metricsServer?.shutdown()
         try await server.shutdown()
+        roster?.shutdown()
         try await beacon.shutdown()
         try await group.shutdownGracefully()
     }
