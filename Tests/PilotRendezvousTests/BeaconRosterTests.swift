@@ -176,6 +176,57 @@ final class BeaconRosterTests: XCTestCase {
         print("stale beacon dropped \(String(format: "%.2f", after)) s after it was found (\(String(format: "%.2f", Date().timeIntervalSince(began))) s in all)")
     }
 
+    /// While the database is down the beacons keep the peers they had, past the rows'
+    /// lifetime, and still relay between their nodes; once it is back they go on refreshing.
+    func testPeersAreKeptWhileTheDatabaseIsDown() async throws {
+        let (x, addressX) = try await startBeacon()
+        let (y, addressY) = try await startBeacon()
+        defer { Task { try? await x.shutdown(); try? await y.shutdown() } }
+        let rosterX = try roster(x, at: addressX)
+        let rosterY = try roster(y, at: addressY)
+        defer { rosterX.shutdown(); rosterY.shutdown() }
+        try rosterX.start()
+        try rosterY.start()
+        let peered = try await eventually { ports(of: x) == [Int(addressY.port)] && ports(of: y) == [Int(addressX.port)] }
+        XCTAssertTrue(peered, "X's peers \(x.peers), Y's \(y.peers)")
+
+        let stopped = Date()
+        try server.stop()
+        defer { try? server.start() }
+        // Twice the rows' lifetime, watched throughout.
+        while Date().timeIntervalSince(stopped) < 3 {
+            XCTAssertEqual(ports(of: x), [Int(addressY.port)], "after \(Date().timeIntervalSince(stopped)) s without the database")
+            XCTAssertEqual(ports(of: y), [Int(addressX.port)])
+            try await Task.sleep(for: .milliseconds(100))
+        }
+        let b = try LoopbackSocket.udp()
+        try b.send(BeaconMessage.discover(node: 20).encoded(), to: addressY)
+        _ = try XCTUnwrap(try b.receiveDatagram(timeout: 5))
+        let a = try LoopbackSocket.udp()
+        try a.send(BeaconMessage.discover(node: 10).encoded(), to: addressX)
+        _ = try XCTUnwrap(try a.receiveDatagram(timeout: 5))
+        let syncs = x.counters.syncsReceived
+        let synced = try await eventually { x.counters.syncsReceived > syncs + 1 }
+        XCTAssertTrue(synced, "X heeds Y's syncs without the database")
+        let frame = Array("PILP".utf8)[...]
+        try a.send(BeaconMessage.relay(source: 10, destination: 20, frame: frame).encoded(), to: addressX)
+        let atB = try XCTUnwrap(try b.receiveDatagram(timeout: 5), "a relay from X's node reaches Y's without the database")
+        XCTAssertEqual(try BeaconMessage(decoding: atB.bytes), .relayDeliver(source: 10, frame: frame))
+
+        let restarted = Date()
+        try server.start()
+        // Back: both rows refreshed again, and neither dropped the other meanwhile.
+        while Date().timeIntervalSince(restarted) < 1.5 {
+            XCTAssertEqual(ports(of: x), [Int(addressY.port)], "\(Date().timeIntervalSince(restarted)) s after the database returned")
+            XCTAssertEqual(ports(of: y), [Int(addressX.port)])
+            try await Task.sleep(for: .milliseconds(100))
+        }
+        let fresh = try server.psql(
+            "SELECT COUNT(*) FROM beacon WHERE last_seen > now() - interval '1 second'", database: database)
+        XCTAssertEqual(fresh.trimmingCharacters(in: .whitespacesAndNewlines), "2")
+        print("outage of \(String(format: "%.2f", restarted.timeIntervalSince(stopped))) s kept the peers; refreshed again within 1.5 s")
+    }
+
     /// An id a live beacon at another address holds is refused at start, naming that beacon;
     /// the same address may take its own id again (a restart).
     func testAnIdHeldByALiveBeaconIsRefused() async throws {

@@ -116,7 +116,9 @@ public final class BeaconRoster: @unchecked Sendable {
             _ = wake.wait(timeout: .now() + .nanoseconds(Int(configuration.refreshInterval * 1_000_000_000)))
             if stopping.withLockedValue({ $0 }) { return }
             do {
-                let holder = try refresh(as: claimed)
+                // Right after an outage the others' rows are as old as it was long: they get
+                // one interval to refresh theirs before they are read, rather than dropping out.
+                let holder = try refresh(as: claimed, reading: !outage)
                 if outage {
                     outage = false
                     logger.notice("beacon table reachable again", metadata: ["database": "\(session.location)"])
@@ -138,11 +140,13 @@ public final class BeaconRoster: @unchecked Sendable {
         }
     }
 
-    /// Refreshes this beacon's row and hands the others that are live to the beacon. Returns
-    /// the address of a live beacon at another address now holding this id, if one does.
+    /// Refreshes this beacon's row and (when `reading`) hands the others that are live to the
+    /// beacon. Returns the address of a live beacon at another address now holding this id, if
+    /// one does.
     @discardableResult
-    private func refresh(as claimed: UInt32) throws -> String? {
+    private func refresh(as claimed: UInt32, reading: Bool = true) throws -> String? {
         let holder = try claim(claimed)
+        guard reading else { return holder }
         let addresses = try session.rows(
             """
             SELECT address FROM beacon
