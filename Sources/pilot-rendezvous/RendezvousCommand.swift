@@ -35,7 +35,9 @@ struct RendezvousCommand: AsyncParsableCommand {
 
     @Option(
         help: """
-            The overlay's other beacons (host:port, comma-separated), as they send from: each is told every 10 s which             nodes this one knows, and relays and punch requests for their nodes go to them; only their syncs are heeded.
+            The overlay's other beacons (host:port, comma-separated), as they send from: each is told every 10 s which \
+            nodes this one knows, and relays and punch requests for their nodes go to them; only their syncs are heeded. \
+            With --database the beacons found there are peers too.
             """)
     var beaconPeers: String?
 

@@ -8,43 +8,19 @@ import PilotWire
 import XCTest
 
 /// Beacons that find their peers in the database they share (`BeaconRoster`), on a private
-/// PostgreSQL server (`PostgresServer`) shared by the class, a database of its own per test.
-final class BeaconRosterTests: XCTestCase {
-    nonisolated(unsafe) private static var server: PostgresServer?
-    nonisolated(unsafe) private static var databases = 0
-    private var database = ""
+/// PostgreSQL server shared by the class, a database of its own per test (`PostgresTestCase`).
+final class BeaconRosterTests: PostgresTestCase {
     private var group: MultiThreadedEventLoopGroup?
 
-    override class func tearDown() {
-        server?.remove()
-        server = nil
-        super.tearDown()
-    }
-
     override func setUpWithError() throws {
-        if let reason = PostgresServer.unavailableReason {
-            print("BeaconRosterTests skipped: \(reason)")
-            throw XCTSkip(reason)
-        }
-        if Self.server == nil { Self.server = try PostgresServer() }
-        Self.databases += 1
-        database = "beacons_\(Self.databases)"
-        try server.psql("CREATE DATABASE \(database)")
+        try super.setUpWithError()
         group = MultiThreadedEventLoopGroup(numberOfThreads: 2)
     }
 
     override func tearDownWithError() throws {
         try group?.syncShutdownGracefully()
+        try super.tearDownWithError()
     }
-
-    private var server: PostgresServer {
-        get throws {
-            guard let server = Self.server else { throw PostgresServerError.notStarted }
-            return server
-        }
-    }
-
-    private func location() throws -> PostgresLocation { try PostgresLocation(parsing: try server.url(database: database)) }
 
     /// A beacon on 127.0.0.1 with no peers of its own, syncing every 0.2 s; relays and punch
     /// requests from one IP limited to `relayBurst`, hardly refilled, when given.
@@ -100,41 +76,12 @@ final class BeaconRosterTests: XCTestCase {
         XCTAssertTrue(peered, "X's peers \(x.peers), Y's \(y.peers)")
         print("peered through the database after \(String(format: "%.2f", Date().timeIntervalSince(began))) s")
 
-        let a = try LoopbackSocket.udp()
-        let b = try LoopbackSocket.udp()
-        try a.send(BeaconMessage.discover(node: 10).encoded(), to: addressX)
-        _ = try XCTUnwrap(try a.receiveDatagram(timeout: 5))
-        try b.send(BeaconMessage.discoverExtended(node: 20).encoded(), to: addressY)
-        _ = try XCTUnwrap(try b.receiveDatagram(timeout: 5))
-        let syncsX = x.counters.syncsReceived
-        let syncsY = y.counters.syncsReceived
-        let synced = try await eventually { x.counters.syncsReceived > syncsX + 1 && y.counters.syncsReceived > syncsY + 1 }
-        XCTAssertTrue(synced, "each heeds the other's syncs")
-
-        // Three from a: more than Y lets one IP send, but they come from its peer.
-        for index in 1...3 {
-            let frame = Array("PILP \(index)".utf8)[...]
-            try a.send(BeaconMessage.relay(source: 10, destination: 20, frame: frame).encoded(), to: addressX)
-            let atB = try XCTUnwrap(try b.receiveDatagram(timeout: 5), "relay \(index)")
-            XCTAssertEqual(try BeaconMessage(decoding: atB.bytes), .relayDeliverTo(source: 10, destination: 20, frame: frame))
-            XCTAssertEqual(atB.from.port, addressY.port)
-        }
-        let frame = Array("PILP".utf8)[...]
-        try b.send(BeaconMessage.relay(source: 20, destination: 10, frame: frame).encoded(), to: addressY)
-        let atA = try XCTUnwrap(try a.receiveDatagram(timeout: 5))
-        XCTAssertEqual(try BeaconMessage(decoding: atA.bytes), .relayDeliver(source: 20, frame: frame))
-        XCTAssertEqual(atA.from.port, addressX.port)
-        XCTAssertEqual(x.counters.relaysForwarded, 3)
-        XCTAssertEqual(y.counters.relaysForwarded, 1)
+        // Three relays from a: more than Y lets one IP send, but they come from its peer.
+        let nodes = try await PeerBeaconNodes(x: x, at: addressX, y: y, at: addressY)
+        try nodes.assertRelaysAndAPunch(relaysFromA: 3)
         XCTAssertEqual(y.counters.rateLimited, 0)
-
-        try a.send(BeaconMessage.punchRequest(requester: 10, target: 20).encoded(), to: addressX)
-        let toB = try XCTUnwrap(try b.receiveDatagram(timeout: 5))
-        XCTAssertEqual(try BeaconMessage(decoding: toB.bytes), .punchCommand(ip: [127, 0, 0, 1], port: a.localEndpoint.port))
-        let toA = try XCTUnwrap(try a.receiveDatagram(timeout: 5))
-        XCTAssertEqual(try BeaconMessage(decoding: toA.bytes), .punchCommand(ip: [127, 0, 0, 1], port: b.localEndpoint.port))
-        XCTAssertEqual(x.counters.punchesForwarded, 1)
-        XCTAssertEqual(y.counters.punchesAnsweredForPeers, 1)
+        let (a, b) = (nodes.a, nodes.b)
+        let frame = Array("PILP".utf8)[...]
 
         // Y stops cleanly: its row is deleted, X drops it, and a relay to b goes nowhere.
         rosterY.shutdown()

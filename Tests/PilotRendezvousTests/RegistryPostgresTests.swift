@@ -9,40 +9,10 @@ import PilotWire
 import XCTest
 
 /// The registry with its state in PostgreSQL (`PostgresRegistryStore`), on a private server
-/// (`PostgresServer`) shared by the class, a database of its own per test.
-final class RegistryPostgresTests: XCTestCase {
-    nonisolated(unsafe) private static var server: PostgresServer?
-    nonisolated(unsafe) private static var databases = 0
-    private var database = ""
-
-    override class func tearDown() {
-        server?.remove()
-        server = nil
-        super.tearDown()
-    }
-
-    override func setUpWithError() throws {
-        if let reason = PostgresServer.unavailableReason {
-            print("RegistryPostgresTests skipped: \(reason)")
-            throw XCTSkip(reason)
-        }
-        if Self.server == nil { Self.server = try PostgresServer() }
-        Self.databases += 1
-        database = "registry_\(Self.databases)"
-        try server.psql("CREATE DATABASE \(database)")
-    }
-
-    private var server: PostgresServer {
-        get throws {
-            guard let server = Self.server else { throw PostgresServerError.notStarted }
-            return server
-        }
-    }
-
+/// shared by the class, a database of its own per test (`PostgresTestCase`).
+final class RegistryPostgresTests: PostgresTestCase {
     /// Every schema version, in order: what a database this program migrated records.
     private static let allVersions = (1...PostgresSchema.migrations.count).map(String.init).joined(separator: ",")
-
-    private func location() throws -> PostgresLocation { try PostgresLocation(parsing: try server.url(database: database)) }
 
     private func makeRegistry(_ configure: (inout Registry.Configuration) -> Void = { _ in }) throws -> Registry {
         var configuration = Registry.Configuration()
@@ -277,8 +247,4 @@ final class RegistryPostgresTests: XCTestCase {
             try server.psql("SELECT string_agg(version::text, ',' ORDER BY version) FROM schema_version", database: database)
                 .trimmingCharacters(in: .whitespacesAndNewlines), Self.allVersions)
     }
-}
-
-extension PostgresServerError {
-    static let notStarted = PostgresServerError("the class's PostgreSQL server did not start")
 }
