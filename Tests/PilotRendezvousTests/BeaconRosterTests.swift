@@ -139,7 +139,6 @@ final class BeaconRosterTests: PostgresTestCase {
 
         let stopped = Date()
         try server.stop()
-        defer { try? server.start() }
         // Twice the rows' lifetime, watched throughout.
         while Date().timeIntervalSince(stopped) < 3 {
             XCTAssertEqual(ports(of: x), [Int(addressY.port)], "after \(Date().timeIntervalSince(stopped)) s without the database")
@@ -161,7 +160,10 @@ final class BeaconRosterTests: PostgresTestCase {
         XCTAssertEqual(try BeaconMessage(decoding: atB.bytes), .relayDeliver(source: 10, frame: frame))
 
         let restarted = Date()
-        try server.start()
+        // Started from the main thread: the server dies with the thread that started it
+        // (setpriv --pdeathsig), and a task's thread may end once idle.
+        let postgres = try server
+        try await MainActor.run { try postgres.start() }
         // Back: both rows refreshed again, and neither dropped the other meanwhile.
         while Date().timeIntervalSince(restarted) < 1.5 {
             XCTAssertEqual(ports(of: x), [Int(addressY.port)], "\(Date().timeIntervalSince(restarted)) s after the database returned")
@@ -194,7 +196,8 @@ final class BeaconRosterTests: PostgresTestCase {
     }
 
     /// The executable: two pilot-rendezvous on one database announce their beacons (each row
-    /// under the address it printed), one stopped with SIGTERM deletes its row; a wildcard
+    /// under the address it printed) and take each other as peers, one stopped with SIGTERM
+    /// deletes its row; a wildcard
     /// --beacon-addr without --advertise-beacon is refused at start with --database (64).
     func testPilotRendezvousInstancesAnnounceTheirBeaconsInTheDatabase() throws {
         let state = try TemporaryDirectory(prefix: "pilot-rdv-bc")
@@ -217,6 +220,12 @@ final class BeaconRosterTests: PostgresTestCase {
         let rows = { try self.server.psql("SELECT address FROM beacon ORDER BY address", database: self.database) }
         let both = instances.map(\.1).sorted()
         XCTAssertEqual(try rows().split(separator: "\n").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }, both)
+        // Each took the other as its peer (it refreshes every 5 s; the second found the first at start).
+        for ((process, _), (_, other)) in zip(instances, instances.reversed()) {
+            XCTAssertTrue(
+                ChildProcess.waitUntil(timeout: 8) { process.output.contains("peer beacons found") && process.output.contains(other) },
+                process.output)
+        }
         instances[0].0.stop()
         XCTAssertEqual(try rows().split(separator: "\n").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }, [instances[1].1])
     }
