@@ -24,6 +24,7 @@ public final class RendezvousMetrics: Sendable {
         "pilot_rendezvous_beacon_peer_relays_forwarded_total": "Relayed frames sent on to the peer beacon that knows their destination.",
         "pilot_rendezvous_beacon_peer_punches_total": "Punch requests forwarded to a peer beacon, or answered for one.",
         "pilot_rendezvous_beacon_peer_syncs_total": "Node lists exchanged with peer beacons, by direction.",
+        "pilot_rendezvous_beacon_peers": "Peer beacons now: those of --beacon-peers and those found in the database.",
     ].merging(RegistryRequestMetrics.help(prefix: "pilot_rendezvous")) { $1 }
 
     /// No series but the registry requests' yet (see `watch`).
@@ -38,6 +39,7 @@ public final class RendezvousMetrics: Sendable {
             ScrapedCounter(label: "pilot_rendezvous_" + name, dimensions: dimensions, factory: factory)
         }
         let registered = CoreMetrics.Gauge(label: "pilot_rendezvous_registered_nodes", factory: factory)
+        let peerBeacons = CoreMetrics.Gauge(label: "pilot_rendezvous_beacon_peers", factory: factory)
         let databaseErrors = counter("database_errors_total")
         let relayedPackets = counter("beacon_relayed_packets_total")
         let relayedBytes = counter("beacon_relayed_bytes_total")
@@ -62,6 +64,7 @@ public final class RendezvousMetrics: Sendable {
         registry.onScrape {
             registered.record(nodes.nodeCount)
             databaseErrors.publish(total: nodes.databaseErrors)
+            peerBeacons.record(beacon.peers.count)
             let beaconCounters = beacon.counters
             relayedPackets.publish(total: beaconCounters.relayed)
             relayedBytes.publish(total: beaconCounters.relayedBytes)

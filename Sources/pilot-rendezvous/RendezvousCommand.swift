@@ -25,16 +25,27 @@ struct RendezvousCommand: AsyncParsableCommand {
     @Option(help: "Beacon UDP address (host:port).")
     var beaconAddr = "0.0.0.0:9001"
 
-    @Option(help: "Beacon address handed to nodes by beacon_list (host:port); default: --beacon-addr, with 0.0.0.0 replaced by 127.0.0.1.")
+    @Option(
+        help: """
+            Beacon address handed to nodes by beacon_list (host:port); default: --beacon-addr, with 0.0.0.0 replaced by 127.0.0.1. \
+            With --database also the address announced to the other beacons in the database, which they send to and know \
+            this one's datagrams by (needed when --beacon-addr is a wildcard).
+            """)
     var advertiseBeacon: String?
 
     @Option(
         help: """
-            The overlay's other beacons (host:port, comma-separated), as they send from: each is told every 10 s which             nodes this one knows, and relays and punch requests for their nodes go to them; only their syncs are heeded.
+            The overlay's other beacons (host:port, comma-separated), as they send from: each is told every 10 s which \
+            nodes this one knows, and relays and punch requests for their nodes go to them; only their syncs are heeded. \
+            With --database the beacons found there are peers too.
             """)
     var beaconPeers: String?
 
-    @Option(help: "This beacon's id in its syncs to peers; default: a random one.")
+    @Option(
+        help: """
+            This beacon's id in its syncs to peers; default: a random one (with --database, one no live beacon in the \
+            database holds; an id given that a live beacon at another address holds is refused at start).
+            """)
     var beaconID: UInt32?
 
     @Option(help: "UDP address (host:port) of the nameserver, a node of the overlay answering port 53; default: no nameserver.")
@@ -68,7 +79,8 @@ struct RendezvousCommand: AsyncParsableCommand {
         help: """
             The registry's state in PostgreSQL instead of registry.db: postgres://USER[:PASSWORD]@HOST[:PORT]/DATABASE, \
             or postgres://USER@/DATABASE?host=/socket/dir. Several instances may share one \
-            database and answer as one registry.
+            database and answer as one registry; their beacons find each other there and become peers \
+            (see --advertise-beacon).
             """)
     var database: String?
 
@@ -142,6 +154,13 @@ struct RendezvousCommand: AsyncParsableCommand {
         if directoryHostname.isEmpty { throw ValidationError("--directory-hostname must not be empty: askers find the directory by it") }
         _ = try metricsListener()
         if importRegistryDb != nil, database == nil { throw ValidationError("--import-registry-db needs --database: where to move the state") }
+        if try postgres() != nil, advertiseBeacon == nil, try Self.isWildcard(Self.split(beaconAddr).0) {
+            throw ValidationError(
+                "--database with a wildcard --beacon-addr needs --advertise-beacon HOST:PORT: the address the other beacons in the database send to")
+        }
+        if let advertiseBeacon {
+            do { _ = try Endpoint(parsing: advertiseBeacon) } catch { throw ValidationError("--advertise-beacon \(advertiseBeacon): \(error)") }
+        }
     }
 
     /// Where the metrics endpoint listens, or nil for none.
@@ -192,6 +211,11 @@ struct RendezvousCommand: AsyncParsableCommand {
         }
     }
 
+    /// Whether `host` binds every address (0.0.0.0, ::), so it tells nobody where to send.
+    static func isWildcard(_ host: String) -> Bool {
+        ["0.0.0.0", "::", "[::]", ""].contains(host)
+    }
+
     /// A listen address: `host:port`, `[v6]:port`, or `:port` for every IPv4 address.
     static func split(_ text: String) throws -> (String, Int) {
         do {
@@ -230,6 +254,18 @@ struct RendezvousCommand: AsyncParsableCommand {
         let beaconAddress = try await beacon.start(on: group)
         let advertised = advertiseBeacon
             ?? "\(advertisedHost(bound: beaconHost)):\(beaconAddress.port ?? beaconPort)"
+        // With a database, the beacons of the instances sharing it are each other's peers.
+        var roster: BeaconRoster?
+        if let location = try postgres() {
+            let configuration = BeaconRoster.Configuration(
+                address: advertiseBeacon ?? "\(beaconAddress.ipAddress ?? beaconHost):\(beaconAddress.port ?? beaconPort)",
+                beaconID: beaconID)
+            let announced = BeaconRoster(location: location, configuration: configuration, beacon: beacon, logger: logger)
+            do { try announced.start() } catch {
+                throw StartFailure(description: "--database: cannot announce the beacon in \(location): \(error)")
+            }
+            roster = announced
+        }
 
         var registryConfiguration = Registry.Configuration()
         registryConfiguration.beaconAddresses = [advertised]
@@ -335,6 +371,7 @@ struct RendezvousCommand: AsyncParsableCommand {
         await metricsServer?.shutdown()
         try await server.shutdown()
         postgresStore?.stopListening()
+        roster?.shutdown()
         try await beacon.shutdown()
         try await group.shutdownGracefully()
     }

@@ -19,6 +19,7 @@ class PostgresTestCase: XCTestCase {
     }
 
     override func setUpWithError() throws {
+        try super.setUpWithError()
         if let reason = PostgresServer.unavailableReason {
             print("\(Self.self) skipped: \(reason)")
             throw XCTSkip(reason)
@@ -49,4 +50,8 @@ class PostgresTestCase: XCTestCase {
     func lookup(_ registry: Registry, _ node: TestNode) -> RegistryMessage {
         registry.handle(RegistryMessage(type: "lookup", ["node_id": .integer(Int64(node.id))]), peerIP: "x")
     }
+}
+
+extension PostgresServerError {
+    static let notStarted = PostgresServerError("the class's PostgreSQL server did not start")
 }

@@ -62,7 +62,8 @@ final class RendezvousMetricsTests: XCTestCase {
 
     func testRegistrationsLookupsAndRelaysAreCounted() throws {
         let registryPort = try LoopbackSocket.freePort()
-        let process = try start(["--metrics-listen", "127.0.0.1:0"], registryPort: registryPort)
+        // One peer beacon (nobody there: its syncs go unanswered), for the peers gauge.
+        let process = try start(["--metrics-listen", "127.0.0.1:0", "--beacon-peers", "127.0.0.1:\(try LoopbackSocket.freePort())"], registryPort: registryPort)
         let metricsPort = try port("metrics", in: process)
         let beaconPort = try port("beacon", in: process)
 
@@ -110,5 +111,6 @@ final class RendezvousMetricsTests: XCTestCase {
         XCTAssertEqual(exposition.help["pilot_rendezvous_registered_nodes"], "Nodes the registry knows, online or not.")
         XCTAssertEqual(exposition.value("pilot_rendezvous_database_errors_total"), 0)
         XCTAssertEqual(exposition.value("pilot_rendezvous_beacon_relayed_packets_total"), 0)
+        XCTAssertEqual(exposition.value("pilot_rendezvous_beacon_peers"), 1)
     }
 }

@@ -171,41 +171,11 @@ final class ServerTests: XCTestCase {
         let addressX = endpoint(try await x.start(on: group))
         let addressY = endpoint(try await y.start(on: group))
         defer { Task { try? await x.shutdown(); try? await y.shutdown() } }
-        let a = try LoopbackSocket.udp()
-        let b = try LoopbackSocket.udp()
-        try a.send(BeaconMessage.discover(node: 10).encoded(), to: addressX)
-        _ = try XCTUnwrap(try a.receiveDatagram(timeout: 5))
-        try b.send(BeaconMessage.discoverExtended(node: 20).encoded(), to: addressY)
-        _ = try XCTUnwrap(try b.receiveDatagram(timeout: 5))
-        // Each hears the other's nodes at its next sync.
-        let synced = Date()
-        while x.counters.syncsReceived < 2 || y.counters.syncsReceived < 2, Date().timeIntervalSince(synced) < 5 {
-            try await Task.sleep(for: .milliseconds(50))
-        }
-
-        // a (at X) → b (at Y): X sends it on, Y delivers it, as 0x09 (b asked for that).
+        // a (at X) → b (at Y): X sends it on, Y delivers it, as 0x09 (b asked for that); and a punch.
+        let nodes = try await PeerBeaconNodes(x: x, at: addressX, y: y, at: addressY)
+        try nodes.assertRelaysAndAPunch()
+        let (a, b) = (nodes.a, nodes.b)
         let frame = Array("PILP".utf8)[...]
-        try a.send(BeaconMessage.relay(source: 10, destination: 20, frame: frame).encoded(), to: addressX)
-        let atB = try XCTUnwrap(try b.receiveDatagram(timeout: 5))
-        XCTAssertEqual(try BeaconMessage(decoding: atB.bytes), .relayDeliverTo(source: 10, destination: 20, frame: frame))
-        XCTAssertEqual(atB.from.port, addressY.port, "from b's own beacon, the only one it heeds")
-        try b.send(BeaconMessage.relay(source: 20, destination: 10, frame: frame).encoded(), to: addressY)
-        let atA = try XCTUnwrap(try a.receiveDatagram(timeout: 5))
-        XCTAssertEqual(try BeaconMessage(decoding: atA.bytes), .relayDeliver(source: 20, frame: frame))
-        XCTAssertEqual(atA.from.port, addressX.port)
-        XCTAssertEqual(x.counters.relaysForwarded, 1)
-        XCTAssertEqual(y.counters.relaysForwarded, 1)
-
-        // A punch: each side is told the other's endpoint, by its own beacon.
-        try a.send(BeaconMessage.punchRequest(requester: 10, target: 20).encoded(), to: addressX)
-        let toB = try XCTUnwrap(try b.receiveDatagram(timeout: 5))
-        XCTAssertEqual(try BeaconMessage(decoding: toB.bytes), .punchCommand(ip: [127, 0, 0, 1], port: a.localEndpoint.port))
-        XCTAssertEqual(toB.from.port, addressY.port)
-        let toA = try XCTUnwrap(try a.receiveDatagram(timeout: 5))
-        XCTAssertEqual(try BeaconMessage(decoding: toA.bytes), .punchCommand(ip: [127, 0, 0, 1], port: b.localEndpoint.port))
-        XCTAssertEqual(toA.from.port, addressX.port)
-        XCTAssertEqual(x.counters.punchesForwarded, 1)
-        XCTAssertEqual(y.counters.punchesAnsweredForPeers, 1)
 
         // Not a peer: its sync names node 99 to X, which is not heeded; a relay to 99 is dropped.
         try a.send(BeaconMessage.sync(beacon: 7, nodes: [99]).encoded(), to: addressX)

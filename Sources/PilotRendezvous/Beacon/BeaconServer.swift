@@ -13,7 +13,8 @@ public import PilotWire
 /// With peers (other beacons of the overlay), each tells the others every `syncInterval` which
 /// nodes it knows (0x07 sync); a relay or a punch request for a node that another beacon knows
 /// goes there (the relay as it came, the punch as 0x0B, answered with 0x0C). What comes from a
-/// peer is never passed on again.
+/// peer is never passed on again. The peers are `Configuration.peers` together with those found
+/// later (`findPeers(_:)`, from the database's beacon table: `BeaconRoster`).
 public final class BeaconServer: Sendable {
     public struct Configuration: Sendable {
         public var host: String
@@ -26,7 +27,8 @@ public final class BeaconServer: Sendable {
         public var relaysPerSecond: Double = 10_000
         /// This beacon's id in its syncs.
         public var beaconID: UInt32 = .random(in: 1...UInt32.max)
-        /// The other beacons of the overlay: syncs go to them, and only theirs are heeded.
+        /// The other beacons of the overlay: syncs go to them, and only theirs are heeded. Always
+        /// peers, whatever `findPeers(_:)` is told.
         public var peers: [SocketAddress] = []
         /// Seconds between syncs to each peer.
         public var syncInterval: Double = 10
@@ -99,13 +101,12 @@ public final class BeaconServer: Sendable {
             .bind(host: configuration.host, port: configuration.port).get()
         await UDPBuffers.ensure(on: bound, logger: logger, metadata: ["PILOT_SOCKET": "beacon"])
         channel.withLockedValue { $0 = bound }
-        if !configuration.peers.isEmpty {
-            let interval = TimeAmount.nanoseconds(Int64(configuration.syncInterval * 1_000_000_000))
-            let task = bound.eventLoop.scheduleRepeatedTask(initialDelay: .zero, delay: interval) { [state, configuration] _ in
-                Self.sync(state: state, configuration: configuration, on: bound)
-            }
-            syncs.withLockedValue { $0 = task }
+        // Always: peers may be found later; with none, a sync sends nothing.
+        let interval = TimeAmount.nanoseconds(Int64(configuration.syncInterval * 1_000_000_000))
+        let task = bound.eventLoop.scheduleRepeatedTask(initialDelay: .zero, delay: interval) { [state, configuration] _ in
+            Self.sync(state: state, configuration: configuration, to: nil, on: bound)
         }
+        syncs.withLockedValue { $0 = task }
         guard let address = bound.localAddress else { throw RegistryServerError("beacon socket has no address") }
         return address
     }
@@ -127,24 +128,55 @@ public final class BeaconServer: Sendable {
         channel.writeAndFlush(AddressedEnvelope(remoteAddress: target, data: buffer), promise: nil)
     }
 
+    /// The id this beacon's syncs carry: `Configuration.beaconID`, or the one the database
+    /// handed it (`adopt(beaconID:)`).
+    public var beaconID: UInt32 { state.withLockedValue { $0.beaconID } }
+
+    /// Makes `id` the id in this beacon's syncs from now on (the one it holds in the database).
+    func adopt(beaconID id: UInt32) {
+        state.withLockedValue { $0.beaconID = id }
+    }
+
+    /// The peers now: `Configuration.peers` and those found, each once.
+    public var peers: [SocketAddress] { state.withLockedValue { $0.peers } }
+
+    /// Makes `found` the peers found elsewhere (the database), besides `Configuration.peers`:
+    /// a peer no longer found stops being one (its nodes are forgotten, its messages no longer
+    /// heeded), and a new one is sent a sync at once rather than at the next interval.
+    public func findPeers(_ found: [SocketAddress]) {
+        let (added, gone) = state.withLockedValue { $0.replaceFoundPeers(with: found) }
+        if !gone.isEmpty { logger.notice("peer beacons gone", metadata: ["peers": "\(gone.sorted())"]) }
+        guard !added.isEmpty else { return }
+        logger.notice("peer beacons found", metadata: ["peers": "\(added.map(BeaconState.key))"])
+        guard let channel = channel.withLockedValue({ $0 }) else { return }
+        let (state, configuration) = (state, configuration)
+        channel.eventLoop.execute { Self.sync(state: state, configuration: configuration, to: added, on: channel) }
+    }
+
     public func shutdown() async throws {
         syncs.withLockedValue { $0?.cancel() }
         if let channel = channel.withLockedValue({ $0 }) { try? await channel.close() }
     }
 
-    /// Tells each peer which nodes this beacon knows (0x07), in datagrams of at most 16375 ids.
-    private static func sync(state: NIOLockedValueBox<BeaconState>, configuration: Configuration, on channel: any Channel) {
-        let nodes: [UInt32] = state.withLockedValue { state in
+    /// Tells each peer (or only `only`) which nodes this beacon knows (0x07), in datagrams of at
+    /// most 16375 ids.
+    private static func sync(
+        state: NIOLockedValueBox<BeaconState>, configuration: Configuration, to only: [SocketAddress]?, on channel: any Channel
+    ) {
+        let (beaconID, peers, nodes): (UInt32, [SocketAddress], [UInt32]) = state.withLockedValue { state in
             let now = Registry.uptime()
-            state.counters.syncsSent += configuration.peers.count
-            return state.nodes.compactMap { now - $0.value.lastSeen <= configuration.endpointLifetime ? $0.key : nil }
+            let peers = only ?? state.peers
+            guard !peers.isEmpty else { return (state.beaconID, [], []) }
+            state.counters.syncsSent += peers.count
+            return (state.beaconID, peers, state.nodes.compactMap { now - $0.value.lastSeen <= configuration.endpointLifetime ? $0.key : nil })
         }
+        guard !peers.isEmpty else { return }
         let perDatagram = (65_507 - 7) / 4
         var start = 0
         repeat {
             let chunk = Array(nodes[start..<min(nodes.count, start + perDatagram)])
-            guard let bytes = try? BeaconMessage.sync(beacon: configuration.beaconID, nodes: chunk).encoded() else { return }
-            for peer in configuration.peers {
+            guard let bytes = try? BeaconMessage.sync(beacon: beaconID, nodes: chunk).encoded() else { return }
+            for peer in peers {
                 var buffer = channel.allocator.buffer(capacity: bytes.count)
                 buffer.writeBytes(bytes)
                 channel.write(AddressedEnvelope(remoteAddress: peer, data: buffer), promise: nil)
@@ -165,6 +197,10 @@ struct BeaconState: Sendable {
     }
 
     let configuration: BeaconServer.Configuration
+    /// `configuration.peers` and the peers found, each once; `found` are the latter.
+    private(set) var peers: [SocketAddress]
+    private var found: Set<String> = []
+    var beaconID: UInt32
     var nodes: [UInt32: Entry] = [:]
     /// Nodes the peers know: which peer, and when its last sync named the node.
     var remote: [UInt32: (peer: SocketAddress, lastSeen: Double)] = [:]
@@ -173,6 +209,32 @@ struct BeaconState: Sendable {
 
     init(configuration: BeaconServer.Configuration) {
         self.configuration = configuration
+        peers = configuration.peers
+        beaconID = configuration.beaconID
+    }
+
+    /// A peer's identity: its IP and port, as datagrams from it show them.
+    static func key(_ address: SocketAddress) -> String { "\(address.ipAddress ?? "?"):\(address.port ?? 0)" }
+
+    /// Replaces the peers found with `found` (configured ones stay) and returns those that are
+    /// new and those gone (by `key`). The nodes of a peer gone are forgotten, so nothing is sent
+    /// on to it.
+    mutating func replaceFoundPeers(with found: [SocketAddress]) -> (added: [SocketAddress], gone: Set<String>) {
+        let configured = Set(configuration.peers.map(Self.key))
+        var next = configuration.peers
+        var nextFound: Set<String> = []
+        var added: [SocketAddress] = []
+        for address in found {
+            let key = Self.key(address)
+            guard !configured.contains(key), nextFound.insert(key).inserted else { continue }
+            next.append(address)
+            if !self.found.contains(key) { added.append(address) }
+        }
+        let gone = self.found.subtracting(nextFound)
+        if !gone.isEmpty { remote = remote.filter { !gone.contains(Self.key($0.value.peer)) } }
+        peers = next
+        self.found = nextFound
+        return (added, gone)
     }
 
     mutating func record(_ node: UInt32, at endpoint: SocketAddress, extended: Bool, now: Double) {
@@ -211,7 +273,7 @@ struct BeaconState: Sendable {
 
     /// Whether `address` is one of the peers (by IP and port).
     func isPeer(_ address: SocketAddress) -> Bool {
-        configuration.peers.contains { $0.ipAddress == address.ipAddress && $0.port == address.port }
+        peers.contains { $0.ipAddress == address.ipAddress && $0.port == address.port }
     }
 
     /// The peer that last named `node`, while its sync is fresh.

@@ -2,7 +2,7 @@ import PilotStore
 import PostgresNIO
 
 /// The registry's tables in PostgreSQL, the same as registry.db's in SQLite with PostgreSQL's
-/// types, and the versioned migrations that make them.
+/// types, the beacons' table, and the versioned migrations that make them.
 ///
 /// Each migration is applied once, in its own transaction, recorded in `schema_version`. Every
 /// transaction that migrates first takes a transaction-scoped advisory lock, so instances that
@@ -103,6 +103,17 @@ enum PostgresSchema {
             // batches, so the reaper of any instance leaves alone a node another one sees.
             // Rows already there count as seen when the step runs.
             "ALTER TABLE node ADD COLUMN last_seen TIMESTAMPTZ NOT NULL DEFAULT now()",
+        ],
+        [
+            // The instances' beacons, so each finds the others as peers (`BeaconRoster`): where
+            // peers send to, refreshed every few seconds by the database's own clock.
+            """
+            CREATE TABLE beacon (
+                id BIGINT PRIMARY KEY CHECK (id BETWEEN 1 AND 4294967295),
+                address TEXT NOT NULL,
+                last_seen TIMESTAMPTZ NOT NULL DEFAULT now()
+            )
+            """,
         ],
     ]
 

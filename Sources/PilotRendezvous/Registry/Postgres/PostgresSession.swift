@@ -16,7 +16,7 @@ import PostgresNIO
 /// that only this session uses), and it is called with `Registry.lock` held from the registry
 /// server's thread pool, a task or a test, never from an event loop; a call from the session's
 /// own loop, which would wait on itself, is refused instead. Not thread-safe: its owner
-/// serialises calls (the registry's lock).
+/// serialises calls (the registry's lock; `BeaconRoster`'s session, its own thread).
 final class PostgresSession {
     /// How long a session waits before it calls the database unavailable.
     struct Timeouts: Sendable {
