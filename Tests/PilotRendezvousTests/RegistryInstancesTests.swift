@@ -160,6 +160,46 @@ final class RegistryInstancesTests: PostgresTestCase {
         XCTAssertEqual(b.databaseErrors, 0)
     }
 
+    /// A batch of registrations at B, which has not heard of A's changes, asks the database at
+    /// once about the keys it does not know: a key A registered keeps its id, a key A retired
+    /// gets its old id back, and a new key gets a new one.
+    func testABatchAtAnInstanceBehindAsksTheDatabaseAboutItsKeysAtOnce() throws {
+        let (a, _) = try makeInstance()
+        let (b, bStore) = try makeInstance()
+        bStore.stopListening()
+        var registered = try TestNode()
+        try register(a, &registered)
+        XCTAssertEqual(setHostname(a, registered, "held").type, "set_hostname_ok")
+        var retired = try TestNode()
+        try register(a, &retired)
+        let forgotten = a.handle(
+            RegistryMessage(
+                type: "deregister",
+                [
+                    "node_id": .integer(Int64(retired.id)), "forget_signature": retired.signature("forget:\(retired.id)"),
+                    "signature": retired.signature("deregister:\(retired.id)"),
+                ]),
+            peerIP: "127.0.0.1")
+        XCTAssertEqual(forgotten["forgotten"], true, forgotten.json.encodedString())
+        let fresh = try TestNode()
+
+        let reply = b.handle(
+            RegistryMessage(type: "batch", ["requests": .array([registered.register().json, retired.register().json, fresh.register().json])]),
+            peerIP: "127.0.0.1")
+        let replies = reply["replies"]?.arrayValue ?? []
+        XCTAssertEqual(replies.count, 3, reply.json.encodedString())
+        XCTAssertEqual(replies.first?["node_id"]?.integerValue, Int64(registered.id), "a key A registered keeps its id")
+        XCTAssertEqual(replies.dropFirst().first?["node_id"]?.integerValue, Int64(retired.id), "a retired key gets its id back")
+        let newID = try XCTUnwrap(replies.last?["node_id"]?.integerValue)
+        XCTAssertFalse([Int64(registered.id), Int64(retired.id)].contains(newID))
+        XCTAssertEqual(lookup(b, registered)["hostname"], "held", "B has the row A stored")
+        XCTAssertEqual(
+            try server.psql("SELECT COUNT(*) FROM node", database: database).trimmingCharacters(in: .whitespacesAndNewlines), "3")
+        XCTAssertEqual(
+            try server.psql("SELECT COUNT(*) FROM tombstone", database: database).trimmingCharacters(in: .whitespacesAndNewlines), "0")
+        XCTAssertEqual(b.databaseErrors, 0)
+    }
+
     /// A node that heartbeats only at B stays online when A's reaper runs, though A has not
     /// heard it since it loaded it; a node silent everywhere goes offline, and B learns it;
     /// but not while the database is down.

@@ -43,6 +43,7 @@ final class RegistryStoreFailureTests: XCTestCase {
         func removeMemberships(of node: UInt32) throws { try write { try inner.removeMemberships(of: node) } }
         var isShared: Bool { inner.isShared }
         func storedNode(withKey key: [UInt8]) throws -> NodeRecord? { try inner.storedNode(withKey: key) }
+        func lookUp(keys: [[UInt8]]) throws -> (stored: [NodeRecord], retired: [[UInt8]: UInt32]) { try inner.lookUp(keys: keys) }
         func recordSeen(_ nodes: [UInt32]) throws { try write { try inner.recordSeen(nodes) } }
         func stillSilent(_ nodes: [UInt32], timeout: Double) throws -> [UInt32]? { try inner.stillSilent(nodes, timeout: timeout) }
 

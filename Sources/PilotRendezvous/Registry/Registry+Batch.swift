@@ -19,6 +19,8 @@ extension Registry {
             }
             fromOperatorHost = true
         }
+        lookUpBatchKeys(items)
+        defer { batchKeys = nil }
         var replies: [JSON] = []
         replies.reserveCapacity(items.count)
         // One transaction for the batch: one fsync instead of one per item. Each item is a
@@ -40,6 +42,27 @@ extension Registry {
             throw RegistryFailure("batch: not stored, nothing changed: \(error)")
         }
         return RegistryMessage(type: "batch_ok", ["replies": .array(replies)])
+    }
+
+    /// Asks the store at once about the keys of `items`' registrations that memory does not
+    /// know (`RegistryStorage.lookUp`): the nodes another instance stored go into memory, and
+    /// `register` takes the rest from `batchKeys` instead of asking one key at a time. When the
+    /// store cannot answer, each registration asks for itself (and gets the store's error).
+    func lookUpBatchKeys(_ items: [JSON]) {
+        var keys: [[UInt8]] = []
+        var asked: Set<[UInt8]> = []
+        for item in items where item["type"] == "register" {
+            guard let text = item["public_key"]?.stringValue, let key = try? Ed25519PublicKey(base64: text),
+                byKey[key.bytes] == nil, asked.insert(key.bytes).inserted
+            else { continue }
+            keys.append(key.bytes)
+        }
+        guard !keys.isEmpty, let (stored, retired) = try? store.lookUp(keys: keys) else { return }
+        for var node in stored {
+            node.lastSeen = clock()
+            rememberFromOtherInstance(node)
+        }
+        batchKeys = (asked, retired)
     }
 
     /// What a batch may carry: what a host says for each of its identities at once, and the

@@ -15,9 +15,17 @@ extension Registry {
         // 1.18 signs "register:<listen_addr>:<public_key>"; an unsigned register may only claim
         // a key never seen, since it proves nothing about holding it. A key another instance
         // registered (a host failing over from it) keeps its id.
-        let known = try byKey[key.bytes] ?? rememberStored(withKey: key.bytes)
-        // A key whose node was retired was seen too: it must prove itself to get its id back.
-        let retired = known == nil ? try store.retiredID(of: key.bytes) : nil
+        let known: UInt32?
+        let retired: UInt32?
+        if let batchKeys, batchKeys.asked.contains(key.bytes) {
+            // The batch asked the store about this key already (`lookUpBatchKeys`).
+            known = byKey[key.bytes]
+            retired = known == nil ? batchKeys.retired[key.bytes] : nil
+        } else {
+            known = try byKey[key.bytes] ?? rememberStored(withKey: key.bytes)
+            // A key whose node was retired was seen too: it must prove itself to get its id back.
+            retired = known == nil ? try store.retiredID(of: key.bytes) : nil
+        }
         let sequence = try registerSequence(
             request, key: key, keyText: keyText, listenAddress: listenAddress, node: known,
             stored: known.flatMap { nodes[$0]?.registerSequence } ?? 0)

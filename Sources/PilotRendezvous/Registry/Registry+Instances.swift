@@ -88,7 +88,7 @@ extension Registry {
 
     /// `stored`, a row another instance wrote, in memory: heard from now if it came online,
     /// else when this instance last heard it. Called with `lock` held.
-    private func rememberFromOtherInstance(_ stored: NodeRecord) {
+    func rememberFromOtherInstance(_ stored: NodeRecord) {
         var node = stored
         if let known = nodes[node.id], known.online, node.online { node.lastSeen = known.lastSeen }
         remember(node)

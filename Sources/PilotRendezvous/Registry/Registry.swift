@@ -90,6 +90,9 @@ public final class Registry: @unchecked Sendable {
     /// Nodes heard from since liveness was last written for the other instances
     /// (`Registry+Instances.swift`); kept only when the store is shared.
     var seenLately: Set<UInt32> = []
+    /// While a batch runs: the keys of its registrations that memory did not know, asked of the
+    /// store at once before its first item, and the retired ids among them.
+    var batchKeys: (asked: Set<[UInt8]>, retired: [[UInt8]: UInt32])?
     let clock: @Sendable () -> Double
     /// Unix seconds, for what must count across restarts and reboots (retention).
     let wallClock: @Sendable () -> Double

@@ -71,6 +71,11 @@ protocol RegistryStorage: AnyObject {
     /// have registered it. Nil when none does (always, for a store nobody shares).
     func storedNode(withKey key: [UInt8]) throws -> NodeRecord?
 
+    /// For the registrations of a batch whose keys memory does not know, asked at once: the
+    /// stored nodes holding any of `keys` (another instance registered them; none for a store
+    /// nobody shares) and the ids of those retired.
+    func lookUp(keys: [[UInt8]]) throws -> (stored: [NodeRecord], retired: [[UInt8]: UInt32])
+
     /// Heartbeats (and registrations) of `nodes` seen here lately, for the other instances'
     /// reapers.
     func recordSeen(_ nodes: [UInt32]) throws

@@ -344,6 +344,13 @@ final class RegistryStore: RegistryStorage {
 
     func storedNode(withKey key: [UInt8]) throws -> NodeRecord? { nil }
 
+    /// Memory knows every node; a tombstone is a local read, one per key.
+    func lookUp(keys: [[UInt8]]) throws -> (stored: [NodeRecord], retired: [[UInt8]: UInt32]) {
+        var retired: [[UInt8]: UInt32] = [:]
+        for key in keys { if let id = try retiredID(of: key) { retired[key] = id } }
+        return ([], retired)
+    }
+
     func recordSeen(_ nodes: [UInt32]) throws {}
 
     func stillSilent(_ nodes: [UInt32], timeout: Double) throws -> [UInt32]? { nodes }

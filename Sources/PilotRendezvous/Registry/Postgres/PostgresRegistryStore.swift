@@ -249,6 +249,21 @@ public final class PostgresRegistryStore: RegistryStorage {
             .map { try Self.node(from: $0, now: 0) }
     }
 
+    /// Two queries for the whole batch, where each key alone would take two round trips.
+    func lookUp(keys: [[UInt8]]) throws -> (stored: [NodeRecord], retired: [[UInt8]: UInt32]) {
+        guard !keys.isEmpty else { return ([], [:]) }
+        let stored = try session.rows(
+            "SELECT \(unescaped: Self.nodeColumns) FROM node WHERE public_key = ANY(\(keys.map { ByteBuffer(bytes: $0) }))"
+        ).map { try Self.node(from: $0, now: 0) }
+        let byHash = Dictionary(keys.map { (Sodium.sha256($0), $0) }, uniquingKeysWith: { first, _ in first })
+        var retired: [[UInt8]: UInt32] = [:]
+        for row in try session.rows("SELECT id, key_hash FROM tombstone WHERE key_hash = ANY(\(byHash.keys.map { ByteBuffer(bytes: $0) }))") {
+            let (id, hash) = try row.decode((Int64, ByteBuffer).self)
+            if let key = byHash[Array(buffer: hash)] { retired[key] = UInt32(truncatingIfNeeded: id) }
+        }
+        return (stored, retired)
+    }
+
     func recordSeen(_ nodes: [UInt32]) throws {
         guard !nodes.isEmpty else { return }
         try session.rows("UPDATE node SET last_seen = now() WHERE id = ANY(\(nodes.map(Int64.init)))")
