@@ -132,7 +132,7 @@ let package = Package(
         .target(
             name: "PilotRendezvous",
             dependencies: [
-                "PilotWire", "PilotCrypto", "PilotStore", "PilotNet", "PilotServices", "PilotMetrics",
+                "PilotWire", "PilotCrypto", "PilotStore", "PilotNet", "PilotServices", "PilotMetrics", "CLinux",
                 .product(name: "PostgresNIO", package: "postgres-nio"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),

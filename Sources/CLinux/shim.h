@@ -18,6 +18,10 @@ extern int pilot_sendmmsg(int fd, struct pilot_mmsghdr *messages, unsigned int c
 #include <pthread.h>
 extern int pthread_setname_np(pthread_t thread, const char *name);
 
+// Gives the heap's free memory back to the system (malloc_trim(3)), in <malloc.h>, which the
+// Glibc module does not bring in.
+#include <malloc.h>
+
 // Flushes the filesystem holding fd (syncfs(2)); declared only under _GNU_SOURCE.
 extern int syncfs(int fd);
 

@@ -36,6 +36,12 @@ final class RegistryInstancesTests: PostgresTestCase {
             peerIP: "127.0.0.1")
     }
 
+    /// Public, in 1.18's form (from the registration's IP).
+    private func makePublic(_ registry: Registry, _ node: TestNode) -> RegistryMessage {
+        registry.handle(
+            node.signed("set_visibility", "set_visibility:\(node.id)", ["node_id": .integer(Int64(node.id)), "public": true]), peerIP: "127.0.0.1")
+    }
+
     private func heartbeat(_ registry: Registry, _ node: TestNode) -> RegistryMessage {
         registry.handle(node.signed("heartbeat", "heartbeat:\(node.id)", ["node_id": .integer(Int64(node.id))]), peerIP: "127.0.0.1")
     }
@@ -243,17 +249,38 @@ final class RegistryInstancesTests: PostgresTestCase {
         let (b, bStore) = try makeInstance()
         let listeners = "SELECT COUNT(*) FROM pg_stat_activity WHERE datname = '\(database)' AND query LIKE 'LISTEN%'"
         XCTAssertEqual(try server.psql(listeners).trimmingCharacters(in: .whitespacesAndNewlines), "2")
+        // B's directory copy, which must follow the reading again too.
+        let files = try TemporaryDirectory(prefix: "pilot-mirror")
+        defer { files.remove() }
+        var shown = try TestNode()
+        try register(a, &shown)
+        XCTAssertEqual(setHostname(a, shown, "shown").type, "set_hostname_ok")
+        XCTAssertEqual(makePublic(a, shown).type, "set_visibility_ok")
+        seconds(until: "a public node of A at B") { lookup(b, shown)["hostname"] == "shown" }
+        let mirror = try DirectoryMirror(path: files.path("directory-index.db"), registry: b)
+        let index = try DirectoryIndex(path: mirror.path)
+        func listed(_ word: String) throws -> [String] {
+            try mirror.catchUp()
+            return try index.search(DirectoryQuery(search: word), source: "d").items.compactMap(\.hostname)
+        }
+        XCTAssertEqual(try listed("shown"), ["shown"])
 
         _ = try server.psql("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '\(database)' AND query LIKE 'LISTEN%'")
         XCTAssertTrue(try ChildProcess.waitUntil(timeout: 2) { try server.psql(listeners).trimmingCharacters(in: .whitespacesAndNewlines) == "0" })
         var missed = try TestNode()
         try register(a, &missed)
-        XCTAssertEqual(bStore.listeningConnections, 1, "the change was made while B did not listen")
+        let gone = a.handle(shown.signed("deregister", "deregister:\(shown.id)", ["node_id": .integer(Int64(shown.id))]), peerIP: "127.0.0.1")
+        XCTAssertEqual(gone.type, "deregister_ok", gone.json.encodedString())
+        XCTAssertEqual(bStore.listeningConnections, 1, "the changes were made while B did not listen")
 
         seconds(until: "a change made while B did not listen answered at B", within: 5) { lookup(b, missed).type == "lookup_ok" }
         XCTAssertEqual(bStore.listeningConnections, 2)
+        XCTAssertEqual(try listed("shown"), [], "a node that left while B did not listen leaves B's directory")
         var later = try TestNode()
         try register(a, &later)
         seconds(until: "a change after B listens again answered at B") { lookup(b, later).type == "lookup_ok" }
+        XCTAssertEqual(setHostname(a, later, "later").type, "set_hostname_ok")
+        XCTAssertEqual(makePublic(a, later).type, "set_visibility_ok")
+        seconds(until: "a listing after B read everything again") { (try? listed("later")) == ["later"] }
     }
 }

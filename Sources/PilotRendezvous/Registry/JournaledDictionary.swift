@@ -49,6 +49,11 @@ struct JournaledDictionary<Key: Hashable, Value>: ExpressibleByDictionaryLiteral
         before = [:]
     }
 
+    /// Counts `keys` as changed (for `takeChanged`) when something watches.
+    mutating func noteChanged(_ keys: some Sequence<Key>) {
+        if watch != nil { changed.formUnion(keys) }
+    }
+
     /// The keys `watch` saw change since the last call.
     mutating func takeChanged() -> Set<Key> {
         defer { changed = [] }

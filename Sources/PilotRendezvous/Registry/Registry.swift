@@ -1,3 +1,4 @@
+import CLinux
 import Foundation
 public import PilotCrypto
 import PilotStore
@@ -144,7 +145,13 @@ public final class Registry: @unchecked Sendable {
     func loadState() throws {
         let state = try store.load(now: clock())
         nextID = max(nextID, try store.highestRetiredID() &+ 1)
+        // Whoever watches the node table (the directory's copy) hears of every node that was
+        // listed before as well as those listed now: a node gone meanwhile is gone there too.
+        let watch = nodes.watch
+        let watched = watch == nil ? [] : nodes.takeChanged().union(nodes.values.filter { $0.directoryEntry != nil }.map(\.id))
         nodes = [:]
+        nodes.watch = watch
+        nodes.noteChanged(watched)
         byKey = [:]
         byHostname = [:]
         byReclaimable = [:]
@@ -172,6 +179,9 @@ public final class Registry: @unchecked Sendable {
         for network in state.networks { networks.add(network) }
         requests = state.requests
         responses = state.responses
+        // Reading every row took far more memory than the state keeps (a whole result at
+        // once, on PostgreSQL): give it back rather than hold it for the process's life.
+        malloc_trim(0)
     }
 
     /// Seconds since boot: a monotonic clock for liveness.

@@ -79,12 +79,15 @@ final class PostgresChangeFeed: Sendable {
         }
         task?.cancel()
         connection?.close().whenComplete { _ in withExtendedLifetime(connection) {} }
-        group.shutdownGracefully { _ in }
+        // The loop goes when `run` has ended (it closes its connection on it first); without
+        // a task, at once.
+        if task == nil { group.shutdownGracefully { _ in } }
     }
 
     // MARK: Listening
 
     private func run() async {
+        defer { group.shutdownGracefully { _ in } }
         var delay = backOff.first
         while !Task.isCancelled {
             let listened = connections
