@@ -17,12 +17,16 @@ final class RegistryStoreFailureTests: XCTestCase {
         let inner: RegistryStore
         var refusing = false
         var refusingCommits = false
+        /// Every write refused as a unique violation (another instance taking the same value,
+        /// again and again).
+        var conflicting = false
         private var depth = 0
 
         init(path: String) throws { inner = try RegistryStore(path: path) }
 
         private func write<R>(_ body: () throws -> R) throws -> R {
             if refusing { throw RegistryStorageUnavailable(database: inner.location, reason: "refused by the test") }
+            if conflicting { throw RegistryStorageConflict(database: inner.location, reason: "duplicate key value (SQLSTATE 23505)") }
             return try body()
         }
 
@@ -155,5 +159,29 @@ final class RegistryStoreFailureTests: XCTestCase {
         var again = newcomers[0]
         try register(registry, &again)
         XCTAssertEqual(again.id, 2, "ids the failed batch took are handed out again (SQLite allocates in memory)")
+    }
+}
+
+extension RegistryStoreFailureTests {
+    /// A value taken by another instance again at the retry (a race of three instances): the
+    /// request is answered as not done, to be tried again, alone or in a batch, never as an
+    /// internal error or a bad request, and nothing is kept.
+    func testAConflictThatOutlastsItsRetryIsAnsweredAsNotDone() throws {
+        let (registry, store) = try makeRegistry()
+        var node = try TestNode()
+        store.conflicting = true
+        let alone = registry.handle(node.register(), peerIP: "127.0.0.1")
+        XCTAssertEqual(alone.type, "error")
+        let reason = alone["error"]?.stringValue ?? ""
+        XCTAssertTrue(reason.hasPrefix("register: not done, ") && reason.hasSuffix("; try again"), reason)
+        let batch = registry.handle(RegistryMessage(type: "batch", ["requests": .array([node.register().json])]), peerIP: "127.0.0.1")
+        let item = batch["replies"]?.arrayValue?.first?["error"]?.stringValue ?? ""
+        XCTAssertTrue(item.hasPrefix("register: not done, ") && item.hasSuffix("; try again"), batch.json.encodedString())
+        XCTAssertEqual(registry.nodeCount, 0)
+        XCTAssertEqual(registry.databaseErrors, 0, "a taken value is no database error")
+        store.conflicting = false
+        let reply = registry.handle(node.register(), peerIP: "127.0.0.1")
+        XCTAssertEqual(reply.type, "register_ok", reply.json.encodedString())
+        node.id = try reply.nodeID("node_id")
     }
 }

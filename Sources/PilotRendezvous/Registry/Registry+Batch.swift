@@ -70,6 +70,7 @@ extension Registry {
     static let batchable: Set<String> = ["register", "heartbeat", "poll_handshakes", "set_hostname", "set_tags", "set_visibility", "deregister"]
 
     func batchItem(_ item: JSON, peerIP: String, fromOperatorHost: Bool, notify: inout [UInt32]) -> RegistryMessage {
+        let type = String((item["type"]?.stringValue ?? "request").prefix(64))
         do {
             let inner = try RegistryMessage(json: item)
             guard Self.batchable.contains(inner.type) else {
@@ -79,7 +80,10 @@ extension Registry {
         } catch let error as RegistryFailure {
             return RegistryMessage(type: "error", ["error": .string(error.message)])
         } catch let error as RegistryStorageUnavailable {
-            return RegistryMessage(type: "error", ["error": .string("not done, \(error); try again")])
+            return RegistryMessage(type: "error", ["error": .string("\(type): not done, \(error); try again")])
+        } catch let error as RegistryStorageConflict {
+            // Taken again at the retry: another instance won the same value twice in a row.
+            return RegistryMessage(type: "error", ["error": .string("\(type): not done, \(error); try again")])
         } catch {
             return RegistryMessage(type: "error", ["error": .string("bad request: \(error)")])
         }

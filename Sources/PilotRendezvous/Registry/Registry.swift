@@ -248,6 +248,9 @@ public final class Registry: @unchecked Sendable {
         } catch let error as RegistryStorageUnavailable {
             lock.withLock { databaseErrorCount += 1 }
             reply = RegistryMessage(type: "error", ["error": .string("\(request.type.prefix(64)): not done, \(error); try again")])
+        } catch let error as RegistryStorageConflict {
+            // Taken again at the retry: another instance won the same value twice in a row.
+            reply = RegistryMessage(type: "error", ["error": .string("\(request.type.prefix(64)): not done, \(error); try again")])
         } catch {
             if error is StoreError { lock.withLock { databaseErrorCount += 1 } }
             reply = RegistryMessage(type: "error", ["error": .string("internal error: \(error)")])
