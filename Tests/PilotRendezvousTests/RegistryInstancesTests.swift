@@ -209,6 +209,29 @@ final class RegistryInstancesTests: PostgresTestCase {
     /// A node that heartbeats only at B stays online when A's reaper runs, though A has not
     /// heard it since it loaded it; a node silent everywhere goes offline, and B learns it;
     /// but not while the database is down.
+    /// B's reaper takes offline a node whose hostname A changed while B heard nothing: the
+    /// row written is the database's with the node offline, so A's hostname is the one kept
+    /// for its return, not the one B last knew.
+    func testTheReaperWritesOfflineWhatTheDatabaseHoldsNotAStaleMemory() throws {
+        let timeout = 0.5
+        let (a, _) = try makeInstance { $0.livenessTimeout = timeout }
+        let (b, bStore) = try makeInstance { $0.livenessTimeout = timeout }
+        var node = try TestNode()
+        try register(a, &node)
+        XCTAssertEqual(setHostname(a, node, "before").type, "set_hostname_ok")
+        seconds(until: "the hostname at B") { lookup(b, node)["hostname"] == "before" }
+        bStore.stopListening()
+        XCTAssertEqual(setHostname(a, node, "after").type, "set_hostname_ok")
+        XCTAssertEqual(lookup(b, node)["hostname"], "before", "B has not heard of it")
+        Thread.sleep(forTimeInterval: timeout * 2.5)
+
+        XCTAssertEqual(b.reap(), 1)
+        XCTAssertEqual(
+            try server.psql("SELECT online, coalesce(hostname, '-'), reclaimable_hostname FROM node WHERE id = \(node.id)", database: database)
+                .trimmingCharacters(in: .whitespacesAndNewlines), "f|-|after")
+        XCTAssertEqual(lookup(b, node)["online"], false)
+    }
+
     func testTheReaperTakesOfflineOnlyWhatNoInstanceHears() throws {
         let timeout = 1.0
         let (a, _) = try makeInstance { $0.livenessTimeout = timeout }

@@ -25,6 +25,19 @@ extension Registry {
                     try store.transaction {
                         let confirmed = Set(try store.stillSilent(silent.map(\.id), timeout: configuration.livenessTimeout) ?? [])
                         silent.removeAll { !confirmed.contains($0.id) }
+                        // Shared, the rows are taken as the database has them now (locked by
+                        // `stillSilent` until the commit), not as this instance last heard of
+                        // them: a change another instance made meanwhile (a new hostname, a new
+                        // key) is kept, only the node's going offline is written.
+                        if let postgres = store as? PostgresRegistryStore, !silent.isEmpty {
+                            let heardHere = Dictionary(silent.map { ($0.id, $0.lastSeen) }, uniquingKeysWith: { first, _ in first })
+                            silent = try postgres.storedNodes(silent.map(\.id), now: now).map { stored in
+                                var node = stored
+                                node.lastSeen = heardHere[node.id] ?? now
+                                goOffline(&node, keepingHostname: true)
+                                return node
+                            }
+                        }
                         for node in silent { try store.save(node) }
                     }
                 }

@@ -43,6 +43,8 @@ final class PostgresChangeFeed: Sendable {
         /// A round is queued or running on `queue`.
         var draining = false
         var stopped = false
+        /// `start` ran: `run` shuts the event loop down when it ends.
+        var started = false
         /// Connections that listened, so far.
         var connections = 0
     }
@@ -64,24 +66,30 @@ final class PostgresChangeFeed: Sendable {
 
     func start() {
         let task = Task { await self.run() }
-        state.withLockedValue { $0.task = task }
+        state.withLockedValue { state in
+            state.task = task
+            state.started = true
+        }
     }
 
-    /// Stops listening and applying; what is queued is dropped.
+    /// Stops listening and applying; what is queued is dropped. Once: later calls do nothing.
     func stop() {
-        let (task, connection) = state.withLockedValue { state in
+        let stopping = state.withLockedValue { state -> (task: Task<Void, Never>?, connection: PostgresConnection?, started: Bool)? in
+            guard !state.stopped else { return nil }
             state.stopped = true
             defer {
                 state.task = nil
                 state.connection = nil
             }
-            return (state.task, state.connection)
+            return (state.task, state.connection, state.started)
         }
-        task?.cancel()
+        guard let stopping else { return }
+        stopping.task?.cancel()
+        let connection = stopping.connection
         connection?.close().whenComplete { _ in withExtendedLifetime(connection) {} }
-        // The loop goes when `run` has ended (it closes its connection on it first); without
-        // a task, at once.
-        if task == nil { group.shutdownGracefully { _ in } }
+        // The loop goes when `run` has ended (it closes its connection on it first); never
+        // started, at once.
+        if !stopping.started { group.shutdownGracefully { _ in } }
     }
 
     // MARK: Listening
@@ -94,7 +102,7 @@ final class PostgresChangeFeed: Sendable {
             var opened: PostgresConnection?
             do {
                 // On the primary: standbys hear no notifications.
-                let (connection, _) = try await PostgresSession.primary(of: location, on: group.next(), within: .seconds(5), id: 1, logger: logger)
+                let (connection, _) = try await PostgresSession.primary(of: location, on: group.next(), within: .seconds(5), id: 1, logger: logger).get()
                 opened = connection
                 let stopped = state.withLockedValue { state in
                     state.connection = connection
@@ -104,6 +112,12 @@ final class PostgresChangeFeed: Sendable {
                     try? await connection.close()
                     return
                 }
+                // A connection that only receives would never see a peer that vanished without a
+                // reset (a NAT's or load balancer's idle timeout, a server powered off): asked
+                // something every `Self.ping.every`, it must answer within `Self.ping.within`,
+                // else it is closed, and listening starts again with everything read again.
+                let pinger = Task { await Self.keepAsking(connection, logger: logger) }
+                defer { pinger.cancel() }
                 try await connection.listen(on: RegistryChange.channel) { notifications in
                     // Listening: from here nothing another instance commits is missed, and what
                     // was committed before is read again.
@@ -124,6 +138,27 @@ final class PostgresChangeFeed: Sendable {
             if connections > listened { delay = backOff.first }
             try? await Task.sleep(nanoseconds: UInt64(delay.nanoseconds))
             delay = min(delay * 2, backOff.longest)
+        }
+    }
+
+    /// How often the listening connection is asked something, and how long it has to answer.
+    static let ping = (every: TimeAmount.seconds(30), within: TimeAmount.seconds(5))
+
+    /// Asks `connection` `SELECT 1` every `ping.every` until cancelled; closes it when an answer
+    /// does not come within `ping.within`.
+    private static func keepAsking(_ connection: PostgresConnection, logger: Logger) async {
+        while !Task.isCancelled {
+            try? await Task.sleep(nanoseconds: UInt64(ping.every.nanoseconds))
+            guard !Task.isCancelled, !connection.isClosed else { return }
+            let answered = NIOLockedValueBox(false)
+            let deadline = connection.eventLoop.scheduleTask(in: ping.within) {
+                guard !answered.withLockedValue({ $0 }) else { return }
+                logger.warning("the registry database's listening connection did not answer; connecting again")
+                connection.close().whenComplete { _ in withExtendedLifetime(connection) {} }
+            }
+            _ = try? await connection.query(PostgresQuery(unsafeSQL: "SELECT 1"), logger: logger).get()
+            answered.withLockedValue { $0 = true }
+            deadline.cancel()
         }
     }
 

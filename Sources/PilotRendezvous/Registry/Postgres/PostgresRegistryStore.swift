@@ -282,6 +282,7 @@ public final class PostgresRegistryStore: RegistryStorage {
             """
             SELECT id FROM node
             WHERE id = ANY(\(nodes.map(Int64.init))) AND online AND last_seen < now() - make_interval(secs => \(timeout))
+            FOR UPDATE
             """
         ).map { UInt32(truncatingIfNeeded: try $0.decode(Int64.self)) }
     }

@@ -175,9 +175,9 @@ final class PostgresSession {
         let began = NIODeadline.now()
         // Whether a failure was the deadline's: only then are the next statements spared the wait.
         func backOff() { retryAt = NIODeadline.now() - began >= timeouts.connect ? .now() + timeouts.retry : .distantPast }
-        let connecting = loop.makeFutureWithTask { [location, timeouts, connections, logger] in
-            try await Self.primary(of: location, on: loop, within: timeouts.connect, id: connections, logger: logger)
-        }
+        // Futures only, never a task: the caller blocks this thread, which may be one of the
+        // few that run tasks.
+        let connecting = Self.primary(of: location, on: loop, within: timeouts.connect, id: connections, logger: logger)
         do {
             let (opened, server) = try wait(for: connecting, within: timeouts.connect, what: "connecting")
             connection = opened
@@ -199,36 +199,53 @@ final class PostgresSession {
         }
     }
 
-    /// A connection to the first of `location`'s servers that takes writes (and which it is), each tried in
-    /// order with its share of `timeout`: one that is down or refuses is passed over, and so is
-    /// a standby (`pg_is_in_recovery()`), whose connection is closed. With one server, its own
-    /// error; with several, `NoPrimary`, naming what each said.
+    /// A connection to the first of `location`'s servers that takes writes (and which it is),
+    /// each tried in order with its share of `timeout`: one that is down or refuses is passed
+    /// over, and so is a standby (`pg_is_in_recovery()`), whose connection is closed. With one
+    /// server, its own error; with several, `NoPrimary`, naming what each said. Futures on
+    /// `loop` only, so a thread may block on it.
     static func primary(
         of location: PostgresLocation, on loop: any EventLoop, within timeout: TimeAmount, id: Int, logger: Logger
-    ) async throws -> (PostgresConnection, PostgresLocation.Endpoint) {
+    ) -> EventLoopFuture<(PostgresConnection, PostgresLocation.Endpoint)> {
         let share = TimeAmount.nanoseconds(max(timeout.nanoseconds / Int64(location.endpoints.count), TimeAmount.milliseconds(100).nanoseconds))
-        var failures: [String] = []
-        for endpoint in location.endpoints {
+        let alone = location.endpoints.count == 1
+        /// What one server gave: a connection to a primary, or why it was passed over.
+        enum Step {
+            case primary(PostgresConnection)
+            case passed(String)
+        }
+        func attempt(_ index: Int, _ failures: [String]) -> EventLoopFuture<(PostgresConnection, PostgresLocation.Endpoint)> {
+            guard index < location.endpoints.count else { return loop.makeFailedFuture(NoPrimary(failures: failures)) }
+            let endpoint = location.endpoints[index]
+            let connected: EventLoopFuture<PostgresConnection>
             do {
-                let configuration = try Self.configuration(of: location, endpoint: endpoint, connectTimeout: share)
-                let connection = try await PostgresConnection.connect(on: loop, configuration: configuration, id: id, logger: logger)
-                do {
-                    var standby = false
-                    for try await inRecovery in try await connection.query("SELECT pg_is_in_recovery()", logger: logger).decode(Bool.self) {
-                        standby = inRecovery
-                    }
-                    if !standby { return (connection, endpoint) }
-                    failures.append("\(endpoint): a standby, read-only")
-                } catch {
-                    failures.append("\(endpoint): \(Self.reason(error))")
-                }
-                try? await connection.close()
+                connected = PostgresConnection.connect(
+                    on: loop, configuration: try configuration(of: location, endpoint: endpoint, connectTimeout: share), id: id, logger: logger)
             } catch {
-                if location.endpoints.count == 1 { throw error }
-                failures.append("\(endpoint): \(Self.reason(error))")
+                connected = loop.makeFailedFuture(error)
+            }
+            let step = connected.flatMap { connection -> EventLoopFuture<Step> in
+                connection.query(PostgresQuery(unsafeSQL: "SELECT pg_is_in_recovery()"), logger: logger)
+                    .flatMapThrowing { result -> Bool in try result.rows.first?.decode(Bool.self) ?? true }
+                    .flatMap { standby -> EventLoopFuture<Step> in
+                        guard standby else { return loop.makeSucceededFuture(.primary(connection)) }
+                        return connection.close().map { .passed("\(endpoint): a standby, read-only") }
+                    }
+                    .flatMapError { error in
+                        let passed = Step.passed("\(endpoint): \(reason(error))")
+                        return connection.close().map { passed }.recover { _ in passed }
+                    }
+            }.flatMapError { error -> EventLoopFuture<Step> in
+                alone ? loop.makeFailedFuture(error) : loop.makeSucceededFuture(.passed("\(endpoint): \(reason(error))"))
+            }
+            return step.flatMap { outcome in
+                switch outcome {
+                case .primary(let connection): loop.makeSucceededFuture((connection, endpoint))
+                case .passed(let why): attempt(index + 1, failures + [why])
+                }
             }
         }
-        throw NoPrimary(failures: failures)
+        return attempt(0, [])
     }
 
     /// None of the servers took writes; why, for each.
@@ -311,10 +328,12 @@ final class PostgresSession {
     }
 
     /// Server errors that mean the server is going or gone: connection exceptions (08),
-    /// operator intervention such as a shutdown (57), insufficient resources (53).
+    /// operator intervention such as a shutdown (57), insufficient resources (53), and a server
+    /// that turned read-only (25006: an old primary fenced after a failover), which the next
+    /// connection leaves for the one that takes writes.
     private static func isOutage(_ error: PSQLError) -> Bool {
         let state = error.serverInfo?[.sqlState] ?? ""
-        return state.hasPrefix("08") || state.hasPrefix("57") || state.hasPrefix("53")
+        return state.hasPrefix("08") || state.hasPrefix("57") || state.hasPrefix("53") || state == "25006"
     }
 
     /// What went wrong, readably: the server's SQLSTATE and message, or the connection's error.
