@@ -359,7 +359,8 @@ struct RendezvousCommand: AsyncParsableCommand {
         Systemd.notify("READY=1\nSTATUS=\(registry.nodeCount) nodes")
         let watchdog = Systemd.watchdogInterval.map { interval in
             group.next().scheduleRepeatedTask(initialDelay: .zero, delay: max(TimeAmount(interval), .milliseconds(1))) { _ in
-                Systemd.notify("WATCHDOG=1\nSTATUS=\(registry.nodeCount) nodes")
+                // On an event loop: the count only when the registry is not busy on its database.
+                Systemd.notify("WATCHDOG=1" + (registry.nodeCountIfIdle.map { "\nSTATUS=\($0) nodes" } ?? ""))
             }
         }
         await Self.waitForTermination()

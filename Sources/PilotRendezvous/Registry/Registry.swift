@@ -201,6 +201,14 @@ public final class Registry: @unchecked Sendable {
     /// Registered nodes (online or not).
     public var nodeCount: Int { lock.withLock { nodes.count } }
 
+    /// `nodeCount` when the registry's lock is free now, else nil: for an event loop, which must
+    /// not wait while a request holds the lock on the database.
+    public var nodeCountIfIdle: Int? {
+        guard lock.try() else { return nil }
+        defer { lock.unlock() }
+        return nodes.count
+    }
+
     /// Requests that failed because `registry.db` refused a read or a write, so far.
     public var databaseErrors: Int { lock.withLock { databaseErrorCount } }
 
@@ -210,8 +218,13 @@ public final class Registry: @unchecked Sendable {
     }
 
     /// Whether `node` registered relay-only: its endpoint goes to nobody.
+    /// The beacon asks on its event loop, which must not wait long while a request holds the
+    /// lock on the database: past 20 ms the node counts as relay-only (its endpoint is not handed
+    /// out; a punch waits for the next request), never the other way.
     public func isRelayOnly(_ node: UInt32) -> Bool {
-        lock.withLock { nodes[node]?.relayOnly == true }
+        guard lock.lock(before: Date(timeIntervalSinceNow: 0.02)) else { return true }
+        defer { lock.unlock() }
+        return nodes[node]?.relayOnly == true
     }
 
     /// The online node holding `hostname` (case-insensitive), as `resolve_hostname` finds it.

@@ -43,6 +43,8 @@ final class PostgresChangeFeed: Sendable {
         /// A round is queued or running on `queue`.
         var draining = false
         var stopped = false
+        /// Seconds before a failed round is tried again.
+        var retryDelay = 1.0
         /// `start` ran: `run` shuts the event loop down when it ends.
         var started = false
         /// Connections that listened, so far.
@@ -180,7 +182,7 @@ final class PostgresChangeFeed: Sendable {
     }
 
     /// Applies what is pending, round after round, until nothing is; after a failure reads
-    /// everything again a second later.
+    /// everything again later (1 s, doubling to 16 s while it keeps failing).
     private func drain() {
         while true {
             let round = state.withLockedValue { state -> (changes: [RegistryChange], resynchronise: Bool)? in
@@ -199,10 +201,17 @@ final class PostgresChangeFeed: Sendable {
             // Reading everything covers any change named meanwhile.
             let done = round.resynchronise ? resynchronise() : apply(round.changes)
             if !done {
-                state.withLockedValue { $0.resynchronise = true }
-                queue.asyncAfter(deadline: .now() + 1) { self.drain() }
+                // Each attempt holds the registry's lock while it waits on the database: tried
+                // again after 1 s, doubling to 16 s, rather than every second of an outage.
+                let wait = state.withLockedValue { state -> Double in
+                    state.resynchronise = true
+                    defer { state.retryDelay = min(state.retryDelay * 2, 16) }
+                    return state.retryDelay
+                }
+                queue.asyncAfter(deadline: .now() + wait) { self.drain() }
                 return
             }
+            state.withLockedValue { $0.retryDelay = 1 }
         }
     }
 }
