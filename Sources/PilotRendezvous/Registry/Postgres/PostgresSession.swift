@@ -214,7 +214,7 @@ final class PostgresSession {
             case primary(PostgresConnection)
             case passed(String)
         }
-        func attempt(_ index: Int, _ failures: [String]) -> EventLoopFuture<(PostgresConnection, PostgresLocation.Endpoint)> {
+        @Sendable func attempt(_ index: Int, _ failures: [String]) -> EventLoopFuture<(PostgresConnection, PostgresLocation.Endpoint)> {
             guard index < location.endpoints.count else { return loop.makeFailedFuture(NoPrimary(failures: failures)) }
             let endpoint = location.endpoints[index]
             let connected: EventLoopFuture<PostgresConnection>
