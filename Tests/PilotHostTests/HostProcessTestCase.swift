@@ -26,6 +26,19 @@ class HostProcessTestCase: XCTestCase {
     var bin: URL { URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent() }
     var runtime: String { directory.path("run") }
 
+    /// A `pilot-rendezvous` named `name` on 127.0.0.1, its state in `directory`/`name`, with
+    /// `extra` arguments; returns it with its registry port and the beacon port it printed.
+    func startRendezvous(_ name: String, extra: [String] = []) throws -> (process: ChildProcess, registry: UInt16, beacon: UInt16) {
+        let port = try LoopbackSocket.freePort()
+        let process = try start(
+            name, "pilot-rendezvous",
+            ["--registry-addr", "127.0.0.1:\(port)", "--beacon-addr", "127.0.0.1:0", "--state-dir", directory.path(name)] + extra,
+            ready: "beacon 127.0.0.1:")
+        let line = process.output.split(separator: "\n").first { $0.hasPrefix("beacon 127.0.0.1:") }
+        let beacon = try XCTUnwrap(line.flatMap { try? Endpoint(parsing: String($0.dropFirst("beacon ".count))).port })
+        return (process, port, beacon)
+    }
+
     func start(_ name: String, _ executable: String, _ arguments: [String], ready: String) throws -> ChildProcess {
         let process = try ChildProcess(
             name: name, executable: bin.appendingPathComponent(executable), arguments: arguments, logDirectory: directory.url)

@@ -11,16 +11,7 @@ import XCTest
 /// state, so B gives alice a node of its own; instances on one database give the same.
 final class RegistryFailoverTests: HostProcessTestCase {
     func testTheHostMovesToTheNextRegistryAndBeaconWhenTheirRendezvousDies() throws {
-        func rendezvous(_ name: String) throws -> (ChildProcess, UInt16, UInt16) {
-            let port = try LoopbackSocket.freePort()
-            let process = try start(
-                name, "pilot-rendezvous",
-                ["--registry-addr", "127.0.0.1:\(port)", "--beacon-addr", "127.0.0.1:0", "--state-dir", directory.path(name)],
-                ready: "beacon 127.0.0.1:")
-            let line = process.output.split(separator: "\n").first { $0.hasPrefix("beacon 127.0.0.1:") }
-            let beacon = try XCTUnwrap(line.flatMap { try? Endpoint(parsing: String($0.dropFirst("beacon ".count))).port })
-            return (process, port, beacon)
-        }
+        func rendezvous(_ name: String) throws -> (ChildProcess, UInt16, UInt16) { try startRendezvous(name) }
         let (a, portA, beaconA) = try rendezvous("rendezvous-a")
         let (_, portB, beaconB) = try rendezvous("rendezvous-b")
         let host = try start(

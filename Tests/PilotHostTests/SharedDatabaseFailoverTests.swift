@@ -20,15 +20,7 @@ final class SharedDatabaseFailoverTests: HostProcessTestCase {
         postgres = server
         try server.psql("CREATE DATABASE shared")
         func rendezvous(_ name: String) throws -> (ChildProcess, UInt16, UInt16) {
-            let port = try LoopbackSocket.freePort()
-            let process = try start(
-                name, "pilot-rendezvous",
-                ["--registry-addr", "127.0.0.1:\(port)", "--beacon-addr", "127.0.0.1:0", "--state-dir", directory.path(name),
-                 "--database", server.url(database: "shared")],
-                ready: "beacon 127.0.0.1:")
-            let line = process.output.split(separator: "\n").first { $0.hasPrefix("beacon 127.0.0.1:") }
-            let beacon = try XCTUnwrap(line.flatMap { try? Endpoint(parsing: String($0.dropFirst("beacon ".count))).port })
-            return (process, port, beacon)
+            try startRendezvous(name, extra: ["--database", server.url(database: "shared")])
         }
         let (a, portA, beaconA) = try rendezvous("rendezvous-a")
         let (_, portB, beaconB) = try rendezvous("rendezvous-b")
