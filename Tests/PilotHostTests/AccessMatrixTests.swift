@@ -54,7 +54,7 @@ final class AccessMatrixTests: XCTestCase {
         let host = try ChildProcess(
             name: "pilot-host", executable: bin.appendingPathComponent("pilot-host"),
             arguments: ["--state-dir", directory.path("state"), "--runtime-dir", directory.path("run"), "--registry", "127.0.0.1:\(registryPort)",
-                        "--listen", "127.0.0.1:37000", "--admin-group", admins],
+                        "--listen", "127.0.0.1:0", "--admin-group", admins],
             logDirectory: directory.url)
         processes.append(host)
         XCTAssertTrue(ChildProcess.waitUntil(timeout: 20) { host.output.contains("pilot-host serving") })

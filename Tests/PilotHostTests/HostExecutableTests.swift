@@ -358,7 +358,7 @@ extension HostExecutableTests {
         if getuid() == 0 { command += ["/usr/bin/setpriv", "--bounding-set=-sys_resource"] }
         command += [bin.appendingPathComponent("pilot-host").path,
                     "--state-dir", directory.path("state"), "--runtime-dir", runtime, "--registry", "127.0.0.1:\(registryPort)",
-                    "--beacon", "127.0.0.1:1", "--listen", "127.0.0.1:37000"]
+                    "--beacon", "127.0.0.1:1", "--listen", "127.0.0.1:0"]
         let host = try ChildProcess(
             name: "pilot-host", executable: URL(fileURLWithPath: command[0]), arguments: Array(command.dropFirst()), logDirectory: directory.url)
         processes.append(host)

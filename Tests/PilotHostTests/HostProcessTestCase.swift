@@ -73,7 +73,7 @@ class HostProcessTestCase: XCTestCase {
         try start(
             "pilot-host-\(generation)", "pilot-host",
             ["--state-dir", directory.path("state"), "--runtime-dir", runtime, "--registry", "127.0.0.1:\(registryPort)",
-             "--beacon", "127.0.0.1:1", "--listen", "127.0.0.1:37000"],
+             "--beacon", "127.0.0.1:1", "--listen", "127.0.0.1:0"],
             ready: "pilot-host serving")
     }
 
