@@ -19,14 +19,15 @@ final class RegistryInstancesTests: PostgresTestCase {
         super.tearDown()
     }
 
-    /// An instance on the test's database, listening for the others once this returns.
+    /// An instance on the test's database, listening for the others once this returns, and
+    /// done reading everything as it started listening.
     private func makeInstance(_ configure: (inout Registry.Configuration) -> Void = { _ in }) throws -> (Registry, PostgresRegistryStore) {
         var configuration = Registry.Configuration()
         configure(&configuration)
         let store = try PostgresRegistryStore(location: try location())
         stores.append(store)
         let registry = try Registry(postgres: store, configuration: configuration)
-        XCTAssertTrue(ChildProcess.waitUntil(timeout: 5, every: 0.01) { store.listeningConnections >= 1 }, "listening")
+        XCTAssertTrue(ChildProcess.waitUntil(timeout: 5, every: 0.01) { store.readsOfEverything >= 1 }, "listening")
         return (registry, store)
     }
 
@@ -305,5 +306,92 @@ final class RegistryInstancesTests: PostgresTestCase {
         XCTAssertEqual(setHostname(a, later, "later").type, "set_hostname_ok")
         XCTAssertEqual(makePublic(a, later).type, "set_visibility_ok")
         seconds(until: "a listing after B read everything again") { (try? listed("later")) == ["later"] }
+    }
+
+    /// B's listening connection is cut, and reading everything again is made to wait: another
+    /// session holds the `network` table, so B's snapshot stops after its nodes were read. All
+    /// the while B answers from memory at once and writes what the database takes (a
+    /// registration); once the table is free, what B registered meanwhile, which its snapshot
+    /// does not hold, is still there, and so is what A registered meanwhile.
+    func testAnInstanceReadingEverythingAgainKeepsAnsweringAndKeepsWhatItCommittedMeanwhile() throws {
+        let (a, aStore) = try makeInstance()
+        let (b, bStore) = try makeInstance()
+        let (aReads, reads) = (aStore.readsOfEverything, bStore.readsOfEverything)
+        var before = try TestNode()
+        try register(a, &before)
+        seconds(until: "A's node at B") { lookup(b, before).type == "lookup_ok" }
+
+        let server = try self.server
+        let database = database
+        let holding = 5.0
+        let released = DispatchGroup()
+        released.enter()
+        DispatchQueue.global().async {
+            _ = try? server.psql("BEGIN; LOCK TABLE network IN ACCESS EXCLUSIVE MODE; SELECT pg_sleep(\(holding)); COMMIT;", database: database)
+            released.leave()
+        }
+        let locked = "SELECT COUNT(*) FROM pg_locks l JOIN pg_class c ON c.oid = l.relation WHERE c.relname = 'network' AND l.mode = 'AccessExclusiveLock' AND l.granted"
+        XCTAssertTrue(try ChildProcess.waitUntil(timeout: 3) { try server.psql(locked, database: database).trimmingCharacters(in: .whitespacesAndNewlines) == "1" })
+        _ = try server.psql("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '\(database)' AND query LIKE 'LISTEN%'")
+        let waiting = "SELECT COUNT(*) FROM pg_stat_activity WHERE datname = '\(database)' AND wait_event_type = 'Lock'"
+        XCTAssertTrue(
+            try ChildProcess.waitUntil(timeout: 3) { try server.psql(waiting).trimmingCharacters(in: .whitespacesAndNewlines) == "2" },
+            "both instances read everything again and wait for the table")
+        XCTAssertEqual(bStore.readsOfEverything, reads, "B's reading waits")
+
+        var started = Date()
+        XCTAssertEqual(lookup(b, before).type, "lookup_ok")
+        let lookupTook = Date().timeIntervalSince(started)
+        var during = try TestNode()
+        started = Date()
+        try register(b, &during)
+        let registerTook = Date().timeIntervalSince(started)
+        var fromA = try TestNode()
+        try register(a, &fromA)
+        print("RegistryInstancesTests: while B read everything again, a lookup took \(String(format: "%.3f", lookupTook)) s, a registration \(String(format: "%.3f", registerTook)) s")
+        XCTAssertLessThan(lookupTook, 1, "answered from memory, not after the reading")
+        XCTAssertLessThan(registerTook, 2, "a write the database takes is not held up by the reading")
+        XCTAssertEqual(bStore.readsOfEverything, reads, "the table is still held")
+
+        XCTAssertEqual(released.wait(timeout: .now() + holding + 10), .success)
+        seconds(until: "A's and B's reading of everything done", within: 5) { aStore.readsOfEverything > aReads && bStore.readsOfEverything > reads }
+        XCTAssertEqual(lookup(b, during).type, "lookup_ok", "B's own registration made while it read is kept")
+        XCTAssertEqual(lookup(a, fromA).type, "lookup_ok", "A's own registration made while it read is kept")
+        seconds(until: "A's registration made while B read, at B") { lookup(b, fromA).type == "lookup_ok" }
+        seconds(until: "B's registration made while A read, at A") { lookup(a, during).type == "lookup_ok" }
+        XCTAssertEqual(lookup(b, before).type, "lookup_ok")
+    }
+
+    /// A COMMIT PostgreSQL takes longer to do than B waits for (a deferred trigger sleeps 3 s in
+    /// it): B answers "not done" within its deadline and restores its memory; PostgreSQL commits
+    /// after all, and once the server process that did it has ended B reads the row again, so B
+    /// answers what the database holds, as A does.
+    func testACommitLeftUnansweredIsReadAgainOnceItsOutcomeIsSettled() throws {
+        let (a, _) = try makeInstance()
+        let (b, _) = try makeInstance()
+        var node = try TestNode()
+        try register(b, &node)
+        seconds(until: "B's node at A") { lookup(a, node).type == "lookup_ok" }
+        try server.psql(
+            """
+            CREATE FUNCTION slow_commit() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN PERFORM pg_sleep(3); RETURN NULL; END $$;
+            CREATE CONSTRAINT TRIGGER slow_commit AFTER UPDATE ON node DEFERRABLE INITIALLY DEFERRED
+                FOR EACH ROW WHEN (NEW.hostname IS DISTINCT FROM OLD.hostname) EXECUTE FUNCTION slow_commit();
+            """, database: database)
+
+        let started = Date()
+        let reply = setHostname(b, node, "slow")
+        let took = Date().timeIntervalSince(started)
+        print("RegistryInstancesTests: a COMMIT left unanswered answered in \(String(format: "%.3f", took)) s: \(reply.json.encodedString())")
+        XCTAssertEqual(reply.type, "error")
+        XCTAssertTrue(reply["error"]?.stringValue?.contains("not done") == true, reply.json.encodedString())
+        XCTAssertLessThan(took, 2, "refused within 2 s")
+        XCTAssertNotEqual(lookup(b, node)["hostname"], "slow", "B's memory was restored")
+
+        seconds(until: "the hostname PostgreSQL committed after all, at A", within: 8) { lookup(a, node)["hostname"] == "slow" }
+        seconds(until: "the same at B, read again once the COMMIT's process ended", within: 8) { lookup(b, node)["hostname"] == "slow" }
+        XCTAssertEqual(
+            try server.psql("SELECT hostname FROM node WHERE id = \(node.id)", database: database).trimmingCharacters(in: .whitespacesAndNewlines),
+            "slow")
     }
 }

@@ -18,16 +18,7 @@ extension Registry {
         var notify: [UInt32] = []
         let applied = lock.withLock {
             do {
-                // Nodes first, in one query (a host's batch at another instance names hundreds),
-                // then what hangs on them.
-                let named = changes.compactMap { change -> UInt32? in
-                    switch change {
-                    case .node(let id), .retired(let id): id
-                    default: nil
-                    }
-                }
-                if !named.isEmpty { try applyNodes(named, from: postgres) }
-                for change in changes { try apply(change, from: postgres, notify: &notify) }
+                try apply(changes, from: postgres, notify: &notify)
                 return true
             } catch {
                 databaseErrorCount += 1
@@ -36,6 +27,20 @@ extension Registry {
         }
         if let queued = configuration.handshakeQueued { notify.forEach(queued) }
         return applied
+    }
+
+    /// `apply`'s reading, with `lock` held; nodes with handshakes waiting go in `notify`.
+    private func apply(_ changes: [RegistryChange], from postgres: PostgresRegistryStore, notify: inout [UInt32]) throws {
+        // Nodes first, in one query (a host's batch at another instance names hundreds), then
+        // what hangs on them.
+        let named = changes.compactMap { change -> UInt32? in
+            switch change {
+            case .node(let id), .retired(let id): id
+            default: nil
+            }
+        }
+        if !named.isEmpty { try applyNodes(named, from: postgres) }
+        for change in changes { try apply(change, from: postgres, notify: &notify) }
     }
 
     /// The rows of nodes `ids` in memory, and those without a row (retired) out of it. Called
@@ -68,17 +73,40 @@ extension Registry {
 
     /// Reads everything again (the notifications of a while are lost), keeping what memory
     /// alone knows: when this instance last heard each node. False when the database failed.
+    ///
+    /// The reading takes a connection of its own and one snapshot of the database, and holds no
+    /// lock while it waits: the registry answers from memory, and refuses writes within its
+    /// deadline, however long the database takes. Then the snapshot replaces memory under the
+    /// lock, and the rows this instance committed or read on its own meanwhile, which the
+    /// snapshot may hold older, are read again. What the others committed meanwhile comes as
+    /// their notifications, applied after this.
     func reloadEverything() -> Bool {
+        guard let postgres = store as? PostgresRegistryStore else { return true }
+        lock.withLock { postgres.recordChanges() }
+        let snapshot: (state: RegistryState, highestRetired: UInt32)
+        do {
+            snapshot = try postgres.snapshot(now: clock())
+        } catch {
+            lock.withLock {
+                _ = postgres.takeRecordedChanges()
+                databaseErrorCount += 1
+            }
+            return false
+        }
         var waiting: [UInt32] = []
         let reloaded = lock.withLock {
+            let changedMeanwhile = postgres.takeRecordedChanges()
             let heard = nodes.values.filter(\.online).map { ($0.id, $0.lastSeen) }
+            replaceState(with: snapshot.state, highestRetired: snapshot.highestRetired)
+            for (id, lastSeen) in heard where nodes[id]?.online == true { nodes[id]?.lastSeen = lastSeen }
             do {
-                try loadState()
+                var notify: [UInt32] = []
+                try apply(changedMeanwhile, from: postgres, notify: &notify)
             } catch {
+                // Memory may lack this instance's own latest changes: read everything again later.
                 databaseErrorCount += 1
                 return false
             }
-            for (id, lastSeen) in heard where nodes[id]?.online == true { nodes[id]?.lastSeen = lastSeen }
             waiting = Array(Set(requests.keys).union(responses.keys))
             return true
         }
@@ -89,6 +117,7 @@ extension Registry {
     /// `stored`, a row another instance wrote, in memory: heard from now if it came online,
     /// else when this instance last heard it. Called with `lock` held.
     func rememberFromOtherInstance(_ stored: NodeRecord) {
+        (store as? PostgresRegistryStore)?.recordRead(.node(stored.id))
         var node = stored
         if let known = nodes[node.id], known.online, node.online { node.lastSeen = known.lastSeen }
         remember(node)

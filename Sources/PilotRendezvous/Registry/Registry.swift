@@ -143,8 +143,13 @@ public final class Registry: @unchecked Sendable {
 
     /// Replaces the in-memory state with what the store holds.
     func loadState() throws {
-        let state = try store.load(now: clock())
-        nextID = max(nextID, try store.highestRetiredID() &+ 1)
+        replaceState(with: try store.load(now: clock()), highestRetired: try store.highestRetiredID())
+    }
+
+    /// Replaces the in-memory state with `state`, read from the store, whose highest retired id
+    /// is `highestRetired`. Called with `lock` held (or from `init`).
+    func replaceState(with state: RegistryState, highestRetired: UInt32) {
+        nextID = max(nextID, highestRetired &+ 1)
         // Whoever watches the node table (the directory's copy) hears of every node that was
         // listed before as well as those listed now: a node gone meanwhile is gone there too.
         let watch = nodes.watch
@@ -167,10 +172,12 @@ public final class Registry: @unchecked Sendable {
                 nodes[node.id]?.registeredFrom = (try? Endpoint(parsing: node.realAddress))?.host ?? node.realAddress
             }
             if !node.online, node.offlineSince == nil {
-                // Offline since before retention was kept: its time starts now, kept on disk.
+                // Offline since before retention was kept: its time starts now, and is kept on
+                // disk. When the store refuses, memory keeps it all the same (the state is
+                // never left half replaced), and the next load dates it again.
                 var dated = nodes[node.id] ?? node
                 dated.offlineSince = Int64(wallClock())
-                try store.save(dated)
+                do { try store.save(dated) } catch { databaseErrorCount += 1 }
                 remember(dated)
             }
             nextID = max(nextID, node.id &+ 1)

@@ -47,8 +47,12 @@ final class PostgresChangeFeed: Sendable {
         var retryDelay = 1.0
         /// `start` ran: `run` shuts the event loop down when it ends.
         var started = false
+        /// `run` is ending and shuts the event loop down: nothing more may be asked of it.
+        var loopEnding = false
         /// Connections that listened, so far.
         var connections = 0
+        /// Times everything was read again to the end, so far.
+        var readsOfEverything = 0
     }
 
     init(
@@ -66,6 +70,9 @@ final class PostgresChangeFeed: Sendable {
     /// Connections that listened so far: more than one means it was lost and made again.
     var connections: Int { state.withLockedValue { $0.connections } }
 
+    /// Times everything was read again to the end (after each listen) so far.
+    var readsOfEverything: Int { state.withLockedValue { $0.readsOfEverything } }
+
     func start() {
         let task = Task { await self.run() }
         state.withLockedValue { state in
@@ -76,19 +83,23 @@ final class PostgresChangeFeed: Sendable {
 
     /// Stops listening and applying; what is queued is dropped. Once: later calls do nothing.
     func stop() {
-        let stopping = state.withLockedValue { state -> (task: Task<Void, Never>?, connection: PostgresConnection?, started: Bool)? in
+        let stopping = state.withLockedValue { state -> (task: Task<Void, Never>?, started: Bool)? in
             guard !state.stopped else { return nil }
             state.stopped = true
             defer {
                 state.task = nil
                 state.connection = nil
             }
-            return (state.task, state.connection, state.started)
+            // Closed here, under the lock, so that its close is under way before `run` may shut
+            // the event loop down (a close asked of a loop already shut down never completes).
+            // Once `run` is ending, it closes the connection itself.
+            if !state.loopEnding, let connection = state.connection {
+                connection.close().whenComplete { _ in withExtendedLifetime(connection) {} }
+            }
+            return (state.task, state.started)
         }
         guard let stopping else { return }
         stopping.task?.cancel()
-        let connection = stopping.connection
-        connection?.close().whenComplete { _ in withExtendedLifetime(connection) {} }
         // The loop goes when `run` has ended (it closes its connection on it first); never
         // started, at once.
         if !stopping.started { group.shutdownGracefully { _ in } }
@@ -97,7 +108,10 @@ final class PostgresChangeFeed: Sendable {
     // MARK: Listening
 
     private func run() async {
-        defer { group.shutdownGracefully { _ in } }
+        defer {
+            state.withLockedValue { $0.loopEnding = true }
+            group.shutdownGracefully { _ in }
+        }
         var delay = backOff.first
         while !Task.isCancelled {
             let listened = connections
@@ -164,6 +178,29 @@ final class PostgresChangeFeed: Sendable {
         }
     }
 
+    /// Reads the rows `changes` name again, as if another instance had changed them: this
+    /// instance's own transaction whose COMMIT went unanswered, once `process`, the server
+    /// process that COMMIT went to, has ended (waited for on a thread of its own, up to
+    /// `commitPatience`, then ended). When the database cannot tell, everything is read again,
+    /// later.
+    func readAgain(_ changes: [RegistryChange], onceEnded process: PostgresSession.ServerProcess?) {
+        guard let process else {
+            enqueue(changes, resynchronise: false)
+            return
+        }
+        let (location, logger, patience) = (location, logger, commitPatience)
+        DispatchQueue.global().async {
+            if PostgresSession.waitUntilEnded(process, at: location, patience: patience, logger: logger) {
+                self.enqueue(changes, resynchronise: false)
+            } else {
+                self.enqueue([], resynchronise: true)
+            }
+        }
+    }
+
+    /// How long a server process whose COMMIT went unanswered is waited for before it is ended.
+    let commitPatience: TimeAmount = .seconds(30)
+
     private func heard(_ payload: String) {
         guard let (sender, changes) = RegistryChange.parse(payload), sender != instance, !changes.isEmpty else { return }
         enqueue(changes, resynchronise: false)
@@ -211,7 +248,10 @@ final class PostgresChangeFeed: Sendable {
                 queue.asyncAfter(deadline: .now() + wait) { self.drain() }
                 return
             }
-            state.withLockedValue { $0.retryDelay = 1 }
+            state.withLockedValue { state in
+                state.retryDelay = 1
+                if round.resynchronise { state.readsOfEverything += 1 }
+            }
         }
     }
 }

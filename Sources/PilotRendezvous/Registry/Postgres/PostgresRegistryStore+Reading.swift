@@ -8,15 +8,37 @@ import PostgresNIO
 /// other instances was lost), or the rows another instance's change names (`RegistryChange`).
 extension PostgresRegistryStore {
     func load(now: Double) throws -> RegistryState {
+        try readState(on: session, now: now)
+    }
+
+    /// Every row, read on a connection opened for this and closed after, in one snapshot
+    /// (`REPEATABLE READ`), with the highest retired id: for reading everything again while the
+    /// registry goes on with its own connection and without its lock. Each statement may take
+    /// `startTimeout`. Called from one thread at a time (the feed's queue).
+    func snapshot(now: Double) throws -> (state: RegistryState, highestRetired: UInt32) {
+        var timeouts = PostgresSession.Timeouts()
+        timeouts.connect = .seconds(5)
+        timeouts.statement = Self.startTimeout
+        let reader = PostgresSession(location: session.location, timeouts: timeouts, logger: logger)
+        try reader.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+        let state = try readState(on: reader, now: now)
+        let highest = try reader.rows("SELECT COALESCE(MAX(id), 0) FROM tombstone").rows.first?.decode(Int64.self) ?? 0
+        try reader.execute("COMMIT")
+        return (state, UInt32(truncatingIfNeeded: highest))
+    }
+
+    /// Every row of the state, through `reader`, each statement within `startTimeout`.
+    private func readState(on reader: PostgresSession, now: Double) throws -> RegistryState {
         let timeout = Self.startTimeout
-        let nodes = try session.rows("SELECT \(unescaped: Self.nodeColumns) FROM node", timeout: timeout).map { try Self.node(from: $0, now: now) }
-        let trust = try session.rows("SELECT a, b FROM trust", timeout: timeout).map { row in
+        let nodes = try reader.rows("SELECT \(unescaped: Self.nodeColumns) FROM node", timeout: timeout).map { try Self.node(from: $0, now: now) }
+        let trust = try reader.rows("SELECT a, b FROM trust", timeout: timeout).map { row in
             let (a, b) = try row.decode((Int64, Int64).self)
             return (UInt32(truncatingIfNeeded: a), UInt32(truncatingIfNeeded: b))
         }
-        let (requests, responses) = try inboxes(of: nil, timeout: timeout)
+        let (requests, responses) = try inboxes(of: nil, on: reader, timeout: timeout)
         return RegistryState(
-            nodes: nodes, trust: trust, requests: requests, responses: responses, networks: try networks(nil, timeout: timeout))
+            nodes: nodes, trust: trust, requests: requests, responses: responses,
+            networks: try networks(nil, on: reader, timeout: timeout))
     }
 
     /// The rows of the nodes `ids` that have one (those without were retired), in one query.
@@ -38,10 +60,12 @@ extension PostgresRegistryStore {
         return try session.rows("SELECT 1 FROM trust WHERE a = \(low) AND b = \(high)").rows.first != nil
     }
 
-    /// The relayed handshakes waiting for `node`, or for every node when it is nil, oldest first.
+    /// The relayed handshakes waiting for `node`, or for every node when it is nil, oldest first
+    /// (through `reader`, by default the registry's session).
     func inboxes(
-        of node: UInt32?, timeout: TimeAmount? = nil
+        of node: UInt32?, on reader: PostgresSession? = nil, timeout: TimeAmount? = nil
     ) throws -> (requests: [UInt32: [PendingHandshake]], responses: [UInt32: [PendingResponse]]) {
+        let session = reader ?? session
         let id = node.map(Int64.init)
         var requests: [UInt32: [PendingHandshake]] = [:]
         for row in try session.rows(
@@ -68,8 +92,10 @@ extension PostgresRegistryStore {
         return (requests, responses)
     }
 
-    /// Network `id` with its members, or every network when it is nil.
-    func networks(_ id: UInt16?, timeout: TimeAmount? = nil) throws -> [CustomNetwork] {
+    /// Network `id` with its members, or every network when it is nil (through `reader`, by
+    /// default the registry's session).
+    func networks(_ id: UInt16?, on reader: PostgresSession? = nil, timeout: TimeAmount? = nil) throws -> [CustomNetwork] {
+        let session = reader ?? session
         let filter = id.map(Int.init)
         var networks: [UInt16: CustomNetwork] = [:]
         for row in try session.rows(

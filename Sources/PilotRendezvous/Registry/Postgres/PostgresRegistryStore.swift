@@ -19,10 +19,13 @@ public final class PostgresRegistryStore: RegistryStorage {
     let instance = String(UInt64.random(in: 1...UInt64.max), radix: 16)
     /// Hears the other instances, once the registry follows them (`listen`).
     private var feed: PostgresChangeFeed?
-    private let logger: Logger
+    let logger: Logger
     /// What the open transaction changed, told to the others when it commits.
     private var changes: [RegistryChange] = []
     private var changeSet: Set<RegistryChange> = []
+    /// While a snapshot is read: what this instance committed or read meanwhile
+    /// (`recordChanges`).
+    private var recordedChanges: [RegistryChange]?
 
     /// How long start-up (connecting, migrating, loading every row) may take.
     public static let startTimeout: TimeAmount = .seconds(30)
@@ -71,6 +74,10 @@ public final class PostgresRegistryStore: RegistryStorage {
     /// How often the connection that hears the other instances listened: more than once
     /// means it was lost and made again, and everything was read again.
     public var listeningConnections: Int { feed?.connections ?? 0 }
+
+    /// Times everything was read again to the end: once after each listening connection was
+    /// made.
+    public var readsOfEverything: Int { feed?.readsOfEverything ?? 0 }
 
     func save(_ node: NodeRecord) throws {
         let id = Int64(node.id)
@@ -210,15 +217,51 @@ public final class PostgresRegistryStore: RegistryStorage {
 
     /// Runs `body`, PostgreSQL's transaction or savepoint, and when the outermost transaction
     /// commits, notifies the others of what it changed, in the same round trip as its COMMIT.
+    ///
+    /// A COMMIT left unanswered (the deadline passed, the connection broke) may have committed
+    /// or not: the caller reports the change not done and restores its memory, and the rows it
+    /// names are handed to this instance's own feed, to be read again as another instance's
+    /// change would be, once the server process it was sent to has ended (its outcome is then
+    /// settled).
     func transaction<R>(_ body: () throws -> R) throws -> R {
         let outermost = session.depth == 0
         if outermost { forgetChanges() }
         defer { if outermost { forgetChanges() } }
-        return try session.transaction {
-            let result = try body()
-            if outermost { session.sendWithCommit(RegistryChange.notifications(of: changes, from: instance)) }
+        do {
+            let result = try session.transaction {
+                let result = try body()
+                if outermost { session.sendWithCommit(RegistryChange.notifications(of: changes, from: instance)) }
+                return result
+            }
+            if outermost { recordedChanges?.append(contentsOf: changes) }
             return result
+        } catch {
+            if outermost, session.commitUnanswered, !changes.isEmpty {
+                recordedChanges?.append(contentsOf: changes)
+                feed?.readAgain(changes, onceEnded: session.unansweredCommitProcess)
+            }
+            throw error
         }
+    }
+
+    /// From now on notes what this instance's transactions commit, and the rows it reads into
+    /// memory on its own (`recordRead`), until `takeRecordedChanges`: a snapshot read meanwhile
+    /// may hold older rows. Called with `Registry.lock` held.
+    func recordChanges() {
+        recordedChanges = []
+    }
+
+    /// Notes `change`, a row read into memory, while changes are recorded. Called with
+    /// `Registry.lock` held.
+    func recordRead(_ change: RegistryChange) {
+        recordedChanges?.append(change)
+    }
+
+    /// What was committed or read since `recordChanges`, and stops noting it. Called with
+    /// `Registry.lock` held.
+    func takeRecordedChanges() -> [RegistryChange] {
+        defer { recordedChanges = nil }
+        return recordedChanges ?? []
     }
 
     /// `body` in a transaction of its own (or of the caller), `change` told when it commits.

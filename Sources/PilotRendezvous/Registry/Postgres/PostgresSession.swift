@@ -39,6 +39,20 @@ final class PostgresSession {
     private var connections = 0
     /// Open transactions and savepoints: 0 outside a transaction.
     private(set) var depth = 0
+    /// The last transaction's COMMIT failed for want of the database (no answer within the
+    /// deadline, a broken connection): PostgreSQL may have committed it or not. The server
+    /// process it was sent to, when known: the outcome is settled once that process has ended
+    /// (`waitUntilEnded`).
+    private(set) var commitUnanswered = false
+    private(set) var unansweredCommitProcess: ServerProcess?
+    /// The server process of the open connection.
+    private var backend: ServerProcess?
+
+    /// A server process of PostgreSQL: its pid, and when it started (a pid is reused).
+    struct ServerProcess: Sendable, Equatable {
+        var pid: Int32
+        var started: String
+    }
     /// BEGIN, SAVEPOINT and RELEASE statements not sent yet: they go before the next statement.
     private var owed: [String] = []
     /// Statements of the open transaction sent together with its COMMIT (its NOTIFYs), so
@@ -127,6 +141,8 @@ final class PostgresSession {
         }
         owed = ["BEGIN"]
         depth = 1
+        commitUnanswered = false
+        unansweredCommitProcess = nil
         defer {
             depth = 0
             owed = []
@@ -137,7 +153,15 @@ final class PostgresSession {
             guard owed.first != "BEGIN" else { return result }  // nothing was written
             owed = withCommit
             // A transaction a failed statement aborted answers COMMIT with ROLLBACK, no error.
-            let committed = try rows(PostgresQuery(unsafeSQL: "COMMIT"))
+            let committed: PostgresQueryResult
+            let process = backend
+            do {
+                committed = try rows(PostgresQuery(unsafeSQL: "COMMIT"))
+            } catch let error as RegistryStorageUnavailable {
+                commitUnanswered = true
+                unansweredCommitProcess = process
+                throw error
+            }
             guard committed.metadata.command == "COMMIT" else {
                 throw StoreError(code: 1, message: "the transaction was rolled back by PostgreSQL (a statement in it failed)")
             }
@@ -181,6 +205,14 @@ final class PostgresSession {
         do {
             let (opened, server) = try wait(for: connecting, within: timeouts.connect, what: "connecting")
             connection = opened
+            // Which server process this is: to wait for, should a COMMIT on it go unanswered.
+            let process = try wait(
+                for: opened.query(PostgresQuery(unsafeSQL: "SELECT pid, backend_start::TEXT FROM pg_stat_activity WHERE pid = pg_backend_pid()"), logger: logger),
+                within: timeouts.connect, what: "asking which server process serves the connection")
+            backend = try process.rows.first.map { row in
+                let (pid, started) = try row.decode((Int32, String).self)
+                return ServerProcess(pid: pid, started: started)
+            }
             retryAt = .distantPast
             logger.info("connected to the registry database", metadata: ["database": "\(location)", "server": "\(server)"])
             return opened
@@ -304,8 +336,42 @@ final class PostgresSession {
     /// connects again.
     private func drop() {
         guard let connection else { return }
+        backend = nil
         connection.close().whenComplete { _ in withExtendedLifetime(connection) {} }
         self.connection = nil
+    }
+
+    /// Waits until `process` of `location` has ended, asking every 50 ms on a connection of
+    /// its own: a process whose client left it in the middle of a COMMIT ends once that COMMIT
+    /// is done or undone, and then its outcome is what the database holds. Past `patience` it
+    /// is ended (`pg_terminate_backend`). False when the database could not be asked.
+    static func waitUntilEnded(_ process: ServerProcess, at location: PostgresLocation, patience: TimeAmount, logger: Logger) -> Bool {
+        var timeouts = Timeouts()
+        timeouts.connect = .seconds(5)
+        timeouts.statement = .seconds(5)
+        let session = PostgresSession(location: location, timeouts: timeouts, logger: logger)
+        let giveUp = NIODeadline.now() + patience
+        var terminated = false
+        while true {
+            let alive: Bool
+            do {
+                alive = try session.rows(
+                    "SELECT 1 FROM pg_stat_activity WHERE pid = \(process.pid) AND backend_start::TEXT = \(process.started)"
+                ).rows.first != nil
+            } catch {
+                return false
+            }
+            guard alive else { return true }
+            if NIODeadline.now() >= giveUp {
+                guard !terminated else { return false }
+                terminated = true
+                logger.warning(
+                    "a registry transaction's server process did not end after its COMMIT went unanswered; ending it",
+                    metadata: ["database": "\(location)", "pid": "\(process.pid)"])
+                _ = try? session.rows("SELECT pg_terminate_backend(\(process.pid))")
+            }
+            Thread.sleep(forTimeInterval: 0.05)
+        }
     }
 
     // MARK: Errors
