@@ -1,5 +1,6 @@
 import Foundation
 import NIOConcurrencyHelpers
+import NIOCore
 import PilotRendezvous
 import PilotTestSupport
 import PilotWire
@@ -21,10 +22,12 @@ final class RegistryInstancesTests: PostgresTestCase {
 
     /// An instance on the test's database, listening for the others once this returns, and
     /// done reading everything as it started listening.
-    private func makeInstance(_ configure: (inout Registry.Configuration) -> Void = { _ in }) throws -> (Registry, PostgresRegistryStore) {
+    private func makeInstance(
+        commitPatience: TimeAmount = .seconds(30), _ configure: (inout Registry.Configuration) -> Void = { _ in }
+    ) throws -> (Registry, PostgresRegistryStore) {
         var configuration = Registry.Configuration()
         configure(&configuration)
-        let store = try PostgresRegistryStore(location: try location())
+        let store = try PostgresRegistryStore(location: try location(), commitPatience: commitPatience)
         stores.append(store)
         let registry = try Registry(postgres: store, configuration: configuration)
         XCTAssertTrue(ChildProcess.waitUntil(timeout: 5, every: 0.01) { store.readsOfEverything >= 1 }, "listening")
@@ -367,14 +370,41 @@ final class RegistryInstancesTests: PostgresTestCase {
     /// after all, and once the server process that did it has ended B reads the row again, so B
     /// answers what the database holds, as A does.
     func testACommitLeftUnansweredIsReadAgainOnceItsOutcomeIsSettled() throws {
+        let (a, b, node) = try setHostnameWithACommitThatTakes(3, patience: .seconds(30))
+        seconds(until: "the hostname PostgreSQL committed after all, at A", within: 8) { lookup(a, node)["hostname"] == "slow" }
+        seconds(until: "the same at B, read again once the COMMIT's process ended", within: 8) { lookup(b, node)["hostname"] == "slow" }
+        XCTAssertEqual(try storedHostname(node), "slow")
+    }
+
+    /// The same COMMIT, with a trigger that would sleep 60 s: past its patience (2 s here) B
+    /// ends the server process (`pg_terminate_backend`), which undoes the COMMIT, and B answers
+    /// what the database holds: the old name.
+    func testACommitLeftUnansweredWhoseProcessWillNotEndIsEndedAndItsOutcomeRead() throws {
+        let (a, b, node) = try setHostnameWithACommitThatTakes(60, patience: .seconds(2))
+        let process = "SELECT COUNT(*) FROM pg_stat_activity WHERE datname = '\(database)' AND query = 'COMMIT'"
+        seconds(until: "the COMMIT's process ended by B", within: 10) {
+            (try? server.psql(process).trimmingCharacters(in: .whitespacesAndNewlines)) == "0"
+        }
+        XCTAssertEqual(try storedHostname(node), "", "the COMMIT was undone")
+        XCTAssertNotEqual(lookup(b, node)["hostname"], "slow")
+        XCTAssertNotEqual(lookup(a, node)["hostname"], "slow")
+        XCTAssertTrue(try server.log.contains("terminating connection due to administrator command"), "ended by pg_terminate_backend")
+    }
+
+    /// Instances A and B, node registered at B, and B's `set_hostname` to "slow" whose COMMIT
+    /// a deferred trigger holds `seconds` (B's feed waits `patience` for its process), answered
+    /// "not done" within 2 s with B's memory as before.
+    private func setHostnameWithACommitThatTakes(
+        _ seconds: Int, patience: TimeAmount
+    ) throws -> (a: Registry, b: Registry, node: TestNode) {
         let (a, _) = try makeInstance()
-        let (b, _) = try makeInstance()
+        let (b, _) = try makeInstance(commitPatience: patience)
         var node = try TestNode()
         try register(b, &node)
-        seconds(until: "B's node at A") { lookup(a, node).type == "lookup_ok" }
+        self.seconds(until: "B's node at A") { lookup(a, node).type == "lookup_ok" }
         try server.psql(
             """
-            CREATE FUNCTION slow_commit() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN PERFORM pg_sleep(3); RETURN NULL; END $$;
+            CREATE FUNCTION slow_commit() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN PERFORM pg_sleep(\(seconds)); RETURN NULL; END $$;
             CREATE CONSTRAINT TRIGGER slow_commit AFTER UPDATE ON node DEFERRABLE INITIALLY DEFERRED
                 FOR EACH ROW WHEN (NEW.hostname IS DISTINCT FROM OLD.hostname) EXECUTE FUNCTION slow_commit();
             """, database: database)
@@ -387,11 +417,11 @@ final class RegistryInstancesTests: PostgresTestCase {
         XCTAssertTrue(reply["error"]?.stringValue?.contains("not done") == true, reply.json.encodedString())
         XCTAssertLessThan(took, 2, "refused within 2 s")
         XCTAssertNotEqual(lookup(b, node)["hostname"], "slow", "B's memory was restored")
+        return (a, b, node)
+    }
 
-        seconds(until: "the hostname PostgreSQL committed after all, at A", within: 8) { lookup(a, node)["hostname"] == "slow" }
-        seconds(until: "the same at B, read again once the COMMIT's process ended", within: 8) { lookup(b, node)["hostname"] == "slow" }
-        XCTAssertEqual(
-            try server.psql("SELECT hostname FROM node WHERE id = \(node.id)", database: database).trimmingCharacters(in: .whitespacesAndNewlines),
-            "slow")
+    /// The hostname column of `node`'s row ("" for none).
+    private func storedHostname(_ node: TestNode) throws -> String {
+        try server.psql("SELECT hostname FROM node WHERE id = \(node.id)", database: database).trimmingCharacters(in: .whitespacesAndNewlines)
     }
 }

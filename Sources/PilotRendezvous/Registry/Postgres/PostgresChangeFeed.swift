@@ -53,15 +53,21 @@ final class PostgresChangeFeed: Sendable {
         var connections = 0
         /// Times everything was read again to the end, so far.
         var readsOfEverything = 0
+        /// Unanswered COMMITs whose server processes are to be waited for (`readAgain`), the
+        /// thread that waits for them running, and whether some were left out.
+        var unsettled: [Unsettled] = []
+        var settling = false
+        var resynchroniseOnceSettled = false
     }
 
     init(
-        location: PostgresLocation, instance: String, backOff: BackOff, logger: Logger,
+        location: PostgresLocation, instance: String, backOff: BackOff, commitPatience: TimeAmount, logger: Logger,
         apply: @escaping @Sendable ([RegistryChange]) -> Bool, resynchronise: @escaping @Sendable () -> Bool
     ) {
         self.location = location
         self.instance = instance
         self.backOff = backOff
+        self.commitPatience = commitPatience
         self.logger = logger
         self.apply = apply
         self.resynchronise = resynchronise
@@ -180,26 +186,63 @@ final class PostgresChangeFeed: Sendable {
 
     /// Reads the rows `changes` name again, as if another instance had changed them: this
     /// instance's own transaction whose COMMIT went unanswered, once `process`, the server
-    /// process that COMMIT went to, has ended (waited for on a thread of its own, up to
-    /// `commitPatience`, then ended). When the database cannot tell, everything is read again,
-    /// later.
+    /// process that COMMIT went to, has ended (`PostgresSession.waitUntilEnded`; past
+    /// `commitPatience` from now it is ended). When the database cannot tell, everything is read
+    /// again, later.
+    ///
+    /// One thread waits for them all, in turn, each until its own deadline: a database whose
+    /// every COMMIT hangs (one waiting for a synchronous standby that is gone) costs one thread,
+    /// not one per request. Past `maxUnsettled` waiting, everything is read again once the
+    /// waits are done.
     func readAgain(_ changes: [RegistryChange], onceEnded process: PostgresSession.ServerProcess?) {
         guard let process else {
             enqueue(changes, resynchronise: false)
             return
         }
-        let (location, logger, patience) = (location, logger, commitPatience)
-        DispatchQueue.global().async {
-            if PostgresSession.waitUntilEnded(process, at: location, patience: patience, logger: logger) {
-                self.enqueue(changes, resynchronise: false)
+        let startWaiter = state.withLockedValue { state -> Bool in
+            if state.unsettled.count < Self.maxUnsettled {
+                state.unsettled.append(Unsettled(process: process, changes: changes, giveUp: .now() + commitPatience))
             } else {
-                self.enqueue([], resynchronise: true)
+                state.resynchroniseOnceSettled = true
             }
+            defer { state.settling = true }
+            return !state.settling
         }
+        if startWaiter { DispatchQueue.global().async { self.settle() } }
+    }
+
+    /// An unanswered COMMIT's server process to wait for, and the rows to read once it ended.
+    struct Unsettled {
+        var process: PostgresSession.ServerProcess
+        var changes: [RegistryChange]
+        var giveUp: NIODeadline
+    }
+
+    /// Waits for each unsettled COMMIT's process in turn, then has its rows read again.
+    private func settle() {
+        while true {
+            let next = state.withLockedValue { state -> Unsettled? in
+                guard !state.stopped, !state.unsettled.isEmpty else {
+                    state.settling = false
+                    return nil
+                }
+                return state.unsettled.removeFirst()
+            }
+            guard let next else { break }
+            let settled = PostgresSession.waitUntilEnded(next.process, at: location, until: next.giveUp, logger: logger)
+            enqueue(settled ? next.changes : [], resynchronise: !settled)
+        }
+        let again = state.withLockedValue { state in
+            defer { state.resynchroniseOnceSettled = false }
+            return state.resynchroniseOnceSettled
+        }
+        if again { enqueue([], resynchronise: true) }
     }
 
     /// How long a server process whose COMMIT went unanswered is waited for before it is ended.
-    let commitPatience: TimeAmount = .seconds(30)
+    private let commitPatience: TimeAmount
+    /// Unanswered COMMITs waited for, at most.
+    static let maxUnsettled = 1000
 
     private func heard(_ payload: String) {
         guard let (sender, changes) = RegistryChange.parse(payload), sender != instance, !changes.isEmpty else { return }

@@ -27,15 +27,20 @@ public final class PostgresRegistryStore: RegistryStorage {
     /// (`recordChanges`).
     private var recordedChanges: [RegistryChange]?
 
+    private let commitPatience: TimeAmount
     /// How long start-up (connecting, migrating, loading every row) may take.
     public static let startTimeout: TimeAmount = .seconds(30)
 
     /// Connects to `location` and brings its schema up to date. Throws, naming the database,
     /// when it cannot be reached, refuses us, or holds a newer schema.
+    /// `commitPatience`: how long the server process of a COMMIT left unanswered is waited for
+    /// before it is ended (`PostgresChangeFeed.readAgain`).
     public init(
         location: PostgresLocation, logger: Logger = Logger(label: "pilot-rendezvous.postgres"),
-        connectTimeout: TimeAmount = .milliseconds(500), statementTimeout: TimeAmount = .milliseconds(1400)
+        connectTimeout: TimeAmount = .milliseconds(500), statementTimeout: TimeAmount = .milliseconds(1400),
+        commitPatience: TimeAmount = .seconds(30)
     ) throws {
+        self.commitPatience = commitPatience
         var timeouts = PostgresSession.Timeouts()
         timeouts.connect = connectTimeout
         timeouts.statement = statementTimeout
@@ -61,7 +66,8 @@ public final class PostgresRegistryStore: RegistryStorage {
         resynchronise: @escaping @Sendable () -> Bool
     ) {
         let feed = PostgresChangeFeed(
-            location: session.location, instance: instance, backOff: backOff, logger: logger, apply: apply, resynchronise: resynchronise)
+            location: session.location, instance: instance, backOff: backOff, commitPatience: commitPatience, logger: logger, apply: apply,
+            resynchronise: resynchronise)
         self.feed = feed
         feed.start()
     }

@@ -343,14 +343,15 @@ final class PostgresSession {
 
     /// Waits until `process` of `location` has ended, asking every 50 ms on a connection of
     /// its own: a process whose client left it in the middle of a COMMIT ends once that COMMIT
-    /// is done or undone, and then its outcome is what the database holds. Past `patience` it
-    /// is ended (`pg_terminate_backend`). False when the database could not be asked.
-    static func waitUntilEnded(_ process: ServerProcess, at location: PostgresLocation, patience: TimeAmount, logger: Logger) -> Bool {
+    /// is done or undone, and then its outcome is what the database holds. Past `until` it is
+    /// ended (`pg_terminate_backend`) and waited for 5 s more. False when the database could
+    /// not be asked, or the process would not end.
+    static func waitUntilEnded(_ process: ServerProcess, at location: PostgresLocation, until: NIODeadline, logger: Logger) -> Bool {
         var timeouts = Timeouts()
         timeouts.connect = .seconds(5)
         timeouts.statement = .seconds(5)
         let session = PostgresSession(location: location, timeouts: timeouts, logger: logger)
-        let giveUp = NIODeadline.now() + patience
+        var giveUp = until
         var terminated = false
         while true {
             let alive: Bool
@@ -369,6 +370,7 @@ final class PostgresSession {
                     "a registry transaction's server process did not end after its COMMIT went unanswered; ending it",
                     metadata: ["database": "\(location)", "pid": "\(process.pid)"])
                 _ = try? session.rows("SELECT pg_terminate_backend(\(process.pid))")
+                giveUp = NIODeadline.now() + .seconds(5)
             }
             Thread.sleep(forTimeInterval: 0.05)
         }
