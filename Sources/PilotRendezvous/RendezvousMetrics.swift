@@ -14,7 +14,7 @@ public final class RendezvousMetrics: Sendable {
     /// What each series counts (its `# HELP` line; README, "Metrics", says more).
     static let help: [String: String] = [
         "pilot_rendezvous_registered_nodes": "Nodes the registry knows, online or not.",
-        "pilot_rendezvous_database_errors_total": "Requests that failed because the registry's database refused a read or a write.",
+        "pilot_rendezvous_database_errors_total": "Requests and the registry's own rounds (reaping, retiring, following other instances) that failed because its database refused a read or a write.",
         "pilot_rendezvous_beacon_relayed_packets_total": "Frames the beacon relayed.",
         "pilot_rendezvous_beacon_relayed_bytes_total": "Bytes of the frames the beacon relayed.",
         "pilot_rendezvous_beacon_punch_requests_total": "Hole punches the beacon coordinated.",

@@ -131,7 +131,9 @@ final class RegistryStoreFailureTests: XCTestCase {
             registry.handle(RegistryMessage(type: "lookup", ["node_id": .integer(Int64(b.id))]), peerIP: "x")["online"], true,
             "b is still online")
         now += 1000
+        let errors = registry.databaseErrors
         XCTAssertEqual(registry.reap(), 0, "the reaper could not store b offline, so b stays online")
+        XCTAssertEqual(registry.databaseErrors, errors + 1, "the reaper's refused write is counted")
 
         store.refusing = false
         let bID = b.id

@@ -46,6 +46,7 @@ extension Registry {
             } catch {
                 // Kept online, as the store has them (or the database could not say who is
                 // silent); the next reap tries again.
+                databaseErrorCount += 1
             }
             retireExpired()
             pruneRegistrationBuckets(now: now)

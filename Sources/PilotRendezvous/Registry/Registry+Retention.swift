@@ -14,6 +14,7 @@ extension Registry {
         do {
             try store.transaction { for node in expired { try store.retire(node) } }
         } catch {
+            databaseErrorCount += 1
             return  // the disk refused: keep them all, try again at the next reap
         }
         forget(expired)

@@ -216,7 +216,8 @@ public final class Registry: @unchecked Sendable {
         return nodes.count
     }
 
-    /// Requests that failed because `registry.db` refused a read or a write, so far.
+    /// Requests and rounds of its own (reaping, retiring, reading what other instances changed)
+    /// that failed because the store (`registry.db`, or PostgreSQL) refused a read or a write, so far.
     public var databaseErrors: Int { lock.withLock { databaseErrorCount } }
 
     /// The Ed25519 key `node` registered with, if it is known.
