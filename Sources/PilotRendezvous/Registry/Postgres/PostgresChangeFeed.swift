@@ -218,8 +218,10 @@ final class PostgresChangeFeed: Sendable {
         var giveUp: NIODeadline
     }
 
-    /// Waits for each unsettled COMMIT's process in turn, then has its rows read again.
+    /// Waits for each unsettled COMMIT's process in turn, on one connection, then has its rows
+    /// read again.
     private func settle() {
+        let session = PostgresSession.watching(location, logger: logger)
         while true {
             let next = state.withLockedValue { state -> Unsettled? in
                 guard !state.stopped, !state.unsettled.isEmpty else {
@@ -229,7 +231,7 @@ final class PostgresChangeFeed: Sendable {
                 return state.unsettled.removeFirst()
             }
             guard let next else { break }
-            let settled = PostgresSession.waitUntilEnded(next.process, at: location, until: next.giveUp, logger: logger)
+            let settled = session.waitUntilEnded(next.process, until: next.giveUp)
             enqueue(settled ? next.changes : [], resynchronise: !settled)
         }
         let again = state.withLockedValue { state in

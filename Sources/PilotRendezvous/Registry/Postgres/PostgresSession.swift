@@ -341,22 +341,26 @@ final class PostgresSession {
         self.connection = nil
     }
 
-    /// Waits until `process` of `location` has ended, asking every 50 ms on a connection of
-    /// its own: a process whose client left it in the middle of a COMMIT ends once that COMMIT
-    /// is done or undone, and then its outcome is what the database holds. Past `until` it is
-    /// ended (`pg_terminate_backend`) and waited for 5 s more. False when the database could
-    /// not be asked, or the process would not end.
-    static func waitUntilEnded(_ process: ServerProcess, at location: PostgresLocation, until: NIODeadline, logger: Logger) -> Bool {
+    /// A session for `waitUntilEnded`: 5 s to connect, 5 s per statement.
+    static func watching(_ location: PostgresLocation, logger: Logger) -> PostgresSession {
         var timeouts = Timeouts()
         timeouts.connect = .seconds(5)
         timeouts.statement = .seconds(5)
-        let session = PostgresSession(location: location, timeouts: timeouts, logger: logger)
+        return PostgresSession(location: location, timeouts: timeouts, logger: logger)
+    }
+
+    /// Waits until `process` has ended, asking this session (not the one that sent its COMMIT)
+    /// every 50 ms: a process whose client left it in the middle of a COMMIT ends once that
+    /// COMMIT is done or undone, and then its outcome is what the database holds. Past `until`
+    /// it is ended (`pg_terminate_backend`) and waited for 5 s more. False when the database
+    /// could not be asked, or the process would not end.
+    func waitUntilEnded(_ process: ServerProcess, until: NIODeadline) -> Bool {
         var giveUp = until
         var terminated = false
         while true {
             let alive: Bool
             do {
-                alive = try session.rows(
+                alive = try rows(
                     "SELECT 1 FROM pg_stat_activity WHERE pid = \(process.pid) AND backend_start::TEXT = \(process.started)"
                 ).rows.first != nil
             } catch {
@@ -369,7 +373,7 @@ final class PostgresSession {
                 logger.warning(
                     "a registry transaction's server process did not end after its COMMIT went unanswered; ending it",
                     metadata: ["database": "\(location)", "pid": "\(process.pid)"])
-                _ = try? session.rows("SELECT pg_terminate_backend(\(process.pid))")
+                _ = try? rows("SELECT pg_terminate_backend(\(process.pid))")
                 giveUp = NIODeadline.now() + .seconds(5)
             }
             Thread.sleep(forTimeInterval: 0.05)
