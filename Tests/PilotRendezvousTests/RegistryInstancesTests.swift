@@ -392,19 +392,19 @@ final class RegistryInstancesTests: PostgresTestCase {
     }
 
     /// Instances A and B, node registered at B, and B's `set_hostname` to "slow" whose COMMIT
-    /// a deferred trigger holds `seconds` (B's feed waits `patience` for its process), answered
+    /// a deferred trigger holds `sleep` seconds (B's feed waits `patience` for its process), answered
     /// "not done" within 2 s with B's memory as before.
     private func setHostnameWithACommitThatTakes(
-        _ seconds: Int, patience: TimeAmount
+        _ sleep: Int, patience: TimeAmount
     ) throws -> (a: Registry, b: Registry, node: TestNode) {
         let (a, _) = try makeInstance()
         let (b, _) = try makeInstance(commitPatience: patience)
         var node = try TestNode()
         try register(b, &node)
-        self.seconds(until: "B's node at A") { lookup(a, node).type == "lookup_ok" }
+        seconds(until: "B's node at A") { lookup(a, node).type == "lookup_ok" }
         try server.psql(
             """
-            CREATE FUNCTION slow_commit() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN PERFORM pg_sleep(\(seconds)); RETURN NULL; END $$;
+            CREATE FUNCTION slow_commit() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN PERFORM pg_sleep(\(sleep)); RETURN NULL; END $$;
             CREATE CONSTRAINT TRIGGER slow_commit AFTER UPDATE ON node DEFERRABLE INITIALLY DEFERRED
                 FOR EACH ROW WHEN (NEW.hostname IS DISTINCT FROM OLD.hostname) EXECUTE FUNCTION slow_commit();
             """, database: database)

@@ -11,8 +11,9 @@ import PostgresNIO
 /// notifications sent meanwhile are lost, so everything is read again. The registry keeps
 /// answering from memory all the while.
 ///
-/// `apply` and `resynchronise` read the database and take the registry's lock: they run on a
-/// serial queue of the feed's own, never on an event loop or in a task. Changes that arrive
+/// `apply` and `resynchronise` read the database and take the registry's lock (`resynchronise`
+/// only once it has read): they run on a serial queue of the feed's own, never on an event loop
+/// or in a task. Changes that arrive
 /// while one round runs are gathered and applied together in the next. Each returns whether it
 /// succeeded; after a failure (the database gone meanwhile) everything is read again later.
 final class PostgresChangeFeed: Sendable {
@@ -221,7 +222,7 @@ final class PostgresChangeFeed: Sendable {
     /// Waits for each unsettled COMMIT's process in turn, on one connection, then has its rows
     /// read again.
     private func settle() {
-        let session = PostgresSession.watching(location, logger: logger)
+        let session = PostgresSession(location: location, timeouts: .init(connect: .seconds(5), statement: .seconds(5)), logger: logger)
         while true {
             let next = state.withLockedValue { state -> Unsettled? in
                 guard !state.stopped, !state.unsettled.isEmpty else {
@@ -283,8 +284,9 @@ final class PostgresChangeFeed: Sendable {
             // Reading everything covers any change named meanwhile.
             let done = round.resynchronise ? resynchronise() : apply(round.changes)
             if !done {
-                // Each attempt holds the registry's lock while it waits on the database: tried
-                // again after 1 s, doubling to 16 s, rather than every second of an outage.
+                // Each attempt opens a connection and reads every table (the rows of a round
+                // under the registry's lock): tried again after 1 s, doubling to 16 s, rather
+                // than every second of an outage.
                 let wait = state.withLockedValue { state -> Double in
                     state.resynchronise = true
                     defer { state.retryDelay = min(state.retryDelay * 2, 16) }

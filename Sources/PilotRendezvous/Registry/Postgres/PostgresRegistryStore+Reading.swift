@@ -16,10 +16,8 @@ extension PostgresRegistryStore {
     /// registry goes on with its own connection and without its lock. Each statement may take
     /// `startTimeout`. Called from one thread at a time (the feed's queue).
     func snapshot(now: Double) throws -> (state: RegistryState, highestRetired: UInt32) {
-        var timeouts = PostgresSession.Timeouts()
-        timeouts.connect = .seconds(5)
-        timeouts.statement = Self.startTimeout
-        let reader = PostgresSession(location: session.location, timeouts: timeouts, logger: logger)
+        let reader = PostgresSession(
+            location: session.location, timeouts: .init(connect: .seconds(5), statement: Self.startTimeout), logger: logger)
         try reader.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
         let state = try readState(on: reader, now: now)
         let highest = try reader.rows("SELECT COALESCE(MAX(id), 0) FROM tombstone").rows.first?.decode(Int64.self) ?? 0

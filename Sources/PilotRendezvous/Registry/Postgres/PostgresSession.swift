@@ -341,14 +341,6 @@ final class PostgresSession {
         self.connection = nil
     }
 
-    /// A session for `waitUntilEnded`: 5 s to connect, 5 s per statement.
-    static func watching(_ location: PostgresLocation, logger: Logger) -> PostgresSession {
-        var timeouts = Timeouts()
-        timeouts.connect = .seconds(5)
-        timeouts.statement = .seconds(5)
-        return PostgresSession(location: location, timeouts: timeouts, logger: logger)
-    }
-
     /// Waits until `process` has ended, asking this session (not the one that sent its COMMIT)
     /// every 50 ms: a process whose client left it in the middle of a COMMIT ends once that
     /// COMMIT is done or undone, and then its outcome is what the database holds. Past `until`
