@@ -59,17 +59,7 @@ struct DirectoryCommand: ParsableCommand {
             if !words.isEmpty { filters["search"] = .string(words.joined(separator: " ")) }
             if let tag { filters["tag"] = .string(tag) }
             if let category { filters["category"] = .string(category) }
-            let question = MessageControl.SendMessage(target: agent, data: "/data " + JSON.object(filters).encodedString(), wait: timeout * 1000)
-            let socket = try global.identitySocket()
-            let sent = try global.call(question, on: socket)
-            // A large page is listed without its data: read whole.
-            guard let reply = try sent.reply.map({ try global.whole($0, on: socket) }), let text = reply.text else {
-                try global.fail(.error(ControlFailure(.timeout, "\(agent) did not answer within \(timeout) s")))
-            }
-            guard let answer = try? JSON(parsing: Array(text.utf8)), let items = answer["items"]?.arrayValue else {
-                // Not a page: the directory's words (an error, a rate limit).
-                try global.fail(.error(ControlFailure(.invalidArgument, "\(agent): \(text)")))
-            }
+            let (answer, items) = try askDirectory(global, on: try global.identitySocket(), agent: agent, filters: filters, timeout: timeout)
             if global.json { return print(ControlReply.ok(answer).json.encodedString()) }
             for item in items {
                 let tags = (item["tags"]?.arrayValue ?? []).compactMap(\.stringValue).map { "#" + $0 }.joined(separator: " ")
@@ -84,6 +74,34 @@ struct DirectoryCommand: ParsableCommand {
             let next = answer["next"]?.integerValue.map { ", next page: --page \($0)" } ?? ""
             print("\(items.count) of \(total)\(next)")
         }
+    }
+}
+
+/// One page of the directory's answer to `/data FILTERS`, asked as `send-message AGENT --wait`
+/// (the same as `pilotctl send-message list-agents --data '/data {...}' --wait 10s`). The
+/// directory's rate limit (its `ERR ... rate limited`) is waited out, asking again each second,
+/// 10 times at most; any other failure, or an answer that is not a page, fails with its words.
+func askDirectory(
+    _ global: GlobalOptions, on socket: String, agent: String, filters: [String: JSON], timeout: Int
+) throws -> (page: JSON, items: [JSON]) {
+    let question = MessageControl.SendMessage(target: agent, data: "/data " + JSON.object(filters).encodedString(), wait: timeout * 1000)
+    var attempts = 0
+    while true {
+        attempts += 1
+        let reply = global.reply(question.request, on: socket)
+        if case .error(let failure) = reply, failure.message.contains("rate limited"), attempts < 10 {
+            Thread.sleep(forTimeInterval: 1)
+            continue
+        }
+        let sent = try global.call(question, replied: reply)
+        // A large page is listed without its data: read whole.
+        guard let message = try sent.reply.map({ try global.whole($0, on: socket) }), let text = message.text else {
+            try global.fail(.error(ControlFailure(.timeout, "\(agent) did not answer within \(timeout) s")))
+        }
+        guard let answer = try? JSON(parsing: Array(text.utf8)), let items = answer["items"]?.arrayValue else {
+            try global.fail(.error(ControlFailure(.invalidArgument, "\(agent): \(text)")))
+        }
+        return (answer, items)
     }
 }
 

@@ -22,7 +22,8 @@ struct Pilotctl: ParsableCommand {
             The reference pilotctl's names work too: dgram (send-datagram), lookup HOSTNAME, \
             extras SUBCOMMAND (set-tags, clear-tags, set-hostname, clear-hostname, connect, send, \
             recv, dgram, listen, broadcast, connections, peers, bench), version, deregister, rotate-key, \
-            prefer-direct. Not available on \
+            prefer-direct, disconnect, traceroute, trusted list (the agents the overlay's directory \
+            lists). Not available on \
             pilot-host yet (they fail with code unsupported): \(Unavailable.names.joined(separator: ", ")).
             """,
         version: pilotHostVersion,
@@ -31,8 +32,9 @@ struct Pilotctl: ParsableCommand {
             SetPublic.self, SetPrivate.self, Lookup.self, Find.self, Ping.self,
             Handshake.self, Pending.self, Approve.self, Reject.self, Untrust.self, TrustList.self, SendMessage.self, Inbox.self, SendFile.self, Received.self, Subscribe.self, Publish.self, Bench.self, Connections.self, Peers.self, Send.self, Connect.self, Recv.self, Listen.self, SendDatagram.self,
             NetworkCommand.self, Broadcast.self, Extras.self, Version.self, HealthCommand.self, Deregister.self, RotateKey.self,
-            PreferDirect.self, Disconnect.self, Traceroute.self, AppStore.self, DirectoryCommand.self, HostKeyCommand.self,
-        ] + Unavailable.commands)
+            PreferDirect.self, Disconnect.self, Traceroute.self, TrustedCommand.self, AppStore.self, DirectoryCommand.self,
+            HostKeyCommand.self,
+        ])
 
     /// Parses the command line with the global flags put where the subcommand reads them
     /// (`GlobalFlags`), and runs the command.
@@ -122,6 +124,12 @@ struct GlobalOptions: ParsableArguments {
     /// The data of `command`'s reply; an error reply is printed and exits 1.
     func call<Command: ControlCommand>(_ command: Command, on socket: String) throws -> Command.Reply {
         try decode(self.reply(command.request, on: socket), of: Command.self)
+    }
+
+    /// The data of `reply`, which the host gave to `command`; an error reply is printed and
+    /// exits 1.
+    func call<Command: ControlCommand>(_ command: Command, replied reply: ControlReply) throws -> Command.Reply {
+        try decode(reply, of: Command.self)
     }
 
     /// The value `check` gives; its failure is printed as an error reply and exits 1.

@@ -41,6 +41,73 @@ struct Extras: ParsableCommand {
         ] + Unavailable.extras)
 }
 
+/// 1.18's `trusted list`. The official pilotctl prints the public network's service agents from a
+/// list compiled into it; pilot-host's asks the overlay's own directory (list-agents) for every
+/// agent it lists, page after page, and prints them with 1.18's keys (`count`; `trusted`:
+/// `hostname`, `address`, `node_id`) plus the directory's (`tags`, `description`, `category`).
+/// The directory does not say whether an agent approves handshakes at once.
+struct TrustedCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "trusted", abstract: "The service agents the overlay's directory lists (1.18's trusted list).",
+        subcommands: [List.self])
+
+    struct List: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Every agent the directory (list-agents) lists, by hostname.",
+            discussion: """
+                1.18 prints the public network's service agents from a list compiled into its \
+                pilotctl; this asks the overlay's directory for every agent it lists, \
+                \(DirectoryQuery.maxLimit) a page. Whether an agent approves a handshake at once \
+                is the agent's choice: pilotctl handshake asks.
+                """)
+        @OptionGroup var global: GlobalOptions
+        @Option(help: "The directory's hostname or address.") var agent = "list-agents"
+        @Option(help: "Seconds to wait for each page.") var timeout = 10
+        @Option(help: "At most this many agents.") var max = 10_000
+        @Option(help: "Agents asked for per page (at most \(DirectoryQuery.maxLimit)).") var pageSize = DirectoryQuery.maxLimit
+
+        func validate() throws {
+            guard (1...DirectoryQuery.maxLimit).contains(pageSize) else {
+                throw ValidationError("--page-size must be 1 to \(DirectoryQuery.maxLimit)")
+            }
+            guard (1...600).contains(timeout) else { throw ValidationError("--timeout must be 1 to 600 seconds") }
+            guard max >= 1 else { throw ValidationError("--max must be 1 or more") }
+        }
+
+        func run() throws {
+            let socket = try global.identitySocket()
+            var agents: [JSON] = []
+            var page = 1
+            while agents.count < max {
+                let filters: [String: JSON] = ["limit": .integer(Int64(pageSize)), "page": .integer(Int64(page))]
+                let answer = try askDirectory(global, on: socket, agent: agent, filters: filters, timeout: timeout)
+                agents += answer.items.prefix(max - agents.count)
+                guard let next = answer.page["next"]?.integerValue, next > page else { break }
+                page = Int(next)
+            }
+            let listed = agents.compactMap(TrustedCommand.entry).sorted { ($0.hostname, $0.nodeID) < ($1.hostname, $1.nodeID) }
+            if global.json {
+                let trusted = listed.map(\.json)
+                return print(ControlReply.ok(["count": .integer(Int64(trusted.count)), "trusted": .array(trusted)]).json.encodedString())
+            }
+            guard !listed.isEmpty else { return print("\(agent) lists no agents") }
+            for entry in listed {
+                let padded = entry.hostname.count < 32 ? entry.hostname + String(repeating: " ", count: 32 - entry.hostname.count) : entry.hostname
+                print("  \(padded) \(entry.address)  node_id=\(entry.nodeID)")
+            }
+        }
+    }
+
+    /// One directory item as a `trusted` entry; nil for an item without a valid address.
+    private static func entry(_ item: JSON) -> (hostname: String, address: String, nodeID: UInt32, json: JSON)? {
+        guard let text = item["address"]?.stringValue, let address = Address(text) else { return nil }
+        let hostname = item["hostname"]?.stringValue ?? ""
+        var json: [String: JSON] = ["hostname": .string(hostname), "address": .string(text), "node_id": .integer(Int64(address.node))]
+        for key in ["tags", "description", "category"] { json[key] = item[key] }
+        return (hostname, text, address.node, .object(json))
+    }
+}
+
 /// The name of a reference command that pilot-host cannot do yet, and where to look instead.
 protocol UnavailableName {
     static var name: String { get }
@@ -68,10 +135,6 @@ struct NotAvailable<Name: UnavailableName>: ParsableCommand {
 
 /// The reference commands that nothing on an identity's socket does today.
 enum Unavailable {
-    enum Trusted: UnavailableName {
-        static let name = "trusted"
-        static let hint: String? = "pilot-host has no directory of trusted service agents; the nodes this identity trusts: pilotctl trust"
-    }
     enum SetWebhook: UnavailableName {
         static let name = "set-webhook"
         static let hint: String? = "pilot-host posts no events to a URL; webhooks are not available on it"
@@ -81,11 +144,6 @@ enum Unavailable {
         static let hint: String? = SetWebhook.hint
     }
 
-    /// At the top level.
-    static let commands: [any ParsableCommand.Type] = [
-        NotAvailable<Trusted>.self,
-    ]
-
     /// Under `extras`.
     static let extras: [any ParsableCommand.Type] = [
         HealthCommand.self, Traceroute.self, Disconnect.self,
@@ -94,6 +152,6 @@ enum Unavailable {
 
     /// The names of the commands that are not available, for the help text.
     static var names: [String] {
-        [Trusted.name, SetWebhook.name, ClearWebhook.name]
+        [SetWebhook.name, ClearWebhook.name]
     }
 }

@@ -61,6 +61,20 @@ final class DirectoryAgentTests: HostProcessTestCase {
         // pilotctl's own front door.
         let search = pilotctl(["--identity", "asker", "directory", "search", "forecasts"])
         XCTAssertEqual(search.json?["data"]?["items"]?.arrayValue?.first?["hostname"], "forecaster", "\(String(describing: search.json))")
+        // 1.18's trusted list: every listed agent (the directory itself too), by hostname, with
+        // 1.18's keys, page by page.
+        for pageSize in ["25", "1"] {
+            let trusted = pilotctl(["--identity", "asker", "trusted", "list", "--page-size", pageSize])
+            let entries = trusted.json?["data"]?["trusted"]?.arrayValue ?? []
+            XCTAssertEqual(trusted.json?["data"]?["count"], 3, "page size \(pageSize): \(String(describing: trusted.json))")
+            XCTAssertEqual(entries.compactMap { $0["hostname"]?.stringValue }, ["forecaster", "list-agents", "weather"], "page size \(pageSize)")
+            for entry in entries {
+                let address = try XCTUnwrap(entry["address"]?.stringValue.flatMap { Address($0) })
+                XCTAssertEqual(entry["node_id"]?.integerValue, Int64(address.node))
+            }
+            XCTAssertEqual(entries.first?["category"], "data")
+        }
+        XCTAssertEqual(pilotctl(["--identity", "asker", "trusted", "list", "--page-size", "1", "--max", "1"]).json?["data"]?["count"], 1)
         // A handshake to the directory is approved at once.
         XCTAssertEqual(pilotctl(["--identity", "asker", "handshake", "list-agents", "hello"]).json?["status"], "ok")
         XCTAssertTrue(ChildProcess.waitUntil(timeout: 20) {
@@ -86,5 +100,8 @@ final class DirectoryAgentTests: HostProcessTestCase {
         XCTAssertTrue(refusals.allSatisfy { $0.contains("rate limited") }, "\(refusals.prefix(3))")
         let other = try JSON(parsing: Array((ask("/data {}", as: "other").reply ?? "").utf8))
         XCTAssertEqual(other["source"], "list-agents")
+        // pilotctl's own paging waits the limit out: every page comes, none is refused.
+        let trusted = pilotctl(["--identity", "asker", "trusted", "list", "--page-size", "1"])
+        XCTAssertEqual(trusted.json?["data"]?["count"], 3, "\(String(describing: trusted.json))")
     }
 }

@@ -117,7 +117,7 @@ final class PilotctlHabitsTests: HostProcessTestCase {
         }
 
         // What pilot-host cannot do yet says so, with a code a script can test.
-        for command in [["trusted", "list"], ["extras", "set-webhook", "http://x"]] {
+        for command in [["extras", "set-webhook", "http://x"], ["extras", "clear-webhook"]] {
             let refused = run(["--json"] + command + ["--identity", "alice", "--runtime-dir", runtime])
             XCTAssertEqual(refused.status, 1, "\(command)")
             XCTAssertEqual(refused.json?["status"], "error", "\(command)")
