@@ -115,7 +115,7 @@ let package = Package(
             name: "PilotHost",
             dependencies: [
                 "PilotSystemd", "PilotWire", "PilotStore", "PilotCrypto", "PilotControl", "PilotNet", "PilotServices", "PilotAppStore",
-                "PilotMetrics",
+                "PilotMetrics", "CLinux",
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
             ] + eventLoops,
             swiftSettings: strict),
@@ -153,7 +153,7 @@ let package = Package(
         .executableTarget(
             name: "pilot-host",
             dependencies: [
-                "PilotHost", "PilotSystemd",
+                "PilotHost", "PilotSystemd", "CCodePages",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOPosix", package: "swift-nio"),
@@ -205,6 +205,8 @@ let package = Package(
             exclude: ["manifest.template.json"],
             swiftSettings: strict,
             linkerSettings: [.unsafeFlags(["-static-stdlib", "-Xlinker", "--gc-sections", "-Xlinker", "--as-needed"])]),
+        // Maps pilot-host's code a page at a time as it is used (no fault-around): its base memory.
+        .target(name: "CCodePages"),
         // Counts heap allocations by defining malloc and its kin: pilot-bench's alone.
         .target(name: "CAllocationCounter"),
         .executableTarget(

@@ -32,6 +32,7 @@ struct HostCommand: AsyncParsableCommand {
     @Option(help: "SHA-256 (hex) of the registry certificate's DER, pinned (needs --registry-tls yes).") var registryFingerprint: String?
     @Option(help: "Where each identity's inbox is copied for the official pilotctl (HOME=DIR/NAME); empty: none.") var spoolDir: String?
     @Option(help: "Event-loop threads (0: one per core).") var eventLoopThreads: String?
+    @Option(help: "yes (default): map code a page at a time as it is used, without fault-around.") var mapCodeOnDemand: String?
     @Option(help: "The app service's socket (default RUNTIME/apps.sock).") var appsSocket: String?
     @Option(help: "The app catalogue's URL(s), comma-separated: https://, http:// on loopback, file:///.") var appCatalogue: String?
     @Option(help: "The Ed25519 key(s), base64 and comma-separated, one of which must sign the catalogue.") var appCatalogueKeys: String?
@@ -46,6 +47,7 @@ struct HostCommand: AsyncParsableCommand {
         let logLevel = SharedLogLevel(Logger.Level(rawValue: settings.logLevel) ?? .info)
         LoggingSystem.bootstrap { label in logLevel.handler(label: label) }
         let logger = Logger(label: "pilot-host")
+        CodePages.settle(onDemand: settings.mapCodeOnDemand, logger: logger)
         // Watched from the start: SIGHUP's default action would end the process.
         let incoming = signals([SIGTERM, SIGINT, SIGHUP])
         // Taken first: the variables are unset so that no child process inherits them.
@@ -100,7 +102,7 @@ struct HostCommand: AsyncParsableCommand {
             ("handshake-poll", handshakePoll), ("busy-poll", busyPoll),
             ("admin-token-file", adminTokenFile), ("control-connections-per-user", controlConnectionsPerUser),
             ("registry-credential-file", registryCredentialFile), ("registry-tls", registryTls), ("registry-fingerprint", registryFingerprint),
-            ("spool-dir", spoolDir), ("event-loop-threads", eventLoopThreads), ("apps-socket", appsSocket),
+            ("spool-dir", spoolDir), ("event-loop-threads", eventLoopThreads), ("map-code-on-demand", mapCodeOnDemand), ("apps-socket", appsSocket),
             ("app-catalogue", appCatalogue), ("app-catalogue-keys", appCatalogueKeys), ("app-sideload", appSideload),
             ("metrics-listen", metricsListen), ("metrics-allow-remote", metricsAllowRemote),
             ("metrics-per-identity", metricsPerIdentity),

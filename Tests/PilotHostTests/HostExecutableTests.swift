@@ -43,6 +43,56 @@ final class HostExecutableTests: HostProcessTestCase {
         }
     }
 
+    /// The host's code is mapped a page at a time (CCodePages): the kernel shows the binary's
+    /// executable mapping registered for asynchronous write-protection (`uw` in its VmFlags),
+    /// which turns fault-around off, and the text resident is a fraction of what fault-around
+    /// maps. `map-code-on-demand = no` leaves the mapping as the kernel made it. Needs Linux 6.7;
+    /// skipped, saying so, where the host logged that it could not.
+    func testTheHostsCodeIsMappedAPageAtATimeUnlessSetOtherwise() throws {
+        let registryPort = try startRendezvous()
+        func start(_ name: String, _ extra: [String]) throws -> ChildProcess {
+            try self.start(
+                name, "pilot-host",
+                ["--state-dir", directory.path(name), "--runtime-dir", directory.path(name + "-run"), "--registry", "127.0.0.1:\(registryPort)",
+                 "--beacon", "127.0.0.1:1", "--listen", "127.0.0.1:0"] + extra,
+                ready: "pilot-host serving")
+        }
+        let onDemand = try start("on-demand", [])
+        if onDemand.output.contains("code stays mapped by the kernel's fault-around") {
+            throw XCTSkip("this kernel cannot map code a page at a time: \(onDemand.output)")
+        }
+        XCTAssertTrue(onDemand.output.contains("code mapped a page at a time"), onDemand.output)
+        let byKernel = try start("by-kernel", ["--map-code-on-demand", "no"])
+        let binary = bin.appendingPathComponent("pilot-host").resolvingSymlinksInPath().path
+        let registered = try executableMappings(of: onDemand.pid, file: binary)
+        let unregistered = try executableMappings(of: byKernel.pid, file: binary)
+        XCTAssertFalse(registered.isEmpty, "the binary's code is mapped")
+        XCTAssertTrue(registered.allSatisfy { $0.flags.contains("uw") }, "\(registered)")
+        XCTAssertFalse(unregistered.contains { $0.flags.contains("uw") }, "\(unregistered)")
+        let resident = (registered.map(\.residentKB).reduce(0, +), unregistered.map(\.residentKB).reduce(0, +))
+        print("the binary's code resident: \(resident.0) kB a page at a time, \(resident.1) kB with fault-around")
+        XCTAssertLessThan(resident.0, resident.1, "only the pages used are mapped")
+    }
+
+    /// The executable mappings of `file` in process `pid`: their VmFlags and resident kB.
+    private func executableMappings(of pid: Int32, file: String) throws -> [(flags: [Substring], residentKB: Int)] {
+        let smaps = try String(contentsOfFile: "/proc/\(pid)/smaps", encoding: .utf8)
+        var mappings: [(flags: [Substring], residentKB: Int)] = []
+        var inside = false
+        for line in smaps.split(separator: "\n") {
+            let fields = line.split(separator: " ", omittingEmptySubsequences: true)
+            if let range = fields.first, range.contains("-"), fields.count >= 5, !range.hasSuffix(":") {
+                inside = fields.count >= 6 && fields[1].hasPrefix("r-x") && fields[5...].joined(separator: " ") == file
+                if inside { mappings.append(([], 0)) }
+            } else if inside, fields.first == "Rss:", fields.count >= 2 {
+                mappings[mappings.count - 1].residentKB = Int(fields[1]) ?? 0
+            } else if inside, fields.first == "VmFlags:" {
+                mappings[mappings.count - 1].flags = Array(fields.dropFirst())
+            }
+        }
+        return mappings
+    }
+
     func testAdminCreatesIdentitiesThatKeepTheirAddressesAcrossARestart() throws {
         let registryPort = try startRendezvous()
         let host = try startHost(registryPort: registryPort, generation: 1)
