@@ -51,8 +51,9 @@ static int open_userfaultfd(void) {
     int fd = (int)syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK | UFFD_USER_MODE_ONLY);
     if (fd < 0) return -1;
     struct uffdio_api api = {.api = UFFD_API, .features = UFFD_FEATURE_WP_ASYNC};
-    if (ioctl(fd, UFFDIO_API, &api) != 0) {
-        int error = errno;
+    errno = 0;
+    if (ioctl(fd, UFFDIO_API, &api) != 0 || (api.features & UFFD_FEATURE_WP_ASYNC) == 0) {
+        int error = errno != 0 ? errno : EOPNOTSUPP;
         close(fd);
         errno = error;
         return -2;
@@ -61,16 +62,27 @@ static int open_userfaultfd(void) {
 }
 
 // One mapping of /proc/self/smaps: its range, whether it is a private file mapping (read-only,
-// or writable: data, whose read faults fault around too), and how much of it is anonymous
-// (pages written since it was mapped: relocations, data, a debugger's breakpoints), which
-// unmapping would lose.
+// or writable: data, whose read faults fault around too), and whether it is known to hold no
+// page written since it was mapped (relocations, data, a debugger's breakpoints), which
+// unmapping would lose. A written page is counted under Anonymous while resident, under Swap
+// once swapped out, under Private_Hugetlb in a hugetlb mapping: all three must have been read,
+// and read as 0.
 struct mapping {
     unsigned long start, end;
     int eligible;
-    unsigned long anonymous_kb;
+    int hugetlb;
+    // Bit per field read as 0 (unwritten); a field read as more than 0 clears `unwritten`.
+    unsigned zero_fields;
+    int written;
 };
 
-static void settle(int fd, const struct mapping *mapping, struct pilot_code_pages *result) {
+enum { ANONYMOUS_ZERO = 1, SWAP_ZERO = 2, HUGETLB_ZERO = 4, ALL_ZERO = 7 };
+
+static int never_written(const struct mapping *mapping) {
+    return !mapping->written && !mapping->hugetlb && mapping->zero_fields == ALL_ZERO;
+}
+
+static void settle(int fd, const struct mapping *mapping, int may_unmap, struct pilot_code_pages *result) {
     if (!mapping->eligible) return;
     unsigned long length = mapping->end - mapping->start;
     struct uffdio_register registration = {.range = {.start = mapping->start, .len = length}, .mode = UFFDIO_REGISTER_MODE_WP};
@@ -81,12 +93,13 @@ static void settle(int fd, const struct mapping *mapping, struct pilot_code_page
     result->registered += 1;
     result->registered_bytes += length;
     // Unwritten pages of a file mapping are the file's: unmapped, they are mapped again from the
-    // page cache at their next use. A mapping with any written page is left as it is.
-    if (mapping->anonymous_kb == 0 && madvise((void *)mapping->start, length, MADV_DONTNEED) == 0) result->unmapped_bytes += length;
+    // page cache at their next use. A mapping with any written page, or not known to have none,
+    // is left as it is.
+    if (may_unmap && never_written(mapping) && madvise((void *)mapping->start, length, MADV_DONTNEED) == 0) result->unmapped_bytes += length;
 }
 
 // The mappings of /proc/self/smaps, all read before any is changed (a registration may merge
-// or split mappings under a reader); NULL with errno set on failure.
+// or split mappings under a reader); NULL with errno set on failure, a read error included.
 static struct mapping *read_mappings(size_t *count) {
     FILE *smaps = fopen("/proc/self/smaps", "re");
     if (smaps == NULL) return NULL;
@@ -115,17 +128,43 @@ static struct mapping *read_mappings(size_t *count) {
             // Readable, private, backed by a file (not [vdso], [vsyscall], the heap, ...).
             int file = inode != 0 && path_at > 0 && line[path_at] == '/';
             mappings[(*count)++] = (struct mapping){
-                .start = start, .end = end, .anonymous_kb = 0,
-                .eligible = permissions[0] == 'r' && permissions[3] == 'p' && file,
+                .start = start, .end = end, .eligible = permissions[0] == 'r' && permissions[3] == 'p' && file,
             };
         } else if (*count > 0) {
+            struct mapping *mapping = &mappings[*count - 1];
             unsigned long kb;
-            if (sscanf(line, "Anonymous: %lu kB", &kb) == 1) mappings[*count - 1].anonymous_kb = kb;
+            unsigned field = 0;
+            if (sscanf(line, "Anonymous: %lu kB", &kb) == 1) field = ANONYMOUS_ZERO;
+            else if (sscanf(line, "Swap: %lu kB", &kb) == 1) field = SWAP_ZERO;
+            else if (sscanf(line, "Private_Hugetlb: %lu kB", &kb) == 1) field = HUGETLB_ZERO;
+            else if (strncmp(line, "VmFlags:", 8) == 0 && strstr(line, " ht") != NULL) mapping->hugetlb = 1;
+            if (field != 0) {
+                if (kb == 0) mapping->zero_fields |= field; else mapping->written = 1;
+            }
         }
     }
+    int failed = ferror(smaps);
     free(line);
     fclose(smaps);
+    if (failed) {
+        free(mappings);
+        errno = EIO;
+        return NULL;
+    }
     return mappings;
+}
+
+// Whether this process has one thread (/proc/self/status); 0 when it cannot tell.
+static int only_thread(void) {
+    FILE *status = fopen("/proc/self/status", "re");
+    if (status == NULL) return 0;
+    char line[256];
+    int threads = 0;
+    while (fgets(line, sizeof line, status) != NULL) {
+        if (sscanf(line, "Threads: %d", &threads) == 1) break;
+    }
+    fclose(status);
+    return threads == 1;
 }
 
 static int descriptor = -1;
@@ -142,8 +181,11 @@ static struct pilot_code_pages map_on_demand(void) {
         close(fd);
         return failure("/proc/self/smaps", error);
     }
+    // Unmapping is safe only while no other thread can write a page between smaps and madvise:
+    // a preloaded library may have started one before this constructor.
+    int may_unmap = only_thread();
     struct pilot_code_pages result = {0};
-    for (size_t index = 0; index < count; index++) settle(fd, &mappings[index], &result);
+    for (size_t index = 0; index < count; index++) settle(fd, &mappings[index], may_unmap, &result);
     free(mappings);
     if (result.registered == 0) close(fd); else descriptor = fd;
     return result;

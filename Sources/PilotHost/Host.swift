@@ -1,5 +1,6 @@
 import Dispatch
 import FoundationEssentials
+import CLinux
 import Glibc
 public import Logging
 import NIOConcurrencyHelpers
@@ -304,6 +305,9 @@ public final class Host: Sendable {
                         "seconds": "\((started.duration(to: .now).inSeconds * 1000).rounded() / 1000)"])
                     await presence.joinPublicIdentities()
                     await presence.announce(await pool.privateNodes)
+                    // The start-up's transient memory (every identity's registration at once)
+                    // given back to the system.
+                    malloc_trim(0)
                 } catch {
                     // The registry may be down: the control sockets serve regardless and the
                     // first heartbeat registers whoever the registry does not know.

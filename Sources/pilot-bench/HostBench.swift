@@ -49,7 +49,7 @@ struct HostBench {
             ? "/dev/shm/pilot-bench-host-\(getpid())-\(count)" : work.path + "/run"
         defer { try? FileManager.default.removeItem(atPath: runtime) }
         let arguments = ["--state-dir", work.path + "/state", "--runtime-dir", runtime, "--registry", registry,
-                         "--listen", "127.0.0.1:37000", "--log-level", "info"]
+                         "--listen", "127.0.0.1:0", "--log-level", "info"]
         var host = try launch(bin.appendingPathComponent("pilot-host"), arguments, stderr: true)
         guard host.waitFor("pilot-host serving", timeout: 60) else { throw BenchError("pilot-host did not start") }
         let emptyRSS = rss(host.process.processIdentifier)
@@ -88,14 +88,17 @@ struct HostBench {
         guard host.waitFor("identities registered", timeout: 600) else { throw BenchError("pilot-host did not re-register") }
         let registered = Date().timeIntervalSince(coldStart)
         let registeredRSS = rss(host.process.processIdentifier)
+        // Idle: the start-up's work done (public identities joined, resting ones announced).
+        Thread.sleep(forTimeInterval: 3)
+        let idleRSS = rss(host.process.processIdentifier)
         host.process.terminate()
         host.process.waitUntilExit()
         print(String(
             format: """
                 %7d identities: create %4.0f /s; cold start: serving after %5.2f s, all re-registered after %5.2f s
-                                    RSS: empty %d KiB, after creating %d KiB, serving %d KiB, registered %d KiB = %.2f KiB per identity
+                                    RSS: empty %d KiB, after creating %d KiB, serving %d KiB, registered %d KiB, idle 3 s later %d KiB = %.2f KiB per identity
                 """,
-            count, rate, cold, registered, emptyRSS, warmRSS, coldRSS, registeredRSS, Double(registeredRSS - emptyRSS) / Double(count)))
+            count, rate, cold, registered, emptyRSS, warmRSS, coldRSS, registeredRSS, idleRSS, Double(idleRSS - emptyRSS) / Double(count)))
     }
 
     private func rss(_ pid: Int32) -> Int { residentKiB(pid) }

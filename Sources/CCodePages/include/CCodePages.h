@@ -9,7 +9,7 @@ struct pilot_code_pages {
     // Which step failed: "userfaultfd", "UFFDIO_API", "/proc/self/smaps"; or why it did not
     // run (error 0); NULL when it ran.
     const char *failed_step;
-    // Read-only file mappings registered, and those the kernel would not take.
+    // Readable private file mappings registered, and those the kernel would not take.
     int registered;
     int refused;
     // Bytes they span, and bytes of them whose pages were unmapped to be faulted in again.
