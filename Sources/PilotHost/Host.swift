@@ -50,6 +50,8 @@ public final class Host: Sendable {
     private let uploads = Uploads()
     /// When this host was made: the uptime the driver protocol's `info` and `health` report.
     private let started = Date()
+    /// What every identity socket's commands use, shared.
+    private let identityServices: IdentityCommands.Services
     /// Who may use each identity's socket, asked at every accept and every request.
     private let gates: NIOLockedValueBox<[String: AccessGate]> = NIOLockedValueBox([:])
     /// Sockets passed by systemd, served in place of binding `listen` and `admin.sock`.
@@ -139,6 +141,8 @@ public final class Host: Sendable {
             datagrams: datagrams, logger: logger)
         trust = TrustService(pool: pool, presence: presence, transport: handshakes, logger: logger)
         data = DataCommands(presence: presence, pool: pool, datagrams: datagrams, adminToken: adminToken, logger: logger)
+        identityServices = IdentityCommands.Services(
+            pool: pool, presence: presence, trust: trust, dataCommands: data, mailbox: mailbox, uploads: uploads, apps: apps, started: started)
         if let metricsListener, let series {
             series.watch(pool: pool, presence: presence, trust: trust)
             metrics = (MetricsServer(listener: metricsListener, registry: series.registry, logger: logger), series)
@@ -525,9 +529,7 @@ public final class Host: Sendable {
         }
         let name = record.name
         let path = socketPath(name)
-        let commands = IdentityCommands(
-            pool: pool, presence: presence, trust: trust, dataCommands: data, mailbox: mailbox, uploads: uploads, apps: apps, name: name,
-            started: started)
+        let commands = IdentityCommands(services: identityServices, name: name)
         let groups = Set(record.allowedGIDs)
         let policy = AccessPolicy(.identity(name: name, owner: record.ownerUID, allowedGroups: groups))
         let (gate, replaced) = gates.withLockedValue { gates -> (AccessGate, AccessGate?) in

@@ -13,16 +13,45 @@ import PilotWire
 /// events (`subscribe`, `publish`), custom networks (`network-list`, `network-members`,
 /// `network-join`, `network-leave`, `network-create`) and `broadcast`.
 struct IdentityCommands: Sendable {
-    let pool: IdentityPool
-    let presence: Presence
-    let trust: TrustService
-    let dataCommands: DataCommands
-    let mailbox: Mailbox
-    let uploads: Uploads
-    let apps: AppStoreCommands
+    /// What every identity's commands use: one object for the host, so that each identity's
+    /// socket holds a reference and a name (a host of 100,000 identities holds 100,000 of them).
+    final class Services: Sendable {
+        let pool: IdentityPool
+        let presence: Presence
+        let trust: TrustService
+        let dataCommands: DataCommands
+        let mailbox: Mailbox
+        let uploads: Uploads
+        let apps: AppStoreCommands
+        /// When the host started (the uptime `health` reports).
+        let started: Date
+
+        init(
+            pool: IdentityPool, presence: Presence, trust: TrustService, dataCommands: DataCommands, mailbox: Mailbox, uploads: Uploads,
+            apps: AppStoreCommands, started: Date
+        ) {
+            self.pool = pool
+            self.presence = presence
+            self.trust = trust
+            self.dataCommands = dataCommands
+            self.mailbox = mailbox
+            self.uploads = uploads
+            self.apps = apps
+            self.started = started
+        }
+    }
+
+    let services: Services
     let name: String
-    /// When the host started (the uptime `health` reports).
-    let started: Date
+
+    var pool: IdentityPool { services.pool }
+    var presence: Presence { services.presence }
+    var trust: TrustService { services.trust }
+    var dataCommands: DataCommands { services.dataCommands }
+    var mailbox: Mailbox { services.mailbox }
+    var uploads: Uploads { services.uploads }
+    var apps: AppStoreCommands { services.apps }
+    var started: Date { services.started }
 
     /// Answers `request`, sent by `peer` (whose rights the control socket has just checked).
     func handle(_ peer: PeerCredentials, _ request: ControlRequest) async -> ControlReply {
