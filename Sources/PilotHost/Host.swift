@@ -1,6 +1,6 @@
+import CLinux
 import Dispatch
 import FoundationEssentials
-import CLinux
 import Glibc
 public import Logging
 import NIOConcurrencyHelpers

@@ -49,7 +49,7 @@ struct Extras: ParsableCommand {
 struct TrustedCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "trusted", abstract: "The service agents the overlay's directory lists (1.18's trusted list).",
-        subcommands: [List.self])
+        subcommands: [List.self], defaultSubcommand: List.self)
 
     struct List: ParsableCommand {
         static let configuration = CommandConfiguration(

@@ -75,6 +75,7 @@ final class DirectoryAgentTests: HostProcessTestCase {
             XCTAssertEqual(entries.first?["category"], "data")
         }
         XCTAssertEqual(pilotctl(["--identity", "asker", "trusted", "list", "--page-size", "1", "--max", "1"]).json?["data"]?["count"], 1)
+        XCTAssertEqual(pilotctl(["--identity", "asker", "trusted"]).json?["data"]?["count"], 3, "list is the default")
         // A handshake to the directory is approved at once.
         XCTAssertEqual(pilotctl(["--identity", "asker", "handshake", "list-agents", "hello"]).json?["status"], "ok")
         XCTAssertTrue(ChildProcess.waitUntil(timeout: 20) {
