@@ -123,7 +123,7 @@ struct GlobalOptions: ParsableArguments {
 
     /// The data of `command`'s reply; an error reply is printed and exits 1.
     func call<Command: ControlCommand>(_ command: Command, on socket: String) throws -> Command.Reply {
-        try decode(self.reply(command.request, on: socket), of: Command.self)
+        try call(command, replied: self.reply(command.request, on: socket))
     }
 
     /// The data of `reply`, which the host gave to `command`; an error reply is printed and

@@ -92,8 +92,9 @@ struct TrustedCommand: ParsableCommand {
             }
             guard !listed.isEmpty else { return print("\(agent) lists no agents") }
             for entry in listed {
-                let padded = entry.hostname.count < 32 ? entry.hostname + String(repeating: " ", count: 32 - entry.hostname.count) : entry.hostname
-                print("  \(padded) \(entry.address)  node_id=\(entry.nodeID)")
+                // 1.18's %-32s: padded to 32, never cut.
+                let hostname = entry.hostname.padding(toLength: Swift.max(32, entry.hostname.count), withPad: " ", startingAt: 0)
+                print("  \(hostname) \(entry.address)  node_id=\(entry.nodeID)")
             }
         }
     }
