@@ -71,7 +71,7 @@ let package = Package(
             swiftSettings: strict),
 
         // Value types and codecs of the wire: no I/O, no C.
-        .target(name: "PilotWire", swiftSettings: strict),
+        .target(name: "PilotWire", dependencies: ["CCRC32"], swiftSettings: strict),
         // libsodium behind small types.
         .target(name: "PilotCrypto", dependencies: ["CSodium", "PilotWire"], swiftSettings: strict),
         // SQLite through a thin wrapper of our own.
@@ -207,6 +207,8 @@ let package = Package(
             linkerSettings: [.unsafeFlags(["-static-stdlib", "-Xlinker", "--gc-sections", "-Xlinker", "--as-needed"])]),
         // Maps pilot-host's code a page at a time as it is used (no fault-around): its base memory.
         .target(name: "CCodePages"),
+        // The bulk of the packet checksum by carry-less multiplication (PilotWire's CRC32).
+        .target(name: "CCRC32"),
         // Counts heap allocations by defining malloc and its kin: pilot-bench's alone.
         .target(name: "CAllocationCounter"),
         .executableTarget(

@@ -18,24 +18,42 @@ struct NetBench {
     let megabytes: Int
     let echoes: Int
 
+    /// The parts to run (`--only`, for profiling one of them); all of them when empty.
+    let only: Set<String>
+
+    /// The parts `--only` names.
+    static let parts = ["raw", "stream", "loops", "echo-bench", "official", "rtt"]
+
     func run() {
+        let runs = { (part: String) in only.isEmpty || only.contains(part) }
         do {
-            let raw = try rawUDP(seconds: 2)
-            print(String(format: "raw UDP, 1222-byte datagrams, one socket to another: %8.1f MB/s", raw))
-            let stream = try runBlocking { [megabytes] in try await Self.stream(megabytes: megabytes) }
-            print(String(format: "PilotNet stream, %d MB between identities of two fabrics: %8.1f MB/s (%.0f%% of raw UDP), CPU %.2f ms per MB%@", megabytes, stream.rate, 100 * stream.rate / raw, stream.cpu, stream.note))
-            let onLoops = try runBlocking { [megabytes] in try await Self.stream(megabytes: megabytes, onLoops: true) }
-            print(String(format: "PilotNet stream, writer and reader on their fabric's loop: %8.1f MB/s (%.0f%% of raw UDP), CPU %.2f ms per MB%@", onLoops.rate, 100 * onLoops.rate / raw, onLoops.cpu, onLoops.note))
-            let echoed = try runBlocking { [megabytes] in try await Self.echoBench(megabytes: min(megabytes, 50)) }
-            print(String(format: "PilotNet echo bench, %d MB through the echo port and back (as pilotctl bench): %8.1f MB/s", min(megabytes, 50), echoed))
-            print(Self.officialBench(megabytes: min(megabytes, 50)))
-            for busyPoll in [Self.hostBusyPoll, 0] {
-                let rtt = try runBlocking { [echoes] in try await Self.echo(probes: echoes, busyPoll: .microseconds(Int64(busyPoll))) }
-                let mode = busyPoll == 0 ? "busy-poll = 0, loops sleep when idle" : "busy-poll = \(busyPoll), pilot-host's default"
-                print(String(format: "echo round trip (32 bytes, %d probes, %@): p50 %.1f µs, p99 %.1f µs", echoes, mode, rtt.p50, rtt.p99))
+            var raw = Double.nan
+            if runs("raw") || runs("stream") || runs("loops") {
+                raw = try rawUDP(seconds: 2)
+                print(String(format: "raw UDP, 1222-byte datagrams, one socket to another: %8.1f MB/s", raw))
             }
-            let rawRTT = try rawUDPRoundTrip(probes: echoes)
-            print(String(format: "raw UDP round trip (32 bytes, a thread echoing on a blocking socket): p50 %.1f µs, p99 %.1f µs", rawRTT.p50, rawRTT.p99))
+            if runs("stream") {
+                let stream = try runBlocking { [megabytes] in try await Self.stream(megabytes: megabytes) }
+                print(String(format: "PilotNet stream, %d MB between identities of two fabrics: %8.1f MB/s (%.0f%% of raw UDP), CPU %.2f ms per MB%@", megabytes, stream.rate, 100 * stream.rate / raw, stream.cpu, stream.note))
+            }
+            if runs("loops") {
+                let onLoops = try runBlocking { [megabytes] in try await Self.stream(megabytes: megabytes, onLoops: true) }
+                print(String(format: "PilotNet stream, writer and reader on their fabric's loop: %8.1f MB/s (%.0f%% of raw UDP), CPU %.2f ms per MB%@", onLoops.rate, 100 * onLoops.rate / raw, onLoops.cpu, onLoops.note))
+            }
+            if runs("echo-bench") {
+                let echoed = try runBlocking { [megabytes] in try await Self.echoBench(megabytes: min(megabytes, 50)) }
+                print(String(format: "PilotNet echo bench, %d MB through the echo port and back (as pilotctl bench): %8.1f MB/s", min(megabytes, 50), echoed))
+            }
+            if runs("official") { print(Self.officialBench(megabytes: min(megabytes, 50))) }
+            if runs("rtt") {
+                for busyPoll in [Self.hostBusyPoll, 0] {
+                    let rtt = try runBlocking { [echoes] in try await Self.echo(probes: echoes, busyPoll: .microseconds(Int64(busyPoll))) }
+                    let mode = busyPoll == 0 ? "busy-poll = 0, loops sleep when idle" : "busy-poll = \(busyPoll), pilot-host's default"
+                    print(String(format: "echo round trip (32 bytes, %d probes, %@): p50 %.1f µs, p99 %.1f µs", echoes, mode, rtt.p50, rtt.p99))
+                }
+                let rawRTT = try rawUDPRoundTrip(probes: echoes)
+                print(String(format: "raw UDP round trip (32 bytes, a thread echoing on a blocking socket): p50 %.1f µs, p99 %.1f µs", rawRTT.p50, rawRTT.p99))
+            }
         } catch {
             print("pilot-bench net: \(error)")
             exit(1)

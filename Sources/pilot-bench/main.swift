@@ -6,7 +6,7 @@
 //                                        registrations and heartbeats per second against pilot-rendezvous
 //   pilot-bench host [--identities 1000,10000]
 //                                        identity creation rate, cold start and RSS of pilot-host
-//   pilot-bench net [--megabytes 200] [--echoes 2000]
+//   pilot-bench net [--megabytes 200] [--echoes 2000] [--only raw,stream,loops,echo-bench,official,rtt]
 //                                        stream throughput beside raw UDP, echo round trip
 //   pilot-bench trust [--pairs 50]        handshake to mutual trust with auto-approve, two pilot-hosts
 //   pilot-bench pairs [--pairs 1000] [--messages 10]
@@ -36,7 +36,7 @@ func usage() -> Never {
                pilot-bench pool [--identities 100000]               (pilot-rendezvous beside it)
                pilot-bench list [--identities 100000]               (pilot-rendezvous beside it)
                pilot-bench fleet [--cycles 100000] [--lanes 8]      (pilot-host and pilot-rendezvous beside it)
-               pilot-bench net [--megabytes 200] [--echoes 2000]
+               pilot-bench net [--megabytes 200] [--echoes 2000] [--only raw,stream,loops,echo-bench,official,rtt]
                pilot-bench trust [--pairs 50]                     (pilot-host and pilot-rendezvous beside it)
                pilot-bench pairs [--pairs 1000] [--messages 10]   (pilot-host and pilot-rendezvous beside it)
                pilot-bench interop [--megabytes 50] [--runs 10]       (pilot-rendezvous beside it; the official wheel)
@@ -70,7 +70,14 @@ case "host":
         index + 1 < arguments.count ? arguments[index + 1].split(separator: ",").compactMap { Int($0) } : nil
     } ?? [1000, 10_000]
     HostBench(sizes: sizes).run()
-case "net": NetBench(megabytes: Int(option("--megabytes", default: 200)), echoes: Int(option("--echoes", default: 2000))).run()
+case "net":
+    let only = arguments.firstIndex(of: "--only").flatMap { $0 + 1 < arguments.count ? arguments[$0 + 1] : nil }
+        .map { Set($0.split(separator: ",").map(String.init)) } ?? []
+    if let unknown = only.subtracting(NetBench.parts).first {
+        print("pilot-bench net: no part \(unknown) (the parts: \(NetBench.parts.joined(separator: ",")))")
+        exit(2)
+    }
+    NetBench(megabytes: Int(option("--megabytes", default: 200)), echoes: Int(option("--echoes", default: 2000)), only: only).run()
 case "interop": InteropBench(megabytes: Int(option("--megabytes", default: 50)), runs: Int(option("--runs", default: 10))).run()
 case "trust": TrustBench(pairs: Int(option("--pairs", default: 50))).run()
 case "pairs": PairsBench(pairs: Int(option("--pairs", default: 1000)), messages: Int(option("--messages", default: 10))).run()
