@@ -6,12 +6,18 @@ import PilotWire
 extension Fabric {
     /// A datagram from `endpoint` on socket `socket`, read in a batch: what the tunnels make
     /// of it is done, and what that sends waits for the batch's end (`readComplete`).
-    func received(_ bytes: [UInt8], from endpoint: SocketAddress, socket: Int) {
-        state.value.reading = true
-        perform(state.value.table.receive(bytes, from: endpoint, socket: socket, now: .now()))
+    func received(_ bytes: ByteBufferView, from endpoint: SocketAddress, socket: Int) {
+        let state = state.value
+        state.reading = true
+        var datagram = state.datagram
+        state.datagram = []
+        datagram.removeAll(keepingCapacity: true)
+        if bytes.withContiguousStorageIfAvailable({ datagram.append(contentsOf: $0) }) == nil { datagram.append(contentsOf: bytes) }
+        perform(state.table.receive(datagram, from: endpoint, socket: socket, now: .now()))
+        state.datagram = datagram
     }
 
-    func perform(_ actions: [TunnelAction]) {
+    func perform(_ actions: TunnelActions) {
         let state = state.value
         guard !state.stopped else { return }
         // Datagrams are queued now and sent when this is done, or, inside a batch of reads, when
@@ -188,14 +194,14 @@ final class FabricInbound: ChannelInboundHandler, Sendable {
         let envelope = unwrapInboundIn(data)
         let bytes = envelope.data.readableBytesView
         guard let size = envelope.metadata?.segmentSize, size > 0, bytes.count > size else {
-            fabric.received(Array(bytes), from: envelope.remoteAddress, socket: socket)
+            fabric.received(bytes, from: envelope.remoteAddress, socket: socket)
             return
         }
         // Coalesced by the kernel (UDP_GRO): datagrams of `size` bytes, the last maybe shorter.
         var start = bytes.startIndex
         while start < bytes.endIndex {
             let end = min(start + size, bytes.endIndex)
-            fabric.received(Array(bytes[start..<end]), from: envelope.remoteAddress, socket: socket)
+            fabric.received(bytes[start..<end], from: envelope.remoteAddress, socket: socket)
             start = end
         }
         fabric.runComplete(datagrams: (bytes.count + size - 1) / size)

@@ -93,7 +93,7 @@ extension Fabric {
     public func sendBeacon(_ messages: [BeaconMessage], to endpoint: SocketAddress, socket: Int = 0) async throws {
         let datagrams = try messages.map { try $0.encoded() }
         try await loop.submit { [self] in
-            self.perform(datagrams.map { .send($0, to: endpoint, socket: socket) })
+            self.perform(TunnelActions(contentsOf: datagrams.map { .send($0, to: endpoint, socket: socket) }))
         }.get()
     }
 }

@@ -137,7 +137,7 @@ extension Fabric {
     }
 
     /// Does what a connection asked: packets into the tunnel, events to its handle.
-    func handle(_ outputs: [StreamConnection.Output], for key: StreamConnection.Key) {
+    func handle(_ outputs: StreamConnection.Outputs, for key: StreamConnection.Key) {
         let state = state.value
         for output in outputs {
             guard var entry = state.streams.entries[key] else { return }
@@ -171,8 +171,13 @@ extension Fabric {
                 guard let handle = entry.handle else { continue }
                 if state.reading {
                     // Gathered until the batch of reads ends: one wake of the reader per batch,
-                    // not one per segment.
-                    state.arrived[key, default: (handle, [])].bytes += bytes
+                    // not one per segment. (Appended in place: `arrived[key, default:]` would
+                    // allocate its default's closure for every segment.)
+                    if let index = state.arrived.index(forKey: key) {
+                        state.arrived.values[index].bytes += bytes
+                    } else {
+                        state.arrived[key] = (handle, bytes)
+                    }
                 } else {
                     handle.deliver(bytes)
                 }

@@ -82,6 +82,9 @@ public final class Fabric: Sendable {
         var lastSendWarning: NIODeadline?
         /// Inside a batch of reads (between the first channelRead and channelReadComplete).
         var reading = false
+        /// The array each datagram read is copied into for the tunnels, kept for the next one:
+        /// no allocation per datagram unless something the tunnels did still holds the last.
+        var datagram: [UInt8] = []
         /// The last pure ACK of each stream made during this batch of reads, sent when it ends.
         var pendingAcks: [StreamConnection.Key: Packet] = [:]
         /// Stream bytes that arrived during this batch of reads, by stream, for its reader.

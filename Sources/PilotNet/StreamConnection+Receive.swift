@@ -3,14 +3,14 @@ public import PilotWire
 
 extension StreamConnection {
     /// A packet of this stream arrived: what it acknowledges, carries or ends, and what to send.
-    public func receive(_ packet: Packet, now: NIODeadline) -> [Output] {
+    public func receive(_ packet: Packet, now: NIODeadline) -> Outputs {
         guard state != .closed else { return [] }
         lastReceived = now
         if packet.flags.contains(.rst) {
             state = .closed
-            return [.closed(reason: synSentAt != nil ? "connection refused" : "reset by peer")]
+            return Outputs(.closed(reason: synSentAt != nil ? "connection refused" : "reset by peer"))
         }
-        var outputs: [Output] = []
+        var outputs: Outputs = []
         if state == .synSent {
             guard packet.flags.contains(.syn), packet.flags.contains(.ack), packet.acknowledgment == 1 else { return [] }
             state = .established
@@ -67,13 +67,13 @@ extension StreamConnection {
         return outputs
     }
 
-    func accept(data: [UInt8], at sequence: UInt32, now: NIODeadline) -> [Output] {
+    func accept(data: [UInt8], at sequence: UInt32, now: NIODeadline) -> Outputs {
         guard !peerFinished else { return [] }
         if sequence == receiveNext {
             guard backlog < holdLimit else {
                 // The reader is this far behind: nothing more until it reads. The ACK says
                 // the window is shut; the sender probes until it opens.
-                return [sendAck()]
+                return Outputs(sendAck())
             }
             var delivered = data
             receiveNext &+= UInt32(data.count)
@@ -82,13 +82,13 @@ extension StreamConnection {
             traffic.bytesReceived += delivered.count
             if !outOfOrder.isEmpty || unacknowledgedSegments >= 2 { return [.data(delivered), sendAck()] }
             if ackDeadline == nil { ackDeadline = now + Self.delayedAck }
-            return [.data(delivered)]
+            return Outputs(.data(delivered))
         }
         if Self.isAfter(sequence, receiveNext) {
             if outOfOrder.count < Self.outOfOrderLimit { outOfOrder[sequence] = data }
         }
         // Out of order or a duplicate: tell the sender at once what we hold.
-        return [sendAck()]
+        return Outputs(sendAck())
     }
 
     /// Segments held out of order that now follow `receiveNext`, appended to `delivered` while
@@ -103,7 +103,7 @@ extension StreamConnection {
 
     /// Held segments that the reader (or the echo's peer) has since made room for: delivered,
     /// and acknowledged at once. Called on every packet and tick of an established stream.
-    func deliverHeldSegments() -> [Output] {
+    func deliverHeldSegments() -> Outputs {
         guard !outOfOrder.isEmpty, !peerFinished, backlog < holdLimit, outOfOrder[receiveNext] != nil else { return [] }
         var delivered: [UInt8] = []
         takeHeldSegments(into: &delivered)
@@ -111,8 +111,8 @@ extension StreamConnection {
         return [.data(delivered), sendAck()]
     }
 
-    func receiveFin(_ packet: Packet, now: NIODeadline) -> [Output] {
-        var outputs: [Output] = []
+    func receiveFin(_ packet: Packet, now: NIODeadline) -> Outputs {
+        var outputs: Outputs = []
         let wasFinished = peerFinished
         peerFinished = true
         outOfOrder = [:]
@@ -155,9 +155,9 @@ extension StreamConnection {
 
     /// An ACK that tells the peer the window has opened again (the reader caught up); nothing
     /// when the stream no longer receives.
-    public func windowUpdate() -> [Output] {
+    public func windowUpdate() -> Outputs {
         guard state == .established, !peerFinished else { return [] }
-        return [sendAck()]
+        return Outputs(sendAck())
     }
 
     /// Up to four merged blocks of what is held out of order, lowest first; nil when nothing is.

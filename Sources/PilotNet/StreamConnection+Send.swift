@@ -3,7 +3,7 @@ import PilotWire
 
 extension StreamConnection {
     /// Queues `bytes` and sends what the windows allow.
-    public func write(_ bytes: [UInt8], now: NIODeadline) -> [Output] {
+    public func write(_ bytes: [UInt8], now: NIODeadline) -> Outputs {
         guard state == .established || state == .synSent, !closeRequested else { return [] }
         var start = 0
         while start < bytes.count {
@@ -19,11 +19,11 @@ extension StreamConnection {
     }
 
     /// Closes this side: the FIN goes out once everything written is acknowledged.
-    public func close(now: NIODeadline) -> [Output] {
+    public func close(now: NIODeadline) -> Outputs {
         switch state {
         case .synSent:
             state = .closed
-            return [.closed(reason: nil)]
+            return Outputs(.closed(reason: nil))
         case .established:
             closeRequested = true
             return finishIfDone(now: now)
@@ -82,13 +82,13 @@ extension StreamConnection {
         peerIsPilotHost ? Int.max : min(Self.officialOutOfOrderLimit, max(peerWindow, 1))
     }
 
-    func transmit(now: NIODeadline) -> [Output] {
+    func transmit(now: NIODeadline) -> Outputs {
         guard state == .established else { return [] }
         // 1.18 advertises its free receive slots; 0 means full (the old Go daemon read 0 as
         // "unlimited", and 1.18 wins). With a full peer one segment goes out as a probe.
         let limit = min(congestionWindow, max(peerWindow, 1))
         let outstanding = outstandingLimit
-        var outputs: [Output] = []
+        var outputs: Outputs = []
         // What the timer took for lost goes first, oldest first.
         var index = head
         while lostCount > 0 && inFlight < limit && index < firstUnsent {
@@ -123,7 +123,7 @@ extension StreamConnection {
         return .packet(packet(flags: .ack, sequence: segments[index].sequence, acknowledgment: receiveNext, payload: segments[index].payload))
     }
 
-    func acknowledge(_ ack: UInt32, pure: Bool, now: NIODeadline) -> [Output] {
+    func acknowledge(_ ack: UInt32, pure: Bool, now: NIODeadline) -> Outputs {
         guard head < firstUnsent, ack != 0 else { return [] }
         if Self.isAfter(ack, segments[head].sequence) {
             var acked = 0
@@ -163,7 +163,7 @@ extension StreamConnection {
         slowStartThreshold = max(inFlight / 2, 2)
         congestionWindow = slowStartThreshold + 3
         traffic.fastRetransmits += 1
-        return [send(index, now: now)]
+        return Outputs(send(index, now: now))
     }
 
     func noteDelivered(_ sentAt: NIODeadline?) {
@@ -176,13 +176,13 @@ extension StreamConnection {
     /// trip, for reordering) has reached the peer, so a retransmission whose ACK was lost is not
     /// sent again and again (RFC 8985's rule; the retransmission timer covers a lost one). The
     /// window is halved once per loss episode.
-    func retransmitHoles(now: NIODeadline) -> [Output] {
+    func retransmitHoles(now: NIODeadline) -> Outputs {
         guard sackedCount > 0, let last = (head..<firstUnsent).last(where: { segments[$0].sacked }), let delivered = deliveredSentAt else {
             return []
         }
         let highest = segments[last].end
         let reorderWindow = TimeAmount.nanoseconds(Int64(max((smoothedRTT ?? 0.05) / 4, 0.001) * 1e9))
-        var outputs: [Output] = []
+        var outputs: Outputs = []
         for index in head..<firstUnsent {
             let segment = segments[index]
             guard Self.isAfter(highest, segment.sequence) else { break }
@@ -246,7 +246,7 @@ extension StreamConnection {
         retransmissionTimeout = measuredTimeout
     }
 
-    func finishIfDone(now: NIODeadline) -> [Output] {
+    func finishIfDone(now: NIODeadline) -> Outputs {
         guard closeRequested, !finSent, head == segments.count, state == .established else { return [] }
         finSent = true
         state = .timeWait

@@ -2,7 +2,7 @@ public import NIOCore
 
 extension StreamConnection {
     /// Retransmissions, delayed ACKs, SYN retries, the end of TIME_WAIT. Call every ~20 ms.
-    public func tick(now: NIODeadline) -> [Output] {
+    public func tick(now: NIODeadline) -> Outputs {
         if sentSinceTick {
             sentSinceTick = false
             lastSent = now
@@ -13,23 +13,23 @@ extension StreamConnection {
         case .timeWait:
             if let until = timeWaitUntil, now >= until {
                 state = .closed
-                return [.closed(reason: nil)]
+                return Outputs(.closed(reason: nil))
             }
             return []
         case .synSent:
             guard let sentAt = synSentAt, now - sentAt >= retransmissionTimeout else { return [] }
             guard synAttemptsMade < Self.synAttempts else {
                 state = .closed
-                return [.closed(reason: "dial timed out")]
+                return Outputs(.closed(reason: "dial timed out"))
             }
             synAttemptsMade += 1
             synSentAt = now
             retransmissionTimeout = min(retransmissionTimeout * 2, .seconds(8))
-            return [.packet(syn())]
+            return Outputs(.packet(syn()))
         case .established:
             if now - lastReceived >= Self.idleTimeout {
                 state = .closed
-                return [.closed(reason: "idle timeout")]
+                return Outputs(.closed(reason: "idle timeout"))
             }
             var outputs = deliverHeldSegments()
             if let deadline = ackDeadline, now >= deadline, outputs.isEmpty { outputs.append(sendAck()) }
@@ -81,11 +81,11 @@ extension StreamConnection {
     /// that long after its path came back). The new path gets the whole budget of
     /// retransmissions before the stream gives up: losses on the old one no longer count. The
     /// congestion state stays: the timer already cut it for those losses.
-    public func pathChanged(now: NIODeadline) -> [Output] {
+    public func pathChanged(now: NIODeadline) -> Outputs {
         guard state == .established, peerWindow > 0, let index = oldestUnsacked else { return [] }
         for unacknowledged in head..<firstUnsent { segments[unacknowledged].probes = segments[unacknowledged].transmissions }
         retransmissionTimeout = measuredTimeout
         guard let sentAt = segments[index].sentAt, now - sentAt >= measuredTimeout else { return [] }
-        return [send(index, now: now)]
+        return Outputs(send(index, now: now))
     }
 }

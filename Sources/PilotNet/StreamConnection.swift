@@ -24,6 +24,9 @@ public final class StreamConnection {
         }
     }
 
+    /// What the connection asks for after an event, in order.
+    public typealias Outputs = SmallList<Output>
+
     /// What the connection asks for after an event.
     public enum Output: Sendable, Equatable {
         case packet(Packet)
@@ -205,7 +208,7 @@ public final class StreamConnection {
     }
 
     /// Opens a stream: the SYN to send.
-    public static func dial(_ key: Key, now: NIODeadline) -> (StreamConnection, [Output]) {
+    public static func dial(_ key: Key, now: NIODeadline) -> (StreamConnection, Outputs) {
         let connection = StreamConnection(key: key, state: .synSent, now: now)
         connection.synSentAt = now
         connection.synAttemptsMade = 1
@@ -213,7 +216,7 @@ public final class StreamConnection {
     }
 
     /// Accepts a SYN on a listening port: established at once (as 1.18), the SYN|ACK to send.
-    public static func accept(_ syn: Packet, local: Address, now: NIODeadline) -> (StreamConnection, [Output]) {
+    public static func accept(_ syn: Packet, local: Address, now: NIODeadline) -> (StreamConnection, Outputs) {
         let key = Key(local: local, localPort: syn.destinationPort, remote: syn.source, remotePort: syn.sourcePort)
         let connection = StreamConnection(key: key, state: .established, now: now)
         connection.receiveNext = syn.sequence &+ 1
@@ -233,7 +236,7 @@ public final class StreamConnection {
     }
 
     /// Aborts with a RST.
-    public func reset() -> [Output] {
+    public func reset() -> Outputs {
         guard state != .closed else { return [] }
         let wasOpen = state != .timeWait
         state = .closed

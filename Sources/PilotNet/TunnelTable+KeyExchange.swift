@@ -3,7 +3,7 @@ public import PilotCrypto
 import PilotWire
 
 extension TunnelTable {
-    func receive(_ exchange: AuthenticatedKeyExchange, arrival: Path, now: NIODeadline) -> [TunnelAction] {
+    func receive(_ exchange: AuthenticatedKeyExchange, arrival: Path, now: NIODeadline) -> TunnelActions {
         let woken = wakeResting(for: exchange.node, holding: .authenticatedKeyExchange(exchange), arrival: arrival, now: now)
         guard !recipients(of: exchange.node, socket: arrival.socket).isEmpty || woken.held else {
             counters.unsolicited += 1
@@ -14,7 +14,7 @@ extension TunnelTable {
         return woken.actions + verify(exchange, arrival: arrival, now: now)
     }
 
-    func verify(_ exchange: AuthenticatedKeyExchange, arrival: Path, now: NIODeadline) -> [TunnelAction] {
+    func verify(_ exchange: AuthenticatedKeyExchange, arrival: Path, now: NIODeadline) -> TunnelActions {
         if let known = signingKeys[exchange.node] {
             // A PILA with another key than the registry's: the node may have rotated its key.
             // Fetch it again, but not more than once per negative-cache period.
@@ -31,12 +31,12 @@ extension TunnelTable {
         if arrival.relayed, let earlier = awaitingKey[exchange.node]?[arrival.socket]?.1, !earlier.relayed { heardBy = earlier }
         awaitingKey[exchange.node, default: [:]][arrival.socket] = (exchange, heardBy)
         guard keyLookups.insert(exchange.node).inserted else { return [] }
-        return [.lookUpKey(exchange.node)]
+        return TunnelActions(.lookUpKey(exchange.node))
     }
 
     /// The registry's answer for `node`: its Ed25519 key, or nil when it has none. A key that
     /// differs from the one PILA frames carry rejects them.
-    public func keyLookedUp(_ node: UInt32, key: Ed25519PublicKey?, now: NIODeadline) -> [TunnelAction] {
+    public func keyLookedUp(_ node: UInt32, key: Ed25519PublicKey?, now: NIODeadline) -> TunnelActions {
         keyLookups.remove(node)
         let waiting = awaitingKey.removeValue(forKey: node)
         guard let key else {
@@ -46,15 +46,16 @@ extension TunnelTable {
         }
         signingKeys[node] = (key, now)
         missingKeys[node] = nil
-        return (waiting ?? [:]).sorted { $0.key < $1.key }.flatMap { _, pending in
-            apply(pending.0, registryKey: key, arrival: pending.1, now: now)
+        return (waiting ?? [:]).sorted { $0.key < $1.key }.reduce(into: TunnelActions()) { actions, entry in
+            let pending = entry.value
+            actions += apply(pending.0, registryKey: key, arrival: pending.1, now: now)
         }
     }
 
     /// Forgets the cached registry key of `node` (it rotated its key).
     public func forgetKey(of node: UInt32) { signingKeys[node] = nil }
 
-    func apply(_ exchange: AuthenticatedKeyExchange, registryKey: Ed25519PublicKey, arrival: Path, now: NIODeadline) -> [TunnelAction] {
+    func apply(_ exchange: AuthenticatedKeyExchange, registryKey: Ed25519PublicKey, arrival: Path, now: NIODeadline) -> TunnelActions {
         guard exchange.ed25519 == registryKey.bytes,
             registryKey.isValidSignature(exchange.signature, for: exchange.signedMessage)
         else {
@@ -100,7 +101,7 @@ extension TunnelTable {
         return actions
     }
 
-    func answerKeyRequest(_ request: KeyExchange, arrival: Path, now: NIODeadline) -> [TunnelAction] {
+    func answerKeyRequest(_ request: KeyExchange, arrival: Path, now: NIODeadline) -> TunnelActions {
         let remote = request.node
         let woken = wakeResting(for: remote, holding: .keyExchange(request), arrival: arrival, now: now)
         let locals = recipients(of: remote, socket: arrival.socket)
@@ -109,7 +110,7 @@ extension TunnelTable {
             return woken.actions
         }
         // A PILK installs nothing (it is unauthenticated): it asks for our PILA.
-        var actions: [TunnelAction] = []
+        var actions: TunnelActions = []
         for local in locals {
             guard let identity = identities[local] else { continue }
             let pair = NodePair(local: local, remote: remote)

@@ -5,7 +5,7 @@ extension TunnelTable {
     /// A beacon message: relayed frames and punch commands are the table's; the rest (discover
     /// replies, pokes) are handed on (`fromBeacon`). Only the beacon's own messages are heard:
     /// anyone can send these bytes, and the others are counted and dropped.
-    func receiveFromBeacon(_ bytes: [UInt8], from endpoint: SocketAddress, socket: Int, now: NIODeadline) -> [TunnelAction] {
+    func receiveFromBeacon(_ bytes: [UInt8], from endpoint: SocketAddress, socket: Int, now: NIODeadline) -> TunnelActions {
         guard let beacon, endpoint == beacon, let message = try? BeaconMessage(decoding: bytes[...]) else {
             counters.beacon += 1
             return []
@@ -31,9 +31,9 @@ extension TunnelTable {
             counters.punchCommands += 1
             let punch = TunnelFrame.punch.encoded()
             counters.framesOut += 3
-            return Array(repeating: .send(punch, to: target, socket: socket), count: 3) + punchCommanded(on: socket, now: now)
+            return TunnelActions(contentsOf: repeatElement(.send(punch, to: target, socket: socket), count: 3)) + punchCommanded(on: socket, now: now)
         default:
-            return [.fromBeacon(message, socket: socket)]
+            return TunnelActions(.fromBeacon(message, socket: socket))
         }
     }
 
@@ -50,9 +50,9 @@ extension TunnelTable {
     /// 1.18's blackhole rule: a remote that has had `blackholeWrites` frames straight to it and
     /// has said nothing directly for `blackholeSilence` since the first is reached through the
     /// beacon from now on; its next direct upgrade is `directProbe` later.
-    func giveUpSilentDirectPaths(now: NIODeadline) -> [TunnelAction] {
+    func giveUpSilentDirectPaths(now: NIODeadline) -> TunnelActions {
         guard beacon != nil else { return [] }
-        var actions: [TunnelAction] = []
+        var actions: TunnelActions = []
         for (remote, record) in unansweredDirect where record.count >= timing.blackholeWrites && now - record.since >= timing.blackholeSilence {
             unansweredDirect[remote] = nil
             guard var path = paths[remote], !path.relayed else { continue }
@@ -73,9 +73,9 @@ extension TunnelTable {
     /// now, from the socket it sends on (a discover, as the announcements: 0x08 from a shared
     /// socket, 0x01 from one of its own). The beacon's answer, the socket's mapping, goes up
     /// (`fromBeacon`), and a new mapping is registered.
-    func rediscover(behind remote: UInt32, along path: Path) -> [TunnelAction] {
+    func rediscover(behind remote: UInt32, along path: Path) -> TunnelActions {
         guard let beacon else { return [] }
-        var actions: [TunnelAction] = []
+        var actions: TunnelActions = []
         for local in (related[remote] ?? []).sorted() where tunnels[NodePair(local: local, remote: remote)] != nil {
             let ownSocket = identitySockets[local]
             let message: BeaconMessage = ownSocket == nil ? .discoverExtended(node: local) : .discover(node: local)
@@ -89,10 +89,10 @@ extension TunnelTable {
     /// A punch request (0x03) from `local` for `remote`, to the beacon from the socket `local`
     /// sends on along `path`: the beacon sends each side the other's endpoint (0x04), and their
     /// PILPs open both NATs for the frames that follow.
-    func punchRequest(local: UInt32, remote: UInt32, along path: Path) -> [TunnelAction] {
+    func punchRequest(local: UInt32, remote: UInt32, along path: Path) -> TunnelActions {
         guard let beacon, let request = try? BeaconMessage.punchRequest(requester: local, target: remote).encoded() else { return [] }
         counters.punchRequests += 1
-        return [.send(request, to: beacon, socket: sendingSocket(local, path))]
+        return TunnelActions(.send(request, to: beacon, socket: sendingSocket(local, path)))
     }
 
     /// Starts the direct upgrades that are due (1.18's `tryDirectUpgrade`): each relayed remote
@@ -102,10 +102,10 @@ extension TunnelTable {
     /// over are due still and go at the next ticks, so thousands of relayed remotes are spread
     /// over seconds, never asked for at once. An answer that never comes frees its place after
     /// `upgradeResolveWait`.
-    func startUpgrades(now: NIODeadline) -> [TunnelAction] {
+    func startUpgrades(now: NIODeadline) -> TunnelActions {
         for (remote, upgrade) in upgrades where upgrade.endpoint == nil && upgrade.due <= now { upgrades[remote] = nil }
         guard beacon != nil else { return [] }
-        var actions: [TunnelAction] = []
+        var actions: TunnelActions = []
         for (remote, path) in paths where path.relayed && upgrades[remote] == nil {
             guard actions.count < timing.upgradesPerTick, upgrades.count < timing.upgradesAtOnce else { break }
             guard now - (lastUpgrade[remote] ?? .uptimeNanoseconds(0)) >= timing.directProbe,
@@ -158,7 +158,7 @@ extension TunnelTable {
     /// before, if any, is tried. The endpoint becomes the path's (the next key exchange tries it
     /// too), a punch request goes to the beacon, and `probe` sends the sealed probes from
     /// `upgradeProbeSpacing` on (`nextDue` says when).
-    public func endpointResolved(_ remote: UInt32, endpoint: SocketAddress?, now: NIODeadline) -> [TunnelAction] {
+    public func endpointResolved(_ remote: UInt32, endpoint: SocketAddress?, now: NIODeadline) -> TunnelActions {
         guard var upgrade = upgrades[remote], upgrade.endpoint == nil else { return [] }
         // Heard directly meanwhile: the path it came by is better than the registry's word.
         guard var path = paths[remote], path.relayed, let target = endpoint ?? path.endpoint,
@@ -185,7 +185,7 @@ extension TunnelTable {
     }
 
     /// What is due: first exchanges whose punch wait is over, and upgrade probes.
-    public func sendDue(now: NIODeadline) -> [TunnelAction] {
+    public func sendDue(now: NIODeadline) -> TunnelActions {
         releasePunched(now: now) + probe(now: now)
     }
 
@@ -193,8 +193,8 @@ extension TunnelTable {
     /// the registry gave. All of them go even once the path turned direct: a 1.18 peer moves
     /// back to direct only after three frames heard directly. A probe may be lost: it does not
     /// stand in for the keepalive on the relayed path.
-    func probe(now: NIODeadline) -> [TunnelAction] {
-        var actions: [TunnelAction] = []
+    func probe(now: NIODeadline) -> TunnelActions {
+        var actions: TunnelActions = []
         for (remote, var upgrade) in upgrades where upgrade.due <= now {
             guard let endpoint = upgrade.endpoint else { continue }
             let pair = NodePair(local: upgrade.local, remote: remote)

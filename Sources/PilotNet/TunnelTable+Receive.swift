@@ -4,7 +4,7 @@ import PilotWire
 
 extension TunnelTable {
     /// One datagram from `endpoint`, arrived on socket `socket`.
-    public func receive(_ bytes: [UInt8], from endpoint: SocketAddress, socket: Int, now: NIODeadline) -> [TunnelAction] {
+    public func receive(_ bytes: [UInt8], from endpoint: SocketAddress, socket: Int, now: NIODeadline) -> TunnelActions {
         counters.framesIn += 1
         guard let first = bytes.first else {
             counters.malformed += 1
@@ -18,7 +18,7 @@ extension TunnelTable {
 
     /// A tunnel frame that arrived straight from `arrival.endpoint`, or through the beacon from
     /// node `relayedFrom`.
-    func receive(frame bytes: ArraySlice<UInt8>, arrival: Path, relayedFrom: UInt32?, now: NIODeadline) -> [TunnelAction] {
+    func receive(frame bytes: ArraySlice<UInt8>, arrival: Path, relayedFrom: UInt32?, now: NIODeadline) -> TunnelActions {
         let frame: TunnelFrame
         do { frame = try TunnelFrame(decoding: bytes) } catch {
             counters.malformed += 1
@@ -40,7 +40,7 @@ extension TunnelTable {
     }
 
     /// A decoded frame to what handles its kind (PILT is ignored, as 1.18 with encryption on).
-    func dispatch(_ frame: TunnelFrame, arrival: Path, now: NIODeadline) -> [TunnelAction] {
+    func dispatch(_ frame: TunnelFrame, arrival: Path, now: NIODeadline) -> TunnelActions {
         switch frame {
         case .encrypted(let encrypted): receive(encrypted, arrival: arrival, now: now)
         case .authenticatedKeyExchange(let exchange): receive(exchange, arrival: arrival, now: now)
@@ -53,7 +53,7 @@ extension TunnelTable {
     /// `arrival`: where it came from. A relayed copy does not displace a direct path heard
     /// from within `directPreference` (1.18 sends its PILAs both ways). Returns the path change
     /// to report, if the path turned relayed or direct.
-    func learn(_ arrival: Path, for remote: UInt32, now: NIODeadline) -> [TunnelAction] {
+    func learn(_ arrival: Path, for remote: UInt32, now: NIODeadline) -> TunnelActions {
         let old = paths[remote]
         if arrival.relayed {
             if let direct = heardDirectly[remote], now - direct < timing.directPreference, old?.relayed == false { return [] }
@@ -80,7 +80,7 @@ extension TunnelTable {
         arrival.relayed ? Path(endpoint: paths[remote]?.endpoint, socket: arrival.socket, relayed: true) : arrival
     }
 
-    func receive(_ frame: EncryptedFrame, arrival: Path, now: NIODeadline) -> [TunnelAction] {
+    func receive(_ frame: EncryptedFrame, arrival: Path, now: NIODeadline) -> TunnelActions {
         let remote = frame.sender
         let epoch = Epoch(remote: remote, prefix: frame.nonce.prefix)
         var opened: (Tunnel, [UInt8])?
@@ -129,19 +129,19 @@ extension TunnelTable {
         // the way it now comes.
         let changed = learn(arrival, for: remote, now: now)
         counters.delivered += 1
-        return [.deliver(local: tunnel.local, packet)].adding(changed)
+        return TunnelActions(.deliver(local: tunnel.local, packet)).adding(changed)
     }
 
     /// A PILS no session opens: the remote thinks it has a session we do not. Those of our
     /// identities with business with it answer with their PILA, at most once per 3 s.
-    func undecryptable(from remote: UInt32, arrival: Path, now: NIODeadline) -> [TunnelAction] {
+    func undecryptable(from remote: UInt32, arrival: Path, now: NIODeadline) -> TunnelActions {
         let locals = recipients(of: remote, socket: arrival.socket)
         if locals.contains(where: { tunnels[NodePair(local: $0, remote: remote)] != nil }) {
             counters.authenticationFailed += 1
         } else {
             counters.noSession += 1
         }
-        var actions: [TunnelAction] = []
+        var actions: TunnelActions = []
         for local in locals {
             guard let identity = identities[local] else { continue }
             let pair = NodePair(local: local, remote: remote)

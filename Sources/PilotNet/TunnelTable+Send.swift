@@ -7,8 +7,8 @@ extension TunnelTable {
     /// on a session, else queued while a key exchange runs (with `endpoint`, where the registry
     /// says the remote is, and then with a punch request; or where the remote was last seen;
     /// or, knowing neither, through the beacon: a node that hides its endpoint).
-    public func send(_ packet: Packet, to remote: UInt32, endpoint: SocketAddress? = nil, now: NIODeadline) throws(TunnelError) -> [TunnelAction] {
-        var actions: [TunnelAction] = []
+    public func send(_ packet: Packet, to remote: UInt32, endpoint: SocketAddress? = nil, now: NIODeadline) throws(TunnelError) -> TunnelActions {
+        var actions: TunnelActions = []
         let local = packet.source.node
         // The source's node names the sending identity; its network part is the network the
         // packet is sent within (a broadcast's is the custom network's).
@@ -62,8 +62,8 @@ extension TunnelTable {
     /// it without waiting for the retries to give up on it, and one that can again is tried
     /// directly again (a path once relayed is not relayed for good). The direct one goes
     /// first: arriving first, it gives the remote our endpoint before the relayed copy counts.
-    func sendFirstExchange(_ pair: NodePair, identity: TunnelIdentity, path: Path) -> [TunnelAction] {
-        var actions: [TunnelAction] = []
+    func sendFirstExchange(_ pair: NodePair, identity: TunnelIdentity, path: Path) -> TunnelActions {
+        var actions: TunnelActions = []
         if path.endpoint != nil {
             actions += emit(identity.authenticatedExchange, Path(endpoint: path.endpoint, socket: path.socket), local: pair.local, remote: pair.remote)
         }
@@ -77,7 +77,7 @@ extension TunnelTable {
     /// The beacon's punch command arrived on `socket`: the first exchanges waiting for a punch
     /// on that socket go `punchLead` from now, once the remote, which got its command at the
     /// same moment, has had time to send its PILPs and so open its NAT to us.
-    func punchCommanded(on socket: Int, now: NIODeadline) -> [TunnelAction] {
+    func punchCommanded(on socket: Int, now: NIODeadline) -> TunnelActions {
         var moved = false
         for (pair, wait) in punchWaits where wait.socket == socket && wait.until > now + timing.punchLead {
             punchWaits[pair]?.until = now + timing.punchLead
@@ -88,8 +88,8 @@ extension TunnelTable {
 
     /// The first exchanges whose punch wait is over (`punchCommanded`, or `punchWaitLimit`
     /// without a command: the beacon does not know the remote).
-    func releasePunched(now: NIODeadline) -> [TunnelAction] {
-        var actions: [TunnelAction] = []
+    func releasePunched(now: NIODeadline) -> TunnelActions {
+        var actions: TunnelActions = []
         for (pair, wait) in punchWaits where wait.until <= now {
             punchWaits[pair] = nil
             guard pending[pair] != nil, let identity = identities[pair.local], let path = paths[pair.remote] else { continue }
@@ -98,14 +98,14 @@ extension TunnelTable {
         return actions
     }
 
-    func seal(_ plaintext: [UInt8], on tunnel: Tunnel, path: Path, now: NIODeadline) -> [TunnelAction] {
+    func seal(_ plaintext: [UInt8], on tunnel: Tunnel, path: Path, now: NIODeadline) -> TunnelActions {
         seal(count: plaintext.count, on: tunnel, path: path, now: now) { output in
             plaintext.withUnsafeBytes { output.copyMemory(from: $0) }
         }
     }
 
     /// `packet` sealed on `tunnel`: encoded straight into the datagram, where it is sealed.
-    func seal(_ packet: Packet, on tunnel: Tunnel, path: Path, now: NIODeadline) -> [TunnelAction] {
+    func seal(_ packet: Packet, on tunnel: Tunnel, path: Path, now: NIODeadline) -> TunnelActions {
         seal(count: packet.encodedCount, on: tunnel, path: path, now: now) { output in try packet.encode(into: output) }
     }
 
@@ -114,7 +114,7 @@ extension TunnelTable {
     /// block before it writes it; `TunnelKeyTests` holds it to that).
     private func seal(
         count: Int, on tunnel: Tunnel, path: Path, now: NIODeadline, write: (UnsafeMutableRawBufferPointer) throws -> Void
-    ) -> [TunnelAction] {
+    ) -> TunnelActions {
         let cipher = tunnel.cipher, sender = tunnel.local
         guard let frame = try? EncryptedFrame.datagram(
             sender: sender, noncePrefix: cipher.noncePrefix, sealedCount: count + TunnelCipher.tagSize,
@@ -144,7 +144,7 @@ extension TunnelTable {
     /// `frame` from `local` to `remote` along `path`. An identity with a socket of its own
     /// always sends from it; the others from the path's socket (the one the remote last
     /// reached, or the shared one). Relayed: wrapped in 0x05 to the beacon.
-    func emit(_ frame: [UInt8], _ path: Path, local: UInt32, remote: UInt32) -> [TunnelAction] {
+    func emit(_ frame: [UInt8], _ path: Path, local: UInt32, remote: UInt32) -> TunnelActions {
         let socket = sendingSocket(local, path)
         if path.relayed {
             guard let beacon, let wrapped = try? BeaconMessage.relay(source: local, destination: remote, frame: frame[...]).encoded() else {
@@ -153,14 +153,14 @@ extension TunnelTable {
             }
             counters.framesOut += 1
             counters.relayedOut += 1
-            return [.send(wrapped, to: beacon, socket: socket)]
+            return TunnelActions(.send(wrapped, to: beacon, socket: socket))
         }
         guard let endpoint = path.endpoint else {
             counters.relayUnavailable += 1
             return []
         }
         counters.framesOut += 1
-        return [.send(frame, to: endpoint, socket: socket)]
+        return TunnelActions(.send(frame, to: endpoint, socket: socket))
     }
 
     /// The socket `local` sends on along `path`: its own if it has one, else the path's.

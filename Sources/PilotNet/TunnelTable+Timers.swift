@@ -5,8 +5,8 @@ extension TunnelTable {
     /// punch request), gives up on dead ones, turns silent direct paths relayed and starts the
     /// direct upgrades of relayed ones, sends keepalives, forgets idle sessions. Call about once
     /// a second (and `sendDue` when `nextDue` says).
-    public func tick(now: NIODeadline) -> [TunnelAction] {
-        var actions: [TunnelAction] = []
+    public func tick(now: NIODeadline) -> TunnelActions {
+        var actions: TunnelActions = []
         for (pair, var exchange) in pending where exchange.nextAttempt <= now {
             guard let identity = identities[pair.local], var path = paths[pair.remote], exchange.attempts < timing.attempts else {
                 pending[pair] = nil

@@ -387,11 +387,11 @@ public final class TunnelTable {
 
     /// `local` was added and related after a `wake`: it rests no more, and the frames held for
     /// it are taken again (answered now, not at the remote's next retransmission).
-    public func woke(_ local: UInt32, now: NIODeadline) -> [TunnelAction] {
+    public func woke(_ local: UInt32, now: NIODeadline) -> TunnelActions {
         let remotes = restingRelations[local] ?? []
         rest(local, relatedTo: [])
         waking[local] = nil
-        var actions: [TunnelAction] = []
+        var actions: TunnelActions = []
         for remote in remotes.sorted() {
             // Taken out first: taken again, they are held anew for identities still asleep.
             for frame in held.removeValue(forKey: remote) ?? [] where now - frame.at < timing.wakeWait {
@@ -403,14 +403,14 @@ public final class TunnelTable {
 
     /// Asks the resting identities related to `remote` to join (each once per `wakeWait`) and
     /// holds `frame` for them (the latest few per remote); `held` is false when none rests.
-    func wakeResting(for remote: UInt32, holding frame: TunnelFrame, arrival: Path, now: NIODeadline) -> (held: Bool, actions: [TunnelAction]) {
+    func wakeResting(for remote: UInt32, holding frame: TunnelFrame, arrival: Path, now: NIODeadline) -> (held: Bool, actions: TunnelActions) {
         // Added but not yet related (`woke` not yet called) counts as asleep: the frame would be lost.
         guard let asleep = resting[remote]?.filter({ identities[$0] == nil || waking[$0] != nil }), !asleep.isEmpty else { return (false, []) }
         var frames = held[remote] ?? []
         if frames.count >= Self.heldFramesPerRemote { frames.removeFirst() }
         frames.append((frame, arrival, now))
         held[remote] = frames
-        var actions: [TunnelAction] = []
+        var actions: TunnelActions = []
         for local in asleep.sorted() where identities[local] == nil && (waking[local].map { now - $0 >= timing.wakeWait } ?? true) {
             waking[local] = now
             counters.wakes += 1

@@ -27,18 +27,20 @@ struct NetBench {
     func run() {
         let runs = { (part: String) in only.isEmpty || only.contains(part) }
         do {
-            var raw = Double.nan
-            if runs("raw") || runs("stream") || runs("loops") {
+            var raw: Double?
+            if runs("raw") {
                 raw = try rawUDP(seconds: 2)
-                print(String(format: "raw UDP, 1222-byte datagrams, one socket to another: %8.1f MB/s", raw))
+                print(String(format: "raw UDP, 1222-byte datagrams, one socket to another: %8.1f MB/s", raw ?? 0))
             }
+            // "(N% of raw UDP)", where raw UDP was measured.
+            let share = { (rate: Double) in raw.map { String(format: " (%.0f%% of raw UDP)", 100 * rate / $0) } ?? "" }
             if runs("stream") {
                 let stream = try runBlocking { [megabytes] in try await Self.stream(megabytes: megabytes) }
-                print(String(format: "PilotNet stream, %d MB between identities of two fabrics: %8.1f MB/s (%.0f%% of raw UDP), CPU %.2f ms per MB%@", megabytes, stream.rate, 100 * stream.rate / raw, stream.cpu, stream.note))
+                print(String(format: "PilotNet stream, %d MB between identities of two fabrics: %8.1f MB/s%@, CPU %.2f ms per MB%@", megabytes, stream.rate, share(stream.rate), stream.cpu, stream.note))
             }
             if runs("loops") {
                 let onLoops = try runBlocking { [megabytes] in try await Self.stream(megabytes: megabytes, onLoops: true) }
-                print(String(format: "PilotNet stream, writer and reader on their fabric's loop: %8.1f MB/s (%.0f%% of raw UDP), CPU %.2f ms per MB%@", onLoops.rate, 100 * onLoops.rate / raw, onLoops.cpu, onLoops.note))
+                print(String(format: "PilotNet stream, writer and reader on their fabric's loop: %8.1f MB/s%@, CPU %.2f ms per MB%@", onLoops.rate, share(onLoops.rate), onLoops.cpu, onLoops.note))
             }
             if runs("echo-bench") {
                 let echoed = try runBlocking { [megabytes] in try await Self.echoBench(megabytes: min(megabytes, 50)) }

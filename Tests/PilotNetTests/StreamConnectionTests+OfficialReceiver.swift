@@ -73,7 +73,7 @@ extension StreamConnectionTests {
         var events: [String] = []
         var written = false
         var closed = false
-        func route(_ outputs: [StreamConnection.Output]) {
+        func route(_ outputs: StreamConnection.Outputs) {
             for output in outputs {
                 switch output {
                 case .packet(let packet): link.carry(packet, toDialer: false, now: now)
@@ -144,7 +144,7 @@ extension StreamConnectionTests {
             acknowledgment: acknowledgment, window: window, payload: SelectiveAck(blocks: blocks)?.encoded() ?? [])
     }
 
-    private func dataSequences(_ outputs: [StreamConnection.Output]) -> [UInt32] {
+    private func dataSequences(_ outputs: StreamConnection.Outputs) -> [UInt32] {
         outputs.compactMap { if case .packet(let packet) = $0, !packet.payload.isEmpty { packet.sequence } else { nil } }
     }
 

@@ -63,7 +63,7 @@ final class StreamConnectionTests: XCTestCase {
         var written = false
         var closed = false
 
-        func route(_ outputs: [StreamConnection.Output], fromDialer: Bool) {
+        func route(_ outputs: StreamConnection.Outputs, fromDialer: Bool) {
             for output in outputs {
                 switch output {
                 case .packet(let packet): link.carry(packet, toDialer: !fromDialer, now: now)
@@ -210,7 +210,7 @@ final class StreamConnectionTests: XCTestCase {
                 flags: .ack, proto: .stream, source: dialer, destination: listener, sourcePort: 49152, destinationPort: 1001,
                 sequence: UInt32(1 + index * 1152), acknowledgment: 1, payload: Array(repeating: UInt8(index), count: 1152))
         }
-        func delivered(_ outputs: [StreamConnection.Output]) -> [UInt8] {
+        func delivered(_ outputs: StreamConnection.Outputs) -> [UInt8] {
             outputs.reduce(into: []) { if case .data(let chunk) = $1 { $0 += chunk } }
         }
         for index in 1..<20 { XCTAssertEqual(delivered(server.receive(segment(index), now: now)), []) }
@@ -230,7 +230,7 @@ final class StreamConnectionTests: XCTestCase {
     func testAFullPeerWindowHoldsTheSenderToOneSegment() {
         let now = NIODeadline.uptimeNanoseconds(1_000_000_000)
         let client = dialedIntoAShutWindow(now: now)
-        func dataPackets(_ outputs: [StreamConnection.Output]) -> [Packet] {
+        func dataPackets(_ outputs: StreamConnection.Outputs) -> [Packet] {
             outputs.compactMap { if case .packet(let packet) = $0, !packet.payload.isEmpty { packet } else { nil } }
         }
         XCTAssertEqual(dataPackets(client.write(Array(repeating: 1, count: 10 * 1152), now: now)).count, 1)
@@ -248,7 +248,7 @@ final class StreamConnectionTests: XCTestCase {
         let (client, _) = StreamConnection.dial(key, now: now)
         let synAck = Packet(flags: [.syn, .ack], proto: .stream, source: listener, destination: dialer, sourcePort: 7, destinationPort: 49152, acknowledgment: 1, window: 64)
         _ = client.receive(synAck, now: now)
-        func dataSequences(_ outputs: [StreamConnection.Output]) -> [UInt32] {
+        func dataSequences(_ outputs: StreamConnection.Outputs) -> [UInt32] {
             outputs.compactMap { if case .packet(let packet) = $0, !packet.payload.isEmpty { packet.sequence } else { nil } }
         }
         XCTAssertEqual(dataSequences(client.write(Array(repeating: 1, count: 2 * 1152), now: now)).count, 2)
@@ -295,7 +295,7 @@ final class StreamConnectionTests: XCTestCase {
         // The window opens, the probe's ACK lost: the next retransmission is one, not the end.
         let opened = Packet(flags: .ack, proto: .stream, source: listener, destination: dialer, sourcePort: 7, destinationPort: 49152, sequence: 1, acknowledgment: 1, window: 4)
         _ = client.receive(opened, now: now)
-        var outputs: [StreamConnection.Output] = []
+        var outputs: StreamConnection.Outputs = []
         for _ in 0..<3 {
             now = now + .seconds(1)
             outputs += client.tick(now: now)
@@ -346,7 +346,7 @@ final class StreamConnectionTests: XCTestCase {
         let syn = Packet(flags: .syn, proto: .stream, source: dialer, destination: listener, sourcePort: 49152, destinationPort: 7, window: 512)
         let (server, _) = StreamConnection.accept(syn, local: listener, now: now)
         var keepalives = 0
-        var end: [StreamConnection.Output] = []
+        var end: StreamConnection.Outputs = []
         while end.isEmpty && now < .uptimeNanoseconds(200_000_000_000) {
             now = now + .milliseconds(500)
             for output in server.tick(now: now) {
@@ -366,7 +366,7 @@ final class StreamConnectionTests: XCTestCase {
 
         let (unanswered, _) = StreamConnection.dial(key, now: now)
         var syns = 1
-        var end: [StreamConnection.Output] = []
+        var end: StreamConnection.Outputs = []
         for _ in 0..<10_000 where end.isEmpty {
             now = now + .milliseconds(100)
             for output in unanswered.tick(now: now) {

@@ -39,10 +39,10 @@ final class TunnelTableTests: XCTestCase {
     /// returns what was delivered on each side.
     @discardableResult
     func run(
-        _ actions: [TunnelAction], from: TunnelTable, to: TunnelTable, fromEndpoint: SocketAddress, toEndpoint: SocketAddress,
+        _ actions: TunnelActions, from: TunnelTable, to: TunnelTable, fromEndpoint: SocketAddress, toEndpoint: SocketAddress,
         drop: (([UInt8]) -> Bool)? = nil
     ) -> (atFrom: [Packet], atTo: [Packet]) {
-        var queue: [(actions: [TunnelAction], side: Int)] = [(actions, 0)]
+        var queue: [(actions: TunnelActions, side: Int)] = [(actions, 0)]
         var delivered: ([Packet], [Packet]) = ([], [])
         var rounds = 0
         while let (batch, side) = queue.first, rounds < 100 {
@@ -195,7 +195,7 @@ final class TunnelTableTests: XCTestCase {
         XCTAssertEqual(try a.send(datagram(nodes[0], to: nodes[1], "lost"), to: 2, endpoint: endpointB, now: now).count, 1)
         XCTAssertEqual(a.remotesKnown, 1)
         var sent: [String] = []
-        var failed: [TunnelAction] = []
+        var failed: TunnelActions = []
         for second in 1...30 {
             for action in a.tick(now: now + .seconds(Int64(second))) {
                 switch action {
@@ -266,8 +266,8 @@ extension TunnelTableTests {
         func owner(of endpoint: SocketAddress) -> UInt32? { tables.first { $0.value.endpoint == endpoint }?.key }
 
         /// Runs `actions` of node `node`'s table until the world is quiet.
-        func run(_ actions: [TunnelAction], of node: UInt32) {
-            var queue: [(actions: [TunnelAction], node: UInt32)] = [(actions, node)]
+        func run(_ actions: TunnelActions, of node: UInt32) {
+            var queue: [(actions: TunnelActions, node: UInt32)] = [(actions, node)]
             var rounds = 0
             while let (batch, at) = queue.first, rounds < 200 {
                 queue.removeFirst()
@@ -507,7 +507,7 @@ extension TunnelTableTests {
         let command = try BeaconMessage.punchCommand(ip: [10, 0, 0, 7], port: 4242).encoded()
         let actions = table.receive(command, from: beacon, socket: 3, now: now)
         let target = try SocketAddress(ipAddress: "10.0.0.7", port: 4242)
-        XCTAssertEqual(actions, Array(repeating: .send(Array("PILP".utf8), to: target, socket: 3), count: 3))
+        XCTAssertEqual(Array(actions), Array(repeating: .send(Array("PILP".utf8), to: target, socket: 3), count: 3))
         XCTAssertEqual(table.receive(command, from: endpointA, socket: 3, now: now), [])
         XCTAssertEqual(table.counters.punchCommands, 1)
     }
@@ -611,7 +611,7 @@ extension TunnelTableTests {
         let commandAt = now + .milliseconds(20)
         let command = try XCTUnwrap(world.punchCommand(to: endpointB))
         let punched = a.receive(command, from: world.beacon, socket: 0, now: commandAt)
-        XCTAssertEqual(punched, Array(repeating: .send(TunnelFrame.punch.encoded(), to: endpointB, socket: 0), count: 3) + [.timerDue])
+        XCTAssertEqual(Array(punched), Array(repeating: .send(TunnelFrame.punch.encoded(), to: endpointB, socket: 0), count: 3) + [.timerDue])
         XCTAssertEqual(a.nextDue, commandAt + .milliseconds(50))
         XCTAssertEqual(a.sendDue(now: commandAt + .milliseconds(49)), [])
         let exchange = a.sendDue(now: commandAt + .milliseconds(50))
@@ -658,7 +658,7 @@ extension TunnelTableTests {
             world.run(try a.send(datagram(nodes[0], to: node, "hi"), to: node.address.node, now: now), of: 1)
         }
         XCTAssertEqual(a.sessions(of: 1).map(\.relayed), [true, true, true, true])
-        func resolves(_ actions: [TunnelAction]) -> [UInt32] {
+        func resolves(_ actions: TunnelActions) -> [UInt32] {
             actions.compactMap { action in if case let .resolveEndpoint(_, remote) = action { remote } else { nil } }
         }
         let first = resolves(a.tick(now: now + .seconds(1)))
