@@ -5,15 +5,19 @@ extension StreamConnection {
     /// Queues `bytes` and sends what the windows allow.
     public func write(_ bytes: [UInt8], now: NIODeadline) -> Outputs {
         guard state == .established || state == .synSent, !closeRequested else { return [] }
-        var start = 0
-        while start < bytes.count {
-            var end = min(start + Self.segmentSize, bytes.count)
-            // A segment must never begin like a SACK block list (the peer would read it as one).
-            if bytes[start...].starts(with: SelectiveAck.magic), end - start > 4 { end = start + 4 }
-            segments.append(Segment(sequence: sendNext, payload: Array(bytes[start..<end])))
-            queuedBytes += end - start
-            sendNext &+= UInt32(end - start)
-            start = end
+        bytes.withUnsafeBufferPointer { bytes in
+            // "SACK", as one word: compared with each segment's first four bytes.
+            let magic = SelectiveAck.magic.withUnsafeBytes { $0.loadUnaligned(as: UInt32.self) }
+            var start = 0
+            while start < bytes.count {
+                var end = min(start + Self.segmentSize, bytes.count)
+                // A segment must never begin like a SACK block list (the peer would read it as one).
+                if end - start > 4, UnsafeRawPointer(bytes.baseAddress! + start).loadUnaligned(as: UInt32.self) == magic { end = start + 4 }
+                segments.append(Segment(sequence: sendNext, payload: Array(bytes[start..<end])))
+                queuedBytes += end - start
+                sendNext &+= UInt32(end - start)
+                start = end
+            }
         }
         return state == .established ? transmit(now: now) : []
     }
