@@ -1,33 +1,46 @@
-/// What one step of the data path makes: most often nothing or one thing (a datagram to send,
-/// a packet to deliver, data for the reader), sometimes more. The first element is held inline
-/// and the rest in an array, so a list of one costs no heap allocation where an array of one
-/// would: one per segment and per step (`pilot-bench net` counts them).
+/// What one step of the data path makes: most often nothing, one or two things (a datagram to
+/// send, a packet to deliver, data for the reader and its ACK), sometimes more. The first two
+/// elements are held inline and the rest in an array, so a list of one or two costs no heap
+/// allocation where an array would: one per segment and per step (`pilot-bench net` counts
+/// them).
 ///
-/// Build lists of one with `SmallList(element)`: an array literal goes through an array.
+/// Build short lists with `SmallList(element)` and `append`: an array literal goes through an
+/// array.
 public struct SmallList<Element>: RandomAccessCollection {
-    private var head: Element?
-    /// Empty unless `head` is set.
-    private var tail: [Element] = []
+    private var first0: Element?
+    /// Nil unless `first0` is set.
+    private var second: Element?
+    /// Empty unless `second` is set.
+    private var rest: [Element] = []
 
     public init() {}
 
-    public init(_ element: Element) { head = element }
+    public init(_ element: Element) { first0 = element }
 
     public init(contentsOf elements: some Sequence<Element>) {
         for element in elements { append(element) }
     }
 
     public var startIndex: Int { 0 }
-    public var endIndex: Int { head == nil ? 0 : 1 + tail.count }
-    public var isEmpty: Bool { head == nil }
+    public var endIndex: Int { first0 == nil ? 0 : second == nil ? 1 : 2 + rest.count }
+    public var isEmpty: Bool { first0 == nil }
 
     public subscript(position: Int) -> Element {
-        guard position > 0 else { return head! }
-        return tail[position - 1]
+        switch position {
+        case 0: first0!
+        case 1: second!
+        default: rest[position - 2]
+        }
     }
 
     public mutating func append(_ element: Element) {
-        if head == nil { head = element } else { tail.append(element) }
+        if first0 == nil {
+            first0 = element
+        } else if second == nil {
+            second = element
+        } else {
+            rest.append(element)
+        }
     }
 
     /// Appends `other`; when this list is empty, takes `other` as it is.
@@ -37,8 +50,7 @@ public struct SmallList<Element>: RandomAccessCollection {
             self = other
             return
         }
-        tail.append(other.head!)
-        tail.append(contentsOf: other.tail)
+        for element in other { append(element) }
     }
 
     /// `append(contentsOf:)`, as `Array.add`.
