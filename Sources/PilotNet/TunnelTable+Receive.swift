@@ -83,21 +83,19 @@ extension TunnelTable {
     func receive(_ frame: EncryptedFrame, arrival: Path, now: NIODeadline) -> TunnelActions {
         let remote = frame.sender
         let epoch = Epoch(remote: remote, prefix: frame.nonce.prefix)
-        var opened: (Tunnel, [UInt8])?
+        var opened: (tunnel: Tunnel, count: Int)?
         if let local = epochs[epoch], let tunnel = tunnels[NodePair(local: local, remote: remote)] {
-            opened = (try? tunnel.cipher.open(frame.sealed, prefix: epoch.prefix, counter: frame.nonce.counter, sender: remote)).map { (tunnel, $0) }
+            opened = open(frame, on: tunnel).map { (tunnel, $0) }
         } else {
             for local in (related[remote] ?? []).sorted() {
-                guard let tunnel = tunnels[NodePair(local: local, remote: remote)],
-                    let plaintext = try? tunnel.cipher.open(frame.sealed, prefix: epoch.prefix, counter: frame.nonce.counter, sender: remote)
-                else { continue }
+                guard let tunnel = tunnels[NodePair(local: local, remote: remote)], let count = open(frame, on: tunnel) else { continue }
                 epochs[epoch] = local
                 tunnel.prefixes.insert(epoch.prefix)
-                opened = (tunnel, plaintext)
+                opened = (tunnel, count)
                 break
             }
         }
-        guard let (tunnel, plaintext) = opened else {
+        guard let (tunnel, count) = opened else {
             // The remote may hold a session from before a restart with an identity resting now.
             let woken = wakeResting(for: remote, holding: .encrypted(frame), arrival: arrival, now: now)
             return woken.actions + undecryptable(from: remote, arrival: arrival, now: now)
@@ -107,7 +105,7 @@ extension TunnelTable {
             return []
         }
         let packet: Packet
-        do { packet = try Packet(decoding: plaintext) } catch {
+        do { packet = try Packet(decoding: self.opened[..<count]) } catch {
             counters.malformed += 1
             return []
         }
@@ -124,12 +122,25 @@ extension TunnelTable {
         }
         tunnel.lastReceived = now
         tunnel.traffic.packetsReceived += 1
-        tunnel.traffic.bytesReceived += plaintext.count
+        tunnel.traffic.bytesReceived += count
         // The remote may have moved (NAT rebinding), or lost or found a direct path: reply
         // the way it now comes.
         let changed = learn(arrival, for: remote, now: now)
         counters.delivered += 1
         return TunnelActions(.deliver(local: tunnel.local, packet)).adding(changed)
+    }
+
+    /// `frame` opened on `tunnel` into `opened`: the plaintext's length, or nil when the tag
+    /// does not check.
+    func open(_ frame: EncryptedFrame, on tunnel: Tunnel) -> Int? {
+        let needed = max(0, frame.sealed.count - TunnelCipher.tagSize)
+        if opened.count < needed { opened = [UInt8](repeating: 0, count: needed) }
+        let cipher = tunnel.cipher
+        return frame.sealed.withUnsafeBytes { sealed in
+            opened.withUnsafeMutableBytes { output in
+                try? cipher.open(sealed, prefix: frame.nonce.prefix, counter: frame.nonce.counter, sender: frame.sender, into: output)
+            }
+        }
     }
 
     /// A PILS no session opens: the remote thinks it has a session we do not. Those of our

@@ -240,6 +240,9 @@ public final class TunnelTable {
     var socketOwners: [Int: UInt32] = [:]
     var identitySockets: [UInt32: Int] = [:]
     var tunnels: [NodePair: Tunnel] = [:]
+    /// Where each PILS is opened, kept from one to the next (as long as the longest so far):
+    /// only the packet's payload is copied out of it.
+    var opened: [UInt8] = []
     /// What the sessions dropped so far carried, per local identity (`traffic(of:)`).
     var droppedTraffic: [UInt32: TunnelTraffic] = [:]
     /// What the identities removed so far carried: kept so that `totalTraffic` never goes down.
