@@ -45,7 +45,7 @@ public actor IdentityPool {
     var namesByNode: [UInt32: String] = [:]
     /// Identities with a UDP socket of their own register its address instead of the shared one.
     var ownListenAddresses: [String: String] = [:]
-    var trusts: [String: [UInt32: TrustRecord]] = [:]
+    var trusts: [String: TrustTable] = [:]
     var unsealed: [String: Ed25519PrivateKey] = [:]
     /// The registry said in `register_ok` that it takes changes signed over their values and a
     /// nonce (`SignedChange`); the last reply decides. Nil before the first reply.
@@ -76,7 +76,7 @@ public actor IdentityPool {
         sortedNames = loaded.keys.sorted()
         namesByNode = Dictionary(loaded.values.map { ($0.nodeID, $0.name) }, uniquingKeysWith: { first, _ in first })
         unsealed = [:]
-        trusts = try store.allTrust().mapValues { entries in Dictionary(entries.map { ($0.peerNode, $0) }, uniquingKeysWith: { $1 }) }
+        trusts = try store.allTrust().mapValues(TrustTable.init)
         if let first = loaded.keys.min() { _ = try key(first) }
     }
 
