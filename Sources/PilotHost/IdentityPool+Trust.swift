@@ -12,15 +12,15 @@ extension IdentityPool {
 
     public func trust(of name: String, peer: UInt32) -> TrustRecord? { trusts[name]?[peer] }
 
-    /// The peers `name` has business with: trust entries not rejected (what it is related to on
-    /// the fabric once it joins).
-    public func relatedPeers(of name: String) -> Set<UInt32> {
-        Set(trust(of: name).filter { $0.state != .rejected }.map(\.peerNode))
+    /// The peers `name` has business with, in increasing order: trust entries not rejected (what
+    /// it is related to on the fabric once it joins).
+    public func relatedPeers(of name: String) -> [UInt32] {
+        trust(of: name).compactMap { $0.state != .rejected ? $0.peerNode : nil }
     }
 
     /// Each private identity with peers it has business with, by node id: what the fabric needs
     /// to join it when one of them calls before it has joined.
-    public var privateRelations: [(local: UInt32, remotes: Set<UInt32>)] {
+    public var privateRelations: [(local: UInt32, remotes: [UInt32])] {
         records.values.compactMap { record in
             guard !record.isPublic, record.nodeID != 0 else { return nil }
             let peers = relatedPeers(of: record.name)
