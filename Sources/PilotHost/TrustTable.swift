@@ -11,9 +11,14 @@ struct TrustTable: Sendable {
 
     init() {}
 
-    /// `entries` in any order; of two for the same peer, the later wins.
-    init(_ unordered: some Sequence<TrustRecord>) {
-        for entry in unordered { self[entry.peerNode] = entry }
+    /// `entries` in any order; of two for the same peer, the later wins. Entries already in
+    /// order, one per peer (as `host.db` lists them), are kept as they are, in the same array.
+    init(_ entries: [TrustRecord]) {
+        if zip(entries, entries.dropFirst()).allSatisfy({ $0.peerNode < $1.peerNode }) {
+            self.entries = entries
+        } else {
+            for entry in entries { self[entry.peerNode] = entry }
+        }
     }
 
     /// The entry for `peer`; setting nil removes it.

@@ -30,5 +30,10 @@ final class TrustTableTests: XCTestCase {
         ])
         XCTAssertEqual(table.entries.map(\.peerNode), [2, 7])
         XCTAssertEqual(table[7]?.updatedAt, 3)
+
+        var ordered = TrustTable([TrustRecord(peerNode: 2, state: .trusted, updatedAt: 1), TrustRecord(peerNode: 5, state: .pendingIn, updatedAt: 2)])
+        XCTAssertEqual(ordered.entries.map(\.peerNode), [2, 5])
+        ordered[3] = TrustRecord(peerNode: 3, state: .pendingOut, updatedAt: 3)
+        XCTAssertEqual(ordered.entries.map(\.peerNode), [2, 3, 5])
     }
 }
