@@ -1,4 +1,4 @@
-import NIOConcurrencyHelpers
+import Synchronization
 
 /// The access policy of one control socket's subject as it is now, shared by its listener and
 /// every connection it accepted: changing it changes who may send the next request on
@@ -6,15 +6,18 @@ import NIOConcurrencyHelpers
 ///
 /// An identity has one gate for its lifetime. One created again under a deleted identity's name
 /// gets a new gate, so a connection opened for the old one is never served as the new one.
+///
+/// The policy and its lock are in the gate itself, one allocation: a host keeps a gate for each
+/// of its identities.
 public final class AccessGate: Sendable {
-    private let current: NIOLockedValueBox<AccessPolicy>
+    private let current: Mutex<AccessPolicy>
 
     public init(_ policy: AccessPolicy) {
-        current = NIOLockedValueBox(policy)
+        current = Mutex(policy)
     }
 
     public var policy: AccessPolicy {
-        get { current.withLockedValue { $0 } }
-        set { current.withLockedValue { $0 = newValue } }
+        get { current.withLock { $0 } }
+        set { current.withLock { $0 = newValue } }
     }
 }

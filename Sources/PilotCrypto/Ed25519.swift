@@ -28,6 +28,11 @@ public struct Ed25519PublicKey: Hashable, Sendable {
         self.bytes = bytes
     }
 
+    /// The public half of a libsodium secret key (seed ‖ public key).
+    fileprivate init(halfOf secretKey: UnsafeRawBufferPointer) {
+        bytes = Array(secretKey[Self.size...])
+    }
+
     /// The reference's text form: standard base64 of the 32 bytes.
     public var base64: String { Base64.encode(bytes) }
 
@@ -40,45 +45,48 @@ public struct Ed25519PublicKey: Hashable, Sendable {
     }
 }
 
-/// An Ed25519 signing key. The 64-byte libsodium secret key (seed ‖ public key) lives in
-/// `SecretBytes` and is zeroed when the key is released.
-public final class Ed25519PrivateKey: Sendable {
+/// An Ed25519 signing key: the 64-byte libsodium secret key (seed ‖ public key), in one heap
+/// object that zeroes it when the last copy of the key goes away.
+///
+/// One object, not a key object, a `SecretBytes` and its buffer and a public key array: a host
+/// keeps the key of every identity that has signed (heartbeats sign every 30 s), and each
+/// allocation costs its bytes and malloc's own. The public key is read from the secret key's
+/// second half when asked for.
+public struct Ed25519PrivateKey: @unchecked Sendable {
+    // @unchecked: `secret` (a ManagedBuffer, which is never Sendable) is written by `Secret.make`
+    // before the key exists and only read afterwards.
+
     /// The libsodium secret key's size: seed and public key.
     public static let secretSize = 64
     /// The seed's size: what a key is made from.
     public static let seedSize = 32
 
-    private let secret: SecretBytes
-    /// The key that verifies this key's signatures.
-    public let publicKey: Ed25519PublicKey
+    private let secret: Secret
 
     /// A fresh random key.
-    public convenience init() throws(CryptoError) {
+    public init() throws(CryptoError) {
         try Sodium.ensureInitialised()
-        var publicBytes = [UInt8](repeating: 0, count: Ed25519PublicKey.size)
-        let secret = SecretBytes(count: Self.secretSize) { buffer in
-            _ = crypto_sign_keypair(&publicBytes, buffer.bindMemory(to: UInt8.self).baseAddress.unsafelyAssumingNonNil)
+        secret = Secret.make { key in
+            var publicBytes = [UInt8](repeating: 0, count: Ed25519PublicKey.size)
+            _ = crypto_sign_keypair(&publicBytes, key)
         }
-        try self.init(secret: secret, publicKey: Ed25519PublicKey(bytes: publicBytes))
     }
 
     /// The key derived from a 32-byte seed (deterministic).
-    public convenience init(seed: [UInt8]) throws(CryptoError) {
+    public init(seed: [UInt8]) throws(CryptoError) {
         try Sodium.ensureInitialised()
         guard seed.count == Self.seedSize else {
             throw .invalidLength(what: "Ed25519 seed", expected: Self.seedSize, actual: seed.count)
         }
-        var publicBytes = [UInt8](repeating: 0, count: Ed25519PublicKey.size)
-        let secret = SecretBytes(count: Self.secretSize) { buffer in
-            _ = crypto_sign_seed_keypair(
-                &publicBytes, buffer.bindMemory(to: UInt8.self).baseAddress.unsafelyAssumingNonNil, seed)
+        secret = Secret.make { key in
+            var publicBytes = [UInt8](repeating: 0, count: Ed25519PublicKey.size)
+            _ = crypto_sign_seed_keypair(&publicBytes, key, seed)
         }
-        try self.init(secret: secret, publicKey: Ed25519PublicKey(bytes: publicBytes))
     }
 
     /// From the 64-byte libsodium/Go secret key (seed ‖ public key). Fails if the public half does
     /// not belong to the seed.
-    public convenience init(secretKey: [UInt8]) throws(CryptoError) {
+    public init(secretKey: [UInt8]) throws(CryptoError) {
         guard secretKey.count == Self.secretSize else {
             throw .invalidLength(what: "Ed25519 private key", expected: Self.secretSize, actual: secretKey.count)
         }
@@ -86,12 +94,12 @@ public final class Ed25519PrivateKey: Sendable {
         guard Sodium.constantTimeEqual(derived.publicKey.bytes, Array(secretKey[32..<64])) else {
             throw .keyMismatch
         }
-        self.init(secret: derived.secret, publicKey: derived.publicKey)
+        self = derived
     }
 
     /// From the reference's identity file fields: base64 of the 64-byte private key and of the
     /// 32-byte public key, which must match.
-    public convenience init(base64 privateText: String, publicKey publicText: String? = nil) throws(CryptoError) {
+    public init(base64 privateText: String, publicKey publicText: String? = nil) throws(CryptoError) {
         guard var bytes = try? Base64.decode(privateText), bytes.count == Self.secretSize else {
             throw .invalidBase64(what: "Ed25519 private key")
         }
@@ -100,10 +108,8 @@ public final class Ed25519PrivateKey: Sendable {
         if let publicText, try Ed25519PublicKey(base64: publicText) != publicKey { throw .keyMismatch }
     }
 
-    private init(secret: SecretBytes, publicKey: Ed25519PublicKey) {
-        self.secret = secret
-        self.publicKey = publicKey
-    }
+    /// The key that verifies this key's signatures.
+    public var publicKey: Ed25519PublicKey { secret.withUnsafeBytes { Ed25519PublicKey(halfOf: $0) } }
 
     /// The 64-byte secret key in the reference's base64 text form.
     public var base64: String { secret.withUnsafeBytes { Base64.encode($0) } }
@@ -125,4 +131,27 @@ public final class Ed25519PrivateKey: Sendable {
 
     /// A detached signature of the UTF-8 bytes of `text` (the registry's challenge strings).
     public func sign(_ text: String) -> [UInt8] { sign(Array(text.utf8)) }
+
+    /// The 64 bytes of the secret key, in the object's own allocation (after its header), zeroed
+    /// in deinit.
+    private final class Secret: ManagedBuffer<Void, UInt8> {
+        /// A secret key written by `fill`, given its 64 bytes zeroed.
+        static func make(_ fill: (UnsafeMutablePointer<UInt8>) -> Void) -> Secret {
+            // `create` makes an instance of the class it is called on.
+            let secret = unsafeDowncast(create(minimumCapacity: Ed25519PrivateKey.secretSize) { _ in }, to: Secret.self)
+            secret.withUnsafeMutablePointerToElements { key in
+                key.initialize(repeating: 0, count: Ed25519PrivateKey.secretSize)
+                fill(key)
+            }
+            return secret
+        }
+
+        deinit {
+            withUnsafeMutablePointerToElements { key in Sodium.zero(key, count: Ed25519PrivateKey.secretSize) }
+        }
+
+        func withUnsafeBytes<R>(_ body: (UnsafeRawBufferPointer) -> R) -> R {
+            withUnsafeMutablePointerToElements { key in body(UnsafeRawBufferPointer(start: key, count: Ed25519PrivateKey.secretSize)) }
+        }
+    }
 }

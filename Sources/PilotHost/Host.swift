@@ -510,8 +510,18 @@ public final class Host: Sendable {
 
     private func socketPath(_ name: String) -> String { Self.socketPath(of: name, in: configuration.runtimeDirectory) }
 
-    /// Where identity `name`'s control socket is, under the runtime directory `runtime`.
-    static func socketPath(of name: String, in runtime: String) -> String { runtime + "/id/\(name).sock" }
+    /// Where identity `name`'s control socket is, under the runtime directory `runtime`: made
+    /// to its length (the listener keeps every identity's path; `+` leaves it half as long again).
+    static func socketPath(of name: String, in runtime: String) -> String {
+        let (directory, suffix) = ("/id/", ".sock")
+        var path = ""
+        path.reserveCapacity(runtime.utf8.count + directory.utf8.count + name.utf8.count + suffix.utf8.count)
+        path += runtime
+        path += directory
+        path += name
+        path += suffix
+        return path
+    }
 
     /// Serves `record`'s socket, in place of the one it had, and sets its gate to the record's
     /// owner and groups. A gate is made for an identity that has none, and with `newGate` (a

@@ -12,7 +12,11 @@ import PilotWire
 /// files (`send-message`, `inbox`, `upload` then `send-file`, `received`, `received-chunk`) and
 /// events (`subscribe`, `publish`), custom networks (`network-list`, `network-members`,
 /// `network-join`, `network-leave`, `network-create`) and `broadcast`.
-struct IdentityCommands: Sendable {
+///
+/// A class: the two closures an identity's socket keeps (its requests' handler and its driver
+/// sessions' factory) capture this one object, and a closure whose one capture is an object
+/// is that object, where a copy of a struct would be a context of its own for each.
+final class IdentityCommands: Sendable {
     /// What every identity's commands use: one object for the host, so that each identity's
     /// socket holds a reference and a name (a host of 100,000 identities holds 100,000 of them).
     final class Services: Sendable {
@@ -43,6 +47,11 @@ struct IdentityCommands: Sendable {
 
     let services: Services
     let name: String
+
+    init(services: Services, name: String) {
+        self.services = services
+        self.name = name
+    }
 
     var pool: IdentityPool { services.pool }
     var presence: Presence { services.presence }

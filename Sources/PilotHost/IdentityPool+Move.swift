@@ -60,7 +60,7 @@ extension IdentityPool {
         let record = IdentityRecord(
             name: name, nodeID: node, network: parcel.network, sealedKey: keys.seal(key), hostname: parcel.hostname, tags: parcel.tags,
             isPublic: parcel.isPublic, ownerUID: owner, createdAt: Int64(Date().timeIntervalSince1970), autoApprove: parcel.autoApprove)
-        var trusted: [UInt32: TrustRecord] = [:]
+        var trusted = TrustTable()
         for entry in parcel.trust {
             guard let state = TrustRecord.State(rawValue: entry.state) else { continue }
             trusted[entry.peer] = TrustRecord(
@@ -71,7 +71,7 @@ extension IdentityPool {
             for (change, reply) in zip(changes, try await registry.send(batch: changes)) where reply.type != "\(change.type)_ok" {
                 throw PoolError.registry("\(change.type): \(reply["error"]?.stringValue ?? reply.type)")
             }
-            try store(record, trust: Array(trusted.values), messages: parcel.messages)
+            try store(record, trust: trusted.entries, messages: parcel.messages)
         } catch {
             await deregister(key, node: node)
             throw error

@@ -106,9 +106,13 @@ extension IdentityPool {
         for chunk in chunks(of: wanted.filter { failed[$0] == nil }) {
             var requests: [RegistryMessage] = []
             var sent: [String] = []
-            for name in chunk {
+            // The chunk's keys first, then its messages: the keys, kept, lie side by side in the
+            // heap instead of each between messages that are freed once the batch is answered
+            // (holes that would keep most of those pages resident).
+            let keys = chunk.map { name in (name, Result { try key(name) }) }
+            for (name, key) in keys {
                 do {
-                    requests.append(registration(try key(name), listenAddress: ownListenAddresses[name] ?? listenAddress))
+                    requests.append(registration(try key.get(), listenAddress: ownListenAddresses[name] ?? listenAddress))
                     sent.append(name)
                 } catch {
                     failed[name] = "\(error)"

@@ -8,21 +8,19 @@ public import PilotWire
 /// directly, their answers, and trust reported so `resolve` follows it.
 extension IdentityPool {
     /// `name`'s trust entries, by peer.
-    public func trust(of name: String) -> [TrustRecord] {
-        (trusts[name] ?? [:]).values.sorted { $0.peerNode < $1.peerNode }
-    }
+    public func trust(of name: String) -> [TrustRecord] { trusts[name]?.entries ?? [] }
 
     public func trust(of name: String, peer: UInt32) -> TrustRecord? { trusts[name]?[peer] }
 
-    /// The peers `name` has business with: trust entries not rejected (what it is related to on
-    /// the fabric once it joins).
-    public func relatedPeers(of name: String) -> Set<UInt32> {
-        Set((trusts[name] ?? [:]).values.filter { $0.state != .rejected }.map(\.peerNode))
+    /// The peers `name` has business with, in increasing order: trust entries not rejected (what
+    /// it is related to on the fabric once it joins).
+    public func relatedPeers(of name: String) -> [UInt32] {
+        trust(of: name).compactMap { $0.state != .rejected ? $0.peerNode : nil }
     }
 
     /// Each private identity with peers it has business with, by node id: what the fabric needs
     /// to join it when one of them calls before it has joined.
-    public var privateRelations: [(local: UInt32, remotes: Set<UInt32>)] {
+    public var privateRelations: [(local: UInt32, remotes: [UInt32])] {
         records.values.compactMap { record in
             guard !record.isPublic, record.nodeID != 0 else { return nil }
             let peers = relatedPeers(of: record.name)
@@ -34,7 +32,7 @@ extension IdentityPool {
     public func setTrust(_ record: TrustRecord, for name: String) throws {
         guard records[name] != nil else { throw PoolError.notFound(name) }
         try store.setTrust(record, identity: name)
-        trusts[name, default: [:]][record.peerNode] = record
+        trusts[name, default: TrustTable()][record.peerNode] = record
     }
 
     public func removeTrust(peer: UInt32, for name: String) throws {

@@ -45,7 +45,7 @@ public actor IdentityPool {
     var namesByNode: [UInt32: String] = [:]
     /// Identities with a UDP socket of their own register its address instead of the shared one.
     var ownListenAddresses: [String: String] = [:]
-    var trusts: [String: [UInt32: TrustRecord]] = [:]
+    var trusts: [String: TrustTable] = [:]
     var unsealed: [String: Ed25519PrivateKey] = [:]
     /// The registry said in `register_ok` that it takes changes signed over their values and a
     /// nonce (`SignedChange`); the last reply decides. Nil before the first reply.
@@ -70,13 +70,18 @@ public actor IdentityPool {
     /// key stops the load with an error naming the identity (it would otherwise look like data
     /// loss later). A single damaged row is reported when its key is first used.
     public func load() throws {
-        var loaded: [String: IdentityRecord] = [:]
-        for record in try store.all() { loaded[record.name] = record }
+        let all = try store.all()
+        // Made at its size, not grown through ever larger tables, each freed behind it.
+        var loaded = [String: IdentityRecord](minimumCapacity: all.count)
+        for record in all { loaded[record.name] = record }
         records = loaded
         sortedNames = loaded.keys.sorted()
         namesByNode = Dictionary(loaded.values.map { ($0.nodeID, $0.name) }, uniquingKeysWith: { first, _ in first })
         unsealed = [:]
-        trusts = try store.allTrust().mapValues { entries in Dictionary(entries.map { ($0.peerNode, $0) }, uniquingKeysWith: { $1 }) }
+        trusts = try store.allTrust().mapValues(TrustTable.init)
+        // Every row was read once: the pages SQLite cached for that (up to its 2 MB) would stay
+        // for nothing.
+        store.releaseMemory()
         if let first = loaded.keys.min() { _ = try key(first) }
     }
 

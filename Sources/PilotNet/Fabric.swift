@@ -261,9 +261,9 @@ public final class Fabric: Sendable {
 
     /// Identities not on the fabric (not added: they join when first needed), each with the
     /// remote nodes it has business with: a key exchange, or a frame of a session from before
-    /// a restart, from one of those asks for it (`onWake`) instead of being dropped. An empty
-    /// set forgets the identity.
-    public func rest(_ identities: [(local: UInt32, remotes: Set<UInt32>)]) async throws {
+    /// a restart, from one of those asks for it (`onWake`) instead of being dropped. None
+    /// forgets the identity.
+    public func rest(_ identities: [(local: UInt32, remotes: [UInt32])]) async throws {
         try await loop.submit { [state] in
             for (local, remotes) in identities { state.value.table.rest(local, relatedTo: remotes) }
         }.get()

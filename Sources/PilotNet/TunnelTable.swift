@@ -279,8 +279,8 @@ public final class TunnelTable {
     var lastNoSessionAnswer: [NodePair: NIODeadline] = [:]
     /// Identities of the host not added yet (they join when first needed), by the remote nodes
     /// each has business with, and those remotes by identity.
-    var resting: [UInt32: Set<UInt32>] = [:]
-    var restingRelations: [UInt32: Set<UInt32>] = [:]
+    var resting: [UInt32: NodeSet] = [:]
+    var restingRelations: [UInt32: NodeSet] = [:]
     /// Resting identities asked to join, and when.
     var waking: [UInt32: NIODeadline] = [:]
     /// Frames from each remote that asked for a resting identity, taken again when it has joined.
@@ -377,13 +377,15 @@ public final class TunnelTable {
 
     /// `local` is an identity of the host not added (it has not joined), with business (trust,
     /// a handshake under way) with `remotes`: a key exchange or a frame no session opens from
-    /// one of them asks for it (`wake`) instead of being dropped. An empty set forgets it.
-    public func rest(_ local: UInt32, relatedTo remotes: Set<UInt32>) {
+    /// one of them asks for it (`wake`) instead of being dropped. `remotes` may come in any order
+    /// and repeat; none forgets it.
+    public func rest(_ local: UInt32, relatedTo remotes: [UInt32]) {
         for remote in restingRelations.removeValue(forKey: local) ?? [] {
             resting[remote]?.remove(local)
             if resting[remote]?.isEmpty == true { resting[remote] = nil }
         }
         guard !remotes.isEmpty else { return }
+        let remotes = NodeSet(remotes)
         restingRelations[local] = remotes
         for remote in remotes { resting[remote, default: []].insert(local) }
     }
@@ -395,7 +397,7 @@ public final class TunnelTable {
         rest(local, relatedTo: [])
         waking[local] = nil
         var actions: TunnelActions = []
-        for remote in remotes.sorted() {
+        for remote in remotes {
             // Taken out first: taken again, they are held anew for identities still asleep.
             for frame in held.removeValue(forKey: remote) ?? [] where now - frame.at < timing.wakeWait {
                 actions += dispatch(frame.frame, arrival: frame.arrival, now: now)
@@ -414,7 +416,7 @@ public final class TunnelTable {
         frames.append((frame, arrival, now))
         held[remote] = frames
         var actions: TunnelActions = []
-        for local in asleep.sorted() where identities[local] == nil && (waking[local].map { now - $0 >= timing.wakeWait } ?? true) {
+        for local in asleep where identities[local] == nil && (waking[local].map { now - $0 >= timing.wakeWait } ?? true) {
             waking[local] = now
             counters.wakes += 1
             actions.append(.wake(local: local))

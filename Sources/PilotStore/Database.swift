@@ -44,6 +44,12 @@ public final class Database {
 
     var rawHandle: OpaquePointer? { handle }
 
+    /// Gives back what SQLite holds for this connection and can do without: the cache of pages it
+    /// has read (`sqlite3_db_release_memory`). Pages read again later come from the file.
+    public func releaseMemory() {
+        _ = sqlite3_db_release_memory(handle)
+    }
+
     /// Runs one or more statements that return no rows.
     public func execute(_ sql: String) throws(StoreError) {
         var error: UnsafeMutablePointer<CChar>?
@@ -78,11 +84,23 @@ public final class Database {
 
     /// Every row `sql` returns, each as its column values.
     public func rows(_ sql: String, _ bindings: [SQLValue] = []) throws(StoreError) -> [[SQLValue]] {
+        try rows(sql, bindings) { $0 }
+    }
+
+    /// What `make` makes of each row, in order (see `forEachRow`).
+    public func rows<Value>(_ sql: String, _ bindings: [SQLValue] = [], _ make: ([SQLValue]) -> Value) throws(StoreError) -> [Value] {
+        var values: [Value] = []
+        try forEachRow(sql, bindings) { values.append(make($0)) }
+        return values
+    }
+
+    /// Hands each row of `sql` to `body` as it is read, and lets it go: loading every identity
+    /// holds one row at a time, not all of them (whose buffers, freed between what is kept,
+    /// would leave the heap full of holes).
+    public func forEachRow(_ sql: String, _ bindings: [SQLValue] = [], _ body: ([SQLValue]) -> Void) throws(StoreError) {
         let statement = try prepare(sql)
         try statement.bind(bindings)
-        var rows: [[SQLValue]] = []
-        while try statement.step() { rows.append(statement.row) }
-        return rows
+        while try statement.step() { body(statement.row) }
     }
 
     /// Runs `body` in one transaction: committed when it returns, rolled back when it throws.

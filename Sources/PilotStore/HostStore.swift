@@ -356,6 +356,9 @@ public final class HostStore {
         return try body()
     }
 
+    /// Gives back SQLite's cache of the pages read so far (see `Database.releaseMemory`).
+    public func releaseMemory() { db.releaseMemory() }
+
     /// Every identity, by name.
     public func all() throws -> [IdentityRecord] {
         try records(where: "1", [])
@@ -380,7 +383,7 @@ public final class HostStore {
                 pending_key, lease_pid, lease_start, lease_boot
             FROM identity WHERE \(condition) ORDER BY name
             """, bindings
-        ).map { row in
+        ) { row in
             IdentityRecord(
                 name: row[1].text ?? "", nodeID: UInt32(truncatingIfNeeded: row[2].integer ?? 0),
                 network: UInt16(truncatingIfNeeded: row[3].integer ?? 0), sealedKey: row[4].blob ?? [],
@@ -437,13 +440,13 @@ public final class HostStore {
     /// Every trust entry, by identity name.
     public func allTrust() throws -> [String: [TrustRecord]] {
         var entries: [String: [TrustRecord]] = [:]
-        let rows = try db.rows(
+        try db.forEachRow(
             """
             SELECT identity.name, peer_node, peer_key, state, reason, updated_at, mutual
             FROM trust JOIN identity ON identity.id = trust.identity_id ORDER BY identity.name, peer_node
-            """)
-        for row in rows {
-            guard let name = row[0].text, let state = row[3].text.flatMap(TrustRecord.State.init(rawValue:)) else { continue }
+            """
+        ) { row in
+            guard let name = row[0].text, let state = row[3].text.flatMap(TrustRecord.State.init(rawValue:)) else { return }
             entries[name, default: []].append(TrustRecord(
                 peerNode: UInt32(truncatingIfNeeded: row[1].integer ?? 0), peerKey: row[2].blob, state: state,
                 reason: row[4].text ?? "", updatedAt: row[5].integer ?? 0, mutual: row[6].integer == 1))

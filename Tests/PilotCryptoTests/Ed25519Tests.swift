@@ -29,6 +29,21 @@ final class Ed25519Tests: XCTestCase {
         XCTAssertTrue(key.publicKey.isValidSignature(key.sign([]), for: []))
     }
 
+    func testAKeyFromItsSeedSignsAsItDoesAndACopyOutlivesTheOriginal() throws {
+        var copy: Ed25519PrivateKey?
+        do {
+            let key = try Ed25519PrivateKey()
+            copy = key
+            let again = try Ed25519PrivateKey(seed: key.seed.bytes)
+            XCTAssertEqual(again.publicKey, key.publicKey)
+            XCTAssertEqual(again.base64, key.base64)
+            XCTAssertEqual(again.sign("heartbeat:7"), key.sign("heartbeat:7"))
+        }
+        let key = try XCTUnwrap(copy)
+        XCTAssertTrue(key.publicKey.isValidSignature(key.sign("heartbeat:8"), for: Array("heartbeat:8".utf8)))
+        XCTAssertEqual(try Ed25519PrivateKey(seed: key.seed.bytes).publicKey, key.publicKey)
+    }
+
     func testReferenceTextFormRoundTripsAndMustMatch() throws {
         let key = try Ed25519PrivateKey()
         let loaded = try Ed25519PrivateKey(base64: key.base64, publicKey: key.publicKey.base64)

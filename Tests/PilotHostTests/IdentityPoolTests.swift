@@ -145,6 +145,37 @@ final class IdentityPoolTests: XCTestCase {
         }
     }
 
+    func testTrustIsListedInPeerOrderAndSurvivesARestart() async throws {
+        try await withRendezvous { client, _, directory in
+            let pool = try makePool(directory, client)
+            _ = try await pool.create(name: "alice", IdentityPool.Request(owner: 1000))
+            try await pool.setTrust(TrustRecord(peerNode: 9, state: .pendingIn, reason: "hello", updatedAt: 1), for: "alice")
+            try await pool.setTrust(TrustRecord(peerNode: 3, state: .pendingOut, updatedAt: 2), for: "alice")
+            try await pool.setTrust(TrustRecord(peerNode: 5, state: .rejected, updatedAt: 3), for: "alice")
+            try await pool.setTrust(TrustRecord(peerNode: 3, state: .trusted, updatedAt: 4, mutual: true), for: "alice")
+            var peers = await pool.trust(of: "alice").map(\.peerNode)
+            XCTAssertEqual(peers, [3, 5, 9])
+            var related = await pool.relatedPeers(of: "alice")
+            XCTAssertEqual(related, [3, 9])
+            try await pool.removeTrust(peer: 9, for: "alice")
+            let removed = await pool.trust(of: "alice", peer: 9)
+            XCTAssertNil(removed)
+            let trusted = await pool.trust(of: "alice", peer: 3)
+            XCTAssertEqual(trusted?.state, .trusted)
+
+            let restarted = try makePool(directory, client)
+            try await restarted.load()
+            peers = await restarted.trust(of: "alice").map(\.peerNode)
+            XCTAssertEqual(peers, [3, 5])
+            let reloaded = await restarted.trust(of: "alice", peer: 3)
+            XCTAssertEqual(reloaded, trusted)
+            related = await restarted.relatedPeers(of: "alice")
+            XCTAssertEqual(related, [3])
+            let none = await restarted.trust(of: "nobody")
+            XCTAssertEqual(none, [])
+        }
+    }
+
     func testDeleteDeregistersAndForgets() async throws {
         try await withRendezvous { client, registry, directory in
             let pool = try makePool(directory, client)

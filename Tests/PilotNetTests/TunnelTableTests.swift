@@ -768,6 +768,23 @@ extension TunnelTableTests {
         XCTAssertEqual(b.receive(fromPeer, from: endpointA, socket: 0, now: now + .seconds(8)), [])
     }
 
+    /// Several identities rest with one peer: its exchange asks for each, in node order; one
+    /// forgotten, or put at rest again with other peers only, is asked for no more.
+    func testEveryIdentityRestingWithAPeerIsAskedForUntilItRestsWithOthers() throws {
+        let nodes = try make(1, 2, 3)
+        let b = TunnelTable()
+        b.rest(3, relatedTo: [1, 5, 1])
+        b.rest(2, relatedTo: [5, 1])
+        let fromPeer = try XCTUnwrap(try TunnelFrameBytes.pila(of: nodes[0].identity, sendingTo: b, endpoint: endpointB, now: now))
+        XCTAssertEqual(b.receive(fromPeer, from: endpointA, socket: 0, now: now), [.wake(local: 2), .wake(local: 3), .lookUpKey(1)])
+
+        b.rest(3, relatedTo: [5])
+        b.rest(2, relatedTo: [])
+        _ = b.tick(now: now + .seconds(4))
+        XCTAssertEqual(b.receive(fromPeer, from: endpointA, socket: 0, now: now + .seconds(4)), [])
+        XCTAssertEqual(b.counters.wakes, 2)
+    }
+
     /// A key exchange the beacon relays to a resting identity by name (0x09) wakes it, and the
     /// answer goes back through the beacon; one for a node of no one here is misrouted.
     func testAnExchangeRelayedByTheBeaconToARestingIdentityWakesIt() throws {

@@ -81,6 +81,20 @@ final class DatabaseTests: XCTestCase {
         XCTAssertEqual(row[4], .blob([]))
     }
 
+    func testRowsAreHandedOverInOrderOneAtATime() throws {
+        let db = try Database(path: path)
+        try db.execute("CREATE TABLE v (n INTEGER, t TEXT)")
+        for n in [3, 1, 2] { try db.run("INSERT INTO v VALUES (?, ?)", [.integer(Int64(n)), .text("row \(n)")]) }
+        let texts = try db.rows("SELECT n, t FROM v WHERE n > ? ORDER BY n", [.integer(1)]) { $0[1].text ?? "" }
+        XCTAssertEqual(texts, ["row 2", "row 3"])
+        var seen: [Int64] = []
+        try db.forEachRow("SELECT n FROM v ORDER BY n DESC") { seen.append($0[0].integer ?? 0) }
+        XCTAssertEqual(seen, [3, 2, 1])
+        // What was read, and the cache of its pages given back, reads again the same.
+        db.releaseMemory()
+        XCTAssertEqual(try db.rows("SELECT n FROM v ORDER BY n").map { $0[0] }, [.integer(1), .integer(2), .integer(3)])
+    }
+
     func testBadSQLNamesTheStatement() throws {
         let db = try Database(path: path)
         XCTAssertThrowsError(try db.prepare("SELEC 1")) { error in
