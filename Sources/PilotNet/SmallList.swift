@@ -53,17 +53,12 @@ public struct SmallList<Element>: RandomAccessCollection {
         for element in other { append(element) }
     }
 
-    /// `append(contentsOf:)`, as `Array.add`.
-    public mutating func add(_ other: SmallList) { append(contentsOf: other) }
-
-    /// This list followed by `other`.
-    public func adding(_ other: SmallList) -> SmallList {
-        var result = self
-        result.append(contentsOf: other)
+    /// `left` followed by `right`, without new storage when either is empty.
+    public static func + (left: SmallList, right: SmallList) -> SmallList {
+        var result = left
+        result.append(contentsOf: right)
         return result
     }
-
-    public static func + (left: SmallList, right: SmallList) -> SmallList { left.adding(right) }
 
     public static func += (left: inout SmallList, right: SmallList) { left.append(contentsOf: right) }
 }

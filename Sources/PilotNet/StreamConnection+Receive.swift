@@ -20,7 +20,7 @@ extension StreamConnection {
             peerIsPilotHost = packet.window == Self.pilotHostSynWindow
             outputs.append(.connected)
             outputs.append(.packet(self.packet(flags: .ack, sequence: sendNext, acknowledgment: receiveNext)))
-            outputs.add(transmit(now: now))
+            outputs += transmit(now: now)
             return outputs
         }
         if packet.flags.contains(.syn) {
@@ -43,27 +43,27 @@ extension StreamConnection {
             if let selective = try? SelectiveAck(decoding: packet.payload) {
                 traffic.sacksReceived += 1
                 markSacked(selective.blocks, above: packet.acknowledgment)
-                outputs.add(acknowledge(packet.acknowledgment, pure: false, now: now))
+                outputs += acknowledge(packet.acknowledgment, pure: false, now: now)
                 noteReneging(packet.acknowledgment)
-                outputs.add(retransmitHoles(now: now))
-                outputs.add(transmit(now: now))
-                outputs.add(deliverHeldSegments())
+                outputs += retransmitHoles(now: now)
+                outputs += transmit(now: now)
+                outputs += deliverHeldSegments()
                 return outputs
             }
-            outputs.add(acknowledge(packet.acknowledgment, pure: packet.payload.isEmpty && !windowMoved, now: now))
+            outputs += acknowledge(packet.acknowledgment, pure: packet.payload.isEmpty && !windowMoved, now: now)
             noteReneging(packet.acknowledgment)
         }
-        outputs.add(deliverHeldSegments())
+        outputs += deliverHeldSegments()
         if !packet.payload.isEmpty && !packet.flags.contains(.fin) {
             traffic.segmentsReceived += 1
-            outputs.add(accept(data: packet.payload, at: packet.sequence, now: now))
+            outputs += accept(data: packet.payload, at: packet.sequence, now: now)
         }
         if packet.flags.contains(.fin) {
-            outputs.add(receiveFin(packet, now: now))
+            outputs += receiveFin(packet, now: now)
             return outputs
         }
-        outputs.add(transmit(now: now))
-        outputs.add(finishIfDone(now: now))
+        outputs += transmit(now: now)
+        outputs += finishIfDone(now: now)
         return outputs
     }
 

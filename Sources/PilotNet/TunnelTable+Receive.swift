@@ -127,7 +127,7 @@ extension TunnelTable {
         // the way it now comes.
         let changed = learn(arrival, for: remote, now: now)
         counters.delivered += 1
-        return TunnelActions(.deliver(local: tunnel.local, packet)).adding(changed)
+        return TunnelActions(.deliver(local: tunnel.local, packet)) + changed
     }
 
     /// `frame` opened on `tunnel` into `opened`: the plaintext's length, or nil when the tag

@@ -26,7 +26,7 @@ extension TunnelTable {
         guard let path = paths[remote] else { throw .noEndpoint(remote) }
         let pair = NodePair(local: local, remote: remote)
         if let tunnel = tunnels[pair] {
-            return actions.adding(seal(packet, on: tunnel, path: path, now: now))
+            return actions + seal(packet, on: tunnel, path: path, now: now)
         }
         let plaintext: [UInt8]
         do { plaintext = try packet.encoded() } catch { throw .encoding("\(error)") }

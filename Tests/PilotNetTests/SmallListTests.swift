@@ -20,7 +20,7 @@ final class SmallListTests: XCTestCase {
                 var added = left
                 added += right
                 XCTAssertEqual(Array(added), expected)
-                XCTAssertEqual(Array(left.adding(right)), expected)
+                XCTAssertEqual(Array(SmallList() + left + right), expected)
             }
         }
         XCTAssertEqual(Array([7, 8] as SmallList<Int>), [7, 8])
